@@ -1,0 +1,47 @@
+/**
+ * The PostgreSQL pool: DATABASE_URL when set, otherwise an embedded server in the data folder.
+ * Migrations run before the pool is handed out. Closes what it opened.
+ */
+import fp from 'fastify-plugin';
+import pg from 'pg';
+import type { FastifyInstance } from 'fastify';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from '../src/db/embedded.ts';
+import { migrate } from '../src/storage/migrate.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    pg: pg.Pool;
+  }
+}
+
+// bigint (int8) stays a string: JavaScript numbers cannot hold every 64-bit id.
+pg.types.setTypeParser(pg.types.builtins.INT8, (v) => v);
+
+export default fp(
+  async function db(app: FastifyInstance) {
+    const { config } = app;
+    let embedded: EmbeddedDatabase | undefined;
+    let url = config.databaseUrl;
+    if (!url) {
+      app.log.info({ dataDir: config.dataDir }, 'starting embedded PostgreSQL');
+      embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, onLog: (m) => app.log.debug({ pg: m.trim() }, 'postgres') });
+      url = embedded.url;
+    }
+    const pool = new pg.Pool({ connectionString: url, max: config.dbPoolSize, application_name: 'tributary' });
+    pool.on('error', (err) => app.log.error({ err: err.message }, 'idle database connection failed'));
+    try {
+      const applied = await migrate(pool);
+      if (applied.length) app.log.info({ applied }, 'database migrated');
+    } catch (err) {
+      await pool.end();
+      await embedded?.stop();
+      throw err;
+    }
+    app.decorate('pg', pool);
+    app.addHook('onClose', async () => {
+      await pool.end();
+      await embedded?.stop();
+    });
+  },
+  { name: 'db', dependencies: ['config'] },
+);

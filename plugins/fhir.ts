@@ -1,0 +1,252 @@
+/**
+ * The FHIR R4 REST API on HTTP: it translates requests to the FHIR service and results back to
+ * HTTP (status, ETag, Location, Last-Modified, Prefer), and decides nothing itself.
+ * See: https://hl7.org/fhir/R4/http.html
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Bundle, BundleEntry, Resource } from '@medplum/fhirtypes';
+import type pg from 'pg';
+import { badRequest, fhirError, informational, outcome } from '../src/fhir/errors.ts';
+import type { RequestContext } from '../src/fhir/ports.ts';
+import type { FhirService, WriteOutcome } from '../src/fhir/service.ts';
+import type { StoredVersion } from '../src/storage/repository.ts';
+import { checkBundle, processBatch, processTransaction, type EntryReader } from '../src/fhir/bundle.ts';
+import { buildCapabilityStatement } from '../src/fhir/capability.ts';
+import { applySummary, parseElements, parseSummary } from '../src/fhir/summary.ts';
+import { checkAcceptable, parseJsonBody, sendJson, sendOutcome, single } from './fhir-http.ts';
+import { searchBundle } from '../src/fhir/search-bundle.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    fhir: FhirService;
+  }
+}
+
+type Q = Record<string, string | string[] | undefined>;
+
+const INTERACTIONS = ['read', 'vread', 'update', 'patch', 'delete', 'history-instance', 'history-type', 'create', 'search-type'];
+const SYSTEM_INTERACTIONS = ['transaction', 'batch', 'history-system'];
+
+function etag(v: number): string {
+  return `W/"${v}"`;
+}
+
+function lastModified(d: Date): string {
+  return d.toUTCString();
+}
+
+/** Reads the request's Prefer: return=... (minimal, representation, OperationOutcome). */
+function preferReturn(req: FastifyRequest): string {
+  const prefer = req.headers.prefer;
+  if (typeof prefer !== 'string') return 'representation';
+  const m = /return=(minimal|representation|OperationOutcome)/i.exec(prefer);
+  return m ? m[1] : 'representation';
+}
+
+export default async function fhirRoutes(app: FastifyInstance, opts: { prefix?: string; softwareVersion?: string }) {
+    const base = opts.prefix ?? '/fhir/r4';
+    const ctxOf = (req: FastifyRequest): RequestContext => ({ partitionId: 0, baseUrl: `${app.config.baseUrl}${base}`, requestId: req.id });
+
+    function sendStored(req: FastifyRequest, reply: FastifyReply, status: number, v: StoredVersion): FastifyReply {
+      reply.header('ETag', etag(v.version)).header('Last-Modified', lastModified(v.lastUpdated));
+      const q = req.query as Q;
+      const summary = parseSummary(single(q._summary, '_summary'));
+      const elements = parseElements(single(q._elements, '_elements'));
+      if (summary || elements) return sendJson(req, reply, status, applySummary(JSON.parse(v.json!), summary, elements));
+      return sendJson(req, reply, status, v.json!);
+    }
+
+    function sendWrite(req: FastifyRequest, reply: FastifyReply, w: WriteOutcome): FastifyReply {
+      const v = w.stored;
+      reply
+        .header('ETag', etag(v.version))
+        .header('Last-Modified', lastModified(v.lastUpdated))
+        .header('Location', `${ctxOf(req).baseUrl}/${v.type}/${v.id}/_history/${v.version}`);
+      const mode = preferReturn(req);
+      if (mode === 'minimal') return reply.code(w.status).send();
+      if (mode === 'OperationOutcome') return sendOutcome(req, reply, w.status, informational(`${v.type}/${v.id} version ${v.version} stored.`));
+      return sendJson(req, reply, w.status, v.json!);
+    }
+
+    function historyBundle(req: FastifyRequest, total: number, entries: StoredVersion[], self: string): Bundle {
+      const ctx = ctxOf(req);
+      return {
+        resourceType: 'Bundle',
+        type: 'history',
+        total,
+        link: [{ relation: 'self', url: self }],
+        entry: entries.map((v) => {
+          const fullUrl = `${ctx.baseUrl}/${v.type}/${v.id}`;
+          if (v.deleted) {
+            return { fullUrl, request: { method: 'DELETE', url: `${v.type}/${v.id}` }, response: { status: '410 Gone', lastModified: v.lastUpdated.toISOString() } };
+          }
+          return {
+            fullUrl,
+            resource: JSON.parse(v.json!) as Resource,
+            request: { method: v.version === 1 ? 'POST' : 'PUT', url: v.version === 1 ? v.type : `${v.type}/${v.id}` },
+            response: { status: v.version === 1 ? '201 Created' : '200 OK', etag: etag(v.version), lastModified: v.lastUpdated.toISOString() },
+          } as BundleEntry;
+        }),
+      };
+    }
+
+    async function history(req: FastifyRequest, reply: FastifyReply, type?: string, id?: string) {
+      const q = req.query as Q;
+      const count = intParam(single(q._count, '_count'), 20, 1, 1000, '_count');
+      const offset = intParam(single(q._offset, '_offset'), 0, 0, 1_000_000, '_offset');
+      const since = dateParam(single(q._since, '_since'), '_since');
+      const at = dateParam(single(q._at, '_at'), '_at');
+      const { total, entries } = await app.fhir.history(ctxOf(req), { type, id, since, at, count, offset });
+      const path = [type, id, '_history'].filter(Boolean).join('/');
+      const self = `${ctxOf(req).baseUrl}/${path}${req.url.includes('?') ? req.url.slice(req.url.indexOf('?')) : ''}`;
+      const bundle = historyBundle(req, total, entries, self);
+      if (offset + count < total) {
+        const next = new URLSearchParams(q as Record<string, string>);
+        next.set('_offset', String(offset + count));
+        next.set('_count', String(count));
+        bundle.link!.push({ relation: 'next', url: `${ctxOf(req).baseUrl}/${path}?${next}` });
+      }
+      return sendJson(req, reply, 200, bundle);
+    }
+
+    /** Runs a GET (read, vread, search, history) given as a relative URL: batch/transaction entries. */
+    const readEntry: EntryReader = async (ctx, url, client?: pg.PoolClient) => {
+      const [path, query = ''] = url.split('?', 2);
+      const parts = path.split('/').filter(Boolean);
+      if (parts.length === 2) return { status: 200, body: JSON.parse((await app.fhir.read(ctx, parts[0], parts[1])).json!) };
+      if (parts.length === 4 && parts[2] === '_history') return { status: 200, body: JSON.parse((await app.fhir.vread(ctx, parts[0], parts[1], parts[3])).json!) };
+      if (parts.length === 1) return { status: 200, body: await searchBundle(app.fhir, ctx, parts[0], new URLSearchParams(query), client) };
+      throw badRequest(`The entry URL "${url}" is not a read, vread or search.`);
+    };
+
+    app.addContentTypeParser(['application/json', 'application/fhir+json', 'application/json-patch+json'], { parseAs: 'buffer' }, (_req, body, done) => {
+      try {
+        done(null, parseJsonBody(body as Buffer));
+      } catch (err) {
+        done(err as Error, undefined);
+      }
+    });
+    app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
+      done(null, Object.fromEntries(new URLSearchParams(body as string)));
+    });
+    app.addContentTypeParser('*', { parseAs: 'buffer' }, (req, _body, done) => {
+      done(fhirError(415, 'not-supported', `Content-Type "${req.headers['content-type']}" is not supported; send application/fhir+json.`), undefined);
+    });
+
+    app.addHook('onRequest', async (req) => {
+      checkAcceptable(req);
+    });
+
+    app.get('/metadata', async (req, reply) =>
+      sendJson(req, reply, 200, buildCapabilityStatement({
+        baseUrl: ctxOf(req).baseUrl,
+        software: { name: 'Tributary', version: opts.softwareVersion ?? '0' },
+        params: app.fhir.params,
+        interactions: INTERACTIONS,
+        systemInteractions: SYSTEM_INTERACTIONS,
+        formats: ['application/fhir+json', 'json'],
+        patchFormats: ['application/json-patch+json'],
+      })),
+    );
+
+    app.post('/', async (req, reply) => {
+      const bundle = checkBundle(req.body);
+      const ctx = ctxOf(req);
+      const out = bundle.type === 'transaction' ? await processTransaction(app.fhir, ctx, bundle, readEntry) : await processBatch(app.fhir, ctx, bundle, readEntry);
+      for (const e of out.entry ?? []) {
+        if (e.response?.location && !/^https?:/.test(e.response.location)) e.response.location = `${ctx.baseUrl}/${e.response.location}`;
+      }
+      return sendJson(req, reply, 200, out);
+    });
+
+    app.get('/_history', async (req, reply) => history(req, reply));
+    app.get('/:type/_history', async (req, reply) => history(req, reply, (req.params as { type: string }).type));
+    app.get('/:type/:id/_history', async (req, reply) => {
+      const p = req.params as { type: string; id: string };
+      return history(req, reply, p.type, p.id);
+    });
+
+    app.get('/:type', async (req, reply) => {
+      const { type } = req.params as { type: string };
+      return sendJson(req, reply, 200, await searchBundle(app.fhir, ctxOf(req), type, new URLSearchParams(req.url.split('?')[1] ?? '')));
+    });
+    app.post('/:type/_search', async (req, reply) => {
+      const { type } = req.params as { type: string };
+      const query = new URLSearchParams(req.url.split('?')[1] ?? '');
+      for (const [k, v] of Object.entries((req.body as Record<string, string>) ?? {})) query.append(k, String(v));
+      return sendJson(req, reply, 200, await searchBundle(app.fhir, ctxOf(req), type, query));
+    });
+
+    app.get('/:type/:id', async (req, reply) => {
+      const { type, id } = req.params as { type: string; id: string };
+      const v = await app.fhir.read(ctxOf(req), type, id);
+      const inm = single(req.headers['if-none-match'], 'If-None-Match');
+      if (inm && inm.replace(/^W\//, '') === `"${v.version}"`) return reply.code(304).header('ETag', etag(v.version)).send();
+      const ims = single(req.headers['if-modified-since'], 'If-Modified-Since');
+      if (ims && !inm) {
+        const since = Date.parse(ims);
+        if (!Number.isNaN(since) && Math.floor(v.lastUpdated.getTime() / 1000) <= Math.floor(since / 1000)) {
+          return reply.code(304).header('ETag', etag(v.version)).header('Last-Modified', lastModified(v.lastUpdated)).send();
+        }
+      }
+      return sendStored(req, reply, 200, v);
+    });
+    app.get('/:type/:id/_history/:vid', async (req, reply) => {
+      const { type, id, vid } = req.params as { type: string; id: string; vid: string };
+      return sendStored(req, reply, 200, await app.fhir.vread(ctxOf(req), type, id, vid));
+    });
+
+    app.post('/:type', async (req, reply) => {
+      const { type } = req.params as { type: string };
+      const ifNoneExist = single(req.headers['if-none-exist'], 'If-None-Exist');
+      return sendWrite(req, reply, await app.fhir.create(ctxOf(req), type, req.body, { ifNoneExist }));
+    });
+    app.put('/:type/:id', async (req, reply) => {
+      const { type, id } = req.params as { type: string; id: string };
+      const ifMatch = single(req.headers['if-match'], 'If-Match');
+      return sendWrite(req, reply, await app.fhir.update(ctxOf(req), type, id, req.body, { ifMatch }));
+    });
+    app.put('/:type', async (req, reply) => {
+      const { type } = req.params as { type: string };
+      const query = req.url.split('?')[1];
+      if (!query) throw fhirError(405, 'not-supported', `PUT ${type} needs an id ([type]/[id]) or a search condition (conditional update).`);
+      return sendWrite(req, reply, await app.fhir.conditionalUpdate(ctxOf(req), type, query, req.body));
+    });
+    app.patch('/:type/:id', async (req, reply) => {
+      const { type, id } = req.params as { type: string; id: string };
+      const ct = String(req.headers['content-type'] ?? '');
+      if (!ct.startsWith('application/json-patch+json')) throw fhirError(415, 'not-supported', 'PATCH takes a JSON Patch (Content-Type: application/json-patch+json).');
+      const ifMatch = single(req.headers['if-match'], 'If-Match');
+      return sendWrite(req, reply, await app.fhir.patch(ctxOf(req), type, id, req.body, { ifMatch }));
+    });
+    app.delete('/:type/:id', async (req, reply) => {
+      const { type, id } = req.params as { type: string; id: string };
+      const version = await app.fhir.delete(ctxOf(req), type, id);
+      if (version !== undefined) reply.header('ETag', etag(version));
+      return sendOutcome(req, reply, 200, informational(version === undefined ? `${type}/${id} did not exist or was already deleted.` : `${type}/${id} deleted.`));
+    });
+    app.delete('/:type', async (req, reply) => {
+      const { type } = req.params as { type: string };
+      const query = req.url.split('?')[1];
+      if (!query) throw fhirError(405, 'not-supported', `DELETE ${type} needs an id or a search condition.`);
+      const n = await app.fhir.conditionalDelete(ctxOf(req), type, query);
+      return sendOutcome(req, reply, 200, informational(n ? `Deleted the ${type} that matched.` : `No ${type} matched; nothing deleted.`));
+    });
+
+    app.setNotFoundHandler((req, reply) => sendOutcome(req, reply, 404, outcome('error', 'not-found', `No FHIR interaction at ${req.method} ${req.url.split('?')[0]}.`)));
+}
+
+function intParam(v: string | undefined, fallback: number, min: number, max: number, name: string): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw badRequest(`${name} must be an integer of at least ${min}.`);
+  return Math.min(n, max);
+}
+
+function dateParam(v: string | undefined, name: string): Date | undefined {
+  if (v === undefined) return undefined;
+  const t = Date.parse(v);
+  if (!/^\d{4}-\d{2}-\d{2}/.test(v) || Number.isNaN(t)) throw badRequest(`${name} must be a FHIR instant such as 2024-05-01T10:00:00Z.`);
+  return new Date(t);
+}
+

@@ -1,0 +1,62 @@
+/**
+ * The root plugin: builds the Fastify app from a Config. It never reads the environment and
+ * never listens (server.ts does both), so tests build as many apps as they like.
+ */
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import fp from 'fastify-plugin';
+import { randomUUID } from 'node:crypto';
+import type { Config } from './config.ts';
+import dbPlugin from '../plugins/db.ts';
+import corePlugin from '../plugins/core.ts';
+import fhirRoutes from '../plugins/fhir.ts';
+import health from '../plugins/health.ts';
+import { errorHandler } from '../plugins/errors.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Config;
+  }
+}
+
+export interface BuildOptions {
+  /** A pino logger configuration or false; defaults to JSON lines at config.logLevel. */
+  logger?: FastifyServerOptions['logger'];
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+export async function buildApp(config: Config, opts: BuildOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: opts.logger ?? { level: config.logLevel },
+    disableRequestLogging: true,
+    bodyLimit: config.bodyLimit,
+    trustProxy: false,
+    routerOptions: { maxParamLength: 200, ignoreTrailingSlash: true },
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+  });
+  app.register(
+    fp(
+      async (a) => {
+        a.decorate('config', config);
+      },
+      { name: 'config' },
+    ),
+  );
+  // One log line per request, with no headers (so no Authorization or token ever reaches a log).
+  app.addHook('onResponse', async (req, reply) => {
+    req.log.info({ method: req.method, route: req.routeOptions.url ?? 'unmatched', status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 }, 'request');
+  });
+  app.addHook('onSend', async (req, reply) => {
+    reply.header('X-Request-Id', req.id);
+  });
+  app.setErrorHandler(errorHandler);
+  app.register(dbPlugin);
+  app.register(corePlugin);
+  app.register(health);
+  app.register(fhirRoutes, { prefix: '/fhir/r4' });
+  app.register(fhirRoutes, { prefix: '/r4' });
+  return app;
+}

@@ -1,0 +1,71 @@
+/**
+ * Configuration: the only module that reads the environment (server.ts passes it in).
+ * Every setting is documented in README.md's settings table; keep the two in step.
+ */
+import path from 'node:path';
+
+export interface Config {
+  port: number;
+  host: string;
+  /** Public base URL of the server, without a trailing slash (used in Location headers and links). */
+  baseUrl: string;
+  /** A PostgreSQL URL; when absent, an embedded PostgreSQL runs in `dataDir`. */
+  databaseUrl: string | undefined;
+  dataDir: string;
+  embeddedPgPort: number;
+  dbPoolSize: number;
+  logLevel: string;
+  /** Largest request body accepted, in bytes (413 above it). */
+  bodyLimit: number;
+  /** Profiles and SearchParameters loaded at start. */
+  profilesDir: string;
+}
+
+export class ConfigError extends Error {}
+
+type Env = Record<string, string | undefined>;
+
+function int(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(`${name} must be an integer between ${min} and ${max}; it is "${raw}".`);
+  }
+  return n;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
+  const port = int(env, 'PORT', 8080, 0, 65535);
+  const host = env.HOST || '0.0.0.0';
+  const logLevel = env.LOG_LEVEL || 'info';
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}; it is "${logLevel}".`);
+  }
+  let baseUrl = env.BASE_URL || `http://localhost:${port}`;
+  try {
+    const u = new URL(baseUrl);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('protocol');
+  } catch {
+    throw new ConfigError(`BASE_URL must be an http(s) URL such as https://fhir.example.org; it is "${baseUrl}".`);
+  }
+  baseUrl = baseUrl.replace(/\/+$/, '');
+  const databaseUrl = env.DATABASE_URL || undefined;
+  if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new ConfigError('DATABASE_URL must start with postgres:// or postgresql://.');
+  }
+  return {
+    port,
+    host,
+    baseUrl,
+    databaseUrl,
+    dataDir: path.resolve(cwd, env.TRIBUTARY_DATA_DIR || 'data'),
+    embeddedPgPort: int(env, 'EMBEDDED_PG_PORT', 54329, 1, 65535),
+    dbPoolSize: int(env, 'DB_POOL_SIZE', 20, 1, 500),
+    logLevel,
+    bodyLimit: int(env, 'BODY_LIMIT', 16 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    profilesDir: path.resolve(cwd, env.TRIBUTARY_PROFILES_DIR || 'profiles'),
+  };
+}

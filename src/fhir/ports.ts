@@ -1,0 +1,36 @@
+/**
+ * What the FHIR interactions need from the rest of the core, as interfaces, so that each part is
+ * passed in (and tests can build the service from real parts in any combination).
+ */
+import type { OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
+import type { ResourceIndexes } from '../indexing/types.ts';
+
+export interface ResourceValidator {
+  /** Empty when valid; otherwise every problem, each naming its element by FHIRPath. */
+  validate(resource: unknown): OperationOutcomeIssue[];
+}
+
+export interface ResourceIndexer {
+  extract(resource: Resource, partitionId?: number | null): ResourceIndexes;
+}
+
+export interface SearchParamInfo {
+  code: string;
+  type: string;
+  /** The FHIRPath expression parts that apply to the resource type (HAPI's src_path for references). */
+  paths: string[];
+  targets?: string[];
+}
+
+export interface SearchParamLookup {
+  get(resourceType: string, code: string): SearchParamInfo | undefined;
+  list(resourceType: string): SearchParamInfo[];
+}
+
+/** The identity a request acts as: the tenant partition (and, later, the user). */
+export interface RequestContext {
+  partitionId: number;
+  /** Public FHIR base URL for this request, without trailing slash. */
+  baseUrl: string;
+  requestId?: string;
+}

@@ -1,0 +1,261 @@
+/**
+ * FHIR's RESTful interactions on the resource store, free of HTTP: read, vread, create, update,
+ * patch, delete (each also conditional), history and the minimal search they rely on.
+ * See: https://hl7.org/fhir/R4/http.html
+ */
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import type { Resource } from '@medplum/fhirtypes';
+import fastJsonPatch from 'fast-json-patch';
+import type { Operation } from 'fast-json-patch';
+import { Repository, type CurrentRow, type StoredVersion, type WriteItem, type WriteResult } from '../storage/repository.ts';
+import type { HistoryQuery } from '../storage/sql.ts';
+import { badRequest, conflict, fhirError, fromDatabaseError, gone, issuesError, notFound, preconditionFailed } from './errors.ts';
+import type { RequestContext, ResourceIndexer, ResourceValidator, SearchParamLookup } from './ports.ts';
+import { buildWhere } from '../search/basic.ts';
+import { SqlBuilder } from '../search/sql-builder.ts';
+import { isResourceType } from './resource-type.ts';
+
+export const ID_PATTERN = /^[A-Za-z0-9\-.]{1,64}$/;
+
+export interface ServiceDeps {
+  pool: pg.Pool;
+  validator: ResourceValidator;
+  indexer: ResourceIndexer;
+  params: SearchParamLookup;
+  repo?: Repository;
+}
+
+export interface WriteOutcome {
+  /** 200 updated or matched, 201 created. */
+  status: number;
+  stored: StoredVersion;
+}
+
+export function checkType(type: string): void {
+  if (!isResourceType(type)) throw fhirError(404, 'not-supported', `"${type}" is not a FHIR R4 resource type.`);
+}
+
+export function checkId(id: string): void {
+  if (!ID_PATTERN.test(id)) throw badRequest(`"${id}" is not a valid resource id (1 to 64 of A-Z a-z 0-9 - .).`);
+}
+
+/** Parses an ETag / If-Match value such as W/"3" into a version number. */
+export function parseVersionTag(tag: string): number {
+  const m = /^(?:W\/)?"?(\d{1,15})"?$/.exec(tag.trim());
+  if (!m) throw badRequest(`If-Match "${tag}" is not a version ETag such as W/"3".`);
+  return Number(m[1]);
+}
+
+export class FhirService {
+  readonly pool: pg.Pool;
+  readonly repo: Repository;
+  readonly validator: ResourceValidator;
+  readonly indexer: ResourceIndexer;
+  readonly params: SearchParamLookup;
+
+  constructor(deps: ServiceDeps) {
+    this.pool = deps.pool;
+    this.repo = deps.repo ?? new Repository();
+    this.validator = deps.validator;
+    this.indexer = deps.indexer;
+    this.params = deps.params;
+  }
+
+  /** Runs fn in one database transaction; PostgreSQL errors a client caused become 4xx. */
+  async transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const out = await fn(client);
+      await client.query('COMMIT');
+      return out;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw fromDatabaseError(err);
+    } finally {
+      client.release();
+    }
+  }
+
+  async read(ctx: RequestContext, type: string, id: string): Promise<StoredVersion> {
+    checkType(type);
+    checkId(id);
+    const v = await this.repo.readCurrent(this.pool, ctx.partitionId, type, id);
+    if (!v) throw notFound(`${type}/${id} is not known.`);
+    if (v.deleted) throw gone(`${type}/${id} was deleted (version ${v.version}).`);
+    return v;
+  }
+
+  async vread(ctx: RequestContext, type: string, id: string, vid: string): Promise<StoredVersion> {
+    checkType(type);
+    checkId(id);
+    if (!/^\d{1,15}$/.test(vid)) throw badRequest(`"${vid}" is not a version number.`);
+    const v = await this.repo.readVersion(this.pool, ctx.partitionId, type, id, Number(vid));
+    if (!v) throw notFound(`${type}/${id} has no version ${vid}.`);
+    if (v.deleted) throw gone(`Version ${vid} of ${type}/${id} is a delete.`);
+    return v;
+  }
+
+  /** The body of a create or update: a JSON object of the given type (id checked by the caller). */
+  checkBody(body: unknown, type: string): Resource {
+    if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+      throw badRequest('The body must be a FHIR resource as a JSON object.');
+    }
+    const rt = (body as { resourceType?: unknown }).resourceType;
+    if (typeof rt !== 'string') throw badRequest('The resource has no resourceType.', ['resourceType']);
+    if (rt !== type) throw badRequest(`The body is a ${rt} but the URL is for ${type}.`, ['resourceType']);
+    return body as Resource;
+  }
+
+  /** Validates and indexes a resource for writing; throws 400 with every problem found. */
+  prepare(ctx: RequestContext, resource: Resource): Pick<WriteItem, 'resource' | 'indexes'> {
+    const issues = this.validator.validate(resource);
+    if (issues.some((i) => i.severity === 'error' || i.severity === 'fatal')) throw issuesError(400, issues);
+    return { resource, indexes: this.indexer.extract(resource, null) };
+  }
+
+  /** ids of the resources of `type` matching a query string, at most `limit` + 1 of them. */
+  async match(db: pg.Pool | pg.PoolClient, ctx: RequestContext, type: string, query: string, limit = 2): Promise<{ resId: string; id: string }[]> {
+    const params = new URLSearchParams(query);
+    if ([...params.keys()].length === 0) throw badRequest(`The condition "${query}" has no search parameters.`);
+    const b = new SqlBuilder();
+    const where = [`r.partition_id = ${b.param(ctx.partitionId)}`, `r.res_type = ${b.param(type)}`, 'r.res_deleted_at IS NULL', ...buildWhere(b, this.params, type, params)];
+    const { rows } = await db.query({ text: `SELECT r.res_id, r.fhir_id FROM hfj_resource r WHERE ${where.join(' AND ')} LIMIT ${limit + 1}`, values: b.values });
+    return rows.map((r) => ({ resId: r.res_id, id: r.fhir_id }));
+  }
+
+  async create(ctx: RequestContext, type: string, body: unknown, opts: { ifNoneExist?: string } = {}): Promise<WriteOutcome> {
+    checkType(type);
+    const resource = this.checkBody(body, type);
+    return this.transaction(async (client) => {
+      if (opts.ifNoneExist) {
+        const found = await this.match(client, ctx, type, opts.ifNoneExist);
+        if (found.length > 1) throw preconditionFailed(`If-None-Exist matched ${found.length} or more ${type} resources; it must match at most one.`);
+        if (found.length === 1) {
+          const existing = await this.repo.readCurrent(client, ctx.partitionId, type, found[0].id);
+          return { status: 200, stored: existing! };
+        }
+      }
+      const id = randomUUID();
+      const withId = { ...resource, id } as Resource;
+      const [res] = await this.writeItems(client, ctx, [{ type, id, existing: null, ...this.prepare(ctx, withId) }]);
+      return { status: 201, stored: await this.storedAfterWrite(client, ctx, type, id, res) };
+    });
+  }
+
+  async update(ctx: RequestContext, type: string, id: string, body: unknown, opts: { ifMatch?: string } = {}): Promise<WriteOutcome> {
+    checkType(type);
+    checkId(id);
+    const resource = this.checkBody(body, type);
+    if (resource.id === undefined) throw badRequest('An update must carry the id of the resource in its body.', ['id']);
+    if (resource.id !== id) throw badRequest(`The body's id "${resource.id}" differs from the URL's id "${id}".`, ['id']);
+    const wanted = opts.ifMatch === undefined ? undefined : parseVersionTag(opts.ifMatch);
+    return this.transaction(async (client) => {
+      const existing = (await this.repo.lockCurrent(client, ctx.partitionId, [{ type, id }])).get(`${type}/${id}`) ?? null;
+      checkIfMatch(type, id, existing, wanted);
+      const [res] = await this.writeItems(client, ctx, [{ type, id, existing, ...this.prepare(ctx, resource) }]);
+      return { status: existing && !existing.deleted ? 200 : 201, stored: await this.storedAfterWrite(client, ctx, type, id, res) };
+    });
+  }
+
+  async conditionalUpdate(ctx: RequestContext, type: string, query: string, body: unknown): Promise<WriteOutcome> {
+    checkType(type);
+    const resource = this.checkBody(body, type);
+    return this.transaction(async (client) => {
+      const found = await this.match(client, ctx, type, query);
+      if (found.length > 1) throw preconditionFailed(`The condition matched more than one ${type}; a conditional update needs at most one.`);
+      let id: string;
+      if (found.length === 1) {
+        id = found[0].id;
+        if (resource.id !== undefined && resource.id !== id) throw badRequest(`The body's id "${resource.id}" differs from the matched resource ${type}/${id}.`, ['id']);
+      } else {
+        if (resource.id !== undefined) checkId(resource.id);
+        id = resource.id ?? randomUUID();
+      }
+      const existing = (await this.repo.lockCurrent(client, ctx.partitionId, [{ type, id }])).get(`${type}/${id}`) ?? null;
+      const [res] = await this.writeItems(client, ctx, [{ type, id, existing, ...this.prepare(ctx, { ...resource, id } as Resource) }]);
+      return { status: existing && !existing.deleted ? 200 : 201, stored: await this.storedAfterWrite(client, ctx, type, id, res) };
+    });
+  }
+
+  async patch(ctx: RequestContext, type: string, id: string, patch: unknown, opts: { ifMatch?: string } = {}): Promise<WriteOutcome> {
+    checkType(type);
+    checkId(id);
+    const wanted = opts.ifMatch === undefined ? undefined : parseVersionTag(opts.ifMatch);
+    return this.transaction(async (client) => {
+      const existing = (await this.repo.lockCurrent(client, ctx.partitionId, [{ type, id }])).get(`${type}/${id}`) ?? null;
+      if (!existing) throw notFound(`${type}/${id} is not known.`);
+      if (existing.deleted) throw gone(`${type}/${id} was deleted.`);
+      checkIfMatch(type, id, existing, wanted);
+      const current = await this.repo.readCurrent(client, ctx.partitionId, type, id);
+      const patched = applyJsonPatch(JSON.parse(current!.json!), patch);
+      if (patched.resourceType !== type || patched.id !== id) throw badRequest('A patch may not change the resourceType or id.');
+      const [res] = await this.writeItems(client, ctx, [{ type, id, existing, ...this.prepare(ctx, patched) }]);
+      return { status: 200, stored: await this.storedAfterWrite(client, ctx, type, id, res) };
+    });
+  }
+
+  /** Deletes; answers the version written, or undefined when there was nothing to delete. */
+  async delete(ctx: RequestContext, type: string, id: string): Promise<number | undefined> {
+    checkType(type);
+    checkId(id);
+    return this.transaction(async (client) => {
+      const existing = (await this.repo.lockCurrent(client, ctx.partitionId, [{ type, id }])).get(`${type}/${id}`) ?? null;
+      if (!existing || existing.deleted) return undefined;
+      const [res] = await this.repo.write(client, ctx.partitionId, [{ type, id, existing, resource: null }]);
+      return res.version;
+    });
+  }
+
+  async conditionalDelete(ctx: RequestContext, type: string, query: string): Promise<number> {
+    checkType(type);
+    return this.transaction(async (client) => {
+      const found = await this.match(client, ctx, type, query);
+      if (found.length > 1) throw preconditionFailed(`The condition matched more than one ${type}; a conditional delete removes at most one.`);
+      if (found.length === 0) return 0;
+      const locked = await this.repo.lockCurrent(client, ctx.partitionId, [{ type, id: found[0].id }]);
+      await this.repo.write(client, ctx.partitionId, [{ type, id: found[0].id, existing: locked.get(`${type}/${found[0].id}`)!, resource: null }]);
+      return 1;
+    });
+  }
+
+  async history(ctx: RequestContext, q: Omit<HistoryQuery, 'partitionId'>): Promise<{ total: number; entries: StoredVersion[] }> {
+    if (q.type) checkType(q.type);
+    if (q.id) checkId(q.id);
+    const result = await this.repo.history(this.pool, { ...q, partitionId: ctx.partitionId });
+    if (q.id && result.total === 0) throw notFound(`${q.type}/${q.id} is not known.`);
+    return result;
+  }
+
+  /** Writes prepared items in the caller's transaction. */
+  writeItems(client: pg.PoolClient, ctx: RequestContext, items: WriteItem[]): Promise<WriteResult[]> {
+    return this.repo.write(client, ctx.partitionId, items);
+  }
+
+  private async storedAfterWrite(client: pg.PoolClient, ctx: RequestContext, type: string, id: string, res: WriteResult): Promise<StoredVersion> {
+    const v = await this.repo.readVersion(client, ctx.partitionId, type, id, res.version);
+    if (!v) throw conflict(`${type}/${id} changed while it was written; retry.`);
+    return v;
+  }
+}
+
+export function checkIfMatch(type: string, id: string, existing: CurrentRow | null, wanted: number | undefined): void {
+  if (wanted === undefined) return;
+  if (!existing || existing.deleted) throw preconditionFailed(`If-Match names version ${wanted} of ${type}/${id}, which does not exist.`);
+  if (existing.version !== wanted) {
+    throw preconditionFailed(`If-Match names version ${wanted} of ${type}/${id} but the current version is ${existing.version}.`);
+  }
+}
+
+/** RFC 6902 JSON Patch. See: https://hl7.org/fhir/R4/http.html#patch */
+export function applyJsonPatch(doc: Resource, patch: unknown): Resource {
+  if (!Array.isArray(patch)) throw badRequest('A JSON Patch body must be an array of operations.');
+  try {
+    return fastJsonPatch.applyPatch(doc, patch as Operation[], true, true).newDocument as Resource;
+  } catch (err) {
+    const name = (err as { name?: string }).name;
+    if (name === 'TEST_OPERATION_FAILED') throw fhirError(422, 'processing', 'A "test" operation of the patch failed.');
+    throw badRequest(`The JSON Patch is invalid: ${(err as Error).message.split('\n')[0]}`);
+  }
+}

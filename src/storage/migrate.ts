@@ -1,0 +1,51 @@
+/**
+ * Versioned, idempotent schema migrations, run at start. Several processes may start at once:
+ * a transaction-scoped advisory lock makes them take turns, and each applies only what is missing.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type pg from 'pg';
+
+const MIGRATIONS_DIR = path.join(import.meta.dirname, 'migrations');
+/** An arbitrary constant naming Tributary's migration lock. */
+const MIGRATION_LOCK_KEY = 7_305_511_204;
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export function listMigrations(dir = MIGRATIONS_DIR): Migration[] {
+  return fs
+    .readdirSync(dir)
+    .filter((f) => /^\d{4}-.*\.sql$/.test(f))
+    .sort()
+    .map((f) => ({ version: Number(f.slice(0, 4)), name: f.slice(5, -4), sql: fs.readFileSync(path.join(dir, f), 'utf8') }));
+}
+
+/** Applies every migration not yet applied; returns the versions it applied. */
+export async function migrate(pool: pg.Pool, migrations = listMigrations()): Promise<number[]> {
+  const client = await pool.connect();
+  const applied: number[] = [];
+  try {
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
+    await client.query(/* SQL */ `CREATE TABLE IF NOT EXISTS trb_migration (
+      version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+    const done = new Set((await client.query<{ version: number }>('SELECT version FROM trb_migration')).rows.map((r) => r.version));
+    for (const m of migrations) {
+      if (done.has(m.version)) continue;
+      await client.query(m.sql);
+      await client.query('INSERT INTO trb_migration (version, name) VALUES ($1, $2)', [m.version, m.name]);
+      applied.push(m.version);
+    }
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
+  return applied;
+}

@@ -1,0 +1,282 @@
+/**
+ * The PostgreSQL resource store in HAPI's table model: reads, versioned writes in bulk, history.
+ * It stores what it is given; FHIR semantics (validation, conditional logic, ids) live in src/fhir.
+ */
+import type pg from 'pg';
+import type { Resource } from '@medplum/fhirtypes';
+import type { ResourceIndexes } from '../indexing/types.ts';
+import { IdAllocator } from './ids.ts';
+import { rebuildJson, splitResource, type RowMeta, type SplitResource, type TagInput } from './meta.ts';
+import * as sql from './sql.ts';
+import { TagCache } from './tags.ts';
+import { indexInserts } from './index-rows.ts';
+
+export type Db = pg.Pool | pg.PoolClient;
+
+export interface StoredVersion {
+  resId: string;
+  type: string;
+  id: string;
+  version: number;
+  lastUpdated: Date;
+  deleted: boolean;
+  /** The full resource JSON (id and meta included); null for a delete version. */
+  json: string | null;
+}
+
+export interface CurrentRow {
+  resId: string;
+  type: string;
+  id: string;
+  version: number;
+  deleted: boolean;
+  sha256: string | null;
+  published: Date;
+}
+
+export interface WriteItem {
+  type: string;
+  id: string;
+  /** The current row, locked by lockCurrent in this transaction; null for a new resource. */
+  existing: CurrentRow | null;
+  /** null writes a delete (tombstone) version. */
+  resource: Resource | null;
+  split?: SplitResource;
+  indexes?: ResourceIndexes;
+}
+
+export interface WriteResult {
+  resId: string;
+  version: number;
+  lastUpdated: Date;
+  /** false when the content did not change and no version was made. */
+  changed: boolean;
+}
+
+interface VersionRow {
+  res_id: string;
+  res_type: string;
+  fhir_id: string;
+  res_ver: string;
+  res_updated: Date;
+  res_deleted_at: Date | null;
+  res_text_vc: string | null;
+  source_uri: string | null;
+  tags: RowMeta['tags'];
+}
+
+function toStored(row: VersionRow): StoredVersion {
+  const version = Number(row.res_ver);
+  const deleted = row.res_deleted_at !== null && row.res_text_vc === null;
+  return {
+    resId: row.res_id,
+    type: row.res_type,
+    id: row.fhir_id,
+    version,
+    lastUpdated: row.res_updated,
+    deleted,
+    json: deleted || row.res_text_vc === null ? null : rebuildJson(row.res_text_vc, { id: row.fhir_id, versionId: version, lastUpdated: row.res_updated, source: row.source_uri, tags: row.tags }),
+  };
+}
+
+export class Repository {
+  private readonly resIds = new IdAllocator('seq_resource_id');
+  private readonly verIds = new IdAllocator('seq_resource_history_id');
+  private readonly tagIds = new IdAllocator('seq_tagdef_id');
+  private readonly resTagIds = new IdAllocator('seq_restag_id');
+  private readonly histTagIds = new IdAllocator('seq_historytag_id');
+  private readonly tags = new TagCache(this.tagIds);
+
+  async readCurrent(db: Db, partitionId: number, type: string, id: string): Promise<StoredVersion | undefined> {
+    const { rows } = await db.query<VersionRow>(sql.readCurrent(partitionId, type, id));
+    return rows[0] && toStored(rows[0]);
+  }
+
+  async readVersion(db: Db, partitionId: number, type: string, id: string, version: number): Promise<StoredVersion | undefined> {
+    const { rows } = await db.query<VersionRow>(sql.readVersion(partitionId, type, id, version));
+    return rows[0] && toStored(rows[0]);
+  }
+
+  async history(db: Db, q: sql.HistoryQuery): Promise<{ total: number; entries: StoredVersion[] }> {
+    const [total, page] = await Promise.all([
+      db.query<{ total: number }>(sql.history(q, true)),
+      db.query<VersionRow>(sql.history(q, false)),
+    ]);
+    return { total: total.rows[0].total, entries: page.rows.map(toStored) };
+  }
+
+  async lockCurrent(client: pg.PoolClient, partitionId: number, keys: { type: string; id: string }[]): Promise<Map<string, CurrentRow>> {
+    const out = new Map<string, CurrentRow>();
+    if (keys.length === 0) return out;
+    const { rows } = await client.query(sql.lockCurrent(partitionId, keys.map((k) => k.type), keys.map((k) => k.id)));
+    for (const r of rows) {
+      out.set(`${r.res_type}/${r.fhir_id}`, {
+        resId: r.res_id,
+        type: r.res_type,
+        id: r.fhir_id,
+        version: Number(r.res_ver),
+        deleted: r.res_deleted_at !== null,
+        sha256: r.hash_sha256,
+        published: r.res_published,
+      });
+    }
+    return out;
+  }
+
+  /**
+   * Writes a version of each item, with its index rows, tags and links, in the caller's
+   * transaction. An item whose content equals its current version makes no version.
+   */
+  async write(client: pg.PoolClient, partitionId: number, items: WriteItem[], now = new Date()): Promise<WriteResult[]> {
+    const results: WriteResult[] = new Array(items.length);
+    const live: { item: WriteItem; resId: string; version: number; isNew: boolean; split: SplitResource | null }[] = [];
+    const fresh = items.filter((i) => !i.existing).length;
+    const newIds = fresh ? await this.resIds.take(client, fresh) : [];
+    let n = 0;
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i];
+      const ex = item.existing;
+      const split = item.resource ? (item.split ?? splitResource(item.resource)) : null;
+      if (ex && !ex.deleted && split && ex.sha256 === split.sha256) {
+        results[i] = { resId: ex.resId, version: ex.version, lastUpdated: now, changed: false };
+        continue;
+      }
+      if (ex && ex.deleted && !split) {
+        results[i] = { resId: ex.resId, version: ex.version, lastUpdated: now, changed: false };
+        continue;
+      }
+      const resId = ex ? ex.resId : String(newIds[n++]);
+      const version = ex ? ex.version + 1 : 1;
+      results[i] = { resId, version, lastUpdated: now, changed: true };
+      live.push({ item, resId, version, isNew: !ex, split });
+    }
+    if (live.length === 0) return results;
+
+    const tagIdsPer = await this.tags.resolve(client, live.map((l) => l.split?.tags ?? []));
+    const verPids = await this.verIds.take(client, live.length);
+    const statements: sql.Sql[] = [];
+
+    const existingIds = live.filter((l) => !l.isNew).map((l) => l.resId);
+    if (existingIds.length) statements.push(...sql.deleteIndexes(existingIds));
+
+    // hfj_resource: new rows, then updates of existing ones.
+    const res = live.map((l) => {
+      const ix = l.item.indexes;
+      return {
+        l,
+        flags: [
+          !!ix?.strings.some((r) => !r.missing),
+          !!ix?.tokens.some((r) => !r.missing),
+          !!ix?.dates.some((r) => !r.missing),
+          !!ix?.numbers.some((r) => !r.missing),
+          !!ix?.quantities.some((r) => !r.missing),
+          !!ix?.uris.some((r) => !r.missing),
+          !!ix?.coords.length,
+          !!ix?.links.length,
+        ],
+      };
+    });
+    const cols = (pick: (x: (typeof res)[number]) => unknown) => res.map(pick);
+    const resourceColumns: [string, string][] = [
+      ['res_id', 'bigint'], ['partition_id', 'int'], ['res_type', 'text'], ['fhir_id', 'text'], ['res_ver', 'bigint'],
+      ['res_published', 'timestamptz'], ['res_updated', 'timestamptz'], ['res_deleted_at', 'timestamptz'], ['hash_sha256', 'text'],
+      ['has_tags', 'bool'], ['sp_string_present', 'bool'], ['sp_token_present', 'bool'], ['sp_date_present', 'bool'],
+      ['sp_number_present', 'bool'], ['sp_quantity_present', 'bool'], ['sp_uri_present', 'bool'], ['sp_coords_present', 'bool'],
+      ['sp_has_links', 'bool'], ['res_language', 'text'],
+    ];
+    const resourceArrays = [
+      cols((x) => x.l.resId), cols(() => partitionId), cols((x) => x.l.item.type), cols((x) => x.l.item.id), cols((x) => x.l.version),
+      cols((x) => (x.l.item.existing ? x.l.item.existing.published : now)), cols(() => now), cols((x) => (x.l.split ? null : now)),
+      cols((x) => x.l.split?.sha256 ?? null), cols((x) => !!x.l.split?.tags.length),
+      ...[0, 1, 2, 3, 4, 5, 6, 7].map((k) => cols((x) => x.flags[k])),
+      cols((x) => ((x.l.item.resource as { language?: string } | null)?.language ?? null)?.slice(0, 20) ?? null),
+    ];
+    const newMask = res.map((x) => x.l.isNew);
+    if (newMask.some(Boolean)) {
+      statements.push(sql.bulkInsert('hfj_resource', resourceColumns, resourceArrays.map((a) => a.filter((_, i) => newMask[i]))));
+    }
+    if (newMask.some((b) => !b)) {
+      const upd = resourceArrays.map((a) => a.filter((_, i) => !newMask[i]));
+      const sets = resourceColumns.slice(4).map(([c]) => `${c} = u.${c}`).join(', ');
+      const params = resourceColumns.map(([, t], i) => `$${i + 1}::${t}[]`).join(', ');
+      statements.push({
+        text: `UPDATE hfj_resource r SET ${sets} FROM unnest(${params}) AS u(${resourceColumns.map((c) => c[0]).join(', ')}) WHERE r.res_id = u.res_id`,
+        values: upd,
+      });
+    }
+
+    // hfj_res_ver
+    statements.push(
+      sql.bulkInsert(
+        'hfj_res_ver',
+        [['pid', 'bigint'], ['partition_id', 'int'], ['res_id', 'bigint'], ['res_type', 'text'], ['res_ver', 'bigint'], ['res_encoding', 'text'],
+          ['res_text_vc', 'text'], ['res_published', 'timestamptz'], ['res_updated', 'timestamptz'], ['res_deleted_at', 'timestamptz'],
+          ['has_tags', 'bool'], ['source_uri', 'text']],
+        [
+          verPids.map(String), live.map(() => partitionId), live.map((l) => l.resId), live.map((l) => l.item.type), live.map((l) => l.version),
+          live.map((l) => (l.split ? 'JSON' : 'DEL')), live.map((l) => l.split?.text ?? null),
+          live.map((l) => (l.item.existing ? l.item.existing.published : now)), live.map(() => now), live.map((l) => (l.split ? null : now)),
+          live.map((l) => !!l.split?.tags.length), live.map((l) => l.split?.source ?? null),
+        ],
+      ),
+    );
+
+    // Tags: the current set (hfj_res_tag) and the version's (hfj_history_tag).
+    const tagRows: { resId: string; type: string; verPid: string; tagId: string }[] = [];
+    live.forEach((l, i) => {
+      for (const tagId of tagIdsPer[i]) tagRows.push({ resId: l.resId, type: l.item.type, verPid: String(verPids[i]), tagId });
+    });
+    if (tagRows.length) {
+      const [resTagPids, histTagPids] = await Promise.all([
+        this.resTagIds.take(client, tagRows.length),
+        this.histTagIds.take(client, tagRows.length),
+      ]);
+      statements.push(
+        sql.bulkInsert('hfj_res_tag', [['pid', 'bigint'], ['partition_id', 'int'], ['res_id', 'bigint'], ['res_type', 'text'], ['tag_id', 'bigint']], [
+          resTagPids.map(String), tagRows.map(() => partitionId), tagRows.map((t) => t.resId), tagRows.map((t) => t.type), tagRows.map((t) => t.tagId),
+        ]),
+        sql.bulkInsert('hfj_history_tag', [['pid', 'bigint'], ['partition_id', 'int'], ['res_ver_pid', 'bigint'], ['res_id', 'bigint'], ['res_type', 'text'], ['tag_id', 'bigint']], [
+          histTagPids.map(String), tagRows.map(() => partitionId), tagRows.map((t) => t.verPid), tagRows.map((t) => t.resId), tagRows.map((t) => t.type), tagRows.map((t) => t.tagId),
+        ]),
+      );
+    }
+
+    // Index rows and links of the live (not deleted) resources.
+    const indexed = live.filter((l) => l.split && l.item.indexes);
+    if (indexed.length) {
+      const targets = await this.resolveLinkTargets(client, partitionId, indexed, live);
+      statements.push(...indexInserts(partitionId, now, indexed.map((l) => ({ resId: l.resId, type: l.item.type, indexes: l.item.indexes! })), targets));
+    }
+
+    for (const s of statements) await client.query(s);
+    return results;
+  }
+
+  /** Maps "Type/id" of every local link target to its res_id (in this batch or already stored). */
+  private async resolveLinkTargets(
+    client: pg.PoolClient,
+    partitionId: number,
+    indexed: { item: WriteItem }[],
+    live: { item: WriteItem; resId: string; split: SplitResource | null }[],
+  ): Promise<Map<string, string>> {
+    const map = new Map<string, string>();
+    for (const l of live) if (l.split) map.set(`${l.item.type}/${l.item.id}`, l.resId);
+    const wanted = new Map<string, { type: string; id: string }>();
+    for (const l of indexed) {
+      for (const link of l.item.indexes!.links) {
+        if (link.targetType && link.targetId) {
+          const key = `${link.targetType}/${link.targetId}`;
+          if (!map.has(key)) wanted.set(key, { type: link.targetType, id: link.targetId });
+        }
+      }
+    }
+    if (wanted.size) {
+      const keys = [...wanted.values()];
+      const { rows } = await client.query(sql.resolveTargets(partitionId, keys.map((k) => k.type), keys.map((k) => k.id)));
+      for (const r of rows) map.set(`${r.res_type}/${r.fhir_id}`, r.res_id);
+    }
+    return map;
+  }
+}
+
+export type { TagInput };

@@ -1,0 +1,123 @@
+/**
+ * Fixed SQL statements of the resource store, as small functions returning { text, values }.
+ * Bulk writes pass one array per column and unnest them: one statement per table per batch.
+ */
+
+export interface Sql {
+  text: string;
+  values: unknown[];
+}
+
+const READ_COLUMNS = /* SQL */ `
+  r.res_id, r.res_type, r.fhir_id, v.res_ver, v.res_updated, v.res_deleted_at, v.res_text_vc, v.source_uri,
+  CASE WHEN v.has_tags THEN (
+    SELECT json_agg(json_build_array(t.tag_type, t.tag_system, t.tag_code, t.tag_display, t.tag_version, t.tag_user_selected) ORDER BY ht.pid)
+    FROM hfj_history_tag ht JOIN hfj_tag_def t ON t.tag_id = ht.tag_id WHERE ht.res_ver_pid = v.pid
+  ) END AS tags`;
+
+export function readCurrent(partitionId: number, type: string, id: string): Sql {
+  return {
+    text: /* SQL */ `SELECT ${READ_COLUMNS}
+      FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
+      WHERE r.partition_id = $1 AND r.res_type = $2 AND r.fhir_id = $3`,
+    values: [partitionId, type, id],
+  };
+}
+
+export function readVersion(partitionId: number, type: string, id: string, version: number): Sql {
+  return {
+    text: /* SQL */ `SELECT ${READ_COLUMNS}
+      FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = $4
+      WHERE r.partition_id = $1 AND r.res_type = $2 AND r.fhir_id = $3`,
+    values: [partitionId, type, id, version],
+  };
+}
+
+/** Current rows of many resources, locked for the rest of the transaction. */
+export function lockCurrent(partitionId: number, types: string[], ids: string[]): Sql {
+  return {
+    text: /* SQL */ `SELECT r.res_id, r.res_type, r.fhir_id, r.res_ver, r.res_deleted_at, r.hash_sha256, r.res_published
+      FROM hfj_resource r JOIN unnest($2::text[], $3::text[]) AS k(t, i) ON r.res_type = k.t AND r.fhir_id = k.i
+      WHERE r.partition_id = $1
+      ORDER BY r.res_id
+      FOR UPDATE OF r`,
+    values: [partitionId, types, ids],
+  };
+}
+
+/** res_id of existing (not deleted) resources, to resolve references. */
+export function resolveTargets(partitionId: number, types: string[], ids: string[]): Sql {
+  return {
+    text: /* SQL */ `SELECT r.res_id, r.res_type, r.fhir_id
+      FROM hfj_resource r JOIN unnest($2::text[], $3::text[]) AS k(t, i) ON r.res_type = k.t AND r.fhir_id = k.i
+      WHERE r.partition_id = $1`,
+    values: [partitionId, types, ids],
+  };
+}
+
+export interface HistoryQuery {
+  partitionId: number;
+  type?: string;
+  id?: string;
+  since?: Date;
+  at?: Date;
+  count: number;
+  offset: number;
+}
+
+/** Versions newest first. `_at`: the version current at that instant, per resource. */
+export function history(q: HistoryQuery, withTotal: boolean): Sql {
+  const values: unknown[] = [q.partitionId];
+  const where = ['v.partition_id = $1'];
+  if (q.type) {
+    values.push(q.type);
+    where.push(`v.res_type = $${values.length}`);
+  }
+  if (q.id) {
+    values.push(q.id);
+    where.push(`r.fhir_id = $${values.length}`);
+  }
+  if (q.since) {
+    values.push(q.since);
+    where.push(`v.res_updated >= $${values.length}`);
+  }
+  if (q.at) {
+    values.push(q.at);
+    const at = `$${values.length}`;
+    where.push(`v.res_updated <= ${at} AND NOT EXISTS (SELECT 1 FROM hfj_res_ver n WHERE n.res_id = v.res_id AND n.res_ver > v.res_ver AND n.res_updated <= ${at})`);
+  }
+  const from = /* SQL */ `FROM hfj_res_ver v JOIN hfj_resource r ON r.res_id = v.res_id WHERE ${where.join(' AND ')}`;
+  if (withTotal) return { text: `SELECT count(*)::int AS total ${from}`, values };
+  values.push(q.count, q.offset);
+  return {
+    text: /* SQL */ `SELECT ${READ_COLUMNS} ${from} ORDER BY v.res_updated DESC, v.pid DESC LIMIT $${values.length - 1} OFFSET $${values.length}`,
+    values,
+  };
+}
+
+export const INDEX_TABLES = [
+  'hfj_spidx_string',
+  'hfj_spidx_token',
+  'hfj_spidx_date',
+  'hfj_spidx_number',
+  'hfj_spidx_quantity',
+  'hfj_spidx_quantity_nrml',
+  'hfj_spidx_uri',
+  'hfj_spidx_coords',
+] as const;
+
+export function deleteIndexes(resIds: string[]): Sql[] {
+  return [
+    ...INDEX_TABLES.map((t) => ({ text: `DELETE FROM ${t} WHERE res_id = ANY($1::bigint[])`, values: [resIds] })),
+    { text: 'DELETE FROM hfj_res_link WHERE src_resource_id = ANY($1::bigint[])', values: [resIds] },
+    { text: 'DELETE FROM hfj_res_param_present WHERE res_id = ANY($1::bigint[])', values: [resIds] },
+    { text: 'DELETE FROM hfj_res_tag WHERE res_id = ANY($1::bigint[])', values: [resIds] },
+  ];
+}
+
+/** INSERT ... SELECT FROM unnest(...) for column arrays of equal length. */
+export function bulkInsert(table: string, columns: [name: string, pgType: string][], arrays: unknown[][]): Sql {
+  const cols = columns.map((c) => c[0]).join(', ');
+  const params = columns.map((c, i) => `$${i + 1}::${c[1]}[]`).join(', ');
+  return { text: `INSERT INTO ${table} (${cols}) SELECT * FROM unnest(${params})`, values: arrays };
+}

@@ -1,0 +1,66 @@
+/**
+ * hfj_tag_def rows: one per distinct (type, system, code, version, display), shared by all
+ * resources. Ids are cached per process; unknown ones are inserted (concurrent inserts of the same
+ * tag meet on the unique index and both read the winner's id).
+ */
+import type pg from 'pg';
+import type { IdAllocator } from './ids.ts';
+import type { TagInput } from './meta.ts';
+
+function key(t: TagInput): string {
+  return JSON.stringify([t.type, t.system ?? '', t.code ?? '', t.version ?? '', t.display ?? '']);
+}
+
+const MAX = 200;
+
+export class TagCache {
+  private readonly ids = new Map<string, string>();
+  private readonly allocator: IdAllocator;
+  constructor(allocator: IdAllocator) {
+    this.allocator = allocator;
+  }
+
+  /** The tag ids of each list of tags, in order, without duplicates within a list. */
+  async resolve(client: pg.PoolClient, lists: TagInput[][]): Promise<string[][]> {
+    const missing = new Map<string, TagInput>();
+    for (const list of lists) for (const t of list) if (!this.ids.has(key(t))) missing.set(key(t), t);
+    if (missing.size) await this.load(client, [...missing.values()]);
+    return lists.map((list) => [...new Set(list.map((t) => this.ids.get(key(t))!))]);
+  }
+
+  private async load(client: pg.PoolClient, tags: TagInput[]): Promise<void> {
+    const cut = (s: string | null) => (s === null ? null : s.slice(0, MAX));
+    const ids = await this.allocator.take(client, tags.length);
+    const cols = {
+      type: tags.map((t) => t.type),
+      system: tags.map((t) => cut(t.system)),
+      code: tags.map((t) => cut(t.code)),
+      display: tags.map((t) => cut(t.display)),
+      version: tags.map((t) => (t.version === null ? null : t.version.slice(0, 30))),
+      userSelected: tags.map((t) => t.userSelected),
+    };
+    await client.query(
+      /* SQL */ `INSERT INTO hfj_tag_def (tag_id, tag_type, tag_system, tag_code, tag_display, tag_version, tag_user_selected)
+      SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[])
+      ON CONFLICT (tag_type, coalesce(tag_system, ''), coalesce(tag_code, ''), coalesce(tag_version, ''), coalesce(tag_display, '')) DO NOTHING`,
+      [ids.map(String), cols.type, cols.system, cols.code, cols.display, cols.version, cols.userSelected],
+    );
+    const { rows } = await client.query(
+      /* SQL */ `SELECT d.tag_id, d.tag_type, d.tag_system, d.tag_code, d.tag_display, d.tag_version
+      FROM hfj_tag_def d JOIN unnest($1::smallint[], $2::text[], $3::text[], $4::text[], $5::text[]) AS k(ty, sy, co, di, ve)
+        ON d.tag_type = k.ty AND coalesce(d.tag_system, '') = coalesce(k.sy, '') AND coalesce(d.tag_code, '') = coalesce(k.co, '')
+       AND coalesce(d.tag_display, '') = coalesce(k.di, '') AND coalesce(d.tag_version, '') = coalesce(k.ve, '')`,
+      [cols.type, cols.system, cols.code, cols.display, cols.version],
+    );
+    for (const r of rows) {
+      this.ids.set(key({ type: r.tag_type, system: r.tag_system, code: r.tag_code, display: r.tag_display, version: r.tag_version, userSelected: null }), r.tag_id);
+    }
+    // Keys of the inputs may differ from the stored ones only by the cut; map those too.
+    for (const t of tags) {
+      if (this.ids.has(key(t))) continue;
+      const stored = key({ ...t, system: cut(t.system), code: cut(t.code), display: cut(t.display), version: t.version === null ? null : t.version.slice(0, 30) });
+      const id = this.ids.get(stored);
+      if (id) this.ids.set(key(t), id);
+    }
+  }
+}

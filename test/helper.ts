@@ -1,0 +1,58 @@
+/**
+ * Test helpers: a database of its own for each test file, and an app built on it.
+ */
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../src/app.ts';
+import { loadConfig, type Config } from '../src/config.ts';
+import { startTestPostgres } from './pg.ts';
+
+interface Teardown {
+  teardown(fn: () => unknown): void;
+}
+
+let server: Promise<string> | undefined;
+
+/** The admin URL of the run's PostgreSQL (started here when the file runs on its own). */
+async function adminUrl(t: Teardown): Promise<string> {
+  if (process.env.TRIBUTARY_TEST_PG_URL) return process.env.TRIBUTARY_TEST_PG_URL;
+  if (!server) {
+    const started = startTestPostgres();
+    server = started.then((s) => s.url);
+    t.teardown(async () => (await started).stop());
+  }
+  return server;
+}
+
+/** Creates an empty database for this test file; dropped at teardown. */
+export async function testDatabase(t: Teardown): Promise<string> {
+  const admin = await adminUrl(t);
+  const name = `t_${randomBytes(6).toString('hex')}`;
+  const client = new pg.Client({ connectionString: admin });
+  await client.connect();
+  await client.query(`CREATE DATABASE ${name}`);
+  await client.end();
+  t.teardown(async () => {
+    const c = new pg.Client({ connectionString: admin });
+    await c.connect();
+    await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await c.end();
+  });
+  const url = new URL(admin);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+export function testConfig(databaseUrl: string, overrides: Partial<Config> = {}): Config {
+  return { ...loadConfig({ DATABASE_URL: databaseUrl, LOG_LEVEL: 'silent', BASE_URL: 'http://tributary.test' }), ...overrides };
+}
+
+/** An app on a fresh database, closed at teardown. */
+export async function buildTestApp(t: Teardown, overrides: Partial<Config> = {}): Promise<FastifyInstance> {
+  const url = await testDatabase(t);
+  const app = await buildApp(testConfig(url, overrides), { logger: false });
+  await app.ready();
+  t.teardown(() => app.close());
+  return app;
+}
