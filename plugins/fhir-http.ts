@@ -64,7 +64,7 @@ export function checkAcceptable(req: FastifyRequest): void {
 }
 
 export function isPretty(req: FastifyRequest): boolean {
-  return (req.query as Record<string, unknown>)._pretty === 'true';
+  return (req.query as Record<string, unknown> | null)?._pretty === 'true';
 }
 
 /** Sends a JSON string or value as application/fhir+json (pretty when asked). */
@@ -76,6 +76,19 @@ export function sendJson(req: FastifyRequest, reply: FastifyReply, status: numbe
 
 export function sendOutcome(req: FastifyRequest, reply: FastifyReply, status: number, outcome: OperationOutcome): FastifyReply {
   return sendJson(req, reply, status, outcome);
+}
+
+/**
+ * A header that must be sent at most once. Node joins repeated headers with ", " (so a repeated
+ * If-None-Exist would silently become one garbled search), hence the count over the raw headers.
+ */
+export function headerOnce(req: FastifyRequest, name: string): string | undefined {
+  const lower = name.toLowerCase();
+  const raw = req.raw.rawHeaders;
+  let seen = 0;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].toLowerCase() === lower) seen++;
+  if (seen > 1) throw badRequest(`${name} must be given once; it was given ${seen} times.`);
+  return single(req.headers[lower], name);
 }
 
 /** The single-valued string form of a header or query parameter; arrays and objects are refused. */

@@ -13,7 +13,7 @@ import type { StoredVersion } from '../src/storage/repository.ts';
 import { checkBundle, processBatch, processTransaction, type EntryReader } from '../src/fhir/bundle.ts';
 import { buildCapabilityStatement } from '../src/fhir/capability.ts';
 import { applySummary, parseElements, parseSummary } from '../src/fhir/summary.ts';
-import { checkAcceptable, parseJsonBody, sendJson, sendOutcome, single } from './fhir-http.ts';
+import { checkAcceptable, headerOnce, parseJsonBody, sendJson, sendOutcome, single } from './fhir-http.ts';
 import { searchBundle } from '../src/fhir/search-bundle.ts';
 
 declare module 'fastify' {
@@ -129,6 +129,8 @@ export default async function fhirRoutes(app: FastifyInstance, opts: { prefix?: 
     app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
       done(null, Object.fromEntries(new URLSearchParams(body as string)));
     });
+    // Fastify parses text/plain by default; a FHIR body in any format but JSON is a 415 like the rest.
+    app.removeContentTypeParser('text/plain');
     app.addContentTypeParser('*', { parseAs: 'buffer' }, (req, _body, done) => {
       done(fhirError(415, 'not-supported', `Content-Type "${req.headers['content-type']}" is not supported; send application/fhir+json.`), undefined);
     });
@@ -181,7 +183,9 @@ export default async function fhirRoutes(app: FastifyInstance, opts: { prefix?: 
       const { type, id } = req.params as { type: string; id: string };
       const v = await app.fhir.read(ctxOf(req), type, id);
       const inm = single(req.headers['if-none-match'], 'If-None-Match');
-      if (inm && inm.replace(/^W\//, '') === `"${v.version}"`) return reply.code(304).header('ETag', etag(v.version)).send();
+      // A list of ETags (RFC 9110 section 13.1.2), compared weakly; Node joins repeated headers into one list.
+      const tags = inm?.split(',').map((tag) => tag.trim().replace(/^W\//, '')) ?? [];
+      if (tags.includes('*') || tags.includes(`"${v.version}"`)) return reply.code(304).header('ETag', etag(v.version)).send();
       const ims = single(req.headers['if-modified-since'], 'If-Modified-Since');
       if (ims && !inm) {
         const since = Date.parse(ims);
@@ -198,7 +202,7 @@ export default async function fhirRoutes(app: FastifyInstance, opts: { prefix?: 
 
     app.post('/:type', async (req, reply) => {
       const { type } = req.params as { type: string };
-      const ifNoneExist = single(req.headers['if-none-exist'], 'If-None-Exist');
+      const ifNoneExist = headerOnce(req, 'If-None-Exist');
       return sendWrite(req, reply, await app.fhir.create(ctxOf(req), type, req.body, { ifNoneExist }));
     });
     app.put('/:type/:id', async (req, reply) => {

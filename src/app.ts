@@ -33,6 +33,9 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     bodyLimit: config.bodyLimit,
     trustProxy: false,
     routerOptions: { maxParamLength: 200, ignoreTrailingSlash: true },
+    // Errors Fastify answers before routing (a too-long URL, broken percent-encoding) get an
+    // OperationOutcome like every other error.
+    frameworkErrors: (err, req, reply) => errorHandler(err, req, reply),
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();

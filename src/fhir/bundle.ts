@@ -172,10 +172,17 @@ export async function processTransaction(svc: FhirService, ctx: RequestContext, 
         const body = e.entry.resource as unknown as { resourceType?: string; data?: string };
         // A FHIR transaction carries a JSON Patch as a Binary whose data is the base64 patch.
         let ops: unknown = body;
-        if (body?.resourceType === 'Binary' && typeof body.data === 'string') ops = JSON.parse(Buffer.from(body.data, 'base64').toString('utf8'));
+        if (body?.resourceType === 'Binary' && typeof body.data === 'string') {
+          try {
+            ops = JSON.parse(Buffer.from(body.data, 'base64').toString('utf8'));
+          } catch {
+            throw badRequest(`Entry ${e.index}: the Binary's data is not a base64 JSON Patch.`, [`Bundle.entry[${e.index}].resource.data`]);
+          }
+        }
         resource = applyJsonPatch(JSON.parse(current!.json!), ops);
       } else {
-        const body = structuredClone(e.entry.resource!) as Resource;
+        // The Bundle was parsed for this request alone, so its resources may be rewritten in place.
+        const body = e.entry.resource as Resource;
         if (e.method === 'PUT' && e.id && body.id !== undefined && body.id !== e.id) {
           throw badRequest(`Entry ${e.index}: the resource's id "${body.id}" differs from request.url's "${e.id}".`);
         }

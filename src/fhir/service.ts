@@ -38,6 +38,9 @@ export function checkType(type: string): void {
 
 export function checkId(id: string): void {
   if (!ID_PATTERN.test(id)) throw badRequest(`"${id}" is not a valid resource id (1 to 64 of A-Z a-z 0-9 - .).`);
+  // "." and ".." match the id regex, but as URL path segments they are dot-segments that every URL
+  // resolver removes (RFC 3986 section 5.2.4), so Patient/.. could never be read back.
+  if (id === '.' || id === '..') throw badRequest(`"${id}" is not a usable resource id: it is a relative path segment in a URL.`);
 }
 
 /** Parses an ETag / If-Match value such as W/"3" into a version number. */
@@ -190,7 +193,6 @@ export class FhirService {
       checkIfMatch(type, id, existing, wanted);
       const current = await this.repo.readCurrent(client, ctx.partitionId, type, id);
       const patched = applyJsonPatch(JSON.parse(current!.json!), patch);
-      if (patched.resourceType !== type || patched.id !== id) throw badRequest('A patch may not change the resourceType or id.');
       const [res] = await this.writeItems(client, ctx, [{ type, id, existing, ...this.prepare(ctx, patched) }]);
       return { status: 200, stored: await this.storedAfterWrite(client, ctx, type, id, res) };
     });
@@ -251,11 +253,16 @@ export function checkIfMatch(type: string, id: string, existing: CurrentRow | nu
 /** RFC 6902 JSON Patch. See: https://hl7.org/fhir/R4/http.html#patch */
 export function applyJsonPatch(doc: Resource, patch: unknown): Resource {
   if (!Array.isArray(patch)) throw badRequest('A JSON Patch body must be an array of operations.');
+  // The patch mutates doc in place: remember its identity first (the transaction PATCH path relies on this check too).
+  const { resourceType, id } = doc;
+  let patched: Resource;
   try {
-    return fastJsonPatch.applyPatch(doc, patch as Operation[], true, true).newDocument as Resource;
+    patched = fastJsonPatch.applyPatch(doc, patch as Operation[], true, true).newDocument as Resource;
   } catch (err) {
     const name = (err as { name?: string }).name;
     if (name === 'TEST_OPERATION_FAILED') throw fhirError(422, 'processing', 'A "test" operation of the patch failed.');
     throw badRequest(`The JSON Patch is invalid: ${(err as Error).message.split('\n')[0]}`);
   }
+  if (patched?.resourceType !== resourceType || patched.id !== id) throw badRequest('A patch may not change the resourceType or id.');
+  return patched;
 }

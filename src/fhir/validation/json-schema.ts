@@ -15,7 +15,7 @@ import type { OperationOutcomeIssue } from '@medplum/fhirtypes';
 import { appendPointer } from './fhirpath-location.ts';
 import { R4_RESOURCE_TYPES } from './resource-types.ts';
 import { schemaErrorsToIssues } from './schema-issues.ts';
-import { loadRepairedSchema } from './schema-repairs.ts';
+import { isCalendarDate, loadRepairedSchema } from './schema-repairs.ts';
 import type { FhirSchema } from './schema-repairs.ts';
 
 const require = createRequire(import.meta.url);
@@ -101,6 +101,12 @@ export function createStructureValidators(allErrors: boolean): StructureValidato
   validateNested.errors = undefined as Partial<ErrorObject>[] | undefined;
 
   ajv.addKeyword({ keyword: 'fhirResource', schemaType: 'boolean', errors: true, validate: validateNested });
+  ajv.addKeyword({
+    keyword: 'fhirCalendarDate',
+    schemaType: 'boolean',
+    error: { message: 'must be a date that exists (such as 2023-02-28, not 2023-02-30)' },
+    validate: (_schema: boolean, data: unknown) => typeof data !== 'string' || isCalendarDate(data),
+  });
   ajv.addSchema(sharedSchema as object);
   return { forType };
 }

@@ -53,8 +53,11 @@ function rewritePatterns(node: unknown): void {
   } else if (node && typeof node === 'object') {
     const object = node as Record<string, unknown>;
     for (const [key, value] of Object.entries(object)) {
-      if (key === 'pattern' && typeof value === 'string') object.pattern = XSD_PATTERNS[value] ?? value;
-      else rewritePatterns(value);
+      if (key === 'pattern' && typeof value === 'string') {
+        object.pattern = XSD_PATTERNS[value] ?? value;
+        // date, dateTime and instant "SHALL be valid dates": the pattern admits 2023-02-30.
+        if (/^\^\(\[0-9\]\(\[0-9\]/.test(value) && value.includes('-(0[1-9]|1[0-2])')) object.fhirCalendarDate = true;
+      } else rewritePatterns(value);
     }
   }
 }
@@ -97,3 +100,11 @@ const XSD_PATTERNS: Record<string, string> = {
   '^(\\s*([0-9a-zA-Z\\+/=]){4}\\s*)+$': '^([ \\t\\n\\r]*([0-9a-zA-Z\\+/=]){4}[ \\t\\n\\r]*)+$',
 };
 
+
+/** Whether the day of a FHIR date / dateTime / instant (when it has one) exists in its month. */
+export function isCalendarDate(value: string): boolean {
+  const m = /^(\d{4})-(\d{2})-(\d{2})/.exec(value);
+  if (!m) return true;
+  const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  return d <= new Date(Date.UTC(y, mo, 0)).getUTCDate();
+}
