@@ -5,6 +5,7 @@
  * See: https://hl7.org/fhir/R4/search.html
  */
 import { hapiHash, normalizeString } from '../storage/hash.ts';
+import { HASH_PREFIX_LENGTH } from '../indexing/rows.ts';
 import { badRequest } from '../fhir/errors.ts';
 import type { SearchParamLookup } from '../fhir/ports.ts';
 import { SqlBuilder } from './sql-builder.ts';
@@ -75,9 +76,15 @@ function stringCondition(b: SqlBuilder, type: string, code: string, raw: string,
   if (modifier === 'exact') {
     return `EXISTS (SELECT 1 FROM hfj_spidx_string s WHERE s.res_id = r.res_id AND s.hash_exact = ${b.param(h([type, code, raw]))})`;
   }
-  const norm = normalizeString(raw).replace(/[\\%_]/g, (c) => `\\${c}`);
-  const like = modifier === 'contains' ? `%${norm}%` : `${norm}%`;
-  return `EXISTS (SELECT 1 FROM hfj_spidx_string s WHERE s.res_id = r.res_id AND s.hash_norm_prefix = ${b.param(h([type, code, '']))} AND s.sp_value_normalized LIKE ${b.param(like)})`;
+  const normalized = normalizeString(raw);
+  const norm = normalized.replace(/[\\%_]/g, (c) => `\\${c}`);
+  if (modifier === 'contains' || normalized.length < HASH_PREFIX_LENGTH) {
+    const like = modifier === 'contains' ? `%${norm}%` : `${norm}%`;
+    return `EXISTS (SELECT 1 FROM hfj_spidx_string s WHERE s.res_id = r.res_id AND s.hash_identity = ${b.param(h([type, code]))} AND s.sp_value_normalized LIKE ${b.param(like)})`;
+  }
+  // HAPI's hash_norm_prefix hashes the first HASH_PREFIX_LENGTH characters of the normalized value.
+  const prefix = h([type, code, normalized.slice(0, HASH_PREFIX_LENGTH)]);
+  return `EXISTS (SELECT 1 FROM hfj_spidx_string s WHERE s.res_id = r.res_id AND s.hash_norm_prefix = ${b.param(prefix)} AND s.sp_value_normalized LIKE ${b.param(`${norm}%`)})`;
 }
 
 function referenceCondition(b: SqlBuilder, paths: string[], raw: string, modifierType: string | null, targets: string[] | undefined): string {

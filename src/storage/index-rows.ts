@@ -77,7 +77,15 @@ export function indexInserts(partitionId: number, now: Date, list: IndexedResour
       ['hash_identity', 'bigint', (r) => s(r.hashIdentity)], ['sp_latitude', 'float8', (r) => r.latitude], ['sp_longitude', 'float8', (r) => r.longitude],
     ]),
   ];
-  const links = flatten(list, 'links');
+  // Two parameters may share a path (Coverage.beneficiary is both `beneficiary` and `patient`):
+  // HAPI writes one hfj_res_link row per (source, path, target).
+  const seen = new Set<string>();
+  const links = flatten(list, 'links').filter(({ res, row }) => {
+    const key = JSON.stringify([res.resId, row.path, row.targetType, row.targetId, row.targetUrl, row.targetVersion]);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
   if (links.length) {
     out.push(
       bulkInsert(

@@ -56,3 +56,27 @@ t.test('errors are OperationOutcomes', async (t) => {
   const r5 = await app.inject({ url: '/fhir/r4/metadata', headers: { accept: 'application/fhir+xml' } });
   t.equal(r5.statusCode, 406);
 });
+
+t.test('conditional create, update and delete find matches through the indexes', async (t) => {
+  const body = { resourceType: 'Patient', identifier: [{ system: 'urn:mrn', value: 'A-1' }], name: [{ family: 'Ångström', given: ['Ève'] }] };
+  const first = await app.inject({ method: 'POST', url: '/fhir/r4/Patient', headers: { ...JSON_CT, 'if-none-exist': 'identifier=urn:mrn|A-1' }, payload: body });
+  t.equal(first.statusCode, 201);
+  const again = await app.inject({ method: 'POST', url: '/fhir/r4/Patient', headers: { ...JSON_CT, 'if-none-exist': 'identifier=urn:mrn|A-1' }, payload: body });
+  t.equal(again.statusCode, 200, 'an existing match is returned, not created again');
+  t.equal(again.json().id, first.json().id);
+
+  const byName = await app.inject({ url: '/fhir/r4/Patient?name=angst' });
+  t.equal(byName.json().total, 1, 'string search is accent and case insensitive, by prefix');
+  const noMatch = await app.inject({ url: '/fhir/r4/Patient?name=zzz' });
+  t.equal(noMatch.json().total, 0);
+
+  const cu = await app.inject({ method: 'PUT', url: '/fhir/r4/Patient?identifier=urn:mrn|A-1', headers: JSON_CT, payload: { ...body, gender: 'female' } });
+  t.equal(cu.statusCode, 200);
+  t.equal(cu.json().id, first.json().id);
+  t.equal(cu.json().meta.versionId, '2');
+
+  const cd = await app.inject({ method: 'DELETE', url: '/fhir/r4/Patient?identifier=urn:mrn|A-1' });
+  t.equal(cd.statusCode, 200);
+  const read = await app.inject({ url: `/fhir/r4/Patient/${first.json().id}` });
+  t.equal(read.statusCode, 410);
+});
