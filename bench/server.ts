@@ -1,0 +1,209 @@
+/**
+ * Shared by the load benchmarks: starts Tributary as a separate process, exactly as `npm start`
+ * does (Node 24 from node_modules, `node src/server.ts`), with a fresh data folder (embedded
+ * PostgreSQL) on free loopback ports; or attaches to a running server given `--url`.
+ *
+ * Exposes the base URL, the server's pid, its RSS (the Node process only: the embedded PostgreSQL
+ * processes are separate) and CPU times, and stop(). Not a benchmark itself.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+export const REPO = path.resolve(import.meta.dirname, '..');
+const NODE = path.join(REPO, 'node_modules', '.bin', 'node');
+const READY_TIMEOUT_MS = 90_000;
+const STOP_TIMEOUT_MS = 30_000;
+
+export interface BenchServer {
+  /** e.g. http://127.0.0.1:40123 (no trailing slash). */
+  base: string;
+  /** The server's pid; undefined when attached with --url. */
+  pid: number | undefined;
+  /** The server process's resident set in MB (VmRSS), or null when unknown. */
+  rssMB(): number | null;
+  /** CPU seconds (user + system) used so far by the server process and by its descendants (PostgreSQL). */
+  cpu(): { server: number; children: number } | null;
+  stop(): Promise<void>;
+}
+
+/** A free TCP port on 127.0.0.1 (the kernel picks it). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export function readRssMB(pid: number): number | null {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+const TICK = 100; // USER_HZ on Linux
+/** [ppid, cpu seconds] of a process from /proc/<pid>/stat, or null when it is gone. */
+function stat(pid: number): [number, number] | null {
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' '); // f[0] is field 3 (state)
+    return [Number(f[1]), (Number(f[11]) + Number(f[12])) / TICK];
+  } catch {
+    return null;
+  }
+}
+
+export function cpuTimes(pid: number): { server: number; children: number } | null {
+  const own = stat(pid);
+  if (!own) return null;
+  const procs = new Map<number, [number, number]>(); // pid -> [ppid, cpu seconds]
+  for (const name of fs.readdirSync('/proc')) {
+    const s = /^\d+$/.test(name) ? stat(Number(name)) : null;
+    if (s) procs.set(Number(name), s);
+  }
+  let children = 0;
+  for (const [, [ppid, secs]] of procs) {
+    // A descendant of the server (PostgreSQL's postmaster and its backends), at most 10 levels down.
+    for (let up = ppid, depth = 0; up > 1 && depth < 10; up = procs.get(up)?.[0] ?? 0, depth++) {
+      if (up === pid) {
+        children += secs;
+        break;
+      }
+    }
+  }
+  return { server: own[1], children };
+}
+
+/** CPU seconds the whole machine has been busy (all processes, all cores), from /proc/stat. */
+export function machineBusySeconds(): number {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  return (f[0] + f[1] + f[2] + f[5] + f[6] + f[7]) / TICK; // user nice system irq softirq steal
+}
+
+export interface CoresBusy { server: number | null; postgres: number | null; bench: number; other: number | null }
+
+/**
+ * Measures, from now until stop(), the cores kept busy on average by the server, its PostgreSQL,
+ * this bench process and everything else on the machine ("other" well above 0 means the figures
+ * are disturbed by other work). null where unknown (a server attached with --url).
+ */
+export function cpuMeter(server: BenchServer): { stop(): CoresBusy } {
+  const t0 = performance.now();
+  const [s0, b0, m0] = [server.cpu(), process.cpuUsage(), machineBusySeconds()];
+  return {
+    stop() {
+      const secs = (performance.now() - t0) / 1000;
+      const [s1, b, m1] = [server.cpu(), process.cpuUsage(b0), machineBusySeconds()];
+      const bench = (b.user + b.system) / 1e6;
+      const srv = s0 && s1 ? s1.server - s0.server : null;
+      const pg = s0 && s1 ? s1.children - s0.children : null;
+      const per = (x: number | null) => round(x === null ? null : x / secs, 2);
+      return { server: per(srv), postgres: per(pg), bench: per(bench)!, other: per(srv === null || pg === null ? null : Math.max(0, m1 - m0 - srv - pg - bench)) };
+    },
+  };
+}
+
+export function describeCores(c: CoresBusy): string {
+  const n = (x: number | null) => x ?? 'n/a';
+  const warn = c.other !== null && c.other > 0.2 ? `  WARNING: other processes kept ${c.other} cores busy; the figures are disturbed` : '';
+  return `cores busy: server ${n(c.server)}, PostgreSQL ${n(c.postgres)}, bench ${c.bench}, other processes ${n(c.other)} (of ${os.availableParallelism()})${warn}`;
+}
+
+/** Samples a value every `ms` milliseconds, keeping the largest; stop() answers it. */
+export function peakSampler(sample: () => number | null, ms = 100): { stop(): number | null } {
+  let peak: number | null = sample();
+  const t = setInterval(() => {
+    const v = sample();
+    if (v !== null && (peak === null || v > peak)) peak = v;
+  }, ms);
+  return { stop: () => (clearInterval(t), peak) };
+}
+
+async function waitReady(base: string, child?: ChildProcess): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (child && child.exitCode !== null) throw new Error(`the server exited with code ${child.exitCode} before it was ready`);
+    try {
+      const res = await fetch(`${base}/readyz`, { signal: AbortSignal.timeout(2000) });
+      await res.arrayBuffer();
+      if (res.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`${base}/readyz did not answer 200 within ${READY_TIMEOUT_MS / 1000} s`);
+}
+
+/** `--url http://host:port` attaches to that server; otherwise one is started (and stop() ends it). */
+export async function startServer(url?: string): Promise<BenchServer> {
+  if (url) {
+    const base = url.replace(/\/+$/, '');
+    await waitReady(base);
+    return { base, pid: undefined, rssMB: () => null, cpu: () => null, stop: async () => {} };
+  }
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tributary-bench-'));
+  fs.chmodSync(dir, 0o755); // as root, PostgreSQL runs as the postgres user and must reach dir/pg
+  const [port, pgPort] = [await freePort(), await freePort()];
+  const base = `http://127.0.0.1:${port}`;
+  const log: string[] = []; // the last lines the server wrote, shown when it fails
+  const child = spawn(NODE, ['src/server.ts'], {
+    cwd: REPO,
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', TRIBUTARY_DATA_DIR: dir, EMBEDDED_PG_PORT: String(pgPort), LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  for (const s of [child.stdout!, child.stderr!]) {
+    s.setEncoding('utf8').on('data', (d: string) => {
+      log.push(...d.split('\n').filter(Boolean));
+      log.splice(0, Math.max(0, log.length - 40));
+    });
+  }
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const pid = child.pid!;
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
+      await exited;
+      clearTimeout(t);
+    }
+    // A server killed hard leaves its PostgreSQL running; end that one (by its own pid file).
+    try {
+      const pgPid = Number(fs.readFileSync(path.join(dir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0]);
+      if (pgPid > 0) process.kill(pgPid, 'SIGINT');
+      await new Promise((r) => setTimeout(r, 1000));
+    } catch {
+      // no pid file: PostgreSQL stopped cleanly
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  const onSignal = () => void stop().finally(() => process.exit(130));
+  process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+  try {
+    await waitReady(base, child);
+  } catch (err) {
+    await stop();
+    throw new Error(`${(err as Error).message}\n--- server output ---\n${log.join('\n')}`);
+  }
+  return { base, pid, rssMB: () => readRssMB(pid), cpu: () => cpuTimes(pid), stop };
+}
+
+/** The value at quantile q (0..1) of ascending numbers. */
+export function quantile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
+}
+
+export const round = (n: number | null, d = 1): number | null => (n === null || !Number.isFinite(n) ? null : Math.round(n * 10 ** d) / 10 ** d);
