@@ -10,7 +10,7 @@ import fastJsonPatch from 'fast-json-patch';
 import type { Operation } from 'fast-json-patch';
 import { Repository, type CurrentRow, type StoredVersion, type WriteItem, type WriteResult } from '../storage/repository.ts';
 import type { HistoryQuery } from '../storage/sql.ts';
-import { badRequest, conflict, fhirError, fromDatabaseError, gone, issuesError, notFound, preconditionFailed } from './errors.ts';
+import { badRequest, fhirError, fromDatabaseError, gone, issuesError, notFound, preconditionFailed } from './errors.ts';
 import type { RequestContext, ResourceIndexer, ResourceValidator, SearchParamLookup } from './ports.ts';
 import { buildWhere } from '../search/basic.ts';
 import { SqlBuilder } from '../search/sql-builder.ts';
@@ -131,19 +131,23 @@ export class FhirService {
   async create(ctx: RequestContext, type: string, body: unknown, opts: { ifNoneExist?: string } = {}): Promise<WriteOutcome> {
     checkType(type);
     const resource = this.checkBody(body, type);
+    const id = randomUUID();
+    const prepared = this.prepare(ctx, { ...resource, id } as Resource);
+    if (!opts.ifNoneExist) {
+      // A new server-assigned id needs no lock: the write is one statement, atomic on its own.
+      const [res] = await this.repo.write(this.pool, ctx.partitionId, [{ type, id, existing: null, ...prepared }]);
+      return { status: 201, stored: this.storedAfterWrite(type, id, res) };
+    }
+    const condition = opts.ifNoneExist;
     return this.transaction(async (client) => {
-      if (opts.ifNoneExist) {
-        const found = await this.match(client, ctx, type, opts.ifNoneExist);
-        if (found.length > 1) throw preconditionFailed(`If-None-Exist matched ${found.length} or more ${type} resources; it must match at most one.`);
-        if (found.length === 1) {
-          const existing = await this.repo.readCurrent(client, ctx.partitionId, type, found[0].id);
-          return { status: 200, stored: existing! };
-        }
+      const found = await this.match(client, ctx, type, condition);
+      if (found.length > 1) throw preconditionFailed(`If-None-Exist matched ${found.length} or more ${type} resources; it must match at most one.`);
+      if (found.length === 1) {
+        const existing = await this.repo.readCurrent(client, ctx.partitionId, type, found[0].id);
+        return { status: 200, stored: existing! };
       }
-      const id = randomUUID();
-      const withId = { ...resource, id } as Resource;
-      const [res] = await this.writeItems(client, ctx, [{ type, id, existing: null, ...this.prepare(ctx, withId) }]);
-      return { status: 201, stored: await this.storedAfterWrite(client, ctx, type, id, res) };
+      const [res] = await this.writeItems(client, ctx, [{ type, id, existing: null, ...prepared }]);
+      return { status: 201, stored: this.storedAfterWrite(type, id, res) };
     });
   }
 
@@ -158,7 +162,7 @@ export class FhirService {
       const existing = (await this.repo.lockCurrent(client, ctx.partitionId, [{ type, id }])).get(`${type}/${id}`) ?? null;
       checkIfMatch(type, id, existing, wanted);
       const [res] = await this.writeItems(client, ctx, [{ type, id, existing, ...this.prepare(ctx, resource) }]);
-      return { status: existing && !existing.deleted ? 200 : 201, stored: await this.storedAfterWrite(client, ctx, type, id, res) };
+      return { status: existing && !existing.deleted ? 200 : 201, stored: this.storedAfterWrite(type, id, res) };
     });
   }
 
@@ -178,7 +182,7 @@ export class FhirService {
       }
       const existing = (await this.repo.lockCurrent(client, ctx.partitionId, [{ type, id }])).get(`${type}/${id}`) ?? null;
       const [res] = await this.writeItems(client, ctx, [{ type, id, existing, ...this.prepare(ctx, { ...resource, id } as Resource) }]);
-      return { status: existing && !existing.deleted ? 200 : 201, stored: await this.storedAfterWrite(client, ctx, type, id, res) };
+      return { status: existing && !existing.deleted ? 200 : 201, stored: this.storedAfterWrite(type, id, res) };
     });
   }
 
@@ -194,7 +198,7 @@ export class FhirService {
       const current = await this.repo.readCurrent(client, ctx.partitionId, type, id);
       const patched = applyJsonPatch(JSON.parse(current!.json!), patch);
       const [res] = await this.writeItems(client, ctx, [{ type, id, existing, ...this.prepare(ctx, patched) }]);
-      return { status: 200, stored: await this.storedAfterWrite(client, ctx, type, id, res) };
+      return { status: 200, stored: this.storedAfterWrite(type, id, res) };
     });
   }
 
@@ -235,10 +239,8 @@ export class FhirService {
     return this.repo.write(client, ctx.partitionId, items);
   }
 
-  private async storedAfterWrite(client: pg.PoolClient, ctx: RequestContext, type: string, id: string, res: WriteResult): Promise<StoredVersion> {
-    const v = await this.repo.readVersion(client, ctx.partitionId, type, id, res.version);
-    if (!v) throw conflict(`${type}/${id} changed while it was written; retry.`);
-    return v;
+  private storedAfterWrite(type: string, id: string, res: WriteResult): StoredVersion {
+    return { resId: res.resId, type, id, version: res.version, lastUpdated: res.lastUpdated, deleted: false, json: res.json };
   }
 }
 

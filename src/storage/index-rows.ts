@@ -87,19 +87,27 @@ export function indexInserts(partitionId: number, now: Date, list: IndexedResour
     return true;
   });
   if (links.length) {
-    out.push(
-      bulkInsert(
-        'hfj_res_link',
-        [['partition_id', 'int'], ['src_path', 'text'], ['src_resource_id', 'bigint'], ['source_resource_type', 'text'], ['target_resource_id', 'bigint'],
-          ['target_resource_type', 'text'], ['target_resource_url', 'text'], ['target_resource_version', 'text'], ['target_fhir_id', 'text'], ['sp_updated', 'timestamptz']],
-        [
-          links.map(() => partitionId), links.map((l) => l.row.path), links.map((l) => l.res.resId), links.map((l) => l.res.type),
-          links.map((l) => (l.row.targetType && l.row.targetId ? (targets.get(`${l.row.targetType}/${l.row.targetId}`) ?? null) : null)),
-          links.map((l) => l.row.targetType), links.map((l) => l.row.targetUrl), links.map((l) => l.row.targetVersion),
-          links.map((l) => l.row.targetId), links.map(() => now),
-        ],
-      ),
+    // A target written in this batch is known here; any other is looked up by the statement
+    // itself (its own inserts are not visible to it, hence the two ways).
+    const cols: [string, string][] = [['partition_id', 'int'], ['src_path', 'text'], ['src_resource_id', 'bigint'], ['source_resource_type', 'text'],
+      ['target_resource_id', 'bigint'], ['target_resource_type', 'text'], ['target_resource_url', 'text'], ['target_resource_version', 'text'],
+      ['target_fhir_id', 'text'], ['sp_updated', 'timestamptz']];
+    const arrays = [
+      links.map(() => partitionId), links.map((l) => l.row.path), links.map((l) => l.res.resId), links.map((l) => l.res.type),
+      links.map((l) => (l.row.targetType && l.row.targetId ? (targets.get(`${l.row.targetType}/${l.row.targetId}`) ?? null) : null)),
+      links.map((l) => l.row.targetType), links.map((l) => l.row.targetUrl), links.map((l) => l.row.targetVersion),
+      links.map((l) => l.row.targetId), links.map(() => now),
+    ];
+    const names = cols.map((c) => c[0]);
+    const select = names.map((n) =>
+      n === 'target_resource_id'
+        ? `coalesce(u.target_resource_id, (SELECT t.res_id FROM hfj_resource t WHERE t.partition_id = u.partition_id AND t.res_type = u.target_resource_type AND t.fhir_id = u.target_fhir_id))`
+        : `u.${n}`,
     );
+    out.push({
+      text: `INSERT INTO hfj_res_link (${names.join(', ')}) SELECT ${select.join(', ')} FROM unnest(${cols.map((c, i) => `$${i + 1}::${c[1]}[]`).join(', ')}) AS u(${names.join(', ')})`,
+      values: arrays,
+    });
   }
   const present = flatten(list, 'present');
   if (present.length) {

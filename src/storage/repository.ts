@@ -32,6 +32,7 @@ export interface CurrentRow {
   deleted: boolean;
   sha256: string | null;
   published: Date;
+  updated: Date;
 }
 
 export interface WriteItem {
@@ -51,6 +52,8 @@ export interface WriteResult {
   lastUpdated: Date;
   /** false when the content did not change and no version was made. */
   changed: boolean;
+  /** The resource as stored (id and meta included), null for a delete: no need to read it back. */
+  json: string | null;
 }
 
 interface VersionRow {
@@ -63,6 +66,18 @@ interface VersionRow {
   res_text_vc: string | null;
   source_uri: string | null;
   tags: RowMeta['tags'];
+}
+
+function storedJson(item: WriteItem, split: SplitResource, version: number, lastUpdated: Date): string {
+  // As a read would rebuild them: one of each distinct tag, in the order given.
+  const seen = new Set<string>();
+  const tags = split.tags
+    .filter((t) => {
+      const k = JSON.stringify([t.type, t.system, t.code, t.version, t.display]);
+      return seen.has(k) ? false : (seen.add(k), true);
+    })
+    .map((t) => [t.type, t.system, t.code, t.display, t.version, t.userSelected] as [number, string | null, string | null, string | null, string | null, boolean | null]);
+  return rebuildJson(split.text, { id: item.id, versionId: version, lastUpdated, source: split.source, tags: tags.length ? tags : null });
 }
 
 function toStored(row: VersionRow): StoredVersion {
@@ -118,6 +133,7 @@ export class Repository {
         deleted: r.res_deleted_at !== null,
         sha256: r.hash_sha256,
         published: r.res_published,
+        updated: r.res_updated,
       });
     }
     return out;
@@ -127,7 +143,7 @@ export class Repository {
    * Writes a version of each item, with its index rows, tags and links, in the caller's
    * transaction. An item whose content equals its current version makes no version.
    */
-  async write(client: pg.PoolClient, partitionId: number, items: WriteItem[], now = new Date()): Promise<WriteResult[]> {
+  async write(client: Db, partitionId: number, items: WriteItem[], now = new Date()): Promise<WriteResult[]> {
     const results: WriteResult[] = new Array(items.length);
     const live: { item: WriteItem; resId: string; version: number; isNew: boolean; split: SplitResource | null }[] = [];
     const fresh = items.filter((i) => !i.existing).length;
@@ -138,16 +154,16 @@ export class Repository {
       const ex = item.existing;
       const split = item.resource ? (item.split ?? splitResource(item.resource)) : null;
       if (ex && !ex.deleted && split && ex.sha256 === split.sha256) {
-        results[i] = { resId: ex.resId, version: ex.version, lastUpdated: now, changed: false };
+        results[i] = { resId: ex.resId, version: ex.version, lastUpdated: ex.updated, changed: false, json: storedJson(item, split, ex.version, ex.updated) };
         continue;
       }
       if (ex && ex.deleted && !split) {
-        results[i] = { resId: ex.resId, version: ex.version, lastUpdated: now, changed: false };
+        results[i] = { resId: ex.resId, version: ex.version, lastUpdated: ex.updated, changed: false, json: null };
         continue;
       }
       const resId = ex ? ex.resId : String(newIds[n++]);
       const version = ex ? ex.version + 1 : 1;
-      results[i] = { resId, version, lastUpdated: now, changed: true };
+      results[i] = { resId, version, lastUpdated: now, changed: true, json: split ? storedJson(item, split, version, now) : null };
       live.push({ item, resId, version, isNew: !ex, split });
     }
     if (live.length === 0) return results;
@@ -157,7 +173,7 @@ export class Repository {
     const statements: sql.Sql[] = [];
 
     const existingIds = live.filter((l) => !l.isNew).map((l) => l.resId);
-    if (existingIds.length) statements.push(...sql.deleteIndexes(existingIds));
+    if (existingIds.length) await client.query(sql.deleteIndexes(existingIds));
 
     // hfj_resource: new rows, then updates of existing ones.
     const res = live.map((l) => {
@@ -244,38 +260,13 @@ export class Repository {
     // Index rows and links of the live (not deleted) resources.
     const indexed = live.filter((l) => l.split && l.item.indexes);
     if (indexed.length) {
-      const targets = await this.resolveLinkTargets(client, partitionId, indexed, live);
-      statements.push(...indexInserts(partitionId, now, indexed.map((l) => ({ resId: l.resId, type: l.item.type, indexes: l.item.indexes! })), targets));
+      const inBatch = new Map<string, string>();
+      for (const l of live) if (l.split) inBatch.set(`${l.item.type}/${l.item.id}`, l.resId);
+      statements.push(...indexInserts(partitionId, now, indexed.map((l) => ({ resId: l.resId, type: l.item.type, indexes: l.item.indexes! })), inBatch));
     }
 
-    for (const s of statements) await client.query(s);
+    await client.query(sql.combine(statements));
     return results;
-  }
-
-  /** Maps "Type/id" of every local link target to its res_id (in this batch or already stored). */
-  private async resolveLinkTargets(
-    client: pg.PoolClient,
-    partitionId: number,
-    indexed: { item: WriteItem }[],
-    live: { item: WriteItem; resId: string; split: SplitResource | null }[],
-  ): Promise<Map<string, string>> {
-    const map = new Map<string, string>();
-    for (const l of live) if (l.split) map.set(`${l.item.type}/${l.item.id}`, l.resId);
-    const wanted = new Map<string, { type: string; id: string }>();
-    for (const l of indexed) {
-      for (const link of l.item.indexes!.links) {
-        if (link.targetType && link.targetId) {
-          const key = `${link.targetType}/${link.targetId}`;
-          if (!map.has(key)) wanted.set(key, { type: link.targetType, id: link.targetId });
-        }
-      }
-    }
-    if (wanted.size) {
-      const keys = [...wanted.values()];
-      const { rows } = await client.query(sql.resolveTargets(partitionId, keys.map((k) => k.type), keys.map((k) => k.id)));
-      for (const r of rows) map.set(`${r.res_type}/${r.fhir_id}`, r.res_id);
-    }
-    return map;
   }
 }
 

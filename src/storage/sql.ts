@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 /**
  * Fixed SQL statements of the resource store, as small functions returning { text, values }.
  * Bulk writes pass one array per column and unnest them: one statement per table per batch.
@@ -6,6 +7,20 @@
 export interface Sql {
   text: string;
   values: unknown[];
+  /** A prepared-statement name: PostgreSQL plans the statement once per connection. */
+  name?: string;
+}
+
+const names = new Map<string, string>();
+
+/** Gives a fixed statement a stable prepared-statement name (derived from its text). */
+export function prepared(sql: Sql): Sql {
+  let name = names.get(sql.text);
+  if (!name) {
+    name = `trb_${createHash('sha1').update(sql.text).digest('hex').slice(0, 16)}`;
+    names.set(sql.text, name);
+  }
+  return { ...sql, name };
 }
 
 const READ_COLUMNS = /* SQL */ `
@@ -16,43 +31,33 @@ const READ_COLUMNS = /* SQL */ `
   ) END AS tags`;
 
 export function readCurrent(partitionId: number, type: string, id: string): Sql {
-  return {
+  return prepared({
     text: /* SQL */ `SELECT ${READ_COLUMNS}
       FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
       WHERE r.partition_id = $1 AND r.res_type = $2 AND r.fhir_id = $3`,
     values: [partitionId, type, id],
-  };
+  });
 }
 
 export function readVersion(partitionId: number, type: string, id: string, version: number): Sql {
-  return {
+  return prepared({
     text: /* SQL */ `SELECT ${READ_COLUMNS}
       FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = $4
       WHERE r.partition_id = $1 AND r.res_type = $2 AND r.fhir_id = $3`,
     values: [partitionId, type, id, version],
-  };
+  });
 }
 
 /** Current rows of many resources, locked for the rest of the transaction. */
 export function lockCurrent(partitionId: number, types: string[], ids: string[]): Sql {
-  return {
-    text: /* SQL */ `SELECT r.res_id, r.res_type, r.fhir_id, r.res_ver, r.res_deleted_at, r.hash_sha256, r.res_published
+  return prepared({
+    text: /* SQL */ `SELECT r.res_id, r.res_type, r.fhir_id, r.res_ver, r.res_deleted_at, r.hash_sha256, r.res_published, r.res_updated
       FROM hfj_resource r JOIN unnest($2::text[], $3::text[]) AS k(t, i) ON r.res_type = k.t AND r.fhir_id = k.i
       WHERE r.partition_id = $1
       ORDER BY r.res_id
       FOR UPDATE OF r`,
     values: [partitionId, types, ids],
-  };
-}
-
-/** res_id of existing (not deleted) resources, to resolve references. */
-export function resolveTargets(partitionId: number, types: string[], ids: string[]): Sql {
-  return {
-    text: /* SQL */ `SELECT r.res_id, r.res_type, r.fhir_id
-      FROM hfj_resource r JOIN unnest($2::text[], $3::text[]) AS k(t, i) ON r.res_type = k.t AND r.fhir_id = k.i
-      WHERE r.partition_id = $1`,
-    values: [partitionId, types, ids],
-  };
+  });
 }
 
 export interface HistoryQuery {
@@ -106,13 +111,31 @@ export const INDEX_TABLES = [
   'hfj_spidx_coords',
 ] as const;
 
-export function deleteIndexes(resIds: string[]): Sql[] {
-  return [
-    ...INDEX_TABLES.map((t) => ({ text: `DELETE FROM ${t} WHERE res_id = ANY($1::bigint[])`, values: [resIds] })),
-    { text: 'DELETE FROM hfj_res_link WHERE src_resource_id = ANY($1::bigint[])', values: [resIds] },
-    { text: 'DELETE FROM hfj_res_param_present WHERE res_id = ANY($1::bigint[])', values: [resIds] },
-    { text: 'DELETE FROM hfj_res_tag WHERE res_id = ANY($1::bigint[])', values: [resIds] },
+/** Removes the index rows, links and current tags of resources about to get a new version. */
+export function deleteIndexes(resIds: string[]): Sql {
+  const tables = [
+    ...INDEX_TABLES.map((t) => [t, 'res_id']),
+    ['hfj_res_link', 'src_resource_id'],
+    ['hfj_res_param_present', 'res_id'],
+    ['hfj_res_tag', 'res_id'],
   ];
+  const ctes = tables.map(([t, col], i) => `d${i} AS (DELETE FROM ${t} WHERE ${col} = ANY($1::bigint[]))`);
+  return prepared({ text: `WITH ${ctes.join(', ')} SELECT 1`, values: [resIds] });
+}
+
+/**
+ * Several INSERT / UPDATE statements as one (data-modifying CTEs), so a whole batch is written
+ * in one round trip; each part's $n are renumbered into one parameter list.
+ */
+export function combine(parts: Sql[]): Sql {
+  if (parts.length === 1) return prepared(parts[0]);
+  const values: unknown[] = [];
+  const ctes = parts.map((p, i) => {
+    const offset = values.length;
+    values.push(...p.values);
+    return `w${i} AS (${p.text.replace(/\$(\d+)/g, (_m, n) => `$${Number(n) + offset}`)})`;
+  });
+  return prepared({ text: `WITH ${ctes.join(', ')} SELECT 1`, values });
 }
 
 /** INSERT ... SELECT FROM unnest(...) for column arrays of equal length. */

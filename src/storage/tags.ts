@@ -21,14 +21,14 @@ export class TagCache {
   }
 
   /** The tag ids of each list of tags, in order, without duplicates within a list. */
-  async resolve(client: pg.PoolClient, lists: TagInput[][]): Promise<string[][]> {
+  async resolve(client: pg.Pool | pg.PoolClient, lists: TagInput[][]): Promise<string[][]> {
     const missing = new Map<string, TagInput>();
     for (const list of lists) for (const t of list) if (!this.ids.has(key(t))) missing.set(key(t), t);
     if (missing.size) await this.load(client, [...missing.values()]);
     return lists.map((list) => [...new Set(list.map((t) => this.ids.get(key(t))!))]);
   }
 
-  private async load(client: pg.PoolClient, tags: TagInput[]): Promise<void> {
+  private async load(client: pg.Pool | pg.PoolClient, tags: TagInput[]): Promise<void> {
     const cut = (s: string | null) => (s === null ? null : s.slice(0, MAX));
     const ids = await this.allocator.take(client, tags.length);
     const cols = {

@@ -47,8 +47,8 @@ CREATE TABLE hfj_resource (
 );
 -- HAPI's IDX_RES_TYPE_FHIR_ID, per partition (each app is a partition).
 CREATE UNIQUE INDEX idx_res_type_fhir_id ON hfj_resource (partition_id, res_type, fhir_id);
-CREATE INDEX idx_res_type_updated ON hfj_resource (partition_id, res_type, res_updated, res_id);
-CREATE INDEX idx_res_updated ON hfj_resource (partition_id, res_updated, res_id);
+-- No other index on (partition_id, res_type, ...): on a freshly loaded table, before statistics
+-- exist, PostgreSQL could pick it over the unique one for a read by id.
 
 CREATE TABLE hfj_res_ver (
   pid bigint PRIMARY KEY,
@@ -140,7 +140,6 @@ CREATE TABLE hfj_spidx_token (
   hash_sys_and_value bigint,
   hash_value bigint
 );
-CREATE INDEX idx_sp_token_hash_v2 ON hfj_spidx_token (hash_identity, sp_system, sp_value, res_id);
 CREATE INDEX idx_sp_token_hash_s_v2 ON hfj_spidx_token (hash_sys, res_id);
 CREATE INDEX idx_sp_token_hash_sv_v2 ON hfj_spidx_token (hash_sys_and_value, res_id);
 CREATE INDEX idx_sp_token_hash_v_v2 ON hfj_spidx_token (hash_value, res_id);
@@ -261,9 +260,10 @@ CREATE TABLE hfj_res_link (
   sp_updated timestamptz
 );
 CREATE INDEX idx_rl_src ON hfj_res_link (src_resource_id);
-CREATE INDEX idx_rl_tgt_v2 ON hfj_res_link (target_resource_id, src_path, src_resource_id, target_resource_type, partition_id);
-CREATE INDEX idx_rl_tgt_fhir_id ON hfj_res_link (target_fhir_id, target_resource_type, src_path, src_resource_id);
-CREATE INDEX idx_rl_srcpath_tgturl ON hfj_res_link (src_path, target_resource_url, partition_id, src_resource_id);
+-- Partial indexes: a local reference has no URL, an external one no local target.
+CREATE INDEX idx_rl_tgt_v2 ON hfj_res_link (target_resource_id, src_path, src_resource_id, target_resource_type, partition_id) WHERE target_resource_id IS NOT NULL;
+CREATE INDEX idx_rl_tgt_fhir_id ON hfj_res_link (target_fhir_id, target_resource_type, src_path, src_resource_id) WHERE target_fhir_id IS NOT NULL;
+CREATE INDEX idx_rl_srcpath_tgturl ON hfj_res_link (src_path, target_resource_url, partition_id, src_resource_id) WHERE target_resource_url IS NOT NULL;
 
 CREATE TABLE hfj_res_param_present (
   pid bigint PRIMARY KEY DEFAULT nextval('seq_respardate_id'),
