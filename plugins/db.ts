@@ -27,7 +27,14 @@ export default fp(
       embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, onLog: (m) => app.log.debug({ pg: m.trim() }, 'postgres') });
       url = embedded.url;
     }
-    const pool = new pg.Pool({ connectionString: url, max: config.dbPoolSize, application_name: 'tributary' });
+    const pool = new pg.Pool({
+      connectionString: url,
+      max: config.dbPoolSize,
+      application_name: 'tributary',
+      // Named (prepared) statements are the fixed ones of src/storage/sql.ts, whose best plan does not
+      // depend on the values: plan them once. Search SQL is unnamed and still planned per query.
+      options: '-c plan_cache_mode=force_generic_plan',
+    });
     pool.on('error', (err) => app.log.error({ err: err.message }, 'idle database connection failed'));
     try {
       const applied = await migrate(pool);

@@ -4,6 +4,7 @@
  */
 import { loadConfig, ConfigError } from './config.ts';
 import { buildApp } from './app.ts';
+import { releaseUnusedHeap } from './memory.ts';
 
 let config;
 try {
@@ -33,6 +34,9 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   });
 }
 try {
+  await app.ready();
+  // The definitions read while building the app left V8 with a heap far larger than what is live.
+  await releaseUnusedHeap();
   await app.listen({ port: config.port, host: config.host });
   app.log.info({ fhirBase: `${config.baseUrl}/fhir/r4` }, 'Tributary is ready');
 } catch (err) {

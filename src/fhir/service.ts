@@ -59,7 +59,7 @@ export class FhirService {
 
   constructor(deps: ServiceDeps) {
     this.pool = deps.pool;
-    this.repo = deps.repo ?? new Repository();
+    this.repo = deps.repo ?? new Repository(deps.pool);
     this.validator = deps.validator;
     this.indexer = deps.indexer;
     this.params = deps.params;

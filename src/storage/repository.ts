@@ -101,6 +101,15 @@ export class Repository {
   private readonly resTagIds = new IdAllocator('seq_restag_id');
   private readonly histTagIds = new IdAllocator('seq_historytag_id');
   private readonly tags = new TagCache(this.tagIds);
+  private readonly pool: pg.Pool;
+
+  /**
+   * `pool` serves the work done outside the caller's transaction: tag definitions are inserted and
+   * committed on their own, so an id in the per-process cache always names a committed row.
+   */
+  constructor(pool: pg.Pool) {
+    this.pool = pool;
+  }
 
   async readCurrent(db: Db, partitionId: number, type: string, id: string): Promise<StoredVersion | undefined> {
     const { rows } = await db.query<VersionRow>(sql.readCurrent(partitionId, type, id));
@@ -168,7 +177,7 @@ export class Repository {
     }
     if (live.length === 0) return results;
 
-    const tagIdsPer = await this.tags.resolve(client, live.map((l) => l.split?.tags ?? []));
+    const tagIdsPer = await this.tags.resolve(this.pool, live.map((l) => l.split?.tags ?? []));
     const verPids = await this.verIds.take(client, live.length);
     const statements: sql.Sql[] = [];
 
