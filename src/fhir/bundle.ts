@@ -152,7 +152,9 @@ export async function processTransaction(svc: FhirService, ctx: RequestContext, 
 
     // 3. Lock what exists, build every version, write them in one go.
     const writes = plan.filter((p) => !p.skip);
-    const locked = await svc.repo.lockCurrent(client, ctx.partitionId, writes.map((p) => ({ type: p.e.type, id: p.id })));
+    // A POST's id is a new UUID: nothing to lock. The others may exist.
+    const existing = writes.filter((p) => p.e.method !== 'POST');
+    const locked = await svc.repo.lockCurrent(client, ctx.partitionId, existing.map((p) => ({ type: p.e.type, id: p.id })));
     const items: WriteItem[] = [];
     for (const p of writes) {
       const { e, id } = p;

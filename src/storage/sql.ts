@@ -48,14 +48,17 @@ export function readVersion(partitionId: number, type: string, id: string, versi
   });
 }
 
-/** Current rows of many resources, locked for the rest of the transaction. */
+/**
+ * Current rows of many resources, locked for the rest of the transaction. A lateral lookup per
+ * key keeps it on the unique index whatever the statistics say (a join could scan the table).
+ */
 export function lockCurrent(partitionId: number, types: string[], ids: string[]): Sql {
   return prepared({
     text: /* SQL */ `SELECT r.res_id, r.res_type, r.fhir_id, r.res_ver, r.res_deleted_at, r.hash_sha256, r.res_published, r.res_updated
-      FROM hfj_resource r JOIN unnest($2::text[], $3::text[]) AS k(t, i) ON r.res_type = k.t AND r.fhir_id = k.i
-      WHERE r.partition_id = $1
-      ORDER BY r.res_id
-      FOR UPDATE OF r`,
+      FROM unnest($2::text[], $3::text[]) AS k(t, i)
+      CROSS JOIN LATERAL (
+        SELECT * FROM hfj_resource x WHERE x.partition_id = $1 AND x.res_type = k.t AND x.fhir_id = k.i FOR UPDATE
+      ) r`,
     values: [partitionId, types, ids],
   });
 }
