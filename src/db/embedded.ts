@@ -37,7 +37,9 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
   }
   const password = fs.readFileSync(pwFile, 'utf8').trim();
   const log = opts.onLog ?? (() => {});
-  const flags = ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200', '-c', 'shared_buffers=256MB'];
+  // Clients connect over a Unix socket in the data folder (cheaper than TCP on loopback: about a
+  // quarter of a read's CPU went to loopback TCP); TCP on 127.0.0.1 stays open for other tools.
+  const flags = ['-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${dbDir}`, '-c', 'max_connections=200', '-c', 'shared_buffers=256MB'];
   if (opts.ephemeral) flags.push('-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off');
   const pg = new EmbeddedPostgres({
     databaseDir: dbDir,
@@ -61,7 +63,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
   // A server left running by a killed process holds postmaster.pid; a stale one is removed by
   // PostgreSQL itself when the pid is gone.
   await pg.start();
-  const url = `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${opts.port}/postgres`;
+  const url = `postgres://${USER}:${encodeURIComponent(password)}@localhost:${opts.port}/postgres?host=${encodeURIComponent(dbDir)}`;
   return { url, stop: () => pg.stop() };
 }
 
