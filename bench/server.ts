@@ -1,6 +1,6 @@
 /**
  * Shared by the load benchmarks: starts Tributary as a separate process, exactly as `npm start`
- * does (Node 24 from node_modules, `node src/server.ts`), with a fresh data folder (embedded
+ * does (Node 24 from node_modules, `node --max-semi-space-size=16 src/server.ts`), with a fresh data folder (embedded
  * PostgreSQL) on free loopback ports; or attaches to a running server given `--url`.
  *
  * Exposes the base URL, the server's pid, its RSS (the Node process only: the embedded PostgreSQL
@@ -156,7 +156,7 @@ export async function startServer(url?: string): Promise<BenchServer> {
   const [port, pgPort] = [await freePort(), await freePort()];
   const base = `http://127.0.0.1:${port}`;
   const log: string[] = []; // the last lines the server wrote, shown when it fails
-  const child = spawn(NODE, ['src/server.ts'], {
+  const child = spawn(NODE, ['--max-semi-space-size=16', 'src/server.ts'], {
     cwd: REPO,
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', TRIBUTARY_DATA_DIR: dir, EMBEDDED_PG_PORT: String(pgPort), LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,22 +1,25 @@
 /**
- * Giving memory back to the system once the start-up work is done.
+ * Giving memory back to the system when the process has garbage behind it and nothing to do.
  *
- * Building the app reads large definition files (the FHIR R4 StructureDefinitions, the JSON schema): their
- * garbage is collected, but V8 keeps the heap it grew for them (a young generation sized for that burst,
- * up to 2 × 64 MB here, and emptied old-generation pages) until memory gets short, which never happens on
- * an idle server. V8 shrinks its heap to what is live only in a memory-reducing full collection, the one
- * it runs on a low-memory notification; the inspector's HeapProfiler.collectGarbage runs exactly that one.
- * The in-process inspector session needs no flag and no open port; it is closed again right away.
+ * V8 keeps the heap it grew for a burst of work long after the garbage is collected: building the app
+ * reads large definition files (the FHIR R4 StructureDefinitions, the JSON schema), and a burst of
+ * requests grows the young generation (up to 2 × 64 MB on a large machine) and lets the old one fill up
+ * to a few times what is live before collecting it. An idle server never runs short of memory, so V8
+ * never shrinks it back. It shrinks the heap to what is live only in a memory-reducing full collection,
+ * the one it runs on a low-memory notification; the inspector's HeapProfiler.collectGarbage runs exactly
+ * that one. An in-process inspector session needs no flag and no open port; it is closed again at once.
  *
  * See: https://nodejs.org/api/inspector.html and
  * https://chromedevtools.github.io/devtools-protocol/tot/HeapProfiler/#method-collectGarbage
  */
 import { Session } from 'node:inspector';
+import { getHeapStatistics } from 'node:v8';
+import type { FastifyInstance } from 'fastify';
 
 /**
- * Runs V8's memory-reducing full collection (~50-150 ms, the process stands still meanwhile): call it when
- * a burst of start-up garbage is over, never on a request path. Resolves false when the inspector is not
- * available (a Node.js built without it), in which case nothing was done.
+ * Runs V8's memory-reducing full collection (~50-150 ms, during which the process stands still): call it
+ * when a burst of garbage is over, never on a request path. Resolves false when the inspector is not
+ * available (a Node.js built without it, or the permission model), in which case nothing was done.
  */
 export async function releaseUnusedHeap(): Promise<boolean> {
   let session: Session;
@@ -34,4 +37,49 @@ export async function releaseUnusedHeap(): Promise<boolean> {
   } finally {
     session.disconnect();
   }
+}
+
+export interface IdleReleaseOptions {
+  /** How long without a request starting or ending counts as idle. */
+  idleMs?: number;
+  /** How much the heap must have grown since the last release to be worth another (health probes never do). */
+  growthBytes?: number;
+}
+
+/**
+ * Releases the heap once the app is ready, then again whenever the app has been idle for `idleMs` with a
+ * heap at least `growthBytes` larger than after the last release. For the server process (src/server.ts):
+ * call before the app is ready (it adds hooks).
+ */
+export function releaseHeapWhenIdle(app: FastifyInstance, options: IdleReleaseOptions = {}): void {
+  const idleMs = options.idleMs ?? 10_000;
+  const growthBytes = options.growthBytes ?? 32 * 1024 * 1024;
+  let lastActivity = Date.now();
+  let released = Infinity; // the heap's size after the last release; none yet
+  let releasing = false;
+  const release = async () => {
+    releasing = true;
+    try {
+      await releaseUnusedHeap();
+    } catch (err) {
+      app.log.warn({ err: String(err) }, 'could not release unused heap');
+    } finally {
+      released = getHeapStatistics().total_heap_size;
+      releasing = false;
+    }
+  };
+  const touch = async () => {
+    lastActivity = Date.now();
+  };
+  app.addHook('onRequest', touch);
+  app.addHook('onResponse', touch);
+  // Start-up garbage: released before the app listens.
+  app.addHook('onReady', release);
+  const timer = setInterval(() => {
+    if (releasing || Date.now() - lastActivity < idleMs) return;
+    if (getHeapStatistics().total_heap_size < released + growthBytes) return;
+    void release();
+  }, Math.max(1000, idleMs / 2));
+  timer.unref();
+  app.addHook('onClose', async () => clearInterval(timer));
 }

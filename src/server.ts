@@ -4,7 +4,7 @@
  */
 import { loadConfig, ConfigError } from './config.ts';
 import { buildApp } from './app.ts';
-import { releaseUnusedHeap } from './memory.ts';
+import { releaseHeapWhenIdle } from './memory.ts';
 
 let config;
 try {
@@ -18,6 +18,8 @@ try {
 }
 
 const app = await buildApp(config);
+// V8 keeps the heap grown for the start-up work and for bursts of requests: give it back when idle.
+releaseHeapWhenIdle(app);
 let closing = false;
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.on(signal, () => {
@@ -34,9 +36,6 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   });
 }
 try {
-  await app.ready();
-  // The definitions read while building the app left V8 with a heap far larger than what is live.
-  await releaseUnusedHeap();
   await app.listen({ port: config.port, host: config.host });
   app.log.info({ fhirBase: `${config.baseUrl}/fhir/r4` }, 'Tributary is ready');
 } catch (err) {
