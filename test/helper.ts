@@ -3,6 +3,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import tap from 'tap';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../src/app.ts';
 import { loadConfig, type Config } from '../src/config.ts';
@@ -20,7 +21,8 @@ async function adminUrl(t: Teardown): Promise<string> {
   if (!server) {
     const started = startTestPostgres();
     server = started.then((s) => s.url);
-    t.teardown(async () => (await started).stop());
+    // The file's root test, not the subtest asking first: later subtests need it too.
+    tap.teardown(async () => (await started).stop());
   }
   return server;
 }

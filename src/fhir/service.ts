@@ -81,20 +81,21 @@ export class FhirService {
     }
   }
 
-  async read(ctx: RequestContext, type: string, id: string): Promise<StoredVersion> {
+  /** `db`: a transaction's client, so a transaction's GET entries see its own writes. */
+  async read(ctx: RequestContext, type: string, id: string, db: pg.Pool | pg.PoolClient = this.pool): Promise<StoredVersion> {
     checkType(type);
     checkId(id);
-    const v = await this.repo.readCurrent(this.pool, ctx.partitionId, type, id);
+    const v = await this.repo.readCurrent(db, ctx.partitionId, type, id);
     if (!v) throw notFound(`${type}/${id} is not known.`);
     if (v.deleted) throw gone(`${type}/${id} was deleted (version ${v.version}).`);
     return v;
   }
 
-  async vread(ctx: RequestContext, type: string, id: string, vid: string): Promise<StoredVersion> {
+  async vread(ctx: RequestContext, type: string, id: string, vid: string, db: pg.Pool | pg.PoolClient = this.pool): Promise<StoredVersion> {
     checkType(type);
     checkId(id);
     if (!/^\d{1,15}$/.test(vid)) throw badRequest(`"${vid}" is not a version number.`);
-    const v = await this.repo.readVersion(this.pool, ctx.partitionId, type, id, Number(vid));
+    const v = await this.repo.readVersion(db, ctx.partitionId, type, id, Number(vid));
     if (!v) throw notFound(`${type}/${id} has no version ${vid}.`);
     if (v.deleted) throw gone(`Version ${vid} of ${type}/${id} is a delete.`);
     return v;
