@@ -35,7 +35,11 @@ export default fp(
       // depend on the values: plan them once. Search SQL is unnamed and still planned per query.
       options: '-c plan_cache_mode=force_generic_plan',
     });
-    pool.on('error', (err) => app.log.error({ err: err.message }, 'idle database connection failed'));
+    let closing = false;
+    pool.on('error', (err) => {
+      // While shutting down, PostgreSQL ending idle connections is expected.
+      if (!closing) app.log.error({ err: err.message }, 'idle database connection failed');
+    });
     try {
       const applied = await migrate(pool);
       if (applied.length) app.log.info({ applied }, 'database migrated');
@@ -46,6 +50,7 @@ export default fp(
     }
     app.decorate('pg', pool);
     app.addHook('onClose', async () => {
+      closing = true;
       await pool.end();
       await embedded?.stop();
     });
