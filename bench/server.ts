@@ -6,9 +6,9 @@
  * Exposes the base URL, the server's pid, its RSS (the Node process only: the embedded PostgreSQL
  * processes are separate) and CPU times, and stop(). Not a benchmark itself.
  */
+import { freePort } from '../test/pg.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -27,18 +27,6 @@ export interface BenchServer {
   /** CPU seconds (user + system) used so far by the server process and by its descendants (PostgreSQL). */
   cpu(): { server: number; children: number } | null;
   stop(): Promise<void>;
-}
-
-/** A free TCP port on 127.0.0.1 (the kernel picks it). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 export function readRssMB(pid: number): number | null {
@@ -156,7 +144,7 @@ export async function startServer(url?: string): Promise<BenchServer> {
   const [port, pgPort] = [await freePort(), await freePort()];
   const base = `http://127.0.0.1:${port}`;
   const log: string[] = []; // the last lines the server wrote, shown when it fails
-  const child = spawn(NODE, ['--max-semi-space-size=16', 'src/server.ts'], {
+  const child = spawn(NODE, [...(process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean), '--max-semi-space-size=16', 'src/server.ts'], {
     cwd: REPO,
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', TRIBUTARY_DATA_DIR: dir, EMBEDDED_PG_PORT: String(pgPort), LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import tap from 'tap';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { buildApp } from '../src/app.ts';
 import { loadConfig, type Config } from '../src/config.ts';
 import { startTestPostgres } from './pg.ts';
@@ -57,4 +57,17 @@ export async function buildTestApp(t: Teardown, overrides: Partial<Config> = {})
   await app.ready();
   t.teardown(() => app.close());
   return app;
+}
+
+/** One request, failing (instead of hanging the suite) when it takes longer than `ms`. */
+export async function injectWithin(app: FastifyInstance, opts: InjectOptions, ms: number): Promise<LightMyRequestResponse> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([app.inject(opts), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -6,7 +6,7 @@
  */
 import t, { type Test } from 'tap';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
-import { buildTestApp } from '../helper.ts';
+import { buildTestApp, injectWithin } from '../helper.ts';
 
 const app = await buildTestApp(t);
 const BASE = '/fhir/r4';
@@ -16,17 +16,7 @@ const REQUEST_TIMEOUT_MS = 15_000;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** One request, failing (instead of hanging the suite) when it takes longer than REQUEST_TIMEOUT_MS. */
-async function send(a: FastifyInstance, opts: InjectOptions): Promise<LightMyRequestResponse> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${REQUEST_TIMEOUT_MS} ms`)), REQUEST_TIMEOUT_MS);
-  });
-  try {
-    return await Promise.race([a.inject(opts), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const send = (a: FastifyInstance, opts: InjectOptions): Promise<LightMyRequestResponse> => injectWithin(a, opts, REQUEST_TIMEOUT_MS);
 
 // --- The data the suite must not change --------------------------------------------------------
 

@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
-import { buildTestApp } from '../helper.ts';
+import { buildTestApp, injectWithin } from '../helper.ts';
 
 const app = await buildTestApp(t);
 const BASE = '/fhir/r4';
@@ -14,17 +14,7 @@ const JSON_CT = { 'content-type': 'application/fhir+json' };
 const REQUEST_TIMEOUT_MS = 30_000;
 
 /** One request, failing (instead of hanging the suite) when it takes longer than REQUEST_TIMEOUT_MS. */
-async function send(a: FastifyInstance, opts: InjectOptions): Promise<LightMyRequestResponse> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${REQUEST_TIMEOUT_MS} ms`)), REQUEST_TIMEOUT_MS);
-  });
-  try {
-    return await Promise.race([a.inject(opts), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const send = (a: FastifyInstance, opts: InjectOptions): Promise<LightMyRequestResponse> => injectWithin(a, opts, REQUEST_TIMEOUT_MS);
 
 type Json = Record<string, unknown>;
 const withoutMeta = ({ meta: _meta, ...rest }: Json): Json => rest;
