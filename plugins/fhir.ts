@@ -113,8 +113,8 @@ export default async function fhirRoutes(app: FastifyInstance, opts: { prefix?: 
     const readEntry: EntryReader = async (ctx, url, client?: pg.PoolClient) => {
       const [path, query = ''] = url.split('?', 2);
       const parts = path.split('/').filter(Boolean);
-      if (parts.length === 2) return { status: 200, body: JSON.parse((await app.fhir.read(ctx, parts[0], parts[1])).json!) };
-      if (parts.length === 4 && parts[2] === '_history') return { status: 200, body: JSON.parse((await app.fhir.vread(ctx, parts[0], parts[1], parts[3])).json!) };
+      if (parts.length === 2) return { status: 200, body: JSON.parse((await app.fhir.read(ctx, parts[0], parts[1], client)).json!) };
+      if (parts.length === 4 && parts[2] === '_history') return { status: 200, body: JSON.parse((await app.fhir.vread(ctx, parts[0], parts[1], parts[3], client)).json!) };
       if (parts.length === 1) return { status: 200, body: await searchBundle(app.fhir, ctx, parts[0], new URLSearchParams(query), client) };
       throw badRequest(`The entry URL "${url}" is not a read, vread or search.`);
     };
