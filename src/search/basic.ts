@@ -6,6 +6,7 @@
  */
 import { hapiHash, normalizeString } from '../storage/hash.ts';
 import { HASH_PREFIX_LENGTH } from '../indexing/rows.ts';
+import { dateRange } from '../indexing/date-range.ts';
 import { badRequest } from '../fhir/errors.ts';
 import type { SearchParamLookup } from '../fhir/ports.ts';
 import { SqlBuilder } from './sql-builder.ts';
@@ -43,24 +44,10 @@ function prefixOf(v: string): { prefix: string; value: string } {
   return { prefix: 'eq', value: v };
 }
 
-/** [low, high] in ms of a FHIR date/dateTime at its precision. */
-export function dateRange(v: string): [number, number] | null {
-  const m = /^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?$/.exec(v);
-  if (!m) return null;
-  const [, y, mo, d, hh, mm, ss, frac, tz] = m;
-  if (hh !== undefined) {
-    const base = `${y}-${mo}-${d}T${hh}:${mm}:${ss ?? '00'}${frac ?? ''}${tz ?? 'Z'}`;
-    const t = Date.parse(base);
-    if (Number.isNaN(t)) return null;
-    const span = ss === undefined ? 60_000 : frac === undefined ? 1000 : 1;
-    return [t, t + span - 1];
-  }
-  const yi = Number(y);
-  if (mo === undefined) return [Date.UTC(yi, 0, 1), Date.UTC(yi + 1, 0, 1) - 1];
-  const mi = Number(mo) - 1;
-  if (d === undefined) return [Date.UTC(yi, mi, 1), Date.UTC(yi, mi + 1, 1) - 1];
-  const di = Number(d);
-  return [Date.UTC(yi, mi, di), Date.UTC(yi, mi, di + 1) - 1];
+/** [low, high] in ms of a FHIR date/dateTime at its precision (the indexer's ranges). */
+function dateBounds(v: string): [number, number] | null {
+  const r = dateRange(v);
+  return r ? [r.low, r.high] : null;
 }
 
 function tokenCondition(b: SqlBuilder, type: string, code: string, raw: string): string {
@@ -108,7 +95,7 @@ function referenceCondition(b: SqlBuilder, paths: string[], raw: string, modifie
 
 function dateCondition(b: SqlBuilder, type: string, code: string, raw: string): string {
   const { prefix, value } = prefixOf(raw);
-  const range = dateRange(value);
+  const range = dateBounds(value);
   if (!range) throw badRequest(`The date "${raw}" of parameter ${code} is not a FHIR date; write it like 2024-05-01 or 2024-05-01T10:00:00Z.`);
   const lo = b.param(new Date(range[0]));
   const hi = b.param(new Date(range[1]));
@@ -150,7 +137,7 @@ export function buildWhere(b: SqlBuilder, params: SearchParamLookup, type: strin
     } else if (code === '_lastUpdated') {
       ors = values.map((v) => {
         const { prefix, value } = prefixOf(v);
-        const range = dateRange(value);
+        const range = dateBounds(value);
         if (!range) throw badRequest(`_lastUpdated "${v}" is not a FHIR date.`);
         const op: Record<string, string> = { eq: 'BETWEEN', gt: '>', ge: '>=', lt: '<', le: '<=' };
         if (prefix === 'eq') return `r.res_updated BETWEEN ${b.param(new Date(range[0]))} AND ${b.param(new Date(range[1]))}`;
