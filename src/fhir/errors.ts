@@ -50,5 +50,6 @@ export function fromDatabaseError(err: unknown): unknown {
   if (code === '40001' || code === '40P01') return conflict('The write conflicted with a concurrent transaction; retry.');
   if (code === '57014') return fhirError(504, 'timeout', 'The database took too long to answer.');
   if (code === '22P05' || code === '22021') return badRequest('The request contains text PostgreSQL cannot store (such as a NUL character).');
+  if (code === '22001') return badRequest('A value is longer than the server stores (meta.source holds at most 2,000 characters).');
   return err;
 }

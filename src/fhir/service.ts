@@ -8,6 +8,7 @@ import type pg from 'pg';
 import type { Resource } from '@medplum/fhirtypes';
 import fastJsonPatch from 'fast-json-patch';
 import type { Operation } from 'fast-json-patch';
+import { WriteBatcher } from '../storage/write-batcher.ts';
 import { Repository, type CurrentRow, type StoredVersion, type WriteItem, type WriteResult } from '../storage/repository.ts';
 import type { HistoryQuery } from '../storage/sql.ts';
 import { badRequest, fhirError, fromDatabaseError, gone, issuesError, notFound, preconditionFailed } from './errors.ts';
@@ -56,10 +57,12 @@ export class FhirService {
   readonly validator: ResourceValidator;
   readonly indexer: ResourceIndexer;
   readonly params: SearchParamLookup;
+  private readonly creates: WriteBatcher;
 
   constructor(deps: ServiceDeps) {
     this.pool = deps.pool;
     this.repo = deps.repo ?? new Repository(deps.pool);
+    this.creates = new WriteBatcher(this.repo, this.pool);
     this.validator = deps.validator;
     this.indexer = deps.indexer;
     this.params = deps.params;
@@ -136,7 +139,7 @@ export class FhirService {
     const prepared = this.prepare(ctx, { ...resource, id } as Resource);
     if (!opts.ifNoneExist) {
       // A new server-assigned id needs no lock: the write is one statement, atomic on its own.
-      const [res] = await this.repo.write(this.pool, ctx.partitionId, [{ type, id, existing: null, ...prepared }]);
+      const res = await this.creates.create(ctx.partitionId, { type, id, existing: null, ...prepared });
       return { status: 201, stored: this.storedAfterWrite(type, id, res) };
     }
     const condition = opts.ifNoneExist;
