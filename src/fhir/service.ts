@@ -9,6 +9,7 @@ import type { Resource } from '@medplum/fhirtypes';
 import fastJsonPatch from 'fast-json-patch';
 import type { Operation } from 'fast-json-patch';
 import { WriteBatcher } from '../storage/write-batcher.ts';
+import { ReadBatcher } from '../storage/read-batcher.ts';
 import { Repository, type CurrentRow, type StoredVersion, type WriteItem, type WriteResult } from '../storage/repository.ts';
 import type { HistoryQuery } from '../storage/sql.ts';
 import { badRequest, fhirError, fromDatabaseError, gone, issuesError, notFound, preconditionFailed } from './errors.ts';
@@ -58,11 +59,13 @@ export class FhirService {
   readonly indexer: ResourceIndexer;
   readonly params: SearchParamLookup;
   private readonly creates: WriteBatcher;
+  private readonly reads: ReadBatcher;
 
   constructor(deps: ServiceDeps) {
     this.pool = deps.pool;
     this.repo = deps.repo ?? new Repository(deps.pool);
     this.creates = new WriteBatcher(this.repo, this.pool);
+    this.reads = new ReadBatcher(this.repo, this.pool);
     this.validator = deps.validator;
     this.indexer = deps.indexer;
     this.params = deps.params;
@@ -88,7 +91,8 @@ export class FhirService {
   async read(ctx: RequestContext, type: string, id: string, db: pg.Pool | pg.PoolClient = this.pool): Promise<StoredVersion> {
     checkType(type);
     checkId(id);
-    const v = await this.repo.readCurrent(db, ctx.partitionId, type, id);
+    // Outside a transaction, reads arriving together share one query.
+    const v = db === this.pool ? await this.reads.read(ctx.partitionId, type, id) : await this.repo.readCurrent(db, ctx.partitionId, type, id);
     if (!v) throw notFound(`${type}/${id} is not known.`);
     if (v.deleted) throw gone(`${type}/${id} was deleted (version ${v.version}).`);
     return v;

@@ -116,6 +116,12 @@ export class Repository {
     return rows[0] && toStored(rows[0]);
   }
 
+  /** Current versions of many resources (absent ones are missing from the map), in one query. */
+  async readCurrentMany(db: Db, partitionId: number, keys: { type: string; id: string }[]): Promise<Map<string, StoredVersion>> {
+    const { rows } = await db.query<VersionRow>(sql.readCurrentMany(partitionId, keys.map((k) => k.type), keys.map((k) => k.id)));
+    return new Map(rows.map((r) => [`${r.res_type}/${r.fhir_id}`, toStored(r)]));
+  }
+
   async readVersion(db: Db, partitionId: number, type: string, id: string, version: number): Promise<StoredVersion | undefined> {
     const { rows } = await db.query<VersionRow>(sql.readVersion(partitionId, type, id, version));
     return rows[0] && toStored(rows[0]);

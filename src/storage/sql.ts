@@ -39,6 +39,22 @@ export function readCurrent(partitionId: number, type: string, id: string): Sql 
   });
 }
 
+/**
+ * The current versions of many resources in one statement: a lateral probe of the unique index
+ * per key (whatever the statistics, never a scan).
+ */
+export function readCurrentMany(partitionId: number, types: string[], ids: string[]): Sql {
+  return prepared({
+    text: /* SQL */ `SELECT x.* FROM unnest($2::text[], $3::text[]) AS k(t, i)
+      CROSS JOIN LATERAL (
+        SELECT ${READ_COLUMNS}
+        FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
+        WHERE r.partition_id = $1 AND r.res_type = k.t AND r.fhir_id = k.i
+      ) x`,
+    values: [partitionId, types, ids],
+  });
+}
+
 export function readVersion(partitionId: number, type: string, id: string, version: number): Sql {
   return prepared({
     text: /* SQL */ `SELECT ${READ_COLUMNS}

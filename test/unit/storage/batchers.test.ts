@@ -24,3 +24,22 @@ t.test('concurrent creates are all stored, each once, and a failing one fails al
   const read = await app.inject({ url: `/fhir/r4/Patient/${[...ids][17]}` });
   t.equal(read.statusCode, 200);
 });
+
+t.test('concurrent reads share queries, and each gets its own resource', async (t) => {
+  const made = await Promise.all(
+    Array.from({ length: 40 }, (_, i) =>
+      app.inject({ method: 'POST', url: '/fhir/r4/Observation', headers: { 'content-type': 'application/fhir+json' }, payload: { resourceType: 'Observation', status: 'final', code: { text: `obs-${i}` } } }),
+    ),
+  );
+  const ids = made.map((r) => r.json().id as string);
+  await app.inject({ method: 'DELETE', url: `/fhir/r4/Observation/${ids[5]}` });
+  const urls = [...ids.map((id) => `/fhir/r4/Observation/${id}`), '/fhir/r4/Observation/no-such-id', `/fhir/r4/Patient/${ids[0]}`];
+  const res = await Promise.all([...urls, ...urls].map((url) => app.inject({ url })));
+  res.forEach((r, k) => {
+    const i = k % urls.length;
+    if (i < 40 && i !== 5) t.equal(r.json().code?.text, `obs-${i}`, `read ${i} answers its own resource`);
+  });
+  t.equal(res[5].statusCode, 410, 'a deleted one answers 410');
+  t.equal(res[40].statusCode, 404, 'an unknown id answers 404');
+  t.equal(res[41].statusCode, 404, 'the same id under another type answers 404');
+});
