@@ -7,7 +7,6 @@ import type pg from 'pg';
 import type { Bundle, BundleEntry, Resource } from '@medplum/fhirtypes';
 import { buildWhere } from '../search/basic.ts';
 import { SqlBuilder } from '../search/sql-builder.ts';
-import { rebuildJson } from '../storage/meta.ts';
 import { badRequest } from './errors.ts';
 import type { RequestContext } from './ports.ts';
 import { checkType, type FhirService } from './service.ts';
@@ -23,23 +22,15 @@ export async function searchBundle(svc: FhirService, ctx: RequestContext, type: 
   const where = [`r.partition_id = ${b.param(ctx.partitionId)}`, `r.res_type = ${b.param(type)}`, 'r.res_deleted_at IS NULL', ...buildWhere(b, svc.params, type, query)];
   const db = client ?? svc.pool;
   const totalSql = { text: `SELECT count(*)::int AS n FROM hfj_resource r WHERE ${where.join(' AND ')}`, values: b.values };
-  const pageSql = {
-    text: /* SQL */ `SELECT r.fhir_id, v.res_ver, v.res_updated, v.res_text_vc, v.source_uri,
-        CASE WHEN v.has_tags THEN (SELECT json_agg(json_build_array(t.tag_type, t.tag_system, t.tag_code, t.tag_display, t.tag_version, t.tag_user_selected) ORDER BY ht.pid)
-          FROM hfj_history_tag ht JOIN hfj_tag_def t ON t.tag_id = ht.tag_id WHERE ht.res_ver_pid = v.pid) END AS tags
-      FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
-      WHERE ${where.join(' AND ')} ORDER BY r.res_updated DESC, r.res_id DESC LIMIT ${count} OFFSET ${offset}`,
-    values: b.values,
-  };
   const [total, page] = await Promise.all([
     summary === 'count' || query.get('_total') !== 'none' ? db.query(totalSql) : Promise.resolve(undefined),
-    summary === 'count' ? Promise.resolve({ rows: [] }) : db.query(pageSql),
+    summary === 'count' ? Promise.resolve([]) : svc.repo.currentPage(db, where.join(' AND '), b.values, count, offset),
   ]);
-  const entry: BundleEntry[] = page.rows.map((r) => {
-    let resource = JSON.parse(rebuildJson(r.res_text_vc, { id: r.fhir_id, versionId: Number(r.res_ver), lastUpdated: r.res_updated, source: r.source_uri, tags: r.tags })) as Resource;
-    resource = applySummary(resource, summary, elements);
-    return { fullUrl: `${ctx.baseUrl}/${type}/${r.fhir_id}`, resource, search: { mode: 'match' } };
-  });
+  const entry: BundleEntry[] = page.map((v) => ({
+    fullUrl: `${ctx.baseUrl}/${type}/${v.id}`,
+    resource: applySummary(JSON.parse(v.json!) as Resource, summary, elements),
+    search: { mode: 'match' },
+  }));
   const self = new URLSearchParams(query);
   const link: Bundle['link'] = [{ relation: 'self', url: `${ctx.baseUrl}/${type}?${self}` }];
   const n = total?.rows[0].n as number | undefined;

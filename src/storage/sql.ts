@@ -23,7 +23,8 @@ export function prepared(sql: Sql): Sql {
   return { ...sql, name };
 }
 
-const READ_COLUMNS = /* SQL */ `
+/** The columns a read needs to rebuild a version (tags included), over `hfj_resource r` and `hfj_res_ver v`. */
+export const READ_COLUMNS = /* SQL */ `
   r.res_id, r.res_type, r.fhir_id, v.res_ver, v.res_updated, v.res_deleted_at, v.res_text_vc, v.source_uri,
   CASE WHEN v.has_tags THEN (
     SELECT json_agg(json_build_array(t.tag_type, t.tag_system, t.tag_code, t.tag_display, t.tag_version, t.tag_user_selected) ORDER BY ht.pid)
@@ -53,6 +54,16 @@ export function readCurrentMany(partitionId: number, types: string[], ids: strin
       ) x`,
     values: [partitionId, types, ids],
   });
+}
+
+/** One page of current versions matching a WHERE clause over `hfj_resource r` (search). */
+export function currentPage(where: string, values: unknown[], count: number, offset: number): Sql {
+  return {
+    text: /* SQL */ `SELECT ${READ_COLUMNS}
+      FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
+      WHERE ${where} ORDER BY r.res_updated DESC, r.res_id DESC LIMIT ${Math.trunc(count)} OFFSET ${Math.trunc(offset)}`,
+    values,
+  };
 }
 
 export function readVersion(partitionId: number, type: string, id: string, version: number): Sql {
