@@ -8,8 +8,7 @@ import type pg from 'pg';
 import type { Resource } from '@medplum/fhirtypes';
 import fastJsonPatch from 'fast-json-patch';
 import type { Operation } from 'fast-json-patch';
-import { WriteBatcher } from '../storage/write-batcher.ts';
-import { ReadBatcher } from '../storage/read-batcher.ts';
+import { Coalescer } from '../storage/coalescer.ts';
 import { Repository, type CurrentRow, type StoredVersion, type WriteItem, type WriteResult } from '../storage/repository.ts';
 import type { HistoryQuery } from '../storage/sql.ts';
 import { badRequest, fhirError, fromDatabaseError, gone, issuesError, notFound, preconditionFailed } from './errors.ts';
@@ -58,14 +57,19 @@ export class FhirService {
   readonly validator: ResourceValidator;
   readonly indexer: ResourceIndexer;
   readonly params: SearchParamLookup;
-  private readonly creates: WriteBatcher;
-  private readonly reads: ReadBatcher;
+  /** Creates with new ids (no lock needed) that arrive together share one statement. */
+  private readonly creates: Coalescer<WriteItem, WriteResult>;
+  /** Reads by id outside a transaction that arrive together share one query. */
+  private readonly reads: Coalescer<{ type: string; id: string }, StoredVersion | undefined>;
 
   constructor(deps: ServiceDeps) {
     this.pool = deps.pool;
     this.repo = deps.repo ?? new Repository(deps.pool);
-    this.creates = new WriteBatcher(this.repo, this.pool);
-    this.reads = new ReadBatcher(this.repo, this.pool);
+    this.creates = new Coalescer((partitionId, items) => this.repo.write(this.pool, partitionId, items), 100);
+    this.reads = new Coalescer(async (partitionId, keys) => {
+      const found = await this.repo.readCurrentMany(this.pool, partitionId, keys);
+      return keys.map((k) => found.get(`${k.type}/${k.id}`));
+    }, 200);
     this.validator = deps.validator;
     this.indexer = deps.indexer;
     this.params = deps.params;
@@ -92,7 +96,7 @@ export class FhirService {
     checkType(type);
     checkId(id);
     // Outside a transaction, reads arriving together share one query.
-    const v = db === this.pool ? await this.reads.read(ctx.partitionId, type, id) : await this.repo.readCurrent(db, ctx.partitionId, type, id);
+    const v = db === this.pool ? await this.reads.submit(ctx.partitionId, { type, id }) : await this.repo.readCurrent(db, ctx.partitionId, type, id);
     if (!v) throw notFound(`${type}/${id} is not known.`);
     if (v.deleted) throw gone(`${type}/${id} was deleted (version ${v.version}).`);
     return v;
@@ -143,7 +147,7 @@ export class FhirService {
     const prepared = this.prepare(ctx, { ...resource, id } as Resource);
     if (!opts.ifNoneExist) {
       // A new server-assigned id needs no lock: the write is one statement, atomic on its own.
-      const res = await this.creates.create(ctx.partitionId, { type, id, existing: null, ...prepared });
+      const res = await this.creates.submit(ctx.partitionId, { type, id, existing: null, ...prepared });
       return { status: 201, stored: this.storedAfterWrite(type, id, res) };
     }
     const condition = opts.ifNoneExist;
