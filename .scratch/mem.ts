@@ -1,0 +1,14 @@
+import { loadConfig } from '../src/config.ts';
+import { buildApp } from '../src/app.ts';
+import { releaseUnusedHeap } from '../src/memory.ts';
+import { getHeapSpaceStatistics } from 'node:v8';
+const mb = (n: number) => Math.round(n / 1e5) / 10;
+const t0 = Date.now();
+const app = await buildApp(loadConfig());
+await app.ready();
+console.log('built in', Date.now() - t0);
+await releaseUnusedHeap();
+const m = process.memoryUsage();
+console.log({ rss: mb(m.rss), heapUsed: mb(m.heapUsed), heapTotal: mb(m.heapTotal), ext: mb(m.external), ab: mb(m.arrayBuffers) });
+for (const s of getHeapSpaceStatistics()) console.log(s.space_name, mb(s.space_used_size), mb(s.space_size));
+await app.close();
