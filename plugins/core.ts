@@ -8,7 +8,7 @@ import { createR4Registry, type SearchParamRegistry } from '../src/indexing/regi
 import { extractIndexes } from '../src/indexing/extract.ts';
 import { createValidator } from '../src/fhir/validation/index.ts';
 import { FhirService } from '../src/fhir/service.ts';
-import type { SearchParamLookup } from '../src/fhir/ports.ts';
+import type { SearchParamInfo, SearchParamLookup } from '../src/fhir/ports.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -17,7 +17,13 @@ declare module 'fastify' {
 }
 
 export function paramLookup(registry: SearchParamRegistry): SearchParamLookup {
-  const info = (p: ReturnType<SearchParamRegistry['get']> & object) => ({ code: p.code, type: p.type, paths: p.parts.map((x) => x.path), targets: [...p.target] });
+  const info = (p: ReturnType<SearchParamRegistry['get']> & object): SearchParamInfo => ({
+    code: p.code,
+    type: p.type,
+    paths: p.parts.map((x) => x.path),
+    targets: [...p.target],
+    components: p.type === 'composite' ? (p.definition.component ?? []).map((x) => registry.byUrl(x.definition ?? '')?.code ?? '?') : undefined,
+  });
   return {
     get: (type, code) => {
       const p = registry.get(type, code);
@@ -33,6 +39,7 @@ export default fp(
     const validator = await createValidator({ profilesDir: app.config.profilesDir });
     const service = new FhirService({
       pool: app.pg,
+      searchPool: app.pgSearch,
       validator,
       indexer: { extract: (resource, partitionId) => extractIndexes(resource, registry, { partitionId }) },
       params: paramLookup(registry),

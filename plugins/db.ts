@@ -11,6 +11,8 @@ import { migrate } from '../src/storage/migrate.ts';
 declare module 'fastify' {
   interface FastifyInstance {
     pg: pg.Pool;
+    /** Search queries: no plan_cache_mode override, so each is planned for its values. */
+    pgSearch: pg.Pool;
   }
 }
 
@@ -32,26 +34,33 @@ export default fp(
       max: config.dbPoolSize,
       application_name: 'tributary',
       // Named (prepared) statements are the fixed ones of src/storage/sql.ts, whose best plan does not
-      // depend on the values: plan them once. Search SQL is unnamed and still planned per query.
+      // depend on the values: plan them once. The setting applies to unnamed statements too, so
+      // search SQL, whose best plan depends on how common each value is, has a pool of its own.
       options: '-c plan_cache_mode=force_generic_plan',
     });
+    const searchPool = new pg.Pool({ connectionString: url, max: config.dbPoolSize, application_name: 'tributary-search' });
     let closing = false;
-    pool.on('error', (err) => {
-      // While shutting down, PostgreSQL ending idle connections is expected.
-      if (!closing) app.log.error({ err: err.message }, 'idle database connection failed');
-    });
+    for (const p of [pool, searchPool]) {
+      p.on('error', (err) => {
+        // While shutting down, PostgreSQL ending idle connections is expected.
+        if (!closing) app.log.error({ err: err.message }, 'idle database connection failed');
+      });
+    }
     try {
       const applied = await migrate(pool);
       if (applied.length) app.log.info({ applied }, 'database migrated');
     } catch (err) {
       await pool.end();
+      await searchPool.end();
       await embedded?.stop();
       throw err;
     }
     app.decorate('pg', pool);
+    app.decorate('pgSearch', searchPool);
     app.addHook('onClose', async () => {
       closing = true;
       await pool.end();
+      await searchPool.end();
       await embedded?.stop();
     });
   },

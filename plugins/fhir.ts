@@ -8,13 +8,13 @@ import type { Bundle, BundleEntry, Resource } from '@medplum/fhirtypes';
 import type pg from 'pg';
 import { badRequest, fhirError, informational, outcome } from '../src/fhir/errors.ts';
 import type { RequestContext } from '../src/fhir/ports.ts';
-import type { FhirService, WriteOutcome } from '../src/fhir/service.ts';
+import { checkId, checkType, type FhirService, type WriteOutcome } from '../src/fhir/service.ts';
 import type { StoredVersion } from '../src/storage/repository.ts';
 import { checkBundle, processBatch, processTransaction, type EntryReader } from '../src/fhir/bundle.ts';
 import { buildCapabilityStatement } from '../src/fhir/capability.ts';
 import { applySummary, parseElements, parseSummary } from '../src/fhir/summary.ts';
 import { checkAcceptable, headerOnce, parseJsonBody, sendJson, sendOutcome, single } from './fhir-http.ts';
-import { searchBundle } from '../src/fhir/search-bundle.ts';
+import { parseTypes } from '../src/search/engine.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -115,7 +115,10 @@ export default async function fhirRoutes(app: FastifyInstance, opts: { prefix?: 
       const parts = path.split('/').filter(Boolean);
       if (parts.length === 2) return { status: 200, body: JSON.parse((await app.fhir.read(ctx, parts[0], parts[1], client)).json!) };
       if (parts.length === 4 && parts[2] === '_history') return { status: 200, body: JSON.parse((await app.fhir.vread(ctx, parts[0], parts[1], parts[3], client)).json!) };
-      if (parts.length === 1) return { status: 200, body: await searchBundle(app.fhir, ctx, parts[0], new URLSearchParams(query), client) };
+      if (parts.length === 1) {
+        checkType(parts[0]);
+        return { status: 200, body: await app.fhir.search.search(ctx, [parts[0]], new URLSearchParams(query), { client, path: parts[0] }) };
+      }
       throw badRequest(`The entry URL "${url}" is not a read, vread or search.`);
     };
 
@@ -127,7 +130,7 @@ export default async function fhirRoutes(app: FastifyInstance, opts: { prefix?: 
       }
     });
     app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
-      done(null, Object.fromEntries(new URLSearchParams(body as string)));
+      done(null, new URLSearchParams(body as string));
     });
     // Fastify parses text/plain by default; a FHIR body in any format but JSON is a 415 like the rest.
     app.removeContentTypeParser('text/plain');
@@ -168,15 +171,36 @@ export default async function fhirRoutes(app: FastifyInstance, opts: { prefix?: 
       return history(req, reply, p.type, p.id);
     });
 
-    app.get('/:type', async (req, reply) => {
-      const { type } = req.params as { type: string };
-      return sendJson(req, reply, 200, await searchBundle(app.fhir, ctxOf(req), type, new URLSearchParams(req.url.split('?')[1] ?? '')));
-    });
-    app.post('/:type/_search', async (req, reply) => {
-      const { type } = req.params as { type: string };
+    /** The query string of a request, plus the form body of a POST _search (repeated keys kept). */
+    const searchQuery = (req: FastifyRequest): URLSearchParams => {
       const query = new URLSearchParams(req.url.split('?')[1] ?? '');
-      for (const [k, v] of Object.entries((req.body as Record<string, string>) ?? {})) query.append(k, String(v));
-      return sendJson(req, reply, 200, await searchBundle(app.fhir, ctxOf(req), type, query));
+      if (req.body instanceof URLSearchParams) for (const [k, v] of req.body) query.append(k, v);
+      else if (req.method === 'POST' && req.body !== undefined && req.body !== null) {
+        throw fhirError(415, 'not-supported', 'POST _search takes its parameters as application/x-www-form-urlencoded.');
+      }
+      return query;
+    };
+    const strict = (req: FastifyRequest) => /handling\s*=\s*strict/i.test(String(req.headers.prefer ?? ''));
+    const typeSearch = async (req: FastifyRequest, reply: FastifyReply, type: string, compartment?: { type: string; id: string }) => {
+      checkType(type);
+      const path = compartment ? `${compartment.type}/${compartment.id}/${type}` : type;
+      const bundle = await app.fhir.search.search(ctxOf(req), [type], searchQuery(req), { strict: strict(req), compartment, path });
+      return sendJson(req, reply, 200, bundle);
+    };
+    const systemSearch = async (req: FastifyRequest, reply: FastifyReply) => {
+      const query = searchQuery(req);
+      const types = query.has('_type') ? parseTypes(query.getAll('_type').join(',')) : null;
+      return sendJson(req, reply, 200, await app.fhir.search.search(ctxOf(req), types, query, { strict: strict(req), path: '' }));
+    };
+    app.get('/', systemSearch);
+    app.post('/_search', systemSearch);
+    app.get('/:type', async (req, reply) => typeSearch(req, reply, (req.params as { type: string }).type));
+    app.post('/:type/_search', async (req, reply) => typeSearch(req, reply, (req.params as { type: string }).type));
+    app.get('/:ctype/:cid/:type', async (req, reply) => {
+      const p = req.params as { ctype: string; cid: string; type: string };
+      checkType(p.ctype);
+      checkId(p.cid);
+      return typeSearch(req, reply, p.type, { type: p.ctype, id: p.cid });
     });
 
     app.get('/:type/:id', async (req, reply) => {

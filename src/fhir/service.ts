@@ -13,14 +13,15 @@ import { Repository, type CurrentRow, type StoredVersion, type WriteItem, type W
 import type { HistoryQuery } from '../storage/sql.ts';
 import { badRequest, fhirError, fromDatabaseError, gone, issuesError, notFound, preconditionFailed } from './errors.ts';
 import type { RequestContext, ResourceIndexer, ResourceValidator, SearchParamLookup } from './ports.ts';
-import { buildWhere } from '../search/basic.ts';
-import { SqlBuilder } from '../search/sql-builder.ts';
+import { SearchEngine } from '../search/engine.ts';
 import { isResourceType } from './resource-type.ts';
 
 export const ID_PATTERN = /^[A-Za-z0-9\-.]{1,64}$/;
 
 export interface ServiceDeps {
   pool: pg.Pool;
+  /** Search queries: a pool whose statements are planned for their values (see plugins/db.ts). */
+  searchPool?: pg.Pool;
   validator: ResourceValidator;
   indexer: ResourceIndexer;
   params: SearchParamLookup;
@@ -57,6 +58,7 @@ export class FhirService {
   readonly validator: ResourceValidator;
   readonly indexer: ResourceIndexer;
   readonly params: SearchParamLookup;
+  readonly search: SearchEngine;
   /** Creates with new ids (no lock needed) that arrive together share one statement. */
   private readonly creates: Coalescer<WriteItem, WriteResult>;
   /** Reads by id outside a transaction that arrive together share one query. */
@@ -73,6 +75,7 @@ export class FhirService {
     this.validator = deps.validator;
     this.indexer = deps.indexer;
     this.params = deps.params;
+    this.search = new SearchEngine({ pool: deps.searchPool ?? deps.pool, repo: this.repo, params: deps.params });
   }
 
   /** Runs fn in one database transaction; PostgreSQL errors a client caused become 4xx. */
@@ -134,10 +137,7 @@ export class FhirService {
   async match(db: pg.Pool | pg.PoolClient, ctx: RequestContext, type: string, query: string, limit = 2): Promise<{ resId: string; id: string }[]> {
     const params = new URLSearchParams(query);
     if ([...params.keys()].length === 0) throw badRequest(`The condition "${query}" has no search parameters.`);
-    const b = new SqlBuilder();
-    const where = [`r.partition_id = ${b.param(ctx.partitionId)}`, `r.res_type = ${b.param(type)}`, 'r.res_deleted_at IS NULL', ...buildWhere(b, this.params, type, params)];
-    const { rows } = await db.query({ text: `SELECT r.res_id, r.fhir_id FROM hfj_resource r WHERE ${where.join(' AND ')} LIMIT ${limit + 1}`, values: b.values });
-    return rows.map((r) => ({ resId: r.res_id, id: r.fhir_id }));
+    return this.search.match(db, ctx, type, params, limit);
   }
 
   async create(ctx: RequestContext, type: string, body: unknown, opts: { ifNoneExist?: string } = {}): Promise<WriteOutcome> {

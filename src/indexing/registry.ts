@@ -79,6 +79,7 @@ export class SearchParamRegistry {
   private readonly byType = new Map<string, { list: IndexedParam[]; byCode: Map<string, IndexedParam> }>();
   private readonly splits = new Map<string, SplitExpression>();
   private readonly compiled = new Map<string, CompiledExpression>();
+  private readonly urls = new Map<string, SearchParameter>();
 
   constructor() {
     loadFhirDefinitions();
@@ -98,6 +99,7 @@ export class SearchParamRegistry {
       throw new Error('A SearchParameter needs a code, a type and at least one base.');
     }
     if (NOT_INDEXED_PARAMS.has(sp.code)) return;
+    if (sp.url) this.urls.set(sp.url, sp);
     for (const base of sp.base) {
       let codes = this.byBase.get(base);
       if (!codes) this.byBase.set(base, (codes = new Map()));
@@ -156,6 +158,11 @@ export class SearchParamRegistry {
       union: split.union,
       definition: sp,
     };
+  }
+
+  /** A SearchParameter by its canonical URL (composite components name theirs so). */
+  byUrl(url: string): SearchParameter | undefined {
+    return this.urls.get(url);
   }
 
   /** Every resource type this registry knows (the R4 resource types). */

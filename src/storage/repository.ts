@@ -122,6 +122,19 @@ export class Repository {
     return new Map(rows.map((r) => [`${r.res_type}/${r.fhir_id}`, toStored(r)]));
   }
 
+  /** Current versions by res_id, in that order (deleted and other partitions' left out). */
+  async readByResIds(db: Db, partitionId: number, resIds: string[]): Promise<StoredVersion[]> {
+    if (!resIds.length) return [];
+    const { rows } = await db.query<VersionRow>(sql.readByResIds(partitionId, resIds));
+    return rows.map(toStored);
+  }
+
+  /** Versions selected by a query whose columns are READ_COLUMNS (search includes). */
+  async versions(db: Db, text: string, values: unknown[]): Promise<StoredVersion[]> {
+    const { rows } = await db.query<VersionRow>({ text, values });
+    return rows.map(toStored);
+  }
+
   /** A page of current versions matching a search's WHERE clause (over `hfj_resource r`). */
   async currentPage(db: Db, where: string, values: unknown[], count: number, offset: number): Promise<StoredVersion[]> {
     const { rows } = await db.query<VersionRow>(sql.currentPage(where, values, count, offset));

