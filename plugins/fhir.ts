@@ -6,7 +6,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Bundle, BundleEntry, Resource } from '@medplum/fhirtypes';
 import type pg from 'pg';
-import { badRequest, fhirError, informational, outcome } from '../src/fhir/errors.ts';
+import { badRequest, fhirError, informational, notFound as notFoundError, outcome } from '../src/fhir/errors.ts';
 import type { RequestContext } from '../src/fhir/ports.ts';
 import { checkId, checkType, type FhirService, type WriteOutcome } from '../src/fhir/service.ts';
 import type { StoredVersion } from '../src/storage/repository.ts';
@@ -15,6 +15,7 @@ import { buildCapabilityStatement } from '../src/fhir/capability.ts';
 import { applySummary, parseElements, parseSummary } from '../src/fhir/summary.ts';
 import { checkAcceptable, headerOnce, parseJsonBody, sendJson, sendOutcome, single } from './fhir-http.ts';
 import { parseTypes } from '../src/search/engine.ts';
+import { REINDEX_QUEUE, type ReindexJob } from '../src/search/reindex.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -192,6 +193,31 @@ export default async function fhirRoutes(app: FastifyInstance, opts: { prefix?: 
       const types = query.has('_type') ? parseTypes(query.getAll('_type').join(',')) : null;
       return sendJson(req, reply, 200, await app.fhir.search.search(ctxOf(req), types, query, { strict: strict(req), path: '' }));
     };
+    // $reindex: a background job that recomputes the index rows of what is stored (after a
+    // SearchParameter was added); 202 with a Content-Location to poll for its state.
+    const reindex = async (req: FastifyRequest, reply: FastifyReply, type?: string) => {
+      if (type) checkType(type);
+      const ctx = ctxOf(req);
+      const id = await app.jobs.send(REINDEX_QUEUE, { partitionId: ctx.partitionId, types: type ? [type] : undefined } satisfies ReindexJob);
+      reply.header('Content-Location', `${ctx.baseUrl}/$reindex/${id}`);
+      return sendOutcome(req, reply, 202, informational(`Reindexing ${type ?? 'every resource'} in the background; GET ${ctx.baseUrl}/$reindex/${id} tells how far it is.`));
+    };
+    app.post('/$reindex', async (req, reply) => reindex(req, reply));
+    app.post('/:type/$reindex', async (req, reply) => reindex(req, reply, (req.params as { type: string }).type));
+    app.get('/$reindex/:job', async (req, reply) => {
+      const { job: jobId } = req.params as { job: string };
+      if (!/^[0-9a-f-]{36}$/.test(jobId)) throw notFoundError(`No reindex job ${jobId.slice(0, 64)}.`);
+      const job = await app.jobs.getJobById<ReindexJob>(REINDEX_QUEUE, jobId);
+      if (!job || job.data.partitionId !== ctxOf(req).partitionId) throw notFoundError(`No reindex job ${jobId}.`);
+      const processed = (job.output as { processed?: number } | null)?.processed;
+      return sendJson(req, reply, 200, {
+        resourceType: 'Parameters',
+        parameter: [
+          { name: 'status', valueCode: job.state },
+          ...(processed === undefined ? [] : [{ name: 'processed', valueInteger: processed }]),
+        ],
+      });
+    });
     app.get('/', systemSearch);
     app.post('/_search', systemSearch);
     app.get('/:type', async (req, reply) => typeSearch(req, reply, (req.params as { type: string }).type));

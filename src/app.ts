@@ -7,6 +7,7 @@ import fp from 'fastify-plugin';
 import { randomUUID } from 'node:crypto';
 import type { Config } from './config.ts';
 import dbPlugin from '../plugins/db.ts';
+import jobsPlugin from '../plugins/jobs.ts';
 import corePlugin from '../plugins/core.ts';
 import fhirRoutes from '../plugins/fhir.ts';
 import health from '../plugins/health.ts';
@@ -59,6 +60,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   app.setErrorHandler(errorHandler);
   app.register(dbPlugin);
   app.register(corePlugin);
+  app.register(jobsPlugin);
   app.register(health);
   app.register(fhirRoutes, { prefix: '/fhir/r4' });
   app.register(fhirRoutes, { prefix: '/r4' });

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import type { Resource } from '@medplum/fhirtypes';
+import type { Resource, SearchParameter } from '@medplum/fhirtypes';
 import fastJsonPatch from 'fast-json-patch';
 import type { Operation } from 'fast-json-patch';
 import { Coalescer } from '../storage/coalescer.ts';
@@ -26,6 +26,8 @@ export interface ServiceDeps {
   indexer: ResourceIndexer;
   params: SearchParamLookup;
   repo?: Repository;
+  /** Makes a SearchParameter being written searchable; throws a 400 when it cannot be used. */
+  onSearchParameter?: (sp: SearchParameter) => void;
 }
 
 export interface WriteOutcome {
@@ -59,6 +61,7 @@ export class FhirService {
   readonly indexer: ResourceIndexer;
   readonly params: SearchParamLookup;
   readonly search: SearchEngine;
+  private readonly onSearchParameter?: (sp: SearchParameter) => void;
   /** Creates with new ids (no lock needed) that arrive together share one statement. */
   private readonly creates: Coalescer<WriteItem, WriteResult>;
   /** Reads by id outside a transaction that arrive together share one query. */
@@ -75,6 +78,7 @@ export class FhirService {
     this.validator = deps.validator;
     this.indexer = deps.indexer;
     this.params = deps.params;
+    this.onSearchParameter = deps.onSearchParameter;
     this.search = new SearchEngine({ pool: deps.searchPool ?? deps.pool, repo: this.repo, params: deps.params });
   }
 
@@ -130,6 +134,7 @@ export class FhirService {
   prepare(ctx: RequestContext, resource: Resource): Pick<WriteItem, 'resource' | 'indexes'> {
     const issues = this.validator.validate(resource);
     if (issues.some((i) => i.severity === 'error' || i.severity === 'fatal')) throw issuesError(400, issues);
+    if (resource.resourceType === 'SearchParameter' && resource.status !== 'retired') this.onSearchParameter?.(resource);
     return { resource, indexes: this.indexer.extract(resource, null) };
   }
 

@@ -110,6 +110,37 @@ export class SearchParamRegistry {
     else for (const base of sp.base) this.byType.delete(base);
   }
 
+  /**
+   * Adds a SearchParameter and compiles it for each of its base types at once, so that an
+   * expression this server cannot evaluate is refused here (and the registry left as it was)
+   * instead of failing a later write.
+   */
+  addChecked(sp: SearchParameter): void {
+    const before = (sp.base ?? []).map((b) => [b, this.byBase.get(b)?.get(sp.code as string)] as const);
+    const url = sp.url ? this.urls.get(sp.url) : undefined;
+    this.add(sp);
+    try {
+      for (const base of (sp.base ?? []) as string[]) {
+        if (base === 'Resource' || base === 'DomainResource') continue;
+        const p = this.get(base, sp.code as string);
+        if (p && p.type !== 'composite' && p.type !== 'special' && !p.parts.length) {
+          throw new Error(`its expression has no part that applies to ${base}`);
+        }
+      }
+    } catch (err) {
+      for (const [base, prev] of before) {
+        if (prev) this.byBase.get(base)!.set(sp.code as string, prev);
+        else this.byBase.get(base)?.delete(sp.code as string);
+      }
+      if (sp.url) {
+        if (url) this.urls.set(sp.url, url);
+        else this.urls.delete(sp.url);
+      }
+      this.byType.clear();
+      throw err;
+    }
+  }
+
   /** The parameters that index values of `resourceType`, composites included. */
   forType(resourceType: string): readonly IndexedParam[] {
     return this.entry(resourceType).list;

@@ -145,21 +145,17 @@ export class SearchEngine {
       once.add(key);
     };
     for (const [key, value] of query) {
+      // A repeated result parameter: the last one counts (as the earlier ones are overridden).
       if (key === '_count') {
-        single(key);
         p.count = intParam(value, '_count', MAX_COUNT);
       } else if (key === '_sort') {
-        single(key);
         p.sort = value.split(',').filter(Boolean).map((s) => ({ code: s.replace(/^-/, ''), desc: s.startsWith('-') }));
       } else if (key === '_total') {
-        single(key);
         if (value !== 'none' && value !== 'estimate' && value !== 'accurate') throw badRequest(`_total must be none, estimate or accurate; it is "${value.slice(0, 50)}".`);
         p.total = value;
       } else if (key === '_summary') {
-        single(key);
         p.summary = parseSummary(value);
       } else if (key === '_elements') {
-        single(key);
         p.elements = parseElements(value);
       } else if (key === '_include' || key === '_revinclude' || /^_(rev)?include:(iterate|recurse)$/.test(key)) {
         const rev = key.startsWith('_revinclude');

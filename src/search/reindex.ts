@@ -1,0 +1,63 @@
+/**
+ * `$reindex`: recomputes the index rows of resources already stored, after a SearchParameter was
+ * added or changed. Runs as a pg-boss job (plugins/jobs.ts) in batches by res_id, each batch in one
+ * transaction (the old rows of a resource are deleted and the new ones written together, so a
+ * search never sees a resource half-indexed). Resumable: a batch's work is whole or absent.
+ */
+import type pg from 'pg';
+import type { Resource } from '@medplum/fhirtypes';
+import { INDEX_TABLES, prepared, type Sql } from '../storage/sql.ts';
+import { indexInserts } from '../storage/index-rows.ts';
+import type { ResourceIndexer } from '../fhir/ports.ts';
+
+export const REINDEX_QUEUE = 'reindex';
+const BATCH = 500;
+
+export interface ReindexJob {
+  partitionId: number;
+  /** Resource types to reindex; all when absent. */
+  types?: string[];
+}
+
+export interface ReindexProgress {
+  processed: number;
+  /** The last res_id done. */
+  after: string;
+}
+
+/** The index rows and links of resources (their tags stay: tags are not derived from search parameters). */
+function deleteIndexRows(resIds: string[]): Sql {
+  const tables = [...INDEX_TABLES.map((t) => [t, 'res_id']), ['hfj_res_link', 'src_resource_id'], ['hfj_res_param_present', 'res_id']];
+  const ctes = tables.map(([t, col], i) => `d${i} AS (DELETE FROM ${t} WHERE ${col} = ANY($1::bigint[]))`);
+  return prepared({ text: `WITH ${ctes.join(', ')} SELECT 1`, values: [resIds] });
+}
+
+/** Reindexes the next batch after `after`; answers null when nothing was left. */
+export async function reindexBatch(pool: pg.Pool, indexer: ResourceIndexer, job: ReindexJob, after: string): Promise<ReindexProgress | null> {
+  const { rows } = await pool.query<{ res_id: string; res_type: string; fhir_id: string; json: string }>({
+    text: `SELECT r.res_id, r.res_type, r.fhir_id, v.res_text_vc AS json
+      FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
+      WHERE r.partition_id = $1 AND r.res_deleted_at IS NULL AND r.res_id > $2 AND ($3::text[] IS NULL OR r.res_type = ANY($3))
+      ORDER BY r.res_id LIMIT ${BATCH}`,
+    values: [job.partitionId, after, job.types ?? null],
+  });
+  if (!rows.length) return null;
+  const list = rows.map((r) => ({
+    resId: r.res_id,
+    type: r.res_type,
+    indexes: indexer.extract({ ...(JSON.parse(r.json) as Resource), id: r.fhir_id }, null),
+  }));
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query(deleteIndexRows(list.map((r) => r.resId)));
+    for (const statement of indexInserts(job.partitionId, new Date(), list, new Map())) await client.query(statement);
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
+  return { processed: rows.length, after: rows[rows.length - 1].res_id };
+}
