@@ -7,6 +7,7 @@
 import { stringIndexValues } from '../storage/hash.ts';
 import { dateOrdinal } from './date-range.ts';
 import { paramHashes, type ParamHashes } from './param-hashes.ts';
+import { canonicalUnit, scaled, UCUM_SYSTEM } from './ucum.ts';
 import type { ResourceIndexes } from './types.ts';
 
 /** hfj_spidx_token.sp_system / sp_value are varchar(200); HAPI cuts longer values. */
@@ -30,6 +31,7 @@ export class IndexCollector {
     dates: [],
     numbers: [],
     quantities: [],
+    quantitiesNormalized: [],
     uris: [],
     coords: [],
     links: [],
@@ -124,6 +126,19 @@ export class IndexCollector {
       hashIdentityAndUnits: h.of(units),
       hashIdentitySysUnits: h.of2(system, units),
     });
+    const canonical = system === UCUM_SYSTEM && units ? canonicalUnit(units) : null;
+    if (canonical) {
+      this.rows.quantitiesNormalized.push({
+        name,
+        missing: false,
+        system,
+        units: canonical.unit,
+        value: scaled(value, canonical.factor),
+        hashIdentity: h.identity,
+        hashIdentityAndUnits: h.of(canonical.unit),
+        hashIdentitySysUnits: h.of2(system, canonical.unit),
+      });
+    }
   }
 
   uri(name: string, value: string | null | undefined): void {

@@ -97,6 +97,8 @@ export interface ResourceIndexes {
   dates: DateIndexRow[];
   numbers: NumberIndexRow[];
   quantities: QuantityIndexRow[];
+  /** UCUM quantities again, in canonical units (hfj_spidx_quantity_nrml). */
+  quantitiesNormalized: QuantityIndexRow[];
   uris: UriIndexRow[];
   coords: CoordsIndexRow[];
   links: LinkRow[];

@@ -15,6 +15,7 @@ import { PROFILE, SECURITY, TAG } from '../storage/meta.ts';
 import { badRequest } from '../fhir/errors.ts';
 import type { SearchParamInfo, SearchParamLookup } from '../fhir/ports.ts';
 import { isResourceType } from '../fhir/resource-type.ts';
+import { canonicalUnit, scaled, UCUM_SYSTEM } from '../indexing/ucum.ts';
 import type { SqlBuilder } from './sql-builder.ts';
 import { parseDate, parseNumber, prefixOf, splitBar, splitDollar, splitOr, unescape, type Prefix } from './values.ts';
 
@@ -445,22 +446,31 @@ function dateCondition(c: ConditionContext, alias: string, type: string, code: s
 }
 
 function numberCondition(c: ConditionContext, alias: string, type: string, code: string, values: string[], table: string): string {
-  const ors = values.map((raw) => {
+  const quantity = table === 'hfj_spidx_quantity';
+  const byTable = new Map<string, string[]>();
+  for (const raw of values) {
     const { prefix, value } = prefixOf(raw);
     const parts = splitBar(value);
-    if (parts.length !== 1 && parts.length !== 3) throw badRequest(`"${raw}" is not a ${table.endsWith('quantity') ? 'quantity (value|system|code)' : 'number'}.`);
-    if (parts.length === 3 && !table.endsWith('quantity')) throw badRequest(`"${raw}" is not a number.`);
+    if (parts.length !== 1 && (parts.length !== 3 || !quantity)) throw badRequest(`"${raw}" is not a ${quantity ? 'quantity (value|system|code)' : 'number'}.`);
     const n = parseNumber(parts[0], code);
     const [, system, unit] = parts;
     if (system && !unit) throw badRequest(`The quantity "${raw}" names a system without a unit code.`);
-    const identity =
-      system && unit
-        ? `x.hash_identity_sys_units = ${c.b.param(h([type, code, system, unit]))}`
-        : unit
-          ? `x.hash_identity_and_units = ${c.b.param(h([type, code, unit]))}`
-          : `x.hash_identity = ${c.b.param(h([type, code]))}`;
-    const v = `${c.b.param(n.text)}::numeric`;
-    const halfOf = () => `${c.b.param(n.half)}::numeric`;
+    // A UCUM quantity is compared in canonical units (hfj_spidx_quantity_nrml): 1 kg finds 1000 g.
+    const canonical = system === UCUM_SYSTEM && unit ? canonicalUnit(unit) : null;
+    let target = table;
+    let identity: string;
+    let text = n.text;
+    let half = n.half;
+    if (canonical) {
+      target = 'hfj_spidx_quantity_nrml';
+      identity = `x.hash_identity_sys_units = ${c.b.param(h([type, code, system, canonical.unit]))}`;
+      text = scaled(n.text, canonical.factor);
+      half = scaled(n.half, canonical.factor);
+    } else if (system && unit) identity = `x.hash_identity_sys_units = ${c.b.param(h([type, code, system, unit]))}`;
+    else if (unit) identity = `x.hash_identity_and_units = ${c.b.param(h([type, code, unit]))}`;
+    else identity = `x.hash_identity = ${c.b.param(h([type, code]))}`;
+    const v = `${c.b.param(text)}::numeric`;
+    const halfOf = () => `${c.b.param(half)}::numeric`;
     const cmp: Record<Prefix, () => string> = {
       // eq, ne and ap take the value's implicit precision: 100 stands for [99.5, 100.5).
       eq: () => `x.sp_value >= ${v} - ${halfOf()} AND x.sp_value < ${v} + ${halfOf()}`,
@@ -473,9 +483,11 @@ function numberCondition(c: ConditionContext, alias: string, type: string, code:
       eb: () => `x.sp_value < ${v}`,
       ap: () => `x.sp_value BETWEEN ${v} - abs(${v}) * 0.1 - ${halfOf()} AND ${v} + abs(${v}) * 0.1 + ${halfOf()}`,
     };
-    return `(${identity} AND ${cmp[prefix]()})`;
-  });
-  return inIndex(c, alias, table, ors.join(' OR '));
+    const list = byTable.get(target) ?? [];
+    list.push(`(${identity} AND ${cmp[prefix]()})`);
+    byTable.set(target, list);
+  }
+  return orOf([...byTable].map(([t, ors]) => inIndex(c, alias, t, ors.join(' OR '))));
 }
 
 // ---------------------------------------------------------------------------------------------

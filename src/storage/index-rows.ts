@@ -64,11 +64,13 @@ export function indexInserts(partitionId: number, now: Date, list: IndexedResour
     table('hfj_spidx_number', partitionId, now, flatten(list, 'numbers'), [
       ['sp_missing', 'bool', (r) => r.missing], ['hash_identity', 'bigint', (r) => s(r.hashIdentity)], ['sp_value', 'numeric', (r) => r.value],
     ]),
-    table('hfj_spidx_quantity', partitionId, now, flatten(list, 'quantities'), [
-      ['sp_missing', 'bool', (r) => r.missing], ['hash_identity', 'bigint', (r) => s(r.hashIdentity)],
-      ['sp_system', 'text', (r) => r.system], ['sp_units', 'text', (r) => r.units], ['sp_value', 'numeric', (r) => r.value],
-      ['hash_identity_and_units', 'bigint', (r) => s(r.hashIdentityAndUnits)], ['hash_identity_sys_units', 'bigint', (r) => s(r.hashIdentitySysUnits)],
-    ]),
+    ...(['quantities', 'quantitiesNormalized'] as const).map((k) =>
+      table(k === 'quantities' ? 'hfj_spidx_quantity' : 'hfj_spidx_quantity_nrml', partitionId, now, flatten(list, k), [
+        ['sp_missing', 'bool', (r) => r.missing], ['hash_identity', 'bigint', (r) => s(r.hashIdentity)],
+        ['sp_system', 'text', (r) => r.system], ['sp_units', 'text', (r) => r.units], ['sp_value', 'numeric', (r) => r.value],
+        ['hash_identity_and_units', 'bigint', (r) => s(r.hashIdentityAndUnits)], ['hash_identity_sys_units', 'bigint', (r) => s(r.hashIdentitySysUnits)],
+      ]),
+    ),
     table('hfj_spidx_uri', partitionId, now, flatten(list, 'uris'), [
       ['sp_missing', 'bool', (r) => r.missing], ['hash_identity', 'bigint', (r) => s(r.hashIdentity)],
       ['sp_uri', 'text', (r) => r.uri], ['hash_uri', 'bigint', (r) => s(r.hashUri)],

@@ -1,3 +1,4 @@
+-- Search: snapshots of sorted results, and the index of UCUM-normalized quantities.
 -- Tributary's own table (not HAPI's): the ordered matches of a sorted search, so that following its
 -- next links neither skips nor repeats an entry while other clients write. One row per search whose
 -- results span more than one page; rows older than an hour are deleted.
@@ -12,3 +13,6 @@ CREATE TABLE trb_search_snapshot (
 );
 CREATE INDEX idx_trb_search_snapshot_created ON trb_search_snapshot (created);
 
+
+-- Searches in UCUM units look up the canonical value by (parameter, system, canonical unit).
+CREATE INDEX idx_sp_qnty_nrml_hash_sysun_v2 ON hfj_spidx_quantity_nrml (hash_identity_sys_units, sp_value, res_id);
