@@ -26,6 +26,7 @@ export function paramLookup(registry: SearchParamRegistry): SearchParamLookup {
     type: p.type,
     paths: p.parts.map((x) => x.path),
     targets: [...p.target],
+    url: p.definition.url,
     components: p.type === 'composite' ? (p.definition.component ?? []).map((x) => registry.byUrl(x.definition ?? '')?.code ?? '?') : undefined,
   });
   return {

@@ -26,7 +26,7 @@ declare module 'fastify' {
 type Q = Record<string, string | string[] | undefined>;
 
 const INTERACTIONS = ['read', 'vread', 'update', 'patch', 'delete', 'history-instance', 'history-type', 'create', 'search-type'];
-const SYSTEM_INTERACTIONS = ['transaction', 'batch', 'history-system'];
+const SYSTEM_INTERACTIONS = ['transaction', 'batch', 'history-system', 'search-system'];
 
 function etag(v: number): string {
   return `W/"${v}"`;
@@ -152,6 +152,7 @@ export default async function fhirRoutes(app: FastifyInstance, opts: { prefix?: 
         systemInteractions: SYSTEM_INTERACTIONS,
         formats: ['application/fhir+json', 'json'],
         patchFormats: ['application/json-patch+json'],
+        operations: [{ name: 'reindex', definition: 'http://hapifhir.io/fhir/OperationDefinition/Reindex' }],
       })),
     );
 

@@ -18,10 +18,37 @@ export interface CapabilityOptions {
   systemInteractions: string[];
   formats: string[];
   patchFormats: string[];
+  /** System-level operations, e.g. reindex → `$reindex`. */
+  operations?: { name: string; definition: string }[];
 }
 
+/** The parameters every type has (answered from hfj_resource, the tag tables and hfj_res_ver). */
+const COMMON: { name: string; type: 'token' | 'date' | 'uri' | 'special' | 'string'; documentation: string }[] = [
+  { name: '_id', type: 'token', documentation: 'The resource id.' },
+  { name: '_lastUpdated', type: 'date', documentation: 'When the resource was last changed.' },
+  { name: '_tag', type: 'token', documentation: 'A meta.tag.' },
+  { name: '_profile', type: 'uri', documentation: 'A meta.profile.' },
+  { name: '_security', type: 'token', documentation: 'A meta.security label.' },
+  { name: '_source', type: 'uri', documentation: 'meta.source: the system the resource came from.' },
+  { name: '_has', type: 'special', documentation: 'Reverse chaining: _has:Type:reference:parameter=value.' },
+];
+
 export function buildCapabilityStatement(o: CapabilityOptions): CapabilityStatement {
-  const resources: CapabilityStatementRestResource[] = [...R4_RESOURCE_TYPES].sort().map((type) => ({
+  const types = [...R4_RESOURCE_TYPES].sort();
+  // _revinclude: the reference parameters of every type that may point at each type.
+  const revIncludes = new Map<string, string[]>();
+  for (const source of types) {
+    for (const p of o.params.list(source)) {
+      if (p.type !== 'reference') continue;
+      const targets = !p.targets?.length || p.targets.includes('Resource') ? types : p.targets;
+      for (const t of targets) {
+        let list = revIncludes.get(t);
+        if (!list) revIncludes.set(t, (list = []));
+        list.push(`${source}:${p.code}`);
+      }
+    }
+  }
+  const resources: CapabilityStatementRestResource[] = types.map((type) => ({
     type: type as CapabilityStatementRestResource['type'],
     profile: `http://hl7.org/fhir/StructureDefinition/${type}`,
     interaction: o.interactions.map((code) => ({ code: code as 'read' })),
@@ -33,10 +60,15 @@ export function buildCapabilityStatement(o: CapabilityOptions): CapabilityStatem
     conditionalUpdate: true,
     conditionalDelete: 'single',
     referencePolicy: ['literal', 'logical', 'local'],
-    searchParam: o.params
-      .list(type)
-      .map((p) => ({ name: p.code, type: p.type as 'string', definition: undefined }))
-      .sort((a, b) => a.name.localeCompare(b.name)),
+    searchInclude: ['*', ...o.params.list(type).filter((p) => p.type === 'reference').map((p) => `${type}:${p.code}`).sort()],
+    searchRevInclude: (revIncludes.get(type) ?? []).sort(),
+    searchParam: [
+      ...COMMON,
+      ...o.params
+        .list(type)
+        .map((p) => ({ name: p.code, type: p.type as 'string', ...(p.url ? { definition: p.url } : {}) }))
+        .sort((a, b) => a.name.localeCompare(b.name)),
+    ],
   }));
   return {
     resourceType: 'CapabilityStatement',
@@ -53,6 +85,8 @@ export function buildCapabilityStatement(o: CapabilityOptions): CapabilityStatem
         mode: 'server',
         resource: resources,
         interaction: o.systemInteractions.map((code) => ({ code: code as 'transaction' })),
+        searchParam: COMMON.filter((p) => p.name !== '_has'),
+        ...(o.operations?.length ? { operation: o.operations } : {}),
       },
     ],
   };

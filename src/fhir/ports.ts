@@ -20,6 +20,8 @@ export interface SearchParamInfo {
   /** The FHIRPath expression parts that apply to the resource type (HAPI's src_path for references). */
   paths: string[];
   targets?: string[];
+  /** The SearchParameter's canonical URL. */
+  url?: string;
   /** A composite parameter's components: the codes of their parameters on the same type. */
   components?: string[];
 }

@@ -71,8 +71,13 @@ export function parseNumber(raw: string, code: string): SearchNumber {
 /** [low, high] epoch milliseconds of a date search value at its precision, or a 400. */
 export function parseDate(raw: string, code: string): { low: number; high: number } {
   const r = dateRange(raw);
-  if (!r || Number.isNaN(r.low) || Number.isNaN(r.high)) {
+  const ymd = /^(\d{4})-(\d{2})-(\d{2})/.exec(raw);
+  // 2024-02-31 is no day: Date.UTC would roll it over into March. (Years 0-99 are checked as 2000-2099,
+  // which have the same leap years but 2000.)
+  const realDay = !ymd || new Date(Date.UTC(2000 + (Number(ymd[1]) % 400), Number(ymd[2]) - 1, Number(ymd[3]))).getUTCDate() === Number(ymd[3]);
+  if (!r || Number.isNaN(r.low) || Number.isNaN(r.high) || !realDay) {
     throw badRequest(`The date "${raw}" of parameter ${code} is not a FHIR date; write it like 2024, 2024-05-01 or 2024-05-01T10:00:00Z.`);
   }
   return r;
 }
+
