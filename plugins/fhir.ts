@@ -223,6 +223,7 @@ export default async function fhirRoutes(app: FastifyInstance, opts: { prefix?: 
     app.post('/_search', systemSearch);
     app.get('/:type', async (req, reply) => typeSearch(req, reply, (req.params as { type: string }).type));
     app.post('/:type/_search', async (req, reply) => typeSearch(req, reply, (req.params as { type: string }).type));
+    app.get('/:type/_search', async (req, reply) => typeSearch(req, reply, (req.params as { type: string }).type));
     app.get('/:ctype/:cid/:type', async (req, reply) => {
       const p = req.params as { ctype: string; cid: string; type: string };
       checkType(p.ctype);

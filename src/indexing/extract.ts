@@ -100,8 +100,14 @@ export function extractIndexes(
         if (param.type === 'reference') {
           const t = linkTarget(tv);
           if (t) c.link(name, part.path, t.targetType, t.targetId, t.targetUrl, t.targetVersion);
+          // A logical reference (Reference.identifier) is a token of `name:identifier`, for the
+          // `:identifier` modifier (as HAPI indexes it).
+          const ident = (tv.value as { identifier?: { system?: string; value?: string } }).identifier;
+          if (ident && typeof ident.value === 'string' && ident.value.trim()) c.token(`${name}:identifier`, ident.system ?? null, ident.value);
         } else if (codeSystemCodes && typeof tv.value === 'string') {
           c.token(name, (resource as { url?: string }).url, tv.value);
+        } else if (part.codeSystem && tv.type === 'code' && typeof tv.value === 'string') {
+          c.token(name, part.codeSystem, tv.value);
         } else {
           convert?.(c, name, tv);
         }

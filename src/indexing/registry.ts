@@ -14,6 +14,7 @@ import type { Bundle, SearchParameter } from '@medplum/fhirtypes';
 import { compileExpression, type CompiledExpression } from './compile.ts';
 import { allResourceTypes, loadFhirDefinitions, NON_DOMAIN_RESOURCES } from './definitions.ts';
 import { distinctValues } from './distinct.ts';
+import { boundCodeSystem } from './code-systems.ts';
 import { applicablePart, splitExpression, type SplitExpression } from './expression-parts.ts';
 
 export type SearchParamType =
@@ -54,6 +55,8 @@ export interface ExpressionPart {
   /** The part's text: HAPI's src_path for the links it finds. */
   path: string;
   compiled: CompiledExpression;
+  /** For a token on an enumerated `code` element, the code system its binding implies. */
+  codeSystem?: string;
 }
 
 /** A search parameter as it applies to one resource type. */
@@ -178,7 +181,8 @@ export class SearchParamRegistry {
       if (path === undefined) continue;
       let compiled = this.compiled.get(path);
       if (!compiled) this.compiled.set(path, (compiled = compileExpression(path)));
-      parts.push({ path, compiled });
+      const codeSystem = sp.type === 'token' ? boundCodeSystem(path) : undefined;
+      parts.push(codeSystem ? { path, compiled, codeSystem } : { path, compiled });
     }
     return {
       code: sp.code as string,

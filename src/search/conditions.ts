@@ -133,7 +133,7 @@ async function typedCondition(c: ConditionContext, alias: string, type: string, 
       noModifier(sp, modifier);
       return numberCondition(c, alias, type, sp.code, values, 'hfj_spidx_quantity');
     case 'reference':
-      return referenceCondition(c, alias, sp, modifier, values);
+      return referenceCondition(c, alias, type, sp, modifier, values);
     case 'composite':
       noModifier(sp, modifier);
       return orOf(await Promise.all(values.map((v) => compositeCondition(c, alias, type, sp, v, depth))));
@@ -185,9 +185,11 @@ function rangeComparison(c: ConditionContext, prefix: Prefix, lowCol: string, hi
     case 'lt':
       return `(${lowCol} < ${L()}${lowOpen})`;
     case 'ge':
-      return `(${highCol} >= ${L()}${highOpen})`;
+      // Above the search range, or within it (search.html#prefix).
+      return `(${highCol} > ${H()}${highOpen} OR (${lowCol} >= ${L()} AND ${highCol} <= ${H()}))`;
     case 'le':
-      return `(${lowCol} <= ${H()}${lowOpen})`;
+      // Below the search range, or within it.
+      return `(${lowCol} < ${L()}${lowOpen} OR (${lowCol} >= ${L()} AND ${highCol} <= ${H()}))`;
     case 'sa':
       return `(${lowCol} > ${H()})`;
     case 'eb':
@@ -504,8 +506,8 @@ function targetFilter(c: ConditionContext, sp: SearchParamInfo, withUrls: boolea
 
 const REF_RE = /^([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]+)?$/;
 
-function referenceCondition(c: ConditionContext, alias: string, sp: SearchParamInfo, modifier: string, values: string[]): string {
-  if (modifier === 'identifier') return identifierReference(c, alias, sp, values);
+function referenceCondition(c: ConditionContext, alias: string, type: string, sp: SearchParamInfo, modifier: string, values: string[]): string {
+  if (modifier === 'identifier') return identifierReference(c, alias, type, sp, values);
   let typeModifier: string | null = null;
   if (modifier && modifier !== 'not') {
     if (!isResourceType(modifier)) throw badRequest(`The modifier :${modifier} is not supported on reference parameters such as ${sp.code}.`);
@@ -557,14 +559,19 @@ async function chainCondition(c: ConditionContext, alias: string, type: string, 
     WHERE l.src_path = ANY(${c.b.param(sp.paths)}) AND l.target_resource_type = ANY(${c.b.param(types)}) AND (${perType.join(' OR ')}))`;
 }
 
-/** `subject:identifier=system|value`: the reference's identifier, or the target's identifier. */
-function identifierReference(c: ConditionContext, alias: string, sp: SearchParamInfo, values: string[]): string {
-  const types = chainTargets(c, sp, '', 'identifier');
+/**
+ * `subject:identifier=system|value`: the reference's own identifier (a logical reference, indexed as
+ * the token `subject:identifier`), or the identifier of the resource it points at.
+ */
+function identifierReference(c: ConditionContext, alias: string, type: string, sp: SearchParamInfo, values: string[]): string {
+  const logical = inIndex(c, alias, 'hfj_spidx_token', tokenRows(c, type, `${sp.code}:identifier`, values));
+  const types = (sp.targets ?? []).filter((t) => isResourceType(t) && c.params.get(t, 'identifier'));
+  if (!types.length) return logical;
   const t = c.b.alias('t');
   const perType = types.map((target) => `(${t}.res_type = ${c.b.param(target)} AND ${inIndex(c, t, 'hfj_spidx_token', tokenRows(c, target, 'identifier', values))})`);
-  return `${alias}.res_id IN (SELECT l.src_resource_id FROM hfj_res_link l JOIN hfj_resource ${t}
+  return `(${logical} OR ${alias}.res_id IN (SELECT l.src_resource_id FROM hfj_res_link l JOIN hfj_resource ${t}
       ON ${t}.res_type = l.target_resource_type AND ${t}.fhir_id = l.target_fhir_id AND ${scoped(c, t)}
-    WHERE l.src_path = ANY(${c.b.param(sp.paths)}) AND (${perType.join(' OR ')}))`;
+    WHERE l.src_path = ANY(${c.b.param(sp.paths)}) AND (${perType.join(' OR ')})))`;
 }
 
 /** `_has:Observation:patient:code=x`: some Observation whose `patient` points here matches `code=x`. */

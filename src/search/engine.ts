@@ -2,9 +2,9 @@
  * FHIR search: a query string in, a searchset Bundle out.
  *
  * - Criteria become SQL over the HAPI indexes (./conditions.ts), inside the request's partition.
- * - Unsorted results come in res_id order and page by keyset (`_page=a<res_id>` / `b<res_id>`):
+ * - Unsorted results come in res_id order and page by keyset (`_page=a<res_id>.<time>` / `b...`):
  *   a resource keeps its res_id for life, so following next never skips or repeats one, whatever
- *   other clients write meanwhile.
+ *   other clients write meanwhile; later pages leave out resources created after the first page.
  * - Sorted results are fixed when the first page is asked for: the ordered res_ids (the first
  *   SNAPSHOT_CAP of them) are kept in trb_search_snapshot and later pages read slices of them, so
  *   a resource whose sort value changes meanwhile does not move between pages.
@@ -36,6 +36,10 @@ export const SNAPSHOT_CAP = 10_000;
 export const COUNT_CAP = 10_000;
 /** Included resources per page, at most (an outcome entry says when more were left out). */
 export const MAX_INCLUDES = 1000;
+/** A search takes at most this many criteria, includes and sort keys (each is a join). */
+export const MAX_CRITERIA = 20;
+export const MAX_INCLUDE_PARAMS = 20;
+export const MAX_SORT_KEYS = 8;
 /** `:iterate` follows at most this many rounds. */
 const MAX_ITERATE = 4;
 const SNAPSHOT_TTL = "interval '1 hour'";
@@ -77,7 +81,8 @@ interface Parsed {
   total: 'none' | 'estimate' | 'accurate' | undefined;
   summary: SummaryMode | undefined;
   elements: string[] | undefined;
-  page: { after?: string; before?: string } | undefined;
+  /** A later page: after or before a res_id, among the resources created by asOf (epoch ms). */
+  page: { after?: string; before?: string; asOf: number } | undefined;
   snapshot: { id: string; offset: number } | undefined;
   warnings: OperationOutcomeIssue[];
 }
@@ -163,9 +168,9 @@ export class SearchEngine {
         (rev ? p.revinclude : p.include).push(spec);
       } else if (key === '_page') {
         single(key);
-        const m = /^([ab])(\d{1,19})$/.exec(value);
+        const m = /^([ab])(\d{1,19})\.(\d{1,15})$/.exec(value);
         if (!m) throw badRequest(`_page "${value.slice(0, 50)}" is not a page of this server; follow the Bundle's next and previous links as given.`);
-        p.page = m[1] === 'a' ? { after: m[2] } : { before: m[2] };
+        p.page = { [m[1] === 'a' ? 'after' : 'before']: m[2], asOf: Number(m[3]) };
       } else if (key === '_snapshot') {
         single(key);
         if (!/^[0-9a-f-]{36}$/.test(value)) throw badRequest(`_snapshot "${value.slice(0, 50)}" is not a search of this server.`);
@@ -191,6 +196,9 @@ export class SearchEngine {
         p.criteria.push([key, value]);
       }
     }
+    if (p.criteria.length > MAX_CRITERIA) throw badRequest(`A search takes at most ${MAX_CRITERIA} parameters; this one has ${p.criteria.length}.`);
+    if (p.include.length + p.revinclude.length > MAX_INCLUDE_PARAMS) throw badRequest(`A search takes at most ${MAX_INCLUDE_PARAMS} _include and _revinclude parameters.`);
+    if (p.sort.length > MAX_SORT_KEYS) throw badRequest(`_sort takes at most ${MAX_SORT_KEYS} keys.`);
     if (p.snapshot && !p.snapshot.id) throw badRequest('_offset pages only a sorted search; follow the Bundle\'s next and previous links as given.');
     return p;
   }
@@ -328,11 +336,15 @@ export class SearchEngine {
         links.push({ relation: 'previous', url: this.url(ctx, opts.path, selfQuery, { _snapshot: p.snapshot.id, _offset: String(Math.max(0, offset - p.count)) }) });
       }
     } else {
+      // Later pages hold what existed when the first was asked for: resources created since
+      // (res_published is the creation time) are left out, so the pages add up to that result.
+      const asOf = p.page?.asOf ?? Date.now();
+      const snapshotWhere = p.page ? `${where} AND r.res_published <= ${b.param(new Date(asOf))}` : where;
       const before = p.page?.before;
       const after = p.page?.after;
       const keyset = before ? ` AND r.res_id < ${b.param(before)}` : after ? ` AND r.res_id > ${b.param(after)}` : '';
       const pageSql = {
-        text: `SELECT r.res_id FROM hfj_resource r WHERE ${where}${keyset} ORDER BY r.res_id ${before ? 'DESC' : ''} LIMIT ${p.count + 1}`,
+        text: `SELECT r.res_id FROM hfj_resource r WHERE ${snapshotWhere}${keyset} ORDER BY r.res_id ${before ? 'DESC' : ''} LIMIT ${p.count + 1}`,
         values: [...b.values],
       };
       const countValues = b.values.slice(0, b.values.length - (keyset ? 1 : 0));
@@ -343,11 +355,11 @@ export class SearchEngine {
       if (p.total !== 'none') {
         // A first page that holds every match is its own total; otherwise count (after the page, only when needed).
         if (!p.page && !more && p.total !== 'estimate') total = ids.length;
-        else total = (await this.totalFor(db, where, countValues, p.total)) ?? undefined;
+        else total = (await this.totalFor(db, snapshotWhere, countValues, p.total)) ?? undefined;
       }
       page = await this.repo.readByResIds(db, ctx.partitionId, ids);
-      if (ids.length && (more || before)) links.push({ relation: 'next', url: this.url(ctx, opts.path, selfQuery, { _page: `a${ids[ids.length - 1]}` }) });
-      if (ids.length && (after || (before && more))) links.push({ relation: 'previous', url: this.url(ctx, opts.path, selfQuery, { _page: `b${ids[0]}` }) });
+      if (ids.length && (more || before)) links.push({ relation: 'next', url: this.url(ctx, opts.path, selfQuery, { _page: `a${ids[ids.length - 1]}.${asOf}` }) });
+      if (ids.length && (after || (before && more))) links.push({ relation: 'previous', url: this.url(ctx, opts.path, selfQuery, { _page: `b${ids[0]}.${asOf}` }) });
     }
 
     const included = summaryCount ? { versions: [], truncated: false } : await this.includes(db, ctx, p, page);

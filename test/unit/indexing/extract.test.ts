@@ -68,10 +68,20 @@ t.test('CodeableConcept: a token per coding, display and text as string rows of 
   t.equal(tokens[0].hashSysAndValue, hapiHash(['Observation', 'code', 'http://loinc.org', '8302-2']));
   t.equal(tokens[0].hashValue, hapiHash(['Observation', 'code', '8302-2']));
   t.same(named(rows.strings, 'code').map((r) => r.valueExact).sort(), ['Body Height', 'Height']);
+  // An enumerated code gets the system its required binding implies, as HAPI indexes it.
   const status = named(rows.tokens, 'status')[0];
-  t.match(status, { system: null, value: 'final' });
-  t.equal(status.hashSys, hapiHash(['Observation', 'status', null]));
-  t.equal(status.hashSysAndValue, hapiHash(['Observation', 'status', '', 'final']), 'no system hashes as ""');
+  t.match(status, { system: 'http://hl7.org/fhir/observation-status', value: 'final' });
+  t.equal(status.hashSys, hapiHash(['Observation', 'status', 'http://hl7.org/fhir/observation-status']));
+  t.equal(status.hashSysAndValue, hapiHash(['Observation', 'status', 'http://hl7.org/fhir/observation-status', 'final']));
+  t.equal(status.hashValue, hapiHash(['Observation', 'status', 'final']));
+});
+
+t.test('a token without a system hashes the system as ""', async (t) => {
+  const rows = index({ resourceType: 'Patient', identifier: [{ value: 'x1' }] }).tokens;
+  const id = named(rows, 'identifier')[0];
+  t.match(id, { system: null, value: 'x1' });
+  t.equal(id.hashSys, hapiHash(['Patient', 'identifier', null]));
+  t.equal(id.hashSysAndValue, hapiHash(['Patient', 'identifier', '', 'x1']), 'no system hashes as ""');
 });
 
 t.test('Identifier: system and trimmed value; type.text as a string row; no value, no token', async (t) => {
@@ -102,7 +112,7 @@ t.test('ContactPoint: its system code as the token system', async (t) => {
   t.same(named(rows, 'email').map((r) => r.value), ['a@b.org']);
 });
 
-t.test('code, boolean and extension values as tokens without a system', async (t) => {
+t.test('code (with its bound system), boolean and extension values as tokens', async (t) => {
   const rows = index({
     resourceType: 'Patient',
     gender: 'female',
@@ -115,7 +125,7 @@ t.test('code, boolean and extension values as tokens without a system', async (t
       },
     ],
   }).tokens;
-  t.match(named(rows, 'gender'), [{ system: null, value: 'female' }]);
+  t.match(named(rows, 'gender'), [{ system: 'http://hl7.org/fhir/administrative-gender', value: 'female' }]);
   t.match(named(rows, 'active'), [{ value: 'true' }]);
   t.match(named(rows, 'deceased'), [{ value: 'true' }]);
   t.match(named(rows, 'race'), [{ system: null, value: '2106-3' }]);
