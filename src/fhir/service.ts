@@ -14,6 +14,7 @@ import type { HistoryQuery } from '../storage/sql.ts';
 import { badRequest, fhirError, fromDatabaseError, gone, issuesError, notFound, preconditionFailed } from './errors.ts';
 import type { RequestContext, ResourceIndexer, ResourceValidator, SearchParamLookup } from './ports.ts';
 import { SearchEngine } from '../search/engine.ts';
+import { inTransaction } from '../storage/transaction.ts';
 import { isResourceType } from './resource-type.ts';
 
 export const ID_PATTERN = /^[A-Za-z0-9\-.]{1,64}$/;
@@ -84,17 +85,10 @@ export class FhirService {
 
   /** Runs fn in one database transaction; PostgreSQL errors a client caused become 4xx. */
   async transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
     try {
-      await client.query('BEGIN');
-      const out = await fn(client);
-      await client.query('COMMIT');
-      return out;
+      return await inTransaction(this.pool, fn);
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
       throw fromDatabaseError(err);
-    } finally {
-      client.release();
     }
   }
 

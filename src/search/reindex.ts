@@ -8,6 +8,7 @@ import type pg from 'pg';
 import type { Resource } from '@medplum/fhirtypes';
 import { INDEX_TABLES, prepared, type Sql } from '../storage/sql.ts';
 import { indexInserts } from '../storage/index-rows.ts';
+import { inTransaction } from '../storage/transaction.ts';
 import type { ResourceIndexer } from '../fhir/ports.ts';
 
 export const REINDEX_QUEUE = 'reindex';
@@ -47,17 +48,9 @@ export async function reindexBatch(pool: pg.Pool, indexer: ResourceIndexer, job:
     type: r.res_type,
     indexes: indexer.extract({ ...(JSON.parse(r.json) as Resource), id: r.fhir_id }, null),
   }));
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  await inTransaction(pool, async (client) => {
     await client.query(deleteIndexRows(list.map((r) => r.resId)));
     for (const statement of indexInserts(job.partitionId, new Date(), list, new Map())) await client.query(statement);
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
   return { processed: rows.length, after: rows[rows.length - 1].res_id };
 }

@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type pg from 'pg';
+import { inTransaction } from './transaction.ts';
 
 const MIGRATIONS_DIR = path.join(import.meta.dirname, 'migrations');
 /** An arbitrary constant naming Tributary's migration lock. */
@@ -26,10 +27,8 @@ export function listMigrations(dir = MIGRATIONS_DIR): Migration[] {
 
 /** Applies every migration not yet applied; returns the versions it applied. */
 export async function migrate(pool: pg.Pool, migrations = listMigrations()): Promise<number[]> {
-  const client = await pool.connect();
   const applied: number[] = [];
-  try {
-    await client.query('BEGIN');
+  await inTransaction(pool, async (client) => {
     await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
     await client.query(/* SQL */ `CREATE TABLE IF NOT EXISTS trb_migration (
       version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
@@ -40,12 +39,6 @@ export async function migrate(pool: pg.Pool, migrations = listMigrations()): Pro
       await client.query('INSERT INTO trb_migration (version, name) VALUES ($1, $2)', [m.version, m.name]);
       applied.push(m.version);
     }
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
   return applied;
 }
