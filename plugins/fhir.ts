@@ -118,7 +118,7 @@ export default async function fhirRoutes(app: FastifyInstance, opts: { prefix?: 
       if (parts.length === 4 && parts[2] === '_history') return { status: 200, body: JSON.parse((await app.fhir.vread(ctx, parts[0], parts[1], parts[3], client)).json!) };
       if (parts.length === 1) {
         checkType(parts[0]);
-        return { status: 200, body: await app.fhir.search.search(ctx, [parts[0]], new URLSearchParams(query), { client, path: parts[0] }) };
+        return { status: 200, body: (await app.fhir.search.search(ctx, [parts[0]], new URLSearchParams(query), { client, path: parts[0] })).bundle() };
       }
       throw badRequest(`The entry URL "${url}" is not a read, vread or search.`);
     };
@@ -186,13 +186,13 @@ export default async function fhirRoutes(app: FastifyInstance, opts: { prefix?: 
     const typeSearch = async (req: FastifyRequest, reply: FastifyReply, type: string, compartment?: { type: string; id: string }) => {
       checkType(type);
       const path = compartment ? `${compartment.type}/${compartment.id}/${type}` : type;
-      const bundle = await app.fhir.search.search(ctxOf(req), [type], searchQuery(req), { strict: strict(req), compartment, path });
-      return sendJson(req, reply, 200, bundle);
+      const result = await app.fhir.search.search(ctxOf(req), [type], searchQuery(req), { strict: strict(req), compartment, path });
+      return sendJson(req, reply, 200, result.json());
     };
     const systemSearch = async (req: FastifyRequest, reply: FastifyReply) => {
       const query = searchQuery(req);
       const types = query.has('_type') ? parseTypes(query.getAll('_type').join(',')) : null;
-      return sendJson(req, reply, 200, await app.fhir.search.search(ctxOf(req), types, query, { strict: strict(req), path: '' }));
+      return sendJson(req, reply, 200, (await app.fhir.search.search(ctxOf(req), types, query, { strict: strict(req), path: '' })).json());
     };
     // $reindex: a background job that recomputes the index rows of what is stored (after a
     // SearchParameter was added); 202 with a Content-Location to poll for its state.

@@ -82,7 +82,7 @@ interface Parsed {
   summary: SummaryMode | undefined;
   elements: string[] | undefined;
   /** A later page: after or before a res_id, among the resources created by asOf (epoch ms). */
-  page: { after?: string; before?: string; asOf: number } | undefined;
+  page: { after?: string; before?: string; asOf: number; total?: number } | undefined;
   snapshot: { id: string; offset: number } | undefined;
   warnings: OperationOutcomeIssue[];
 }
@@ -168,9 +168,9 @@ export class SearchEngine {
         (rev ? p.revinclude : p.include).push(spec);
       } else if (key === '_page') {
         single(key);
-        const m = /^([ab])(\d{1,19})\.(\d{1,15})$/.exec(value);
+        const m = /^([ab])(\d{1,19})\.(\d{1,15})(?:\.(\d{1,9}))?$/.exec(value);
         if (!m) throw badRequest(`_page "${value.slice(0, 50)}" is not a page of this server; follow the Bundle's next and previous links as given.`);
-        p.page = { [m[1] === 'a' ? 'after' : 'before']: m[2], asOf: Number(m[3]) };
+        p.page = { [m[1] === 'a' ? 'after' : 'before']: m[2], asOf: Number(m[3]), total: m[4] === undefined ? undefined : Number(m[4]) };
       } else if (key === '_snapshot') {
         single(key);
         if (!/^[0-9a-f-]{36}$/.test(value)) throw badRequest(`_snapshot "${value.slice(0, 50)}" is not a search of this server.`);
@@ -274,7 +274,7 @@ export class SearchEngine {
   }
 
   /** A searchset Bundle for the query, over one type, several (`_type`) or all (`types` null). */
-  async search(ctx: RequestContext, types: string[] | null, query: URLSearchParams, opts: SearchOptions): Promise<Bundle> {
+  async search(ctx: RequestContext, types: string[] | null, query: URLSearchParams, opts: SearchOptions): Promise<SearchResult> {
     const db: Db = opts.client ?? this.pool;
     const p = this.parse(types, query, opts.strict ?? false);
     if (types === null && p.criteria.some(([k]) => !k.startsWith('_'))) {
@@ -339,41 +339,42 @@ export class SearchEngine {
       // Later pages hold what existed when the first was asked for: resources created since
       // (res_published is the creation time) are left out, so the pages add up to that result.
       const asOf = p.page?.asOf ?? Date.now();
+      const countParams = b.values.length;
       const snapshotWhere = p.page ? `${where} AND r.res_published <= ${b.param(new Date(asOf))}` : where;
       const before = p.page?.before;
       const after = p.page?.after;
       const keyset = before ? ` AND r.res_id < ${b.param(before)}` : after ? ` AND r.res_id > ${b.param(after)}` : '';
+      // A first page reads the ids of up to COUNT_CAP matches in the same query, which gives the
+      // total as well (no second pass over the matches); later pages carry that total in their link.
+      const counting = !p.page && p.total !== 'none' && p.total !== 'estimate';
       const pageSql = {
-        text: `SELECT r.res_id FROM hfj_resource r WHERE ${snapshotWhere}${keyset} ORDER BY r.res_id ${before ? 'DESC' : ''} LIMIT ${p.count + 1}`,
-        values: [...b.values],
+        text: `SELECT r.res_id FROM hfj_resource r WHERE ${snapshotWhere}${keyset} ORDER BY r.res_id ${before ? 'DESC' : ''} LIMIT ${counting ? Math.max(COUNT_CAP, p.count) + 1 : p.count + 1}`,
+        values: b.values,
       };
-      const countValues = b.values.slice(0, b.values.length - (keyset ? 1 : 0));
       const rows = (await db.query<{ res_id: string }>(pageSql)).rows.map((x) => x.res_id);
       const more = rows.length > p.count;
       const ids = rows.slice(0, p.count);
       if (before) ids.reverse();
-      if (p.total !== 'none') {
-        // A first page that holds every match is its own total; otherwise count (after the page, only when needed).
-        if (!p.page && !more && p.total !== 'estimate') total = ids.length;
-        else total = (await this.totalFor(db, snapshotWhere, countValues, p.total)) ?? undefined;
+      if (counting) {
+        if (rows.length <= COUNT_CAP) total = rows.length;
+        else if (p.total === 'accurate') total = await this.count(db, where, b.values, Infinity);
+      } else if (p.page?.total !== undefined && p.total !== 'none') total = p.page.total;
+      else if (p.total === 'estimate' || (p.total === 'accurate' && p.page)) {
+        total = await this.totalFor(db, where, b.values.slice(0, countParams), p.total);
       }
+      const carried = total === undefined ? '' : `.${total}`;
       page = await this.repo.readByResIds(db, ctx.partitionId, ids);
-      if (ids.length && (more || before)) links.push({ relation: 'next', url: this.url(ctx, opts.path, selfQuery, { _page: `a${ids[ids.length - 1]}.${asOf}` }) });
-      if (ids.length && (after || (before && more))) links.push({ relation: 'previous', url: this.url(ctx, opts.path, selfQuery, { _page: `b${ids[0]}.${asOf}` }) });
+      if (ids.length && (more || before)) links.push({ relation: 'next', url: this.url(ctx, opts.path, selfQuery, { _page: `a${ids[ids.length - 1]}.${asOf}${carried}` }) });
+      if (ids.length && (after || (before && more))) links.push({ relation: 'previous', url: this.url(ctx, opts.path, selfQuery, { _page: `b${ids[0]}.${asOf}${carried}` }) });
     }
 
     const included = summaryCount ? { versions: [], truncated: false } : await this.includes(db, ctx, p, page);
-    const entry: BundleEntry[] = [];
-    const shape = (v: StoredVersion) => applySummary(JSON.parse(v.json!) as Resource, p.summary, p.elements);
-    for (const v of page) entry.push({ fullUrl: `${ctx.baseUrl}/${v.type}/${v.id}`, resource: shape(v), search: { mode: 'match' } });
-    for (const v of included.versions) entry.push({ fullUrl: `${ctx.baseUrl}/${v.type}/${v.id}`, resource: shape(v), search: { mode: 'include' } });
     if (included.truncated) p.warnings.push(warning(`More than ${MAX_INCLUDES} resources were to be included; the first ${MAX_INCLUDES} are.`));
-    if (p.warnings.length) entry.push({ resource: { resourceType: 'OperationOutcome', issue: p.warnings }, search: { mode: 'outcome' } });
-    const bundle: Bundle = { resourceType: 'Bundle', type: 'searchset' };
-    if (total !== undefined) bundle.total = total;
-    bundle.link = links;
-    if (entry.length) bundle.entry = entry;
-    return bundle;
+    const head: Bundle = { resourceType: 'Bundle', type: 'searchset' };
+    if (total !== undefined) head.total = total;
+    head.link = links;
+    const entries = [...page.map((v) => ({ v, mode: 'match' as const })), ...included.versions.map((v) => ({ v, mode: 'include' as const }))];
+    return new SearchResult(ctx.baseUrl, head, entries, p.warnings, p.summary, p.elements);
   }
 
   private url(ctx: RequestContext, path: string, query: URLSearchParams, extra: Record<string, string> = {}): string {
@@ -389,18 +390,14 @@ export class SearchEngine {
     return rows[0].n;
   }
 
-  /** The total for an unsorted search, per `_total`; null past COUNT_CAP when no `_total` asks for more. */
-  private async totalFor(db: Db, where: string, values: unknown[], mode: Parsed['total']): Promise<number | null> {
+  /** `_total=accurate` (a count) or `estimate` (PostgreSQL's estimate of the rows). */
+  private async totalFor(db: Db, where: string, values: unknown[], mode: 'accurate' | 'estimate'): Promise<number> {
     if (mode === 'accurate') return this.count(db, where, values, Infinity);
-    if (mode === 'estimate') {
-      const { rows } = await db.query<{ 'QUERY PLAN': { Plan: { 'Plan Rows': number } }[] }>({
-        text: `EXPLAIN (FORMAT JSON) SELECT 1 FROM hfj_resource r WHERE ${where}`,
-        values,
-      });
-      return Math.round(rows[0]['QUERY PLAN'][0].Plan['Plan Rows']);
-    }
-    const n = await this.count(db, where, values, COUNT_CAP);
-    return n > COUNT_CAP ? null : n;
+    const { rows } = await db.query<{ 'QUERY PLAN': { Plan: { 'Plan Rows': number } }[] }>({
+      text: `EXPLAIN (FORMAT JSON) SELECT 1 FROM hfj_resource r WHERE ${where}`,
+      values,
+    });
+    return Math.round(rows[0]['QUERY PLAN'][0].Plan['Plan Rows']);
   }
 
   private expireSnapshots(): void {
@@ -561,6 +558,53 @@ export class SearchEngine {
       } else if (!inc.valueSet?.length) out.systems.push(inc.system);
     }
     return out;
+  }
+}
+
+/**
+ * A page of results, as a Bundle object or as JSON text. The text is spliced from the stored JSON of
+ * each resource when no `_summary` / `_elements` reshapes them: no parse and re-serialization of
+ * every resource on the way out.
+ */
+export class SearchResult {
+  private readonly baseUrl: string;
+  private readonly head: Bundle;
+  private readonly entries: { v: StoredVersion; mode: 'match' | 'include' }[];
+  private readonly warnings: OperationOutcomeIssue[];
+  private readonly summary: SummaryMode | undefined;
+  private readonly elements: string[] | undefined;
+
+  constructor(baseUrl: string, head: Bundle, entries: { v: StoredVersion; mode: 'match' | 'include' }[], warnings: OperationOutcomeIssue[], summary: SummaryMode | undefined, elements: string[] | undefined) {
+    this.baseUrl = baseUrl;
+    this.head = head;
+    this.entries = entries;
+    this.warnings = warnings;
+    this.summary = summary;
+    this.elements = elements;
+  }
+
+  private outcome(): BundleEntry | undefined {
+    return this.warnings.length ? { resource: { resourceType: 'OperationOutcome', issue: this.warnings }, search: { mode: 'outcome' } } : undefined;
+  }
+
+  bundle(): Bundle {
+    const entry: BundleEntry[] = this.entries.map(({ v, mode }) => ({
+      fullUrl: `${this.baseUrl}/${v.type}/${v.id}`,
+      resource: applySummary(JSON.parse(v.json!) as Resource, this.summary, this.elements),
+      search: { mode },
+    }));
+    const outcome = this.outcome();
+    if (outcome) entry.push(outcome);
+    return entry.length ? { ...this.head, entry } : { ...this.head };
+  }
+
+  json(): string {
+    if (this.summary || this.elements) return JSON.stringify(this.bundle());
+    const parts = this.entries.map(({ v, mode }) => `{"fullUrl":${JSON.stringify(`${this.baseUrl}/${v.type}/${v.id}`)},"resource":${v.json},"search":{"mode":"${mode}"}}`);
+    const outcome = this.outcome();
+    if (outcome) parts.push(JSON.stringify(outcome));
+    const head = JSON.stringify(this.head);
+    return parts.length ? `${head.slice(0, -1)},"entry":[${parts.join(',')}]}` : head;
   }
 }
 

@@ -1,8 +1,9 @@
 -- Search: snapshots of sorted results, and the index of UCUM-normalized quantities.
 -- Tributary's own table (not HAPI's): the ordered matches of a sorted search, so that following its
 -- next links neither skips nor repeats an entry while other clients write. One row per search whose
--- results span more than one page; rows older than an hour are deleted.
-CREATE TABLE trb_search_snapshot (
+-- results span more than one page; rows older than an hour are deleted. UNLOGGED: a snapshot is
+-- worth no WAL or fsync (after a crash the table is empty and a client runs its search again).
+CREATE UNLOGGED TABLE trb_search_snapshot (
   id uuid PRIMARY KEY,
   partition_id integer NOT NULL,
   -- SHA-256 of the search (type and criteria): a snapshot answers only the search that made it.
