@@ -139,6 +139,17 @@ export interface Generator {
   templates: Template[];
   /** Patient `index` as a transaction Bundle: identical for the same (seed, index). */
   patient(index: number): GeneratedPatient;
+  /** What patient `index` has, without generating it (for the bench's checks). */
+  facts(index: number): PatientFacts;
+}
+
+export interface PatientFacts {
+  /** Every word of the Patient's names (family, maiden family, given, prefix, suffix). */
+  nameWords: string[];
+  /** The LOINC codes of its Observations. */
+  loincCodes: Set<string>;
+  /** The latest effective date of its Observations (copy 0 keeps the template's dates). */
+  latestObservation: string;
 }
 
 export function generator(templates: Template[], seed = DEFAULT_SEED, resourcesPerPatient = 1000): Generator {
@@ -151,8 +162,29 @@ export function generator(templates: Template[], seed = DEFAULT_SEED, resourcesP
     }
     return tail[Math.floor(r() * tail.length)];
   };
+  const names = (t: Template, r: () => number, family: string) => {
+    const p = t.shared.find((e) => e.resource.resourceType === 'Patient')!.resource;
+    const out = structuredClone((p.name ?? []) as { use?: string; family?: string; given?: string[]; prefix?: string[]; suffix?: string[] }[]);
+    out.forEach((n, i) => {
+      n.family = i === 0 || n.use !== 'maiden' ? family : pickFamily(r);
+    });
+    return out;
+  };
+  const templateFacts = new Map<Template, { loincCodes: Set<string>; latestObservation: string }>();
   return {
     templates,
+    facts(index: number): PatientFacts {
+      const t = templates[index % templates.length];
+      const r = rng(`${seed}/${index}`);
+      const n = names(t, r, pickFamily(r));
+      if (!templateFacts.has(t)) {
+        const obs = t.clinical.map((e) => e.resource).filter((x) => x.resourceType === 'Observation');
+        const loincCodes = new Set(obs.flatMap((o) => ((o.code as { coding?: { system?: string; code?: string }[] }).coding ?? []).filter((c) => c.system === 'http://loinc.org').map((c) => c.code!)));
+        const latestObservation = obs.map((o) => (o.effectiveDateTime ?? '') as string).sort().pop() ?? '';
+        templateFacts.set(t, { loincCodes, latestObservation });
+      }
+      return { nameWords: n.flatMap((x) => [x.family, ...(x.given ?? []), ...(x.prefix ?? []), ...(x.suffix ?? [])]).filter(Boolean) as string[], ...templateFacts.get(t)! };
+    },
     patient(index: number): GeneratedPatient {
       const t = templates[index % templates.length];
       const r = rng(`${seed}/${index}`);
@@ -181,11 +213,7 @@ export function generator(templates: Template[], seed = DEFAULT_SEED, resourcesP
         }
         const out = JSON.parse(remap(JSON.stringify(e), 's')) as Entry;
         const p = out.resource;
-        const names = (p.name ?? []) as { use?: string; family?: string }[];
-        names.forEach((n, i) => {
-          if (i === 0 || n.use !== 'maiden') n.family = family;
-          else n.family = pickFamily(r);
-        });
+        p.name = names(t, r, family);
         p.identifier = [...((p.identifier ?? []) as unknown[]), { system: BENCH_IDENTIFIER_SYSTEM, value: `${seed}-${index}` }];
         parts.push(JSON.stringify(out));
       }
@@ -336,7 +364,7 @@ export async function loadPatients(o: LoadOptions): Promise<LoadResult> {
             if (res.status !== 200) throw new Error(`patient ${i} (${p.template}, ${p.resources} resources, ${(p.body.length / 1e6).toFixed(1)} MB): HTTP ${res.status} ${text.slice(0, 500)}`);
             const entries = (JSON.parse(text).entry ?? []) as { response?: { status?: string; location?: string } }[];
             const bad = entries.filter((e) => !/^201/.test(e.response?.status ?? ''));
-            const id = /^Patient\/([^/]+)/.exec(entries[0]?.response?.location ?? '')?.[1];
+            const id = /(?:^|\/)Patient\/([^/]+)/.exec(entries[0]?.response?.location ?? '')?.[1];
             if (entries.length !== p.resources || bad.length || !id) {
               throw new Error(`patient ${i}: ${entries.length} response entries for ${p.resources}, ${bad.length} not 201, Patient location ${entries[0]?.response?.location}`);
             }
@@ -370,11 +398,13 @@ export async function loadPatients(o: LoadOptions): Promise<LoadResult> {
 
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL of the embedded server (src/db/embedded.ts): user tributary, the password in
-// <data-dir>/pg-password, a Unix socket in <data-dir>/pg.
+// <data-dir>/pg-password, a Unix socket in <data-dir>/pg named after the port it runs on (line 4
+// of postmaster.pid).
 
 export function pgConfigFor(dataDir: string): pg.ClientConfig {
   const password = fs.readFileSync(path.join(dataDir, 'pg-password'), 'utf8').trim();
-  return { host: path.join(dataDir, 'pg'), user: 'tributary', password, database: 'postgres', application_name: 'tributary-bench' };
+  const port = Number(fs.readFileSync(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[3]);
+  return { host: path.join(dataDir, 'pg'), port, user: 'tributary', password, database: 'postgres', application_name: 'tributary-bench' };
 }
 
 export async function withPg<T>(config: pg.ClientConfig | string, f: (c: pg.Client) => Promise<T>): Promise<T> {

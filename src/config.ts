@@ -2,6 +2,7 @@
  * Configuration: the only module that reads the environment (server.ts passes it in).
  * Every setting is documented in README.md's settings table; keep the two in step.
  */
+import os from 'node:os';
 import path from 'node:path';
 
 export interface Config {
@@ -13,6 +14,8 @@ export interface Config {
   databaseUrl: string | undefined;
   dataDir: string;
   embeddedPgPort: number;
+  /** shared_buffers of the embedded PostgreSQL, in MB. */
+  embeddedPgSharedBuffersMB: number;
   dbPoolSize: number;
   logLevel: string;
   /** Largest request body accepted, in bytes (413 above it). */
@@ -63,6 +66,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     databaseUrl,
     dataDir: path.resolve(cwd, env.TRIBUTARY_DATA_DIR || 'data'),
     embeddedPgPort: int(env, 'EMBEDDED_PG_PORT', 54329, 1, 65535),
+    // PostgreSQL's usual advice: a quarter of the memory, here between 128 MB and 4 GB.
+    embeddedPgSharedBuffersMB: int(env, 'EMBEDDED_PG_SHARED_BUFFERS_MB', Math.min(4096, Math.max(128, Math.floor(os.totalmem() / 4 / 1048576))), 16, 1048576),
     dbPoolSize: int(env, 'DB_POOL_SIZE', 20, 1, 500),
     logLevel,
     bodyLimit: int(env, 'BODY_LIMIT', 16 * 1024 * 1024, 1024, 1024 * 1024 * 1024),

@@ -20,6 +20,8 @@ export interface EmbeddedOptions {
   onLog?: (message: string) => void;
   /** Throw-away clusters (tests, benches) trade durability for speed. */
   ephemeral?: boolean;
+  /** shared_buffers in MB (256 when not given). */
+  sharedBuffersMB?: number;
 }
 
 const USER = 'tributary';
@@ -54,7 +56,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
   const log = opts.onLog ?? (() => {});
   // Clients connect over a Unix socket in the data folder (cheaper than TCP on loopback: about a
   // quarter of a read's CPU went to loopback TCP); TCP on 127.0.0.1 stays open for other tools.
-  const flags = ['-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${dbDir}`, '-c', 'max_connections=200', '-c', 'shared_buffers=256MB'];
+  const flags = ['-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${dbDir}`, '-c', 'max_connections=200', '-c', `shared_buffers=${opts.sharedBuffersMB ?? 256}MB`];
   if (opts.ephemeral) flags.push('-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off');
   const pg = new EmbeddedPostgres({
     databaseDir: dbDir,

@@ -1,0 +1,779 @@
+/**
+ * Search benchmark on about 1,000 patients of ~1,000 resources each (about 1,000,000 resources in
+ * the shape of ../shared/synthea; see bench/search-data.ts), one client and then 16.
+ *
+ *   npx node bench/search.ts [--patients 1000] [--data-dir DIR] [--url http://127.0.0.1:8080]
+ *                            [--requests 300] [--warmup 20] [--connections 16] [--duration-s 15]
+ *                            [--explain] [--cold] [--load-only] [--load-concurrency 4] [--seed S]
+ *                            [--include-query 'Encounter?patient={patient}&...'] [--pg-url postgres://...]
+ *
+ * --data-dir keeps the embedded PostgreSQL's data folder between runs: the first run loads the
+ * patients (about 2,000 resources/s: 8-10 minutes for 1,000 patients; progress on stderr) and a
+ * rerun loads only what is missing (a larger --patients extends the set). Without it the data goes
+ * to a temporary folder, deleted at the end. The server is started by this script (as `npm start`
+ * does, on free loopback ports) unless --url names a running one; with --url, --data-dir (the
+ * server's TRIBUTARY_DATA_DIR) or --pg-url gives the database for VACUUM ANALYZE and the scan counts.
+ * After loading, VACUUM ANALYZE runs once. Before measuring, pg_prewarm reads the hfj_* tables and
+ * indexes into PostgreSQL's shared_buffers, as a server in steady state holds them (--cold: not).
+ *
+ * Then, for each query, one client sends --warmup requests and then --requests requests in
+ * sequence, each for a random loaded patient, and reports p50/p95/p99 against the targets; every
+ * answer must be a 200 searchset Bundle whose entries are right (the patient's, the code asked for,
+ * sorted...), else it counts as failed. Then --connections clients mix the four queries for
+ * --duration-s seconds (autocannon): searches/s and latency. The seq_scan counts of the hfj_*
+ * tables (pg_stat_user_tables) are read around each query's run (10 s apart, the time PostgreSQL
+ * may take to publish a backend's counts): a sequential scan of a table of 10,000 rows or more is
+ * reported as a RED FLAG. Each phase also prints the cores kept busy (a WARNING when other
+ * processes disturbed it) and the CPU milliseconds per request of the server and of PostgreSQL,
+ * which hold on a busy machine too and bound the searches/s that 2 idle cores could give.
+ *
+ * --explain (only with the server started here) restarts the server with PostgreSQL's auto_explain
+ * loaded in every session (ALTER DATABASE ... SET session_preload_libraries, log_analyze,
+ * log_buffers, LOG_LEVEL=debug to see PostgreSQL's log), sends the slowest query (by p50) 30 times
+ * to warm up, then once more, and prints the plan of every SQL statement of that last request as
+ * PostgreSQL logged it; the settings are reset afterwards (and at the start of any later run, if a
+ * killed run left them).
+ *
+ * Prints a summary, then one JSON line. Exits 1 when any request failed or answered wrongly.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import pg from 'pg';
+import { freePort } from '../test/pg.ts';
+import { REPO, cpuTimes, describeCores, machineBusySeconds, quantile, readRssMB, round, type BenchServer, type CoresBusy } from './server.ts';
+import { DEFAULT_SEED, generator, loadPatients, loadTemplates, pgConfigFor, withPg, writeState, type PatientFacts } from './search-data.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    patients: { type: 'string', default: '1000' },
+    'data-dir': { type: 'string' },
+    url: { type: 'string' },
+    'pg-url': { type: 'string' },
+    seed: { type: 'string', default: DEFAULT_SEED },
+    requests: { type: 'string', default: '300' },
+    warmup: { type: 'string', default: '20' },
+    connections: { type: 'string', default: '16' },
+    'duration-s': { type: 'string', default: '15' },
+    'load-concurrency': { type: 'string', default: '4' },
+    'include-query': { type: 'string', default: 'Encounter?patient={patient}&_count=20&_include=Encounter:practitioner&_revinclude=Observation:encounter' },
+    explain: { type: 'boolean', default: false },
+    cold: { type: 'boolean', default: false },
+    'load-only': { type: 'boolean', default: false },
+    templates: { type: 'string', default: path.resolve(REPO, '..', 'shared', 'synthea') },
+  },
+});
+const clamp = (v: string, lo: number, hi: number) => Math.min(hi, Math.max(lo, Math.floor(Number(v)) || lo));
+const patientCount = clamp(args.patients, 1, 100_000);
+const requestsPerQuery = clamp(args.requests, 1, 100_000);
+const warmup = clamp(args.warmup, 0, 10_000);
+const connections = clamp(args.connections, 1, 512);
+const duration = clamp(args['duration-s'], 1, 600);
+const loadConcurrency = clamp(args['load-concurrency'], 1, 16);
+const seed = args.seed;
+const FHIR = '/fhir/r4';
+const ACCEPT = { accept: 'application/fhir+json' };
+const TARGET = { q1P50Ms: 5, q2P50Ms: 5, q3P50Ms: 10, q4P50Ms: 20, searchesPerSecond: 1500 };
+/** LOINC codes every Synthea template patient has (vital signs, pain score, smoking status). */
+const CODES = ['8302-2', '29463-7', '72514-3', '55284-4', '39156-5', '72166-2'];
+const LARGE_TABLE_ROWS = 10_000;
+
+// ---------------------------------------------------------------------------------------------
+// The server: started here with a data folder that may be kept, or attached to with --url.
+
+interface OwnServer extends BenchServer {
+  dataDir: string | undefined;
+  /** Every line the server wrote to stdout since it started (only kept when asked). */
+  lines: string[];
+}
+
+async function waitReady(base: string, child?: ChildProcess, timeoutMs = 180_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child && child.exitCode !== null) throw new Error(`the server exited with code ${child.exitCode} before it was ready`);
+    try {
+      const res = await fetch(`${base}/readyz`, { signal: AbortSignal.timeout(2000) });
+      await res.arrayBuffer();
+      if (res.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`${base}/readyz did not answer 200 within ${timeoutMs / 1000} s`);
+}
+
+/** Starts `node src/server.ts` on `dataDir` (kept unless `temporary`); keepLines keeps its stdout (LOG_LEVEL debug shows PostgreSQL's own log). */
+async function startOwnServer(dataDir: string, temporary: boolean, logLevel = 'warn', keepLines = false): Promise<OwnServer> {
+  fs.mkdirSync(dataDir, { recursive: true });
+  // As root, PostgreSQL runs as the postgres user and must reach <dataDir>/pg.
+  fs.chmodSync(dataDir, 0o755);
+  if (os.userInfo().uid === 0) fs.chmodSync(path.dirname(dataDir), fs.statSync(path.dirname(dataDir)).mode | 0o055);
+  const [port, pgPort] = [await freePort(), await freePort()];
+  const base = `http://127.0.0.1:${port}`;
+  const tail: string[] = [];
+  const lines: string[] = [];
+  const child = spawn(path.join(REPO, 'node_modules', '.bin', 'node'), ['--max-semi-space-size=16', 'src/server.ts'], {
+    cwd: REPO,
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', TRIBUTARY_DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(pgPort), LOG_LEVEL: logLevel },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  for (const s of [child.stdout!, child.stderr!]) {
+    let partial = '';
+    s.setEncoding('utf8').on('data', (d: string) => {
+      const parts = (partial + d).split('\n');
+      partial = parts.pop()!;
+      if (keepLines && s === child.stdout) lines.push(...parts);
+      tail.push(...parts.filter(Boolean));
+      tail.splice(0, Math.max(0, tail.length - 40));
+    });
+  }
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const pid = child.pid!;
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 120_000);
+      await exited;
+      clearTimeout(t);
+    }
+    // A server killed hard leaves its PostgreSQL running: end that one by its own pid file.
+    try {
+      const pgPid = Number(fs.readFileSync(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0]);
+      if (pgPid > 0) {
+        process.kill(pgPid, 'SIGINT');
+        for (let i = 0; i < 300 && fs.existsSync(path.join(dataDir, 'pg', 'postmaster.pid')); i++) await new Promise((r) => setTimeout(r, 100));
+      }
+    } catch {
+      // no pid file (PostgreSQL stopped cleanly) or no such process
+    }
+    if (temporary) fs.rmSync(dataDir, { recursive: true, force: true });
+  };
+  try {
+    await waitReady(base, child);
+  } catch (err) {
+    await stop();
+    throw new Error(`${(err as Error).message}\n--- server output ---\n${tail.join('\n')}`);
+  }
+  return { base, pid, dataDir, lines, rssMB: () => readRssMB(pid), cpu: () => cpuTimes(pid), stop };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The queries
+
+type QueryKey = 'q1' | 'q2' | 'q3' | 'q4';
+interface Query {
+  key: QueryKey;
+  label: string;
+  targetP50Ms: number;
+  /** A request path (with its query string) for a random patient (and code). */
+  pick(r: () => number): string;
+  /** Why the answer is wrong, or null. */
+  check(bundle: SearchBundle, path: string): string | null;
+}
+interface SearchBundle {
+  resourceType?: string;
+  type?: string;
+  total?: number;
+  link?: { relation: string; url: string }[];
+  entry?: { fullUrl?: string; resource?: Record<string, unknown> & { resourceType: string; id: string }; search?: { mode?: string } }[];
+}
+/** What the bench knows of the loaded patients (from the generator), to check answers; null facts when unknown (--url without the state file). */
+interface Known {
+  ids: string[];
+  facts: Map<string, PatientFacts> | null;
+  /** Patients with a name starting with "smith". */
+  smiths: number | null;
+}
+
+const refTo = (v: unknown, patientId: string) => {
+  const ref = (v as { reference?: string } | undefined)?.reference ?? '';
+  return ref === `Patient/${patientId}` || ref.endsWith(`/Patient/${patientId}`);
+};
+const matches = (b: SearchBundle) => (b.entry ?? []).filter((e) => (e.search?.mode ?? 'match') === 'match');
+const effective = (o: Record<string, unknown>) => (o.effectiveDateTime ?? (o.effectivePeriod as { start?: string } | undefined)?.start ?? o.effectiveInstant ?? '') as string;
+const patientOf = (p: string) => decodeURIComponent(/[?&]patient=([^&]+)/.exec(p)![1]);
+const any = <T>(xs: T[], r: () => number): T => xs[Math.floor(r() * xs.length)];
+
+function makeQueries(k: Known): Query[] {
+  const includeType = args['include-query'].split('?')[0];
+  // Observation?date=ge2015 goes to patients who have Observations since 2015 (95% of them).
+  const recent = k.facts ? k.ids.filter((id) => k.facts!.get(id)!.latestObservation >= '2015') : k.ids;
+  return [
+    {
+      key: 'q1',
+      label: 'Observation?patient=X&code=http://loinc.org|Y',
+      targetP50Ms: TARGET.q1P50Ms,
+      pick(r) {
+        const id = any(k.ids, r);
+        const codes = k.facts ? CODES.filter((c) => k.facts!.get(id)!.loincCodes.has(c)) : CODES;
+        return `${FHIR}/Observation?patient=${id}&code=${encodeURIComponent(`http://loinc.org|${any(codes, r)}`)}`;
+      },
+      check(b, p) {
+        const id = patientOf(p);
+        const code = decodeURIComponent(/code=([^&]+)/.exec(p)![1]).split('|')[1];
+        const m = matches(b);
+        if (m.length === 0 && k.facts) return `no Observation (the patient has some with code ${code})`;
+        for (const e of m) {
+          const o = e.resource!;
+          if (o.resourceType !== 'Observation' || !refTo(o.subject, id)) return `${o.resourceType}/${o.id} is not an Observation of Patient/${id}`;
+          const codings = (o.code as { coding?: { system?: string; code?: string }[] }).coding ?? [];
+          if (!codings.some((c) => c.system === 'http://loinc.org' && c.code === code)) return `Observation/${o.id} does not have code ${code}`;
+        }
+        return null;
+      },
+    },
+    {
+      key: 'q2',
+      label: 'Patient?name=smith',
+      targetP50Ms: TARGET.q2P50Ms,
+      pick: () => `${FHIR}/Patient?name=smith`,
+      check(b) {
+        const m = matches(b);
+        if (k.smiths && m.length === 0) return `no Patient (${k.smiths} of the loaded patients have a name starting with "smith")`;
+        if (k.smiths && b.total !== undefined && b.total < k.smiths) return `total ${b.total}, but ${k.smiths} of the loaded patients have a name starting with "smith"`;
+        for (const e of m) {
+          const p = e.resource!;
+          const names = (p.name ?? []) as { family?: string; given?: string[]; text?: string; prefix?: string[]; suffix?: string[] }[];
+          const words = names.flatMap((n) => [n.family, n.text, ...(n.given ?? []), ...(n.prefix ?? []), ...(n.suffix ?? [])]).filter(Boolean) as string[];
+          if (p.resourceType !== 'Patient' || !words.some((w) => w.toLowerCase().startsWith('smith'))) return `${p.resourceType}/${p.id} has no name starting with "smith"`;
+        }
+        return null;
+      },
+    },
+    {
+      key: 'q3',
+      label: 'Observation?patient=X&date=ge2015&_sort=-date&_count=50',
+      targetP50Ms: TARGET.q3P50Ms,
+      pick: (r) => `${FHIR}/Observation?patient=${any(recent, r)}&date=ge2015&_sort=-date&_count=50`,
+      check(b, p) {
+        const id = patientOf(p);
+        const m = matches(b);
+        if (m.length === 0 && k.facts) return 'no Observation (the patient has some since 2015)';
+        if (m.length > 50) return `${m.length} matches on a page of _count=50`;
+        let prev = '\uffff';
+        for (const e of m) {
+          const o = e.resource!;
+          if (o.resourceType !== 'Observation' || !refTo(o.subject, id)) return `${o.resourceType}/${o.id} is not an Observation of Patient/${id}`;
+          const d = effective(o);
+          if (d && d < '2015') return `Observation/${o.id} is dated ${d}, before 2015`;
+          // Compared as instants (UTC).
+          const t = d ? new Date(d).toISOString() : '';
+          if (t > prev) return `not sorted by -date: ${t} after ${prev}`;
+          prev = t;
+        }
+        return null;
+      },
+    },
+    {
+      key: 'q4',
+      label: args['include-query'].replace('{patient}', 'X'),
+      targetP50Ms: TARGET.q4P50Ms,
+      pick: (r) => `${FHIR}/${args['include-query'].replace('{patient}', any(k.ids, r))}`,
+      check(b, p) {
+        const id = patientOf(p);
+        const m = matches(b);
+        if (m.length === 0) return `no ${includeType}`;
+        for (const e of m) {
+          const x = e.resource!;
+          if (x.resourceType !== includeType) return `a match is a ${x.resourceType}, not a ${includeType}`;
+          if (!refTo(x.subject ?? x.patient, id)) return `${includeType}/${x.id} is not Patient/${id}'s`;
+        }
+        const included = (b.entry ?? []).filter((e) => e.search?.mode === 'include');
+        if (included.length === 0) return 'no entry with search.mode "include" (_include / _revinclude gave nothing)';
+        return null;
+      },
+    },
+  ];
+}
+
+/** A 32-bit PRNG (mulberry32). */
+function prng(seedNumber: number): () => number {
+  let a = seedNumber | 0;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** GETs a path; answers the latency, the parsed body and what is wrong with it (status, not a Bundle). */
+async function get(base: string, p: string): Promise<{ ms: number; status: number; bytes: number; bundle?: SearchBundle; error?: string }> {
+  const t0 = performance.now();
+  const res = await fetch(`${base}${p}`, { headers: ACCEPT, signal: AbortSignal.timeout(60_000) });
+  const text = await res.text();
+  const ms = performance.now() - t0;
+  if (res.status !== 200) return { ms, status: res.status, bytes: text.length, error: `HTTP ${res.status} ${text.slice(0, 400)}` };
+  let bundle: SearchBundle;
+  try {
+    bundle = JSON.parse(text) as SearchBundle;
+  } catch {
+    return { ms, status: res.status, bytes: text.length, error: `not JSON: ${text.slice(0, 200)}` };
+  }
+  if (bundle.resourceType !== 'Bundle' || bundle.type !== 'searchset') return { ms, status: res.status, bytes: text.length, error: `not a searchset Bundle: ${text.slice(0, 200)}` };
+  return { ms, status: res.status, bytes: text.length, bundle };
+}
+
+/** Patient ids by `GET Patient?_count=1000&_elements=id`, following next links. */
+async function listPatients(base: string): Promise<string[]> {
+  const ids: string[] = [];
+  let url: string | undefined = `${base}${FHIR}/Patient?_count=1000&_elements=id`;
+  for (let pages = 0; url && pages < 1000; pages++) {
+    const res = await fetch(url, { headers: ACCEPT, signal: AbortSignal.timeout(120_000) });
+    const text = await res.text();
+    if (res.status !== 200) throw new Error(`GET ${url}: HTTP ${res.status} ${text.slice(0, 400)}`);
+    const b = JSON.parse(text) as SearchBundle;
+    for (const e of b.entry ?? []) if (e.resource?.resourceType === 'Patient') ids.push(e.resource.id);
+    const next = b.link?.find((l) => l.relation === 'next')?.url;
+    // The server's links carry its BASE_URL; the bench talks to the address it was given.
+    url = next ? `${base}${new URL(next).pathname.replace(/^.*?(\/fhir\/r4\/|\/r4\/)/, FHIR + '/')}${new URL(next).search}` : undefined;
+  }
+  return ids;
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL: scan counts, VACUUM ANALYZE, auto_explain
+
+type ScanCounts = Map<string, { seqScan: number; seqTupRead: number; idxScan: number; rows: number }>;
+
+async function scanCounts(c: pg.Client): Promise<ScanCounts> {
+  // A backend flushes its table statistics when it goes idle, at most once a second; what it could
+  // not flush then waits for its idle timeout (PGSTAT_IDLE_INTERVAL, 10 s). Waiting that long keeps
+  // one query's scans from being counted against the next.
+  await new Promise((r) => setTimeout(r, 10_500));
+  const { rows } = await c.query(
+    `SELECT relname, seq_scan::float8 AS s, seq_tup_read::float8 AS t, coalesce(idx_scan, 0)::float8 AS i, n_live_tup::float8 AS n
+       FROM pg_stat_user_tables WHERE relname LIKE 'hfj\\_%' ORDER BY relname`,
+  );
+  return new Map(rows.map((r) => [r.relname as string, { seqScan: r.s, seqTupRead: r.t, idxScan: r.i, rows: r.n }]));
+}
+
+interface ScanDelta { table: string; seqScans: number; rowsRead: number; tableRows: number; red: boolean }
+function scanDelta(before: ScanCounts, after: ScanCounts): ScanDelta[] {
+  const out: ScanDelta[] = [];
+  for (const [table, a] of after) {
+    const b = before.get(table);
+    const d = a.seqScan - (b?.seqScan ?? 0);
+    if (d > 0) out.push({ table, seqScans: d, rowsRead: a.seqTupRead - (b?.seqTupRead ?? 0), tableRows: a.rows, red: a.rows >= LARGE_TABLE_ROWS });
+  }
+  return out;
+}
+function describeScans(d: ScanDelta[]): string {
+  const red = d.filter((x) => x.red);
+  const small = d.filter((x) => !x.red);
+  const parts = red.map((x) => `RED FLAG: ${x.table} seq_scan +${x.seqScans} (${x.rowsRead} rows read; the table has ~${x.tableRows} rows)`);
+  if (small.length) parts.push(`sequential scans of small tables only (< ${LARGE_TABLE_ROWS} rows): ${small.map((x) => `${x.table} +${x.seqScans}`).join(', ')}`);
+  return red.length ? parts.join('; ') : `no sequential scan of a large hfj_* table${parts.length ? `; ${parts.join('; ')}` : ''}`;
+}
+
+const AUTO_EXPLAIN = [
+  `session_preload_libraries = 'auto_explain'`,
+  `auto_explain.log_min_duration = 0`,
+  `auto_explain.log_analyze = on`,
+  `auto_explain.log_buffers = on`,
+  `auto_explain.log_timing = on`,
+  `auto_explain.log_nested_statements = on`,
+];
+const AUTO_EXPLAIN_NAMES = AUTO_EXPLAIN.map((s) => s.split(' = ')[0]);
+
+/** CPU seconds of every process by pid, with its parent: [ppid, seconds]. */
+function processTimes(): Map<number, [number, number]> {
+  const out = new Map<number, [number, number]>();
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const st = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      out.set(Number(name), [Number(f[1]), (Number(f[11]) + Number(f[12])) / 100]);
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+/**
+ * Like bench/server.ts's cpuMeter, but per process: a PostgreSQL backend that exits during the
+ * measurement (the pool closes idle connections, autovacuum workers come and go) no longer makes
+ * the sum go down; the CPU it used before exiting is lost (under-counted), which is small here.
+ */
+function cpuMeter(server: BenchServer): { stop(): CoresBusy } {
+  const pid = server.pid;
+  const t0 = performance.now();
+  const [p0, b0, m0] = [processTimes(), process.cpuUsage(), machineBusySeconds()];
+  const isDescendant = (procs: Map<number, [number, number]>, p: number) => {
+    for (let up = procs.get(p)?.[0] ?? 0, depth = 0; up > 1 && depth < 10; up = procs.get(up)?.[0] ?? 0, depth++) if (up === pid) return true;
+    return false;
+  };
+  return {
+    stop() {
+      const secs = (performance.now() - t0) / 1000;
+      const [p1, b, m1] = [processTimes(), process.cpuUsage(b0), machineBusySeconds()];
+      const bench = (b.user + b.system) / 1e6;
+      let srv: number | null = null;
+      let pg: number | null = null;
+      if (pid !== undefined && p1.has(pid)) {
+        srv = p1.get(pid)![1] - (p0.get(pid)?.[1] ?? 0);
+        pg = 0;
+        for (const [p, [, t]] of p1) if (p !== pid && isDescendant(p1, p)) pg += t - (p0.get(p)?.[1] ?? 0);
+      }
+      const per = (x: number | null) => round(x === null ? null : x / secs, 2);
+      return { server: per(srv), postgres: per(pg), bench: per(bench)!, other: per(srv === null || pg === null ? null : Math.max(0, m1 - m0 - srv - pg - bench)) };
+    },
+  };
+}
+
+/** CPU milliseconds per request of the server, PostgreSQL and the bench, from cores busy over `seconds`; null when unknown. */
+function cpuMsPer(c: CoresBusy, seconds: number, requests: number): { server: number; postgres: number; bench: number } | null {
+  if (c.server === null || c.postgres === null || requests === 0) return null;
+  const ms = (cores: number) => round((cores * seconds * 1000) / requests, 2)!;
+  return { server: ms(c.server), postgres: ms(c.postgres), bench: ms(c.bench) };
+}
+
+/** Removes the auto_explain settings of --explain from the database (a run killed mid-way may leave them); answers whether there were any. */
+async function resetAutoExplain(conf: pg.ClientConfig | string): Promise<boolean> {
+  return withPg(conf, async (c) => {
+    const { rows } = await c.query(`SELECT setconfig FROM pg_db_role_setting WHERE setrole = 0 AND setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())`);
+    const set = ((rows[0]?.setconfig ?? []) as string[]).filter((x) => AUTO_EXPLAIN_NAMES.includes(x.split('=')[0]));
+    for (const name of AUTO_EXPLAIN_NAMES) await c.query(`ALTER DATABASE postgres RESET ${name}`);
+    return set.length > 0;
+  });
+}
+
+/** PostgreSQL's log messages from the server's stdout (LOG_LEVEL=debug: `{"msg":"postgres","pg":"..."}`), one per message. */
+function pgMessages(lines: string[]): string[] {
+  const text: string[] = [];
+  for (const l of lines) {
+    if (!l.includes('"postgres"')) continue;
+    try {
+      const o = JSON.parse(l) as { msg?: string; pg?: string };
+      if (o.msg === 'postgres' && o.pg) text.push(o.pg.replace(/^\[STDERR\] /, ''));
+    } catch {
+      // not a JSON line
+    }
+  }
+  return text.join('\n').split(/\n(?=\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})/).filter((m) => m.includes('duration:') && m.includes('plan:'));
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const dataDir = args['data-dir'] ? path.resolve(args['data-dir']) : args.url ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), 'tributary-search-'));
+const temporary = !args['data-dir'] && !args.url;
+let server: OwnServer | BenchServer | undefined;
+let failed = 0;
+const stopServer = async () => {
+  const s = server;
+  server = undefined;
+  await s?.stop();
+};
+const onSignal = () => void stopServer().finally(() => process.exit(130));
+process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+
+try {
+  if (args.url) {
+    const base = args.url.replace(/\/+$/, '');
+    await waitReady(base);
+    server = { base, pid: undefined, rssMB: () => null, cpu: () => null, stop: async () => {} };
+  } else {
+    server = await startOwnServer(dataDir!, temporary);
+  }
+  let base = server.base;
+  /** The database, read afresh (the embedded PostgreSQL's port changes when the server restarts). */
+  const pgConf = (): pg.ClientConfig | string | undefined => args['pg-url'] ?? (dataDir && fs.existsSync(path.join(dataDir, 'pg-password')) ? pgConfigFor(dataDir) : undefined);
+
+  // 1. Data
+  const load = await loadPatients({ base, patients: patientCount, seed, dataDir, concurrency: loadConcurrency, templatesDir: args.templates });
+  const state = load.state;
+  if (load.loadedNow.patients) {
+    console.error(`loaded ${load.loadedNow.patients} patients (${load.loadedNow.resources} resources) in ${round(load.loadedNow.seconds)} s: ${round(load.loadedNow.resources / load.loadedNow.seconds)} resources/s`);
+  }
+  let vacuumSeconds: number | null = null;
+  let conf = pgConf();
+  if (conf && (state.analyzedAt !== Object.keys(state.patients).length || !dataDir)) {
+    console.error('VACUUM ANALYZE ...');
+    const t0 = performance.now();
+    await withPg(conf, (c) => c.query('VACUUM ANALYZE'));
+    vacuumSeconds = round((performance.now() - t0) / 1000);
+    state.analyzedAt = Object.keys(state.patients).length;
+    writeState(dataDir, state);
+    console.error(`VACUUM ANALYZE took ${vacuumSeconds} s`);
+  } else if (!conf) {
+    console.error('no database access (--url without --data-dir or --pg-url): no VACUUM ANALYZE, no scan counts');
+  }
+  if (conf && (await resetAutoExplain(conf))) {
+    console.error('auto_explain settings left by an interrupted --explain run were removed; restarting the server');
+    if (server && 'dataDir' in server) {
+      await stopServer();
+      server = await startOwnServer(dataDir!, temporary);
+      base = server.base;
+      conf = pgConf();
+    }
+  }
+  // A server in steady state holds its working set in memory; right after a (re)start PostgreSQL's
+  // buffers are empty and each query would first copy pages in. pg_prewarm (shipped with PostgreSQL)
+  // loads the hfj_* tables and their indexes into shared_buffers (sized a quarter of the memory by
+  // default), so the figures below are those of a warm server. --cold skips it.
+  let prewarmSeconds: number | null = null;
+  if (conf && !args.cold) {
+    const t0 = performance.now();
+    const blocks = await withPg(conf, async (c) => {
+      await c.query('CREATE EXTENSION IF NOT EXISTS pg_prewarm');
+      const { rows } = await c.query<{ n: string }>(`SELECT coalesce(sum(pg_prewarm(cl.oid)), 0)::text AS n FROM pg_class cl
+        JOIN pg_namespace ns ON ns.oid = cl.relnamespace
+        WHERE ns.nspname = 'public' AND cl.relkind IN ('r', 'i') AND (cl.relname LIKE 'hfj\\_%' OR cl.relname LIKE 'idx\\_%' OR cl.relname LIKE '%\\_pkey')`);
+      return Number(rows[0].n);
+    });
+    prewarmSeconds = round((performance.now() - t0) / 1000);
+    console.error(`pg_prewarm: ${round((blocks * 8) / 1024)} MB read into shared_buffers in ${prewarmSeconds} s`);
+  }
+  const dbFacts = conf
+    ? await withPg(conf, async (c) => {
+        const { rows } = await c.query(
+          `SELECT (SELECT count(*) FROM hfj_resource)::int AS resources, (SELECT count(*) FROM hfj_resource WHERE res_type = 'Patient')::int AS patients, pg_database_size(current_database())::float8 / 1048576 AS mb`,
+        );
+        return { resources: rows[0].resources as number, patients: rows[0].patients as number, databaseMB: round(rows[0].mb as number) };
+      })
+    : null;
+  if (args['load-only']) {
+    console.log(`search: data loaded: ${Object.keys(state.patients).length} patients, ${state.resources} resources (load time in all ${round(state.loadSeconds)} s)${dbFacts ? `; database: ${dbFacts.resources} resources, ${dbFacts.databaseMB} MB` : ''}`);
+    console.log(JSON.stringify({ bench: 'search', loadOnly: true, patients: Object.keys(state.patients).length, resources: state.resources, loadSeconds: round(state.loadSeconds), loadedNow: load.loadedNow, vacuumSeconds, db: dbFacts }));
+    throw Object.assign(new Error('load-only'), { done: true });
+  }
+
+  // 2. Patient ids, from the server; the loader's record when listing fails.
+  const errors: string[] = [];
+  let ids: string[];
+  try {
+    const listed = await listPatients(base);
+    const ours = new Set(Object.values(state.patients));
+    ids = ours.size ? listed.filter((id) => ours.has(id)) : listed;
+    if (ours.size && ids.length !== ours.size) {
+      errors.push(`Patient?_count=1000&_elements=id listed ${listed.length} patients, ${ids.length} of the ${ours.size} loaded`);
+      ids = [...ours];
+    }
+  } catch (err) {
+    errors.push(`listing patients: ${(err as Error).message}`);
+    ids = Object.values(state.patients);
+  }
+  if (ids.length === 0) throw new Error('no patients');
+  const byId = new Map(Object.entries(state.patients).map(([i, id]) => [id, Number(i)]));
+  const known: Known = { ids, facts: null, smiths: null };
+  if (ids.every((id) => byId.has(id))) {
+    const gen = generator(loadTemplates(args.templates), seed);
+    known.facts = new Map(ids.map((id) => [id, gen.facts(byId.get(id)!)]));
+    known.smiths = [...known.facts.values()].filter((f) => f.nameWords.some((w) => w.toLowerCase().startsWith('smith'))).length;
+  }
+  const QUERIES = makeQueries(known);
+
+  // 3. One client, each query in turn.
+  const r = prng(12345);
+  interface Measured { key: QueryKey; label: string; targetP50Ms: number; requests: number; p50Ms: number | null; p95Ms: number | null; p99Ms: number | null; maxMs: number | null; meanMatches: number | null; meanIncluded: number | null; meanKB: number | null; failed: number; firstFailure?: string; seqScans: ScanDelta[] | null; coresBusy: CoresBusy; cpuMsPerRequest: ReturnType<typeof cpuMsPer>; meetsTarget: boolean }
+  const measured: Measured[] = [];
+  let pgClient = conf ? new pg.Client(typeof conf === 'string' ? { connectionString: conf } : conf) : undefined;
+  pgClient?.on('error', () => {}); // PostgreSQL stopping under it (--explain restarts the server)
+  await pgClient?.connect();
+  try {
+    for (const q of QUERIES) {
+      const lat: number[] = [];
+      let bad = 0;
+      let first: string | undefined;
+      let nMatches = 0;
+      let nIncluded = 0;
+      let bytes = 0;
+      const before = pgClient ? await scanCounts(pgClient) : undefined;
+      const cpu = cpuMeter(server);
+      const loopStart = performance.now();
+      for (let i = 0; i < warmup + requestsPerQuery; i++) {
+        const p = q.pick(r);
+        const res = await get(base, p);
+        const why = res.error ?? q.check(res.bundle!, p);
+        if (i < warmup && !why) continue;
+        if (why) {
+          bad++;
+          first ??= `GET ${p}: ${why}`;
+          if (i < warmup) continue;
+        }
+        lat.push(res.ms);
+        bytes += res.bytes;
+        nMatches += res.bundle ? matches(res.bundle).length : 0;
+        nIncluded += res.bundle ? (res.bundle.entry ?? []).filter((e) => e.search?.mode === 'include').length : 0;
+      }
+      const coresBusy = cpu.stop();
+      const cpuMs = cpuMsPer(coresBusy, (performance.now() - loopStart) / 1000, warmup + requestsPerQuery);
+      const after = pgClient ? await scanCounts(pgClient) : undefined;
+      lat.sort((a, b) => a - b);
+      const n = lat.length;
+      const p50 = round(quantile(lat, 0.5), 2);
+      measured.push({
+        key: q.key,
+        label: q.label,
+        targetP50Ms: q.targetP50Ms,
+        requests: n,
+        p50Ms: p50,
+        p95Ms: round(quantile(lat, 0.95), 2),
+        p99Ms: round(quantile(lat, 0.99), 2),
+        maxMs: round(lat[n - 1] ?? NaN, 2),
+        meanMatches: round(nMatches / n, 1),
+        meanIncluded: round(nIncluded / n, 1),
+        meanKB: round(bytes / n / 1024, 1),
+        failed: bad,
+        firstFailure: first,
+        seqScans: before && after ? scanDelta(before, after) : null,
+        coresBusy,
+        cpuMsPerRequest: cpuMs,
+        meetsTarget: bad === 0 && p50 !== null && p50 < q.targetP50Ms,
+      });
+      if (first) errors.push(`${q.key} ${first}`);
+      failed += bad;
+    }
+
+    // 4. Throughput: the four queries mixed, different patients, --connections clients.
+    const paths: string[] = [];
+    for (let i = 0; i < 4000; i++) {
+      paths.push(QUERIES[i % QUERIES.length].pick(r));
+    }
+    let k = 0;
+    let notBundle = 0;
+    const requests: autocannon.Request[] = [
+      {
+        method: 'GET',
+        headers: ACCEPT,
+        setupRequest: (req) => ({ ...req, path: paths[k++ % paths.length] }),
+        onResponse: (status, body) => {
+          if (status === 200 && !/"resourceType"\s*:\s*"Bundle"/.test(body.slice(0, 1000))) notBundle++;
+        },
+      },
+    ];
+    await autocannon({ url: base, connections, duration: 2, requests }); // warm-up, not counted
+    notBundle = 0;
+    const before = pgClient ? await scanCounts(pgClient) : undefined;
+    const cpu = cpuMeter(server);
+    const ac = await autocannon({ url: base, connections, duration, requests, timeout: 30 });
+    const cores = cpu.stop();
+    const after = pgClient ? await scanCounts(pgClient) : undefined;
+    const secs = ac.duration || duration;
+    const throughput = {
+      connections,
+      seconds: round(secs, 1),
+      searches: ac['2xx'],
+      searchesPerSecond: round(ac['2xx'] / secs),
+      p50Ms: ac.latency.p50,
+      p99Ms: ac.latency.p99,
+      maxMs: ac.latency.max,
+      non2xx: ac.non2xx,
+      errors: ac.errors,
+      timeouts: ac.timeouts,
+      notBundle,
+      failed: ac.non2xx + ac.errors + ac.timeouts + notBundle,
+      coresBusy: cores,
+      cpuMsPerSearch: cpuMsPer(cores, secs, ac['2xx'] + ac.non2xx),
+      seqScans: before && after ? scanDelta(before, after) : null,
+      meetsTarget: false,
+    };
+    throughput.meetsTarget = throughput.failed === 0 && (throughput.searchesPerSecond ?? 0) >= TARGET.searchesPerSecond;
+    failed += throughput.failed;
+    if (throughput.failed) errors.push(`throughput: ${ac.non2xx} non-2xx, ${ac.errors} errors, ${ac.timeouts} timeouts, ${notBundle} 200s that were not a Bundle`);
+
+    // 5. EXPLAIN of the slowest query (by p50), through auto_explain.
+    let explain: { query: string; plans: string[]; note?: string } | null = null;
+    if (args.explain) {
+      const slowest = [...measured].sort((a, b) => (b.p50Ms ?? 0) - (a.p50Ms ?? 0))[0];
+      if (!('dataDir' in server) || !pgClient || !conf) {
+        explain = { query: slowest.label, plans: [], note: '--explain needs the server started by this script (no --url)' };
+      } else {
+        await pgClient.query(`LOAD 'auto_explain'`); // so that ALTER DATABASE knows the auto_explain.* names
+        for (const x of AUTO_EXPLAIN) await pgClient.query(`ALTER DATABASE postgres SET ${x}`);
+        await pgClient.end();
+        pgClient = undefined;
+        try {
+          // Sessions opened from now on load auto_explain; a new server opens new ones, and logs
+          // PostgreSQL's messages at LOG_LEVEL=debug.
+          await stopServer();
+          const s = await startOwnServer(dataDir!, false, 'debug', true);
+          server = s;
+          const q = QUERIES.find((x) => x.key === slowest.key)!;
+          for (let i = 0; i < 30; i++) await get(s.base, q.pick(r)); // warm the pool's connections and the caches
+          await new Promise((res) => setTimeout(res, 500));
+          const from = s.lines.length;
+          const p = q.pick(r);
+          const res = await get(s.base, p);
+          await new Promise((res) => setTimeout(res, 1500));
+          // The search's own statements (not pg-boss's polling).
+          const plans = pgMessages(s.lines.slice(from)).filter((m) => /hfj_/.test(m));
+          explain = { query: `GET ${p} (${round(res.ms, 2)} ms with auto_explain on; p50 ${slowest.p50Ms} ms without)`, plans };
+          if (plans.length === 0) explain.note = 'no plan was logged (auto_explain did not load in the server\'s sessions?)';
+        } finally {
+          await resetAutoExplain(pgConf()!);
+        }
+      }
+    }
+
+    // 6. Report
+    const loadRate = state.loadSeconds ? round(state.resources / state.loadSeconds) : null;
+    console.log(
+      `search: ${ids.length} patients, ${state.resources.toLocaleString('en-US')} resources generated${dbFacts ? ` (${dbFacts.resources.toLocaleString('en-US')} in hfj_resource, database ${dbFacts.databaseMB} MB)` : ''}; loading took ${round(state.loadSeconds / 60)} min in all (${loadRate ?? 'n/a'} resources/s)`,
+    );
+    console.log(`one client, ${requestsPerQuery} requests per query after ${warmup} warm-up, a random patient each:`);
+    for (const m of measured) {
+      console.log(
+        `  ${m.label}\n    p50 ${m.p50Ms} ms, p95 ${m.p95Ms} ms, p99 ${m.p99Ms} ms, max ${m.maxMs} ms (target p50 < ${m.targetP50Ms} ms: ${m.meetsTarget ? 'met' : 'NOT MET'}); ${m.meanMatches} matches${m.meanIncluded ? ` + ${m.meanIncluded} included` : ''}, ${m.meanKB} KB a page${m.failed ? `; ${m.failed} FAILED, first: ${m.firstFailure?.slice(0, 600)}` : ''}`,
+      );
+      if (m.seqScans) console.log(`    ${describeScans(m.seqScans)}`);
+      console.log(`    ${describeCores(m.coresBusy)}`);
+      if (m.cpuMsPerRequest) console.log(`    CPU per request: server ${m.cpuMsPerRequest.server} ms, PostgreSQL ${m.cpuMsPerRequest.postgres} ms`);
+    }
+    console.log(
+      `${connections} clients, the four queries mixed, ${throughput.seconds} s: ${throughput.searchesPerSecond} searches/s (target >= ${TARGET.searchesPerSecond}: ${throughput.meetsTarget ? 'met' : 'NOT MET'}), latency p50 ${throughput.p50Ms} ms, p99 ${throughput.p99Ms} ms, max ${throughput.maxMs} ms`,
+    );
+    console.log(`  non-2xx ${throughput.non2xx}, errors ${throughput.errors}, timeouts ${throughput.timeouts}, not a Bundle ${throughput.notBundle}`);
+    if (throughput.seqScans) console.log(`  ${describeScans(throughput.seqScans)}`);
+    console.log(`  ${describeCores(throughput.coresBusy)}`);
+    const c = throughput.cpuMsPerSearch;
+    if (c) {
+      const perSearch = c.server + c.postgres + c.bench;
+      console.log(`  CPU per search: server ${c.server} ms, PostgreSQL ${c.postgres} ms, bench ${c.bench} ms: at most ~${Math.round((os.availableParallelism() * 1000) / perSearch)} searches/s on ${os.availableParallelism()} idle cores`);
+    }
+    if (explain) {
+      console.log(`EXPLAIN (auto_explain: ANALYZE, BUFFERS) of the slowest query by p50: ${explain.query}${explain.note ? `\n  ${explain.note}` : ''}`);
+      for (const plan of explain.plans) console.log(plan.replace(/^/gm, '  '));
+    }
+    for (const e of errors.slice(0, 10)) console.error(`FAILED ${e.slice(0, 1000)}`);
+    console.log(
+      JSON.stringify({
+        bench: 'search',
+        patients: ids.length,
+        resources: state.resources,
+        db: dbFacts,
+        loadSeconds: round(state.loadSeconds),
+        loadResourcesPerSecond: loadRate,
+        loadedNow: load.loadedNow,
+        vacuumSeconds,
+        prewarmSeconds,
+        queries: measured.map(({ firstFailure, ...m }) => ({ ...m, firstFailure: firstFailure?.slice(0, 300) })),
+        throughput,
+        explain: explain ? { query: explain.query, plans: explain.plans.length, note: explain.note } : null,
+        target: TARGET,
+        failed,
+        allOk: failed === 0 && errors.length === 0,
+      }),
+    );
+    if (errors.length) failed = Math.max(failed, 1);
+  } finally {
+    await pgClient?.end();
+  }
+} catch (err) {
+  if (!(err as { done?: boolean }).done) {
+    console.error(`FAILED ${(err as Error).stack ?? (err as Error).message}`);
+    failed = Math.max(failed, 1);
+  }
+} finally {
+  await stopServer();
+}
+process.exit(failed ? 1 : 0);
