@@ -44,7 +44,7 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import pg from 'pg';
 import { freePort } from '../test/pg.ts';
-import { REPO, cpuTimes, describeCores, machineBusySeconds, quantile, readRssMB, round, type BenchServer, type CoresBusy } from './server.ts';
+import { REPO, cpuTimes, describeCores, machineBusySeconds, quantile, readRssMB, round, waitReady, type BenchServer, type CoresBusy } from './server.ts';
 import { DEFAULT_SEED, generator, loadPatients, loadTemplates, pgConfigFor, withPg, writeState, type PatientFacts } from './search-data.ts';
 
 const { values: args } = parseArgs({
@@ -88,22 +88,6 @@ interface OwnServer extends BenchServer {
   dataDir: string | undefined;
   /** Every line the server wrote to stdout since it started (only kept when asked). */
   lines: string[];
-}
-
-async function waitReady(base: string, child?: ChildProcess, timeoutMs = 180_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child && child.exitCode !== null) throw new Error(`the server exited with code ${child.exitCode} before it was ready`);
-    try {
-      const res = await fetch(`${base}/readyz`, { signal: AbortSignal.timeout(2000) });
-      await res.arrayBuffer();
-      if (res.status === 200) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`${base}/readyz did not answer 200 within ${timeoutMs / 1000} s`);
 }
 
 /** Starts `node src/server.ts` on `dataDir` (kept unless `temporary`); keepLines keeps its stdout (LOG_LEVEL debug shows PostgreSQL's own log). */
@@ -156,7 +140,7 @@ async function startOwnServer(dataDir: string, temporary: boolean, logLevel = 'w
     if (temporary) fs.rmSync(dataDir, { recursive: true, force: true });
   };
   try {
-    await waitReady(base, child);
+    await waitReady(base, child, 180_000);
   } catch (err) {
     await stop();
     throw new Error(`${(err as Error).message}\n--- server output ---\n${tail.join('\n')}`);
@@ -479,7 +463,7 @@ process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
 try {
   if (args.url) {
     const base = args.url.replace(/\/+$/, '');
-    await waitReady(base);
+    await waitReady(base, undefined, 180_000);
     server = { base, pid: undefined, rssMB: () => null, cpu: () => null, stop: async () => {} };
   } else {
     server = await startOwnServer(dataDir!, temporary);

@@ -116,8 +116,9 @@ export function peakSampler(sample: () => number | null, ms = 100): { stop(): nu
   return { stop: () => (clearInterval(t), peak) };
 }
 
-async function waitReady(base: string, child?: ChildProcess): Promise<void> {
-  const deadline = Date.now() + READY_TIMEOUT_MS;
+/** Waits for `${base}/readyz` to answer 200 (failing early when `child` exits). */
+export async function waitReady(base: string, child?: ChildProcess, timeoutMs = READY_TIMEOUT_MS): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child && child.exitCode !== null) throw new Error(`the server exited with code ${child.exitCode} before it was ready`);
     try {
@@ -129,7 +130,7 @@ async function waitReady(base: string, child?: ChildProcess): Promise<void> {
     }
     await new Promise((r) => setTimeout(r, 250));
   }
-  throw new Error(`${base}/readyz did not answer 200 within ${READY_TIMEOUT_MS / 1000} s`);
+  throw new Error(`${base}/readyz did not answer 200 within ${timeoutMs / 1000} s`);
 }
 
 /** `--url http://host:port` attaches to that server; otherwise one is started (and stop() ends it). */
