@@ -297,6 +297,7 @@ export class SearchEngine {
       const hash = createHash('sha256').update(JSON.stringify([types, opts.compartment ?? null, p.criteria, p.sort])).digest('hex');
       let ids: string[];
       let offset = 0;
+      let saved: Promise<unknown> = Promise.resolve();
       if (p.snapshot) {
         const { rows } = await db.query<{ res_ids: string[]; total: number | null }>({
           text: `SELECT res_ids, total FROM trb_search_snapshot WHERE id = $1 AND partition_id = $2 AND query_hash = $3 AND created > now() - ${SNAPSHOT_TTL}`,
@@ -320,7 +321,8 @@ export class SearchEngine {
         }
         if (ids.length > p.count) {
           const id = randomUUID();
-          await this.pool.query({
+          // Stored while the page is read (the answer, and so its next link, waits for both).
+          saved = this.pool.query({
             text: 'INSERT INTO trb_search_snapshot (id, partition_id, query_hash, total, res_ids) VALUES ($1, $2, $3, $4, $5)',
             values: [id, ctx.partitionId, hash, total ?? null, ids],
           });
@@ -328,7 +330,7 @@ export class SearchEngine {
           p.snapshot = { id, offset: 0 };
         }
       }
-      page = await this.repo.readByResIds(db, ctx.partitionId, ids.slice(offset, offset + p.count));
+      [page] = await Promise.all([this.repo.readByResIds(db, ctx.partitionId, ids.slice(offset, offset + p.count)), saved]);
       if (p.snapshot && offset + p.count < ids.length) {
         links.push({ relation: 'next', url: this.url(ctx, opts.path, selfQuery, { _snapshot: p.snapshot.id, _offset: String(offset + p.count) }) });
       }
