@@ -44,7 +44,7 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import pg from 'pg';
 import { freePort } from '../test/pg.ts';
-import { REPO, cpuTimes, describeCores, machineBusySeconds, quantile, readRssMB, round, waitReady, type BenchServer, type CoresBusy } from './server.ts';
+import { REPO, cpuTimes, describeCores, machineBusySeconds, quantile, readRssMB, round, stopLeftPostgres, terminate, exitOf, waitReady, type BenchServer, type CoresBusy } from './server.ts';
 import { DEFAULT_SEED, generator, loadPatients, loadTemplates, pgConfigFor, withPg, writeState, type PatientFacts } from './search-data.ts';
 
 const { values: args } = parseArgs({
@@ -115,28 +115,14 @@ async function startOwnServer(dataDir: string, temporary: boolean, logLevel = 'w
       tail.splice(0, Math.max(0, tail.length - 40));
     });
   }
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const exited = exitOf(child);
   const pid = child.pid!;
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
     stopped = true;
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 120_000);
-      await exited;
-      clearTimeout(t);
-    }
-    // A server killed hard leaves its PostgreSQL running: end that one by its own pid file.
-    try {
-      const pgPid = Number(fs.readFileSync(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0]);
-      if (pgPid > 0) {
-        process.kill(pgPid, 'SIGINT');
-        for (let i = 0; i < 300 && fs.existsSync(path.join(dataDir, 'pg', 'postmaster.pid')); i++) await new Promise((r) => setTimeout(r, 100));
-      }
-    } catch {
-      // no pid file (PostgreSQL stopped cleanly) or no such process
-    }
+    await terminate(child, exited, 120_000);
+    await stopLeftPostgres(dataDir);
     if (temporary) fs.rmSync(dataDir, { recursive: true, force: true });
   };
   try {

@@ -116,6 +116,37 @@ export function peakSampler(sample: () => number | null, ms = 100): { stop(): nu
   return { stop: () => (clearInterval(t), peak) };
 }
 
+/** Resolves when the child process exits. */
+export function exitOf(child: ChildProcess): Promise<void> {
+  return new Promise<void>((r) => child.once('exit', () => r()));
+}
+
+/** SIGTERM (graceful shutdown), then SIGKILL after `timeoutMs`; resolves once the process is gone. */
+export async function terminate(child: ChildProcess, exited: Promise<void>, timeoutMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  await exited;
+  clearTimeout(t);
+}
+
+/**
+ * A server killed hard leaves its PostgreSQL running: end that one by its own pid file in
+ * `dataDir/pg`, and wait (up to 30 s) until it is gone.
+ */
+export async function stopLeftPostgres(dataDir: string): Promise<void> {
+  const pidFile = path.join(dataDir, 'pg', 'postmaster.pid');
+  try {
+    const pgPid = Number(fs.readFileSync(pidFile, 'utf8').split('\n')[0]);
+    if (pgPid > 0) {
+      process.kill(pgPid, 'SIGINT');
+      for (let i = 0; i < 300 && fs.existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 100));
+    }
+  } catch {
+    // no pid file (PostgreSQL stopped cleanly) or no such process
+  }
+}
+
 /** Waits for `${base}/readyz` to answer 200 (failing early when `child` exits). */
 export async function waitReady(base: string, child?: ChildProcess, timeoutMs = READY_TIMEOUT_MS): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -156,26 +187,14 @@ export async function startServer(url?: string): Promise<BenchServer> {
       log.splice(0, Math.max(0, log.length - 40));
     });
   }
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const exited = exitOf(child);
   const pid = child.pid!;
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
     stopped = true;
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
-      await exited;
-      clearTimeout(t);
-    }
-    // A server killed hard leaves its PostgreSQL running; end that one (by its own pid file).
-    try {
-      const pgPid = Number(fs.readFileSync(path.join(dir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0]);
-      if (pgPid > 0) process.kill(pgPid, 'SIGINT');
-      await new Promise((r) => setTimeout(r, 1000));
-    } catch {
-      // no pid file: PostgreSQL stopped cleanly
-    }
+    await terminate(child, exited, STOP_TIMEOUT_MS);
+    await stopLeftPostgres(dir);
     fs.rmSync(dir, { recursive: true, force: true });
   };
   const onSignal = () => void stop().finally(() => process.exit(130));

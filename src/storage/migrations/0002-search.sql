@@ -17,3 +17,6 @@ CREATE INDEX idx_trb_search_snapshot_created ON trb_search_snapshot (created);
 
 -- Searches in UCUM units look up the canonical value by (parameter, system, canonical unit).
 CREATE INDEX idx_sp_qnty_nrml_hash_sysun_v2 ON hfj_spidx_quantity_nrml (hash_identity_sys_units, sp_value, res_id);
+-- Search reads hfj_spidx_quantity_nrml only by (parameter, system, canonical unit): the index by
+-- hash_identity alone would cost every ingested UCUM quantity an insert for nothing.
+DROP INDEX idx_sp_qnty_nrml_hash_v2;
