@@ -66,11 +66,18 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     databaseUrl,
     dataDir: path.resolve(cwd, env.TRIBUTARY_DATA_DIR || 'data'),
     embeddedPgPort: int(env, 'EMBEDDED_PG_PORT', 54329, 1, 65535),
-    // PostgreSQL's usual advice: a quarter of the memory, here between 128 MB and 4 GB.
-    embeddedPgSharedBuffersMB: int(env, 'EMBEDDED_PG_SHARED_BUFFERS_MB', Math.min(4096, Math.max(128, Math.floor(os.totalmem() / 4 / 1048576))), 16, 1048576),
+    // PostgreSQL's usual advice: a quarter of the memory (of the container's limit, when there is
+    // one), here between 128 MB and 4 GB.
+    embeddedPgSharedBuffersMB: int(env, 'EMBEDDED_PG_SHARED_BUFFERS_MB', Math.min(4096, Math.max(128, Math.floor(memoryBytes() / 4 / 1048576))), 16, 1048576),
     dbPoolSize: int(env, 'DB_POOL_SIZE', 20, 1, 500),
     logLevel,
     bodyLimit: int(env, 'BODY_LIMIT', 16 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     profilesDir: path.resolve(cwd, env.TRIBUTARY_PROFILES_DIR || 'profiles'),
   };
+}
+
+/** The memory this process may use: the machine's, or its cgroup limit when lower. */
+function memoryBytes(): number {
+  const limit = process.constrainedMemory();
+  return limit > 0 && limit < os.totalmem() ? limit : os.totalmem();
 }
