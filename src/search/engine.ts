@@ -283,6 +283,8 @@ export class SearchEngine {
     const b = new SqlBuilder();
     const c = this.context(ctx, b, db);
     const where = (await this.where(c, types, p.criteria, opts.compartment)).join(' AND ');
+    // The parameters of `where` alone (counts run it without the ORDER BY's and paging's).
+    const whereValues = [...b.values];
     const orderBy = p.sort.length ? this.orderBy(b, types, p.sort) : null;
     const summaryCount = p.summary === 'count';
     const selfQuery = new URLSearchParams([...query].filter(([k]) => k !== '_page' && k !== '_snapshot' && k !== '_offset'));
@@ -292,7 +294,7 @@ export class SearchEngine {
     const links: BundleLink[] = [{ relation: 'self', url: this.url(ctx, opts.path, query) }];
 
     if (summaryCount) {
-      total = await this.count(db, where, b.values, Infinity);
+      total = await this.count(db, where, whereValues, Infinity);
     } else if (orderBy) {
       const hash = createHash('sha256').update(JSON.stringify([types, opts.compartment ?? null, p.criteria, p.sort])).digest('hex');
       let ids: string[];
@@ -316,7 +318,7 @@ export class SearchEngine {
         if (ids.length <= SNAPSHOT_CAP) total = ids.length;
         else {
           ids = ids.slice(0, SNAPSHOT_CAP);
-          if (p.total === 'accurate') total = await this.count(db, where, b.values, Infinity);
+          if (p.total === 'accurate') total = await this.count(db, where, whereValues, Infinity);
           p.warnings.push(warning(`More than ${SNAPSHOT_CAP} resources match; a sorted search pages through the first ${SNAPSHOT_CAP}. Narrow the search to see the rest.`));
         }
         if (ids.length > p.count) {
@@ -341,7 +343,6 @@ export class SearchEngine {
       // Later pages hold what existed when the first was asked for: resources created since
       // (res_published is the creation time) are left out, so the pages add up to that result.
       const asOf = p.page?.asOf ?? Date.now();
-      const countParams = b.values.length;
       const snapshotWhere = p.page ? `${where} AND r.res_published <= ${b.param(new Date(asOf))}` : where;
       const before = p.page?.before;
       const after = p.page?.after;
@@ -359,10 +360,10 @@ export class SearchEngine {
       if (before) ids.reverse();
       if (counting) {
         if (rows.length <= COUNT_CAP) total = rows.length;
-        else if (p.total === 'accurate') total = await this.count(db, where, b.values, Infinity);
+        else if (p.total === 'accurate') total = await this.count(db, where, whereValues, Infinity);
       } else if (p.page?.total !== undefined && p.total !== 'none') total = p.page.total;
       else if (p.total === 'estimate' || (p.total === 'accurate' && p.page)) {
-        total = await this.totalFor(db, where, b.values.slice(0, countParams), p.total);
+        total = await this.totalFor(db, where, whereValues, p.total);
       }
       const carried = total === undefined ? '' : `.${total}`;
       page = await this.repo.readByResIds(db, ctx.partitionId, ids);

@@ -244,6 +244,13 @@ t.test('_total: none, estimate, accurate', async (t) => {
   t.equal(count.status, 200, count.raw.slice(0, 300));
   t.equal(count.body.total, 25, '_summary=count: the total');
   t.equal(matchEntries(count.body).length, 0, '_summary=count: no entries');
+  // A sort key's parameters must not reach the count's SQL (they once made it a 500).
+  const sortedCount = await getJson(url(`${PAGE_Q}&_summary=count&_sort=-created`));
+  t.equal(sortedCount.status, 200, sortedCount.raw.slice(0, 300));
+  t.equal(sortedCount.body.total, 25, '_summary=count with _sort: the total');
+  const sortedAccurate = await getJson(url(`${PAGE_Q}&_total=accurate&_sort=-_lastUpdated,created&_count=5`));
+  t.equal(sortedAccurate.status, 200, sortedAccurate.raw.slice(0, 300));
+  t.equal(sortedAccurate.body.total, 25, '_total=accurate with _sort: the total');
 });
 
 t.test('_summary and _elements on search results', async (t) => {
