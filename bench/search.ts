@@ -36,15 +36,13 @@
  *
  * Prints a summary, then one JSON line. Exits 1 when any request failed or answered wrongly.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import pg from 'pg';
-import { freePort } from '../test/pg.ts';
-import { REPO, cpuTimes, describeCores, machineBusySeconds, quantile, readRssMB, round, stopLeftPostgres, terminate, exitOf, waitReady, type BenchServer, type CoresBusy } from './server.ts';
+import { REPO, describeCores, machineBusySeconds, quantile, round, spawnServer, waitReady, type BenchServer, type CoresBusy, type SpawnedServer } from './server.ts';
 import { DEFAULT_SEED, generator, loadPatients, loadTemplates, pgConfigFor, withPg, writeState, type PatientFacts } from './search-data.ts';
 
 const { values: args } = parseArgs({
@@ -84,54 +82,11 @@ const LARGE_TABLE_ROWS = 10_000;
 // ---------------------------------------------------------------------------------------------
 // The server: started here with a data folder that may be kept, or attached to with --url.
 
-interface OwnServer extends BenchServer {
-  dataDir: string | undefined;
-  /** Every line the server wrote to stdout since it started (only kept when asked). */
-  lines: string[];
-}
+type OwnServer = SpawnedServer;
 
 /** Starts `node src/server.ts` on `dataDir` (kept unless `temporary`); keepLines keeps its stdout (LOG_LEVEL debug shows PostgreSQL's own log). */
-async function startOwnServer(dataDir: string, temporary: boolean, logLevel = 'warn', keepLines = false): Promise<OwnServer> {
-  fs.mkdirSync(dataDir, { recursive: true });
-  // As root, PostgreSQL runs as the postgres user and must reach <dataDir>/pg.
-  fs.chmodSync(dataDir, 0o755);
-  if (os.userInfo().uid === 0) fs.chmodSync(path.dirname(dataDir), fs.statSync(path.dirname(dataDir)).mode | 0o055);
-  const [port, pgPort] = [await freePort(), await freePort()];
-  const base = `http://127.0.0.1:${port}`;
-  const tail: string[] = [];
-  const lines: string[] = [];
-  const child = spawn(path.join(REPO, 'node_modules', '.bin', 'node'), ['--max-semi-space-size=16', 'src/server.ts'], {
-    cwd: REPO,
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', TRIBUTARY_DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(pgPort), LOG_LEVEL: logLevel },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  for (const s of [child.stdout!, child.stderr!]) {
-    let partial = '';
-    s.setEncoding('utf8').on('data', (d: string) => {
-      const parts = (partial + d).split('\n');
-      partial = parts.pop()!;
-      if (keepLines && s === child.stdout) lines.push(...parts);
-      tail.push(...parts.filter(Boolean));
-      tail.splice(0, Math.max(0, tail.length - 40));
-    });
-  }
-  const exited = exitOf(child);
-  const pid = child.pid!;
-  let stopped = false;
-  const stop = async () => {
-    if (stopped) return;
-    stopped = true;
-    await terminate(child, exited, 120_000);
-    await stopLeftPostgres(dataDir);
-    if (temporary) fs.rmSync(dataDir, { recursive: true, force: true });
-  };
-  try {
-    await waitReady(base, child, 180_000);
-  } catch (err) {
-    await stop();
-    throw new Error(`${(err as Error).message}\n--- server output ---\n${tail.join('\n')}`);
-  }
-  return { base, pid, dataDir, lines, rssMB: () => readRssMB(pid), cpu: () => cpuTimes(pid), stop };
+function startOwnServer(dataDir: string, temporary: boolean, logLevel = 'warn', keepLines = false): Promise<OwnServer> {
+  return spawnServer(dataDir, { remove: temporary, logLevel, keepLines, readyTimeoutMs: 180_000, stopTimeoutMs: 120_000 });
 }
 
 // ---------------------------------------------------------------------------------------------

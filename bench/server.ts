@@ -117,12 +117,12 @@ export function peakSampler(sample: () => number | null, ms = 100): { stop(): nu
 }
 
 /** Resolves when the child process exits. */
-export function exitOf(child: ChildProcess): Promise<void> {
+function exitOf(child: ChildProcess): Promise<void> {
   return new Promise<void>((r) => child.once('exit', () => r()));
 }
 
 /** SIGTERM (graceful shutdown), then SIGKILL after `timeoutMs`; resolves once the process is gone. */
-export async function terminate(child: ChildProcess, exited: Promise<void>, timeoutMs: number): Promise<void> {
+async function terminate(child: ChildProcess, exited: Promise<void>, timeoutMs: number): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   child.kill('SIGTERM');
   const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
@@ -134,7 +134,7 @@ export async function terminate(child: ChildProcess, exited: Promise<void>, time
  * A server killed hard leaves its PostgreSQL running: end that one by its own pid file in
  * `dataDir/pg`, and wait (up to 30 s) until it is gone.
  */
-export async function stopLeftPostgres(dataDir: string): Promise<void> {
+async function stopLeftPostgres(dataDir: string): Promise<void> {
   const pidFile = path.join(dataDir, 'pg', 'postmaster.pid');
   try {
     const pgPid = Number(fs.readFileSync(pidFile, 'utf8').split('\n')[0]);
@@ -171,20 +171,54 @@ export async function startServer(url?: string): Promise<BenchServer> {
     await waitReady(base);
     return { base, pid: undefined, rssMB: () => null, cpu: () => null, stop: async () => {} };
   }
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tributary-bench-'));
-  fs.chmodSync(dir, 0o755); // as root, PostgreSQL runs as the postgres user and must reach dir/pg
+  const server = await spawnServer(fs.mkdtempSync(path.join(os.tmpdir(), 'tributary-bench-')), { remove: true });
+  const onSignal = () => void server.stop().finally(() => process.exit(130));
+  process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+  return server;
+}
+
+export interface SpawnedServer extends BenchServer {
+  dataDir: string;
+  /** Every line the server wrote to stdout since it started (only kept when asked). */
+  lines: string[];
+}
+
+export interface SpawnOptions {
+  /** Delete the data folder when stopped. */
+  remove: boolean;
+  logLevel?: string;
+  /** Keep the server's stdout lines (LOG_LEVEL debug shows PostgreSQL's own log). */
+  keepLines?: boolean;
+  readyTimeoutMs?: number;
+  stopTimeoutMs?: number;
+}
+
+/**
+ * Starts `node src/server.ts` as `npm start` does (plus `BENCH_SERVER_NODE_ARGS`), with its embedded
+ * PostgreSQL in `dataDir`, on free loopback ports; answers once /readyz does.
+ */
+export async function spawnServer(dataDir: string, opts: SpawnOptions): Promise<SpawnedServer> {
+  fs.mkdirSync(dataDir, { recursive: true });
+  // As root, PostgreSQL runs as the postgres user and must reach <dataDir>/pg.
+  fs.chmodSync(dataDir, 0o755);
+  if (os.userInfo().uid === 0) fs.chmodSync(path.dirname(dataDir), fs.statSync(path.dirname(dataDir)).mode | 0o055);
   const [port, pgPort] = [await freePort(), await freePort()];
   const base = `http://127.0.0.1:${port}`;
-  const log: string[] = []; // the last lines the server wrote, shown when it fails
+  const tail: string[] = []; // the last lines the server wrote, shown when it fails
+  const lines: string[] = [];
   const child = spawn(NODE, [...(process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean), '--max-semi-space-size=16', 'src/server.ts'], {
     cwd: REPO,
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', TRIBUTARY_DATA_DIR: dir, EMBEDDED_PG_PORT: String(pgPort), LOG_LEVEL: 'warn' },
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', TRIBUTARY_DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(pgPort), LOG_LEVEL: opts.logLevel ?? 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   for (const s of [child.stdout!, child.stderr!]) {
+    let partial = '';
     s.setEncoding('utf8').on('data', (d: string) => {
-      log.push(...d.split('\n').filter(Boolean));
-      log.splice(0, Math.max(0, log.length - 40));
+      const parts = (partial + d).split('\n');
+      partial = parts.pop()!;
+      if (opts.keepLines && s === child.stdout) lines.push(...parts);
+      tail.push(...parts.filter(Boolean));
+      tail.splice(0, Math.max(0, tail.length - 40));
     });
   }
   const exited = exitOf(child);
@@ -193,19 +227,17 @@ export async function startServer(url?: string): Promise<BenchServer> {
   const stop = async () => {
     if (stopped) return;
     stopped = true;
-    await terminate(child, exited, STOP_TIMEOUT_MS);
-    await stopLeftPostgres(dir);
-    fs.rmSync(dir, { recursive: true, force: true });
+    await terminate(child, exited, opts.stopTimeoutMs ?? STOP_TIMEOUT_MS);
+    await stopLeftPostgres(dataDir);
+    if (opts.remove) fs.rmSync(dataDir, { recursive: true, force: true });
   };
-  const onSignal = () => void stop().finally(() => process.exit(130));
-  process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
   try {
-    await waitReady(base, child);
+    await waitReady(base, child, opts.readyTimeoutMs ?? READY_TIMEOUT_MS);
   } catch (err) {
     await stop();
-    throw new Error(`${(err as Error).message}\n--- server output ---\n${log.join('\n')}`);
+    throw new Error(`${(err as Error).message}\n--- server output ---\n${tail.join('\n')}`);
   }
-  return { base, pid, rssMB: () => readRssMB(pid), cpu: () => cpuTimes(pid), stop };
+  return { base, pid, dataDir, lines, rssMB: () => readRssMB(pid), cpu: () => cpuTimes(pid), stop };
 }
 
 /** The value at quantile q (0..1) of ascending numbers. */

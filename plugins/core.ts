@@ -10,9 +10,8 @@ import { createValidator } from '../src/fhir/validation/index.ts';
 import { FhirService } from '../src/fhir/service.ts';
 import type { SearchParamInfo, SearchParamLookup } from '../src/fhir/ports.ts';
 import { badRequest } from '../src/fhir/errors.ts';
-import fs from 'node:fs';
-import path from 'node:path';
-import type { Bundle, SearchParameter } from '@medplum/fhirtypes';
+import type { SearchParameter } from '@medplum/fhirtypes';
+import { readConformanceResources } from '../src/fhir/conformance-files.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -38,23 +37,20 @@ export function paramLookup(registry: SearchParamRegistry): SearchParamLookup {
   };
 }
 
-/** SearchParameters in profiles/search-parameters/*.json (a SearchParameter or a Bundle of them). */
-function readProfileSearchParameters(profilesDir: string): SearchParameter[] {
-  const dir = path.join(profilesDir, 'search-parameters');
-  if (!fs.existsSync(dir)) return [];
-  const out: SearchParameter[] = [];
-  for (const file of fs.readdirSync(dir).filter((f) => f.endsWith('.json')).sort()) {
-    const doc = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as SearchParameter | Bundle;
-    if (doc.resourceType === 'SearchParameter') out.push(doc);
-    else for (const e of doc.entry ?? []) if (e.resource?.resourceType === 'SearchParameter') out.push(e.resource);
-  }
-  return out;
-}
-
 export default fp(
   async function core(app: FastifyInstance) {
     const registry = createR4Registry();
-    for (const sp of readProfileSearchParameters(app.config.profilesDir)) registry.addChecked(sp);
+    /** Makes a SearchParameter searchable, or says in a 400 why it cannot be. */
+    const addSearchParameter = (sp: SearchParameter): void => {
+      try {
+        registry.addChecked(sp);
+      } catch (err) {
+        throw badRequest(`SearchParameter ${sp.code} cannot be used for search: ${(err as Error).message}`, ['SearchParameter.expression']);
+      }
+    };
+    for (const { resource } of await readConformanceResources<SearchParameter>(app.config.profilesDir, 'search-parameters', 'SearchParameter')) {
+      addSearchParameter(resource);
+    }
     // SearchParameters stored through the API stay searchable across restarts.
     const { rows } = await app.pg.query<{ json: string }>(`SELECT v.res_text_vc AS json FROM hfj_resource r
       JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
@@ -63,20 +59,14 @@ export default fp(
       const sp = JSON.parse(json) as SearchParameter;
       if (sp.status === 'retired') continue;
       try {
-        registry.addChecked(sp);
+        addSearchParameter(sp);
       } catch (err) {
         app.log.warn({ code: sp.code, err: String(err) }, 'a stored SearchParameter cannot be used for search');
       }
     }
     const validator = await createValidator({ profilesDir: app.config.profilesDir });
     const service = new FhirService({
-      onSearchParameter: (sp) => {
-        try {
-          registry.addChecked(sp);
-        } catch (err) {
-          throw badRequest(`SearchParameter ${sp.code} cannot be used for search: ${(err as Error).message}`, ['SearchParameter.expression']);
-        }
-      },
+      onSearchParameter: addSearchParameter,
       pool: app.pg,
       searchPool: app.pgSearch,
       validator,

@@ -114,34 +114,18 @@ export class SearchParamRegistry {
   }
 
   /**
-   * Adds a SearchParameter and compiles it for each of its base types at once, so that an
-   * expression this server cannot evaluate is refused here (and the registry left as it was)
-   * instead of failing a later write.
+   * Compiles a SearchParameter for each of its base types, then adds it: an expression this server
+   * cannot evaluate is refused here (the registry unchanged) instead of failing a later write.
    */
   addChecked(sp: SearchParameter): void {
-    const before = (sp.base ?? []).map((b) => [b, this.byBase.get(b)?.get(sp.code as string)] as const);
-    const url = sp.url ? this.urls.get(sp.url) : undefined;
-    this.add(sp);
-    try {
+    if (sp.code && !NOT_INDEXED_PARAMS.has(sp.code)) {
       for (const base of (sp.base ?? []) as string[]) {
         if (base === 'Resource' || base === 'DomainResource') continue;
-        const p = this.get(base, sp.code as string);
-        if (p && p.type !== 'composite' && p.type !== 'special' && !p.parts.length) {
-          throw new Error(`its expression has no part that applies to ${base}`);
-        }
+        const p = this.index(base, sp);
+        if (p.type !== 'composite' && p.type !== 'special' && !p.parts.length) throw new Error(`its expression has no part that applies to ${base}`);
       }
-    } catch (err) {
-      for (const [base, prev] of before) {
-        if (prev) this.byBase.get(base)!.set(sp.code as string, prev);
-        else this.byBase.get(base)?.delete(sp.code as string);
-      }
-      if (sp.url) {
-        if (url) this.urls.set(sp.url, url);
-        else this.urls.delete(sp.url);
-      }
-      this.byType.clear();
-      throw err;
     }
+    this.add(sp);
   }
 
   /** The parameters that index values of `resourceType`, composites included. */

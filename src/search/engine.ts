@@ -24,7 +24,7 @@ import { badRequest, fhirError } from '../fhir/errors.ts';
 import type { RequestContext, SearchParamInfo, SearchParamLookup } from '../fhir/ports.ts';
 import { isResourceType } from '../fhir/resource-type.ts';
 import { applySummary, parseElements, parseSummary, type SummaryMode } from '../fhir/summary.ts';
-import { COMMON_PARAMS, CONTROL_PARAMS, paramCondition, scoped, type ConditionContext, type ValueSetCodes } from './conditions.ts';
+import { COMMON_PARAMS, CONTROL_PARAMS, nestUnderReference, paramCondition, scoped, TABLE, targetFilter, type ConditionContext, type ValueSetCodes } from './conditions.ts';
 import { SqlBuilder } from './sql-builder.ts';
 import { splitOr, unescape } from './values.ts';
 
@@ -72,7 +72,6 @@ interface SortKey {
 }
 
 interface Parsed {
-  types: string[] | null;
   criteria: [string, string][];
   count: number;
   sort: SortKey[];
@@ -86,6 +85,9 @@ interface Parsed {
   snapshot: { id: string; offset: number } | undefined;
   warnings: OperationOutcomeIssue[];
 }
+
+/** The parameter a query key names: `subject` of `subject:Patient.name`. */
+const paramCode = (key: string): string => key.split(/[:.]/)[0];
 
 const warning = (diagnostics: string): OperationOutcomeIssue => ({ severity: 'warning', code: 'not-supported', diagnostics });
 
@@ -124,14 +126,13 @@ export class SearchEngine {
 
   /** Whether `code` names a search parameter of `type` (or of every type). */
   private known(type: string | null, key: string): boolean {
-    const code = key.split(/[:.]/)[0];
+    const code = paramCode(key);
     if ((COMMON_PARAMS as readonly string[]).includes(code)) return true;
     return type !== null && this.params.get(type, code) !== undefined;
   }
 
   private parse(types: string[] | null, query: URLSearchParams, strict: boolean): Parsed {
     const p: Parsed = {
-      types,
       criteria: [],
       count: DEFAULT_COUNT,
       sort: [],
@@ -178,12 +179,10 @@ export class SearchEngine {
       } else if (key === '_offset') {
         single(key);
         (p.snapshot ??= { id: '', offset: 0 }).offset = intParam(value, '_offset', SNAPSHOT_CAP);
-      } else if (key === '_format' || key === '_pretty' || key === '_type') {
-        // handled by the HTTP layer / the caller
       } else if (CONTROL_PARAMS.has(key)) {
-        // nothing else
+        // _format, _pretty: the HTTP layer's; _type: the caller's
       } else {
-        const code = key.split(/[:.]/)[0];
+        const code = paramCode(key);
         const knownSomewhere = types === null ? this.known(null, key) : types.every((t) => this.known(t, key));
         if (UNSUPPORTED.has(code) || !knownSomewhere) {
           const msg = UNSUPPORTED.has(code)
@@ -266,7 +265,7 @@ export class SearchEngine {
   async match(db: Db, ctx: RequestContext, type: string, query: URLSearchParams, limit: number): Promise<{ resId: string; id: string }[]> {
     const criteria = [...query].filter(([k]) => !CONTROL_PARAMS.has(k));
     if (!criteria.length) throw badRequest('A condition needs at least one search parameter.');
-    for (const [k] of criteria) if (!this.known(type, k)) throw badRequest(`${type} has no search parameter "${k.split(/[:.]/)[0].slice(0, 100)}".`);
+    for (const [k] of criteria) if (!this.known(type, k)) throw badRequest(`${type} has no search parameter "${paramCode(k).slice(0, 100)}".`);
     const b = new SqlBuilder();
     const where = await this.where(this.context(ctx, b, db), [type], criteria);
     const { rows } = await db.query({ text: `SELECT r.res_id, r.fhir_id FROM hfj_resource r WHERE ${where.join(' AND ')} LIMIT ${Math.trunc(limit) + 1}`, values: b.values });
@@ -294,7 +293,7 @@ export class SearchEngine {
     const links: BundleLink[] = [{ relation: 'self', url: this.url(ctx, opts.path, query) }];
 
     if (summaryCount) {
-      total = await this.count(db, where, whereValues, Infinity);
+      total = await this.count(db, where, whereValues);
     } else if (orderBy) {
       const hash = createHash('sha256').update(JSON.stringify([types, opts.compartment ?? null, p.criteria, p.sort])).digest('hex');
       let ids: string[];
@@ -318,7 +317,7 @@ export class SearchEngine {
         if (ids.length <= SNAPSHOT_CAP) total = ids.length;
         else {
           ids = ids.slice(0, SNAPSHOT_CAP);
-          if (p.total === 'accurate') total = await this.count(db, where, whereValues, Infinity);
+          if (p.total === 'accurate') total = await this.count(db, where, whereValues);
           p.warnings.push(warning(`More than ${SNAPSHOT_CAP} resources match; a sorted search pages through the first ${SNAPSHOT_CAP}. Narrow the search to see the rest.`));
         }
         if (ids.length > p.count) {
@@ -360,7 +359,7 @@ export class SearchEngine {
       if (before) ids.reverse();
       if (counting) {
         if (rows.length <= COUNT_CAP) total = rows.length;
-        else if (p.total === 'accurate') total = await this.count(db, where, whereValues, Infinity);
+        else if (p.total === 'accurate') total = await this.count(db, where, whereValues);
       } else if (p.page?.total !== undefined && p.total !== 'none') total = p.page.total;
       else if (p.total === 'estimate' || (p.total === 'accurate' && p.page)) {
         total = await this.totalFor(db, where, whereValues, p.total);
@@ -387,15 +386,14 @@ export class SearchEngine {
     return `${ctx.baseUrl}${path ? `/${path}` : ''}${qs ? `?${qs}` : ''}`;
   }
 
-  private async count(db: Db, where: string, values: unknown[], cap: number): Promise<number> {
-    const inner = Number.isFinite(cap) ? `SELECT 1 FROM hfj_resource r WHERE ${where} LIMIT ${cap + 1}` : `SELECT 1 FROM hfj_resource r WHERE ${where}`;
-    const { rows } = await db.query<{ n: number }>({ text: `SELECT count(*)::int AS n FROM (${inner}) s`, values });
+  private async count(db: Db, where: string, values: unknown[]): Promise<number> {
+    const { rows } = await db.query<{ n: number }>({ text: `SELECT count(*)::int AS n FROM hfj_resource r WHERE ${where}`, values });
     return rows[0].n;
   }
 
   /** `_total=accurate` (a count) or `estimate` (PostgreSQL's estimate of the rows). */
   private async totalFor(db: Db, where: string, values: unknown[], mode: 'accurate' | 'estimate'): Promise<number> {
-    if (mode === 'accurate') return this.count(db, where, values, Infinity);
+    if (mode === 'accurate') return this.count(db, where, values);
     const { rows } = await db.query<{ 'QUERY PLAN': { Plan: { 'Plan Rows': number } }[] }>({
       text: `EXPLAIN (FORMAT JSON) SELECT 1 FROM hfj_resource r WHERE ${where}`,
       values,
@@ -517,8 +515,7 @@ export class SearchEngine {
     const conds: string[] = [];
     for (const sp of params) {
       if (!sp.paths.length) continue;
-      const targets = sp.targets?.length && !sp.targets.includes('Resource') ? ` AND l.target_resource_type = ANY(${b.param(sp.targets)})` : '';
-      conds.push(`(l.src_path = ANY(${b.param(sp.paths)})${targets})`);
+      conds.push(`(l.src_path = ANY(${b.param(sp.paths)})${targetFilter(b, sp, false)})`);
     }
     return conds.length ? `(${conds.join(' OR ')})` : null;
   }
@@ -611,49 +608,26 @@ export class SearchResult {
   }
 }
 
+/** The column each index table sorts by. */
+const SORT_COLUMN: Record<string, string> = {
+  string: 'sp_value_normalized',
+  token: 'sp_value',
+  number: 'sp_value',
+  quantity: 'sp_value',
+  uri: 'sp_uri',
+};
+
 /** The value a resource sorts by for one parameter (the least for ascending, the greatest for descending). */
 function sortExpression(b: SqlBuilder, type: string, sp: SearchParamInfo, desc: boolean): string {
   const agg = desc ? 'max' : 'min';
-  const id = () => b.param(hapiHash([type, sp.code]).toString());
-  switch (sp.type) {
-    case 'string':
-      return `(SELECT ${agg}(x.sp_value_normalized) FROM hfj_spidx_string x WHERE x.res_id = r.res_id AND x.hash_identity = ${id()})`;
-    case 'token':
-      return `(SELECT ${agg}(x.sp_value) FROM hfj_spidx_token x WHERE x.res_id = r.res_id AND x.hash_identity = ${id()})`;
-    case 'date':
-      return `(SELECT ${agg}(x.${desc ? 'sp_value_high' : 'sp_value_low'}) FROM hfj_spidx_date x WHERE x.res_id = r.res_id AND x.hash_identity = ${id()})`;
-    case 'number':
-      return `(SELECT ${agg}(x.sp_value) FROM hfj_spidx_number x WHERE x.res_id = r.res_id AND x.hash_identity = ${id()})`;
-    case 'quantity':
-      return `(SELECT ${agg}(x.sp_value) FROM hfj_spidx_quantity x WHERE x.res_id = r.res_id AND x.hash_identity = ${id()})`;
-    case 'uri':
-      return `(SELECT ${agg}(x.sp_uri) FROM hfj_spidx_uri x WHERE x.res_id = r.res_id AND x.hash_identity = ${id()})`;
-    case 'reference':
-      return `(SELECT ${agg}(coalesce(l.target_resource_type || '/' || l.target_fhir_id, l.target_resource_url)) FROM hfj_res_link l
-        WHERE l.src_resource_id = r.res_id AND l.src_path = ANY(${b.param(sp.paths)}))`;
-    default:
-      throw badRequest(`_sort by ${sp.type} parameters such as ${sp.code} is not supported.`);
+  if (sp.type === 'reference') {
+    return `(SELECT ${agg}(coalesce(l.target_resource_type || '/' || l.target_fhir_id, l.target_resource_url)) FROM hfj_res_link l
+      WHERE l.src_resource_id = r.res_id AND l.src_path = ANY(${b.param(sp.paths)}))`;
   }
-}
-
-const REFERENCE_DRIVER = 'r.res_id IN (SELECT l.src_resource_id FROM hfj_res_link l WHERE ';
-const INDEX_CONDITION = /^r\.res_id (NOT )?IN \(SELECT /;
-
-/**
- * `patient=X&code=Y`: the reference names one resource's few links, so the other index conditions
- * are checked on those links' sources before any hfj_resource row is read (`r.res_id IN (links
- * WHERE l.src_resource_id IN (codes))` instead of two semi-joins on r). Same result, about half the
- * index probes; PostgreSQL does not find this order itself, as it cannot tell how few links one
- * target has.
- */
-function nestUnderReference(conds: string[]): string[] {
-  const driver = conds.findIndex((x) => x.startsWith(REFERENCE_DRIVER));
-  if (driver < 0) return conds;
-  const nested = conds.filter((x, i) => i !== driver && INDEX_CONDITION.test(x));
-  if (!nested.length) return conds;
-  const rest = conds.filter((x, i) => i !== driver && !INDEX_CONDITION.test(x));
-  const inner = nested.map((x) => x.replace(/^r\.res_id/, 'l.src_resource_id')).join(' AND ');
-  return [`${conds[driver].slice(0, -1)} AND ${inner})`, ...rest];
+  // A date range sorts by its start ascending and by its end descending.
+  const column = sp.type === 'date' ? (desc ? 'sp_value_high' : 'sp_value_low') : SORT_COLUMN[sp.type];
+  if (!column) throw badRequest(`_sort by ${sp.type} parameters such as ${sp.code} is not supported.`);
+  return `(SELECT ${agg}(x.${column}) FROM ${TABLE[sp.type]} x WHERE x.res_id = r.res_id AND x.hash_identity = ${b.param(hapiHash([type, sp.code]).toString())})`;
 }
 
 /** `_type=Patient,Observation` as a list of types, or a 400. */

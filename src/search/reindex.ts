@@ -6,7 +6,7 @@
  */
 import type pg from 'pg';
 import type { Resource } from '@medplum/fhirtypes';
-import { INDEX_TABLES, prepared, type Sql } from '../storage/sql.ts';
+import { deleteIndexes } from '../storage/sql.ts';
 import { indexInserts } from '../storage/index-rows.ts';
 import { inTransaction } from '../storage/transaction.ts';
 import type { ResourceIndexer } from '../fhir/ports.ts';
@@ -26,13 +26,6 @@ export interface ReindexProgress {
   after: string;
 }
 
-/** The index rows and links of resources (their tags stay: tags are not derived from search parameters). */
-function deleteIndexRows(resIds: string[]): Sql {
-  const tables = [...INDEX_TABLES.map((t) => [t, 'res_id']), ['hfj_res_link', 'src_resource_id'], ['hfj_res_param_present', 'res_id']];
-  const ctes = tables.map(([t, col], i) => `d${i} AS (DELETE FROM ${t} WHERE ${col} = ANY($1::bigint[]))`);
-  return prepared({ text: `WITH ${ctes.join(', ')} SELECT 1`, values: [resIds] });
-}
-
 /** Reindexes the next batch after `after`; answers null when nothing was left. */
 export async function reindexBatch(pool: pg.Pool, indexer: ResourceIndexer, job: ReindexJob, after: string): Promise<ReindexProgress | null> {
   const { rows } = await pool.query<{ res_id: string; res_type: string; fhir_id: string; json: string }>({
@@ -49,7 +42,7 @@ export async function reindexBatch(pool: pg.Pool, indexer: ResourceIndexer, job:
     indexes: indexer.extract({ ...(JSON.parse(r.json) as Resource), id: r.fhir_id }, null),
   }));
   await inTransaction(pool, async (client) => {
-    await client.query(deleteIndexRows(list.map((r) => r.resId)));
+    await client.query(deleteIndexes(list.map((r) => r.resId), true));
     for (const statement of indexInserts(job.partitionId, new Date(), list, new Map())) await client.query(statement);
   });
   return { processed: rows.length, after: rows[rows.length - 1].res_id };

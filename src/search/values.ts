@@ -31,7 +31,7 @@ export function splitOr(value: string): string[] {
   return splitUnescaped(value, ',');
 }
 
-/** `system|code` split on the first unescaped bar, each part unescaped; null where absent. */
+/** A value split on its unescaped bars (`system|code`, `value|system|code`), each part unescaped. */
 export function splitBar(value: string): string[] {
   return splitUnescaped(value, '|').map(unescape);
 }

@@ -135,12 +135,6 @@ export class Repository {
     return rows.map(toStored);
   }
 
-  /** A page of current versions matching a search's WHERE clause (over `hfj_resource r`). */
-  async currentPage(db: Db, where: string, values: unknown[], count: number, offset: number): Promise<StoredVersion[]> {
-    const { rows } = await db.query<VersionRow>(sql.currentPage(where, values, count, offset));
-    return rows.map(toStored);
-  }
-
   async readVersion(db: Db, partitionId: number, type: string, id: string, version: number): Promise<StoredVersion | undefined> {
     const { rows } = await db.query<VersionRow>(sql.readVersion(partitionId, type, id, version));
     return rows[0] && toStored(rows[0]);

@@ -56,16 +56,6 @@ export function readCurrentMany(partitionId: number, types: string[], ids: strin
   });
 }
 
-/** One page of current versions matching a WHERE clause over `hfj_resource r` (search). */
-export function currentPage(where: string, values: unknown[], count: number, offset: number): Sql {
-  return {
-    text: /* SQL */ `SELECT ${READ_COLUMNS}
-      FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
-      WHERE ${where} ORDER BY r.res_updated DESC, r.res_id DESC LIMIT ${Math.trunc(count)} OFFSET ${Math.trunc(offset)}`,
-    values,
-  };
-}
-
 /** Current versions by res_id, in the order given, live ones of the partition only (search pages). */
 export function readByResIds(partitionId: number, resIds: string[]): Sql {
   return prepared({
@@ -154,13 +144,16 @@ export const INDEX_TABLES = [
   'hfj_spidx_coords',
 ] as const;
 
-/** Removes the index rows, links and current tags of resources about to get a new version. */
-export function deleteIndexes(resIds: string[]): Sql {
+/**
+ * Removes the index rows and links of resources, and their current tags unless `keepTags` (a
+ * reindex recomputes what search parameters derive; tags are not derived from them).
+ */
+export function deleteIndexes(resIds: string[], keepTags = false): Sql {
   const tables = [
     ...INDEX_TABLES.map((t) => [t, 'res_id']),
     ['hfj_res_link', 'src_resource_id'],
     ['hfj_res_param_present', 'res_id'],
-    ['hfj_res_tag', 'res_id'],
+    ...(keepTags ? [] : [['hfj_res_tag', 'res_id']]),
   ];
   const ctes = tables.map(([t, col], i) => `d${i} AS (DELETE FROM ${t} WHERE ${col} = ANY($1::bigint[]))`);
   return prepared({ text: `WITH ${ctes.join(', ')} SELECT 1`, values: [resIds] });

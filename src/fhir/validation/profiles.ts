@@ -11,10 +11,9 @@
  * models, whose type is a URL); `validateTypedValue({ type: <that key>, value })` then runs the very same
  * validator on it. The stored copy's `kind` is not 'resource', so `getResourceTypes()` does not list it.
  */
-import { readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { getAllDataTypes, loadDataType, tryGetProfile } from '@medplum/core';
-import type { Bundle, StructureDefinition } from '@medplum/fhirtypes';
+import type { StructureDefinition } from '@medplum/fhirtypes';
+import { readConformanceResources } from '../conformance-files.ts';
 
 /** A profile loaded for validation. */
 export interface LoadedProfile {
@@ -36,18 +35,9 @@ export interface ProfileSet {
 /** Folder, under the profiles folder, that holds the StructureDefinitions. */
 export const STRUCTURE_DEFINITIONS_FOLDER = 'structure-definitions';
 
-function structureDefinitionsIn(json: unknown): StructureDefinition[] {
-  const items: unknown[] = Array.isArray(json)
-    ? json
-    : (json as Bundle)?.resourceType === 'Bundle'
-      ? ((json as Bundle).entry ?? []).map((e) => e.resource)
-      : [json];
-  return items.filter(
-    (r): r is StructureDefinition =>
-      (r as StructureDefinition)?.resourceType === 'StructureDefinition' &&
-      (r as StructureDefinition).derivation === 'constraint' &&
-      !!(r as StructureDefinition).snapshot?.element?.length,
-  );
+/** A profile this server can validate against: a constraint with a snapshot. */
+function isProfile(sd: StructureDefinition): boolean {
+  return sd.derivation === 'constraint' && !!sd.snapshot?.element?.length;
 }
 
 /** Parses the profile once and makes it validatable by type key; safe to repeat. */
@@ -67,26 +57,17 @@ function register(sd: StructureDefinition): LoadedProfile {
  * A missing folder means no profiles. Call after the base definitions are indexed.
  */
 export async function loadProfiles(profilesDir: string): Promise<ProfileSet> {
-  const folder = join(profilesDir, STRUCTURE_DEFINITIONS_FOLDER);
-  let files: string[];
-  try {
-    files = (await readdir(folder)).filter((f) => f.endsWith('.json')).sort();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') files = [];
-    else throw err;
-  }
+  const found = await readConformanceResources<StructureDefinition>(profilesDir, STRUCTURE_DEFINITIONS_FOLDER, 'StructureDefinition');
   const byCanonical = new Map<string, LoadedProfile>();
   const all: LoadedProfile[] = [];
-  for (const file of files) {
-    const json: unknown = JSON.parse(await readFile(join(folder, file), 'utf8'));
-    for (const sd of structureDefinitionsIn(json)) {
-      if (!sd.url) throw new Error(`A StructureDefinition in ${file} has no url.`);
-      const profile = register(sd);
-      all.push(profile);
-      byCanonical.set(profile.typeKey, profile);
-      // The URL alone names the latest loaded version, as a canonical without `|version` does.
-      byCanonical.set(profile.url, profile);
-    }
+  for (const { file, resource: sd } of found) {
+    if (!isProfile(sd)) continue;
+    if (!sd.url) throw new Error(`A StructureDefinition in ${file} has no url.`);
+    const profile = register(sd);
+    all.push(profile);
+    byCanonical.set(profile.typeKey, profile);
+    // The URL alone names the latest loaded version, as a canonical without `|version` does.
+    byCanonical.set(profile.url, profile);
   }
   return {
     all,
