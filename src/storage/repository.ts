@@ -135,6 +135,16 @@ export class Repository {
     return rows.map(toStored);
   }
 
+  /**
+   * A query with READ_COLUMNS and further columns of its own (the same in every row, e.g. a count):
+   * the versions of the rows whose res_id is not null (a LEFT JOIN may give a row with none), and
+   * the first row's further columns.
+   */
+  async versionsWith<T extends object>(db: Db, text: string, values: unknown[]): Promise<{ versions: StoredVersion[]; extra: T | undefined }> {
+    const { rows } = await db.query<VersionRow & T>({ text, values });
+    return { versions: rows.filter((r) => r.res_id !== null).map(toStored), extra: rows[0] };
+  }
+
   async readVersion(db: Db, partitionId: number, type: string, id: string, version: number): Promise<StoredVersion | undefined> {
     const { rows } = await db.query<VersionRow>(sql.readVersion(partitionId, type, id, version));
     return rows[0] && toStored(rows[0]);
