@@ -38,7 +38,16 @@ export default fp(
       // search SQL, whose best plan depends on how common each value is, has a pool of its own.
       options: '-c plan_cache_mode=force_generic_plan',
     });
-    const searchPool = new pg.Pool({ connectionString: url, max: config.dbPoolSize, application_name: 'tributary-search' });
+    // Search statements are named per shape (parsed once per connection) but planned for each
+    // request's values; connections are renewed every 10 minutes, which bounds the statements each
+    // one keeps.
+    const searchPool = new pg.Pool({
+      connectionString: url,
+      max: config.dbPoolSize,
+      application_name: 'tributary-search',
+      options: '-c plan_cache_mode=force_custom_plan',
+      maxLifetimeSeconds: 600,
+    });
     let closing = false;
     for (const p of [pool, searchPool]) {
       p.on('error', (err) => {

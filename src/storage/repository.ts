@@ -2,6 +2,7 @@
  * The PostgreSQL resource store in HAPI's table model: reads, versioned writes in bulk, history.
  * It stores what it is given; FHIR semantics (validation, conditional logic, ids) live in src/fhir.
  */
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { Resource } from '@medplum/fhirtypes';
 import type { ResourceIndexes } from '../indexing/types.ts';
@@ -141,7 +142,10 @@ export class Repository {
    * the first row's further columns.
    */
   async versionsWith<T extends object>(db: Db, text: string, values: unknown[]): Promise<{ versions: StoredVersion[]; extra: T | undefined }> {
-    const { rows } = await db.query<VersionRow & T>({ text, values });
+    // Named: a statement of the same shape is parsed once per connection (its plan is still made
+    // for the values each time, see the search pool in plugins/db.ts).
+    const name = `v${createHash('sha1').update(text).digest('base64url')}`;
+    const { rows } = await db.query<VersionRow & T>({ name, text, values });
     return { versions: rows.filter((r) => r.res_id !== null).map(toStored), extra: rows[0] };
   }
 
