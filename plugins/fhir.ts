@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Bundle, BundleEntry, Resource } from '@medplum/fhirtypes';
 import type pg from 'pg';
 import { badRequest, fhirError, informational, notFound as notFoundError, outcome } from '../src/fhir/errors.ts';
-import type { RequestContext } from '../src/fhir/ports.ts';
+import type { RequestContext, Scope } from '../src/fhir/ports.ts';
 import { checkId, checkType, type FhirService, type WriteOutcome } from '../src/fhir/service.ts';
 import type { StoredVersion } from '../src/storage/repository.ts';
 import { checkBundle, processBatch, processTransaction, type EntryReader } from '../src/fhir/bundle.ts';
@@ -24,6 +24,11 @@ declare module 'fastify' {
 }
 
 type Q = Record<string, string | string[] | undefined>;
+
+/** Answered without credentials (paths under the FHIR base). */
+const OPEN_PATHS = new Set(['/metadata', '/.well-known/smart-configuration']);
+/** The scope of a request the hook did not pass: partition -1 holds nothing. */
+const NO_ACCESS: Scope = { partitionId: -1, ownerId: null };
 
 const INTERACTIONS = ['read', 'vread', 'update', 'patch', 'delete', 'history-instance', 'history-type', 'create', 'search-type'];
 const SYSTEM_INTERACTIONS = ['transaction', 'batch', 'history-system', 'search-system'];
@@ -46,7 +51,9 @@ function preferReturn(req: FastifyRequest): string {
 
 export default async function fhirRoutes(app: FastifyInstance, opts: { prefix?: string; softwareVersion?: string }) {
     const base = opts.prefix ?? '/fhir/r4';
-    const ctxOf = (req: FastifyRequest): RequestContext => ({ partitionId: 0, baseUrl: `${app.config.baseUrl}${base}`, requestId: req.id });
+    // Whose data each request reaches, set by the onRequest hook below.
+    const scopes = new WeakMap<FastifyRequest, Scope>();
+    const ctxOf = (req: FastifyRequest): RequestContext => ({ ...(scopes.get(req) ?? NO_ACCESS), baseUrl: `${app.config.baseUrl}${base}`, requestId: req.id });
 
     function sendStored(req: FastifyRequest, reply: FastifyReply, status: number, v: StoredVersion): FastifyReply {
       reply.header('ETag', etag(v.version)).header('Last-Modified', lastModified(v.lastUpdated));
@@ -139,8 +146,26 @@ export default async function fhirRoutes(app: FastifyInstance, opts: { prefix?: 
       done(fhirError(415, 'not-supported', `Content-Type "${req.headers['content-type']}" is not supported; send application/fhir+json.`), undefined);
     });
 
-    app.addHook('onRequest', async (req) => {
+    app.addHook('onRequest', async (req, reply) => {
       checkAcceptable(req);
+      const path = req.url.slice(base.length).split('?')[0];
+      if (OPEN_PATHS.has(path)) return;
+      const access = await app.credentials.fhirAccess(req);
+      if (access === undefined && app.config.fhirAuth === 'off') {
+        scopes.set(req, { partitionId: 0, ownerId: null });
+        return;
+      }
+      if (access === undefined || access === 'invalid') {
+        reply.header('WWW-Authenticate', `Bearer realm="${app.config.baseUrl}${base}"${access ? ', error="invalid_token"' : ''}`);
+        throw fhirError(
+          401,
+          'login',
+          access
+            ? 'The access token or client credentials are unknown, expired or revoked, or x-oneup-user-id names no user of this app.'
+            : 'Authentication is required: send Authorization: Bearer <access token>, or client_id, client_secret and x-oneup-user-id headers.',
+        );
+      }
+      scopes.set(req, { partitionId: access.app.id, ownerId: access.userId });
     });
 
     app.get('/metadata', async (req, reply) =>
@@ -199,6 +224,7 @@ export default async function fhirRoutes(app: FastifyInstance, opts: { prefix?: 
     const reindex = async (req: FastifyRequest, reply: FastifyReply, type?: string) => {
       if (type) checkType(type);
       const ctx = ctxOf(req);
+      if (ctx.ownerId !== null) throw fhirError(403, 'forbidden', '$reindex works on all of an app\'s data: call it with the app\'s credentials (x-oneup-user-id: client).');
       const id = await app.jobs.send(REINDEX_QUEUE, { partitionId: ctx.partitionId, types: type ? [type] : undefined } satisfies ReindexJob);
       reply.header('Content-Location', `${ctx.baseUrl}/$reindex/${id}`);
       return sendOutcome(req, reply, 202, informational(`Reindexing ${type ?? 'every resource'} in the background; GET ${ctx.baseUrl}/$reindex/${id} tells how far it is.`));

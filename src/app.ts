@@ -11,6 +11,8 @@ import jobsPlugin from '../plugins/jobs.ts';
 import corePlugin from '../plugins/core.ts';
 import fhirRoutes from '../plugins/fhir.ts';
 import health from '../plugins/health.ts';
+import authPlugin from '../plugins/auth.ts';
+import userRoutes from '../plugins/users.ts';
 import { errorHandler } from '../plugins/errors.ts';
 
 declare module 'fastify' {
@@ -62,6 +64,8 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   app.register(corePlugin);
   app.register(jobsPlugin);
   app.register(health);
+  app.register(authPlugin);
+  app.register(userRoutes);
   app.register(fhirRoutes, { prefix: '/fhir/r4' });
   app.register(fhirRoutes, { prefix: '/r4' });
   return app;

@@ -22,6 +22,16 @@ export interface Config {
   bodyLimit: number;
   /** Profiles and SearchParameters loaded at start. */
   profilesDir: string;
+  /**
+   * `required`: every FHIR request needs an app's or a user's credentials (401 otherwise).
+   * `off`: requests without credentials act as the built-in app (partition 0) with access to all
+   * of it, for local development and the benches; requests with credentials are checked as usual.
+   */
+  fhirAuth: 'required' | 'off';
+  /** The key of the admin API (`Authorization: Bearer <key>`); unset: no admin API. */
+  adminKey: string | undefined;
+  /** User-management calls an app may make per hour (then 429). */
+  userApiRateLimit: number;
 }
 
 export class ConfigError extends Error {}
@@ -73,7 +83,23 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     logLevel,
     bodyLimit: int(env, 'BODY_LIMIT', 16 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     profilesDir: path.resolve(cwd, env.TRIBUTARY_PROFILES_DIR || 'profiles'),
+    fhirAuth: oneOf(env, 'FHIR_AUTH', ['required', 'off'] as const, 'required'),
+    adminKey: adminKey(env.ADMIN_KEY),
+    userApiRateLimit: int(env, 'USER_API_RATE_LIMIT', 300, 1, 10_000_000),
   };
+}
+
+function oneOf<T extends string>(env: Env, name: string, values: readonly T[], fallback: T): T {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!(values as readonly string[]).includes(raw)) throw new ConfigError(`${name} must be one of ${values.join(', ')}; it is "${raw}".`);
+  return raw as T;
+}
+
+function adminKey(raw: string | undefined): string | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  if (raw.length < 32) throw new ConfigError('ADMIN_KEY must be at least 32 characters (for example: openssl rand -hex 32).');
+  return raw;
 }
 
 /** The memory this process may use: the machine's, or its cgroup limit when lower. */

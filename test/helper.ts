@@ -46,8 +46,9 @@ export async function testDatabase(t: Teardown): Promise<string> {
   return url.toString();
 }
 
+/** The FHIR server's own tests run without credentials (FHIR_AUTH=off); the auth tests turn it on. */
 export function testConfig(databaseUrl: string, overrides: Partial<Config> = {}): Config {
-  return { ...loadConfig({ DATABASE_URL: databaseUrl, LOG_LEVEL: 'silent', BASE_URL: 'http://tributary.test' }), ...overrides };
+  return { ...loadConfig({ DATABASE_URL: databaseUrl, LOG_LEVEL: 'silent', BASE_URL: 'http://tributary.test', FHIR_AUTH: 'off' }), ...overrides };
 }
 
 /** An app on a fresh database, closed at teardown. */

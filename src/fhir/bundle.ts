@@ -154,7 +154,7 @@ export async function processTransaction(svc: FhirService, ctx: RequestContext, 
     const writes = plan.filter((p) => !p.skip);
     // A POST's id is a new UUID: nothing to lock. The others may exist.
     const existing = writes.filter((p) => p.e.method !== 'POST');
-    const locked = await svc.repo.lockCurrent(client, ctx.partitionId, existing.map((p) => ({ type: p.e.type, id: p.id })));
+    const locked = await svc.repo.lockCurrent(client, ctx, existing.map((p) => ({ type: p.e.type, id: p.id })));
     const items: WriteItem[] = [];
     for (const p of writes) {
       const { e, id } = p;
@@ -170,7 +170,7 @@ export async function processTransaction(svc: FhirService, ctx: RequestContext, 
       if (e.method === 'PATCH') {
         if (!existing) throw notFound(`Entry ${e.index}: ${e.type}/${id} is not known.`);
         if (existing.deleted) throw gone(`Entry ${e.index}: ${e.type}/${id} was deleted.`);
-        const current = await svc.repo.readCurrent(client, ctx.partitionId, e.type, id);
+        const current = await svc.repo.readCurrent(client, ctx, e.type, id);
         const body = e.entry.resource as unknown as { resourceType?: string; data?: string };
         // A FHIR transaction carries a JSON Patch as a Binary whose data is the base64 patch.
         let ops: unknown = body;

@@ -31,9 +31,18 @@ export interface SearchParamLookup {
   list(resourceType: string): SearchParamInfo[];
 }
 
-/** The identity a request acts as: the tenant partition (and, later, the user). */
-export interface RequestContext {
+/**
+ * Whose data a request reaches: an app's partition and, within it, one user's resources
+ * (`ownerId`) or all of them (`ownerId` null: the app acting for all its users). The storage layer
+ * and search put both in the SQL they write.
+ */
+export interface Scope {
   partitionId: number;
+  ownerId: string | null;
+}
+
+/** The identity a request acts as. */
+export interface RequestContext extends Scope {
   /** Public FHIR base URL for this request, without trailing slash. */
   baseUrl: string;
   requestId?: string;

@@ -71,9 +71,9 @@ export class FhirService {
   constructor(deps: ServiceDeps) {
     this.pool = deps.pool;
     this.repo = deps.repo ?? new Repository(deps.pool);
-    this.creates = new Coalescer((partitionId, items) => this.repo.write(this.pool, partitionId, items), 100);
-    this.reads = new Coalescer(async (partitionId, keys) => {
-      const found = await this.repo.readCurrentMany(this.pool, partitionId, keys);
+    this.creates = new Coalescer((scope, items) => this.repo.write(this.pool, scope, items), 100);
+    this.reads = new Coalescer(async (scope, keys) => {
+      const found = await this.repo.readCurrentMany(this.pool, scope, keys);
       return keys.map((k) => found.get(`${k.type}/${k.id}`));
     }, 200);
     this.validator = deps.validator;
@@ -97,7 +97,7 @@ export class FhirService {
     checkType(type);
     checkId(id);
     // Outside a transaction, reads arriving together share one query.
-    const v = db === this.pool ? await this.reads.submit(ctx.partitionId, { type, id }) : await this.repo.readCurrent(db, ctx.partitionId, type, id);
+    const v = db === this.pool ? await this.reads.submit(ctx, { type, id }) : await this.repo.readCurrent(db, ctx, type, id);
     if (!v) throw notFound(`${type}/${id} is not known.`);
     if (v.deleted) throw gone(`${type}/${id} was deleted (version ${v.version}).`);
     return v;
@@ -107,7 +107,7 @@ export class FhirService {
     checkType(type);
     checkId(id);
     if (!/^\d{1,15}$/.test(vid)) throw badRequest(`"${vid}" is not a version number.`);
-    const v = await this.repo.readVersion(db, ctx.partitionId, type, id, Number(vid));
+    const v = await this.repo.readVersion(db, ctx, type, id, Number(vid));
     if (!v) throw notFound(`${type}/${id} has no version ${vid}.`);
     if (v.deleted) throw gone(`Version ${vid} of ${type}/${id} is a delete.`);
     return v;
@@ -146,7 +146,7 @@ export class FhirService {
     const prepared = this.prepare(ctx, { ...resource, id } as Resource);
     if (!opts.ifNoneExist) {
       // A new server-assigned id needs no lock: the write is one statement, atomic on its own.
-      const res = await this.creates.submit(ctx.partitionId, { type, id, existing: null, ...prepared });
+      const res = await this.creates.submit(ctx, { type, id, existing: null, ...prepared });
       return { status: 201, stored: this.storedAfterWrite(type, id, res) };
     }
     const condition = opts.ifNoneExist;
@@ -154,7 +154,7 @@ export class FhirService {
       const found = await this.match(client, ctx, type, condition);
       if (found.length > 1) throw preconditionFailed(`If-None-Exist matched ${found.length} or more ${type} resources; it must match at most one.`);
       if (found.length === 1) {
-        const existing = await this.repo.readCurrent(client, ctx.partitionId, type, found[0].id);
+        const existing = await this.repo.readCurrent(client, ctx, type, found[0].id);
         return { status: 200, stored: existing! };
       }
       const [res] = await this.writeItems(client, ctx, [{ type, id, existing: null, ...prepared }]);
@@ -170,7 +170,7 @@ export class FhirService {
     if (resource.id !== id) throw badRequest(`The body's id "${resource.id}" differs from the URL's id "${id}".`, ['id']);
     const wanted = opts.ifMatch === undefined ? undefined : parseVersionTag(opts.ifMatch);
     return this.transaction(async (client) => {
-      const existing = (await this.repo.lockCurrent(client, ctx.partitionId, [{ type, id }])).get(`${type}/${id}`) ?? null;
+      const existing = (await this.repo.lockCurrent(client, ctx, [{ type, id }])).get(`${type}/${id}`) ?? null;
       checkIfMatch(type, id, existing, wanted);
       const [res] = await this.writeItems(client, ctx, [{ type, id, existing, ...this.prepare(ctx, resource) }]);
       return { status: existing && !existing.deleted ? 200 : 201, stored: this.storedAfterWrite(type, id, res) };
@@ -191,7 +191,7 @@ export class FhirService {
         if (resource.id !== undefined) checkId(resource.id);
         id = resource.id ?? randomUUID();
       }
-      const existing = (await this.repo.lockCurrent(client, ctx.partitionId, [{ type, id }])).get(`${type}/${id}`) ?? null;
+      const existing = (await this.repo.lockCurrent(client, ctx, [{ type, id }])).get(`${type}/${id}`) ?? null;
       const [res] = await this.writeItems(client, ctx, [{ type, id, existing, ...this.prepare(ctx, { ...resource, id } as Resource) }]);
       return { status: existing && !existing.deleted ? 200 : 201, stored: this.storedAfterWrite(type, id, res) };
     });
@@ -202,11 +202,11 @@ export class FhirService {
     checkId(id);
     const wanted = opts.ifMatch === undefined ? undefined : parseVersionTag(opts.ifMatch);
     return this.transaction(async (client) => {
-      const existing = (await this.repo.lockCurrent(client, ctx.partitionId, [{ type, id }])).get(`${type}/${id}`) ?? null;
+      const existing = (await this.repo.lockCurrent(client, ctx, [{ type, id }])).get(`${type}/${id}`) ?? null;
       if (!existing) throw notFound(`${type}/${id} is not known.`);
       if (existing.deleted) throw gone(`${type}/${id} was deleted.`);
       checkIfMatch(type, id, existing, wanted);
-      const current = await this.repo.readCurrent(client, ctx.partitionId, type, id);
+      const current = await this.repo.readCurrent(client, ctx, type, id);
       const patched = applyJsonPatch(JSON.parse(current!.json!), patch);
       const [res] = await this.writeItems(client, ctx, [{ type, id, existing, ...this.prepare(ctx, patched) }]);
       return { status: 200, stored: this.storedAfterWrite(type, id, res) };
@@ -218,9 +218,9 @@ export class FhirService {
     checkType(type);
     checkId(id);
     return this.transaction(async (client) => {
-      const existing = (await this.repo.lockCurrent(client, ctx.partitionId, [{ type, id }])).get(`${type}/${id}`) ?? null;
+      const existing = (await this.repo.lockCurrent(client, ctx, [{ type, id }])).get(`${type}/${id}`) ?? null;
       if (!existing || existing.deleted) return undefined;
-      const [res] = await this.repo.write(client, ctx.partitionId, [{ type, id, existing, resource: null }]);
+      const [res] = await this.repo.write(client, ctx, [{ type, id, existing, resource: null }]);
       return res.version;
     });
   }
@@ -231,23 +231,23 @@ export class FhirService {
       const found = await this.match(client, ctx, type, query);
       if (found.length > 1) throw preconditionFailed(`The condition matched more than one ${type}; a conditional delete removes at most one.`);
       if (found.length === 0) return 0;
-      const locked = await this.repo.lockCurrent(client, ctx.partitionId, [{ type, id: found[0].id }]);
-      await this.repo.write(client, ctx.partitionId, [{ type, id: found[0].id, existing: locked.get(`${type}/${found[0].id}`)!, resource: null }]);
+      const locked = await this.repo.lockCurrent(client, ctx, [{ type, id: found[0].id }]);
+      await this.repo.write(client, ctx, [{ type, id: found[0].id, existing: locked.get(`${type}/${found[0].id}`)!, resource: null }]);
       return 1;
     });
   }
 
-  async history(ctx: RequestContext, q: Omit<HistoryQuery, 'partitionId'>): Promise<{ total: number; entries: StoredVersion[] }> {
+  async history(ctx: RequestContext, q: Omit<HistoryQuery, 'scope'>): Promise<{ total: number; entries: StoredVersion[] }> {
     if (q.type) checkType(q.type);
     if (q.id) checkId(q.id);
-    const result = await this.repo.history(this.pool, { ...q, partitionId: ctx.partitionId });
+    const result = await this.repo.history(this.pool, { ...q, scope: ctx });
     if (q.id && result.total === 0) throw notFound(`${q.type}/${q.id} is not known.`);
     return result;
   }
 
   /** Writes prepared items in the caller's transaction. */
   writeItems(client: pg.PoolClient, ctx: RequestContext, items: WriteItem[]): Promise<WriteResult[]> {
-    return this.repo.write(client, ctx.partitionId, items);
+    return this.repo.write(client, ctx, items);
   }
 
   private storedAfterWrite(type: string, id: string, res: WriteResult): StoredVersion {

@@ -13,7 +13,7 @@ import { hapiHash, normalizeString } from '../storage/hash.ts';
 import { HASH_PREFIX_LENGTH } from '../indexing/rows.ts';
 import { PROFILE, SECURITY, TAG } from '../storage/meta.ts';
 import { badRequest } from '../fhir/errors.ts';
-import type { SearchParamInfo, SearchParamLookup } from '../fhir/ports.ts';
+import type { Scope, SearchParamInfo, SearchParamLookup } from '../fhir/ports.ts';
 import { isResourceType } from '../fhir/resource-type.ts';
 import { canonicalUnit, scaled, UCUM_SYSTEM } from '../indexing/ucum.ts';
 import type { SqlBuilder } from './sql-builder.ts';
@@ -24,10 +24,6 @@ const h = (values: (string | null)[]): string => hapiHash(values).toString();
 /** Chains and `_has` nest at most this deep (each level is a join). */
 export const MAX_DEPTH = 8;
 
-/** The search's partition (and, later, its user), applied to every hfj_resource alias. */
-export interface SearchScope {
-  partitionId: number;
-}
 
 /** Code system values of a ValueSet, for `:in` / `:not-in`. */
 export interface ValueSetCodes {
@@ -40,7 +36,8 @@ export interface ValueSetCodes {
 export interface ConditionContext {
   b: SqlBuilder;
   params: SearchParamLookup;
-  scope: SearchScope;
+  /** The request's partition and user, applied to every hfj_resource alias. */
+  scope: Scope;
   /** The FHIR base URL of this server: absolute references under it are local. */
   baseUrl: string;
   /** The codes of a ValueSet stored in the scope, by canonical URL; undefined when there is none. */
@@ -57,7 +54,16 @@ export const CONTROL_PARAMS = new Set([
 
 /** SQL for "the alias is a live resource of the scope". */
 export function scoped(c: ConditionContext, alias: string): string {
-  return `${alias}.partition_id = ${c.b.param(c.scope.partitionId)} AND ${alias}.res_deleted_at IS NULL`;
+  return inScope(c.b, c.scope, alias);
+}
+
+/**
+ * `alias` (an hfj_resource) is a live resource of the scope: its partition and, when the scope
+ * names a user, that user's. Every hfj_resource a search reads goes through here.
+ */
+export function inScope(b: SqlBuilder, scope: Scope, alias: string): string {
+  const owner = scope.ownerId === null ? '' : ` AND ${alias}.owner_id = ${b.param(scope.ownerId)}`;
+  return `${alias}.partition_id = ${b.param(scope.partitionId)} AND ${alias}.res_deleted_at IS NULL${owner}`;
 }
 
 interface Key {

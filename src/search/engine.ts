@@ -24,7 +24,7 @@ import { badRequest, fhirError } from '../fhir/errors.ts';
 import type { RequestContext, SearchParamInfo, SearchParamLookup } from '../fhir/ports.ts';
 import { isResourceType } from '../fhir/resource-type.ts';
 import { applySummary, parseElements, parseSummary, type SummaryMode } from '../fhir/summary.ts';
-import { COMMON_PARAMS, CONTROL_PARAMS, namesMatchesById, nestUnderReference, paramCondition, scoped, TABLE, targetFilter, type ConditionContext, type ValueSetCodes } from './conditions.ts';
+import { COMMON_PARAMS, CONTROL_PARAMS, inScope, namesMatchesById, nestUnderReference, paramCondition, scoped, TABLE, targetFilter, type ConditionContext, type ValueSetCodes } from './conditions.ts';
 import { SqlBuilder } from './sql-builder.ts';
 import { splitOr, unescape } from './values.ts';
 
@@ -221,7 +221,7 @@ export class SearchEngine {
     return {
       b,
       params: this.params,
-      scope: { partitionId: ctx.partitionId },
+      scope: { partitionId: ctx.partitionId, ownerId: ctx.ownerId },
       baseUrl: ctx.baseUrl,
       valueSet: (url) => this.valueSetCodes(db, ctx, url, 0),
     };
@@ -301,7 +301,8 @@ export class SearchEngine {
     if (summaryCount) {
       total = await this.count(db, where, whereValues);
     } else if (orderBy) {
-      const hash = createHash('sha256').update(JSON.stringify([types, opts.compartment ?? null, p.criteria, p.sort])).digest('hex');
+      // The user is part of it: a snapshot answers only the user (or the app) that made it.
+      const hash = createHash('sha256').update(JSON.stringify([ctx.ownerId, types, opts.compartment ?? null, p.criteria, p.sort])).digest('hex');
       let offset = 0;
       let snapshotSize = 0;
       if (p.snapshot) {
@@ -313,7 +314,7 @@ export class SearchEngine {
         total = rows[0].total ?? undefined;
         offset = p.snapshot.offset;
         snapshotSize = rows[0].res_ids.length;
-        page = await this.repo.readByResIds(db, ctx.partitionId, rows[0].res_ids.slice(offset, offset + p.count));
+        page = await this.repo.readByResIds(db, ctx, rows[0].res_ids.slice(offset, offset + p.count));
       } else {
         // One statement: the ordered matches (up to SNAPSHOT_CAP + 1), their first page read, and,
         // when they span more than one page, the snapshot the next links page through.
@@ -490,7 +491,6 @@ export class SearchEngine {
   /** The resources one `_include` (rev false) or `_revinclude` (rev true) reaches from `from`. */
   private async follow(db: Db, ctx: RequestContext, spec: IncludeSpec, from: StoredVersion[], rev: boolean): Promise<StoredVersion[]> {
     const b = new SqlBuilder();
-    const part = b.param(ctx.partitionId);
     const limit = MAX_INCLUDES + 1;
     if (!rev) {
       // Links out of the page's resources of the source type, through the parameter's paths.
@@ -502,7 +502,7 @@ export class SearchEngine {
       return this.repo.versions(
         db,
         `SELECT ${READ_COLUMNS} FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
-         WHERE r.partition_id = ${part} AND r.res_deleted_at IS NULL AND (r.res_type, r.fhir_id) IN (
+         WHERE ${inScope(b, ctx, 'r')} AND (r.res_type, r.fhir_id) IN (
            SELECT l.target_resource_type, l.target_fhir_id FROM hfj_res_link l
            WHERE l.src_resource_id = ANY(${b.param(sources.map((v) => v.resId))}::bigint[]) AND ${pathCond}${target} AND l.target_fhir_id IS NOT NULL)
          LIMIT ${limit}`,
@@ -518,7 +518,7 @@ export class SearchEngine {
     return this.repo.versions(
       db,
       `SELECT ${READ_COLUMNS} FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
-       WHERE r.partition_id = ${part} AND r.res_deleted_at IS NULL${typeCond} AND r.res_id IN (
+       WHERE ${inScope(b, ctx, 'r')}${typeCond} AND r.res_id IN (
          SELECT l.src_resource_id FROM hfj_res_link l
          WHERE (l.target_fhir_id, l.target_resource_type) IN (SELECT * FROM unnest(${b.param(targets.map((v) => v.id))}::text[], ${b.param(targets.map((v) => v.type))}::text[]))
            AND ${pathCond})
@@ -546,11 +546,12 @@ export class SearchEngine {
   /** The codes of a ValueSet stored in the partition (its expansion, or its compose for listed codes and whole systems). */
   private async valueSetCodes(db: Db, ctx: RequestContext, url: string, depth: number): Promise<ValueSetCodes | undefined> {
     if (depth > 4) throw badRequest(`ValueSet ${url} imports other ValueSets more than 4 deep.`);
+    const b = new SqlBuilder();
     const { rows } = await db.query<{ json: string }>({
       text: `SELECT v.res_text_vc AS json FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
-        WHERE r.partition_id = $1 AND r.res_type = 'ValueSet' AND r.res_deleted_at IS NULL
-          AND r.res_id IN (SELECT x.res_id FROM hfj_spidx_uri x WHERE x.hash_uri = $2) LIMIT 1`,
-      values: [ctx.partitionId, hapiHash(['ValueSet', 'url', url]).toString()],
+        WHERE ${inScope(b, ctx, 'r')} AND r.res_type = 'ValueSet'
+          AND r.res_id IN (SELECT x.res_id FROM hfj_spidx_uri x WHERE x.hash_uri = ${b.param(hapiHash(['ValueSet', 'url', url]).toString())}) LIMIT 1`,
+      values: b.values,
     });
     if (!rows.length) return undefined;
     const vs = JSON.parse(rows[0].json) as ValueSet;

@@ -7,18 +7,19 @@
  * Each request stays on its own: if a shared batch fails, its requests are retried one by one, so
  * one bad request never fails another.
  */
+import type { Scope } from '../fhir/ports.ts';
 interface Waiting<T, R> {
   item: T;
   resolve: (r: R) => void;
   reject: (e: unknown) => void;
 }
 
-/** Answers a batch of items of one partition, one result per item, in order. */
-export type BatchHandler<T, R> = (partitionId: number, items: T[]) => Promise<R[]>;
+/** Answers a batch of items of one scope, one result per item, in order. */
+export type BatchHandler<T, R> = (scope: Scope, items: T[]) => Promise<R[]>;
 
 export class Coalescer<T, R> {
-  private readonly queues = new Map<number, Waiting<T, R>[]>();
-  private readonly running = new Set<number>();
+  private readonly queues = new Map<string, { scope: Scope; queue: Waiting<T, R>[] }>();
+  private readonly running = new Set<string>();
   private readonly handle: BatchHandler<T, R>;
   private readonly maxBatch: number;
 
@@ -27,23 +28,24 @@ export class Coalescer<T, R> {
     this.maxBatch = maxBatch;
   }
 
-  submit(partitionId: number, item: T): Promise<R> {
+  submit(scope: Scope, item: T): Promise<R> {
+    const key = `${scope.partitionId}/${scope.ownerId ?? '*'}`;
     return new Promise((resolve, reject) => {
-      let queue = this.queues.get(partitionId);
-      if (!queue) this.queues.set(partitionId, (queue = []));
-      queue.push({ item, resolve, reject });
-      if (!this.running.has(partitionId)) void this.drain(partitionId);
+      let entry = this.queues.get(key);
+      if (!entry) this.queues.set(key, (entry = { scope: { partitionId: scope.partitionId, ownerId: scope.ownerId }, queue: [] }));
+      entry.queue.push({ item, resolve, reject });
+      if (!this.running.has(key)) void this.drain(key);
     });
   }
 
-  private async drain(partitionId: number): Promise<void> {
-    this.running.add(partitionId);
+  private async drain(key: string): Promise<void> {
+    this.running.add(key);
     try {
-      const queue = this.queues.get(partitionId)!;
+      const { scope, queue } = this.queues.get(key)!;
       while (queue.length) {
         const batch = queue.splice(0, this.maxBatch);
         try {
-          const results = await this.handle(partitionId, batch.map((w) => w.item));
+          const results = await this.handle(scope, batch.map((w) => w.item));
           batch.forEach((w, i) => w.resolve(results[i]));
         } catch (err) {
           if (batch.length === 1) {
@@ -51,12 +53,15 @@ export class Coalescer<T, R> {
             continue;
           }
           for (const w of batch) {
-            await this.handle(partitionId, [w.item]).then((r) => w.resolve(r[0]), w.reject);
+            await this.handle(scope, [w.item]).then((r) => w.resolve(r[0]), w.reject);
           }
         }
       }
     } finally {
-      this.running.delete(partitionId);
+      // The queue is empty here (nothing runs between the loop's end and this): one entry per
+      // scope would otherwise stay for every user that ever read.
+      this.running.delete(key);
+      this.queues.delete(key);
     }
   }
 }

@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { Resource } from '@medplum/fhirtypes';
 import type { ResourceIndexes } from '../indexing/types.ts';
+import type { Scope } from '../fhir/ports.ts';
 import { IdAllocator } from './ids.ts';
 import { rebuildJson, splitResource, type RowMeta, type SplitResource, type TagInput } from './meta.ts';
 import * as sql from './sql.ts';
@@ -112,21 +113,21 @@ export class Repository {
     this.pool = pool;
   }
 
-  async readCurrent(db: Db, partitionId: number, type: string, id: string): Promise<StoredVersion | undefined> {
-    const { rows } = await db.query<VersionRow>(sql.readCurrent(partitionId, type, id));
+  async readCurrent(db: Db, scope: Scope, type: string, id: string): Promise<StoredVersion | undefined> {
+    const { rows } = await db.query<VersionRow>(sql.readCurrent(scope, type, id));
     return rows[0] && toStored(rows[0]);
   }
 
   /** Current versions of many resources (absent ones are missing from the map), in one query. */
-  async readCurrentMany(db: Db, partitionId: number, keys: { type: string; id: string }[]): Promise<Map<string, StoredVersion>> {
-    const { rows } = await db.query<VersionRow>(sql.readCurrentMany(partitionId, keys.map((k) => k.type), keys.map((k) => k.id)));
+  async readCurrentMany(db: Db, scope: Scope, keys: { type: string; id: string }[]): Promise<Map<string, StoredVersion>> {
+    const { rows } = await db.query<VersionRow>(sql.readCurrentMany(scope, keys.map((k) => k.type), keys.map((k) => k.id)));
     return new Map(rows.map((r) => [`${r.res_type}/${r.fhir_id}`, toStored(r)]));
   }
 
-  /** Current versions by res_id, in that order (deleted and other partitions' left out). */
-  async readByResIds(db: Db, partitionId: number, resIds: string[]): Promise<StoredVersion[]> {
+  /** Current versions by res_id, in that order (deleted ones and those outside the scope left out). */
+  async readByResIds(db: Db, scope: Scope, resIds: string[]): Promise<StoredVersion[]> {
     if (!resIds.length) return [];
-    const { rows } = await db.query<VersionRow>(sql.readByResIds(partitionId, resIds));
+    const { rows } = await db.query<VersionRow>(sql.readByResIds(scope, resIds));
     return rows.map(toStored);
   }
 
@@ -149,8 +150,8 @@ export class Repository {
     return { versions: rows.filter((r) => r.res_id !== null).map(toStored), extra: rows[0] };
   }
 
-  async readVersion(db: Db, partitionId: number, type: string, id: string, version: number): Promise<StoredVersion | undefined> {
-    const { rows } = await db.query<VersionRow>(sql.readVersion(partitionId, type, id, version));
+  async readVersion(db: Db, scope: Scope, type: string, id: string, version: number): Promise<StoredVersion | undefined> {
+    const { rows } = await db.query<VersionRow>(sql.readVersion(scope, type, id, version));
     return rows[0] && toStored(rows[0]);
   }
 
@@ -162,10 +163,10 @@ export class Repository {
     return { total: total.rows[0].total, entries: page.rows.map(toStored) };
   }
 
-  async lockCurrent(client: pg.PoolClient, partitionId: number, keys: { type: string; id: string }[]): Promise<Map<string, CurrentRow>> {
+  async lockCurrent(client: pg.PoolClient, scope: Scope, keys: { type: string; id: string }[]): Promise<Map<string, CurrentRow>> {
     const out = new Map<string, CurrentRow>();
     if (keys.length === 0) return out;
-    const { rows } = await client.query(sql.lockCurrent(partitionId, keys.map((k) => k.type), keys.map((k) => k.id)));
+    const { rows } = await client.query(sql.lockCurrent(scope, keys.map((k) => k.type), keys.map((k) => k.id)));
     for (const r of rows) {
       out.set(`${r.res_type}/${r.fhir_id}`, {
         resId: r.res_id,
@@ -185,7 +186,9 @@ export class Repository {
    * Writes a version of each item, with its index rows, tags and links, in the caller's
    * transaction. An item whose content equals its current version makes no version.
    */
-  async write(client: Db, partitionId: number, items: WriteItem[], now = new Date()): Promise<WriteResult[]> {
+  /** New resources belong to the scope's user (none when the scope is the whole app). */
+  async write(client: Db, scope: Scope, items: WriteItem[], now = new Date()): Promise<WriteResult[]> {
+    const { partitionId } = scope;
     const results: WriteResult[] = new Array(items.length);
     const live: { item: WriteItem; resId: string; version: number; isNew: boolean; split: SplitResource | null }[] = [];
     const fresh = items.filter((i) => !i.existing).length;
@@ -240,7 +243,7 @@ export class Repository {
       ['res_published', 'timestamptz'], ['res_updated', 'timestamptz'], ['res_deleted_at', 'timestamptz'], ['hash_sha256', 'text'],
       ['has_tags', 'bool'], ['sp_string_present', 'bool'], ['sp_token_present', 'bool'], ['sp_date_present', 'bool'],
       ['sp_number_present', 'bool'], ['sp_quantity_present', 'bool'], ['sp_uri_present', 'bool'], ['sp_coords_present', 'bool'],
-      ['sp_has_links', 'bool'], ['res_language', 'text'],
+      ['sp_has_links', 'bool'], ['res_language', 'text'], ['owner_id', 'bigint'],
     ];
     const resourceArrays = [
       cols((x) => x.l.resId), cols(() => partitionId), cols((x) => x.l.item.type), cols((x) => x.l.item.id), cols((x) => x.l.version),
@@ -248,6 +251,7 @@ export class Repository {
       cols((x) => x.l.split?.sha256 ?? null), cols((x) => !!x.l.split?.tags.length),
       ...[0, 1, 2, 3, 4, 5, 6, 7].map((k) => cols((x) => x.flags[k])),
       cols((x) => ((x.l.item.resource as { language?: string } | null)?.language ?? null)?.slice(0, 20) ?? null),
+      cols(() => scope.ownerId),
     ];
     const newMask = res.map((x) => x.l.isNew);
     if (newMask.some(Boolean)) {
@@ -255,7 +259,8 @@ export class Repository {
     }
     if (newMask.some((b) => !b)) {
       const upd = resourceArrays.map((a) => a.filter((_, i) => !newMask[i]));
-      const sets = resourceColumns.slice(4).map(([c]) => `${c} = u.${c}`).join(', ');
+      // A resource keeps its owner: owner_id is set when it is created only.
+      const sets = resourceColumns.slice(4).filter(([c]) => c !== 'owner_id').map(([c]) => `${c} = u.${c}`).join(', ');
       const params = resourceColumns.map(([, t], i) => `$${i + 1}::${t}[]`).join(', ');
       statements.push({
         text: `UPDATE hfj_resource r SET ${sets} FROM unnest(${params}) AS u(${resourceColumns.map((c) => c[0]).join(', ')}) WHERE r.res_id = u.res_id`,

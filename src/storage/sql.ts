@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { Scope } from '../fhir/ports.ts';
 /**
  * Fixed SQL statements of the resource store, as small functions returning { text, values }.
  * Bulk writes pass one array per column and unnest them: one statement per table per batch.
@@ -23,6 +24,11 @@ export function prepared(sql: Sql): Sql {
   return { ...sql, name };
 }
 
+/** `alias` belongs to the scope's user, when the scope names one (`$n`: the owner id or null). */
+export function ownedBy(alias: string, n: number): string {
+  return `(${alias}.owner_id = $${n} OR $${n}::bigint IS NULL)`;
+}
+
 /** The columns a read needs to rebuild a version (tags included), over `hfj_resource r` and `hfj_res_ver v`. */
 export const READ_COLUMNS = /* SQL */ `
   r.res_id, r.res_type, r.fhir_id, v.res_ver, v.res_updated, v.res_deleted_at, v.res_text_vc, v.source_uri,
@@ -31,12 +37,12 @@ export const READ_COLUMNS = /* SQL */ `
     FROM hfj_history_tag ht JOIN hfj_tag_def t ON t.tag_id = ht.tag_id WHERE ht.res_ver_pid = v.pid
   ) END AS tags`;
 
-export function readCurrent(partitionId: number, type: string, id: string): Sql {
+export function readCurrent(scope: Scope, type: string, id: string): Sql {
   return prepared({
     text: /* SQL */ `SELECT ${READ_COLUMNS}
       FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
-      WHERE r.partition_id = $1 AND r.res_type = $2 AND r.fhir_id = $3`,
-    values: [partitionId, type, id],
+      WHERE r.partition_id = $1 AND r.res_type = $2 AND r.fhir_id = $3 AND ${ownedBy('r', 4)}`,
+    values: [scope.partitionId, type, id, scope.ownerId],
   });
 }
 
@@ -44,37 +50,37 @@ export function readCurrent(partitionId: number, type: string, id: string): Sql 
  * The current versions of many resources in one statement: a lateral probe of the unique index
  * per key (whatever the statistics, never a scan).
  */
-export function readCurrentMany(partitionId: number, types: string[], ids: string[]): Sql {
+export function readCurrentMany(scope: Scope, types: string[], ids: string[]): Sql {
   return prepared({
     text: /* SQL */ `SELECT x.* FROM unnest($2::text[], $3::text[]) AS k(t, i)
       CROSS JOIN LATERAL (
         SELECT ${READ_COLUMNS}
         FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
-        WHERE r.partition_id = $1 AND r.res_type = k.t AND r.fhir_id = k.i
+        WHERE r.partition_id = $1 AND r.res_type = k.t AND r.fhir_id = k.i AND ${ownedBy('r', 4)}
       ) x`,
-    values: [partitionId, types, ids],
+    values: [scope.partitionId, types, ids, scope.ownerId],
   });
 }
 
 /** Current versions by res_id, in the order given, live ones of the partition only (search pages). */
-export function readByResIds(partitionId: number, resIds: string[]): Sql {
+export function readByResIds(scope: Scope, resIds: string[]): Sql {
   return prepared({
     text: /* SQL */ `SELECT ${READ_COLUMNS}
       FROM unnest($2::bigint[]) WITH ORDINALITY AS k(id, ord)
       JOIN hfj_resource r ON r.res_id = k.id
       JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
-      WHERE r.partition_id = $1 AND r.res_deleted_at IS NULL
+      WHERE r.partition_id = $1 AND r.res_deleted_at IS NULL AND ${ownedBy('r', 3)}
       ORDER BY k.ord`,
-    values: [partitionId, resIds],
+    values: [scope.partitionId, resIds, scope.ownerId],
   });
 }
 
-export function readVersion(partitionId: number, type: string, id: string, version: number): Sql {
+export function readVersion(scope: Scope, type: string, id: string, version: number): Sql {
   return prepared({
     text: /* SQL */ `SELECT ${READ_COLUMNS}
       FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = $4
-      WHERE r.partition_id = $1 AND r.res_type = $2 AND r.fhir_id = $3`,
-    values: [partitionId, type, id, version],
+      WHERE r.partition_id = $1 AND r.res_type = $2 AND r.fhir_id = $3 AND ${ownedBy('r', 5)}`,
+    values: [scope.partitionId, type, id, version, scope.ownerId],
   });
 }
 
@@ -82,19 +88,19 @@ export function readVersion(partitionId: number, type: string, id: string, versi
  * Current rows of many resources, locked for the rest of the transaction. A lateral lookup per
  * key keeps it on the unique index whatever the statistics say (a join could scan the table).
  */
-export function lockCurrent(partitionId: number, types: string[], ids: string[]): Sql {
+export function lockCurrent(scope: Scope, types: string[], ids: string[]): Sql {
   return prepared({
     text: /* SQL */ `SELECT r.res_id, r.res_type, r.fhir_id, r.res_ver, r.res_deleted_at, r.hash_sha256, r.res_published, r.res_updated
       FROM unnest($2::text[], $3::text[]) AS k(t, i)
       CROSS JOIN LATERAL (
-        SELECT * FROM hfj_resource x WHERE x.partition_id = $1 AND x.res_type = k.t AND x.fhir_id = k.i FOR UPDATE
+        SELECT * FROM hfj_resource x WHERE x.partition_id = $1 AND x.res_type = k.t AND x.fhir_id = k.i AND ${ownedBy('x', 4)} FOR UPDATE
       ) r`,
-    values: [partitionId, types, ids],
+    values: [scope.partitionId, types, ids, scope.ownerId],
   });
 }
 
 export interface HistoryQuery {
-  partitionId: number;
+  scope: Scope;
   type?: string;
   id?: string;
   since?: Date;
@@ -105,8 +111,8 @@ export interface HistoryQuery {
 
 /** Versions newest first. `_at`: the version current at that instant, per resource. */
 export function history(q: HistoryQuery, withTotal: boolean): Sql {
-  const values: unknown[] = [q.partitionId];
-  const where = ['v.partition_id = $1'];
+  const values: unknown[] = [q.scope.partitionId, q.scope.ownerId];
+  const where = ['v.partition_id = $1', ownedBy('r', 2)];
   if (q.type) {
     values.push(q.type);
     where.push(`v.res_type = $${values.length}`);

@@ -1,0 +1,81 @@
+/**
+ * Who is asking: the app (client_id + client_secret, given the ways 1upHealth accepts them) or a
+ * bearer token, resolved to an Access (app, and user or the whole app). Routes call
+ * `app.credentials` and decide what to do without them.
+ */
+import fp from 'fastify-plugin';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { AuthStore, type Access, type App } from '../src/auth/store.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    auth: AuthStore;
+    credentials: Credentials;
+  }
+}
+
+type Fields = Record<string, unknown>;
+
+const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
+
+export interface Credentials {
+  /** The app whose client_id and client_secret the request carries (query, form body, headers or HTTP Basic). */
+  app(req: FastifyRequest): Promise<App | undefined>;
+  /** Whether the request carries client credentials at all (right or wrong). */
+  hasClient(req: FastifyRequest): boolean;
+  /** The bearer token of the Authorization header, if any. */
+  bearer(req: FastifyRequest): string | undefined;
+  /**
+   * FHIR access: a bearer token, or client credentials with `x-oneup-user-id` (a user of the app,
+   * or `client` for all of them). 'invalid': credentials given but wrong; undefined: none given.
+   */
+  fhirAccess(req: FastifyRequest): Promise<Access | 'invalid' | undefined>;
+}
+
+function clientPair(req: FastifyRequest): { id: string; secret: string } | undefined {
+  const q = (req.query ?? {}) as Fields;
+  const body = (req.body && typeof req.body === 'object' && !Buffer.isBuffer(req.body) ? req.body : {}) as Fields;
+  const h = req.headers;
+  const auth = h.authorization;
+  if (typeof auth === 'string' && /^basic /i.test(auth)) {
+    const decoded = Buffer.from(auth.slice(6).trim(), 'base64').toString('utf8');
+    const i = decoded.indexOf(':');
+    if (i > 0) return { id: decodeURIComponent(decoded.slice(0, i)), secret: decodeURIComponent(decoded.slice(i + 1)) };
+  }
+  const id = str(q.client_id) ?? str(body.client_id) ?? str(h.client_id) ?? str(h['x-client-id']);
+  const secret = str(q.client_secret) ?? str(body.client_secret) ?? str(h.client_secret) ?? str(h['x-client-secret']);
+  return id && secret ? { id, secret } : undefined;
+}
+
+export default fp(
+  async function auth(app: FastifyInstance) {
+    const store = new AuthStore(app.pg);
+    app.decorate('auth', store);
+    const credentials: Credentials = {
+      async app(req) {
+        const pair = clientPair(req);
+        if (!pair || pair.id.length > 200 || pair.secret.length > 200) return undefined;
+        return store.authenticateApp(pair.id, pair.secret);
+      },
+      hasClient: (req) => clientPair(req) !== undefined,
+      bearer(req) {
+        const m = /^Bearer\s+([A-Za-z0-9._~+/=-]{1,512})\s*$/i.exec(req.headers.authorization ?? '');
+        return m?.[1];
+      },
+      async fhirAccess(req) {
+        const token = credentials.bearer(req);
+        if (token) return (await store.accessFor(token)) ?? 'invalid';
+        if (!credentials.hasClient(req)) return undefined;
+        const client = await credentials.app(req);
+        if (!client) return 'invalid';
+        const who = str(req.headers['x-oneup-user-id']);
+        if (who === 'client') return { app: client, userId: null, scope: 'system/*.*' };
+        if (!who) return 'invalid';
+        const user = await store.findUser(client.id, { oneupUserId: who });
+        return user?.active ? { app: client, userId: user.id, scope: 'user/*.*' } : 'invalid';
+      },
+    };
+    app.decorate('credentials', credentials);
+  },
+  { name: 'auth', dependencies: ['db'] },
+);

@@ -1,0 +1,142 @@
+/**
+ * 1upHealth's user-management API and the OAuth2 token endpoints, with their paths and shapes:
+ * - POST/GET/PUT /user-management/v1/user, POST /user-management/v1/user/auth-code
+ * - POST /oauth2/token (also /fhir/oauth2/token), parameters in a form body or the query string
+ * - POST /oauth2/introspect (RFC 7662), POST /oauth2/revoke (RFC 7009)
+ * See: https://1up.health/dev/reference/user-management, RFC 6749 section 5.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { OAuthError, type App } from '../src/auth/store.ts';
+
+type Fields = Record<string, unknown>;
+
+const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
+const APP_USER_ID = /^[\x21-\x7e]{1,200}$/;
+const PAGE = 100;
+
+/** A parameter from the query string or the form body. */
+function param(req: FastifyRequest, name: string): string | undefined {
+  return str((req.query as Fields | undefined)?.[name]) ?? str((req.body as Fields | undefined)?.[name]);
+}
+
+function oauthError(reply: FastifyReply, err: OAuthError): FastifyReply {
+  reply.header('Cache-Control', 'no-store');
+  if (err.status === 401) reply.header('WWW-Authenticate', 'Basic realm="tributary"');
+  return reply.code(err.status).send({ error: err.error, error_description: err.message });
+}
+
+export default async function userRoutes(app: FastifyInstance) {
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
+    done(null, Object.fromEntries(new URLSearchParams(body as string)));
+  });
+
+  // --- user management -----------------------------------------------------------------------
+
+  /** The calling app, counted against its hourly limit; undefined once the reply is sent. */
+  async function callingApp(req: FastifyRequest, reply: FastifyReply): Promise<App | undefined> {
+    const client = await app.credentials.app(req);
+    if (!client) {
+      reply.code(401).send({ success: false, error: 'client_id and client_secret are missing or wrong; pass them as query parameters, form fields or headers.' });
+      return undefined;
+    }
+    const rate = await app.auth.countCall(client.id, app.config.userApiRateLimit);
+    if (!rate.ok) {
+      reply.code(429).header('Retry-After', String(rate.retryAfter)).send({ success: false, error: `more than ${app.config.userApiRateLimit} user-management calls this hour; retry after ${rate.retryAfter} s` });
+      return undefined;
+    }
+    return client;
+  }
+
+  const entryOf = (u: { id: string; appUserId: string; active: boolean }) => ({ oneup_user_id: Number(u.id), app_user_id: u.appUserId, active: u.active });
+
+  app.post('/user-management/v1/user', async (req, reply) => {
+    const client = await callingApp(req, reply);
+    if (!client) return reply;
+    const appUserId = param(req, 'app_user_id');
+    if (!appUserId || !APP_USER_ID.test(appUserId)) return reply.code(400).send({ success: false, error: 'app_user_id is required: 1 to 200 visible ASCII characters.' });
+    const user = await app.auth.createUser(client.id, appUserId);
+    if (!user) return reply.code(200).send({ error: 'this user already exists' });
+    const code = await app.auth.newCode(client.id, user.id);
+    return reply.send({ success: true, code, oneup_user_id: Number(user.id), app_user_id: user.appUserId, active: true });
+  });
+
+  app.get('/user-management/v1/user', async (req, reply) => {
+    const client = await callingApp(req, reply);
+    if (!client) return reply;
+    const page = Number(param(req, 'page') ?? 1);
+    if (!Number.isInteger(page) || page < 1 || page > 1_000_000) return reply.code(400).send({ success: false, error: 'page must be a whole number from 1.' });
+    const users = await app.auth.listUsers(client.id, { appUserId: param(req, 'app_user_id'), oneupUserId: param(req, 'oneup_user_id') }, (page - 1) * PAGE, PAGE);
+    return reply.send({ success: true, entry: users.map(entryOf), page, page_size: PAGE });
+  });
+
+  app.put('/user-management/v1/user', async (req, reply) => {
+    const client = await callingApp(req, reply);
+    if (!client) return reply;
+    const oneupUserId = param(req, 'oneup_user_id');
+    const newId = param(req, 'app_user_id');
+    if (!oneupUserId || !newId || !APP_USER_ID.test(newId)) return reply.code(400).send({ success: false, error: 'oneup_user_id and the new app_user_id are required.' });
+    const user = await app.auth.findUser(client.id, { oneupUserId });
+    if (!user) return reply.code(404).send({ success: false, error: 'no such user' });
+    const renamed = await app.auth.renameUser(client.id, user.id, newId);
+    if (renamed === 'exists') return reply.code(409).send({ success: false, error: 'another user already has this app_user_id' });
+    return reply.send({ success: true, ...entryOf(renamed!) });
+  });
+
+  app.post('/user-management/v1/user/auth-code', async (req, reply) => {
+    const client = await callingApp(req, reply);
+    if (!client) return reply;
+    const appUserId = param(req, 'app_user_id');
+    const oneupUserId = param(req, 'oneup_user_id');
+    if (!appUserId && !oneupUserId) return reply.code(400).send({ success: false, error: 'app_user_id (or oneup_user_id) is required.' });
+    const user = await app.auth.findUser(client.id, { appUserId, oneupUserId });
+    if (!user || !user.active) return reply.code(404).send({ success: false, error: 'no such user; create it first with POST /user-management/v1/user' });
+    const code = await app.auth.newCode(client.id, user.id);
+    return reply.send({ success: true, code, oneup_user_id: Number(user.id), app_user_id: user.appUserId, active: true });
+  });
+
+  // --- OAuth2 ------------------------------------------------------------------------------
+
+  async function token(req: FastifyRequest, reply: FastifyReply) {
+    reply.header('Cache-Control', 'no-store').header('Pragma', 'no-cache');
+    try {
+      const client = await app.credentials.app(req);
+      if (!client) throw new OAuthError('invalid_client', 'client_id and client_secret are missing or wrong.', 401);
+      const grant = param(req, 'grant_type');
+      if (grant === 'authorization_code') {
+        const code = param(req, 'code');
+        if (!code) throw new OAuthError('invalid_request', 'code is required.');
+        return reply.send(await app.auth.exchangeCode(client, code));
+      }
+      if (grant === 'refresh_token') {
+        const refresh = param(req, 'refresh_token');
+        if (!refresh) throw new OAuthError('invalid_request', 'refresh_token is required.');
+        return reply.send(await app.auth.refresh(client, refresh));
+      }
+      if (grant === 'client_credentials') return reply.send(await app.auth.clientToken(client));
+      throw new OAuthError(grant ? 'unsupported_grant_type' : 'invalid_request', grant ? `grant_type ${grant.slice(0, 50)} is not supported; use authorization_code, refresh_token or client_credentials.` : 'grant_type is required.');
+    } catch (err) {
+      if (err instanceof OAuthError) return oauthError(reply, err);
+      throw err;
+    }
+  }
+  app.post('/oauth2/token', token);
+  app.post('/fhir/oauth2/token', token);
+
+  app.post('/oauth2/introspect', async (req, reply) => {
+    const client = await app.credentials.app(req);
+    if (!client) return oauthError(reply, new OAuthError('invalid_client', 'client_id and client_secret are missing or wrong.', 401));
+    const t = param(req, 'token');
+    if (!t) return oauthError(reply, new OAuthError('invalid_request', 'token is required.'));
+    return reply.header('Cache-Control', 'no-store').send(await app.auth.introspect(client, t));
+  });
+
+  app.post('/oauth2/revoke', async (req, reply) => {
+    const client = await app.credentials.app(req);
+    if (!client) return oauthError(reply, new OAuthError('invalid_client', 'client_id and client_secret are missing or wrong.', 401));
+    const t = param(req, 'token');
+    if (!t) return oauthError(reply, new OAuthError('invalid_request', 'token is required.'));
+    await app.auth.revoke(client, t);
+    // RFC 7009: 200 whether or not the token was known.
+    return reply.code(200).send({});
+  });
+}

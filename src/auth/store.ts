@@ -1,0 +1,308 @@
+/**
+ * Apps (tenants), their users, authorization codes and tokens, in PostgreSQL (migration 0003).
+ * Only hashes of secrets, codes and tokens are stored; the values are returned once, when made.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import { inTransaction } from '../storage/transaction.ts';
+import { hashPassword, newSecret, sameHash, sha256, verifyPassword } from './secrets.ts';
+
+export interface App {
+  id: number;
+  clientId: string;
+  name: string;
+  redirectUris: string[];
+  scopes: string[];
+  createdAt: Date;
+}
+
+export interface User {
+  /** 1upHealth's oneup_user_id: our numeric id, as a string. */
+  id: string;
+  appId: number;
+  appUserId: string;
+  active: boolean;
+}
+
+/** Who a token or a set of client credentials acts as. userId null: the app, for all its users. */
+export interface Access {
+  app: App;
+  userId: string | null;
+  scope: string;
+}
+
+export interface TokenSet {
+  access_token: string;
+  token_type: 'Bearer';
+  expires_in: number;
+  refresh_token?: string;
+  scope: string;
+}
+
+export const ACCESS_TOKEN_SECONDS = 7200;
+export const REFRESH_TOKEN_SECONDS = 90 * 24 * 3600;
+export const CODE_SECONDS = 600;
+/** The scope of tokens made by the user-management flow: the user's own data, all of it. */
+export const USER_SCOPE = 'user/*.*';
+
+type AppRow = { id: number; client_id: string; name: string; redirect_uris: string[]; scopes: string[]; created_at: Date };
+const APP_COLUMNS = 'id, client_id, name, redirect_uris, scopes, created_at';
+const toApp = (r: AppRow): App => ({ id: r.id, clientId: r.client_id, name: r.name, redirectUris: r.redirect_uris, scopes: r.scopes, createdAt: r.created_at });
+type UserRow = { id: string; app_id: number; app_user_id: string; active: boolean };
+const toUser = (r: UserRow): User => ({ id: r.id, appId: r.app_id, appUserId: r.app_user_id, active: r.active });
+
+/** RFC 6749 section 5.2 errors of the token endpoint. */
+export class OAuthError extends Error {
+  readonly error: string;
+  readonly status: number;
+  constructor(error: string, description: string, status = 400) {
+    super(description);
+    this.error = error;
+    this.status = status;
+  }
+}
+
+export class AuthStore {
+  private readonly pool: pg.Pool;
+
+  constructor(pool: pg.Pool) {
+    this.pool = pool;
+  }
+
+  // --- apps --------------------------------------------------------------------------------
+
+  async createApp(input: { name: string; redirectUris?: string[]; scopes?: string[] }): Promise<{ app: App; clientSecret: string }> {
+    const clientSecret = newSecret();
+    const { rows } = await this.pool.query<AppRow>(
+      `INSERT INTO trb_app (client_id, secret_sha256, name, redirect_uris, scopes) VALUES ($1, $2, $3, $4, $5) RETURNING ${APP_COLUMNS}`,
+      [randomBytes(16).toString('hex'), sha256(clientSecret), input.name, input.redirectUris ?? [], input.scopes ?? []],
+    );
+    return { app: toApp(rows[0]), clientSecret };
+  }
+
+  async listApps(): Promise<App[]> {
+    const { rows } = await this.pool.query<AppRow>(`SELECT ${APP_COLUMNS} FROM trb_app ORDER BY id`);
+    return rows.map(toApp);
+  }
+
+  async appByClientId(clientId: string): Promise<App | undefined> {
+    const { rows } = await this.pool.query<AppRow>({ name: 'trb_app_by_client', text: `SELECT ${APP_COLUMNS} FROM trb_app WHERE client_id = $1`, values: [clientId] });
+    return rows[0] && toApp(rows[0]);
+  }
+
+  /** The app whose credentials these are, or undefined (same time whether the id or the secret is wrong). */
+  async authenticateApp(clientId: string, clientSecret: string): Promise<App | undefined> {
+    const { rows } = await this.pool.query<AppRow & { secret_sha256: Buffer }>({
+      name: 'trb_app_auth',
+      text: `SELECT ${APP_COLUMNS}, secret_sha256 FROM trb_app WHERE client_id = $1`,
+      values: [clientId],
+    });
+    const given = sha256(clientSecret);
+    const ok = rows.length > 0 && sameHash(rows[0].secret_sha256, given);
+    return ok ? toApp(rows[0]) : undefined;
+  }
+
+  /** A new secret for the app; the old one stops working at once. */
+  async rotateSecret(clientId: string): Promise<string | undefined> {
+    const secret = newSecret();
+    const { rowCount } = await this.pool.query('UPDATE trb_app SET secret_sha256 = $2 WHERE client_id = $1', [clientId, sha256(secret)]);
+    return rowCount ? secret : undefined;
+  }
+
+  /** Deletes the app, its users, tokens and every resource of its partition. */
+  async deleteApp(clientId: string): Promise<boolean> {
+    return inTransaction(this.pool, async (c) => {
+      const { rows } = await c.query<{ id: number }>('DELETE FROM trb_app WHERE client_id = $1 RETURNING id', [clientId]);
+      if (!rows.length) return false;
+      const tables = await c.query<{ table_name: string }>(
+        `SELECT table_name FROM information_schema.columns WHERE table_schema = current_schema() AND column_name = 'partition_id' AND (table_name LIKE 'hfj\\_%' OR table_name LIKE 'trb\\_%')`,
+      );
+      for (const { table_name } of tables.rows) await c.query(`DELETE FROM ${table_name} WHERE partition_id = $1`, [rows[0].id]);
+      return true;
+    });
+  }
+
+  // --- users -------------------------------------------------------------------------------
+
+  /** A new user of the app; undefined when the app already has one with this app_user_id. */
+  async createUser(appId: number, appUserId: string): Promise<User | undefined> {
+    const { rows } = await this.pool.query<UserRow>(
+      'INSERT INTO trb_user (app_id, app_user_id) VALUES ($1, $2) ON CONFLICT (app_id, app_user_id) DO NOTHING RETURNING id, app_id, app_user_id, active',
+      [appId, appUserId],
+    );
+    return rows[0] && toUser(rows[0]);
+  }
+
+  async findUser(appId: number, by: { appUserId?: string; oneupUserId?: string }): Promise<User | undefined> {
+    if (by.oneupUserId !== undefined && !/^\d{1,18}$/.test(by.oneupUserId)) return undefined;
+    const { rows } = await this.pool.query<UserRow>(
+      `SELECT id, app_id, app_user_id, active FROM trb_user WHERE app_id = $1 AND ($2::text IS NULL OR app_user_id = $2) AND ($3::bigint IS NULL OR id = $3) LIMIT 1`,
+      [appId, by.appUserId ?? null, by.oneupUserId ?? null],
+    );
+    return rows[0] && toUser(rows[0]);
+  }
+
+  async listUsers(appId: number, filter: { appUserId?: string; oneupUserId?: string }, offset: number, limit: number): Promise<User[]> {
+    if (filter.oneupUserId !== undefined && !/^\d{1,18}$/.test(filter.oneupUserId)) return [];
+    const { rows } = await this.pool.query<UserRow>(
+      `SELECT id, app_id, app_user_id, active FROM trb_user WHERE app_id = $1 AND ($2::text IS NULL OR app_user_id = $2) AND ($3::bigint IS NULL OR id = $3)
+       ORDER BY id OFFSET $4 LIMIT $5`,
+      [appId, filter.appUserId ?? null, filter.oneupUserId ?? null, offset, limit],
+    );
+    return rows.map(toUser);
+  }
+
+  /** Changes a user's app_user_id; 'exists' when another user of the app has the new one. */
+  async renameUser(appId: number, userId: string, appUserId: string): Promise<User | 'exists' | undefined> {
+    try {
+      const { rows } = await this.pool.query<UserRow>('UPDATE trb_user SET app_user_id = $3 WHERE app_id = $1 AND id = $2 RETURNING id, app_id, app_user_id, active', [appId, userId, appUserId]);
+      return rows[0] && toUser(rows[0]);
+    } catch (err) {
+      if ((err as { code?: string }).code === '23505') return 'exists';
+      throw err;
+    }
+  }
+
+  async setPassword(appId: number, userId: string, username: string, password: string): Promise<void> {
+    await this.pool.query('UPDATE trb_user SET username = $3, password_hash = $4 WHERE app_id = $1 AND id = $2', [appId, userId, username, await hashPassword(password)]);
+  }
+
+  async checkPassword(appId: number, username: string, password: string): Promise<User | undefined> {
+    const { rows } = await this.pool.query<UserRow & { password_hash: string | null }>(
+      'SELECT id, app_id, app_user_id, active, password_hash FROM trb_user WHERE app_id = $1 AND username = $2',
+      [appId, username],
+    );
+    if (!rows.length || !rows[0].password_hash || !rows[0].active) return undefined;
+    return (await verifyPassword(password, rows[0].password_hash)) ? toUser(rows[0]) : undefined;
+  }
+
+  // --- codes and tokens --------------------------------------------------------------------
+
+  /** A single-use authorization code for the user, valid CODE_SECONDS. */
+  async newCode(appId: number, userId: string, scope = USER_SCOPE): Promise<string> {
+    const code = newSecret();
+    await this.pool.query(`INSERT INTO trb_auth_code (code_sha256, app_id, user_id, scope, expires_at) VALUES ($1, $2, $3, $4, now() + interval '${CODE_SECONDS} seconds')`, [
+      sha256(code),
+      appId,
+      userId,
+      scope,
+    ]);
+    return code;
+  }
+
+  /** authorization_code: a code works once, for the app it was made for, within CODE_SECONDS. */
+  async exchangeCode(app: App, code: string): Promise<TokenSet> {
+    return inTransaction(this.pool, async (c) => {
+      const { rows } = await c.query<{ user_id: string; scope: string; live: boolean; used: boolean; active: boolean }>(
+        `SELECT a.user_id, a.scope, a.expires_at > now() AS live, a.used_at IS NOT NULL AS used, u.active
+         FROM trb_auth_code a JOIN trb_user u ON u.id = a.user_id WHERE a.code_sha256 = $1 AND a.app_id = $2 FOR UPDATE OF a`,
+        [sha256(code), app.id],
+      );
+      const r = rows[0];
+      if (!r || r.used || !r.live) throw new OAuthError('invalid_grant', 'The code is unknown, used or expired; ask for a new one.');
+      if (!r.active) throw new OAuthError('invalid_grant', 'The user is not active.');
+      await c.query('UPDATE trb_auth_code SET used_at = now() WHERE code_sha256 = $1', [sha256(code)]);
+      return this.issue(c, app, r.user_id, r.scope, randomUUID(), true);
+    });
+  }
+
+  /** refresh_token with rotation: the token is spent; a spent one presented again ends its family. */
+  async refresh(app: App, refreshToken: string): Promise<TokenSet> {
+    const result = await inTransaction(this.pool, async (c) => {
+      const { rows } = await c.query<{ family: string; user_id: string | null; scope: string; live: boolean; revoked: boolean }>(
+        `SELECT family, user_id, scope, expires_at > now() AS live, revoked_at IS NOT NULL AS revoked FROM trb_token
+         WHERE token_sha256 = $1 AND kind = 'refresh' AND app_id = $2 FOR UPDATE`,
+        [sha256(refreshToken), app.id],
+      );
+      const r = rows[0];
+      if (!r || !r.live) return new OAuthError('invalid_grant', 'The refresh token is unknown or expired; sign in again.');
+      if (r.revoked) {
+        // Reuse of a spent token: someone else may hold it. Everything of that sign-in stops.
+        await c.query('UPDATE trb_token SET revoked_at = now() WHERE family = $1 AND revoked_at IS NULL', [r.family]);
+        return 'reused' as const;
+      }
+      await c.query('UPDATE trb_token SET revoked_at = now() WHERE token_sha256 = $1', [sha256(refreshToken)]);
+      return this.issue(c, app, r.user_id, r.scope, r.family, true);
+    });
+    if (result === 'reused') throw new OAuthError('invalid_grant', 'The refresh token was already used; every token of this sign-in is now revoked. Sign in again.');
+    if (result instanceof OAuthError) throw result;
+    return result;
+  }
+
+  /** client_credentials: an app token, for all of the app's users; no refresh token. */
+  async clientToken(app: App): Promise<TokenSet> {
+    return this.issue(this.pool, app, null, 'system/*.*', randomUUID(), false);
+  }
+
+  private async issue(db: pg.Pool | pg.PoolClient, app: App, userId: string | null, scope: string, family: string, withRefresh: boolean): Promise<TokenSet> {
+    const access = newSecret();
+    const refresh = withRefresh ? newSecret() : undefined;
+    await db.query(
+      `INSERT INTO trb_token (token_sha256, kind, family, app_id, user_id, scope, expires_at)
+       SELECT * FROM unnest($1::bytea[], $2::text[], $3::uuid[], $4::int[], $5::bigint[], $6::text[], $7::timestamptz[])`,
+      [
+        [sha256(access), ...(refresh ? [sha256(refresh)] : [])],
+        ['access', ...(refresh ? ['refresh'] : [])],
+        [family, ...(refresh ? [family] : [])],
+        [app.id, ...(refresh ? [app.id] : [])],
+        [userId, ...(refresh ? [userId] : [])],
+        [scope, ...(refresh ? [scope] : [])],
+        [new Date(Date.now() + ACCESS_TOKEN_SECONDS * 1000), ...(refresh ? [new Date(Date.now() + REFRESH_TOKEN_SECONDS * 1000)] : [])],
+      ],
+    );
+    return { access_token: access, token_type: 'Bearer', expires_in: ACCESS_TOKEN_SECONDS, ...(refresh ? { refresh_token: refresh } : {}), scope };
+  }
+
+  /** What a bearer access token may do, or undefined when it is unknown, expired or revoked. */
+  async accessFor(token: string): Promise<Access | undefined> {
+    const { rows } = await this.pool.query<AppRow & { user_id: string | null; scope: string }>({
+      name: 'trb_access_for',
+      text: `SELECT a.id, a.client_id, a.name, a.redirect_uris, a.scopes, a.created_at, t.user_id, t.scope
+        FROM trb_token t JOIN trb_app a ON a.id = t.app_id LEFT JOIN trb_user u ON u.id = t.user_id
+        WHERE t.token_sha256 = $1 AND t.kind = 'access' AND t.revoked_at IS NULL AND t.expires_at > now() AND (t.user_id IS NULL OR u.active)`,
+      values: [sha256(token)],
+    });
+    return rows[0] && { app: toApp(rows[0]), userId: rows[0].user_id, scope: rows[0].scope };
+  }
+
+  /** RFC 7662: what the app may know of one of its own tokens (inactive for any other). */
+  async introspect(app: App, token: string): Promise<Record<string, unknown>> {
+    const { rows } = await this.pool.query<{ kind: string; user_id: string | null; scope: string; exp: number; iat: number; app_user_id: string | null }>(
+      `SELECT t.kind, t.user_id, t.scope, extract(epoch FROM t.expires_at)::int8 AS exp, extract(epoch FROM t.created_at)::int8 AS iat, u.app_user_id
+       FROM trb_token t LEFT JOIN trb_user u ON u.id = t.user_id
+       WHERE t.token_sha256 = $1 AND t.app_id = $2 AND t.revoked_at IS NULL AND t.expires_at > now()`,
+      [sha256(token), app.id],
+    );
+    const r = rows[0];
+    if (!r) return { active: false };
+    return {
+      active: true,
+      scope: r.scope,
+      client_id: app.clientId,
+      token_type: r.kind === 'access' ? 'Bearer' : 'refresh_token',
+      exp: Number(r.exp),
+      iat: Number(r.iat),
+      ...(r.user_id ? { sub: r.user_id, oneup_user_id: r.user_id, app_user_id: r.app_user_id } : {}),
+    };
+  }
+
+  /** RFC 7009: revokes one of the app's tokens (a refresh token takes its family along). */
+  async revoke(app: App, token: string): Promise<void> {
+    await this.pool.query(
+      `UPDATE trb_token SET revoked_at = now() WHERE revoked_at IS NULL AND app_id = $2 AND (token_sha256 = $1
+         OR family = (SELECT family FROM trb_token WHERE token_sha256 = $1 AND kind = 'refresh' AND app_id = $2))`,
+      [sha256(token), app.id],
+    );
+  }
+
+  /** Counts one user-management call; false when the app has made `limit` this hour already. */
+  async countCall(appId: number, limit: number): Promise<{ ok: boolean; retryAfter: number }> {
+    const { rows } = await this.pool.query<{ calls: number; retry: number }>(
+      `INSERT INTO trb_rate (app_id, bucket, calls) VALUES ($1, date_trunc('hour', now()), 1)
+       ON CONFLICT (app_id, bucket) DO UPDATE SET calls = trb_rate.calls + 1
+       RETURNING calls, ceil(extract(epoch FROM date_trunc('hour', now()) + interval '1 hour' - now()))::int AS retry`,
+      [appId],
+    );
+    return { ok: rows[0].calls <= limit, retryAfter: Math.max(1, rows[0].retry) };
+  }
+}
