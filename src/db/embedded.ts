@@ -84,6 +84,25 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
   return { url, stop: () => pg.stop() };
 }
 
+/**
+ * The URL of the embedded PostgreSQL of `dataDir` when a server (`npm start`) is running it, so
+ * that the CLI works beside a running server; undefined when it is not running.
+ */
+export function runningEmbeddedUrl(dataDir: string, port: number): string | undefined {
+  const dbDir = path.join(dataDir, 'pg');
+  const pidFile = path.join(dbDir, 'postmaster.pid');
+  const pwFile = path.join(dataDir, 'pg-password');
+  if (!fs.existsSync(pidFile) || !fs.existsSync(pwFile)) return undefined;
+  const pid = Number(fs.readFileSync(pidFile, 'utf8').split('\n')[0]);
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return undefined;
+  }
+  const password = fs.readFileSync(pwFile, 'utf8').trim();
+  return `postgres://${USER}:${encodeURIComponent(password)}@localhost:${port}/postgres?host=${encodeURIComponent(dbDir)}`;
+}
+
 function cryptoRandom(): string {
   return Buffer.from(crypto.getRandomValues(new Uint8Array(24))).toString('base64url');
 }
