@@ -13,6 +13,7 @@ import fhirRoutes from '../plugins/fhir.ts';
 import health from '../plugins/health.ts';
 import authPlugin from '../plugins/auth.ts';
 import userRoutes from '../plugins/users.ts';
+import adminRoutes from '../plugins/admin.ts';
 import { errorHandler } from '../plugins/errors.ts';
 
 declare module 'fastify' {
@@ -66,6 +67,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   app.register(health);
   app.register(authPlugin);
   app.register(userRoutes);
+  app.register(adminRoutes, { prefix: '/admin' });
   app.register(fhirRoutes, { prefix: '/fhir/r4' });
   app.register(fhirRoutes, { prefix: '/r4' });
   return app;

@@ -179,3 +179,20 @@ t.test('CLI: app create --json, list, rotate-secret, delete', async (t) => {
   t.same(JSON.parse((await cli('app', 'list', '--json')).stdout), []);
   await t.rejects(cli('app', 'create', '--redirect-uri', 'ftp://x'), 'a bad command fails with a message');
 });
+
+t.test('admin API: off without ADMIN_KEY; with it, apps are made and removed', async (t) => {
+  const off = await buildTestApp(t);
+  t.equal((await off.inject({ method: 'GET', url: '/admin/apps' })).statusCode, 404);
+  const adminKey = 'k'.repeat(40);
+  const app = await buildTestApp(t, { adminKey });
+  t.equal((await app.inject({ method: 'GET', url: '/admin/apps', headers: { authorization: 'Bearer wrong' } })).statusCode, 401);
+  const auth = { authorization: `Bearer ${adminKey}` };
+  t.equal((await app.inject({ method: 'POST', url: '/admin/apps', headers: auth, payload: { name: 'x', redirect_uris: ['javascript:alert(1)'] } })).statusCode, 400);
+  const made = await app.inject({ method: 'POST', url: '/admin/apps', headers: auth, payload: { name: 'Admin-made', redirect_uris: ['https://a.example/cb'] } });
+  t.equal(made.statusCode, 201);
+  const { client_id, client_secret } = made.json();
+  t.ok(await app.auth.authenticateApp(client_id, client_secret), 'the secret it shows works');
+  t.equal((await app.inject({ method: 'GET', url: '/admin/apps', headers: auth })).json().length, 1);
+  t.equal((await app.inject({ method: 'DELETE', url: `/admin/apps/${client_id}`, headers: auth })).statusCode, 204);
+  t.notOk(await app.auth.authenticateApp(client_id, client_secret));
+});
