@@ -35,13 +35,14 @@ t.test('one JSON log line per request, without headers or tokens', async (t) => 
   t.teardown(() => app.close());
   await app.ready();
   lines.length = 0;
+  // An unknown token: refused (401), and never written to the log.
   const secret = 'Bearer s3cr3t-token-value';
   const res = await app.inject({ url: '/fhir/r4/Patient/nope', headers: { authorization: secret, 'x-request-id': 'req-123' } });
-  t.equal(res.statusCode, 404);
+  t.equal(res.statusCode, 401);
   t.equal(res.headers['x-request-id'], 'req-123');
   const requests = lines.filter((l) => l.msg === 'request');
   t.equal(requests.length, 1, 'exactly one line for the request');
-  t.match(requests[0], { method: 'GET', route: '/fhir/r4/:type/:id', status: 404, ms: Number, reqId: 'req-123' });
+  t.match(requests[0], { method: 'GET', route: '/fhir/r4/:type/:id', status: 401, ms: Number, reqId: 'req-123' });
   t.notOk(JSON.stringify(lines).includes('s3cr3t'), 'no token in any log line');
 });
 
