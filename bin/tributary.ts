@@ -10,7 +10,7 @@ import pg from 'pg';
 import { loadConfig, ConfigError } from '../src/config.ts';
 import { runningEmbeddedUrl, startEmbeddedPostgres, type EmbeddedDatabase } from '../src/db/embedded.ts';
 import { migrate } from '../src/storage/migrate.ts';
-import { AuthStore, type App } from '../src/auth/store.ts';
+import { AuthStore, describeApp, redirectUriProblem } from '../src/auth/store.ts';
 
 const USAGE = `Usage:
   tributary app create --name NAME [--redirect-uri URL]... [--scope SCOPE]... [--json]
@@ -35,7 +35,14 @@ const { values: opts, positionals } = parseArgs({
   strict: true,
 });
 const [group, command, arg] = positionals;
-if (opts.help || group !== 'app' || !command) fail(USAGE, opts.help ? 0 : 2);
+if (opts.help || group !== 'app' || !['create', 'list', 'rotate-secret', 'delete'].includes(command)) fail(USAGE, opts.help ? 0 : 2);
+// The arguments are checked before the database is opened (fail exits at once).
+if (command === 'create') {
+  if (!opts.name?.trim()) fail('app create needs --name NAME.');
+  const problem = redirectUriProblem(opts['redirect-uri'] ?? []);
+  if (problem) fail(`--redirect-uri: ${problem}`);
+}
+if ((command === 'rotate-secret' || command === 'delete') && !arg) fail(`app ${command} needs the CLIENT_ID.`);
 
 let config;
 try {
@@ -52,38 +59,36 @@ if (!url) {
   url = embedded.url;
 }
 const pool = new pg.Pool({ connectionString: url, max: 2 });
+const notFound = (clientId: string) => {
+  process.stderr.write(`No app has client_id ${clientId}.\n`);
+  process.exitCode = 1;
+};
 const out = (json: unknown, text: string) => process.stdout.write(opts.json ? `${JSON.stringify(json, null, 2)}\n` : `${text}\n`);
-const describe = (a: App) => ({ client_id: a.clientId, name: a.name, redirect_uris: a.redirectUris, scopes: a.scopes, created_at: a.createdAt.toISOString() });
 
 try {
   await migrate(pool);
   const store = new AuthStore(pool);
   if (command === 'create') {
-    if (!opts.name?.trim()) fail('app create needs --name NAME.');
-    for (const u of opts['redirect-uri'] ?? []) {
-      if (!URL.canParse(u) || !/^https?:$/.test(new URL(u).protocol)) fail(`--redirect-uri ${u} is not an http(s) URL.`);
-    }
-    const { app, clientSecret } = await store.createApp({ name: opts.name.trim(), redirectUris: opts['redirect-uri'], scopes: opts.scope });
+    const { app, clientSecret } = await store.createApp({ name: opts.name!.trim(), redirectUris: opts['redirect-uri'], scopes: opts.scope });
     out(
-      { ...describe(app), client_secret: clientSecret },
+      { ...describeApp(app), client_secret: clientSecret },
       `App "${app.name}" created.\n  client_id:     ${app.clientId}\n  client_secret: ${clientSecret}\nThe secret is shown this once; keep it safe (app rotate-secret makes a new one).`,
     );
   } else if (command === 'list') {
     const apps = await store.listApps();
-    out(apps.map(describe), apps.length ? apps.map((a) => `${a.clientId}  ${a.name}  ${a.redirectUris.join(' ')}`).join('\n') : 'No apps yet: tributary app create --name NAME');
+    out(apps.map(describeApp), apps.length ? apps.map((a) => `${a.clientId}  ${a.name}  ${a.redirectUris.join(' ')}`).join('\n') : 'No apps yet: tributary app create --name NAME');
   } else if (command === 'rotate-secret') {
-    if (!arg) fail('app rotate-secret needs the CLIENT_ID.');
     const secret = await store.rotateSecret(arg);
-    if (!secret) fail(`No app has client_id ${arg}.`, 1);
-    out({ client_id: arg, client_secret: secret }, `New client_secret for ${arg}: ${secret}\nThe old one no longer works.`);
-  } else if (command === 'delete') {
-    if (!arg) fail('app delete needs the CLIENT_ID.');
-    if (!(await store.deleteApp(arg))) fail(`No app has client_id ${arg}.`, 1);
+    if (secret) out({ client_id: arg, client_secret: secret }, `New client_secret for ${arg}: ${secret}\nThe old one no longer works.`);
+    else notFound(arg);
+  } else if (await store.deleteApp(arg)) {
     out({ client_id: arg, deleted: true }, `App ${arg} deleted, with its users, tokens and data.`);
   } else {
-    fail(USAGE);
+    notFound(arg);
   }
 } finally {
+  // Reached on every outcome (no process.exit in here), so an embedded PostgreSQL started for
+  // this command is always stopped.
   await pool.end();
   await embedded?.stop();
 }

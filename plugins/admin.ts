@@ -5,9 +5,8 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { sameHash, sha256 } from '../src/auth/secrets.ts';
-import type { App } from '../src/auth/store.ts';
+import { describeApp, redirectUriProblem } from '../src/auth/store.ts';
 
-const describe = (a: App) => ({ client_id: a.clientId, name: a.name, redirect_uris: a.redirectUris, scopes: a.scopes, created_at: a.createdAt.toISOString() });
 const strings = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string' && x.length <= 2000);
 
 export default async function adminRoutes(app: FastifyInstance) {
@@ -17,16 +16,16 @@ export default async function adminRoutes(app: FastifyInstance) {
     const m = /^Bearer (.+)$/.exec(req.headers.authorization ?? '');
     if (!m || !sameHash(sha256(m[1]), key)) return reply.code(401).header('WWW-Authenticate', 'Bearer').send({ error: 'Send Authorization: Bearer <ADMIN_KEY>.' });
   });
-  app.get('/apps', async () => (await app.auth.listApps()).map(describe));
+  app.get('/apps', async () => (await app.auth.listApps()).map(describeApp));
   app.post('/apps', async (req, reply) => {
     const b = (req.body ?? {}) as { name?: unknown; redirect_uris?: unknown; scopes?: unknown };
     if (typeof b.name !== 'string' || !b.name.trim() || b.name.length > 200) return reply.code(400).send({ error: 'name is required (1 to 200 characters).' });
-    if (b.redirect_uris !== undefined && (!strings(b.redirect_uris) || !b.redirect_uris.every((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol)))) {
-      return reply.code(400).send({ error: 'redirect_uris must be a list of http(s) URLs.' });
-    }
+    if (b.redirect_uris !== undefined && !strings(b.redirect_uris)) return reply.code(400).send({ error: 'redirect_uris must be a list of http(s) URLs.' });
+    const problem = redirectUriProblem(b.redirect_uris ?? []);
+    if (problem) return reply.code(400).send({ error: problem });
     if (b.scopes !== undefined && !strings(b.scopes)) return reply.code(400).send({ error: 'scopes must be a list of strings.' });
     const { app: created, clientSecret } = await app.auth.createApp({ name: b.name.trim(), redirectUris: b.redirect_uris as string[] | undefined, scopes: b.scopes as string[] | undefined });
-    return reply.code(201).send({ ...describe(created), client_secret: clientSecret });
+    return reply.code(201).send({ ...describeApp(created), client_secret: clientSecret });
   });
   app.post('/apps/:clientId/rotate-secret', async (req, reply) => {
     const { clientId } = req.params as { clientId: string };

@@ -18,6 +18,12 @@ type Fields = Record<string, unknown>;
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 
+/** A non-empty parameter from the query string or the (form or JSON) body. */
+export function requestParam(req: FastifyRequest, name: string): string | undefined {
+  const body = req.body && typeof req.body === 'object' && !Buffer.isBuffer(req.body) && !(req.body instanceof URLSearchParams) ? (req.body as Fields) : {};
+  return str((req.query as Fields | undefined)?.[name]) ?? str(body[name]);
+}
+
 export interface Credentials {
   /** The app whose client_id and client_secret the request carries (query, form body, headers or HTTP Basic). */
   app(req: FastifyRequest): Promise<App | undefined>;
@@ -33,8 +39,6 @@ export interface Credentials {
 }
 
 function clientPair(req: FastifyRequest): { id: string; secret: string } | undefined {
-  const q = (req.query ?? {}) as Fields;
-  const body = (req.body && typeof req.body === 'object' && !Buffer.isBuffer(req.body) ? req.body : {}) as Fields;
   const h = req.headers;
   const auth = h.authorization;
   if (typeof auth === 'string' && /^basic /i.test(auth)) {
@@ -42,8 +46,8 @@ function clientPair(req: FastifyRequest): { id: string; secret: string } | undef
     const i = decoded.indexOf(':');
     if (i > 0) return { id: decodeURIComponent(decoded.slice(0, i)), secret: decodeURIComponent(decoded.slice(i + 1)) };
   }
-  const id = str(q.client_id) ?? str(body.client_id) ?? str(h.client_id) ?? str(h['x-client-id']);
-  const secret = str(q.client_secret) ?? str(body.client_secret) ?? str(h.client_secret) ?? str(h['x-client-secret']);
+  const id = requestParam(req, 'client_id') ?? str(h.client_id) ?? str(h['x-client-id']);
+  const secret = requestParam(req, 'client_secret') ?? str(h.client_secret) ?? str(h['x-client-secret']);
   return id && secret ? { id, secret } : undefined;
 }
 

@@ -6,18 +6,11 @@
  * See: https://1up.health/dev/reference/user-management, RFC 6749 section 5.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { OAuthError, type App } from '../src/auth/store.ts';
+import { OAuthError, type App, type User } from '../src/auth/store.ts';
+import { requestParam as param } from './auth.ts';
 
-type Fields = Record<string, unknown>;
-
-const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 const APP_USER_ID = /^[\x21-\x7e]{1,200}$/;
 const PAGE = 100;
-
-/** A parameter from the query string or the form body. */
-function param(req: FastifyRequest, name: string): string | undefined {
-  return str((req.query as Fields | undefined)?.[name]) ?? str((req.body as Fields | undefined)?.[name]);
-}
 
 function oauthError(reply: FastifyReply, err: OAuthError): FastifyReply {
   reply.header('Cache-Control', 'no-store');
@@ -47,7 +40,9 @@ export default async function userRoutes(app: FastifyInstance) {
     return client;
   }
 
-  const entryOf = (u: { id: string; appUserId: string; active: boolean }) => ({ oneup_user_id: Number(u.id), app_user_id: u.appUserId, active: u.active });
+  const entryOf = (u: User) => ({ oneup_user_id: Number(u.id), app_user_id: u.appUserId, active: u.active });
+  /** A new code for the user, in 1upHealth's answer shape. */
+  const codeFor = async (client: App, user: User) => ({ success: true, code: await app.auth.newCode(client.id, user.id), ...entryOf(user) });
 
   app.post('/user-management/v1/user', async (req, reply) => {
     const client = await callingApp(req, reply);
@@ -56,8 +51,7 @@ export default async function userRoutes(app: FastifyInstance) {
     if (!appUserId || !APP_USER_ID.test(appUserId)) return reply.code(400).send({ success: false, error: 'app_user_id is required: 1 to 200 visible ASCII characters.' });
     const user = await app.auth.createUser(client.id, appUserId);
     if (!user) return reply.code(200).send({ error: 'this user already exists' });
-    const code = await app.auth.newCode(client.id, user.id);
-    return reply.send({ success: true, code, oneup_user_id: Number(user.id), app_user_id: user.appUserId, active: true });
+    return reply.send(await codeFor(client, user));
   });
 
   app.get('/user-management/v1/user', async (req, reply) => {
@@ -90,8 +84,7 @@ export default async function userRoutes(app: FastifyInstance) {
     if (!appUserId && !oneupUserId) return reply.code(400).send({ success: false, error: 'app_user_id (or oneup_user_id) is required.' });
     const user = await app.auth.findUser(client.id, { appUserId, oneupUserId });
     if (!user || !user.active) return reply.code(404).send({ success: false, error: 'no such user; create it first with POST /user-management/v1/user' });
-    const code = await app.auth.newCode(client.id, user.id);
-    return reply.send({ success: true, code, oneup_user_id: Number(user.id), app_user_id: user.appUserId, active: true });
+    return reply.send(await codeFor(client, user));
   });
 
   // --- OAuth2 ------------------------------------------------------------------------------

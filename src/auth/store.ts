@@ -45,6 +45,17 @@ export const CODE_SECONDS = 600;
 /** The scope of tokens made by the user-management flow: the user's own data, all of it. */
 export const USER_SCOPE = 'user/*.*';
 
+/** An app as the CLI and the admin API show it (never its secret). */
+export function describeApp(a: App) {
+  return { client_id: a.clientId, name: a.name, redirect_uris: a.redirectUris, scopes: a.scopes, created_at: a.createdAt.toISOString() };
+}
+
+/** What is wrong with a list of redirect URIs (each must be an http(s) URL), or undefined. */
+export function redirectUriProblem(uris: readonly string[]): string | undefined {
+  const bad = uris.find((u) => u.length > 2000 || !URL.canParse(u) || !/^https?:$/.test(new URL(u).protocol));
+  return bad === undefined ? undefined : `redirect URI ${bad.slice(0, 100)} is not an http(s) URL.`;
+}
+
 type AppRow = { id: number; client_id: string; name: string; redirect_uris: string[]; scopes: string[]; created_at: Date };
 const APP_COLUMNS = 'id, client_id, name, redirect_uris, scopes, created_at';
 const toApp = (r: AppRow): App => ({ id: r.id, clientId: r.client_id, name: r.name, redirectUris: r.redirect_uris, scopes: r.scopes, createdAt: r.created_at });
@@ -134,12 +145,7 @@ export class AuthStore {
   }
 
   async findUser(appId: number, by: { appUserId?: string; oneupUserId?: string }): Promise<User | undefined> {
-    if (by.oneupUserId !== undefined && !/^\d{1,18}$/.test(by.oneupUserId)) return undefined;
-    const { rows } = await this.pool.query<UserRow>(
-      `SELECT id, app_id, app_user_id, active FROM trb_user WHERE app_id = $1 AND ($2::text IS NULL OR app_user_id = $2) AND ($3::bigint IS NULL OR id = $3) LIMIT 1`,
-      [appId, by.appUserId ?? null, by.oneupUserId ?? null],
-    );
-    return rows[0] && toUser(rows[0]);
+    return (await this.listUsers(appId, by, 0, 1))[0];
   }
 
   async listUsers(appId: number, filter: { appUserId?: string; oneupUserId?: string }, offset: number, limit: number): Promise<User[]> {
@@ -237,18 +243,12 @@ export class AuthStore {
   private async issue(db: pg.Pool | pg.PoolClient, app: App, userId: string | null, scope: string, family: string, withRefresh: boolean): Promise<TokenSet> {
     const access = newSecret();
     const refresh = withRefresh ? newSecret() : undefined;
+    const rows: [token: string, kind: string, seconds: number][] = [[access, 'access', ACCESS_TOKEN_SECONDS]];
+    if (refresh) rows.push([refresh, 'refresh', REFRESH_TOKEN_SECONDS]);
     await db.query(
       `INSERT INTO trb_token (token_sha256, kind, family, app_id, user_id, scope, expires_at)
-       SELECT * FROM unnest($1::bytea[], $2::text[], $3::uuid[], $4::int[], $5::bigint[], $6::text[], $7::timestamptz[])`,
-      [
-        [sha256(access), ...(refresh ? [sha256(refresh)] : [])],
-        ['access', ...(refresh ? ['refresh'] : [])],
-        [family, ...(refresh ? [family] : [])],
-        [app.id, ...(refresh ? [app.id] : [])],
-        [userId, ...(refresh ? [userId] : [])],
-        [scope, ...(refresh ? [scope] : [])],
-        [new Date(Date.now() + ACCESS_TOKEN_SECONDS * 1000), ...(refresh ? [new Date(Date.now() + REFRESH_TOKEN_SECONDS * 1000)] : [])],
-      ],
+       SELECT t, k, $3, $4, $5, $6, now() + make_interval(secs => s) FROM unnest($1::bytea[], $2::text[], $7::int[]) AS x(t, k, s)`,
+      [rows.map((r) => sha256(r[0])), rows.map((r) => r[1]), family, app.id, userId, scope, rows.map((r) => r[2])],
     );
     return { access_token: access, token_type: 'Bearer', expires_in: ACCESS_TOKEN_SECONDS, ...(refresh ? { refresh_token: refresh } : {}), scope };
   }

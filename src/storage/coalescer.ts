@@ -19,7 +19,6 @@ export type BatchHandler<T, R> = (scope: Scope, items: T[]) => Promise<R[]>;
 
 export class Coalescer<T, R> {
   private readonly queues = new Map<string, { scope: Scope; queue: Waiting<T, R>[] }>();
-  private readonly running = new Set<string>();
   private readonly handle: BatchHandler<T, R>;
   private readonly maxBatch: number;
 
@@ -31,15 +30,18 @@ export class Coalescer<T, R> {
   submit(scope: Scope, item: T): Promise<R> {
     const key = `${scope.partitionId}/${scope.ownerId ?? '*'}`;
     return new Promise((resolve, reject) => {
-      let entry = this.queues.get(key);
-      if (!entry) this.queues.set(key, (entry = { scope: { partitionId: scope.partitionId, ownerId: scope.ownerId }, queue: [] }));
-      entry.queue.push({ item, resolve, reject });
-      if (!this.running.has(key)) void this.drain(key);
+      const entry = this.queues.get(key);
+      if (entry) {
+        entry.queue.push({ item, resolve, reject });
+        return;
+      }
+      // No queue: nothing of this scope is in flight. One is made, and drained until empty.
+      this.queues.set(key, { scope: { partitionId: scope.partitionId, ownerId: scope.ownerId }, queue: [{ item, resolve, reject }] });
+      void this.drain(key);
     });
   }
 
   private async drain(key: string): Promise<void> {
-    this.running.add(key);
     try {
       const { scope, queue } = this.queues.get(key)!;
       while (queue.length) {
@@ -58,9 +60,8 @@ export class Coalescer<T, R> {
         }
       }
     } finally {
-      // The queue is empty here (nothing runs between the loop's end and this): one entry per
-      // scope would otherwise stay for every user that ever read.
-      this.running.delete(key);
+      // The queue is empty here (nothing runs between the loop's end and this); its removal also
+      // says that nothing is in flight, and keeps no entry for every user that ever read.
       this.queues.delete(key);
     }
   }

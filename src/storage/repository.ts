@@ -2,7 +2,6 @@
  * The PostgreSQL resource store in HAPI's table model: reads, versioned writes in bulk, history.
  * It stores what it is given; FHIR semantics (validation, conditional logic, ids) live in src/fhir.
  */
-import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { Resource } from '@medplum/fhirtypes';
 import type { ResourceIndexes } from '../indexing/types.ts';
@@ -144,9 +143,9 @@ export class Repository {
    */
   async versionsWith<T extends object>(db: Db, text: string, values: unknown[]): Promise<{ versions: StoredVersion[]; extra: T | undefined }> {
     // Named: a statement of the same shape is parsed once per connection (its plan is still made
-    // for the values each time, see the search pool in plugins/db.ts).
-    const name = `v${createHash('sha1').update(text).digest('base64url')}`;
-    const { rows } = await db.query<VersionRow & T>({ name, text, values });
+    // for the values each time, see the search pool in plugins/db.ts). Not remembered in
+    // sql.prepared's map: search texts are many.
+    const { rows } = await db.query<VersionRow & T>({ name: sql.statementName(text), text, values });
     return { versions: rows.filter((r) => r.res_id !== null).map(toStored), extra: rows[0] };
   }
 
@@ -184,9 +183,9 @@ export class Repository {
 
   /**
    * Writes a version of each item, with its index rows, tags and links, in the caller's
-   * transaction. An item whose content equals its current version makes no version.
+   * transaction. An item whose content equals its current version makes no version. New resources
+   * belong to the scope's user (to none when the scope is the whole app).
    */
-  /** New resources belong to the scope's user (none when the scope is the whole app). */
   async write(client: Db, scope: Scope, items: WriteItem[], now = new Date()): Promise<WriteResult[]> {
     const { partitionId } = scope;
     const results: WriteResult[] = new Array(items.length);

@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
-import type { Scope } from '../fhir/ports.ts';
 /**
  * Fixed SQL statements of the resource store, as small functions returning { text, values }.
  * Bulk writes pass one array per column and unnest them: one statement per table per batch.
  */
+import { createHash } from 'node:crypto';
+import type { Scope } from '../fhir/ports.ts';
 
 export interface Sql {
   text: string;
@@ -14,11 +14,16 @@ export interface Sql {
 
 const names = new Map<string, string>();
 
-/** Gives a fixed statement a stable prepared-statement name (derived from its text). */
+/** A prepared-statement name derived from a statement's text: the same text, the same name. */
+export function statementName(text: string): string {
+  return `trb_${createHash('sha1').update(text).digest('hex').slice(0, 16)}`;
+}
+
+/** Gives a fixed statement its prepared-statement name (remembered: these texts are few). */
 export function prepared(sql: Sql): Sql {
   let name = names.get(sql.text);
   if (!name) {
-    name = `trb_${createHash('sha1').update(sql.text).digest('hex').slice(0, 16)}`;
+    name = statementName(sql.text);
     names.set(sql.text, name);
   }
   return { ...sql, name };

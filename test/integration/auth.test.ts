@@ -177,7 +177,7 @@ t.test('CLI: app create --json, list, rotate-secret, delete', async (t) => {
   t.not(rotated.client_secret, created.client_secret);
   await cli('app', 'delete', created.client_id);
   t.same(JSON.parse((await cli('app', 'list', '--json')).stdout), []);
-  await t.rejects(cli('app', 'create', '--redirect-uri', 'ftp://x'), 'a bad command fails with a message');
+  await t.rejects(cli('app', 'create', '--name', 'Bad', '--redirect-uri', 'ftp://x'), 'a bad command fails with a message');
 });
 
 t.test('admin API: off without ADMIN_KEY; with it, apps are made and removed', async (t) => {

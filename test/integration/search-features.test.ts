@@ -9,28 +9,9 @@
 import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { buildTestApp } from '../helper.ts';
-import {
-  FHIR,
-  FHIR_JSON,
-  ORIGIN,
-  type Json,
-  entries,
-  includeEntries,
-  linkOf,
-  matchEntries,
-  outcomeEntries,
-  rel,
-  runTable,
-  searchAll,
-  send,
-  sorted,
-  typedId,
-  upsertAll,
-  url,
-} from './search-support.ts';
+import { entries, FHIR, FHIR_JSON, includeEntries, type Json, linkOf, LOINC, matchEntries, ORIGIN, outcomeEntries, rel, runTable, searchAll, send, sorted, typedId, upsertAll, url } from './search-support.ts';
 
 const app = await buildTestApp(t);
-const LOINC = 'http://loinc.org';
 
 // --- Fixtures ------------------------------------------------------------------------------------
 //   org-parent 'Parent Health'  <-partOf-  org-child 'Child Clinic'

@@ -8,17 +8,13 @@
 import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { buildTestApp } from '../helper.ts';
-import { FHIR, FHIR_JSON, type Json, type Row, runTable, searchAll, send, sorted, upsertAll, url } from './search-support.ts';
+import { COND_CAT, FHIR, FHIR_JSON, type Json, LOINC, type Row, runTable, SCT, searchAll, send, sorted, UCUM, upsertAll, url } from './search-support.ts';
 
 const app = await buildTestApp(t);
 
 // --- Fixtures ------------------------------------------------------------------------------------
 
 const V2_0203 = 'http://terminology.hl7.org/CodeSystem/v2-0203';
-const LOINC = 'http://loinc.org';
-const SCT = 'http://snomed.info/sct';
-const UCUM = 'http://unitsofmeasure.org';
-const COND_CAT = 'http://terminology.hl7.org/CodeSystem/condition-category';
 
 const patient = (id: string, extra: Json): Json => ({ resourceType: 'Patient', id, ...extra });
 const name = (family: string | undefined, ...given: string[]): Json[] => [{ ...(family !== undefined ? { family } : {}), ...(given.length ? { given } : {}) }];

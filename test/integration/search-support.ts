@@ -7,6 +7,12 @@ import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fas
 import type { Test } from 'tap';
 import { injectWithin } from '../helper.ts';
 
+/** Code systems the search suites share. */
+export const LOINC = 'http://loinc.org';
+export const SCT = 'http://snomed.info/sct';
+export const UCUM = 'http://unitsofmeasure.org';
+export const COND_CAT = 'http://terminology.hl7.org/CodeSystem/condition-category';
+
 export type Json = Record<string, any>;
 
 /** The BASE_URL the test apps run under (test/helper.ts). */

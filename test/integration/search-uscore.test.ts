@@ -8,15 +8,11 @@
  */
 import t, { type Test } from 'tap';
 import { buildTestApp } from '../helper.ts';
-import { type Json, entries, includeEntries, matchEntries, send, sorted, typedId, upsertAll, url } from './search-support.ts';
+import { COND_CAT, entries, includeEntries, type Json, LOINC, matchEntries, SCT, send, sorted, typedId, UCUM, upsertAll, url } from './search-support.ts';
 
 const app = await buildTestApp(t);
 
-const LOINC = 'http://loinc.org';
-const SCT = 'http://snomed.info/sct';
-const UCUM = 'http://unitsofmeasure.org';
 const OBS_CAT = 'http://terminology.hl7.org/CodeSystem/observation-category';
-const COND_CAT = 'http://terminology.hl7.org/CodeSystem/condition-category';
 const V2_0074 = 'http://terminology.hl7.org/CodeSystem/v2-0074';
 const DOC_CAT = 'http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category';
 const CP_CAT = 'http://hl7.org/fhir/us/core/CodeSystem/careplan-category';
