@@ -5,18 +5,29 @@
  */
 import fp from 'fastify-plugin';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { AuthStore, type Access, type App } from '../src/auth/store.ts';
+import { SigningKeys } from '../src/auth/keys.ts';
+import { ACCESS_TOKEN_SECONDS, AuthStore, type Access, type App, type Granted } from '../src/auth/store.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
     auth: AuthStore;
     credentials: Credentials;
+    signingKeys: SigningKeys;
+    /** The OpenID Connect id_token of a grant (when `openid` was granted), for the token endpoint. */
+    idTokenFor(app: App, g: Granted): Promise<string | undefined>;
   }
 }
 
 type Fields = Record<string, unknown>;
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
+
+/** Form bodies (application/x-www-form-urlencoded) as an object, for the OAuth and user routes. */
+export function addFormParser(app: FastifyInstance): void {
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
+    done(null, Object.fromEntries(new URLSearchParams(body as string)));
+  });
+}
 
 /** A non-empty parameter from the query string or the (form or JSON) body. */
 export function requestParam(req: FastifyRequest, name: string): string | undefined {
@@ -80,6 +91,15 @@ export default fp(
       },
     };
     app.decorate('credentials', credentials);
+
+    const keys = new SigningKeys(app.pg);
+    app.decorate('signingKeys', keys);
+    app.decorate('idTokenFor', async (client: App, g: Granted) => {
+      if (!g.scope.split(' ').includes('openid')) return undefined;
+      // fhirUser: the person's own Patient (SMART's patient context), when they have one.
+      const fhirUser = g.patientId ? `${app.config.baseUrl}/fhir/r4/Patient/${g.patientId}` : undefined;
+      return keys.idToken({ ...(fhirUser ? { fhirUser } : {}), ...(g.nonce ? { nonce: g.nonce } : {}) }, app.config.baseUrl, client.clientId, g.userId, ACCESS_TOKEN_SECONDS);
+    });
   },
   { name: 'auth', dependencies: ['db'] },
 );

@@ -8,6 +8,7 @@ import type { Bundle, BundleEntry, Resource } from '@medplum/fhirtypes';
 import type pg from 'pg';
 import { badRequest, fhirError, informational, notFound as notFoundError, outcome } from '../src/fhir/errors.ts';
 import type { RequestContext, Scope } from '../src/fhir/ports.ts';
+import { allowed, parseScopes, type Interaction, type ResourceScope } from '../src/auth/scopes.ts';
 import { checkId, checkType, type FhirService, type WriteOutcome } from '../src/fhir/service.ts';
 import type { StoredVersion } from '../src/storage/repository.ts';
 import { checkBundle, processBatch, processTransaction, type EntryReader } from '../src/fhir/bundle.ts';
@@ -51,8 +52,11 @@ function preferReturn(req: FastifyRequest): string {
 
 export default async function fhirRoutes(app: FastifyInstance, opts: { prefix?: string; softwareVersion?: string }) {
     const base = opts.prefix ?? '/fhir/r4';
-    // Whose data each request reaches, set by the onRequest hook below.
+    // Whose data each request reaches, and what its token's scopes allow (absent: everything), set
+    // by the onRequest hook below; the query filters of v2 scopes that a search must add.
     const scopes = new WeakMap<FastifyRequest, Scope>();
+    const grants = new WeakMap<FastifyRequest, ResourceScope[]>();
+    const scopeFilters = new WeakMap<FastifyRequest, [string, string][]>();
     const ctxOf = (req: FastifyRequest): RequestContext => ({ ...(scopes.get(req) ?? NO_ACCESS), baseUrl: `${app.config.baseUrl}${base}`, requestId: req.id });
 
     function sendStored(req: FastifyRequest, reply: FastifyReply, status: number, v: StoredVersion): FastifyReply {
@@ -166,6 +170,60 @@ export default async function fhirRoutes(app: FastifyInstance, opts: { prefix?: 
         );
       }
       scopes.set(req, { partitionId: access.app.id, ownerId: access.userId });
+      grants.set(req, parseScopes(access.scope));
+    });
+
+    /** 403 unless the scopes allow the interaction on the type; a search gets the filters to add. */
+    const need = (req: FastifyRequest, interaction: Interaction, type: string): [string, string][] => {
+      const granted = grants.get(req);
+      if (!granted) return [];
+      const verdict = allowed(granted, interaction, type);
+      if (verdict === 'all') return [];
+      if (verdict !== 'denied' && interaction === 's' && type !== '*' && verdict.length === 1) return verdict[0];
+      const what = { c: 'create', r: 'read', u: 'update', d: 'delete', s: 'search' }[interaction];
+      throw fhirError(
+        403,
+        'forbidden',
+        verdict === 'denied'
+          ? `The access token's scopes do not allow ${what} on ${type === '*' ? 'all types' : type}.`
+          : `The access token's scopes allow ${what} on ${type} only through query filters, which apply to a search of ${type} (one filter at a time).`,
+      );
+    };
+    const ENTRY_INTERACTION: Record<string, Interaction> = { POST: 'c', PUT: 'u', PATCH: 'u', DELETE: 'd' };
+    // Every route's interactions, checked once the body is parsed (a Bundle's entries each count).
+    app.addHook('preHandler', async (req) => {
+      if (!grants.has(req)) return;
+      const route = (req.routeOptions.url ?? '').slice(base.length) || '/';
+      const p = req.params as { type?: string; id?: string; ctype?: string };
+      if (route === '/metadata' || route.includes('$reindex')) return;
+      if (route === '/' && req.method === 'POST') {
+        for (const e of (req.body as Bundle | undefined)?.entry ?? []) {
+          const method = e.request?.method ?? '';
+          const [path, query] = (e.request?.url ?? '').split('?');
+          const parts = path.split('/').filter(Boolean);
+          const type = parts[0] ?? '*';
+          if (method === 'GET') need(req, parts.length === 1 || parts[0] === '_history' ? 's' : 'r', parts.length ? type : '*');
+          else if (ENTRY_INTERACTION[method]) need(req, ENTRY_INTERACTION[method], type);
+          if (method === 'GET' && parts.length === 1 && query !== undefined && allowed(grants.get(req)!, 's', type) !== 'all') {
+            throw fhirError(403, 'forbidden', `The access token's scopes filter searches of ${type}; send them as their own requests, not in a Bundle.`);
+          }
+        }
+        return;
+      }
+      if (route === '/' || route === '/_search' || route === '/_history') {
+        const types = route === '/_history' ? [] : searchQuery(req).getAll('_type').join(',').split(',').filter(Boolean);
+        if (!types.length) need(req, 's', '*');
+        for (const t of types) if (need(req, 's', t).length) throw fhirError(403, 'forbidden', `The access token's scopes filter searches of ${t}; search ${t} alone.`);
+        return;
+      }
+      const type = p.type!;
+      if (req.method === 'GET' && (route === '/:type' || route === '/:type/_search' || route === '/:ctype/:cid/:type') || route === '/:type/_search') {
+        scopeFilters.set(req, need(req, 's', type));
+      } else if (req.method === 'GET') {
+        need(req, route === '/:type/_history' ? 's' : 'r', type);
+      } else {
+        need(req, req.method === 'POST' ? 'c' : req.method === 'DELETE' ? 'd' : 'u', type);
+      }
     });
 
     app.get('/metadata', async (req, reply) =>
@@ -205,6 +263,8 @@ export default async function fhirRoutes(app: FastifyInstance, opts: { prefix?: 
       else if (req.method === 'POST' && req.body !== undefined && req.body !== null) {
         throw fhirError(415, 'not-supported', 'POST _search takes its parameters as application/x-www-form-urlencoded.');
       }
+      // The token's scope filters (e.g. patient/Observation.rs?category=laboratory) AND the search.
+      for (const [k, v] of scopeFilters.get(req) ?? []) query.append(k, v);
       return query;
     };
     const strict = (req: FastifyRequest) => /handling\s*=\s*strict/i.test(String(req.headers.prefer ?? ''));

@@ -7,7 +7,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { OAuthError, type App, type User } from '../src/auth/store.ts';
-import { requestParam as param } from './auth.ts';
+import { addFormParser, requestParam as param } from './auth.ts';
 
 const APP_USER_ID = /^[\x21-\x7e]{1,200}$/;
 const PAGE = 100;
@@ -19,9 +19,7 @@ function oauthError(reply: FastifyReply, err: OAuthError): FastifyReply {
 }
 
 export default async function userRoutes(app: FastifyInstance) {
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
-    done(null, Object.fromEntries(new URLSearchParams(body as string)));
-  });
+  addFormParser(app);
 
   // --- user management -----------------------------------------------------------------------
 
@@ -68,12 +66,25 @@ export default async function userRoutes(app: FastifyInstance) {
     if (!client) return reply;
     const oneupUserId = param(req, 'oneup_user_id');
     const newId = param(req, 'app_user_id');
-    if (!oneupUserId || !newId || !APP_USER_ID.test(newId)) return reply.code(400).send({ success: false, error: 'oneup_user_id and the new app_user_id are required.' });
-    const user = await app.auth.findUser(client.id, { oneupUserId });
+    const username = param(req, 'username');
+    const password = param(req, 'password');
+    if (!oneupUserId || (!newId && !username)) return reply.code(400).send({ success: false, error: 'oneup_user_id and the new app_user_id (or a username and password) are required.' });
+    if (newId && !APP_USER_ID.test(newId)) return reply.code(400).send({ success: false, error: 'app_user_id: 1 to 200 visible ASCII characters.' });
+    if (username && (!APP_USER_ID.test(username) || !password || password.length < 8 || password.length > 1000)) {
+      return reply.code(400).send({ success: false, error: 'A username (1 to 200 visible ASCII characters) needs a password of 8 to 1000 characters.' });
+    }
+    let user = await app.auth.findUser(client.id, { oneupUserId });
     if (!user) return reply.code(404).send({ success: false, error: 'no such user' });
-    const renamed = await app.auth.renameUser(client.id, user.id, newId);
-    if (renamed === 'exists') return reply.code(409).send({ success: false, error: 'another user already has this app_user_id' });
-    return reply.send({ success: true, ...entryOf(renamed!) });
+    if (newId) {
+      const renamed = await app.auth.renameUser(client.id, user.id, newId);
+      if (renamed === 'exists') return reply.code(409).send({ success: false, error: 'another user already has this app_user_id' });
+      user = renamed!;
+    }
+    // The SMART login page signs people in with these (the password is stored as a scrypt hash).
+    if (username && !(await app.auth.setPassword(client.id, user.id, username, password!))) {
+      return reply.code(409).send({ success: false, error: 'another user already has this username' });
+    }
+    return reply.send({ success: true, ...entryOf(user) });
   });
 
   app.post('/user-management/v1/user/auth-code', async (req, reply) => {
@@ -89,17 +100,27 @@ export default async function userRoutes(app: FastifyInstance) {
 
   // --- OAuth2 ------------------------------------------------------------------------------
 
+  /** A public app names itself with client_id alone (no secret to send). */
+  async function publicApp(req: FastifyRequest): Promise<App | undefined> {
+    const clientId = param(req, 'client_id');
+    if (!clientId || app.credentials.hasClient(req)) return undefined;
+    const found = await app.auth.appByClientId(clientId);
+    return found?.public ? found : undefined;
+  }
+
   async function token(req: FastifyRequest, reply: FastifyReply) {
     reply.header('Cache-Control', 'no-store').header('Pragma', 'no-cache');
     try {
-      const client = await app.credentials.app(req);
+      const client = (await app.credentials.app(req)) ?? (await publicApp(req));
       if (!client) throw new OAuthError('invalid_client', 'client_id and client_secret are missing or wrong.', 401);
       const grant = param(req, 'grant_type');
       if (grant === 'authorization_code') {
         const code = param(req, 'code');
         if (!code) throw new OAuthError('invalid_request', 'code is required.');
-        return reply.send(await app.auth.exchangeCode(client, code));
+        const proof = { redirectUri: param(req, 'redirect_uri'), codeVerifier: param(req, 'code_verifier') };
+        return reply.send(await app.auth.exchangeCode(client, code, proof, (g) => app.idTokenFor(client, g)));
       }
+      if (client.public && grant !== 'refresh_token') throw new OAuthError('unauthorized_client', 'A public app may use authorization_code and refresh_token only.');
       if (grant === 'refresh_token') {
         const refresh = param(req, 'refresh_token');
         if (!refresh) throw new OAuthError('invalid_request', 'refresh_token is required.');

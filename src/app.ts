@@ -14,6 +14,7 @@ import health from '../plugins/health.ts';
 import authPlugin from '../plugins/auth.ts';
 import userRoutes from '../plugins/users.ts';
 import adminRoutes from '../plugins/admin.ts';
+import smartRoutes from '../plugins/smart.ts';
 import { errorHandler } from '../plugins/errors.ts';
 
 declare module 'fastify' {
@@ -66,6 +67,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   app.register(jobsPlugin);
   app.register(health);
   app.register(authPlugin);
+  app.register(smartRoutes);
   app.register(userRoutes);
   app.register(adminRoutes, { prefix: '/admin' });
   app.register(fhirRoutes, { prefix: '/fhir/r4' });

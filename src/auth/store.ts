@@ -5,11 +5,13 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { inTransaction } from '../storage/transaction.ts';
-import { hashPassword, newSecret, sameHash, sha256, verifyPassword } from './secrets.ts';
+import { hashPassword, newSecret, pkceChallenge, sameHash, sha256, verifyPassword } from './secrets.ts';
 
 export interface App {
   id: number;
   clientId: string;
+  /** A public client (client-public): no secret; it proves itself with PKCE only. */
+  public: boolean;
   name: string;
   redirectUris: string[];
   scopes: string[];
@@ -37,7 +39,40 @@ export interface TokenSet {
   expires_in: number;
   refresh_token?: string;
   scope: string;
+  /** SMART launch context: the id of the user's Patient. */
+  patient?: string;
+  /** OpenID Connect, when `openid` was granted. */
+  id_token?: string;
 }
+
+/** What a SMART code was granted for, beyond the user and scope. */
+export interface SmartGrant {
+  redirectUri: string;
+  codeChallenge: string;
+  nonce: string | null;
+  patientId: string | null;
+}
+
+/** Who a code was granted to, for the id_token the caller may add. */
+export interface Granted {
+  userId: string;
+  scope: string;
+  nonce: string | null;
+  patientId: string | null;
+}
+
+/** An authorization request being signed in to and approved (see /oauth2/authorize). */
+export interface AuthzRequest {
+  appId: number;
+  redirectUri: string;
+  scope: string;
+  state: string;
+  codeChallenge: string;
+  nonce: string | null;
+  userId: string | null;
+}
+
+export const AUTHZ_REQUEST_SECONDS = 600;
 
 export const ACCESS_TOKEN_SECONDS = 7200;
 export const REFRESH_TOKEN_SECONDS = 90 * 24 * 3600;
@@ -47,7 +82,7 @@ export const USER_SCOPE = 'user/*.*';
 
 /** An app as the CLI and the admin API show it (never its secret). */
 export function describeApp(a: App) {
-  return { client_id: a.clientId, name: a.name, redirect_uris: a.redirectUris, scopes: a.scopes, created_at: a.createdAt.toISOString() };
+  return { client_id: a.clientId, public: a.public, name: a.name, redirect_uris: a.redirectUris, scopes: a.scopes, created_at: a.createdAt.toISOString() };
 }
 
 /** What is wrong with a list of redirect URIs (each must be an http(s) URL), or undefined. */
@@ -56,9 +91,9 @@ export function redirectUriProblem(uris: readonly string[]): string | undefined 
   return bad === undefined ? undefined : `redirect URI ${bad.slice(0, 100)} is not an http(s) URL.`;
 }
 
-type AppRow = { id: number; client_id: string; name: string; redirect_uris: string[]; scopes: string[]; created_at: Date };
-const APP_COLUMNS = 'id, client_id, name, redirect_uris, scopes, created_at';
-const toApp = (r: AppRow): App => ({ id: r.id, clientId: r.client_id, name: r.name, redirectUris: r.redirect_uris, scopes: r.scopes, createdAt: r.created_at });
+type AppRow = { id: number; client_id: string; public: boolean; name: string; redirect_uris: string[]; scopes: string[]; created_at: Date };
+const APP_COLUMNS = 'id, client_id, public, name, redirect_uris, scopes, created_at';
+const toApp = (r: AppRow): App => ({ id: r.id, clientId: r.client_id, public: r.public, name: r.name, redirectUris: r.redirect_uris, scopes: r.scopes, createdAt: r.created_at });
 type UserRow = { id: string; app_id: number; app_user_id: string; active: boolean };
 const toUser = (r: UserRow): User => ({ id: r.id, appId: r.app_id, appUserId: r.app_user_id, active: r.active });
 
@@ -82,18 +117,24 @@ export class AuthStore {
 
   // --- apps --------------------------------------------------------------------------------
 
-  async createApp(input: { name: string; redirectUris?: string[]; scopes?: string[] }): Promise<{ app: App; clientSecret: string }> {
+  /** A new app and its secret (none for a public app: it has nothing to keep secret). */
+  async createApp(input: { name: string; redirectUris?: string[]; scopes?: string[]; public?: boolean }): Promise<{ app: App; clientSecret: string }> {
     const clientSecret = newSecret();
     const { rows } = await this.pool.query<AppRow>(
-      `INSERT INTO trb_app (client_id, secret_sha256, name, redirect_uris, scopes) VALUES ($1, $2, $3, $4, $5) RETURNING ${APP_COLUMNS}`,
-      [randomBytes(16).toString('hex'), sha256(clientSecret), input.name, input.redirectUris ?? [], input.scopes ?? []],
+      `INSERT INTO trb_app (client_id, secret_sha256, name, redirect_uris, scopes, public) VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${APP_COLUMNS}`,
+      [randomBytes(16).toString('hex'), sha256(clientSecret), input.name, input.redirectUris ?? [], input.scopes ?? [], input.public ?? false],
     );
-    return { app: toApp(rows[0]), clientSecret };
+    return { app: toApp(rows[0]), clientSecret: input.public ? '' : clientSecret };
   }
 
   async listApps(): Promise<App[]> {
     const { rows } = await this.pool.query<AppRow>(`SELECT ${APP_COLUMNS} FROM trb_app ORDER BY id`);
     return rows.map(toApp);
+  }
+
+  async appById(id: number): Promise<App | undefined> {
+    const { rows } = await this.pool.query<AppRow>(`SELECT ${APP_COLUMNS} FROM trb_app WHERE id = $1`, [id]);
+    return rows[0] && toApp(rows[0]);
   }
 
   async appByClientId(clientId: string): Promise<App | undefined> {
@@ -109,7 +150,7 @@ export class AuthStore {
       values: [clientId],
     });
     const given = sha256(clientSecret);
-    const ok = rows.length > 0 && sameHash(rows[0].secret_sha256, given);
+    const ok = rows.length > 0 && !rows[0].public && sameHash(rows[0].secret_sha256, given);
     return ok ? toApp(rows[0]) : undefined;
   }
 
@@ -169,8 +210,15 @@ export class AuthStore {
     }
   }
 
-  async setPassword(appId: number, userId: string, username: string, password: string): Promise<void> {
-    await this.pool.query('UPDATE trb_user SET username = $3, password_hash = $4 WHERE app_id = $1 AND id = $2', [appId, userId, username, await hashPassword(password)]);
+  /** Sets the user's sign-in; false when another user of the app has the username. */
+  async setPassword(appId: number, userId: string, username: string, password: string): Promise<boolean> {
+    try {
+      await this.pool.query('UPDATE trb_user SET username = $3, password_hash = $4 WHERE app_id = $1 AND id = $2', [appId, userId, username, await hashPassword(password)]);
+      return true;
+    } catch (err) {
+      if ((err as { code?: string }).code === '23505') return false;
+      throw err;
+    }
   }
 
   async checkPassword(appId: number, username: string, password: string): Promise<User | undefined> {
@@ -184,39 +232,59 @@ export class AuthStore {
 
   // --- codes and tokens --------------------------------------------------------------------
 
-  /** A single-use authorization code for the user, valid CODE_SECONDS. */
-  async newCode(appId: number, userId: string, scope = USER_SCOPE): Promise<string> {
+  /** A single-use authorization code for the user, valid CODE_SECONDS (a SMART one remembers its request). */
+  async newCode(appId: number, userId: string, scope = USER_SCOPE, smart?: SmartGrant): Promise<string> {
     const code = newSecret();
-    await this.pool.query(`INSERT INTO trb_auth_code (code_sha256, app_id, user_id, scope, expires_at) VALUES ($1, $2, $3, $4, now() + interval '${CODE_SECONDS} seconds')`, [
-      sha256(code),
-      appId,
-      userId,
-      scope,
-    ]);
+    await this.pool.query(
+      `INSERT INTO trb_auth_code (code_sha256, app_id, user_id, scope, expires_at, redirect_uri, code_challenge, nonce, patient_id)
+       VALUES ($1, $2, $3, $4, now() + interval '${CODE_SECONDS} seconds', $5, $6, $7, $8)`,
+      [sha256(code), appId, userId, scope, smart?.redirectUri ?? null, smart?.codeChallenge ?? null, smart?.nonce ?? null, smart?.patientId ?? null],
+    );
     return code;
   }
 
-  /** authorization_code: a code works once, for the app it was made for, within CODE_SECONDS. */
-  async exchangeCode(app: App, code: string): Promise<TokenSet> {
-    return inTransaction(this.pool, async (c) => {
-      const { rows } = await c.query<{ user_id: string; scope: string; live: boolean; used: boolean; active: boolean }>(
-        `SELECT a.user_id, a.scope, a.expires_at > now() AS live, a.used_at IS NOT NULL AS used, u.active
+  /**
+   * authorization_code: a code works once, for the app it was made for, within CODE_SECONDS. A
+   * SMART code also needs its redirect_uri and the PKCE verifier of its challenge; it gives a
+   * refresh token only when offline_access was granted, and `idToken` may add an id_token.
+   */
+  async exchangeCode(
+    app: App,
+    code: string,
+    proof: { redirectUri?: string; codeVerifier?: string } = {},
+    idToken?: (g: Granted) => Promise<string | undefined>,
+  ): Promise<TokenSet> {
+    const tokens = await inTransaction(this.pool, async (c) => {
+      const { rows } = await c.query<{ user_id: string; scope: string; live: boolean; used: boolean; active: boolean; redirect_uri: string | null; code_challenge: string | null; nonce: string | null; patient_id: string | null }>(
+        `SELECT a.user_id, a.scope, a.expires_at > now() AS live, a.used_at IS NOT NULL AS used, u.active, a.redirect_uri, a.code_challenge, a.nonce, a.patient_id
          FROM trb_auth_code a JOIN trb_user u ON u.id = a.user_id WHERE a.code_sha256 = $1 AND a.app_id = $2 FOR UPDATE OF a`,
         [sha256(code), app.id],
       );
       const r = rows[0];
       if (!r || r.used || !r.live) throw new OAuthError('invalid_grant', 'The code is unknown, used or expired; ask for a new one.');
       if (!r.active) throw new OAuthError('invalid_grant', 'The user is not active.');
+      if (r.code_challenge !== null) {
+        if (proof.redirectUri !== r.redirect_uri) throw new OAuthError('invalid_grant', 'redirect_uri differs from the one the code was asked for.');
+        if (!proof.codeVerifier || !/^[A-Za-z0-9._~-]{43,128}$/.test(proof.codeVerifier)) throw new OAuthError('invalid_grant', 'code_verifier (PKCE, 43 to 128 characters) is required.');
+        if (!sameHash(Buffer.from(pkceChallenge(proof.codeVerifier)), Buffer.from(r.code_challenge))) throw new OAuthError('invalid_grant', 'code_verifier does not match the code_challenge.');
+      } else if (app.public) {
+        throw new OAuthError('invalid_grant', 'A public app redeems only codes of /oauth2/authorize (with PKCE).');
+      }
       await c.query('UPDATE trb_auth_code SET used_at = now() WHERE code_sha256 = $1', [sha256(code)]);
-      return this.issue(c, app, r.user_id, r.scope, randomUUID(), true);
+      // 1upHealth's codes always come with a refresh token; SMART ones when offline_access was granted.
+      const withRefresh = r.code_challenge === null || r.scope.split(' ').includes('offline_access');
+      const set = await this.issue(c, app, r.user_id, r.scope, randomUUID(), withRefresh, r.patient_id);
+      return { set, granted: { userId: r.user_id, scope: r.scope, nonce: r.nonce, patientId: r.patient_id } };
     });
+    const id = await idToken?.(tokens.granted);
+    return id ? { ...tokens.set, id_token: id } : tokens.set;
   }
 
   /** refresh_token with rotation: the token is spent; a spent one presented again ends its family. */
   async refresh(app: App, refreshToken: string): Promise<TokenSet> {
     const result = await inTransaction(this.pool, async (c) => {
-      const { rows } = await c.query<{ family: string; user_id: string | null; scope: string; live: boolean; revoked: boolean }>(
-        `SELECT family, user_id, scope, expires_at > now() AS live, revoked_at IS NOT NULL AS revoked FROM trb_token
+      const { rows } = await c.query<{ family: string; user_id: string | null; scope: string; live: boolean; revoked: boolean; patient_id: string | null }>(
+        `SELECT family, user_id, scope, expires_at > now() AS live, revoked_at IS NOT NULL AS revoked, patient_id FROM trb_token
          WHERE token_sha256 = $1 AND kind = 'refresh' AND app_id = $2 FOR UPDATE`,
         [sha256(refreshToken), app.id],
       );
@@ -228,7 +296,7 @@ export class AuthStore {
         return 'reused' as const;
       }
       await c.query('UPDATE trb_token SET revoked_at = now() WHERE token_sha256 = $1', [sha256(refreshToken)]);
-      return this.issue(c, app, r.user_id, r.scope, r.family, true);
+      return this.issue(c, app, r.user_id, r.scope, r.family, true, r.patient_id);
     });
     if (result === 'reused') throw new OAuthError('invalid_grant', 'The refresh token was already used; every token of this sign-in is now revoked. Sign in again.');
     if (result instanceof OAuthError) throw result;
@@ -237,27 +305,73 @@ export class AuthStore {
 
   /** client_credentials: an app token, for all of the app's users; no refresh token. */
   async clientToken(app: App): Promise<TokenSet> {
-    return this.issue(this.pool, app, null, 'system/*.*', randomUUID(), false);
+    return this.issue(this.pool, app, null, 'system/*.*', randomUUID(), false, null);
   }
 
-  private async issue(db: pg.Pool | pg.PoolClient, app: App, userId: string | null, scope: string, family: string, withRefresh: boolean): Promise<TokenSet> {
+  private async issue(db: pg.Pool | pg.PoolClient, app: App, userId: string | null, scope: string, family: string, withRefresh: boolean, patientId: string | null): Promise<TokenSet> {
     const access = newSecret();
     const refresh = withRefresh ? newSecret() : undefined;
     const rows: [token: string, kind: string, seconds: number][] = [[access, 'access', ACCESS_TOKEN_SECONDS]];
     if (refresh) rows.push([refresh, 'refresh', REFRESH_TOKEN_SECONDS]);
     await db.query(
-      `INSERT INTO trb_token (token_sha256, kind, family, app_id, user_id, scope, expires_at)
-       SELECT t, k, $3, $4, $5, $6, now() + make_interval(secs => s) FROM unnest($1::bytea[], $2::text[], $7::int[]) AS x(t, k, s)`,
-      [rows.map((r) => sha256(r[0])), rows.map((r) => r[1]), family, app.id, userId, scope, rows.map((r) => r[2])],
+      `INSERT INTO trb_token (token_sha256, kind, family, app_id, user_id, scope, expires_at, patient_id)
+       SELECT t, k, $3, $4, $5, $6, now() + make_interval(secs => s), $8 FROM unnest($1::bytea[], $2::text[], $7::int[]) AS x(t, k, s)`,
+      [rows.map((r) => sha256(r[0])), rows.map((r) => r[1]), family, app.id, userId, scope, rows.map((r) => r[2]), patientId],
     );
-    return { access_token: access, token_type: 'Bearer', expires_in: ACCESS_TOKEN_SECONDS, ...(refresh ? { refresh_token: refresh } : {}), scope };
+    return {
+      access_token: access,
+      token_type: 'Bearer',
+      expires_in: ACCESS_TOKEN_SECONDS,
+      ...(refresh ? { refresh_token: refresh } : {}),
+      scope,
+      ...(patientId ? { patient: patientId } : {}),
+    };
+  }
+
+  /** A new authorization request; its id (shown to the browser) is returned once. */
+  async newAuthzRequest(r: Omit<AuthzRequest, 'userId'>): Promise<string> {
+    const id = newSecret();
+    await this.pool.query(
+      `INSERT INTO trb_authz_request (id_sha256, app_id, redirect_uri, scope, state, code_challenge, nonce, expires_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, now() + interval '${AUTHZ_REQUEST_SECONDS} seconds')`,
+      [sha256(id), r.appId, r.redirectUri, r.scope, r.state, r.codeChallenge, r.nonce],
+    );
+    return id;
+  }
+
+  async authzRequest(id: string): Promise<AuthzRequest | undefined> {
+    const { rows } = await this.pool.query<{ app_id: number; redirect_uri: string; scope: string; state: string; code_challenge: string; nonce: string | null; user_id: string | null }>(
+      'SELECT app_id, redirect_uri, scope, state, code_challenge, nonce, user_id FROM trb_authz_request WHERE id_sha256 = $1 AND expires_at > now()',
+      [sha256(id)],
+    );
+    const r = rows[0];
+    return r && { appId: r.app_id, redirectUri: r.redirect_uri, scope: r.scope, state: r.state, codeChallenge: r.code_challenge, nonce: r.nonce, userId: r.user_id };
+  }
+
+  async signInRequest(id: string, userId: string): Promise<void> {
+    await this.pool.query('UPDATE trb_authz_request SET user_id = $2 WHERE id_sha256 = $1', [sha256(id), userId]);
+  }
+
+  /** Ends a request (approved or denied); false when it was already ended. */
+  async endAuthzRequest(id: string): Promise<boolean> {
+    const { rowCount } = await this.pool.query('DELETE FROM trb_authz_request WHERE id_sha256 = $1', [sha256(id)]);
+    return rowCount === 1;
+  }
+
+  /** The user's Patient (the first stored), for the SMART patient context; undefined when none. */
+  async patientOf(appId: number, userId: string): Promise<string | undefined> {
+    const { rows } = await this.pool.query<{ fhir_id: string }>(
+      `SELECT fhir_id FROM hfj_resource WHERE partition_id = $1 AND owner_id = $2 AND res_type = 'Patient' AND res_deleted_at IS NULL ORDER BY res_id LIMIT 1`,
+      [appId, userId],
+    );
+    return rows[0]?.fhir_id;
   }
 
   /** What a bearer access token may do, or undefined when it is unknown, expired or revoked. */
   async accessFor(token: string): Promise<Access | undefined> {
     const { rows } = await this.pool.query<AppRow & { user_id: string | null; scope: string }>({
       name: 'trb_access_for',
-      text: `SELECT a.id, a.client_id, a.name, a.redirect_uris, a.scopes, a.created_at, t.user_id, t.scope
+      text: `SELECT a.id, a.client_id, a.public, a.name, a.redirect_uris, a.scopes, a.created_at, t.user_id, t.scope
         FROM trb_token t JOIN trb_app a ON a.id = t.app_id LEFT JOIN trb_user u ON u.id = t.user_id
         WHERE t.token_sha256 = $1 AND t.kind = 'access' AND t.revoked_at IS NULL AND t.expires_at > now() AND (t.user_id IS NULL OR u.active)`,
       values: [sha256(token)],

@@ -1,0 +1,171 @@
+/**
+ * The SMART App Launch 2.2 authorization server, for third-party SMART apps (standalone launch):
+ * - GET {fhir base}/.well-known/smart-configuration, GET /.well-known/openid-configuration, GET /oauth2/jwks
+ * - GET or POST /oauth2/authorize: checks the request (registered redirect_uri, PKCE S256, `aud` =
+ *   the FHIR base), then a person signs in (POST /oauth2/authorize/login) and approves the scopes
+ *   (POST /oauth2/authorize/consent); the app gets a code at its redirect_uri.
+ * The code is redeemed at /oauth2/token (plugins/users.ts) with its code_verifier; the answer
+ * carries `patient` and, with `openid`, an RS256 id_token with `fhirUser`.
+ * See: https://build.fhir.org/ig/HL7/smart-app-launch/app-launch.html
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { isKnownScope } from '../src/auth/scopes.ts';
+import type { App, AuthzRequest } from '../src/auth/store.ts';
+import { addFormParser, requestParam as param } from './auth.ts';
+
+const FHIR_BASES = ['/fhir/r4', '/r4'];
+const CAPABILITIES = [
+  'launch-standalone',
+  'client-public',
+  'client-confidential-symmetric',
+  'context-standalone-patient',
+  'permission-patient',
+  'permission-user',
+  'permission-offline',
+  'permission-v1',
+  'permission-v2',
+  'sso-openid-connect',
+  'authorize-post',
+];
+const SCOPES_SUPPORTED = ['openid', 'fhirUser', 'launch/patient', 'offline_access', 'online_access', 'patient/*.rs', 'patient/*.cruds', 'user/*.rs', 'user/*.cruds', 'patient/*.read', 'patient/*.write', 'user/*.read', 'user/*.write'];
+
+const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+/** A small HTML page; no script, nothing from elsewhere (Content-Security-Policy says so). */
+function page(reply: FastifyReply, status: number, title: string, body: string): FastifyReply {
+  return reply
+    .code(status)
+    .header('Content-Type', 'text/html; charset=utf-8')
+    .header('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+    .header('Cache-Control', 'no-store')
+    .header('X-Frame-Options', 'DENY')
+    .send(`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>${esc(title)}</title>
+<style>body{font:16px system-ui,sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem}label,input,button{display:block;width:100%;margin:.4rem 0}input,button{padding:.5rem;font-size:1rem}li{margin:.2rem 0}.error{color:#a00}</style>
+</head><body><h1>${esc(title)}</h1>${body}</body></html>`);
+}
+
+/** Where the app hears the outcome: its redirect_uri with the query parameters added. */
+function redirectTo(reply: FastifyReply, uri: string, params: Record<string, string>): FastifyReply {
+  const u = new URL(uri);
+  for (const [k, v] of Object.entries(params)) u.searchParams.set(k, v);
+  return reply.code(302).header('Location', u.toString()).header('Cache-Control', 'no-store').send();
+}
+
+export default async function smartRoutes(app: FastifyInstance) {
+  addFormParser(app);
+  const issuer = app.config.baseUrl;
+  const fhirBases = FHIR_BASES.map((b) => `${app.config.baseUrl}${b}`);
+
+  const configuration = () => ({
+    issuer,
+    jwks_uri: `${issuer}/oauth2/jwks`,
+    authorization_endpoint: `${issuer}/oauth2/authorize`,
+    token_endpoint: `${issuer}/oauth2/token`,
+    introspection_endpoint: `${issuer}/oauth2/introspect`,
+    revocation_endpoint: `${issuer}/oauth2/revoke`,
+    token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'none'],
+    grant_types_supported: ['authorization_code', 'refresh_token', 'client_credentials'],
+    scopes_supported: SCOPES_SUPPORTED,
+    response_types_supported: ['code'],
+    code_challenge_methods_supported: ['S256'],
+    capabilities: CAPABILITIES,
+  });
+  for (const b of FHIR_BASES) app.get(`${b}/.well-known/smart-configuration`, async () => configuration());
+  app.get('/.well-known/openid-configuration', async () => ({
+    ...configuration(),
+    subject_types_supported: ['public'],
+    id_token_signing_alg_values_supported: ['RS256'],
+    claims_supported: ['iss', 'sub', 'aud', 'exp', 'iat', 'nonce', 'fhirUser'],
+  }));
+  app.get('/oauth2/jwks', async () => app.signingKeys.jwks());
+
+  // --- authorize ---------------------------------------------------------------------------
+
+  async function authorize(req: FastifyRequest, reply: FastifyReply) {
+    const p = (n: string) => param(req, n);
+    const clientId = p('client_id');
+    const client = clientId ? await app.auth.appByClientId(clientId) : undefined;
+    const redirectUri = p('redirect_uri');
+    // Until the app and its redirect_uri are known good, errors are shown here, never redirected.
+    if (!client) return page(reply, 400, 'Unknown app', '<p class="error">The client_id is missing or names no app of this server.</p>');
+    if (!redirectUri || !client.redirectUris.includes(redirectUri)) {
+      return page(reply, 400, 'Wrong redirect address', '<p class="error">The redirect_uri is missing or is not one the app registered.</p>');
+    }
+    const state = p('state') ?? '';
+    const fail = (error: string, description: string) => redirectTo(reply, redirectUri, { error, error_description: description, ...(state ? { state } : {}) });
+    if (p('response_type') !== 'code') return fail('unsupported_response_type', 'response_type must be code.');
+    if (!state) return fail('invalid_request', 'state is required.');
+    if (p('code_challenge_method') !== 'S256' || !/^[A-Za-z0-9_-]{43}$/.test(p('code_challenge') ?? '')) {
+      return fail('invalid_request', 'PKCE is required: code_challenge (S256 of the verifier, base64url) with code_challenge_method=S256.');
+    }
+    const aud = (p('aud') ?? '').replace(/\/+$/, '');
+    if (!fhirBases.includes(aud)) return fail('invalid_request', `aud must be this server's FHIR base, ${fhirBases[0]}.`);
+    const asked = (p('scope') ?? '').split(' ').filter(Boolean);
+    const unknown = asked.filter((s) => !isKnownScope(s));
+    if (unknown.length) return fail('invalid_scope', `Unknown scopes: ${unknown.join(' ').slice(0, 200)}.`);
+    // The app's registered scopes (none registered: any) bound what it may ask for.
+    const scope = asked.filter((s) => !client.scopes.length || client.scopes.includes(s)).join(' ');
+    if (!scope) return fail('invalid_scope', 'No scope was asked for that the app may have.');
+    const id = await app.auth.newAuthzRequest({ appId: client.id, redirectUri, scope, state, codeChallenge: p('code_challenge')!, nonce: p('nonce') ?? null });
+    return loginPage(reply, client, id, '');
+  }
+  app.get('/oauth2/authorize', authorize);
+  app.post('/oauth2/authorize', authorize);
+
+  function loginPage(reply: FastifyReply, client: App, id: string, error: string) {
+    return page(
+      reply,
+      error ? 401 : 200,
+      `Sign in to share your records with ${client.name}`,
+      `${error ? `<p class="error">${esc(error)}</p>` : ''}<form method="post" action="/oauth2/authorize/login">
+<input type="hidden" name="request" value="${esc(id)}">
+<label>Username <input name="username" autocomplete="username" required></label>
+<label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+<button type="submit">Sign in</button></form>`,
+    );
+  }
+
+  /** The pending request of a form post, with its app; undefined when unknown or expired (a page is sent). */
+  async function pending(req: FastifyRequest, reply: FastifyReply): Promise<{ id: string; r: AuthzRequest; client: App } | undefined> {
+    const id = param(req, 'request');
+    const r = id && /^[0-9a-f]{64}$/.test(id) ? await app.auth.authzRequest(id) : undefined;
+    const client = r && (await app.auth.appById(r.appId));
+    if (!id || !r || !client) {
+      page(reply, 400, 'This sign-in has expired', '<p class="error">Go back to the app and start again.</p>');
+      return undefined;
+    }
+    return { id, r, client };
+  }
+
+  app.post('/oauth2/authorize/login', async (req, reply) => {
+    const found = await pending(req, reply);
+    if (!found) return reply;
+    const username = param(req, 'username') ?? '';
+    const password = param(req, 'password') ?? '';
+    const user = username.length <= 200 && password.length <= 1000 ? await app.auth.checkPassword(found.client.id, username, password) : undefined;
+    if (!user) return loginPage(reply, found.client, found.id, 'The username or password is wrong.');
+    await app.auth.signInRequest(found.id, user.id);
+    const items = found.r.scope.split(' ').map((s) => `<li><code>${esc(s)}</code></li>`).join('');
+    return page(
+      reply,
+      200,
+      `Share your records with ${found.client.name}?`,
+      `<p>${esc(found.client.name)} asks for:</p><ul>${items}</ul>
+<form method="post" action="/oauth2/authorize/consent"><input type="hidden" name="request" value="${esc(found.id)}">
+<button type="submit" name="decision" value="approve">Allow</button><button type="submit" name="decision" value="deny">Deny</button></form>`,
+    );
+  });
+
+  app.post('/oauth2/authorize/consent', async (req, reply) => {
+    const found = await pending(req, reply);
+    if (!found) return reply;
+    const { id, r, client } = found;
+    if (!r.userId) return page(reply, 400, 'Sign in first', '<p class="error">Go back to the app and start again.</p>');
+    // Each request is answered once, whatever the answer.
+    if (!(await app.auth.endAuthzRequest(id))) return page(reply, 400, 'This sign-in has expired', '<p class="error">Go back to the app and start again.</p>');
+    if (param(req, 'decision') !== 'approve') return redirectTo(reply, r.redirectUri, { error: 'access_denied', error_description: 'The person declined.', state: r.state });
+    const patientId = (await app.auth.patientOf(client.id, r.userId)) ?? null;
+    const code = await app.auth.newCode(client.id, r.userId, r.scope, { redirectUri: r.redirectUri, codeChallenge: r.codeChallenge, nonce: r.nonce, patientId });
+    return redirectTo(reply, r.redirectUri, { code, state: r.state });
+  });
+}

@@ -1,0 +1,59 @@
+/**
+ * SMART scopes: which interactions on which resource types a token allows.
+ * - v1: `patient/Observation.read`, `user/*.write`, `system/*.*` (read = rs, write = cud, * = cruds);
+ * - v2: `patient/Observation.rs`, `user/*.cruds`, with a query filter: `patient/Observation.rs?category=laboratory`.
+ * Other scopes (openid, fhirUser, launch/patient, offline_access) grant no data access.
+ * A token's data are its user's (or its app's): the context (patient/, user/, system/) adds no
+ * restriction beyond that here, since one user's records are one person's.
+ * See: https://build.fhir.org/ig/HL7/smart-app-launch/scopes-and-launch-context.html
+ */
+import { isResourceType } from '../fhir/resource-type.ts';
+
+/** c create, r read, u update, d delete, s search. */
+export type Interaction = 'c' | 'r' | 'u' | 'd' | 's';
+
+export interface ResourceScope {
+  context: 'patient' | 'user' | 'system';
+  /** A resource type, or `*`. */
+  type: string;
+  interactions: Set<Interaction>;
+  /** v2 query filter, e.g. [['category', 'laboratory']]. */
+  filter: [string, string][];
+}
+
+const SCOPE = /^(patient|user|system)\/([A-Za-z]+|\*)\.(read|write|\*|c?r?u?d?s?)(?:\?(.+))?$/;
+const V1: Record<string, string> = { read: 'rs', write: 'cud', '*': 'cruds' };
+
+/** The resource scopes of a scope string (space-separated); others are skipped. */
+export function parseScopes(scope: string): ResourceScope[] {
+  const out: ResourceScope[] = [];
+  for (const s of scope.split(' ')) {
+    const m = SCOPE.exec(s);
+    if (!m || !m[3]) continue;
+    if (m[2] !== '*' && !isResourceType(m[2])) continue;
+    const letters = V1[m[3]] ?? m[3];
+    out.push({
+      context: m[1] as ResourceScope['context'],
+      type: m[2],
+      interactions: new Set(letters.split('') as Interaction[]),
+      filter: m[4] ? [...new URLSearchParams(m[4])] : [],
+    });
+  }
+  return out;
+}
+
+/** Whether a scope string is well-formed enough to grant (every resource scope parses). */
+export function isKnownScope(s: string): boolean {
+  return SCOPE.test(s) || ['openid', 'fhirUser', 'launch/patient', 'launch', 'offline_access', 'online_access', 'profile'].includes(s);
+}
+
+/**
+ * What the scopes allow for one interaction on one type: 'denied', 'all', or the query filters of
+ * which one must hold (any of them: each granting scope is an alternative).
+ */
+export function allowed(scopes: ResourceScope[], interaction: Interaction, type: string): 'denied' | 'all' | [string, string][][] {
+  const granting = scopes.filter((s) => (s.type === '*' || s.type === type) && s.interactions.has(interaction));
+  if (!granting.length) return 'denied';
+  if (granting.some((s) => s.filter.length === 0)) return 'all';
+  return granting.map((s) => s.filter);
+}
