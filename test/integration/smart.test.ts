@@ -5,7 +5,9 @@
  * id_token (checked against the JWKS with jose), the patient context, refresh, scopes enforced on
  * FHIR interactions (v1 and v2, with a query filter), and the refusals.
  */
+import http from 'node:http';
 import t from 'tap';
+import smart from 'fhirclient';
 import * as oauth from 'oauth4webapi';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { buildTestApp } from '../helper.ts';
@@ -176,4 +178,49 @@ t.test('refusals: wrong redirect_uri, no PKCE, wrong aud, wrong password, denied
   t.equal((await bad.json()).error, 'invalid_grant');
   t.equal((await exchange(verifier)).status, 200);
   t.equal((await exchange(verifier)).status, 400, 'a code works once');
+});
+
+t.test('fhirclient (SMART on FHIR JavaScript client) as the app: authorize, ready, read the patient', async (t) => {
+  // The app: a Node server using fhirclient's Node adapter, its session kept in a Map.
+  const session = new Map<string, unknown>();
+  const storage = {
+    get: async (k: string) => session.get(k),
+    set: async (k: string, v: unknown) => void session.set(k, v),
+    unset: async (k: string) => session.delete(k),
+  };
+  const appPort = await freePort();
+  const appUrl = `http://127.0.0.1:${appPort}`;
+  const { app: client, clientSecret } = await app.auth.createApp({ name: 'fhirclient app', redirectUris: [`${appUrl}/callback`] });
+  const user = (await app.auth.createUser(client.id, 'fc-person'))!;
+  await app.auth.setPassword(client.id, user.id, 'fcuser', 'correct horse battery');
+  const stored = await app.fhir.create({ partitionId: client.id, ownerId: user.id, baseUrl: fhirBase }, 'Patient', { resourceType: 'Patient', name: [{ family: 'Client', given: ['Fhir'] }] }, {});
+  const patientId = stored.stored.id;
+
+  const server = http.createServer(async (req, res) => {
+    try {
+      if (req.url === '/launch') {
+        await smart(req, res, storage).authorize({ iss: fhirBase, clientId: client.clientId, clientSecret, redirectUri: '/callback', scope: 'launch/patient openid fhirUser patient/*.rs', pkceMode: 'required' });
+      } else {
+        const c = await smart(req, res, storage).ready();
+        const patient = await c.patient.read();
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ patient: c.patient.id, family: patient.name?.[0]?.family, fhirUser: c.getFhirUser() }));
+      }
+    } catch (err) {
+      res.writeHead(500).end(String(err));
+    }
+  });
+  await new Promise<void>((r) => server.listen(appPort, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+
+  const toAuthorize = await fetch(`${appUrl}/launch`, { redirect: 'manual' });
+  t.equal(toAuthorize.status, 302, 'fhirclient discovered the server and redirected to authorize');
+  const authorize = new URL(toAuthorize.headers.get('location')!);
+  t.equal(authorize.origin + authorize.pathname, `${issuer}/oauth2/authorize`);
+  t.equal(authorize.searchParams.get('code_challenge_method'), 'S256');
+  const back = await signIn(authorize, 'fcuser', 'correct horse battery');
+  t.equal(back.origin, appUrl);
+  const done = await fetch(back);
+  const body = await done.text();
+  t.equal(done.status, 200, body);
+  t.same(JSON.parse(body), { patient: patientId, family: 'Client', fhirUser: `Patient/${patientId}` });
 });
