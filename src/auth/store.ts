@@ -4,6 +4,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import type pg from 'pg';
+import { Coalescer } from '../storage/coalescer.ts';
 import { inTransaction } from '../storage/transaction.ts';
 import { hashPassword, newSecret, pkceChallenge, sameHash, sha256, verifyPassword } from './secrets.ts';
 
@@ -110,9 +111,11 @@ export class OAuthError extends Error {
 
 export class AuthStore {
   private readonly pool: pg.Pool;
+  private readonly accessLookups: Coalescer<null, Buffer, Access | undefined>;
 
   constructor(pool: pg.Pool) {
     this.pool = pool;
+    this.accessLookups = new Coalescer((_none: null, hashes: Buffer[]) => this.accessMany(hashes), 200, () => 'tokens');
   }
 
   // --- apps --------------------------------------------------------------------------------
@@ -367,16 +370,25 @@ export class AuthStore {
     return rows[0]?.fhir_id;
   }
 
-  /** What a bearer access token may do, or undefined when it is unknown, expired or revoked. */
-  async accessFor(token: string): Promise<Access | undefined> {
-    const { rows } = await this.pool.query<AppRow & { user_id: string | null; scope: string }>({
-      name: 'trb_access_for',
-      text: `SELECT a.id, a.client_id, a.public, a.name, a.redirect_uris, a.scopes, a.created_at, t.user_id, t.scope
+  /**
+   * What a bearer access token may do, or undefined when it is unknown, expired or revoked. Checked
+   * in the database on every request (a revoked token is refused at once, by every process);
+   * lookups arriving together share one statement.
+   */
+  accessFor(token: string): Promise<Access | undefined> {
+    return this.accessLookups.submit(null, sha256(token));
+  }
+
+  private async accessMany(hashes: Buffer[]): Promise<(Access | undefined)[]> {
+    const { rows } = await this.pool.query<AppRow & { user_id: string | null; scope: string; token_sha256: Buffer }>({
+      name: 'trb_access_many',
+      text: `SELECT a.id, a.client_id, a.public, a.name, a.redirect_uris, a.scopes, a.created_at, t.user_id, t.scope, t.token_sha256
         FROM trb_token t JOIN trb_app a ON a.id = t.app_id LEFT JOIN trb_user u ON u.id = t.user_id
-        WHERE t.token_sha256 = $1 AND t.kind = 'access' AND t.revoked_at IS NULL AND t.expires_at > now() AND (t.user_id IS NULL OR u.active)`,
-      values: [sha256(token)],
+        WHERE t.token_sha256 = ANY($1::bytea[]) AND t.kind = 'access' AND t.revoked_at IS NULL AND t.expires_at > now() AND (t.user_id IS NULL OR u.active)`,
+      values: [hashes],
     });
-    return rows[0] && { app: toApp(rows[0]), userId: rows[0].user_id, scope: rows[0].scope };
+    const byHash = new Map(rows.map((r) => [r.token_sha256.toString('hex'), { app: toApp(r), userId: r.user_id, scope: r.scope }]));
+    return hashes.map((h) => byHash.get(h.toString('hex')));
   }
 
   /** RFC 7662: what the app may know of one of its own tokens (inactive for any other). */

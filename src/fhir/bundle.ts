@@ -151,10 +151,12 @@ export async function processTransaction(svc: FhirService, ctx: RequestContext, 
     }
 
     // 3. Lock what exists, build every version, write them in one go.
-    const writes = plan.filter((p) => !p.skip);
     // A POST's id is a new UUID: nothing to lock. The others may exist.
-    const existing = writes.filter((p) => p.e.method !== 'POST');
+    const existing = plan.filter((p) => !p.skip && p.e.method !== 'POST');
     const locked = await svc.repo.lockCurrent(client, ctx, existing.map((p) => ({ type: p.e.type, id: p.id })));
+    // A DELETE of what does not exist (or is not the caller's) writes nothing, as a plain DELETE.
+    for (const p of existing) if (p.e.method === 'DELETE' && !locked.has(`${p.e.type}/${p.id}`)) p.skip = true;
+    const writes = plan.filter((p) => !p.skip);
     const items: WriteItem[] = [];
     for (const p of writes) {
       const { e, id } = p;

@@ -45,7 +45,10 @@ export function informational(msg: string): OperationOutcome {
  * concurrent writers); anything else stays a server error.
  */
 export function fromDatabaseError(err: unknown): unknown {
-  const code = (err as { code?: string } | null)?.code;
+  const { code, constraint } = (err ?? {}) as { code?: string; constraint?: string };
+  // The id of a new resource is held by a resource the request cannot see (another user's of the
+  // same app), or was taken by a concurrent create: retrying cannot help.
+  if (code === '23505' && constraint === 'idx_res_type_fhir_id') return conflict('This id is already in use in this app; choose another id, or POST to let the server choose one.');
   if (code === '23505') return conflict('The resource was changed by another request at the same time; retry.');
   if (code === '40001' || code === '40P01') return conflict('The write conflicted with a concurrent transaction; retry.');
   if (code === '57014') return fhirError(504, 'timeout', 'The database took too long to answer.');

@@ -8,11 +8,11 @@ import type pg from 'pg';
 import type { Resource, SearchParameter } from '@medplum/fhirtypes';
 import fastJsonPatch from 'fast-json-patch';
 import type { Operation } from 'fast-json-patch';
-import { Coalescer } from '../storage/coalescer.ts';
+import { Coalescer, scopeKey } from '../storage/coalescer.ts';
 import { Repository, type CurrentRow, type StoredVersion, type WriteItem, type WriteResult } from '../storage/repository.ts';
 import type { HistoryQuery } from '../storage/sql.ts';
 import { badRequest, fhirError, fromDatabaseError, gone, issuesError, notFound, preconditionFailed } from './errors.ts';
-import type { RequestContext, ResourceIndexer, ResourceValidator, SearchParamLookup } from './ports.ts';
+import type { RequestContext, ResourceIndexer, ResourceValidator, Scope, SearchParamLookup } from './ports.ts';
 import { SearchEngine } from '../search/engine.ts';
 import { inTransaction } from '../storage/transaction.ts';
 import { isResourceType } from './resource-type.ts';
@@ -64,18 +64,22 @@ export class FhirService {
   readonly search: SearchEngine;
   private readonly onSearchParameter?: (sp: SearchParameter) => void;
   /** Creates with new ids (no lock needed) that arrive together share one statement. */
-  private readonly creates: Coalescer<WriteItem, WriteResult>;
+  private readonly creates: Coalescer<Scope, WriteItem, WriteResult>;
   /** Reads by id outside a transaction that arrive together share one query. */
-  private readonly reads: Coalescer<{ type: string; id: string }, StoredVersion | undefined>;
+  private readonly reads: Coalescer<Scope, { type: string; id: string }, StoredVersion | undefined>;
 
   constructor(deps: ServiceDeps) {
     this.pool = deps.pool;
     this.repo = deps.repo ?? new Repository(deps.pool);
-    this.creates = new Coalescer((scope, items) => this.repo.write(this.pool, scope, items), 100);
-    this.reads = new Coalescer(async (scope, keys) => {
-      const found = await this.repo.readCurrentMany(this.pool, scope, keys);
-      return keys.map((k) => found.get(`${k.type}/${k.id}`));
-    }, 200);
+    this.creates = new Coalescer((scope: Scope, items: WriteItem[]) => this.repo.write(this.pool, scope, items), 100, scopeKey);
+    this.reads = new Coalescer(
+      async (scope: Scope, keys: { type: string; id: string }[]) => {
+        const found = await this.repo.readCurrentMany(this.pool, scope, keys);
+        return keys.map((k) => found.get(`${k.type}/${k.id}`));
+      },
+      200,
+      scopeKey,
+    );
     this.validator = deps.validator;
     this.indexer = deps.indexer;
     this.params = deps.params;

@@ -538,6 +538,18 @@ t.test("plain PUT, PATCH and DELETE from A1 on A2's and B1's ids leave their dat
   }
 });
 
+t.test("answers to writes on ids A1 cannot see: no tombstone, and a 409 that does not ask for a retry", async (t) => {
+  // A transaction DELETE of B1's Encounter id (never written in app A) writes nothing: the id stays unknown.
+  await transactionAsA1(t, "DELETE of B1's Encounter", [{ request: { method: 'DELETE', url: b1.res.encounter } }]);
+  t.equal((await request('GET', `${FHIR}/${b1.res.encounter}`, a1.headers)).statusCode, 404, "B1's id reads 404 in app A afterwards, not 410");
+  // A PUT of A2's id (held in app A by A2): a conflict that says the id is taken.
+  const a2Patient = before.get(`a2/${a2.res.patient}`)!;
+  const put = await request('PUT', `${FHIR}/${a2.res.patient}`, a1.headers, { ...a2Patient, meta: tagged('a1') });
+  t.equal(put.statusCode, 409);
+  t.match(put.json().issue[0].diagnostics, /already in use/);
+  await unchanged(t, a2, a2.res.patient);
+});
+
 // --- $reindex ------------------------------------------------------------------------------------
 
 t.test('$reindex as a user: 403', async (t) => {
