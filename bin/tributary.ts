@@ -13,7 +13,7 @@ import { migrate } from '../src/storage/migrate.ts';
 import { AuthStore, describeApp, redirectUriProblem } from '../src/auth/store.ts';
 
 const USAGE = `Usage:
-  tributary app create --name NAME [--redirect-uri URL]... [--scope SCOPE]... [--json]
+  tributary app create --name NAME [--redirect-uri URL]... [--scope SCOPE]... [--public] [--json]
   tributary app list [--json]
   tributary app rotate-secret CLIENT_ID [--json]
   tributary app delete CLIENT_ID`;
@@ -29,6 +29,7 @@ const { values: opts, positionals } = parseArgs({
     name: { type: 'string' },
     'redirect-uri': { type: 'string', multiple: true },
     scope: { type: 'string', multiple: true },
+    public: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -69,10 +70,12 @@ try {
   await migrate(pool);
   const store = new AuthStore(pool);
   if (command === 'create') {
-    const { app, clientSecret } = await store.createApp({ name: opts.name!.trim(), redirectUris: opts['redirect-uri'], scopes: opts.scope });
+    const { app, clientSecret } = await store.createApp({ name: opts.name!.trim(), redirectUris: opts['redirect-uri'], scopes: opts.scope, public: opts.public });
     out(
-      { ...describeApp(app), client_secret: clientSecret },
-      `App "${app.name}" created.\n  client_id:     ${app.clientId}\n  client_secret: ${clientSecret}\nThe secret is shown this once; keep it safe (app rotate-secret makes a new one).`,
+      { ...describeApp(app), ...(app.public ? {} : { client_secret: clientSecret }) },
+      app.public
+        ? `Public app "${app.name}" created.\n  client_id: ${app.clientId}\nIt has no secret: it signs people in with PKCE (SMART's client-public).`
+        : `App "${app.name}" created.\n  client_id:     ${app.clientId}\n  client_secret: ${clientSecret}\nThe secret is shown this once; keep it safe (app rotate-secret makes a new one).`,
     );
   } else if (command === 'list') {
     const apps = await store.listApps();

@@ -1,7 +1,7 @@
 /**
  * The admin API: apps, as the CLI manages them, behind `Authorization: Bearer <ADMIN_KEY>`.
  * Without ADMIN_KEY in the configuration it answers 404 (there is no admin API).
- *   GET /admin/apps · POST /admin/apps {name, redirect_uris?, scopes?} · POST /admin/apps/:clientId/rotate-secret · DELETE /admin/apps/:clientId
+ *   GET /admin/apps · POST /admin/apps {name, redirect_uris?, scopes?, public?} · POST /admin/apps/:clientId/rotate-secret · DELETE /admin/apps/:clientId
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { sameHash, sha256 } from '../src/auth/secrets.ts';
@@ -18,14 +18,15 @@ export default async function adminRoutes(app: FastifyInstance) {
   });
   app.get('/apps', async () => (await app.auth.listApps()).map(describeApp));
   app.post('/apps', async (req, reply) => {
-    const b = (req.body ?? {}) as { name?: unknown; redirect_uris?: unknown; scopes?: unknown };
+    const b = (req.body ?? {}) as { name?: unknown; redirect_uris?: unknown; scopes?: unknown; public?: unknown };
     if (typeof b.name !== 'string' || !b.name.trim() || b.name.length > 200) return reply.code(400).send({ error: 'name is required (1 to 200 characters).' });
     if (b.redirect_uris !== undefined && !strings(b.redirect_uris)) return reply.code(400).send({ error: 'redirect_uris must be a list of http(s) URLs.' });
     const problem = redirectUriProblem(b.redirect_uris ?? []);
     if (problem) return reply.code(400).send({ error: problem });
     if (b.scopes !== undefined && !strings(b.scopes)) return reply.code(400).send({ error: 'scopes must be a list of strings.' });
-    const { app: created, clientSecret } = await app.auth.createApp({ name: b.name.trim(), redirectUris: b.redirect_uris as string[] | undefined, scopes: b.scopes as string[] | undefined });
-    return reply.code(201).send({ ...describeApp(created), client_secret: clientSecret });
+    if (b.public !== undefined && typeof b.public !== 'boolean') return reply.code(400).send({ error: 'public must be true or false.' });
+    const { app: created, clientSecret } = await app.auth.createApp({ name: b.name.trim(), redirectUris: b.redirect_uris as string[] | undefined, scopes: b.scopes as string[] | undefined, public: b.public === true });
+    return reply.code(201).send({ ...describeApp(created), ...(created.public ? {} : { client_secret: clientSecret }) });
   });
   app.post('/apps/:clientId/rotate-secret', async (req, reply) => {
     const { clientId } = req.params as { clientId: string };

@@ -66,6 +66,8 @@ export default fp(
   async function auth(app: FastifyInstance) {
     const store = new AuthStore(app.pg);
     app.decorate('auth', store);
+    const stopListening = await store.listen();
+    app.addHook('onClose', stopListening);
     const credentials: Credentials = {
       async app(req) {
         const pair = clientPair(req);

@@ -74,6 +74,11 @@ export interface AuthzRequest {
 }
 
 export const AUTHZ_REQUEST_SECONDS = 600;
+/** Valid access tokens are remembered this long at most (and never past their expiry). */
+const ACCESS_CACHE_MS = 60_000;
+const ACCESS_CACHE_MAX = 100_000;
+/** Sent in the transaction of every revocation; see AuthStore.listen. */
+const NOTIFY_REVOKED = "SELECT pg_notify('trb_auth', 'revoked')";
 
 export const ACCESS_TOKEN_SECONDS = 7200;
 export const REFRESH_TOKEN_SECONDS = 90 * 24 * 3600;
@@ -111,7 +116,11 @@ export class OAuthError extends Error {
 
 export class AuthStore {
   private readonly pool: pg.Pool;
-  private readonly accessLookups: Coalescer<null, Buffer, Access | undefined>;
+  private readonly accessLookups: Coalescer<null, Buffer, { access: Access; expiresAt: number } | undefined>;
+  private readonly cache = new Map<string, { access: Access; until: number }>();
+  /** Moves on at every revocation heard: a lookup begun before one is not kept. */
+  private generation = 0;
+  private listening = false;
 
   constructor(pool: pg.Pool) {
     this.pool = pool;
@@ -157,10 +166,10 @@ export class AuthStore {
     return ok ? toApp(rows[0]) : undefined;
   }
 
-  /** A new secret for the app; the old one stops working at once. */
+  /** A new secret for the app; the old one stops working at once. Undefined: no such app, or a public one. */
   async rotateSecret(clientId: string): Promise<string | undefined> {
     const secret = newSecret();
-    const { rowCount } = await this.pool.query('UPDATE trb_app SET secret_sha256 = $2 WHERE client_id = $1', [clientId, sha256(secret)]);
+    const { rowCount } = await this.pool.query('UPDATE trb_app SET secret_sha256 = $2 WHERE client_id = $1 AND NOT public', [clientId, sha256(secret)]);
     return rowCount ? secret : undefined;
   }
 
@@ -169,11 +178,15 @@ export class AuthStore {
     return inTransaction(this.pool, async (c) => {
       const { rows } = await c.query<{ id: number }>('DELETE FROM trb_app WHERE client_id = $1 RETURNING id', [clientId]);
       if (!rows.length) return false;
+      await c.query(NOTIFY_REVOKED);
       const tables = await c.query<{ table_name: string }>(
         `SELECT table_name FROM information_schema.columns WHERE table_schema = current_schema() AND column_name = 'partition_id' AND (table_name LIKE 'hfj\\_%' OR table_name LIKE 'trb\\_%')`,
       );
       for (const { table_name } of tables.rows) await c.query(`DELETE FROM ${table_name} WHERE partition_id = $1`, [rows[0].id]);
       return true;
+    }).then((deleted) => {
+      if (deleted) this.forget();
+      return deleted;
     });
   }
 
@@ -296,12 +309,16 @@ export class AuthStore {
       if (r.revoked) {
         // Reuse of a spent token: someone else may hold it. Everything of that sign-in stops.
         await c.query('UPDATE trb_token SET revoked_at = now() WHERE family = $1 AND revoked_at IS NULL', [r.family]);
+        await c.query(NOTIFY_REVOKED);
         return 'reused' as const;
       }
       await c.query('UPDATE trb_token SET revoked_at = now() WHERE token_sha256 = $1', [sha256(refreshToken)]);
       return this.issue(c, app, r.user_id, r.scope, r.family, true, r.patient_id);
     });
-    if (result === 'reused') throw new OAuthError('invalid_grant', 'The refresh token was already used; every token of this sign-in is now revoked. Sign in again.');
+    if (result === 'reused') {
+      this.forget();
+      throw new OAuthError('invalid_grant', 'The refresh token was already used; every token of this sign-in is now revoked. Sign in again.');
+    }
     if (result instanceof OAuthError) throw result;
     return result;
   }
@@ -375,20 +392,61 @@ export class AuthStore {
    * in the database on every request (a revoked token is refused at once, by every process);
    * lookups arriving together share one statement.
    */
-  accessFor(token: string): Promise<Access | undefined> {
-    return this.accessLookups.submit(null, sha256(token));
+  async accessFor(token: string): Promise<Access | undefined> {
+    const hash = sha256(token);
+    const key = hash.toString('hex');
+    if (this.listening) {
+      const hit = this.cache.get(key);
+      if (hit && hit.until > Date.now()) return hit.access;
+    }
+    const generation = this.generation;
+    const found = await this.accessLookups.submit(null, hash);
+    // Not kept when a revocation was heard meanwhile: the answer may predate it.
+    if (found && this.listening && generation === this.generation) {
+      if (this.cache.size >= ACCESS_CACHE_MAX) this.cache.clear();
+      this.cache.set(key, { access: found.access, until: Math.min(found.expiresAt, Date.now() + ACCESS_CACHE_MS) });
+    }
+    return found?.access;
   }
 
-  private async accessMany(hashes: Buffer[]): Promise<(Access | undefined)[]> {
-    const { rows } = await this.pool.query<AppRow & { user_id: string | null; scope: string; token_sha256: Buffer }>({
+  private async accessMany(hashes: Buffer[]): Promise<({ access: Access; expiresAt: number } | undefined)[]> {
+    const { rows } = await this.pool.query<AppRow & { user_id: string | null; scope: string; token_sha256: Buffer; expires_at: Date }>({
       name: 'trb_access_many',
-      text: `SELECT a.id, a.client_id, a.public, a.name, a.redirect_uris, a.scopes, a.created_at, t.user_id, t.scope, t.token_sha256
+      text: `SELECT a.id, a.client_id, a.public, a.name, a.redirect_uris, a.scopes, a.created_at, t.user_id, t.scope, t.token_sha256, t.expires_at
         FROM trb_token t JOIN trb_app a ON a.id = t.app_id LEFT JOIN trb_user u ON u.id = t.user_id
         WHERE t.token_sha256 = ANY($1::bytea[]) AND t.kind = 'access' AND t.revoked_at IS NULL AND t.expires_at > now() AND (t.user_id IS NULL OR u.active)`,
       values: [hashes],
     });
-    const byHash = new Map(rows.map((r) => [r.token_sha256.toString('hex'), { app: toApp(r), userId: r.user_id, scope: r.scope }]));
+    const byHash = new Map(rows.map((r) => [r.token_sha256.toString('hex'), { access: { app: toApp(r), userId: r.user_id, scope: r.scope }, expiresAt: r.expires_at.getTime() }]));
     return hashes.map((h) => byHash.get(h.toString('hex')));
+  }
+
+  /**
+   * Keeps valid access tokens in memory (at most ACCESS_CACHE_MS) while this process hears every
+   * revocation: a dedicated connection LISTENs to trb_auth, on which each revocation, in any
+   * process, NOTIFYs as it commits; each notification empties the memory. Without the
+   * connection (lost, or never made) every check reads the database. Answers how to stop.
+   */
+  async listen(): Promise<() => Promise<void>> {
+    const client = await this.pool.connect();
+    const lost = () => {
+      this.listening = false;
+      this.forget();
+    };
+    client.on('notification', () => this.forget());
+    client.on('error', lost);
+    client.on('end', lost);
+    await client.query('LISTEN trb_auth');
+    this.listening = true;
+    return async () => {
+      lost();
+      client.release(true);
+    };
+  }
+
+  private forget(): void {
+    this.generation++;
+    this.cache.clear();
   }
 
   /** RFC 7662: what the app may know of one of its own tokens (inactive for any other). */
@@ -414,11 +472,15 @@ export class AuthStore {
 
   /** RFC 7009: revokes one of the app's tokens (a refresh token takes its family along). */
   async revoke(app: App, token: string): Promise<void> {
-    await this.pool.query(
-      `UPDATE trb_token SET revoked_at = now() WHERE revoked_at IS NULL AND app_id = $2 AND (token_sha256 = $1
-         OR family = (SELECT family FROM trb_token WHERE token_sha256 = $1 AND kind = 'refresh' AND app_id = $2))`,
-      [sha256(token), app.id],
-    );
+    await inTransaction(this.pool, async (c) => {
+      await c.query(
+        `UPDATE trb_token SET revoked_at = now() WHERE revoked_at IS NULL AND app_id = $2 AND (token_sha256 = $1
+           OR family = (SELECT family FROM trb_token WHERE token_sha256 = $1 AND kind = 'refresh' AND app_id = $2))`,
+        [sha256(token), app.id],
+      );
+      await c.query(NOTIFY_REVOKED);
+    });
+    this.forget();
   }
 
   /** Counts one user-management call; false when the app has made `limit` this hour already. */

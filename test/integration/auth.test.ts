@@ -8,7 +8,8 @@ import { promisify } from 'node:util';
 import path from 'node:path';
 import t from 'tap';
 import type { FastifyInstance } from 'fastify';
-import { buildTestApp, testDatabase } from '../helper.ts';
+import { buildApp } from '../../src/app.ts';
+import { buildTestApp, testConfig, testDatabase } from '../helper.ts';
 
 const run = promisify(execFile);
 const REPO = path.resolve(import.meta.dirname, '..', '..');
@@ -195,4 +196,29 @@ t.test('admin API: off without ADMIN_KEY; with it, apps are made and removed', a
   t.equal((await app.inject({ method: 'GET', url: '/admin/apps', headers: auth })).json().length, 1);
   t.equal((await app.inject({ method: 'DELETE', url: `/admin/apps/${client_id}`, headers: auth })).statusCode, 204);
   t.notOk(await app.auth.authenticateApp(client_id, client_secret));
+});
+
+t.test('a token revoked through one server process is refused by another at once (tokens kept in memory are forgotten)', async (t) => {
+  const url = await testDatabase(t);
+  const [one, two] = [await buildApp(testConfig(url, { fhirAuth: 'required' }), { logger: false }), await buildApp(testConfig(url, { fhirAuth: 'required' }), { logger: false })];
+  t.teardown(async () => {
+    await one.close();
+    await two.close();
+  });
+  const { app: client, clientSecret } = await one.auth.createApp({ name: 'Two processes' });
+  const creds = `client_id=${client.clientId}&client_secret=${clientSecret}`;
+  const { code } = (await one.inject({ method: 'POST', url: `/user-management/v1/user?app_user_id=erin&${creds}` })).json();
+  const { access_token } = (await tokenFor(one, creds, code)).json();
+  const read = () => two.inject({ method: 'GET', url: '/fhir/r4/Patient', headers: { authorization: `Bearer ${access_token}` } });
+  t.equal((await read()).statusCode, 200);
+  t.equal((await read()).statusCode, 200, 'the second read is answered from the token kept in memory');
+  t.equal((await one.inject({ method: 'POST', url: `/oauth2/revoke?${creds}&token=${access_token}` })).statusCode, 200);
+  // The other process hears the revocation as it commits (PostgreSQL NOTIFY); give it 2 s at most.
+  const until = Date.now() + 2000;
+  let status = (await read()).statusCode;
+  while (status === 200 && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 20));
+    status = (await read()).statusCode;
+  }
+  t.equal(status, 401);
 });
