@@ -20,6 +20,8 @@ declare module 'fastify' {
 
 type Fields = Record<string, unknown>;
 
+const EXPIRE_QUEUE = 'expire';
+
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 
 /** Form bodies (application/x-www-form-urlencoded) as an object, for the OAuth and user routes. */
@@ -68,6 +70,12 @@ export default fp(
     app.decorate('auth', store);
     const stopListening = await store.listen();
     app.addHook('onClose', stopListening);
+    // Every hour, one process removes expired codes, tokens and sign-in requests.
+    await app.jobs.createQueue(EXPIRE_QUEUE);
+    await app.jobs.schedule(EXPIRE_QUEUE, '17 * * * *');
+    await app.jobs.work(EXPIRE_QUEUE, async () => {
+      app.log.info({ removed: await store.expire() }, 'expired codes and tokens removed');
+    });
     const credentials: Credentials = {
       async app(req) {
         const pair = clientPair(req);
@@ -103,5 +111,5 @@ export default fp(
       return keys.idToken({ ...(fhirUser ? { fhirUser } : {}), ...(g.nonce ? { nonce: g.nonce } : {}) }, app.config.baseUrl, client.clientId, g.userId, ACCESS_TOKEN_SECONDS);
     });
   },
-  { name: 'auth', dependencies: ['db'] },
+  { name: 'auth', dependencies: ['db', 'jobs'] },
 );

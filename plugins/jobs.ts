@@ -1,7 +1,7 @@
 /**
  * Background jobs on pg-boss, in the same PostgreSQL (schema `pgboss`), sharing the app's pool.
  * Workers start with the server; any number of processes share the queues.
- * Queues so far: `reindex` (src/search/reindex.ts).
+ * Queues so far: `reindex` (src/search/reindex.ts), `expire` (plugins/auth.ts, hourly).
  */
 import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';

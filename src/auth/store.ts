@@ -483,6 +483,21 @@ export class AuthStore {
     this.forget();
   }
 
+  /**
+   * Removes what can no longer be used: expired codes, authorization requests and tokens, and the
+   * rate counts of past hours (the `expire` job runs this every hour). Answers the rows removed.
+   */
+  async expire(): Promise<Record<string, number>> {
+    const { rows } = await this.pool.query<Record<string, number>>(
+      `WITH c AS (DELETE FROM trb_auth_code WHERE expires_at < now() RETURNING 1),
+            r AS (DELETE FROM trb_authz_request WHERE expires_at < now() RETURNING 1),
+            t AS (DELETE FROM trb_token WHERE expires_at < now() RETURNING 1),
+            q AS (DELETE FROM trb_rate WHERE bucket < date_trunc('hour', now()) RETURNING 1)
+       SELECT (SELECT count(*) FROM c)::int AS codes, (SELECT count(*) FROM r)::int AS requests, (SELECT count(*) FROM t)::int AS tokens, (SELECT count(*) FROM q)::int AS rates`,
+    );
+    return rows[0];
+  }
+
   /** Counts one user-management call; false when the app has made `limit` this hour already. */
   async countCall(appId: number, limit: number): Promise<{ ok: boolean; retryAfter: number }> {
     const { rows } = await this.pool.query<{ calls: number; retry: number }>(

@@ -222,3 +222,18 @@ t.test('a token revoked through one server process is refused by another at once
   }
   t.equal(status, 401);
 });
+
+t.test('expire: expired codes and tokens are removed, live ones kept', async (t) => {
+  const { app, creds } = await setup(t);
+  const { code } = (await app.inject({ method: 'POST', url: `/user-management/v1/user?app_user_id=fay&${creds}` })).json();
+  const live = (await tokenFor(app, creds, code)).json();
+  const { code: old } = (await app.inject({ method: 'POST', url: `/user-management/v1/user/auth-code?app_user_id=fay&${creds}` })).json();
+  const stale = (await tokenFor(app, creds, old)).json();
+  await app.pg.query("UPDATE trb_auth_code SET expires_at = now() - interval '1 minute'");
+  await app.pg.query("UPDATE trb_token SET expires_at = now() - interval '1 minute' WHERE family = (SELECT family FROM trb_token ORDER BY created_at DESC LIMIT 1)");
+  const removed = await app.auth.expire();
+  t.equal(removed.codes, 2);
+  t.equal(removed.tokens, 2, "the second sign-in's access and refresh tokens");
+  t.equal((await app.inject({ method: 'GET', url: '/fhir/r4/Patient', headers: { authorization: `Bearer ${live.access_token}` } })).statusCode, 200);
+  t.equal((await app.inject({ method: 'GET', url: '/fhir/r4/Patient', headers: { authorization: `Bearer ${stale.access_token}` } })).statusCode, 401);
+});
