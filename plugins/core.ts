@@ -54,7 +54,7 @@ export default fp(
     // SearchParameters stored through the API stay searchable across restarts.
     const { rows } = await app.pg.query<{ json: string }>(`SELECT v.res_text_vc AS json FROM hfj_resource r
       JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
-      WHERE r.res_type = 'SearchParameter' AND r.res_deleted_at IS NULL ORDER BY r.res_id`);
+      WHERE r.res_type = 'SearchParameter' AND r.res_deleted_at IS NULL AND r.partition_id = 0 AND r.owner_id IS NULL ORDER BY r.res_id`);
     for (const { json } of rows) {
       const sp = JSON.parse(json) as SearchParameter;
       if (sp.status === 'retired') continue;

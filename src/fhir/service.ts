@@ -132,7 +132,9 @@ export class FhirService {
   prepare(ctx: RequestContext, resource: Resource): Pick<WriteItem, 'resource' | 'indexes'> {
     const issues = this.validator.validate(resource);
     if (issues.some((i) => i.severity === 'error' || i.severity === 'fatal')) throw issuesError(400, issues);
-    if (resource.resourceType === 'SearchParameter' && resource.status !== 'retired') this.onSearchParameter?.(resource);
+    // The search registry is shared by every app: only the server's own (built-in) app, partition 0
+    // at app level, makes SearchParameters searchable. Elsewhere they are stored as they are.
+    if (resource.resourceType === 'SearchParameter' && resource.status !== 'retired' && ctx.partitionId === 0 && ctx.ownerId === null) this.onSearchParameter?.(resource);
     return { resource, indexes: this.indexer.extract(resource, null) };
   }
 

@@ -550,6 +550,27 @@ t.test("answers to writes on ids A1 cannot see: no tombstone, and a 409 that doe
   await unchanged(t, a2, a2.res.patient);
 });
 
+t.test("a SearchParameter an app writes changes no other app's search (the registry is the server's)", async (t) => {
+  const sp = {
+    resourceType: 'SearchParameter',
+    url: 'http://example.org/SearchParameter/patient-app-a-only',
+    name: 'AppAOnly',
+    status: 'active',
+    description: 'Written by app A',
+    code: 'app-a-only',
+    base: ['Patient'],
+    type: 'string',
+    expression: 'Patient.name.family',
+  };
+  t.equal((await request('POST', `${FHIR}/SearchParameter`, asApp(tenantA, 'client'), sp)).statusCode, 201, 'stored, as any resource');
+  for (const [who, headers] of [['app A', asApp(tenantA, 'client')], ['b1', b1.headers]] as const) {
+    const res = await request('GET', `${FHIR}/Patient?app-a-only=x`, headers);
+    t.equal(res.statusCode, 200);
+    const outcome = (res.json().entry as Json[]).find((e) => (e.search as Json | undefined)?.mode === 'outcome');
+    t.match(JSON.stringify(outcome?.resource), /has no search parameter .{0,2}app-a-only/, `${who}: the parameter is not searchable (ignored, with a warning)`);
+  }
+});
+
 // --- $reindex ------------------------------------------------------------------------------------
 
 t.test('$reindex as a user: 403', async (t) => {
