@@ -3,13 +3,15 @@
  * query string, a user, a code, a token, a FHIR query with it. Then the token lifecycle (single-use
  * codes, refresh rotation and reuse, revocation, introspection), the rate limit and the CLI.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import pg from 'pg';
 import { promisify } from 'node:util';
 import path from 'node:path';
 import t from 'tap';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/app.ts';
 import { buildTestApp, testConfig, testDatabase } from '../helper.ts';
+import { AuthStore } from '../../src/auth/store.ts';
 
 const run = promisify(execFile);
 const REPO = path.resolve(import.meta.dirname, '..', '..');
@@ -164,7 +166,7 @@ t.test('user-management calls are limited per app and hour: then 429 with Retry-
   t.equal((await app.inject({ method: 'GET', url: `/user-management/v1/user?client_id=${other.app.clientId}&client_secret=${other.clientSecret}` })).statusCode, 200);
 });
 
-t.test('CLI: app create --json, list, rotate-secret, delete', async (t) => {
+t.test('CLI: app create --json, list, rotate-secret, delete; user password', async (t) => {
   const url = await testDatabase(t);
   const cli = (...args: string[]) => run(path.join(REPO, 'node_modules', '.bin', 'node'), [path.join(REPO, 'bin', 'tributary.ts'), ...args], { env: { ...process.env, DATABASE_URL: url }, cwd: REPO });
   const created = JSON.parse((await cli('app', 'create', '--name', 'CLI app', '--redirect-uri', 'https://app.example/cb', '--json')).stdout);
@@ -176,6 +178,24 @@ t.test('CLI: app create --json, list, rotate-secret, delete', async (t) => {
   t.notOk('client_secret' in listed[0], 'a secret is shown once, never listed');
   const rotated = JSON.parse((await cli('app', 'rotate-secret', created.client_id, '--json')).stdout);
   t.not(rotated.client_secret, created.client_secret);
+
+  // user password: the password comes on standard input; then the SMART login accepts it.
+  const pool = new pg.Pool({ connectionString: url, max: 1 });
+  t.teardown(() => pool.end());
+  const store = new AuthStore(pool);
+  const client = (await store.appByClientId(created.client_id))!;
+  const user = (await store.createUser(client.id, 'gus'))!;
+  const withStdin = (input: string, ...args: string[]) =>
+    new Promise<number>((resolve) => {
+      const child = spawn(path.join(REPO, 'node_modules', '.bin', 'node'), [path.join(REPO, 'bin', 'tributary.ts'), ...args], { env: { ...process.env, DATABASE_URL: url }, cwd: REPO, stdio: ['pipe', 'ignore', 'ignore'] });
+      child.on('exit', (code) => resolve(code ?? -1));
+      child.stdin!.end(input);
+    });
+  t.equal(await withStdin('a long password\n', 'user', 'password', '--client-id', created.client_id, '--app-user-id', 'gus', '--username', 'gus1'), 0);
+  t.equal((await store.checkPassword(client.id, 'gus1', 'a long password'))?.id, user.id);
+  t.equal(await withStdin('short\n', 'user', 'password', '--client-id', created.client_id, '--app-user-id', 'gus', '--username', 'gus1'), 2, 'a short password is refused');
+  t.equal(await withStdin('a long password\n', 'user', 'password', '--client-id', created.client_id, '--app-user-id', 'nobody', '--username', 'x1'), 1, 'an unknown user is an error');
+
   await cli('app', 'delete', created.client_id);
   t.same(JSON.parse((await cli('app', 'list', '--json')).stdout), []);
   await t.rejects(cli('app', 'create', '--name', 'Bad', '--redirect-uri', 'ftp://x'), 'a bad command fails with a message');
