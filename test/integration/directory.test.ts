@@ -1,0 +1,88 @@
+/**
+ * The directory import: the full Lantern set (every distinct base URL once, with its
+ * organizations, vendor and FHIR version), idempotent re-imports, the HTI-1 Bundle format (an
+ * Oracle Health list, used as a test input only), CSV, rejected rows with reasons, and broken
+ * files refused whole with the directory unchanged.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import pg from 'pg';
+import t from 'tap';
+import { testDatabase } from '../helper.ts';
+import { migrate } from '../../src/storage/migrate.ts';
+import { importDirectory, normalizeUrl, systemId, type ImportSource } from '../../src/directory/importer.ts';
+
+const SHARED = path.resolve(import.meta.dirname, '..', '..', '..', 'shared', 'directory');
+const LANTERN = path.join(SHARED, 'lantern');
+const lantern = (): ImportSource[] =>
+  fs
+    .readdirSync(LANTERN)
+    .filter((f) => f.endsWith('.json'))
+    .sort()
+    .map((f) => ({ name: f, content: fs.readFileSync(path.join(LANTERN, f), 'utf8') }));
+
+const pool = new pg.Pool({ connectionString: await testDatabase(t), max: 4 });
+t.teardown(() => pool.end());
+await migrate(pool);
+const count = async (sql: string) => Number((await pool.query(sql)).rows[0].n);
+
+t.test('the Lantern set: 29,101 usable systems, each URL once with every organization; a re-import changes nothing', async (t) => {
+  const first = await importDirectory(pool, lantern());
+  t.equal(first.files, 156);
+  t.equal(first.rows, 67645, 'every row read');
+  // 29,117 distinct URLs as written; 17 rows are relative paths ("api/eyesite/R4"), rejected with
+  // their reason, and a few written without a scheme or after stray characters are mended and
+  // meet their https twins.
+  t.equal(first.rejected.length, 17);
+  t.ok(first.rejected.every((r) => /not a URL: api\//.test(r.reason) && r.file.endsWith('.json') && /^Endpoints\[\d+\]$/.test(r.at)), 'each rejected row says where and why');
+  t.equal(first.systems, 29101, 'one system per distinct base URL (trailing "/" trimmed, lower-cased)');
+  t.equal(first.added, 29101);
+  t.equal(await count('SELECT count(*) AS n FROM trb_system'), 29101);
+  // A URL serving many organizations keeps them all.
+  const many = await pool.query<{ n: string }>('SELECT count(*) AS n FROM trb_system_org GROUP BY system_id ORDER BY 1 DESC LIMIT 1');
+  t.ok(Number(many.rows[0].n) > 1);
+  const dstu2 = await pool.query("SELECT fhir_version, vendor FROM trb_system WHERE resource_url ILIKE '%/DSTU2%' LIMIT 1");
+  t.equal(dstu2.rows[0].fhir_version, 'DSTU2');
+  t.ok(dstu2.rows[0].vendor, 'the vendor comes from the list the URL was in');
+  const again = await importDirectory(pool, lantern());
+  t.same({ added: again.added, updated: again.updated, unchanged: again.unchanged }, { added: 0, updated: 0, unchanged: 29101 });
+});
+
+t.test('ids are short, stable and derived from the normalized URL', async (t) => {
+  const n = normalizeUrl('HTTPS://FHIR.Example.ORG/api/FHIR/R4/');
+  t.same(n, { url: 'HTTPS://FHIR.Example.ORG/api/FHIR/R4', normalized: 'https://fhir.example.org/api/fhir/r4' });
+  const id = systemId((n as { normalized: string }).normalized);
+  t.match(id, /^[0-9a-z]{1,10}$/);
+  t.equal(id, systemId('https://fhir.example.org/api/fhir/r4'));
+  t.not(id, systemId('https://fhir.example.org/api/fhir/r4/other'));
+});
+
+t.test('HTI-1 Bundles (Endpoint + Organization), CSV, rejected rows, updates in place', async (t) => {
+  const soarian = { name: 'soarian.json', content: fs.readFileSync(path.join(SHARED, 'oracle-health', 'soarian_patient_r4_endpoints.json'), 'utf8'), vendor: 'Oracle Health' };
+  const r = await importDirectory(pool, [soarian]);
+  t.equal(r.systems, 7, 'the seven Endpoints of the list');
+  t.equal(r.rejected.length, 0);
+  const org = await pool.query("SELECT o.name, o.city, o.state FROM trb_system s JOIN trb_system_org o ON o.system_id = s.id WHERE s.vendor = 'Oracle Health' AND o.city IS NOT NULL LIMIT 1");
+  t.ok(org.rows[0]?.state, 'the Organization address comes along');
+
+  const csv = (body: string): ImportSource => ({ name: 'list.csv', content: body, vendor: 'Acme EHR' });
+  const made = await importDirectory(pool, [csv('url,name,npi,zip\nhttps://acme.example/fhir/r4,"Acme Clinic, North",1234567890,55401\n,No URL,,\nftp://acme.example/x,Wrong scheme,,\n')]);
+  t.equal(made.added, 1);
+  t.same(made.rejected.map((x) => x.at), ['line 3', 'line 4']);
+  t.match(made.rejected[1].reason, /not an http\(s\) URL/);
+  const renamed = await importDirectory(pool, [csv('url,name,npi,zip\nhttps://acme.example/fhir/r4/,"Acme Clinic, South",1234567890,55401\n')]);
+  t.same({ added: renamed.added, updated: renamed.updated }, { added: 0, updated: 1 }, 'the same URL (with a trailing "/") updates in place');
+  t.equal((await pool.query("SELECT name FROM trb_system WHERE url_normalized = 'https://acme.example/fhir/r4'")).rows[0].name, 'Acme Clinic, South');
+});
+
+t.test('a broken file is refused whole and the directory stays as it was', async (t) => {
+  const before = await count('SELECT count(*) AS n FROM trb_system');
+  for (const broken of [
+    { name: 'bad.json', content: '{"Endpoints": [' },
+    { name: 'junk.bin', content: 'x'.repeat(50 * 1024 * 1024) },
+    { name: 'wrong.json', content: '{"resourceType":"Patient"}' },
+  ]) {
+    await t.rejects(importDirectory(pool, [...lantern().slice(0, 3), broken]), { name: 'DirectoryFileError' }, broken.name);
+  }
+  t.equal(await count('SELECT count(*) AS n FROM trb_system'), before);
+});
