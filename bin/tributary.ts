@@ -2,9 +2,10 @@
 /**
  * The command line: `npx tributary app create --name NAME --redirect-uri URL [--json]`, `app list`,
  * `app rotate-secret CLIENT_ID`, `app delete CLIENT_ID`, and `user password` (the sign-in a person
- * uses on the SMART login page; the password is read from standard input, never from arguments). It works on the server's database: the
- * DATABASE_URL, or the embedded PostgreSQL of the data folder (the running server's, or started
- * here for the command when no server runs).
+ * uses on the SMART login page; the password is read from standard input, never from arguments),
+ * and `directory import FILE_OR_URL...` (health-system lists into the directory). It works on the
+ * server's database: the DATABASE_URL, or the embedded PostgreSQL of the data folder (the running
+ * server's, or started here for the command when no server runs).
  */
 import { parseArgs } from 'node:util';
 import pg from 'pg';
@@ -12,13 +13,18 @@ import { loadConfig, ConfigError } from '../src/config.ts';
 import { runningEmbeddedUrl, startEmbeddedPostgres, type EmbeddedDatabase } from '../src/db/embedded.ts';
 import { migrate } from '../src/storage/migrate.ts';
 import { AuthStore, describeApp, redirectUriProblem } from '../src/auth/store.ts';
+import { importDirectory, type ImportSource } from '../src/directory/importer.ts';
+import { DirectoryFileError, type DirectoryFormat } from '../src/directory/readers.ts';
+import fs from 'node:fs';
+import path from 'node:path';
 
 const USAGE = `Usage:
   tributary app create --name NAME [--redirect-uri URL]... [--scope SCOPE]... [--public] [--json]
   tributary app list [--json]
   tributary app rotate-secret CLIENT_ID [--json]
   tributary app delete CLIENT_ID
-  tributary user password --client-id CLIENT_ID --app-user-id ID --username NAME   (password on standard input)`;
+  tributary user password --client-id CLIENT_ID --app-user-id ID --username NAME   (password on standard input)
+  tributary directory import FILE_OR_URL... [--format hti1|lantern|csv] [--vendor NAME] [--json]   (a folder: its .json and .csv files)`;
 
 function fail(message: string, code = 2): never {
   process.stderr.write(`${message}\n`);
@@ -35,13 +41,16 @@ const { values: opts, positionals } = parseArgs({
     'client-id': { type: 'string' },
     'app-user-id': { type: 'string' },
     username: { type: 'string' },
+    format: { type: 'string' },
+    vendor: { type: 'string' },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
   strict: true,
 });
 const [group, command, arg] = positionals;
-const known = group === 'app' ? ['create', 'list', 'rotate-secret', 'delete'].includes(command) : group === 'user' && command === 'password';
+const known =
+  group === 'app' ? ['create', 'list', 'rotate-secret', 'delete'].includes(command) : (group === 'user' && command === 'password') || (group === 'directory' && command === 'import');
 if (opts.help || !known) fail(USAGE, opts.help ? 0 : 2);
 // The arguments are checked before the database is opened (fail exits at once).
 if (command === 'create') {
@@ -55,6 +64,46 @@ if (group === 'user') {
   if (!opts['client-id'] || !opts['app-user-id'] || !opts.username) fail('user password needs --client-id, --app-user-id and --username.');
   password = (await new Response(process.stdin as unknown as ReadableStream).text()).replace(/\r?\n$/, '');
   if (password.length < 8 || password.length > 1000) fail('The password (on standard input) must have 8 to 1000 characters.');
+}
+
+/** A directory list: a file, every .json/.csv file of a folder, or a URL (fetched, 200 MB at most). */
+async function readSources(targets: string[]): Promise<ImportSource[]> {
+  const format = opts.format as DirectoryFormat | undefined;
+  const out: ImportSource[] = [];
+  for (const target of targets) {
+    if (/^https?:\/\//i.test(target)) {
+      const res = await fetch(target, { signal: AbortSignal.timeout(120_000) }).catch((err: Error) => fail(`${target}: ${err.message}`));
+      if (!res.ok) fail(`${target}: HTTP ${res.status}`);
+      const body = await res.text();
+      if (body.length > MAX_LIST_BYTES) fail(`${target}: larger than 200 MB.`);
+      out.push({ name: target, content: body, format, vendor: opts.vendor });
+      continue;
+    }
+    if (!fs.existsSync(target)) fail(`${target}: no such file or folder.`);
+    const files = fs.statSync(target).isDirectory()
+      ? fs.readdirSync(target).filter((f) => /\.(json|csv)$/i.test(f)).sort().map((f) => path.join(target, f))
+      : [target];
+    for (const f of files) {
+      if (fs.statSync(f).size > MAX_LIST_BYTES) fail(`${f}: larger than 200 MB.`);
+      out.push({ name: path.basename(f), content: fs.readFileSync(f, 'utf8'), format, vendor: opts.vendor });
+    }
+  }
+  return out;
+}
+const MAX_LIST_BYTES = 200 * 1024 * 1024;
+let sources: ImportSource[] = [];
+if (group === 'directory') {
+  if (opts.format && !['hti1', 'lantern', 'csv'].includes(opts.format)) fail('--format is hti1, lantern or csv.');
+  if (positionals.length < 3) fail('directory import needs at least one file, folder or URL.');
+  sources = await readSources(positionals.slice(2));
+}
+
+/** A progress bar on a terminal (standard error); nothing when piped. */
+function progressBar(stage: string, done: number, total: number): void {
+  if (!process.stderr.isTTY) return;
+  const width = 30;
+  const filled = Math.round((done / Math.max(total, 1)) * width);
+  process.stderr.write(`\r${stage.padEnd(8)} [${'#'.repeat(filled)}${' '.repeat(width - filled)}] ${done}/${total}${done === total ? '\n' : ''}`);
 }
 
 let config;
@@ -81,7 +130,21 @@ const out = (json: unknown, text: string) => process.stdout.write(opts.json ? `$
 try {
   await migrate(pool);
   const store = new AuthStore(pool);
-  if (group === 'user') {
+  if (group === 'directory') {
+    try {
+      const summary = await importDirectory(pool, sources, (stage, done, total) => progressBar(stage === 'read' ? 'reading' : 'writing', done, total));
+      const shown = summary.rejected.slice(0, 20).map((r) => `  rejected: ${r.file} ${r.at}: ${r.reason}`);
+      const more = summary.rejected.length > 20 ? [`  ... and ${summary.rejected.length - 20} more (--json lists them all)`] : [];
+      out(
+        summary,
+        [`${summary.files} files, ${summary.rows} rows: ${summary.systems} systems, ${summary.added} added, ${summary.updated} updated, ${summary.unchanged} unchanged, ${summary.rejected.length} rows rejected`, ...shown, ...more].join('\n'),
+      );
+    } catch (err) {
+      if (!(err instanceof DirectoryFileError)) throw err;
+      process.stderr.write(`${err.message}\nNothing was imported; the directory is as it was.\n`);
+      process.exitCode = 1;
+    }
+  } else if (group === 'user') {
     const client = await store.appByClientId(opts['client-id']!);
     const user = client && (await store.findUser(client.id, { appUserId: opts['app-user-id'] }));
     if (!client || !user) {

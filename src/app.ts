@@ -15,6 +15,7 @@ import authPlugin from '../plugins/auth.ts';
 import userRoutes from '../plugins/users.ts';
 import adminRoutes from '../plugins/admin.ts';
 import smartRoutes from '../plugins/smart.ts';
+import directoryPlugin from '../plugins/directory.ts';
 import { errorHandler } from '../plugins/errors.ts';
 
 declare module 'fastify' {
@@ -67,6 +68,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   app.register(jobsPlugin);
   app.register(health);
   app.register(authPlugin);
+  app.register(directoryPlugin);
   app.register(smartRoutes);
   app.register(userRoutes);
   app.register(adminRoutes, { prefix: '/admin' });

@@ -32,6 +32,8 @@ export interface Config {
   adminKey: string | undefined;
   /** User-management calls an app may make per hour (then 429). */
   userApiRateLimit: number;
+  /** Load the shipped health-system directory on first start (when the directory is empty). */
+  directoryAutoload: boolean;
 }
 
 export class ConfigError extends Error {}
@@ -86,6 +88,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     fhirAuth: oneOf(env, 'FHIR_AUTH', ['required', 'off'] as const, 'required'),
     adminKey: adminKey(env.ADMIN_KEY),
     userApiRateLimit: int(env, 'USER_API_RATE_LIMIT', 300, 1, 10_000_000),
+    directoryAutoload: oneOf(env, 'DIRECTORY_AUTOLOAD', ['true', 'false'] as const, 'true') === 'true',
   };
 }
 

@@ -46,9 +46,12 @@ export async function testDatabase(t: Teardown): Promise<string> {
   return url.toString();
 }
 
-/** The FHIR server's own tests run without credentials (FHIR_AUTH=off); the auth tests turn it on. */
+/**
+ * The FHIR server's own tests run without credentials (FHIR_AUTH=off; the auth tests turn it on)
+ * and without the shipped directory (the directory tests load it themselves).
+ */
 export function testConfig(databaseUrl: string, overrides: Partial<Config> = {}): Config {
-  return { ...loadConfig({ DATABASE_URL: databaseUrl, LOG_LEVEL: 'silent', BASE_URL: 'http://tributary.test', FHIR_AUTH: 'off' }), ...overrides };
+  return { ...loadConfig({ DATABASE_URL: databaseUrl, LOG_LEVEL: 'silent', BASE_URL: 'http://tributary.test', FHIR_AUTH: 'off', DIRECTORY_AUTOLOAD: 'false' }), ...overrides };
 }
 
 /** An app on a fresh database, closed at teardown. */

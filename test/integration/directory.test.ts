@@ -4,16 +4,21 @@
  * Oracle Health list, used as a test input only), CSV, rejected rows with reasons, and broken
  * files refused whole with the directory unchanged.
  */
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import t from 'tap';
-import { testDatabase } from '../helper.ts';
+import { buildTestApp, testConfig, testDatabase } from '../helper.ts';
+import { buildApp } from '../../src/app.ts';
 import { migrate } from '../../src/storage/migrate.ts';
 import { importDirectory, normalizeUrl, systemId, type ImportSource } from '../../src/directory/importer.ts';
 
-const SHARED = path.resolve(import.meta.dirname, '..', '..', '..', 'shared', 'directory');
-const LANTERN = path.join(SHARED, 'lantern');
+const REPO = path.resolve(import.meta.dirname, '..', '..');
+const SHARED = path.resolve(REPO, '..', 'shared', 'directory');
+// The shipped lists (directory/lantern, the same files as ../shared/directory/lantern).
+const LANTERN = path.join(REPO, 'directory', 'lantern');
 const lantern = (): ImportSource[] =>
   fs
     .readdirSync(LANTERN)
@@ -85,4 +90,40 @@ t.test('a broken file is refused whole and the directory stays as it was', async
     await t.rejects(importDirectory(pool, [...lantern().slice(0, 3), broken]), { name: 'DirectoryFileError' }, broken.name);
   }
   t.equal(await count('SELECT count(*) AS n FROM trb_system'), before);
+});
+
+t.test('first start: the shipped directory loads in the background while the server answers', async (t) => {
+  const app = await buildTestApp(t, { directoryAutoload: true });
+  t.equal((await app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200, 'the server answers at once');
+  await app.directoryLoaded;
+  t.equal(Number((await app.pg.query('SELECT count(*) AS n FROM trb_system')).rows[0].n), 29101);
+  // A restart finds it filled and imports nothing.
+  await app.pg.query("UPDATE trb_system SET name = 'Kept' WHERE id = (SELECT min(id) FROM trb_system)");
+  const again = await buildApp(testConfig(app.config.databaseUrl!, { directoryAutoload: true }), { logger: false });
+  t.teardown(() => again.close());
+  await again.ready();
+  await again.directoryLoaded;
+  t.equal(Number((await again.pg.query("SELECT count(*) AS n FROM trb_system WHERE name = 'Kept'")).rows[0].n), 1);
+});
+
+t.test('CLI: directory import prints a summary with each rejected row; a broken file changes nothing and fails', async (t) => {
+  const url = await testDatabase(t);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'trb-dir-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(dir, 'list.csv'), 'url,name\nhttps://x.example/fhir/R4,X Clinic\nnot a url,Bad\n');
+  fs.writeFileSync(path.join(dir, 'broken.json'), '{"Endpoints": [');
+  const cli = (...args: string[]) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(path.join(REPO, 'node_modules', '.bin', 'node'), [path.join(REPO, 'bin', 'tributary.ts'), 'directory', 'import', ...args], { env: { ...process.env, DATABASE_URL: url } }, (err, stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      );
+    });
+  const ok = await cli(path.join(dir, 'list.csv'), '--vendor', 'X EHR', '--json');
+  t.equal(ok.code, 0);
+  const summary = JSON.parse(ok.stdout);
+  t.same({ added: summary.added, rejected: summary.rejected.length }, { added: 1, rejected: 1 });
+  t.match(summary.rejected[0], { file: 'list.csv', at: 'line 3', reason: /not a URL/ });
+  const bad = await cli(path.join(dir, 'list.csv'), path.join(dir, 'broken.json'));
+  t.equal(bad.code, 1);
+  t.match(bad.stderr, /broken\.json: not JSON[\s\S]*Nothing was imported/);
 });

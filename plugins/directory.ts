@@ -1,0 +1,66 @@
+/**
+ * The health-system directory on the server: on first start (an empty directory), the shipped
+ * lists in `directory/lantern/` are imported in the background while the server already serves
+ * everything else (DIRECTORY_AUTOLOAD=false turns it off). Several processes starting together
+ * import once (an advisory lock).
+ */
+import fp from 'fastify-plugin';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { importDirectory } from '../src/directory/importer.ts';
+import { inTransaction } from '../src/storage/transaction.ts';
+
+/** The shipped lists, beside the code (not the working directory). */
+export const SHIPPED_DIRECTORY = path.resolve(import.meta.dirname, '..', 'directory', 'lantern');
+const AUTOLOAD_LOCK = 0x7472_6469_72; // any constant
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Settles when the first-start import is done (or was not needed). */
+    directoryLoaded: Promise<void>;
+  }
+}
+
+export default fp(
+  async function directory(app: FastifyInstance) {
+    let loaded: () => void = () => {};
+    app.decorate('directoryLoaded', new Promise<void>((r) => (loaded = r)));
+    if (!app.config.directoryAutoload) {
+      loaded();
+      return;
+    }
+    app.addHook('onReady', async () => {
+      // Not awaited: the server answers while the directory loads.
+      void autoload(app).finally(loaded);
+    });
+  },
+  { name: 'directory', dependencies: ['db'] },
+);
+
+async function autoload(app: FastifyInstance): Promise<void> {
+  const started = Date.now();
+  try {
+    const summary = await inTransaction(app.pg, async (c) => {
+      // One process imports; the others wait here, then find the directory filled.
+      await c.query('SELECT pg_advisory_xact_lock($1)', [AUTOLOAD_LOCK]);
+      const { rows } = await c.query<{ any: boolean }>('SELECT EXISTS (SELECT 1 FROM trb_system) AS any');
+      if (rows[0].any) return null;
+      const sources = fs
+        .readdirSync(SHIPPED_DIRECTORY)
+        .filter((f) => f.endsWith('.json'))
+        .sort()
+        .map((f) => ({ name: f, content: fs.readFileSync(path.join(SHIPPED_DIRECTORY, f), 'utf8') }));
+      app.log.info({ files: sources.length }, 'loading the health-system directory');
+      return importDirectory(app.pg, sources, (stage, done, total) => {
+        if (stage === 'write') app.log.info({ done, total }, 'directory: systems written');
+      });
+    });
+    if (summary) {
+      const { rejected, ...counts } = summary;
+      app.log.info({ ...counts, rejectedRows: rejected.length, ms: Date.now() - started }, 'health-system directory loaded');
+    }
+  } catch (err) {
+    app.log.error({ err: String(err) }, 'the health-system directory could not be loaded; run npx tributary directory import directory/lantern');
+  }
+}
