@@ -1,8 +1,11 @@
 /**
- * The health-system directory on the server: on first start (an empty directory), the shipped
- * lists in `directory/lantern/` are imported in the background while the server already serves
- * everything else (DIRECTORY_AUTOLOAD=false turns it off). Several processes starting together
- * import once (an advisory lock).
+ * The health-system directory on the server:
+ * - on first start (an empty directory), the shipped lists in `directory/lantern/` are imported in
+ *   the background while the server already serves everything else (DIRECTORY_AUTOLOAD=false turns
+ *   it off); several processes starting together import once (an advisory lock);
+ * - `GET /connect/system/clinical` (app credentials), 1upHealth's shape: `query` (name, city or
+ *   address words), `offset`, 20 a page, `system_type` accepted; also `zip`, `state`, `npi`,
+ *   `vendor`, `fhir_version` and `url` (a URL or domain).
  */
 import fp from 'fastify-plugin';
 import fs from 'node:fs';
@@ -10,10 +13,13 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { importDirectory } from '../src/directory/importer.ts';
 import { inTransaction } from '../src/storage/transaction.ts';
+import { searchSystems } from '../src/directory/search.ts';
+import { requestParam } from './auth.ts';
 
 /** The shipped lists, beside the code (not the working directory). */
 export const SHIPPED_DIRECTORY = path.resolve(import.meta.dirname, '..', 'directory', 'lantern');
 const AUTOLOAD_LOCK = 0x7472_6469_72; // any constant
+const PAGE = 20;
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -26,6 +32,40 @@ export default fp(
   async function directory(app: FastifyInstance) {
     let loaded: () => void = () => {};
     app.decorate('directoryLoaded', new Promise<void>((r) => (loaded = r)));
+
+    app.get('/connect/system/clinical', async (req, reply) => {
+      const client = await app.credentials.app(req);
+      if (!client) return reply.code(401).send({ success: false, error: 'client_id and client_secret are missing or wrong; pass them as query parameters or headers.' });
+      const param = (name: string) => {
+        const v = requestParam(req, name);
+        return v && v.length <= 200 ? v : undefined;
+      };
+      const offset = Number(param('offset') ?? 0);
+      if (!Number.isInteger(offset) || offset < 0 || offset > 100_000) return reply.code(400).send({ success: false, error: 'offset must be a whole number from 0 to 100,000.' });
+      const systemType = param('system_type');
+      if (systemType && systemType !== 'clinical') return reply.code(400).send({ success: false, error: 'system_type is clinical (the only kind of system in this directory).' });
+      const hits = await searchSystems(app.pg, {
+        text: param('query'),
+        zip: param('zip'),
+        state: param('state'),
+        npi: param('npi'),
+        vendor: param('vendor'),
+        fhirVersion: param('fhir_version'),
+        url: param('url'),
+        offset,
+        limit: PAGE,
+      });
+      return hits.map((h) => ({
+        id: h.id,
+        name: h.name,
+        resource_url: h.resourceUrl,
+        logo: null,
+        api_version: h.fhirVersion,
+        status: h.status,
+        ehr: h.vendor,
+        locations: h.locations,
+      }));
+    });
     if (!app.config.directoryAutoload) {
       loaded();
       return;
@@ -35,7 +75,7 @@ export default fp(
       void autoload(app).finally(loaded);
     });
   },
-  { name: 'directory', dependencies: ['db'] },
+  { name: 'directory', dependencies: ['db', 'auth'] },
 );
 
 async function autoload(app: FastifyInstance): Promise<void> {

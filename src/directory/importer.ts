@@ -35,6 +35,7 @@ type Org = Omit<DirectoryRow, 'url' | 'at'>;
 
 interface System {
   id: string;
+  searchText: string;
   normalized: string;
   url: string;
   name: string;
@@ -72,6 +73,16 @@ export function systemId(normalized: string): string {
   return BigInt(`0x${createHash('sha256').update(normalized).digest('hex').slice(0, 12)}`).toString(36);
 }
 
+/** Text as searches compare it: accents removed, lower-cased, words split by single spaces. */
+export function foldText(s: string): string {
+  return s
+    .normalize('NFD')
+    .replace(/\p{M}/gu, '')
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}]+/gu, ' ')
+    .trim();
+}
+
 /** The FHIR version a URL shows (`.../DSTU2/...`, `.../R4`), or null. */
 export function fhirVersionOf(url: string): string | null {
   const m = /\/(dstu2|stu3|r4|r4b|r5)(?=\/|$|\?)/i.exec(url);
@@ -88,7 +99,7 @@ export function vendorFromFileName(name: string): string | null {
 
 /** Rows grouped by normalized URL, organizations de-duplicated; the first vendor seen wins. */
 function group(rows: { row: DirectoryRow; vendor: string | null; file: string }[], rejected: ImportSummary['rejected']): System[] {
-  const systems = new Map<string, Omit<System, 'sha256' | 'name'> & { orgKeys: Set<string> }>();
+  const systems = new Map<string, Omit<System, 'sha256' | 'name' | 'searchText'> & { orgKeys: Set<string> }>();
   for (const { row, vendor, file } of rows) {
     const n = normalizeUrl(row.url);
     if (typeof n === 'string') {
@@ -107,7 +118,8 @@ function group(rows: { row: DirectoryRow; vendor: string | null; file: string }[
   return [...systems.values()].map(({ orgKeys: _k, ...s }) => {
     const name = s.orgs.find((o) => o.orgName)?.orgName ?? new URL(s.url).host;
     const sha256 = createHash('sha256').update(JSON.stringify([s.url, name, s.vendor, s.fhirVersion, s.orgs])).digest('hex');
-    return { ...s, name, sha256 };
+    const words = [name, ...s.orgs.flatMap((o) => [o.orgName, o.city, o.state, o.postalCode, o.npi, o.line]), s.vendor, s.fhirVersion, new URL(s.url).host];
+    return { ...s, name, sha256, searchText: foldText([...new Set(words.filter(Boolean))].join(' ')) };
   });
 }
 
@@ -131,13 +143,13 @@ export async function importDirectory(pool: pg.Pool, sources: ImportSource[], pr
     for (let start = 0; start < systems.length; start += CHUNK) {
       const part = systems.slice(start, start + CHUNK);
       const { rows: written } = await c.query<{ id: string; inserted: boolean }>(
-        `INSERT INTO trb_system (id, url_normalized, resource_url, name, vendor, fhir_version, content_sha256)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+        `INSERT INTO trb_system (id, url_normalized, resource_url, name, vendor, fhir_version, content_sha256, search_text)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
          ON CONFLICT (id) DO UPDATE SET resource_url = EXCLUDED.resource_url, name = EXCLUDED.name, vendor = EXCLUDED.vendor,
-           fhir_version = EXCLUDED.fhir_version, content_sha256 = EXCLUDED.content_sha256, updated_at = now()
+           fhir_version = EXCLUDED.fhir_version, content_sha256 = EXCLUDED.content_sha256, search_text = EXCLUDED.search_text, updated_at = now()
          WHERE trb_system.content_sha256 IS DISTINCT FROM EXCLUDED.content_sha256 AND trb_system.url_normalized = EXCLUDED.url_normalized
          RETURNING id, (xmax = 0) AS inserted`,
-        [part.map((s) => s.id), part.map((s) => s.normalized), part.map((s) => s.url), part.map((s) => s.name), part.map((s) => s.vendor), part.map((s) => s.fhirVersion), part.map((s) => s.sha256)],
+        [part.map((s) => s.id), part.map((s) => s.normalized), part.map((s) => s.url), part.map((s) => s.name), part.map((s) => s.vendor), part.map((s) => s.fhirVersion), part.map((s) => s.sha256), part.map((s) => s.searchText)],
       );
       const changed = new Set(written.map((w) => w.id));
       summary.added += written.filter((w) => w.inserted).length;

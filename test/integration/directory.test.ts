@@ -127,3 +127,42 @@ t.test('CLI: directory import prints a summary with each rejected row; a broken 
   t.equal(bad.code, 1);
   t.match(bad.stderr, /broken\.json: not JSON[\s\S]*Nothing was imported/);
 });
+
+t.test("GET /connect/system/clinical: 1upHealth's shape; name words (accents, case, prefixes, a typo), places, NPI, vendor, version, URL", async (t) => {
+  const app = await buildTestApp(t);
+  await importDirectory(app.pg, [
+    ...lantern().filter((s) => /^(Epic|Cerner|AthenaClinicals)/.test(s.name)),
+    {
+      name: 'mine.csv',
+      vendor: 'Tributary Test',
+      content: 'url,name,npi,zip\nhttps://fhir.saint-elisabeth.example/R4,Hôpital Saint-Élisabeth,1999999999,55401\nhttps://fhir.mayo-like.example/api/DSTU2,Rochester Clinic North,,55905\n',
+    },
+  ]);
+  const { app: client, clientSecret } = await app.auth.createApp({ name: 'Directory reader' });
+  const get = async (query: string) => {
+    const res = await app.inject({ method: 'GET', url: `/connect/system/clinical?client_id=${client.clientId}&client_secret=${clientSecret}&${query}` });
+    t.equal(res.statusCode, 200, query);
+    return res.json() as { id: string; name: string; resource_url: string; api_version: string | null; ehr: string | null; status: string; logo: null; locations: { name: string; address: { postalCode: string | null } }[] }[];
+  };
+  const accent = await get('query=hopital%20saint%20elis');
+  t.equal(accent[0]?.name, 'Hôpital Saint-Élisabeth', 'accents and case do not matter; words are prefixes');
+  t.same(Object.keys(accent[0]).sort(), ['api_version', 'ehr', 'id', 'locations', 'logo', 'name', 'resource_url', 'status']);
+  t.same(accent[0].locations[0], { name: 'Hôpital Saint-Élisabeth', address: { line: null, city: null, postalCode: '55401', state: null } });
+  t.equal((await get('query=hospital%20saint%20elisabet'))[0]?.name, 'Hôpital Saint-Élisabeth', 'a typo still finds it');
+  t.equal((await get('npi=1999999999'))[0]?.name, 'Hôpital Saint-Élisabeth');
+  t.ok((await get('zip=55905')).some((x) => x.name === 'Rochester Clinic North'), 'zip (a prefix of the organizations\' zips)');
+  const dstu2 = await get('fhir_version=DSTU2&vendor=tributary');
+  t.same(dstu2.map((x) => x.name), ['Rochester Clinic North']);
+  t.equal((await get('url=fhir.saint-elisabeth.example'))[0]?.ehr, 'Tributary Test');
+  const athena = await get('vendor=athena');
+  t.equal(athena.length, 1, "athenahealth's list is one URL serving every practice");
+  t.equal(athena[0].locations.length, 20, 'with its organizations as locations (20 shown)');
+  const page1 = await get('vendor=epic');
+  const page2 = await get('vendor=epic&offset=20');
+  t.equal(page1.length, 20, '20 a page');
+  t.notOk(page2.some((x) => page1.some((y) => y.id === x.id)), 'the next page repeats nothing');
+  t.same(await get('query=zzzzqqqq'), []);
+  const noCreds = await app.inject({ method: 'GET', url: '/connect/system/clinical?query=x' });
+  t.equal(noCreds.statusCode, 401);
+  t.equal((await app.inject({ method: 'GET', url: `/connect/system/clinical?client_id=${client.clientId}&client_secret=${clientSecret}&offset=-1` })).statusCode, 400);
+});
