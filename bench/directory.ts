@@ -2,20 +2,26 @@
  * The health-system directory import, end to end: a server as `npm start` runs it (its shipped
  * directory not autoloaded), then `npx tributary directory import directory/lantern` beside it,
  * twice: a first import of the full Lantern set (67,645 rows), then a re-import with nothing
- * changed. Prints the wall time of each (the CLI process included) and one JSON line.
+ * changed; then one client sends --searches name searches to `GET /connect/system/clinical`
+ * (one or two words of a random organization name from the lists, as a person types them).
+ * Prints the wall time of each import (the CLI process included), the searches' p50/p99, and one
+ * JSON line.
  *
- *   npx node bench/directory.ts [--runs 1]
+ *   npx node bench/directory.ts [--runs 1] [--searches 500]
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { REPO, round, spawnServer } from './server.ts';
+import { quantile, REPO, round, spawnServer } from './server.ts';
 
-const { values: args } = parseArgs({ options: { runs: { type: 'string', default: '1' } } });
+const { values: args } = parseArgs({ options: { runs: { type: 'string', default: '1' }, searches: { type: 'string', default: '500' } } });
 const runs = Math.min(10, Math.max(1, Math.floor(Number(args.runs)) || 1));
-const TARGET = { firstImportS: 60, reimportS: 30 };
+const TARGET = { firstImportS: 60, reimportS: 30, searchP50Ms: 20, searchP99Ms: 50 };
+const searches = Math.min(100_000, Math.max(10, Math.floor(Number(args.searches)) || 500));
+const ADMIN_KEY = `bench-${crypto.randomUUID()}`;
+process.env.ADMIN_KEY = ADMIN_KEY;
 
 function cliImport(dataDir: string, port: number): Promise<{ seconds: number; summary: { systems: number; added: number; updated: number; unchanged: number } }> {
   const t0 = performance.now();
@@ -29,7 +35,40 @@ function cliImport(dataDir: string, port: number): Promise<{ seconds: number; su
   });
 }
 
-const results: { firstS: number; reimportS: number; systems: number }[] = [];
+/** Search words as a person types them: the first word, or two, of organization names in the lists. */
+function searchTerms(n: number): string[] {
+  const names: string[] = [];
+  const dir = path.join(REPO, 'directory', 'lantern');
+  for (const f of fs.readdirSync(dir).filter((x) => x.endsWith('.json'))) {
+    for (const e of (JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as { Endpoints: { OrganizationName?: string }[] }).Endpoints) {
+      const words = (e.OrganizationName ?? '').split(/\s+/).filter((w) => w.length >= 3);
+      if (words.length) names.push(words.slice(0, 1 + (names.length % 2)).join(' '));
+    }
+  }
+  let seed = 7;
+  return Array.from({ length: n }, () => names[(seed = (seed * 1103515245 + 12345) % 2 ** 31) % names.length]);
+}
+
+async function searchLatency(base: string): Promise<{ p50Ms: number; p99Ms: number; meanResults: number }> {
+  const made = await fetch(`${base}/admin/apps`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'bench' }) });
+  const { client_id, client_secret } = (await made.json()) as { client_id: string; client_secret: string };
+  const terms = searchTerms(searches + 50);
+  const lat: number[] = [];
+  let results = 0;
+  for (let i = 0; i < terms.length; i++) {
+    const t0 = performance.now();
+    const res = await fetch(`${base}/connect/system/clinical?client_id=${client_id}&client_secret=${client_secret}&query=${encodeURIComponent(terms[i])}`);
+    const body = (await res.json()) as unknown[];
+    if (res.status !== 200) throw new Error(`search ${terms[i]}: HTTP ${res.status}`);
+    if (i < 50) continue; // warm-up
+    lat.push(performance.now() - t0);
+    results += body.length;
+  }
+  lat.sort((a, b) => a - b);
+  return { p50Ms: round(quantile(lat, 0.5), 2)!, p99Ms: round(quantile(lat, 0.99), 2)!, meanResults: round(results / lat.length, 1)! };
+}
+
+const results: { firstS: number; reimportS: number; systems: number; search: Awaited<ReturnType<typeof searchLatency>> }[] = [];
 for (let i = 0; i < runs; i++) {
   const server = await spawnServer(fs.mkdtempSync(path.join(os.tmpdir(), 'tributary-directory-')), { remove: true });
   try {
@@ -38,8 +77,10 @@ for (let i = 0; i < runs; i++) {
     const first = await cliImport(server.dataDir, port);
     const again = await cliImport(server.dataDir, port);
     if (again.summary.added || again.summary.updated) throw new Error(`the re-import changed ${again.summary.added + again.summary.updated} systems`);
-    results.push({ firstS: round(first.seconds, 2)!, reimportS: round(again.seconds, 2)!, systems: first.summary.systems });
+    const search = await searchLatency(server.base);
+    results.push({ firstS: round(first.seconds, 2)!, reimportS: round(again.seconds, 2)!, systems: first.summary.systems, search });
     console.log(`run ${i + 1}: first import ${round(first.seconds, 2)} s (${first.summary.added} systems added; target < ${TARGET.firstImportS} s), re-import ${round(again.seconds, 2)} s (${again.summary.unchanged} unchanged; target < ${TARGET.reimportS} s)`);
+    console.log(`  name search, one client, ${searches} searches: p50 ${search.p50Ms} ms, p99 ${search.p99Ms} ms (targets ${TARGET.searchP50Ms} / ${TARGET.searchP99Ms} ms), ${search.meanResults} results a page on average`);
   } finally {
     await server.stop();
   }
