@@ -6,6 +6,7 @@
  */
 import type pg from 'pg';
 import { foldText } from './importer.ts';
+import { likeEscape } from '../storage/sql.ts';
 
 export interface SystemQuery {
   text?: string;
@@ -39,7 +40,6 @@ export interface SystemHit {
 const MAX_LOCATIONS = 20;
 const MAX_WORDS = 8;
 
-const likeEscape = (s: string) => s.replace(/[\\%_]/g, (c) => `\\${c}`);
 
 /** The SELECT of one pass: the words as word prefixes, or (typo) by word similarity. */
 function statement(q: SystemQuery, folded: string, typo: boolean): { text: string; values: unknown[] } {

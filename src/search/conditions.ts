@@ -11,6 +11,7 @@
  */
 import { hapiHash, normalizeString } from '../storage/hash.ts';
 import { HASH_PREFIX_LENGTH } from '../indexing/rows.ts';
+import { likeEscape } from '../storage/sql.ts';
 import { PROFILE, SECURITY, TAG } from '../storage/meta.ts';
 import { badRequest } from '../fhir/errors.ts';
 import type { Scope, SearchParamInfo, SearchParamLookup } from '../fhir/ports.ts';
@@ -395,10 +396,6 @@ function ofTypeCondition(c: ConditionContext, alias: string, type: string, code:
 
 // ---------------------------------------------------------------------------------------------
 // string
-
-function likeEscape(s: string): string {
-  return s.replace(/[\\%_]/g, (ch) => `\\${ch}`);
-}
 
 function stringCondition(c: ConditionContext, alias: string, type: string, code: string, modifier: string, values: string[]): string {
   if (modifier && modifier !== 'exact' && modifier !== 'contains') {

@@ -29,6 +29,11 @@ export function prepared(sql: Sql): Sql {
   return { ...sql, name };
 }
 
+/** A value for LIKE with its wildcards (`%`, `_`) and the escape character taken literally. */
+export function likeEscape(s: string): string {
+  return s.replace(/[\\%_]/g, (ch) => `\\${ch}`);
+}
+
 /** `alias` belongs to the scope's user, when the scope names one (`$n`: the owner id or null). */
 export function ownedBy(alias: string, n: number): string {
   return `(${alias}.owner_id = $${n} OR $${n}::bigint IS NULL)`;
