@@ -3,6 +3,8 @@
  * - on first start (an empty directory), the shipped lists in `directory/lantern/` are imported in
  *   the background while the server already serves everything else (DIRECTORY_AUTOLOAD=false turns
  *   it off); several processes starting together import once (an advisory lock);
+ * - with DIRECTORY_PROBE_CRON, a pg-boss job probes every system's status on that schedule
+ *   (src/directory/probe.ts); off by default;
  * - `GET /connect/system/clinical` (app credentials), 1upHealth's shape: `query` (name, city or
  *   address words), `offset`, 20 a page, `system_type` accepted; also `zip`, `state`, `npi`,
  *   `vendor`, `fhir_version` and `url` (a URL or domain).
@@ -14,12 +16,14 @@ import type { FastifyInstance } from 'fastify';
 import { importDirectory } from '../src/directory/importer.ts';
 import { inTransaction } from '../src/storage/transaction.ts';
 import { searchSystems } from '../src/directory/search.ts';
+import { probeSystems } from '../src/directory/probe.ts';
 import { requestParam } from './auth.ts';
 
 /** The shipped lists, beside the code (not the working directory). */
 export const SHIPPED_DIRECTORY = path.resolve(import.meta.dirname, '..', 'directory', 'lantern');
 const AUTOLOAD_LOCK = 0x7472_6469_72; // any constant
 const PAGE = 20;
+const PROBE_QUEUE = 'directory-probe';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -66,6 +70,13 @@ export default fp(
         locations: h.locations,
       }));
     });
+    if (app.config.directoryProbeCron) {
+      await app.jobs.createQueue(PROBE_QUEUE);
+      await app.jobs.schedule(PROBE_QUEUE, app.config.directoryProbeCron);
+      await app.jobs.work(PROBE_QUEUE, async () => {
+        app.log.info({ statuses: await probeSystems(app.pg) }, 'health systems probed');
+      });
+    }
     if (!app.config.directoryAutoload) {
       loaded();
       return;
@@ -75,7 +86,7 @@ export default fp(
       void autoload(app).finally(loaded);
     });
   },
-  { name: 'directory', dependencies: ['db', 'auth'] },
+  { name: 'directory', dependencies: ['db', 'auth', 'jobs'] },
 );
 
 async function autoload(app: FastifyInstance): Promise<void> {

@@ -34,6 +34,8 @@ export interface Config {
   userApiRateLimit: number;
   /** Load the shipped health-system directory on first start (when the directory is empty). */
   directoryAutoload: boolean;
+  /** When to probe every system's status (a cron expression, e.g. `0 3 * * *`); unset: never. */
+  directoryProbeCron: string | undefined;
 }
 
 export class ConfigError extends Error {}
@@ -89,6 +91,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     adminKey: adminKey(env.ADMIN_KEY),
     userApiRateLimit: int(env, 'USER_API_RATE_LIMIT', 300, 1, 10_000_000),
     directoryAutoload: oneOf(env, 'DIRECTORY_AUTOLOAD', ['true', 'false'] as const, 'true') === 'true',
+    directoryProbeCron: cron(env.DIRECTORY_PROBE_CRON),
   };
 }
 
@@ -97,6 +100,12 @@ function oneOf<T extends string>(env: Env, name: string, values: readonly T[], f
   if (raw === undefined || raw === '') return fallback;
   if (!(values as readonly string[]).includes(raw)) throw new ConfigError(`${name} must be one of ${values.join(', ')}; it is "${raw}".`);
   return raw as T;
+}
+
+function cron(raw: string | undefined): string | undefined {
+  if (raw === undefined || raw.trim() === '') return undefined;
+  if (raw.trim().split(/\s+/).length !== 5) throw new ConfigError(`DIRECTORY_PROBE_CRON is a cron expression of five fields (e.g. "0 3 * * *"); it is "${raw}".`);
+  return raw.trim();
 }
 
 function adminKey(raw: string | undefined): string | undefined {

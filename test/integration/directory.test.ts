@@ -6,12 +6,15 @@
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import t from 'tap';
 import { buildTestApp, testConfig, testDatabase } from '../helper.ts';
 import { buildApp } from '../../src/app.ts';
+import { freePort } from '../pg.ts';
+import { probeSystems } from '../../src/directory/probe.ts';
 import { migrate } from '../../src/storage/migrate.ts';
 import { importDirectory, normalizeUrl, systemId, type ImportSource } from '../../src/directory/importer.ts';
 
@@ -165,4 +168,32 @@ t.test("GET /connect/system/clinical: 1upHealth's shape; name words (accents, ca
   const noCreds = await app.inject({ method: 'GET', url: '/connect/system/clinical?query=x' });
   t.equal(noCreds.statusCode, 401);
   t.equal((await app.inject({ method: 'GET', url: `/connect/system/clinical?client_id=${client.clientId}&client_secret=${clientSecret}&offset=-1` })).statusCode, 400);
+});
+
+t.test('status probe: connection_working, no_smart, unreachable (local servers, retries on 503)', async (t) => {
+  let flaky = 0;
+  const server = http.createServer((req, res) => {
+    const json = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    const cs = (oauth: boolean) => ({ resourceType: 'CapabilityStatement', rest: [{ security: oauth ? { extension: [{ url: 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris' }] } : {} }] });
+    if (req.url === '/smart/.well-known/smart-configuration') return json(200, { authorization_endpoint: 'https://x/authorize' });
+    if (req.url === '/smart/metadata' || req.url === '/plain/metadata') return json(200, cs(false));
+    if (req.url === '/oauth/metadata') return json(200, cs(true));
+    // Busy twice, then fine: the retries with backoff reach it.
+    if (req.url === '/flaky/metadata') return flaky++ < 2 ? json(503, {}) : json(200, cs(true));
+    return json(404, {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  const closed = `http://127.0.0.1:${await freePort()}`;
+  const p = new pg.Pool({ connectionString: await testDatabase(t), max: 4 });
+  t.teardown(() => p.end());
+  await migrate(p);
+  const urls = { smart: `${base}/smart`, oauth: `${base}/oauth`, plain: `${base}/plain`, flaky: `${base}/flaky`, gone: `${closed}/fhir` };
+  await importDirectory(p, [{ name: 'local.csv', content: `url,name\n${Object.entries(urls).map(([k, u]) => `${u},${k}`).join('\n')}\n` }]);
+  const counts = await probeSystems(p, { concurrency: 2, timeoutMs: 2000, attempts: 3, backoffMs: 20 });
+  t.same(counts, { connection_working: 3, no_smart: 1, unreachable: 1 });
+  const { rows } = await p.query<{ name: string; status: string; checked: boolean }>('SELECT name, status, checked_at IS NOT NULL AS checked FROM trb_system ORDER BY name');
+  t.same(Object.fromEntries(rows.map((r) => [r.name, r.status])), { flaky: 'connection_working', gone: 'unreachable', oauth: 'connection_working', plain: 'no_smart', smart: 'connection_working' });
+  t.ok(rows.every((r) => r.checked), 'each status has the time it was checked');
 });

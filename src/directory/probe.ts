@@ -1,0 +1,74 @@
+/**
+ * Each system's status, from its own endpoints: `{base}/.well-known/smart-configuration` and
+ * `{base}/metadata` (the CapabilityStatement's oauth-uris extension counts as SMART too).
+ * - connection_working: the FHIR server answers and says where to authorize;
+ * - no_smart: it answers, but names no authorization endpoint;
+ * - unreachable: no FHIR answer (network error, timeout, an error status), after retries with
+ *   exponential backoff and jitter.
+ * Systems are probed with bounded concurrency; each result is stored with the time it was checked.
+ */
+import type pg from 'pg';
+
+export type SystemStatus = 'connection_working' | 'no_smart' | 'unreachable';
+
+export interface ProbeOptions {
+  /** Systems probed at once. */
+  concurrency: number;
+  timeoutMs: number;
+  /** Tries per URL on a network error, a timeout, 429 or 5xx. */
+  attempts: number;
+  /** The first retry waits about this long, each next one twice as long (with jitter). */
+  backoffMs: number;
+}
+
+export const DEFAULT_PROBE: ProbeOptions = { concurrency: 16, timeoutMs: 10_000, attempts: 3, backoffMs: 1000 };
+
+/** A JSON body of `url`, or undefined when it has none (after the retries a transient failure earns). */
+async function getJson(url: string, o: ProbeOptions): Promise<unknown> {
+  for (let attempt = 1; ; attempt++) {
+    let retry = false;
+    try {
+      const res = await fetch(url, { headers: { accept: 'application/fhir+json, application/json' }, redirect: 'follow', signal: AbortSignal.timeout(o.timeoutMs) });
+      if (res.ok) return await res.json().catch(() => undefined);
+      retry = res.status === 429 || res.status >= 500;
+      await res.body?.cancel();
+    } catch {
+      retry = true;
+    }
+    if (!retry || attempt >= o.attempts) return undefined;
+    await new Promise((r) => setTimeout(r, o.backoffMs * 2 ** (attempt - 1) * (0.5 + Math.random())));
+  }
+}
+
+const OAUTH_URIS = 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris';
+
+export async function probeSystem(baseUrl: string, o: ProbeOptions = DEFAULT_PROBE): Promise<SystemStatus> {
+  const base = baseUrl.replace(/\/+$/, '');
+  const [smart, metadata] = await Promise.all([getJson(`${base}/.well-known/smart-configuration`, o), getJson(`${base}/metadata`, o)]);
+  const cs = metadata as { resourceType?: string; rest?: { security?: { extension?: { url?: string }[] } }[] } | undefined;
+  if (cs?.resourceType !== 'CapabilityStatement' && !smart) return 'unreachable';
+  const smartOk = typeof (smart as { authorization_endpoint?: unknown } | undefined)?.authorization_endpoint === 'string';
+  const oauthUris = cs?.rest?.some((r) => r.security?.extension?.some((e) => e.url === OAUTH_URIS)) ?? false;
+  return smartOk || oauthUris ? 'connection_working' : 'no_smart';
+}
+
+/** Probes systems (all, or those given) and stores each status; answers the count per status. */
+export async function probeSystems(pool: pg.Pool, o: ProbeOptions = DEFAULT_PROBE, ids?: string[]): Promise<Record<SystemStatus, number>> {
+  const { rows } = await pool.query<{ id: string; resource_url: string }>(
+    'SELECT id, resource_url FROM trb_system WHERE $1::text[] IS NULL OR id = ANY($1::text[]) ORDER BY checked_at NULLS FIRST, id',
+    [ids ?? null],
+  );
+  const counts: Record<SystemStatus, number> = { connection_working: 0, no_smart: 0, unreachable: 0 };
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(o.concurrency, rows.length) }, async () => {
+      while (next < rows.length) {
+        const s = rows[next++];
+        const status = await probeSystem(s.resource_url, o);
+        counts[status]++;
+        await pool.query('UPDATE trb_system SET status = $2, checked_at = now() WHERE id = $1', [s.id, status]);
+      }
+    }),
+  );
+  return counts;
+}
