@@ -5,6 +5,10 @@
  *   it off); several processes starting together import once (an advisory lock);
  * - with DIRECTORY_PROBE_CRON, a pg-boss job probes every system's status on that schedule
  *   (src/directory/probe.ts); off by default;
+ * - `GET /connect?client_id=..&access_token=..`: the page where a person picks their health system
+ *   (a search box with results as they type); each result leads to that system's connect URL,
+ *   `/connect/system/clinical/{id}?client_id=..&access_token=..`. The page searches through
+ *   `GET /connect/systems?query=..` with the user's token as a Bearer header;
  * - `GET /connect/system/clinical` (app credentials), 1upHealth's shape: `query` (name, city or
  *   address words), `offset`, 20 a page, `system_type` accepted; also `zip`, `state`, `npi`,
  *   `vendor`, `fhir_version` and `url` (a URL or domain).
@@ -12,12 +16,13 @@
 import fp from 'fastify-plugin';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { importDirectory } from '../src/directory/importer.ts';
 import { inTransaction } from '../src/storage/transaction.ts';
 import { searchSystems } from '../src/directory/search.ts';
 import { probeSystems } from '../src/directory/probe.ts';
 import { requestParam } from './auth.ts';
+import { PICKER_JS, pickerError, pickerPage } from './picker.ts';
 
 /** The shipped lists, beside the code (not the working directory). */
 export const SHIPPED_DIRECTORY = path.resolve(import.meta.dirname, '..', 'directory', 'lantern');
@@ -37,9 +42,8 @@ export default fp(
     let loaded: () => void = () => {};
     app.decorate('directoryLoaded', new Promise<void>((r) => (loaded = r)));
 
-    app.get('/connect/system/clinical', async (req, reply) => {
-      const client = await app.credentials.app(req);
-      if (!client) return reply.code(401).send({ success: false, error: 'client_id and client_secret are missing or wrong; pass them as query parameters or headers.' });
+    /** A search of the directory from a request's parameters, in 1upHealth's shape; undefined: a 400 was sent. */
+    const search = async (req: FastifyRequest, reply: FastifyReply) => {
       const param = (name: string) => {
         const v = requestParam(req, name);
         return v && v.length <= 200 ? v : undefined;
@@ -69,7 +73,38 @@ export default fp(
         ehr: h.vendor,
         locations: h.locations,
       }));
+    };
+
+    app.get('/connect/system/clinical', async (req, reply) => {
+      const client = await app.credentials.app(req);
+      if (!client) return reply.code(401).send({ success: false, error: 'client_id and client_secret are missing or wrong; pass them as query parameters or headers.' });
+      return search(req, reply);
     });
+
+    // The picker page's own search: the user's token (the page has no app secret to send).
+    app.get('/connect/systems', async (req, reply) => {
+      const token = app.credentials.bearer(req);
+      const access = token ? await app.auth.accessFor(token) : undefined;
+      if (!access?.userId) return reply.code(401).send({ success: false, error: 'Send the user\'s access token as Authorization: Bearer.' });
+      return search(req, reply);
+    });
+
+    app.get('/connect', async (req, reply) => {
+      const clientId = requestParam(req, 'client_id');
+      const token = requestParam(req, 'access_token');
+      const access = token && /^[A-Za-z0-9._~+/=-]{1,512}$/.test(token) ? await app.auth.accessFor(token) : undefined;
+      if (!clientId || !access?.userId || access.app.clientId !== clientId) {
+        return reply.code(401).header('Content-Type', 'text/html; charset=utf-8').send(pickerError('This link is not valid (the app or the access token is unknown or expired). Go back to the app and try again.'));
+      }
+      return reply
+        .header('Content-Type', 'text/html; charset=utf-8')
+        .header('Content-Security-Policy', "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'")
+        .header('Cache-Control', 'no-store')
+        .header('Referrer-Policy', 'no-referrer')
+        .send(pickerPage(access.app.name));
+    });
+    app.get('/connect/picker.js', async (_req, reply) => reply.header('Content-Type', 'text/javascript; charset=utf-8').header('Cache-Control', 'public, max-age=300').send(PICKER_JS));
+
     if (app.config.directoryProbeCron) {
       await app.jobs.createQueue(PROBE_QUEUE);
       await app.jobs.schedule(PROBE_QUEUE, app.config.directoryProbeCron);
