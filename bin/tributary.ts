@@ -15,6 +15,10 @@ import { migrate } from '../src/storage/migrate.ts';
 import { AuthStore, describeApp, redirectUriProblem } from '../src/auth/store.ts';
 import { importDirectory, type ImportSource } from '../src/directory/importer.ts';
 import { DirectoryFileError, type DirectoryFormat } from '../src/directory/readers.ts';
+import { syncFhirView } from '../src/directory/fhir-view.ts';
+import { loadSearchRegistry } from '../plugins/core.ts';
+import { extractIndexes } from '../src/indexing/extract.ts';
+import { Repository } from '../src/storage/repository.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -133,11 +137,22 @@ try {
   if (group === 'directory') {
     try {
       const summary = await importDirectory(pool, sources, (stage, done, total) => progressBar(stage === 'read' ? 'reading' : 'writing', done, total));
+      // Then the FHIR view (Organization, Endpoint) of what changed, indexed as the server indexes.
+      const { registry } = await loadSearchRegistry(pool, config.profilesDir, (msg, detail) => process.stderr.write(`${msg}: ${JSON.stringify(detail)}\n`));
+      const view = await syncFhirView(
+        { pool, repo: new Repository(pool), indexer: { extract: (resource) => extractIndexes(resource, registry, { partitionId: null }) } },
+        (done, total) => progressBar('fhir', done, total),
+      );
       const shown = summary.rejected.slice(0, 20).map((r) => `  rejected: ${r.file} ${r.at}: ${r.reason}`);
       const more = summary.rejected.length > 20 ? [`  ... and ${summary.rejected.length - 20} more (--json lists them all)`] : [];
       out(
-        summary,
-        [`${summary.files} files, ${summary.rows} rows: ${summary.systems} systems, ${summary.added} added, ${summary.updated} updated, ${summary.unchanged} unchanged, ${summary.rejected.length} rows rejected`, ...shown, ...more].join('\n'),
+        { ...summary, fhirView: view },
+        [
+          `${summary.files} files, ${summary.rows} rows: ${summary.systems} systems, ${summary.added} added, ${summary.updated} updated, ${summary.unchanged} unchanged, ${summary.rejected.length} rows rejected`,
+          `FHIR view: ${view.written} Organization and Endpoint resources written, ${view.unchanged} unchanged`,
+          ...shown,
+          ...more,
+        ].join('\n'),
       );
     } catch (err) {
       if (!(err instanceof DirectoryFileError)) throw err;

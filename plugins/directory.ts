@@ -2,7 +2,8 @@
  * The health-system directory on the server:
  * - on first start (an empty directory), the shipped lists in `directory/lantern/` are imported in
  *   the background while the server already serves everything else (DIRECTORY_AUTOLOAD=false turns
- *   it off); several processes starting together import once (an advisory lock);
+ *   it off); several processes starting together import once (an advisory lock). Then the FHIR
+ *   view (src/directory/fhir-view.ts) catches up, on every start;
  * - with DIRECTORY_PROBE_CRON, a pg-boss job probes every system's status on that schedule
  *   (src/directory/probe.ts); off by default;
  * - `GET /connect?client_id=..&access_token=..`: the page where a person picks their health system
@@ -21,6 +22,7 @@ import { importDirectory } from '../src/directory/importer.ts';
 import { inTransaction } from '../src/storage/transaction.ts';
 import { searchSystems } from '../src/directory/search.ts';
 import { probeSystems } from '../src/directory/probe.ts';
+import { syncFhirView } from '../src/directory/fhir-view.ts';
 import { requestParam } from './auth.ts';
 import { PICKER_JS, pickerError, pickerPage } from './picker.ts';
 
@@ -32,8 +34,10 @@ const PROBE_QUEUE = 'directory-probe';
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** Settles when the first-start import is done (or was not needed). */
+    /** Settles when the first-start import is done (or was not needed): the directory's search answers. */
     directoryLoaded: Promise<void>;
+    /** Brings the directory's FHIR view (Organization, Endpoint) up to date; one run at a time per process. */
+    updateDirectoryView(): Promise<void>;
   }
 }
 
@@ -105,23 +109,50 @@ export default fp(
     });
     app.get('/connect/picker.js', async (_req, reply) => reply.header('Content-Type', 'text/javascript; charset=utf-8').header('Cache-Control', 'public, max-age=300').send(PICKER_JS));
 
+    let viewRun: Promise<void> | undefined;
+    let viewAgain = false;
+    let closing = false;
+    app.decorate('updateDirectoryView', () => {
+      // A call during a run asks for one more run after it (what it must see may have come too late).
+      if (closing) return Promise.resolve();
+      if (viewRun) return ((viewAgain = true), viewRun);
+      const started = Date.now();
+      viewRun = syncFhirView({ pool: app.pg, repo: app.fhir.repo, indexer: app.fhir.indexer }, (done, total) => app.log.info({ done, total }, 'directory: FHIR view, systems written'), () => closing)
+        .then((s) => {
+          if (s.systems) app.log.info({ ...s, ms: Date.now() - started }, 'directory: FHIR view up to date');
+        })
+        .catch((err) => app.log.error({ err: String(err) }, 'directory: the FHIR view could not be brought up to date; it will be tried again on the next start'))
+        .finally(() => {
+          viewRun = undefined;
+          if (viewAgain && !closing) void app.updateDirectoryView();
+          viewAgain = false;
+        });
+      return viewRun;
+    });
+    app.addHook('onClose', async () => {
+      closing = true;
+      await viewRun;
+    });
+
     if (app.config.directoryProbeCron) {
       await app.jobs.createQueue(PROBE_QUEUE);
       await app.jobs.schedule(PROBE_QUEUE, app.config.directoryProbeCron);
       await app.jobs.work(PROBE_QUEUE, async () => {
         app.log.info({ statuses: await probeSystems(app.pg) }, 'health systems probed');
+        await app.updateDirectoryView();
       });
     }
-    if (!app.config.directoryAutoload) {
-      loaded();
-      return;
-    }
     app.addHook('onReady', async () => {
-      // Not awaited: the server answers while the directory loads.
-      void autoload(app).finally(loaded);
+      // Not awaited: the server answers while the directory loads; its FHIR view follows (and
+      // catches up here after an import that was interrupted).
+      const tables = app.config.directoryAutoload ? autoload(app) : Promise.resolve();
+      void tables.finally(() => {
+        loaded();
+        void app.updateDirectoryView();
+      });
     });
   },
-  { name: 'directory', dependencies: ['db', 'auth', 'jobs'] },
+  { name: 'directory', dependencies: ['db', 'core', 'auth', 'jobs'] },
 );
 
 async function autoload(app: FastifyInstance): Promise<void> {

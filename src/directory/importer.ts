@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { inTransaction } from '../storage/transaction.ts';
+import { stateOfZip } from './zip-states.ts';
 import { readDirectoryFile, type DirectoryFormat, type DirectoryRow, type RejectedRow } from './readers.ts';
 
 export interface ImportSource {
@@ -31,7 +32,7 @@ export interface ImportSummary {
 
 export type ImportProgress = (stage: 'read' | 'write', done: number, total: number) => void;
 
-type Org = Omit<DirectoryRow, 'url' | 'at'>;
+type Org = Omit<DirectoryRow, 'url' | 'at'> & { orgId: string | null };
 
 interface System {
   id: string;
@@ -73,6 +74,17 @@ export function systemId(normalized: string): string {
   return BigInt(`0x${createHash('sha256').update(normalized).digest('hex').slice(0, 12)}`).toString(36);
 }
 
+/**
+ * The id of the FHIR Organization an organization row becomes: from its NPI when it has one, else
+ * from its name and 5-digit zip (the same organization listed under several endpoints is one
+ * Organization). null: nothing names it (no name, no NPI).
+ */
+export function orgId(o: Omit<DirectoryRow, 'url' | 'at'>): string | null {
+  const name = foldText(o.orgName);
+  if (!o.npi && !name) return null;
+  return systemId(o.npi ? `npi:${o.npi}` : `name:${name}|${(o.postalCode ?? '').slice(0, 5)}`);
+}
+
 /** Text as searches compare it: accents removed, lower-cased, words split by single spaces. */
 export function foldText(s: string): string {
   return s
@@ -108,11 +120,12 @@ function group(rows: { row: DirectoryRow; vendor: string | null; file: string }[
     }
     let s = systems.get(n.normalized);
     if (!s) systems.set(n.normalized, (s = { id: systemId(n.normalized), normalized: n.normalized, url: n.url, vendor, fhirVersion: fhirVersionOf(n.url), orgs: [], orgKeys: new Set() }));
-    const { url: _url, at: _at, ...org } = row;
-    const key = JSON.stringify(org);
-    if (!s.orgKeys.has(key) && (org.orgName || org.npi || org.postalCode)) {
+    const { url: _url, at: _at, ...fields } = row;
+    const key = JSON.stringify(fields);
+    if (!s.orgKeys.has(key) && (fields.orgName || fields.npi || fields.postalCode)) {
       s.orgKeys.add(key);
-      s.orgs.push(org);
+      // Lantern gives a zip but no state: the zip's prefix tells it.
+      s.orgs.push({ ...fields, state: fields.state ?? stateOfZip(fields.postalCode), orgId: orgId(fields) });
     }
   }
   return [...systems.values()].map(({ orgKeys: _k, ...s }) => {
@@ -157,9 +170,9 @@ export async function importDirectory(pool: pg.Pool, sources: ImportSource[], pr
       const orgs = part.filter((s) => changed.has(s.id)).flatMap((s) => s.orgs.map((o, ord) => ({ id: s.id, ord, o })));
       await c.query('DELETE FROM trb_system_org WHERE system_id = ANY($1::text[])', [[...changed]]);
       await c.query(
-        `INSERT INTO trb_system_org (system_id, ord, name, npi, line, city, state, postal_code)
-         SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])`,
-        [orgs.map((x) => x.id), orgs.map((x) => x.ord), orgs.map((x) => x.o.orgName), orgs.map((x) => x.o.npi), orgs.map((x) => x.o.line), orgs.map((x) => x.o.city), orgs.map((x) => x.o.state), orgs.map((x) => x.o.postalCode)],
+        `INSERT INTO trb_system_org (system_id, ord, name, npi, line, city, state, postal_code, org_id)
+         SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])`,
+        [orgs.map((x) => x.id), orgs.map((x) => x.ord), orgs.map((x) => x.o.orgName), orgs.map((x) => x.o.npi), orgs.map((x) => x.o.line), orgs.map((x) => x.o.city), orgs.map((x) => x.o.state), orgs.map((x) => x.o.postalCode), orgs.map((x) => x.o.orgId)],
       );
       progress?.('write', Math.min(start + CHUNK, systems.length), systems.length);
     }

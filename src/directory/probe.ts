@@ -66,7 +66,11 @@ export async function probeSystems(pool: pg.Pool, o: ProbeOptions = DEFAULT_PROB
         const s = rows[next++];
         const status = await probeSystem(s.resource_url, o);
         counts[status]++;
-        await pool.query('UPDATE trb_system SET status = $2, checked_at = now() WHERE id = $1', [s.id, status]);
+        // A status that changed puts the system's Endpoint (its status) back in the FHIR view's queue.
+        await pool.query(
+          `UPDATE trb_system SET status = $2, checked_at = now(), fhir_sha256 = CASE WHEN status = $2 THEN fhir_sha256 END WHERE id = $1`,
+          [s.id, status],
+        );
       }
     }),
   );

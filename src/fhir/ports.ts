@@ -39,6 +39,8 @@ export interface SearchParamLookup {
 export interface Scope {
   partitionId: number;
   ownerId: string | null;
+  /** The directory's partition out of reach: what a conditional write matches is the app's own. */
+  ownOnly?: boolean;
 }
 
 /** The identity a request acts as. */
@@ -47,3 +49,11 @@ export interface RequestContext extends Scope {
   baseUrl: string;
   requestId?: string;
 }
+
+/**
+ * The health-system directory's partition. Its Organizations and Endpoints are readable by every
+ * app and user: searches of those types, reads by id, includes and chains reach them. Only the
+ * directory's importer writes it (src/directory/fhir-view.ts).
+ */
+export const DIRECTORY_SCOPE: Scope = Object.freeze({ partitionId: -2, ownerId: null });
+export const DIRECTORY_TYPES: readonly string[] = Object.freeze(['Endpoint', 'Organization']);

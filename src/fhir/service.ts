@@ -12,7 +12,7 @@ import { Coalescer, scopeKey } from '../storage/coalescer.ts';
 import { Repository, type CurrentRow, type StoredVersion, type WriteItem, type WriteResult } from '../storage/repository.ts';
 import type { HistoryQuery } from '../storage/sql.ts';
 import { badRequest, fhirError, fromDatabaseError, gone, issuesError, notFound, preconditionFailed } from './errors.ts';
-import type { RequestContext, ResourceIndexer, ResourceValidator, Scope, SearchParamLookup } from './ports.ts';
+import { DIRECTORY_SCOPE, DIRECTORY_TYPES, type RequestContext, type ResourceIndexer, type ResourceValidator, type Scope, type SearchParamLookup } from './ports.ts';
 import { SearchEngine } from '../search/engine.ts';
 import { inTransaction } from '../storage/transaction.ts';
 import { isResourceType } from './resource-type.ts';
@@ -101,7 +101,8 @@ export class FhirService {
     checkType(type);
     checkId(id);
     // Outside a transaction, reads arriving together share one query.
-    const v = db === this.pool ? await this.reads.submit(ctx, { type, id }) : await this.repo.readCurrent(db, ctx, type, id);
+    const own = db === this.pool ? await this.reads.submit(ctx, { type, id }) : await this.repo.readCurrent(db, ctx, type, id);
+    const v = own ?? (this.readsDirectory(ctx, type) ? await this.repo.readCurrent(db, DIRECTORY_SCOPE, type, id) : undefined);
     if (!v) throw notFound(`${type}/${id} is not known.`);
     if (v.deleted) throw gone(`${type}/${id} was deleted (version ${v.version}).`);
     return v;
@@ -111,7 +112,9 @@ export class FhirService {
     checkType(type);
     checkId(id);
     if (!/^\d{1,15}$/.test(vid)) throw badRequest(`"${vid}" is not a version number.`);
-    const v = await this.repo.readVersion(db, ctx, type, id, Number(vid));
+    const v =
+      (await this.repo.readVersion(db, ctx, type, id, Number(vid))) ??
+      (this.readsDirectory(ctx, type) && !(await this.repo.readCurrent(db, ctx, type, id)) ? await this.repo.readVersion(db, DIRECTORY_SCOPE, type, id, Number(vid)) : undefined);
     if (!v) throw notFound(`${type}/${id} has no version ${vid}.`);
     if (v.deleted) throw gone(`Version ${vid} of ${type}/${id} is a delete.`);
     return v;
@@ -142,7 +145,8 @@ export class FhirService {
   async match(db: pg.Pool | pg.PoolClient, ctx: RequestContext, type: string, query: string, limit = 2): Promise<{ resId: string; id: string }[]> {
     const params = new URLSearchParams(query);
     if ([...params.keys()].length === 0) throw badRequest(`The condition "${query}" has no search parameters.`);
-    return this.search.match(db, ctx, type, params, limit);
+    // A conditional write matches the app's own resources, never the shared directory's.
+    return this.search.match(db, { ...ctx, ownOnly: true }, type, params, limit);
   }
 
   async create(ctx: RequestContext, type: string, body: unknown, opts: { ifNoneExist?: string } = {}): Promise<WriteOutcome> {
@@ -246,9 +250,16 @@ export class FhirService {
   async history(ctx: RequestContext, q: Omit<HistoryQuery, 'scope'>): Promise<{ total: number; entries: StoredVersion[] }> {
     if (q.type) checkType(q.type);
     if (q.id) checkId(q.id);
-    const result = await this.repo.history(this.pool, { ...q, scope: ctx });
+    let result = await this.repo.history(this.pool, { ...q, scope: ctx });
+    // A directory resource's history, when the app has no resource of its own under that id.
+    if (q.id && result.total === 0 && this.readsDirectory(ctx, q.type!)) result = await this.repo.history(this.pool, { ...q, scope: DIRECTORY_SCOPE });
     if (q.id && result.total === 0) throw notFound(`${q.type}/${q.id} is not known.`);
     return result;
+  }
+
+  /** Whether a read of `type` by id falls back to the directory's partition (Organization, Endpoint, for any app). */
+  private readsDirectory(ctx: Scope, type: string): boolean {
+    return ctx.partitionId >= 0 && DIRECTORY_TYPES.includes(type);
   }
 
   /** Writes prepared items in the caller's transaction. */

@@ -14,7 +14,7 @@ import { HASH_PREFIX_LENGTH } from '../indexing/rows.ts';
 import { likeEscape } from '../storage/sql.ts';
 import { PROFILE, SECURITY, TAG } from '../storage/meta.ts';
 import { badRequest } from '../fhir/errors.ts';
-import type { Scope, SearchParamInfo, SearchParamLookup } from '../fhir/ports.ts';
+import { DIRECTORY_SCOPE, DIRECTORY_TYPES, type Scope, type SearchParamInfo, type SearchParamLookup } from '../fhir/ports.ts';
 import { isResourceType } from '../fhir/resource-type.ts';
 import { canonicalUnit, scaled, UCUM_SYSTEM } from '../indexing/ucum.ts';
 import type { SqlBuilder } from './sql-builder.ts';
@@ -54,17 +54,24 @@ export const CONTROL_PARAMS = new Set([
 ]);
 
 /** SQL for "the alias is a live resource of the scope". */
-export function scoped(c: ConditionContext, alias: string): string {
-  return inScope(c.b, c.scope, alias);
+export function scoped(c: ConditionContext, alias: string, types?: readonly string[]): string {
+  return inScope(c.b, c.scope, alias, types);
 }
 
 /**
  * `alias` (an hfj_resource) is a live resource of the scope: its partition and, when the scope
- * names a user, that user's. Every hfj_resource a search reads goes through here.
+ * names a user, that user's. When the alias may be one of `types` and one of those is a directory
+ * type (Organization, Endpoint), the directory's partition is in reach too, for every app. Every
+ * hfj_resource a search reads goes through here.
  */
-export function inScope(b: SqlBuilder, scope: Scope, alias: string): string {
+export function inScope(b: SqlBuilder, scope: Scope, alias: string, types: readonly string[] = []): string {
   const owner = scope.ownerId === null ? '' : ` AND ${alias}.owner_id = ${b.param(scope.ownerId)}`;
-  return `${alias}.partition_id = ${b.param(scope.partitionId)} AND ${alias}.res_deleted_at IS NULL${owner}`;
+  const own = `${alias}.partition_id = ${b.param(scope.partitionId)}${owner}`;
+  const shared = types.filter((t) => DIRECTORY_TYPES.includes(t));
+  // Partitions below 0 are no app's (-1: a request without access; -2: the directory itself).
+  if (!shared.length || scope.partitionId < 0 || scope.ownOnly) return `${own} AND ${alias}.res_deleted_at IS NULL`;
+  const directory = `${alias}.partition_id = ${DIRECTORY_SCOPE.partitionId} AND ${alias}.res_type = ANY(${b.param(shared)}::text[])`;
+  return `(${own} OR ${directory}) AND ${alias}.res_deleted_at IS NULL`;
 }
 
 interface Key {
@@ -600,13 +607,13 @@ async function chainCondition(c: ConditionContext, alias: string, type: string, 
   for (const target of types) {
     perType.push(`(${t}.res_type = ${c.b.param(target)} AND ${await paramCondition(c, t, target, nextKey, rawValue, depth + 1)})`);
   }
-  return throughTargets(c, alias, sp, t, `l.target_resource_type = ANY(${c.b.param(types)}) AND (${perType.join(' OR ')})`);
+  return throughTargets(c, alias, sp, t, types, `l.target_resource_type = ANY(${c.b.param(types)}) AND (${perType.join(' OR ')})`);
 }
 
-/** `alias` has a link through `sp` to a live resource `t` of the scope for which `where` holds. */
-function throughTargets(c: ConditionContext, alias: string, sp: SearchParamInfo, t: string, where: string): string {
+/** `alias` has a link through `sp` to a live resource `t` (one of `types`) of the scope for which `where` holds. */
+function throughTargets(c: ConditionContext, alias: string, sp: SearchParamInfo, t: string, types: readonly string[], where: string): string {
   return `${alias}.res_id IN (SELECT l.src_resource_id FROM hfj_res_link l JOIN hfj_resource ${t}
-      ON ${t}.res_type = l.target_resource_type AND ${t}.fhir_id = l.target_fhir_id AND ${scoped(c, t)}
+      ON ${t}.res_type = l.target_resource_type AND ${t}.fhir_id = l.target_fhir_id AND ${scoped(c, t, types)}
     WHERE l.src_path = ANY(${c.b.param(sp.paths)}) AND ${where})`;
 }
 
@@ -620,7 +627,7 @@ function identifierReference(c: ConditionContext, alias: string, type: string, s
   if (!types.length) return logical;
   const t = c.b.alias('t');
   const perType = types.map((target) => `(${t}.res_type = ${c.b.param(target)} AND ${inIndex(t, 'hfj_spidx_token', tokenRows(c, target, 'identifier', values))})`);
-  return `(${logical} OR ${throughTargets(c, alias, sp, t, `(${perType.join(' OR ')})`)})`;
+  return `(${logical} OR ${throughTargets(c, alias, sp, t, types, `(${perType.join(' OR ')})`)})`;
 }
 
 /** `_has:Observation:patient:code=x`: some Observation whose `patient` points here matches `code=x`. */
@@ -636,7 +643,7 @@ async function hasCondition(c: ConditionContext, alias: string, type: string, ke
   const inner = await paramCondition(c, o, srcType, rest.join(':'), rawValue, depth + 1);
   return `${alias}.fhir_id IN (SELECT l.target_fhir_id FROM hfj_res_link l JOIN hfj_resource ${o} ON ${o}.res_id = l.src_resource_id
     WHERE l.src_path = ANY(${c.b.param(ref.paths)}) AND l.target_resource_type = ${c.b.param(type)} AND ${o}.res_type = ${c.b.param(srcType)}
-      AND ${scoped(c, o)} AND ${inner})`;
+      AND ${scoped(c, o, [srcType])} AND ${inner})`;
 }
 
 // ---------------------------------------------------------------------------------------------

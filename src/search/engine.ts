@@ -21,7 +21,7 @@ import { hapiHash } from '../storage/hash.ts';
 import { READ_COLUMNS } from '../storage/sql.ts';
 import type { Db, Repository, StoredVersion } from '../storage/repository.ts';
 import { badRequest, fhirError } from '../fhir/errors.ts';
-import type { RequestContext, SearchParamInfo, SearchParamLookup } from '../fhir/ports.ts';
+import { DIRECTORY_TYPES, type RequestContext, type SearchParamInfo, type SearchParamLookup } from '../fhir/ports.ts';
 import { isResourceType } from '../fhir/resource-type.ts';
 import { applySummary, parseElements, parseSummary, type SummaryMode } from '../fhir/summary.ts';
 import { COMMON_PARAMS, CONTROL_PARAMS, inScope, namesMatchesById, nestUnderReference, paramCondition, scoped, TABLE, targetFilter, type ConditionContext, type ValueSetCodes } from './conditions.ts';
@@ -229,7 +229,8 @@ export class SearchEngine {
 
   /** WHERE conditions (over `hfj_resource r`) of the criteria, for one type or several. */
   private async where(c: ConditionContext, types: string[] | null, criteria: [string, string][], compartmentOf?: { type: string; id: string }): Promise<string[]> {
-    const where = [scoped(c, 'r')];
+    // A search of every type (types null) leaves the directory's partition out.
+    const where = [scoped(c, 'r', types ?? [])];
     const perType = async (type: string | null): Promise<string[]> => {
       const conds: string[] = [];
       for (const [key, value] of criteria) conds.push(await paramCondition(c, 'r', type ?? '*', key, value));
@@ -497,7 +498,7 @@ export class SearchEngine {
       return this.repo.versions(
         db,
         `SELECT ${READ_COLUMNS} FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
-         WHERE ${inScope(b, ctx, 'r')} AND (r.res_type, r.fhir_id) IN (
+         WHERE ${inScope(b, ctx, 'r', this.includeTargets(spec))} AND (r.res_type, r.fhir_id) IN (
            SELECT l.target_resource_type, l.target_fhir_id FROM hfj_res_link l
            WHERE l.src_resource_id = ANY(${b.param(sources.map((v) => v.resId))}::bigint[]) AND ${pathCond}${target} AND l.target_fhir_id IS NOT NULL)
          LIMIT ${limit}`,
@@ -513,7 +514,7 @@ export class SearchEngine {
     return this.repo.versions(
       db,
       `SELECT ${READ_COLUMNS} FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
-       WHERE ${inScope(b, ctx, 'r')}${typeCond} AND r.res_id IN (
+       WHERE ${inScope(b, ctx, 'r', spec.sourceType === '*' ? DIRECTORY_TYPES : [spec.sourceType])}${typeCond} AND r.res_id IN (
          SELECT l.src_resource_id FROM hfj_res_link l
          WHERE (l.target_fhir_id, l.target_resource_type) IN (SELECT * FROM unnest(${b.param(targets.map((v) => v.id))}::text[], ${b.param(targets.map((v) => v.type))}::text[]))
            AND ${pathCond})
@@ -523,6 +524,13 @@ export class SearchEngine {
   }
 
   /** `l.src_path = ANY(...)` for an include's parameter (all reference parameters for `*`); null when none. */
+  /** The types an `_include` may reach: its target type, else its parameter's targets; unknown: any. */
+  private includeTargets(spec: IncludeSpec): readonly string[] {
+    if (spec.targetType) return [spec.targetType];
+    const targets = spec.param ? this.params.get(spec.sourceType, spec.param)?.targets : undefined;
+    return targets?.length ? targets : DIRECTORY_TYPES;
+  }
+
   private pathCondition(b: SqlBuilder, spec: IncludeSpec, sources: StoredVersion[] | null): string | null {
     let params: SearchParamInfo[];
     if (spec.param) params = [this.params.get(spec.sourceType, spec.param)!];
