@@ -17,6 +17,8 @@ import { freePort } from '../pg.ts';
 import { probeSystems } from '../../src/directory/probe.ts';
 import { migrate } from '../../src/storage/migrate.ts';
 import { importDirectory, normalizeUrl, systemId, type ImportSource } from '../../src/directory/importer.ts';
+import { readDirectoryFile } from '../../src/directory/readers.ts';
+import { stateOfZip } from '../../src/directory/zip-states.ts';
 
 const REPO = path.resolve(import.meta.dirname, '..', '..');
 const SHARED = path.resolve(REPO, '..', 'shared', 'directory');
@@ -63,6 +65,19 @@ t.test('ids are short, stable and derived from the normalized URL', async (t) =>
   t.match(id, /^[0-9a-z]{1,10}$/);
   t.equal(id, systemId('https://fhir.example.org/api/fhir/r4'));
   t.not(id, systemId('https://fhir.example.org/api/fhir/r4/other'));
+});
+
+t.test("a zip's state: as the Oracle Health lists give them, for every organization with both", async (t) => {
+  let compared = 0;
+  for (const f of fs.readdirSync(path.join(SHARED, 'oracle-health'))) {
+    for (const row of readDirectoryFile(f, fs.readFileSync(path.join(SHARED, 'oracle-health', f), 'utf8')).rows) {
+      if (!row.state || !row.postalCode) continue;
+      compared++;
+      if (stateOfZip(row.postalCode) !== row.state.toUpperCase()) t.fail(`${row.postalCode}: ${stateOfZip(row.postalCode)}, the list says ${row.state}`);
+    }
+  }
+  t.ok(compared > 2000, `${compared} compared`);
+  t.same(['55401-1234', '00901', '99501', '5540', '00000', 'ABCDE', null].map(stateOfZip), ['MN', 'PR', 'AK', null, null, null, null]);
 });
 
 t.test('HTI-1 Bundles (Endpoint + Organization), CSV, rejected rows, updates in place', async (t) => {
@@ -150,7 +165,9 @@ t.test("GET /connect/system/clinical: 1upHealth's shape; name words (accents, ca
   const accent = await get('query=hopital%20saint%20elis');
   t.equal(accent[0]?.name, 'Hôpital Saint-Élisabeth', 'accents and case do not matter; words are prefixes');
   t.same(Object.keys(accent[0]).sort(), ['api_version', 'ehr', 'id', 'locations', 'logo', 'name', 'resource_url', 'status']);
-  t.same(accent[0].locations[0], { name: 'Hôpital Saint-Élisabeth', address: { line: null, city: null, postalCode: '55401', state: null } });
+  t.same(accent[0].locations[0], { name: 'Hôpital Saint-Élisabeth', address: { line: null, city: null, postalCode: '55401', state: 'MN' } }, 'the state from the zip');
+  t.ok((await get('query=saint%20elisabeth&state=mn')).some((s: { name: string }) => s.name === 'Hôpital Saint-Élisabeth'), 'state= finds it');
+  t.same(await get('query=saint%20elisabeth%20hopital&state=TX'), []);
   t.equal((await get('query=hospital%20saint%20elisabet'))[0]?.name, 'Hôpital Saint-Élisabeth', 'a typo still finds it');
   t.equal((await get('npi=1999999999'))[0]?.name, 'Hôpital Saint-Élisabeth');
   t.ok((await get('zip=55905')).some((x) => x.name === 'Rochester Clinic North'), 'zip (a prefix of the organizations\' zips)');
