@@ -20,7 +20,7 @@ import path from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { importDirectory } from '../src/directory/importer.ts';
 import { inTransaction } from '../src/storage/transaction.ts';
-import { searchSystems } from '../src/directory/search.ts';
+import { currentIndex, searchSystems } from '../src/directory/search.ts';
 import { probeSystems } from '../src/directory/probe.ts';
 import { syncFhirView } from '../src/directory/fhir-view.ts';
 import { requestParam } from './auth.ts';
@@ -147,7 +147,10 @@ export default fp(
       // catches up here after an import that was interrupted).
       const tables = app.config.directoryAutoload ? autoload(app) : Promise.resolve();
       void tables.finally(() => {
-        loaded();
+        // The search index is built before the first search needs it.
+        void currentIndex(app.pg)
+          .catch((err) => app.log.error({ err: String(err) }, 'directory: the search index could not be built'))
+          .finally(loaded);
         void app.updateDirectoryView();
       });
     });

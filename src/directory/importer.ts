@@ -36,7 +36,6 @@ type Org = Omit<DirectoryRow, 'url' | 'at'> & { orgId: string | null };
 
 interface System {
   id: string;
-  searchText: string;
   normalized: string;
   url: string;
   name: string;
@@ -111,7 +110,7 @@ export function vendorFromFileName(name: string): string | null {
 
 /** Rows grouped by normalized URL, organizations de-duplicated; the first vendor seen wins. */
 function group(rows: { row: DirectoryRow; vendor: string | null; file: string }[], rejected: ImportSummary['rejected']): System[] {
-  const systems = new Map<string, Omit<System, 'sha256' | 'name' | 'searchText'> & { orgKeys: Set<string> }>();
+  const systems = new Map<string, Omit<System, 'sha256' | 'name'> & { orgKeys: Set<string> }>();
   for (const { row, vendor, file } of rows) {
     const n = normalizeUrl(row.url);
     if (typeof n === 'string') {
@@ -131,8 +130,7 @@ function group(rows: { row: DirectoryRow; vendor: string | null; file: string }[
   return [...systems.values()].map(({ orgKeys: _k, ...s }) => {
     const name = s.orgs.find((o) => o.orgName)?.orgName ?? new URL(s.url).host;
     const sha256 = createHash('sha256').update(JSON.stringify([s.url, name, s.vendor, s.fhirVersion, s.orgs])).digest('hex');
-    const words = [name, ...s.orgs.flatMap((o) => [o.orgName, o.city, o.state, o.postalCode, o.npi, o.line]), s.vendor, s.fhirVersion, new URL(s.url).host];
-    return { ...s, name, sha256, searchText: foldText([...new Set(words.filter(Boolean))].join(' ')) };
+    return { ...s, name, sha256 };
   });
 }
 
@@ -156,13 +154,13 @@ export async function importDirectory(pool: pg.Pool, sources: ImportSource[], pr
     for (let start = 0; start < systems.length; start += CHUNK) {
       const part = systems.slice(start, start + CHUNK);
       const { rows: written } = await c.query<{ id: string; inserted: boolean }>(
-        `INSERT INTO trb_system (id, url_normalized, resource_url, name, vendor, fhir_version, content_sha256, search_text)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+        `INSERT INTO trb_system (id, url_normalized, resource_url, name, vendor, fhir_version, content_sha256)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
          ON CONFLICT (id) DO UPDATE SET resource_url = EXCLUDED.resource_url, name = EXCLUDED.name, vendor = EXCLUDED.vendor,
-           fhir_version = EXCLUDED.fhir_version, content_sha256 = EXCLUDED.content_sha256, search_text = EXCLUDED.search_text, updated_at = now()
+           fhir_version = EXCLUDED.fhir_version, content_sha256 = EXCLUDED.content_sha256, updated_at = now()
          WHERE trb_system.content_sha256 IS DISTINCT FROM EXCLUDED.content_sha256 AND trb_system.url_normalized = EXCLUDED.url_normalized
          RETURNING id, (xmax = 0) AS inserted`,
-        [part.map((s) => s.id), part.map((s) => s.normalized), part.map((s) => s.url), part.map((s) => s.name), part.map((s) => s.vendor), part.map((s) => s.fhirVersion), part.map((s) => s.sha256), part.map((s) => s.searchText)],
+        [part.map((s) => s.id), part.map((s) => s.normalized), part.map((s) => s.url), part.map((s) => s.name), part.map((s) => s.vendor), part.map((s) => s.fhirVersion), part.map((s) => s.sha256)],
       );
       const changed = new Set(written.map((w) => w.id));
       summary.added += written.filter((w) => w.inserted).length;
@@ -176,6 +174,8 @@ export async function importDirectory(pool: pg.Pool, sources: ImportSource[], pr
       );
       progress?.('write', Math.min(start + CHUNK, systems.length), systems.length);
     }
+    // Searches rebuild their index of the directory when they see a new version.
+    if (summary.added || summary.updated) await c.query('UPDATE trb_directory_state SET version = version + 1');
   });
   summary.unchanged = summary.systems - summary.added - summary.updated;
   return summary;

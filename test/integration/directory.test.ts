@@ -19,6 +19,7 @@ import { migrate } from '../../src/storage/migrate.ts';
 import { importDirectory, normalizeUrl, systemId, type ImportSource } from '../../src/directory/importer.ts';
 import { readDirectoryFile } from '../../src/directory/readers.ts';
 import { stateOfZip } from '../../src/directory/zip-states.ts';
+import { editDistance, searchSystems, type SystemQuery } from '../../src/directory/search.ts';
 
 const REPO = path.resolve(import.meta.dirname, '..', '..');
 const SHARED = path.resolve(REPO, '..', 'shared', 'directory');
@@ -185,6 +186,42 @@ t.test("GET /connect/system/clinical: 1upHealth's shape; name words (accents, ca
   const noCreds = await app.inject({ method: 'GET', url: '/connect/system/clinical?query=x' });
   t.equal(noCreds.statusCode, 401);
   t.equal((await app.inject({ method: 'GET', url: `/connect/system/clinical?client_id=${client.clientId}&client_secret=${clientSecret}&offset=-1` })).statusCode, 400);
+});
+
+t.test('search: words meet in one organization; ranking; every process sees an import at once', async (t) => {
+  const p = new pg.Pool({ connectionString: await testDatabase(t), max: 4 });
+  t.teardown(() => p.end());
+  await migrate(p);
+  const list = (rows: string[]): ImportSource => ({ name: 'ranking.csv', content: ['url,name,npi,zip', ...rows].join('\n') });
+  await importDirectory(p, [
+    list([
+      // One URL serving two practices in two places.
+      'https://many.example/fhir,Alpha Pediatrics,,10001',
+      'https://many.example/fhir,Beta Cardiology,,94105',
+      'https://one.example/fhir,North Clinic,,55401',
+      'https://two.example/fhir,Clinic of the North,,55401',
+      'https://three.example/fhir,Northfield Family Clinic Partners,,55057',
+    ]),
+  ]);
+  const names = async (text: string, extra: Partial<SystemQuery> = {}) => (await searchSystems(p, { text, offset: 0, limit: 20, ...extra })).map((h) => h.name);
+  t.same(await names('alpha pediatrics'), ['Alpha Pediatrics']);
+  t.same(await names('alpha cardiology'), [], "words of two different practices of one URL do not make a match");
+  t.same(await names('beta cardiology 94105'), ['Alpha Pediatrics'], 'a practice found by name and zip shows its system');
+  t.same(await names('north clinic'), ['North Clinic', 'Clinic of the North', 'Northfield Family Clinic Partners'], 'starts with the words; then all words in the name, shorter first');
+  t.same(await names('clinic', { state: 'MN' }), ['Clinic of the North', 'North Clinic', 'Northfield Family Clinic Partners'], 'starts with the word; then has it, shorter first');
+  t.same(await names('clinic', { state: 'MN', offset: 1 }), ['North Clinic', 'Northfield Family Clinic Partners'], 'offset pages through');
+  t.same(await names('nrth clinc'), ['North Clinic', 'Clinic of the North', 'Northfield Family Clinic Partners'], 'a typo in each word');
+  t.same(await names('zzzz'), []);
+  // Another process (another pool) imports; this one's next search sees it.
+  const other = new pg.Pool({ connectionString: (p as unknown as { options: { connectionString: string } }).options.connectionString, max: 1 });
+  t.teardown(() => other.end());
+  await importDirectory(other, [list(['https://four.example/fhir,Gamma North Hospital,,55401'])]);
+  t.same(await names('gamma'), ['Gamma North Hospital']);
+  t.same(
+    [editDistance('clinic', 'clinc', 2), editDistance('clinic', 'cilnic', 2), editDistance('abc', 'xyz', 1), editDistance('pediatrics', 'pediatrics', 0)],
+    [1, 1, 2, 0],
+    'edits: a deletion, a swap of neighbours; past the bound it stops at bound + 1',
+  );
 });
 
 t.test('status probe: connection_working, no_smart, unreachable (local servers, retries on 503)', async (t) => {
