@@ -2,8 +2,10 @@
  * The health-system directory import, end to end: a server as `npm start` runs it (its shipped
  * directory not autoloaded), then `npx tributary directory import directory/lantern` beside it,
  * twice: a first import of the full Lantern set (67,645 rows), then a re-import with nothing
- * changed; then one client sends --searches name searches to `GET /connect/system/clinical`
- * (one or two words of a random organization name from the lists, as a person types them).
+ * changed (the FHIR view of Organizations and Endpoints is part of each import); then one client
+ * sends --searches name searches to `GET /connect/system/clinical` (one or two words of a random
+ * organization name from the lists, as a person types them), and as many FHIR searches
+ * `Organization?name=<words>&address-state=<its state>` with the app's credentials.
  * Prints the wall time of each import (the CLI process included), the searches' p50/p99, and one
  * JSON line.
  *
@@ -15,6 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { quantile, REPO, round, spawnServer } from './server.ts';
+import { stateOfZip } from '../src/directory/zip-states.ts';
 
 const { values: args } = parseArgs({ options: { runs: { type: 'string', default: '1' }, searches: { type: 'string', default: '500' } } });
 const runs = Math.min(10, Math.max(1, Math.floor(Number(args.runs)) || 1));
@@ -23,7 +26,7 @@ const searches = Math.min(100_000, Math.max(10, Math.floor(Number(args.searches)
 const ADMIN_KEY = `bench-${crypto.randomUUID()}`;
 process.env.ADMIN_KEY = ADMIN_KEY;
 
-function cliImport(dataDir: string, port: number): Promise<{ seconds: number; summary: { systems: number; added: number; updated: number; unchanged: number } }> {
+function cliImport(dataDir: string, port: number): Promise<{ seconds: number; summary: { systems: number; added: number; updated: number; unchanged: number; fhirView: { written: number } } }> {
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
     execFile(
@@ -35,40 +38,61 @@ function cliImport(dataDir: string, port: number): Promise<{ seconds: number; su
   });
 }
 
-/** Search words as a person types them: the first word, or two, of organization names in the lists. */
-function searchTerms(n: number): string[] {
-  const names: string[] = [];
+/** Search words as a person types them: the first word, or two, of organization names in the lists; with the zip's state. */
+function searchTerms(n: number): { words: string; state: string | null }[] {
+  const names: { words: string; state: string | null }[] = [];
   const dir = path.join(REPO, 'directory', 'lantern');
   for (const f of fs.readdirSync(dir).filter((x) => x.endsWith('.json'))) {
-    for (const e of (JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as { Endpoints: { OrganizationName?: string }[] }).Endpoints) {
-      const words = (e.OrganizationName ?? '').split(/\s+/).filter((w) => w.length >= 3);
-      if (words.length) names.push(words.slice(0, 1 + (names.length % 2)).join(' '));
+    for (const e of (JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as { Endpoints: { OrganizationName?: string; OrganizationZipCode?: string }[] }).Endpoints) {
+      // Words as a person types them: letters and digits (the lists' commas and periods left out).
+      const words = (e.OrganizationName ?? '').split(/[^\p{L}\p{N}'-]+/u).filter((w) => w.length >= 3);
+      if (words.length) names.push({ words: words.slice(0, 1 + (names.length % 2)).join(' '), state: stateOfZip(e.OrganizationZipCode) });
     }
   }
   let seed = 7;
   return Array.from({ length: n }, () => names[(seed = (seed * 1103515245 + 12345) % 2 ** 31) % names.length]);
 }
 
-async function searchLatency(base: string): Promise<{ p50Ms: number; p99Ms: number; meanResults: number }> {
-  const made = await fetch(`${base}/admin/apps`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'bench' }) });
-  const { client_id, client_secret } = (await made.json()) as { client_id: string; client_secret: string };
-  const terms = searchTerms(searches + 50);
+interface Latency {
+  p50Ms: number;
+  p99Ms: number;
+  meanResults: number;
+}
+
+/** p50/p99 of one client sending a request per term (the first 50 unmeasured), and the mean count of results. */
+async function latency(terms: { words: string; state: string | null }[], send: (term: { words: string; state: string | null }) => Promise<number>): Promise<Latency> {
   const lat: number[] = [];
   let results = 0;
   for (let i = 0; i < terms.length; i++) {
     const t0 = performance.now();
-    const res = await fetch(`${base}/connect/system/clinical?client_id=${client_id}&client_secret=${client_secret}&query=${encodeURIComponent(terms[i])}`);
-    const body = (await res.json()) as unknown[];
-    if (res.status !== 200) throw new Error(`search ${terms[i]}: HTTP ${res.status}`);
+    const n = await send(terms[i]);
     if (i < 50) continue; // warm-up
     lat.push(performance.now() - t0);
-    results += body.length;
+    results += n;
   }
   lat.sort((a, b) => a - b);
   return { p50Ms: round(quantile(lat, 0.5), 2)!, p99Ms: round(quantile(lat, 0.99), 2)!, meanResults: round(results / lat.length, 1)! };
 }
 
-const results: { firstS: number; reimportS: number; systems: number; search: Awaited<ReturnType<typeof searchLatency>> }[] = [];
+async function searchLatency(base: string): Promise<{ directory: Latency; fhir: Latency }> {
+  const made = await fetch(`${base}/admin/apps`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'bench' }) });
+  const { client_id, client_secret } = (await made.json()) as { client_id: string; client_secret: string };
+  const terms = searchTerms(searches + 50);
+  const get = async (url: string, headers: Record<string, string> = {}) => {
+    const res = await fetch(url, { headers });
+    if (res.status !== 200) throw new Error(`${url}: HTTP ${res.status} ${await res.text()}`);
+    return res.json();
+  };
+  const directory = await latency(terms, async (term) => ((await get(`${base}/connect/system/clinical?client_id=${client_id}&client_secret=${client_secret}&query=${encodeURIComponent(term.words)}`)) as unknown[]).length);
+  const fhir = await latency(terms, async (term) => {
+    const state = term.state ? `&address-state=${term.state}` : '';
+    const bundle = (await get(`${base}/fhir/r4/Organization?name=${encodeURIComponent(term.words)}${state}`, { client_id, client_secret, 'x-oneup-user-id': 'client' })) as { entry?: unknown[] };
+    return bundle.entry?.length ?? 0;
+  });
+  return { directory, fhir };
+}
+
+const results: { firstS: number; reimportS: number; systems: number; fhirResources: number; search: Awaited<ReturnType<typeof searchLatency>> }[] = [];
 for (let i = 0; i < runs; i++) {
   const server = await spawnServer(fs.mkdtempSync(path.join(os.tmpdir(), 'tributary-directory-')), { remove: true });
   try {
@@ -78,9 +102,12 @@ for (let i = 0; i < runs; i++) {
     const again = await cliImport(server.dataDir, port);
     if (again.summary.added || again.summary.updated) throw new Error(`the re-import changed ${again.summary.added + again.summary.updated} systems`);
     const search = await searchLatency(server.base);
-    results.push({ firstS: round(first.seconds, 2)!, reimportS: round(again.seconds, 2)!, systems: first.summary.systems, search });
-    console.log(`run ${i + 1}: first import ${round(first.seconds, 2)} s (${first.summary.added} systems added; target < ${TARGET.firstImportS} s), re-import ${round(again.seconds, 2)} s (${again.summary.unchanged} unchanged; target < ${TARGET.reimportS} s)`);
-    console.log(`  name search, one client, ${searches} searches: p50 ${search.p50Ms} ms, p99 ${search.p99Ms} ms (targets ${TARGET.searchP50Ms} / ${TARGET.searchP99Ms} ms), ${search.meanResults} results a page on average`);
+    results.push({ firstS: round(first.seconds, 2)!, reimportS: round(again.seconds, 2)!, systems: first.summary.systems, fhirResources: first.summary.fhirView.written, search });
+    console.log(
+      `run ${i + 1}: first import ${round(first.seconds, 2)} s (${first.summary.added} systems added, ${first.summary.fhirView.written} Organization and Endpoint resources; target < ${TARGET.firstImportS} s), re-import ${round(again.seconds, 2)} s (${again.summary.unchanged} unchanged; target < ${TARGET.reimportS} s)`,
+    );
+    console.log(`  name search, one client, ${searches} searches: p50 ${search.directory.p50Ms} ms, p99 ${search.directory.p99Ms} ms (targets ${TARGET.searchP50Ms} / ${TARGET.searchP99Ms} ms), ${search.directory.meanResults} results a page on average`);
+    console.log(`  FHIR Organization?name=&address-state=, one client: p50 ${search.fhir.p50Ms} ms, p99 ${search.fhir.p99Ms} ms, ${search.fhir.meanResults} results a page on average`);
   } finally {
     await server.stop();
   }

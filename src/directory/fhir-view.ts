@@ -28,6 +28,9 @@ const CHUNK = 2000;
 /** Addresses and aliases kept per Organization (an NPI may be listed under many addresses). */
 const MAX_PER_ORG = 20;
 const VIEW_LOCK = 0x7472_6476_6965; // any constant
+/** Resources written in one run past which the tables they went to are analyzed. */
+const ANALYZE_AFTER = 10_000;
+const VIEW_TABLES = ['hfj_resource', 'hfj_res_ver', 'hfj_spidx_string', 'hfj_spidx_token', 'hfj_spidx_uri', 'hfj_res_link'];
 
 export interface ViewDeps {
   pool: pg.Pool;
@@ -132,6 +135,9 @@ export async function syncFhirView(deps: ViewDeps, progress?: (done: number, tot
     summary.systems += done;
     progress?.(Math.min(summary.systems, total), total);
   }
+  // After a bulk load (a first import), the planner needs statistics that know the new rows before
+  // autovacuum gets to them: without, it drives Organization?name= from all 40,000 Organizations.
+  if (summary.written >= ANALYZE_AFTER) await deps.pool.query(`ANALYZE ${VIEW_TABLES.join(', ')}`);
   return summary;
 }
 

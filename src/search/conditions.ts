@@ -143,7 +143,9 @@ function orOf(conds: string[]): string {
 }
 
 async function typedCondition(c: ConditionContext, alias: string, type: string, sp: SearchParamInfo, modifier: string, rawValue: string, depth: number): Promise<string> {
-  const values = splitOr(rawValue);
+  // An empty alternative (`name=smith,`) asks for nothing: it is dropped, not taken as "any value".
+  const values = splitOr(rawValue).filter((v) => v !== '');
+  if (!values.length) throw badRequest(`Parameter ${sp.code} has only empty values.`);
   switch (sp.type) {
     case 'token':
       return tokenCondition(c, alias, type, sp.code, modifier, values);

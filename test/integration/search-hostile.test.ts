@@ -259,6 +259,8 @@ const CASES: Case[] = [
   { name: '_summary=SQL', req: get('Patient', [['_summary', SQL1]]), matches: ALL_PATIENTS },
   { name: '_total=bogus', req: get('Patient', [['_total', 'bogus']]), matches: ALL_PATIENTS },
   // Repetition.
+  { name: 'family=Hostile, (an empty alternative matches nothing more)', req: get('Patient', [['family', 'Hostile,']]), matches: ['Patient/h1'] },
+  { name: 'family=,, (only empty alternatives)', req: get('Patient', [['family', ',,']]), matches: [], status: [400] },
   { name: 'family=Hostile 1000 times (AND)', req: get('Patient', times(1000, ['family', 'Hostile'])), matches: ['Patient/h1'] },
   { name: 'family=x 1000 times (AND)', req: get('Patient', times(1000, ['family', 'x'])), matches: [] },
   { name: '_id=h1 1000 times (AND)', req: get('Patient', times(1000, ['_id', 'h1'])), matches: ['Patient/h1'] },
