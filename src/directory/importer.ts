@@ -108,10 +108,14 @@ export function vendorFromFileName(name: string): string | null {
   return m[1] === '1Up' ? '1upHealth' : m[1].replace(/_/g, ' ');
 }
 
+/** A server imports while it serves: long loops let other work in now and then. */
+export const yieldToOthers = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 /** Rows grouped by normalized URL, organizations de-duplicated; the first vendor seen wins. */
-function group(rows: { row: DirectoryRow; vendor: string | null; file: string }[], rejected: ImportSummary['rejected']): System[] {
+async function group(rows: { row: DirectoryRow; vendor: string | null; file: string }[], rejected: ImportSummary['rejected']): Promise<System[]> {
   const systems = new Map<string, Omit<System, 'sha256' | 'name'> & { orgKeys: Set<string> }>();
-  for (const { row, vendor, file } of rows) {
+  for (const [i, { row, vendor, file }] of rows.entries()) {
+    if (i % 5000 === 4999) await yieldToOthers();
     const n = normalizeUrl(row.url);
     if (typeof n === 'string') {
       rejected.push({ file, at: row.at, reason: n });
@@ -139,15 +143,16 @@ const CHUNK = 5000;
 export async function importDirectory(pool: pg.Pool, sources: ImportSource[], progress?: ImportProgress): Promise<ImportSummary> {
   const rows: { row: DirectoryRow; vendor: string | null; file: string }[] = [];
   const summary: ImportSummary = { files: sources.length, rows: 0, systems: 0, added: 0, updated: 0, unchanged: 0, rejected: [] };
-  sources.forEach((src, i) => {
+  for (const [i, src] of sources.entries()) {
     const read = readDirectoryFile(src.name, src.content, src.format);
     const vendor = src.vendor ?? vendorFromFileName(src.name);
     for (const row of read.rows) rows.push({ row, vendor, file: src.name });
     summary.rejected.push(...read.rejected.map((r) => ({ ...r, file: src.name })));
     progress?.('read', i + 1, sources.length);
-  });
+    await yieldToOthers();
+  }
   summary.rows = rows.length + summary.rejected.length;
-  const systems = group(rows, summary.rejected);
+  const systems = await group(rows, summary.rejected);
   summary.systems = systems.length;
 
   await inTransaction(pool, async (c) => {

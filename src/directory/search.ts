@@ -12,7 +12,7 @@
  * status, locations), so those are always current.
  */
 import type pg from 'pg';
-import { foldText } from './importer.ts';
+import { foldText, yieldToOthers } from './importer.ts';
 
 export interface SystemQuery {
   text?: string;
@@ -115,7 +115,10 @@ export class DirectoryIndex {
         list.push(d);
       }
     };
-    const systems = rows.map((r, n): IndexedSystem => {
+    const systems: IndexedSystem[] = [];
+    for (const [n, r] of rows.entries()) {
+      // A server builds this while it serves: it lets other work in every 2,000 systems.
+      if (n % 2000 === 1999) await yieldToOthers();
       // The system's name is its first organization's (or its host, when it lists none).
       const own = foldText([r.vendor, r.fhir_version, new URL(r.url_normalized).host].filter(Boolean).join(' '));
       if (!r.orgs.length) addDoc(n, foldText(r.name), `${own} ${foldText(r.name)}`);
@@ -124,7 +127,7 @@ export class DirectoryIndex {
         addDoc(n, org, `${own} ${org} ${foldText(place.filter(Boolean).join(' '))}`);
       }
       const present = (i: number) => [...new Set(r.orgs.map((o) => o[i]).filter((x): x is string => !!x))];
-      return {
+      systems.push({
         id: r.id,
         url: r.url_normalized,
         vendor: (r.vendor ?? '').toLowerCase(),
@@ -132,8 +135,8 @@ export class DirectoryIndex {
         zips: present(3),
         states: present(2).map((x) => x.toUpperCase()),
         npis: present(4),
-      };
-    });
+      });
+    }
     return new DirectoryIndex(version, systems, docs, postings);
   }
 
