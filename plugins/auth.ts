@@ -42,6 +42,8 @@ export interface Credentials {
   app(req: FastifyRequest): Promise<App | undefined>;
   /** Whether the request carries client credentials at all (right or wrong). */
   hasClient(req: FastifyRequest): boolean;
+  /** How the request carries a client secret: HTTP Basic, parameters or headers; undefined: it does not. */
+  secretVia(req: FastifyRequest): 'basic' | 'post' | 'headers' | undefined;
   /** The bearer token of the Authorization header, if any. */
   bearer(req: FastifyRequest): string | undefined;
   /**
@@ -51,17 +53,20 @@ export interface Credentials {
   fhirAccess(req: FastifyRequest): Promise<Access | 'invalid' | undefined>;
 }
 
-function clientPair(req: FastifyRequest): { id: string; secret: string } | undefined {
+/** The client_id and secret a request carries, and how: HTTP Basic, parameters (form or query), or 1upHealth's headers. */
+function clientPair(req: FastifyRequest): { id: string; secret: string; via: 'basic' | 'post' | 'headers' } | undefined {
   const h = req.headers;
   const auth = h.authorization;
   if (typeof auth === 'string' && /^basic /i.test(auth)) {
     const decoded = Buffer.from(auth.slice(6).trim(), 'base64').toString('utf8');
     const i = decoded.indexOf(':');
-    if (i > 0) return { id: decodeURIComponent(decoded.slice(0, i)), secret: decodeURIComponent(decoded.slice(i + 1)) };
+    if (i > 0) return { id: decodeURIComponent(decoded.slice(0, i)), secret: decodeURIComponent(decoded.slice(i + 1)), via: 'basic' };
   }
   const id = requestParam(req, 'client_id') ?? str(h.client_id) ?? str(h['x-client-id']);
-  const secret = requestParam(req, 'client_secret') ?? str(h.client_secret) ?? str(h['x-client-secret']);
-  return id && secret ? { id, secret } : undefined;
+  const secret = requestParam(req, 'client_secret');
+  if (id && secret) return { id, secret, via: 'post' };
+  const header = str(h.client_secret) ?? str(h['x-client-secret']);
+  return id && header ? { id, secret: header, via: 'headers' } : undefined;
 }
 
 export default fp(
@@ -83,6 +88,7 @@ export default fp(
         return store.authenticateApp(pair.id, pair.secret);
       },
       hasClient: (req) => clientPair(req) !== undefined,
+      secretVia: (req) => clientPair(req)?.via,
       bearer(req) {
         const m = /^Bearer\s+([A-Za-z0-9._~+/=-]{1,512})\s*$/i.exec(req.headers.authorization ?? '');
         return m?.[1];

@@ -10,6 +10,7 @@ import { OAuthError, type App, type User } from '../src/auth/store.ts';
 import { addFormParser, requestParam as param } from './auth.ts';
 
 const APP_USER_ID = /^[\x21-\x7e]{1,200}$/;
+const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 const PAGE = 100;
 
 function oauthError(reply: FastifyReply, err: OAuthError): FastifyReply {
@@ -108,11 +109,37 @@ export default async function userRoutes(app: FastifyInstance) {
     return found?.public ? found : undefined;
   }
 
+  // A client assertion's aud: the endpoint it is sent to (the token endpoint's URL is accepted at all three).
+  const tokenEndpoints = ['/oauth2/token', '/fhir/oauth2/token', '/oauth2/introspect', '/oauth2/revoke'].map((p) => `${app.config.baseUrl}${p}`);
+
+  /**
+   * The client at the token endpoint, authenticated as it registered: a client assertion
+   * (private_key_jwt, RFC 7523), its secret by HTTP Basic or as a parameter (either, unless the
+   * app is bound to one), or nothing for a public app.
+   */
+  async function tokenClient(req: FastifyRequest): Promise<App> {
+    const assertionType = param(req, 'client_assertion_type');
+    if (assertionType !== undefined) {
+      const assertion = param(req, 'client_assertion');
+      if (assertionType !== JWT_BEARER || !assertion) throw new OAuthError('invalid_client', `A client assertion needs client_assertion_type=${JWT_BEARER} and client_assertion.`, 401);
+      const client = await app.auth.authenticateAssertion(assertion, tokenEndpoints);
+      if (!client) throw new OAuthError('invalid_client', `The client assertion is not valid: signed by a registered key, iss and sub the client_id, aud ${tokenEndpoints[0]}, unexpired, with a jti never used before.`, 401);
+      return client;
+    }
+    const client = (await app.credentials.app(req)) ?? (await publicApp(req));
+    if (!client) throw new OAuthError('invalid_client', 'client_id and client_secret are missing or wrong.', 401);
+    const via = app.credentials.secretVia(req);
+    const wanted = client.tokenAuthMethod;
+    if (wanted === 'private_key_jwt') throw new OAuthError('invalid_client', 'This app authenticates with a client assertion (private_key_jwt), not a secret.', 401);
+    if (wanted === 'client_secret_basic' && via !== 'basic') throw new OAuthError('invalid_client', 'This app sends its secret with HTTP Basic (client_secret_basic).', 401);
+    if (wanted === 'client_secret_post' && via !== 'post') throw new OAuthError('invalid_client', 'This app sends its secret as the client_secret parameter (client_secret_post).', 401);
+    return client;
+  }
+
   async function token(req: FastifyRequest, reply: FastifyReply) {
     reply.header('Cache-Control', 'no-store').header('Pragma', 'no-cache');
     try {
-      const client = (await app.credentials.app(req)) ?? (await publicApp(req));
-      if (!client) throw new OAuthError('invalid_client', 'client_id and client_secret are missing or wrong.', 401);
+      const client = await tokenClient(req);
       const grant = param(req, 'grant_type');
       if (grant === 'authorization_code') {
         const code = param(req, 'code');
@@ -136,21 +163,25 @@ export default async function userRoutes(app: FastifyInstance) {
   app.post('/oauth2/token', token);
   app.post('/fhir/oauth2/token', token);
 
-  app.post('/oauth2/introspect', async (req, reply) => {
-    const client = await app.credentials.app(req);
-    if (!client) return oauthError(reply, new OAuthError('invalid_client', 'client_id and client_secret are missing or wrong.', 401));
-    const t = param(req, 'token');
-    if (!t) return oauthError(reply, new OAuthError('invalid_request', 'token is required.'));
-    return reply.header('Cache-Control', 'no-store').send(await app.auth.introspect(client, t));
-  });
-
-  app.post('/oauth2/revoke', async (req, reply) => {
-    const client = await app.credentials.app(req);
-    if (!client) return oauthError(reply, new OAuthError('invalid_client', 'client_id and client_secret are missing or wrong.', 401));
-    const t = param(req, 'token');
-    if (!t) return oauthError(reply, new OAuthError('invalid_request', 'token is required.'));
-    await app.auth.revoke(client, t);
-    // RFC 7009: 200 whether or not the token was known.
-    return reply.code(200).send({});
-  });
+  /** Introspection and revocation: the client authenticates as at the token endpoint. */
+  const withToken = (run: (client: App, token: string, reply: FastifyReply) => Promise<FastifyReply>) => async (req: FastifyRequest, reply: FastifyReply) => {
+    try {
+      const client = await tokenClient(req);
+      const t = param(req, 'token');
+      if (!t) throw new OAuthError('invalid_request', 'token is required.');
+      return await run(client, t, reply);
+    } catch (err) {
+      if (err instanceof OAuthError) return oauthError(reply, err);
+      throw err;
+    }
+  };
+  app.post('/oauth2/introspect', withToken(async (client, t, reply) => reply.header('Cache-Control', 'no-store').send(await app.auth.introspect(client, t))));
+  app.post(
+    '/oauth2/revoke',
+    withToken(async (client, t, reply) => {
+      await app.auth.revoke(client, t);
+      // RFC 7009: 200 whether or not the token was known.
+      return reply.code(200).send({});
+    }),
+  );
 }

@@ -4,6 +4,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import type pg from 'pg';
+import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet } from 'jose';
 import { Coalescer } from '../storage/coalescer.ts';
 import { inTransaction } from '../storage/transaction.ts';
 import { hashPassword, newSecret, pkceChallenge, sameHash, sha256, verifyPassword } from './secrets.ts';
@@ -17,6 +18,26 @@ export interface App {
   redirectUris: string[];
   scopes: string[];
   createdAt: Date;
+  /** How the app must authenticate at the token endpoint; null: a secret, either way (or none when public). */
+  tokenAuthMethod: TokenAuthMethod | null;
+  /** The public keys of a private_key_jwt client (a JWK Set). */
+  jwks: { keys: object[] } | null;
+  /** Its access tokens' lifetime; null: ACCESS_TOKEN_SECONDS. */
+  accessTokenSeconds: number | null;
+}
+
+export type TokenAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
+
+export interface NewApp {
+  name: string;
+  redirectUris?: string[];
+  scopes?: string[];
+  public?: boolean;
+  clientId?: string;
+  clientSecret?: string;
+  tokenAuthMethod?: TokenAuthMethod | null;
+  jwks?: { keys: object[] } | null;
+  accessTokenSeconds?: number | null;
 }
 
 export interface User {
@@ -97,9 +118,31 @@ export function redirectUriProblem(uris: readonly string[]): string | undefined 
   return bad === undefined ? undefined : `redirect URI ${bad.slice(0, 100)} is not an http(s) URL.`;
 }
 
-type AppRow = { id: number; client_id: string; public: boolean; name: string; redirect_uris: string[]; scopes: string[]; created_at: Date };
-const APP_COLUMNS = 'id, client_id, public, name, redirect_uris, scopes, created_at';
-const toApp = (r: AppRow): App => ({ id: r.id, clientId: r.client_id, public: r.public, name: r.name, redirectUris: r.redirect_uris, scopes: r.scopes, createdAt: r.created_at });
+type AppRow = {
+  id: number;
+  client_id: string;
+  public: boolean;
+  name: string;
+  redirect_uris: string[];
+  scopes: string[];
+  created_at: Date;
+  token_auth_method: TokenAuthMethod | null;
+  jwks: { keys: object[] } | null;
+  access_token_seconds: number | null;
+};
+const APP_COLUMNS = 'id, client_id, public, name, redirect_uris, scopes, created_at, token_auth_method, jwks, access_token_seconds';
+const toApp = (r: AppRow): App => ({
+  id: r.id,
+  clientId: r.client_id,
+  public: r.public,
+  name: r.name,
+  redirectUris: r.redirect_uris,
+  scopes: r.scopes,
+  createdAt: r.created_at,
+  tokenAuthMethod: r.token_auth_method,
+  jwks: r.jwks,
+  accessTokenSeconds: r.access_token_seconds,
+});
 type UserRow = { id: string; app_id: number; app_user_id: string; active: boolean };
 const toUser = (r: UserRow): User => ({ id: r.id, appId: r.app_id, appUserId: r.app_user_id, active: r.active });
 
@@ -129,14 +172,61 @@ export class AuthStore {
 
   // --- apps --------------------------------------------------------------------------------
 
-  /** A new app and its secret (none for a public app: it has nothing to keep secret). */
-  async createApp(input: { name: string; redirectUris?: string[]; scopes?: string[]; public?: boolean }): Promise<{ app: App; clientSecret: string }> {
-    const clientSecret = newSecret();
+  /**
+   * A new app and its secret (none for a public app: it has nothing to keep secret). `clientId`
+   * and `clientSecret` are chosen by the server unless given (the sandbox systems fix theirs).
+   */
+  async createApp(input: NewApp): Promise<{ app: App; clientSecret: string }> {
+    const clientSecret = input.clientSecret ?? newSecret();
     const { rows } = await this.pool.query<AppRow>(
-      `INSERT INTO trb_app (client_id, secret_sha256, name, redirect_uris, scopes, public) VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${APP_COLUMNS}`,
-      [randomBytes(16).toString('hex'), sha256(clientSecret), input.name, input.redirectUris ?? [], input.scopes ?? [], input.public ?? false],
+      `INSERT INTO trb_app (client_id, secret_sha256, name, redirect_uris, scopes, public, token_auth_method, jwks, access_token_seconds)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ${APP_COLUMNS}`,
+      [
+        input.clientId ?? randomBytes(16).toString('hex'),
+        sha256(clientSecret),
+        input.name,
+        input.redirectUris ?? [],
+        input.scopes ?? [],
+        input.public ?? false,
+        input.tokenAuthMethod ?? null,
+        input.jwks ?? null,
+        input.accessTokenSeconds ?? null,
+      ],
     );
-    return { app: toApp(rows[0]), clientSecret: input.public ? '' : clientSecret };
+    return { app: toApp(rows[0]), clientSecret: input.public || input.tokenAuthMethod === 'private_key_jwt' ? '' : clientSecret };
+  }
+
+  /**
+   * The app a private_key_jwt client assertion (RFC 7523) proves, or undefined: signed by a key
+   * of the app's JWK Set, iss and sub its client_id, aud one of `audiences` (the token endpoint),
+   * unexpired, at most 5 minutes old, and its jti never seen before.
+   */
+  async authenticateAssertion(assertion: string, audiences: string[]): Promise<App | undefined> {
+    let clientId: string | undefined;
+    try {
+      clientId = decodeJwt(assertion).iss;
+    } catch {
+      return undefined;
+    }
+    const client = clientId && clientId.length <= 200 ? await this.appByClientId(clientId) : undefined;
+    if (!client || client.tokenAuthMethod !== 'private_key_jwt' || !client.jwks) return undefined;
+    try {
+      const { payload } = await jwtVerify(assertion, createLocalJWKSet(client.jwks as JSONWebKeySet), {
+        issuer: client.clientId,
+        subject: client.clientId,
+        audience: audiences,
+        algorithms: ['RS384', 'ES384', 'RS256', 'ES256'],
+        maxTokenAge: '5m',
+        requiredClaims: ['jti', 'exp'],
+      });
+      const { rowCount } = await this.pool.query(
+        'INSERT INTO trb_client_assertion (jti_sha256, app_id, expires_at) VALUES ($1, $2, to_timestamp($3)) ON CONFLICT DO NOTHING',
+        [sha256(String(payload.jti)), client.id, payload.exp],
+      );
+      return rowCount === 1 ? client : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   async listApps(): Promise<App[]> {
@@ -331,7 +421,8 @@ export class AuthStore {
   private async issue(db: pg.Pool | pg.PoolClient, app: App, userId: string | null, scope: string, family: string, withRefresh: boolean, patientId: string | null): Promise<TokenSet> {
     const access = newSecret();
     const refresh = withRefresh ? newSecret() : undefined;
-    const rows: [token: string, kind: string, seconds: number][] = [[access, 'access', ACCESS_TOKEN_SECONDS]];
+    const seconds = app.accessTokenSeconds ?? ACCESS_TOKEN_SECONDS;
+    const rows: [token: string, kind: string, seconds: number][] = [[access, 'access', seconds]];
     if (refresh) rows.push([refresh, 'refresh', REFRESH_TOKEN_SECONDS]);
     await db.query(
       `INSERT INTO trb_token (token_sha256, kind, family, app_id, user_id, scope, expires_at, patient_id)
@@ -341,7 +432,7 @@ export class AuthStore {
     return {
       access_token: access,
       token_type: 'Bearer',
-      expires_in: ACCESS_TOKEN_SECONDS,
+      expires_in: seconds,
       ...(refresh ? { refresh_token: refresh } : {}),
       scope,
       ...(patientId ? { patient: patientId } : {}),
@@ -492,8 +583,10 @@ export class AuthStore {
       `WITH c AS (DELETE FROM trb_auth_code WHERE expires_at < now() RETURNING 1),
             r AS (DELETE FROM trb_authz_request WHERE expires_at < now() RETURNING 1),
             t AS (DELETE FROM trb_token WHERE expires_at < now() RETURNING 1),
-            q AS (DELETE FROM trb_rate WHERE bucket < date_trunc('hour', now()) RETURNING 1)
-       SELECT (SELECT count(*) FROM c)::int AS codes, (SELECT count(*) FROM r)::int AS requests, (SELECT count(*) FROM t)::int AS tokens, (SELECT count(*) FROM q)::int AS rates`,
+            q AS (DELETE FROM trb_rate WHERE bucket < date_trunc('hour', now()) RETURNING 1),
+            a AS (DELETE FROM trb_client_assertion WHERE expires_at < now() RETURNING 1)
+       SELECT (SELECT count(*) FROM c)::int AS codes, (SELECT count(*) FROM r)::int AS requests, (SELECT count(*) FROM t)::int AS tokens,
+         (SELECT count(*) FROM q)::int AS rates, (SELECT count(*) FROM a)::int AS assertions`,
     );
     return rows[0];
   }
