@@ -50,7 +50,17 @@ function preferReturn(req: FastifyRequest): string {
   return m ? m[1] : 'representation';
 }
 
-export default async function fhirRoutes(app: FastifyInstance, opts: { prefix?: string; softwareVersion?: string }) {
+export interface FhirRoutesOptions {
+  prefix?: string;
+  softwareVersion?: string;
+  /**
+   * Serve one app's data only: tokens and credentials of other apps are refused, and FHIR_AUTH=off
+   * does not open it (a sandbox health system's FHIR base).
+   */
+  onlyApp?: number;
+}
+
+export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesOptions) {
     const base = opts.prefix ?? '/fhir/r4';
     // Whose data each request reaches, and what its token's scopes allow (absent: everything), set
     // by the onRequest hook below; the query filters of v2 scopes that a search must add.
@@ -154,8 +164,9 @@ export default async function fhirRoutes(app: FastifyInstance, opts: { prefix?: 
       checkAcceptable(req);
       const path = req.url.slice(base.length).split('?')[0];
       if (OPEN_PATHS.has(path)) return;
-      const access = await app.credentials.fhirAccess(req);
-      if (access === undefined && app.config.fhirAuth === 'off') {
+      let access = await app.credentials.fhirAccess(req);
+      if (opts.onlyApp !== undefined && access && access !== 'invalid' && access.app.id !== opts.onlyApp) access = 'invalid';
+      if (access === undefined && app.config.fhirAuth === 'off' && opts.onlyApp === undefined) {
         scopes.set(req, { partitionId: 0, ownerId: null });
         return;
       }
@@ -236,6 +247,7 @@ export default async function fhirRoutes(app: FastifyInstance, opts: { prefix?: 
         formats: ['application/fhir+json', 'json'],
         patchFormats: ['application/json-patch+json'],
         operations: [{ name: 'reindex', definition: 'http://hapifhir.io/fhir/OperationDefinition/Reindex' }],
+        oauth: { authorize: `${app.config.baseUrl}/oauth2/authorize`, token: `${app.config.baseUrl}/oauth2/token`, revoke: `${app.config.baseUrl}/oauth2/revoke` },
       })),
     );
 

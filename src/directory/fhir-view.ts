@@ -13,9 +13,9 @@
 import type pg from 'pg';
 import type { Endpoint, Organization, Resource } from '@medplum/fhirtypes';
 import { DIRECTORY_SCOPE, type ResourceIndexer } from '../fhir/ports.ts';
-import type { Repository, WriteItem } from '../storage/repository.ts';
+import type { Repository } from '../storage/repository.ts';
 import { inTransaction } from '../storage/transaction.ts';
-import { yieldToOthers } from './importer.ts';
+import { writeResources, type Wanted } from '../fhir/bulk.ts';
 
 /** The identifier system of a system's directory id (the id `/connect/system/clinical/{id}` takes). */
 export const HEALTH_SYSTEM_ID = 'https://tributary.dev/fhir/sid/health-system';
@@ -24,9 +24,8 @@ export const FHIR_VERSION_EXTENSION = 'https://tributary.dev/fhir/StructureDefin
 /** The extension that names the EHR vendor whose list the system came from. */
 export const EHR_VENDOR_EXTENSION = 'https://tributary.dev/fhir/StructureDefinition/ehr-vendor';
 const NPI = 'http://hl7.org/fhir/sid/us-npi';
-/** Systems per transaction, and resources per write in it. */
+/** Systems per transaction. */
 const CHUNK = 2000;
-const WRITE_BATCH = 500;
 /** Addresses and aliases kept per Organization (an NPI may be listed under many addresses). */
 const MAX_PER_ORG = 20;
 const VIEW_LOCK = 0x7472_6476_6965; // any constant
@@ -177,27 +176,14 @@ async function viewChunk(deps: ViewDeps, c: pg.PoolClient, summary: ViewSummary)
     if (!list) orgs.set(r.org_id, (list = []));
     if (r.system_id !== null) list.push(r);
   }
-  const wanted: { type: string; id: string; resource: Resource | null }[] = [
+  const wanted: Wanted[] = [
     ...systems.map((s) => ({ type: 'Endpoint', id: s.id, resource: endpointOf(s) as Resource })),
     // An Organization no system lists any more is deleted.
     ...[...orgs].map(([id, rows]) => ({ type: 'Organization', id, resource: rows.length ? (organizationOf(id, rows) as Resource) : null })),
   ];
-  const current = await deps.repo.lockCurrent(c, DIRECTORY_SCOPE, wanted);
-  const items: WriteItem[] = [];
-  for (const [i, w] of wanted.entries()) {
-    if (i % 1000 === 999) await yieldToOthers();
-    const existing = current.get(`${w.type}/${w.id}`) ?? null;
-    if (!w.resource && (!existing || existing.deleted)) continue;
-    items.push({ ...w, existing, indexes: w.resource ? deps.indexer.extract(w.resource, null) : undefined });
-  }
-  // Written in batches: one write's statements are built in one go, and the server serves meanwhile.
-  for (let i = 0; i < items.length; i += WRITE_BATCH) {
-    const results = await deps.repo.write(c, DIRECTORY_SCOPE, items.slice(i, i + WRITE_BATCH));
-    const written = results.filter((r) => r.changed).length;
-    summary.written += written;
-    summary.unchanged += results.length - written;
-    await yieldToOthers();
-  }
+  const { written, unchanged } = await writeResources(deps, c, DIRECTORY_SCOPE, wanted);
+  summary.written += written;
+  summary.unchanged += unchanged;
   await c.query(
     `UPDATE trb_system s SET fhir_sha256 = u.sha FROM unnest($1::text[], $2::text[]) AS u(id, sha) WHERE s.id = u.id`,
     [ids, systems.map((s) => s.content_sha256)],

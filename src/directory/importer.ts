@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { inTransaction } from '../storage/transaction.ts';
+import { yieldToOthers } from '../event-loop.ts';
 import { stateOfZip } from './zip-states.ts';
 import { readDirectoryFile, type DirectoryFormat, type DirectoryRow, type RejectedRow } from './readers.ts';
 
@@ -107,9 +108,6 @@ export function vendorFromFileName(name: string): string | null {
   if (!m) return null;
   return m[1] === '1Up' ? '1upHealth' : m[1].replace(/_/g, ' ');
 }
-
-/** A server imports while it serves: long loops let other work in now and then. */
-export const yieldToOthers = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** Rows grouped by normalized URL, organizations de-duplicated; the first vendor seen wins. */
 async function group(rows: { row: DirectoryRow; vendor: string | null; file: string }[], rejected: ImportSummary['rejected']): Promise<System[]> {

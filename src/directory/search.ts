@@ -12,7 +12,8 @@
  * status, locations), so those are always current.
  */
 import type pg from 'pg';
-import { foldText, yieldToOthers } from './importer.ts';
+import { foldText } from './importer.ts';
+import { yieldToOthers } from '../event-loop.ts';
 
 export interface SystemQuery {
   text?: string;

@@ -20,6 +20,8 @@ export interface CapabilityOptions {
   patchFormats: string[];
   /** System-level operations, e.g. reindex → `$reindex`. */
   operations?: { name: string; definition: string }[];
+  /** The SMART authorization server's endpoints, stated as SMART's oauth-uris extension. */
+  oauth?: { authorize: string; token: string; revoke?: string };
 }
 
 /** The parameters every type has (answered from hfj_resource, the tag tables and hfj_res_ver). */
@@ -87,6 +89,19 @@ export function buildCapabilityStatement(o: CapabilityOptions): CapabilityStatem
         interaction: o.systemInteractions.map((code) => ({ code: code as 'transaction' })),
         searchParam: COMMON.filter((p) => p.name !== '_has'),
         ...(o.operations?.length ? { operation: o.operations } : {}),
+        ...(o.oauth
+          ? {
+              security: {
+                service: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' }] }],
+                extension: [
+                  {
+                    url: 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris',
+                    extension: Object.entries(o.oauth).map(([url, valueUri]) => ({ url, valueUri })),
+                  },
+                ],
+              },
+            }
+          : {}),
       },
     ],
   };
