@@ -208,7 +208,7 @@ export async function spawnServer(dataDir: string, opts: SpawnOptions): Promise<
   const lines: string[] = [];
   const child = spawn(NODE, [...(process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean), '--max-semi-space-size=16', 'src/server.ts'], {
     cwd: REPO,
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', TRIBUTARY_DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(pgPort), LOG_LEVEL: opts.logLevel ?? 'warn', FHIR_AUTH: process.env.FHIR_AUTH ?? 'off', DIRECTORY_AUTOLOAD: process.env.DIRECTORY_AUTOLOAD ?? 'false' },
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', TRIBUTARY_DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(pgPort), LOG_LEVEL: opts.logLevel ?? 'warn', FHIR_AUTH: process.env.FHIR_AUTH ?? 'off', DIRECTORY_AUTOLOAD: process.env.DIRECTORY_AUTOLOAD ?? 'false', SANDBOXES: process.env.SANDBOXES ?? 'false' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   for (const s of [child.stdout!, child.stderr!]) {

@@ -6,6 +6,7 @@
 import fp from 'fastify-plugin';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { SigningKeys } from '../src/auth/keys.ts';
+import { dataDirKey, Vault } from '../src/auth/vault.ts';
 import { ACCESS_TOKEN_SECONDS, AuthStore, type Access, type App, type Granted } from '../src/auth/store.ts';
 
 declare module 'fastify' {
@@ -15,7 +16,20 @@ declare module 'fastify' {
     signingKeys: SigningKeys;
     /** The OpenID Connect id_token of a grant (when `openid` was granted), for the token endpoint. */
     idTokenFor(app: App, g: Granted): Promise<string | undefined>;
+    /** Holds values sealed with the configured key (a health system's tokens, client secrets). */
+    vault: Vault;
+    /**
+     * Apps that are health systems hosted here (the sandboxes), by app id: their tokens are for their
+     * own FHIR base, and their sign-in pages carry their name.
+     */
+    hostedSystems: Map<number, HostedSystem>;
   }
+}
+
+export interface HostedSystem {
+  /** The absolute FHIR base URL. */
+  fhirBase: string;
+  title: string;
 }
 
 type Fields = Record<string, unknown>;
@@ -108,12 +122,16 @@ export default fp(
     };
     app.decorate('credentials', credentials);
 
+    app.decorate('vault', new Vault(app.config.encryptionKey ?? (app.config.databaseUrl ? undefined : dataDirKey(app.config.dataDir))));
+    app.decorate('hostedSystems', new Map<number, HostedSystem>());
+
     const keys = new SigningKeys(app.pg);
     app.decorate('signingKeys', keys);
     app.decorate('idTokenFor', async (client: App, g: Granted) => {
       if (!g.scope.split(' ').includes('openid')) return undefined;
       // fhirUser: the person's own Patient (SMART's patient context), when they have one.
-      const fhirUser = g.patientId ? `${app.config.baseUrl}/fhir/r4/Patient/${g.patientId}` : undefined;
+      const base = app.hostedSystems.get(client.id)?.fhirBase ?? `${app.config.baseUrl}/fhir/r4`;
+      const fhirUser = g.patientId ? `${base}/Patient/${g.patientId}` : undefined;
       return keys.idToken({ ...(fhirUser ? { fhirUser } : {}), ...(g.nonce ? { nonce: g.nonce } : {}) }, app.config.baseUrl, client.clientId, g.userId, ACCESS_TOKEN_SECONDS);
     });
   },

@@ -165,7 +165,8 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
       const path = req.url.slice(base.length).split('?')[0];
       if (OPEN_PATHS.has(path)) return;
       let access = await app.credentials.fhirAccess(req);
-      if (opts.onlyApp !== undefined && access && access !== 'invalid' && access.app.id !== opts.onlyApp) access = 'invalid';
+      // A hosted system's (a sandbox's) tokens are for its own base; its base takes no one else's.
+      if (access && access !== 'invalid' && (opts.onlyApp === undefined ? app.hostedSystems.has(access.app.id) : access.app.id !== opts.onlyApp)) access = 'invalid';
       if (access === undefined && app.config.fhirAuth === 'off' && opts.onlyApp === undefined) {
         scopes.set(req, { partitionId: 0, ownerId: null });
         return;

@@ -30,6 +30,32 @@ const CAPABILITIES = [
 ];
 const SCOPES_SUPPORTED = ['openid', 'fhirUser', 'launch/patient', 'offline_access', 'online_access', 'patient/*.rs', 'patient/*.cruds', 'user/*.rs', 'user/*.cruds', 'patient/*.read', 'patient/*.write', 'user/*.read', 'user/*.write'];
 
+const ALL_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'];
+
+/**
+ * The SMART configuration of a FHIR base whose authorization server is this one. `authMethods`:
+ * the token endpoint's client authentication methods to advertise (a sandbox system names the one
+ * its client must use).
+ */
+export function smartConfiguration(issuer: string, authMethods: string[] = ALL_AUTH_METHODS) {
+  const asymmetric = authMethods.includes('private_key_jwt');
+  return {
+    issuer,
+    jwks_uri: `${issuer}/oauth2/jwks`,
+    authorization_endpoint: `${issuer}/oauth2/authorize`,
+    token_endpoint: `${issuer}/oauth2/token`,
+    introspection_endpoint: `${issuer}/oauth2/introspect`,
+    revocation_endpoint: `${issuer}/oauth2/revoke`,
+    token_endpoint_auth_methods_supported: authMethods,
+    ...(asymmetric ? { token_endpoint_auth_signing_alg_values_supported: ['RS384', 'ES384', 'RS256', 'ES256'] } : {}),
+    grant_types_supported: ['authorization_code', 'refresh_token', 'client_credentials'],
+    scopes_supported: SCOPES_SUPPORTED,
+    response_types_supported: ['code'],
+    code_challenge_methods_supported: ['S256'],
+    capabilities: CAPABILITIES.filter((c) => asymmetric || c !== 'client-confidential-asymmetric'),
+  };
+}
+
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 /** A small HTML page; no script, nothing from elsewhere (Content-Security-Policy says so). */
@@ -57,21 +83,7 @@ export default async function smartRoutes(app: FastifyInstance) {
   const issuer = app.config.baseUrl;
   const fhirBases = FHIR_BASES.map((b) => `${app.config.baseUrl}${b}`);
 
-  const configuration = () => ({
-    issuer,
-    jwks_uri: `${issuer}/oauth2/jwks`,
-    authorization_endpoint: `${issuer}/oauth2/authorize`,
-    token_endpoint: `${issuer}/oauth2/token`,
-    introspection_endpoint: `${issuer}/oauth2/introspect`,
-    revocation_endpoint: `${issuer}/oauth2/revoke`,
-    token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
-    token_endpoint_auth_signing_alg_values_supported: ['RS384', 'ES384', 'RS256', 'ES256'],
-    grant_types_supported: ['authorization_code', 'refresh_token', 'client_credentials'],
-    scopes_supported: SCOPES_SUPPORTED,
-    response_types_supported: ['code'],
-    code_challenge_methods_supported: ['S256'],
-    capabilities: CAPABILITIES,
-  });
+  const configuration = () => smartConfiguration(issuer);
   for (const b of FHIR_BASES) app.get(`${b}/.well-known/smart-configuration`, async () => configuration());
   app.get('/.well-known/openid-configuration', async () => ({
     ...configuration(),
@@ -100,8 +112,11 @@ export default async function smartRoutes(app: FastifyInstance) {
     if (p('code_challenge_method') !== 'S256' || !/^[A-Za-z0-9_-]{43}$/.test(p('code_challenge') ?? '')) {
       return fail('invalid_request', 'PKCE is required: code_challenge (S256 of the verifier, base64url) with code_challenge_method=S256.');
     }
+    // A hosted system's app (a sandbox) grants access to that system's FHIR base only.
+    const hosted = app.hostedSystems.get(client.id);
+    const bases = hosted ? [hosted.fhirBase] : fhirBases;
     const aud = (p('aud') ?? '').replace(/\/+$/, '');
-    if (!fhirBases.includes(aud)) return fail('invalid_request', `aud must be this server's FHIR base, ${fhirBases[0]}.`);
+    if (!bases.includes(aud)) return fail('invalid_request', `aud must be this server's FHIR base, ${bases[0]}.`);
     const asked = (p('scope') ?? '').split(' ').filter(Boolean);
     const unknown = asked.filter((s) => !isKnownScope(s));
     if (unknown.length) return fail('invalid_scope', `Unknown scopes: ${unknown.join(' ').slice(0, 200)}.`);
@@ -114,11 +129,18 @@ export default async function smartRoutes(app: FastifyInstance) {
   app.get('/oauth2/authorize', authorize);
   app.post('/oauth2/authorize', authorize);
 
+  /** A hosted system (a sandbox) signs its own patients in, for Tributary; any other app is the one asking. */
+  const asking = (client: App) => (app.hostedSystems.has(client.id) ? 'Tributary' : client.name);
+  const signInTitle = (client: App) => {
+    const hosted = app.hostedSystems.get(client.id);
+    return hosted ? `Sign in to ${hosted.title}` : `Sign in to share your records with ${client.name}`;
+  };
+
   function loginPage(reply: FastifyReply, client: App, id: string, error: string) {
     return page(
       reply,
       error ? 401 : 200,
-      `Sign in to share your records with ${client.name}`,
+      signInTitle(client),
       `${error ? `<p class="error">${esc(error)}</p>` : ''}<form method="post" action="/oauth2/authorize/login">
 <input type="hidden" name="request" value="${esc(id)}">
 <label>Username <input name="username" autocomplete="username" required></label>
@@ -151,8 +173,8 @@ export default async function smartRoutes(app: FastifyInstance) {
     return page(
       reply,
       200,
-      `Share your records with ${found.client.name}?`,
-      `<p>${esc(found.client.name)} asks for:</p><ul>${items}</ul>
+      `Share your records with ${asking(found.client)}?`,
+      `<p>${esc(asking(found.client))} asks for:</p><ul>${items}</ul>
 <form method="post" action="/oauth2/authorize/consent"><input type="hidden" name="request" value="${esc(found.id)}">
 <button type="submit" name="decision" value="approve">Allow</button><button type="submit" name="decision" value="deny">Deny</button></form>`,
     );

@@ -16,6 +16,7 @@ import userRoutes from '../plugins/users.ts';
 import adminRoutes from '../plugins/admin.ts';
 import smartRoutes from '../plugins/smart.ts';
 import directoryPlugin from '../plugins/directory.ts';
+import sandboxPlugin from '../plugins/sandbox.ts';
 import { errorHandler } from '../plugins/errors.ts';
 
 declare module 'fastify' {
@@ -72,6 +73,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   app.register(smartRoutes);
   app.register(userRoutes);
   app.register(adminRoutes, { prefix: '/admin' });
+  app.register(sandboxPlugin);
   app.register(fhirRoutes, { prefix: '/fhir/r4' });
   app.register(fhirRoutes, { prefix: '/r4' });
   return app;

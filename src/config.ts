@@ -4,6 +4,7 @@
  */
 import os from 'node:os';
 import path from 'node:path';
+import { DEFAULT_SANDBOXES, type SandboxDefinition } from './sandbox/systems.ts';
 
 export interface Config {
   port: number;
@@ -36,6 +37,18 @@ export interface Config {
   directoryAutoload: boolean;
   /** When to probe every system's status (a cron expression, e.g. `0 3 * * *`); unset: never. */
   directoryProbeCron: string | undefined;
+  /** Serve the built-in sandbox health systems (simulated EHRs with test patients). */
+  sandboxes: boolean;
+  /** The lifetime of a sandbox system's access tokens, in seconds (short, as some EHRs issue). */
+  sandboxAccessTokenSeconds: number;
+  /** Which sandbox systems (the built-in two; tests add others). Not read from the environment. */
+  sandboxSystems: readonly SandboxDefinition[];
+  /**
+   * The AES-256 key that encrypts health systems' tokens and client secrets at rest (32 bytes);
+   * unset: with the embedded PostgreSQL, a key file made once in the data folder; with
+   * DATABASE_URL, nothing can be encrypted (every process must share one key: set it).
+   */
+  encryptionKey: Buffer | undefined;
 }
 
 export class ConfigError extends Error {}
@@ -92,6 +105,10 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     userApiRateLimit: int(env, 'USER_API_RATE_LIMIT', 300, 1, 10_000_000),
     directoryAutoload: oneOf(env, 'DIRECTORY_AUTOLOAD', ['true', 'false'] as const, 'true') === 'true',
     directoryProbeCron: cron(env.DIRECTORY_PROBE_CRON),
+    sandboxes: oneOf(env, 'SANDBOXES', ['true', 'false'] as const, 'true') === 'true',
+    sandboxAccessTokenSeconds: int(env, 'SANDBOX_ACCESS_TOKEN_SECONDS', 600, 10, 86_400),
+    sandboxSystems: DEFAULT_SANDBOXES,
+    encryptionKey: encryptionKey(env.ENCRYPTION_KEY),
   };
 }
 
@@ -112,6 +129,12 @@ function adminKey(raw: string | undefined): string | undefined {
   if (raw === undefined || raw === '') return undefined;
   if (raw.length < 32) throw new ConfigError('ADMIN_KEY must be at least 32 characters (for example: openssl rand -hex 32).');
   return raw;
+}
+
+function encryptionKey(raw: string | undefined): Buffer | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  if (!/^[0-9a-fA-F]{64}$/.test(raw)) throw new ConfigError('ENCRYPTION_KEY is 32 bytes as 64 hex characters (for example: openssl rand -hex 32).');
+  return Buffer.from(raw, 'hex');
 }
 
 /** The memory this process may use: the machine's, or its cgroup limit when lower. */

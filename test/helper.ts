@@ -46,12 +46,19 @@ export async function testDatabase(t: Teardown): Promise<string> {
   return url.toString();
 }
 
+/** One encryption key per test process: every app a test file builds shares it (as processes would). */
+const TEST_KEY = randomBytes(32).toString('hex');
+
 /**
- * The FHIR server's own tests run without credentials (FHIR_AUTH=off; the auth tests turn it on)
- * and without the shipped directory (the directory tests load it themselves).
+ * The FHIR server's own tests run without credentials (FHIR_AUTH=off; the auth tests turn it on),
+ * without the shipped directory (the directory tests load it themselves) and without the sandbox
+ * systems (the sandbox tests turn them on).
  */
 export function testConfig(databaseUrl: string, overrides: Partial<Config> = {}): Config {
-  return { ...loadConfig({ DATABASE_URL: databaseUrl, LOG_LEVEL: 'silent', BASE_URL: 'http://tributary.test', FHIR_AUTH: 'off', DIRECTORY_AUTOLOAD: 'false' }), ...overrides };
+  return {
+    ...loadConfig({ DATABASE_URL: databaseUrl, LOG_LEVEL: 'silent', BASE_URL: 'http://tributary.test', FHIR_AUTH: 'off', DIRECTORY_AUTOLOAD: 'false', SANDBOXES: 'false', ENCRYPTION_KEY: TEST_KEY }),
+    ...overrides,
+  };
 }
 
 /** An app on a fresh database, closed at teardown. */

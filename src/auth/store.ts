@@ -174,11 +174,12 @@ export class AuthStore {
 
   /**
    * A new app and its secret (none for a public app: it has nothing to keep secret). `clientId`
-   * and `clientSecret` are chosen by the server unless given (the sandbox systems fix theirs).
+   * and `clientSecret` are chosen by the server unless given (the sandbox systems fix theirs);
+   * `db`: a transaction's client, to make the app in it.
    */
-  async createApp(input: NewApp): Promise<{ app: App; clientSecret: string }> {
+  async createApp(input: NewApp, db: pg.Pool | pg.PoolClient = this.pool): Promise<{ app: App; clientSecret: string }> {
     const clientSecret = input.clientSecret ?? newSecret();
-    const { rows } = await this.pool.query<AppRow>(
+    const { rows } = await db.query<AppRow>(
       `INSERT INTO trb_app (client_id, secret_sha256, name, redirect_uris, scopes, public, token_auth_method, jwks, access_token_seconds)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ${APP_COLUMNS}`,
       [

@@ -120,8 +120,8 @@ async function group(rows: { row: DirectoryRow; vendor: string | null; file: str
       continue;
     }
     let s = systems.get(n.normalized);
-    if (!s) systems.set(n.normalized, (s = { id: systemId(n.normalized), normalized: n.normalized, url: n.url, vendor, fhirVersion: fhirVersionOf(n.url), orgs: [], orgKeys: new Set() }));
-    const { url: _url, at: _at, ...fields } = row;
+    if (!s) systems.set(n.normalized, (s = { id: row.systemId ?? systemId(n.normalized), normalized: n.normalized, url: n.url, vendor, fhirVersion: fhirVersionOf(n.url), orgs: [], orgKeys: new Set() }));
+    const { url: _url, at: _at, systemId: _id, ...fields } = row;
     const key = JSON.stringify(fields);
     if (!s.orgKeys.has(key) && (fields.orgName || fields.npi || fields.postalCode)) {
       s.orgKeys.add(key);

@@ -5,7 +5,9 @@
  * - `hti1`: the ONC HTI-1 "service base URL list", a FHIR R4 Bundle of Endpoint and Organization
  *   resources, each Organization naming its Endpoint(s) in Organization.endpoint.
  * - `lantern`: Lantern's `{"Endpoints": [{"URL", "OrganizationName", "NPIID", "OrganizationZipCode"}]}`.
- * - `csv`: a header line naming the columns url, name (or organization), npi, zip (any order).
+ * - `csv`: a header line naming the columns url, name (or organization), npi, zip, and optionally
+ *   address, city, state, and id (a fixed directory id for the system instead of the one derived
+ *   from its URL), in any order.
  */
 
 export type DirectoryFormat = 'hti1' | 'lantern' | 'csv';
@@ -20,6 +22,8 @@ export interface DirectoryRow {
   city: string | null;
   state: string | null;
   postalCode: string | null;
+  /** A fixed directory id for the system (CSV's `id` column); absent: derived from the URL. */
+  systemId?: string;
 }
 
 export interface RejectedRow {
@@ -164,13 +168,26 @@ function readCsv(name: string, content: string): ReadResult {
   const url = col('url', 'fhir_url', 'base_url', 'endpoint');
   if (url < 0) throw new DirectoryFileError(`${name}: the CSV header must name a "url" column; it is "${header.join(',').slice(0, 200)}".`);
   const [org, npi, zip] = [col('name', 'organization', 'organization_name'), col('npi'), col('zip', 'postal_code', 'zipcode')];
+  const [line, city, state, id] = [col('address', 'line', 'street'), col('city'), col('state'), col('id', 'system_id')];
   const out: ReadResult = { rows: [], rejected: [] };
   records.forEach((r, i) => {
     if (r.length === 1 && r[0].trim() === '') return;
     const at = `line ${i + 2}`;
     const u = text(r[url]);
     if (!u) return out.rejected.push({ at, reason: 'no URL' });
-    out.rows.push({ at, url: u, orgName: text(r[org]) ?? '', npi: text(r[npi]), line: null, city: null, state: null, postalCode: text(r[zip]) });
+    const fixed = text(r[id]);
+    if (fixed && !/^[A-Za-z0-9-.]{1,64}$/.test(fixed)) return out.rejected.push({ at, reason: `the id "${fixed.slice(0, 80)}" is not 1 to 64 letters, digits, "-" or "."` });
+    out.rows.push({
+      at,
+      url: u,
+      orgName: text(r[org]) ?? '',
+      npi: text(r[npi]),
+      line: text(r[line]),
+      city: text(r[city]),
+      state: text(r[state]),
+      postalCode: text(r[zip]),
+      ...(fixed ? { systemId: fixed } : {}),
+    });
   });
   return out;
 }

@@ -1,0 +1,131 @@
+/**
+ * The built-in sandbox health systems (src/sandbox/systems.ts), served by this server when
+ * SANDBOXES is on (the default; turn it off in production). Each is:
+ * - an app of this server: its patients are the app's users (each signs in with a username and
+ *   password on the SMART sign-in page, branded with the system's name), its records the app's
+ *   data, each patient's owned by that patient; its access tokens live SANDBOX_ACCESS_TOKEN_SECONDS;
+ * - a FHIR base, `/sandbox/{name}/fhir/r4`, that answers that app's tokens only, with its own
+ *   `.well-known/smart-configuration` (naming the one client authentication it accepts);
+ * - a system of the directory, under a fixed id, and Tributary's client registration there (the
+ *   secret sealed with the configured key).
+ * The records are written in the background on first start (generated from the system's seed);
+ * `app.sandboxesLoaded` settles when they are.
+ */
+import fp from 'fastify-plugin';
+import type { FastifyInstance } from 'fastify';
+import type { Resource } from '@medplum/fhirtypes';
+import { importDirectory } from '../src/directory/importer.ts';
+import { writeResources } from '../src/fhir/bulk.ts';
+import { newSecret } from '../src/auth/secrets.ts';
+import { generateSystem } from '../src/sandbox/generate.ts';
+import type { SandboxDefinition } from '../src/sandbox/systems.ts';
+import { inTransaction } from '../src/storage/transaction.ts';
+import fhirRoutes from './fhir.ts';
+import { smartConfiguration } from './smart.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Settles when every sandbox system's records are written (at once when sandboxes are off). */
+    sandboxesLoaded: Promise<void>;
+  }
+}
+
+const SANDBOX_LOCK = 0x7472_7362_78; // any constant
+export const SANDBOX_VENDOR = 'Tributary sandbox';
+
+/** The sandbox's app (made on first start), kept in step with the configuration; answers its id. */
+async function ensureApp(app: FastifyInstance, def: SandboxDefinition): Promise<number> {
+  const callback = `${app.config.baseUrl}/connect/callback`;
+  return inTransaction(app.pg, async (c) => {
+    // Processes starting together take turns; the first makes the app.
+    await c.query('SELECT pg_advisory_xact_lock($1)', [SANDBOX_LOCK]);
+    const known = await c.query<{ app_id: number }>('SELECT app_id FROM trb_sandbox WHERE name = $1', [def.name]);
+    if (known.rows[0]) {
+      // The base URL or the token lifetime may have changed since.
+      await c.query('UPDATE trb_app SET redirect_uris = $2, access_token_seconds = $3 WHERE id = $1', [known.rows[0].app_id, [callback], app.config.sandboxAccessTokenSeconds]);
+      return known.rows[0].app_id;
+    }
+    const secret = def.auth === 'none' ? undefined : newSecret();
+    await c.query('DELETE FROM trb_app WHERE client_id = $1', [def.clientId]); // a half-made one (a crash before the commit below)
+    const { app: made } = await app.auth.createApp({
+      name: def.title,
+      clientId: def.clientId,
+      clientSecret: secret,
+      redirectUris: [callback],
+      public: def.auth === 'none',
+      tokenAuthMethod: def.auth === 'none' ? null : def.auth,
+      accessTokenSeconds: app.config.sandboxAccessTokenSeconds,
+    }, c);
+    await c.query('INSERT INTO trb_sandbox (name, app_id) VALUES ($1, $2)', [def.name, made.id]);
+    if (secret && !app.vault.ready) {
+      app.log.error({ sandbox: def.name }, 'no encryption key (ENCRYPTION_KEY): Tributary cannot keep its secret for this sandbox system, so it cannot connect to it');
+    }
+    await c.query(
+      `INSERT INTO trb_client_registration (system_id, client_id, auth_method, client_secret_sealed) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (system_id) DO UPDATE SET client_id = EXCLUDED.client_id, auth_method = EXCLUDED.auth_method, client_secret_sealed = EXCLUDED.client_secret_sealed`,
+      [def.directoryId, def.clientId, def.auth, secret && app.vault.ready ? app.vault.encrypt(secret, def.clientId) : null],
+    );
+    return made.id;
+  });
+}
+
+/** The sandbox's records, generated from its seed, written once (re-running writes nothing new). */
+async function loadRecords(app: FastifyInstance, def: SandboxDefinition, appId: number): Promise<void> {
+  const { rows } = await app.pg.query<{ loaded: boolean }>('SELECT loaded_at IS NOT NULL AS loaded FROM trb_sandbox WHERE name = $1', [def.name]);
+  if (rows[0]?.loaded) return;
+  const started = Date.now();
+  const system = generateSystem({ seed: def.seed, patients: def.patients, idPrefix: def.idPrefix, systemName: def.title });
+  const wanted = (resources: Resource[]) => resources.map((r) => ({ type: r.resourceType, id: r.id!, resource: r }));
+  let count = system.shared.length;
+  await inTransaction(app.pg, async (c) => {
+    await writeResources(app.fhir, c, { partitionId: appId, ownerId: null }, wanted(system.shared));
+    for (const p of system.patients) {
+      const user = (await app.auth.createUser(appId, p.personKey)) ?? (await app.auth.findUser(appId, { appUserId: p.personKey }))!;
+      await app.auth.setPassword(appId, user.id, p.username, p.password);
+      await writeResources(app.fhir, c, { partitionId: appId, ownerId: user.id }, wanted(p.resources));
+      count += p.resources.length;
+    }
+    await c.query('UPDATE trb_sandbox SET loaded_at = now() WHERE name = $1', [def.name]);
+  });
+  app.log.info({ sandbox: def.name, patients: system.patients.length, resources: count, ms: Date.now() - started }, 'sandbox system loaded');
+}
+
+/** The sandbox systems in the directory, under their fixed ids. */
+async function listInDirectory(app: FastifyInstance, defs: readonly SandboxDefinition[]): Promise<void> {
+  const q = (v: string) => `"${v.replace(/"/g, '""')}"`;
+  const rows = defs.map((d) => [d.directoryId, `${app.config.baseUrl}/sandbox/${d.name}/fhir/r4`, d.title, d.city, d.state, d.zip].map(q).join(','));
+  await importDirectory(app.pg, [{ name: 'sandboxes.csv', vendor: SANDBOX_VENDOR, content: ['id,url,name,city,state,zip', ...rows].join('\n') }]);
+  await app.pg.query("UPDATE trb_system SET status = 'connection_working', checked_at = now() WHERE id = ANY($1::text[])", [defs.map((d) => d.directoryId)]);
+}
+
+export default fp(
+  async function sandbox(app: FastifyInstance) {
+    let loaded: () => void = () => {};
+    app.decorate('sandboxesLoaded', new Promise<void>((r) => (loaded = r)));
+    if (!app.config.sandboxes) {
+      loaded();
+      return;
+    }
+    const defs = app.config.sandboxSystems;
+    const apps = new Map<string, number>();
+    for (const def of defs) {
+      const appId = await ensureApp(app, def);
+      apps.set(def.name, appId);
+      const prefix = `/sandbox/${def.name}/fhir/r4`;
+      app.hostedSystems.set(appId, { fhirBase: `${app.config.baseUrl}${prefix}`, title: def.title });
+      await app.register(fhirRoutes, { prefix, onlyApp: appId });
+      app.get(`${prefix}/.well-known/smart-configuration`, async () => smartConfiguration(app.config.baseUrl, [def.auth]));
+    }
+    await listInDirectory(app, defs);
+
+    app.addHook('onReady', async () => {
+      // Not awaited: the server answers while the records are written.
+      void (async () => {
+        for (const def of defs) await loadRecords(app, def, apps.get(def.name)!);
+      })()
+        .catch((err) => app.log.error({ err: String(err) }, 'a sandbox system could not be loaded; it is tried again on the next start'))
+        .finally(loaded);
+    });
+  },
+  { name: 'sandbox', dependencies: ['db', 'core', 'auth', 'directory'] },
+);

@@ -1,0 +1,59 @@
+/**
+ * The built-in sandbox health systems: simulated EHRs served by Tributary itself, so that the
+ * whole connect-and-sync path runs on one machine with no internet. Each has its own FHIR base
+ * (`/sandbox/{name}/fhir/r4`), its own patients with usernames and passwords, its records (from
+ * src/sandbox/generate.ts, deterministic from the seed), and a fixed id in the directory. They
+ * differ where real EHRs differ: how their client (Tributary) must authenticate.
+ */
+
+export type SandboxAuth = 'none' | 'client_secret_basic' | 'client_secret_post';
+
+export interface SandboxDefinition {
+  /** The URL segment: `/sandbox/{name}/fhir/r4`. */
+  name: string;
+  /** The system's name, shown on its sign-in page and in the directory. */
+  title: string;
+  /** Its id in the directory (and in `/connect/system/clinical/{id}`). */
+  directoryId: string;
+  /** Tributary's client_id at this system. */
+  clientId: string;
+  /** How Tributary authenticates at its token endpoint: a public client (PKCE only) or a secret, one way. */
+  auth: SandboxAuth;
+  seed: string;
+  /** Prefix of its resource ids (distinct per system). */
+  idPrefix: string;
+  patients: number;
+  /** Where the system is, for the directory. */
+  city: string;
+  state: string;
+  zip: string;
+}
+
+export const DEFAULT_SANDBOXES: readonly SandboxDefinition[] = Object.freeze([
+  {
+    name: 'north-valley',
+    title: 'North Valley Health (sandbox)',
+    directoryId: 'sandbox-north-valley',
+    clientId: 'tributary-north-valley',
+    auth: 'client_secret_basic',
+    seed: 'north-valley',
+    idPrefix: 'nv',
+    patients: 10,
+    city: 'Minneapolis',
+    state: 'MN',
+    zip: '55401',
+  },
+  {
+    name: 'lakeside',
+    title: 'Lakeside Medical Group (sandbox)',
+    directoryId: 'sandbox-lakeside',
+    clientId: 'tributary-lakeside',
+    auth: 'none',
+    seed: 'lakeside',
+    idPrefix: 'ls',
+    patients: 10,
+    city: 'Madison',
+    state: 'WI',
+    zip: '53703',
+  },
+]);

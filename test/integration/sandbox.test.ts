@@ -1,0 +1,147 @@
+/**
+ * The built-in sandbox health systems: each an EHR of its own (FHIR base, SMART configuration,
+ * branded sign-in, patients with passwords, short-lived tokens, its records), listed in the
+ * directory under a fixed id, with Tributary's client registration there; one patient's token
+ * reaches that patient's records only, at that system's base only. A SMART standalone launch is
+ * run against each, as Tributary's connect flow will: discovery, PKCE, sign-in, consent, and the
+ * token exchange with the system's own client authentication (HTTP Basic; a public client).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import t, { type Test } from 'tap';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../../src/app.ts';
+import { buildTestApp, testConfig } from '../helper.ts';
+import { generateSystem, STEPS_LOINC } from '../../src/sandbox/generate.ts';
+import { DEFAULT_SANDBOXES, type SandboxDefinition } from '../../src/sandbox/systems.ts';
+
+// Fewer patients than the shipped systems, for speed; the same definitions otherwise.
+const DEFS: SandboxDefinition[] = DEFAULT_SANDBOXES.map((d) => ({ ...d, patients: 3 }));
+const app = await buildTestApp(t, { sandboxes: true, sandboxSystems: DEFS, fhirAuth: 'required' });
+await app.sandboxesLoaded;
+const [NV, LS] = DEFS;
+const baseOf = (d: SandboxDefinition) => `/sandbox/${d.name}/fhir/r4`;
+const people = (d: SandboxDefinition) => generateSystem({ seed: d.seed, patients: d.patients, idPrefix: d.idPrefix, systemName: d.title }).patients;
+
+const form = (fields: Record<string, string>) => new URLSearchParams(fields).toString();
+const post = (url: string, fields: Record<string, string>, headers: Record<string, string> = {}) =>
+  app.inject({ method: 'POST', url, headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, payload: form(fields) });
+
+/** Tributary's secret at a system, as its registration keeps it (sealed). */
+async function registrationSecret(d: SandboxDefinition): Promise<string | undefined> {
+  const { rows } = await app.pg.query<{ sealed: Buffer | null; auth_method: string }>('SELECT client_secret_sealed AS sealed, auth_method FROM trb_client_registration WHERE system_id = $1', [d.directoryId]);
+  return rows[0]?.sealed ? app.vault.decrypt(rows[0].sealed, d.clientId) : undefined;
+}
+
+/** A SMART standalone launch against a sandbox, signing in as `username`; the token response. */
+async function launch(t: Test, d: SandboxDefinition, username: string, password: string): Promise<{ access_token: string; refresh_token?: string; patient?: string; expires_in: number }> {
+  const conf = (await app.inject({ method: 'GET', url: `${baseOf(d)}/.well-known/smart-configuration` })).json();
+  const verifier = randomBytes(32).toString('base64url');
+  const challenge = createHash('sha256').update(verifier).digest('base64url');
+  const redirectUri = `${app.config.baseUrl}/connect/callback`;
+  const authorize = new URL(conf.authorization_endpoint);
+  const q = {
+    response_type: 'code',
+    client_id: d.clientId,
+    redirect_uri: redirectUri,
+    scope: 'launch/patient openid fhirUser offline_access patient/*.read',
+    state: 'st-1',
+    aud: `${app.config.baseUrl}${baseOf(d)}`,
+    code_challenge: challenge,
+    code_challenge_method: 'S256',
+  };
+  const page = await app.inject({ method: 'GET', url: `${authorize.pathname}?${form(q)}` });
+  t.equal(page.statusCode, 200, 'the sign-in page');
+  t.match(page.body, `Sign in to ${d.title}`, "branded with the system's name");
+  const request = /name="request" value="([0-9a-f]{64})"/.exec(page.body)![1];
+  const wrong = await post('/oauth2/authorize/login', { request, username, password: `${password}x` });
+  t.equal(wrong.statusCode, 401, 'a wrong password is refused');
+  const consent = await post('/oauth2/authorize/login', { request, username, password });
+  t.match(consent.body, 'Tributary asks for', 'consent names Tributary as the one asking');
+  const back = await post('/oauth2/authorize/consent', { request, decision: 'approve' });
+  const location = new URL(back.headers.location as string);
+  t.equal(location.origin + location.pathname, redirectUri);
+  t.equal(location.searchParams.get('state'), 'st-1');
+  const code = location.searchParams.get('code')!;
+  const fields = { grant_type: 'authorization_code', code, redirect_uri: redirectUri, code_verifier: verifier };
+  const secret = await registrationSecret(d);
+  const tokenPath = new URL(conf.token_endpoint).pathname;
+  if (d.auth === 'client_secret_basic') {
+    t.equal((await post(tokenPath, { ...fields, client_id: d.clientId, client_secret: secret! })).statusCode, 401, 'the secret as a parameter is refused: this system takes HTTP Basic');
+    const basic = `Basic ${Buffer.from(`${d.clientId}:${secret}`).toString('base64')}`;
+    // The refused attempt did not spend the code: it never got as far.
+    const res = await post(tokenPath, fields, { authorization: basic });
+    t.equal(res.statusCode, 200, res.body);
+    return res.json();
+  }
+  t.equal(secret, undefined, 'a public client has no secret');
+  const res = await post(tokenPath, { ...fields, client_id: d.clientId });
+  t.equal(res.statusCode, 200, res.body);
+  return res.json();
+}
+
+t.test('each sandbox: in the directory under its fixed id, with its SMART configuration and CapabilityStatement', async (t) => {
+  for (const d of DEFS) {
+    const { rows } = await app.pg.query('SELECT resource_url, name, vendor, status FROM trb_system WHERE id = $1', [d.directoryId]);
+    t.same(rows[0], { resource_url: `${app.config.baseUrl}${baseOf(d)}`, name: d.title, vendor: 'Tributary sandbox', status: 'connection_working' });
+    const conf = (await app.inject({ method: 'GET', url: `${baseOf(d)}/.well-known/smart-configuration` })).json();
+    t.same(conf.token_endpoint_auth_methods_supported, [d.auth], 'the one client authentication it takes');
+    t.ok(conf.code_challenge_methods_supported.includes('S256'));
+    const cs = (await app.inject({ method: 'GET', url: `${baseOf(d)}/metadata` })).json();
+    t.equal(cs.implementation.url, `${app.config.baseUrl}${baseOf(d)}`);
+    t.ok(cs.rest[0].security.extension[0].extension.some((e: { url: string }) => e.url === 'authorize'), 'oauth-uris in the CapabilityStatement');
+    const { rows: reg } = await app.pg.query('SELECT client_id, auth_method FROM trb_client_registration WHERE system_id = $1', [d.directoryId]);
+    t.same(reg[0], { client_id: d.clientId, auth_method: d.auth }, "Tributary's registration at the system");
+  }
+});
+
+t.test('a patient signs in at North Valley (client_secret_basic) and reads their own records only', async (t) => {
+  const [first, second] = people(NV).filter((p) => p.personKey !== 'shared');
+  const tokens = await launch(t, NV, first.username, first.password);
+  t.equal(tokens.expires_in, 600, 'short-lived access tokens (SANDBOX_ACCESS_TOKEN_SECONDS)');
+  t.ok(tokens.refresh_token, 'offline_access: a refresh token');
+  const patientId = first.resources[0].id;
+  t.equal(tokens.patient, patientId, "the patient context is the person's own Patient");
+  const auth = { authorization: `Bearer ${tokens.access_token}` };
+  const me = await app.inject({ method: 'GET', url: `${baseOf(NV)}/Patient/${patientId}`, headers: auth });
+  t.equal(me.statusCode, 200);
+  const steps = await app.inject({ method: 'GET', url: `${baseOf(NV)}/Observation?code=http://loinc.org|${STEPS_LOINC}&_count=5`, headers: auth });
+  t.equal(steps.statusCode, 200);
+  t.ok(steps.json().entry.length > 0, 'the steps observations');
+  t.ok(steps.json().link.some((l: { relation: string }) => l.relation === 'next'), 'paged');
+  const own = first.resources.length;
+  const all = await app.inject({ method: 'GET', url: `${baseOf(NV)}/Observation?_summary=count`, headers: auth });
+  t.equal(all.json().total, first.resources.filter((r) => r.resourceType === 'Observation').length, 'exactly their Observations');
+  t.ok(own > 50, `${own} resources in the record`);
+  t.equal((await app.inject({ method: 'GET', url: `${baseOf(NV)}/Patient/${second.resources[0].id}`, headers: auth })).statusCode, 404, "another patient's record is not there");
+  t.equal((await app.inject({ method: 'GET', url: `/fhir/r4/Patient/${patientId}`, headers: auth })).statusCode, 401, "the system's token does not open Tributary's own API");
+  t.equal((await app.inject({ method: 'GET', url: `${baseOf(LS)}/Patient`, headers: auth })).statusCode, 401, "nor another sandbox's");
+  t.equal((await app.inject({ method: 'GET', url: `${baseOf(NV)}/Patient/${patientId}` })).statusCode, 401, 'no token: 401');
+  // Refresh (rotation) with the same client authentication.
+  const secret = (await registrationSecret(NV))!;
+  const refreshed = await post('/oauth2/token', { grant_type: 'refresh_token', refresh_token: tokens.refresh_token! }, { authorization: `Basic ${Buffer.from(`${NV.clientId}:${secret}`).toString('base64')}` });
+  t.equal(refreshed.statusCode, 200);
+  t.not(refreshed.json().refresh_token, tokens.refresh_token, 'the refresh token rotates');
+});
+
+t.test('Lakeside (a public client with PKCE); the shared person is a patient at both, under different ids', async (t) => {
+  const shared = people(LS).find((p) => p.personKey === 'shared')!;
+  const tokens = await launch(t, LS, shared.username, shared.password);
+  const auth = { authorization: `Bearer ${tokens.access_token}` };
+  const lsPatient = (await app.inject({ method: 'GET', url: `${baseOf(LS)}/Patient/${tokens.patient}`, headers: auth })).json();
+  const nvShared = people(NV).find((p) => p.personKey === 'shared')!.resources[0] as { id: string; name: unknown; birthDate: string };
+  t.not(lsPatient.id, nvShared.id, 'different ids');
+  t.same([lsPatient.name, lsPatient.birthDate], [nvShared.name, nvShared.birthDate], 'the same person');
+});
+
+t.test('a restart writes nothing again; the directory and the registrations stay as they were', async (t) => {
+  const count = async () => Number((await app.pg.query('SELECT count(*) AS n FROM hfj_res_ver')).rows[0].n);
+  const before = await count();
+  const again: FastifyInstance = await buildApp(testConfig(app.config.databaseUrl!, { sandboxes: true, sandboxSystems: DEFS, fhirAuth: 'required' }), { logger: false });
+  t.teardown(() => again.close());
+  await again.ready();
+  await again.sandboxesLoaded;
+  t.equal(await count(), before, 'no new version of anything');
+  const { rows } = await app.pg.query('SELECT count(*) AS n FROM trb_app WHERE client_id = ANY($1::text[])', [DEFS.map((d) => d.clientId)]);
+  t.equal(Number(rows[0].n), DEFS.length, 'one app per sandbox');
+  t.ok(await registrationSecret(NV), 'the sealed secret still opens with the same key');
+});
