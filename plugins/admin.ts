@@ -9,13 +9,18 @@ import { describeApp, redirectUriProblem } from '../src/auth/store.ts';
 
 const strings = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string' && x.length <= 2000);
 
-export default async function adminRoutes(app: FastifyInstance) {
+/** The onRequest hook of every admin route: 404 without ADMIN_KEY, 401 without the key. */
+export function adminOnly(app: FastifyInstance) {
   const key = app.config.adminKey ? sha256(app.config.adminKey) : undefined;
-  app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
+  return async (req: FastifyRequest, reply: FastifyReply) => {
     if (!key) return reply.code(404).send({ error: 'There is no admin API: set ADMIN_KEY to enable it.' });
     const m = /^Bearer (.+)$/.exec(req.headers.authorization ?? '');
     if (!m || !sameHash(sha256(m[1]), key)) return reply.code(401).header('WWW-Authenticate', 'Bearer').send({ error: 'Send Authorization: Bearer <ADMIN_KEY>.' });
-  });
+  };
+}
+
+export default async function adminRoutes(app: FastifyInstance) {
+  app.addHook('onRequest', adminOnly(app));
   app.get('/apps', async () => (await app.auth.listApps()).map(describeApp));
   app.post('/apps', async (req, reply) => {
     const b = (req.body ?? {}) as { name?: unknown; redirect_uris?: unknown; scopes?: unknown; public?: unknown };

@@ -10,9 +10,14 @@
  *   secret sealed with the configured key).
  * The records are written in the background on first start (generated from the system's seed);
  * `app.sandboxesLoaded` settles when they are.
+ *
+ * Fault switches, for tests of what connects (admin API, `Authorization: Bearer <ADMIN_KEY>`):
+ *   PUT /admin/sandbox/{name}/faults {"fail": {"count", "status": 500|503|429, "retryAfter"},
+ *     "slow": {"count", "ms"}, "malformed": {"count"}} · GET (what is left) · DELETE (all off)
+ *   POST /admin/sandbox/{name}/expire-access-tokens · POST /admin/sandbox/{name}/revoke-refresh-tokens
  */
 import fp from 'fastify-plugin';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Resource } from '@medplum/fhirtypes';
 import { importDirectory } from '../src/directory/importer.ts';
 import { writeResources } from '../src/fhir/bulk.ts';
@@ -20,6 +25,8 @@ import { newSecret } from '../src/auth/secrets.ts';
 import { generateSystem } from '../src/sandbox/generate.ts';
 import type { SandboxDefinition } from '../src/sandbox/systems.ts';
 import { inTransaction } from '../src/storage/transaction.ts';
+import { Faults, malform, parseFaults } from '../src/sandbox/faults.ts';
+import { adminOnly } from './admin.ts';
 import fhirRoutes from './fhir.ts';
 import { smartConfiguration } from './smart.ts';
 
@@ -108,6 +115,65 @@ export default fp(
     }
     const defs = app.config.sandboxSystems;
     const apps = new Map<string, number>();
+    const faults = new Map(defs.map((d) => [d.name, new Faults()]));
+
+    // The fault switches act on every request to a sandbox's FHIR base (these hooks come before
+    // the routes below, so the routes get them).
+    const malformed = new WeakSet<FastifyRequest>();
+    app.addHook('onRequest', async (req, reply) => {
+      const name = /^\/sandbox\/([^/]+)\/fhir\/r4(?:[/?]|$)/.exec(req.url)?.[1];
+      const plan = name ? faults.get(name)?.next() : undefined;
+      if (!plan) return;
+      if (plan.delayMs) await new Promise((r) => setTimeout(r, plan.delayMs));
+      if (plan.malform) malformed.add(req);
+      if (!plan.fail) return;
+      if (plan.fail.retryAfter !== undefined) reply.header('Retry-After', String(plan.fail.retryAfter));
+      return reply
+        .code(plan.fail.status)
+        .header('Content-Type', 'application/fhir+json')
+        .send({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: plan.fail.status === 429 ? 'throttled' : 'transient', diagnostics: 'A fault switch of this sandbox system.' }] });
+    });
+    app.addHook('onSend', async (req, reply, payload) => (malformed.has(req) && reply.statusCode === 200 && typeof payload === 'string' ? malform(payload) : payload));
+
+    await app.register(
+      async (admin) => {
+        admin.addHook('onRequest', adminOnly(app));
+        const target = (req: FastifyRequest, reply: FastifyReply) => {
+          const { name } = req.params as { name: string };
+          const def = defs.find((d) => d.name === name);
+          if (!def) reply.code(404).send({ error: `No sandbox system is named ${name.slice(0, 64)}; they are ${defs.map((d) => d.name).join(', ')}.` });
+          return def;
+        };
+        admin.get('/:name/faults', async (req, reply) => {
+          const def = target(req, reply);
+          return def ? faults.get(def.name)!.current : reply;
+        });
+        admin.put('/:name/faults', async (req, reply) => {
+          const def = target(req, reply);
+          if (!def) return reply;
+          const settings = parseFaults(req.body);
+          if (typeof settings === 'string') return reply.code(400).send({ error: settings });
+          faults.get(def.name)!.set(settings);
+          return settings;
+        });
+        admin.delete('/:name/faults', async (req, reply) => {
+          const def = target(req, reply);
+          if (def) faults.get(def.name)!.clear();
+          return def ? reply.code(204).send() : reply;
+        });
+        // Act at once, on every token the system issued.
+        admin.post('/:name/expire-access-tokens', async (req, reply) => {
+          const def = target(req, reply);
+          return def ? { expired: await app.auth.endTokens(apps.get(def.name)!, 'access') } : reply;
+        });
+        admin.post('/:name/revoke-refresh-tokens', async (req, reply) => {
+          const def = target(req, reply);
+          return def ? { revoked: await app.auth.endTokens(apps.get(def.name)!, 'refresh') } : reply;
+        });
+      },
+      { prefix: '/admin/sandbox' },
+    );
+
     for (const def of defs) {
       const appId = await ensureApp(app, def);
       apps.set(def.name, appId);

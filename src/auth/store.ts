@@ -576,6 +576,20 @@ export class AuthStore {
   }
 
   /**
+   * Ends every live token of one kind that an app issued, at once (a sandbox system's fault
+   * switches: "access tokens expire now", "refresh tokens are revoked"); answers how many.
+   */
+  async endTokens(appId: number, kind: 'access' | 'refresh'): Promise<number> {
+    const n = await inTransaction(this.pool, async (c) => {
+      const { rowCount } = await c.query('UPDATE trb_token SET revoked_at = now() WHERE app_id = $1 AND kind = $2 AND revoked_at IS NULL AND expires_at > now()', [appId, kind]);
+      await c.query(NOTIFY_REVOKED);
+      return rowCount ?? 0;
+    });
+    this.forget();
+    return n;
+  }
+
+  /**
    * Removes what can no longer be used: expired codes, authorization requests and tokens, and the
    * rate counts of past hours (the `expire` job runs this every hour). Answers the rows removed.
    */

@@ -16,7 +16,8 @@ import { DEFAULT_SANDBOXES, type SandboxDefinition } from '../../src/sandbox/sys
 
 // Fewer patients than the shipped systems, for speed; the same definitions otherwise.
 const DEFS: SandboxDefinition[] = DEFAULT_SANDBOXES.map((d) => ({ ...d, patients: 3 }));
-const app = await buildTestApp(t, { sandboxes: true, sandboxSystems: DEFS, fhirAuth: 'required' });
+const ADMIN_KEY = randomBytes(32).toString('hex');
+const app = await buildTestApp(t, { sandboxes: true, sandboxSystems: DEFS, fhirAuth: 'required', adminKey: ADMIN_KEY });
 await app.sandboxesLoaded;
 const [NV, LS] = DEFS;
 const baseOf = (d: SandboxDefinition) => `/sandbox/${d.name}/fhir/r4`;
@@ -133,10 +134,64 @@ t.test('Lakeside (a public client with PKCE); the shared person is a patient at 
   t.same([lsPatient.name, lsPatient.birthDate], [nvShared.name, nvShared.birthDate], 'the same person');
 });
 
+t.test('fault switches: failures, Retry-After, slowness, a malformed resource, tokens expired and revoked', async (t) => {
+  const [p] = people(NV).filter((x) => x.personKey !== 'shared');
+  const tokens = await launch(t, NV, p.username, p.password);
+  const auth = { authorization: `Bearer ${tokens.access_token}` };
+  const faults = (method: 'PUT' | 'GET' | 'DELETE', payload?: object, name = NV.name) =>
+    app.inject({
+      method,
+      url: `/admin/sandbox/${name}/faults`,
+      headers: { authorization: `Bearer ${ADMIN_KEY}`, ...(payload ? { 'content-type': 'application/json' } : {}) },
+      payload: payload && JSON.stringify(payload),
+    });
+  const read = () => app.inject({ method: 'GET', url: `${baseOf(NV)}/Observation?_count=3`, headers: auth });
+
+  t.equal((await faults('PUT', { fail: { count: 2, status: 503, retryAfter: 1 } })).statusCode, 200);
+  const busy = await read();
+  t.same([busy.statusCode, busy.headers['retry-after'], busy.json().resourceType], [503, '1', 'OperationOutcome']);
+  t.equal((await read()).statusCode, 503);
+  t.equal((await read()).statusCode, 200, 'after N failures, it answers again');
+  await faults('PUT', { fail: { count: 1, status: 429, retryAfter: 2 } });
+  const throttled = await read();
+  t.same([throttled.statusCode, throttled.headers['retry-after']], [429, '2']);
+
+  await faults('PUT', { slow: { count: 1, ms: 300 } });
+  const t0 = Date.now();
+  t.equal((await read()).statusCode, 200);
+  t.ok(Date.now() - t0 >= 290, 'answered late');
+
+  await faults('PUT', { malformed: { count: 1 } });
+  const broken = (await read()).json();
+  t.same(broken.entry[0].resource.status, { broken: true }, 'the first resource is malformed');
+  t.match(broken.entry[1].resource.status, /^(final|amended|preliminary)$/, 'the rest is not');
+  t.equal(typeof (await read()).json().entry[0].resource.status, 'string', 'once only');
+  t.same((await faults('GET')).json(), {}, 'all used up');
+
+  t.equal((await faults('PUT', { fail: { count: 0, status: 503 } })).statusCode, 400);
+  t.equal((await faults('PUT', { explode: true })).statusCode, 400);
+  t.equal((await faults('PUT', { fail: { count: 1, status: 500 } }, 'nowhere')).statusCode, 404);
+  t.equal((await app.inject({ method: 'GET', url: `/admin/sandbox/${NV.name}/faults` })).statusCode, 401, 'the admin key is needed');
+  await faults('PUT', { fail: { count: 5, status: 500 } });
+  t.equal((await faults('DELETE')).statusCode, 204);
+  t.equal((await read()).statusCode, 200, 'switched off');
+
+  const expired = await app.inject({ method: 'POST', url: `/admin/sandbox/${NV.name}/expire-access-tokens`, headers: { authorization: `Bearer ${ADMIN_KEY}` } });
+  t.ok(expired.json().expired >= 1);
+  t.equal((await read()).statusCode, 401, 'the access token no longer works');
+  const secret = (await registrationSecret(NV))!;
+  const basic = { authorization: `Basic ${Buffer.from(`${NV.clientId}:${secret}`).toString('base64')}` };
+  const again = await post('/oauth2/token', { grant_type: 'refresh_token', refresh_token: tokens.refresh_token! }, basic);
+  t.equal(again.statusCode, 200, 'the refresh token still does');
+  await app.inject({ method: 'POST', url: `/admin/sandbox/${NV.name}/revoke-refresh-tokens`, headers: { authorization: `Bearer ${ADMIN_KEY}` } });
+  const refused = await post('/oauth2/token', { grant_type: 'refresh_token', refresh_token: again.json().refresh_token }, basic);
+  t.match(refused.json(), { error: 'invalid_grant' }, 'a revoked refresh token is refused');
+});
+
 t.test('a restart writes nothing again; the directory and the registrations stay as they were', async (t) => {
   const count = async () => Number((await app.pg.query('SELECT count(*) AS n FROM hfj_res_ver')).rows[0].n);
   const before = await count();
-  const again: FastifyInstance = await buildApp(testConfig(app.config.databaseUrl!, { sandboxes: true, sandboxSystems: DEFS, fhirAuth: 'required' }), { logger: false });
+  const again: FastifyInstance = await buildApp(testConfig(app.config.databaseUrl!, { sandboxes: true, sandboxSystems: DEFS, fhirAuth: 'required', adminKey: ADMIN_KEY }), { logger: false });
   t.teardown(() => again.close());
   await again.ready();
   await again.sandboxesLoaded;
