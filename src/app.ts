@@ -17,6 +17,7 @@ import adminRoutes from '../plugins/admin.ts';
 import smartRoutes from '../plugins/smart.ts';
 import directoryPlugin from '../plugins/directory.ts';
 import sandboxPlugin from '../plugins/sandbox.ts';
+import connectRoutes from '../plugins/connect.ts';
 import { errorHandler } from '../plugins/errors.ts';
 
 declare module 'fastify' {
@@ -74,6 +75,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   app.register(userRoutes);
   app.register(adminRoutes, { prefix: '/admin' });
   app.register(sandboxPlugin);
+  app.register(connectRoutes);
   app.register(fhirRoutes, { prefix: '/fhir/r4' });
   app.register(fhirRoutes, { prefix: '/r4' });
   return app;

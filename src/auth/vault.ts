@@ -5,7 +5,7 @@
  * Stored as: version (1 byte) | nonce (12) | tag (16) | ciphertext. `context` (e.g. the row a value
  * belongs to) is bound as associated data: a value copied to another row does not decrypt.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -28,6 +28,12 @@ export class Vault {
   private need(): Buffer {
     if (!this.key) throw new VaultError('No encryption key: set ENCRYPTION_KEY (64 hex characters; openssl rand -hex 32), the same in every process.');
     return this.key;
+  }
+
+  /** An HMAC-SHA256 of `data` (base64url) under a key derived from this one, for signed values such as a connect state. */
+  sign(data: string): string {
+    const subkey = Buffer.from(hkdfSync('sha256', this.need(), Buffer.alloc(0), 'tributary signed values', 32));
+    return createHmac('sha256', subkey).update(data).digest('base64url');
   }
 
   encrypt(plain: string, context = ''): Buffer {

@@ -1,0 +1,196 @@
+/**
+ * The connect flow, as 1upHealth's apps use it:
+ * 1. GET /connect/system/clinical/{systemId}?client_id=..&access_token=..[&state=..]: the app and
+ *    the user's token are checked, the system's SMART configuration discovered, and the person sent
+ *    to its authorize endpoint (PKCE S256, a signed single-use state that expires in 10 minutes,
+ *    `aud` = the system's FHIR base, the registration's scopes);
+ * 2. GET /connect/callback: the code is exchanged (the client authenticating as the system's
+ *    registration says), the connection stored with its tokens sealed, and the person sent back to
+ *    the app's redirect URI with `success=true&system_id=..` (and the app's state), or with `error`
+ *    and `error_description`. Before the app is known, errors are a page that says what to do.
+ * - GET /connect/connections (the user's token): the user's connections;
+ * - DELETE /connect/connections/{id}[?purge=true] (the user's token): revokes the tokens at the
+ *   system when it offers revocation, forgets the connection, and with purge deletes the records
+ *   that came from it.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import * as oauth from 'oauth4webapi';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { App } from '../src/auth/store.ts';
+import { authorizeUrl, ConnectError, exchangeCode, registrationFor, revoke, systemClient, type SystemClient } from '../src/connect/client.ts';
+import { writeResources } from '../src/fhir/bulk.ts';
+import { inTransaction } from '../src/storage/transaction.ts';
+import { requestParam } from './auth.ts';
+import { pickerError } from './picker.ts';
+
+const STATE_SECONDS = 600;
+const sha256 = (s: string) => createHash('sha256').update(s).digest();
+
+interface SystemRow {
+  id: string;
+  name: string;
+  resource_url: string;
+  vendor: string | null;
+}
+
+export default async function connectRoutes(app: FastifyInstance) {
+  const callbackUrl = `${app.config.baseUrl}/connect/callback`;
+  const origin = new URL(app.config.baseUrl).origin;
+
+  const page = (reply: FastifyReply, status: number, message: string) =>
+    reply.code(status).header('Content-Type', 'text/html; charset=utf-8').header('Cache-Control', 'no-store').send(pickerError(message));
+
+  /** Back to the app with the outcome; a page when the app registered nowhere to come back to. */
+  function backToApp(reply: FastifyReply, client: App, params: Record<string, string | undefined>) {
+    const target = client.redirectUris[0];
+    if (!target) {
+      return params.error
+        ? page(reply, 400, `The health system could not be connected: ${params.error_description ?? params.error}`)
+        : page(reply, 200, 'Connected. You can close this page and go back to the app.');
+    }
+    const u = new URL(target);
+    for (const [k, v] of Object.entries(params)) if (v !== undefined) u.searchParams.set(k, v);
+    return reply.code(302).header('Location', u.toString()).header('Cache-Control', 'no-store').send();
+  }
+
+  async function systemById(id: string): Promise<SystemRow | undefined> {
+    if (!/^[A-Za-z0-9-.]{1,64}$/.test(id)) return undefined;
+    const { rows } = await app.pg.query<SystemRow>('SELECT id, name, resource_url, vendor FROM trb_system WHERE id = $1', [id]);
+    return rows[0];
+  }
+
+  async function clientFor(system: SystemRow): Promise<SystemClient> {
+    const reg = await registrationFor(app.pg, app.vault, system);
+    if (!reg) throw new ConnectError('unauthorized_client', `${system.name} has no client registration here yet: the operator registers Tributary with it first (npx tributary connect register).`);
+    return systemClient(system.resource_url, reg, origin);
+  }
+
+  app.get('/connect/system/clinical/:systemId', async (req, reply) => {
+    const clientId = requestParam(req, 'client_id');
+    const token = requestParam(req, 'access_token');
+    const client = clientId ? await app.auth.appByClientId(clientId) : undefined;
+    const access = client && token && /^[A-Za-z0-9._~+/=-]{1,512}$/.test(token) ? await app.auth.accessFor(token) : undefined;
+    if (!client || !access?.userId || access.app.id !== client.id) {
+      return page(reply, 401, 'This link is not valid: the app or the access token is unknown or expired. Go back to the app and try again.');
+    }
+    const appState = requestParam(req, 'state')?.slice(0, 500);
+    const system = await systemById((req.params as { systemId: string }).systemId);
+    if (!system) return backToApp(reply, client, { error: 'invalid_request', error_description: 'There is no such health system in the directory.', state: appState });
+    if (!app.vault.ready) return backToApp(reply, client, { error: 'server_error', error_description: 'This server has no encryption key to keep health-system tokens with (ENCRYPTION_KEY).', state: appState });
+    try {
+      const sc = await clientFor(system);
+      const nonce = randomBytes(32).toString('base64url');
+      const state = `${nonce}.${app.vault.sign(nonce)}`;
+      const verifier = oauth.generateRandomCodeVerifier();
+      await app.pg.query(
+        `INSERT INTO trb_connect_state (state_sha256, app_id, user_id, system_id, code_verifier_sealed, app_state, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))`,
+        [sha256(state), client.id, access.userId, system.id, app.vault.encrypt(verifier, state), appState ?? null, STATE_SECONDS],
+      );
+      return reply.code(302).header('Location', await authorizeUrl(sc, callbackUrl, state, verifier)).header('Cache-Control', 'no-store').send();
+    } catch (err) {
+      if (!(err instanceof ConnectError)) throw err;
+      return backToApp(reply, client, { error: err.code, error_description: err.message, state: appState });
+    }
+  });
+
+  app.get('/connect/callback', async (req, reply) => {
+    const state = requestParam(req, 'state');
+    const [nonce, mac] = (state ?? '').split('.');
+    if (!state || !nonce || !mac || !app.vault.ready || mac !== app.vault.sign(nonce)) {
+      return page(reply, 400, 'This sign-in did not come from here, or its link was changed. Go back to the app and start again.');
+    }
+    // Used once: whatever happens next, this state is spent.
+    const { rows } = await app.pg.query<{ app_id: number; user_id: string; system_id: string; code_verifier_sealed: Buffer; app_state: string | null }>(
+      'DELETE FROM trb_connect_state WHERE state_sha256 = $1 AND expires_at > now() RETURNING app_id, user_id, system_id, code_verifier_sealed, app_state',
+      [sha256(state)],
+    );
+    const pending = rows[0];
+    const client = pending && (await app.auth.appById(pending.app_id));
+    if (!pending || !client) return page(reply, 400, 'This sign-in has expired or was already used. Go back to the app and start again.');
+    const appState = pending.app_state ?? undefined;
+    const fail = (code: string, description: string) => backToApp(reply, client, { error: code, error_description: description, system_id: pending.system_id, state: appState });
+    const system = await systemById(pending.system_id);
+    if (!system) return fail('invalid_request', 'The health system is no longer in the directory.');
+    try {
+      const sc = await clientFor(system);
+      const tokens = await exchangeCode(sc, new URL(req.url, app.config.baseUrl), state, callbackUrl, app.vault.decrypt(pending.code_verifier_sealed, state));
+      const key = `${pending.user_id}:${system.id}`;
+      await app.pg.query(
+        `INSERT INTO trb_connection (app_id, user_id, system_id, patient_id, scope, access_token_sealed, refresh_token_sealed, access_expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (user_id, system_id) DO UPDATE SET status = 'active', patient_id = EXCLUDED.patient_id, scope = EXCLUDED.scope,
+           access_token_sealed = EXCLUDED.access_token_sealed, refresh_token_sealed = EXCLUDED.refresh_token_sealed,
+           access_expires_at = EXCLUDED.access_expires_at, last_error = NULL, updated_at = now()`,
+        [client.id, pending.user_id, system.id, tokens.patient ?? null, tokens.scope, app.vault.encrypt(tokens.accessToken, key), tokens.refreshToken ? app.vault.encrypt(tokens.refreshToken, key) : null, tokens.expiresAt],
+      );
+      return backToApp(reply, client, { success: 'true', system_id: system.id, state: appState });
+    } catch (err) {
+      if (!(err instanceof ConnectError)) throw err;
+      const declined = err.code === 'access_denied';
+      return fail(err.code, declined ? 'The person declined at the health system; nothing was connected.' : err.message);
+    }
+  });
+
+  /** The user a request's bearer token acts for; undefined when a 401 was sent. */
+  async function tokenUser(req: FastifyRequest, reply: FastifyReply) {
+    const token = app.credentials.bearer(req);
+    const access = token ? await app.auth.accessFor(token) : undefined;
+    if (!access?.userId) {
+      reply.code(401).header('WWW-Authenticate', 'Bearer').send({ success: false, error: "Send the user's access token as Authorization: Bearer." });
+      return undefined;
+    }
+    return { appId: access.app.id, userId: access.userId };
+  }
+
+  app.get('/connect/connections', async (req, reply) => {
+    const who = await tokenUser(req, reply);
+    if (!who) return reply;
+    const { rows } = await app.pg.query(
+      `SELECT c.id::text, c.system_id, s.name AS system_name, s.resource_url, c.status, c.patient_id, c.scope, c.created_at, c.last_sync_at, c.last_error
+       FROM trb_connection c JOIN trb_system s ON s.id = c.system_id WHERE c.app_id = $1 AND c.user_id = $2 ORDER BY c.created_at`,
+      [who.appId, who.userId],
+    );
+    return { success: true, entry: rows };
+  });
+
+  app.delete('/connect/connections/:id', async (req, reply) => {
+    const who = await tokenUser(req, reply);
+    if (!who) return reply;
+    const id = (req.params as { id: string }).id;
+    if (!/^\d{1,18}$/.test(id)) return reply.code(404).send({ success: false, error: 'No such connection.' });
+    const purge = requestParam(req, 'purge') === 'true';
+    const { rows } = await app.pg.query<{ system_id: string; user_id: string; access_token_sealed: Buffer; refresh_token_sealed: Buffer | null }>(
+      'DELETE FROM trb_connection WHERE id = $1 AND app_id = $2 AND user_id = $3 RETURNING system_id, user_id, access_token_sealed, refresh_token_sealed',
+      [id, who.appId, who.userId],
+    );
+    const gone = rows[0];
+    if (!gone) return reply.code(404).send({ success: false, error: 'No such connection.' });
+    const system = (await systemById(gone.system_id))!;
+    // Best effort: the connection is forgotten here whether or not the system takes the revocation.
+    let revoked = false;
+    try {
+      const key = `${gone.user_id}:${gone.system_id}`;
+      const sc = await clientFor(system);
+      revoked = await revoke(sc, app.vault.decrypt(gone.refresh_token_sealed ?? gone.access_token_sealed, key));
+    } catch (err) {
+      req.log.warn({ system: system.id, err: String(err) }, 'the tokens could not be revoked at the health system');
+    }
+    let purged = 0;
+    if (purge) purged = await purgeFrom(app, who.appId, who.userId, system.resource_url);
+    return { success: true, revoked, purged };
+  });
+}
+
+/** Deletes the user's records that came from a system (their meta.source is its FHIR base). */
+async function purgeFrom(app: FastifyInstance, appId: number, userId: string, fhirBase: string): Promise<number> {
+  return inTransaction(app.pg, async (c) => {
+    const { rows } = await c.query<{ res_type: string; fhir_id: string }>(
+      `SELECT r.res_type, r.fhir_id FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
+       WHERE r.partition_id = $1 AND r.owner_id = $2 AND r.res_deleted_at IS NULL AND v.source_uri = $3`,
+      [appId, userId, fhirBase],
+    );
+    const { written } = await writeResources(app.fhir, c, { partitionId: appId, ownerId: userId }, rows.map((r) => ({ type: r.res_type, id: r.fhir_id, resource: null })));
+    return written;
+  });
+}

@@ -1,0 +1,192 @@
+/**
+ * Tributary as a SMART App Launch client of a health system (standalone launch), on panva's
+ * oauth4webapi: discovery (`{base}/.well-known/smart-configuration`, else the CapabilityStatement's
+ * oauth-uris), the authorize URL (PKCE S256, state, `aud` = the FHIR base), the code exchange,
+ * refresh and revocation, each authenticating as the system's client registration says (a public
+ * client, client_secret_basic or client_secret_post).
+ * Plain http is allowed only to this server's own origin and loopback hosts (the sandboxes and
+ * local test servers); every real health system is https.
+ */
+import * as oauth from 'oauth4webapi';
+import type pg from 'pg';
+import type { Vault } from '../auth/vault.ts';
+
+export const DEFAULT_SCOPE = 'launch/patient openid fhirUser offline_access patient/*.read';
+const OAUTH_URIS = 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris';
+const TIMEOUT_MS = 15_000;
+
+/** Why a connection could not be made: `code` is the OAuth-style error the app hears. */
+export class ConnectError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+export interface Registration {
+  clientId: string;
+  authMethod: 'none' | 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
+  secret?: string;
+  scope: string;
+}
+
+/** What talking to one system needs: its server metadata, the client, and how it authenticates. */
+export interface SystemClient {
+  fhirBase: string;
+  as: oauth.AuthorizationServer;
+  client: oauth.Client;
+  auth: oauth.ClientAuth;
+  scope: string;
+  options: { [oauth.allowInsecureRequests]?: boolean; signal?: () => AbortSignal };
+}
+
+export interface Tokens {
+  accessToken: string;
+  refreshToken?: string;
+  expiresAt: Date | null;
+  scope: string;
+  patient?: string;
+}
+
+/** The registration for a system: its own, else its vendor's; undefined when there is none. */
+export async function registrationFor(db: pg.Pool, vault: Vault, system: { id: string; vendor: string | null }): Promise<Registration | undefined> {
+  const { rows } = await db.query<{ client_id: string; auth_method: Registration['authMethod']; client_secret_sealed: Buffer | null; scope: string | null }>(
+    `SELECT client_id, auth_method, client_secret_sealed, scope FROM trb_client_registration
+     WHERE system_id = $1 OR vendor = $2 ORDER BY system_id IS NULL LIMIT 1`,
+    [system.id, system.vendor],
+  );
+  const r = rows[0];
+  if (!r) return undefined;
+  return { clientId: r.client_id, authMethod: r.auth_method, secret: r.client_secret_sealed ? vault.decrypt(r.client_secret_sealed, r.client_id) : undefined, scope: r.scope ?? DEFAULT_SCOPE };
+}
+
+function insecureAllowed(url: string, ownOrigin: string): boolean {
+  const u = new URL(url);
+  return u.protocol === 'http:' && (u.origin === ownOrigin || ['localhost', '127.0.0.1', '[::1]'].includes(u.hostname));
+}
+
+async function getJson(url: string): Promise<unknown> {
+  const res = await fetch(url, { headers: { accept: 'application/json, application/fhir+json' }, signal: AbortSignal.timeout(TIMEOUT_MS) });
+  if (!res.ok) {
+    await res.body?.cancel();
+    throw new Error(`HTTP ${res.status}`);
+  }
+  return res.json();
+}
+
+/** The system's authorization server, from its SMART configuration or its CapabilityStatement. */
+export async function discover(fhirBase: string): Promise<oauth.AuthorizationServer> {
+  const base = fhirBase.replace(/\/+$/, '');
+  let smart: Record<string, unknown> | undefined;
+  try {
+    smart = (await getJson(`${base}/.well-known/smart-configuration`)) as Record<string, unknown>;
+  } catch {
+    // Older servers state it in the CapabilityStatement only.
+  }
+  if (typeof smart?.authorization_endpoint === 'string' && typeof smart.token_endpoint === 'string') {
+    return { ...(smart as object), issuer: typeof smart.issuer === 'string' ? smart.issuer : base } as oauth.AuthorizationServer;
+  }
+  let cs: { rest?: { security?: { extension?: { url?: string; extension?: { url?: string; valueUri?: string }[] }[] } }[] };
+  try {
+    cs = (await getJson(`${base}/metadata`)) as typeof cs;
+  } catch (err) {
+    throw new ConnectError('temporarily_unavailable', `The health system did not answer (${(err as Error).message}) at ${base}; try again later.`);
+  }
+  const uris = cs.rest?.flatMap((r) => r.security?.extension ?? []).find((e) => e.url === OAUTH_URIS)?.extension ?? [];
+  const uri = (name: string) => uris.find((e) => e.url === name)?.valueUri;
+  const authorize = uri('authorize');
+  const token = uri('token');
+  if (!authorize || !token) throw new ConnectError('server_error', `The health system at ${base} does not say where to sign in (no SMART configuration): it cannot be connected to.`);
+  return { issuer: base, authorization_endpoint: authorize, token_endpoint: token, ...(uri('revoke') ? { revocation_endpoint: uri('revoke') } : {}) };
+}
+
+export async function systemClient(fhirBase: string, reg: Registration, ownOrigin: string): Promise<SystemClient> {
+  const as = await discover(fhirBase);
+  const auth =
+    reg.authMethod === 'client_secret_basic'
+      ? oauth.ClientSecretBasic(reg.secret!)
+      : reg.authMethod === 'client_secret_post'
+        ? oauth.ClientSecretPost(reg.secret!)
+        : reg.authMethod === 'none'
+          ? oauth.None()
+          : undefined;
+  if (!auth) throw new ConnectError('server_error', `The client registration for ${fhirBase} uses ${reg.authMethod}, which this server cannot sign in with yet.`);
+  const transportOk = [fhirBase, as.authorization_endpoint!, as.token_endpoint!].every((u) => !u.startsWith('http:') || insecureAllowed(u, ownOrigin));
+  if (!transportOk) throw new ConnectError('server_error', `The health system at ${fhirBase} is not served over https.`);
+  return {
+    fhirBase: fhirBase.replace(/\/+$/, ''),
+    as,
+    client: { client_id: reg.clientId },
+    auth,
+    scope: reg.scope,
+    options: { [oauth.allowInsecureRequests]: true, signal: () => AbortSignal.timeout(TIMEOUT_MS) },
+  };
+}
+
+/** Where to send the person: the system's authorize endpoint with PKCE S256, the state and `aud`. */
+export async function authorizeUrl(sc: SystemClient, redirectUri: string, state: string, codeVerifier: string): Promise<string> {
+  const url = new URL(sc.as.authorization_endpoint!);
+  url.searchParams.set('response_type', 'code');
+  url.searchParams.set('client_id', sc.client.client_id);
+  url.searchParams.set('redirect_uri', redirectUri);
+  url.searchParams.set('scope', sc.scope);
+  url.searchParams.set('state', state);
+  url.searchParams.set('aud', sc.fhirBase);
+  url.searchParams.set('code_challenge', await oauth.calculatePKCECodeChallenge(codeVerifier));
+  url.searchParams.set('code_challenge_method', 'S256');
+  return url.toString();
+}
+
+function tokensOf(r: oauth.TokenEndpointResponse, asked: string): Tokens {
+  return {
+    accessToken: r.access_token,
+    refreshToken: r.refresh_token,
+    expiresAt: typeof r.expires_in === 'number' ? new Date(Date.now() + r.expires_in * 1000) : null,
+    scope: typeof r.scope === 'string' ? r.scope : asked,
+    patient: typeof r.patient === 'string' ? r.patient : undefined,
+  };
+}
+
+/** The code of the callback, exchanged for tokens; a refusal is a ConnectError. */
+export async function exchangeCode(sc: SystemClient, callback: URL, state: string, redirectUri: string, codeVerifier: string): Promise<Tokens> {
+  try {
+    const params = oauth.validateAuthResponse(sc.as, sc.client, callback, state);
+    const res = await oauth.authorizationCodeGrantRequest(sc.as, sc.client, sc.auth, params, redirectUri, codeVerifier, sc.options);
+    return tokensOf(await oauth.processAuthorizationCodeResponse(sc.as, sc.client, res, { requireIdToken: false }), sc.scope);
+  } catch (err) {
+    throw await refusal(err, 'The health system refused the sign-in');
+  }
+}
+
+/** New tokens for a refresh token (rotated when the system rotates them). */
+export async function refresh(sc: SystemClient, refreshToken: string): Promise<Tokens> {
+  try {
+    const res = await oauth.refreshTokenGrantRequest(sc.as, sc.client, sc.auth, refreshToken, sc.options);
+    const t = tokensOf(await oauth.processRefreshTokenResponse(sc.as, sc.client, res), sc.scope);
+    return { ...t, refreshToken: t.refreshToken ?? refreshToken };
+  } catch (err) {
+    throw await refusal(err, 'The health system refused the refresh token');
+  }
+}
+
+/** Revokes a token at the system when it offers revocation; false when it does not. */
+export async function revoke(sc: SystemClient, token: string): Promise<boolean> {
+  if (!sc.as.revocation_endpoint) return false;
+  const res = await oauth.revocationRequest(sc.as, sc.client, sc.auth, token, sc.options);
+  await oauth.processRevocationResponse(res);
+  return true;
+}
+
+/** A ConnectError carrying the system's own error code (RFC 6749 5.2) when it gave one. */
+async function refusal(err: unknown, what: string): Promise<ConnectError> {
+  const said = (error: string, description?: string) => new ConnectError(error, `${what}: ${error}${description ? ` (${description})` : ''}.`);
+  if (err instanceof oauth.ResponseBodyError || err instanceof oauth.AuthorizationResponseError) return said(err.error, err.error_description);
+  if (err instanceof oauth.WWWAuthenticateChallengeError) {
+    // A 401 with a challenge (a client authentication refused): the body may say more.
+    const body = (await err.response.json().catch(() => undefined)) as { error?: unknown; error_description?: unknown } | undefined;
+    const error = typeof body?.error === 'string' ? body.error : (err.cause[0]?.parameters.error ?? 'invalid_client');
+    return said(error, typeof body?.error_description === 'string' ? body.error_description : undefined);
+  }
+  return new ConnectError('server_error', `${what}: ${(err as Error).message}.`);
+}

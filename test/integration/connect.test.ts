@@ -1,0 +1,184 @@
+/**
+ * The connect flow over real HTTP, against the built-in sandbox systems (this server, listening):
+ * the connect URL, discovery, the system's sign-in and consent, the callback's code exchange with
+ * the system's client authentication (HTTP Basic at North Valley, a public client at Lakeside),
+ * the connection stored with its tokens sealed, the app's redirect; the connections list and
+ * disconnecting (revoked at the system). And every failure: a bad link, an unknown system, no
+ * registration, an unreachable system, no SMART configuration, the person declining, a state
+ * missing, forged, reused or expired, and a token exchange the system refuses.
+ */
+import http from 'node:http';
+import t, { type Test } from 'tap';
+import { buildApp } from '../../src/app.ts';
+import { importDirectory } from '../../src/directory/importer.ts';
+import { generateSystem } from '../../src/sandbox/generate.ts';
+import { DEFAULT_SANDBOXES, type SandboxDefinition } from '../../src/sandbox/systems.ts';
+import { testConfig, testDatabase } from '../helper.ts';
+import { freePort } from '../pg.ts';
+
+const DEFS: SandboxDefinition[] = DEFAULT_SANDBOXES.map((d) => ({ ...d, patients: 2 }));
+const [NV, LS] = DEFS;
+const port = await freePort();
+const BASE = `http://127.0.0.1:${port}`;
+const APP_CALLBACK = 'https://app.example/callback';
+const app = await buildApp(testConfig(await testDatabase(t), { baseUrl: BASE, sandboxes: true, sandboxSystems: DEFS, fhirAuth: 'required' }), { logger: false });
+await app.listen({ port, host: '127.0.0.1' });
+t.teardown(() => app.close());
+await app.sandboxesLoaded;
+
+const { app: demo } = await app.auth.createApp({ name: 'Demo app', redirectUris: [APP_CALLBACK] });
+async function newUser(name: string) {
+  const user = (await app.auth.createUser(demo.id, name))!;
+  const tokens = await app.auth.exchangeCode(demo, await app.auth.newCode(demo.id, user.id));
+  return { user, token: tokens.access_token };
+}
+const patientOf = (d: SandboxDefinition) => generateSystem({ seed: d.seed, patients: d.patients, idPrefix: d.idPrefix, systemName: d.title }).patients.find((p) => p.personKey !== 'shared')!;
+const connectUrl = (systemId: string, token: string, state = 'app-state-1') => `${BASE}/connect/system/clinical/${systemId}?client_id=${demo.clientId}&access_token=${token}&state=${state}`;
+
+const get = (url: string) => fetch(url, { redirect: 'manual' });
+const postForm = (url: string, fields: Record<string, string>) =>
+  fetch(url, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(fields) });
+const location = (res: Response) => new URL(res.headers.get('location')!, BASE);
+
+/** From the connect URL to the system's callback: sign in as the patient, then approve or deny. */
+async function signIn(t: Test, startUrl: string, username: string, password: string, decision = 'approve'): Promise<URL> {
+  const start = await get(startUrl);
+  t.equal(start.status, 302, 'the connect URL sends the person to the system');
+  const loginPage = await get(location(start).toString());
+  const body = await loginPage.text();
+  const request = /name="request" value="([0-9a-f]{64})"/.exec(body)![1];
+  await postForm(`${BASE}/oauth2/authorize/login`, { request, username, password });
+  return location(await postForm(`${BASE}/oauth2/authorize/consent`, { request, decision }));
+}
+
+t.test('connect North Valley (client_secret_basic): back at the app, connected, tokens sealed', async (t) => {
+  const { user, token } = await newUser('conn-1');
+  const start = await get(connectUrl(NV.directoryId, token));
+  const authorize = location(start);
+  t.equal(authorize.pathname, '/oauth2/authorize');
+  t.same(
+    ['client_id', 'code_challenge_method', 'aud', 'scope', 'redirect_uri'].map((k) => authorize.searchParams.get(k)),
+    [NV.clientId, 'S256', `${BASE}/sandbox/${NV.name}/fhir/r4`, 'launch/patient openid fhirUser offline_access patient/*.read', `${BASE}/connect/callback`],
+  );
+  t.match(authorize.searchParams.get('state'), /^[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}$/, 'a signed state');
+  const p = patientOf(NV);
+  const callback = await signIn(t, connectUrl(NV.directoryId, token), p.username, p.password);
+  t.equal(callback.pathname, '/connect/callback');
+  const back = await get(callback.toString());
+  const appUrl = location(back);
+  t.equal(`${appUrl.origin}${appUrl.pathname}`, APP_CALLBACK);
+  t.same(Object.fromEntries(appUrl.searchParams), { success: 'true', system_id: NV.directoryId, state: 'app-state-1' });
+
+  const list = await (await fetch(`${BASE}/connect/connections`, { headers: { authorization: `Bearer ${token}` } })).json();
+  t.equal(list.entry.length, 1);
+  t.match(list.entry[0], { system_id: NV.directoryId, status: 'active', patient_id: p.resources[0].id, system_name: NV.title });
+  const { rows } = await app.pg.query<{ access_token_sealed: Buffer; refresh_token_sealed: Buffer }>('SELECT access_token_sealed, refresh_token_sealed FROM trb_connection WHERE user_id = $1', [user.id]);
+  const accessToken = app.vault.decrypt(rows[0].access_token_sealed, `${user.id}:${NV.directoryId}`);
+  t.notOk(rows[0].access_token_sealed.includes(Buffer.from(accessToken)), 'the token is not stored in the clear');
+  t.ok(rows[0].refresh_token_sealed, 'offline_access: a refresh token, sealed');
+  const read = await fetch(`${BASE}/sandbox/${NV.name}/fhir/r4/Patient/${p.resources[0].id}`, { headers: { authorization: `Bearer ${accessToken}` } });
+  t.equal(read.status, 200, 'the stored token reads the record at the system');
+
+  // Disconnect: revoked at the system, forgotten here.
+  const refreshToken = app.vault.decrypt(rows[0].refresh_token_sealed, `${user.id}:${NV.directoryId}`);
+  const other = await newUser('conn-other');
+  t.equal((await fetch(`${BASE}/connect/connections/${list.entry[0].id}`, { method: 'DELETE', headers: { authorization: `Bearer ${other.token}` } })).status, 404, "another user's connection is not theirs to end");
+  const del = await fetch(`${BASE}/connect/connections/${list.entry[0].id}`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } });
+  t.same(await del.json(), { success: true, revoked: true, purged: 0 });
+  t.equal(await app.auth.accessFor(accessToken), undefined, 'the access token is revoked at the system');
+  const { rows: live } = await app.pg.query("SELECT count(*)::int AS n FROM trb_token WHERE kind = 'refresh' AND revoked_at IS NULL AND token_sha256 = sha256($1::bytea)", [Buffer.from(refreshToken)]);
+  t.equal(live[0].n, 0, 'and its refresh token');
+  t.same((await (await fetch(`${BASE}/connect/connections`, { headers: { authorization: `Bearer ${token}` } })).json()).entry, []);
+});
+
+t.test('connect Lakeside (a public client with PKCE)', async (t) => {
+  const { token } = await newUser('conn-2');
+  const p = patientOf(LS);
+  const back = await get((await signIn(t, connectUrl(LS.directoryId, token, 'x'), p.username, p.password)).toString());
+  t.equal(location(back).searchParams.get('success'), 'true');
+});
+
+t.test('the person declines: the app hears access_denied, nothing is connected', async (t) => {
+  const { user, token } = await newUser('conn-3');
+  const p = patientOf(NV);
+  const back = location(await get((await signIn(t, connectUrl(NV.directoryId, token), p.username, p.password, 'deny')).toString()));
+  t.same([back.searchParams.get('error'), back.searchParams.get('state')], ['access_denied', 'app-state-1']);
+  t.match(back.searchParams.get('error_description'), /declined/);
+  t.equal((await app.pg.query('SELECT count(*)::int AS n FROM trb_connection WHERE user_id = $1', [user.id])).rows[0].n, 0);
+});
+
+t.test('a state missing, forged, reused or expired ends on a page that says so', async (t) => {
+  const { token } = await newUser('conn-4');
+  const p = patientOf(NV);
+  const callback = await signIn(t, connectUrl(NV.directoryId, token), p.username, p.password);
+  const page = async (url: string) => {
+    const res = await get(url);
+    return [res.status, await res.text()] as const;
+  };
+  const [missingStatus, missing] = await page(`${BASE}/connect/callback?code=abc`);
+  t.equal(missingStatus, 400);
+  t.match(missing, /start again/);
+  const forged = new URL(callback);
+  forged.searchParams.set('state', `${'a'.repeat(43)}.${'b'.repeat(43)}`);
+  t.equal((await page(forged.toString()))[0], 400, 'a state this server did not sign');
+  t.equal((await get(callback.toString())).status, 302, 'the real one, once');
+  const [reusedStatus, reused] = await page(callback.toString());
+  t.equal(reusedStatus, 400);
+  t.match(reused, /expired or was already used/);
+
+  const second = await signIn(t, connectUrl(NV.directoryId, token), p.username, p.password);
+  await app.pg.query("UPDATE trb_connect_state SET expires_at = now() - interval '1 second'");
+  t.equal((await page(second.toString()))[0], 400, 'an expired state');
+});
+
+t.test('a token exchange the system refuses: the app hears why', async (t) => {
+  const { token } = await newUser('conn-5');
+  const p = patientOf(NV);
+  const callback = await signIn(t, connectUrl(NV.directoryId, token), p.username, p.password);
+  const { rows } = await app.pg.query<{ client_secret_sealed: Buffer }>('SELECT client_secret_sealed FROM trb_client_registration WHERE system_id = $1', [NV.directoryId]);
+  await app.pg.query('UPDATE trb_client_registration SET client_secret_sealed = $2 WHERE system_id = $1', [NV.directoryId, app.vault.encrypt('not-the-secret', NV.clientId)]);
+  t.teardown(() => app.pg.query('UPDATE trb_client_registration SET client_secret_sealed = $2 WHERE system_id = $1', [NV.directoryId, rows[0].client_secret_sealed]));
+  const back = location(await get(callback.toString()));
+  t.equal(back.searchParams.get('error'), 'invalid_client');
+  t.match(back.searchParams.get('error_description'), /refused/);
+});
+
+t.test('bad links and systems that cannot be connected', async (t) => {
+  const { token } = await newUser('conn-6');
+  const bad = await get(`${BASE}/connect/system/clinical/${NV.directoryId}?client_id=${demo.clientId}&access_token=nope`);
+  t.equal(bad.status, 401);
+  t.match(await bad.text(), /Go back to the app/);
+  const appError = async (systemId: string) => {
+    const res = await get(connectUrl(systemId, token));
+    t.equal(res.status, 302);
+    const u = location(res);
+    t.equal(`${u.origin}${u.pathname}`, APP_CALLBACK);
+    return [u.searchParams.get('error'), u.searchParams.get('error_description') ?? ''] as const;
+  };
+  t.same(await appError('no-such-system'), ['invalid_request', 'There is no such health system in the directory.']);
+
+  // A FHIR server that answers metadata but names no authorization server, one that is down, and one without a registration.
+  const plain = http.createServer((req, res) => {
+    res.writeHead(req.url === '/fhir/metadata' ? 200 : 404, { 'content-type': 'application/fhir+json' }).end(JSON.stringify({ resourceType: 'CapabilityStatement', rest: [{ mode: 'server' }] }));
+  });
+  await new Promise<void>((r) => plain.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => plain.close(() => r())));
+  const down = await freePort();
+  await importDirectory(app.pg, [
+    {
+      name: 'local.csv',
+      content: `id,url,name\nno-smart,http://127.0.0.1:${(plain.address() as { port: number }).port}/fhir,Plain FHIR\ndown,http://127.0.0.1:${down}/fhir,Down Clinic\nunregistered,https://unregistered.example/fhir,Nobody Registered\n`,
+    },
+  ]);
+  await app.pg.query(`INSERT INTO trb_client_registration (system_id, client_id, auth_method) VALUES ('no-smart', 'x', 'none'), ('down', 'x', 'none')`);
+  const [noSmart, noSmartWhy] = await appError('no-smart');
+  t.equal(noSmart, 'server_error');
+  t.match(noSmartWhy, /does not say where to sign in/);
+  const [unreachable, unreachableWhy] = await appError('down');
+  t.equal(unreachable, 'temporarily_unavailable');
+  t.match(unreachableWhy, /try again later/);
+  const [unregistered, unregisteredWhy] = await appError('unregistered');
+  t.equal(unregistered, 'unauthorized_client');
+  t.match(unregisteredWhy, /no client registration/);
+  t.equal((await app.pg.query('SELECT count(*)::int AS n FROM trb_connect_state WHERE system_id IN ($1, $2, $3)', ['no-smart', 'down', 'unregistered'])).rows[0].n, 0, 'no dangling sign-in');
+});
