@@ -16,6 +16,8 @@ declare module 'fastify' {
     signingKeys: SigningKeys;
     /** The OpenID Connect id_token of a grant (when `openid` was granted), for the token endpoint. */
     idTokenFor(app: App, g: Granted): Promise<string | undefined>;
+    /** The key Tributary signs client assertions with at health systems (private_key_jwt). */
+    clientKeys: SigningKeys;
     /** Holds values sealed with the configured key (a health system's tokens, client secrets). */
     vault: Vault;
     /**
@@ -124,6 +126,7 @@ export default fp(
 
     app.decorate('vault', new Vault(app.config.encryptionKey ?? (app.config.databaseUrl ? undefined : dataDirKey(app.config.dataDir))));
     app.decorate('hostedSystems', new Map<number, HostedSystem>());
+    app.decorate('clientKeys', new SigningKeys(app.pg, 'client_assertion'));
 
     const keys = new SigningKeys(app.pg);
     app.decorate('signingKeys', keys);

@@ -9,6 +9,7 @@
  *    the app's redirect URI with `success=true&system_id=..` (and the app's state), or with `error`
  *    and `error_description`. Before the app is known, errors are a page that says what to do.
  * - GET /connect/connections (the user's token): the user's connections;
+ * - GET /connect/jwks: Tributary's public key, for systems that take private_key_jwt;
  * - DELETE /connect/connections/{id}[?purge=true] (the user's token): revokes the tokens at the
  *   system when it offers revocation, forgets the connection, and with purge deletes the records
  *   that came from it.
@@ -62,8 +63,11 @@ export default async function connectRoutes(app: FastifyInstance) {
   async function clientFor(system: SystemRow): Promise<SystemClient> {
     const reg = await registrationFor(app.pg, app.vault, system);
     if (!reg) throw new ConnectError('unauthorized_client', `${system.name} has no client registration here yet: the operator registers Tributary with it first (npx tributary connect register).`);
-    return systemClient(system.resource_url, reg, origin);
+    return systemClient(system.resource_url, reg, origin, () => app.clientKeys.load());
   }
+
+  // Tributary's public key, for health systems that register it for private_key_jwt.
+  app.get('/connect/jwks', async () => app.clientKeys.jwks());
 
   app.get('/connect/system/clinical/:systemId', async (req, reply) => {
     const clientId = requestParam(req, 'client_id');

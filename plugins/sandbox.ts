@@ -47,12 +47,14 @@ async function ensureApp(app: FastifyInstance, def: SandboxDefinition): Promise<
     // Processes starting together take turns; the first makes the app.
     await c.query('SELECT pg_advisory_xact_lock($1)', [SANDBOX_LOCK]);
     const known = await c.query<{ app_id: number }>('SELECT app_id FROM trb_sandbox WHERE name = $1', [def.name]);
+    // Tributary's public key, registered with the system when it takes private_key_jwt.
+    const jwks = def.auth === 'private_key_jwt' ? await app.clientKeys.jwks() : null;
     if (known.rows[0]) {
-      // The base URL or the token lifetime may have changed since.
-      await c.query('UPDATE trb_app SET redirect_uris = $2, access_token_seconds = $3 WHERE id = $1', [known.rows[0].app_id, [callback], app.config.sandboxAccessTokenSeconds]);
+      // The base URL, the token lifetime or the key may have changed since.
+      await c.query('UPDATE trb_app SET redirect_uris = $2, access_token_seconds = $3, jwks = $4 WHERE id = $1', [known.rows[0].app_id, [callback], app.config.sandboxAccessTokenSeconds, jwks]);
       return known.rows[0].app_id;
     }
-    const secret = def.auth === 'none' ? undefined : newSecret();
+    const secret = def.auth === 'client_secret_basic' || def.auth === 'client_secret_post' ? newSecret() : undefined;
     await c.query('DELETE FROM trb_app WHERE client_id = $1', [def.clientId]); // a half-made one (a crash before the commit below)
     const { app: made } = await app.auth.createApp({
       name: def.title,
@@ -61,6 +63,7 @@ async function ensureApp(app: FastifyInstance, def: SandboxDefinition): Promise<
       redirectUris: [callback],
       public: def.auth === 'none',
       tokenAuthMethod: def.auth === 'none' ? null : def.auth,
+      jwks,
       accessTokenSeconds: app.config.sandboxAccessTokenSeconds,
     }, c);
     await c.query('INSERT INTO trb_sandbox (name, app_id) VALUES ($1, $2)', [def.name, made.id]);

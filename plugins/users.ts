@@ -109,8 +109,8 @@ export default async function userRoutes(app: FastifyInstance) {
     return found?.public ? found : undefined;
   }
 
-  // A client assertion's aud: the endpoint it is sent to (the token endpoint's URL is accepted at all three).
-  const tokenEndpoints = ['/oauth2/token', '/fhir/oauth2/token', '/oauth2/introspect', '/oauth2/revoke'].map((p) => `${app.config.baseUrl}${p}`);
+  // A client assertion's aud (RFC 7523): this server's issuer identifier, or the endpoint it is sent to.
+  const tokenEndpoints = ['/oauth2/token', '/fhir/oauth2/token', '/oauth2/introspect', '/oauth2/revoke', ''].map((p) => `${app.config.baseUrl}${p}`);
 
   /**
    * The client at the token endpoint, authenticated as it registered: a client assertion

@@ -3,7 +3,7 @@
  * oauth4webapi: discovery (`{base}/.well-known/smart-configuration`, else the CapabilityStatement's
  * oauth-uris), the authorize URL (PKCE S256, state, `aud` = the FHIR base), the code exchange,
  * refresh and revocation, each authenticating as the system's client registration says (a public
- * client, client_secret_basic or client_secret_post).
+ * client, client_secret_basic, client_secret_post, or private_key_jwt with Tributary's own key).
  * Plain http is allowed only to this server's own origin and loopback hosts (the sandboxes and
  * local test servers); every real health system is https.
  */
@@ -101,17 +101,19 @@ export async function discover(fhirBase: string): Promise<oauth.AuthorizationSer
   return { issuer: base, authorization_endpoint: authorize, token_endpoint: token, ...(uri('revoke') ? { revocation_endpoint: uri('revoke') } : {}) };
 }
 
-export async function systemClient(fhirBase: string, reg: Registration, ownOrigin: string): Promise<SystemClient> {
+/** Tributary's own signing key for client assertions (private_key_jwt). */
+export interface ClientKey {
+  kid: string;
+  key: CryptoKey;
+}
+
+export async function systemClient(fhirBase: string, reg: Registration, ownOrigin: string, clientKey: () => Promise<ClientKey>): Promise<SystemClient> {
   const as = await discover(fhirBase);
-  const auth =
-    reg.authMethod === 'client_secret_basic'
-      ? oauth.ClientSecretBasic(reg.secret!)
-      : reg.authMethod === 'client_secret_post'
-        ? oauth.ClientSecretPost(reg.secret!)
-        : reg.authMethod === 'none'
-          ? oauth.None()
-          : undefined;
-  if (!auth) throw new ConnectError('server_error', `The client registration for ${fhirBase} uses ${reg.authMethod}, which this server cannot sign in with yet.`);
+  let auth: oauth.ClientAuth;
+  if (reg.authMethod === 'client_secret_basic') auth = oauth.ClientSecretBasic(reg.secret!);
+  else if (reg.authMethod === 'client_secret_post') auth = oauth.ClientSecretPost(reg.secret!);
+  else if (reg.authMethod === 'private_key_jwt') auth = oauth.PrivateKeyJwt(await clientKey());
+  else auth = oauth.None();
   const transportOk = [fhirBase, as.authorization_endpoint!, as.token_endpoint!].every((u) => !u.startsWith('http:') || insecureAllowed(u, ownOrigin));
   if (!transportOk) throw new ConnectError('server_error', `The health system at ${fhirBase} is not served over https.`);
   return {

@@ -6,7 +6,7 @@
  * differ where real EHRs differ: how their client (Tributary) must authenticate.
  */
 
-export type SandboxAuth = 'none' | 'client_secret_basic' | 'client_secret_post';
+export type SandboxAuth = 'none' | 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
 
 export interface SandboxDefinition {
   /** The URL segment: `/sandbox/{name}/fhir/r4`. */
@@ -17,7 +17,7 @@ export interface SandboxDefinition {
   directoryId: string;
   /** Tributary's client_id at this system. */
   clientId: string;
-  /** How Tributary authenticates at its token endpoint: a public client (PKCE only) or a secret, one way. */
+  /** How Tributary authenticates at its token endpoint: a public client (PKCE only), a secret one way, or its own key (private_key_jwt). */
   auth: SandboxAuth;
   seed: string;
   /** Prefix of its resource ids (distinct per system). */

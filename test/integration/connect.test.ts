@@ -11,13 +11,16 @@ import http from 'node:http';
 import t, { type Test } from 'tap';
 import { buildApp } from '../../src/app.ts';
 import { importDirectory } from '../../src/directory/importer.ts';
+import { refresh, registrationFor, systemClient } from '../../src/connect/client.ts';
 import { generateSystem } from '../../src/sandbox/generate.ts';
 import { DEFAULT_SANDBOXES, type SandboxDefinition } from '../../src/sandbox/systems.ts';
 import { testConfig, testDatabase } from '../helper.ts';
 import { freePort } from '../pg.ts';
 
-const DEFS: SandboxDefinition[] = DEFAULT_SANDBOXES.map((d) => ({ ...d, patients: 2 }));
-const [NV, LS] = DEFS;
+// The two shipped systems, and two more that take client_secret_post and private_key_jwt.
+const extra = (name: string, auth: SandboxDefinition['auth'], idPrefix: string): SandboxDefinition => ({ ...DEFAULT_SANDBOXES[0], name, title: `${name} (sandbox)`, directoryId: `sandbox-${name}`, clientId: `tributary-${name}`, auth, seed: name, idPrefix });
+const DEFS: SandboxDefinition[] = [...DEFAULT_SANDBOXES, extra('post-clinic', 'client_secret_post', 'pc'), extra('key-clinic', 'private_key_jwt', 'kc')].map((d) => ({ ...d, patients: 2 }));
+const [NV, LS, POST, KEY] = DEFS;
 const port = await freePort();
 const BASE = `http://127.0.0.1:${port}`;
 const APP_CALLBACK = 'https://app.example/callback';
@@ -96,6 +99,28 @@ t.test('connect Lakeside (a public client with PKCE)', async (t) => {
   const p = patientOf(LS);
   const back = await get((await signIn(t, connectUrl(LS.directoryId, token, 'x'), p.username, p.password)).toString());
   t.equal(location(back).searchParams.get('success'), 'true');
+});
+
+t.test('client_secret_post and private_key_jwt (signed with the key published at /connect/jwks); refresh rotates', async (t) => {
+  const jwks = await (await fetch(`${BASE}/connect/jwks`)).json();
+  t.match(jwks.keys[0], { kty: 'RSA', alg: 'RS384', use: 'sig' });
+  t.notOk('d' in jwks.keys[0], 'the public part only');
+  for (const d of [POST, KEY]) {
+    const conf = await (await fetch(`${BASE}/sandbox/${d.name}/fhir/r4/.well-known/smart-configuration`)).json();
+    t.same(conf.token_endpoint_auth_methods_supported, [d.auth]);
+    const { user, token } = await newUser(`conn-${d.name}`);
+    const p = patientOf(d);
+    const back = location(await get((await signIn(t, connectUrl(d.directoryId, token), p.username, p.password)).toString()));
+    t.equal(back.searchParams.get('success'), 'true', `${d.auth}: connected (${back.searchParams.get('error_description') ?? ''})`);
+    // The stored refresh token, used the way the sync will: it rotates, and the old one is spent.
+    const { rows } = await app.pg.query<{ refresh_token_sealed: Buffer }>('SELECT refresh_token_sealed FROM trb_connection WHERE user_id = $1', [user.id]);
+    const old = app.vault.decrypt(rows[0].refresh_token_sealed, `${user.id}:${d.directoryId}`);
+    const system = { id: d.directoryId, vendor: 'Tributary sandbox' };
+    const sc = await systemClient(`${BASE}/sandbox/${d.name}/fhir/r4`, (await registrationFor(app.pg, app.vault, system))!, BASE, () => app.clientKeys.load());
+    const renewed = await refresh(sc, old);
+    t.ok(renewed.accessToken && renewed.refreshToken && renewed.refreshToken !== old, 'new tokens, a new refresh token');
+    await t.rejects(refresh(sc, old), { code: 'invalid_grant' }, 'the old refresh token is spent');
+  }
 });
 
 t.test('the person declines: the app hears access_denied, nothing is connected', async (t) => {
