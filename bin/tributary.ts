@@ -3,7 +3,8 @@
  * The command line: `npx tributary app create --name NAME --redirect-uri URL [--json]`, `app list`,
  * `app rotate-secret CLIENT_ID`, `app delete CLIENT_ID`, and `user password` (the sign-in a person
  * uses on the SMART login page; the password is read from standard input, never from arguments),
- * and `directory import FILE_OR_URL...` (health-system lists into the directory). It works on the
+ * `directory import FILE_OR_URL...` (health-system lists into the directory), and `connect
+ * register|list|remove` (Tributary's client registrations at health systems). It works on the
  * server's database: the DATABASE_URL, or the embedded PostgreSQL of the data folder (the running
  * server's, or started here for the command when no server runs).
  */
@@ -17,6 +18,8 @@ import { importDirectory, type ImportSource } from '../src/directory/importer.ts
 import { DirectoryFileError, type DirectoryFormat } from '../src/directory/readers.ts';
 import { syncFhirView } from '../src/directory/fhir-view.ts';
 import { loadSearchRegistry } from '../plugins/core.ts';
+import { dataDirKey, Vault } from '../src/auth/vault.ts';
+import { listRegistrations, registrationProblem, removeRegistration, saveRegistration, type RegistrationInput } from '../src/connect/registrations.ts';
 import { extractIndexes } from '../src/indexing/extract.ts';
 import { Repository } from '../src/storage/repository.ts';
 import fs from 'node:fs';
@@ -28,7 +31,10 @@ const USAGE = `Usage:
   tributary app rotate-secret CLIENT_ID [--json]
   tributary app delete CLIENT_ID
   tributary user password --client-id CLIENT_ID --app-user-id ID --username NAME   (password on standard input)
-  tributary directory import FILE_OR_URL... [--format hti1|lantern|csv] [--vendor NAME] [--json]   (a folder: its .json and .csv files)`;
+  tributary directory import FILE_OR_URL... [--format hti1|lantern|csv] [--vendor NAME] [--json]   (a folder: its .json and .csv files)
+  tributary connect register (--system ID | --vendor NAME) --client-id ID --auth none|client_secret_basic|client_secret_post|private_key_jwt [--scope SCOPES]   (a secret on standard input)
+  tributary connect list [--json]
+  tributary connect remove (--system ID | --vendor NAME)`;
 
 function fail(message: string, code = 2): never {
   process.stderr.write(`${message}\n`);
@@ -47,6 +53,8 @@ const { values: opts, positionals } = parseArgs({
     username: { type: 'string' },
     format: { type: 'string' },
     vendor: { type: 'string' },
+    system: { type: 'string' },
+    auth: { type: 'string' },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -54,7 +62,9 @@ const { values: opts, positionals } = parseArgs({
 });
 const [group, command, arg] = positionals;
 const known =
-  group === 'app' ? ['create', 'list', 'rotate-secret', 'delete'].includes(command) : (group === 'user' && command === 'password') || (group === 'directory' && command === 'import');
+  group === 'app'
+    ? ['create', 'list', 'rotate-secret', 'delete'].includes(command)
+    : (group === 'user' && command === 'password') || (group === 'directory' && command === 'import') || (group === 'connect' && ['register', 'list', 'remove'].includes(command));
 if (opts.help || !known) fail(USAGE, opts.help ? 0 : 2);
 // The arguments are checked before the database is opened (fail exits at once).
 if (command === 'create') {
@@ -68,6 +78,19 @@ if (group === 'user') {
   if (!opts['client-id'] || !opts['app-user-id'] || !opts.username) fail('user password needs --client-id, --app-user-id and --username.');
   password = (await new Response(process.stdin as unknown as ReadableStream).text()).replace(/\r?\n$/, '');
   if (password.length < 8 || password.length > 1000) fail('The password (on standard input) must have 8 to 1000 characters.');
+}
+
+let registration: RegistrationInput | undefined;
+if (group === 'connect' && command !== 'list') {
+  if (!opts.system === !opts.vendor) fail(`connect ${command} needs --system ID or --vendor NAME (one of the two).`);
+}
+if (group === 'connect' && command === 'register') {
+  const authMethod = opts.auth as RegistrationInput['authMethod'];
+  const needsSecret = authMethod === 'client_secret_basic' || authMethod === 'client_secret_post';
+  const secret = needsSecret ? (await new Response(process.stdin as unknown as ReadableStream).text()).replace(/\r?\n$/, '') : undefined;
+  registration = { systemId: opts.system, vendor: opts.vendor, clientId: opts['client-id'] ?? '', authMethod, secret: secret || undefined, scope: opts.scope?.join(' ') };
+  const problem = registrationProblem(registration);
+  if (problem) fail(`connect register: ${problem}${needsSecret ? ' (the secret is read from standard input)' : ''}`);
 }
 
 /** A directory list: a file, every .json/.csv file of a folder, or a URL (fetched, 200 MB at most). */
@@ -157,6 +180,21 @@ try {
     } catch (err) {
       if (!(err instanceof DirectoryFileError)) throw err;
       process.stderr.write(`${err.message}\nNothing was imported; the directory is as it was.\n`);
+      process.exitCode = 1;
+    }
+  } else if (group === 'connect') {
+    const vault = new Vault(config.encryptionKey ?? (config.databaseUrl ? undefined : dataDirKey(config.dataDir)));
+    if (command === 'register') {
+      if (registration!.secret && !vault.ready) fail('No encryption key to seal the secret with: set ENCRYPTION_KEY (the server\'s).', 1);
+      await saveRegistration(pool, vault, registration!);
+      out({ ...registration, secret: undefined }, `Registered: ${registration!.systemId ? `system ${registration!.systemId}` : `vendor ${registration!.vendor}`} as client ${registration!.clientId} (${registration!.authMethod}).`);
+    } else if (command === 'list') {
+      const all = await listRegistrations(pool);
+      out(all, all.length ? all.map((r) => `${r.system_id ? `system ${r.system_id}` : `vendor ${r.vendor}`}  ${r.client_id}  ${r.auth_method}${r.scope ? `  ${r.scope}` : ''}`).join('\n') : 'No client registrations yet: tributary connect register');
+    } else if (await removeRegistration(pool, { systemId: opts.system, vendor: opts.vendor })) {
+      out({ removed: true }, 'Removed.');
+    } else {
+      process.stderr.write('No such registration.\n');
       process.exitCode = 1;
     }
   } else if (group === 'user') {

@@ -19,6 +19,7 @@ import * as oauth from 'oauth4webapi';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { App } from '../src/auth/store.ts';
 import { authorizeUrl, ConnectError, exchangeCode, registrationFor, revoke, systemClient, type SystemClient } from '../src/connect/client.ts';
+import { readRegistrationsFile, saveRegistration } from '../src/connect/registrations.ts';
 import { writeResources } from '../src/fhir/bulk.ts';
 import { inTransaction } from '../src/storage/transaction.ts';
 import { requestParam } from './auth.ts';
@@ -36,6 +37,12 @@ interface SystemRow {
 
 export default async function connectRoutes(app: FastifyInstance) {
   const callbackUrl = `${app.config.baseUrl}/connect/callback`;
+  if (app.config.clientRegistrationsFile) {
+    // A file that cannot be used stops the start: what it says must hold.
+    const registrations = readRegistrationsFile(app.config.clientRegistrationsFile);
+    for (const r of registrations) await saveRegistration(app.pg, app.vault, r);
+    app.log.info({ file: app.config.clientRegistrationsFile, registrations: registrations.length }, 'client registrations read');
+  }
   const origin = new URL(app.config.baseUrl).origin;
 
   const page = (reply: FastifyReply, status: number, message: string) =>
@@ -62,7 +69,7 @@ export default async function connectRoutes(app: FastifyInstance) {
 
   async function clientFor(system: SystemRow): Promise<SystemClient> {
     const reg = await registrationFor(app.pg, app.vault, system);
-    if (!reg) throw new ConnectError('unauthorized_client', `${system.name} has no client registration here yet: the operator registers Tributary with it first (npx tributary connect register).`);
+    if (!reg) throw new ConnectError('unauthorized_client', `${system.name} has no client registration here yet: the operator registers Tributary with it first (npx tributary connect register, or CLIENT_REGISTRATIONS_FILE).`);
     return systemClient(system.resource_url, reg, origin, () => app.clientKeys.load());
   }
 

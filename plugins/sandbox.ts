@@ -22,6 +22,7 @@ import type { Resource } from '@medplum/fhirtypes';
 import { importDirectory } from '../src/directory/importer.ts';
 import { writeResources } from '../src/fhir/bulk.ts';
 import { newSecret } from '../src/auth/secrets.ts';
+import { saveRegistration } from '../src/connect/registrations.ts';
 import { generateSystem } from '../src/sandbox/generate.ts';
 import type { SandboxDefinition } from '../src/sandbox/systems.ts';
 import { inTransaction } from '../src/storage/transaction.ts';
@@ -69,12 +70,9 @@ async function ensureApp(app: FastifyInstance, def: SandboxDefinition): Promise<
     await c.query('INSERT INTO trb_sandbox (name, app_id) VALUES ($1, $2)', [def.name, made.id]);
     if (secret && !app.vault.ready) {
       app.log.error({ sandbox: def.name }, 'no encryption key (ENCRYPTION_KEY): Tributary cannot keep its secret for this sandbox system, so it cannot connect to it');
+    } else {
+      await saveRegistration(c, app.vault, { systemId: def.directoryId, clientId: def.clientId, authMethod: def.auth, secret });
     }
-    await c.query(
-      `INSERT INTO trb_client_registration (system_id, client_id, auth_method, client_secret_sealed) VALUES ($1, $2, $3, $4)
-       ON CONFLICT (system_id) DO UPDATE SET client_id = EXCLUDED.client_id, auth_method = EXCLUDED.auth_method, client_secret_sealed = EXCLUDED.client_secret_sealed`,
-      [def.directoryId, def.clientId, def.auth, secret && app.vault.ready ? app.vault.encrypt(secret, def.clientId) : null],
-    );
     return made.id;
   });
 }

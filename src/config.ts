@@ -49,6 +49,8 @@ export interface Config {
    * DATABASE_URL, nothing can be encrypted (every process must share one key: set it).
    */
   encryptionKey: Buffer | undefined;
+  /** A JSON file of Tributary's client registrations at health systems, read at every start. */
+  clientRegistrationsFile: string | undefined;
 }
 
 export class ConfigError extends Error {}
@@ -109,6 +111,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     sandboxAccessTokenSeconds: int(env, 'SANDBOX_ACCESS_TOKEN_SECONDS', 600, 10, 86_400),
     sandboxSystems: DEFAULT_SANDBOXES,
     encryptionKey: encryptionKey(env.ENCRYPTION_KEY),
+    clientRegistrationsFile: env.CLIENT_REGISTRATIONS_FILE ? path.resolve(cwd, env.CLIENT_REGISTRATIONS_FILE) : undefined,
   };
 }
 

@@ -1,0 +1,80 @@
+/**
+ * Tributary's client registrations at health systems, set by the operator: per directory system
+ * or per EHR vendor (a system's own wins). From the CLI (`npx tributary connect register`), from
+ * a JSON file named by CLIENT_REGISTRATIONS_FILE (read at every start), and by the sandbox systems
+ * for themselves. Secrets are sealed with the configured key, bound to the client_id.
+ */
+import fs from 'node:fs';
+import type pg from 'pg';
+import type { Vault } from '../auth/vault.ts';
+import type { Registration } from './client.ts';
+
+export const AUTH_METHODS: readonly Registration['authMethod'][] = ['none', 'client_secret_basic', 'client_secret_post', 'private_key_jwt'];
+
+export interface RegistrationInput {
+  systemId?: string;
+  vendor?: string;
+  clientId: string;
+  authMethod: Registration['authMethod'];
+  secret?: string;
+  scope?: string;
+}
+
+/** What is wrong with a registration, or undefined. */
+export function registrationProblem(r: RegistrationInput): string | undefined {
+  if (!r.systemId === !r.vendor) return 'Name a system (system_id) or a vendor, one of the two.';
+  if (!r.clientId || r.clientId.length > 500) return 'client_id is required (at most 500 characters).';
+  if (!AUTH_METHODS.includes(r.authMethod)) return `auth_method is one of ${AUTH_METHODS.join(', ')}.`;
+  const needsSecret = r.authMethod === 'client_secret_basic' || r.authMethod === 'client_secret_post';
+  if (needsSecret !== !!r.secret) return needsSecret ? `${r.authMethod} needs the client secret.` : `${r.authMethod} takes no client secret.`;
+  if (r.scope !== undefined && (r.scope.length > 2000 || !r.scope.trim())) return 'scope, when given, is a space-separated list of scopes.';
+  return undefined;
+}
+
+/** Adds or replaces the registration of a system or a vendor. */
+export async function saveRegistration(db: pg.Pool | pg.PoolClient, vault: Vault, r: RegistrationInput): Promise<void> {
+  const problem = registrationProblem(r);
+  if (problem) throw new Error(problem);
+  const sealed = r.secret ? vault.encrypt(r.secret, r.clientId) : null;
+  const key = r.systemId ? 'system_id' : 'vendor';
+  await db.query(
+    `INSERT INTO trb_client_registration (${key}, client_id, auth_method, client_secret_sealed, scope) VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (${key}) DO UPDATE SET client_id = EXCLUDED.client_id, auth_method = EXCLUDED.auth_method,
+       client_secret_sealed = EXCLUDED.client_secret_sealed, scope = EXCLUDED.scope`,
+    [r.systemId ?? r.vendor, r.clientId, r.authMethod, sealed, r.scope ?? null],
+  );
+}
+
+/** Every registration, never with its secret. */
+export async function listRegistrations(db: pg.Pool): Promise<{ system_id: string | null; vendor: string | null; client_id: string; auth_method: string; scope: string | null; has_secret: boolean }[]> {
+  const { rows } = await db.query(
+    'SELECT system_id, vendor, client_id, auth_method, scope, client_secret_sealed IS NOT NULL AS has_secret FROM trb_client_registration ORDER BY system_id NULLS LAST, vendor',
+  );
+  return rows;
+}
+
+export async function removeRegistration(db: pg.Pool, by: { systemId?: string; vendor?: string }): Promise<boolean> {
+  const { rowCount } = await db.query('DELETE FROM trb_client_registration WHERE system_id = $1 OR vendor = $2', [by.systemId ?? null, by.vendor ?? null]);
+  return (rowCount ?? 0) > 0;
+}
+
+/**
+ * The registrations of a JSON file: `[{"system_id" | "vendor", "client_id", "auth_method",
+ * "client_secret"?, "scope"?}]`. Throws with the entry and what is wrong with it.
+ */
+export function readRegistrationsFile(file: string): RegistrationInput[] {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new Error(`${file}: ${(err as Error).message}`);
+  }
+  if (!Array.isArray(doc)) throw new Error(`${file}: a JSON list of registrations is expected.`);
+  return doc.map((e: Record<string, unknown>, i) => {
+    const s = (k: string) => (typeof e?.[k] === 'string' ? (e[k] as string) : undefined);
+    const r: RegistrationInput = { systemId: s('system_id'), vendor: s('vendor'), clientId: s('client_id') ?? '', authMethod: s('auth_method') as Registration['authMethod'], secret: s('client_secret'), scope: s('scope') };
+    const problem = registrationProblem(r);
+    if (problem) throw new Error(`${file}, entry ${i}: ${problem}`);
+    return r;
+  });
+}
