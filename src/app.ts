@@ -18,6 +18,7 @@ import smartRoutes from '../plugins/smart.ts';
 import directoryPlugin from '../plugins/directory.ts';
 import sandboxPlugin from '../plugins/sandbox.ts';
 import connectRoutes from '../plugins/connect.ts';
+import demoRoutes from '../plugins/demo.ts';
 import { errorHandler } from '../plugins/errors.ts';
 
 declare module 'fastify' {
@@ -76,6 +77,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   app.register(adminRoutes, { prefix: '/admin' });
   app.register(sandboxPlugin);
   app.register(connectRoutes);
+  app.register(demoRoutes);
   app.register(fhirRoutes, { prefix: '/fhir/r4' });
   app.register(fhirRoutes, { prefix: '/r4' });
   return app;

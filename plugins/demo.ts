@@ -1,0 +1,115 @@
+/**
+ * `GET /demo`: an app developer's first integration, served here so that `npm start` shows the
+ * whole product. A built-in demo app (client_id `tributary-demo`) plays the app's back end:
+ * - "Create a user" calls the user-management API with the demo app's credentials and keeps the
+ *   user in a signed cookie (HttpOnly, SameSite=Lax);
+ * - it lists health systems from the directory (the sandbox systems first, or a search), each with
+ *   its connect URL (client_id, the user's access token, a state);
+ * - back from the connect flow it says how it went, and lists the user's connections.
+ * Plain HTML forms and links, no script. On whenever the sandbox systems are (SANDBOXES).
+ * The demo app's secret is derived from the encryption key, so every process knows it.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { sha256 } from '../src/auth/secrets.ts';
+import { addFormParser } from './auth.ts';
+import { SANDBOX_VENDOR } from './sandbox.ts';
+
+export const DEMO_CLIENT_ID = 'tributary-demo';
+const COOKIE = 'tributary_demo';
+
+const esc = (s: unknown) => String(s ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+const STYLE = `body{font:16px/1.45 system-ui,sans-serif;max-width:44rem;margin:2rem auto;padding:0 1rem;color:#111}
+h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}label{display:block;font-weight:600;margin:.4rem 0}
+input{padding:.5rem;font-size:1rem;width:100%;box-sizing:border-box}button,.button{display:inline-block;padding:.5rem .9rem;font-size:1rem;background:#2456b3;color:#fff;border:0;border-radius:4px;text-decoration:none;cursor:pointer}
+table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.4rem;border-bottom:1px solid #ddd;vertical-align:top}
+.note{color:#555;font-size:.9rem}.ok{background:#e7f6ea;padding:.6rem;border-left:4px solid #2a8a3e}.error{background:#fdeaea;padding:.6rem;border-left:4px solid #b3261e}
+code{background:#f3f3f3;padding:0 .2rem}`;
+
+function page(reply: FastifyReply, body: string): FastifyReply {
+  return reply
+    .header('Content-Type', 'text/html; charset=utf-8')
+    .header('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+    .header('Cache-Control', 'no-store')
+    .send(`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Tributary demo app</title><style>${STYLE}</style></head><body>${body}</body></html>`);
+}
+
+export default async function demoRoutes(app: FastifyInstance) {
+  if (!app.config.sandboxes || !app.vault.ready) return;
+  addFormParser(app);
+  const secret = app.vault.sign('the demo app secret');
+  // The demo app, with the secret this key derives (kept in step on every start).
+  const existing = await app.auth.appByClientId(DEMO_CLIENT_ID);
+  const redirect = `${app.config.baseUrl}/demo`;
+  if (!existing) await app.auth.createApp({ name: 'Tributary demo app', clientId: DEMO_CLIENT_ID, clientSecret: secret, redirectUris: [redirect] });
+  else await app.pg.query('UPDATE trb_app SET secret_sha256 = $2, redirect_uris = $3 WHERE id = $1', [existing.id, sha256(secret), [redirect]]);
+  const creds = { client_id: DEMO_CLIENT_ID, client_secret: secret };
+
+  /** The demo app's own calls to the API, as its back end would make them. */
+  const call = async (method: 'GET' | 'POST', url: string, payload?: Record<string, string>, headers: Record<string, string> = {}) => {
+    const res = await app.inject({ method, url, headers: { ...headers, ...(payload ? { 'content-type': 'application/x-www-form-urlencoded' } : {}) }, payload: payload && new URLSearchParams(payload).toString() });
+    return { status: res.statusCode, body: res.json() as Record<string, unknown> & unknown[] };
+  };
+
+  /** The signed-in demo user (the cookie: app_user_id and its signature), and a fresh access token for them. */
+  async function demoUser(req: FastifyRequest): Promise<{ appUserId: string; oneupUserId: number; token: string } | undefined> {
+    const raw = /(?:^|;\s*)tributary_demo=([^;]+)/.exec(req.headers.cookie ?? '')?.[1];
+    const [value, mac] = decodeURIComponent(raw ?? '').split('|');
+    if (!value || !mac || app.vault.sign(value) !== mac) return undefined;
+    const code = await call('POST', '/user-management/v1/user/auth-code', { ...creds, app_user_id: value });
+    if (typeof code.body.code !== 'string') return undefined;
+    const token = await call('POST', '/oauth2/token', { ...creds, grant_type: 'authorization_code', code: code.body.code });
+    return { appUserId: value, oneupUserId: Number(code.body.oneup_user_id), token: String(token.body.access_token) };
+  }
+
+  app.post('/demo/user', async (req, reply) => {
+    const name = String((req.body as Record<string, unknown> | undefined)?.app_user_id ?? '').trim();
+    if (!/^[\x21-\x7e]{1,100}$/.test(name)) return reply.code(400).send({ error: 'app_user_id: 1 to 100 visible characters.' });
+    const made = await call('POST', '/user-management/v1/user', { ...creds, app_user_id: name });
+    if (made.status !== 200 || (made.body.error && made.body.error !== 'this user already exists')) return reply.code(502).send({ error: 'The user-management API refused the user.' });
+    return reply
+      .code(303)
+      .header('Set-Cookie', `${COOKIE}=${encodeURIComponent(`${name}|${app.vault.sign(name)}`)}; Path=/demo; HttpOnly; SameSite=Lax`)
+      .header('Location', '/demo')
+      .send();
+  });
+
+  app.post('/demo/sign-out', async (_req, reply) => reply.code(303).header('Set-Cookie', `${COOKIE}=; Path=/demo; Max-Age=0; HttpOnly; SameSite=Lax`).header('Location', '/demo').send());
+
+  app.get('/demo', async (req, reply) => {
+    const q = req.query as Record<string, string | undefined>;
+    const user = await demoUser(req);
+    const intro = `<h1>Tributary demo app</h1><p class="note">An app's first integration, as a developer writes it: create a user with the user-management API, send them to a health system's connect URL, and read their records with FHIR search. The sandbox systems are simulated EHRs served by this server; their test patients are in the README.</p>`;
+    if (!user) {
+      return page(
+        reply,
+        `${intro}<h2>1. Create a user</h2><form method="post" action="/demo/user"><label for="u">Your app's id for the user</label>
+<input id="u" name="app_user_id" value="demo-${Date.now().toString(36)}" required><p><button type="submit">Create user</button></p></form>`,
+      );
+    }
+    const auth = { authorization: `Bearer ${user.token}` };
+    const connections = ((await call('GET', '/connect/connections', undefined, auth)).body.entry ?? []) as { id: string; system_id: string; system_name: string; status: string; created_at: string; last_sync_at: string | null }[];
+    const connectedTo = connections.find((c) => c.system_id === q.system_id)?.system_name ?? q.system_id;
+    const banner = q.success === 'true' ? `<p class="ok" role="status">Connected to ${esc(connectedTo)}.</p>` : q.error ? `<p class="error" role="alert">${esc(q.error)}: ${esc(q.error_description)}</p>` : '';
+    const search = q.q ? `&query=${encodeURIComponent(q.q.slice(0, 200))}` : `&vendor=${encodeURIComponent(SANDBOX_VENDOR)}`;
+    const systems = (await call('GET', `/connect/system/clinical?client_id=${DEMO_CLIENT_ID}&client_secret=${encodeURIComponent(secret)}${search}`)).body as { id: string; name: string; resource_url: string; ehr: string | null }[];
+    const rows = systems
+      .map((s) => {
+        const connect = `/connect/system/clinical/${encodeURIComponent(s.id)}?client_id=${DEMO_CLIENT_ID}&access_token=${encodeURIComponent(user.token)}&state=demo`;
+        return `<tr><td>${esc(s.name)}<br><span class="note">${esc(s.ehr)} · ${esc(s.resource_url)}</span></td><td><a class="button" href="${esc(connect)}">Connect</a></td></tr>`;
+      })
+      .join('');
+    const connectionRows = connections.map((c) => `<tr><td>${esc(c.system_name)}</td><td>${esc(c.status)}</td><td>${esc(c.created_at)}</td><td>${esc(c.last_sync_at ?? 'not yet')}</td></tr>`).join('');
+    return page(
+      reply,
+      `${intro}${banner}<p>Signed in as <strong>${esc(user.appUserId)}</strong> (oneup_user_id ${user.oneupUserId}).</p>
+<form method="post" action="/demo/sign-out"><button type="submit">Start over</button></form>
+<h2>2. Connect a health system</h2>
+<form method="get" action="/demo"><label for="q">Search the directory</label><input id="q" name="q" value="${esc(q.q)}" placeholder="e.g. Mayo Clinic"></form>
+<table><tbody>${rows || '<tr><td>No system matches.</td></tr>'}</tbody></table>
+<h2>3. Your connections</h2>
+<table><thead><tr><th>System</th><th>Status</th><th>Connected</th><th>Last sync</th></tr></thead><tbody>${connectionRows || '<tr><td colspan="4">None yet.</td></tr>'}</tbody></table>
+<p class="note">Records arrive with the first sync; then <code>GET /fhir/r4/Observation?code=http://loinc.org|66334-4</code> with the user's token finds their steps.</p>`,
+    );
+  });
+}
