@@ -590,8 +590,9 @@ export class AuthStore {
   }
 
   /**
-   * Removes what can no longer be used: expired codes, authorization requests and tokens, and the
-   * rate counts of past hours (the `expire` job runs this every hour). Answers the rows removed.
+   * Removes what can no longer be used: expired codes, authorization requests, tokens, client
+   * assertions and connect sign-ins, and the rate counts of past hours (the `expire` job runs this
+   * every hour). Answers the rows removed.
    */
   async expire(): Promise<Record<string, number>> {
     const { rows } = await this.pool.query<Record<string, number>>(
@@ -599,9 +600,10 @@ export class AuthStore {
             r AS (DELETE FROM trb_authz_request WHERE expires_at < now() RETURNING 1),
             t AS (DELETE FROM trb_token WHERE expires_at < now() RETURNING 1),
             q AS (DELETE FROM trb_rate WHERE bucket < date_trunc('hour', now()) RETURNING 1),
-            a AS (DELETE FROM trb_client_assertion WHERE expires_at < now() RETURNING 1)
+            a AS (DELETE FROM trb_client_assertion WHERE expires_at < now() RETURNING 1),
+            s AS (DELETE FROM trb_connect_state WHERE expires_at < now() RETURNING 1)
        SELECT (SELECT count(*) FROM c)::int AS codes, (SELECT count(*) FROM r)::int AS requests, (SELECT count(*) FROM t)::int AS tokens,
-         (SELECT count(*) FROM q)::int AS rates, (SELECT count(*) FROM a)::int AS assertions`,
+         (SELECT count(*) FROM q)::int AS rates, (SELECT count(*) FROM a)::int AS assertions, (SELECT count(*) FROM s)::int AS connect_states`,
     );
     return rows[0];
   }

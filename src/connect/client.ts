@@ -9,7 +9,7 @@
  */
 import * as oauth from 'oauth4webapi';
 import type pg from 'pg';
-import type { Vault } from '../auth/vault.ts';
+import { VaultError, type Vault } from '../auth/vault.ts';
 
 export const DEFAULT_SCOPE = 'launch/patient openid fhirUser offline_access patient/*.read';
 const OAUTH_URIS = 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris';
@@ -58,7 +58,14 @@ export async function registrationFor(db: pg.Pool, vault: Vault, system: { id: s
   );
   const r = rows[0];
   if (!r) return undefined;
-  return { clientId: r.client_id, authMethod: r.auth_method, secret: r.client_secret_sealed ? vault.decrypt(r.client_secret_sealed, r.client_id) : undefined, scope: r.scope ?? DEFAULT_SCOPE };
+  let secret: string | undefined;
+  try {
+    secret = r.client_secret_sealed ? vault.decrypt(r.client_secret_sealed, r.client_id) : undefined;
+  } catch (err) {
+    if (!(err instanceof VaultError)) throw err;
+    throw new ConnectError('server_error', `Tributary's client secret for this system cannot be opened with this server's key (was ENCRYPTION_KEY changed?): the operator registers it again.`);
+  }
+  return { clientId: r.client_id, authMethod: r.auth_method, secret, scope: r.scope ?? DEFAULT_SCOPE };
 }
 
 function insecureAllowed(url: string, ownOrigin: string): boolean {

@@ -154,6 +154,7 @@ t.test('a state missing, forged, reused or expired ends on a page that says so',
   const second = await signIn(t, connectUrl(NV.directoryId, token), p.username, p.password);
   await app.pg.query("UPDATE trb_connect_state SET expires_at = now() - interval '1 second'");
   t.equal((await page(second.toString()))[0], 400, 'an expired state');
+  t.equal((await app.auth.expire()).connect_states, 1, 'the hourly job removes it');
 });
 
 t.test('a token exchange the system refuses: the app hears why', async (t) => {
