@@ -16,6 +16,7 @@ import { generateSystem } from '../../src/sandbox/generate.ts';
 import { DEFAULT_SANDBOXES, type SandboxDefinition } from '../../src/sandbox/systems.ts';
 import { testConfig, testDatabase } from '../helper.ts';
 import { freePort } from '../pg.ts';
+import { get, location as locationOf, signIn as signInAt } from './connect-support.ts';
 
 // The two shipped systems, and two more that take client_secret_post and private_key_jwt.
 const extra = (name: string, auth: SandboxDefinition['auth'], idPrefix: string): SandboxDefinition => ({ ...DEFAULT_SANDBOXES[0], name, title: `${name} (sandbox)`, directoryId: `sandbox-${name}`, clientId: `tributary-${name}`, auth, seed: name, idPrefix });
@@ -38,21 +39,8 @@ async function newUser(name: string) {
 const patientOf = (d: SandboxDefinition) => generateSystem({ seed: d.seed, patients: d.patients, idPrefix: d.idPrefix, systemName: d.title }).patients.find((p) => p.personKey !== 'shared')!;
 const connectUrl = (systemId: string, token: string, state = 'app-state-1') => `${BASE}/connect/system/clinical/${systemId}?client_id=${demo.clientId}&access_token=${token}&state=${state}`;
 
-const get = (url: string) => fetch(url, { redirect: 'manual' });
-const postForm = (url: string, fields: Record<string, string>) =>
-  fetch(url, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(fields) });
-const location = (res: Response) => new URL(res.headers.get('location')!, BASE);
-
-/** From the connect URL to the system's callback: sign in as the patient, then approve or deny. */
-async function signIn(t: Test, startUrl: string, username: string, password: string, decision = 'approve'): Promise<URL> {
-  const start = await get(startUrl);
-  t.equal(start.status, 302, 'the connect URL sends the person to the system');
-  const loginPage = await get(location(start).toString());
-  const body = await loginPage.text();
-  const request = /name="request" value="([0-9a-f]{64})"/.exec(body)![1];
-  await postForm(`${BASE}/oauth2/authorize/login`, { request, username, password });
-  return location(await postForm(`${BASE}/oauth2/authorize/consent`, { request, decision }));
-}
+const location = (res: Response) => locationOf(res, BASE);
+const signIn = (t: Test, startUrl: string, username: string, password: string, decision = 'approve') => signInAt(t, BASE, startUrl, username, password, decision);
 
 t.test('connect North Valley (client_secret_basic): back at the app, connected, tokens sealed', async (t) => {
   const { user, token } = await newUser('conn-1');
@@ -154,7 +142,10 @@ t.test('a state missing, forged, reused or expired ends on a page that says so',
   const second = await signIn(t, connectUrl(NV.directoryId, token), p.username, p.password);
   await app.pg.query("UPDATE trb_connect_state SET expires_at = now() - interval '1 second'");
   t.equal((await page(second.toString()))[0], 400, 'an expired state');
-  t.equal((await app.auth.expire()).connect_states, 1, 'the hourly job removes it');
+  const stale = (await app.pg.query('SELECT count(*)::int AS n FROM trb_connect_state WHERE expires_at < now()')).rows[0].n as number;
+  t.ok(stale >= 1);
+  t.equal((await app.auth.expire()).connect_states, stale, 'the hourly job removes the expired sign-ins');
+  t.equal((await app.pg.query('SELECT count(*)::int AS n FROM trb_connect_state').then((r) => r.rows[0].n)), 0);
 });
 
 t.test('a token exchange the system refuses: the app hears why', async (t) => {
