@@ -181,7 +181,8 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
             : 'Authentication is required: send Authorization: Bearer <access token>, or client_id, client_secret and x-oneup-user-id headers.',
         );
       }
-      scopes.set(req, { partitionId: access.app.id, ownerId: access.userId });
+      // A sandbox system's patient also reads what the system holds for all (its practitioners...).
+      scopes.set(req, { partitionId: access.app.id, ownerId: access.userId, ...(opts.onlyApp !== undefined ? { withUnowned: true } : {}) });
       grants.set(req, parseScopes(access.scope));
     });
 

@@ -73,13 +73,25 @@ function insecureAllowed(url: string, ownOrigin: string): boolean {
   return u.protocol === 'http:' && (u.origin === ownOrigin || ['localhost', '127.0.0.1', '[::1]'].includes(u.hostname));
 }
 
+const DISCOVERY_ATTEMPTS = 3;
+
+/** A JSON document, with a few retries (backoff, or Retry-After up to 10 s) when the server is busy or down. */
 async function getJson(url: string): Promise<unknown> {
-  const res = await fetch(url, { headers: { accept: 'application/json, application/fhir+json' }, signal: AbortSignal.timeout(TIMEOUT_MS) });
-  if (!res.ok) {
-    await res.body?.cancel();
-    throw new Error(`HTTP ${res.status}`);
+  for (let attempt = 1; ; attempt++) {
+    let res: Response | undefined;
+    try {
+      res = await fetch(url, { headers: { accept: 'application/json, application/fhir+json' }, signal: AbortSignal.timeout(TIMEOUT_MS) });
+    } catch (err) {
+      if (attempt >= DISCOVERY_ATTEMPTS) throw err;
+    }
+    if (res?.ok) return res.json();
+    if (res) {
+      await res.body?.cancel();
+      if ((res.status !== 429 && res.status < 500) || attempt >= DISCOVERY_ATTEMPTS) throw new Error(`HTTP ${res.status}`);
+    }
+    const retryAfter = Number(res?.headers.get('retry-after') ?? Number.NaN);
+    await new Promise((r) => setTimeout(r, Number.isFinite(retryAfter) ? Math.min(retryAfter, 10) * 1000 : 300 * 2 ** (attempt - 1) * (0.5 + Math.random())));
   }
-  return res.json();
 }
 
 /** The system's authorization server, from its SMART configuration or its CapabilityStatement. */

@@ -25,7 +25,17 @@ export interface Wanted {
   resource: Resource | null;
 }
 
-export async function writeResources(deps: BulkDeps, c: pg.PoolClient, scope: Scope, wanted: Wanted[]): Promise<{ written: number; unchanged: number }> {
+export interface BulkResult {
+  /** New resources, and existing ones given a new version (a delete included). */
+  created: number;
+  updated: number;
+  unchanged: number;
+  written: number;
+  /** The resources given a new version. */
+  changed: { type: string; id: string }[];
+}
+
+export async function writeResources(deps: BulkDeps, c: pg.PoolClient, scope: Scope, wanted: Wanted[]): Promise<BulkResult> {
   const current = await deps.repo.lockCurrent(c, scope, wanted);
   const items: WriteItem[] = [];
   for (const [i, w] of wanted.entries()) {
@@ -34,11 +44,19 @@ export async function writeResources(deps: BulkDeps, c: pg.PoolClient, scope: Sc
     if (!w.resource && (!existing || existing.deleted)) continue;
     items.push({ ...w, existing, indexes: w.resource ? deps.indexer.extract(w.resource, null) : undefined });
   }
-  let written = 0;
+  let created = 0;
+  let updated = 0;
+  const changed: { type: string; id: string }[] = [];
   for (let i = 0; i < items.length; i += WRITE_BATCH) {
-    const results = await deps.repo.write(c, scope, items.slice(i, i + WRITE_BATCH));
-    written += results.filter((r) => r.changed).length;
+    const batch = items.slice(i, i + WRITE_BATCH);
+    const results = await deps.repo.write(c, scope, batch);
+    results.forEach((r, k) => {
+      if (!r.changed) return;
+      if (batch[k].existing) updated++;
+      else created++;
+      changed.push({ type: batch[k].type, id: batch[k].id });
+    });
     await yieldToOthers();
   }
-  return { written, unchanged: items.length - written };
+  return { created, updated, unchanged: items.length - created - updated, written: created + updated, changed };
 }

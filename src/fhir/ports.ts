@@ -41,6 +41,11 @@ export interface Scope {
   ownerId: string | null;
   /** The directory's partition out of reach: what a conditional write matches is the app's own. */
   ownOnly?: boolean;
+  /**
+   * Reads and searches of a user's scope also reach the app's resources that no user owns: a
+   * sandbox system's Practitioners, Organizations and Locations, which its patients' records cite.
+   */
+  withUnowned?: boolean;
 }
 
 /** The identity a request acts as. */

@@ -65,7 +65,12 @@ export function scoped(c: ConditionContext, alias: string, types?: readonly stri
  * hfj_resource a search reads goes through here.
  */
 export function inScope(b: SqlBuilder, scope: Scope, alias: string, types: readonly string[] = []): string {
-  const owner = scope.ownerId === null ? '' : ` AND ${alias}.owner_id = ${b.param(scope.ownerId)}`;
+  const owner =
+    scope.ownerId === null
+      ? ''
+      : scope.withUnowned
+        ? ` AND (${alias}.owner_id = ${b.param(scope.ownerId)} OR ${alias}.owner_id IS NULL)`
+        : ` AND ${alias}.owner_id = ${b.param(scope.ownerId)}`;
   const own = `${alias}.partition_id = ${b.param(scope.partitionId)}${owner}`;
   const shared = types.filter((t) => DIRECTORY_TYPES.includes(t));
   // Partitions below 0 are no app's (-1: a request without access; -2: the directory itself).

@@ -18,7 +18,7 @@ interface Waiting<T, R> {
 export type BatchHandler<G, T, R> = (group: G, items: T[]) => Promise<R[]>;
 
 /** Requests of one scope (partition and user) share batches: the storage layer's reads and creates. */
-export const scopeKey = (scope: Scope): string => `${scope.partitionId}/${scope.ownerId ?? '*'}`;
+export const scopeKey = (scope: Scope): string => `${scope.partitionId}/${scope.ownerId ?? '*'}${scope.withUnowned ? '+' : ''}`;
 
 export class Coalescer<G, T, R> {
   private readonly queues = new Map<string, { group: G; queue: Waiting<T, R>[] }>();

@@ -34,9 +34,12 @@ export function likeEscape(s: string): string {
   return s.replace(/[\\%_]/g, (ch) => `\\${ch}`);
 }
 
-/** `alias` belongs to the scope's user, when the scope names one (`$n`: the owner id or null). */
-export function ownedBy(alias: string, n: number): string {
-  return `(${alias}.owner_id = $${n} OR $${n}::bigint IS NULL)`;
+/**
+ * `alias` belongs to the scope's user, when the scope names one (`$n`: the owner id or null); with
+ * `withUnowned`, the app's own resources (no owner) too, which a read of a sandbox system needs.
+ */
+export function ownedBy(alias: string, n: number, scope?: Scope): string {
+  return scope?.withUnowned ? `(${alias}.owner_id = $${n} OR $${n}::bigint IS NULL OR ${alias}.owner_id IS NULL)` : `(${alias}.owner_id = $${n} OR $${n}::bigint IS NULL)`;
 }
 
 /** The columns a read needs to rebuild a version (tags included), over `hfj_resource r` and `hfj_res_ver v`. */
@@ -51,7 +54,7 @@ export function readCurrent(scope: Scope, type: string, id: string): Sql {
   return prepared({
     text: /* SQL */ `SELECT ${READ_COLUMNS}
       FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
-      WHERE r.partition_id = $1 AND r.res_type = $2 AND r.fhir_id = $3 AND ${ownedBy('r', 4)}`,
+      WHERE r.partition_id = $1 AND r.res_type = $2 AND r.fhir_id = $3 AND ${ownedBy('r', 4, scope)}`,
     values: [scope.partitionId, type, id, scope.ownerId],
   });
 }
@@ -66,7 +69,7 @@ export function readCurrentMany(scope: Scope, types: string[], ids: string[]): S
       CROSS JOIN LATERAL (
         SELECT ${READ_COLUMNS}
         FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
-        WHERE r.partition_id = $1 AND r.res_type = k.t AND r.fhir_id = k.i AND ${ownedBy('r', 4)}
+        WHERE r.partition_id = $1 AND r.res_type = k.t AND r.fhir_id = k.i AND ${ownedBy('r', 4, scope)}
       ) x`,
     values: [scope.partitionId, types, ids, scope.ownerId],
   });
@@ -79,7 +82,7 @@ export function readByResIds(scope: Scope, resIds: string[]): Sql {
       FROM unnest($2::bigint[]) WITH ORDINALITY AS k(id, ord)
       JOIN hfj_resource r ON r.res_id = k.id
       JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
-      WHERE r.partition_id = $1 AND r.res_deleted_at IS NULL AND ${ownedBy('r', 3)}
+      WHERE r.partition_id = $1 AND r.res_deleted_at IS NULL AND ${ownedBy('r', 3, scope)}
       ORDER BY k.ord`,
     values: [scope.partitionId, resIds, scope.ownerId],
   });
@@ -89,7 +92,7 @@ export function readVersion(scope: Scope, type: string, id: string, version: num
   return prepared({
     text: /* SQL */ `SELECT ${READ_COLUMNS}
       FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = $4
-      WHERE r.partition_id = $1 AND r.res_type = $2 AND r.fhir_id = $3 AND ${ownedBy('r', 5)}`,
+      WHERE r.partition_id = $1 AND r.res_type = $2 AND r.fhir_id = $3 AND ${ownedBy('r', 5, scope)}`,
     values: [scope.partitionId, type, id, version, scope.ownerId],
   });
 }
@@ -122,7 +125,7 @@ export interface HistoryQuery {
 /** Versions newest first. `_at`: the version current at that instant, per resource. */
 export function history(q: HistoryQuery, withTotal: boolean): Sql {
   const values: unknown[] = [q.scope.partitionId, q.scope.ownerId];
-  const where = ['v.partition_id = $1', ownedBy('r', 2)];
+  const where = ['v.partition_id = $1', ownedBy('r', 2, q.scope)];
   if (q.type) {
     values.push(q.type);
     where.push(`v.res_type = $${values.length}`);

@@ -1,0 +1,237 @@
+/**
+ * One sync of one connection: the system's records for the person, into the user's.
+ * - What to ask for: the Patient, then `{type}?patient={id}` for every US Core type the system's
+ *   CapabilityStatement lists with a `patient` search (every one, when it lists none), following
+ *   `next` links; an increment asks `_lastUpdated=gt<checkpoint>` per type. Then what those
+ *   reference outside the patient's compartment (Practitioner, PractitionerRole, Organization,
+ *   Location, Medication), once per sync.
+ * - A resource that is not valid R4 is recorded in the run (an OperationOutcome issue) and skipped.
+ * - What is stored: src/sync/mapper.ts (local ids, references, provenance tags), through the
+ *   storage layer in one transaction with the checkpoints and a Provenance naming what this run
+ *   created or changed; a resource whose content did not change makes no version. A run that
+ *   dies before the commit leaves nothing half-done: the next run takes it all again.
+ */
+import type pg from 'pg';
+import type { OperationOutcomeIssue, Provenance, Resource } from '@medplum/fhirtypes';
+import type { Vault } from '../auth/vault.ts';
+import { registrationFor, systemClient, type ClientKey, type Tokens } from '../connect/client.ts';
+import { HEALTH_SYSTEM_ID } from '../directory/fhir-view.ts';
+import { writeResources, type BulkDeps } from '../fhir/bulk.ts';
+import type { ResourceValidator } from '../fhir/ports.ts';
+import { inTransaction } from '../storage/transaction.ts';
+import { localId, referencedTargets, toLocal, type Origin } from './mapper.ts';
+import { NeedsReauth, SourceSession, type SessionOptions } from './session.ts';
+
+export const PATIENT_TYPES = [
+  'AllergyIntolerance', 'CarePlan', 'CareTeam', 'Condition', 'Coverage', 'Device', 'DiagnosticReport', 'DocumentReference', 'Encounter', 'Goal',
+  'Immunization', 'MedicationDispense', 'MedicationRequest', 'Observation', 'Procedure', 'QuestionnaireResponse', 'ServiceRequest', 'Specimen',
+];
+export const OUTSIDE_TYPES = ['Practitioner', 'PractitionerRole', 'Organization', 'Location', 'Medication'];
+const PAGE_SIZE = 100;
+/** Pages followed per type at most (a loop of `next` links ends here). */
+const MAX_PAGES = 1000;
+
+export interface SyncDeps extends BulkDeps {
+  pool: pg.Pool;
+  vault: Vault;
+  validator: ResourceValidator;
+  clientKey: () => Promise<ClientKey>;
+  /** This server's origin: plain http is allowed to it (the sandboxes). */
+  ownOrigin: string;
+  session?: SessionOptions;
+}
+
+export interface RunSummary {
+  runId: string;
+  status: 'succeeded' | 'failed' | 'needs_reauth';
+  fetched: number;
+  created: number;
+  updated: number;
+  unchanged: number;
+  failed: number;
+  error?: string;
+}
+
+interface ConnectionRow {
+  app_id: number;
+  user_id: string;
+  system_id: string;
+  patient_id: string | null;
+  access_token_sealed: Buffer;
+  refresh_token_sealed: Buffer | null;
+  access_expires_at: Date | null;
+  name: string;
+  resource_url: string;
+  vendor: string | null;
+}
+
+type Bundle = { resourceType?: string; entry?: { resource?: Resource; search?: { mode?: string } }[]; link?: { relation?: string; url?: string }[] };
+
+export async function syncConnection(deps: SyncDeps, connectionId: string): Promise<RunSummary> {
+  const { rows } = await deps.pool.query<ConnectionRow>(
+    `SELECT c.app_id, c.user_id, c.system_id, c.patient_id, c.access_token_sealed, c.refresh_token_sealed, c.access_expires_at, s.name, s.resource_url, s.vendor
+     FROM trb_connection c JOIN trb_system s ON s.id = c.system_id WHERE c.id = $1 AND c.status = 'active'`,
+    [connectionId],
+  );
+  const conn = rows[0];
+  const run = await deps.pool.query<{ id: string }>('INSERT INTO trb_sync_run (connection_id) VALUES ($1) RETURNING id::text', [connectionId]);
+  const summary: RunSummary = { runId: run.rows[0].id, status: 'succeeded', fetched: 0, created: 0, updated: 0, unchanged: 0, failed: 0 };
+  const issues: OperationOutcomeIssue[] = [];
+  try {
+    if (!conn) throw new NeedsReauth('The connection is gone or needs the person to connect again.');
+    if (!conn.patient_id) throw new NeedsReauth('The system named no patient when the person connected: connect again with launch/patient.');
+    const origin: Origin = { userId: conn.user_id, systemId: conn.system_id, systemName: conn.name, base: conn.resource_url.replace(/\/+$/, '') };
+    const sealKey = `${conn.user_id}:${conn.system_id}`;
+    const reg = await registrationFor(deps.pool, deps.vault, { id: conn.system_id, vendor: conn.vendor });
+    if (!reg) throw new Error(`${conn.name} has no client registration any more.`);
+    const sc = await systemClient(origin.base, reg, deps.ownOrigin, deps.clientKey);
+    const tokens: Tokens = {
+      accessToken: deps.vault.decrypt(conn.access_token_sealed, sealKey),
+      refreshToken: conn.refresh_token_sealed ? deps.vault.decrypt(conn.refresh_token_sealed, sealKey) : undefined,
+      expiresAt: conn.access_expires_at,
+      scope: '',
+    };
+    const session = new SourceSession(
+      sc,
+      tokens,
+      async (t) => {
+        await deps.pool.query('UPDATE trb_connection SET access_token_sealed = $2, refresh_token_sealed = $3, access_expires_at = $4, updated_at = now() WHERE id = $1', [
+          connectionId,
+          deps.vault.encrypt(t.accessToken, sealKey),
+          t.refreshToken ? deps.vault.encrypt(t.refreshToken, sealKey) : conn.refresh_token_sealed,
+          t.expiresAt,
+        ]);
+      },
+      deps.session,
+    );
+
+    const fetched = await fetchRecords(session, origin, conn.patient_id, await checkpoints(deps.pool, connectionId));
+    summary.fetched = fetched.resources.length;
+    // Malformed resources are recorded and skipped.
+    const good: Resource[] = [];
+    for (const r of fetched.resources) {
+      const problems = deps.validator.validate(r).filter((i) => i.severity === 'error' || i.severity === 'fatal');
+      if (problems.length) {
+        summary.failed++;
+        issues.push({ severity: 'error', code: 'invalid', diagnostics: `${r.resourceType}/${r.id} from ${origin.base} was skipped: ${problems[0].diagnostics ?? 'not valid R4'}`.slice(0, 500) });
+      } else good.push(r);
+    }
+    await store(deps, origin, conn, good, fetched.newest, connectionId, summary);
+  } catch (err) {
+    summary.status = err instanceof NeedsReauth ? 'needs_reauth' : 'failed';
+    summary.error = (err as Error).message.slice(0, 1000);
+  }
+  await deps.pool.query(
+    `UPDATE trb_sync_run SET finished_at = now(), status = $2, fetched = $3, created = $4, updated = $5, unchanged = $6, failed = $7, error = $8, issues = $9 WHERE id = $1`,
+    [summary.runId, summary.status, summary.fetched, summary.created, summary.updated, summary.unchanged, summary.failed, summary.error ?? null, JSON.stringify(issues)],
+  );
+  await deps.pool.query(
+    `UPDATE trb_connection SET last_sync_at = now(), last_error = $2,
+       last_success_at = CASE WHEN $3 THEN now() ELSE last_success_at END,
+       status = CASE WHEN $4 THEN 'needs_reauth' ELSE status END
+     WHERE id = $1`,
+    [connectionId, summary.error ?? null, summary.status === 'succeeded', summary.status === 'needs_reauth'],
+  );
+  return summary;
+}
+
+async function checkpoints(pool: pg.Pool, connectionId: string): Promise<Map<string, string>> {
+  const { rows } = await pool.query<{ res_type: string; last_updated: string }>('SELECT res_type, last_updated FROM trb_sync_checkpoint WHERE connection_id = $1', [connectionId]);
+  return new Map(rows.map((r) => [r.res_type, r.last_updated]));
+}
+
+/** The types to ask for: those the system's CapabilityStatement can search by patient (all, if it says nothing). */
+async function searchableTypes(session: SourceSession, base: string): Promise<string[]> {
+  const cs = (await session.getJson(`${base}/metadata`).catch(() => undefined)) as { rest?: { resource?: { type?: string; searchParam?: { name?: string }[] }[] }[] } | undefined;
+  const listed = cs?.rest?.flatMap((r) => r.resource ?? []) ?? [];
+  if (!listed.length) return PATIENT_TYPES;
+  const byPatient = new Set(listed.filter((r) => r.searchParam?.some((p) => p.name === 'patient')).map((r) => r.type));
+  return PATIENT_TYPES.filter((t) => byPatient.has(t));
+}
+
+/** Everything to store: the Patient, each type's (new) resources, and what they reference outside. */
+async function fetchRecords(session: SourceSession, o: Origin, patientId: string, since: Map<string, string>) {
+  const resources: Resource[] = [];
+  const newest = new Map<string, string>();
+  const seen = new Set<string>();
+  const keep = (r: Resource | undefined) => {
+    if (!r?.resourceType || typeof r.id !== 'string') return;
+    const key = `${r.resourceType}/${r.id}`;
+    if (seen.has(key)) return;
+    seen.add(key);
+    resources.push(r);
+    const lu = r.meta?.lastUpdated;
+    if (lu && (!newest.has(r.resourceType) || Date.parse(lu) > Date.parse(newest.get(r.resourceType)!))) newest.set(r.resourceType, lu);
+  };
+  keep((await session.getJson(`${o.base}/Patient/${encodeURIComponent(patientId)}`)) as Resource);
+  for (const type of await searchableTypes(session, o.base)) {
+    const cp = since.get(type);
+    let url: string | undefined = `${o.base}/${type}?patient=${encodeURIComponent(patientId)}&_count=${PAGE_SIZE}${cp ? `&_lastUpdated=gt${encodeURIComponent(cp)}` : ''}`;
+    for (let page = 0; url && page < MAX_PAGES; page++) {
+      const bundle = (await session.getJson(url)) as Bundle;
+      for (const e of bundle.entry ?? []) if (e.search?.mode !== 'include' && e.search?.mode !== 'outcome') keep(e.resource);
+      url = bundle.link?.find((l) => l.relation === 'next')?.url;
+    }
+  }
+  // What the records refer to outside the patient's compartment, fetched once.
+  const outside = new Map<string, { type: string; id: string }>();
+  for (const r of resources) for (const t of referencedTargets(o, r)) if (OUTSIDE_TYPES.includes(t.type) && !seen.has(`${t.type}/${t.id}`)) outside.set(`${t.type}/${t.id}`, t);
+  for (const t of outside.values()) {
+    try {
+      keep((await session.getJson(`${o.base}/${t.type}/${encodeURIComponent(t.id)}`)) as Resource);
+    } catch (err) {
+      if (err instanceof NeedsReauth) throw err;
+      // A reference the system cannot resolve stays its absolute URL.
+    }
+  }
+  return { resources, newest };
+}
+
+async function store(deps: SyncDeps, o: Origin, conn: ConnectionRow, resources: Resource[], newest: Map<string, string>, connectionId: string, summary: RunSummary) {
+  const scope = { partitionId: conn.app_id, ownerId: conn.user_id };
+  await inTransaction(deps.pool, async (c) => {
+    // A reference resolves when its target comes now or is in the user's records already.
+    const here = new Set(resources.map((r) => `${r.resourceType}/${r.id}`));
+    const targets = [...new Map(resources.flatMap((r) => referencedTargets(o, r)).filter((t) => !here.has(`${t.type}/${t.id}`)).map((t) => [`${t.type}/${t.id}`, t])).values()];
+    const { rows } = await c.query<{ res_type: string; fhir_id: string }>(
+      'SELECT res_type, fhir_id FROM hfj_resource WHERE partition_id = $1 AND owner_id = $2 AND res_deleted_at IS NULL AND (res_type, fhir_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))',
+      [conn.app_id, conn.user_id, targets.map((t) => t.type), targets.map((t) => localId(o, t.type, t.id))],
+    );
+    const stored = new Set(rows.map((r) => `${r.res_type}/${r.fhir_id}`));
+    const resolves = (type: string, id: string) => here.has(`${type}/${id}`) || stored.has(`${type}/${localId(o, type, id)}`);
+    const local = resources.map((r) => toLocal(o, r, resolves));
+    const result = await writeResources(deps, c, scope, local.map((r) => ({ type: r.resourceType, id: r.id!, resource: r })));
+    summary.created = result.created;
+    summary.updated = result.updated;
+    summary.unchanged = result.unchanged;
+    if (result.written) {
+      const provenance: Provenance = {
+        resourceType: 'Provenance',
+        id: localId(o, 'Provenance', `sync-run-${summary.runId}`),
+        target: result.changed.map((r) => ({ reference: `${r.type}/${r.id}` })),
+        recorded: new Date().toISOString(),
+        activity: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-DataOperation', code: 'UPDATE', display: 'revise' }] },
+        agent: [
+          {
+            type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/provenance-participant-type', code: 'author', display: 'Author' }] },
+            who: { identifier: { system: HEALTH_SYSTEM_ID, value: o.systemId }, display: o.systemName },
+          },
+          {
+            type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/provenance-participant-type', code: 'assembler', display: 'Assembler' }] },
+            who: { display: 'Tributary' },
+          },
+        ],
+        meta: { source: o.base },
+      };
+      await writeResources(deps, c, scope, [{ type: 'Provenance', id: provenance.id!, resource: provenance }]);
+    }
+    // The checkpoints move with what they cover, in the same transaction.
+    if (newest.size) {
+      await c.query(
+        `INSERT INTO trb_sync_checkpoint (connection_id, res_type, last_updated) SELECT $1, * FROM unnest($2::text[], $3::text[])
+         ON CONFLICT (connection_id, res_type) DO UPDATE SET last_updated = EXCLUDED.last_updated`,
+        [connectionId, [...newest.keys()], [...newest.values()]],
+      );
+    }
+  });
+}

@@ -1,0 +1,151 @@
+/**
+ * The sync against a sandbox system, over real HTTP: a connected user's first sync imports the
+ * patient's whole record (exact counts per type) with local ids, rewritten references, meta.source
+ * and the source tag, and a Provenance; the records answer FHIR search with the user's token,
+ * narrowed by `_source` and `_tag`; a second sync makes no version; a change at the source comes
+ * in as a new version; a malformed resource is recorded and skipped; an expired access token is
+ * refreshed; a revoked refresh token ends in needs_reauth; two users never see each other's records.
+ */
+import t, { type Test } from 'tap';
+import type { Resource } from '@medplum/fhirtypes';
+import { buildApp } from '../../src/app.ts';
+import { generateSystem, STEPS_LOINC } from '../../src/sandbox/generate.ts';
+import { DEFAULT_SANDBOXES } from '../../src/sandbox/systems.ts';
+import { syncConnection, type SyncDeps } from '../../src/sync/run.ts';
+import { SOURCE_TAG_SYSTEM } from '../../src/sync/mapper.ts';
+import { testConfig, testDatabase } from '../helper.ts';
+import { freePort } from '../pg.ts';
+import { get, signIn } from './connect-support.ts';
+
+const DEFS = DEFAULT_SANDBOXES.map((d) => ({ ...d, patients: 2 }));
+const NV = DEFS[0];
+const port = await freePort();
+const BASE = `http://127.0.0.1:${port}`;
+const ADMIN_KEY = 'k'.repeat(40);
+const app = await buildApp(testConfig(await testDatabase(t), { baseUrl: BASE, sandboxes: true, sandboxSystems: DEFS, fhirAuth: 'required', adminKey: ADMIN_KEY }), { logger: false });
+await app.listen({ port, host: '127.0.0.1' });
+t.teardown(() => app.close());
+await app.sandboxesLoaded;
+const NV_BASE = `${BASE}/sandbox/${NV.name}/fhir/r4`;
+const people = generateSystem({ seed: NV.seed, patients: NV.patients, idPrefix: NV.idPrefix, systemName: NV.title }).patients.filter((p) => p.personKey !== 'shared');
+
+const deps: SyncDeps = {
+  pool: app.pg,
+  vault: app.vault,
+  repo: app.fhir.repo,
+  indexer: app.fhir.indexer,
+  validator: app.fhir.validator,
+  clientKey: () => app.clientKeys.load(),
+  ownOrigin: BASE,
+  session: { attempts: 4, backoffMs: 20, timeoutMs: 10_000, concurrency: 4 },
+};
+const { app: demo } = await app.auth.createApp({ name: 'Sync app', redirectUris: ['https://app.example/cb'] });
+
+/** A user of the app connected to North Valley as `person`; their token and connection id. */
+async function connected(t: Test, name: string, person: (typeof people)[number]) {
+  const user = (await app.auth.createUser(demo.id, name))!;
+  const { access_token } = await app.auth.exchangeCode(demo, await app.auth.newCode(demo.id, user.id));
+  const callback = await signIn(t, BASE, `${BASE}/connect/system/clinical/${NV.directoryId}?client_id=${demo.clientId}&access_token=${access_token}`, person.username, person.password);
+  await get(callback.toString());
+  const { rows } = await app.pg.query<{ id: string }>('SELECT id::text FROM trb_connection WHERE user_id = $1', [user.id]);
+  return { token: access_token, connectionId: rows[0].id, userId: user.id };
+}
+
+const search = async (token: string, query: string) => (await fetch(`${BASE}/fhir/r4/${query}`, { headers: { authorization: `Bearer ${token}` } })).json();
+const countOf = async (token: string, query: string) => (await search(token, `${query}${query.includes('?') ? '&' : '?'}_summary=count`)).total as number;
+const versions = async () => Number((await app.pg.query('SELECT count(*) AS n FROM hfj_res_ver').then((r) => r.rows[0].n)));
+const admin = (path: string, body?: object) =>
+  fetch(`${BASE}/admin/sandbox/${NV.name}/${path}`, { method: body ? 'PUT' : 'POST', headers: { authorization: `Bearer ${ADMIN_KEY}`, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body && JSON.stringify(body) });
+
+let a: Awaited<ReturnType<typeof connected>>;
+let b: Awaited<ReturnType<typeof connected>>;
+t.test('two users of the app connect to North Valley, as two of its patients', async (t) => {
+  a = await connected(t, 'sync-a', people[0]);
+  b = await connected(t, 'sync-b', people[1]);
+});
+
+t.test('the first sync imports the whole record, exactly, with its provenance', async (t) => {
+  const run = await syncConnection(deps, a.connectionId);
+  t.equal(run.status, 'succeeded', run.error ?? 'succeeded');
+  const source = people[0].resources;
+  const outside = new Set(source.flatMap((r) => JSON.stringify(r).match(/"(Practitioner|Organization|Location)\/[^"]+"/g) ?? []));
+  t.equal(run.fetched, source.length + outside.size, 'every resource of the patient, and what they reference outside');
+  t.same([run.created, run.updated, run.failed], [run.fetched, 0, 0]);
+  for (const type of ['Observation', 'Condition', 'Encounter', 'MedicationRequest', 'Immunization', 'DiagnosticReport', 'DocumentReference', 'AllergyIntolerance', 'Procedure']) {
+    t.equal(await countOf(a.token, type), source.filter((r) => r.resourceType === type).length, `${type}: as many as the source has`);
+  }
+  const steps = source.filter((r) => r.resourceType === 'Observation' && JSON.stringify(r).includes(`"${STEPS_LOINC}"`)).length;
+  t.equal(await countOf(a.token, `Observation?code=http://loinc.org|${STEPS_LOINC}`), steps, "the README's example finds the steps");
+  t.equal(await countOf(a.token, `Observation?_source=${encodeURIComponent(NV_BASE)}`), source.filter((r) => r.resourceType === 'Observation').length, '_source narrows to the system');
+  t.equal(await countOf(a.token, `Observation?_tag=${encodeURIComponent(`${SOURCE_TAG_SYSTEM}|${NV.directoryId}`)}`), source.filter((r) => r.resourceType === 'Observation').length, '_tag narrows to the system');
+
+  const obs = (await search(a.token, 'Observation?_count=1&encounter:missing=false')).entry[0].resource;
+  t.match(obs.meta, { source: NV_BASE, tag: [{ system: SOURCE_TAG_SYSTEM, code: NV.directoryId, display: NV.title }] });
+  t.match(obs.id, /^[0-9a-f]{32}$/, 'a local id');
+  const enc = await fetch(`${BASE}/fhir/r4/${obs.encounter.reference}`, { headers: { authorization: `Bearer ${a.token}` } });
+  t.equal(enc.status, 200, 'references point at the local copies');
+  const prov = (await search(a.token, 'Provenance')).entry;
+  t.equal(prov.length, 1, 'one Provenance for the run');
+  t.equal(prov[0].resource.target.length, run.created, 'naming every resource it created');
+  t.same(prov[0].resource.agent.map((x: Resource & { who: { display: string } }) => x.who.display), [NV.title, 'Tributary']);
+});
+
+t.test('a second sync finds nothing new and makes no version', async (t) => {
+  const before = await versions();
+  const run = await syncConnection(deps, a.connectionId);
+  t.equal(run.status, 'succeeded', run.error ?? 'succeeded');
+  t.same([run.created, run.updated], [0, 0]);
+  t.ok(run.fetched < 5, `only what the checkpoints do not cover (${run.fetched})`);
+  t.equal(await versions(), before);
+});
+
+t.test('two users connected to one system never see each other', async (t) => {
+  t.equal((await syncConnection(deps, b.connectionId)).status, 'succeeded');
+  const aPatients = (await search(a.token, 'Patient')).entry.map((e: { resource: { name: { family: string }[] } }) => e.resource.name[0].family);
+  const bPatients = (await search(b.token, 'Patient')).entry.map((e: { resource: { name: { family: string }[] } }) => e.resource.name[0].family);
+  t.same([aPatients, bPatients], [[(people[0].resources[0] as { name: { family: string }[] }).name[0].family], [(people[1].resources[0] as { name: { family: string }[] }).name[0].family]]);
+});
+
+t.test('an access token that expired is refreshed; a malformed resource is recorded and skipped', async (t) => {
+  // A change at the source, so that there is something to fetch.
+  const source = people[0].resources.find((r) => r.resourceType === 'Condition')!;
+  const { rows } = await app.pg.query<{ json: string }>(
+    `SELECT v.res_text_vc AS json FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver JOIN trb_sandbox s ON s.app_id = r.partition_id WHERE s.name = $1 AND r.fhir_id = $2`,
+    [NV.name, source.id],
+  );
+  t.ok(rows[0]);
+  const changed = { ...JSON.parse(rows[0].json), id: source.id, note: [{ text: 'Reviewed at the source.' }] };
+  const sandboxApp = (await app.pg.query('SELECT app_id FROM trb_sandbox WHERE name = $1', [NV.name])).rows[0].app_id as number;
+  const owner = (await app.auth.findUser(sandboxApp, { appUserId: people[0].personKey }))!.id;
+  await app.fhir.update({ partitionId: sandboxApp, ownerId: owner, baseUrl: NV_BASE }, 'Condition', source.id!, changed);
+
+  await admin('expire-access-tokens');
+  const run = await syncConnection(deps, a.connectionId);
+  t.equal(run.status, 'succeeded', `the token was refreshed (${run.error ?? ''})`);
+  t.equal(run.updated, 1, 'the change came in as a new version');
+  const local = (await search(a.token, `Condition?_id=${(await search(a.token, 'Condition?_count=100')).entry.find((e: { resource: { note?: unknown } }) => e.resource.note).resource.id}`)).entry[0].resource;
+  t.same([local.meta.versionId, local.note[0].text], ['2', 'Reviewed at the source.']);
+
+  // Malformed: the next answer's first resource is broken; it is skipped, the rest stored.
+  await app.fhir.update({ partitionId: sandboxApp, ownerId: owner, baseUrl: NV_BASE }, 'Condition', source.id!, { ...changed, note: [{ text: 'Again.' }] });
+  await admin('faults', { malformed: { count: 3 } });
+  const broken = await syncConnection(deps, a.connectionId);
+  t.equal(broken.status, 'succeeded');
+  t.ok(broken.failed >= 1, 'recorded as failed');
+  const issues = (await app.pg.query('SELECT issues FROM trb_sync_run WHERE id = $1', [broken.runId])).rows[0].issues as { diagnostics: string }[];
+  t.match(issues[0].diagnostics, /was skipped/);
+});
+
+t.test('a 503 storm is retried through; a revoked refresh token ends in needs_reauth', async (t) => {
+  await admin('faults', { fail: { count: 3, status: 503, retryAfter: 0 } });
+  const storm = await syncConnection(deps, b.connectionId);
+  t.equal(storm.status, 'succeeded', `bounded retries with backoff get through (${storm.error ?? ''})`);
+  await admin('expire-access-tokens');
+  await admin('revoke-refresh-tokens');
+  const run = await syncConnection(deps, b.connectionId);
+  t.equal(run.status, 'needs_reauth');
+  t.match(run.error, /connect again/);
+  const list = await (await fetch(`${BASE}/connect/connections`, { headers: { authorization: `Bearer ${b.token}` } })).json();
+  t.match(list.entry[0], { status: 'needs_reauth', last_error: /connect again/ }, 'the app sees it');
+  t.equal((await syncConnection(deps, b.connectionId)).status, 'needs_reauth', 'and it stops trying');
+});
