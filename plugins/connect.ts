@@ -127,14 +127,17 @@ export default async function connectRoutes(app: FastifyInstance) {
       const sc = await clientFor(system);
       const tokens = await exchangeCode(sc, new URL(req.url, app.config.baseUrl), state, callbackUrl, app.vault.decrypt(pending.code_verifier_sealed, state));
       const key = `${pending.user_id}:${system.id}`;
-      await app.pg.query(
+      const { rows: made } = await app.pg.query<{ id: string }>(
         `INSERT INTO trb_connection (app_id, user_id, system_id, patient_id, scope, access_token_sealed, refresh_token_sealed, access_expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (user_id, system_id) DO UPDATE SET status = 'active', patient_id = EXCLUDED.patient_id, scope = EXCLUDED.scope,
            access_token_sealed = EXCLUDED.access_token_sealed, refresh_token_sealed = EXCLUDED.refresh_token_sealed,
-           access_expires_at = EXCLUDED.access_expires_at, last_error = NULL, updated_at = now()`,
+           access_expires_at = EXCLUDED.access_expires_at, last_error = NULL, updated_at = now()
+         RETURNING id::text`,
         [client.id, pending.user_id, system.id, tokens.patient ?? null, tokens.scope, app.vault.encrypt(tokens.accessToken, key), tokens.refreshToken ? app.vault.encrypt(tokens.refreshToken, key) : null, tokens.expiresAt],
       );
+      // The first sync starts now (a worker takes it within seconds).
+      await app.queueSync(made[0].id);
       return backToApp(reply, client, { success: 'true', system_id: system.id, state: appState });
     } catch (err) {
       if (!(err instanceof ConnectError)) throw err;

@@ -5,7 +5,8 @@
  *   user in a signed cookie (HttpOnly, SameSite=Lax);
  * - it lists health systems from the directory (the sandbox systems first, or a search), each with
  *   its connect URL (client_id, the user's access token, a state);
- * - back from the connect flow it says how it went, and lists the user's connections.
+ * - back from the connect flow it says how it went, lists the user's connections, and their
+ *   records by type and source as the sync brings them (FHIR search with the user's token).
  * Plain HTML forms and links, no script. On whenever the sandbox systems are (SANDBOXES).
  * The demo app's secret is derived from the encryption key, so every process knows it.
  */
@@ -15,6 +16,7 @@ import { addFormParser } from './auth.ts';
 import { SANDBOX_VENDOR } from './sandbox.ts';
 
 export const DEMO_CLIENT_ID = 'tributary-demo';
+const RECORD_TYPES = ['Patient', 'Encounter', 'Condition', 'Observation', 'DiagnosticReport', 'MedicationRequest', 'AllergyIntolerance', 'Immunization', 'Procedure', 'DocumentReference'];
 const COOKIE = 'tributary_demo';
 
 const esc = (s: unknown) => String(s ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -88,7 +90,15 @@ export default async function demoRoutes(app: FastifyInstance) {
       );
     }
     const auth = { authorization: `Bearer ${user.token}` };
-    const connections = ((await call('GET', '/connect/connections', undefined, auth)).body.entry ?? []) as { id: string; system_id: string; system_name: string; status: string; created_at: string; last_sync_at: string | null }[];
+    const connections = ((await call('GET', '/connect/connections', undefined, auth)).body.entry ?? []) as {
+      id: string;
+      system_id: string;
+      system_name: string;
+      resource_url: string;
+      status: string;
+      created_at: string;
+      last_sync_at: string | null;
+    }[];
     const connectedTo = connections.find((c) => c.system_id === q.system_id)?.system_name ?? q.system_id;
     const banner = q.success === 'true' ? `<p class="ok" role="status">Connected to ${esc(connectedTo)}.</p>` : q.error ? `<p class="error" role="alert">${esc(q.error)}: ${esc(q.error_description)}</p>` : '';
     const search = q.q ? `&query=${encodeURIComponent(q.q.slice(0, 200))}` : `&vendor=${encodeURIComponent(SANDBOX_VENDOR)}`;
@@ -99,6 +109,15 @@ export default async function demoRoutes(app: FastifyInstance) {
         return `<tr><td>${esc(s.name)}<br><span class="note">${esc(s.ehr)} · ${esc(s.resource_url)}</span></td><td><a class="button" href="${esc(connect)}">Connect</a></td></tr>`;
       })
       .join('');
+    // The user's records by type and source, as an app reads them: FHIR search with the user's token.
+    const records: string[] = [];
+    for (const c of connections) {
+      for (const type of RECORD_TYPES) {
+        const res = await call('GET', `/fhir/r4/${type}?_source=${encodeURIComponent(c.resource_url)}&_summary=count`, undefined, auth);
+        const n = Number(res.body.total ?? 0);
+        if (n) records.push(`<tr><td>${esc(type)}</td><td>${esc(c.system_name)}</td><td>${n}</td></tr>`);
+      }
+    }
     const connectionRows = connections.map((c) => `<tr><td>${esc(c.system_name)}</td><td>${esc(c.status)}</td><td>${esc(c.created_at)}</td><td>${esc(c.last_sync_at ?? 'not yet')}</td></tr>`).join('');
     return page(
       reply,
@@ -109,7 +128,9 @@ export default async function demoRoutes(app: FastifyInstance) {
 <table><tbody>${rows || '<tr><td>No system matches.</td></tr>'}</tbody></table>
 <h2>3. Your connections</h2>
 <table><thead><tr><th>System</th><th>Status</th><th>Connected</th><th>Last sync</th></tr></thead><tbody>${connectionRows || '<tr><td colspan="4">None yet.</td></tr>'}</tbody></table>
-<p class="note">Records arrive with the first sync; then <code>GET /fhir/r4/Observation?code=http://loinc.org|66334-4</code> with the user's token finds their steps.</p>`,
+<h2>4. Your records</h2>
+<table><thead><tr><th>Type</th><th>From</th><th>Resources</th></tr></thead><tbody>${records.join('') || '<tr><td colspan="3">None yet: they arrive with the first sync, seconds after connecting (reload).</td></tr>'}</tbody></table>
+<p class="note">An app reads them with FHIR search and the user's token, e.g. <code>GET /fhir/r4/Observation?code=http://loinc.org|66334-4</code> (steps), narrowed to one source with <code>_source=</code>.</p>`,
     );
   });
 }

@@ -18,6 +18,7 @@ import smartRoutes from '../plugins/smart.ts';
 import directoryPlugin from '../plugins/directory.ts';
 import sandboxPlugin from '../plugins/sandbox.ts';
 import connectRoutes from '../plugins/connect.ts';
+import syncPlugin from '../plugins/sync.ts';
 import demoRoutes from '../plugins/demo.ts';
 import { errorHandler } from '../plugins/errors.ts';
 
@@ -75,6 +76,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   app.register(smartRoutes);
   app.register(userRoutes);
   app.register(adminRoutes, { prefix: '/admin' });
+  app.register(syncPlugin);
   app.register(sandboxPlugin);
   app.register(connectRoutes);
   app.register(demoRoutes);

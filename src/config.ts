@@ -51,6 +51,10 @@ export interface Config {
   encryptionKey: Buffer | undefined;
   /** A JSON file of Tributary's client registrations at health systems, read at every start. */
   clientRegistrationsFile: string | undefined;
+  /** Run the sync workers in this process (the API and the workers may also run apart). */
+  syncWorkers: boolean;
+  /** How often connections are synced: every this many minutes, a due connection is queued. */
+  syncIntervalMinutes: number;
 }
 
 export class ConfigError extends Error {}
@@ -112,6 +116,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     sandboxSystems: DEFAULT_SANDBOXES,
     encryptionKey: encryptionKey(env.ENCRYPTION_KEY),
     clientRegistrationsFile: env.CLIENT_REGISTRATIONS_FILE ? path.resolve(cwd, env.CLIENT_REGISTRATIONS_FILE) : undefined,
+    syncWorkers: oneOf(env, 'SYNC_WORKERS', ['true', 'false'] as const, 'true') === 'true',
+    syncIntervalMinutes: int(env, 'SYNC_INTERVAL_MINUTES', 2, 1, 1440),
   };
 }
 

@@ -74,11 +74,12 @@ export async function syncConnection(deps: SyncDeps, connectionId: string): Prom
     [connectionId],
   );
   const conn = rows[0];
+  // Gone (disconnected), or waiting for the person to connect again: nothing to do, nothing to log.
+  if (!conn) return { runId: '', status: 'needs_reauth', fetched: 0, created: 0, updated: 0, unchanged: 0, failed: 0, error: 'The connection is gone or needs the person to connect again.' };
   const run = await deps.pool.query<{ id: string }>('INSERT INTO trb_sync_run (connection_id) VALUES ($1) RETURNING id::text', [connectionId]);
   const summary: RunSummary = { runId: run.rows[0].id, status: 'succeeded', fetched: 0, created: 0, updated: 0, unchanged: 0, failed: 0 };
   const issues: OperationOutcomeIssue[] = [];
   try {
-    if (!conn) throw new NeedsReauth('The connection is gone or needs the person to connect again.');
     if (!conn.patient_id) throw new NeedsReauth('The system named no patient when the person connected: connect again with launch/patient.');
     const origin: Origin = { userId: conn.user_id, systemId: conn.system_id, systemName: conn.name, base: conn.resource_url.replace(/\/+$/, '') };
     const sealKey = `${conn.user_id}:${conn.system_id}`;

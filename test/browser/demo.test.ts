@@ -2,7 +2,8 @@
  * The whole product in a real browser (Debian's Chromium, headless, driven by playwright-core):
  * the demo app creates a user through the user-management API, the person chooses a sandbox
  * system, signs in on its page with a test patient's username and password, allows the access,
- * and is back at the app, connected; the connection is listed. Screenshots of every step are
+ * and is back at the app, connected; the connection is listed, and the records arrive with the
+ * first sync, by type and source. Screenshots of every step are
  * kept in test/artifacts/ (not committed). Without Chromium the test says so and skips.
  */
 import fs from 'node:fs';
@@ -24,7 +25,7 @@ if (!executablePath) {
   const NV = DEFS[0];
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
-  const app = await buildApp(testConfig(await testDatabase(t), { baseUrl: base, sandboxes: true, sandboxSystems: DEFS, fhirAuth: 'required' }), { logger: false });
+  const app = await buildApp(testConfig(await testDatabase(t), { baseUrl: base, sandboxes: true, sandboxSystems: DEFS, fhirAuth: 'required', syncWorkers: true }), { logger: false });
   await app.listen({ port, host: '127.0.0.1' });
   t.teardown(() => app.close());
   await app.sandboxesLoaded;
@@ -69,6 +70,15 @@ if (!executablePath) {
     const connections = page.locator('table').nth(1);
     t.match(await connections.textContent(), new RegExp(`${NV.title.replace(/[()]/g, '\\$&')}\\s*active`), 'the connection is listed, active');
     await shot('5-connected');
+    // The first sync runs as the person connects: reload until the records show.
+    let records = '';
+    for (let i = 0; i < 50 && !/Observation/.test(records); i++) {
+      await new Promise((r) => setTimeout(r, 300));
+      await page.reload();
+      records = (await page.locator('table').nth(2).textContent()) ?? '';
+    }
+    t.match(records, /Observation\s*North Valley Health \(sandbox\)\s*\d+/, 'the records, by type and source');
+    await shot('6-records');
     t.same(errors, [], 'no script errors');
     t.comment(`screenshots: ${artifacts}`);
   });

@@ -147,5 +147,20 @@ t.test('a 503 storm is retried through; a revoked refresh token ends in needs_re
   t.match(run.error, /connect again/);
   const list = await (await fetch(`${BASE}/connect/connections`, { headers: { authorization: `Bearer ${b.token}` } })).json();
   t.match(list.entry[0], { status: 'needs_reauth', last_error: /connect again/ }, 'the app sees it');
-  t.equal((await syncConnection(deps, b.connectionId)).status, 'needs_reauth', 'and it stops trying');
+  const again = await syncConnection(deps, b.connectionId);
+  t.same([again.status, again.runId], ['needs_reauth', ''], 'and it stops trying (no run)');
+});
+
+t.test('the first sync starts as the person connects: a worker in another process takes it', async (t) => {
+  // A second instance on the same database, running the workers (the first runs none): a worker process.
+  const worker = await buildApp(testConfig(app.config.databaseUrl!, { baseUrl: BASE, sandboxes: true, sandboxSystems: DEFS, fhirAuth: 'required', syncWorkers: true }), { logger: false });
+  t.teardown(() => worker.close());
+  const c = await connected(t, 'sync-c', people[0]);
+  let run: { status: string; created: number } | undefined;
+  for (let i = 0; i < 100 && !run; i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    run = (await app.pg.query("SELECT status, created FROM trb_sync_run WHERE connection_id = $1 AND status <> 'running'", [c.connectionId])).rows[0];
+  }
+  t.same(run && [run.status, run.created > 300], ['succeeded', true], 'synced within seconds of connecting');
+  t.ok((await countOf(c.token, 'Observation')) > 0, 'the records are there');
 });
