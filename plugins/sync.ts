@@ -19,6 +19,19 @@ declare module 'fastify' {
 export const SYNC_QUEUE = 'sync';
 const SCHEDULE_QUEUE = 'sync-schedule';
 
+/** What a sync needs, from the app's parts. */
+export function syncDeps(app: FastifyInstance): SyncDeps {
+  return {
+    pool: app.pg,
+    vault: app.vault,
+    repo: app.fhir.repo,
+    indexer: app.fhir.indexer,
+    validator: app.fhir.validator,
+    clientKey: () => app.clientKeys.load(),
+    ownOrigin: new URL(app.config.baseUrl).origin,
+  };
+}
+
 export default fp(
   async function sync(app: FastifyInstance) {
     await app.jobs.createQueue(SYNC_QUEUE, { name: SYNC_QUEUE, policy: 'stately' });
@@ -27,15 +40,7 @@ export default fp(
     });
     if (!app.config.syncWorkers) return;
 
-    const deps: SyncDeps = {
-      pool: app.pg,
-      vault: app.vault,
-      repo: app.fhir.repo,
-      indexer: app.fhir.indexer,
-      validator: app.fhir.validator,
-      clientKey: () => app.clientKeys.load(),
-      ownOrigin: new URL(app.config.baseUrl).origin,
-    };
+    const deps = syncDeps(app);
     await app.jobs.work<{ connectionId: string }>(SYNC_QUEUE, { batchSize: 1, pollingIntervalSeconds: 2 }, async ([job]) => {
       const started = Date.now();
       const run = await syncConnection(deps, job.data.connectionId);

@@ -13,6 +13,7 @@ import { generateSystem, STEPS_LOINC } from '../../src/sandbox/generate.ts';
 import { DEFAULT_SANDBOXES } from '../../src/sandbox/systems.ts';
 import { syncConnection, type SyncDeps } from '../../src/sync/run.ts';
 import { SOURCE_TAG_SYSTEM } from '../../src/sync/mapper.ts';
+import { syncDeps } from '../../plugins/sync.ts';
 import { testConfig, testDatabase } from '../helper.ts';
 import { freePort } from '../pg.ts';
 import { get, signIn } from './connect-support.ts';
@@ -29,16 +30,8 @@ await app.sandboxesLoaded;
 const NV_BASE = `${BASE}/sandbox/${NV.name}/fhir/r4`;
 const people = generateSystem({ seed: NV.seed, patients: NV.patients, idPrefix: NV.idPrefix, systemName: NV.title }).patients.filter((p) => p.personKey !== 'shared');
 
-const deps: SyncDeps = {
-  pool: app.pg,
-  vault: app.vault,
-  repo: app.fhir.repo,
-  indexer: app.fhir.indexer,
-  validator: app.fhir.validator,
-  clientKey: () => app.clientKeys.load(),
-  ownOrigin: BASE,
-  session: { attempts: 4, backoffMs: 20, timeoutMs: 10_000, concurrency: 4 },
-};
+// Short backoffs, for a quick test.
+const deps: SyncDeps = { ...syncDeps(app), session: { attempts: 4, backoffMs: 20, timeoutMs: 10_000, concurrency: 4 } };
 const { app: demo } = await app.auth.createApp({ name: 'Sync app', redirectUris: ['https://app.example/cb'] });
 
 /** A user of the app connected to North Valley as `person`; their token and connection id. */
