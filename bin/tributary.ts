@@ -4,7 +4,8 @@
  * `app rotate-secret CLIENT_ID`, `app delete CLIENT_ID`, and `user password` (the sign-in a person
  * uses on the SMART login page; the password is read from standard input, never from arguments),
  * `directory import FILE_OR_URL...` (health-system lists into the directory), and `connect
- * register|list|remove` (Tributary's client registrations at health systems). It works on the
+ * register|list|remove` (Tributary's client registrations at health systems), and `worker` (the
+ * sync jobs, in a process of their own). It works on the
  * server's database: the DATABASE_URL, or the embedded PostgreSQL of the data folder (the running
  * server's, or started here for the command when no server runs).
  */
@@ -34,7 +35,8 @@ const USAGE = `Usage:
   tributary directory import FILE_OR_URL... [--format hti1|lantern|csv] [--vendor NAME] [--json]   (a folder: its .json and .csv files)
   tributary connect register (--system ID | --vendor NAME) --client-id ID --auth none|client_secret_basic|client_secret_post|private_key_jwt [--scope SCOPES]   (a secret on standard input)
   tributary connect list [--json]
-  tributary connect remove (--system ID | --vendor NAME)`;
+  tributary connect remove (--system ID | --vendor NAME)
+  tributary worker   (runs the sync jobs, beside a running server or on DATABASE_URL, until SIGTERM)`;
 
 function fail(message: string, code = 2): never {
   process.stderr.write(`${message}\n`);
@@ -64,7 +66,10 @@ const [group, command, arg] = positionals;
 const known =
   group === 'app'
     ? ['create', 'list', 'rotate-secret', 'delete'].includes(command)
-    : (group === 'user' && command === 'password') || (group === 'directory' && command === 'import') || (group === 'connect' && ['register', 'list', 'remove'].includes(command));
+    : (group === 'user' && command === 'password') ||
+      (group === 'directory' && command === 'import') ||
+      (group === 'connect' && ['register', 'list', 'remove'].includes(command)) ||
+      (group === 'worker' && !command);
 if (opts.help || !known) fail(USAGE, opts.help ? 0 : 2);
 // The arguments are checked before the database is opened (fail exits at once).
 if (command === 'create') {
@@ -157,7 +162,19 @@ const out = (json: unknown, text: string) => process.stdout.write(opts.json ? `$
 try {
   await migrate(pool);
   const store = new AuthStore(pool);
-  if (group === 'directory') {
+  if (group === 'worker') {
+    // The server's plugins with the workers on and no HTTP listener: the jobs run here.
+    const { buildApp } = await import('../src/app.ts');
+    const workerConfig = { ...loadConfig(process.env), databaseUrl: url, syncWorkers: true, directoryAutoload: false };
+    const app = await buildApp(workerConfig);
+    await app.ready();
+    app.log.info('worker running: sync jobs are taken here until SIGTERM');
+    await new Promise((resolve) => {
+      process.once('SIGTERM', resolve);
+      process.once('SIGINT', resolve);
+    });
+    await app.close();
+  } else if (group === 'directory') {
     try {
       const summary = await importDirectory(pool, sources, (stage, done, total) => progressBar(stage === 'read' ? 'reading' : 'writing', done, total));
       // Then the FHIR view (Organization, Endpoint) of what changed, indexed as the server indexes.

@@ -6,6 +6,8 @@
  * in as a new version; a malformed resource is recorded and skipped; an expired access token is
  * refreshed; a revoked refresh token ends in needs_reauth; two users never see each other's records.
  */
+import { spawn } from 'node:child_process';
+import path from 'node:path';
 import t, { type Test } from 'tap';
 import type { Resource } from '@medplum/fhirtypes';
 import { buildApp } from '../../src/app.ts';
@@ -18,6 +20,7 @@ import { testConfig, testDatabase } from '../helper.ts';
 import { freePort } from '../pg.ts';
 import { get, signIn } from './connect-support.ts';
 
+const REPO = path.resolve(import.meta.dirname, '..', '..');
 const DEFS = DEFAULT_SANDBOXES.map((d) => ({ ...d, patients: 2 }));
 const NV = DEFS[0];
 const port = await freePort();
@@ -144,16 +147,24 @@ t.test('a 503 storm is retried through; a revoked refresh token ends in needs_re
   t.same([again.status, again.runId], ['needs_reauth', ''], 'and it stops trying (no run)');
 });
 
-t.test('the first sync starts as the person connects: a worker in another process takes it', async (t) => {
-  // A second instance on the same database, running the workers (the first runs none): a worker process.
-  const worker = await buildApp(testConfig(app.config.databaseUrl!, { baseUrl: BASE, sandboxes: true, sandboxSystems: DEFS, fhirAuth: 'required', syncWorkers: true }), { logger: false });
-  t.teardown(() => worker.close());
+t.test('the first sync starts as the person connects: `npx tributary worker`, a process of its own, takes it', async (t) => {
+  // The server here runs no workers (SYNC_WORKERS=false in the tests); the worker process does.
+  const worker = spawn(path.join(REPO, 'node_modules', '.bin', 'node'), [path.join(REPO, 'bin', 'tributary.ts'), 'worker'], {
+    env: { ...process.env, DATABASE_URL: app.config.databaseUrl, ENCRYPTION_KEY: app.config.encryptionKey!.toString('hex'), BASE_URL: BASE, SANDBOXES: 'false', LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  worker.stderr!.on('data', (d) => (stderr += d));
+  const exited = new Promise<number | null>((r) => worker.once('exit', (code) => r(code)));
+  t.teardown(() => worker.kill('SIGKILL'));
   const c = await connected(t, 'sync-c', people[0]);
   let run: { status: string; created: number } | undefined;
   for (let i = 0; i < 100 && !run; i++) {
     await new Promise((r) => setTimeout(r, 200));
     run = (await app.pg.query("SELECT status, created FROM trb_sync_run WHERE connection_id = $1 AND status <> 'running'", [c.connectionId])).rows[0];
   }
-  t.same(run && [run.status, run.created > 300], ['succeeded', true], 'synced within seconds of connecting');
+  t.same(run && [run.status, run.created > 300], ['succeeded', true], `synced within seconds of connecting ${stderr.slice(0, 500)}`);
   t.ok((await countOf(c.token, 'Observation')) > 0, 'the records are there');
+  worker.kill('SIGTERM');
+  t.equal(await exited, 0, 'the worker stops cleanly on SIGTERM');
 });
