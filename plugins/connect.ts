@@ -160,8 +160,12 @@ export default async function connectRoutes(app: FastifyInstance) {
   app.get('/connect/connections', async (req, reply) => {
     const who = await tokenUser(req, reply);
     if (!who) return reply;
+    // With the last sync run: when, how it ended, and its counts.
     const { rows } = await app.pg.query(
-      `SELECT c.id::text, c.system_id, s.name AS system_name, s.resource_url, c.status, c.patient_id, c.scope, c.created_at, c.last_sync_at, c.last_error
+      `SELECT c.id::text, c.system_id, s.name AS system_name, s.resource_url, c.status, c.patient_id, c.scope, c.created_at, c.last_sync_at, c.last_success_at, c.last_error,
+         (SELECT json_build_object('started_at', r.started_at, 'finished_at', r.finished_at, 'status', r.status, 'fetched', r.fetched, 'created', r.created,
+                 'updated', r.updated, 'unchanged', r.unchanged, 'failed', r.failed, 'error', r.error)
+          FROM trb_sync_run r WHERE r.connection_id = c.id ORDER BY r.started_at DESC LIMIT 1) AS last_run
        FROM trb_connection c JOIN trb_system s ON s.id = c.system_id WHERE c.app_id = $1 AND c.user_id = $2 ORDER BY c.created_at`,
       [who.appId, who.userId],
     );

@@ -82,19 +82,22 @@ async function loadRecords(app: FastifyInstance, def: SandboxDefinition, appId: 
   const { rows } = await app.pg.query<{ loaded: boolean }>('SELECT loaded_at IS NOT NULL AS loaded FROM trb_sandbox WHERE name = $1', [def.name]);
   if (rows[0]?.loaded) return;
   const started = Date.now();
-  const system = generateSystem({ seed: def.seed, patients: def.patients, idPrefix: def.idPrefix, systemName: def.title });
+  const system = generateSystem({ seed: def.seed, patients: def.patients, idPrefix: def.idPrefix, systemName: def.title, years: app.config.sandboxYears });
   const wanted = (resources: Resource[]) => resources.map((r) => ({ type: r.resourceType, id: r.id!, resource: r }));
   let count = system.shared.length;
+  const logins: { userId: string; username: string; password: string }[] = [];
   await inTransaction(app.pg, async (c) => {
     await writeResources(app.fhir, c, { partitionId: appId, ownerId: null }, wanted(system.shared));
     for (const p of system.patients) {
       const user = (await app.auth.createUser(appId, p.personKey)) ?? (await app.auth.findUser(appId, { appUserId: p.personKey }))!;
-      await app.auth.setPassword(appId, user.id, p.username, p.password);
+      logins.push({ userId: user.id, username: p.username, password: p.password });
       await writeResources(app.fhir, c, { partitionId: appId, ownerId: user.id }, wanted(p.resources));
       count += p.resources.length;
     }
     await c.query('UPDATE trb_sandbox SET loaded_at = now() WHERE name = $1', [def.name]);
   });
+  // Patients can sign in once their records are there (a sign-in names the person's Patient).
+  for (const l of logins) await app.auth.setPassword(appId, l.userId, l.username, l.password);
   app.log.info({ sandbox: def.name, patients: system.patients.length, resources: count, ms: Date.now() - started }, 'sandbox system loaded');
 }
 

@@ -41,6 +41,8 @@ export interface Config {
   sandboxes: boolean;
   /** The lifetime of a sandbox system's access tokens, in seconds (short, as some EHRs issue). */
   sandboxAccessTokenSeconds: number;
+  /** Years of history of each sandbox patient (about 50 resources a year; 20 gives ~1,000). */
+  sandboxYears: number;
   /** Which sandbox systems (the built-in two; tests add others). Not read from the environment. */
   sandboxSystems: readonly SandboxDefinition[];
   /**
@@ -113,6 +115,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     directoryProbeCron: cron(env.DIRECTORY_PROBE_CRON),
     sandboxes: oneOf(env, 'SANDBOXES', ['true', 'false'] as const, 'true') === 'true',
     sandboxAccessTokenSeconds: int(env, 'SANDBOX_ACCESS_TOKEN_SECONDS', 600, 10, 86_400),
+    sandboxYears: int(env, 'SANDBOX_YEARS', 5, 1, 60),
     sandboxSystems: DEFAULT_SANDBOXES,
     encryptionKey: encryptionKey(env.ENCRYPTION_KEY),
     clientRegistrationsFile: env.CLIENT_REGISTRATIONS_FILE ? path.resolve(cwd, env.CLIENT_REGISTRATIONS_FILE) : undefined,

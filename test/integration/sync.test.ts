@@ -142,7 +142,7 @@ t.test('a 503 storm is retried through; a revoked refresh token ends in needs_re
   t.equal(run.status, 'needs_reauth');
   t.match(run.error, /connect again/);
   const list = await (await fetch(`${BASE}/connect/connections`, { headers: { authorization: `Bearer ${b.token}` } })).json();
-  t.match(list.entry[0], { status: 'needs_reauth', last_error: /connect again/ }, 'the app sees it');
+  t.match(list.entry[0], { status: 'needs_reauth', last_error: /connect again/, last_run: { status: 'needs_reauth', finished_at: String } }, 'the app sees it, with the last run');
   const again = await syncConnection(deps, b.connectionId);
   t.same([again.status, again.runId], ['needs_reauth', ''], 'and it stops trying (no run)');
 });
