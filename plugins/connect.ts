@@ -10,6 +10,7 @@
  *    and `error_description`. Before the app is known, errors are a page that says what to do.
  * - GET /connect/connections (the user's token): the user's connections;
  * - GET /connect/jwks: Tributary's public key, for systems that take private_key_jwt;
+ * - PUT/GET/DELETE /connect/webhook (app credentials; url, secret): where sync events go;
  * - DELETE /connect/connections/{id}[?purge=true] (the user's token): revokes the tokens at the
  *   system when it offers revocation, forgets the connection, and with purge deletes the records
  *   that came from it.
@@ -20,9 +21,10 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { App } from '../src/auth/store.ts';
 import { authorizeUrl, ConnectError, exchangeCode, registrationFor, revoke, systemClient, type SystemClient } from '../src/connect/client.ts';
 import { readRegistrationsFile, saveRegistration } from '../src/connect/registrations.ts';
+import { setWebhook } from '../src/sync/webhooks.ts';
 import { writeResources } from '../src/fhir/bulk.ts';
 import { inTransaction } from '../src/storage/transaction.ts';
-import { requestParam } from './auth.ts';
+import { addFormParser, requestParam } from './auth.ts';
 import { pickerError } from './picker.ts';
 
 const STATE_SECONDS = 600;
@@ -36,6 +38,7 @@ interface SystemRow {
 }
 
 export default async function connectRoutes(app: FastifyInstance) {
+  addFormParser(app);
   const callbackUrl = `${app.config.baseUrl}/connect/callback`;
   if (app.config.clientRegistrationsFile) {
     // A file that cannot be used stops the start: what it says must hold.
@@ -72,6 +75,31 @@ export default async function connectRoutes(app: FastifyInstance) {
     if (!reg) throw new ConnectError('unauthorized_client', `${system.name} has no client registration here yet: the operator registers Tributary with it first (npx tributary connect register, or CLIENT_REGISTRATIONS_FILE).`);
     return systemClient(system.resource_url, reg, origin, () => app.clientKeys.load());
   }
+
+  // The app's webhook (app credentials): where sync events go, signed with its secret.
+  app.put('/connect/webhook', async (req, reply) => {
+    const client = await app.credentials.app(req);
+    if (!client) return reply.code(401).send({ success: false, error: 'client_id and client_secret are missing or wrong.' });
+    const url = requestParam(req, 'url');
+    const secret = requestParam(req, 'secret');
+    if (!url || url.length > 2000 || !URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) return reply.code(400).send({ success: false, error: 'url is the http(s) URL events are POSTed to.' });
+    if (!secret || secret.length < 16 || secret.length > 500) return reply.code(400).send({ success: false, error: 'secret (16 to 500 characters) signs the events: HMAC-SHA256.' });
+    if (!app.vault.ready) return reply.code(503).send({ success: false, error: 'This server has no encryption key (ENCRYPTION_KEY) to keep the secret with.' });
+    await setWebhook(app.pg, app.vault, client.id, url, secret);
+    return { success: true, url };
+  });
+  app.get('/connect/webhook', async (req, reply) => {
+    const client = await app.credentials.app(req);
+    if (!client) return reply.code(401).send({ success: false, error: 'client_id and client_secret are missing or wrong.' });
+    const { rows } = await app.pg.query('SELECT url, created_at FROM trb_webhook WHERE app_id = $1', [client.id]);
+    return rows[0] ? { success: true, ...rows[0] } : reply.code(404).send({ success: false, error: 'No webhook: PUT /connect/webhook with url and secret.' });
+  });
+  app.delete('/connect/webhook', async (req, reply) => {
+    const client = await app.credentials.app(req);
+    if (!client) return reply.code(401).send({ success: false, error: 'client_id and client_secret are missing or wrong.' });
+    await app.pg.query('DELETE FROM trb_webhook WHERE app_id = $1', [client.id]);
+    return reply.code(204).send();
+  });
 
   // Tributary's public key, for health systems that register it for private_key_jwt.
   app.get('/connect/jwks', async () => app.clientKeys.jwks());

@@ -7,6 +7,8 @@
  * refreshed; a revoked refresh token ends in needs_reauth; two users never see each other's records.
  */
 import { spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import http from 'node:http';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import type { Resource } from '@medplum/fhirtypes';
@@ -35,7 +37,7 @@ const people = generateSystem({ seed: NV.seed, patients: NV.patients, idPrefix: 
 
 // Short backoffs, for a quick test.
 const deps: SyncDeps = { ...syncDeps(app), session: { attempts: 4, backoffMs: 20, timeoutMs: 10_000, concurrency: 4 } };
-const { app: demo } = await app.auth.createApp({ name: 'Sync app', redirectUris: ['https://app.example/cb'] });
+const { app: demo, clientSecret: demoSecret } = await app.auth.createApp({ name: 'Sync app', redirectUris: ['https://app.example/cb'] });
 
 /** A user of the app connected to North Valley as `person`; their token and connection id. */
 async function connected(t: Test, name: string, person: (typeof people)[number]) {
@@ -157,7 +159,31 @@ t.test('the first sync starts as the person connects: `npx tributary worker`, a 
   worker.stderr!.on('data', (d) => (stderr += d));
   const exited = new Promise<number | null>((r) => worker.once('exit', (code) => r(code)));
   t.teardown(() => worker.kill('SIGKILL'));
+
+  // The app's webhook: a receiver that fails the first delivery of the new connection's event (it
+  // comes again). Other connections' scheduled syncs may send events too.
+  const received: { body: string; signature: string; connection: string }[] = [];
+  let target = '';
+  const receiver = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d)).on('end', () => {
+      const connection = String(JSON.parse(body).connection_id);
+      received.push({ body, signature: String(req.headers['tributary-signature']), connection });
+      res.writeHead(connection === target && received.filter((r) => r.connection === target).length === 1 ? 500 : 200).end();
+    });
+  });
+  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => receiver.close(() => r())));
+  const secret = 'whsec-0123456789abcdef';
+  const hook = await fetch(`${BASE}/connect/webhook`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ client_id: demo.clientId, client_secret: demoSecret, url: `http://127.0.0.1:${(receiver.address() as { port: number }).port}/hook`, secret }),
+  });
+  t.equal(hook.status, 200);
+
   const c = await connected(t, 'sync-c', people[0]);
+  target = c.connectionId;
   let run: { status: string; created: number } | undefined;
   for (let i = 0; i < 100 && !run; i++) {
     await new Promise((r) => setTimeout(r, 200));
@@ -165,6 +191,14 @@ t.test('the first sync starts as the person connects: `npx tributary worker`, a 
   }
   t.same(run && [run.status, run.created > 300], ['succeeded', true], `synced within seconds of connecting ${stderr.slice(0, 500)}`);
   t.ok((await countOf(c.token, 'Observation')) > 0, 'the records are there');
+  const mine = () => received.filter((r) => r.connection === c.connectionId);
+  for (let i = 0; i < 100 && mine().length < 2; i++) await new Promise((r) => setTimeout(r, 200));
+  t.equal(mine().length, 2, 'the webhook: refused once, delivered again');
+  const delivered = mine()[1];
+  t.match(JSON.parse(delivered.body), { type: 'sync.succeeded', connection_id: c.connectionId, app_user_id: 'sync-c', system_id: NV.directoryId, run: { status: 'succeeded' } });
+  const [, ts, mac] = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(delivered.signature)!;
+  t.equal(mac, createHmac('sha256', secret).update(`${ts}.${delivered.body}`).digest('hex'), 'signed: HMAC-SHA256 over the timestamp and the body');
+  t.ok(Math.abs(Date.now() / 1000 - Number(ts)) < 300, 'timestamped now');
   worker.kill('SIGTERM');
   t.equal(await exited, 0, 'the worker stops cleanly on SIGTERM');
 });
