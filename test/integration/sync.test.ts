@@ -202,3 +202,33 @@ t.test('the first sync starts as the person connects: `npx tributary worker`, a 
   worker.kill('SIGTERM');
   t.equal(await exited, 0, 'the worker stops cleanly on SIGTERM');
 });
+
+t.test('kill -9 of the worker in the middle of a sync: the next run ends with exact counts and no duplicates', async (t) => {
+  // Slow answers, so that the worker is surely mid-sync when it is killed.
+  await admin('faults', { slow: { count: 40, ms: 150 } });
+  const worker = spawn(path.join(REPO, 'node_modules', '.bin', 'node'), [path.join(REPO, 'bin', 'tributary.ts'), 'worker'], {
+    env: { ...process.env, DATABASE_URL: app.config.databaseUrl, ENCRYPTION_KEY: app.config.encryptionKey!.toString('hex'), BASE_URL: BASE, SANDBOXES: 'false', LOG_LEVEL: 'silent' },
+    stdio: 'ignore',
+  });
+  const exited = new Promise<NodeJS.Signals | null>((r) => worker.once('exit', (_code, signal) => r(signal)));
+  t.teardown(() => worker.kill('SIGKILL'));
+  const d = await connected(t, 'sync-d', people[1]);
+  let running = false;
+  for (let i = 0; i < 150 && !running; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    running = (await app.pg.query("SELECT 1 FROM trb_sync_run WHERE connection_id = $1 AND status = 'running'", [d.connectionId])).rowCount === 1;
+  }
+  t.ok(running, 'the worker is syncing');
+  await new Promise((r) => setTimeout(r, 400));
+  worker.kill('SIGKILL');
+  t.equal(await exited, 'SIGKILL');
+  t.equal(await countOf(d.token, 'Observation'), 0, 'nothing half-stored: the run commits all or nothing');
+
+  await fetch(`${BASE}/admin/sandbox/${NV.name}/faults`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN_KEY}` } });
+  const run = await syncConnection(deps, d.connectionId);
+  t.equal(run.status, 'succeeded', run.error ?? 'succeeded');
+  const source = people[1].resources;
+  for (const type of ['Observation', 'Encounter', 'Condition']) {
+    t.equal(await countOf(d.token, type), source.filter((r) => r.resourceType === type).length, `${type}: exactly the source's, no duplicates`);
+  }
+});
