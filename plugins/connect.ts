@@ -76,10 +76,17 @@ export default async function connectRoutes(app: FastifyInstance) {
     return systemClient(system.resource_url, reg, origin, () => app.clientKeys.load());
   }
 
+  /** The app whose credentials the request carries; undefined when a 401 was sent. */
+  async function appOf(req: FastifyRequest, reply: FastifyReply): Promise<App | undefined> {
+    const client = await app.credentials.app(req);
+    if (!client) reply.code(401).send({ success: false, error: 'client_id and client_secret are missing or wrong.' });
+    return client;
+  }
+
   // The app's webhook (app credentials): where sync events go, signed with its secret.
   app.put('/connect/webhook', async (req, reply) => {
-    const client = await app.credentials.app(req);
-    if (!client) return reply.code(401).send({ success: false, error: 'client_id and client_secret are missing or wrong.' });
+    const client = await appOf(req, reply);
+    if (!client) return reply;
     const url = requestParam(req, 'url');
     const secret = requestParam(req, 'secret');
     if (!url || url.length > 2000 || !URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) return reply.code(400).send({ success: false, error: 'url is the http(s) URL events are POSTed to.' });
@@ -89,14 +96,14 @@ export default async function connectRoutes(app: FastifyInstance) {
     return { success: true, url };
   });
   app.get('/connect/webhook', async (req, reply) => {
-    const client = await app.credentials.app(req);
-    if (!client) return reply.code(401).send({ success: false, error: 'client_id and client_secret are missing or wrong.' });
+    const client = await appOf(req, reply);
+    if (!client) return reply;
     const { rows } = await app.pg.query('SELECT url, created_at FROM trb_webhook WHERE app_id = $1', [client.id]);
     return rows[0] ? { success: true, ...rows[0] } : reply.code(404).send({ success: false, error: 'No webhook: PUT /connect/webhook with url and secret.' });
   });
   app.delete('/connect/webhook', async (req, reply) => {
-    const client = await app.credentials.app(req);
-    if (!client) return reply.code(401).send({ success: false, error: 'client_id and client_secret are missing or wrong.' });
+    const client = await appOf(req, reply);
+    if (!client) return reply;
     await app.pg.query('DELETE FROM trb_webhook WHERE app_id = $1', [client.id]);
     return reply.code(204).send();
   });

@@ -10,9 +10,9 @@
 import * as oauth from 'oauth4webapi';
 import type pg from 'pg';
 import { VaultError, type Vault } from '../auth/vault.ts';
+import { fetchJson, oauthUris, type JsonRetry } from '../fhir-http-client.ts';
 
 export const DEFAULT_SCOPE = 'launch/patient openid fhirUser offline_access patient/*.read';
-const OAUTH_URIS = 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris';
 const TIMEOUT_MS = 15_000;
 
 /** Why a connection could not be made: `code` is the OAuth-style error the app hears. */
@@ -73,30 +73,25 @@ function insecureAllowed(url: string, ownOrigin: string): boolean {
   return u.protocol === 'http:' && (u.origin === ownOrigin || ['localhost', '127.0.0.1', '[::1]'].includes(u.hostname));
 }
 
-const DISCOVERY_ATTEMPTS = 3;
+/** Discovery reads a few times before it gives up, heeding a Retry-After up to 10 s. */
+const DISCOVERY: JsonRetry = { attempts: 3, backoffMs: 300, timeoutMs: TIMEOUT_MS, maxRetryAfterS: 10 };
+const getJson = (url: string) => fetchJson(url, DISCOVERY);
 
-/** A JSON document, with a few retries (backoff, or Retry-After up to 10 s) when the server is busy or down. */
-async function getJson(url: string): Promise<unknown> {
-  for (let attempt = 1; ; attempt++) {
-    let res: Response | undefined;
-    try {
-      res = await fetch(url, { headers: { accept: 'application/json, application/fhir+json' }, signal: AbortSignal.timeout(TIMEOUT_MS) });
-    } catch (err) {
-      if (attempt >= DISCOVERY_ATTEMPTS) throw err;
-    }
-    if (res?.ok) return res.json();
-    if (res) {
-      await res.body?.cancel();
-      if ((res.status !== 429 && res.status < 500) || attempt >= DISCOVERY_ATTEMPTS) throw new Error(`HTTP ${res.status}`);
-    }
-    const retryAfter = Number(res?.headers.get('retry-after') ?? Number.NaN);
-    await new Promise((r) => setTimeout(r, Number.isFinite(retryAfter) ? Math.min(retryAfter, 10) * 1000 : 300 * 2 ** (attempt - 1) * (0.5 + Math.random())));
-  }
-}
+/** What discovery found, per FHIR base, kept a while: a connect reads it twice, every sync once. */
+const DISCOVERED_MS = 10 * 60_000;
+const discovered = new Map<string, { at: number; as: oauth.AuthorizationServer }>();
 
-/** The system's authorization server, from its SMART configuration or its CapabilityStatement. */
+/** The system's authorization server, from its SMART configuration or its CapabilityStatement (kept 10 minutes). */
 export async function discover(fhirBase: string): Promise<oauth.AuthorizationServer> {
   const base = fhirBase.replace(/\/+$/, '');
+  const known = discovered.get(base);
+  if (known && Date.now() - known.at < DISCOVERED_MS) return known.as;
+  const as = await discoverNow(base);
+  discovered.set(base, { at: Date.now(), as });
+  return as;
+}
+
+async function discoverNow(base: string): Promise<oauth.AuthorizationServer> {
   let smart: Record<string, unknown> | undefined;
   try {
     smart = (await getJson(`${base}/.well-known/smart-configuration`)) as Record<string, unknown>;
@@ -106,18 +101,18 @@ export async function discover(fhirBase: string): Promise<oauth.AuthorizationSer
   if (typeof smart?.authorization_endpoint === 'string' && typeof smart.token_endpoint === 'string') {
     return { ...(smart as object), issuer: typeof smart.issuer === 'string' ? smart.issuer : base } as oauth.AuthorizationServer;
   }
-  let cs: { rest?: { security?: { extension?: { url?: string; extension?: { url?: string; valueUri?: string }[] }[] } }[] };
+  let cs: unknown;
   try {
-    cs = (await getJson(`${base}/metadata`)) as typeof cs;
+    cs = await getJson(`${base}/metadata`);
   } catch (err) {
     throw new ConnectError('temporarily_unavailable', `The health system did not answer (${(err as Error).message}) at ${base}; try again later.`);
   }
-  const uris = cs.rest?.flatMap((r) => r.security?.extension ?? []).find((e) => e.url === OAUTH_URIS)?.extension ?? [];
-  const uri = (name: string) => uris.find((e) => e.url === name)?.valueUri;
-  const authorize = uri('authorize');
-  const token = uri('token');
+  const uris = oauthUris(cs);
+  const authorize = uris?.get('authorize');
+  const token = uris?.get('token');
   if (!authorize || !token) throw new ConnectError('server_error', `The health system at ${base} does not say where to sign in (no SMART configuration): it cannot be connected to.`);
-  return { issuer: base, authorization_endpoint: authorize, token_endpoint: token, ...(uri('revoke') ? { revocation_endpoint: uri('revoke') } : {}) };
+  const revoke = uris!.get('revoke');
+  return { issuer: base, authorization_endpoint: authorize, token_endpoint: token, ...(revoke ? { revocation_endpoint: revoke } : {}) };
 }
 
 /** Tributary's own signing key for client assertions (private_key_jwt). */

@@ -8,6 +8,7 @@
  * Systems are probed with bounded concurrency; each result is stored with the time it was checked.
  */
 import type pg from 'pg';
+import { fetchJson, oauthUris } from '../fhir-http-client.ts';
 
 export type SystemStatus = 'connection_working' | 'no_smart' | 'unreachable';
 
@@ -24,32 +25,15 @@ export interface ProbeOptions {
 export const DEFAULT_PROBE: ProbeOptions = { concurrency: 16, timeoutMs: 10_000, attempts: 3, backoffMs: 1000 };
 
 /** A JSON body of `url`, or undefined when it has none (after the retries a transient failure earns). */
-async function getJson(url: string, o: ProbeOptions): Promise<unknown> {
-  for (let attempt = 1; ; attempt++) {
-    let retry = false;
-    try {
-      const res = await fetch(url, { headers: { accept: 'application/fhir+json, application/json' }, redirect: 'follow', signal: AbortSignal.timeout(o.timeoutMs) });
-      if (res.ok) return await res.json().catch(() => undefined);
-      retry = res.status === 429 || res.status >= 500;
-      await res.body?.cancel();
-    } catch {
-      retry = true;
-    }
-    if (!retry || attempt >= o.attempts) return undefined;
-    await new Promise((r) => setTimeout(r, o.backoffMs * 2 ** (attempt - 1) * (0.5 + Math.random())));
-  }
-}
-
-const OAUTH_URIS = 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris';
+const getJson = (url: string, o: ProbeOptions) => fetchJson(url, o).catch(() => undefined);
 
 export async function probeSystem(baseUrl: string, o: ProbeOptions = DEFAULT_PROBE): Promise<SystemStatus> {
   const base = baseUrl.replace(/\/+$/, '');
   const [smart, metadata] = await Promise.all([getJson(`${base}/.well-known/smart-configuration`, o), getJson(`${base}/metadata`, o)]);
-  const cs = metadata as { resourceType?: string; rest?: { security?: { extension?: { url?: string }[] } }[] } | undefined;
+  const cs = metadata as { resourceType?: string } | undefined;
   if (cs?.resourceType !== 'CapabilityStatement' && !smart) return 'unreachable';
   const smartOk = typeof (smart as { authorization_endpoint?: unknown } | undefined)?.authorization_endpoint === 'string';
-  const oauthUris = cs?.rest?.some((r) => r.security?.extension?.some((e) => e.url === OAUTH_URIS)) ?? false;
-  return smartOk || oauthUris ? 'connection_working' : 'no_smart';
+  return smartOk || oauthUris(cs) !== undefined ? 'connection_working' : 'no_smart';
 }
 
 /** Probes systems (all, or those given) and stores each status; answers the count per status. */

@@ -141,13 +141,21 @@ async function checkpoints(pool: pg.Pool, connectionId: string): Promise<Map<str
   return new Map(rows.map((r) => [r.res_type, r.last_updated]));
 }
 
+/** Each system's searchable types, from its CapabilityStatement, kept 10 minutes (not read by every sync). */
+const TYPES_MS = 10 * 60_000;
+const typesOf = new Map<string, { at: number; types: string[] }>();
+
 /** The types to ask for: those the system's CapabilityStatement can search by patient (all, if it says nothing). */
 async function searchableTypes(session: SourceSession, base: string): Promise<string[]> {
+  const known = typesOf.get(base);
+  if (known && Date.now() - known.at < TYPES_MS) return known.types;
   const cs = (await session.getJson(`${base}/metadata`).catch(() => undefined)) as { rest?: { resource?: { type?: string; searchParam?: { name?: string }[] }[] }[] } | undefined;
   const listed = cs?.rest?.flatMap((r) => r.resource ?? []) ?? [];
   if (!listed.length) return PATIENT_TYPES;
   const byPatient = new Set(listed.filter((r) => r.searchParam?.some((p) => p.name === 'patient')).map((r) => r.type));
-  return PATIENT_TYPES.filter((t) => byPatient.has(t));
+  const types = PATIENT_TYPES.filter((t) => byPatient.has(t));
+  typesOf.set(base, { at: Date.now(), types });
+  return types;
 }
 
 /** Everything to store: the Patient, each type's (new) resources, and what they reference outside. */
