@@ -195,16 +195,37 @@ export default async function connectRoutes(app: FastifyInstance) {
   app.get('/connect/connections', async (req, reply) => {
     const who = await tokenUser(req, reply);
     if (!who) return reply;
-    // With the last sync run: when, how it ended, and its counts.
+    // With its state (syncing, idle, error, needs_reauth) and its last run: when, how it ended, its counts.
     const { rows } = await app.pg.query(
-      `SELECT c.id::text, c.system_id, s.name AS system_name, s.resource_url, c.status, c.patient_id, c.scope, c.created_at, c.last_sync_at, c.last_success_at, c.last_error,
-         (SELECT json_build_object('started_at', r.started_at, 'finished_at', r.finished_at, 'status', r.status, 'fetched', r.fetched, 'created', r.created,
-                 'updated', r.updated, 'unchanged', r.unchanged, 'failed', r.failed, 'error', r.error)
-          FROM trb_sync_run r WHERE r.connection_id = c.id ORDER BY r.started_at DESC LIMIT 1) AS last_run
-       FROM trb_connection c JOIN trb_system s ON s.id = c.system_id WHERE c.app_id = $1 AND c.user_id = $2 ORDER BY c.created_at`,
+      `SELECT c.id::text, c.system_id, s.name AS system_name, s.resource_url, c.status,
+         CASE WHEN c.status = 'needs_reauth' THEN 'needs_reauth' WHEN r.status = 'running' THEN 'syncing' WHEN r.status = 'failed' THEN 'error' ELSE 'idle' END AS state,
+         c.patient_id, c.scope, c.created_at, r.started_at AS last_started_at, r.finished_at AS last_finished_at, c.last_sync_at, c.last_success_at, c.last_error,
+         CASE WHEN r.id IS NULL THEN NULL ELSE ${RUN_JSON} END AS last_run
+       FROM trb_connection c JOIN trb_system s ON s.id = c.system_id
+       LEFT JOIN LATERAL (SELECT * FROM trb_sync_run r WHERE r.connection_id = c.id ORDER BY r.started_at DESC, r.id DESC LIMIT 1) r ON true
+       WHERE c.app_id = $1 AND c.user_id = $2 ORDER BY c.created_at`,
       [who.appId, who.userId],
     );
     return { success: true, entry: rows };
+  });
+
+  // The log of a connection's runs, newest first (`limit`, at most 100; `before` a run id, to page),
+  // each with the OperationOutcome issues of what it skipped.
+  app.get('/connect/connections/:id/runs', async (req, reply) => {
+    const who = await tokenUser(req, reply);
+    if (!who) return reply;
+    const id = (req.params as { id: string }).id;
+    const limit = requestParam(req, 'limit') ?? '20';
+    const before = requestParam(req, 'before');
+    if (!/^\d{1,3}$/.test(limit) || Number(limit) < 1) return reply.code(400).send({ success: false, error: 'limit must be a whole number from 1 to 100.' });
+    if (before !== undefined && !/^\d{1,18}$/.test(before)) return reply.code(400).send({ success: false, error: 'before must be the id of a run, from an earlier page.' });
+    const mine = /^\d{1,18}$/.test(id) && (await app.pg.query('SELECT 1 FROM trb_connection WHERE id = $1 AND app_id = $2 AND user_id = $3', [id, who.appId, who.userId])).rowCount;
+    if (!mine) return reply.code(404).send({ success: false, error: 'No such connection.' });
+    const { rows } = await app.pg.query(
+      `SELECT ${RUN_JSON} AS run FROM trb_sync_run r WHERE r.connection_id = $1 AND ($2::bigint IS NULL OR r.id < $2) ORDER BY r.id DESC LIMIT $3`,
+      [id, before ?? null, Math.min(Number(limit), 100)],
+    );
+    return { success: true, entry: rows.map((r) => r.run) };
   });
 
   app.delete('/connect/connections/:id', async (req, reply) => {
@@ -234,6 +255,10 @@ export default async function connectRoutes(app: FastifyInstance) {
     return { success: true, revoked, purged };
   });
 }
+
+/** A sync run (`trb_sync_run r`) as the connections API shows it. */
+const RUN_JSON = `json_build_object('id', r.id::text, 'started_at', r.started_at, 'finished_at', r.finished_at, 'status', r.status, 'strategy', r.strategy,
+  'fetched', r.fetched, 'created', r.created, 'updated', r.updated, 'unchanged', r.unchanged, 'failed', r.failed, 'requests', r.requests, 'error', r.error, 'issues', r.issues)`;
 
 /** Deletes the user's records that came from a system (their meta.source is its FHIR base). */
 async function purgeFrom(app: FastifyInstance, appId: number, userId: string, fhirBase: string): Promise<number> {

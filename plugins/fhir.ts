@@ -15,7 +15,7 @@ import { checkBundle, processBatch, processTransaction, type EntryReader } from 
 import { buildCapabilityStatement } from '../src/fhir/capability.ts';
 import { applySummary, parseElements, parseSummary } from '../src/fhir/summary.ts';
 import { checkAcceptable, headerOnce, parseJsonBody, sendJson, sendOutcome, single } from './fhir-http.ts';
-import { parseTypes } from '../src/search/engine.ts';
+import { parseTypes, patientCompartmentTypes } from '../src/search/engine.ts';
 import { REINDEX_QUEUE, type ReindexJob } from '../src/search/reindex.ts';
 
 declare module 'fastify' {
@@ -58,7 +58,12 @@ export interface FhirRoutesOptions {
    * does not open it (a sandbox health system's FHIR base).
    */
   onlyApp?: number;
+  /** Serve `Patient/[id]/$everything` (default true; a sandbox can play a system without it). */
+  everything?: boolean;
 }
+
+/** What `Patient/[id]/$everything` takes: its own parameters, the paging links' and the formats'. */
+const EVERYTHING_PARAMS = new Set(['_since', '_type', '_count', '_page', '_include', '_lastUpdated', '_total', '_summary', '_elements', '_format', '_pretty']);
 
 export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesOptions) {
     const base = opts.prefix ?? '/fhir/r4';
@@ -208,7 +213,8 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
       if (!grants.has(req)) return;
       const route = (req.routeOptions.url ?? '').slice(base.length) || '/';
       const p = req.params as { type?: string; id?: string; ctype?: string };
-      if (route === '/metadata' || route.includes('$reindex')) return;
+      // $reindex checks its caller itself; $everything returns the types the scopes allow.
+      if (route === '/metadata' || route.includes('$reindex') || route.endsWith('$everything')) return;
       if (route === '/' && req.method === 'POST') {
         for (const e of (req.body as Bundle | undefined)?.entry ?? []) {
           const method = e.request?.method ?? '';
@@ -249,6 +255,7 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
         formats: ['application/fhir+json', 'json'],
         patchFormats: ['application/json-patch+json'],
         operations: [{ name: 'reindex', definition: 'http://hapifhir.io/fhir/OperationDefinition/Reindex' }],
+        typeOperations: opts.everything === false ? {} : { Patient: [{ name: 'everything', definition: 'http://hl7.org/fhir/OperationDefinition/Patient-everything' }] },
         oauth: { authorize: `${app.config.baseUrl}/oauth2/authorize`, token: `${app.config.baseUrl}/oauth2/token`, revoke: `${app.config.baseUrl}/oauth2/revoke` },
       })),
     );
@@ -330,6 +337,36 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
       checkId(p.cid);
       return typeSearch(req, reply, p.type, { type: p.ctype, id: p.cid });
     });
+
+    // Patient/[id]/$everything: the patient and every resource of its compartment that the token may
+    // search, with what they reference (_include=*); `_since` keeps what changed after an instant,
+    // `_type` some types; paged like a search (the next links carry `_lastUpdated=gt` for `_since`).
+    if (opts.everything !== false) {
+      app.get('/Patient/:id/$everything', async (req, reply) => {
+        const { id } = req.params as { id: string };
+        checkId(id);
+        const query = new URLSearchParams(req.url.split('?')[1] ?? '');
+        for (const k of query.keys()) {
+          if (!EVERYTHING_PARAMS.has(k)) throw badRequest(`Patient/$everything takes _since, _type and _count (and the paging links' parameters), not "${k.slice(0, 50)}".`);
+        }
+        let types = patientCompartmentTypes();
+        if (query.has('_type')) {
+          const asked = new Set(parseTypes(query.getAll('_type').join(',')));
+          types = types.filter((t) => asked.has(t));
+        }
+        const granted = grants.get(req);
+        if (granted) types = types.filter((t) => allowed(granted, 's', t) === 'all');
+        if (!types.length) throw fhirError(403, 'forbidden', "The access token's scopes (or _type) leave no type of the patient's compartment to return.");
+        const since = query.get('_since');
+        if (since !== null) {
+          query.append('_lastUpdated', `gt${dateParam(since, '_since')!.toISOString()}`);
+          query.delete('_since');
+        }
+        query.set('_include', '*');
+        const result = await app.fhir.search.search(ctxOf(req), types, query, { compartment: { type: 'Patient', id }, path: `Patient/${id}/$everything` });
+        return sendJson(req, reply, 200, result.json());
+      });
+    }
 
     app.get('/:type/:id', async (req, reply) => {
       const { type, id } = req.params as { type: string; id: string };

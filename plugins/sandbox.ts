@@ -183,7 +183,7 @@ export default fp(
       apps.set(def.name, appId);
       const prefix = `/sandbox/${def.name}/fhir/r4`;
       app.hostedSystems.set(appId, { fhirBase: `${app.config.baseUrl}${prefix}`, title: def.title });
-      await app.register(fhirRoutes, { prefix, onlyApp: appId });
+      await app.register(fhirRoutes, { prefix, onlyApp: appId, everything: def.everything });
       app.get(`${prefix}/.well-known/smart-configuration`, async () => smartConfiguration(app.config.baseUrl, [def.auth]));
     }
     await listInDirectory(app, defs);

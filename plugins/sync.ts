@@ -4,11 +4,18 @@
  * active connection whose last sync is older than SYNC_INTERVAL_MINUTES; a connection's first sync
  * is queued as it is made (plugins/connect.ts). Each run's outcome goes to the app's webhook
  * (src/sync/webhooks.ts), from queue `webhook`, retried with backoff. With SYNC_WORKERS (the
- * default) this process runs the jobs; any number of processes can share them.
+ * default) this process runs SYNC_CONCURRENCY jobs at once; any number of processes can share them.
+ * A job a dead worker held is given up after SYNC_EXPIRE_SECONDS, and the connection's next run
+ * marks the cut-off run failed (it stored nothing: a run commits at once).
+ *
+ * Operators (admin key): POST /admin/sync queues every active connection now; GET
+ * /admin/sync?since= sums up the runs started since an instant (for a cycle's progress).
  */
 import fp from 'fastify-plugin';
+import { adminOnly } from './admin.ts';
 import type { FastifyInstance } from 'fastify';
 import { syncConnection, type RunSummary, type SyncDeps } from '../src/sync/run.ts';
+import { DEFAULT_SESSION } from '../src/sync/session.ts';
 import { deliver, webhookOf, type WebhookEvent } from '../src/sync/webhooks.ts';
 
 declare module 'fastify' {
@@ -21,6 +28,8 @@ declare module 'fastify' {
 export const SYNC_QUEUE = 'sync';
 const SCHEDULE_QUEUE = 'sync-schedule';
 const WEBHOOK_QUEUE = 'webhook';
+/** How long a sync job may stay active before pg-boss gives it up (its worker is presumed dead). */
+const SYNC_EXPIRE_SECONDS = 600;
 
 /** Queues the run's event for the app's webhook, when it has one. */
 async function announce(app: FastifyInstance, connectionId: string, run: RunSummary): Promise<void> {
@@ -54,6 +63,7 @@ export function syncDeps(app: FastifyInstance): SyncDeps {
     validator: app.fhir.validator,
     clientKey: () => app.clientKeys.load(),
     ownOrigin: new URL(app.config.baseUrl).origin,
+    session: { ...DEFAULT_SESSION, concurrency: app.config.syncSystemConcurrency, ratePerSecond: app.config.syncSystemRate },
   };
 }
 
@@ -61,19 +71,54 @@ export default fp(
   async function sync(app: FastifyInstance) {
     await app.jobs.createQueue(SYNC_QUEUE, { name: SYNC_QUEUE, policy: 'stately' });
     app.decorate('queueSync', async (connectionId: string) => {
-      await app.jobs.send(SYNC_QUEUE, { connectionId }, { singletonKey: connectionId, retryLimit: 0 });
+      await app.jobs.send(SYNC_QUEUE, { connectionId }, { singletonKey: connectionId, retryLimit: 0, expireInSeconds: SYNC_EXPIRE_SECONDS });
     });
+    /** Queues the active connections last synced before `before` (all of them without it); how many. */
+    const queueDue = async (before?: Date): Promise<number> => {
+      const { rows } = await app.pg.query<{ id: string }>(
+        `SELECT id::text FROM trb_connection WHERE status = 'active' AND ($1::timestamptz IS NULL OR last_sync_at IS NULL OR last_sync_at < $1)`,
+        [before ?? null],
+      );
+      for (const r of rows) await app.queueSync(r.id);
+      return rows.length;
+    };
+
+    await app.register(
+      async (admin) => {
+        admin.addHook('onRequest', adminOnly(app));
+        admin.post('/sync', async () => ({ queued: await queueDue(), at: new Date().toISOString() }));
+        admin.get('/sync', async (req, reply) => {
+          const since = (req.query as { since?: string }).since;
+          if (since !== undefined && Number.isNaN(Date.parse(since))) return reply.code(400).send({ error: 'since must be an instant, such as 2026-11-29T10:00:00Z.' });
+          const { rows } = await app.pg.query(
+            `SELECT count(*)::int AS runs, count(*) FILTER (WHERE status = 'running')::int AS running, count(*) FILTER (WHERE status = 'succeeded')::int AS succeeded,
+               count(*) FILTER (WHERE status = 'failed')::int AS failed, count(*) FILTER (WHERE status = 'needs_reauth')::int AS needs_reauth,
+               min(started_at) AS first_started_at, max(finished_at) AS last_finished_at,
+               coalesce(sum(fetched), 0)::int AS fetched, coalesce(sum(created), 0)::int AS created, coalesce(sum(updated), 0)::int AS updated,
+               coalesce(sum(unchanged), 0)::int AS unchanged, coalesce(sum(requests), 0)::int AS requests,
+               (SELECT count(*)::int FROM trb_connection WHERE status = 'active') AS active_connections
+             FROM trb_sync_run WHERE started_at >= coalesce($1::timestamptz, now() - interval '1 hour')`,
+            [since ?? null],
+          );
+          return rows[0];
+        });
+      },
+      { prefix: '/admin' },
+    );
     if (!app.config.syncWorkers) return;
 
     const deps = syncDeps(app);
     await app.jobs.createQueue(WEBHOOK_QUEUE);
-    await app.jobs.work<{ connectionId: string }>(SYNC_QUEUE, { batchSize: 1, pollingIntervalSeconds: 2 }, async ([job]) => {
-      const started = Date.now();
-      const run = await syncConnection(deps, job.data.connectionId);
-      app.log[run.status === 'succeeded' ? 'info' : 'warn']({ connection: job.data.connectionId, ...run, ms: Date.now() - started }, 'sync run');
-      if (run.runId) await announce(app, job.data.connectionId, run);
-      return run;
-    });
+    // SYNC_CONCURRENCY workers, each taking one job at a time.
+    for (let i = 0; i < app.config.syncConcurrency; i++) {
+      await app.jobs.work<{ connectionId: string }>(SYNC_QUEUE, { batchSize: 1, pollingIntervalSeconds: 2 }, async ([job]) => {
+        const started = Date.now();
+        const run = await syncConnection(deps, job.data.connectionId);
+        app.log[run.status === 'succeeded' ? 'info' : 'warn']({ connection: job.data.connectionId, ...run, ms: Date.now() - started }, 'sync run');
+        if (run.runId) await announce(app, job.data.connectionId, run);
+        return run;
+      });
+    }
     // Each event is tried until the app's receiver takes it: 1 s, 2 s, 4 s ... apart, 8 times.
     await app.jobs.work<{ appId: number; event: WebhookEvent }>(WEBHOOK_QUEUE, { batchSize: 1, pollingIntervalSeconds: 1 }, async ([job]) => {
       const hook = await webhookOf(app.pg, app.vault, job.data.appId);
@@ -84,12 +129,10 @@ export default fp(
     await app.jobs.createQueue(SCHEDULE_QUEUE);
     await app.jobs.schedule(SCHEDULE_QUEUE, minutes === 1 ? '* * * * *' : `*/${minutes} * * * *`);
     await app.jobs.work(SCHEDULE_QUEUE, async () => {
-      const { rows } = await app.pg.query<{ id: string }>(
-        `SELECT id::text FROM trb_connection WHERE status = 'active' AND (last_sync_at IS NULL OR last_sync_at < now() - make_interval(mins => $1))`,
-        [minutes],
-      );
-      for (const r of rows) await app.queueSync(r.id);
-      app.log.info({ queued: rows.length }, 'syncs queued');
+      // Due: not synced in the last interval (less a little, so that a run that ended just after
+      // the last tick is not skipped a whole interval).
+      const queued = await queueDue(new Date(Date.now() - minutes * 60_000 + 10_000));
+      app.log.info({ queued }, 'syncs queued');
     });
   },
   { name: 'sync', dependencies: ['db', 'core', 'auth', 'jobs'] },

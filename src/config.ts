@@ -57,6 +57,11 @@ export interface Config {
   syncWorkers: boolean;
   /** How often connections are synced: every this many minutes, a due connection is queued. */
   syncIntervalMinutes: number;
+  /** Sync jobs one process runs at once. */
+  syncConcurrency: number;
+  /** Requests one process sends to one health system at once, and a second at most. */
+  syncSystemConcurrency: number;
+  syncSystemRate: number;
 }
 
 export class ConfigError extends Error {}
@@ -121,6 +126,9 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     clientRegistrationsFile: env.CLIENT_REGISTRATIONS_FILE ? path.resolve(cwd, env.CLIENT_REGISTRATIONS_FILE) : undefined,
     syncWorkers: oneOf(env, 'SYNC_WORKERS', ['true', 'false'] as const, 'true') === 'true',
     syncIntervalMinutes: int(env, 'SYNC_INTERVAL_MINUTES', 2, 1, 1440),
+    syncConcurrency: int(env, 'SYNC_CONCURRENCY', 8, 1, 64),
+    syncSystemConcurrency: int(env, 'SYNC_SYSTEM_CONCURRENCY', 4, 1, 64),
+    syncSystemRate: int(env, 'SYNC_SYSTEM_RATE', 50, 1, 10_000),
   };
 }
 

@@ -20,6 +20,8 @@ export interface CapabilityOptions {
   patchFormats: string[];
   /** System-level operations, e.g. reindex → `$reindex`. */
   operations?: { name: string; definition: string }[];
+  /** Operations on one type, e.g. Patient → everything (`Patient/[id]/$everything`). */
+  typeOperations?: Record<string, { name: string; definition: string }[]>;
   /** The SMART authorization server's endpoints, stated as SMART's oauth-uris extension. */
   oauth?: { authorize: string; token: string; revoke?: string };
 }
@@ -71,6 +73,7 @@ export function buildCapabilityStatement(o: CapabilityOptions): CapabilityStatem
         .map((p) => ({ name: p.code, type: p.type as 'string', ...(p.url ? { definition: p.url } : {}) }))
         .sort((a, b) => a.name.localeCompare(b.name)),
     ],
+    ...(o.typeOperations?.[type]?.length ? { operation: o.typeOperations[type] } : {}),
   }));
   return {
     resourceType: 'CapabilityStatement',

@@ -19,6 +19,8 @@ export interface SandboxDefinition {
   clientId: string;
   /** How Tributary authenticates at its token endpoint: a public client (PKCE only), a secret one way, or its own key (private_key_jwt). */
   auth: SandboxAuth;
+  /** Whether it serves `Patient/[id]/$everything` (many EHRs do not: then a client searches type by type). */
+  everything: boolean;
   seed: string;
   /** Prefix of its resource ids (distinct per system). */
   idPrefix: string;
@@ -36,6 +38,7 @@ export const DEFAULT_SANDBOXES: readonly SandboxDefinition[] = Object.freeze([
     directoryId: 'sandbox-north-valley',
     clientId: 'tributary-north-valley',
     auth: 'client_secret_basic',
+    everything: true,
     seed: 'north-valley',
     idPrefix: 'nv',
     patients: 10,
@@ -49,6 +52,7 @@ export const DEFAULT_SANDBOXES: readonly SandboxDefinition[] = Object.freeze([
     directoryId: 'sandbox-lakeside',
     clientId: 'tributary-lakeside',
     auth: 'none',
+    everything: false,
     seed: 'lakeside',
     idPrefix: 'ls',
     patients: 10,

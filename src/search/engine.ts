@@ -106,6 +106,11 @@ function patientCompartment(): Map<string, string[]> {
   return compartment;
 }
 
+/** The types of the Patient compartment (the Patient first): what `Patient/[id]/$everything` may return. */
+export function patientCompartmentTypes(): string[] {
+  return [...new Set(['Patient', ...patientCompartment().keys()])];
+}
+
 export interface SearchEngineDeps {
   pool: pg.Pool;
   repo: Repository;

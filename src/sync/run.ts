@@ -20,7 +20,7 @@ import { writeResources, type BulkDeps } from '../fhir/bulk.ts';
 import type { ResourceValidator } from '../fhir/ports.ts';
 import { inTransaction } from '../storage/transaction.ts';
 import { localId, referencedTargets, toLocal, type Origin } from './mapper.ts';
-import { NeedsReauth, SourceSession, type SessionOptions } from './session.ts';
+import { NeedsReauth, SourceError, SourceSession, type SessionOptions } from './session.ts';
 
 export const PATIENT_TYPES = [
   'AllergyIntolerance', 'CarePlan', 'CareTeam', 'Condition', 'Coverage', 'Device', 'DiagnosticReport', 'DocumentReference', 'Encounter', 'Goal',
@@ -30,6 +30,8 @@ export const OUTSIDE_TYPES = ['Practitioner', 'PractitionerRole', 'Organization'
 const PAGE_SIZE = 100;
 /** Pages followed per type at most (a loop of `next` links ends here). */
 const MAX_PAGES = 1000;
+/** Skipped resources a run's log names one by one. */
+const MAX_ISSUES = 100;
 
 export interface SyncDeps extends BulkDeps {
   pool: pg.Pool;
@@ -49,6 +51,10 @@ export interface RunSummary {
   updated: number;
   unchanged: number;
   failed: number;
+  /** `everything` (Patient/$everything) or `per-type` (a search per type). */
+  strategy?: 'everything' | 'per-type';
+  /** Requests sent to the system, retries included. */
+  requests: number;
   error?: string;
 }
 
@@ -75,9 +81,16 @@ export async function syncConnection(deps: SyncDeps, connectionId: string): Prom
   );
   const conn = rows[0];
   // Gone (disconnected), or waiting for the person to connect again: nothing to do, nothing to log.
-  if (!conn) return { runId: '', status: 'needs_reauth', fetched: 0, created: 0, updated: 0, unchanged: 0, failed: 0, error: 'The connection is gone or needs the person to connect again.' };
-  const run = await deps.pool.query<{ id: string }>('INSERT INTO trb_sync_run (connection_id) VALUES ($1) RETURNING id::text', [connectionId]);
-  const summary: RunSummary = { runId: run.rows[0].id, status: 'succeeded', fetched: 0, created: 0, updated: 0, unchanged: 0, failed: 0 };
+  if (!conn) return { runId: '', status: 'needs_reauth', fetched: 0, created: 0, updated: 0, unchanged: 0, failed: 0, requests: 0, error: 'The connection is gone or needs the person to connect again.' };
+  // One run at a time per connection (the queue sees to it): a run still marked running was cut off
+  // (its worker stopped or died) and stored nothing, since a run commits all at once.
+  const run = await deps.pool.query<{ id: string }>(
+    `WITH cut AS (UPDATE trb_sync_run SET status = 'failed', finished_at = now(), error = $2 WHERE connection_id = $1 AND status = 'running')
+     INSERT INTO trb_sync_run (connection_id) VALUES ($1) RETURNING id::text`,
+    [connectionId, 'The run was cut off before it finished (its worker stopped or died); it stored nothing, and the next run took over.'],
+  );
+  const summary: RunSummary = { runId: run.rows[0].id, status: 'succeeded', fetched: 0, created: 0, updated: 0, unchanged: 0, failed: 0, requests: 0 };
+  let session: SourceSession | undefined;
   const issues: OperationOutcomeIssue[] = [];
   try {
     if (!conn.patient_id) throw new NeedsReauth('The system named no patient when the person connected: connect again with launch/patient.');
@@ -92,7 +105,7 @@ export async function syncConnection(deps: SyncDeps, connectionId: string): Prom
       expiresAt: conn.access_expires_at,
       scope: '',
     };
-    const session = new SourceSession(
+    session = new SourceSession(
       sc,
       tokens,
       async (t) => {
@@ -108,6 +121,7 @@ export async function syncConnection(deps: SyncDeps, connectionId: string): Prom
 
     const fetched = await fetchRecords(session, origin, conn.patient_id, await checkpoints(deps.pool, connectionId));
     summary.fetched = fetched.resources.length;
+    summary.strategy = fetched.strategy;
     // Malformed resources are recorded and skipped.
     const good: Resource[] = [];
     for (const r of fetched.resources) {
@@ -122,9 +136,12 @@ export async function syncConnection(deps: SyncDeps, connectionId: string): Prom
     summary.status = err instanceof NeedsReauth ? 'needs_reauth' : 'failed';
     summary.error = (err as Error).message.slice(0, 1000);
   }
+  summary.requests = session?.requests ?? 0;
+  // The log keeps the first MAX_ISSUES skipped resources, and says how many more there were.
+  if (issues.length > MAX_ISSUES) issues.splice(MAX_ISSUES, Infinity, { severity: 'error', code: 'too-costly', diagnostics: `${issues.length - MAX_ISSUES} more resources were skipped.` });
   await deps.pool.query(
-    `UPDATE trb_sync_run SET finished_at = now(), status = $2, fetched = $3, created = $4, updated = $5, unchanged = $6, failed = $7, error = $8, issues = $9 WHERE id = $1`,
-    [summary.runId, summary.status, summary.fetched, summary.created, summary.updated, summary.unchanged, summary.failed, summary.error ?? null, JSON.stringify(issues)],
+    `UPDATE trb_sync_run SET finished_at = now(), status = $2, fetched = $3, created = $4, updated = $5, unchanged = $6, failed = $7, error = $8, issues = $9, strategy = $10, requests = $11 WHERE id = $1`,
+    [summary.runId, summary.status, summary.fetched, summary.created, summary.updated, summary.unchanged, summary.failed, summary.error ?? null, JSON.stringify(issues), summary.strategy ?? null, summary.requests],
   );
   await deps.pool.query(
     `UPDATE trb_connection SET last_sync_at = now(), last_error = $2,
@@ -141,48 +158,87 @@ async function checkpoints(pool: pg.Pool, connectionId: string): Promise<Map<str
   return new Map(rows.map((r) => [r.res_type, r.last_updated]));
 }
 
-/** Each system's searchable types, from its CapabilityStatement, kept 10 minutes (not read by every sync). */
-const TYPES_MS = 10 * 60_000;
-const typesOf = new Map<string, { at: number; types: string[] }>();
+/** What a system offers, from its CapabilityStatement, kept 10 minutes (not read by every sync). */
+const CAPABILITIES_MS = 10 * 60_000;
+const capabilitiesOf = new Map<string, { at: number; types: string[]; everything: boolean }>();
 
-/** The types to ask for: those the system's CapabilityStatement can search by patient (all, if it says nothing). */
-async function searchableTypes(session: SourceSession, base: string): Promise<string[]> {
-  const known = typesOf.get(base);
-  if (known && Date.now() - known.at < TYPES_MS) return known.types;
-  const cs = (await session.getJson(`${base}/metadata`).catch(() => undefined)) as { rest?: { resource?: { type?: string; searchParam?: { name?: string }[] }[] }[] } | undefined;
+type CapabilityResource = { type?: string; searchParam?: { name?: string }[]; operation?: { name?: string; definition?: string }[] };
+const isEverything = (op: { name?: string; definition?: string }) => op.name === 'everything' || /\/OperationDefinition\/Patient-everything$/.test(op.definition ?? '');
+
+/**
+ * Whether the system serves Patient/$everything, and the types it can search by patient (all of
+ * them, when its CapabilityStatement lists no resources or cannot be read).
+ */
+async function capabilities(session: SourceSession, base: string): Promise<{ types: string[]; everything: boolean }> {
+  const known = capabilitiesOf.get(base);
+  if (known && Date.now() - known.at < CAPABILITIES_MS) return known;
+  const cs = (await session.getJson(`${base}/metadata`).catch(() => undefined)) as { rest?: { resource?: CapabilityResource[]; operation?: { name?: string; definition?: string }[] }[] } | undefined;
   const listed = cs?.rest?.flatMap((r) => r.resource ?? []) ?? [];
-  if (!listed.length) return PATIENT_TYPES;
+  const everything =
+    !!cs?.rest?.some((r) => r.operation?.some(isEverything)) || listed.some((r) => r.type === 'Patient' && r.operation?.some(isEverything));
   const byPatient = new Set(listed.filter((r) => r.searchParam?.some((p) => p.name === 'patient')).map((r) => r.type));
-  const types = PATIENT_TYPES.filter((t) => byPatient.has(t));
-  typesOf.set(base, { at: Date.now(), types });
-  return types;
+  const found = { at: Date.now(), types: listed.length ? PATIENT_TYPES.filter((t) => byPatient.has(t)) : PATIENT_TYPES, everything };
+  if (cs) capabilitiesOf.set(base, found);
+  return found;
 }
 
-/** Everything to store: the Patient, each type's (new) resources, and what they reference outside. */
+/** The checkpoint key of Patient/$everything (its `_since`), beside the per-type ones. */
+const EVERYTHING = '$everything';
+
+/**
+ * Everything to store: the Patient and the records of its compartment that changed since the
+ * checkpoints (by $everything, or a search per type), and what they reference outside it.
+ */
 async function fetchRecords(session: SourceSession, o: Origin, patientId: string, since: Map<string, string>) {
   const resources: Resource[] = [];
+  // The checkpoints' candidates: the newest meta.lastUpdated among the matches of each query.
   const newest = new Map<string, string>();
   const seen = new Set<string>();
-  const keep = (r: Resource | undefined) => {
+  const keep = (r: Resource | undefined, checkpoint?: string) => {
     if (!r?.resourceType || typeof r.id !== 'string') return;
     const key = `${r.resourceType}/${r.id}`;
+    const lu = r.meta?.lastUpdated;
+    if (checkpoint && lu && (!newest.has(checkpoint) || Date.parse(lu) > Date.parse(newest.get(checkpoint)!))) newest.set(checkpoint, lu);
     if (seen.has(key)) return;
     seen.add(key);
     resources.push(r);
-    const lu = r.meta?.lastUpdated;
-    if (lu && (!newest.has(r.resourceType) || Date.parse(lu) > Date.parse(newest.get(r.resourceType)!))) newest.set(r.resourceType, lu);
   };
-  keep((await session.getJson(`${o.base}/Patient/${encodeURIComponent(patientId)}`)) as Resource);
-  for (const type of await searchableTypes(session, o.base)) {
-    const cp = since.get(type);
-    let url: string | undefined = `${o.base}/${type}?patient=${encodeURIComponent(patientId)}&_count=${PAGE_SIZE}${cp ? `&_lastUpdated=gt${encodeURIComponent(cp)}` : ''}`;
+  /** Every page of a search, from its first URL, following `next` links. */
+  const pages = async (first: string, each: (entry: NonNullable<Bundle['entry']>[number]) => void) => {
+    let url: string | undefined = first;
     for (let page = 0; url && page < MAX_PAGES; page++) {
       const bundle = (await session.getJson(url)) as Bundle;
-      for (const e of bundle.entry ?? []) if (e.search?.mode !== 'include' && e.search?.mode !== 'outcome') keep(e.resource);
+      for (const e of bundle.entry ?? []) each(e);
       url = bundle.link?.find((l) => l.relation === 'next')?.url;
     }
+  };
+  const patient = encodeURIComponent(patientId);
+  const caps = await capabilities(session, o.base);
+  let strategy: 'everything' | 'per-type' = caps.everything ? 'everything' : 'per-type';
+  if (strategy === 'everything') {
+    const cp = since.get(EVERYTHING);
+    try {
+      // Matches move the checkpoint; what they reference (search mode include) only comes along.
+      await pages(`${o.base}/Patient/${patient}/$everything?_count=${PAGE_SIZE}${cp ? `&_since=${encodeURIComponent(cp)}` : ''}`, (e) =>
+        keep(e.resource, e.search?.mode === 'include' || e.search?.mode === 'outcome' ? undefined : EVERYTHING),
+      );
+    } catch (err) {
+      // A system that lists $everything but refuses it (scopes, a proxy): search type by type.
+      if (!(err instanceof SourceError) || err.status < 400 || err.status >= 500 || err.status === 429) throw err;
+      capabilitiesOf.set(o.base, { ...caps, at: Date.now(), everything: false });
+      strategy = 'per-type';
+    }
   }
-  // What the records refer to outside the patient's compartment, fetched once.
+  if (strategy === 'per-type') {
+    keep((await session.getJson(`${o.base}/Patient/${patient}`)) as Resource);
+    for (const type of caps.types) {
+      const cp = since.get(type);
+      await pages(`${o.base}/${type}?patient=${patient}&_count=${PAGE_SIZE}${cp ? `&_lastUpdated=gt${encodeURIComponent(cp)}` : ''}`, (e) => {
+        if (e.search?.mode !== 'include' && e.search?.mode !== 'outcome') keep(e.resource, type);
+      });
+    }
+  }
+  // What the records refer to outside the patient's compartment and did not come along, fetched once.
   const outside = new Map<string, { type: string; id: string }>();
   for (const r of resources) for (const t of referencedTargets(o, r)) if (OUTSIDE_TYPES.includes(t.type) && !seen.has(`${t.type}/${t.id}`)) outside.set(`${t.type}/${t.id}`, t);
   for (const t of outside.values()) {
@@ -193,7 +249,7 @@ async function fetchRecords(session: SourceSession, o: Origin, patientId: string
       // A reference the system cannot resolve stays its absolute URL.
     }
   }
-  return { resources, newest };
+  return { resources, newest, strategy };
 }
 
 async function store(deps: SyncDeps, o: Origin, conn: ConnectionRow, resources: Resource[], newest: Map<string, string>, connectionId: string, summary: RunSummary) {

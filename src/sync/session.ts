@@ -4,7 +4,8 @@
  *   refuses is `NeedsReauth` (the person must connect again);
  * - 5xx, network errors and timeouts are retried with exponential backoff and jitter, a bounded
  *   number of times; 429 waits for Retry-After (at most a minute);
- * - each system gets at most `concurrency` requests at once from this process.
+ * - each system gets at most `concurrency` requests at once, and `ratePerSecond` a second, from
+ *   this process (requests are spaced evenly; several worker processes each keep their own limit).
  */
 import { ConnectError, refresh, type SystemClient, type Tokens } from '../connect/client.ts';
 
@@ -22,28 +23,35 @@ export interface SessionOptions {
   backoffMs: number;
   timeoutMs: number;
   concurrency: number;
+  ratePerSecond: number;
 }
 
-export const DEFAULT_SESSION: SessionOptions = { attempts: 5, backoffMs: 500, timeoutMs: 30_000, concurrency: 4 };
+export const DEFAULT_SESSION: SessionOptions = { attempts: 5, backoffMs: 500, timeoutMs: 30_000, concurrency: 4, ratePerSecond: 50 };
 const REFRESH_EARLY_MS = 60_000;
 const MAX_RETRY_AFTER_S = 60;
 
-/** Requests in flight per FHIR base, in this process. */
-const inFlight = new Map<string, { n: number; waiting: (() => void)[] }>();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function acquire(base: string, limit: number): Promise<() => void> {
-  let slot = inFlight.get(base);
-  if (!slot) inFlight.set(base, (slot = { n: 0, waiting: [] }));
+/** Per FHIR base, in this process: requests in flight, who waits for a slot, and when the next may start. */
+const perSystem = new Map<string, { n: number; waiting: (() => void)[]; nextAt: number }>();
+
+async function acquire(base: string, o: SessionOptions): Promise<() => void> {
+  let slot = perSystem.get(base);
+  if (!slot) perSystem.set(base, (slot = { n: 0, waiting: [], nextAt: 0 }));
   const s = slot;
-  while (s.n >= limit) await new Promise<void>((r) => s.waiting.push(r));
+  while (s.n >= o.concurrency) await new Promise<void>((r) => s.waiting.push(r));
   s.n++;
+  // The rate: each request takes the next free instant, 1/ratePerSecond after the one before.
+  const now = Date.now();
+  const at = Math.max(now, s.nextAt);
+  s.nextAt = at + 1000 / o.ratePerSecond;
+  if (at > now) await sleep(at - now);
   return () => {
     s.n--;
     s.waiting.shift()?.();
   };
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class SourceSession {
   private readonly sc: SystemClient;
@@ -78,7 +86,7 @@ export class SourceSession {
     if (this.tokens.expiresAt && this.tokens.expiresAt.getTime() - Date.now() < REFRESH_EARLY_MS && this.tokens.refreshToken) await this.renew();
     let renewed = false;
     for (let attempt = 1; ; attempt++) {
-      const release = await acquire(this.sc.fhirBase, this.o.concurrency);
+      const release = await acquire(this.sc.fhirBase, this.o);
       let res: Response | undefined;
       let failure: string;
       try {

@@ -90,6 +90,8 @@ t.test('each sandbox: in the directory under its fixed id, with its SMART config
     const cs = (await app.inject({ method: 'GET', url: `${baseOf(d)}/metadata` })).json();
     t.equal(cs.implementation.url, `${app.config.baseUrl}${baseOf(d)}`);
     t.ok(cs.rest[0].security.extension[0].extension.some((e: { url: string }) => e.url === 'authorize'), 'oauth-uris in the CapabilityStatement');
+    const patient = cs.rest[0].resource.find((r: { type: string }) => r.type === 'Patient');
+    t.equal(!!patient.operation?.some((o: { name: string }) => o.name === 'everything'), d.everything, `Patient/$everything ${d.everything ? 'listed' : 'not listed'}`);
     const { rows: reg } = await app.pg.query('SELECT client_id, auth_method FROM trb_client_registration WHERE system_id = $1', [d.directoryId]);
     t.same(reg[0], { client_id: d.clientId, auth_method: d.auth }, "Tributary's registration at the system");
   }

@@ -24,7 +24,7 @@ import { get, signIn } from './connect-support.ts';
 
 const REPO = path.resolve(import.meta.dirname, '..', '..');
 const DEFS = DEFAULT_SANDBOXES.map((d) => ({ ...d, patients: 2 }));
-const NV = DEFS[0];
+const [NV, LS] = DEFS;
 const port = await freePort();
 const BASE = `http://127.0.0.1:${port}`;
 const ADMIN_KEY = 'k'.repeat(40);
@@ -33,17 +33,18 @@ await app.listen({ port, host: '127.0.0.1' });
 t.teardown(() => app.close());
 await app.sandboxesLoaded;
 const NV_BASE = `${BASE}/sandbox/${NV.name}/fhir/r4`;
-const people = generateSystem({ seed: NV.seed, patients: NV.patients, idPrefix: NV.idPrefix, systemName: NV.title }).patients.filter((p) => p.personKey !== 'shared');
+const patientsOf = (d: typeof NV) => generateSystem({ seed: d.seed, patients: d.patients, idPrefix: d.idPrefix, systemName: d.title }).patients.filter((p) => p.personKey !== 'shared');
+const people = patientsOf(NV);
 
 // Short backoffs, for a quick test.
-const deps: SyncDeps = { ...syncDeps(app), session: { attempts: 4, backoffMs: 20, timeoutMs: 10_000, concurrency: 4 } };
+const deps: SyncDeps = { ...syncDeps(app), session: { attempts: 4, backoffMs: 20, timeoutMs: 10_000, concurrency: 4, ratePerSecond: 1000 } };
 const { app: demo, clientSecret: demoSecret } = await app.auth.createApp({ name: 'Sync app', redirectUris: ['https://app.example/cb'] });
 
-/** A user of the app connected to North Valley as `person`; their token and connection id. */
-async function connected(t: Test, name: string, person: (typeof people)[number]) {
+/** A user of the app connected to a system (North Valley unless named) as `person`; their token and connection id. */
+async function connected(t: Test, name: string, person: (typeof people)[number], system = NV) {
   const user = (await app.auth.createUser(demo.id, name))!;
   const { access_token } = await app.auth.exchangeCode(demo, await app.auth.newCode(demo.id, user.id));
-  const callback = await signIn(t, BASE, `${BASE}/connect/system/clinical/${NV.directoryId}?client_id=${demo.clientId}&access_token=${access_token}`, person.username, person.password);
+  const callback = await signIn(t, BASE, `${BASE}/connect/system/clinical/${system.directoryId}?client_id=${demo.clientId}&access_token=${access_token}`, person.username, person.password);
   await get(callback.toString());
   const { rows } = await app.pg.query<{ id: string }>('SELECT id::text FROM trb_connection WHERE user_id = $1', [user.id]);
   return { token: access_token, connectionId: rows[0].id, userId: user.id };
@@ -52,8 +53,8 @@ async function connected(t: Test, name: string, person: (typeof people)[number])
 const search = async (token: string, query: string) => (await fetch(`${BASE}/fhir/r4/${query}`, { headers: { authorization: `Bearer ${token}` } })).json();
 const countOf = async (token: string, query: string) => (await search(token, `${query}${query.includes('?') ? '&' : '?'}_summary=count`)).total as number;
 const versions = async () => Number((await app.pg.query('SELECT count(*) AS n FROM hfj_res_ver').then((r) => r.rows[0].n)));
-const admin = (path: string, body?: object) =>
-  fetch(`${BASE}/admin/sandbox/${NV.name}/${path}`, { method: body ? 'PUT' : 'POST', headers: { authorization: `Bearer ${ADMIN_KEY}`, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body && JSON.stringify(body) });
+const admin = (path: string, body?: object, system = NV) =>
+  fetch(`${BASE}/admin/sandbox/${system.name}/${path}`, { method: body ? 'PUT' : 'POST', headers: { authorization: `Bearer ${ADMIN_KEY}`, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body && JSON.stringify(body) });
 
 let a: Awaited<ReturnType<typeof connected>>;
 let b: Awaited<ReturnType<typeof connected>>;
@@ -69,6 +70,8 @@ t.test('the first sync imports the whole record, exactly, with its provenance', 
   const outside = new Set(source.flatMap((r) => JSON.stringify(r).match(/"(Practitioner|Organization|Location)\/[^"]+"/g) ?? []));
   t.equal(run.fetched, source.length + outside.size, 'every resource of the patient, and what they reference outside');
   t.same([run.created, run.updated, run.failed], [run.fetched, 0, 0]);
+  t.equal(run.strategy, 'everything', 'North Valley serves Patient/$everything, so the sync asks for it');
+  t.ok(run.requests < 25, `a few pages of $everything, with what they reference included (${run.requests} requests)`);
   for (const type of ['Observation', 'Condition', 'Encounter', 'MedicationRequest', 'Immunization', 'DiagnosticReport', 'DocumentReference', 'AllergyIntolerance', 'Procedure']) {
     t.equal(await countOf(a.token, type), source.filter((r) => r.resourceType === type).length, `${type}: as many as the source has`);
   }
@@ -94,7 +97,38 @@ t.test('a second sync finds nothing new and makes no version', async (t) => {
   t.equal(run.status, 'succeeded', run.error ?? 'succeeded');
   t.same([run.created, run.updated], [0, 0]);
   t.ok(run.fetched < 5, `only what the checkpoints do not cover (${run.fetched})`);
+  t.equal(run.requests, 1, 'one request: $everything with _since');
   t.equal(await versions(), before);
+});
+
+t.test('a system without $everything is searched type by type, to the same exact result', async (t) => {
+  const person = patientsOf(LS)[0];
+  const l = await connected(t, 'sync-lakeside', person, LS);
+  const first = await syncConnection(deps, l.connectionId);
+  t.same([first.status, first.strategy, first.updated, first.failed], ['succeeded', 'per-type', 0, 0], first.error ?? 'succeeded');
+  const outside = new Set(person.resources.flatMap((r) => JSON.stringify(r).match(/"(Practitioner|Organization|Location)\/[^"]+"/g) ?? []));
+  t.equal(first.created, person.resources.length + outside.size, 'every resource of the patient, and what they reference outside');
+  for (const type of ['Observation', 'Condition', 'Encounter', 'Immunization']) {
+    t.equal(await countOf(l.token, `${type}?_tag=${encodeURIComponent(`${SOURCE_TAG_SYSTEM}|${LS.directoryId}`)}`), person.resources.filter((r) => r.resourceType === type).length, `${type}: as many as the source has`);
+  }
+  const before = await versions();
+  const second = await syncConnection(deps, l.connectionId);
+  t.same([second.created, second.updated], [0, 0]);
+  t.equal(await versions(), before, 'no version');
+
+  // 429s: each waits out the system's Retry-After (1 s), then the sync goes on.
+  await admin('faults', { fail: { count: 2, status: 429, retryAfter: 1 } }, LS);
+  let started = Date.now();
+  const throttled = await syncConnection(deps, l.connectionId);
+  t.equal(throttled.status, 'succeeded', throttled.error ?? 'succeeded');
+  t.ok(Date.now() - started >= 1900, `Retry-After was waited out twice (${Date.now() - started} ms)`);
+  t.equal(throttled.requests, second.requests + 2, 'the two refused requests were sent again');
+
+  // The per-system rate: 10 requests a second spaces this run's requests 100 ms apart.
+  started = Date.now();
+  const slow = await syncConnection({ ...deps, session: { ...deps.session!, ratePerSecond: 10 } }, l.connectionId);
+  t.equal(slow.status, 'succeeded');
+  t.ok(Date.now() - started >= (slow.requests - 1) * 100 - 20, `${slow.requests} requests took ${Date.now() - started} ms at 10 a second`);
 });
 
 t.test('two users connected to one system never see each other', async (t) => {
@@ -231,4 +265,18 @@ t.test('kill -9 of the worker in the middle of a sync: the next run ends with ex
   for (const type of ['Observation', 'Encounter', 'Condition']) {
     t.equal(await countOf(d.token, type), source.filter((r) => r.resourceType === type).length, `${type}: exactly the source's, no duplicates`);
   }
+
+  // The connection's log: the cut-off run is marked failed, the next one succeeded.
+  const runs = await (await fetch(`${BASE}/connect/connections/${d.connectionId}/runs`, { headers: { authorization: `Bearer ${d.token}` } })).json();
+  t.match(runs.entry, [
+    { status: 'succeeded', strategy: 'everything', created: run.created, finished_at: String },
+    { status: 'failed', error: /cut off/, finished_at: String },
+  ]);
+  const list = await (await fetch(`${BASE}/connect/connections`, { headers: { authorization: `Bearer ${d.token}` } })).json();
+  t.match(list.entry[0], { state: 'idle', last_success_at: String, last_run: { id: runs.entry[0].id } }, 'idle, with its last run');
+  const paged = await (await fetch(`${BASE}/connect/connections/${d.connectionId}/runs?limit=1&before=${runs.entry[0].id}`, { headers: { authorization: `Bearer ${d.token}` } })).json();
+  t.same(paged.entry.map((r: { id: string }) => r.id), [runs.entry[1].id], 'paged with before');
+  const theirs = await fetch(`${BASE}/connect/connections/${d.connectionId}/runs`, { headers: { authorization: `Bearer ${a.token}` } });
+  t.equal(theirs.status, 404, "another user's connection is not found");
+  t.equal((await fetch(`${BASE}/connect/connections/${d.connectionId}/runs?limit=0`, { headers: { authorization: `Bearer ${d.token}` } })).status, 400);
 });
