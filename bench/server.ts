@@ -179,6 +179,9 @@ export async function startServer(url?: string): Promise<BenchServer> {
 
 export interface SpawnedServer extends BenchServer {
   dataDir: string;
+  /** Its HTTP port and its embedded PostgreSQL's (for a `tributary worker` beside it). */
+  port: number;
+  pgPort: number;
   /** Every line the server wrote to stdout since it started (only kept when asked). */
   lines: string[];
 }
@@ -237,7 +240,7 @@ export async function spawnServer(dataDir: string, opts: SpawnOptions): Promise<
     await stop();
     throw new Error(`${(err as Error).message}\n--- server output ---\n${tail.join('\n')}`);
   }
-  return { base, pid, dataDir, lines, rssMB: () => readRssMB(pid), cpu: () => cpuTimes(pid), stop };
+  return { base, pid, dataDir, port, pgPort, lines, rssMB: () => readRssMB(pid), cpu: () => cpuTimes(pid), stop };
 }
 
 /** The value at quantile q (0..1) of ascending numbers. */

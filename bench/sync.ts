@@ -14,6 +14,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { generateSystem } from '../src/sandbox/generate.ts';
 import { DEFAULT_SANDBOXES } from '../src/sandbox/systems.ts';
+import { benchApp, connectUser } from './connect.ts';
 import { quantile, round, spawnServer } from './server.ts';
 
 const { values: args } = parseArgs({ options: { patients: { type: 'string', default: '5' } } });
@@ -27,10 +28,6 @@ Object.assign(process.env, { ADMIN_KEY, SANDBOXES: 'true', SANDBOX_YEARS: String
 
 const server = await spawnServer(fs.mkdtempSync(path.join(os.tmpdir(), 'tributary-sync-')), { remove: true });
 const base = server.base;
-const get = (url: string) => fetch(url, { redirect: 'manual' });
-const form = (url: string, fields: Record<string, string>) =>
-  fetch(url, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(fields) });
-const next = (res: Response) => new URL(res.headers.get('location')!, base).toString();
 
 interface LastRun {
   started_at: string;
@@ -41,23 +38,10 @@ interface LastRun {
 }
 
 try {
-  const made = await fetch(`${base}/admin/apps`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'bench', redirect_uris: ['https://app.example/cb'] }) });
-  const { client_id, client_secret } = (await made.json()) as { client_id: string; client_secret: string };
+  const app = await benchApp(base, ADMIN_KEY);
   const results: { patient: string; seconds: number; created: number }[] = [];
   for (const p of patients.slice(0, count)) {
-    const user = (await (await form(`${base}/user-management/v1/user`, { client_id, client_secret, app_user_id: `bench-${p.personKey}` })).json()) as { code: string };
-    const { access_token } = (await (await form(`${base}/oauth2/token`, { client_id, client_secret, code: user.code, grant_type: 'authorization_code' })).json()) as { access_token: string };
-    // The sandbox's records are written in the background after the start: wait until this patient can sign in.
-    let callback = '';
-    for (let i = 0; i < 600 && !callback; i++) {
-      const start = await get(`${base}/connect/system/clinical/${NV.directoryId}?client_id=${client_id}&access_token=${access_token}`);
-      const request = /name="request" value="([0-9a-f]{64})"/.exec(await (await get(next(start))).text())![1];
-      const login = await form(`${base}/oauth2/authorize/login`, { request, username: p.username, password: p.password });
-      if (login.status === 200) callback = next(await form(`${base}/oauth2/authorize/consent`, { request, decision: 'approve' }));
-      else await new Promise((r) => setTimeout(r, 500));
-    }
-    const back = new URL(next(await get(callback)));
-    if (back.searchParams.get('success') !== 'true') throw new Error(`connect failed: ${back.searchParams.get('error_description')}`);
+    const access_token = await connectUser(base, app, `bench-${p.personKey}`, NV.directoryId, p.username, p.password);
     let run: LastRun | undefined;
     for (let i = 0; i < 1200 && !run?.finished_at; i++) {
       await new Promise((r) => setTimeout(r, 100));

@@ -165,7 +165,14 @@ try {
   if (group === 'worker') {
     // The server's plugins with the workers on and no HTTP listener: the jobs run here.
     const { buildApp } = await import('../src/app.ts');
-    const workerConfig = { ...loadConfig(process.env), databaseUrl: url, syncWorkers: true, directoryAutoload: false };
+    // Beside an embedded server, its key is the data folder's (the server's own DATABASE_URL-less default).
+    const workerConfig = {
+      ...loadConfig(process.env),
+      databaseUrl: url,
+      encryptionKey: config.encryptionKey ?? (config.databaseUrl ? undefined : dataDirKey(config.dataDir)),
+      syncWorkers: true,
+      directoryAutoload: false,
+    };
     const app = await buildApp(workerConfig);
     await app.ready();
     app.log.info('worker running: sync jobs are taken here until SIGTERM');

@@ -30,6 +30,8 @@ const SCHEDULE_QUEUE = 'sync-schedule';
 const WEBHOOK_QUEUE = 'webhook';
 /** How long a sync job may stay active before pg-boss gives it up (its worker is presumed dead). */
 const SYNC_EXPIRE_SECONDS = 600;
+/** How often an idle sync lane looks for a job. */
+const IDLE_POLL_MS = 2000;
 
 /** Queues the run's event for the app's webhook, when it has one. */
 async function announce(app: FastifyInstance, connectionId: string, run: RunSummary): Promise<void> {
@@ -70,8 +72,11 @@ export function syncDeps(app: FastifyInstance): SyncDeps {
 export default fp(
   async function sync(app: FastifyInstance) {
     await app.jobs.createQueue(SYNC_QUEUE, { name: SYNC_QUEUE, policy: 'stately' });
+    /** Wakes this process's idle sync lanes (when it runs them). */
+    let wakeLanes = () => {};
     app.decorate('queueSync', async (connectionId: string) => {
       await app.jobs.send(SYNC_QUEUE, { connectionId }, { singletonKey: connectionId, retryLimit: 0, expireInSeconds: SYNC_EXPIRE_SECONDS });
+      wakeLanes();
     });
     /** Queues the active connections last synced before `before` (all of them without it); how many. */
     const queueDue = async (before?: Date): Promise<number> => {
@@ -100,7 +105,13 @@ export default fp(
              FROM trb_sync_run WHERE started_at >= coalesce($1::timestamptz, now() - interval '1 hour')`,
             [since ?? null],
           );
-          return rows[0];
+          // The commonest errors, so that a failing cycle says why.
+          const { rows: errors } = await app.pg.query(
+            `SELECT error, count(*)::int AS runs FROM trb_sync_run WHERE started_at >= coalesce($1::timestamptz, now() - interval '1 hour') AND error IS NOT NULL
+             GROUP BY error ORDER BY count(*) DESC LIMIT 5`,
+            [since ?? null],
+          );
+          return { ...rows[0], errors };
         });
       },
       { prefix: '/admin' },
@@ -109,16 +120,52 @@ export default fp(
 
     const deps = syncDeps(app);
     await app.jobs.createQueue(WEBHOOK_QUEUE);
-    // SYNC_CONCURRENCY workers, each taking one job at a time.
-    for (let i = 0; i < app.config.syncConcurrency; i++) {
-      await app.jobs.work<{ connectionId: string }>(SYNC_QUEUE, { batchSize: 1, pollingIntervalSeconds: 2 }, async ([job]) => {
-        const started = Date.now();
-        const run = await syncConnection(deps, job.data.connectionId);
-        app.log[run.status === 'succeeded' ? 'info' : 'warn']({ connection: job.data.connectionId, ...run, ms: Date.now() - started }, 'sync run');
-        if (run.runId) await announce(app, job.data.connectionId, run);
-        return run;
+    // SYNC_CONCURRENCY lanes, each taking the next job as soon as it is done with the last (pg-boss's
+    // own workers wait out their polling interval between jobs, even while jobs wait); an idle lane
+    // looks every 2 s, or at once when this process queues a sync.
+    let stopping = false;
+    const sleepers = new Set<() => void>();
+    const idle = () =>
+      new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(timer);
+          sleepers.delete(wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, IDLE_POLL_MS);
+        sleepers.add(wake);
       });
-    }
+    wakeLanes = () => [...sleepers].forEach((wake) => wake());
+    const lane = async () => {
+      while (!stopping) {
+        let job: { id: string; data: { connectionId: string } } | undefined;
+        try {
+          job = (await app.jobs.fetch<{ connectionId: string }>(SYNC_QUEUE, { batchSize: 1 }))?.[0];
+        } catch (err) {
+          app.log.error({ err: String(err) }, 'the sync queue could not be read');
+        }
+        if (!job) {
+          await idle();
+          continue;
+        }
+        try {
+          const started = Date.now();
+          const run = await syncConnection(deps, job.data.connectionId);
+          app.log[run.status === 'succeeded' ? 'info' : 'warn']({ connection: job.data.connectionId, ...run, ms: Date.now() - started }, 'sync run');
+          if (run.runId) await announce(app, job.data.connectionId, run);
+          await app.jobs.complete(SYNC_QUEUE, job.id, run);
+        } catch (err) {
+          app.log.error({ connection: job.data.connectionId, err: String(err) }, 'sync job failed');
+          await app.jobs.fail(SYNC_QUEUE, job.id, { message: String(err) }).catch(() => {});
+        }
+      }
+    };
+    const lanes = Array.from({ length: app.config.syncConcurrency }, () => lane());
+    app.addHook('onClose', async () => {
+      stopping = true;
+      wakeLanes();
+      await Promise.all(lanes);
+    });
     // Each event is tried until the app's receiver takes it: 1 s, 2 s, 4 s ... apart, 8 times.
     await app.jobs.work<{ appId: number; event: WebhookEvent }>(WEBHOOK_QUEUE, { batchSize: 1, pollingIntervalSeconds: 1 }, async ([job]) => {
       const hook = await webhookOf(app.pg, app.vault, job.data.appId);

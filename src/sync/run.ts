@@ -131,7 +131,8 @@ export async function syncConnection(deps: SyncDeps, connectionId: string): Prom
         issues.push({ severity: 'error', code: 'invalid', diagnostics: `${r.resourceType}/${r.id} from ${origin.base} was skipped: ${problems[0].diagnostics ?? 'not valid R4'}`.slice(0, 500) });
       } else good.push(r);
     }
-    await store(deps, origin, conn, good, fetched.newest, connectionId, summary);
+    // Nothing new (the usual increment): nothing to store, and the checkpoints stay.
+    if (good.length || fetched.newest.size) await store(deps, origin, conn, good, fetched.newest, connectionId, summary);
   } catch (err) {
     summary.status = err instanceof NeedsReauth ? 'needs_reauth' : 'failed';
     summary.error = (err as Error).message.slice(0, 1000);
@@ -139,16 +140,14 @@ export async function syncConnection(deps: SyncDeps, connectionId: string): Prom
   summary.requests = session?.requests ?? 0;
   // The log keeps the first MAX_ISSUES skipped resources, and says how many more there were.
   if (issues.length > MAX_ISSUES) issues.splice(MAX_ISSUES, Infinity, { severity: 'error', code: 'too-costly', diagnostics: `${issues.length - MAX_ISSUES} more resources were skipped.` });
+  // The run's record and the connection's state, in one statement.
   await deps.pool.query(
-    `UPDATE trb_sync_run SET finished_at = now(), status = $2, fetched = $3, created = $4, updated = $5, unchanged = $6, failed = $7, error = $8, issues = $9, strategy = $10, requests = $11 WHERE id = $1`,
+    `WITH run AS (UPDATE trb_sync_run SET finished_at = now(), status = $2, fetched = $3, created = $4, updated = $5, unchanged = $6, failed = $7, error = $8, issues = $9, strategy = $10, requests = $11 WHERE id = $1 RETURNING connection_id)
+     UPDATE trb_connection SET last_sync_at = now(), last_error = $8,
+       last_success_at = CASE WHEN $2 = 'succeeded' THEN now() ELSE last_success_at END,
+       status = CASE WHEN $2 = 'needs_reauth' THEN 'needs_reauth' ELSE status END
+     WHERE id = (SELECT connection_id FROM run)`,
     [summary.runId, summary.status, summary.fetched, summary.created, summary.updated, summary.unchanged, summary.failed, summary.error ?? null, JSON.stringify(issues), summary.strategy ?? null, summary.requests],
-  );
-  await deps.pool.query(
-    `UPDATE trb_connection SET last_sync_at = now(), last_error = $2,
-       last_success_at = CASE WHEN $3 THEN now() ELSE last_success_at END,
-       status = CASE WHEN $4 THEN 'needs_reauth' ELSE status END
-     WHERE id = $1`,
-    [connectionId, summary.error ?? null, summary.status === 'succeeded', summary.status === 'needs_reauth'],
   );
   return summary;
 }

@@ -1,0 +1,48 @@
+/**
+ * The connect flow as a person goes through it, for the sync benches: an app user's token, the
+ * connect URL, the sandbox's sign-in and consent, and the callback.
+ */
+const get = (url: string) => fetch(url, { redirect: 'manual' });
+const form = (url: string, fields: Record<string, string>) =>
+  fetch(url, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(fields) });
+
+export interface BenchApp {
+  clientId: string;
+  clientSecret: string;
+}
+
+/** A new app of the server (admin API). */
+export async function benchApp(base: string, adminKey: string): Promise<BenchApp> {
+  const made = await fetch(`${base}/admin/apps`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'bench', redirect_uris: ['https://app.example/cb'] }),
+  });
+  if (made.status !== 201 && made.status !== 200) throw new Error(`the app was not made: ${made.status} ${await made.text()}`);
+  const { client_id, client_secret } = (await made.json()) as { client_id: string; client_secret: string };
+  return { clientId: client_id, clientSecret: client_secret };
+}
+
+/**
+ * Makes app user `appUserId`, connects it to the system `systemId` as the sandbox patient
+ * (username, password), and answers the user's access token. The sandbox writes its records in the
+ * background after a start: until the patient can sign in, this tries again (for up to 5 minutes).
+ */
+export async function connectUser(base: string, app: BenchApp, appUserId: string, systemId: string, username: string, password: string): Promise<string> {
+  const { clientId: client_id, clientSecret: client_secret } = app;
+  const next = (res: Response) => new URL(res.headers.get('location')!, base).toString();
+  const user = (await (await form(`${base}/user-management/v1/user`, { client_id, client_secret, app_user_id: appUserId })).json()) as { code: string };
+  const { access_token } = (await (await form(`${base}/oauth2/token`, { client_id, client_secret, code: user.code, grant_type: 'authorization_code' })).json()) as { access_token: string };
+  let callback = '';
+  for (let i = 0; i < 600 && !callback; i++) {
+    const start = await get(`${base}/connect/system/clinical/${systemId}?client_id=${client_id}&access_token=${access_token}`);
+    const request = /name="request" value="([0-9a-f]{64})"/.exec(await (await get(next(start))).text())![1];
+    const login = await form(`${base}/oauth2/authorize/login`, { request, username, password });
+    if (login.status === 200) callback = next(await form(`${base}/oauth2/authorize/consent`, { request, decision: 'approve' }));
+    else await new Promise((r) => setTimeout(r, 500));
+  }
+  if (!callback) throw new Error(`${username} could not sign in at ${systemId}`);
+  const back = new URL(next(await get(callback)));
+  if (back.searchParams.get('success') !== 'true') throw new Error(`connect failed: ${back.searchParams.get('error_description')}`);
+  return access_token;
+}
