@@ -31,12 +31,17 @@ export async function benchApp(base: string, adminKey: string): Promise<BenchApp
 export async function connectUser(base: string, app: BenchApp, appUserId: string, systemId: string, username: string, password: string): Promise<string> {
   const { clientId: client_id, clientSecret: client_secret } = app;
   const next = (res: Response) => new URL(res.headers.get('location')!, base).toString();
-  const user = (await (await form(`${base}/user-management/v1/user`, { client_id, client_secret, app_user_id: appUserId })).json()) as { code: string };
+  const made = await form(`${base}/user-management/v1/user`, { client_id, client_secret, app_user_id: appUserId });
+  if (made.status !== 200) throw new Error(`the user was not made: ${made.status} ${(await made.text()).slice(0, 300)}`);
+  const user = (await made.json()) as { code: string };
   const { access_token } = (await (await form(`${base}/oauth2/token`, { client_id, client_secret, code: user.code, grant_type: 'authorization_code' })).json()) as { access_token: string };
   let callback = '';
   for (let i = 0; i < 600 && !callback; i++) {
     const start = await get(`${base}/connect/system/clinical/${systemId}?client_id=${client_id}&access_token=${access_token}`);
-    const request = /name="request" value="([0-9a-f]{64})"/.exec(await (await get(next(start))).text())![1];
+    if (start.status !== 302 && start.status !== 303) throw new Error(`the connect URL answered ${start.status}: ${(await start.text()).slice(0, 300)}`);
+    const page = await (await get(next(start))).text();
+    const request = /name="request" value="([0-9a-f]{64})"/.exec(page)?.[1];
+    if (!request) throw new Error(`no sign-in form at the system: ${page.slice(0, 300)}`);
     const login = await form(`${base}/oauth2/authorize/login`, { request, username, password });
     if (login.status === 200) callback = next(await form(`${base}/oauth2/authorize/consent`, { request, decision: 'approve' }));
     else await new Promise((r) => setTimeout(r, 500));

@@ -45,7 +45,8 @@ const def = DEFAULT_SANDBOXES.find((d) => d.name === args.system);
 if (!def) throw new Error(`--system is one of ${DEFAULT_SANDBOXES.map((d) => d.name).join(', ')}`);
 const patients = generateSystem({ seed: def.seed, patients: def.patients, idPrefix: def.idPrefix, systemName: def.title, years: YEARS }).patients;
 const ADMIN_KEY = `bench-${crypto.randomUUID()}`;
-Object.assign(process.env, { ADMIN_KEY, SANDBOXES: 'true', SANDBOX_YEARS: String(YEARS), SYNC_WORKERS: 'false', FHIR_AUTH: 'required' });
+// Users are made faster than USER_API_RATE_LIMIT's default allows an app.
+Object.assign(process.env, { ADMIN_KEY, USER_API_RATE_LIMIT: '100000', SANDBOXES: 'true', SANDBOX_YEARS: String(YEARS), SYNC_WORKERS: 'false', FHIR_AUTH: 'required' });
 
 interface RunsSummary {
   runs: number;
@@ -108,7 +109,8 @@ try {
   const since0 = new Date(connectStarted - 1000).toISOString();
   worker = spawn(path.join(REPO, 'node_modules', '.bin', 'node'), [path.join(REPO, 'bin', 'tributary.ts'), 'worker'], {
     cwd: REPO,
-    env: { ...process.env, PORT: String(server.port), TRIBUTARY_DATA_DIR: server.dataDir, EMBEDDED_PG_PORT: String(server.pgPort), SANDBOXES: 'false', LOG_LEVEL: 'warn' },
+    // The schedule would queue connections again while the cycles run: a day's interval keeps it out.
+    env: { ...process.env, PORT: String(server.port), TRIBUTARY_DATA_DIR: server.dataDir, EMBEDDED_PG_PORT: String(server.pgPort), SANDBOXES: 'false', LOG_LEVEL: 'warn', SYNC_INTERVAL_MINUTES: '1440' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const workerStarted = Date.now();
@@ -150,6 +152,11 @@ try {
     }),
   );
 } finally {
-  worker?.kill('SIGTERM');
+  // The worker first (it holds connections to the server's PostgreSQL), then the server.
+  if (worker && worker.exitCode === null) {
+    const exited = new Promise((r) => worker!.once('exit', r));
+    worker.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
+  }
   await server.stop();
 }

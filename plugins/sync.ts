@@ -80,8 +80,9 @@ export default fp(
     });
     /** Queues the active connections last synced before `before` (all of them without it); how many. */
     const queueDue = async (before?: Date): Promise<number> => {
+      // A connection never synced counts from its making (its first sync was queued then).
       const { rows } = await app.pg.query<{ id: string }>(
-        `SELECT id::text FROM trb_connection WHERE status = 'active' AND ($1::timestamptz IS NULL OR last_sync_at IS NULL OR last_sync_at < $1)`,
+        `SELECT id::text FROM trb_connection WHERE status = 'active' AND ($1::timestamptz IS NULL OR coalesce(last_sync_at, created_at) < $1)`,
         [before ?? null],
       );
       for (const r of rows) await app.queueSync(r.id);
@@ -174,7 +175,9 @@ export default fp(
 
     const minutes = app.config.syncIntervalMinutes;
     await app.jobs.createQueue(SCHEDULE_QUEUE);
-    await app.jobs.schedule(SCHEDULE_QUEUE, minutes === 1 ? '* * * * *' : `*/${minutes} * * * *`);
+    // Every minute, the connections due (not synced within the interval) are queued: any interval
+    // works, where a cron of `*/N` minutes could not say 90 minutes or 3 hours.
+    await app.jobs.schedule(SCHEDULE_QUEUE, '* * * * *');
     await app.jobs.work(SCHEDULE_QUEUE, async () => {
       // Due: not synced in the last interval (less a little, so that a run that ended just after
       // the last tick is not skipped a whole interval).

@@ -196,8 +196,10 @@ async function fetchRecords(session: SourceSession, o: Origin, patientId: string
   const keep = (r: Resource | undefined, checkpoint?: string) => {
     if (!r?.resourceType || typeof r.id !== 'string') return;
     const key = `${r.resourceType}/${r.id}`;
+    // (An instant that does not parse moves no checkpoint: the next request would carry it.)
     const lu = r.meta?.lastUpdated;
-    if (checkpoint && lu && (!newest.has(checkpoint) || Date.parse(lu) > Date.parse(newest.get(checkpoint)!))) newest.set(checkpoint, lu);
+    const at = lu ? Date.parse(lu) : NaN;
+    if (checkpoint && Number.isFinite(at) && (!newest.has(checkpoint) || at > Date.parse(newest.get(checkpoint)!))) newest.set(checkpoint, lu!);
     if (seen.has(key)) return;
     seen.add(key);
     resources.push(r);

@@ -233,6 +233,14 @@ t.test('the first sync starts as the person connects: `npx tributary worker`, a 
   const [, ts, mac] = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(delivered.signature)!;
   t.equal(mac, createHmac('sha256', secret).update(`${ts}.${delivered.body}`).digest('hex'), 'signed: HMAC-SHA256 over the timestamp and the body');
   t.ok(Math.abs(Date.now() / 1000 - Number(ts)) < 300, 'timestamped now');
+
+  // The system revokes the refresh token: the next run ends in needs_reauth, and the app hears of it.
+  await admin('expire-access-tokens');
+  await admin('revoke-refresh-tokens');
+  await app.queueSync(c.connectionId);
+  const reauth = () => mine().map((r) => JSON.parse(r.body)).find((e) => e.type === 'connection.needs_reauth');
+  for (let i = 0; i < 100 && !reauth(); i++) await new Promise((r) => setTimeout(r, 200));
+  t.match(reauth(), { type: 'connection.needs_reauth', connection_id: c.connectionId, run: { status: 'needs_reauth', error: /connect again/ } }, 'a connection.needs_reauth event');
   worker.kill('SIGTERM');
   t.equal(await exited, 0, 'the worker stops cleanly on SIGTERM');
 });
@@ -279,4 +287,23 @@ t.test('kill -9 of the worker in the middle of a sync: the next run ends with ex
   const theirs = await fetch(`${BASE}/connect/connections/${d.connectionId}/runs`, { headers: { authorization: `Bearer ${a.token}` } });
   t.equal(theirs.status, 404, "another user's connection is not found");
   t.equal((await fetch(`${BASE}/connect/connections/${d.connectionId}/runs?limit=0`, { headers: { authorization: `Bearer ${d.token}` } })).status, 400);
+});
+
+t.test('operators: POST /admin/sync queues every active connection; GET /admin/sync sums up the runs', async (t) => {
+  const headers = { authorization: `Bearer ${ADMIN_KEY}` };
+  t.equal((await fetch(`${BASE}/admin/sync`, { method: 'POST' })).status, 401, 'the admin key is required');
+  const active = Number((await app.pg.query("SELECT count(*) FROM trb_connection WHERE status = 'active'")).rows[0].count);
+  const queued = await (await fetch(`${BASE}/admin/sync`, { method: 'POST', headers })).json();
+  t.equal(queued.queued, active, 'every active connection (needs_reauth ones left out)');
+  const jobs = await app.pg.query("SELECT count(*)::int AS n FROM pgboss.job WHERE name = 'sync' AND state = 'created'");
+  t.equal(jobs.rows[0].n, active, 'one job each');
+  const again = await (await fetch(`${BASE}/admin/sync`, { method: 'POST', headers })).json();
+  t.equal(again.queued, active);
+  t.equal((await app.pg.query("SELECT count(*)::int AS n FROM pgboss.job WHERE name = 'sync' AND state = 'created'")).rows[0].n, active, 'never two waiting for one connection');
+
+  const runs = (await app.pg.query("SELECT count(*)::int AS n, count(*) FILTER (WHERE status = 'needs_reauth')::int AS reauth FROM trb_sync_run")).rows[0];
+  const summary = await (await fetch(`${BASE}/admin/sync?since=2000-01-01T00:00:00Z`, { headers })).json();
+  t.match(summary, { runs: runs.n, needs_reauth: runs.reauth, active_connections: active, errors: Array });
+  t.ok(summary.errors.some((e: { error: string }) => /connect again/.test(e.error)), 'the commonest errors are named');
+  t.equal((await fetch(`${BASE}/admin/sync?since=yesterday`, { headers })).status, 400);
 });
