@@ -1,10 +1,11 @@
 /**
  * One sync of one connection: the system's records for the person, into the user's.
- * - What to ask for: the Patient, then `{type}?patient={id}` for every US Core type the system's
- *   CapabilityStatement lists with a `patient` search (every one, when it lists none), following
- *   `next` links; an increment asks `_lastUpdated=gt<checkpoint>` per type. Then what those
- *   reference outside the patient's compartment (Practitioner, PractitionerRole, Organization,
- *   Location, Medication), once per sync.
+ * - What to ask for: `Patient/{id}/$everything` where the system's CapabilityStatement lists it
+ *   (an increment adds `_since=<checkpoint>`); elsewhere `Patient?_id={id}`, then
+ *   `{type}?patient={id}` for every US Core type it lists with a `patient` search (every one, when
+ *   it lists none), an increment adding `_lastUpdated=gt<checkpoint>` per type. Both follow `next`
+ *   links. Then what those reference outside the patient's compartment (Practitioner,
+ *   PractitionerRole, Organization, Location, Medication) and did not come along, once per sync.
  * - A resource that is not valid R4 is recorded in the run (an OperationOutcome issue) and skipped.
  * - What is stored: src/sync/mapper.ts (local ids, references, provenance tags), through the
  *   storage layer in one transaction with the checkpoints and a Provenance naming what this run
@@ -231,10 +232,11 @@ async function fetchRecords(session: SourceSession, o: Origin, patientId: string
     }
   }
   if (strategy === 'per-type') {
-    keep((await session.getJson(`${o.base}/Patient/${patient}`)) as Resource);
-    for (const type of caps.types) {
+    // The Patient too only when it changed (US Core systems search Patient by _id): an unchanged
+    // Patient would bring its practitioner and organization along again.
+    for (const type of ['Patient', ...caps.types]) {
       const cp = since.get(type);
-      await pages(`${o.base}/${type}?patient=${patient}&_count=${PAGE_SIZE}${cp ? `&_lastUpdated=gt${encodeURIComponent(cp)}` : ''}`, (e) => {
+      await pages(`${o.base}/${type}?${type === 'Patient' ? '_id' : 'patient'}=${patient}&_count=${PAGE_SIZE}${cp ? `&_lastUpdated=gt${encodeURIComponent(cp)}` : ''}`, (e) => {
         if (e.search?.mode !== 'include' && e.search?.mode !== 'outcome') keep(e.resource, type);
       });
     }

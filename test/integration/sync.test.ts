@@ -113,7 +113,7 @@ t.test('a system without $everything is searched type by type, to the same exact
   }
   const before = await versions();
   const second = await syncConnection(deps, l.connectionId);
-  t.same([second.created, second.updated], [0, 0]);
+  t.same([second.created, second.updated, second.fetched], [0, 0, 0], 'nothing new, nothing fetched again (the Patient too is asked for only if it changed)');
   t.equal(await versions(), before, 'no version');
 
   // 429s: each waits out the system's Retry-After (1 s), then the sync goes on.
