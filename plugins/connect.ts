@@ -22,6 +22,7 @@ import type { App } from '../src/auth/store.ts';
 import { authorizeUrl, ConnectError, exchangeCode, registrationFor, revoke, systemClient, type SystemClient } from '../src/connect/client.ts';
 import { readRegistrationsFile, saveRegistration } from '../src/connect/registrations.ts';
 import { setWebhook } from '../src/sync/webhooks.ts';
+import { SYNC_EXPIRE_SECONDS } from './sync.ts';
 import { writeResources } from '../src/fhir/bulk.ts';
 import { inTransaction } from '../src/storage/transaction.ts';
 import { addFormParser, requestParam } from './auth.ts';
@@ -198,7 +199,7 @@ export default async function connectRoutes(app: FastifyInstance) {
     // With its state (syncing, idle, error, needs_reauth) and its last run: when, how it ended, its counts.
     const { rows } = await app.pg.query(
       `SELECT c.id::text, c.system_id, s.name AS system_name, s.resource_url, c.status,
-         CASE WHEN c.status = 'needs_reauth' THEN 'needs_reauth' WHEN r.status = 'running' THEN 'syncing' WHEN r.status = 'failed' THEN 'error' ELSE 'idle' END AS state,
+         CASE WHEN c.status = 'needs_reauth' THEN 'needs_reauth' WHEN r.status = 'running' AND r.started_at > now() - make_interval(secs => ${SYNC_EXPIRE_SECONDS}) THEN 'syncing' WHEN r.status IN ('failed', 'running') THEN 'error' ELSE 'idle' END AS state,
          c.patient_id, c.scope, c.created_at, r.started_at AS last_started_at, r.finished_at AS last_finished_at, c.last_sync_at, c.last_success_at, c.last_error,
          CASE WHEN r.id IS NULL THEN NULL ELSE ${RUN_JSON} END AS last_run
        FROM trb_connection c JOIN trb_system s ON s.id = c.system_id

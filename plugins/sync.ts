@@ -29,7 +29,7 @@ export const SYNC_QUEUE = 'sync';
 const SCHEDULE_QUEUE = 'sync-schedule';
 const WEBHOOK_QUEUE = 'webhook';
 /** How long a sync job may stay active before pg-boss gives it up (its worker is presumed dead). */
-const SYNC_EXPIRE_SECONDS = 600;
+export const SYNC_EXPIRE_SECONDS = 600;
 /** How often an idle sync lane looks for a job. */
 const IDLE_POLL_MS = 2000;
 
@@ -95,7 +95,8 @@ export default fp(
         admin.post('/sync', async () => ({ queued: await queueDue(), at: new Date().toISOString() }));
         admin.get('/sync', async (req, reply) => {
           const since = (req.query as { since?: string }).since;
-          if (since !== undefined && Number.isNaN(Date.parse(since))) return reply.code(400).send({ error: 'since must be an instant, such as 2026-11-29T10:00:00Z.' });
+          const from = since === undefined ? undefined : new Date(Date.parse(since));
+          if (from && Number.isNaN(from.getTime())) return reply.code(400).send({ error: 'since must be an instant, such as 2026-11-29T10:00:00Z.' });
           const { rows } = await app.pg.query(
             `SELECT count(*)::int AS runs, count(*) FILTER (WHERE status = 'running')::int AS running, count(*) FILTER (WHERE status = 'succeeded')::int AS succeeded,
                count(*) FILTER (WHERE status = 'failed')::int AS failed, count(*) FILTER (WHERE status = 'needs_reauth')::int AS needs_reauth,
@@ -104,13 +105,13 @@ export default fp(
                coalesce(sum(unchanged), 0)::int AS unchanged, coalesce(sum(requests), 0)::int AS requests,
                (SELECT count(*)::int FROM trb_connection WHERE status = 'active') AS active_connections
              FROM trb_sync_run WHERE started_at >= coalesce($1::timestamptz, now() - interval '1 hour')`,
-            [since ?? null],
+            [from ?? null],
           );
           // The commonest errors, so that a failing cycle says why.
           const { rows: errors } = await app.pg.query(
             `SELECT error, count(*)::int AS runs FROM trb_sync_run WHERE started_at >= coalesce($1::timestamptz, now() - interval '1 hour') AND error IS NOT NULL
              GROUP BY error ORDER BY count(*) DESC LIMIT 5`,
-            [since ?? null],
+            [from ?? null],
           );
           return { ...rows[0], errors };
         });

@@ -261,6 +261,8 @@ t.test('kill -9 of the worker in the middle of a sync: the next run ends with ex
     running = (await app.pg.query("SELECT 1 FROM trb_sync_run WHERE connection_id = $1 AND status = 'running'", [d.connectionId])).rowCount === 1;
   }
   t.ok(running, 'the worker is syncing');
+  const during = await (await fetch(`${BASE}/connect/connections`, { headers: { authorization: `Bearer ${d.token}` } })).json();
+  t.equal(during.entry[0].state, 'syncing', 'the app sees it syncing');
   await new Promise((r) => setTimeout(r, 400));
   worker.kill('SIGKILL');
   t.equal(await exited, 'SIGKILL');
