@@ -95,9 +95,9 @@ export default async function demoRoutes(app: FastifyInstance) {
       system_id: string;
       system_name: string;
       resource_url: string;
-      status: string;
+      state: string;
       created_at: string;
-      last_sync_at: string | null;
+      last_run: { status: string; finished_at: string | null; created: number; updated: number; failed: number } | null;
     }[];
     const connectedTo = connections.find((c) => c.system_id === q.system_id)?.system_name ?? q.system_id;
     const banner = q.success === 'true' ? `<p class="ok" role="status">Connected to ${esc(connectedTo)}.</p>` : q.error ? `<p class="error" role="alert">${esc(q.error)}: ${esc(q.error_description)}</p>` : '';
@@ -118,7 +118,13 @@ export default async function demoRoutes(app: FastifyInstance) {
         if (n) records.push(`<tr><td>${esc(type)}</td><td>${esc(c.system_name)}</td><td>${n}</td></tr>`);
       }
     }
-    const connectionRows = connections.map((c) => `<tr><td>${esc(c.system_name)}</td><td>${esc(c.status)}</td><td>${esc(c.created_at)}</td><td>${esc(c.last_sync_at ?? 'not yet')}</td></tr>`).join('');
+    // Each connection's sync state and last run, as GET /connect/connections gives them.
+    const when = (instant: string) => `${new Date(instant).toISOString().replace('T', ' ').slice(0, 19)} UTC`;
+    const lastRun = (r: (typeof connections)[number]['last_run']) =>
+      !r ? 'not yet' : !r.finished_at ? 'running' : `${r.status} at ${when(r.finished_at)}: ${r.created} new, ${r.updated} changed${r.failed ? `, ${r.failed} skipped` : ''}`;
+    const connectionRows = connections
+      .map((c) => `<tr><td>${esc(c.system_name)}</td><td>${esc(c.state)}</td><td>${esc(lastRun(c.last_run))}</td><td>${esc(when(c.created_at))}</td></tr>`)
+      .join('');
     return page(
       reply,
       `${intro}${banner}<p>Signed in as <strong>${esc(user.appUserId)}</strong> (oneup_user_id ${user.oneupUserId}).</p>
@@ -127,7 +133,7 @@ export default async function demoRoutes(app: FastifyInstance) {
 <form method="get" action="/demo"><label for="q">Search the directory</label><input id="q" name="q" value="${esc(q.q)}" placeholder="e.g. Mayo Clinic"></form>
 <table><tbody>${rows || '<tr><td>No system matches.</td></tr>'}</tbody></table>
 <h2>3. Your connections</h2>
-<table><thead><tr><th>System</th><th>Status</th><th>Connected</th><th>Last sync</th></tr></thead><tbody>${connectionRows || '<tr><td colspan="4">None yet.</td></tr>'}</tbody></table>
+<table><thead><tr><th>System</th><th>Sync</th><th>Last run</th><th>Connected</th></tr></thead><tbody>${connectionRows || '<tr><td colspan="4">None yet.</td></tr>'}</tbody></table>
 <h2>4. Your records</h2>
 <table><thead><tr><th>Type</th><th>From</th><th>Resources</th></tr></thead><tbody>${records.join('') || '<tr><td colspan="3">None yet: they arrive with the first sync, seconds after connecting (reload).</td></tr>'}</tbody></table>
 <p class="note">An app reads them with FHIR search and the user's token, e.g. <code>GET /fhir/r4/Observation?code=http://loinc.org|66334-4</code> (steps), narrowed to one source with <code>_source=</code>.</p>`,

@@ -68,7 +68,7 @@ if (!executablePath) {
     t.same([back.searchParams.get('success'), back.searchParams.get('system_id'), back.searchParams.get('state')], ['true', NV.directoryId, 'demo']);
     t.match(await page.getByRole('status').textContent(), `Connected to ${NV.title}`);
     const connections = page.locator('table').nth(1);
-    t.match(await connections.textContent(), new RegExp(`${NV.title.replace(/[()]/g, '\\$&')}\\s*active`), 'the connection is listed, active');
+    t.match(await connections.textContent(), new RegExp(`${NV.title.replace(/[()]/g, '\\$&')}\\s*(idle|syncing)`), 'the connection is listed, with its sync state');
     await shot('5-connected');
     // The first sync runs as the person connects: reload until the records show.
     let records = '';
@@ -78,6 +78,7 @@ if (!executablePath) {
       records = (await page.locator('table').nth(2).textContent()) ?? '';
     }
     t.match(records, /Observation\s*North Valley Health \(sandbox\)\s*\d+/, 'the records, by type and source');
+    t.match(await connections.textContent(), /idle\s*succeeded at [\d-]+ [\d:]+ UTC: \d+ new, 0 changed/, 'the last run, with its counts');
     await shot('6-records');
     t.same(errors, [], 'no script errors');
     t.comment(`screenshots: ${artifacts}`);
