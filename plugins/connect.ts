@@ -19,7 +19,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as oauth from 'oauth4webapi';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { App } from '../src/auth/store.ts';
-import { authorizeUrl, ConnectError, exchangeCode, registrationFor, revoke, systemClient, type SystemClient } from '../src/connect/client.ts';
+import { authorizeUrl, clientForSystem, ConnectError, connectionSealKey, exchangeCode, revoke, type SystemClient } from '../src/connect/client.ts';
 import { readRegistrationsFile, saveRegistration } from '../src/connect/registrations.ts';
 import { setWebhook } from '../src/sync/webhooks.ts';
 import { SYNC_EXPIRE_SECONDS } from './sync.ts';
@@ -71,11 +71,7 @@ export default async function connectRoutes(app: FastifyInstance) {
     return rows[0];
   }
 
-  async function clientFor(system: SystemRow): Promise<SystemClient> {
-    const reg = await registrationFor(app.pg, app.vault, system);
-    if (!reg) throw new ConnectError('unauthorized_client', `${system.name} has no client registration here yet: the operator registers Tributary with it first (npx tributary connect register, or CLIENT_REGISTRATIONS_FILE).`);
-    return systemClient(system.resource_url, reg, origin, () => app.clientKeys.load());
-  }
+  const clientFor = (system: SystemRow): Promise<SystemClient> => clientForSystem(app.pg, app.vault, system, origin, () => app.clientKeys.load());
 
   /** The app whose credentials the request carries; undefined when a 401 was sent. */
   async function appOf(req: FastifyRequest, reply: FastifyReply): Promise<App | undefined> {
@@ -162,7 +158,7 @@ export default async function connectRoutes(app: FastifyInstance) {
     try {
       const sc = await clientFor(system);
       const tokens = await exchangeCode(sc, new URL(req.url, app.config.baseUrl), state, callbackUrl, app.vault.decrypt(pending.code_verifier_sealed, state));
-      const key = `${pending.user_id}:${system.id}`;
+      const key = connectionSealKey(pending.user_id, system.id);
       const { rows: made } = await app.pg.query<{ id: string }>(
         `INSERT INTO trb_connection (app_id, user_id, system_id, patient_id, scope, access_token_sealed, refresh_token_sealed, access_expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -245,7 +241,7 @@ export default async function connectRoutes(app: FastifyInstance) {
     // Best effort: the connection is forgotten here whether or not the system takes the revocation.
     let revoked = false;
     try {
-      const key = `${gone.user_id}:${gone.system_id}`;
+      const key = connectionSealKey(gone.user_id, gone.system_id);
       const sc = await clientFor(system);
       revoked = await revoke(sc, app.vault.decrypt(gone.refresh_token_sealed ?? gone.access_token_sealed, key));
     } catch (err) {

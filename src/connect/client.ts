@@ -140,6 +140,25 @@ export async function systemClient(fhirBase: string, reg: Registration, ownOrigi
   };
 }
 
+/** The AES-GCM associated data that binds a connection's sealed tokens to its (user, system) pair. */
+export const connectionSealKey = (userId: string, systemId: string): string => `${userId}:${systemId}`;
+
+/**
+ * The client for a directory system: its registration (ConnectError `unauthorized_client` when
+ * there is none) and its discovered server metadata.
+ */
+export async function clientForSystem(
+  db: pg.Pool,
+  vault: Vault,
+  system: { id: string; name: string; resource_url: string; vendor: string | null },
+  ownOrigin: string,
+  clientKey: () => Promise<ClientKey>,
+): Promise<SystemClient> {
+  const reg = await registrationFor(db, vault, system);
+  if (!reg) throw new ConnectError('unauthorized_client', `${system.name} has no client registration here yet: the operator registers Tributary with it first (npx tributary connect register, or CLIENT_REGISTRATIONS_FILE).`);
+  return systemClient(system.resource_url, reg, ownOrigin, clientKey);
+}
+
 /** Where to send the person: the system's authorize endpoint with PKCE S256, the state and `aud`. */
 export async function authorizeUrl(sc: SystemClient, redirectUri: string, state: string, codeVerifier: string): Promise<string> {
   const url = new URL(sc.as.authorization_endpoint!);

@@ -32,14 +32,17 @@ export function sourceTarget(o: Origin, reference: string): { type: string; id: 
   return m && isResourceType(m[1]) ? { type: m[1], id: m[2] } : undefined;
 }
 
-/** Every `reference` string of a resource (contained resources' too), for `visit` to see or replace. */
+/** Every `reference` string of a resource (contained resources' too), for `visit` to see or replace (a string it returns unchanged is left alone). */
 function walkReferences(node: unknown, visit: (ref: string) => string): void {
   if (Array.isArray(node)) {
     for (const item of node) walkReferences(item, visit);
   } else if (node && typeof node === 'object') {
     const obj = node as Record<string, unknown>;
     for (const [k, v] of Object.entries(obj)) {
-      if (k === 'reference' && typeof v === 'string') obj[k] = visit(v);
+      if (k === 'reference' && typeof v === 'string') {
+        const to = visit(v);
+        if (to !== v) obj[k] = to;
+      }
       else if (typeof v === 'object') walkReferences(v, visit);
     }
   }
@@ -48,7 +51,7 @@ function walkReferences(node: unknown, visit: (ref: string) => string): void {
 /** The targets a resource refers to at the source. */
 export function referencedTargets(o: Origin, r: Resource): { type: string; id: string }[] {
   const out: { type: string; id: string }[] = [];
-  walkReferences(structuredClone(r), (ref) => {
+  walkReferences(r, (ref) => {
     const t = sourceTarget(o, ref);
     if (t) out.push(t);
     return ref;

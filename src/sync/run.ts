@@ -15,7 +15,7 @@
 import type pg from 'pg';
 import type { OperationOutcomeIssue, Provenance, Resource } from '@medplum/fhirtypes';
 import type { Vault } from '../auth/vault.ts';
-import { registrationFor, systemClient, type ClientKey, type Tokens } from '../connect/client.ts';
+import { clientForSystem, connectionSealKey, type ClientKey, type Tokens } from '../connect/client.ts';
 import { HEALTH_SYSTEM_ID } from '../directory/fhir-view.ts';
 import { writeResources, type BulkDeps } from '../fhir/bulk.ts';
 import type { ResourceValidator } from '../fhir/ports.ts';
@@ -96,10 +96,8 @@ export async function syncConnection(deps: SyncDeps, connectionId: string): Prom
   try {
     if (!conn.patient_id) throw new NeedsReauth('The system named no patient when the person connected: connect again with launch/patient.');
     const origin: Origin = { userId: conn.user_id, systemId: conn.system_id, systemName: conn.name, base: conn.resource_url.replace(/\/+$/, '') };
-    const sealKey = `${conn.user_id}:${conn.system_id}`;
-    const reg = await registrationFor(deps.pool, deps.vault, { id: conn.system_id, vendor: conn.vendor });
-    if (!reg) throw new Error(`${conn.name} has no client registration any more.`);
-    const sc = await systemClient(origin.base, reg, deps.ownOrigin, deps.clientKey);
+    const sealKey = connectionSealKey(conn.user_id, conn.system_id);
+    const sc = await clientForSystem(deps.pool, deps.vault, { id: conn.system_id, name: conn.name, resource_url: origin.base, vendor: conn.vendor }, deps.ownOrigin, deps.clientKey);
     const tokens: Tokens = {
       accessToken: deps.vault.decrypt(conn.access_token_sealed, sealKey),
       refreshToken: conn.refresh_token_sealed ? deps.vault.decrypt(conn.refresh_token_sealed, sealKey) : undefined,
