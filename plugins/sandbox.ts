@@ -121,24 +121,6 @@ export default fp(
     const apps = new Map<string, number>();
     const faults = new Map(defs.map((d) => [d.name, new Faults()]));
 
-    // The fault switches act on every request to a sandbox's FHIR base (these hooks come before
-    // the routes below, so the routes get them).
-    const malformed = new WeakSet<FastifyRequest>();
-    app.addHook('onRequest', async (req, reply) => {
-      const name = /^\/sandbox\/([^/]+)\/fhir\/r4(?:[/?]|$)/.exec(req.url)?.[1];
-      const plan = name ? faults.get(name)?.next() : undefined;
-      if (!plan) return;
-      if (plan.delayMs) await new Promise((r) => setTimeout(r, plan.delayMs));
-      if (plan.malform) malformed.add(req);
-      if (!plan.fail) return;
-      if (plan.fail.retryAfter !== undefined) reply.header('Retry-After', String(plan.fail.retryAfter));
-      return reply
-        .code(plan.fail.status)
-        .header('Content-Type', 'application/fhir+json')
-        .send({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: plan.fail.status === 429 ? 'throttled' : 'transient', diagnostics: 'A fault switch of this sandbox system.' }] });
-    });
-    app.addHook('onSend', async (req, reply, payload) => (malformed.has(req) && reply.statusCode === 200 && typeof payload === 'string' ? malform(payload) : payload));
-
     await app.register(
       async (admin) => {
         admin.addHook('onRequest', adminOnly(app));
@@ -183,8 +165,27 @@ export default fp(
       apps.set(def.name, appId);
       const prefix = `/sandbox/${def.name}/fhir/r4`;
       app.hostedSystems.set(appId, { fhirBase: `${app.config.baseUrl}${prefix}`, title: def.title });
-      await app.register(fhirRoutes, { prefix, onlyApp: appId, everything: def.everything });
-      app.get(`${prefix}/.well-known/smart-configuration`, async () => smartConfiguration(app.config.baseUrl, [def.auth]));
+      // The system's routes, in a context of their own whose hooks play its fault switches on each
+      // of its requests (and no other).
+      const switches = faults.get(def.name)!;
+      await app.register(async (system) => {
+        const malformed = new WeakSet<FastifyRequest>();
+        system.addHook('onRequest', async (req, reply) => {
+          const plan = switches.next();
+          if (!plan) return;
+          if (plan.delayMs) await new Promise((r) => setTimeout(r, plan.delayMs));
+          if (plan.malform) malformed.add(req);
+          if (!plan.fail) return;
+          if (plan.fail.retryAfter !== undefined) reply.header('Retry-After', String(plan.fail.retryAfter));
+          return reply
+            .code(plan.fail.status)
+            .header('Content-Type', 'application/fhir+json')
+            .send({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: plan.fail.status === 429 ? 'throttled' : 'transient', diagnostics: 'A fault switch of this sandbox system.' }] });
+        });
+        system.addHook('onSend', async (req, reply, payload) => (malformed.has(req) && reply.statusCode === 200 && typeof payload === 'string' ? malform(payload) : payload));
+        await system.register(fhirRoutes, { prefix, onlyApp: appId, everything: def.everything });
+        system.get(`${prefix}/.well-known/smart-configuration`, async () => smartConfiguration(app.config.baseUrl, [def.auth]));
+      });
     }
     await listInDirectory(app, defs);
 
