@@ -14,12 +14,12 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { sha256 } from '../src/auth/secrets.ts';
 import { addFormParser } from './auth.ts';
 import { SANDBOX_VENDOR } from './sandbox.ts';
+import { escapeHtml as esc } from '../src/html.ts';
 
 export const DEMO_CLIENT_ID = 'tributary-demo';
 const RECORD_TYPES = ['Patient', 'Encounter', 'Condition', 'Observation', 'DiagnosticReport', 'MedicationRequest', 'AllergyIntolerance', 'Immunization', 'Procedure', 'DocumentReference'];
 const COOKIE = 'tributary_demo';
 
-const esc = (s: unknown) => String(s ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 const STYLE = `body{font:16px/1.45 system-ui,sans-serif;max-width:44rem;margin:2rem auto;padding:0 1rem;color:#111}
 h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}label{display:block;font-weight:600;margin:.4rem 0}

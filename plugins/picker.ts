@@ -4,8 +4,7 @@
  * and a small script of our own (no framework); readable on a phone, usable with the keyboard
  * (Tab through the results, Enter to choose).
  */
-
-const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+import { escapeHtml as esc } from '../src/html.ts';
 
 const STYLE = `body{font:16px/1.4 system-ui,sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem;color:#111}
 label{display:block;font-weight:600;margin-bottom:.3rem}input{width:100%;box-sizing:border-box;padding:.6rem;font-size:1.1rem}

@@ -12,6 +12,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isKnownScope } from '../src/auth/scopes.ts';
 import type { App, AuthzRequest } from '../src/auth/store.ts';
 import { addFormParser, requestParam as param } from './auth.ts';
+import { escapeHtml as esc } from '../src/html.ts';
 
 const FHIR_BASES = ['/fhir/r4', '/r4'];
 const CAPABILITIES = [
@@ -56,7 +57,6 @@ export function smartConfiguration(issuer: string, authMethods: string[] = ALL_A
   };
 }
 
-const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 /** A small HTML page; no script, nothing from elsewhere (Content-Security-Policy says so). */
 function page(reply: FastifyReply, status: number, title: string, body: string): FastifyReply {
