@@ -75,3 +75,11 @@ export function dataDirKey(dataDir: string): Buffer {
     return Buffer.from(fs.readFileSync(file, 'utf8').trim(), 'hex');
   }
 }
+
+/**
+ * The key a process seals with: ENCRYPTION_KEY, else (embedded PostgreSQL only) the data folder's;
+ * with DATABASE_URL and no key, none (every process must share one, so it must be set).
+ */
+export function configuredKey(config: { encryptionKey?: Buffer; databaseUrl?: string; dataDir: string }): Buffer | undefined {
+  return config.encryptionKey ?? (config.databaseUrl ? undefined : dataDirKey(config.dataDir));
+}
