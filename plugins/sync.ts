@@ -74,8 +74,11 @@ export default fp(
     await app.jobs.createQueue(SYNC_QUEUE, { name: SYNC_QUEUE, policy: 'stately' });
     /** Wakes this process's idle sync lanes (when it runs them). */
     let wakeLanes = () => {};
+    // One job per connection (the stately queue keeps at most one waiting), not retried: the next
+    // cycle is the retry.
+    const job = (connectionId: string) => ({ name: SYNC_QUEUE, data: { connectionId }, singletonKey: connectionId, retryLimit: 0, expireInSeconds: SYNC_EXPIRE_SECONDS });
     app.decorate('queueSync', async (connectionId: string) => {
-      await app.jobs.send(SYNC_QUEUE, { connectionId }, { singletonKey: connectionId, retryLimit: 0, expireInSeconds: SYNC_EXPIRE_SECONDS });
+      await app.jobs.insert([job(connectionId)]);
       wakeLanes();
     });
     /** Queues the active connections last synced before `before` (all of them without it); how many. */
@@ -85,7 +88,9 @@ export default fp(
         `SELECT id::text FROM trb_connection WHERE status = 'active' AND ($1::timestamptz IS NULL OR coalesce(last_sync_at, created_at) < $1)`,
         [before ?? null],
       );
-      for (const r of rows) await app.queueSync(r.id);
+      // In statements of 1,000 jobs, not a round trip each.
+      for (let i = 0; i < rows.length; i += 1000) await app.jobs.insert(rows.slice(i, i + 1000).map((r) => job(r.id)));
+      wakeLanes();
       return rows.length;
     };
 
