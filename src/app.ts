@@ -7,6 +7,7 @@ import fp from 'fastify-plugin';
 import { randomUUID } from 'node:crypto';
 import type { Config } from './config.ts';
 import dbPlugin from '../plugins/db.ts';
+import outboundPlugin from '../plugins/outbound.ts';
 import jobsPlugin from '../plugins/jobs.ts';
 import corePlugin from '../plugins/core.ts';
 import fhirRoutes from '../plugins/fhir.ts';
@@ -68,6 +69,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   });
   app.setErrorHandler(errorHandler);
   app.register(dbPlugin);
+  app.register(outboundPlugin);
   app.register(corePlugin);
   app.register(jobsPlugin);
   app.register(health);
