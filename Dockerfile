@@ -13,6 +13,8 @@ COPY package.json ./
 COPY src ./src
 COPY plugins ./plugins
 COPY profiles ./profiles
+# The shipped health-system directory, imported at the first start (plugins/directory.ts).
+COPY directory ./directory
 COPY bin ./bin
 USER node
 EXPOSE 8080

@@ -1,8 +1,9 @@
 /**
  * The health-system directory on the server:
- * - on first start (an empty directory), the shipped lists in `directory/lantern/` are imported in
- *   the background while the server already serves everything else (DIRECTORY_AUTOLOAD=false turns
- *   it off); several processes starting together import once (an advisory lock). Then the FHIR
+ * - on a start where the shipped lists in `directory/lantern/` (by a hash of their content) have not
+ *   been imported yet (trb_directory_import), they are imported in the background while the server
+ *   already serves everything else (DIRECTORY_AUTOLOAD=false turns it off); several processes
+ *   starting together import once (an advisory lock). Then the FHIR
  *   view (src/directory/fhir-view.ts) catches up, on every start;
  * - with DIRECTORY_PROBE_CRON, a pg-boss job probes every system's status on that schedule
  *   (src/directory/probe.ts); off by default;
@@ -15,6 +16,7 @@
  *   `vendor`, `fhir_version` and `url` (a URL or domain).
  */
 import fp from 'fastify-plugin';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -158,23 +160,51 @@ export default fp(
   { name: 'directory', dependencies: ['db', 'core', 'auth', 'jobs'] },
 );
 
+/** The shipped lists' files in name order, and a SHA-256 over their names and contents. */
+export function shippedDirectory(dir = SHIPPED_DIRECTORY): { sources: { name: string; content: string }[]; sha256: string } {
+  const hash = createHash('sha256');
+  const sources = fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.json'))
+    .sort()
+    .map((f) => {
+      const content = fs.readFileSync(path.join(dir, f), 'utf8');
+      hash.update(`${f}\0${Buffer.byteLength(content)}\0`).update(content);
+      return { name: f, content };
+    });
+  return { sources, sha256: hash.digest('hex') };
+}
+
+/**
+ * Imports the shipped lists unless an import of exactly these files is recorded: whatever else the
+ * directory holds (the sandboxes write theirs first) does not count, and changed lists (an
+ * upgrade) are imported again (the importer only writes what changed).
+ */
 async function autoload(app: FastifyInstance): Promise<void> {
   const started = Date.now();
   try {
     const summary = await inTransaction(app.pg, async (c) => {
-      // One process imports; the others wait here, then find the directory filled.
+      // One process imports; the others wait here, then find the import recorded.
       await c.query('SELECT pg_advisory_xact_lock($1)', [AUTOLOAD_LOCK]);
-      const { rows } = await c.query<{ any: boolean }>('SELECT EXISTS (SELECT 1 FROM trb_system) AS any');
-      if (rows[0].any) return null;
-      const sources = fs
-        .readdirSync(SHIPPED_DIRECTORY)
-        .filter((f) => f.endsWith('.json'))
-        .sort()
-        .map((f) => ({ name: f, content: fs.readFileSync(path.join(SHIPPED_DIRECTORY, f), 'utf8') }));
-      app.log.info({ files: sources.length }, 'loading the health-system directory');
-      return importDirectory(app.pg, sources, (stage, done, total) => {
+      const shipped = shippedDirectory();
+      const { rows } = await c.query<{ at: Date }>(
+        "SELECT imported_at AS at FROM trb_directory_import WHERE source = 'shipped' AND content_sha256 = $1 LIMIT 1",
+        [shipped.sha256],
+      );
+      if (rows.length) {
+        app.log.info({ sha256: shipped.sha256.slice(0, 12), importedAt: rows[0].at }, 'health-system directory: the shipped lists are already imported');
+        return null;
+      }
+      app.log.info({ files: shipped.sources.length, sha256: shipped.sha256.slice(0, 12) }, 'loading the health-system directory');
+      const s = await importDirectory(app.pg, shipped.sources, (stage, done, total) => {
         if (stage === 'write') app.log.info({ done, total }, 'directory: systems written');
       });
+      await c.query(
+        `INSERT INTO trb_directory_import (source, content_sha256, files, systems, added, updated, rejected_rows)
+         VALUES ('shipped', $1, $2, $3, $4, $5, $6)`,
+        [shipped.sha256, s.files, s.systems, s.added, s.updated, s.rejected.length],
+      );
+      return s;
     });
     if (summary) {
       const { rejected, ...counts } = summary;
