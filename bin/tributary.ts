@@ -19,7 +19,7 @@ import { importDirectory, type ImportSource } from '../src/directory/importer.ts
 import { DirectoryFileError, type DirectoryFormat } from '../src/directory/readers.ts';
 import { syncFhirView } from '../src/directory/fhir-view.ts';
 import { loadSearchRegistry } from '../plugins/core.ts';
-import { configuredKey, Vault } from '../src/auth/vault.ts';
+import { configuredKey, vaultFor } from '../src/auth/vault.ts';
 import { listRegistrations, registrationProblem, removeRegistration, saveRegistration, type RegistrationInput } from '../src/connect/registrations.ts';
 import { extractIndexes } from '../src/indexing/extract.ts';
 import { Repository } from '../src/storage/repository.ts';
@@ -207,7 +207,7 @@ try {
       process.exitCode = 1;
     }
   } else if (group === 'connect') {
-    const vault = new Vault(configuredKey(config));
+    const vault = vaultFor(config);
     if (command === 'register') {
       if (registration!.secret && !vault.ready) fail('No encryption key to seal the secret with: set ENCRYPTION_KEY (the server\'s).', 1);
       await saveRegistration(pool, vault, registration!);

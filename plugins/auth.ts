@@ -6,7 +6,7 @@
 import fp from 'fastify-plugin';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { SigningKeys } from '../src/auth/keys.ts';
-import { configuredKey, Vault } from '../src/auth/vault.ts';
+import { vaultFor, type Vault } from '../src/auth/vault.ts';
 import { ACCESS_TOKEN_SECONDS, AuthStore, type Access, type App, type Granted } from '../src/auth/store.ts';
 
 declare module 'fastify' {
@@ -124,7 +124,7 @@ export default fp(
     };
     app.decorate('credentials', credentials);
 
-    app.decorate('vault', new Vault(configuredKey(app.config)));
+    app.decorate('vault', vaultFor(app.config));
     app.decorate('hostedSystems', new Map<number, HostedSystem>());
     app.decorate('clientKeys', new SigningKeys(app.pg, 'client_assertion'));
 

@@ -128,7 +128,7 @@ export default async function connectRoutes(app: FastifyInstance) {
       await app.pg.query(
         `INSERT INTO trb_connect_state (state_sha256, app_id, user_id, system_id, code_verifier_sealed, app_state, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))`,
-        [sha256(state), client.id, access.userId, system.id, app.vault.encrypt(verifier, state), appState ?? null, STATE_SECONDS],
+        [sha256(state), client.id, access.userId, system.id, app.vault.encrypt(verifier, state, 'connect-verifier'), appState ?? null, STATE_SECONDS],
       );
       return reply.code(302).header('Location', await authorizeUrl(sc, callbackUrl, state, verifier)).header('Cache-Control', 'no-store').send();
     } catch (err) {
@@ -157,7 +157,7 @@ export default async function connectRoutes(app: FastifyInstance) {
     if (!system) return fail('invalid_request', 'The health system is no longer in the directory.');
     try {
       const sc = await clientFor(system);
-      const tokens = await exchangeCode(sc, new URL(req.url, app.config.baseUrl), state, callbackUrl, app.vault.decrypt(pending.code_verifier_sealed, state));
+      const tokens = await exchangeCode(sc, new URL(req.url, app.config.baseUrl), state, callbackUrl, app.vault.decrypt(pending.code_verifier_sealed, state, 'connect-verifier'));
       const key = connectionSealKey(pending.user_id, system.id);
       const { rows: made } = await app.pg.query<{ id: string }>(
         `INSERT INTO trb_connection (app_id, user_id, system_id, patient_id, scope, access_token_sealed, refresh_token_sealed, access_expires_at)
@@ -166,7 +166,7 @@ export default async function connectRoutes(app: FastifyInstance) {
            access_token_sealed = EXCLUDED.access_token_sealed, refresh_token_sealed = EXCLUDED.refresh_token_sealed,
            access_expires_at = EXCLUDED.access_expires_at, last_error = NULL, updated_at = now()
          RETURNING id::text`,
-        [client.id, pending.user_id, system.id, tokens.patient ?? null, tokens.scope, app.vault.encrypt(tokens.accessToken, key), tokens.refreshToken ? app.vault.encrypt(tokens.refreshToken, key) : null, tokens.expiresAt],
+        [client.id, pending.user_id, system.id, tokens.patient ?? null, tokens.scope, app.vault.encrypt(tokens.accessToken, key, 'connection-token'), tokens.refreshToken ? app.vault.encrypt(tokens.refreshToken, key, 'connection-token') : null, tokens.expiresAt],
       );
       // The first sync starts now (a worker takes it within seconds).
       await app.queueSync(made[0].id);
@@ -243,7 +243,7 @@ export default async function connectRoutes(app: FastifyInstance) {
     try {
       const key = connectionSealKey(gone.user_id, gone.system_id);
       const sc = await clientFor(system);
-      revoked = await revoke(sc, app.vault.decrypt(gone.refresh_token_sealed ?? gone.access_token_sealed, key));
+      revoked = await revoke(sc, app.vault.decrypt(gone.refresh_token_sealed ?? gone.access_token_sealed, key, 'connection-token'));
     } catch (err) {
       req.log.warn({ system: system.id, err: String(err) }, 'the tokens could not be revoked at the health system');
     }

@@ -57,7 +57,7 @@ export default async function demoRoutes(app: FastifyInstance) {
   async function demoUser(req: FastifyRequest): Promise<{ appUserId: string; oneupUserId: number; token: string } | undefined> {
     const raw = /(?:^|;\s*)tributary_demo=([^;]+)/.exec(req.headers.cookie ?? '')?.[1];
     const [value, mac] = decodeURIComponent(raw ?? '').split('|');
-    if (!value || !mac || app.vault.sign(value) !== mac) return undefined;
+    if (!value || !mac || !app.vault.verify(value, mac)) return undefined;
     const code = await call('POST', '/user-management/v1/user/auth-code', { ...creds, app_user_id: value });
     if (typeof code.body.code !== 'string') return undefined;
     const token = await call('POST', '/oauth2/token', { ...creds, grant_type: 'authorization_code', code: code.body.code });

@@ -51,6 +51,12 @@ export interface Config {
    * DATABASE_URL, nothing can be encrypted (every process must share one key: set it).
    */
   encryptionKey: Buffer | undefined;
+  /**
+   * Old encryption keys (ENCRYPTION_KEYS_PREVIOUS, comma-separated, 64 hex characters each): they
+   * open what they sealed and verify what they signed, never seal; `tributary keys rotate`
+   * re-seals everything under ENCRYPTION_KEY, after which they can be dropped.
+   */
+  encryptionKeysPrevious: Buffer[];
   /** A JSON file of Tributary's client registrations at health systems, read at every start. */
   clientRegistrationsFile: string | undefined;
   /** Run the sync workers in this process (the API and the workers may also run apart). */
@@ -123,6 +129,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     sandboxYears: int(env, 'SANDBOX_YEARS', 5, 1, 60),
     sandboxSystems: DEFAULT_SANDBOXES,
     encryptionKey: encryptionKey(env.ENCRYPTION_KEY),
+    encryptionKeysPrevious: previousKeys(env.ENCRYPTION_KEYS_PREVIOUS),
     clientRegistrationsFile: env.CLIENT_REGISTRATIONS_FILE ? path.resolve(cwd, env.CLIENT_REGISTRATIONS_FILE) : undefined,
     syncWorkers: oneOf(env, 'SYNC_WORKERS', ['true', 'false'] as const, 'true') === 'true',
     syncIntervalMinutes: int(env, 'SYNC_INTERVAL_MINUTES', 2, 1, 1440),
@@ -155,6 +162,14 @@ function encryptionKey(raw: string | undefined): Buffer | undefined {
   if (raw === undefined || raw === '') return undefined;
   if (!/^[0-9a-fA-F]{64}$/.test(raw)) throw new ConfigError('ENCRYPTION_KEY is 32 bytes as 64 hex characters (for example: openssl rand -hex 32).');
   return Buffer.from(raw, 'hex');
+}
+
+function previousKeys(raw: string | undefined): Buffer[] {
+  if (raw === undefined || raw.trim() === '') return [];
+  return raw.split(',').map((k, i) => {
+    if (!/^[0-9a-fA-F]{64}$/.test(k.trim())) throw new ConfigError(`ENCRYPTION_KEYS_PREVIOUS is a comma-separated list of keys of 64 hex characters each; key ${i + 1} is not.`);
+    return Buffer.from(k.trim(), 'hex');
+  });
 }
 
 /** The memory this process may use: the machine's, or its cgroup limit when lower. */

@@ -60,7 +60,7 @@ export async function registrationFor(db: pg.Pool, vault: Vault, system: { id: s
   if (!r) return undefined;
   let secret: string | undefined;
   try {
-    secret = r.client_secret_sealed ? vault.decrypt(r.client_secret_sealed, r.client_id) : undefined;
+    secret = r.client_secret_sealed ? vault.decrypt(r.client_secret_sealed, r.client_id, 'registration-secret') : undefined;
   } catch (err) {
     if (!(err instanceof VaultError)) throw err;
     throw new ConnectError('server_error', `Tributary's client secret for this system cannot be opened with this server's key (was ENCRYPTION_KEY changed?): the operator registers it again.`);

@@ -35,7 +35,7 @@ export function registrationProblem(r: RegistrationInput): string | undefined {
 export async function saveRegistration(db: pg.Pool | pg.PoolClient, vault: Vault, r: RegistrationInput): Promise<void> {
   const problem = registrationProblem(r);
   if (problem) throw new Error(problem);
-  const sealed = r.secret ? vault.encrypt(r.secret, r.clientId) : null;
+  const sealed = r.secret ? vault.encrypt(r.secret, r.clientId, 'registration-secret') : null;
   const key = r.systemId ? 'system_id' : 'vendor';
   await db.query(
     `INSERT INTO trb_client_registration (${key}, client_id, auth_method, client_secret_sealed, scope) VALUES ($1, $2, $3, $4, $5)

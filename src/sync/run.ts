@@ -99,8 +99,8 @@ export async function syncConnection(deps: SyncDeps, connectionId: string): Prom
     const sealKey = connectionSealKey(conn.user_id, conn.system_id);
     const sc = await clientForSystem(deps.pool, deps.vault, { id: conn.system_id, name: conn.name, resource_url: origin.base, vendor: conn.vendor }, deps.ownOrigin, deps.clientKey);
     const tokens: Tokens = {
-      accessToken: deps.vault.decrypt(conn.access_token_sealed, sealKey),
-      refreshToken: conn.refresh_token_sealed ? deps.vault.decrypt(conn.refresh_token_sealed, sealKey) : undefined,
+      accessToken: deps.vault.decrypt(conn.access_token_sealed, sealKey, 'connection-token'),
+      refreshToken: conn.refresh_token_sealed ? deps.vault.decrypt(conn.refresh_token_sealed, sealKey, 'connection-token') : undefined,
       expiresAt: conn.access_expires_at,
       scope: '',
     };
@@ -110,8 +110,8 @@ export async function syncConnection(deps: SyncDeps, connectionId: string): Prom
       async (t) => {
         await deps.pool.query('UPDATE trb_connection SET access_token_sealed = $2, refresh_token_sealed = $3, access_expires_at = $4, updated_at = now() WHERE id = $1', [
           connectionId,
-          deps.vault.encrypt(t.accessToken, sealKey),
-          t.refreshToken ? deps.vault.encrypt(t.refreshToken, sealKey) : conn.refresh_token_sealed,
+          deps.vault.encrypt(t.accessToken, sealKey, 'connection-token'),
+          t.refreshToken ? deps.vault.encrypt(t.refreshToken, sealKey, 'connection-token') : conn.refresh_token_sealed,
           t.expiresAt,
         ]);
       },

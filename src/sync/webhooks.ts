@@ -28,13 +28,13 @@ export function signature(secret: string, timestamp: number, body: string): stri
 /** The app's webhook (its URL and secret), or undefined. */
 export async function webhookOf(pool: pg.Pool, vault: Vault, appId: number): Promise<{ url: string; secret: string } | undefined> {
   const { rows } = await pool.query<{ url: string; secret_sealed: Buffer }>('SELECT url, secret_sealed FROM trb_webhook WHERE app_id = $1', [appId]);
-  return rows[0] && { url: rows[0].url, secret: vault.decrypt(rows[0].secret_sealed, `webhook:${appId}`) };
+  return rows[0] && { url: rows[0].url, secret: vault.decrypt(rows[0].secret_sealed, `webhook:${appId}`, 'webhook-secret') };
 }
 
 export async function setWebhook(pool: pg.Pool, vault: Vault, appId: number, url: string, secret: string): Promise<void> {
   await pool.query(
     'INSERT INTO trb_webhook (app_id, url, secret_sealed) VALUES ($1, $2, $3) ON CONFLICT (app_id) DO UPDATE SET url = EXCLUDED.url, secret_sealed = EXCLUDED.secret_sealed, created_at = now()',
-    [appId, url, vault.encrypt(secret, `webhook:${appId}`)],
+    [appId, url, vault.encrypt(secret, `webhook:${appId}`, 'webhook-secret')],
   );
 }
 

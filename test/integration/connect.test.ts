@@ -64,14 +64,14 @@ t.test('connect North Valley (client_secret_basic): back at the app, connected, 
   t.equal(list.entry.length, 1);
   t.match(list.entry[0], { system_id: NV.directoryId, status: 'active', patient_id: p.resources[0].id, system_name: NV.title });
   const { rows } = await app.pg.query<{ access_token_sealed: Buffer; refresh_token_sealed: Buffer }>('SELECT access_token_sealed, refresh_token_sealed FROM trb_connection WHERE user_id = $1', [user.id]);
-  const accessToken = app.vault.decrypt(rows[0].access_token_sealed, `${user.id}:${NV.directoryId}`);
+  const accessToken = app.vault.decrypt(rows[0].access_token_sealed, `${user.id}:${NV.directoryId}`, 'connection-token');
   t.notOk(rows[0].access_token_sealed.includes(Buffer.from(accessToken)), 'the token is not stored in the clear');
   t.ok(rows[0].refresh_token_sealed, 'offline_access: a refresh token, sealed');
   const read = await fetch(`${BASE}/sandbox/${NV.name}/fhir/r4/Patient/${p.resources[0].id}`, { headers: { authorization: `Bearer ${accessToken}` } });
   t.equal(read.status, 200, 'the stored token reads the record at the system');
 
   // Disconnect: revoked at the system, forgotten here.
-  const refreshToken = app.vault.decrypt(rows[0].refresh_token_sealed, `${user.id}:${NV.directoryId}`);
+  const refreshToken = app.vault.decrypt(rows[0].refresh_token_sealed, `${user.id}:${NV.directoryId}`, 'connection-token');
   const other = await newUser('conn-other');
   t.equal((await fetch(`${BASE}/connect/connections/${list.entry[0].id}`, { method: 'DELETE', headers: { authorization: `Bearer ${other.token}` } })).status, 404, "another user's connection is not theirs to end");
   const del = await fetch(`${BASE}/connect/connections/${list.entry[0].id}`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } });
@@ -102,7 +102,7 @@ t.test('client_secret_post and private_key_jwt (signed with the key published at
     t.equal(back.searchParams.get('success'), 'true', `${d.auth}: connected (${back.searchParams.get('error_description') ?? ''})`);
     // The stored refresh token, used the way the sync will: it rotates, and the old one is spent.
     const { rows } = await app.pg.query<{ refresh_token_sealed: Buffer }>('SELECT refresh_token_sealed FROM trb_connection WHERE user_id = $1', [user.id]);
-    const old = app.vault.decrypt(rows[0].refresh_token_sealed, `${user.id}:${d.directoryId}`);
+    const old = app.vault.decrypt(rows[0].refresh_token_sealed, `${user.id}:${d.directoryId}`, 'connection-token');
     const system = { id: d.directoryId, vendor: 'Tributary sandbox' };
     const sc = await systemClient(`${BASE}/sandbox/${d.name}/fhir/r4`, (await registrationFor(app.pg, app.vault, system))!, BASE, () => app.clientKeys.load());
     const renewed = await refresh(sc, old);
@@ -153,7 +153,7 @@ t.test('a token exchange the system refuses: the app hears why', async (t) => {
   const p = patientOf(NV);
   const callback = await signIn(t, connectUrl(NV.directoryId, token), p.username, p.password);
   const { rows } = await app.pg.query<{ client_secret_sealed: Buffer }>('SELECT client_secret_sealed FROM trb_client_registration WHERE system_id = $1', [NV.directoryId]);
-  await app.pg.query('UPDATE trb_client_registration SET client_secret_sealed = $2 WHERE system_id = $1', [NV.directoryId, app.vault.encrypt('not-the-secret', NV.clientId)]);
+  await app.pg.query('UPDATE trb_client_registration SET client_secret_sealed = $2 WHERE system_id = $1', [NV.directoryId, app.vault.encrypt('not-the-secret', NV.clientId, 'registration-secret')]);
   t.teardown(() => app.pg.query('UPDATE trb_client_registration SET client_secret_sealed = $2 WHERE system_id = $1', [NV.directoryId, rows[0].client_secret_sealed]));
   const back = location(await get(callback.toString()));
   t.equal(back.searchParams.get('error'), 'invalid_client');

@@ -30,7 +30,7 @@ const post = (url: string, fields: Record<string, string>, headers: Record<strin
 /** Tributary's secret at a system, as its registration keeps it (sealed). */
 async function registrationSecret(d: SandboxDefinition): Promise<string | undefined> {
   const { rows } = await app.pg.query<{ sealed: Buffer | null; auth_method: string }>('SELECT client_secret_sealed AS sealed, auth_method FROM trb_client_registration WHERE system_id = $1', [d.directoryId]);
-  return rows[0]?.sealed ? app.vault.decrypt(rows[0].sealed, d.clientId) : undefined;
+  return rows[0]?.sealed ? app.vault.decrypt(rows[0].sealed, d.clientId, 'registration-secret') : undefined;
 }
 
 /** A SMART standalone launch against a sandbox, signing in as `username`; the token response. */
