@@ -33,6 +33,17 @@ export interface Config {
   adminKey: string | undefined;
   /** User-management calls an app may make per hour (then 429). */
   userApiRateLimit: number;
+  /**
+   * Requests one client address, and one client_id, may make to the token endpoints
+   * (/oauth2/token, introspect, revoke) per minute, counted in each server process (then 429).
+   */
+  tokenRateLimit: number;
+  /**
+   * Failed SMART sign-ins from one client address within 15 minutes before the address is locked
+   * for a while (whatever usernames it tries); 0: no limit per address (behind a proxy every
+   * person shares its address). One username is always locked after 5.
+   */
+  signinAddressFailures: number;
   /** Load the shipped health-system directory on first start (when the directory is empty). */
   directoryAutoload: boolean;
   /** When to probe every system's status (a cron expression, e.g. `0 3 * * *`); unset: never. */
@@ -122,6 +133,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     fhirAuth: oneOf(env, 'FHIR_AUTH', ['required', 'off'] as const, 'required'),
     adminKey: adminKey(env.ADMIN_KEY),
     userApiRateLimit: int(env, 'USER_API_RATE_LIMIT', 300, 1, 10_000_000),
+    tokenRateLimit: int(env, 'TOKEN_RATE_LIMIT', 600, 1, 10_000_000),
+    signinAddressFailures: int(env, 'SIGNIN_ADDRESS_FAILURES', 30, 0, 1_000_000),
     directoryAutoload: oneOf(env, 'DIRECTORY_AUTOLOAD', ['true', 'false'] as const, 'true') === 'true',
     directoryProbeCron: cron(env.DIRECTORY_PROBE_CRON),
     sandboxes: oneOf(env, 'SANDBOXES', ['true', 'false'] as const, 'true') === 'true',
