@@ -5,13 +5,16 @@
  */
 import fp from 'fastify-plugin';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { SigningKeys } from '../src/auth/keys.ts';
+import { NO_KEY_FOR_SIGNING, sealStoredKeys, SigningKeys } from '../src/auth/keys.ts';
 import { vaultFor, type Vault } from '../src/auth/vault.ts';
+import { SigninLimit } from '../src/auth/signin-limit.ts';
 import { ACCESS_TOKEN_SECONDS, AuthStore, type Access, type App, type Granted } from '../src/auth/store.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
     auth: AuthStore;
+    /** Failed SMART sign-ins per username and per address, shared by every process (see src/auth/signin-limit.ts). */
+    signinLimit: SigninLimit;
     credentials: Credentials;
     signingKeys: SigningKeys;
     /** The OpenID Connect id_token of a grant (when `openid` was granted), for the token endpoint. */
@@ -69,14 +72,48 @@ export interface Credentials {
   fhirAccess(req: FastifyRequest): Promise<Access | 'invalid' | undefined>;
 }
 
-/** The client_id and secret a request carries, and how: HTTP Basic, parameters (form or query), or 1upHealth's headers. */
-function clientPair(req: FastifyRequest): { id: string; secret: string; via: 'basic' | 'post' | 'headers' } | undefined {
+type Pair = { id: string; secret: string; via: 'basic' | 'post' | 'headers' };
+
+/** Longest Authorization: Basic value read (an id and a secret of 200 characters each, encoded). */
+const BASIC_MAX = 2048;
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * The client_id and secret of an `Authorization: Basic` value: base64 of
+ * urlencode(id) ":" urlencode(secret), both non-empty. Null when the value is not that shape (not
+ * base64, no colon, an empty part, bad percent-encoding, oversized): credentials were given, and
+ * they are wrong.
+ * See: https://www.rfc-editor.org/rfc/rfc6749#section-2.3.1, https://www.rfc-editor.org/rfc/rfc7617#section-2
+ */
+export function parseBasic(value: string): { id: string; secret: string } | null {
+  const encoded = value.trim();
+  if (encoded.length > BASIC_MAX || !BASE64.test(encoded)) return null;
+  let decoded: string;
+  try {
+    decoded = utf8.decode(Buffer.from(encoded, 'base64'));
+  } catch {
+    return null;
+  }
+  const i = decoded.indexOf(':');
+  if (i <= 0 || i === decoded.length - 1) return null;
+  try {
+    return { id: decodeURIComponent(decoded.slice(0, i)), secret: decodeURIComponent(decoded.slice(i + 1)) };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The client_id and secret a request carries, and how: HTTP Basic, parameters (form or query), or
+ * 1upHealth's headers. A malformed Basic header is a pair that matches no app (id ''), never a throw.
+ */
+function clientPair(req: FastifyRequest): Pair | undefined {
   const h = req.headers;
   const auth = h.authorization;
-  if (typeof auth === 'string' && /^basic /i.test(auth)) {
-    const decoded = Buffer.from(auth.slice(6).trim(), 'base64').toString('utf8');
-    const i = decoded.indexOf(':');
-    if (i > 0) return { id: decodeURIComponent(decoded.slice(0, i)), secret: decodeURIComponent(decoded.slice(i + 1)), via: 'basic' };
+  if (typeof auth === 'string' && /^basic(\s|$)/i.test(auth)) {
+    const parsed = parseBasic(auth.slice(5));
+    return parsed ? { ...parsed, via: 'basic' } : { id: '', secret: '', via: 'basic' };
   }
   const id = requestParam(req, 'client_id') ?? str(h.client_id) ?? str(h['x-client-id']);
   const secret = requestParam(req, 'client_secret');
@@ -85,10 +122,17 @@ function clientPair(req: FastifyRequest): { id: string; secret: string; via: 'ba
   return id && header ? { id, secret: header, via: 'headers' } : undefined;
 }
 
+/** The client_id a request names (with or without a secret), for counting its requests; undefined: none. */
+export function claimedClientId(req: FastifyRequest): string | undefined {
+  const id = clientPair(req)?.id || requestParam(req, 'client_id');
+  return id ? id.slice(0, 200) : undefined;
+}
+
 export default fp(
   async function auth(app: FastifyInstance) {
     const store = new AuthStore(app.pg);
     app.decorate('auth', store);
+    app.decorate('signinLimit', new SigninLimit(app.pg, app.config.signinAddressFailures));
     const stopListening = await store.listen();
     app.addHook('onClose', stopListening);
     // Every hour, one process removes expired codes, tokens and sign-in requests.
@@ -100,7 +144,7 @@ export default fp(
     const credentials: Credentials = {
       async app(req) {
         const pair = clientPair(req);
-        if (!pair || pair.id.length > 200 || pair.secret.length > 200) return undefined;
+        if (!pair || !pair.id || pair.id.length > 200 || pair.secret.length > 200) return undefined;
         return store.authenticateApp(pair.id, pair.secret);
       },
       hasClient: (req) => clientPair(req) !== undefined,
@@ -125,13 +169,16 @@ export default fp(
     app.decorate('credentials', credentials);
 
     app.decorate('vault', vaultFor(app.config));
+    // Private keys stored in the clear before they were sealed: sealed now, once.
+    if (app.vault.ready) await sealStoredKeys(app.pg, app.vault);
+    else app.log.warn(NO_KEY_FOR_SIGNING);
     app.decorate('hostedSystems', new Map<number, HostedSystem>());
-    app.decorate('clientKeys', new SigningKeys(app.pg, 'client_assertion'));
+    app.decorate('clientKeys', new SigningKeys(app.pg, app.vault, 'client_assertion'));
 
-    const keys = new SigningKeys(app.pg);
+    const keys = new SigningKeys(app.pg, app.vault);
     app.decorate('signingKeys', keys);
     app.decorate('idTokenFor', async (client: App, g: Granted) => {
-      if (!g.scope.split(' ').includes('openid')) return undefined;
+      if (!g.scope.split(' ').includes('openid') || !app.vault.ready) return undefined;
       // fhirUser: the person's own Patient (SMART's patient context), when they have one.
       const base = app.hostedSystems.get(client.id)?.fhirBase ?? `${app.config.baseUrl}/fhir/r4`;
       const fhirUser = g.patientId ? `${base}/Patient/${g.patientId}` : undefined;

@@ -3,11 +3,14 @@
  * - POST/GET/PUT /user-management/v1/user, POST /user-management/v1/user/auth-code
  * - POST /oauth2/token (also /fhir/oauth2/token), parameters in a form body or the query string
  * - POST /oauth2/introspect (RFC 7662), POST /oauth2/revoke (RFC 7009)
+ * The four OAuth endpoints take TOKEN_RATE_LIMIT requests a minute per client address and per
+ * client_id (then 429 slow_down with Retry-After).
  * See: https://1up.health/dev/reference/user-management, RFC 6749 section 5.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import rateLimit from '@fastify/rate-limit';
 import { OAuthError, type App, type User } from '../src/auth/store.ts';
-import { addFormParser, requestParam as param } from './auth.ts';
+import { addFormParser, claimedClientId, requestParam as param } from './auth.ts';
 
 const APP_USER_ID = /^[\x21-\x7e]{1,200}$/;
 const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
@@ -101,6 +104,27 @@ export default async function userRoutes(app: FastifyInstance) {
 
   // --- OAuth2 ------------------------------------------------------------------------------
 
+  // Counted in this process's memory (@fastify/rate-limit's store): a flood guard, sized per
+  // process. What guessing could win here is 256-bit secrets and codes; the guessable secrets,
+  // passwords, are counted in PostgreSQL for every process (src/auth/signin-limit.ts).
+  await app.register(rateLimit, { global: false });
+  const limits = [
+    app.createRateLimit({ max: app.config.tokenRateLimit, timeWindow: 60_000 }),
+    app.createRateLimit({ max: app.config.tokenRateLimit, timeWindow: 60_000, keyGenerator: (req) => `client:${claimedClientId(req) ?? ''}`, allowList: (_req, key) => key === 'client:' }),
+  ];
+  /** preHandler of the OAuth endpoints (the body is parsed by then: client_id may be in it). */
+  async function limited(req: FastifyRequest, reply: FastifyReply) {
+    for (const limit of limits) {
+      const r = await limit(req);
+      if (r.isAllowed || !r.isExceeded) continue;
+      return reply
+        .code(429)
+        .header('Retry-After', String(Math.max(1, r.ttlInSeconds)))
+        .header('Cache-Control', 'no-store')
+        .send({ error: 'slow_down', error_description: `More than ${r.max} requests a minute ${limit === limits[0] ? 'from this address' : 'for this client_id'}; retry after ${Math.max(1, r.ttlInSeconds)} s.` });
+    }
+  }
+
   /** A public app names itself with client_id alone (no secret to send). */
   async function publicApp(req: FastifyRequest): Promise<App | undefined> {
     const clientId = param(req, 'client_id');
@@ -160,8 +184,8 @@ export default async function userRoutes(app: FastifyInstance) {
       throw err;
     }
   }
-  app.post('/oauth2/token', token);
-  app.post('/fhir/oauth2/token', token);
+  app.post('/oauth2/token', { preHandler: limited }, token);
+  app.post('/fhir/oauth2/token', { preHandler: limited }, token);
 
   /** Introspection and revocation: the client authenticates as at the token endpoint. */
   const withToken = (run: (client: App, token: string, reply: FastifyReply) => Promise<FastifyReply>) => async (req: FastifyRequest, reply: FastifyReply) => {
@@ -175,9 +199,10 @@ export default async function userRoutes(app: FastifyInstance) {
       throw err;
     }
   };
-  app.post('/oauth2/introspect', withToken(async (client, t, reply) => reply.header('Cache-Control', 'no-store').send(await app.auth.introspect(client, t))));
+  app.post('/oauth2/introspect', { preHandler: limited }, withToken(async (client, t, reply) => reply.header('Cache-Control', 'no-store').send(await app.auth.introspect(client, t))));
   app.post(
     '/oauth2/revoke',
+    { preHandler: limited },
     withToken(async (client, t, reply) => {
       await app.auth.revoke(client, t);
       // RFC 7009: 200 whether or not the token was known.

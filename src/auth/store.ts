@@ -100,6 +100,10 @@ const ACCESS_CACHE_MS = 60_000;
 const ACCESS_CACHE_MAX = 100_000;
 /** Sent in the transaction of every revocation; see AuthStore.listen. */
 const NOTIFY_REVOKED = "SELECT pg_notify('trb_auth', 'revoked')";
+/** A SHA-256 no secret hashes to (in practice): what an unknown client_id's secret is compared with. */
+const NO_SECRET = Buffer.alloc(32);
+/** Wrong passwords after which one sign-in request ends. */
+export const AUTHZ_REQUEST_FAILURES = 5;
 
 export const ACCESS_TOKEN_SECONDS = 7200;
 export const REFRESH_TOKEN_SECONDS = 90 * 24 * 3600;
@@ -164,6 +168,7 @@ export class AuthStore {
   /** Moves on at every revocation heard: a lookup begun before one is not kept. */
   private generation = 0;
   private listening = false;
+  private dummy: Promise<string> | undefined;
 
   constructor(pool: pg.Pool) {
     this.pool = pool;
@@ -253,8 +258,9 @@ export class AuthStore {
       values: [clientId],
     });
     const given = sha256(clientSecret);
-    const ok = rows.length > 0 && !rows[0].public && sameHash(rows[0].secret_sha256, given);
-    return ok ? toApp(rows[0]) : undefined;
+    // An unknown client_id is compared too (with a hash no secret has), so both cost the same.
+    const same = sameHash(rows[0]?.secret_sha256 ?? NO_SECRET, given);
+    return same && rows.length > 0 && !rows[0].public ? toApp(rows[0]) : undefined;
   }
 
   /** A new secret for the app; the old one stops working at once. Undefined: no such app, or a public one. */
@@ -328,13 +334,27 @@ export class AuthStore {
     }
   }
 
+  /**
+   * The user whose username and password these are, or undefined. An unknown username, a user
+   * without a password and an inactive one verify the password against a dummy hash of the same
+   * cost: the time taken never tells whether the username exists.
+   * See: https://cheatsheetseries.owasp.org/cheatsheets/Authentication_Cheat_Sheet.html#authentication-responses
+   */
   async checkPassword(appId: number, username: string, password: string): Promise<User | undefined> {
     const { rows } = await this.pool.query<UserRow & { password_hash: string | null }>(
       'SELECT id, app_id, app_user_id, active, password_hash FROM trb_user WHERE app_id = $1 AND username = $2',
       [appId, username],
     );
-    if (!rows.length || !rows[0].password_hash || !rows[0].active) return undefined;
-    return (await verifyPassword(password, rows[0].password_hash)) ? toUser(rows[0]) : undefined;
+    const r = rows[0];
+    const usable = r?.password_hash && r.active ? r.password_hash : undefined;
+    const right = await verifyPassword(password, usable ?? (await this.dummyHash()));
+    return right && usable ? toUser(r) : undefined;
+  }
+
+  /** A scrypt hash of a random password, made once per process, for checkPassword's misses. */
+  private dummyHash(): Promise<string> {
+    this.dummy ??= hashPassword(newSecret());
+    return this.dummy;
   }
 
   // --- codes and tokens --------------------------------------------------------------------
@@ -362,13 +382,22 @@ export class AuthStore {
     idToken?: (g: Granted) => Promise<string | undefined>,
   ): Promise<TokenSet> {
     const tokens = await inTransaction(this.pool, async (c) => {
-      const { rows } = await c.query<{ user_id: string; scope: string; live: boolean; used: boolean; active: boolean; redirect_uri: string | null; code_challenge: string | null; nonce: string | null; patient_id: string | null }>(
-        `SELECT a.user_id, a.scope, a.expires_at > now() AS live, a.used_at IS NOT NULL AS used, u.active, a.redirect_uri, a.code_challenge, a.nonce, a.patient_id
+      const { rows } = await c.query<{ user_id: string; scope: string; live: boolean; used: boolean; active: boolean; redirect_uri: string | null; code_challenge: string | null; nonce: string | null; patient_id: string | null; family: string | null }>(
+        `SELECT a.user_id, a.scope, a.expires_at > now() AS live, a.used_at IS NOT NULL AS used, u.active, a.redirect_uri, a.code_challenge, a.nonce, a.patient_id, a.family
          FROM trb_auth_code a JOIN trb_user u ON u.id = a.user_id WHERE a.code_sha256 = $1 AND a.app_id = $2 FOR UPDATE OF a`,
         [sha256(code), app.id],
       );
       const r = rows[0];
-      if (!r || r.used || !r.live) throw new OAuthError('invalid_grant', 'The code is unknown, used or expired; ask for a new one.');
+      if (r?.used) {
+        // A code redeemed twice: one of the two redeemers stole it. What the first redemption
+        // issued (and every token refreshed from it) is revoked (RFC 6749 4.1.2, RFC 9700 4.5).
+        if (r.family) {
+          await c.query('UPDATE trb_token SET revoked_at = now() WHERE family = $1 AND revoked_at IS NULL', [r.family]);
+          await c.query(NOTIFY_REVOKED);
+        }
+        return 'replayed' as const;
+      }
+      if (!r || !r.live) throw new OAuthError('invalid_grant', 'The code is unknown, used or expired; ask for a new one.');
       if (!r.active) throw new OAuthError('invalid_grant', 'The user is not active.');
       if (r.code_challenge !== null) {
         if (proof.redirectUri !== r.redirect_uri) throw new OAuthError('invalid_grant', 'redirect_uri differs from the one the code was asked for.');
@@ -377,12 +406,17 @@ export class AuthStore {
       } else if (app.public) {
         throw new OAuthError('invalid_grant', 'A public app redeems only codes of /oauth2/authorize (with PKCE).');
       }
-      await c.query('UPDATE trb_auth_code SET used_at = now() WHERE code_sha256 = $1', [sha256(code)]);
+      const family = randomUUID();
+      await c.query('UPDATE trb_auth_code SET used_at = now(), family = $2 WHERE code_sha256 = $1', [sha256(code), family]);
       // 1upHealth's codes always come with a refresh token; SMART ones when offline_access was granted.
       const withRefresh = r.code_challenge === null || r.scope.split(' ').includes('offline_access');
-      const set = await this.issue(c, app, r.user_id, r.scope, randomUUID(), withRefresh, r.patient_id);
+      const set = await this.issue(c, app, r.user_id, r.scope, family, withRefresh, r.patient_id);
       return { set, granted: { userId: r.user_id, scope: r.scope, nonce: r.nonce, patientId: r.patient_id } };
     });
+    if (tokens === 'replayed') {
+      this.forget();
+      throw new OAuthError('invalid_grant', 'The code was already used; the tokens it gave are now revoked. Ask for a new code.');
+    }
     const id = await idToken?.(tokens.granted);
     return id ? { ...tokens.set, id_token: id } : tokens.set;
   }
@@ -458,6 +492,17 @@ export class AuthStore {
     );
     const r = rows[0];
     return r && { appId: r.app_id, redirectUri: r.redirect_uri, scope: r.scope, state: r.state, codeChallenge: r.code_challenge, nonce: r.nonce, userId: r.user_id };
+  }
+
+  /**
+   * Counts a wrong password for the request; at AUTHZ_REQUEST_FAILURES the request ends (the
+   * person starts again from the app). Answers whether it ended.
+   */
+  async failedSignIn(id: string): Promise<boolean> {
+    const { rows } = await this.pool.query<{ failures: number }>('UPDATE trb_authz_request SET failures = failures + 1 WHERE id_sha256 = $1 RETURNING failures', [sha256(id)]);
+    if (!rows[0] || rows[0].failures < AUTHZ_REQUEST_FAILURES) return false;
+    await this.endAuthzRequest(id);
+    return true;
   }
 
   async signInRequest(id: string, userId: string): Promise<void> {
@@ -591,7 +636,7 @@ export class AuthStore {
 
   /**
    * Removes what can no longer be used: expired codes, authorization requests, tokens, client
-   * assertions and connect sign-ins, and the rate counts of past hours (the `expire` job runs this
+   * assertions, connect sign-ins and sign-in failures a day old, and the rate counts of past hours (the `expire` job runs this
    * every hour). Answers the rows removed.
    */
   async expire(): Promise<Record<string, number>> {
@@ -601,9 +646,11 @@ export class AuthStore {
             t AS (DELETE FROM trb_token WHERE expires_at < now() RETURNING 1),
             q AS (DELETE FROM trb_rate WHERE bucket < date_trunc('hour', now()) RETURNING 1),
             a AS (DELETE FROM trb_client_assertion WHERE expires_at < now() RETURNING 1),
-            s AS (DELETE FROM trb_connect_state WHERE expires_at < now() RETURNING 1)
+            s AS (DELETE FROM trb_connect_state WHERE expires_at < now() RETURNING 1),
+            f AS (DELETE FROM trb_signin_failure WHERE updated_at < now() - interval '1 day' AND (locked_until IS NULL OR locked_until < now()) RETURNING 1)
        SELECT (SELECT count(*) FROM c)::int AS codes, (SELECT count(*) FROM r)::int AS requests, (SELECT count(*) FROM t)::int AS tokens,
-         (SELECT count(*) FROM q)::int AS rates, (SELECT count(*) FROM a)::int AS assertions, (SELECT count(*) FROM s)::int AS connect_states`,
+         (SELECT count(*) FROM q)::int AS rates, (SELECT count(*) FROM a)::int AS assertions, (SELECT count(*) FROM s)::int AS connect_states,
+         (SELECT count(*) FROM f)::int AS signin_failures`,
     );
     return rows[0];
   }

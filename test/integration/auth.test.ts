@@ -102,13 +102,17 @@ t.test('credentials: as headers, form fields or HTTP Basic; wrong ones are refus
   t.equal(noGrant.json().error, 'unsupported_grant_type');
 });
 
-t.test('codes work once; refresh tokens rotate and a reused one ends the sign-in; revocation is immediate', async (t) => {
+t.test('codes work once (a replay revokes what the code gave); refresh tokens rotate and a reused one ends the sign-in; revocation is immediate', async (t) => {
   const { app, creds } = await setup(t);
-  const { code } = (await app.inject({ method: 'POST', url: `/user-management/v1/user?app_user_id=carol&${creds}` })).json();
-  const first = (await tokenFor(app, creds, code)).json();
-  const reused = await tokenFor(app, creds, code);
+  const { code: spent } = (await app.inject({ method: 'POST', url: `/user-management/v1/user?app_user_id=carol&${creds}` })).json();
+  const stolen = (await tokenFor(app, creds, spent)).json();
+  const reused = await tokenFor(app, creds, spent);
   t.equal(reused.statusCode, 400);
   t.equal(reused.json().error, 'invalid_grant');
+  t.equal((await app.inject({ method: 'GET', url: '/fhir/r4/Patient', headers: { authorization: `Bearer ${stolen.access_token}` } })).statusCode, 401, 'the replay revoked the first tokens');
+
+  const { code } = (await app.inject({ method: 'POST', url: `/user-management/v1/user/auth-code?app_user_id=carol&${creds}` })).json();
+  const first = (await tokenFor(app, creds, code)).json();
 
   const refresh = (rt: string) => app.inject({ method: 'POST', url: `/oauth2/token?${creds}&grant_type=refresh_token&refresh_token=${rt}` });
   const second = await refresh(first.refresh_token);

@@ -1,0 +1,104 @@
+/**
+ * Failed sign-ins on the SMART login page, limited per username and per client address, counted in
+ * PostgreSQL (migration 0018) so that every server process sharing the database shares the count.
+ * A key that fails `max` times within WINDOW_SECONDS is locked for LOCK_SECONDS, doubled at each
+ * lockout in a row (up to MAX_LOCK_SECONDS); a lockout is forgotten a day after its key's last
+ * failure, and a username's count when it signs in. A username that does not exist is counted and
+ * locked exactly like one that does, so the answers never tell them apart.
+ * See: https://pages.nist.gov/800-63-3/sp800-63b.html#throttle (SP 800-63B 5.2.2, rate limiting)
+ * See: https://cheatsheetseries.owasp.org/cheatsheets/Authentication_Cheat_Sheet.html#account-lockout
+ */
+import type pg from 'pg';
+import { sha256 } from './secrets.ts';
+
+export const WINDOW_SECONDS = 15 * 60;
+export const LOCK_SECONDS = 5 * 60;
+export const MAX_LOCK_SECONDS = 60 * 60;
+/** Failures of one username within the window before it is locked. */
+export const USERNAME_FAILURES = 5;
+
+export interface SigninKeys {
+  /** The app the username belongs to (usernames are unique per app). */
+  appId: number;
+  username: string;
+  /** The client's IP address. */
+  address: string;
+}
+
+export interface Lock {
+  /** What is locked: the username (whoever tries it) or the address (whatever username it tries). */
+  by: 'username' | 'address';
+  /** Seconds until it opens again (at least 1). */
+  seconds: number;
+}
+
+const usernameKey = (k: SigninKeys) => sha256(`username\n${k.appId}\n${k.username.normalize('NFC')}`);
+const addressKey = (k: SigninKeys) => sha256(`address\n${k.address}`);
+
+export class SigninLimit {
+  private readonly pool: pg.Pool;
+  /** Failures of one address within the window before it is locked; 0: no limit per address. */
+  private readonly addressFailures: number;
+
+  constructor(pool: pg.Pool, addressFailures: number) {
+    this.pool = pool;
+    this.addressFailures = addressFailures;
+  }
+
+  private keys(k: SigninKeys): { key: Buffer; by: Lock['by']; max: number }[] {
+    const keys: { key: Buffer; by: Lock['by']; max: number }[] = [{ key: usernameKey(k), by: 'username', max: USERNAME_FAILURES }];
+    if (this.addressFailures > 0) keys.push({ key: addressKey(k), by: 'address', max: this.addressFailures });
+    return keys;
+  }
+
+  /** The lock that holds now (the longer, when both do), or undefined: the sign-in may be tried. */
+  async locked(k: SigninKeys): Promise<Lock | undefined> {
+    const keys = this.keys(k);
+    const { rows } = await this.pool.query<{ key_sha256: Buffer; seconds: number }>(
+      /* SQL */ `SELECT key_sha256, ceil(extract(epoch FROM locked_until - now()))::int AS seconds FROM trb_signin_failure
+       WHERE key_sha256 = ANY($1::bytea[]) AND locked_until > now() ORDER BY locked_until DESC LIMIT 1`,
+      [keys.map((x) => x.key)],
+    );
+    const r = rows[0];
+    if (!r) return undefined;
+    return { by: keys.find((x) => x.key.equals(r.key_sha256))!.by, seconds: Math.max(1, r.seconds) };
+  }
+
+  /** Counts one failed password for the username and the address; answers the lock it caused, if any. */
+  async failed(k: SigninKeys): Promise<Lock | undefined> {
+    let lock: Lock | undefined;
+    for (const { key, by, max } of this.keys(k)) {
+      await this.pool.query(
+        /* SQL */ `INSERT INTO trb_signin_failure AS f (key_sha256, failures, window_start) VALUES ($1, 1, now())
+         ON CONFLICT (key_sha256) DO UPDATE SET
+           failures = CASE WHEN f.window_start < now() - make_interval(secs => $2) THEN 1 ELSE f.failures + 1 END,
+           window_start = CASE WHEN f.window_start < now() - make_interval(secs => $2) THEN now() ELSE f.window_start END,
+           lockouts = CASE WHEN f.updated_at < now() - interval '1 day' THEN 0 ELSE f.lockouts END,
+           updated_at = now()`,
+        [key, WINDOW_SECONDS],
+      );
+      // Several processes may count at once: the row's own lock makes one of them lock the key.
+      const { rows } = await this.pool.query<{ seconds: number }>(
+        /* SQL */ `UPDATE trb_signin_failure SET failures = 0, window_start = now(), lockouts = lockouts + 1,
+           locked_until = now() + make_interval(secs => least($3::float8, $2::float8 * power(2, least(lockouts, 20))))
+         WHERE key_sha256 = $1 AND failures >= $4
+         RETURNING ceil(extract(epoch FROM locked_until - now()))::int AS seconds`,
+        [key, LOCK_SECONDS, MAX_LOCK_SECONDS, max],
+      );
+      if (rows[0] && (!lock || rows[0].seconds > lock.seconds)) lock = { by, seconds: Math.max(1, rows[0].seconds) };
+    }
+    return lock;
+  }
+
+  /** A sign-in that worked: the username's count starts again (the address's does not). */
+  async succeeded(k: SigninKeys): Promise<void> {
+    await this.pool.query('DELETE FROM trb_signin_failure WHERE key_sha256 = $1', [usernameKey(k)]);
+  }
+}
+
+/** "5 minutes", "1 minute", "40 seconds": how long to wait, in words. */
+export function waitWords(seconds: number): string {
+  if (seconds < 60) return `${seconds} second${seconds === 1 ? '' : 's'}`;
+  const minutes = Math.ceil(seconds / 60);
+  return `${minutes} minute${minutes === 1 ? '' : 's'}`;
+}
