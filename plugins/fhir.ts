@@ -8,7 +8,7 @@ import type { Bundle, BundleEntry, Resource } from '@medplum/fhirtypes';
 import type pg from 'pg';
 import { badRequest, fhirError, informational, notFound as notFoundError, outcome } from '../src/fhir/errors.ts';
 import type { RequestContext, Scope } from '../src/fhir/ports.ts';
-import { allowed, parseScopes, type Interaction, type ResourceScope } from '../src/auth/scopes.ts';
+import { allowed, missingSearchScope, parseScopes, searchesAny, searchScopesOf, type Interaction, type ResourceScope } from '../src/auth/scopes.ts';
 import { checkId, checkType, type FhirService, type WriteOutcome } from '../src/fhir/service.ts';
 import type { StoredVersion } from '../src/storage/repository.ts';
 import { checkBundle, processBatch, processTransaction, type EntryReader } from '../src/fhir/bundle.ts';
@@ -68,10 +68,12 @@ const EVERYTHING_PARAMS = new Set(['_since', '_type', '_count', '_page', '_inclu
 export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesOptions) {
     const base = opts.prefix ?? '/fhir/r4';
     // Whose data each request reaches, and what its token's scopes allow (absent: everything), set
-    // by the onRequest hook below; the query filters of v2 scopes that a search must add.
+    // by the onRequest hook below. Searches take the scopes along: the engine applies them to the
+    // matches, to what they include and to the targets of chains (v2 filters too).
     const scopes = new WeakMap<FastifyRequest, Scope>();
     const grants = new WeakMap<FastifyRequest, ResourceScope[]>();
-    const scopeFilters = new WeakMap<FastifyRequest, [string, string][]>();
+    // A Bundle's GET entries are searched with the scopes of the request that sent it.
+    const entryGrants = new WeakMap<RequestContext, ResourceScope[]>();
     const ctxOf = (req: FastifyRequest): RequestContext => ({ ...(scopes.get(req) ?? NO_ACCESS), baseUrl: `${app.config.baseUrl}${base}`, requestId: req.id });
 
     function sendStored(req: FastifyRequest, reply: FastifyReply, status: number, v: StoredVersion): FastifyReply {
@@ -123,7 +125,7 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
       const offset = intParam(single(q._offset, '_offset'), 0, 0, 1_000_000, '_offset');
       const since = dateParam(single(q._since, '_since'), '_since');
       const at = dateParam(single(q._at, '_at'), '_at');
-      const { total, entries } = await app.fhir.history(ctxOf(req), { type, id, since, at, count, offset });
+      const { total, entries } = await app.fhir.history(ctxOf(req), { type, id, since, at, count, offset, types: type ? undefined : historyTypes(req) });
       const path = [type, id, '_history'].filter(Boolean).join('/');
       const self = `${ctxOf(req).baseUrl}/${path}${req.url.includes('?') ? req.url.slice(req.url.indexOf('?')) : ''}`;
       const bundle = historyBundle(req, total, entries, self);
@@ -136,6 +138,22 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
       return sendJson(req, reply, 200, bundle);
     }
 
+    /**
+     * The types a system-level `_history` may return: those the scopes grant for search whole
+     * (undefined: every type). Past versions are not indexed, so no v2 filter can be applied to
+     * them: a token with one is refused rather than shown versions its filter would exclude.
+     */
+    function historyTypes(req: FastifyRequest): string[] | undefined {
+      const granted = grants.get(req);
+      if (!granted || allowed(granted, 's', '*') === 'all') return undefined;
+      const searching = granted.filter((g) => g.interactions.has('s'));
+      const filtered = searching.filter((g) => g.filter.length);
+      if (filtered.length) {
+        throw fhirError(403, 'forbidden', `The access token's scopes filter some types (${filtered.map((g) => g.text).join(', ')}); filters cannot be applied to past versions, so _history across types needs those types granted without a filter.`);
+      }
+      return [...new Set(searching.map((g) => g.type))];
+    }
+
     /** Runs a GET (read, vread, search, history) given as a relative URL: batch/transaction entries. */
     const readEntry: EntryReader = async (ctx, url, client?: pg.PoolClient) => {
       const [path, query = ''] = url.split('?', 2);
@@ -144,7 +162,7 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
       if (parts.length === 4 && parts[2] === '_history') return { status: 200, body: JSON.parse((await app.fhir.vread(ctx, parts[0], parts[1], parts[3], client)).json!) };
       if (parts.length === 1) {
         checkType(parts[0]);
-        return { status: 200, body: (await app.fhir.search.search(ctx, [parts[0]], new URLSearchParams(query), { client, path: parts[0] })).bundle() };
+        return { status: 200, body: (await app.fhir.search.search(ctx, [parts[0]], new URLSearchParams(query), { client, path: parts[0], grants: entryGrants.get(ctx) })).bundle() };
       }
       throw badRequest(`The entry URL "${url}" is not a read, vread or search.`);
     };
@@ -191,21 +209,33 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
       grants.set(req, parseScopes(access.scope));
     });
 
-    /** 403 unless the scopes allow the interaction on the type; a search gets the filters to add. */
-    const need = (req: FastifyRequest, interaction: Interaction, type: string): [string, string][] => {
+    /**
+     * 403 unless the scopes allow the interaction on the type. A search allowed only through v2
+     * filters passes: the search engine applies them. Reads, writes and history need the type whole.
+     */
+    const need = (req: FastifyRequest, interaction: Interaction, type: string): void => {
       const granted = grants.get(req);
-      if (!granted) return [];
+      if (!granted) return;
       const verdict = allowed(granted, interaction, type);
-      if (verdict === 'all') return [];
-      if (verdict !== 'denied' && interaction === 's' && type !== '*' && verdict.length === 1) return verdict[0];
+      if (verdict === 'all') return;
+      if (verdict !== 'denied' && interaction === 's') return;
       const what = { c: 'create', r: 'read', u: 'update', d: 'delete', s: 'search' }[interaction];
       throw fhirError(
         403,
         'forbidden',
         verdict === 'denied'
           ? `The access token's scopes do not allow ${what} on ${type === '*' ? 'all types' : type}.`
-          : `The access token's scopes allow ${what} on ${type} only through query filters, which apply to a search of ${type} (one filter at a time).`,
+          : `The access token's scopes allow ${what} on ${type} only through query filters (${searchScopesOf(granted, type).join(', ')}), which apply to a search of ${type}.`,
       );
+    };
+    /** 403 unless the scopes allow searching the type whole: what no filter can be applied to (history, whose past versions are not indexed). */
+    const needWhole = (req: FastifyRequest, type: string, what: string): void => {
+      const granted = grants.get(req);
+      if (!granted) return;
+      const verdict = allowed(granted, 's', type);
+      if (verdict === 'all') return;
+      if (verdict === 'denied') throw fhirError(403, 'forbidden', missingSearchScope(type, what));
+      throw fhirError(403, 'forbidden', `The access token's scopes allow ${type} only through query filters (${searchScopesOf(granted, type).join(', ')}), which cannot be applied to ${what}: patient/${type}.rs without a filter is missing.`);
     };
     const ENTRY_INTERACTION: Record<string, Interaction> = { POST: 'c', PUT: 'u', PATCH: 'u', DELETE: 'd' };
     // Every route's interactions, checked once the body is parsed (a Bundle's entries each count).
@@ -218,28 +248,29 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
       if (route === '/' && req.method === 'POST') {
         for (const e of (req.body as Bundle | undefined)?.entry ?? []) {
           const method = e.request?.method ?? '';
-          const [path, query] = (e.request?.url ?? '').split('?');
+          const [path] = (e.request?.url ?? '').split('?');
           const parts = path.split('/').filter(Boolean);
           const type = parts[0] ?? '*';
-          if (method === 'GET') need(req, parts.length === 1 || parts[0] === '_history' ? 's' : 'r', parts.length ? type : '*');
+          // A GET entry is a read, vread or search (readEntry); its searches take the scopes along.
+          if (method === 'GET') need(req, parts.length === 1 ? 's' : 'r', parts.length ? type : '*');
           else if (ENTRY_INTERACTION[method]) need(req, ENTRY_INTERACTION[method], type);
-          if (method === 'GET' && parts.length === 1 && query !== undefined && allowed(grants.get(req)!, 's', type) !== 'all') {
-            throw fhirError(403, 'forbidden', `The access token's scopes filter searches of ${type}; send them as their own requests, not in a Bundle.`);
-          }
         }
         return;
       }
       if (route === '/' || route === '/_search' || route === '/_history') {
+        // Across types: those the scopes allow (the engine and history keep to them).
         const types = route === '/_history' ? [] : searchQuery(req).getAll('_type').join(',').split(',').filter(Boolean);
-        if (!types.length) need(req, 's', '*');
-        for (const t of types) if (need(req, 's', t).length) throw fhirError(403, 'forbidden', `The access token's scopes filter searches of ${t}; search ${t} alone.`);
+        if (!types.length && !searchesAny(grants.get(req)!)) need(req, 's', '*');
+        for (const t of types) need(req, 's', t);
         return;
       }
       const type = p.type!;
       if (req.method === 'GET' && (route === '/:type' || route === '/:type/_search' || route === '/:ctype/:cid/:type') || route === '/:type/_search') {
-        scopeFilters.set(req, need(req, 's', type));
+        need(req, 's', type);
+      } else if (req.method === 'GET' && route === '/:type/_history') {
+        needWhole(req, type, `${type}/_history`);
       } else if (req.method === 'GET') {
-        need(req, route === '/:type/_history' ? 's' : 'r', type);
+        need(req, 'r', type);
       } else {
         need(req, req.method === 'POST' ? 'c' : req.method === 'DELETE' ? 'd' : 'u', type);
       }
@@ -263,6 +294,8 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
     app.post('/', async (req, reply) => {
       const bundle = checkBundle(req.body);
       const ctx = ctxOf(req);
+      const granted = grants.get(req);
+      if (granted) entryGrants.set(ctx, granted);
       const out = bundle.type === 'transaction' ? await processTransaction(app.fhir, ctx, bundle, readEntry) : await processBatch(app.fhir, ctx, bundle, readEntry);
       for (const e of out.entry ?? []) {
         if (e.response?.location && !/^https?:/.test(e.response.location)) e.response.location = `${ctx.baseUrl}/${e.response.location}`;
@@ -284,21 +317,19 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
       else if (req.method === 'POST' && req.body !== undefined && req.body !== null) {
         throw fhirError(415, 'not-supported', 'POST _search takes its parameters as application/x-www-form-urlencoded.');
       }
-      // The token's scope filters (e.g. patient/Observation.rs?category=laboratory) AND the search.
-      for (const [k, v] of scopeFilters.get(req) ?? []) query.append(k, v);
       return query;
     };
     const strict = (req: FastifyRequest) => /handling\s*=\s*strict/i.test(String(req.headers.prefer ?? ''));
     const typeSearch = async (req: FastifyRequest, reply: FastifyReply, type: string, compartment?: { type: string; id: string }) => {
       checkType(type);
       const path = compartment ? `${compartment.type}/${compartment.id}/${type}` : type;
-      const result = await app.fhir.search.search(ctxOf(req), [type], searchQuery(req), { strict: strict(req), compartment, path });
+      const result = await app.fhir.search.search(ctxOf(req), [type], searchQuery(req), { strict: strict(req), compartment, path, grants: grants.get(req) });
       return sendJson(req, reply, 200, result.json());
     };
     const systemSearch = async (req: FastifyRequest, reply: FastifyReply) => {
       const query = searchQuery(req);
       const types = query.has('_type') ? parseTypes(query.getAll('_type').join(',')) : null;
-      return sendJson(req, reply, 200, (await app.fhir.search.search(ctxOf(req), types, query, { strict: strict(req), path: '' })).json());
+      return sendJson(req, reply, 200, (await app.fhir.search.search(ctxOf(req), types, query, { strict: strict(req), path: '', grants: grants.get(req) })).json());
     };
     // $reindex: a background job that recomputes the index rows of what is stored (after a
     // SearchParameter was added); 202 with a Content-Location to poll for its state.
@@ -354,8 +385,9 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
           const asked = new Set(parseTypes(query.getAll('_type').join(',')));
           types = types.filter((t) => asked.has(t));
         }
+        // The types the token may search (filters applied to them by the engine, like what they include).
         const granted = grants.get(req);
-        if (granted) types = types.filter((t) => allowed(granted, 's', t) === 'all');
+        if (granted) types = types.filter((t) => allowed(granted, 's', t) !== 'denied');
         if (!types.length) throw fhirError(403, 'forbidden', "The access token's scopes (or _type) leave no type of the patient's compartment to return.");
         const since = query.get('_since');
         if (since !== null) {
@@ -363,7 +395,7 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
           query.delete('_since');
         }
         query.set('_include', '*');
-        const result = await app.fhir.search.search(ctxOf(req), types, query, { compartment: { type: 'Patient', id }, path: `Patient/${id}/$everything` });
+        const result = await app.fhir.search.search(ctxOf(req), types, query, { compartment: { type: 'Patient', id }, path: `Patient/${id}/$everything`, grants: granted });
         return sendJson(req, reply, 200, result.json());
       });
     }

@@ -13,6 +13,8 @@ import { isResourceType } from '../fhir/resource-type.ts';
 export type Interaction = 'c' | 'r' | 'u' | 'd' | 's';
 
 export interface ResourceScope {
+  /** The scope as granted, e.g. `patient/Observation.rs?category=laboratory` (for messages). */
+  text: string;
   context: 'patient' | 'user' | 'system';
   /** A resource type, or `*`. */
   type: string;
@@ -33,6 +35,7 @@ export function parseScopes(scope: string): ResourceScope[] {
     if (m[2] !== '*' && !isResourceType(m[2])) continue;
     const letters = V1[m[3]] ?? m[3];
     out.push({
+      text: s,
       context: m[1] as ResourceScope['context'],
       type: m[2],
       interactions: new Set(letters.split('') as Interaction[]),
@@ -56,4 +59,25 @@ export function allowed(scopes: ResourceScope[], interaction: Interaction, type:
   if (!granting.length) return 'denied';
   if (granting.some((s) => s.filter.length === 0)) return 'all';
   return granting.map((s) => s.filter);
+}
+
+/** Whether the scopes allow searching some type (a search across types returns those only). */
+export function searchesAny(scopes: ResourceScope[]): boolean {
+  return scopes.some((s) => s.interactions.has('s'));
+}
+
+/**
+ * The scopes that let a search return or look at resources of `type` (`s`), for messages: the
+ * v2 filters of a type allowed only through them, or the scope a token lacks.
+ */
+export function searchScopesOf(scopes: ResourceScope[], type: string): string[] {
+  return scopes.filter((s) => (s.type === '*' || s.type === type) && s.interactions.has('s')).map((s) => s.text);
+}
+
+/**
+ * The message of a 403 for a search that would reach `type`, which the scopes do not allow:
+ * names the scope a token would need.
+ */
+export function missingSearchScope(type: string, what: string): string {
+  return `The access token's scopes do not allow search on ${type} (patient/${type}.rs or patient/*.rs is missing), which ${what} would reach.`;
 }

@@ -17,6 +17,9 @@ import { SearchEngine } from '../search/engine.ts';
 import { inTransaction } from '../storage/transaction.ts';
 import { isResourceType } from './resource-type.ts';
 
+/** A system-level history of some types (historyOfTypes) pages through this many entries. */
+export const HISTORY_MERGE_CAP = 10_000;
+
 export const ID_PATTERN = /^[A-Za-z0-9\-.]{1,64}$/;
 
 export interface ServiceDeps {
@@ -247,14 +250,35 @@ export class FhirService {
     });
   }
 
-  async history(ctx: RequestContext, q: Omit<HistoryQuery, 'scope'>): Promise<{ total: number; entries: StoredVersion[] }> {
+  /**
+   * History of a resource, a type or the whole scope; `types`: of these types only (a system-level
+   * history for a token whose SMART scopes grant some types).
+   * See: https://hl7.org/fhir/R4/http.html#history
+   */
+  async history(ctx: RequestContext, q: Omit<HistoryQuery, 'scope'> & { types?: string[] }): Promise<{ total: number; entries: StoredVersion[] }> {
     if (q.type) checkType(q.type);
     if (q.id) checkId(q.id);
+    if (!q.type && q.types) return this.historyOfTypes(ctx, q.types, q);
     let result = await this.repo.history(this.pool, { ...q, scope: ctx });
     // A directory resource's history, when the app has no resource of its own under that id.
     if (q.id && result.total === 0 && this.readsDirectory(ctx, q.type!)) result = await this.repo.history(this.pool, { ...q, scope: DIRECTORY_SCOPE });
     if (q.id && result.total === 0) throw notFound(`${q.type}/${q.id} is not known.`);
     return result;
+  }
+
+  /**
+   * A system-level history of some types: each type's newest `offset + count` versions, merged
+   * newest first. Paging through it reads every type's versions up to the page, so it goes as far
+   * as HISTORY_MERGE_CAP entries (then _since narrows it).
+   */
+  private async historyOfTypes(ctx: RequestContext, types: string[], q: Omit<HistoryQuery, 'scope' | 'type' | 'id'>): Promise<{ total: number; entries: StoredVersion[] }> {
+    if (q.offset + q.count > HISTORY_MERGE_CAP) {
+      throw badRequest(`A history across the types the access token allows pages through its first ${HISTORY_MERGE_CAP} entries; use _since (or one type's _history) to go further.`);
+    }
+    const parts = await Promise.all(types.map((type) => this.repo.history(this.pool, { ...q, type, scope: ctx, offset: 0, count: q.offset + q.count })));
+    const all = parts.flatMap((p) => p.entries);
+    all.sort((a, b) => b.lastUpdated.getTime() - a.lastUpdated.getTime() || Number(BigInt(b.resId) - BigInt(a.resId)) || b.version - a.version);
+    return { total: parts.reduce((n, p) => n + p.total, 0), entries: all.slice(q.offset, q.offset + q.count) };
   }
 
   /** Whether a read of `type` by id falls back to the directory's partition (Organization, Endpoint, for any app). */

@@ -13,7 +13,8 @@ import { hapiHash, normalizeString } from '../storage/hash.ts';
 import { HASH_PREFIX_LENGTH } from '../indexing/rows.ts';
 import { likeEscape } from '../storage/sql.ts';
 import { PROFILE, SECURITY, TAG } from '../storage/meta.ts';
-import { badRequest } from '../fhir/errors.ts';
+import { badRequest, fhirError } from '../fhir/errors.ts';
+import { allowed, missingSearchScope, type ResourceScope } from '../auth/scopes.ts';
 import { DIRECTORY_SCOPE, DIRECTORY_TYPES, type Scope, type SearchParamInfo, type SearchParamLookup } from '../fhir/ports.ts';
 import { isResourceType } from '../fhir/resource-type.ts';
 import { canonicalUnit, scaled, UCUM_SYSTEM } from '../indexing/ucum.ts';
@@ -43,6 +44,57 @@ export interface ConditionContext {
   baseUrl: string;
   /** The codes of a ValueSet stored in the scope, by canonical URL; undefined when there is none. */
   valueSet(url: string): Promise<ValueSetCodes | undefined>;
+  /**
+   * The token's SMART scopes: what the search may return or look at, type by type, with their v2
+   * query filters (see grantCondition). Absent: every type (app credentials, FHIR_AUTH=off).
+   */
+  grants?: ResourceScope[];
+}
+
+const forbidden = (msg: string) => fhirError(403, 'forbidden', msg);
+
+/**
+ * SQL for "the alias is a resource the token's scopes let a search see": of a type granted for
+ * search (`s`), and, where a type is granted only through v2 query filters
+ * (`patient/Observation.rs?category=laboratory`), matching one of them. `types`: the types the
+ * alias may be (null: any). A filter that cannot be applied (a parameter the type does not have,
+ * or any type's parameter across all types) is a 403 naming the scope: never a silent widening.
+ * See: https://build.fhir.org/ig/HL7/smart-app-launch/scopes-and-launch-context.html#finer-grained-resource-constraints-using-search-parameters
+ */
+export async function grantCondition(c: ConditionContext, alias: string, types: readonly string[] | null): Promise<string> {
+  if (!c.grants) return 'true';
+  const granting = c.grants.filter((s) => s.interactions.has('s'));
+  if (granting.some((s) => s.type === '*' && !s.filter.length)) return 'true';
+  const reachable = (t: string) => !types || types.includes(t);
+  const plain = [...new Set(granting.filter((s) => s.type !== '*' && !s.filter.length && reachable(s.type)).map((s) => s.type))];
+  const ors = plain.length ? [`${alias}.res_type = ANY(${c.b.param(plain)}::text[])`] : [];
+  // The filters are conditions of the token, not of the user: they are not narrowed by the grants again.
+  const bare: ConditionContext = { ...c, grants: undefined };
+  for (const s of granting.filter((x) => x.filter.length)) {
+    const common = s.filter.every(([k]) => (COMMON_PARAMS as readonly string[]).includes(parseKey(k).code));
+    if (s.type === '*' && !types && common) {
+      ors.push(`(${(await Promise.all(s.filter.map(([k, v]) => paramCondition(bare, alias, '*', k, v)))).join(' AND ')})`);
+      continue;
+    }
+    if (s.type === '*' && !types) throw forbidden(`The scope ${s.text} filters by parameters of each type, which cannot be applied to a search across all types; name the types with _type.`);
+    for (const t of s.type === '*' ? types! : [s.type]) {
+      if (!reachable(t) || plain.includes(t)) continue;
+      for (const [k] of s.filter) {
+        const code = parseKey(k).code;
+        if (!(COMMON_PARAMS as readonly string[]).includes(code) && !c.params.get(t, code)) {
+          throw forbidden(`The scope ${s.text} filters ${t} by "${code}", which ${t} has no search parameter for: the filter cannot be applied, so ${t} cannot be returned.`);
+        }
+      }
+      const conds = await Promise.all(s.filter.map(([k, v]) => paramCondition(bare, alias, t, k, v)));
+      ors.push(`(${alias}.res_type = ${c.b.param(t)} AND ${conds.join(' AND ')})`);
+    }
+  }
+  return ors.length ? `(${ors.join(' OR ')})` : 'false';
+}
+
+/** The types of `types` that the token may search at all (filters aside); all of them without grants. */
+function searchable(c: ConditionContext, types: string[]): string[] {
+  return c.grants ? types.filter((t) => allowed(c.grants!, 's', t) !== 'denied') : types;
 }
 
 /** Parameters that apply to every type and are answered from hfj_resource, the tag tables or hfj_res_ver. */
@@ -608,13 +660,17 @@ async function chainCondition(c: ConditionContext, alias: string, type: string, 
   if (sp.type !== 'reference') throw badRequest(`Only reference parameters can be chained; ${k.code} is a ${sp.type} parameter.`);
   const nextKey = k.chain as string;
   const nextCode = parseKey(nextKey).code;
-  const types = chainTargets(c, sp, k.modifier, nextCode);
+  const candidates = chainTargets(c, sp, k.modifier, nextCode);
+  // A chain looks at its targets: only through types the token may search, filters applied.
+  const types = searchable(c, candidates);
+  if (!types.length) throw forbidden(missingSearchScope(candidates[0], `the chain ${k.code}${k.modifier ? `:${k.modifier}` : ''}.${nextKey}`));
   const t = c.b.alias('t');
   const perType: string[] = [];
   for (const target of types) {
     perType.push(`(${t}.res_type = ${c.b.param(target)} AND ${await paramCondition(c, t, target, nextKey, rawValue, depth + 1)})`);
   }
-  return throughTargets(c, alias, sp, t, types, `l.target_resource_type = ANY(${c.b.param(types)}) AND (${perType.join(' OR ')})`);
+  const granted = await grantCondition(c, t, types);
+  return throughTargets(c, alias, sp, t, types, `l.target_resource_type = ANY(${c.b.param(types)}) AND (${perType.join(' OR ')})${granted === 'true' ? '' : ` AND ${granted}`}`);
 }
 
 /** `alias` has a link through `sp` to a live resource `t` (one of `types`) of the scope for which `where` holds. */
@@ -630,7 +686,9 @@ function throughTargets(c: ConditionContext, alias: string, sp: SearchParamInfo,
  */
 function identifierReference(c: ConditionContext, alias: string, type: string, sp: SearchParamInfo, values: string[]): string {
   const logical = inIndex(alias, 'hfj_spidx_token', tokenRows(c, type, `${sp.code}:identifier`, values));
-  const types = (sp.targets ?? []).filter((t) => isResourceType(t) && c.params.get(t, 'identifier'));
+  // The targets' own identifiers only of types the token may search whole (this condition is built
+  // without the filters' SQL); the reference's logical identifier is the source's own data.
+  const types = (sp.targets ?? []).filter((t) => isResourceType(t) && c.params.get(t, 'identifier') && (!c.grants || allowed(c.grants, 's', t) === 'all'));
   if (!types.length) return logical;
   const t = c.b.alias('t');
   const perType = types.map((target) => `(${t}.res_type = ${c.b.param(target)} AND ${inIndex(t, 'hfj_spidx_token', tokenRows(c, target, 'identifier', values))})`);
@@ -646,11 +704,13 @@ async function hasCondition(c: ConditionContext, alias: string, type: string, ke
   if (type === '*') throw badRequest('_has needs a resource type to search ([type]?_has:...).');
   const ref = lookup(c, srcType, refCode);
   if (ref.type !== 'reference') throw badRequest(`${srcType}.${refCode} is not a reference parameter.`);
+  if (!searchable(c, [srcType]).length) throw forbidden(missingSearchScope(srcType, key));
   const o = c.b.alias('o');
   const inner = await paramCondition(c, o, srcType, rest.join(':'), rawValue, depth + 1);
+  const granted = await grantCondition(c, o, [srcType]);
   return `${alias}.fhir_id IN (SELECT l.target_fhir_id FROM hfj_res_link l JOIN hfj_resource ${o} ON ${o}.res_id = l.src_resource_id
     WHERE l.src_path = ANY(${c.b.param(ref.paths)}) AND l.target_resource_type = ${c.b.param(type)} AND ${o}.res_type = ${c.b.param(srcType)}
-      AND ${scoped(c, o, [srcType])} AND ${inner})`;
+      AND ${scoped(c, o, [srcType])} AND ${inner}${granted === 'true' ? '' : ` AND ${granted}`})`;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ import { badRequest, fhirError } from '../fhir/errors.ts';
 import { DIRECTORY_TYPES, type RequestContext, type SearchParamInfo, type SearchParamLookup } from '../fhir/ports.ts';
 import { isResourceType } from '../fhir/resource-type.ts';
 import { applySummary, parseElements, parseSummary, type SummaryMode } from '../fhir/summary.ts';
-import { COMMON_PARAMS, CONTROL_PARAMS, inScope, namesMatchesById, nestUnderReference, paramCondition, scoped, TABLE, targetFilter, type ConditionContext, type ValueSetCodes } from './conditions.ts';
+import type { ResourceScope } from '../auth/scopes.ts';
+import { COMMON_PARAMS, CONTROL_PARAMS, grantCondition, inScope, namesMatchesById, nestUnderReference, paramCondition, scoped, TABLE, targetFilter, type ConditionContext, type ValueSetCodes } from './conditions.ts';
 import { SqlBuilder } from './sql-builder.ts';
 import { splitOr, unescape } from './values.ts';
 
@@ -56,6 +57,11 @@ export interface SearchOptions {
   compartment?: { type: string; id: string };
   /** The path the links are built on, e.g. `Observation` or `` for a system search. */
   path: string;
+  /**
+   * The token's SMART scopes: matches, included resources and the targets of chains are of types
+   * they allow to search, with their v2 filters applied (see grantCondition). Absent: every type.
+   */
+  grants?: ResourceScope[];
 }
 
 interface IncludeSpec {
@@ -222,8 +228,9 @@ export class SearchEngine {
     return { sourceType, param: param === '*' ? null : param, targetType: targetType ?? null, iterate };
   }
 
-  private context(ctx: RequestContext, b: SqlBuilder, db: Db): ConditionContext {
+  private context(ctx: RequestContext, b: SqlBuilder, db: Db, grants?: ResourceScope[]): ConditionContext {
     return {
+      grants,
       b,
       params: this.params,
       scope: ctx,
@@ -236,6 +243,8 @@ export class SearchEngine {
   private async where(c: ConditionContext, types: string[] | null, criteria: [string, string][], compartmentOf?: { type: string; id: string }): Promise<string[]> {
     // A search of every type (types null) leaves the directory's partition out.
     const where = [scoped(c, 'r', types ?? [])];
+    const granted = await grantCondition(c, 'r', types);
+    if (granted !== 'true') where.push(granted);
     const perType = async (type: string | null): Promise<string[]> => {
       const conds: string[] = [];
       for (const [key, value] of criteria) conds.push(await paramCondition(c, 'r', type ?? '*', key, value));
@@ -286,7 +295,7 @@ export class SearchEngine {
       throw badRequest('A search across all types takes only the common parameters (_id, _lastUpdated, _tag, ...); name the types with _type.');
     }
     const b = new SqlBuilder();
-    const c = this.context(ctx, b, db);
+    const c = this.context(ctx, b, db, opts.grants);
     const where = (await this.where(c, types, p.criteria, opts.compartment)).join(' AND ');
     // The parameters of `where` alone (counts run it without the ORDER BY's and paging's).
     const whereValues = [...b.values];
@@ -308,7 +317,7 @@ export class SearchEngine {
       total = await this.count(db, where, whereValues);
     } else if (orderBy) {
       // The user is part of it: a snapshot answers only the user (or the app) that made it.
-      const hash = createHash('sha256').update(JSON.stringify([ctx.ownerId, types, opts.compartment ?? null, p.criteria, p.sort])).digest('hex');
+      const hash = createHash('sha256').update(JSON.stringify([ctx.ownerId, types, opts.compartment ?? null, p.criteria, p.sort, opts.grants?.map((g) => g.text).sort() ?? null])).digest('hex');
       let offset = 0;
       let snapshotSize = 0;
       if (p.snapshot) {
@@ -395,7 +404,7 @@ export class SearchEngine {
       if (first && (after || (before && more))) links.push({ relation: 'previous', url: this.url(ctx, opts.path, selfQuery, { _page: `b${first}.${asOf}${carried}` }) });
     }
 
-    const included = summaryCount ? { versions: [], truncated: false } : await this.includes(db, ctx, p, page);
+    const included = summaryCount ? { versions: [], truncated: false } : await this.includes(db, ctx, p, page, opts.grants);
     if (included.truncated) p.warnings.push(warning(`More than ${MAX_INCLUDES} resources were to be included; the first ${MAX_INCLUDES} are.`));
     const head: Bundle = { resourceType: 'Bundle', type: 'searchset' };
     if (total !== undefined) head.total = total;
@@ -453,7 +462,7 @@ export class SearchEngine {
   }
 
   /** Included and reverse-included resources of a page, without the page's own and without repeats. */
-  private async includes(db: Db, ctx: RequestContext, p: Parsed, page: StoredVersion[]): Promise<{ versions: StoredVersion[]; truncated: boolean }> {
+  private async includes(db: Db, ctx: RequestContext, p: Parsed, page: StoredVersion[], grants: ResourceScope[] | undefined): Promise<{ versions: StoredVersion[]; truncated: boolean }> {
     if (!p.include.length && !p.revinclude.length) return { versions: [], truncated: false };
     const seen = new Set(page.map((v) => v.resId));
     const out: StoredVersion[] = [];
@@ -478,8 +487,8 @@ export class SearchEngine {
     let specs = { include: p.include, revinclude: p.revinclude };
     while (frontier.length && round <= MAX_ITERATE && !truncated) {
       const found: StoredVersion[] = [];
-      for (const spec of specs.include) found.push(...(await this.follow(db, ctx, spec, frontier, false)));
-      for (const spec of specs.revinclude) found.push(...(await this.follow(db, ctx, spec, frontier, true)));
+      for (const spec of specs.include) found.push(...(await this.follow(db, ctx, spec, frontier, false, grants)));
+      for (const spec of specs.revinclude) found.push(...(await this.follow(db, ctx, spec, frontier, true, grants)));
       frontier = add(found);
       // Later rounds: only the :iterate ones, over what the last round brought in.
       specs = { include: p.include.filter((s) => s.iterate), revinclude: p.revinclude.filter((s) => s.iterate) };
@@ -489,9 +498,13 @@ export class SearchEngine {
     return { versions: out, truncated };
   }
 
-  /** The resources one `_include` (rev false) or `_revinclude` (rev true) reaches from `from`. */
-  private async follow(db: Db, ctx: RequestContext, spec: IncludeSpec, from: StoredVersion[], rev: boolean): Promise<StoredVersion[]> {
+  /**
+   * The resources one `_include` (rev false) or `_revinclude` (rev true) reaches from `from`: of
+   * the types the scopes allow, their filters applied (what an include brings is searched too).
+   */
+  private async follow(db: Db, ctx: RequestContext, spec: IncludeSpec, from: StoredVersion[], rev: boolean, grants: ResourceScope[] | undefined): Promise<StoredVersion[]> {
     const b = new SqlBuilder();
+    const c = this.context(ctx, b, db, grants);
     const limit = MAX_INCLUDES + 1;
     if (!rev) {
       // Links out of the page's resources of the source type, through the parameter's paths.
@@ -500,10 +513,14 @@ export class SearchEngine {
       const pathCond = this.pathCondition(b, spec, sources);
       if (pathCond === null) return [];
       const target = spec.targetType ? ` AND l.target_resource_type = ${b.param(spec.targetType)}` : '';
+      const reach = this.includeTargets(spec);
+      // A parameter of unknown targets (or of any type, `Resource`) may reach any granted type.
+      const granted = await grantCondition(c, 'r', reach === DIRECTORY_TYPES || reach.includes('Resource') ? null : reach);
+      if (granted === 'false') return [];
       return this.repo.versions(
         db,
         `SELECT ${READ_COLUMNS} FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
-         WHERE ${inScope(b, ctx, 'r', this.includeTargets(spec))} AND (r.res_type, r.fhir_id) IN (
+         WHERE ${inScope(b, ctx, 'r', reach)} AND ${granted} AND (r.res_type, r.fhir_id) IN (
            SELECT l.target_resource_type, l.target_fhir_id FROM hfj_res_link l
            WHERE l.src_resource_id = ANY(${b.param(sources.map((v) => v.resId))}::bigint[]) AND ${pathCond}${target} AND l.target_fhir_id IS NOT NULL)
          LIMIT ${limit}`,
@@ -516,10 +533,12 @@ export class SearchEngine {
     const pathCond = spec.sourceType === '*' ? 'true' : this.pathCondition(b, spec, null);
     if (pathCond === null) return [];
     const typeCond = spec.sourceType === '*' ? '' : ` AND r.res_type = ${b.param(spec.sourceType)}`;
+    const granted = await grantCondition(c, 'r', spec.sourceType === '*' ? null : [spec.sourceType]);
+    if (granted === 'false') return [];
     return this.repo.versions(
       db,
       `SELECT ${READ_COLUMNS} FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
-       WHERE ${inScope(b, ctx, 'r', spec.sourceType === '*' ? DIRECTORY_TYPES : [spec.sourceType])}${typeCond} AND r.res_id IN (
+       WHERE ${inScope(b, ctx, 'r', spec.sourceType === '*' ? DIRECTORY_TYPES : [spec.sourceType])}${typeCond} AND ${granted} AND r.res_id IN (
          SELECT l.src_resource_id FROM hfj_res_link l
          WHERE (l.target_fhir_id, l.target_resource_type) IN (SELECT * FROM unnest(${b.param(targets.map((v) => v.id))}::text[], ${b.param(targets.map((v) => v.type))}::text[]))
            AND ${pathCond})
