@@ -20,6 +20,7 @@ import { DirectoryFileError, type DirectoryFormat } from '../src/directory/reade
 import { syncFhirView } from '../src/directory/fhir-view.ts';
 import { loadSearchRegistry } from '../plugins/core.ts';
 import { configuredKey, vaultFor } from '../src/auth/vault.ts';
+import { countStale, resealAll } from '../src/auth/reseal.ts';
 import { listRegistrations, registrationProblem, removeRegistration, saveRegistration, type RegistrationInput } from '../src/connect/registrations.ts';
 import { extractIndexes } from '../src/indexing/extract.ts';
 import { Repository } from '../src/storage/repository.ts';
@@ -36,7 +37,9 @@ const USAGE = `Usage:
   tributary connect register (--system ID | --vendor NAME) --client-id ID --auth none|client_secret_basic|client_secret_post|private_key_jwt [--scope SCOPES]   (a secret on standard input)
   tributary connect list [--json]
   tributary connect remove (--system ID | --vendor NAME)
-  tributary worker   (runs the sync jobs, beside a running server or on DATABASE_URL, until SIGTERM)`;
+  tributary worker   (runs the sync jobs, beside a running server or on DATABASE_URL, until SIGTERM)
+  tributary keys rotate   (re-seals every sealed value under ENCRYPTION_KEY; the old keys in ENCRYPTION_KEYS_PREVIOUS can then go)
+  tributary keys status [--json]   (how many sealed values are not yet under ENCRYPTION_KEY)`;
 
 function fail(message: string, code = 2): never {
   process.stderr.write(`${message}\n`);
@@ -69,6 +72,7 @@ const known =
     : (group === 'user' && command === 'password') ||
       (group === 'directory' && command === 'import') ||
       (group === 'connect' && ['register', 'list', 'remove'].includes(command)) ||
+      (group === 'keys' && ['rotate', 'status'].includes(command)) ||
       (group === 'worker' && !command);
 if (opts.help || !known) fail(USAGE, opts.help ? 0 : 2);
 // The arguments are checked before the database is opened (fail exits at once).
@@ -181,6 +185,25 @@ try {
       process.once('SIGINT', resolve);
     });
     await app.close();
+  } else if (group === 'keys') {
+    // Re-sealing under the current key (src/auth/reseal.ts): run with ENCRYPTION_KEY the new key
+    // and ENCRYPTION_KEYS_PREVIOUS the old ones, on every process, first.
+    const vault = vaultFor(config);
+    if (!vault.ready) fail('No encryption key: set ENCRYPTION_KEY (the new key) and ENCRYPTION_KEYS_PREVIOUS (the old ones, comma-separated).', 1);
+    if (command === 'status') {
+      const stale = await countStale(pool, vault);
+      const left = Object.values(stale).reduce((a, b) => a + b, 0);
+      out({ keyId: vault.keyId, notUnderCurrentKey: stale }, `ENCRYPTION_KEY's id: ${vault.keyId}\n${Object.entries(stale).map(([c, n]) => `  ${c}: ${n} not under it`).join('\n')}\n${left ? 'Run tributary keys rotate before dropping any old key.' : 'Every sealed value is under ENCRYPTION_KEY: the old keys can be dropped.'}`);
+    } else {
+      process.stdout.write(`Re-sealing under the key with id ${vault.keyId}\n`);
+      const { resealed, unopened } = await resealAll(pool, vault, (p) => process.stdout.write(`  ${p.column}: ${p.done}/${p.total}\n`));
+      const left = Object.values(await countStale(pool, vault)).reduce((a, b) => a + b, 0);
+      for (const u of unopened) process.stderr.write(`  not opened: ${u.column} row ${u.row}: ${u.reason}\n`);
+      process.stdout.write(`${resealed} values re-sealed; ${unopened.length} did not open; ${left} not under the current key now.\n`);
+      if (left) process.stdout.write(unopened.length ? 'Keep the old keys until those values are sealed again or removed.\n' : 'Some were written meanwhile under an old key: run it again.\n');
+      else process.stdout.write('Every sealed value is under ENCRYPTION_KEY: the old keys can be dropped from ENCRYPTION_KEYS_PREVIOUS.\n');
+      if (unopened.length) process.exitCode = 1;
+    }
   } else if (group === 'directory') {
     try {
       const summary = await importDirectory(pool, sources, (stage, done, total) => progressBar(stage === 'read' ? 'reading' : 'writing', done, total));

@@ -5,7 +5,7 @@
  */
 import fp from 'fastify-plugin';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { SigningKeys } from '../src/auth/keys.ts';
+import { NO_KEY_FOR_SIGNING, sealStoredKeys, SigningKeys } from '../src/auth/keys.ts';
 import { vaultFor, type Vault } from '../src/auth/vault.ts';
 import { SigninLimit } from '../src/auth/signin-limit.ts';
 import { ACCESS_TOKEN_SECONDS, AuthStore, type Access, type App, type Granted } from '../src/auth/store.ts';
@@ -169,13 +169,16 @@ export default fp(
     app.decorate('credentials', credentials);
 
     app.decorate('vault', vaultFor(app.config));
+    // Private keys stored in the clear before they were sealed: sealed now, once.
+    if (app.vault.ready) await sealStoredKeys(app.pg, app.vault);
+    else app.log.warn(NO_KEY_FOR_SIGNING);
     app.decorate('hostedSystems', new Map<number, HostedSystem>());
-    app.decorate('clientKeys', new SigningKeys(app.pg, 'client_assertion'));
+    app.decorate('clientKeys', new SigningKeys(app.pg, app.vault, 'client_assertion'));
 
-    const keys = new SigningKeys(app.pg);
+    const keys = new SigningKeys(app.pg, app.vault);
     app.decorate('signingKeys', keys);
     app.decorate('idTokenFor', async (client: App, g: Granted) => {
-      if (!g.scope.split(' ').includes('openid')) return undefined;
+      if (!g.scope.split(' ').includes('openid') || !app.vault.ready) return undefined;
       // fhirUser: the person's own Patient (SMART's patient context), when they have one.
       const base = app.hostedSystems.get(client.id)?.fhirBase ?? `${app.config.baseUrl}/fhir/r4`;
       const fhirUser = g.patientId ? `${base}/Patient/${g.patientId}` : undefined;
