@@ -5,6 +5,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { loadConfig, ConfigError } from './config.ts';
 import { buildApp } from './app.ts';
+import { EmbeddedStartError } from './db/embedded.ts';
 import { releaseHeapWhenIdle } from './memory.ts';
 
 let config;
@@ -25,7 +26,13 @@ try {
 // here, before the work starts, is enough.
 setFlagsFromString('--heap-growing-percent=50');
 
-const app = await buildApp(config);
+// Awaiting the app waits for its plugins to load (a Fastify instance is thenable): the embedded
+// PostgreSQL starts there, and what stops it is said in one sentence, not a stack trace.
+const app = await buildApp(config).catch((err: unknown) => {
+  if (!(err instanceof EmbeddedStartError)) throw err;
+  process.stderr.write(`Could not start: ${err.message}\n`);
+  process.exit(1);
+});
 // V8 keeps the heap grown for the start-up work and for bursts of requests: give it back when idle.
 releaseHeapWhenIdle(app);
 let closing = false;

@@ -20,9 +20,9 @@ export async function freePort(): Promise<number> {
 }
 
 export async function startTestPostgres(): Promise<EmbeddedDatabase & { dir: string }> {
+  // Mode 700, as a folder under /root is: as root, the cluster is kept where the postgres OS user
+  // reaches it (src/db/cluster-folder.ts), and every test run goes that way.
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tributary-pg-'));
-  // The postgres user must be able to reach the folder.
-  fs.chmodSync(dir, 0o755);
   const db = await startEmbeddedPostgres({ dataDir: dir, port: await freePort(), ephemeral: true });
   return {
     ...db,
@@ -30,6 +30,8 @@ export async function startTestPostgres(): Promise<EmbeddedDatabase & { dir: str
     stop: async () => {
       await db.stop();
       fs.rmSync(dir, { recursive: true, force: true });
+      // A cluster kept elsewhere goes with it.
+      fs.rmSync(db.clusterDir, { recursive: true, force: true });
     },
   };
 }
