@@ -12,7 +12,7 @@
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { loadConfig, ConfigError } from '../src/config.ts';
-import { runningEmbeddedUrl, startEmbeddedPostgres, type EmbeddedDatabase } from '../src/db/embedded.ts';
+import { EmbeddedStartError, runningEmbeddedUrl, startEmbeddedPostgres, type EmbeddedDatabase } from '../src/db/embedded.ts';
 import { migrate } from '../src/storage/migrate.ts';
 import { AuthStore, describeApp, redirectUriProblem } from '../src/auth/store.ts';
 import { importDirectory, type ImportSource } from '../src/directory/importer.ts';
@@ -153,7 +153,10 @@ try {
 let embedded: EmbeddedDatabase | undefined;
 let url = config.databaseUrl ?? runningEmbeddedUrl(config.dataDir, config.embeddedPgPort);
 if (!url) {
-  embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, sharedBuffersMB: 32 });
+  embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, sharedBuffersMB: 32, onNotice: (m) => process.stderr.write(`${m}\n`) }).catch((err) => {
+    if (err instanceof EmbeddedStartError) fail(`Could not start: ${err.message}`, 1);
+    throw err;
+  });
   url = embedded.url;
 }
 const pool = new pg.Pool({ connectionString: url, max: 2 });

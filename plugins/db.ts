@@ -26,7 +26,7 @@ export default fp(
     let url = config.databaseUrl;
     if (!url) {
       app.log.info({ dataDir: config.dataDir }, 'starting embedded PostgreSQL');
-      embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, sharedBuffersMB: config.embeddedPgSharedBuffersMB, onLog: (m) => app.log.debug({ pg: m.trim() }, 'postgres') });
+      embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, sharedBuffersMB: config.embeddedPgSharedBuffersMB, onLog: (m) => app.log.debug({ pg: m.trim() }, 'postgres'), onNotice: (m) => app.log.info(m) });
       url = embedded.url;
     }
     const pool = new pg.Pool({
