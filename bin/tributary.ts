@@ -17,6 +17,7 @@ import { migrate } from '../src/storage/migrate.ts';
 import { AuthStore, describeApp, redirectUriProblem } from '../src/auth/store.ts';
 import { importDirectory, type ImportSource } from '../src/directory/importer.ts';
 import { DirectoryFileError, type DirectoryFormat } from '../src/directory/readers.ts';
+import { createOutbound, type OutboundFetch } from '../src/net/outbound.ts';
 import { syncFhirView } from '../src/directory/fhir-view.ts';
 import { loadSearchRegistry } from '../plugins/core.ts';
 import { configuredKey, vaultFor } from '../src/auth/vault.ts';
@@ -103,7 +104,7 @@ if (group === 'connect' && command === 'register') {
 }
 
 /** A directory list: a file, every .json/.csv file of a folder, or a URL (fetched, 200 MB at most). */
-async function readSources(targets: string[]): Promise<ImportSource[]> {
+async function readSources(targets: string[], fetch: OutboundFetch): Promise<ImportSource[]> {
   const format = opts.format as DirectoryFormat | undefined;
   const out: ImportSource[] = [];
   for (const target of targets) {
@@ -131,7 +132,16 @@ let sources: ImportSource[] = [];
 if (group === 'directory') {
   if (opts.format && !['hti1', 'lantern', 'csv'].includes(opts.format)) fail('--format is hti1, lantern or csv.');
   if (positionals.length < 3) fail('directory import needs at least one file, folder or URL.');
-  sources = await readSources(positionals.slice(2));
+  // A list by URL comes through the outbound agent: no private address unless OUTBOUND_ALLOW names it.
+  let allow: string[] = [];
+  try {
+    allow = loadConfig({ ...process.env, LOG_LEVEL: 'silent' }).outboundAllow;
+  } catch (err) {
+    if (err instanceof ConfigError) fail(`Configuration error: ${err.message}`);
+    throw err;
+  }
+  const outbound = createOutbound({ allow });
+  sources = await readSources(positionals.slice(2), outbound.fetch).finally(() => outbound.close());
 }
 
 /** A progress bar on a terminal (standard error); nothing when piped. */
@@ -209,7 +219,7 @@ try {
     }
   } else if (group === 'directory') {
     try {
-      const summary = await importDirectory(pool, sources, (stage, done, total) => progressBar(stage === 'read' ? 'reading' : 'writing', done, total));
+      const summary = await importDirectory(pool, sources, (stage, done, total) => progressBar(stage === 'read' ? 'reading' : 'writing', done, total), { allow: config.outboundAllow });
       // Then the FHIR view (Organization, Endpoint) of what changed, indexed as the server indexes.
       const { registry } = await loadSearchRegistry(pool, config.profilesDir, (msg, detail) => process.stderr.write(`${msg}: ${JSON.stringify(detail)}\n`));
       const view = await syncFhirView(

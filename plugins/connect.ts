@@ -71,7 +71,7 @@ export default async function connectRoutes(app: FastifyInstance) {
     return rows[0];
   }
 
-  const clientFor = (system: SystemRow): Promise<SystemClient> => clientForSystem(app.pg, app.vault, system, origin, () => app.clientKeys.load());
+  const clientFor = (system: SystemRow): Promise<SystemClient> => clientForSystem(app.pg, app.vault, system, origin, () => app.clientKeys.load(), app.outbound.fetch);
 
   /** The app whose credentials the request carries; undefined when a 401 was sent. */
   async function appOf(req: FastifyRequest, reply: FastifyReply): Promise<App | undefined> {

@@ -105,7 +105,7 @@ async function loadRecords(app: FastifyInstance, def: SandboxDefinition, appId: 
 async function listInDirectory(app: FastifyInstance, defs: readonly SandboxDefinition[]): Promise<void> {
   const q = (v: string) => `"${v.replace(/"/g, '""')}"`;
   const rows = defs.map((d) => [d.directoryId, `${app.config.baseUrl}/sandbox/${d.name}/fhir/r4`, d.title, d.city, d.state, d.zip].map(q).join(','));
-  await importDirectory(app.pg, [{ name: 'sandboxes.csv', vendor: SANDBOX_VENDOR, content: ['id,url,name,city,state,zip', ...rows].join('\n') }]);
+  await importDirectory(app.pg, [{ name: 'sandboxes.csv', vendor: SANDBOX_VENDOR, content: ['id,url,name,city,state,zip', ...rows].join('\n') }], undefined, { allow: app.outbound.allow });
   await app.pg.query("UPDATE trb_system SET status = 'connection_working', checked_at = now() WHERE id = ANY($1::text[])", [defs.map((d) => d.directoryId)]);
 }
 

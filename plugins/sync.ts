@@ -65,6 +65,7 @@ export function syncDeps(app: FastifyInstance): SyncDeps {
     validator: app.fhir.validator,
     clientKey: () => app.clientKeys.load(),
     ownOrigin: new URL(app.config.baseUrl).origin,
+    fetch: app.outbound.fetch,
     session: { ...DEFAULT_SESSION, concurrency: app.config.syncSystemConcurrency, ratePerSecond: app.config.syncSystemRate },
   };
 }

@@ -5,6 +5,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { DEFAULT_SANDBOXES, type SandboxDefinition } from './sandbox/systems.ts';
+import { parseAllow } from './net/outbound.ts';
 
 export interface Config {
   port: number;
@@ -79,6 +80,13 @@ export interface Config {
   /** Requests one process sends to one health system at once, and a second at most. */
   syncSystemConcurrency: number;
   syncSystemRate: number;
+  /**
+   * Hosts (`name`, `name:port`) and CIDR ranges (`10.0.0.0/8`) that outbound requests (discovery,
+   * the sync, the probe, webhooks) may reach although their addresses are private or loopback
+   * (OUTBOUND_ALLOW, comma-separated); everything else private is refused after DNS resolution.
+   * With SANDBOXES on, BASE_URL's own host and port is allowed besides (src/net/outbound.ts).
+   */
+  outboundAllow: string[];
 }
 
 export class ConfigError extends Error {}
@@ -149,6 +157,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     syncConcurrency: int(env, 'SYNC_CONCURRENCY', 8, 1, 64),
     syncSystemConcurrency: int(env, 'SYNC_SYSTEM_CONCURRENCY', 4, 1, 64),
     syncSystemRate: int(env, 'SYNC_SYSTEM_RATE', 50, 1, 10_000),
+    outboundAllow: outboundAllow(env.OUTBOUND_ALLOW),
   };
 }
 
@@ -169,6 +178,16 @@ function adminKey(raw: string | undefined): string | undefined {
   if (raw === undefined || raw === '') return undefined;
   if (raw.length < 32) throw new ConfigError('ADMIN_KEY must be at least 32 characters (for example: openssl rand -hex 32).');
   return raw;
+}
+
+function outboundAllow(raw: string | undefined): string[] {
+  const entries = (raw ?? '').split(',').map((e) => e.trim()).filter(Boolean);
+  try {
+    parseAllow(entries);
+  } catch (err) {
+    throw new ConfigError(`OUTBOUND_ALLOW is a comma-separated list of hosts, host:port pairs and CIDR ranges (such as fhir.lan,10.0.0.5:8443,10.1.0.0/16): ${(err as Error).message}.`);
+  }
+  return entries;
 }
 
 function encryptionKey(raw: string | undefined): Buffer | undefined {

@@ -2,8 +2,10 @@
  * Reading a health system's public documents (its SMART configuration, its CapabilityStatement):
  * a GET of JSON retried when the server is busy or unreachable (network errors, timeouts, 429,
  * 5xx) with exponential backoff and jitter, or after its Retry-After when `maxRetryAfterS` says to
- * heed one. Used by the directory's status probe and by the connect flow's discovery.
+ * heed one. Used by the directory's status probe and by the connect flow's discovery, each with
+ * the app's outbound fetch (src/net/outbound.ts).
  */
+import type { OutboundFetch } from './net/outbound.ts';
 
 export interface JsonRetry {
   attempts: number;
@@ -15,7 +17,7 @@ export interface JsonRetry {
 }
 
 /** The JSON body of `url`; throws (the last error, or `HTTP <status>`) when none came. */
-export async function fetchJson(url: string, o: JsonRetry): Promise<unknown> {
+export async function fetchJson(fetch: OutboundFetch, url: string, o: JsonRetry): Promise<unknown> {
   for (let attempt = 1; ; attempt++) {
     let res: Response | undefined;
     try {

@@ -53,11 +53,12 @@ const TEST_KEY = randomBytes(32).toString('hex');
  * The FHIR server's own tests run without credentials (FHIR_AUTH=off; the auth tests turn it on),
  * without the shipped directory (the directory tests load it themselves), without the sandbox
  * systems (the sandbox tests turn them on) and without sync workers (the sync tests run syncs
- * themselves, or turn the workers on).
+ * themselves, or turn the workers on). Outbound requests may reach 127.0.0.1 (the tests' own local
+ * servers, on any port); `localhost` and every other private address stay refused.
  */
 export function testConfig(databaseUrl: string, overrides: Partial<Config> = {}): Config {
   return {
-    ...loadConfig({ DATABASE_URL: databaseUrl, LOG_LEVEL: 'silent', BASE_URL: 'http://tributary.test', FHIR_AUTH: 'off', DIRECTORY_AUTOLOAD: 'false', SANDBOXES: 'false', ENCRYPTION_KEY: TEST_KEY, SYNC_WORKERS: 'false' }),
+    ...loadConfig({ DATABASE_URL: databaseUrl, LOG_LEVEL: 'silent', BASE_URL: 'http://tributary.test', FHIR_AUTH: 'off', DIRECTORY_AUTOLOAD: 'false', SANDBOXES: 'false', ENCRYPTION_KEY: TEST_KEY, SYNC_WORKERS: 'false', OUTBOUND_ALLOW: '127.0.0.1' }),
     ...overrides,
   };
 }

@@ -11,6 +11,7 @@ import * as oauth from 'oauth4webapi';
 import type pg from 'pg';
 import { VaultError, type Vault } from '../auth/vault.ts';
 import { fetchJson, oauthUris, type JsonRetry } from '../fhir-http-client.ts';
+import { OutboundError, scrubAddresses, type OutboundFetch } from '../net/outbound.ts';
 
 export const DEFAULT_SCOPE = 'launch/patient openid fhirUser offline_access patient/*.read';
 const TIMEOUT_MS = 15_000;
@@ -38,7 +39,7 @@ export interface SystemClient {
   client: oauth.Client;
   auth: oauth.ClientAuth;
   scope: string;
-  options: { [oauth.allowInsecureRequests]?: boolean; signal?: () => AbortSignal };
+  options: { [oauth.allowInsecureRequests]?: boolean; [oauth.customFetch]?: OutboundFetch; signal?: () => AbortSignal };
 }
 
 export interface Tokens {
@@ -75,26 +76,26 @@ function insecureAllowed(url: string, ownOrigin: string): boolean {
 
 /** Discovery reads a few times before it gives up, heeding a Retry-After up to 10 s. */
 const DISCOVERY: JsonRetry = { attempts: 3, backoffMs: 300, timeoutMs: TIMEOUT_MS, maxRetryAfterS: 10 };
-const getJson = (url: string) => fetchJson(url, DISCOVERY);
+const getJson = (fetch: OutboundFetch, url: string) => fetchJson(fetch, url, DISCOVERY);
 
 /** What discovery found, per FHIR base, kept a while: a connect reads it twice, every sync once. */
 const DISCOVERED_MS = 10 * 60_000;
 const discovered = new Map<string, { at: number; as: oauth.AuthorizationServer }>();
 
 /** The system's authorization server, from its SMART configuration or its CapabilityStatement (kept 10 minutes). */
-export async function discover(fhirBase: string): Promise<oauth.AuthorizationServer> {
+export async function discover(fhirBase: string, fetch: OutboundFetch): Promise<oauth.AuthorizationServer> {
   const base = fhirBase.replace(/\/+$/, '');
   const known = discovered.get(base);
   if (known && Date.now() - known.at < DISCOVERED_MS) return known.as;
-  const as = await discoverNow(base);
+  const as = await discoverNow(base, fetch);
   discovered.set(base, { at: Date.now(), as });
   return as;
 }
 
-async function discoverNow(base: string): Promise<oauth.AuthorizationServer> {
+async function discoverNow(base: string, fetch: OutboundFetch): Promise<oauth.AuthorizationServer> {
   let smart: Record<string, unknown> | undefined;
   try {
-    smart = (await getJson(`${base}/.well-known/smart-configuration`)) as Record<string, unknown>;
+    smart = (await getJson(fetch, `${base}/.well-known/smart-configuration`)) as Record<string, unknown>;
   } catch {
     // Older servers state it in the CapabilityStatement only.
   }
@@ -103,8 +104,9 @@ async function discoverNow(base: string): Promise<oauth.AuthorizationServer> {
   }
   let cs: unknown;
   try {
-    cs = await getJson(`${base}/metadata`);
+    cs = await getJson(fetch, `${base}/metadata`);
   } catch (err) {
+    if (err instanceof OutboundError && err.code === 'blocked_address') throw new ConnectError('server_error', `The health system at ${base} is on a private or local network address, which Tributary does not connect to.`);
     throw new ConnectError('temporarily_unavailable', `The health system did not answer (${(err as Error).message}) at ${base}; try again later.`);
   }
   const uris = oauthUris(cs);
@@ -121,8 +123,9 @@ export interface ClientKey {
   key: CryptoKey;
 }
 
-export async function systemClient(fhirBase: string, reg: Registration, ownOrigin: string, clientKey: () => Promise<ClientKey>): Promise<SystemClient> {
-  const as = await discover(fhirBase);
+/** `fetch`: the app's outbound fetch (src/net/outbound.ts), for discovery and every token request. */
+export async function systemClient(fhirBase: string, reg: Registration, ownOrigin: string, clientKey: () => Promise<ClientKey>, fetch: OutboundFetch): Promise<SystemClient> {
+  const as = await discover(fhirBase, fetch);
   let auth: oauth.ClientAuth;
   if (reg.authMethod === 'client_secret_basic') auth = oauth.ClientSecretBasic(reg.secret!);
   else if (reg.authMethod === 'client_secret_post') auth = oauth.ClientSecretPost(reg.secret!);
@@ -136,7 +139,7 @@ export async function systemClient(fhirBase: string, reg: Registration, ownOrigi
     client: { client_id: reg.clientId },
     auth,
     scope: reg.scope,
-    options: { [oauth.allowInsecureRequests]: true, signal: () => AbortSignal.timeout(TIMEOUT_MS) },
+    options: { [oauth.allowInsecureRequests]: true, [oauth.customFetch]: fetch, signal: () => AbortSignal.timeout(TIMEOUT_MS) },
   };
 }
 
@@ -153,10 +156,11 @@ export async function clientForSystem(
   system: { id: string; name: string; resource_url: string; vendor: string | null },
   ownOrigin: string,
   clientKey: () => Promise<ClientKey>,
+  fetch: OutboundFetch,
 ): Promise<SystemClient> {
   const reg = await registrationFor(db, vault, system);
   if (!reg) throw new ConnectError('unauthorized_client', `${system.name} has no client registration here yet: the operator registers Tributary with it first (npx tributary connect register, or CLIENT_REGISTRATIONS_FILE).`);
-  return systemClient(system.resource_url, reg, ownOrigin, clientKey);
+  return systemClient(system.resource_url, reg, ownOrigin, clientKey, fetch);
 }
 
 /** Where to send the person: the system's authorize endpoint with PKCE S256, the state and `aud`. */
@@ -223,5 +227,5 @@ async function refusal(err: unknown, what: string): Promise<ConnectError> {
     const error = typeof body?.error === 'string' ? body.error : (err.cause[0]?.parameters.error ?? 'invalid_client');
     return said(error, typeof body?.error_description === 'string' ? body.error_description : undefined);
   }
-  return new ConnectError('server_error', `${what}: ${(err as Error).message}.`);
+  return new ConnectError('server_error', `${what}: ${scrubAddresses((err as Error).message)}.`);
 }

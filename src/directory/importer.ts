@@ -3,7 +3,9 @@
  * base URL (trailing "/" trimmed, host lower-cased) with every organization it serves. An import
  * is one transaction: a file that cannot be read refuses the whole import, and what the directory
  * held before stays as it was. Re-importing the same lists changes nothing (a system whose content
- * is unchanged is not written).
+ * is unchanged is not written). A row whose base is on a private, loopback or link-local address
+ * or a local name (localhost, *.local, *.internal; src/net/outbound.ts privateHostReason) is
+ * rejected with its reason, unless the operator's allow-list names it.
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
@@ -11,6 +13,7 @@ import { inTransaction } from '../storage/transaction.ts';
 import { yieldToOthers } from '../event-loop.ts';
 import { stateOfZip } from './zip-states.ts';
 import { readDirectoryFile, type DirectoryFormat, type DirectoryRow, type RejectedRow } from './readers.ts';
+import { parseAllow, privateHostReason } from '../net/outbound.ts';
 
 export interface ImportSource {
   /** A file name (for messages, the vendor and the format). */
@@ -32,6 +35,11 @@ export interface ImportSummary {
 }
 
 export type ImportProgress = (stage: 'read' | 'write', done: number, total: number) => void;
+
+export interface ImportOptions {
+  /** Hosts, host:port pairs and CIDR ranges whose bases are accepted although private (OUTBOUND_ALLOW). */
+  allow?: readonly string[];
+}
 
 type Org = Omit<DirectoryRow, 'url' | 'at'> & { orgId: string | null };
 
@@ -110,13 +118,15 @@ export function vendorFromFileName(name: string): string | null {
 }
 
 /** Rows grouped by normalized URL, organizations de-duplicated; the first vendor seen wins. */
-async function group(rows: { row: DirectoryRow; vendor: string | null; file: string }[], rejected: ImportSummary['rejected']): Promise<System[]> {
+async function group(rows: { row: DirectoryRow; vendor: string | null; file: string }[], rejected: ImportSummary['rejected'], allowList: readonly string[]): Promise<System[]> {
+  const allow = parseAllow(allowList);
   const systems = new Map<string, Omit<System, 'sha256' | 'name'> & { orgKeys: Set<string> }>();
   for (const [i, { row, vendor, file }] of rows.entries()) {
     if (i % 5000 === 4999) await yieldToOthers();
     const n = normalizeUrl(row.url);
-    if (typeof n === 'string') {
-      rejected.push({ file, at: row.at, reason: n });
+    const why = typeof n === 'string' ? n : privateHostReason(new URL(n.url), allow);
+    if (typeof n === 'string' || why) {
+      rejected.push({ file, at: row.at, reason: why! });
       continue;
     }
     let s = systems.get(n.normalized);
@@ -138,7 +148,7 @@ async function group(rows: { row: DirectoryRow; vendor: string | null; file: str
 
 const CHUNK = 5000;
 
-export async function importDirectory(pool: pg.Pool, sources: ImportSource[], progress?: ImportProgress): Promise<ImportSummary> {
+export async function importDirectory(pool: pg.Pool, sources: ImportSource[], progress?: ImportProgress, options: ImportOptions = {}): Promise<ImportSummary> {
   const rows: { row: DirectoryRow; vendor: string | null; file: string }[] = [];
   const summary: ImportSummary = { files: sources.length, rows: 0, systems: 0, added: 0, updated: 0, unchanged: 0, rejected: [] };
   for (const [i, src] of sources.entries()) {
@@ -150,7 +160,7 @@ export async function importDirectory(pool: pg.Pool, sources: ImportSource[], pr
     await yieldToOthers();
   }
   summary.rows = rows.length + summary.rejected.length;
-  const systems = await group(rows, summary.rejected);
+  const systems = await group(rows, summary.rejected, options.allow ?? []);
   summary.systems = systems.length;
 
   await inTransaction(pool, async (c) => {

@@ -6,9 +6,11 @@
  * - unreachable: no FHIR answer (network error, timeout, an error status), after retries with
  *   exponential backoff and jitter.
  * Systems are probed with bounded concurrency; each result is stored with the time it was checked.
+ * A base on an address Tributary may not reach (src/net/outbound.ts) is unreachable.
  */
 import type pg from 'pg';
 import { fetchJson, oauthUris } from '../fhir-http-client.ts';
+import { createOutbound, type OutboundFetch } from '../net/outbound.ts';
 
 export type SystemStatus = 'connection_working' | 'no_smart' | 'unreachable';
 
@@ -20,16 +22,21 @@ export interface ProbeOptions {
   attempts: number;
   /** The first retry waits about this long, each next one twice as long (with jitter). */
   backoffMs: number;
+  /**
+   * The outbound fetch (the app's, with the operator's allow-list); without one, a run makes a
+   * guarded one of its own that allows nothing private.
+   */
+  fetch?: OutboundFetch;
 }
 
 export const DEFAULT_PROBE: ProbeOptions = { concurrency: 16, timeoutMs: 10_000, attempts: 3, backoffMs: 1000 };
 
 /** A JSON body of `url`, or undefined when it has none (after the retries a transient failure earns). */
-const getJson = (url: string, o: ProbeOptions) => fetchJson(url, o).catch(() => undefined);
+const getJson = (fetch: OutboundFetch, url: string, o: ProbeOptions) => fetchJson(fetch, url, o).catch(() => undefined);
 
-export async function probeSystem(baseUrl: string, o: ProbeOptions = DEFAULT_PROBE): Promise<SystemStatus> {
+export async function probeSystem(fetch: OutboundFetch, baseUrl: string, o: ProbeOptions = DEFAULT_PROBE): Promise<SystemStatus> {
   const base = baseUrl.replace(/\/+$/, '');
-  const [smart, metadata] = await Promise.all([getJson(`${base}/.well-known/smart-configuration`, o), getJson(`${base}/metadata`, o)]);
+  const [smart, metadata] = await Promise.all([getJson(fetch, `${base}/.well-known/smart-configuration`, o), getJson(fetch, `${base}/metadata`, o)]);
   const cs = metadata as { resourceType?: string } | undefined;
   if (cs?.resourceType !== 'CapabilityStatement' && !smart) return 'unreachable';
   const smartOk = typeof (smart as { authorization_endpoint?: unknown } | undefined)?.authorization_endpoint === 'string';
@@ -44,19 +51,25 @@ export async function probeSystems(pool: pg.Pool, o: ProbeOptions = DEFAULT_PROB
   );
   const counts: Record<SystemStatus, number> = { connection_working: 0, no_smart: 0, unreachable: 0 };
   let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(o.concurrency, rows.length) }, async () => {
-      while (next < rows.length) {
-        const s = rows[next++];
-        const status = await probeSystem(s.resource_url, o);
-        counts[status]++;
-        // A status that changed puts the system's Endpoint (its status) back in the FHIR view's queue.
-        await pool.query(
-          `UPDATE trb_system SET status = $2, checked_at = now(), fhir_sha256 = CASE WHEN status = $2 THEN fhir_sha256 END WHERE id = $1`,
-          [s.id, status],
-        );
-      }
-    }),
-  );
+  const own = o.fetch ? undefined : createOutbound({ allow: [] });
+  const fetch = o.fetch ?? own!.fetch;
+  try {
+    await Promise.all(
+      Array.from({ length: Math.min(o.concurrency, rows.length) }, async () => {
+        while (next < rows.length) {
+          const s = rows[next++];
+          const status = await probeSystem(fetch, s.resource_url, o);
+          counts[status]++;
+          // A status that changed puts the system's Endpoint (its status) back in the FHIR view's queue.
+          await pool.query(
+            `UPDATE trb_system SET status = $2, checked_at = now(), fhir_sha256 = CASE WHEN status = $2 THEN fhir_sha256 END WHERE id = $1`,
+            [s.id, status],
+          );
+        }
+      }),
+    );
+  } finally {
+    await own?.close();
+  }
   return counts;
 }

@@ -4,7 +4,8 @@
  *   (an increment adds `_since=<checkpoint>`); elsewhere `Patient?_id={id}`, then
  *   `{type}?patient={id}` for every US Core type it lists with a `patient` search (every one, when
  *   it lists none), an increment adding `_lastUpdated=gt<checkpoint>` per type. Both follow `next`
- *   links. Then what those reference outside the patient's compartment (Practitioner,
+ *   links on the system's own origin only (a `next` elsewhere ends that search, recorded as an issue
+ *   of the run, and is never requested). Then what those reference outside the patient's compartment (Practitioner,
  *   PractitionerRole, Organization, Location, Medication) and did not come along, once per sync.
  * - A resource that is not valid R4 is recorded in the run (an OperationOutcome issue) and skipped.
  * - What is stored: src/sync/mapper.ts (local ids, references, provenance tags), through the
@@ -19,6 +20,7 @@ import { clientForSystem, connectionSealKey, type ClientKey, type Tokens } from 
 import { HEALTH_SYSTEM_ID } from '../directory/fhir-view.ts';
 import { writeResources, type BulkDeps } from '../fhir/bulk.ts';
 import type { ResourceValidator } from '../fhir/ports.ts';
+import { scrubAddresses, type OutboundFetch } from '../net/outbound.ts';
 import { inTransaction } from '../storage/transaction.ts';
 import { localId, referencedTargets, toLocal, type Origin } from './mapper.ts';
 import { NeedsReauth, SourceError, SourceSession, type SessionOptions } from './session.ts';
@@ -41,6 +43,8 @@ export interface SyncDeps extends BulkDeps {
   clientKey: () => Promise<ClientKey>;
   /** This server's origin: plain http is allowed to it (the sandboxes). */
   ownOrigin: string;
+  /** The app's outbound fetch (src/net/outbound.ts): every request to the system goes through it. */
+  fetch: OutboundFetch;
   session?: SessionOptions;
 }
 
@@ -97,7 +101,7 @@ export async function syncConnection(deps: SyncDeps, connectionId: string): Prom
     if (!conn.patient_id) throw new NeedsReauth('The system named no patient when the person connected: connect again with launch/patient.');
     const origin: Origin = { userId: conn.user_id, systemId: conn.system_id, systemName: conn.name, base: conn.resource_url.replace(/\/+$/, '') };
     const sealKey = connectionSealKey(conn.user_id, conn.system_id);
-    const sc = await clientForSystem(deps.pool, deps.vault, { id: conn.system_id, name: conn.name, resource_url: origin.base, vendor: conn.vendor }, deps.ownOrigin, deps.clientKey);
+    const sc = await clientForSystem(deps.pool, deps.vault, { id: conn.system_id, name: conn.name, resource_url: origin.base, vendor: conn.vendor }, deps.ownOrigin, deps.clientKey, deps.fetch);
     const tokens: Tokens = {
       accessToken: deps.vault.decrypt(conn.access_token_sealed, sealKey, 'connection-token'),
       refreshToken: conn.refresh_token_sealed ? deps.vault.decrypt(conn.refresh_token_sealed, sealKey, 'connection-token') : undefined,
@@ -105,6 +109,7 @@ export async function syncConnection(deps: SyncDeps, connectionId: string): Prom
       scope: '',
     };
     session = new SourceSession(
+      deps.fetch,
       sc,
       tokens,
       async (t) => {
@@ -118,7 +123,7 @@ export async function syncConnection(deps: SyncDeps, connectionId: string): Prom
       deps.session,
     );
 
-    const fetched = await fetchRecords(session, origin, conn.patient_id, await checkpoints(deps.pool, connectionId));
+    const fetched = await fetchRecords(session, origin, conn.patient_id, await checkpoints(deps.pool, connectionId), issues);
     summary.fetched = fetched.resources.length;
     summary.strategy = fetched.strategy;
     // Malformed resources are recorded and skipped.
@@ -134,7 +139,8 @@ export async function syncConnection(deps: SyncDeps, connectionId: string): Prom
     if (good.length || fetched.newest.size) await store(deps, origin, conn, good, fetched.newest, connectionId, summary);
   } catch (err) {
     summary.status = err instanceof NeedsReauth ? 'needs_reauth' : 'failed';
-    summary.error = (err as Error).message.slice(0, 1000);
+    // The app reads it (GET /connect/connections, /runs): no internal address in it.
+    summary.error = scrubAddresses((err as Error).message).slice(0, 1000);
   }
   summary.requests = session?.requests ?? 0;
   // The log keeps the first MAX_ISSUES skipped resources, and says how many more there were.
@@ -187,7 +193,7 @@ const EVERYTHING = '$everything';
  * Everything to store: the Patient and the records of its compartment that changed since the
  * checkpoints (by $everything, or a search per type), and what they reference outside it.
  */
-async function fetchRecords(session: SourceSession, o: Origin, patientId: string, since: Map<string, string>) {
+async function fetchRecords(session: SourceSession, o: Origin, patientId: string, since: Map<string, string>, issues: OperationOutcomeIssue[]) {
   const resources: Resource[] = [];
   // The checkpoints' candidates: the newest meta.lastUpdated among the matches of each query.
   const newest = new Map<string, string>();
@@ -203,13 +209,23 @@ async function fetchRecords(session: SourceSession, o: Origin, patientId: string
     seen.add(key);
     resources.push(r);
   };
-  /** Every page of a search, from its first URL, following `next` links. */
+  const ownOrigin = new URL(o.base).origin;
+  /**
+   * Every page of a search, from its first URL, following `next` links on the system's own origin:
+   * a `next` elsewhere (another host, port or scheme) ends the search with an issue, unrequested.
+   */
   const pages = async (first: string, each: (entry: NonNullable<Bundle['entry']>[number]) => void) => {
     let url: string | undefined = first;
     for (let page = 0; url && page < MAX_PAGES; page++) {
       const bundle = (await session.getJson(url)) as Bundle;
       for (const e of bundle.entry ?? []) each(e);
-      url = bundle.link?.find((l) => l.relation === 'next')?.url;
+      const next = bundle.link?.find((l) => l.relation === 'next')?.url;
+      const nextUrl: URL | undefined = next && URL.canParse(next, url) ? new URL(next, url) : undefined;
+      if (next && nextUrl?.origin !== ownOrigin) {
+        issues.push({ severity: 'warning', code: 'security', diagnostics: `A next link of ${first.slice(ownOrigin.length).split('?')[0]} pointed away from ${ownOrigin}; it was not followed, and the search ended there.` });
+        return;
+      }
+      url = nextUrl?.toString();
     }
   };
   const patient = encodeURIComponent(patientId);

@@ -6,8 +6,11 @@
  *   number of times; 429 waits for Retry-After (at most a minute);
  * - each system gets at most `concurrency` requests at once, and `ratePerSecond` a second, from
  *   this process (requests are spaced evenly; several worker processes each keep their own limit).
+ * - every request goes through the app's outbound fetch (src/net/outbound.ts): an address it may not
+ *   reach is a SourceError, not retried.
  */
 import { ConnectError, refresh, type SystemClient, type Tokens } from '../connect/client.ts';
+import { OutboundError, type OutboundFetch } from '../net/outbound.ts';
 
 export class NeedsReauth extends Error {}
 export class SourceError extends Error {
@@ -54,6 +57,7 @@ async function acquire(base: string, o: SessionOptions): Promise<() => void> {
 
 
 export class SourceSession {
+  private readonly fetch: OutboundFetch;
   private readonly sc: SystemClient;
   private tokens: Tokens;
   private readonly onRefreshed: (t: Tokens) => Promise<void>;
@@ -61,7 +65,8 @@ export class SourceSession {
   /** Requests made (retries included), for the run's log. */
   requests = 0;
 
-  constructor(sc: SystemClient, tokens: Tokens, onRefreshed: (t: Tokens) => Promise<void>, o: SessionOptions = DEFAULT_SESSION) {
+  constructor(fetch: OutboundFetch, sc: SystemClient, tokens: Tokens, onRefreshed: (t: Tokens) => Promise<void>, o: SessionOptions = DEFAULT_SESSION) {
+    this.fetch = fetch;
     this.sc = sc;
     this.tokens = tokens;
     this.onRefreshed = onRefreshed;
@@ -91,10 +96,12 @@ export class SourceSession {
       let failure: string;
       try {
         this.requests++;
-        res = await fetch(url, { headers: { accept: 'application/fhir+json', authorization: `Bearer ${this.tokens.accessToken}` }, signal: AbortSignal.timeout(this.o.timeoutMs) });
+        res = await this.fetch(url, { headers: { accept: 'application/fhir+json', authorization: `Bearer ${this.tokens.accessToken}` }, signal: AbortSignal.timeout(this.o.timeoutMs) });
         if (res.ok) return await res.json();
         failure = `HTTP ${res.status}`;
       } catch (err) {
+        // An address the agent refuses stays refused: not worth a retry.
+        if (err instanceof OutboundError && err.code !== 'unreachable' && err.code !== 'timeout') throw new SourceError(0, `${url}: ${err.message}`);
         failure = (err as Error).name === 'TimeoutError' ? `no answer in ${this.o.timeoutMs} ms` : (err as Error).message;
       } finally {
         release();

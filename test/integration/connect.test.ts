@@ -104,7 +104,7 @@ t.test('client_secret_post and private_key_jwt (signed with the key published at
     const { rows } = await app.pg.query<{ refresh_token_sealed: Buffer }>('SELECT refresh_token_sealed FROM trb_connection WHERE user_id = $1', [user.id]);
     const old = app.vault.decrypt(rows[0].refresh_token_sealed, `${user.id}:${d.directoryId}`, 'connection-token');
     const system = { id: d.directoryId, vendor: 'Tributary sandbox' };
-    const sc = await systemClient(`${BASE}/sandbox/${d.name}/fhir/r4`, (await registrationFor(app.pg, app.vault, system))!, BASE, () => app.clientKeys.load());
+    const sc = await systemClient(`${BASE}/sandbox/${d.name}/fhir/r4`, (await registrationFor(app.pg, app.vault, system))!, BASE, () => app.clientKeys.load(), app.outbound.fetch);
     const renewed = await refresh(sc, old);
     t.ok(renewed.accessToken && renewed.refreshToken && renewed.refreshToken !== old, 'new tokens, a new refresh token');
     await t.rejects(refresh(sc, old), { code: 'invalid_grant' }, 'the old refresh token is spent');
@@ -186,7 +186,7 @@ t.test('bad links and systems that cannot be connected', async (t) => {
       name: 'local.csv',
       content: `id,url,name\nno-smart,http://127.0.0.1:${(plain.address() as { port: number }).port}/fhir,Plain FHIR\ndown,http://127.0.0.1:${down}/fhir,Down Clinic\nunregistered,https://unregistered.example/fhir,Nobody Registered\n`,
     },
-  ]);
+  ], undefined, { allow: app.outbound.allow });
   await app.pg.query(`INSERT INTO trb_client_registration (system_id, client_id, auth_method) VALUES ('no-smart', 'x', 'none'), ('down', 'x', 'none')`);
   const [noSmart, noSmartWhy] = await appError('no-smart');
   t.equal(noSmart, 'server_error');

@@ -15,6 +15,7 @@ import { buildTestApp, testConfig, testDatabase } from '../helper.ts';
 import { buildApp } from '../../src/app.ts';
 import { freePort } from '../pg.ts';
 import { probeSystems } from '../../src/directory/probe.ts';
+import { createOutbound } from '../../src/net/outbound.ts';
 import { migrate } from '../../src/storage/migrate.ts';
 import { importDirectory, normalizeUrl, systemId, type ImportSource } from '../../src/directory/importer.ts';
 import { readDirectoryFile } from '../../src/directory/readers.ts';
@@ -37,18 +38,27 @@ t.teardown(() => pool.end());
 await migrate(pool);
 const count = async (sql: string) => Number((await pool.query(sql)).rows[0].n);
 
-t.test('the Lantern set: 29,101 usable systems, each URL once with every organization; a re-import changes nothing', async (t) => {
+t.test('the Lantern set: 29,071 usable systems, each URL once with every organization; a re-import changes nothing', async (t) => {
   const first = await importDirectory(pool, lantern());
   t.equal(first.files, 156);
   t.equal(first.rows, 67645, 'every row read');
   // 29,117 distinct URLs as written; 17 rows are relative paths ("api/eyesite/R4"), rejected with
   // their reason, and a few written without a scheme or after stray characters are mended and
-  // meet their https twins.
-  t.equal(first.rejected.length, 17);
-  t.ok(first.rejected.every((r) => /not a URL: api\//.test(r.reason) && r.file.endsWith('.json') && /^Endpoints\[\d+\]$/.test(r.at)), 'each rejected row says where and why');
-  t.equal(first.systems, 29101, 'one system per distinct base URL (trailing "/" trimmed, lower-cased)');
-  t.equal(first.added, 29101);
-  t.equal(await count('SELECT count(*) AS n FROM trb_system'), 29101);
+  // meet their https twins. 55 rows (30 distinct bases: 19 private IPv4 literals such as
+  // 10.133.66.16 and 192.168.102.4, localhost, and 9 *.local names) point into a private network
+  // and are rejected too: 29,101 bases less those 30.
+  t.equal(first.rejected.length, 17 + 55);
+  t.ok(first.rejected.every((r) => r.file.endsWith('.json') && /^Endpoints\[\d+\]$/.test(r.at)), 'each rejected row says where');
+  t.equal(first.rejected.filter((r) => /not a URL: api\//.test(r.reason)).length, 17);
+  const privateRows = first.rejected.filter((r) => /^a base on a (private, loopback or link-local address|local network name) \(/.test(r.reason));
+  t.equal(privateRows.length, 55, 'each private base says why');
+  t.equal(privateRows.filter((r) => /address \((10|172\.(1[6-9]|2\d|3[01])|192\.168)\./.test(r.reason)).length, 23, 'private IPv4 literals');
+  t.equal(privateRows.filter((r) => /name \(localhost\)/.test(r.reason)).length, 5, 'localhost');
+  t.equal(privateRows.filter((r) => /name \([a-z0-9.-]+\.local\)/.test(r.reason)).length, 27, '*.local names');
+  t.equal(first.systems, 29071, 'one system per distinct base URL (trailing "/" trimmed, lower-cased)');
+  t.equal(first.added, 29071);
+  t.equal(await count('SELECT count(*) AS n FROM trb_system'), 29071);
+  t.equal(await count("SELECT count(*) AS n FROM trb_system WHERE resource_url ~* '^https?://(10\\.|192\\.168\\.|172\\.(1[6-9]|2[0-9]|3[01])\\.|localhost)|\\.local[:/]'"), 0, 'no private base stored');
   // A URL serving many organizations keeps them all.
   const many = await pool.query<{ n: string }>('SELECT count(*) AS n FROM trb_system_org GROUP BY system_id ORDER BY 1 DESC LIMIT 1');
   t.ok(Number(many.rows[0].n) > 1);
@@ -56,7 +66,7 @@ t.test('the Lantern set: 29,101 usable systems, each URL once with every organiz
   t.equal(dstu2.rows[0].fhir_version, 'DSTU2');
   t.ok(dstu2.rows[0].vendor, 'the vendor comes from the list the URL was in');
   const again = await importDirectory(pool, lantern());
-  t.same({ added: again.added, updated: again.updated, unchanged: again.unchanged }, { added: 0, updated: 0, unchanged: 29101 });
+  t.same({ added: again.added, updated: again.updated, unchanged: again.unchanged }, { added: 0, updated: 0, unchanged: 29071 });
 });
 
 t.test('ids are short, stable and derived from the normalized URL', async (t) => {
@@ -115,7 +125,7 @@ t.test('first start: the shipped directory loads in the background while the ser
   const app = await buildTestApp(t, { directoryAutoload: true });
   t.equal((await app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200, 'the server answers at once');
   await app.directoryLoaded;
-  t.equal(Number((await app.pg.query('SELECT count(*) AS n FROM trb_system')).rows[0].n), 29101);
+  t.equal(Number((await app.pg.query('SELECT count(*) AS n FROM trb_system')).rows[0].n), 29071);
   // A restart finds it filled and imports nothing.
   await app.pg.query("UPDATE trb_system SET name = 'Kept' WHERE id = (SELECT min(id) FROM trb_system)");
   const again = await buildApp(testConfig(app.config.databaseUrl!, { directoryAutoload: true }), { logger: false });
@@ -244,8 +254,15 @@ t.test('status probe: connection_working, no_smart, unreachable (local servers, 
   t.teardown(() => p.end());
   await migrate(p);
   const urls = { smart: `${base}/smart`, oauth: `${base}/oauth`, plain: `${base}/plain`, flaky: `${base}/flaky`, gone: `${closed}/fhir` };
-  await importDirectory(p, [{ name: 'local.csv', content: `url,name\n${Object.entries(urls).map(([k, u]) => `${u},${k}`).join('\n')}\n` }]);
-  const counts = await probeSystems(p, { concurrency: 2, timeoutMs: 2000, attempts: 3, backoffMs: 20 });
+  const list = { name: 'local.csv', content: `url,name\n${Object.entries(urls).map(([k, u]) => `${u},${k}`).join('\n')}\n` };
+  t.same((await importDirectory(p, [list])).rejected.map((r) => r.reason), Array(5).fill(`a base on a private, loopback or link-local address (127.0.0.1)`), 'loopback bases are refused by default');
+  await importDirectory(p, [list], undefined, { allow: ['127.0.0.1'] });
+  const outbound = createOutbound({ allow: ['127.0.0.1'] });
+  t.teardown(() => outbound.close());
+  // Without the operator's leave (no fetch given: a guarded one that allows nothing private), nothing answers.
+  t.same(await probeSystems(p, { concurrency: 2, timeoutMs: 2000, attempts: 1, backoffMs: 20 }), { connection_working: 0, no_smart: 0, unreachable: 5 });
+  t.equal(flaky, 0, 'not a request reached the server');
+  const counts = await probeSystems(p, { concurrency: 2, timeoutMs: 2000, attempts: 3, backoffMs: 20, fetch: outbound.fetch });
   t.same(counts, { connection_working: 3, no_smart: 1, unreachable: 1 });
   const { rows } = await p.query<{ name: string; status: string; checked: boolean }>('SELECT name, status, checked_at IS NOT NULL AS checked FROM trb_system ORDER BY name');
   t.same(Object.fromEntries(rows.map((r) => [r.name, r.status])), { flaky: 'connection_working', gone: 'unreachable', oauth: 'connection_working', plain: 'no_smart', smart: 'connection_working' });
