@@ -14,6 +14,7 @@ import { AUTHZ_REQUEST_FAILURES, type App, type AuthzRequest } from '../src/auth
 import { waitWords, type Lock } from '../src/auth/signin-limit.ts';
 import { addFormParser, requestParam as param } from './auth.ts';
 import { escapeHtml as esc } from '../src/html.ts';
+import { connectReturnUri } from './connect.ts';
 
 const FHIR_BASES = ['/fhir/r4', '/r4'];
 const CAPABILITIES = [
@@ -59,12 +60,34 @@ export function smartConfiguration(issuer: string, authMethods: string[] = ALL_A
 }
 
 
+/**
+ * The Content-Security-Policy of the sign-in pages: no script, nothing from elsewhere, no framing;
+ * forms post here ('self') and, after them, the redirects may go on to `formTargets` only. Chromium
+ * applies form-action to every redirect that follows a form post, so the consent form's answer (a
+ * 302 to the app's redirect_uri) needs the app's origin named here.
+ * See: https://www.w3.org/TR/CSP3/#directive-form-action
+ */
+export function signInPolicy(formTargets: readonly string[] = []): string {
+  return `default-src 'none'; style-src 'unsafe-inline'; form-action ${["'self'", ...formTargets].join(' ')}; frame-ancestors 'none'`;
+}
+
+/**
+ * The CSP source that lets a form's redirect reach a redirect URI: its origin (http, https), or its
+ * scheme (a native app's private-use scheme, `com.example.app:`); undefined when it has neither.
+ */
+export function formActionSource(uri: string): string | undefined {
+  if (!URL.canParse(uri)) return undefined;
+  const u = new URL(uri);
+  if (u.protocol === 'http:' || u.protocol === 'https:') return /^https?:\/\/[A-Za-z0-9.-]+(:\d+)?$/.test(u.origin) ? u.origin : undefined;
+  return /^[a-z][a-z0-9+.-]*:$/.test(u.protocol) ? u.protocol : undefined;
+}
+
 /** A small HTML page; no script, nothing from elsewhere (Content-Security-Policy says so). */
-function page(reply: FastifyReply, status: number, title: string, body: string): FastifyReply {
+function htmlPage(reply: FastifyReply, status: number, title: string, body: string, formTargets: readonly string[]): FastifyReply {
   return reply
     .code(status)
     .header('Content-Type', 'text/html; charset=utf-8')
-    .header('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+    .header('Content-Security-Policy', signInPolicy(formTargets))
     .header('Cache-Control', 'no-store')
     .header('X-Frame-Options', 'DENY')
     .send(`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>${esc(title)}</title>
@@ -83,6 +106,23 @@ export default async function smartRoutes(app: FastifyInstance) {
   addFormParser(app);
   const issuer = app.config.baseUrl;
   const fhirBases = FHIR_BASES.map((b) => `${app.config.baseUrl}${b}`);
+
+  // Where the forms of a request's pages may be redirected on to (see signInPolicy), set once the
+  // request is known; every page of this plugin reads it, so a page sent before says 'self' only.
+  const formTargets = new WeakMap<FastifyReply, string[]>();
+  const page = (reply: FastifyReply, status: number, title: string, body: string) => htmlPage(reply, status, title, body, formTargets.get(reply) ?? []);
+  /**
+   * The app's redirect_uri; for a hosted system (a sandbox), whose redirect_uri is Tributary's own
+   * /connect/callback, also where that callback sends the person on to (the connecting app).
+   */
+  async function allowFormTargets(reply: FastifyReply, client: App, r: { redirectUri: string; state: string }) {
+    const uris = [r.redirectUri];
+    if (app.hostedSystems.has(client.id)) {
+      const next = await connectReturnUri(app.pg, r.state);
+      if (next) uris.push(next);
+    }
+    formTargets.set(reply, [...new Set(uris.map(formActionSource).filter((s) => s !== undefined))]);
+  }
 
   const configuration = () => smartConfiguration(issuer);
   for (const b of FHIR_BASES) app.get(`${b}/.well-known/smart-configuration`, async () => configuration());
@@ -125,6 +165,7 @@ export default async function smartRoutes(app: FastifyInstance) {
     const scope = asked.filter((s) => !client.scopes.length || client.scopes.includes(s)).join(' ');
     if (!scope) return fail('invalid_scope', 'No scope was asked for that the app may have.');
     const id = await app.auth.newAuthzRequest({ appId: client.id, redirectUri, scope, state, codeChallenge: p('code_challenge')!, nonce: p('nonce') ?? null });
+    await allowFormTargets(reply, client, { redirectUri, state });
     return loginPage(reply, client, id, '');
   }
   app.get('/oauth2/authorize', authorize);
@@ -169,6 +210,7 @@ export default async function smartRoutes(app: FastifyInstance) {
       page(reply, 400, 'This sign-in has expired', '<p class="error">Go back to the app and start again.</p>');
       return undefined;
     }
+    await allowFormTargets(reply, client, r);
     return { id, r, client };
   }
 

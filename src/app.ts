@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { Config } from './config.ts';
 import dbPlugin from '../plugins/db.ts';
 import outboundPlugin from '../plugins/outbound.ts';
+import corsPlugin from '../plugins/cors.ts';
 import jobsPlugin from '../plugins/jobs.ts';
 import corePlugin from '../plugins/core.ts';
 import fhirRoutes from '../plugins/fhir.ts';
@@ -70,6 +71,8 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   app.setErrorHandler(errorHandler);
   app.register(dbPlugin);
   app.register(outboundPlugin);
+  // Before the routes, so that its hook answers their preflights (SMART apps on other origins).
+  app.register(corsPlugin);
   app.register(corePlugin);
   app.register(jobsPlugin);
   app.register(health);

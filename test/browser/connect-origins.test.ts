@@ -69,7 +69,9 @@ if (!executablePath) {
       const page = await browser.newPage();
       const problems: string[] = [];
       page.on('pageerror', (e) => problems.push(String(e)));
-      page.on('console', (m) => m.type() === 'error' && problems.push(m.text()));
+      // CSP and CORS refusals are console errors; a failed load is named by its response instead (the favicon aside).
+      page.on('console', (m) => m.type() === 'error' && !m.text().startsWith('Failed to load resource') && problems.push(m.text()));
+      page.on('response', (r) => r.status() >= 400 && !r.url().endsWith('/favicon.ico') && problems.push(`${r.status()} ${r.url()}`));
       const shot = (name: string) => page.screenshot({ path: path.join(artifacts, `${d.name}-${name}.png`), fullPage: true });
       try {
         await page.goto(`${base}/connect/system/clinical/${d.directoryId}?client_id=${client.clientId}&access_token=${token}&state=st-${d.name}`);
