@@ -7,7 +7,8 @@
  *   its connect URL (client_id, the user's access token, a state);
  * - back from the connect flow it says how it went, lists the user's connections, and their
  *   records by type and source as the sync brings them (FHIR search with the user's token).
- * Plain HTML forms and links, no script. On whenever the sandbox systems are (SANDBOXES).
+ * Plain HTML forms and links, no script. Served with the sandbox systems (SANDBOXES), to this
+ * machine only unless DEMO=on (DEMO=off: not at all; plugins/loopback.ts).
  * The demo app's secret is derived from the encryption key, so every process knows it.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -15,6 +16,7 @@ import { sha256 } from '../src/auth/secrets.ts';
 import { addFormParser } from './auth.ts';
 import { SANDBOX_VENDOR } from './sandbox.ts';
 import { escapeHtml as esc } from '../src/html.ts';
+import { demoLocalOnly, fromThisMachine } from './loopback.ts';
 
 export const DEMO_CLIENT_ID = 'tributary-demo';
 const RECORD_TYPES = ['Patient', 'Encounter', 'Condition', 'Observation', 'DiagnosticReport', 'MedicationRequest', 'AllergyIntolerance', 'Immunization', 'Procedure', 'DocumentReference'];
@@ -37,7 +39,12 @@ function page(reply: FastifyReply, body: string): FastifyReply {
 }
 
 export default async function demoRoutes(app: FastifyInstance) {
-  if (!app.config.sandboxes || !app.vault.ready) return;
+  if (!app.config.sandboxes || app.config.demo === 'off' || !app.vault.ready) return;
+  if (app.config.demo === 'loopback') {
+    app.addHook('onRequest', async (req, reply) => {
+      if (!fromThisMachine(req)) return page(reply.code(403), `<h1>Tributary demo app</h1><p class="error" role="alert">${esc(demoLocalOnly)}</p>`);
+    });
+  }
   addFormParser(app);
   const secret = app.vault.sign('the demo app secret');
   // The demo app, with the secret this key derives (kept in step on every start).

@@ -28,6 +28,7 @@ import type { SandboxDefinition } from '../src/sandbox/systems.ts';
 import { inTransaction } from '../src/storage/transaction.ts';
 import { Faults, malform, parseFaults } from '../src/sandbox/faults.ts';
 import { adminOnly } from './admin.ts';
+import { fromThisMachine, sandboxesLocalOnly } from './loopback.ts';
 import fhirRoutes from './fhir.ts';
 import { smartConfiguration } from './smart.ts';
 
@@ -120,9 +121,17 @@ export default fp(
     const defs = app.config.sandboxSystems;
     const apps = new Map<string, number>();
     const faults = new Map(defs.map((d) => [d.name, new Faults()]));
+    // Unless SANDBOXES_PUBLIC: from this machine only (plugins/loopback.ts); the sign-in is checked
+    // where it starts (plugins/smart.ts).
+    const localOnly = (fhir: boolean) => async (req: FastifyRequest, reply: FastifyReply) => {
+      if (app.config.sandboxesPublic || fromThisMachine(req)) return;
+      if (!fhir) return reply.code(403).send({ error: sandboxesLocalOnly });
+      return reply.code(403).header('Content-Type', 'application/fhir+json').send({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'forbidden', diagnostics: sandboxesLocalOnly }] });
+    };
 
     await app.register(
       async (admin) => {
+        admin.addHook('onRequest', localOnly(false));
         admin.addHook('onRequest', adminOnly(app));
         const target = (req: FastifyRequest, reply: FastifyReply) => {
           const { name } = req.params as { name: string };
@@ -170,6 +179,7 @@ export default fp(
       const switches = faults.get(def.name)!;
       await app.register(async (system) => {
         const malformed = new WeakSet<FastifyRequest>();
+        system.addHook('onRequest', localOnly(true));
         system.addHook('onRequest', async (req, reply) => {
           const plan = switches.next();
           if (!plan) return;

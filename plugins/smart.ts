@@ -14,6 +14,7 @@ import { AUTHZ_REQUEST_FAILURES, type App, type AuthzRequest } from '../src/auth
 import { waitWords, type Lock } from '../src/auth/signin-limit.ts';
 import { addFormParser, requestParam as param } from './auth.ts';
 import { escapeHtml as esc } from '../src/html.ts';
+import { fromThisMachine, sandboxesLocalOnly } from './loopback.ts';
 import { connectReturnUri } from './connect.ts';
 
 const FHIR_BASES = ['/fhir/r4', '/r4'];
@@ -143,6 +144,8 @@ export default async function smartRoutes(app: FastifyInstance) {
     const redirectUri = p('redirect_uri');
     // Until the app and its redirect_uri are known good, errors are shown here, never redirected.
     if (!client) return page(reply, 400, 'Unknown app', '<p class="error">The client_id is missing or names no app of this server.</p>');
+    // A sandbox's sign-in, like its FHIR base, from this machine only unless SANDBOXES_PUBLIC.
+    if (app.hostedSystems.has(client.id) && !app.config.sandboxesPublic && !fromThisMachine(req)) return page(reply, 403, 'Sandbox system', `<p class="error">${esc(sandboxesLocalOnly)}</p>`);
     if (!redirectUri || !client.redirectUris.includes(redirectUri)) {
       return page(reply, 400, 'Wrong redirect address', '<p class="error">The redirect_uri is missing or is not one the app registered.</p>');
     }

@@ -7,10 +7,12 @@
  * token exchange with the system's own client authentication (HTTP Basic; a public client).
  */
 import { createHash, randomBytes } from 'node:crypto';
+import os from 'node:os';
 import t, { type Test } from 'tap';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/app.ts';
 import { buildTestApp, testConfig } from '../helper.ts';
+import { freePort } from '../pg.ts';
 import { generateSystem, STEPS_LOINC } from '../../src/sandbox/generate.ts';
 import { DEFAULT_SANDBOXES, type SandboxDefinition } from '../../src/sandbox/systems.ts';
 
@@ -201,4 +203,62 @@ t.test('a restart writes nothing again; the directory and the registrations stay
   const { rows } = await app.pg.query('SELECT count(*) AS n FROM trb_app WHERE client_id = ANY($1::text[])', [DEFS.map((d) => d.clientId)]);
   t.equal(Number(rows[0].n), DEFS.length, 'one app per sandbox');
   t.ok(await registrationSecret(NV), 'the sealed secret still opens with the same key');
+});
+
+t.test('the sandboxes and the demo answer this machine only, unless SANDBOXES_PUBLIC and DEMO=on say otherwise', async (t) => {
+  const elsewhere = { remoteAddress: '203.0.113.7' };
+  const admin = { authorization: `Bearer ${ADMIN_KEY}` };
+  const q = new URLSearchParams({ response_type: 'code', client_id: NV.clientId, redirect_uri: `${app.config.baseUrl}/connect/callback`, state: 's', aud: `${app.config.baseUrl}${baseOf(NV)}` });
+  const surfaces = [
+    { name: 'the FHIR base', method: 'GET' as const, url: `${baseOf(NV)}/metadata`, ok: 200 },
+    { name: 'its SMART configuration', method: 'GET' as const, url: `${baseOf(LS)}/.well-known/smart-configuration`, ok: 200 },
+    { name: 'its sign-in', method: 'GET' as const, url: `/oauth2/authorize?${q}`, ok: 302 },
+    { name: 'its fault switches', method: 'GET' as const, url: `/admin/sandbox/${NV.name}/faults`, headers: admin, ok: 200 },
+  ];
+  for (const s of surfaces) {
+    const far = await app.inject({ method: s.method, url: s.url, headers: s.headers, ...elsewhere });
+    t.equal(far.statusCode, 403, `${s.name}: refused from another machine`);
+    t.match(far.body, 'SANDBOXES_PUBLIC=true', 'saying how to serve it');
+    const near = await app.inject({ method: s.method, url: s.url, headers: s.headers });
+    t.equal(near.statusCode, s.ok, `${s.name}: answered from this machine`);
+    const proxied = await app.inject({ method: s.method, url: s.url, headers: { ...s.headers, 'x-forwarded-for': '198.51.100.1' } });
+    t.equal(proxied.statusCode, 403, `${s.name}: refused when a proxy on this machine forwarded it`);
+  }
+  t.match((await app.inject({ method: 'GET', url: `${baseOf(NV)}/metadata`, ...elsewhere })).json(), { resourceType: 'OperationOutcome', issue: [{ code: 'forbidden' }] }, 'a FHIR base refuses with an OperationOutcome');
+  for (const peer of ['::1', '::ffff:127.0.0.1', '127.0.0.2']) {
+    t.equal((await app.inject({ method: 'GET', url: `${baseOf(NV)}/metadata`, remoteAddress: peer })).statusCode, 200, `${peer} is this machine`);
+  }
+  for (const peer of ['::ffff:10.0.0.1', 'fd00::2', '192.168.1.10']) {
+    t.equal((await app.inject({ method: 'GET', url: `${baseOf(NV)}/metadata`, remoteAddress: peer })).statusCode, 403, `${peer} is not`);
+  }
+  t.not((await app.inject({ method: 'GET', url: '/fhir/r4/metadata', ...elsewhere })).statusCode, 403, "the server's own FHIR API answers everyone");
+
+  const demoFar = await app.inject({ method: 'GET', url: '/demo', ...elsewhere });
+  t.equal(demoFar.statusCode, 403, 'the demo app: refused from another machine (DEMO=loopback, the default)');
+  t.match(demoFar.body, 'DEMO=on');
+  t.match(demoFar.headers['content-type'], 'text/html', 'on a page');
+  t.equal((await app.inject({ method: 'POST', url: '/demo/user', ...elsewhere, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'app_user_id=x' })).statusCode, 403, 'it creates no user for them');
+  t.equal((await app.inject({ method: 'GET', url: '/demo' })).statusCode, 200, 'and answers this machine');
+
+  // The same server over real HTTP, reached at this machine's own non-loopback address.
+  const external = Object.values(os.networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal);
+  if (external) {
+    const port = await freePort();
+    await app.listen({ port, host: '0.0.0.0' });
+    const far = await fetch(`http://${external.address}:${port}${baseOf(NV)}/metadata`);
+    t.equal(far.status, 403, `over HTTP from ${external.address}: refused`);
+    t.equal((await fetch(`http://127.0.0.1:${port}${baseOf(NV)}/metadata`)).status, 200, 'over HTTP from 127.0.0.1: answered');
+    t.equal((await fetch(`http://${external.address}:${port}/demo`)).status, 403, 'the demo too');
+  }
+
+  const open = await buildApp(testConfig(app.config.databaseUrl!, { sandboxes: true, sandboxSystems: DEFS, fhirAuth: 'required', adminKey: ADMIN_KEY, sandboxesPublic: true, demo: 'on' }), { logger: false });
+  t.teardown(() => open.close());
+  await open.ready();
+  for (const s of surfaces) t.equal((await open.inject({ method: s.method, url: s.url, headers: s.headers, ...elsewhere })).statusCode, s.ok, `SANDBOXES_PUBLIC=true: ${s.name} answers another machine`);
+  t.equal((await open.inject({ method: 'GET', url: '/demo', ...elsewhere })).statusCode, 200, 'DEMO=on: the demo too');
+
+  const off = await buildApp(testConfig(app.config.databaseUrl!, { sandboxes: true, sandboxSystems: DEFS, demo: 'off' }), { logger: false });
+  t.teardown(() => off.close());
+  await off.ready();
+  t.equal((await off.inject({ method: 'GET', url: '/demo' })).statusCode, 404, 'DEMO=off: no demo at all');
 });
