@@ -69,16 +69,6 @@ export interface Config {
    * re-seals everything under ENCRYPTION_KEY, after which they can be dropped.
    */
   encryptionKeysPrevious: Buffer[];
-  /**
-   * The demo app (`/demo`): `loopback` answers requests from this machine only (no forwarding
-   * proxy in between), `on` anyone, `off` nobody. Served only with the sandbox systems.
-   */
-  demo: 'on' | 'loopback' | 'off';
-  /**
-   * Whether the sandbox systems (their FHIR bases, their sign-in, their fault switches) answer
-   * requests from other machines; false: from this machine only (no forwarding proxy in between).
-   */
-  sandboxesPublic: boolean;
   /** A JSON file of Tributary's client registrations at health systems, read at every start. */
   clientRegistrationsFile: string | undefined;
   /** Run the sync workers in this process (the API and the workers may also run apart). */
@@ -151,7 +141,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     fhirAuth: oneOf(env, 'FHIR_AUTH', ['required', 'off'] as const, 'required'),
     adminKey: adminKey(env.ADMIN_KEY),
     userApiRateLimit: int(env, 'USER_API_RATE_LIMIT', 300, 1, 10_000_000),
-    tokenRateLimit: int(env, 'TOKEN_RATE_LIMIT', 600, 1, 10_000_000),
+    tokenRateLimit: int(env, 'TOKEN_RATE_LIMIT', 3000, 1, 10_000_000),
     signinAddressFailures: int(env, 'SIGNIN_ADDRESS_FAILURES', 30, 0, 1_000_000),
     directoryAutoload: oneOf(env, 'DIRECTORY_AUTOLOAD', ['true', 'false'] as const, 'true') === 'true',
     directoryProbeCron: cron(env.DIRECTORY_PROBE_CRON),
@@ -161,8 +151,6 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     sandboxSystems: DEFAULT_SANDBOXES,
     encryptionKey: encryptionKey(env.ENCRYPTION_KEY),
     encryptionKeysPrevious: previousKeys(env.ENCRYPTION_KEYS_PREVIOUS),
-    demo: oneOf(env, 'DEMO', ['on', 'loopback', 'off'] as const, 'loopback'),
-    sandboxesPublic: oneOf(env, 'SANDBOXES_PUBLIC', ['true', 'false'] as const, 'false') === 'true',
     clientRegistrationsFile: env.CLIENT_REGISTRATIONS_FILE ? path.resolve(cwd, env.CLIENT_REGISTRATIONS_FILE) : undefined,
     syncWorkers: oneOf(env, 'SYNC_WORKERS', ['true', 'false'] as const, 'true') === 'true',
     syncIntervalMinutes: int(env, 'SYNC_INTERVAL_MINUTES', 2, 1, 1440),
