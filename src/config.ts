@@ -69,6 +69,16 @@ export interface Config {
    * re-seals everything under ENCRYPTION_KEY, after which they can be dropped.
    */
   encryptionKeysPrevious: Buffer[];
+  /**
+   * The demo app (`/demo`): `loopback` answers requests from this machine only (no forwarding
+   * proxy in between), `on` anyone, `off` nobody. Served only with the sandbox systems.
+   */
+  demo: 'on' | 'loopback' | 'off';
+  /**
+   * Whether the sandbox systems (their FHIR bases, their sign-in, their fault switches) answer
+   * requests from other machines; false: from this machine only (no forwarding proxy in between).
+   */
+  sandboxesPublic: boolean;
   /** A JSON file of Tributary's client registrations at health systems, read at every start. */
   clientRegistrationsFile: string | undefined;
   /** Run the sync workers in this process (the API and the workers may also run apart). */
@@ -151,6 +161,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     sandboxSystems: DEFAULT_SANDBOXES,
     encryptionKey: encryptionKey(env.ENCRYPTION_KEY),
     encryptionKeysPrevious: previousKeys(env.ENCRYPTION_KEYS_PREVIOUS),
+    demo: oneOf(env, 'DEMO', ['on', 'loopback', 'off'] as const, 'loopback'),
+    sandboxesPublic: oneOf(env, 'SANDBOXES_PUBLIC', ['true', 'false'] as const, 'false') === 'true',
     clientRegistrationsFile: env.CLIENT_REGISTRATIONS_FILE ? path.resolve(cwd, env.CLIENT_REGISTRATIONS_FILE) : undefined,
     syncWorkers: oneOf(env, 'SYNC_WORKERS', ['true', 'false'] as const, 'true') === 'true',
     syncIntervalMinutes: int(env, 'SYNC_INTERVAL_MINUTES', 2, 1, 1440),
