@@ -152,7 +152,7 @@ export async function syncConnection(deps: SyncDeps, connectionId: string): Prom
        last_success_at = CASE WHEN $2 = 'succeeded' THEN now() ELSE last_success_at END,
        status = CASE WHEN $2 = 'needs_reauth' THEN 'needs_reauth' ELSE status END
      WHERE id = (SELECT connection_id FROM run)`,
-    [summary.runId, summary.status, summary.fetched, summary.created, summary.updated, summary.unchanged, summary.failed, summary.error ?? null, JSON.stringify(issues), summary.strategy ?? null, summary.requests],
+    [summary.runId, summary.status, summary.fetched, summary.created, summary.updated, summary.unchanged, summary.failed, summary.error ?? null, scrubAddresses(JSON.stringify(issues)), summary.strategy ?? null, summary.requests],
   );
   return summary;
 }
@@ -222,7 +222,7 @@ async function fetchRecords(session: SourceSession, o: Origin, patientId: string
       const next = bundle.link?.find((l) => l.relation === 'next')?.url;
       const nextUrl: URL | undefined = next && URL.canParse(next, url) ? new URL(next, url) : undefined;
       if (next && nextUrl?.origin !== ownOrigin) {
-        issues.push({ severity: 'warning', code: 'security', diagnostics: `A next link of ${first.slice(ownOrigin.length).split('?')[0]} pointed away from ${ownOrigin}; it was not followed, and the search ended there.` });
+        issues.push({ severity: 'warning', code: 'security', diagnostics: `A next link of the search ${first.slice(o.base.length).split('?')[0]} pointed away from the system's own origin (${ownOrigin}); it was not followed, and the search ended there.` });
         return;
       }
       url = nextUrl?.toString();
