@@ -29,9 +29,17 @@ export default fp(
       embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, sharedBuffersMB: config.embeddedPgSharedBuffersMB, onLog: (m) => app.log.debug({ pg: m.trim() }, 'postgres'), onNotice: (m) => app.log.info(m) });
       url = embedded.url;
     }
+    // Every connection starts with the statement and idle-in-transaction limits (startup
+    // parameters, so no statement runs before them): a slow search is cancelled (57014, a 504)
+    // instead of holding its connection, and a transaction left open is ended by the server.
+    const limits = {
+      statement_timeout: config.dbStatementTimeoutMs,
+      idle_in_transaction_session_timeout: config.dbIdleInTransactionTimeoutMs,
+    };
     const pool = new pg.Pool({
       connectionString: url,
       max: config.dbPoolSize,
+      ...limits,
       application_name: 'tributary',
       // Named (prepared) statements are the fixed ones of src/storage/sql.ts, whose best plan does not
       // depend on the values: plan them once. The setting applies to unnamed statements too, so
@@ -45,6 +53,7 @@ export default fp(
       connectionString: url,
       max: config.dbPoolSize,
       application_name: 'tributary-search',
+      ...limits,
       options: '-c plan_cache_mode=force_custom_plan',
       maxLifetimeSeconds: 600,
     });
@@ -56,7 +65,10 @@ export default fp(
       });
     }
     try {
-      const applied = await migrate(pool);
+      // Migrations may build indexes over large tables: they run on a connection of their own
+      // without the statement limit (still ended if left idle in its transaction).
+      const migrations = new pg.Pool({ connectionString: url, max: 1, application_name: 'tributary-migrate', idle_in_transaction_session_timeout: config.dbIdleInTransactionTimeoutMs });
+      const applied = await migrate(migrations).finally(() => migrations.end());
       if (applied.length) app.log.info({ applied }, 'database migrated');
     } catch (err) {
       await pool.end();

@@ -19,6 +19,18 @@ export interface Config {
   /** shared_buffers of the embedded PostgreSQL, in MB. */
   embeddedPgSharedBuffersMB: number;
   dbPoolSize: number;
+  /**
+   * Longest a statement of the server's pools may run, in ms (PostgreSQL's statement_timeout; 0:
+   * no limit). A search past it is cancelled and answered 504, so no request holds a connection
+   * for minutes; jobs that need longer (migrations, the directory import) lift it for themselves.
+   */
+  dbStatementTimeoutMs: number;
+  /**
+   * Longest a connection may sit idle inside an open transaction, in ms (PostgreSQL's
+   * idle_in_transaction_session_timeout; 0: no limit): past it the server ends the session and
+   * its locks are released, whatever the process holding it does.
+   */
+  dbIdleInTransactionTimeoutMs: number;
   logLevel: string;
   /** Largest request body accepted, in bytes (413 above it). */
   bodyLimit: number;
@@ -97,6 +109,13 @@ export interface Config {
    * With SANDBOXES on, BASE_URL's own host and port is allowed besides (src/net/outbound.ts).
    */
   outboundAllow: string[];
+  /**
+   * Let webhook URLs be plain http on any host (otherwise https, or http only to a loopback host:
+   * development). For a receiver on a private network without TLS; events would cross it readable.
+   */
+  webhookAllowHttp: boolean;
+  /** Webhook deliveries one process sends at once; one app's receiver takes at most a quarter of them. */
+  webhookConcurrency: number;
 }
 
 export class ConfigError extends Error {}
@@ -145,6 +164,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     // one), here between 128 MB and 4 GB.
     embeddedPgSharedBuffersMB: int(env, 'EMBEDDED_PG_SHARED_BUFFERS_MB', Math.min(4096, Math.max(128, Math.floor(memoryBytes() / 4 / 1048576))), 16, 1048576),
     dbPoolSize: int(env, 'DB_POOL_SIZE', 20, 1, 500),
+    dbStatementTimeoutMs: int(env, 'DB_STATEMENT_TIMEOUT_MS', 30_000, 0, 86_400_000),
+    dbIdleInTransactionTimeoutMs: int(env, 'DB_IDLE_IN_TRANSACTION_TIMEOUT_MS', 60_000, 0, 86_400_000),
     logLevel,
     bodyLimit: int(env, 'BODY_LIMIT', 16 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     profilesDir: path.resolve(cwd, env.TRIBUTARY_PROFILES_DIR || 'profiles'),
@@ -170,6 +191,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     syncSystemConcurrency: int(env, 'SYNC_SYSTEM_CONCURRENCY', 4, 1, 64),
     syncSystemRate: int(env, 'SYNC_SYSTEM_RATE', 50, 1, 10_000),
     outboundAllow: outboundAllow(env.OUTBOUND_ALLOW),
+    webhookAllowHttp: oneOf(env, 'WEBHOOK_ALLOW_HTTP', ['true', 'false'] as const, 'false') === 'true',
+    webhookConcurrency: int(env, 'WEBHOOK_CONCURRENCY', 16, 1, 256),
   };
 }
 
