@@ -57,7 +57,7 @@ export interface Config {
    * person shares its address). One username is always locked after 5.
    */
   signinAddressFailures: number;
-  /** Load the shipped health-system directory on first start (when the directory is empty). */
+  /** Import the shipped health-system directory at start when these lists were not imported yet (by their content hash). */
   directoryAutoload: boolean;
   /** When to probe every system's status (a cron expression, e.g. `0 3 * * *`); unset: never. */
   directoryProbeCron: string | undefined;
