@@ -225,7 +225,7 @@ export default async function smartRoutes(app: FastifyInstance) {
     // Wrong passwords are limited per username and per address (in PostgreSQL, for every process);
     // a locked sign-in is refused before the password is even checked.
     const keys = { appId: found.client.id, username, address: req.ip };
-    const held = await app.signinLimit.locked(keys);
+    const held = await app.signinLimit.begin(keys);
     if (held) return lockedPage(reply, found.client, found.id, held);
     const user = username.length <= 200 && password.length <= 1000 ? await app.auth.checkPassword(found.client.id, username, password) : undefined;
     if (!user) {

@@ -64,19 +64,37 @@ export class SigninLimit {
     return { by: keys.find((x) => x.key.equals(r.key_sha256))!.by, seconds: Math.max(1, r.seconds) };
   }
 
-  /** Counts one failed password for the username and the address; answers the lock it caused, if any. */
-  async failed(k: SigninKeys): Promise<Lock | undefined> {
-    let lock: Lock | undefined;
+  /**
+   * Before a password is checked: undefined when it may be, else the lock that refuses it. The
+   * attempt is counted as a failure first (a right password takes it back, see `succeeded`), so
+   * that many attempts sent at once get `max` password checks between them, not one each.
+   */
+  async begin(k: SigninKeys): Promise<Lock | undefined> {
+    const held = await this.locked(k);
+    if (held) return held;
+    let over: Lock | undefined;
     for (const { key, by, max } of this.keys(k)) {
-      await this.pool.query(
+      const { rows } = await this.pool.query<{ failures: number; lockouts: number }>(
         /* SQL */ `INSERT INTO trb_signin_failure AS f (key_sha256, failures, window_start) VALUES ($1, 1, now())
          ON CONFLICT (key_sha256) DO UPDATE SET
            failures = CASE WHEN f.window_start < now() - make_interval(secs => $2) THEN 1 ELSE f.failures + 1 END,
            window_start = CASE WHEN f.window_start < now() - make_interval(secs => $2) THEN now() ELSE f.window_start END,
            lockouts = CASE WHEN f.updated_at < now() - interval '1 day' THEN 0 ELSE f.lockouts END,
-           updated_at = now()`,
+           updated_at = now()
+         RETURNING failures, lockouts`,
         [key, WINDOW_SECONDS],
       );
+      // Past the budget while the attempts before it are still being checked: refused, for as long
+      // as the lock they are about to set.
+      if (rows[0].failures > max) over ??= { by, seconds: Math.min(MAX_LOCK_SECONDS, LOCK_SECONDS * 2 ** Math.min(rows[0].lockouts, 20)) };
+    }
+    return over;
+  }
+
+  /** After `begin`, a wrong password: answers the lock it caused, if any. */
+  async failed(k: SigninKeys): Promise<Lock | undefined> {
+    let lock: Lock | undefined;
+    for (const { key, by, max } of this.keys(k)) {
       // Several processes may count at once: the row's own lock makes one of them lock the key.
       const { rows } = await this.pool.query<{ seconds: number }>(
         /* SQL */ `UPDATE trb_signin_failure SET failures = 0, window_start = now(), lockouts = lockouts + 1,
@@ -90,9 +108,10 @@ export class SigninLimit {
     return lock;
   }
 
-  /** A sign-in that worked: the username's count starts again (the address's does not). */
+  /** After `begin`, a right password: the username's count starts again; the address's attempt is taken back. */
   async succeeded(k: SigninKeys): Promise<void> {
     await this.pool.query('DELETE FROM trb_signin_failure WHERE key_sha256 = $1', [usernameKey(k)]);
+    if (this.addressFailures > 0) await this.pool.query('UPDATE trb_signin_failure SET failures = greatest(failures - 1, 0) WHERE key_sha256 = $1', [addressKey(k)]);
   }
 }
 

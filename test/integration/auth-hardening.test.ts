@@ -197,6 +197,18 @@ t.test('wrong passwords: a request ends after 5; the username is locked, existin
   t.equal((await one.pg.query('SELECT count(*)::int AS n FROM trb_signin_failure')).rows[0].n, 0);
 });
 
+t.test('wrong passwords sent all at once get 5 password checks between them, not one each', async (t) => {
+  const app = await buildTestApp(t, { fhirAuth: 'required' });
+  const { client, username } = await setup(app);
+  const requests = await Promise.all(Array.from({ length: 15 }, (_, i) => authorize(app, client, `10.25.0.${i + 1}`)));
+  const answers = await Promise.all(requests.map(({ request }, i) => login(app, request, username, `burst ${i}`, `10.25.0.${i + 1}`)));
+  const statuses = answers.map((r) => r.statusCode);
+  t.comment(`answers: ${statuses.join(' ')}`);
+  t.equal(statuses.filter((s) => s === 401).length, 4, '4 said wrong; the 5th check set the lock');
+  t.equal(statuses.filter((s) => s === 429).length, 11, 'the rest were refused unchecked (or by the lock the 5th set), each saying how long to wait');
+  t.ok(answers.filter((r) => r.statusCode === 429).every((r) => Number(r.headers['retry-after']) > 0 && /wait 5 minutes/.test(r.body)));
+});
+
 t.test('one address failing across many usernames is locked, whatever username it tries next', async (t) => {
   const app = await buildTestApp(t, { fhirAuth: 'required', signinAddressFailures: 6 });
   const { client, username } = await setup(app);
