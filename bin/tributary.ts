@@ -35,7 +35,7 @@ const USAGE = `Usage:
   tributary app delete CLIENT_ID
   tributary user password --client-id CLIENT_ID --app-user-id ID --username NAME   (password on standard input)
   tributary directory import FILE_OR_URL... [--format hti1|lantern|csv] [--vendor NAME] [--json]   (a folder: its .json and .csv files)
-  tributary connect register (--system ID | --vendor NAME) --client-id ID --auth none|client_secret_basic|client_secret_post|private_key_jwt [--scope SCOPES]   (a secret on standard input)
+  tributary connect register (--system ID | --vendor NAME --hosts HOST,...) --client-id ID --auth none|client_secret_basic|client_secret_post|private_key_jwt [--scope SCOPES] [--hosts HOST,...]   (a secret on standard input; --hosts: where it may be sent, such as fhir.epic.com,*.epic.com)
   tributary connect list [--json]
   tributary connect remove (--system ID | --vendor NAME)
   tributary worker   (runs the sync jobs, beside a running server or on DATABASE_URL, until SIGTERM)
@@ -61,6 +61,7 @@ const { values: opts, positionals } = parseArgs({
     vendor: { type: 'string' },
     system: { type: 'string' },
     auth: { type: 'string' },
+    hosts: { type: 'string', multiple: true },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -99,6 +100,9 @@ if (group === 'connect' && command === 'register') {
   const needsSecret = authMethod === 'client_secret_basic' || authMethod === 'client_secret_post';
   const secret = needsSecret ? (await new Response(process.stdin as unknown as ReadableStream).text()).replace(/\r?\n$/, '') : undefined;
   registration = { systemId: opts.system, vendor: opts.vendor, clientId: opts['client-id'] ?? '', authMethod, secret: secret || undefined, scope: opts.scope?.join(' ') };
+  // --hosts a,b or --hosts a --hosts b: where its credentials may be sent.
+  const hosts = opts.hosts?.flatMap((h) => h.split(',')).map((h) => h.trim().toLowerCase()).filter(Boolean);
+  if (hosts) registration.hosts = hosts;
   const problem = registrationProblem(registration);
   if (problem) fail(`connect register: ${problem}${needsSecret ? ' (the secret is read from standard input)' : ''}`);
 }
@@ -250,7 +254,7 @@ try {
       out({ ...registration, secret: undefined }, `Registered: ${registration!.systemId ? `system ${registration!.systemId}` : `vendor ${registration!.vendor}`} as client ${registration!.clientId} (${registration!.authMethod}).`);
     } else if (command === 'list') {
       const all = await listRegistrations(pool);
-      out(all, all.length ? all.map((r) => `${r.system_id ? `system ${r.system_id}` : `vendor ${r.vendor}`}  ${r.client_id}  ${r.auth_method}${r.scope ? `  ${r.scope}` : ''}`).join('\n') : 'No client registrations yet: tributary connect register');
+      out(all, all.length ? all.map((r) => `${r.system_id ? `system ${r.system_id}` : `vendor ${r.vendor}`}  ${r.client_id}  ${r.auth_method}${r.hosts ? `  hosts ${r.hosts.join(',')}` : ''}${r.scope ? `  ${r.scope}` : ''}`).join('\n') : 'No client registrations yet: tributary connect register');
     } else if (await removeRegistration(pool, { systemId: opts.system, vendor: opts.vendor })) {
       out({ removed: true }, 'Removed.');
     } else {

@@ -3,23 +3,30 @@
  * 1. GET /connect/system/clinical/{systemId}?client_id=..&access_token=..[&state=..]: the app and
  *    the user's token are checked, the system's SMART configuration discovered, and the person sent
  *    to its authorize endpoint (PKCE S256, a signed single-use state that expires in 10 minutes,
- *    `aud` = the system's FHIR base, the registration's scopes);
+ *    `aud` = the system's FHIR base, the registration's scopes). The state is bound to this browser
+ *    (RFC 9700 section 4.7.1): an HttpOnly SameSite=Lax cookie (Path=/connect) holds a random
+ *    value whose SHA-256 is kept with the state;
  * 2. GET /connect/callback: the code is exchanged (the client authenticating as the system's
  *    registration says), the connection stored with its tokens sealed, and the person sent back to
  *    the app's redirect URI with `success=true&system_id=..` (and the app's state), or with `error`
- *    and `error_description`. Before the app is known, errors are a page that says what to do.
- * - GET /connect/connections (the user's token): the user's connections;
+ *    and `error_description`. Before the app is known, errors are a page that says what to do. A
+ *    callback without the cookie of the browser that started (another browser: a sign-in link sent
+ *    to someone else, a forged callback) connects nothing and spends nothing.
+ * - GET /connect/connections (the user's token from the user-management API, scope user/*.*;
+ *   a SMART app's narrower token gets a 403): the user's connections;
  * - GET /connect/jwks: Tributary's public key, for systems that take private_key_jwt;
  * - PUT/GET/DELETE /connect/webhook (app credentials; url, secret): where sync events go;
  * - DELETE /connect/connections/{id}[?purge=true] (the user's token): revokes the tokens at the
  *   system when it offers revocation, forgets the connection, and with purge deletes the records
  *   that came from it.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import fastifyCookie from '@fastify/cookie';
 import * as oauth from 'oauth4webapi';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type pg from 'pg';
-import type { App } from '../src/auth/store.ts';
+import { USER_SCOPE, type App } from '../src/auth/store.ts';
+import { parseScopes } from '../src/auth/scopes.ts';
 import { authorizeUrl, clientForSystem, ConnectError, connectionSealKey, exchangeCode, revoke, type SystemClient } from '../src/connect/client.ts';
 import { readRegistrationsFile, saveRegistration } from '../src/connect/registrations.ts';
 import { setWebhook } from '../src/sync/webhooks.ts';
@@ -30,7 +37,12 @@ import { addFormParser, requestParam } from './auth.ts';
 import { pickerError } from './picker.ts';
 
 const STATE_SECONDS = 600;
+/** The connect cookie: a random value per browser, shared by the sign-ins it has under way. */
+const BROWSER_COOKIE = 'trb_connect';
+const BROWSER_VALUE = /^[A-Za-z0-9_-]{43}$/;
 const sha256 = (s: string) => createHash('sha256').update(s).digest();
+const NO_KEY =
+  'This Tributary server cannot connect health systems: it has no encryption key to keep their tokens with. The operator sets ENCRYPTION_KEY (64 hex characters: openssl rand -hex 32; the same in every process) and restarts it.';
 
 /**
  * Where the callback of a pending connect state will send the person on to: the app's registered
@@ -54,6 +66,10 @@ interface SystemRow {
 
 export default async function connectRoutes(app: FastifyInstance) {
   addFormParser(app);
+  if (!app.hasRequestDecorator('cookies')) await app.register(fastifyCookie);
+  if (!app.vault.ready) {
+    app.log.warn('No ENCRYPTION_KEY: with DATABASE_URL this server has no key to keep health-system tokens with, so every connect is refused at the connect URL. Set ENCRYPTION_KEY (openssl rand -hex 32), the same in every process, and restart.');
+  }
   const callbackUrl = `${app.config.baseUrl}/connect/callback`;
   if (app.config.clientRegistrationsFile) {
     // A file that cannot be used stops the start: what it says must hold.
@@ -62,6 +78,7 @@ export default async function connectRoutes(app: FastifyInstance) {
     app.log.info({ file: app.config.clientRegistrationsFile, registrations: registrations.length }, 'client registrations read');
   }
   const origin = new URL(app.config.baseUrl).origin;
+  const secureCookie = origin.startsWith('https:');
 
   const page = (reply: FastifyReply, status: number, message: string) =>
     reply.code(status).header('Content-Type', 'text/html; charset=utf-8').header('Cache-Control', 'no-store').send(pickerError(message));
@@ -131,19 +148,25 @@ export default async function connectRoutes(app: FastifyInstance) {
       return page(reply, 401, 'This link is not valid: the app or the access token is unknown or expired. Go back to the app and try again.');
     }
     const appState = requestParam(req, 'state')?.slice(0, 500);
+    // Before the person leaves for their health system: without a key, the callback could keep nothing.
+    if (!app.vault.ready) return backToApp(reply, client, { error: 'server_error', error_description: NO_KEY, state: appState });
     const system = await systemById((req.params as { systemId: string }).systemId);
     if (!system) return backToApp(reply, client, { error: 'invalid_request', error_description: 'There is no such health system in the directory.', state: appState });
-    if (!app.vault.ready) return backToApp(reply, client, { error: 'server_error', error_description: 'This server has no encryption key to keep health-system tokens with (ENCRYPTION_KEY).', state: appState });
     try {
       const sc = await clientFor(system);
       const nonce = randomBytes(32).toString('base64url');
       const state = `${nonce}.${app.vault.sign(nonce)}`;
       const verifier = oauth.generateRandomCodeVerifier();
+      // This browser's value: kept when it has one, so the sign-ins it starts side by side all finish.
+      const had = req.cookies[BROWSER_COOKIE];
+      const browser = had && BROWSER_VALUE.test(had) ? had : randomBytes(32).toString('base64url');
       await app.pg.query(
-        `INSERT INTO trb_connect_state (state_sha256, app_id, user_id, system_id, code_verifier_sealed, app_state, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))`,
-        [sha256(state), client.id, access.userId, system.id, app.vault.encrypt(verifier, state, 'connect-verifier'), appState ?? null, STATE_SECONDS],
+        `INSERT INTO trb_connect_state (state_sha256, app_id, user_id, system_id, code_verifier_sealed, app_state, expires_at, browser_sha256)
+         VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7), $8)`,
+        [sha256(state), client.id, access.userId, system.id, app.vault.encrypt(verifier, state, 'connect-verifier'), appState ?? null, STATE_SECONDS, sha256(browser)],
       );
+      // Lax, not Strict: the callback is a top-level GET from the health system's site.
+      reply.setCookie(BROWSER_COOKIE, browser, { httpOnly: true, sameSite: 'lax', path: '/connect', secure: secureCookie, maxAge: STATE_SECONDS });
       return reply.code(302).header('Location', await authorizeUrl(sc, callbackUrl, state, verifier)).header('Cache-Control', 'no-store').send();
     } catch (err) {
       if (!(err instanceof ConnectError)) throw err;
@@ -154,14 +177,26 @@ export default async function connectRoutes(app: FastifyInstance) {
   app.get('/connect/callback', async (req, reply) => {
     const state = requestParam(req, 'state');
     const [nonce, mac] = (state ?? '').split('.');
-    if (!state || !nonce || !mac || !app.vault.ready || mac !== app.vault.sign(nonce)) {
+    if (!state || !nonce || !mac || !signedHere(nonce, mac)) {
       return page(reply, 400, 'This sign-in did not come from here, or its link was changed. Go back to the app and start again.');
     }
-    // Used once: whatever happens next, this state is spent.
+    const browser = req.cookies[BROWSER_COOKIE];
+    const bound = browser && BROWSER_VALUE.test(browser) ? sha256(browser) : null;
+    // Used once, by the browser that started it: whatever happens next, this state is spent.
     const { rows } = await app.pg.query<{ app_id: number; user_id: string; system_id: string; code_verifier_sealed: Buffer; app_state: string | null }>(
-      'DELETE FROM trb_connect_state WHERE state_sha256 = $1 AND expires_at > now() RETURNING app_id, user_id, system_id, code_verifier_sealed, app_state',
-      [sha256(state)],
+      'DELETE FROM trb_connect_state WHERE state_sha256 = $1 AND expires_at > now() AND browser_sha256 = $2 RETURNING app_id, user_id, system_id, code_verifier_sealed, app_state',
+      [sha256(state), bound],
     );
+    if (!rows[0]) {
+      // Another browser (no cookie, or another's) is refused and spends nothing: deleting the state
+      // here would let anyone holding the link cancel the person's sign-in, and the code is not
+      // redeemed, so the browser that started can still finish with this same link.
+      const live = await app.pg.query('SELECT 1 FROM trb_connect_state WHERE state_sha256 = $1 AND expires_at > now()', [sha256(state)]);
+      if (live.rowCount) {
+        req.log.info('a connect callback reached another browser than the one that started it: refused');
+        return page(reply, 400, 'This sign-in was started in another browser, so nothing was connected here. Finish in the browser where you started: open this same link there, or go back to the app in that browser and start again.');
+      }
+    }
     const pending = rows[0];
     const client = pending && (await app.auth.appById(pending.app_id));
     if (!pending || !client) return page(reply, 400, 'This sign-in has expired or was already used. Go back to the app and start again.');
@@ -192,12 +227,32 @@ export default async function connectRoutes(app: FastifyInstance) {
     }
   });
 
-  /** The user a request's bearer token acts for; undefined when a 401 was sent. */
+  /** Whether `mac` is this server's signature of `nonce`, compared in constant time. */
+  function signedHere(nonce: string, mac: string): boolean {
+    if (!app.vault.ready) return false;
+    const given = Buffer.from(mac);
+    const expected = Buffer.from(app.vault.sign(nonce));
+    return given.length === expected.length && timingSafeEqual(given, expected);
+  }
+
+  /**
+   * The user a request's bearer token acts for; undefined when a 401 or 403 was sent. Only the
+   * app's own token for its user (the user-management API's, scope user/*.*) manages connections:
+   * a SMART app's token with narrower scopes (patient/Observation.rs) may not list, read the runs
+   * of, disconnect or purge them (RFC 6750 section 3.1, insufficient_scope).
+   */
   async function tokenUser(req: FastifyRequest, reply: FastifyReply) {
     const token = app.credentials.bearer(req);
     const access = token ? await app.auth.accessFor(token) : undefined;
     if (!access?.userId) {
       reply.code(401).header('WWW-Authenticate', 'Bearer').send({ success: false, error: "Send the user's access token as Authorization: Bearer." });
+      return undefined;
+    }
+    if (!fullUserGrant(access.scope)) {
+      reply
+        .code(403)
+        .header('WWW-Authenticate', `Bearer error="insufficient_scope", scope="${USER_SCOPE}"`)
+        .send({ success: false, error: `This needs the app's token for its user (from the user-management API, scope ${USER_SCOPE}); this token's scopes do not cover managing connections.` });
       return undefined;
     }
     return { appId: access.app.id, userId: access.userId };
@@ -265,6 +320,11 @@ export default async function connectRoutes(app: FastifyInstance) {
     if (purge) purged = await purgeFrom(app, who.appId, who.userId, system.resource_url);
     return { success: true, revoked, purged };
   });
+}
+
+/** Every interaction on every type of the user's data, unfiltered: user/*.* (or user/*.cruds). */
+function fullUserGrant(scope: string): boolean {
+  return parseScopes(scope).some((s) => s.context === 'user' && s.type === '*' && s.interactions.size === 5 && s.filter.length === 0);
 }
 
 /** A sync run (`trb_sync_run r`) as the connections API shows it. */

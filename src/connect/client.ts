@@ -11,6 +11,7 @@ import * as oauth from 'oauth4webapi';
 import type pg from 'pg';
 import { VaultError, type Vault } from '../auth/vault.ts';
 import { fetchJson, oauthUris, type JsonRetry } from '../fhir-http-client.ts';
+import { hostAllowed } from './registrations.ts';
 import { OutboundError, scrubAddresses, type OutboundFetch } from '../net/outbound.ts';
 
 export const DEFAULT_SCOPE = 'launch/patient openid fhirUser offline_access patient/*.read';
@@ -30,6 +31,10 @@ export interface Registration {
   authMethod: 'none' | 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
   secret?: string;
   scope: string;
+  /** The hosts its credentials may be sent to (registrations.ts hostAllowed); required when vendor-wide. */
+  hosts?: string[];
+  /** The vendor, when it is a vendor-wide registration. */
+  vendor?: string;
 }
 
 /** What talking to one system needs: its server metadata, the client, and how it authenticates. */
@@ -52,8 +57,8 @@ export interface Tokens {
 
 /** The registration for a system: its own, else its vendor's; undefined when there is none. */
 export async function registrationFor(db: pg.Pool, vault: Vault, system: { id: string; vendor: string | null }): Promise<Registration | undefined> {
-  const { rows } = await db.query<{ client_id: string; auth_method: Registration['authMethod']; client_secret_sealed: Buffer | null; scope: string | null }>(
-    `SELECT client_id, auth_method, client_secret_sealed, scope FROM trb_client_registration
+  const { rows } = await db.query<{ client_id: string; auth_method: Registration['authMethod']; client_secret_sealed: Buffer | null; scope: string | null; hosts: string[] | null; vendor: string | null }>(
+    `SELECT client_id, auth_method, client_secret_sealed, scope, hosts, vendor FROM trb_client_registration
      WHERE system_id = $1 OR vendor = $2 ORDER BY system_id IS NULL LIMIT 1`,
     [system.id, system.vendor],
   );
@@ -66,7 +71,7 @@ export async function registrationFor(db: pg.Pool, vault: Vault, system: { id: s
     if (!(err instanceof VaultError)) throw err;
     throw new ConnectError('server_error', `Tributary's client secret for this system cannot be opened with this server's key (was ENCRYPTION_KEY changed?): the operator registers it again.`);
   }
-  return { clientId: r.client_id, authMethod: r.auth_method, secret, scope: r.scope ?? DEFAULT_SCOPE };
+  return { clientId: r.client_id, authMethod: r.auth_method, secret, scope: r.scope ?? DEFAULT_SCOPE, ...(r.hosts ? { hosts: r.hosts } : {}), ...(r.vendor ? { vendor: r.vendor } : {}) };
 }
 
 function insecureAllowed(url: string, ownOrigin: string): boolean {
@@ -124,8 +129,26 @@ export interface ClientKey {
 }
 
 /** `fetch`: the app's outbound fetch (src/net/outbound.ts), for discovery and every token request. */
+/**
+ * Refuses (before anything is sent with the credentials) a registration used at a host it does
+ * not name: its client authentication goes to the token and revocation endpoints, so both must be
+ * among its hosts. A vendor-wide one must name hosts: any directory entry of the vendor, wherever
+ * it points, would receive its secret or a client assertion.
+ */
+function checkHosts(reg: Registration, as: oauth.AuthorizationServer): void {
+  if (!reg.hosts) {
+    if (!reg.vendor) return;
+    throw new ConnectError('unauthorized_client', `Tributary's registration for ${reg.vendor} names no hosts it may be used at, so it is not used: the operator registers it again with them (npx tributary connect register --vendor .. --hosts ..).`);
+  }
+  const endpoints = [as.token_endpoint!, ...(as.revocation_endpoint ? [as.revocation_endpoint] : [])];
+  if (!endpoints.every((u) => URL.canParse(u) && hostAllowed(new URL(u).hostname, reg.hosts!))) {
+    throw new ConnectError('unauthorized_client', `This health system's token endpoint is not at a host that Tributary's registration${reg.vendor ? ` for ${reg.vendor}` : ''} may be used at, so nothing was sent to it: the operator registers this system on its own, or adds the host to the registration's hosts.`);
+  }
+}
+
 export async function systemClient(fhirBase: string, reg: Registration, ownOrigin: string, clientKey: () => Promise<ClientKey>, fetch: OutboundFetch): Promise<SystemClient> {
   const as = await discover(fhirBase, fetch);
+  checkHosts(reg, as);
   let auth: oauth.ClientAuth;
   if (reg.authMethod === 'client_secret_basic') auth = oauth.ClientSecretBasic(reg.secret!);
   else if (reg.authMethod === 'client_secret_post') auth = oauth.ClientSecretPost(reg.secret!);

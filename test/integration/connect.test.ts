@@ -5,18 +5,25 @@
  * the connection stored with its tokens sealed, the app's redirect; the connections list and
  * disconnecting (revoked at the system). And every failure: a bad link, an unknown system, no
  * registration, an unreachable system, no SMART configuration, the person declining, a state
- * missing, forged, reused or expired, and a token exchange the system refuses.
+ * missing, forged, reused or expired, and a token exchange the system refuses. The sign-in is
+ * bound to the browser that started it (a callback in another cookie jar connects nothing and
+ * spends nothing); a server without its encryption key refuses at the connect URL; a vendor-wide
+ * registration is sent only to the hosts it names; the connections API takes only the app's
+ * user token, not a SMART app's narrower one.
  */
 import http from 'node:http';
+import { Writable } from 'node:stream';
+import * as oauth from 'oauth4webapi';
 import t, { type Test } from 'tap';
 import { buildApp } from '../../src/app.ts';
 import { importDirectory } from '../../src/directory/importer.ts';
-import { refresh, registrationFor, systemClient } from '../../src/connect/client.ts';
+import { clientForSystem, refresh, registrationFor, systemClient } from '../../src/connect/client.ts';
+import { hostAllowed, saveRegistration } from '../../src/connect/registrations.ts';
 import { generateSystem } from '../../src/sandbox/generate.ts';
 import { DEFAULT_SANDBOXES, type SandboxDefinition } from '../../src/sandbox/systems.ts';
 import { testConfig, testDatabase } from '../helper.ts';
 import { freePort } from '../pg.ts';
-import { get, location as locationOf, signIn as signInAt } from './connect-support.ts';
+import { Browser, browser, get, location as locationOf, signIn as signInAt } from './connect-support.ts';
 
 // The two shipped systems, and two more that take client_secret_post and private_key_jwt.
 const extra = (name: string, auth: SandboxDefinition['auth'], idPrefix: string): SandboxDefinition => ({ ...DEFAULT_SANDBOXES[0], name, title: `${name} (sandbox)`, directoryId: `sandbox-${name}`, clientId: `tributary-${name}`, auth, seed: name, idPrefix });
@@ -40,7 +47,8 @@ const patientOf = (d: SandboxDefinition) => generateSystem({ seed: d.seed, patie
 const connectUrl = (systemId: string, token: string, state = 'app-state-1') => `${BASE}/connect/system/clinical/${systemId}?client_id=${demo.clientId}&access_token=${token}&state=${state}`;
 
 const location = (res: Response) => locationOf(res, BASE);
-const signIn = (t: Test, startUrl: string, username: string, password: string, decision = 'approve') => signInAt(t, BASE, startUrl, username, password, decision);
+const signIn = (t: Test, startUrl: string, username: string, password: string, decision = 'approve', using = browser) => signInAt(t, BASE, startUrl, username, password, decision, using);
+const connectionsOf = async (userId: string) => (await app.pg.query('SELECT count(*)::int AS n FROM trb_connection WHERE user_id = $1', [userId])).rows[0].n as number;
 
 t.test('connect North Valley (client_secret_basic): back at the app, connected, tokens sealed', async (t) => {
   const { user, token } = await newUser('conn-1');
@@ -198,4 +206,150 @@ t.test('bad links and systems that cannot be connected', async (t) => {
   t.equal(unregistered, 'unauthorized_client');
   t.match(unregisteredWhy, /no client registration/);
   t.equal((await app.pg.query('SELECT count(*)::int AS n FROM trb_connect_state WHERE system_id IN ($1, $2, $3)', ['no-smart', 'down', 'unregistered'])).rows[0].n, 0, 'no dangling sign-in');
+});
+
+t.test('the connect cookie: HttpOnly, SameSite=Lax, Path=/connect, for the sign-in\'s 10 minutes; Secure when BASE_URL is https', async (t) => {
+  const { token } = await newUser('cookie-1');
+  const start = await new Browser().get(connectUrl(NV.directoryId, token));
+  const [cookie] = start.headers.getSetCookie();
+  t.match(cookie, /^trb_connect=[A-Za-z0-9_-]{43};/);
+  t.same(cookie.split('; ').slice(1).sort(), ['HttpOnly', 'Max-Age=600', 'Path=/connect', 'SameSite=Lax'], 'no Secure over http');
+  // The same database behind a server whose BASE_URL is https.
+  const https = await buildApp(testConfig(app.config.databaseUrl!, { baseUrl: 'https://tributary.test' }), { logger: false });
+  t.teardown(() => https.close());
+  const res = await https.inject({ url: `/connect/system/clinical/${NV.directoryId}?client_id=${demo.clientId}&access_token=${token}` });
+  t.equal(res.statusCode, 302);
+  t.match(String(res.headers['set-cookie']), /; Secure/);
+});
+
+t.test('a callback completed in another browser connects nothing and spends nothing: the browser that started still finishes', async (t) => {
+  const { user, token } = await newUser('other-browser');
+  const p = patientOf(NV);
+  const mine = new Browser();
+  const callback = await signIn(t, connectUrl(NV.directoryId, token), p.username, p.password, 'approve', mine);
+  t.ok(mine.cookie('trb_connect'), 'the browser that started holds the connect cookie');
+
+  // Another browser: without the cookie, and with a connect cookie of its own.
+  const other = new Browser();
+  const noCookie = await other.get(callback.toString());
+  t.equal(noCookie.status, 400);
+  t.match(await noCookie.text(), /started in another browser.*Finish in the browser where you started/s);
+  const { token: otherToken } = await newUser('other-browser-2');
+  await other.get(connectUrl(LS.directoryId, otherToken));
+  t.ok(other.cookie('trb_connect') && other.cookie('trb_connect') !== mine.cookie('trb_connect'), 'the other browser has a connect cookie of its own');
+  const wrongCookie = await other.get(callback.toString());
+  t.equal(wrongCookie.status, 400, "another browser's cookie does not open it");
+  t.equal(await connectionsOf(user.id), 0, 'nothing was stored');
+
+  const back = location(await mine.get(callback.toString()));
+  t.equal(back.searchParams.get('success'), 'true', 'the same link, in the browser that started, connects');
+  t.equal(await connectionsOf(user.id), 1);
+});
+
+t.test('several sign-ins under way in one browser each finish', async (t) => {
+  const one = new Browser();
+  const a = await newUser('parallel-a');
+  const b = await newUser('parallel-b');
+  const callbackA = await signIn(t, connectUrl(NV.directoryId, a.token, 'a'), patientOf(NV).username, patientOf(NV).password, 'approve', one);
+  const callbackB = await signIn(t, connectUrl(LS.directoryId, b.token, 'b'), patientOf(LS).username, patientOf(LS).password, 'approve', one);
+  // Finished in the other order than they were started.
+  t.same(Object.fromEntries(location(await one.get(callbackB.toString())).searchParams), { success: 'true', system_id: LS.directoryId, state: 'b' });
+  t.same(Object.fromEntries(location(await one.get(callbackA.toString())).searchParams), { success: 'true', system_id: NV.directoryId, state: 'a' });
+  t.same([await connectionsOf(a.user.id), await connectionsOf(b.user.id)], [1, 1]);
+});
+
+t.test('without an encryption key (DATABASE_URL, no ENCRYPTION_KEY): said once at start, and refused at the connect URL', async (t) => {
+  const lines: string[] = [];
+  const stream = new Writable({ write: (chunk, _enc, done) => (lines.push(String(chunk)), done()) });
+  const keyless = await buildApp(testConfig(app.config.databaseUrl!, { baseUrl: BASE, encryptionKey: undefined }), { logger: { level: 'warn', stream } });
+  t.teardown(() => keyless.close());
+  await keyless.ready();
+  const warned = lines.map((l) => JSON.parse(l)).filter((l) => l.level === 40 && /ENCRYPTION_KEY/.test(l.msg));
+  t.equal(warned.filter((l) => /connect/.test(l.msg)).length, 1, `one warning line at start names ENCRYPTION_KEY (${warned.map((l) => l.msg).join(' | ')})`);
+
+  const { user, token } = await newUser('keyless');
+  const before = (await app.pg.query('SELECT count(*)::int AS n FROM trb_connect_state')).rows[0].n;
+  const res = await keyless.inject({ url: `/connect/system/clinical/${LS.directoryId}?client_id=${demo.clientId}&access_token=${token}&state=k` });
+  t.equal(res.statusCode, 302);
+  const u = new URL(String(res.headers.location));
+  t.equal(`${u.origin}${u.pathname}`, APP_CALLBACK, 'back to the app, not on to the health system');
+  t.same([u.searchParams.get('error'), u.searchParams.get('state')], ['server_error', 'k']);
+  t.match(u.searchParams.get('error_description'), /operator sets ENCRYPTION_KEY/);
+  t.equal((await app.pg.query('SELECT count(*)::int AS n FROM trb_connect_state')).rows[0].n, before, 'no sign-in begun');
+  t.equal(await connectionsOf(user.id), 0);
+});
+
+t.test('a vendor-wide registration is sent only to the hosts it names', async (t) => {
+  // A directory entry of the vendor pointing at a server of someone else's, which records what it is sent.
+  const seen: { method: string; url: string; body: string }[] = [];
+  const elsewhere = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      seen.push({ method: req.method!, url: req.url!, body: `${body} ${req.headers.authorization ?? ''}` });
+      const base = `http://127.0.0.1:${(elsewhere.address() as { port: number }).port}`;
+      if (req.url === '/fhir/.well-known/smart-configuration') return res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ authorization_endpoint: `${base}/authorize`, token_endpoint: `${base}/token` }));
+      res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"invalid_request"}');
+    });
+  });
+  await new Promise<void>((r) => elsewhere.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => elsewhere.close(() => r())));
+  const imported = await importDirectory(app.pg, [{ name: 'acme.csv', vendor: 'Acme EHR', content: `id,url,name\nacme-elsewhere,http://127.0.0.1:${(elsewhere.address() as { port: number }).port}/fhir,Acme Elsewhere\n` }], undefined, { allow: ['127.0.0.1'] });
+  t.equal(imported.added, 1, JSON.stringify(imported.rejected));
+  await saveRegistration(app.pg, app.vault, { vendor: 'Acme EHR', clientId: 'acme-client', authMethod: 'client_secret_post', secret: 'acme-vendor-secret', hosts: ['fhir.acme.example', '*.acme.example'] });
+
+  const { token } = await newUser('vendor-1');
+  const refused = location(await get(connectUrl('acme-elsewhere', token)));
+  t.equal(`${refused.origin}${refused.pathname}`, APP_CALLBACK);
+  t.equal(refused.searchParams.get('error'), 'unauthorized_client');
+  t.match(refused.searchParams.get('error_description'), /not at a host that Tributary's registration for Acme EHR may be used at, so nothing was sent/);
+  // The sync builds its client the same way (clientForSystem): refused too.
+  const acme = { id: 'acme-elsewhere', name: 'acme-elsewhere', resource_url: `http://127.0.0.1:${(elsewhere.address() as { port: number }).port}/fhir`, vendor: 'Acme EHR' };
+  await t.rejects(clientForSystem(app.pg, app.vault, acme, BASE, () => app.clientKeys.load(), app.outbound.fetch), { code: 'unauthorized_client' });
+  t.same(seen.map((r) => `${r.method} ${r.url}`), ['GET /fhir/.well-known/smart-configuration'], 'only discovery was read: no token request');
+  t.notOk(seen.some((r) => r.body.includes('acme-vendor-secret') || r.body.includes('acme-client')), 'neither the secret nor the client id was sent');
+  t.equal((await app.pg.query("SELECT count(*)::int AS n FROM trb_connect_state WHERE system_id = 'acme-elsewhere'")).rows[0].n, 0);
+
+  // Allowed: Lakeside, for a while a system of a vendor whose registration names its host, connects.
+  const vendor = (await app.pg.query('SELECT vendor FROM trb_system WHERE id = $1', [LS.directoryId])).rows[0].vendor;
+  await app.pg.query('DELETE FROM trb_client_registration WHERE system_id = $1', [LS.directoryId]);
+  await app.pg.query("UPDATE trb_system SET vendor = 'Lake EHR' WHERE id = $1", [LS.directoryId]);
+  t.teardown(async () => {
+    await app.pg.query('UPDATE trb_system SET vendor = $2 WHERE id = $1', [LS.directoryId, vendor]);
+    await saveRegistration(app.pg, app.vault, { systemId: LS.directoryId, clientId: LS.clientId, authMethod: 'none' });
+  });
+  await saveRegistration(app.pg, app.vault, { vendor: 'Lake EHR', clientId: LS.clientId, authMethod: 'none', hosts: ['127.0.0.1'] });
+  const lake = await newUser('vendor-2');
+  const back = location(await get((await signIn(t, connectUrl(LS.directoryId, lake.token), patientOf(LS).username, patientOf(LS).password)).toString()));
+  t.equal(back.searchParams.get('success'), 'true', `allowed host: connected (${back.searchParams.get('error_description') ?? ''})`);
+
+  // Wildcards: any host under the domain, never the domain itself or a look-alike.
+  t.same(
+    ['fhir.acme.example', 'a.b.acme.example', 'acme.example', 'evilacme.example', 'acme.example.evil.test', 'FHIR.ACME.EXAMPLE'].map((h) => hostAllowed(h, ['*.acme.example'])),
+    [true, true, false, false, false, true],
+  );
+  t.equal(hostAllowed('fhir.acme.example', ['fhir.acme.example']), true);
+  t.equal(hostAllowed('other.acme.example', ['fhir.acme.example']), false);
+});
+
+t.test('the connections API takes the app\'s user token only: a SMART token with narrow scopes gets a 403 and changes nothing', async (t) => {
+  const { user, token } = await newUser('narrow');
+  t.equal(location(await get((await signIn(t, connectUrl(LS.directoryId, token), patientOf(LS).username, patientOf(LS).password)).toString())).searchParams.get('success'), 'true');
+  const id = (await app.pg.query<{ id: string }>('SELECT id::text FROM trb_connection WHERE user_id = $1', [user.id])).rows[0].id;
+  // The same user's token from a SMART sign-in (PKCE) that granted patient/Observation.rs only.
+  const verifier = oauth.generateRandomCodeVerifier();
+  const code = await app.auth.newCode(demo.id, user.id, 'launch/patient patient/Observation.rs', { redirectUri: APP_CALLBACK, codeChallenge: await oauth.calculatePKCECodeChallenge(verifier), nonce: null, patientId: null });
+  const narrow = (await app.auth.exchangeCode(demo, code, { redirectUri: APP_CALLBACK, codeVerifier: verifier })).access_token;
+  const call = (method: string, path: string, bearer: string) => fetch(`${BASE}/connect/connections${path}`, { method, headers: { authorization: `Bearer ${bearer}` } });
+  for (const [method, path] of [['GET', ''], ['GET', `/${id}/runs`], ['DELETE', `/${id}?purge=true`], ['DELETE', `/${id}`]]) {
+    const res = await call(method, path, narrow);
+    t.equal(res.status, 403, `${method} ${path}`);
+    t.match(res.headers.get('www-authenticate'), /insufficient_scope/);
+    const body = await res.json();
+    t.same([body.success, typeof body.error], [false, 'string']);
+    t.match(body.error, /user-management API/);
+  }
+  t.equal(await connectionsOf(user.id), 1, 'still connected');
+  t.equal((await call('GET', '', token)).status, 200, "the app's user token lists");
+  t.equal((await call('GET', `/${id}/runs`, token)).status, 200, 'and reads the runs');
 });
