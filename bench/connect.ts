@@ -36,8 +36,11 @@ export async function connectUser(base: string, app: BenchApp, appUserId: string
   const user = (await made.json()) as { code: string };
   const { access_token } = (await (await form(`${base}/oauth2/token`, { client_id, client_secret, code: user.code, grant_type: 'authorization_code' })).json()) as { access_token: string };
   let callback = '';
+  // The connect cookie of the last start, which the callback needs as a browser would send it.
+  let cookie = '';
   for (let i = 0; i < 600 && !callback; i++) {
     const start = await get(`${base}/connect/system/clinical/${systemId}?client_id=${client_id}&access_token=${access_token}`);
+    cookie = start.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
     if (start.status !== 302 && start.status !== 303) throw new Error(`the connect URL answered ${start.status}: ${(await start.text()).slice(0, 300)}`);
     const page = await (await get(next(start))).text();
     const request = /name="request" value="([0-9a-f]{64})"/.exec(page)?.[1];
@@ -47,7 +50,7 @@ export async function connectUser(base: string, app: BenchApp, appUserId: string
     else await new Promise((r) => setTimeout(r, 500));
   }
   if (!callback) throw new Error(`${username} could not sign in at ${systemId}`);
-  const back = new URL(next(await get(callback)));
+  const back = new URL(next(await fetch(callback, { redirect: 'manual', headers: { cookie } })));
   if (back.searchParams.get('success') !== 'true') throw new Error(`connect failed: ${back.searchParams.get('error_description')}`);
   return access_token;
 }
