@@ -15,7 +15,8 @@
  * - GET /connect/connections (the user's token from the user-management API, scope user/*.*;
  *   a SMART app's narrower token gets a 403): the user's connections;
  * - GET /connect/jwks: Tributary's public key, for systems that take private_key_jwt;
- * - PUT/GET/DELETE /connect/webhook (app credentials; url, secret): where sync events go;
+ * - PUT/GET/DELETE /connect/webhook (app credentials; url): where sync events go, signed (Standard
+ *   Webhooks) with a secret the PUT issues and shows once;
  * - DELETE /connect/connections/{id}[?purge=true] (the user's token): revokes the tokens at the
  *   system when it offers revocation, forgets the connection, and with purge deletes the records
  *   that came from it.
@@ -29,7 +30,7 @@ import { USER_SCOPE, type App } from '../src/auth/store.ts';
 import { parseScopes } from '../src/auth/scopes.ts';
 import { authorizeUrl, clientForSystem, ConnectError, connectionSealKey, exchangeCode, revoke, type SystemClient } from '../src/connect/client.ts';
 import { readRegistrationsFile, saveRegistration } from '../src/connect/registrations.ts';
-import { setWebhook } from '../src/sync/webhooks.ts';
+import { setWebhook, urlProblem } from '../src/sync/webhooks.ts';
 import { SYNC_EXPIRE_SECONDS } from './sync.ts';
 import { writeResources } from '../src/fhir/bulk.ts';
 import { inTransaction } from '../src/storage/transaction.ts';
@@ -111,23 +112,30 @@ export default async function connectRoutes(app: FastifyInstance) {
     return client;
   }
 
-  // The app's webhook (app credentials): where sync events go, signed with its secret.
+  // The app's webhook (app credentials): where sync events go, signed with a secret this server
+  // issues (Standard Webhooks), returned by the PUT once and never shown again.
   app.put('/connect/webhook', async (req, reply) => {
     const client = await appOf(req, reply);
     if (!client) return reply;
-    const url = requestParam(req, 'url');
-    const secret = requestParam(req, 'secret');
-    if (!url || url.length > 2000 || !URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) return reply.code(400).send({ success: false, error: 'url is the http(s) URL events are POSTed to.' });
-    if (!secret || secret.length < 16 || secret.length > 500) return reply.code(400).send({ success: false, error: 'secret (16 to 500 characters) signs the events: HMAC-SHA256.' });
+    if (requestParam(req, 'secret') !== undefined) {
+      return reply.code(400).send({ success: false, error: 'The server issues the secret: PUT with url alone, and keep the secret the answer carries (it is shown once).' });
+    }
+    const url = requestParam(req, 'url') ?? '';
+    const problem = urlProblem(url, app.config.webhookAllowHttp);
+    if (problem) return reply.code(400).send({ success: false, error: problem });
     if (!app.vault.ready) return reply.code(503).send({ success: false, error: 'This server has no encryption key (ENCRYPTION_KEY) to keep the secret with.' });
-    await setWebhook(app.pg, app.vault, client.id, url, secret);
-    return { success: true, url };
+    const { secret, previousUntil } = await setWebhook(app.pg, app.vault, client.id, url);
+    // The secret signs from now on; the one it replaces signs beside it until previous_secret_until.
+    return reply.header('Cache-Control', 'no-store').send({ success: true, url, secret, previous_secret_until: previousUntil });
   });
   app.get('/connect/webhook', async (req, reply) => {
     const client = await appOf(req, reply);
     if (!client) return reply;
-    const { rows } = await app.pg.query('SELECT url, created_at FROM trb_webhook WHERE app_id = $1', [client.id]);
-    return rows[0] ? { success: true, ...rows[0] } : reply.code(404).send({ success: false, error: 'No webhook: PUT /connect/webhook with url and secret.' });
+    const { rows } = await app.pg.query(
+      'SELECT url, created_at, CASE WHEN previous_until > now() THEN previous_until END AS previous_secret_until FROM trb_webhook WHERE app_id = $1',
+      [client.id],
+    );
+    return rows[0] ? { success: true, ...rows[0] } : reply.code(404).send({ success: false, error: 'No webhook: PUT /connect/webhook with url.' });
   });
   app.delete('/connect/webhook', async (req, reply) => {
     const client = await appOf(req, reply);

@@ -2,8 +2,9 @@
  * The sync on pg-boss, in the same PostgreSQL: queue `sync` holds one job per connection at a time
  * (a stately queue keyed by the connection: one waiting, one running); the schedule queues every
  * active connection whose last sync is older than SYNC_INTERVAL_MINUTES; a connection's first sync
- * is queued as it is made (plugins/connect.ts). Each run's outcome goes to the app's webhook
- * (src/sync/webhooks.ts), from queue `webhook`, retried with backoff. With SYNC_WORKERS (the
+ * is queued as it is made (plugins/connect.ts). A run that changed something or failed is announced
+ * to the app's webhook (src/sync/webhooks.ts: queue `webhook`, delivered beside the sync lanes,
+ * retried with backoff); a run that found nothing new is not. With SYNC_WORKERS (the
  * default) this process runs SYNC_CONCURRENCY jobs at once; any number of processes can share them.
  * A job a dead worker held is given up after SYNC_EXPIRE_SECONDS, and the connection's next run
  * marks the cut-off run failed (it stored nothing: a run commits at once).
@@ -16,7 +17,7 @@ import { adminOnly } from './admin.ts';
 import type { FastifyInstance } from 'fastify';
 import { syncConnection, type RunSummary, type SyncDeps } from '../src/sync/run.ts';
 import { DEFAULT_SESSION } from '../src/sync/session.ts';
-import { deliver, webhookOf, type WebhookEvent } from '../src/sync/webhooks.ts';
+import { queueEvent, startDeliveries, WEBHOOK_QUEUE, type EventType } from '../src/sync/webhooks.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -27,32 +28,28 @@ declare module 'fastify' {
 
 export const SYNC_QUEUE = 'sync';
 const SCHEDULE_QUEUE = 'sync-schedule';
-const WEBHOOK_QUEUE = 'webhook';
 /** How long a sync job may stay active before pg-boss gives it up (its worker is presumed dead). */
 export const SYNC_EXPIRE_SECONDS = 600;
 /** How often an idle sync lane looks for a job. */
 const IDLE_POLL_MS = 2000;
 
-/** Queues the run's event for the app's webhook, when it has one. */
-async function announce(app: FastifyInstance, connectionId: string, run: RunSummary): Promise<void> {
+/**
+ * Queues the run's event for the app's webhook, when it has one and the run is news: it changed
+ * something, or it failed. A run that found nothing new (most runs of a cycle) sends nothing and
+ * costs no query.
+ */
+async function announce(app: FastifyInstance, connectionId: string, run: RunSummary): Promise<boolean> {
+  if (run.status === 'succeeded' && run.created + run.updated === 0) return false;
   const { rows } = await app.pg.query<{ app_id: number; user_id: string; app_user_id: string; system_id: string }>(
     `SELECT c.app_id, c.user_id::text, u.app_user_id, c.system_id FROM trb_connection c JOIN trb_user u ON u.id = c.user_id
      WHERE c.id = $1 AND EXISTS (SELECT 1 FROM trb_webhook w WHERE w.app_id = c.app_id)`,
     [connectionId],
   );
   const c = rows[0];
-  if (!c) return;
-  const type = run.status === 'succeeded' ? 'sync.succeeded' : run.status === 'needs_reauth' ? 'connection.needs_reauth' : 'sync.failed';
-  const event: WebhookEvent = {
-    type,
-    created_at: new Date().toISOString(),
-    connection_id: connectionId,
-    oneup_user_id: Number(c.user_id),
-    app_user_id: c.app_user_id,
-    system_id: c.system_id,
-    run: { ...run },
-  };
-  await app.jobs.send(WEBHOOK_QUEUE, { appId: c.app_id, event }, { retryLimit: 8, retryDelay: 1, retryBackoff: true });
+  if (!c) return false;
+  const type: EventType = run.status === 'succeeded' ? 'sync.succeeded' : run.status === 'needs_reauth' ? 'connection.needs_reauth' : 'sync.failed';
+  await queueEvent(app.jobs, c.app_id, type, { connection_id: connectionId, oneup_user_id: Number(c.user_id), app_user_id: c.app_user_id, system_id: c.system_id, run: { ...run } });
+  return true;
 }
 
 /** What a sync needs, from the app's parts. */
@@ -160,7 +157,7 @@ export default fp(
           const started = Date.now();
           const run = await syncConnection(deps, job.data.connectionId);
           app.log[run.status === 'succeeded' ? 'info' : 'warn']({ connection: job.data.connectionId, ...run, ms: Date.now() - started }, 'sync run');
-          if (run.runId) await announce(app, job.data.connectionId, run);
+          if (run.runId && (await announce(app, job.data.connectionId, run))) deliveries.wake();
           await app.jobs.complete(SYNC_QUEUE, job.id, run);
         } catch (err) {
           app.log.error({ connection: job.data.connectionId, err: String(err) }, 'sync job failed');
@@ -168,16 +165,14 @@ export default fp(
         }
       }
     };
+    // Webhook events, WEBHOOK_CONCURRENCY at once, one app's receiver holding at most its share.
+    const deliveries = startDeliveries({ jobs: app.jobs, pool: app.pg, vault: app.vault, fetch: app.outbound.fetch, log: app.log, concurrency: app.config.webhookConcurrency });
     const lanes = Array.from({ length: app.config.syncConcurrency }, () => lane());
     app.addHook('onClose', async () => {
       stopping = true;
       wakeLanes();
       await Promise.all(lanes);
-    });
-    // Each event is tried until the app's receiver takes it: 1 s, 2 s, 4 s ... apart, 8 times.
-    await app.jobs.work<{ appId: number; event: WebhookEvent }>(WEBHOOK_QUEUE, { batchSize: 1, pollingIntervalSeconds: 1 }, async ([job]) => {
-      const hook = await webhookOf(app.pg, app.vault, job.data.appId);
-      if (hook) await deliver(hook, job.data.event);
+      await deliveries.stop();
     });
 
     const minutes = app.config.syncIntervalMinutes;
@@ -192,5 +187,5 @@ export default fp(
       app.log.info({ queued }, 'syncs queued');
     });
   },
-  { name: 'sync', dependencies: ['db', 'core', 'auth', 'jobs'] },
+  { name: 'sync', dependencies: ['db', 'core', 'auth', 'jobs', 'outbound'] },
 );
