@@ -3,9 +3,9 @@
  * a sandbox system: the server issues the secret (an app's own is refused, GET never shows it, a new
  * PUT rotates it and the old one signs beside it); plain http only to loopback or when allowed; the
  * receivers verify every event with the `standardwebhooks` library, as an app would; a refused
- * delivery comes again with the same webhook-id; a run that found nothing new sends nothing; a
- * failed run sends sync.failed; one app's receiver that hangs holds its own share of the deliveries
- * and another app's event arrives within a second.
+ * delivery comes again with the same webhook-id, and a redirect is a refusal, not followed; a run
+ * that found nothing new sends nothing; a failed run sends sync.failed; one app's receiver that
+ * hangs holds its own share of the deliveries, and another app's event arrives within a second.
  */
 import http from 'node:http';
 import t, { type Test } from 'tap';
@@ -193,6 +193,24 @@ t.test('a failed run sends sync.failed; after a rotation both secrets sign it', 
   t.match(event, { type: 'sync.failed', data: { connection_id: connection, run: { status: 'failed', error: String } } });
   t.equal(got.headers['webhook-signature'].split(' ').length, 2, 'two signatures: the new secret and the replaced one');
   t.same(new Webhook(secret).verify(got.body, got.headers), event, 'a receiver still on the replaced secret takes it too');
+});
+
+t.test('a redirect is not followed: it counts as a refusal, and the event comes again to the same URL', async (t) => {
+  const a = await newApp('Redirecting receiver');
+  const elsewhere = await receiver(t);
+  let hits = 0;
+  const redirecting = http.createServer((req, res) => {
+    req.resume().on('end', () => {
+      hits++;
+      res.writeHead(307, { location: elsewhere.url }).end();
+    });
+  });
+  await new Promise<void>((r) => redirecting.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => redirecting.close(() => r())));
+  t.equal((await putHook(a, { url: `http://127.0.0.1:${(redirecting.address() as { port: number }).port}/hook` })).status, 200);
+  await queueEvent(app.jobs, a.app.id, 'sync.succeeded', {});
+  t.ok(await waitFor(() => hits >= 2), 'tried again after the redirect');
+  t.equal(elsewhere.got.length, 0, 'the redirect target never hears of it');
 });
 
 t.test("one app's receiver hangs: it holds 2 of the 8 deliveries, and another app's event arrives within a second", async (t) => {
