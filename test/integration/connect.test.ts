@@ -17,7 +17,9 @@ import * as oauth from 'oauth4webapi';
 import t, { type Test } from 'tap';
 import { buildApp } from '../../src/app.ts';
 import { importDirectory } from '../../src/directory/importer.ts';
-import { clientForSystem, refresh, registrationFor, systemClient } from '../../src/connect/client.ts';
+import { clientForSystem, connectionSealKey, refresh, registrationFor, systemClient } from '../../src/connect/client.ts';
+import { syncConnection } from '../../src/sync/run.ts';
+import { syncDeps } from '../../plugins/sync.ts';
 import { hostAllowed, saveRegistration } from '../../src/connect/registrations.ts';
 import { generateSystem } from '../../src/sandbox/generate.ts';
 import { DEFAULT_SANDBOXES, type SandboxDefinition } from '../../src/sandbox/systems.ts';
@@ -306,8 +308,19 @@ t.test('a vendor-wide registration is sent only to the hosts it names', async (t
   // The sync builds its client the same way (clientForSystem): refused too.
   const acme = { id: 'acme-elsewhere', name: 'acme-elsewhere', resource_url: `http://127.0.0.1:${(elsewhere.address() as { port: number }).port}/fhir`, vendor: 'Acme EHR' };
   await t.rejects(clientForSystem(app.pg, app.vault, acme, BASE, () => app.clientKeys.load(), app.outbound.fetch), { code: 'unauthorized_client' });
-  t.same(seen.map((r) => `${r.method} ${r.url}`), ['GET /fhir/.well-known/smart-configuration'], 'only discovery was read: no token request');
-  t.notOk(seen.some((r) => r.body.includes('acme-vendor-secret') || r.body.includes('acme-client')), 'neither the secret nor the client id was sent');
+  // And a sync of a connection to it (as if made before the registration changed) fails, sending nothing.
+  const held = await newUser('vendor-sync');
+  const key = connectionSealKey(held.user.id, 'acme-elsewhere');
+  const { rows: conn } = await app.pg.query<{ id: string }>(
+    `INSERT INTO trb_connection (app_id, user_id, system_id, patient_id, scope, access_token_sealed, refresh_token_sealed, access_expires_at)
+     VALUES ($1, $2, 'acme-elsewhere', 'p1', 'patient/*.read', $3, $4, now() - interval '1 minute') RETURNING id::text`,
+    [demo.id, held.user.id, app.vault.encrypt('held-access-token', key, 'connection-token'), app.vault.encrypt('held-refresh-token', key, 'connection-token')],
+  );
+  const run = await syncConnection(syncDeps(app), conn[0].id);
+  t.equal(run.status, 'failed');
+  t.match(run.error, /not at a host that Tributary's registration for Acme EHR may be used at/);
+  t.same([...new Set(seen.map((r) => `${r.method} ${r.url}`))], ['GET /fhir/.well-known/smart-configuration'], 'only discovery was read: no token request, no refresh, no FHIR read');
+  t.notOk(seen.some((r) => ['acme-vendor-secret', 'acme-client', 'held-'].some((s) => r.body.includes(s))), 'neither the secret, the client id nor a token was sent');
   t.equal((await app.pg.query("SELECT count(*)::int AS n FROM trb_connect_state WHERE system_id = 'acme-elsewhere'")).rows[0].n, 0);
 
   // Allowed: Lakeside, for a while a system of a vendor whose registration names its host, connects.
