@@ -336,6 +336,14 @@ t.test('a vendor-wide registration is sent only to the hosts it names', async (t
   const back = location(await get((await signIn(t, connectUrl(LS.directoryId, lake.token), patientOf(LS).username, patientOf(LS).password)).toString()));
   t.equal(back.searchParams.get('success'), 'true', `allowed host: connected (${back.searchParams.get('error_description') ?? ''})`);
 
+  // A vendor-wide registration made before hosts existed (migration 0015 keeps it, NOT VALID) is not used.
+  await app.pg.query('ALTER TABLE trb_client_registration DROP CONSTRAINT trb_client_registration_vendor_hosts');
+  await app.pg.query("UPDATE trb_client_registration SET hosts = NULL WHERE vendor = 'Lake EHR'");
+  await app.pg.query('ALTER TABLE trb_client_registration ADD CONSTRAINT trb_client_registration_vendor_hosts CHECK (vendor IS NULL OR coalesce(cardinality(hosts), 0) > 0) NOT VALID');
+  const legacy = location(await get(connectUrl(LS.directoryId, (await newUser('vendor-3')).token)));
+  t.equal(legacy.searchParams.get('error'), 'unauthorized_client');
+  t.match(legacy.searchParams.get('error_description'), /names no hosts it may be used at, so it is not used/);
+
   // Wildcards: any host under the domain, never the domain itself or a look-alike.
   t.same(
     ['fhir.acme.example', 'a.b.acme.example', 'acme.example', 'evilacme.example', 'acme.example.evil.test', 'FHIR.ACME.EXAMPLE'].map((h) => hostAllowed(h, ['*.acme.example'])),
