@@ -132,7 +132,7 @@ t.test('system _history returns the granted types only', async (t) => {
   const seen: string[] = [];
   let next: string | undefined = '_history?_count=3';
   while (next) {
-    const page = (await get(tok, next)).json();
+    const page: Json = (await get(tok, next)).json();
     seen.push(...page.entry.map((e: Json) => `${e.resource.resourceType}/${e.resource.id}/${e.resource.meta.versionId}`));
     const url: string | undefined = page.link.find((l: Json) => l.relation === 'next')?.url;
     next = url?.slice(url.indexOf(`${FHIR}/`) + FHIR.length + 1);
