@@ -47,8 +47,10 @@ export const PREVIOUS_SECRET_HOURS = 24;
 export const DELIVERY_TIMEOUT_MS = 5000;
 /** Tried until the receiver takes it: 1 s, 2 s, 4 s ... apart, 8 times (about 4 minutes). */
 const RETRY = { retryLimit: 8, retryDelay: 1, retryBackoff: true, expireInSeconds: 60 } as const;
-/** An event whose app already has its share of deliveries in flight waits this long. */
-const DEFER_MS = 2000;
+/** A delivery's expected time for an app not yet heard from (then: the app's recent average). */
+const FIRST_GUESS_MS = 250;
+/** The furthest an event is put off while its app's receiver is slow. */
+const MAX_DEFER_MS = 300_000;
 const IDLE_POLL_MS = 1000;
 
 /** A new secret, in the format the spec's libraries take (`whsec_` + base64 of 32 random bytes). */
@@ -158,11 +160,15 @@ export interface DeliveryDeps {
 /**
  * Starts this process's deliveries: one loop fetches as many queued events as there are free slots
  * (one query, not one per slot), starts each whose app is under its share, and puts the others back
- * for 2 s (a new job with the same event, so neither its webhook-id nor its retries change).
+ * until that app should have a slot again (a new job with the same event, so neither its
+ * webhook-id nor its retries change).
  */
 export function startDeliveries(d: DeliveryDeps): { wake(): void; stop(): Promise<void> } {
   const perApp = Math.max(1, Math.floor(d.concurrency / 4));
   const inFlight = new Map<number, number>();
+  /** Per app: how long its deliveries take (moving average), and when its next put-off event is due. */
+  const took = new Map<number, number>();
+  const nextSlot = new Map<number, number>();
   const running = new Set<Promise<void>>();
   const closing = new AbortController();
   let poked = false;
@@ -187,6 +193,7 @@ export function startDeliveries(d: DeliveryDeps): { wake(): void; stop(): Promis
   };
 
   const one = async (job: PgBoss.Job<QueuedEvent>) => {
+    const started = Date.now();
     try {
       const hook = await webhookOf(d.pool, d.vault, job.data.appId);
       // Removed since: nowhere to send it, nothing to retry.
@@ -198,6 +205,9 @@ export function startDeliveries(d: DeliveryDeps): { wake(): void; stop(): Promis
       // The URL is the app's and may carry a token in its query: not logged.
       d.log.warn({ app: job.data.appId, event: job.data.id, err: String(err) }, 'webhook delivery failed');
       await d.jobs.fail(WEBHOOK_QUEUE, job.id, { message: String(err).slice(0, 300) }).catch(() => {});
+    } finally {
+      const app = job.data.appId;
+      took.set(app, 0.7 * (took.get(app) ?? FIRST_GUESS_MS) + 0.3 * (Date.now() - started));
     }
   };
 
@@ -241,8 +251,17 @@ export function startDeliveries(d: DeliveryDeps): { wake(): void; stop(): Promis
         try {
           // Queued again before the originals complete: a crash between the two repeats an event
           // (same webhook-id, which receivers drop), never loses one.
-          const startAfter = new Date(Date.now() + DEFER_MS);
-          await d.jobs.insert(later.map((j) => ({ name: WEBHOOK_QUEUE, data: j.data, ...RETRY, startAfter })));
+          // Each due when its app should have a slot again (spaced by the app's delivery time over
+          // its share), so that a hanging receiver's backlog is fetched about once per slot, not
+          // every poll; and after other apps' fresh events (a lower priority).
+          const now = Date.now();
+          const rows = later.map((j) => {
+            const app = j.data.appId;
+            const at = Math.min(now + MAX_DEFER_MS, Math.max(nextSlot.get(app) ?? 0, now) + (took.get(app) ?? FIRST_GUESS_MS) / perApp);
+            nextSlot.set(app, at);
+            return { name: WEBHOOK_QUEUE, data: j.data, ...RETRY, priority: -1, startAfter: new Date(at) };
+          });
+          await d.jobs.insert(rows);
           await d.jobs.complete(WEBHOOK_QUEUE, later.map((j) => j.id));
         } catch (err) {
           d.log.error({ err: String(err) }, 'webhook events could not be put back');
