@@ -11,8 +11,8 @@ import * as oauth from 'oauth4webapi';
 import type pg from 'pg';
 import { VaultError, type Vault } from '../auth/vault.ts';
 import { fetchJson, oauthUris, type JsonRetry } from '../fhir-http-client.ts';
-import { hostAllowed } from './registrations.ts';
 import { OutboundError, scrubAddresses, type OutboundFetch } from '../net/outbound.ts';
+import { hostAllowed } from './registrations.ts';
 
 export const DEFAULT_SCOPE = 'launch/patient openid fhirUser offline_access patient/*.read';
 const TIMEOUT_MS = 15_000;
@@ -128,7 +128,6 @@ export interface ClientKey {
   key: CryptoKey;
 }
 
-/** `fetch`: the app's outbound fetch (src/net/outbound.ts), for discovery and every token request. */
 /**
  * Refuses (before anything is sent with the credentials) a registration used at a host it does
  * not name: its client authentication goes to the token and revocation endpoints, so both must be
@@ -146,6 +145,7 @@ function checkHosts(reg: Registration, as: oauth.AuthorizationServer): void {
   }
 }
 
+/** `fetch`: the app's outbound fetch (src/net/outbound.ts), for discovery and every token request. */
 export async function systemClient(fhirBase: string, reg: Registration, ownOrigin: string, clientKey: () => Promise<ClientKey>, fetch: OutboundFetch): Promise<SystemClient> {
   const as = await discover(fhirBase, fetch);
   checkHosts(reg, as);
