@@ -117,7 +117,8 @@ async function firstStart(): Promise<{ readyS: number; searchS: number; fhirView
       const found = (await (await fetch(`${server.base}/connect/system/clinical?client_id=${client_id}&client_secret=${client_secret}&query=clinic`)).json()) as unknown[];
       if (!searchS && found.length) searchS = since();
       const count = (await (await fetch(`${server.base}/fhir/r4/Endpoint?_summary=count`)).json()) as { total?: number };
-      if (count.total === 29101) break;
+      // The shipped lists' usable systems (their 30 private or loopback bases are rejected at import).
+      if (count.total === 29071) break;
       if (since() > 300) throw new Error('the FHIR view was not complete after 300 s');
       await new Promise((r) => setTimeout(r, 200));
     }
