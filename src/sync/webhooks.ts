@@ -169,6 +169,7 @@ export function startDeliveries(d: DeliveryDeps): { wake(): void; stop(): Promis
   /** Per app: how long its deliveries take (moving average), and when its next put-off event is due. */
   const took = new Map<number, number>();
   const nextSlot = new Map<number, number>();
+  let dueNext = Infinity;
   const running = new Set<Promise<void>>();
   const closing = new AbortController();
   let poked = false;
@@ -226,7 +227,9 @@ export function startDeliveries(d: DeliveryDeps): { wake(): void; stop(): Promis
         d.log.error({ err: String(err) }, 'the webhook queue could not be read');
       }
       if (!jobs.length) {
-        await sleep(IDLE_POLL_MS);
+        // Until the next poll, or sooner when an event put off is due.
+        await sleep(Math.max(20, Math.min(IDLE_POLL_MS, dueNext - Date.now())));
+        dueNext = Infinity;
         continue;
       }
       const later: PgBoss.Job<QueuedEvent>[] = [];
@@ -259,6 +262,7 @@ export function startDeliveries(d: DeliveryDeps): { wake(): void; stop(): Promis
             const app = j.data.appId;
             const at = Math.min(now + MAX_DEFER_MS, Math.max(nextSlot.get(app) ?? 0, now) + (took.get(app) ?? FIRST_GUESS_MS) / perApp);
             nextSlot.set(app, at);
+            dueNext = Math.min(dueNext, at);
             return { name: WEBHOOK_QUEUE, data: j.data, ...RETRY, priority: -1, startAfter: new Date(at) };
           });
           await d.jobs.insert(rows);
