@@ -10,6 +10,7 @@ import * as oauth from 'oauth4webapi';
 import { createOutbound, isPublicAddress, OutboundError, parseAllow, privateHostReason, scrubAddresses } from '../../../src/net/outbound.ts';
 import { ConfigError, loadConfig } from '../../../src/config.ts';
 import { freePort } from '../../pg.ts';
+import { outboundAllow } from '../../../plugins/outbound.ts';
 
 interface Seen {
   url: string;
@@ -197,4 +198,16 @@ t.test('addresses, allow-list entries and directory bases', async (t) => {
   t.ok(why('http://10.1.2.3:9443/fhir', ['10.1.2.3:8443']), 'not on another port');
   t.equal(why('http://10.1.2.3/fhir', ['10.0.0.0/8']), undefined, 'allowed by range');
   t.equal(why('http://localhost:8080/sandbox', ['localhost:8080']), undefined, 'the sandboxes on their own origin');
+});
+
+t.test("the app's allow-list: the operator's, and its own origin when it serves the sandboxes", async (t) => {
+  t.same(outboundAllow({ outboundAllow: [], sandboxes: true, baseUrl: 'http://localhost:8080' }), ['localhost:8080'], 'the defaults: the sandboxes on this origin');
+  t.same(outboundAllow({ outboundAllow: ['10.0.0.0/8'], sandboxes: true, baseUrl: 'https://fhir.example.org' }), ['10.0.0.0/8', 'fhir.example.org:443']);
+  t.same(outboundAllow({ outboundAllow: ['fhir.lan'], sandboxes: false, baseUrl: 'http://localhost:8080' }), ['fhir.lan'], 'no sandboxes: the operator\'s alone');
+  // What it means for the sandboxes' directory rows on the default BASE_URL, and for anything else there.
+  t.equal(privateHostReason(new URL('http://localhost:8080/sandbox/north-valley/fhir/r4'), ['localhost:8080']), undefined);
+  const o = createOutbound({ allow: outboundAllow({ outboundAllow: [], sandboxes: true, baseUrl: `http://localhost:${a.port}` }) });
+  t.teardown(() => o.close());
+  t.equal((await o.fetch(`http://localhost:${a.port}/sandbox/x/fhir/r4/metadata`)).status, 200, 'its own origin is reached');
+  await refused(t, o.fetch(`http://localhost:${b.port}/`), 'blocked_address', 'localhost', 'another port of it is not');
 });
