@@ -21,7 +21,7 @@
  *   system when it offers revocation, forgets the connection, and with purge deletes the records
  *   that came from it.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import fastifyCookie from '@fastify/cookie';
 import * as oauth from 'oauth4webapi';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -235,13 +235,12 @@ export default async function connectRoutes(app: FastifyInstance) {
     }
   });
 
-  /** Whether `mac` is this server's signature of `nonce`, compared in constant time. */
-  function signedHere(nonce: string, mac: string): boolean {
-    if (!app.vault.ready) return false;
-    const given = Buffer.from(mac);
-    const expected = Buffer.from(app.vault.sign(nonce));
-    return given.length === expected.length && timingSafeEqual(given, expected);
-  }
+  /**
+   * Whether `mac` is this server's signature of `nonce`: Vault.verify compares in constant time
+   * (timingSafeEqual on equal lengths), under the current key or a previous one, so a sign-in under
+   * way when ENCRYPTION_KEY rotates still finishes.
+   */
+  const signedHere = (nonce: string, mac: string): boolean => app.vault.ready && app.vault.verify(nonce, mac);
 
   /**
    * The user a request's bearer token acts for; undefined when a 401 or 403 was sent. Only the
