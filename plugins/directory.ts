@@ -23,7 +23,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { importDirectory } from '../src/directory/importer.ts';
 import { inTransaction } from '../src/storage/transaction.ts';
 import { currentIndex, searchSystems } from '../src/directory/search.ts';
-import { probeSystems } from '../src/directory/probe.ts';
+import { DEFAULT_PROBE, probeSystems } from '../src/directory/probe.ts';
 import { syncFhirView } from '../src/directory/fhir-view.ts';
 import { requestParam } from './auth.ts';
 import { PICKER_JS, pickerError, pickerPage } from './picker.ts';
@@ -140,7 +140,7 @@ export default fp(
       await app.jobs.createQueue(PROBE_QUEUE);
       await app.jobs.schedule(PROBE_QUEUE, app.config.directoryProbeCron);
       await app.jobs.work(PROBE_QUEUE, async () => {
-        app.log.info({ statuses: await probeSystems(app.pg) }, 'health systems probed');
+        app.log.info({ statuses: await probeSystems(app.pg, { ...DEFAULT_PROBE, fetch: app.outbound.fetch }) }, 'health systems probed');
         await app.updateDirectoryView();
       });
     }
@@ -157,7 +157,7 @@ export default fp(
       });
     });
   },
-  { name: 'directory', dependencies: ['db', 'core', 'auth', 'jobs'] },
+  { name: 'directory', dependencies: ['db', 'core', 'auth', 'jobs', 'outbound'] },
 );
 
 /** The shipped lists' files in name order, and a SHA-256 over their names and contents. */
@@ -198,7 +198,7 @@ async function autoload(app: FastifyInstance): Promise<void> {
       app.log.info({ files: shipped.sources.length, sha256: shipped.sha256.slice(0, 12) }, 'loading the health-system directory');
       const s = await importDirectory(app.pg, shipped.sources, (stage, done, total) => {
         if (stage === 'write') app.log.info({ done, total }, 'directory: systems written');
-      });
+      }, { allow: app.outbound.allow });
       await c.query(
         `INSERT INTO trb_directory_import (source, content_sha256, files, systems, added, updated, rejected_rows)
          VALUES ('shipped', $1, $2, $3, $4, $5, $6)`,
