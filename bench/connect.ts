@@ -26,7 +26,7 @@ export async function benchApp(base: string, adminKey: string): Promise<BenchApp
 /**
  * Makes app user `appUserId`, connects it to the system `systemId` as the sandbox patient
  * (username, password), and answers the user's access token. The sandbox writes its records in the
- * background after a start: until the patient can sign in, this tries again (for up to 5 minutes).
+ * background after a start: while its sign-in says it is still loading (503), this tries again (for up to 5 minutes).
  */
 export async function connectUser(base: string, app: BenchApp, appUserId: string, systemId: string, username: string, password: string): Promise<string> {
   const { clientId: client_id, clientSecret: client_secret } = app;
@@ -47,7 +47,8 @@ export async function connectUser(base: string, app: BenchApp, appUserId: string
     if (!request) throw new Error(`no sign-in form at the system: ${page.slice(0, 300)}`);
     const login = await form(`${base}/oauth2/authorize/login`, { request, username, password });
     if (login.status === 200) callback = next(await form(`${base}/oauth2/authorize/consent`, { request, decision: 'approve' }));
-    else await new Promise((r) => setTimeout(r, 500));
+    else if (login.status === 503) await new Promise((r) => setTimeout(r, 500));
+    else throw new Error(`${username} could not sign in at ${systemId}: ${login.status}`);
   }
   if (!callback) throw new Error(`${username} could not sign in at ${systemId}`);
   const back = new URL(next(await fetch(callback, { redirect: 'manual', headers: { cookie } })));

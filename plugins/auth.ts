@@ -35,6 +35,8 @@ export interface HostedSystem {
   /** The absolute FHIR base URL. */
   fhirBase: string;
   title: string;
+  /** Its test patients are still being written (their passwords are set last): a sign-in now is not a wrong password. */
+  loading?: boolean;
 }
 
 type Fields = Record<string, unknown>;

@@ -173,7 +173,7 @@ export default fp(
       const appId = await ensureApp(app, def);
       apps.set(def.name, appId);
       const prefix = `/sandbox/${def.name}/fhir/r4`;
-      app.hostedSystems.set(appId, { fhirBase: `${app.config.baseUrl}${prefix}`, title: def.title });
+      app.hostedSystems.set(appId, { fhirBase: `${app.config.baseUrl}${prefix}`, title: def.title, loading: true });
       // The system's routes, in a context of their own whose hooks play its fault switches on each
       // of its requests (and no other).
       const switches = faults.get(def.name)!;
@@ -202,10 +202,17 @@ export default fp(
     app.addHook('onReady', async () => {
       // Not awaited: the server answers while the records are written.
       void (async () => {
-        for (const def of defs) await loadRecords(app, def, apps.get(def.name)!);
+        for (const def of defs) {
+          await loadRecords(app, def, apps.get(def.name)!);
+          app.hostedSystems.get(apps.get(def.name)!)!.loading = false;
+        }
       })()
         .catch((err) => app.log.error({ err: String(err) }, 'a sandbox system could not be loaded; it is tried again on the next start'))
-        .finally(loaded);
+        .finally(() => {
+          // Whatever came of it, sign-ins are answered as they are now.
+          for (const id of apps.values()) app.hostedSystems.get(id)!.loading = false;
+          loaded();
+        });
     });
   },
   { name: 'sandbox', dependencies: ['db', 'core', 'auth', 'directory'] },

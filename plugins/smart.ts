@@ -224,6 +224,11 @@ export default async function smartRoutes(app: FastifyInstance) {
     const password = param(req, 'password') ?? '';
     // Wrong passwords are limited per username and per address (in PostgreSQL, for every process);
     // a locked sign-in is refused before the password is even checked.
+    // A sandbox still writing its test patients has no passwords yet: say so, and count nothing.
+    if (app.hostedSystems.get(found.client.id)?.loading) {
+      reply.header('Retry-After', '5');
+      return loginPage(reply, found.client, found.id, 'This sandbox system is still loading its test patients (a few seconds after the server starts): try again in a moment.', 503);
+    }
     const keys = { appId: found.client.id, username, address: req.ip };
     const held = await app.signinLimit.begin(keys);
     if (held) return lockedPage(reply, found.client, found.id, held);
