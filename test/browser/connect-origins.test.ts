@@ -14,20 +14,17 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import t from 'tap';
 import { chromium } from 'playwright-core';
+import { chromiumPath } from './chromium.ts';
 import { buildApp } from '../../src/app.ts';
 import { generateSystem } from '../../src/sandbox/generate.ts';
-import { DEFAULT_SANDBOXES, type SandboxDefinition } from '../../src/sandbox/systems.ts';
+import { CONNECT_SANDBOXES } from '../integration/connect-support.ts';
 import { testConfig, testDatabase } from '../helper.ts';
 import { freePort } from '../pg.ts';
 
-const executablePath = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => p && fs.existsSync(p));
-if (!executablePath) {
-  t.comment('No Chromium on this machine (apt-get install chromium, or set CHROMIUM_PATH): the browser test is skipped.');
-  t.pass('skipped: no Chromium');
-} else {
+const executablePath = chromiumPath(t);
+if (executablePath) {
   // The shipped sandboxes, and the two variants that take client_secret_post and private_key_jwt (as connect.test.ts).
-  const extra = (name: string, auth: SandboxDefinition['auth'], idPrefix: string): SandboxDefinition => ({ ...DEFAULT_SANDBOXES[0], name, title: `${name} (sandbox)`, directoryId: `sandbox-${name}`, clientId: `tributary-${name}`, auth, seed: name, idPrefix });
-  const DEFS: SandboxDefinition[] = [...DEFAULT_SANDBOXES, extra('post-clinic', 'client_secret_post', 'pc'), extra('key-clinic', 'private_key_jwt', 'kc')].map((d) => ({ ...d, patients: 2 }));
+  const DEFS = CONNECT_SANDBOXES;
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const app = await buildApp(testConfig(await testDatabase(t), { baseUrl: base, sandboxes: true, sandboxSystems: DEFS, fhirAuth: 'required' }), { logger: false });

@@ -10,17 +10,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { chromium } from 'playwright-core';
+import { chromiumPath } from './chromium.ts';
 import { buildApp } from '../../src/app.ts';
 import { generateSystem } from '../../src/sandbox/generate.ts';
 import { DEFAULT_SANDBOXES } from '../../src/sandbox/systems.ts';
 import { testConfig, testDatabase } from '../helper.ts';
 import { freePort } from '../pg.ts';
 
-const executablePath = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => p && fs.existsSync(p));
-if (!executablePath) {
-  t.comment('No Chromium on this machine (apt-get install chromium, or set CHROMIUM_PATH): the browser test is skipped.');
-  t.pass('skipped: no Chromium');
-} else {
+const executablePath = chromiumPath(t);
+if (executablePath) {
   const DEFS = DEFAULT_SANDBOXES.map((d) => ({ ...d, patients: 2 }));
   const NV = DEFS[0];
   const port = await freePort();

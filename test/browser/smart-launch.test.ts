@@ -15,14 +15,12 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import t from 'tap';
 import { chromium } from 'playwright-core';
+import { chromiumPath } from './chromium.ts';
 import { buildTestApp } from '../helper.ts';
 import { freePort } from '../pg.ts';
 
-const executablePath = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => p && fs.existsSync(p));
-if (!executablePath) {
-  t.comment('No Chromium on this machine (apt-get install chromium, or set CHROMIUM_PATH): the browser test is skipped.');
-  t.pass('skipped: no Chromium');
-} else {
+const executablePath = chromiumPath(t);
+if (executablePath) {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const fhirBase = `${base}/fhir/r4`;

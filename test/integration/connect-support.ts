@@ -5,6 +5,14 @@
  * Max-Age, Secure ones only over https; the connect flow binds its sign-ins to them.
  */
 import type { Test } from 'tap';
+import { DEFAULT_SANDBOXES, type SandboxDefinition } from '../../src/sandbox/systems.ts';
+
+const variant = (name: string, auth: SandboxDefinition['auth'], idPrefix: string): SandboxDefinition => ({ ...DEFAULT_SANDBOXES[0], name, title: `${name} (sandbox)`, directoryId: `sandbox-${name}`, clientId: `tributary-${name}`, auth, seed: name, idPrefix });
+/**
+ * The sandboxes a connect test goes through: the two shipped ones (client_secret_basic, a public
+ * client) and two more that take client_secret_post and private_key_jwt; two patients each.
+ */
+export const CONNECT_SANDBOXES: SandboxDefinition[] = [...DEFAULT_SANDBOXES, variant('post-clinic', 'client_secret_post', 'pc'), variant('key-clinic', 'private_key_jwt', 'kc')].map((d) => ({ ...d, patients: 2 }));
 
 interface Cookie {
   value: string;

@@ -22,14 +22,13 @@ import { syncConnection } from '../../src/sync/run.ts';
 import { syncDeps } from '../../plugins/sync.ts';
 import { hostAllowed, saveRegistration } from '../../src/connect/registrations.ts';
 import { generateSystem } from '../../src/sandbox/generate.ts';
-import { DEFAULT_SANDBOXES, type SandboxDefinition } from '../../src/sandbox/systems.ts';
+import type { SandboxDefinition } from '../../src/sandbox/systems.ts';
 import { testConfig, testDatabase } from '../helper.ts';
 import { freePort } from '../pg.ts';
-import { Browser, browser, get, location as locationOf, signIn as signInAt } from './connect-support.ts';
+import { Browser, browser, CONNECT_SANDBOXES, get, location as locationOf, signIn as signInAt } from './connect-support.ts';
 
 // The two shipped systems, and two more that take client_secret_post and private_key_jwt.
-const extra = (name: string, auth: SandboxDefinition['auth'], idPrefix: string): SandboxDefinition => ({ ...DEFAULT_SANDBOXES[0], name, title: `${name} (sandbox)`, directoryId: `sandbox-${name}`, clientId: `tributary-${name}`, auth, seed: name, idPrefix });
-const DEFS: SandboxDefinition[] = [...DEFAULT_SANDBOXES, extra('post-clinic', 'client_secret_post', 'pc'), extra('key-clinic', 'private_key_jwt', 'kc')].map((d) => ({ ...d, patients: 2 }));
+const DEFS = CONNECT_SANDBOXES;
 const [NV, LS, POST, KEY] = DEFS;
 const port = await freePort();
 const BASE = `http://127.0.0.1:${port}`;

@@ -6,7 +6,7 @@
  * a value under a key the server lacks says which; a changed byte is refused and reported.
  */
 import { execFile } from 'node:child_process';
-import { createCipheriv, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { exportJWK, generateKeyPair, jwtVerify, importJWK } from 'jose';
@@ -18,6 +18,7 @@ import { connectionSealKey, registrationFor } from '../../src/connect/client.ts'
 import { saveRegistration } from '../../src/connect/registrations.ts';
 import { webhookOf } from '../../src/sync/webhooks.ts';
 import { testConfig, testDatabase } from '../helper.ts';
+import { sealV1 } from '../unit/auth/seal-v1.ts';
 
 const REPO = path.resolve(import.meta.dirname, '..', '..');
 const A = randomBytes(32);
@@ -196,11 +197,3 @@ t.test('keys rotate: batches, and a value that opens under no key is reported an
   t.same(still, changed, 'left unchanged');
 });
 
-/** A value as the vault sealed it before key ids (version 1). */
-function sealV1(key: Buffer, plain: string, context: string): Buffer {
-  const nonce = randomBytes(12);
-  const cipher = createCipheriv('aes-256-gcm', key, nonce);
-  cipher.setAAD(Buffer.from(context, 'utf8'));
-  const body = Buffer.concat([cipher.update(plain, 'utf8'), cipher.final()]);
-  return Buffer.concat([Buffer.from([1]), nonce, cipher.getAuthTag(), body]);
-}

@@ -3,22 +3,15 @@
  * derived key per purpose, a changed byte is refused, values sealed before key ids still open,
  * and MACs verify under the current and previous keys only.
  */
-import { createCipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import t from 'tap';
 import { keyId, Vault, VaultError, type Purpose } from '../../../src/auth/vault.ts';
+import { sealV1 } from './seal-v1.ts';
 
 const A = randomBytes(32);
 const B = randomBytes(32);
 const PURPOSES: Purpose[] = ['connection-token', 'registration-secret', 'webhook-secret', 'private-key', 'connect-verifier'];
 
-/** A value as the vault sealed it before key ids (version 1: the master key itself, no purpose). */
-function sealV1(key: Buffer, plain: string, context: string): Buffer {
-  const nonce = randomBytes(12);
-  const cipher = createCipheriv('aes-256-gcm', key, nonce);
-  cipher.setAAD(Buffer.from(context, 'utf8'));
-  const body = Buffer.concat([cipher.update(plain, 'utf8'), cipher.final()]);
-  return Buffer.concat([Buffer.from([1]), nonce, cipher.getAuthTag(), body]);
-}
 
 const refused = (fn: () => unknown, code: VaultError['code']) => {
   try {
