@@ -110,7 +110,9 @@ try {
   worker = spawn(path.join(REPO, 'node_modules', '.bin', 'node'), [path.join(REPO, 'bin', 'tributary.ts'), 'worker'], {
     cwd: REPO,
     // The schedule would queue connections again while the cycles run: a day's interval keeps it out.
-    env: { ...process.env, PORT: String(server.port), TRIBUTARY_DATA_DIR: server.dataDir, EMBEDDED_PG_PORT: String(server.pgPort), SANDBOXES: 'false', LOG_LEVEL: 'warn', SYNC_INTERVAL_MINUTES: '1440' },
+    // It serves no sandboxes of its own (SANDBOXES=false), so it names the server's, which are on
+    // loopback, in its outbound allow-list, as an operator would.
+    env: { ...process.env, PORT: String(server.port), TRIBUTARY_DATA_DIR: server.dataDir, EMBEDDED_PG_PORT: String(server.pgPort), SANDBOXES: 'false', OUTBOUND_ALLOW: `localhost:${server.port}`, LOG_LEVEL: 'warn', SYNC_INTERVAL_MINUTES: '1440' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const workerStarted = Date.now();
