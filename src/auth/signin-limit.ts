@@ -1,6 +1,6 @@
 /**
  * Failed sign-ins on the SMART login page, limited per username and per client address, counted in
- * PostgreSQL (migration 0018) so that every server process sharing the database shares the count.
+ * PostgreSQL (migration 0016) so that every server process sharing the database shares the count.
  * A key that fails `max` times within WINDOW_SECONDS is locked for LOCK_SECONDS, doubled at each
  * lockout in a row (up to MAX_LOCK_SECONDS); a lockout is forgotten a day after its key's last
  * failure, and a username's count when it signs in. A username that does not exist is counted and
