@@ -132,19 +132,20 @@ async function readSources(targets: string[], fetch: OutboundFetch): Promise<Imp
   return out;
 }
 const MAX_LIST_BYTES = 200 * 1024 * 1024;
+let config;
+try {
+  config = loadConfig({ ...process.env, LOG_LEVEL: 'silent' });
+} catch (err) {
+  if (err instanceof ConfigError) fail(`Configuration error: ${err.message}`);
+  throw err;
+}
+
 let sources: ImportSource[] = [];
 if (group === 'directory') {
   if (opts.format && !['hti1', 'lantern', 'csv'].includes(opts.format)) fail('--format is hti1, lantern or csv.');
   if (positionals.length < 3) fail('directory import needs at least one file, folder or URL.');
   // A list by URL comes through the outbound agent: no private address unless OUTBOUND_ALLOW names it.
-  let allow: string[] = [];
-  try {
-    allow = loadConfig({ ...process.env, LOG_LEVEL: 'silent' }).outboundAllow;
-  } catch (err) {
-    if (err instanceof ConfigError) fail(`Configuration error: ${err.message}`);
-    throw err;
-  }
-  const outbound = createOutbound({ allow });
+  const outbound = createOutbound({ allow: config.outboundAllow });
   sources = await readSources(positionals.slice(2), outbound.fetch).finally(() => outbound.close());
 }
 
@@ -154,14 +155,6 @@ function progressBar(stage: string, done: number, total: number): void {
   const width = 30;
   const filled = Math.round((done / Math.max(total, 1)) * width);
   process.stderr.write(`\r${stage.padEnd(8)} [${'#'.repeat(filled)}${' '.repeat(width - filled)}] ${done}/${total}${done === total ? '\n' : ''}`);
-}
-
-let config;
-try {
-  config = loadConfig({ ...process.env, LOG_LEVEL: 'silent' });
-} catch (err) {
-  if (err instanceof ConfigError) fail(`Configuration error: ${err.message}`);
-  throw err;
 }
 
 let embedded: EmbeddedDatabase | undefined;

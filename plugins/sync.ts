@@ -14,6 +14,7 @@
  */
 import fp from 'fastify-plugin';
 import { adminOnly } from './admin.ts';
+import { Alarm } from '../src/event-loop.ts';
 import type { FastifyInstance } from 'fastify';
 import { syncConnection, type RunSummary, type SyncDeps } from '../src/sync/run.ts';
 import { DEFAULT_SESSION } from '../src/sync/session.ts';
@@ -129,18 +130,8 @@ export default fp(
     // own workers wait out their polling interval between jobs, even while jobs wait); an idle lane
     // looks every 2 s, or at once when this process queues a sync.
     let stopping = false;
-    const sleepers = new Set<() => void>();
-    const idle = () =>
-      new Promise<void>((resolve) => {
-        const wake = () => {
-          clearTimeout(timer);
-          sleepers.delete(wake);
-          resolve();
-        };
-        const timer = setTimeout(wake, IDLE_POLL_MS);
-        sleepers.add(wake);
-      });
-    wakeLanes = () => [...sleepers].forEach((wake) => wake());
+    const alarm = new Alarm();
+    wakeLanes = () => alarm.wake();
     const lane = async () => {
       while (!stopping) {
         let job: { id: string; data: { connectionId: string } } | undefined;
@@ -150,7 +141,7 @@ export default fp(
           app.log.error({ err: String(err) }, 'the sync queue could not be read');
         }
         if (!job) {
-          await idle();
+          await alarm.sleep(IDLE_POLL_MS);
           continue;
         }
         try {

@@ -5,7 +5,7 @@
  * heed one. Used by the directory's status probe and by the connect flow's discovery, each with
  * the app's outbound fetch (src/net/outbound.ts).
  */
-import { OutboundError, type OutboundFetch } from './net/outbound.ts';
+import { isRefusal, type OutboundFetch } from './net/outbound.ts';
 
 export interface JsonRetry {
   attempts: number;
@@ -24,7 +24,7 @@ export async function fetchJson(fetch: OutboundFetch, url: string, o: JsonRetry)
       res = await fetch(url, { headers: { accept: 'application/fhir+json, application/json' }, signal: AbortSignal.timeout(o.timeoutMs) });
     } catch (err) {
       // An address the agent refuses (or a URL it cannot fetch) is refused again: no retry.
-      const refused = err instanceof OutboundError && err.code !== 'unreachable' && err.code !== 'timeout';
+      const refused = isRefusal(err);
       if (refused || attempt >= o.attempts) throw err;
     }
     if (res?.ok) return res.json();

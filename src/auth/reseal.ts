@@ -50,10 +50,10 @@ async function present(pool: pg.Pool) {
 
 /** Values not yet under the current key, per `table.column`. */
 export async function countStale(pool: pg.Pool, vault: Vault): Promise<Record<string, number>> {
-  const prefix = Buffer.from(`02${vault.keyId}`, 'hex');
+  const prefix = vault.currentPrefix;
   const out: Record<string, number> = {};
   for (const s of await present(pool)) {
-    const { rows } = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${s.table} WHERE ${s.column} IS NOT NULL AND substring(${s.column} FROM 1 FOR 9) <> $1`, [prefix]);
+    const { rows } = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${s.table} WHERE ${s.column} IS NOT NULL AND substring(${s.column} FROM 1 FOR ${prefix.length}) <> $1`, [prefix]);
     out[`${s.table}.${s.column}`] = Number(rows[0].n);
   }
   return out;
@@ -63,7 +63,7 @@ export async function countStale(pool: pg.Pool, vault: Vault): Promise<Record<st
 export async function resealAll(pool: pg.Pool, vault: Vault, progress: (p: ResealProgress) => void = () => {}, batch = 500): Promise<{ resealed: number; unopened: Unopened[] }> {
   if (!vault.ready) throw new VaultError('No encryption key: set ENCRYPTION_KEY (the new key) and ENCRYPTION_KEYS_PREVIOUS (the old ones).', 'no_key');
   await sealStoredKeys(pool, vault); // private keys from before they were sealed
-  const prefix = Buffer.from(`02${vault.keyId}`, 'hex');
+  const prefix = vault.currentPrefix;
   const unopened: Unopened[] = [];
   let resealed = 0;
   const stale = await countStale(pool, vault);
@@ -78,7 +78,7 @@ export async function resealAll(pool: pg.Pool, vault: Vault, progress: (p: Resea
         // Keyset paging: a row that does not open is passed over, not read again.
         const { rows } = await c.query<{ k: unknown; ctx: string; sealed: Buffer }>(
           /* SQL */ `SELECT ${s.key} AS k, ${s.context} AS ctx, ${s.column} AS sealed FROM ${s.table}
-           WHERE ${s.column} IS NOT NULL AND substring(${s.column} FROM 1 FOR 9) <> $1 ${last === undefined ? '' : `AND ${s.key} > $3`}
+           WHERE ${s.column} IS NOT NULL AND substring(${s.column} FROM 1 FOR ${prefix.length}) <> $1 ${last === undefined ? '' : `AND ${s.key} > $3`}
            ORDER BY ${s.key} LIMIT $2 FOR UPDATE`,
           last === undefined ? [prefix, batch] : [prefix, batch, last],
         );

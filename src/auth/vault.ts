@@ -144,9 +144,14 @@ export class Vault {
     throw new VaultError('Not a value this vault sealed.', 'malformed');
   }
 
+  /** The first bytes (version and key id) of every value sealed under the current key, for SQL that finds the rest. */
+  get currentPrefix(): Buffer {
+    return Buffer.concat([Buffer.from([V2]), this.need().id]);
+  }
+
   /** Whether `sealed` is already sealed under the current key (as `keys rotate` leaves every value). */
   isCurrent(sealed: Buffer): boolean {
-    return sealed[0] === V2 && this.current !== undefined && sealed.subarray(1, HEADER).equals(this.current.id);
+    return this.current !== undefined && sealed.subarray(0, HEADER).equals(this.currentPrefix);
   }
 }
 
@@ -160,11 +165,6 @@ function open(key: Buffer, rest: Buffer, aad: Buffer): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** The sealed-value prefix (version and key id) of everything sealed under `key`, for SQL that finds the rest. */
-export function sealedPrefix(key: Buffer): Buffer {
-  return Buffer.concat([Buffer.from([V2]), keyId(key)]);
 }
 
 /** The embedded setup's key: `<dataDir>/encryption.key`, made once (readable by this user only). */

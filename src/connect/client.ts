@@ -44,7 +44,7 @@ export interface SystemClient {
   client: oauth.Client;
   auth: oauth.ClientAuth;
   scope: string;
-  options: { [oauth.allowInsecureRequests]?: boolean; [oauth.customFetch]?: OutboundFetch; signal?: () => AbortSignal };
+  options: { [oauth.allowInsecureRequests]?: boolean; [oauth.customFetch]: OutboundFetch; signal?: () => AbortSignal };
 }
 
 export interface Tokens {

@@ -58,6 +58,14 @@ export class OutboundError extends Error {
   }
 }
 
+/**
+ * Whether an error is the agent's refusal (an address it may not reach, a URL it cannot fetch, a
+ * redirect it does not follow): sending the request again changes nothing, so it is not retried.
+ */
+export function isRefusal(err: unknown): err is OutboundError {
+  return err instanceof OutboundError && err.code !== 'unreachable' && err.code !== 'timeout';
+}
+
 export const MAX_REDIRECTS = 5;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 /** Headers that carry credentials: not sent on to another origin. */

@@ -109,7 +109,6 @@ export async function syncConnection(deps: SyncDeps, connectionId: string): Prom
       scope: '',
     };
     session = new SourceSession(
-      deps.fetch,
       sc,
       tokens,
       async (t) => {

@@ -9,8 +9,9 @@
  * - every request goes through the app's outbound fetch (src/net/outbound.ts): an address it may not
  *   reach is a SourceError, not retried.
  */
+import * as oauth from 'oauth4webapi';
 import { ConnectError, refresh, type SystemClient, type Tokens } from '../connect/client.ts';
-import { OutboundError, type OutboundFetch } from '../net/outbound.ts';
+import { isRefusal, type OutboundFetch } from '../net/outbound.ts';
 
 export class NeedsReauth extends Error {}
 export class SourceError extends Error {
@@ -65,8 +66,9 @@ export class SourceSession {
   /** Requests made (retries included), for the run's log. */
   requests = 0;
 
-  constructor(fetch: OutboundFetch, sc: SystemClient, tokens: Tokens, onRefreshed: (t: Tokens) => Promise<void>, o: SessionOptions = DEFAULT_SESSION) {
-    this.fetch = fetch;
+  constructor(sc: SystemClient, tokens: Tokens, onRefreshed: (t: Tokens) => Promise<void>, o: SessionOptions = DEFAULT_SESSION) {
+    // The same outbound fetch as the client's token requests.
+    this.fetch = sc.options[oauth.customFetch];
     this.sc = sc;
     this.tokens = tokens;
     this.onRefreshed = onRefreshed;
@@ -101,7 +103,7 @@ export class SourceSession {
         failure = `HTTP ${res.status}`;
       } catch (err) {
         // An address the agent refuses stays refused: not worth a retry.
-        if (err instanceof OutboundError && err.code !== 'unreachable' && err.code !== 'timeout') throw new SourceError(0, `${url}: ${err.message}`);
+        if (isRefusal(err)) throw new SourceError(0, `${url}: ${err.message}`);
         failure = (err as Error).name === 'TimeoutError' ? `no answer in ${this.o.timeoutMs} ms` : (err as Error).message;
       } finally {
         release();

@@ -22,6 +22,7 @@ import type PgBoss from 'pg-boss';
 import { Webhook } from 'standardwebhooks';
 import type { Vault } from '../auth/vault.ts';
 import type { OutboundFetch } from '../net/outbound.ts';
+import { Alarm } from '../event-loop.ts';
 
 export const WEBHOOK_QUEUE = 'webhook';
 export type EventType = 'sync.succeeded' | 'sync.failed' | 'connection.needs_reauth';
@@ -172,26 +173,9 @@ export function startDeliveries(d: DeliveryDeps): { wake(): void; stop(): Promis
   let dueNext = Infinity;
   const running = new Set<Promise<void>>();
   const closing = new AbortController();
-  let poked = false;
-  let wakeUp = () => {};
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      if (poked || closing.signal.aborted) {
-        poked = false;
-        return resolve();
-      }
-      const done = () => {
-        clearTimeout(timer);
-        wakeUp = () => {};
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      wakeUp = done;
-    });
-  const wake = () => {
-    poked = true;
-    wakeUp();
-  };
+  const alarm = new Alarm();
+  const sleep = (ms: number) => alarm.sleep(ms);
+  const wake = () => alarm.wake();
 
   const one = async (job: PgBoss.Job<QueuedEvent>) => {
     const started = Date.now();
@@ -278,7 +262,7 @@ export function startDeliveries(d: DeliveryDeps): { wake(): void; stop(): Promis
     wake,
     stop: async () => {
       closing.abort();
-      wakeUp();
+      wake();
       await loop;
       await Promise.all(running);
     },
