@@ -8,13 +8,11 @@
  * server that records the query it got. One browser, a page per system; screenshots go to
  * test/artifacts/connect-origins/ (not committed). Without Chromium the test says so and skips.
  */
-import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import t from 'tap';
-import { chromium } from 'playwright-core';
-import { chromiumPath } from './chromium.ts';
+import { artifactsDir, chromiumPath, launchChromium } from './chromium.ts';
 import { buildApp } from '../../src/app.ts';
 import { generateSystem } from '../../src/sandbox/generate.ts';
 import { CONNECT_SANDBOXES } from '../integration/connect-support.ts';
@@ -54,10 +52,8 @@ if (executablePath) {
     return tokens.access_token;
   }
 
-  const artifacts = path.resolve(import.meta.dirname, '..', 'artifacts', 'connect-origins');
-  fs.mkdirSync(artifacts, { recursive: true });
-  const browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
-  t.teardown(() => browser.close());
+  const artifacts = artifactsDir('connect-origins');
+  const browser = await launchChromium(t, executablePath);
 
   for (const d of DEFS) {
     t.test(`${d.title} (${d.auth}): sign-in and consent in the browser, back at the app on ${appOrigin}`, async (t) => {

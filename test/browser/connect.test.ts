@@ -8,8 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { chromium } from 'playwright-core';
-import { chromiumPath } from './chromium.ts';
+import { chromiumPath, launchChromium } from './chromium.ts';
 import { buildTestApp } from '../helper.ts';
 import { freePort } from '../pg.ts';
 import { importDirectory } from '../../src/directory/importer.ts';
@@ -32,8 +31,7 @@ if (executablePath) {
   const { access_token } = await app.auth.exchangeCode(client, await app.auth.newCode(client.id, user.id));
   const systemId = (await app.pg.query("SELECT id FROM trb_system WHERE name = 'Hôpital Saint-Élisabeth'")).rows[0].id as string;
 
-  const browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
-  t.teardown(() => browser.close());
+  const browser = await launchChromium(t, executablePath);
 
   t.test('type a name, see the systems, choose one, land on its connect URL', async (t) => {
     const page = await browser.newPage({ viewport: { width: 390, height: 800 } });

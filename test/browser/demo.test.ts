@@ -6,11 +6,9 @@
  * first sync, by type and source. Screenshots of every step are
  * kept in test/artifacts/ (not committed). Without Chromium the test says so and skips.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { chromium } from 'playwright-core';
-import { chromiumPath } from './chromium.ts';
+import { artifactsDir, chromiumPath, launchChromium } from './chromium.ts';
 import { buildApp } from '../../src/app.ts';
 import { generateSystem } from '../../src/sandbox/generate.ts';
 import { DEFAULT_SANDBOXES } from '../../src/sandbox/systems.ts';
@@ -28,11 +26,9 @@ if (executablePath) {
   t.teardown(() => app.close());
   await app.sandboxesLoaded;
   const patient = generateSystem({ seed: NV.seed, patients: NV.patients, idPrefix: NV.idPrefix, systemName: NV.title }).patients.find((p) => p.personKey !== 'shared')!;
-  const artifacts = path.resolve(import.meta.dirname, '..', 'artifacts', 'demo');
-  fs.mkdirSync(artifacts, { recursive: true });
+  const artifacts = artifactsDir('demo');
 
-  const browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
-  t.teardown(() => browser.close());
+  const browser = await launchChromium(t, executablePath);
 
   t.test('demo app → connect URL → sandbox sign-in → consent → back at the app, connected', async (t) => {
     const page = await browser.newPage({ viewport: { width: 1000, height: 900 } });

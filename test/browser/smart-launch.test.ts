@@ -14,8 +14,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import t from 'tap';
-import { chromium } from 'playwright-core';
-import { chromiumPath } from './chromium.ts';
+import { artifactsDir, chromiumPath, launchChromium } from './chromium.ts';
 import { buildTestApp } from '../helper.ts';
 import { freePort } from '../pg.ts';
 
@@ -64,10 +63,8 @@ FHIR.oauth2.ready().then(async (client) => {
     await post({ resourceType: 'Observation', status: 'final', code: { coding: [{ system: 'http://loinc.org', code }] }, subject: { reference: `Patient/${patient.id}` } });
   }
 
-  const artifacts = path.resolve(import.meta.dirname, '..', 'artifacts', 'smart-launch');
-  fs.mkdirSync(artifacts, { recursive: true });
-  const browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
-  t.teardown(() => browser.close());
+  const artifacts = artifactsDir('smart-launch');
+  const browser = await launchChromium(t, executablePath);
 
   t.test('fhirclient on another origin: authorize → sign in → allow → ready() reads the Patient and Observations', async (t) => {
     const page = await browser.newPage({ viewport: { width: 800, height: 800 } });
