@@ -25,7 +25,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import fastifyCookie from '@fastify/cookie';
 import * as oauth from 'oauth4webapi';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type pg from 'pg';
 import { USER_SCOPE, type App } from '../src/auth/store.ts';
 import { parseScopes } from '../src/auth/scopes.ts';
 import { authorizeUrl, clientForSystem, ConnectError, connectionSealKey, exchangeCode, revoke, type SystemClient } from '../src/connect/client.ts';
@@ -44,19 +43,6 @@ const BROWSER_VALUE = /^[A-Za-z0-9_-]{43}$/;
 const sha256 = (s: string) => createHash('sha256').update(s).digest();
 const NO_KEY =
   'This Tributary server cannot connect health systems: it has no encryption key to keep their tokens with. The operator sets ENCRYPTION_KEY (64 hex characters: openssl rand -hex 32; the same in every process) and restarts it.';
-
-/**
- * Where the callback of a pending connect state will send the person on to: the app's registered
- * redirect URI (as backToApp). The consent page of a sandbox, whose own redirect_uri is this
- * server's /connect/callback, names it in its form-action, since Chromium checks that hop too.
- */
-export async function connectReturnUri(pool: pg.Pool, state: string): Promise<string | undefined> {
-  const { rows } = await pool.query<{ uri: string | null }>(
-    'SELECT a.redirect_uris[1] AS uri FROM trb_connect_state s JOIN trb_app a ON a.id = s.app_id WHERE s.state_sha256 = $1 AND s.expires_at > now()',
-    [sha256(state)],
-  );
-  return rows[0]?.uri ?? undefined;
-}
 
 interface SystemRow {
   id: string;

@@ -15,7 +15,7 @@ import { waitWords, type Lock } from '../src/auth/signin-limit.ts';
 import { addFormParser, requestParam as param } from './auth.ts';
 import { escapeHtml as esc } from '../src/html.ts';
 import { fromThisMachine, sandboxesLocalOnly } from './loopback.ts';
-import { connectReturnUri } from './connect.ts';
+import { connectReturnUri } from '../src/connect/return-uri.ts';
 
 const FHIR_BASES = ['/fhir/r4', '/r4'];
 const CAPABILITIES = [

@@ -49,10 +49,10 @@ async function present(pool: pg.Pool) {
 }
 
 /** Values not yet under the current key, per `table.column`. */
-export async function countStale(pool: pg.Pool, vault: Vault): Promise<Record<string, number>> {
+export async function countStale(pool: pg.Pool, vault: Vault, columns?: Awaited<ReturnType<typeof present>>): Promise<Record<string, number>> {
   const prefix = vault.currentPrefix;
   const out: Record<string, number> = {};
-  for (const s of await present(pool)) {
+  for (const s of columns ?? (await present(pool))) {
     const { rows } = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${s.table} WHERE ${s.column} IS NOT NULL AND substring(${s.column} FROM 1 FOR ${prefix.length}) <> $1`, [prefix]);
     out[`${s.table}.${s.column}`] = Number(rows[0].n);
   }
@@ -66,8 +66,9 @@ export async function resealAll(pool: pg.Pool, vault: Vault, progress: (p: Resea
   const prefix = vault.currentPrefix;
   const unopened: Unopened[] = [];
   let resealed = 0;
-  const stale = await countStale(pool, vault);
-  for (const s of await present(pool)) {
+  const columns = await present(pool);
+  const stale = await countStale(pool, vault, columns);
+  for (const s of columns) {
     const name = `${s.table}.${s.column}`;
     const total = stale[name];
     let done = 0;
