@@ -12,13 +12,19 @@
 import * as oauth from 'oauth4webapi';
 import { ConnectError, refresh, type SystemClient, type Tokens } from '../connect/client.ts';
 import { isRefusal, type OutboundFetch } from '../net/outbound.ts';
+import type { SystemLimiter } from './rate-limit.ts';
 
 export class NeedsReauth extends Error {}
 export class SourceError extends Error {
   readonly status: number;
-  constructor(status: number, message: string) {
+  /** The answer's body: parsed JSON when it is JSON (an OperationOutcome, mostly), else its text, at most 2,000 characters. */
+  readonly body?: unknown;
+  readonly contentType?: string;
+  constructor(status: number, message: string, body?: unknown, contentType?: string) {
     super(message);
     this.status = status;
+    this.body = body;
+    this.contentType = contentType;
   }
 }
 
@@ -66,7 +72,10 @@ export class SourceSession {
   /** Requests made (retries included), for the run's log. */
   requests = 0;
 
-  constructor(sc: SystemClient, tokens: Tokens, onRefreshed: (t: Tokens) => Promise<void>, o: SessionOptions = DEFAULT_SESSION) {
+  private readonly limiter?: SystemLimiter;
+
+  constructor(sc: SystemClient, tokens: Tokens, onRefreshed: (t: Tokens) => Promise<void>, o: SessionOptions = DEFAULT_SESSION, limiter?: SystemLimiter) {
+    this.limiter = limiter;
     // The same outbound fetch as the client's token requests.
     this.fetch = sc.options[oauth.customFetch];
     this.sc = sc;
