@@ -22,6 +22,7 @@
  */
 import { createHash } from 'node:crypto';
 import type {
+  Binary,
   Address,
   AllergyIntolerance,
   CodeableConcept,
@@ -43,6 +44,7 @@ import type {
   Reference,
   Resource,
 } from '@medplum/fhirtypes';
+import { noteHtml, notePdf } from './notes.ts';
 
 export interface GenerateOptions {
   /** Any string; the same seed gives the same records. */
@@ -57,6 +59,42 @@ export interface GenerateOptions {
   sharedPerson?: boolean;
   /** Roughly how many years of history per patient (default 5); more years → more encounters and observations. */
   years?: number;
+  /** Ways real vendors' records differ (the simulated vendors' sandboxes), each off by default. */
+  vendor?: VendorVariations;
+}
+
+/**
+ * Ways real vendors' records differ, for the simulated vendors (ehr-behaviour.md). They are applied
+ * to each patient's finished record with randomness of their own (from the seed and the patient),
+ * so that without them the output is exactly what it was, and with them the rest of it is too.
+ * Practice-prefixed ids, as athena's (`a-80000.E-…`, §3 "IDs"), need no option: the idPrefix gives them.
+ */
+export interface VendorVariations {
+  /**
+   * The share (0 to 1) of each type's resources whose status is entered-in-error: athena returns
+   * such records (§3 "Entered-in-error": 89 of 491 Observations), Oracle too (§2).
+   */
+  enteredInError?: Partial<Record<'Observation' | 'DiagnosticReport' | 'DocumentReference', number>>;
+  /** With enteredInError: an Observation's values removed and its dataAbsentReason `masked` (§2 Oracle "Entered-in-error"). */
+  maskEnteredInError?: boolean;
+  /**
+   * Each note as Binary renditions (owned by the patient) that its DocumentReference's attachments
+   * link by a relative `Binary/<id>` url, in these formats, instead of inline text/plain data
+   * (§1 Epic "DocumentReference / Binary", §2 Oracle "Binary / notes").
+   */
+  noteBinaries?: ('text/html' | 'application/pdf')[];
+  /**
+   * Observations of two more categories: social-history (tobacco smoking status at each check-up)
+   * and survey (a PHQ-2 score with each depression screening), which Epic's category fan-out and
+   * Oracle's first page reach (§1 "Observation categories", §2 "`_count`").
+   */
+  moreCategories?: boolean;
+  /**
+   * The first Procedure of the first ordinary patient (`${idPrefix}-proc-1-1`) without its status,
+   * which R4 requires: what makes Oracle fail a whole search with a 500 (§2 "Whole-search failure").
+   * Not valid FHIR on purpose; the sandbox writes its records without validation.
+   */
+  procedureWithoutStatus?: boolean;
 }
 
 export interface SandboxPatient {
@@ -501,6 +539,8 @@ function ethnicityExtension(heritage: Heritage): Extension {
 // The system: Organization, Practitioners, Locations
 
 interface SystemContext {
+  seed: string;
+  vendor?: VendorVariations;
   idPrefix: string;
   systemName: string;
   years: number;
@@ -569,6 +609,8 @@ function createSystem(opts: GenerateOptions, years: number): SystemContext {
   const organization = createOrganization(rng, `${idPrefix}-org`, systemName, city);
   const practitioners = Array.from({ length: 6 }, (_, i) => createPractitioner(rng, `${idPrefix}-prac-${i + 1}`, city));
   return {
+    seed: opts.seed,
+    vendor: opts.vendor,
     idPrefix,
     systemName,
     years,
@@ -1287,6 +1329,80 @@ function recordSteps(chart: Chart): void {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Vendor variations (see VendorVariations), applied to a finished record
+
+const VENDOR_CATEGORY = {
+  socialHistory: concept(`${TERMINOLOGY}/observation-category`, { code: 'social-history', display: 'Social History' }),
+  survey: concept(`${TERMINOLOGY}/observation-category`, { code: 'survey', display: 'Survey' }),
+};
+const SMOKING_STATUS: readonly Code[] = [
+  { code: '266919005', display: 'Never smoked tobacco (finding)' },
+  { code: '8517006', display: 'Ex-smoker (finding)' },
+  { code: '77176002', display: 'Smoker (finding)' },
+];
+const MASKED = concept(`${TERMINOLOGY}/data-absent-reason`, { code: 'masked', display: 'Masked' });
+
+function applyVariations(chart: Chart, personKey: string, v: VendorVariations): void {
+  const rng = createRng(`${chart.sys.seed}:vendor:${personKey}`);
+  if (v.moreCategories) moreCategories(chart, rng);
+  if (v.noteBinaries?.length) noteBinaries(chart, v.noteBinaries);
+  if (v.enteredInError) enterInError(chart, rng, v.enteredInError, v.maskEnteredInError ?? false);
+  if (v.procedureWithoutStatus && chart.index === 1) {
+    const first = chart.resources.find((r): r is Procedure => r.resourceType === 'Procedure');
+    if (first) delete (first as { status?: string }).status;
+  }
+}
+
+/** Smoking status at each check-up (one status a patient), a PHQ-2 score with each depression screening. */
+function moreCategories(chart: Chart, rng: Rng): void {
+  const roll = rng.next();
+  const smoking = SMOKING_STATUS[roll < 0.6 ? 0 : roll < 0.85 ? 1 : 2];
+  for (const r of [...chart.resources]) {
+    if (r.resourceType === 'Encounter' && r.type?.[0].coding?.[0].code === ENCOUNTER_TYPES.checkup.code && r.period?.start) {
+      const code = concept(LOINC, { code: '72166-2', display: 'Tobacco smoking status' });
+      add(chart, { ...observation(chart, r, VENDOR_CATEGORY.socialHistory, code, Date.parse(r.period.start)), valueCodeableConcept: concept(SNOMED, smoking) });
+    }
+    if (r.resourceType === 'Procedure' && r.code?.coding?.[0].code === PROCEDURES.depressionScreening.code && r.performedDateTime && r.encounter) {
+      const encounter = chart.resources.find((e): e is Encounter => `Encounter/${e.id}` === r.encounter?.reference);
+      if (!encounter) continue;
+      const code = concept(LOINC, { code: '55758-7', display: 'Patient Health Questionnaire 2 item (PHQ-2) total score [Reported]' });
+      const score = rng.chance(0.8) ? rng.int(0, 2) : rng.int(3, 6);
+      add(chart, { ...observation(chart, encounter, VENDOR_CATEGORY.survey, code, Date.parse(r.performedDateTime)), valueInteger: score });
+    }
+  }
+}
+
+/** Each note's inline text becomes Binary renditions, linked by relative urls. */
+function noteBinaries(chart: Chart, formats: readonly ('text/html' | 'application/pdf')[]): void {
+  for (const doc of chart.resources.filter((r): r is DocumentReference => r.resourceType === 'DocumentReference')) {
+    const inline = doc.content[0].attachment;
+    const text = Buffer.from(inline.data ?? '', 'base64').toString('utf8');
+    doc.content = formats.map((contentType) => {
+      const bytes = contentType === 'text/html' ? Buffer.from(noteHtml(text), 'utf8') : notePdf(text);
+      const binary = add<Binary>(chart, { resourceType: 'Binary', id: nextId(chart, 'bin'), contentType, securityContext: ref(chart.patient), data: bytes.toString('base64') });
+      return { attachment: { contentType, url: `Binary/${binary.id}`, size: bytes.length, title: inline.title, creation: inline.creation } };
+    });
+  }
+}
+
+/** Marks a share of each type's resources entered-in-error; masked, an Observation loses its values. */
+function enterInError(chart: Chart, rng: Rng, shares: NonNullable<VendorVariations['enteredInError']>, mask: boolean): void {
+  const withoutValue = (o: Record<string, unknown>): void => {
+    for (const k of Object.keys(o)) if (k.startsWith('value')) delete o[k];
+    o.dataAbsentReason = MASKED;
+  };
+  for (const r of chart.resources) {
+    const share = shares[r.resourceType as keyof typeof shares];
+    if (share === undefined || !rng.chance(share)) continue;
+    (r as { status: string }).status = 'entered-in-error';
+    if (r.resourceType !== 'Observation' || !mask) continue;
+    delete r.interpretation;
+    if (r.component) for (const c of r.component) withoutValue(c as unknown as Record<string, unknown>);
+    else withoutValue(r as unknown as Record<string, unknown>);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Patients
 
 /** The shared person's demographics come from this seed, the same at every system. */
@@ -1337,6 +1453,7 @@ function buildPatient(sys: SystemContext, spec: PatientSpec, taken: Set<string>)
   recordImmunizations(chart, spec.shared ? fluSeason : undefined);
   if (spec.shared) immunization(chart, VACCINES.influenza, SHARED_FACTS.fluShot);
   recordSteps(chart);
+  if (sys.vendor) applyVariations(chart, spec.personKey, sys.vendor);
   return { personKey: spec.personKey, username, password: `${username}${ANCHOR_YEAR}`, resources: [patient, ...chart.resources] };
 }
 
