@@ -1,7 +1,19 @@
 /**
  * The connect flow as a person goes through it, for the sync benches: an app user's token, the
- * connect URL, the sandbox's sign-in and consent, and the callback.
+ * connect URL, the sandbox's sign-in and consent, and the callback; and who can sign in where.
  */
+import { generateSystem, type SandboxPatient } from '../src/sandbox/generate.ts';
+import type { SandboxDefinition } from '../src/sandbox/systems.ts';
+
+/**
+ * The patients of a sandbox system (their usernames and passwords), as the server generates them:
+ * from the system's seed, with SANDBOX_YEARS (`years`) unless the system keeps its own.
+ */
+export function sandboxPatients(def: SandboxDefinition, years: number): SandboxPatient[] {
+  const own = def as SandboxDefinition & { years?: number; variations?: Parameters<typeof generateSystem>[0]['vendor'] };
+  return generateSystem({ seed: def.seed, patients: def.patients, idPrefix: def.idPrefix, systemName: def.title, years: own.years ?? years, vendor: own.variations }).patients;
+}
+
 const get = (url: string) => fetch(url, { redirect: 'manual' });
 const form = (url: string, fields: Record<string, string>) =>
   fetch(url, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(fields) });

@@ -1,0 +1,143 @@
+/**
+ * A first sync of one very large record, by a worker process of its own: its time, its pace, and
+ * the worker's resident memory throughout (which must stay under 150 MB: the sync holds a page at a
+ * time, not the record).
+ *
+ * A server as `npm start` runs it, with its sandbox systems and no workers of its own
+ * (SYNC_WORKERS=false). The sandbox makes one patient with about --resources resources (mostly
+ * Observations across categories, with their Encounters; POST /admin/sandbox/{name}/big-patient),
+ * an app user connects as that patient through the real flow (connect URL, sign-in and consent, the
+ * callback, which queues the first sync), and then one `npx tributary worker` starts beside the
+ * server (OUTBOUND_ALLOW naming the server's loopback port, as an operator would) and takes it.
+ * Every 100 ms the worker's VmRSS is read from /proc/<pid>/status. The run's time is its own
+ * (started_at to finished_at, GET /admin/sync?since=); then one JSON line.
+ *
+ *   npx node bench/sync-first.ts [--resources 50000] [--system epic|lakeside|...]
+ *
+ * At the Epic-like `epic` the sync fans Observation out by category and some of the record is
+ * refused (categories and types Epic does not grant), so fewer resources arrive than were made;
+ * at `lakeside` all of them do.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { DEFAULT_SANDBOXES } from '../src/sandbox/systems.ts';
+import { benchApp, connectUser } from './connect.ts';
+import { readRssMB, REPO, round, spawnServer } from './server.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    resources: { type: 'string', default: '50000' },
+    system: { type: 'string', default: 'epic' },
+  },
+});
+const RESOURCES = Math.max(100, Math.floor(Number(args.resources)) || 50_000);
+const RSS_LIMIT_MB = 150;
+const SAMPLE_MS = 100;
+const def = DEFAULT_SANDBOXES.find((d) => d.name === args.system);
+if (!def) throw new Error(`--system is one of ${DEFAULT_SANDBOXES.map((d) => d.name).join(', ')}`);
+const ADMIN_KEY = `bench-${crypto.randomUUID()}`;
+Object.assign(process.env, { ADMIN_KEY, SANDBOXES: 'true', SYNC_WORKERS: 'false', FHIR_AUTH: 'required' });
+
+interface RunsSummary {
+  runs: number;
+  running: number;
+  succeeded: number;
+  failed: number;
+  needs_reauth: number;
+  first_started_at: string | null;
+  last_finished_at: string | null;
+  fetched: number;
+  created: number;
+  updated: number;
+  requests: number;
+  errors: { error: string; runs: number }[];
+}
+
+const server = await spawnServer(fs.mkdtempSync(path.join(os.tmpdir(), 'tributary-sync-first-')), { remove: true, readyTimeoutMs: 120_000 });
+const base = server.base;
+const adminHeaders = { authorization: `Bearer ${ADMIN_KEY}` };
+const runsSince = async (since: string): Promise<RunsSummary> => (await fetch(`${base}/admin/sync?since=${encodeURIComponent(since)}`, { headers: adminHeaders })).json() as Promise<RunsSummary>;
+
+/** The sandbox's big patient (made once; a sandbox still loading answers 503, and is asked again). */
+async function bigPatient(): Promise<{ username: string; password: string; patientId: string; resources: number }> {
+  for (let i = 0; i < 600; i++) {
+    const res = await fetch(`${base}/admin/sandbox/${def!.name}/big-patient`, { method: 'POST', headers: { ...adminHeaders, 'content-type': 'application/json' }, body: JSON.stringify({ resources: RESOURCES }) });
+    if (res.status === 200 || res.status === 201) return res.json() as Promise<{ username: string; password: string; patientId: string; resources: number }>;
+    if (res.status !== 503) throw new Error(`big-patient answered ${res.status}: ${(await res.text()).slice(0, 300)}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error('the sandbox was still loading after 5 minutes');
+}
+
+let worker: ChildProcess | undefined;
+try {
+  const made0 = Date.now();
+  const big = await bigPatient();
+  const madeS = (Date.now() - made0) / 1000;
+  console.log(`${def.title}: a patient with ${big.resources} resources made in ${round(madeS, 1)} s`);
+  const app = await benchApp(base, ADMIN_KEY);
+  const since = new Date().toISOString();
+  await connectUser(base, app, 'big-0', def.directoryId, big.username, big.password);
+
+  worker = spawn(path.join(REPO, 'node_modules', '.bin', 'node'), [path.join(REPO, 'bin', 'tributary.ts'), 'worker'], {
+    cwd: REPO,
+    env: { ...process.env, PORT: String(server.port), TRIBUTARY_DATA_DIR: server.dataDir, EMBEDDED_PG_PORT: String(server.pgPort), SANDBOXES: 'false', OUTBOUND_ALLOW: `localhost:${server.port}`, LOG_LEVEL: 'warn', SYNC_INTERVAL_MINUTES: '1440' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const pid = worker.pid!;
+  const samples: number[] = [];
+  const sampler = setInterval(() => {
+    const mb = readRssMB(pid);
+    if (mb !== null) samples.push(mb);
+  }, SAMPLE_MS);
+  let done: RunsSummary | undefined;
+  try {
+    for (const deadline = Date.now() + 1800_000; Date.now() < deadline; ) {
+      const s = await runsSince(since);
+      if (s.succeeded + s.failed + s.needs_reauth >= 1) {
+        done = s;
+        break;
+      }
+      if (worker.exitCode !== null) throw new Error(`the worker exited (${worker.exitCode}) before the run finished`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  } finally {
+    clearInterval(sampler);
+  }
+  if (!done) throw new Error('the first sync did not finish within 30 minutes');
+  const seconds = (Date.parse(done.last_finished_at!) - Date.parse(done.first_started_at!)) / 1000;
+  const maxRss = Math.max(...samples);
+  const status = done.succeeded === 1 ? 'succeeded' : done.failed ? 'failed' : 'needs_reauth';
+  console.log(
+    `first sync ${status}: ${done.fetched} fetched, ${done.created} created, ${done.updated} updated, ${done.requests} requests, in ${round(seconds, 1)} s (${Math.round(done.created / seconds)} resources/s)` +
+      (done.errors.length ? `; error: ${done.errors[0].error.slice(0, 300)}` : ''),
+  );
+  console.log(`worker RSS: max ${round(maxRss, 1)} MB over ${samples.length} samples every ${SAMPLE_MS} ms (limit ${RSS_LIMIT_MB} MB): ${maxRss < RSS_LIMIT_MB ? 'within' : 'OVER'}`);
+  console.log(
+    JSON.stringify({
+      bench: 'sync-first',
+      system: def.name,
+      resourcesMade: big.resources,
+      status,
+      fetched: done.fetched,
+      created: done.created,
+      requests: done.requests,
+      seconds: round(seconds, 1),
+      resourcesPerSecond: Math.round(done.created / seconds),
+      maxRssMB: round(maxRss, 1),
+      rssLimitMB: RSS_LIMIT_MB,
+      samples: samples.length,
+    }),
+  );
+  if (maxRss >= RSS_LIMIT_MB) process.exitCode = 1;
+} finally {
+  if (worker && worker.exitCode === null) {
+    const exited = new Promise((r) => worker!.once('exit', r));
+    worker.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
+  }
+  await server.stop();
+}
