@@ -1,0 +1,384 @@
+/**
+ * The fetch side of one sync run: what the system has for the patient, page by page, as events
+ * for the run (src/sync/run.ts) to store as they come. The generator asks for the next page only
+ * when the consumer asks for the next event, so at most one page is held.
+ * - Which queries: Patient/$everything where the CapabilityStatement lists it (and the run's mode
+ *   wants it); else a read of `Patient/{id}` and a search per type (src/sync/plan.ts: the types
+ *   listed with a patient parameter, those the granted scopes allow; the others are `refused`
+ *   `not-granted`). A search refused for a missing parameter is retried with the variants it needs
+ *   (category fan-out, `intent`, `status`), each refused variant costing itself only; what works is
+ *   remembered per system, so later runs go straight to it.
+ * - Increments: `_lastUpdated` only where the system lists it for the type (the name as listed),
+ *   `gt` first, `ge` when `gt` is refused (Oracle's MedicationRequest), none when both are; $everything
+ *   with `_since` only while the system is not seen ignoring it (an increment that returned as many
+ *   matches as the last full fetch: MEDITECH).
+ * - Paging: `next` followed verbatim on the system's origin (scheme, host, port), never trusting
+ *   `total`, until there is none; `_count` made smaller when refused (Blue Button takes 50 at most),
+ *   or dropped when it breaks a parameter combination (eCW); an expired page token restarts the
+ *   query from its first page (twice at most); a `next` kept from a cut-off run is tried first.
+ * - OperationOutcome entries in a 200 bundle are `warning` events; includes are not matches.
+ * - Only NeedsReauth ends the run (thrown); a refusal is a `refused` event, a failure (retries used
+ *   up, a whole-search 500, no answer) a `failed` event: nothing is lost, the next run tries again.
+ * See: /work/shared/ehr-behaviour.md, "What breaks a naive sync".
+ */
+import type pg from 'pg';
+import type { OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
+import {
+  EVERYTHING, fanOut, forgetLearned, granted, loadLearned, PAGE_SIZE, parseGrants, queryKey, readCapabilities, saveLearned, variantOf,
+  type Capabilities, type Learned, type TypeCapability,
+} from './plan.ts';
+import { classifyRefusal, type Refusal, type RefusalKind } from './refusal.ts';
+import { NeedsReauth, SourceError, type SourceSession } from './session.ts';
+
+export interface QueryProgress {
+  since?: string;
+  next?: string;
+}
+
+export interface FetchInput {
+  session: SourceSession;
+  /** For the learned plans (trb_sync_query_plan). */
+  pool: pg.Pool;
+  systemId: string;
+  /** The system's FHIR base, no trailing slash. */
+  base: string;
+  patientId: string;
+  /** The token response's scope (trb_connection.scope). */
+  grantedScope: string;
+  /**
+   * What to do with a type this run (the run's policy). `incremental`: the system lists
+   * `_lastUpdated` for it (for `$everything`: it honours `_since`, as far as is known). `increment`
+   * with a `since` in `progress` asks for changes after it; without one, or `full`, the whole set.
+   */
+  mode(type: string, incremental: boolean): 'full' | 'increment' | 'skip';
+  /** Per query key: `since`, the instant to ask changes after (ISO); `next`, a page link to resume a cut-off query with. */
+  progress: Map<string, QueryProgress>;
+}
+
+export type FetchEvent =
+  /** The matches of one page (no OperationOutcome entries, no includes); `next`: the link the query goes on with (absent: last page). */
+  | { kind: 'page'; query: string; resources: Resource[]; next?: string }
+  /** The query reached its last page; `covers`: the types it fetched; `full`: without `_lastUpdated`/`_since`; `startedAt`: when this run sent its first request. */
+  | { kind: 'query-done'; query: string; covers: string[]; full: boolean; startedAt: Date }
+  /** A refusal; `final`: nothing of this type can be fetched this run (else one variant of it was refused, the others go on). */
+  | { kind: 'refused'; type: string; query: string; refusal: Refusal; final: boolean }
+  /** The query could not finish (retries used up, whole-search 500, no answer): the next run tries again. */
+  | { kind: 'failed'; query: string; covers: string[]; error: string }
+  /** Something the system said without refusing (an OperationOutcome entry in a 200 bundle: partial access). */
+  | { kind: 'warning'; query: string; issue: OperationOutcomeIssue };
+
+/** Pages of one query at most (a loop of `next` links that never repeats ends here). */
+const MAX_PAGES = 2000;
+/** Restarts of a query whose page token expired, before it counts as failed. */
+const MAX_RESTARTS = 2;
+/** The CapabilityStatement is read again after this long. */
+const CAPABILITIES_MS = 10 * 60_000;
+/** Refusals that say something lasting about the system (remembered); the others may pass. */
+const LASTING: RefusalKind[] = ['missing-parameter', 'unsupported-value', 'not-granted', 'not-offered'];
+
+const capabilitiesOf = new Map<string, { at: number; caps: Capabilities }>();
+
+/** The system's capabilities, cached per base (a CapabilityStatement that cannot be read: every type, and read again next run). */
+async function capabilities(session: SourceSession, base: string): Promise<Capabilities> {
+  const known = capabilitiesOf.get(base);
+  if (known && Date.now() - known.at < CAPABILITIES_MS) return known.caps;
+  let cs: unknown;
+  try {
+    cs = await session.getJson(`${base}/metadata`);
+  } catch (err) {
+    if (err instanceof NeedsReauth) throw err;
+  }
+  const caps = readCapabilities(cs);
+  if (cs) capabilitiesOf.set(base, { at: Date.now(), caps });
+  return caps;
+}
+
+type Entry = { resource?: Resource; search?: { mode?: string } };
+type Bundle = { resourceType?: string; entry?: Entry[]; link?: { relation?: string; url?: string }[] };
+
+/** How one query ended. `matches`: the resources its pages held. */
+type QueryEnd = { outcome: 'done'; matches: number } | { outcome: 'failed' } | { outcome: 'refused'; refusal: Refusal };
+
+interface QuerySpec {
+  key: string;
+  covers: string[];
+  /** The first page's URL for a page size (0: no `_count`) and `_lastUpdated` prefix (none: the whole set). */
+  url(size: number, prefix: 'gt' | 'ge' | undefined): string;
+  /** Whether the query takes `_count` and pages (a read does not). */
+  paged: boolean;
+  /** Whether it asks for changes only by `_lastUpdated`, with which prefix to begin, and who learns the prefix that works. */
+  increment?: { prefix: 'gt' | 'ge'; onPrefix(p: 'gt' | 'ge' | 'none'): void };
+  /** Whether it asks for changes only by other means (`_since`). */
+  since?: boolean;
+}
+
+const transient = (err: SourceError) => err.status === 0 || err.status === 429 || err.status >= 500;
+const mentionsCount = (r: Refusal) => /_count|\bcount\b|page size/i.test(r.diagnostics);
+
+export async function* fetchConnection(input: FetchInput): AsyncGenerator<FetchEvent> {
+  const { session, base, pool, systemId } = input;
+  const origin = new URL(base).origin;
+  const patient = encodeURIComponent(input.patientId);
+  const caps = await capabilities(session, base);
+  const grants = parseGrants(input.grantedScope);
+  const learned = await loadLearned(pool, systemId);
+  const system = learned.get('*');
+  let pageSize = system?.pageSize ?? PAGE_SIZE;
+  const learnSize = async (size: number) => {
+    pageSize = size;
+    await saveLearned(pool, systemId, '*', { working: [], refused: {}, pageSize: size });
+  };
+
+  /**
+   * One query, page by page, from a `next` kept in `progress` when there is one. Emits its pages,
+   * warnings, and query-done or failed; a refusal of its first page is returned (the caller decides
+   * what it costs), after the retries that may get past it (a smaller `_count`, another prefix).
+   */
+  async function* query(q: QuerySpec): AsyncGenerator<FetchEvent, QueryEnd> {
+    const startedAt = new Date();
+    let prefix: 'gt' | 'ge' | undefined = q.increment?.prefix;
+    let size = q.paged ? pageSize : 0;
+    const kept = input.progress.get(q.key)?.next;
+    const resumable = kept && URL.canParse(kept) && new URL(kept).origin === origin ? kept : undefined;
+    let url = resumable ?? q.url(size, prefix);
+    let resumed = !!resumable;
+    let first = !resumed;
+    let restarts = 0;
+    let matches = 0;
+    const visited = new Set<string>();
+    const fail = (error: string): FetchEvent => ({ kind: 'failed', query: q.key, covers: q.covers, error: error.slice(0, 1000) });
+    const restart = () => {
+      url = q.url(size, prefix);
+      first = true;
+      resumed = false;
+      visited.clear();
+    };
+    for (let pages = 0; ; pages++) {
+      if (pages >= MAX_PAGES) {
+        yield fail(`The search ${q.key} went on past ${MAX_PAGES} pages; it was stopped there.`);
+        return { outcome: 'failed' };
+      }
+      visited.add(url);
+      let answer: unknown;
+      try {
+        answer = await session.getJson(url);
+      } catch (err) {
+        if (err instanceof NeedsReauth) throw err;
+        if (!(err instanceof SourceError) || transient(err)) {
+          yield fail((err as Error).message);
+          return { outcome: 'failed' };
+        }
+        const refusal = classifyRefusal(err);
+        // A page kept from a cut-off run that the system no longer takes: from the start.
+        if (resumed) {
+          restart();
+          continue;
+        }
+        if (!first) {
+          if (refusal.kind === 'page-expired' && restarts < MAX_RESTARTS) {
+            restarts++;
+            restart();
+            continue;
+          }
+          yield fail(`Page ${pages + 1} of the search ${q.key} was refused: ${refusal.diagnostics}`);
+          return { outcome: 'failed' };
+        }
+        // The first page. An increment's prefix refused: `ge`, then none (the whole set).
+        if (prefix && (refusal.kind === 'unsupported-value' || refusal.kind === 'other' || refusal.kind === 'missing-parameter') && !mentionsCount(refusal)) {
+          prefix = prefix === 'gt' ? 'ge' : undefined;
+          q.increment!.onPrefix(prefix ?? 'none');
+          restart();
+          continue;
+        }
+        // A page size refused: smaller; a `_count` that breaks the system's parameter combination: none.
+        if (size > 0 && mentionsCount(refusal) && refusal.kind !== 'not-granted' && refusal.kind !== 'not-offered') {
+          const combination = refusal.kind === 'missing-parameter';
+          if (!combination || variantOf(q.key)) {
+            size = combination ? 0 : size > 50 ? 50 : size > 10 ? 10 : 0;
+            await learnSize(size);
+            restart();
+            continue;
+          }
+        }
+        return { outcome: 'refused', refusal };
+      }
+      const bundle = answer as Bundle;
+      if (!q.paged) {
+        // A read: the resource itself.
+        const r = answer as Resource;
+        yield { kind: 'page', query: q.key, resources: r && typeof r === 'object' && r.resourceType && typeof r.id === 'string' ? [r] : [] };
+        yield { kind: 'query-done', query: q.key, covers: q.covers, full: true, startedAt };
+        return { outcome: 'done', matches: 1 };
+      }
+      if (!bundle || typeof bundle !== 'object' || bundle.resourceType !== 'Bundle') {
+        yield fail(`The search ${q.key} answered ${bundle && typeof bundle === 'object' ? `a ${String(bundle.resourceType ?? 'JSON object')}` : 'something'} instead of a Bundle.`);
+        return { outcome: 'failed' };
+      }
+      const resources: Resource[] = [];
+      for (const e of Array.isArray(bundle.entry) ? bundle.entry : []) {
+        const r = e?.resource;
+        if (!r || typeof r !== 'object') continue;
+        if (r.resourceType === 'OperationOutcome' || e.search?.mode === 'outcome') {
+          for (const issue of (r as { issue?: OperationOutcomeIssue[] }).issue ?? []) yield { kind: 'warning', query: q.key, issue };
+          continue;
+        }
+        if (e.search?.mode === 'include' || typeof r.resourceType !== 'string' || typeof r.id !== 'string') continue;
+        resources.push(r);
+      }
+      matches += resources.length;
+      const link = (Array.isArray(bundle.link) ? bundle.link : []).find((l) => l?.relation === 'next')?.url;
+      let next: string | undefined;
+      if (typeof link === 'string' && link) {
+        // Verbatim when absolute; a relative one against the page it came on.
+        next = URL.canParse(link) ? link : URL.canParse(link, url) ? new URL(link, url).toString() : undefined;
+        if (!next || new URL(next).origin !== origin) {
+          yield { kind: 'page', query: q.key, resources };
+          yield fail(`A next link of the search ${q.key} pointed away from the system's origin (${origin}); it was not followed.`);
+          return { outcome: 'failed' };
+        }
+        if (visited.has(next)) {
+          yield { kind: 'page', query: q.key, resources };
+          yield fail(`The next links of the search ${q.key} go round in a loop; the search was stopped.`);
+          return { outcome: 'failed' };
+        }
+      }
+      yield { kind: 'page', query: q.key, resources, ...(next ? { next } : {}) };
+      if (!next) {
+        yield { kind: 'query-done', query: q.key, covers: q.covers, full: !prefix && !q.since, startedAt };
+        return { outcome: 'done', matches };
+      }
+      url = next;
+      first = false;
+      resumed = false;
+    }
+  }
+
+  const countPart = (size: number) => (size > 0 ? `&_count=${size}` : '');
+  const listed = caps.types;
+
+  // Patient/$everything: the whole compartment in one query.
+  if (caps.everything && granted(grants, 'Patient', 'read')) {
+    const ev = learned.get(EVERYTHING);
+    const m = input.mode(EVERYTHING, ev?.sinceHonoured !== false);
+    if (m !== 'skip') {
+      const since = m === 'increment' ? input.progress.get(EVERYTHING)?.since : undefined;
+      const covers = ['Patient', ...listed.map((t) => t.type)];
+      const end = yield* query({
+        key: EVERYTHING,
+        covers,
+        paged: true,
+        since: !!since,
+        url: (size) => `${base}/Patient/${patient}/$everything?${`${since ? `_since=${encodeURIComponent(since)}` : ''}${countPart(size)}`.replace(/^&/, '')}`,
+      });
+      if (end.outcome === 'done') {
+        // What `_since` does here: an increment as large as the last full fetch says it is ignored.
+        const known: Omit<Learned, 'learnedAt'> = ev ? { ...ev } : { working: [EVERYTHING], refused: {} };
+        let changed = false;
+        if (!since && known.fullCount !== end.matches) [known.fullCount, changed] = [end.matches, true];
+        else if (since && known.fullCount && end.matches >= known.fullCount && known.sinceHonoured !== false) [known.sinceHonoured, changed] = [false, true];
+        else if (since && known.fullCount && end.matches < known.fullCount && known.sinceHonoured === undefined) [known.sinceHonoured, changed] = [true, true];
+        if (changed) await saveLearned(pool, systemId, EVERYTHING, { ...known, learnedAt: ev?.learnedAt });
+      }
+      if (end.outcome !== 'refused') {
+        yield* notGranted();
+        return;
+      }
+      // Listed but refused (scopes, a proxy): type by type, and not asked again for a while.
+      capabilitiesOf.set(base, { at: Date.now(), caps: { ...caps, everything: false } });
+      yield { kind: 'warning', query: EVERYTHING, issue: { severity: 'warning', code: 'not-supported', diagnostics: `Patient/$everything was refused (${end.refusal.diagnostics}); the types are searched one by one.` } };
+    } else {
+      yield* notGranted();
+      return;
+    }
+  }
+
+  /** The types listed that the grants do not allow: final refusals, never asked. */
+  async function* notGranted(): AsyncGenerator<FetchEvent> {
+    for (const t of listed) {
+      if (!granted(grants, t.type, 'search')) yield { kind: 'refused', type: t.type, query: t.type, refusal: { kind: 'not-granted', status: 0, diagnostics: `The scopes granted do not include patient/${t.type}.read (or .rs): not asked.` }, final: true };
+    }
+  }
+
+  // The Patient, by read (several systems refuse a Patient search).
+  if (!granted(grants, 'Patient', 'read')) {
+    yield { kind: 'refused', type: 'Patient', query: 'Patient', refusal: { kind: 'not-granted', status: 0, diagnostics: 'The scopes granted do not include patient/Patient.read (or .r): not asked.' }, final: true };
+  } else if (input.mode('Patient', false) !== 'skip') {
+    const end = yield* query({ key: 'Patient', covers: ['Patient'], paged: false, url: () => `${base}/Patient/${patient}` });
+    if (end.outcome === 'refused') yield { kind: 'refused', type: 'Patient', query: 'Patient', refusal: end.refusal, final: true };
+  }
+  yield* notGranted();
+  for (const t of listed) if (granted(grants, t.type, 'search')) yield* fetchType(t);
+
+  /** One type: its plain search, or the variants it needs (learned, or found by fanning out). */
+  async function* fetchType(t: TypeCapability): AsyncGenerator<FetchEvent> {
+    const type = t.type;
+    const known = learned.get(type);
+    let prefix = known?.sincePrefix;
+    const m = input.mode(type, !!t.lastUpdated && prefix !== 'none');
+    if (m === 'skip') return;
+    // Nothing works here, as learned: said again, not asked.
+    const remembered = known && !known.working.length ? Object.entries(known.refused)[0] : undefined;
+    if (remembered) {
+      yield { kind: 'refused', type, query: remembered[0], refusal: remembered[1], final: true };
+      return;
+    }
+    const groups: string[][] = known?.working.length ? [known.working] : [[type]];
+    const worked: string[] = [];
+    const refused: Record<string, Refusal> = {};
+    let fannedOut = false;
+    let prefixLearned = false;
+    for (let g = 0; g < groups.length && !worked.length; g++) {
+      for (const key of groups[g]) {
+        const variant = variantOf(key);
+        const since = m === 'increment' && t.lastUpdated && prefix !== 'none' ? input.progress.get(key)?.since : undefined;
+        const end = yield* query({
+          key,
+          covers: [type],
+          paged: true,
+          url: (size, p) =>
+            `${base}/${type}?${t.patientParam}=${patient}${variant ? `&${variant}` : ''}${p && since ? `&${t.lastUpdated}=${p}${encodeURIComponent(since)}` : ''}${countPart(size)}`,
+          ...(since
+            ? {
+                increment: {
+                  prefix: prefix === 'ge' ? 'ge' : 'gt',
+                  onPrefix: (p) => {
+                    prefix = p;
+                    prefixLearned = true;
+                  },
+                },
+              }
+            : {}),
+        });
+        if (end.outcome !== 'refused') {
+          worked.push(key);
+          continue;
+        }
+        refused[key] = end.refusal;
+        if (key === type && end.refusal.kind === 'missing-parameter' && !fannedOut && fanOut(type).length) {
+          // Expected: the plain search is not how this system is asked. The variants follow.
+          fannedOut = true;
+          groups.push(...fanOut(type));
+          continue;
+        }
+        if (variant) yield { kind: 'refused', type, query: key, refusal: end.refusal, final: false };
+      }
+    }
+    if (!worked.length) {
+      const all = Object.values(refused);
+      const refusal = all.find((r) => r.kind === 'not-granted') ?? refused[type] ?? all[0];
+      if (refusal) yield { kind: 'refused', type, query: type, refusal, final: true };
+    }
+    // Remember what was learned: lasting refusals, the variants that work, the prefix.
+    const lasting = Object.fromEntries(Object.entries(refused).filter(([, r]) => LASTING.includes(r.kind)));
+    const transientOnly = !worked.length && !Object.keys(lasting).length;
+    if (transientOnly) return;
+    if (known) {
+      const stale = Object.keys(lasting).some((k) => known.working.includes(k));
+      if (stale && !worked.length) await forgetLearned(pool, systemId, type);
+      else if (stale || prefixLearned) await saveLearned(pool, systemId, type, { working: worked, refused: { ...known.refused, ...lasting }, ...(prefix ? { sincePrefix: prefix } : {}), learnedAt: stale ? undefined : known.learnedAt });
+    } else if (fannedOut || prefixLearned || Object.keys(lasting).length) {
+      await saveLearned(pool, systemId, type, { working: worked, refused: lasting, ...(prefix ? { sincePrefix: prefix } : {}) });
+    }
+  }
+}
+
