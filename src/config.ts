@@ -101,7 +101,12 @@ export interface Config {
   syncConcurrency: number;
   /** Requests one process sends to one health system at once, and a second at most. */
   syncSystemConcurrency: number;
+  /** Requests a second to one health system from every process together, when the directory states no limit of its own. */
   syncSystemRate: number;
+  /** A note's attachment (Binary) larger than this is recorded as too large, not fetched. */
+  syncAttachmentMaxBytes: number;
+  /** Attachments one run fetches at most (the rest come in later runs). */
+  syncAttachmentsPerRun: number;
   /**
    * Hosts (`name`, `name:port`) and CIDR ranges (`10.0.0.0/8`) that outbound requests (discovery,
    * the sync, the probe, webhooks) may reach although their addresses are private or loopback
@@ -190,6 +195,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     syncConcurrency: int(env, 'SYNC_CONCURRENCY', 8, 1, 64),
     syncSystemConcurrency: int(env, 'SYNC_SYSTEM_CONCURRENCY', 4, 1, 64),
     syncSystemRate: int(env, 'SYNC_SYSTEM_RATE', 50, 1, 10_000),
+    syncAttachmentMaxBytes: int(env, 'SYNC_ATTACHMENT_MAX_BYTES', 10 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    syncAttachmentsPerRun: int(env, 'SYNC_ATTACHMENTS_PER_RUN', 50, 0, 100_000),
     outboundAllow: outboundAllow(env.OUTBOUND_ALLOW),
     webhookAllowHttp: oneOf(env, 'WEBHOOK_ALLOW_HTTP', ['true', 'false'] as const, 'false') === 'true',
     webhookConcurrency: int(env, 'WEBHOOK_CONCURRENCY', 16, 1, 256),
