@@ -145,6 +145,7 @@ export async function* fetchConnection(input: FetchInput): AsyncGenerator<FetchE
     let first = !resumed;
     let restarts = 0;
     let matches = 0;
+    let triedSmaller = false;
     const visited = new Set<string>();
     const fail = (error: string): FetchEvent => ({ kind: 'failed', query: q.key, covers: q.covers, error: error.slice(0, 1000) });
     const restart = () => {
@@ -184,23 +185,30 @@ export async function* fetchConnection(input: FetchInput): AsyncGenerator<FetchE
           return { outcome: 'failed' };
         }
         // The first page. An increment's prefix refused: `ge`, then none (the whole set).
-        if (prefix && (refusal.kind === 'unsupported-value' || refusal.kind === 'other' || refusal.kind === 'missing-parameter') && !mentionsCount(refusal)) {
+        const kind = refusal.kind;
+        if (prefix && (kind === 'unsupported-value' || kind === 'other') && !mentionsCount(refusal)) {
           prefix = prefix === 'gt' ? 'ge' : undefined;
-          q.increment!.onPrefix(prefix ?? 'none');
           restart();
           continue;
         }
-        // A page size refused: smaller; a `_count` that breaks the system's parameter combination: none.
-        if (size > 0 && mentionsCount(refusal) && refusal.kind !== 'not-granted' && refusal.kind !== 'not-offered') {
-          const combination = refusal.kind === 'missing-parameter';
-          if (!combination || variantOf(q.key)) {
-            size = combination ? 0 : size > 50 ? 50 : size > 10 ? 10 : 0;
-            await learnSize(size);
-            restart();
-            continue;
-          }
+        // A page size refused: smaller (once without the system saying so: Blue Button takes 50 at
+        // most); a `_count` that breaks the system's parameter combination (eCW): none. Kept only
+        // when the smaller one is taken.
+        const open = size > 0 && kind !== 'not-granted' && kind !== 'not-offered';
+        const namesCount = mentionsCount(refusal) && (kind !== 'missing-parameter' || !!variantOf(q.key));
+        const maybeSize = !triedSmaller && size > 50 && refusal.status === 400 && (kind === 'unsupported-value' || kind === 'other');
+        if (open && (namesCount || maybeSize)) {
+          size = kind === 'missing-parameter' ? 0 : size > 50 ? 50 : size > 10 ? 10 : 0;
+          triedSmaller = true;
+          restart();
+          continue;
         }
         return { outcome: 'refused', refusal };
+      }
+      if (first) {
+        // What got past the first page is what the system takes.
+        if (size !== (q.paged ? pageSize : 0)) await learnSize(size);
+        if (q.increment && prefix !== q.increment.prefix) q.increment.onPrefix(prefix ?? 'none');
       }
       const bundle = answer as Bundle;
       if (!q.paged) {
@@ -303,7 +311,11 @@ export async function* fetchConnection(input: FetchInput): AsyncGenerator<FetchE
   if (!granted(grants, 'Patient', 'read')) {
     yield { kind: 'refused', type: 'Patient', query: 'Patient', refusal: { kind: 'not-granted', status: 0, diagnostics: 'The scopes granted do not include patient/Patient.read (or .r): not asked.' }, final: true };
   } else if (input.mode('Patient', false) !== 'skip') {
-    const end = yield* query({ key: 'Patient', covers: ['Patient'], paged: false, url: () => `${base}/Patient/${patient}` });
+    let end = yield* query({ key: 'Patient', covers: ['Patient'], paged: false, url: () => `${base}/Patient/${patient}` });
+    // A system that takes the Patient by `_id` only (Blue Button's search): by search, then.
+    if (end.outcome === 'refused' && ['not-offered', 'unsupported-value', 'missing-parameter', 'other'].includes(end.refusal.kind)) {
+      end = yield* query({ key: 'Patient', covers: ['Patient'], paged: true, url: (size) => `${base}/Patient?_id=${patient}${countPart(size)}` });
+    }
     if (end.outcome === 'refused') yield { kind: 'refused', type: 'Patient', query: 'Patient', refusal: end.refusal, final: true };
   }
   yield* notGranted();
@@ -354,8 +366,9 @@ export async function* fetchConnection(input: FetchInput): AsyncGenerator<FetchE
           continue;
         }
         refused[key] = end.refusal;
-        if (key === type && end.refusal.kind === 'missing-parameter' && !fannedOut && fanOut(type).length) {
-          // Expected: the plain search is not how this system is asked. The variants follow.
+        if (key === type && !fannedOut && fanOut(type).length && (end.refusal.kind === 'missing-parameter' || end.refusal.kind === 'unsupported-value' || end.refusal.kind === 'other')) {
+          // Expected: the plain search is not how this system is asked (it wants a category, an
+          // intent, a status; some say so with other words). The variants follow.
           fannedOut = true;
           groups.push(...fanOut(type));
           continue;

@@ -151,6 +151,30 @@ t.test('small pages; a cut-off query resumes from its kept next link; a refused 
   await app.pg.query(`DELETE FROM trb_sync_query_plan WHERE res_type = '*'`);
 });
 
+t.test('a learned plan: straight to the variants that work; a type refused for good is not asked', async (t) => {
+  const person = patientsOf(LS)[1];
+  const cats = (c: string) => person.resources.filter((r) => r.resourceType === 'Observation' && JSON.stringify((r as { category?: unknown }).category ?? []).includes(`"${c}"`)).length;
+  await saveLearned(app.pg, LS.directoryId, 'Observation', { working: ['Observation?category=laboratory', 'Observation?category=vital-signs'], refused: { Observation: { kind: 'missing-parameter', status: 400, diagnostics: 'as if' } } });
+  await saveLearned(app.pg, LS.directoryId, 'Condition', { working: [], refused: { Condition: { kind: 'not-offered', status: 404, diagnostics: 'as if' } } });
+  const before = lakeside.session.requests;
+  const got = await drain(lakeside.input({ mode: (x) => (x === 'Observation' || x === 'Condition' ? 'full' : 'skip') }));
+  t.same(got.of('query-done').map((e) => e.query), ['Observation?category=laboratory', 'Observation?category=vital-signs'], 'the learned variants, each its own query');
+  t.ok(got.of('query-done').every((e) => e.covers[0] === 'Observation'));
+  t.equal(got.count('Observation'), cats('laboratory') + cats('vital-signs'), 'what those categories hold');
+  t.ok(cats('laboratory') > 0 && cats('vital-signs') > 0);
+  t.match(got.of('refused'), [{ type: 'Condition', query: 'Condition', final: true, refusal: { kind: 'not-offered' } }], 'the remembered refusal, said again');
+  t.equal(lakeside.session.requests - before, got.of('page').length, `a request per page of the variants (${lakeside.session.requests - before}); none for Condition`);
+  await app.pg.query(`DELETE FROM trb_sync_query_plan WHERE system_id = $1`, [LS.directoryId]);
+});
+
+t.test('a learned plan older than 7 days is learned again', async (t) => {
+  await saveLearned(app.pg, LS.directoryId, 'Condition', { working: [], refused: { Condition: { kind: 'not-offered', status: 404, diagnostics: 'as if' } }, learnedAt: new Date(Date.now() - 8 * 86_400_000) });
+  const got = await drain(lakeside.input({ mode: (x) => (x === 'Condition' ? 'full' : 'skip') }));
+  t.same(got.of('query-done').map((e) => e.query), ['Condition'], 'asked again, plainly');
+  t.same(got.of('refused'), []);
+  await app.pg.query(`DELETE FROM trb_sync_query_plan WHERE system_id = $1`, [LS.directoryId]);
+});
+
 t.test('a whole-search 500 costs that query only', async (t) => {
   // The CapabilityStatement is cached; the Patient read and the first search fail twice (the session's attempts).
   await admin('faults', { fail: { count: 4, status: 500 } }, LS);
