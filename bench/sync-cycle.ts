@@ -83,7 +83,11 @@ interface RunsSummary {
   errors: { error: string; runs: number }[];
 }
 
-const server = await spawnServer(fs.mkdtempSync(path.join(os.tmpdir(), 'tributary-sync-cycle-')), { remove: true, readyTimeoutMs: 120_000 });
+// The system's own calls-a-minute limit (the eClinicalWorks-like practice's 250).
+const LIMIT = (def as { ratePerMinute?: number }).ratePerMinute ?? (def.name === 'ecw' ? 250 : undefined);
+// At a limited system the server logs every request (LOG_LEVEL=info: one line each, its status),
+// so that the 429s it answered can be counted.
+const server = await spawnServer(fs.mkdtempSync(path.join(os.tmpdir(), 'tributary-sync-cycle-')), { remove: true, readyTimeoutMs: 120_000, ...(LIMIT ? { logLevel: 'info', keepLines: true } : {}) });
 const base = server.base;
 const adminHeaders = { authorization: `Bearer ${ADMIN_KEY}` };
 const runsSince = async (since: string): Promise<RunsSummary> => (await fetch(`${base}/admin/sync?since=${encodeURIComponent(since)}`, { headers: adminHeaders })).json() as Promise<RunsSummary>;
@@ -107,14 +111,16 @@ async function finished(since: string, n: number, timeoutS: number): Promise<Run
 }
 
 /**
- * The 429s the system has answered since it started (the simulator's own count, from
- * GET /admin/sandbox/{name}/rate-limit), or null where it keeps none.
+ * The 429s the system has answered since the server started: the simulator's own count where it
+ * keeps one (GET /admin/sandbox/{name}/rate-limit), else the server's request lines with status
+ * 429; null at a system without a limit.
  */
 async function throttledSoFar(): Promise<number | null> {
+  if (!LIMIT) return null;
   const res = await fetch(`${base}/admin/sandbox/${def!.name}/rate-limit`, { headers: adminHeaders }).catch(() => undefined);
-  if (!res?.ok) return null;
-  const body = (await res.json()) as { throttled?: number; rejected?: number };
-  return body.throttled ?? body.rejected ?? null;
+  const body = res?.ok ? ((await res.json()) as { throttled?: number; rejected?: number }) : undefined;
+  if (typeof (body?.throttled ?? body?.rejected) === 'number') return (body!.throttled ?? body!.rejected)!;
+  return server.lines.filter((l) => l.includes('"status":429')).length;
 }
 /** Runs of a summary that failed on a 429 (their error names it). */
 const failedOn429 = (s: RunsSummary) => s.errors.filter((e) => /429|throttl|rate/i.test(e.error)).reduce((n, e) => n + e.runs, 0);
@@ -226,8 +232,7 @@ try {
   const [tCheap, tFull] = [best(cheap), best(full)];
   const blendedPerWindow = tCheap !== null && tFull !== null ? Math.floor((N / ((tCheap * (F - 1) + tFull) / F)) * 120) : null;
   if (blendedPerWindow !== null) console.log(`blended (${F - 1} cheap cycles to one full, SYNC_FULL_MINUTES=${FULL_MINUTES}): one worker keeps ${blendedPerWindow} connections in sync per 2-minute window`);
-  // The system's own calls-a-minute limit, where the directory knows one.
-  const limit = (def as { ratePerMinute?: number }).ratePerMinute ?? (def.name === 'ecw' ? 250 : undefined);
+  const limit = LIMIT;
   const [rCheap, rFull] = [mean(cheap, (c) => c.requestsPerRun), mean(full, (c) => c.requestsPerRun) ?? first.requests / N];
   const fit = limit && rCheap !== null ? fitUnderLimit(limit, rCheap, rFull) : undefined;
   if (fit) console.log(`under ${limit} calls a minute: ${fit.spread} connections fit with their full fetches spread over the hour (${round(rCheap, 1)} requests a cheap run, ${round(rFull, 1)} a full one, every ${INTERVAL_MINUTES} and ${FULL_MINUTES} minutes); ${fit.together} when every full fetch falls in one ${INTERVAL_MINUTES}-minute cycle`);
