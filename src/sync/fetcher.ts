@@ -370,7 +370,7 @@ export async function* fetchConnection(input: FetchInput): AsyncGenerator<FetchE
           // Expected: the plain search is not how this system is asked (it wants a category, an
           // intent, a status; some say so with other words). The variants follow.
           fannedOut = true;
-          groups.push(...fanOut(type));
+          groups.push(...fanOut(type).map((group) => group.map((v) => queryKey(type, v))));
           continue;
         }
         if (variant) yield { kind: 'refused', type, query: key, refusal: end.refusal, final: false };

@@ -6,10 +6,12 @@
  * `_lastUpdated` only where it is listed; a cut-off query resumes from its kept `next`; a 500 for
  * a whole search costs that query only; the learned plans are kept per system.
  */
+import http from 'node:http';
+import * as oauth from 'oauth4webapi';
 import t, { type Test } from 'tap';
 import type { Resource } from '@medplum/fhirtypes';
 import { buildApp } from '../../src/app.ts';
-import { clientForSystem, connectionSealKey, type Tokens } from '../../src/connect/client.ts';
+import { clientForSystem, connectionSealKey, type SystemClient, type Tokens } from '../../src/connect/client.ts';
 import { generateSystem } from '../../src/sandbox/generate.ts';
 import { DEFAULT_SANDBOXES } from '../../src/sandbox/systems.ts';
 import { fetchConnection, type FetchEvent, type FetchInput, type QueryProgress } from '../../src/sync/fetcher.ts';
@@ -183,4 +185,170 @@ t.test('a whole-search 500 costs that query only', async (t) => {
   t.same(failed.map((e) => e.query), ['Patient', 'Encounter'], 'the two queries that met the 500s failed');
   t.ok(failed[1].covers.includes('Encounter') && /500/.test(failed[1].error), 'naming what they cover and why');
   t.ok(got.of('query-done').some((e) => e.query === 'Observation'), 'the others went on');
+});
+
+// ---------------------------------------------------------------------------------------------
+// A local server answering as the vendors do (the shapes of ehr-behaviour.md, each noted), for
+// what the two sandboxes never refuse: fan-out, suppressed categories, `gt` refused, expired
+// sessions, a `_count` too large, OperationOutcome entries in a 200, a whole-search 500.
+// ---------------------------------------------------------------------------------------------
+const oo = (status: number, code: string, diagnostics: string, vendorCode?: string, severity = 'error') => ({
+  status,
+  body: { resourceType: 'OperationOutcome', issue: [{ severity, code, diagnostics, ...(vendorCode ? { details: { coding: [{ system: 'urn:oid:1.2.840.114350.1.13.0.1.7.2.657369', code: vendorCode }] } } : {}) }] },
+});
+const hits: string[] = [];
+/** `expireSessions`: every cached session is gone; `expireNext`: so many next session look-ups fail. */
+const vendor = { expireSessions: false, expireNext: 0, sessions: new Map<string, { items: Resource[]; at: number }>() };
+const vport = await freePort();
+const VBASE = `http://127.0.0.1:${vport}/api/FHIR/R4`;
+const item = (type: string, id: string, extra: object = {}) => ({ resourceType: type, id, ...extra }) as Resource;
+/** A bundle of `items` in pages of `size`, its next link a cached session (Epic, §1 "_count, paging"). */
+function paged(type: string, items: Resource[], size: number, extra: object[] = []) {
+  const id = `s${vendor.sessions.size + 1}`;
+  vendor.sessions.set(id, { items, at: 0 });
+  return page(type, id, 0, size, extra);
+}
+function page(type: string, id: string, at: number, size: number, extra: object[] = []) {
+  const s = vendor.sessions.get(id)!;
+  const slice = s.items.slice(at, at + size);
+  const more = at + size < s.items.length;
+  return {
+    status: 200,
+    body: {
+      resourceType: 'Bundle', type: 'searchset', total: slice.length, // Epic's wrong total (§1 "Bundle.total")
+      link: [{ relation: 'self', url: `${VBASE}/${type}` }, ...(more ? [{ relation: 'next', url: `${VBASE}/${type}?sessionID=${id}-${at + size}-${size}` }] : [])],
+      entry: [...slice.map((r) => ({ fullUrl: `${VBASE}/${type}/${r.id}`, resource: r, search: { mode: 'match' } })), ...extra],
+    },
+  };
+}
+const obs = (cat: string, n: number) => Array.from({ length: n }, (_, i) => item('Observation', `${cat}-${i}`, { status: 'final', category: [{ coding: [{ code: cat }] }] }));
+function answer(u: URL): { status: number; body?: unknown; html?: string } {
+  const p = u.pathname.slice(new URL(VBASE).pathname.length);
+  const q = u.searchParams;
+  hits.push(`${p}${u.search}`);
+  const count = Number(q.get('_count') ?? 10);
+  const session = q.get('sessionID');
+  if (session) {
+    const [id, at, size] = session.split('-');
+    const expireOne = vendor.expireNext > 0 && vendor.expireNext--;
+    if (vendor.expireSessions || expireOne || !vendor.sessions.has(id)) return oo(400, 'processing', 'Session ID for cached search results has expired.', '4113', 'fatal'); // §1 4113
+    return page(p.slice(1), id, Number(at), Number(size));
+  }
+  switch (p) {
+    case '/metadata': {
+      const r = (type: string, params: string[]) => ({ type, searchParam: params.map((name) => ({ name })) });
+      return { status: 200, body: { resourceType: 'CapabilityStatement', rest: [{ mode: 'server', resource: [r('Patient', ['_id']), r('Observation', ['patient', 'category', 'code']), r('CarePlan', ['patient', 'category']), r('MedicationRequest', ['patient', 'intent', '_lastUpdated']), r('Condition', ['patient']), r('DocumentReference', ['patient', '_lastupdated']), r('Coverage', ['beneficiary']), r('Procedure', ['patient']), r('Goal', ['patient'])] }] } };
+    }
+    case '/Patient/p1':
+      return { status: 200, body: item('Patient', 'p1') };
+    case '/Observation': {
+      const cat = q.get('category');
+      if (!cat && !q.get('code')) return oo(400, 'required', 'Must have either code or category.', '59108'); // §1 59108
+      if (cat === 'laboratory') return paged('Observation', obs('laboratory', 7), Math.min(count, 100));
+      if (cat === 'vital-signs') return paged('Observation', obs('vital-signs', 3), Math.min(count, 100));
+      if (['social-history', 'survey', 'core-characteristics', 'LDA', 'sdoh', 'imaging', 'functional-mental-status', 'periodontal', 'labor-delivery', 'newborn-delivery', 'obstetrics-gynecology'].includes(cat!)) return oo(400, 'suppressed', 'Client not authorized for this category.', '59204', 'warning'); // §1 suppressed
+      return oo(400, 'value', 'Invalid category', '59109'); // §1 59109
+    }
+    case '/CarePlan': {
+      const cat = q.get('category');
+      if (!cat) return oo(400, 'business-rule', 'A category is needed to search CarePlan.', '59159'); // §1 CarePlan
+      if (cat === '38717003') return paged('CarePlan', [item('CarePlan', 'cp1', { status: 'active', intent: 'plan' })], count);
+      return oo(400, cat === 'assess-plan' ? 'suppressed' : 'value', 'Not for this client.', cat === 'assess-plan' ? '59204' : '59109');
+    }
+    case '/MedicationRequest': {
+      if (!q.get('intent')) return oo(403, 'forbidden', 'one of the required parameter combinations [[patient,intent],[_id]] was not provided'); // §3 athena
+      if (q.get('_lastUpdated')?.startsWith('gt')) return oo(400, 'value', "The prefix 'gt' is not supported for _lastUpdated; use 'le' or 'ge'."); // §2 Oracle
+      return paged('MedicationRequest', [item('MedicationRequest', 'm1', { status: 'active', intent: 'order' })], count);
+    }
+    case '/Condition': // §1 "Sub-type suppression inside 200s"
+      return paged('Condition', [item('Condition', 'c1')], count, [{ fullUrl: 'urn:uuid:5a1e1f0e-0000-4000-8000-000000000001', resource: { resourceType: 'OperationOutcome', issue: [{ severity: 'warning', code: 'suppressed', diagnostics: 'Client not authorized for Condition - Encounter Diagnosis.' }] }, search: { mode: 'outcome' } }]);
+    case '/Coverage': // §9 Blue Button: _count over 50 is a 400
+      if (count > 50) return oo(400, 'invalid', 'Invalid request: the page size asked is too large.');
+      return paged('Coverage', [item('Coverage', 'cov1')], count);
+    case '/Procedure': // §2 Oracle whole-search 500
+      return oo(500, 'required', 'A resource of the search lacks its required status.', undefined, 'fatal');
+    case '/DocumentReference':
+      return { status: 404, html: '<!DOCTYPE html><html><head><title>404 - File or directory not found.</title></head><body></body></html>' }; // §1 404 IIS page
+    default:
+      return { status: 403 }; // §1 unscoped types: 403, no body
+  }
+}
+const vserver = http.createServer((req, res) => {
+  const a = answer(new URL(req.url!, `http://127.0.0.1:${vport}`));
+  if (a.html) res.writeHead(a.status, { 'content-type': 'text/html' }).end(a.html);
+  else if (a.body) res.writeHead(a.status, { 'content-type': 'application/fhir+json' }).end(JSON.stringify(a.body));
+  else res.writeHead(a.status).end();
+});
+await new Promise<void>((r) => vserver.listen(vport, '127.0.0.1', r));
+t.teardown(() => new Promise<void>((r) => vserver.close(() => r())));
+await app.pg.query(`INSERT INTO trb_system (id, url_normalized, resource_url, name, content_sha256) VALUES ('local-vendor', $1, $1, 'Local vendor', 'x')`, [VBASE.toLowerCase()]);
+const vsc: SystemClient = {
+  fhirBase: VBASE,
+  as: { issuer: VBASE },
+  client: { client_id: 'c' },
+  auth: oauth.None(),
+  scope: '',
+  options: { [oauth.allowInsecureRequests]: true, [oauth.customFetch]: app.outbound.fetch },
+};
+const vsession = () => new SourceSession(vsc, { accessToken: 'a', expiresAt: null, scope: '' }, async () => {}, { attempts: 2, backoffMs: 5, timeoutMs: 5000, concurrency: 4, ratePerSecond: 1000 });
+const vinput = (o: Partial<FetchInput> = {}): FetchInput => ({ session: vsession(), pool: app.pg, systemId: 'local-vendor', base: VBASE, patientId: 'p1', grantedScope: 'patient/*.read', mode: () => 'full', progress: new Map(), ...o });
+
+t.test('vendor answers: fan-out, each refusal isolated, learned for the next run', async (t) => {
+  hits.length = 0;
+  const got = await drain(vinput());
+  t.equal(got.count('Observation'), 10, 'laboratory (7, over pages) and vital-signs (3)');
+  t.equal(got.count('CarePlan'), 1, 'CarePlan by its longitudinal category');
+  t.equal(got.count('MedicationRequest'), 1, 'MedicationRequest with every intent at once');
+  t.equal(got.count('Condition'), 1, 'Condition: the match, not the OperationOutcome entry');
+  t.match(got.of('warning'), [{ query: 'Condition', issue: { code: 'suppressed' } }], 'which is a warning');
+  t.equal(got.count('Coverage'), 1, 'Coverage by beneficiary, with a smaller page');
+  t.ok(hits.some((h) => h.startsWith('/Coverage?beneficiary=p1&_count=50')), 'after _count=100 was refused, 50');
+  const refused = got.of('refused');
+  const final = refused.filter((e) => e.final).map((e) => [e.type, e.refusal.kind]);
+  t.same(final.sort(), [['DocumentReference', 'not-offered'], ['Goal', 'not-granted']], 'only what cannot be had at all is final');
+  t.ok(refused.some((e) => e.query === 'Observation?category=survey' && !e.final && e.refusal.kind === 'not-granted'), 'a suppressed category costs itself only');
+  t.ok(refused.some((e) => e.query === 'Observation?category=exam' && !e.final && e.refusal.kind === 'unsupported-value'), 'an unknown category too');
+  t.notOk(refused.some((e) => e.query === 'Observation'), 'the plain search refused for a missing parameter is no refusal: the variants answer it');
+  t.match(got.of('failed'), [{ query: 'Procedure', covers: ['Procedure'] }], 'a whole-search 500 costs that query');
+  t.same(got.of('query-done').filter((e) => e.query.startsWith('Observation')).map((e) => e.query), ['Observation?category=laboratory', 'Observation?category=vital-signs']);
+
+  // The next run: straight to what works, nothing refused asked again.
+  hits.length = 0;
+  const again = await drain(vinput());
+  t.equal(again.count('Observation') + again.count('CarePlan') + again.count('MedicationRequest'), 12, 'the same records');
+  t.notOk(hits.some((h) => /^\/Observation\?patient=p1&_count/.test(h) || h.includes('category=survey') || h.includes('category=assess-plan') || h.startsWith('/DocumentReference') || h.startsWith('/MedicationRequest?patient=p1&_count')), 'no refused query asked again');
+  t.ok(hits.some((h) => h.startsWith('/Coverage?beneficiary=p1&_count=50')) && !hits.some((h) => h.includes('_count=100') && h.startsWith('/Coverage')), 'the page size learned');
+  t.match(again.of('refused').filter((e) => e.final), [{ type: 'Goal' }, { type: 'DocumentReference', refusal: { kind: 'not-offered' } }], 'the lasting refusals, said again');
+});
+
+t.test('vendor answers: gt refused, ge used and remembered; never for types not listing _lastUpdated', async (t) => {
+  hits.length = 0;
+  const since = '2026-01-01T00:00:00.000Z';
+  const progress = new Map<string, QueryProgress>([['MedicationRequest?intent=order,plan,proposal,option', { since }], ['Condition', { since }]]);
+  const got = await drain(vinput({ progress, mode: (x) => (x === 'MedicationRequest' || x === 'Condition' ? 'increment' : 'skip') }));
+  t.ok(hits.some((h) => h.includes(`_lastUpdated=gt${encodeURIComponent(since)}`)) && hits.some((h) => h.includes(`_lastUpdated=ge${encodeURIComponent(since)}`)), 'gt, then ge');
+  t.ok(hits.filter((h) => h.startsWith('/Condition')).every((h) => !/lastupdated/i.test(h)), 'Condition does not list it: not sent');
+  t.match(got.of('query-done').find((e) => e.query.startsWith('MedicationRequest')), { full: false }, 'still an increment');
+  hits.length = 0;
+  await drain(vinput({ progress, mode: (x) => (x === 'MedicationRequest' ? 'increment' : 'skip') }));
+  t.same(hits.filter((h) => h.startsWith('/MedicationRequest')).map((h) => /_lastUpdated=(..)/.exec(h)?.[1]), ['ge'], 'the next run asks ge at once');
+});
+
+t.test('vendor answers: an expired session restarts the query, twice at most', async (t) => {
+  await app.pg.query(`DELETE FROM trb_sync_query_plan WHERE system_id = 'local-vendor' AND res_type = '*'`);
+  await saveLearned(app.pg, 'local-vendor', '*', { working: [], refused: {}, pageSize: 2 });
+  vendor.expireSessions = true;
+  hits.length = 0;
+  const got = await drain(vinput({ mode: (x) => (x === 'Observation' ? 'full' : 'skip') }));
+  t.match(got.of('failed'), [{ query: 'Observation?category=laboratory', error: /expired/ }], 'sessions that always expire: failed after the restarts');
+  t.equal(hits.filter((h) => h.includes('category=laboratory')).length, 3, 'the first page asked three times: once and two restarts');
+  vendor.expireSessions = false;
+  // A session that expires once: the query restarts and completes.
+  vendor.expireNext = 1;
+  hits.length = 0;
+  const again = await drain(vinput({ mode: (x) => (x === 'Observation' ? 'full' : 'skip') }));
+  t.same(again.of('failed'), [], 'nothing failed');
+  t.equal(new Set(again.of('page').flatMap((p) => p.resources.map((r) => r.id))).size, 10, 'every Observation came');
+  t.equal(hits.filter((h) => h.includes('category=laboratory')).length, 2, 'the laboratory query restarted once');
+  await app.pg.query(`DELETE FROM trb_sync_query_plan WHERE system_id = 'local-vendor' AND res_type = '*'`);
 });
