@@ -13,7 +13,7 @@
  * not resources of their own; nothing references outside a beneficiary's records.
  */
 import { createHash } from 'node:crypto';
-import type { CodeableConcept, Coverage, Encounter, ExplanationOfBenefit, MedicationRequest, Patient, Practitioner, Reference, Resource } from '@medplum/fhirtypes';
+import type { CodeableConcept, Coverage, Encounter, ExplanationOfBenefit, MedicationRequest, Patient, Practitioner, Resource } from '@medplum/fhirtypes';
 import { generateSystem, type GeneratedSystem, type GenerateOptions } from './generate.ts';
 
 const BB = 'https://bluebutton.cms.gov/resources';
@@ -124,7 +124,7 @@ interface ClaimInput {
   part: 'A' | 'B' | 'D';
   start: string;
   end: string;
-  provider: Reference;
+  provider: ExplanationOfBenefit['provider'];
   diagnoses: [string, string][];
   item: { coding: CodeableConcept; quantity?: number; revenue?: string };
   charge: number;
