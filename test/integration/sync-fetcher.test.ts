@@ -237,7 +237,7 @@ function answer(u: URL): { status: number; body?: unknown; html?: string } {
   switch (p) {
     case '/metadata': {
       const r = (type: string, params: string[]) => ({ type, searchParam: params.map((name) => ({ name })) });
-      return { status: 200, body: { resourceType: 'CapabilityStatement', rest: [{ mode: 'server', resource: [r('Patient', ['_id']), r('Observation', ['patient', 'category', 'code']), r('CarePlan', ['patient', 'category']), r('MedicationRequest', ['patient', 'intent', '_lastUpdated']), r('Condition', ['patient']), r('DocumentReference', ['patient', '_lastupdated']), r('Coverage', ['beneficiary']), r('Procedure', ['patient']), r('Goal', ['patient'])] }] } };
+      return { status: 200, body: { resourceType: 'CapabilityStatement', rest: [{ mode: 'server', resource: [r('Patient', ['_id']), r('Observation', ['patient', 'category', 'code']), r('CarePlan', ['patient', 'category']), r('MedicationRequest', ['patient', 'intent', '_lastUpdated']), r('Condition', ['patient']), r('DocumentReference', ['patient', '_lastupdated']), r('Coverage', ['beneficiary']), r('Procedure', ['patient']), r('Goal', ['patient']), r('CareTeam', ['patient', 'status'])] }] } };
     }
     case '/Patient/p1':
       return { status: 200, body: item('Patient', 'p1') };
@@ -265,6 +265,9 @@ function answer(u: URL): { status: number; body?: unknown; html?: string } {
     case '/Coverage': // §9 Blue Button: _count over 50 is a 400
       if (count > 50) return oo(400, 'invalid', 'Invalid request: the page size asked is too large.');
       return paged('Coverage', [item('Coverage', 'cov1')], count);
+    case '/CareTeam': // §5 eCW: only the declared combinations, and _count breaks them
+      if (!q.get('status') || q.has('_count')) return oo(400, 'processing', `Invalid request: Does not know how to handle get operation with parameter [${[...q.keys()].sort().join(',')}]`);
+      return paged('CareTeam', [item('CareTeam', 'ct1')], count);
     case '/Procedure': // §2 Oracle whole-search 500
       return oo(500, 'required', 'A resource of the search lacks its required status.', undefined, 'fatal');
     case '/DocumentReference':
@@ -281,7 +284,7 @@ const vserver = http.createServer((req, res) => {
 });
 await new Promise<void>((r) => vserver.listen(vport, '127.0.0.1', r));
 t.teardown(() => new Promise<void>((r) => vserver.close(() => r())));
-await app.pg.query(`INSERT INTO trb_system (id, url_normalized, resource_url, name, content_sha256) VALUES ('local-vendor', $1, $1, 'Local vendor', 'x')`, [VBASE.toLowerCase()]);
+await app.pg.query(`INSERT INTO trb_system (id, url_normalized, resource_url, name, content_sha256) VALUES ('local-vendor', $1, $1, 'Local vendor', 'x'), ('local-ecw', $1 || '?ecw', $1, 'Local eCW', 'x')`, [VBASE.toLowerCase()]);
 const vsc: SystemClient = {
   fhirBase: VBASE,
   as: { issuer: VBASE },
@@ -291,7 +294,7 @@ const vsc: SystemClient = {
   options: { [oauth.allowInsecureRequests]: true, [oauth.customFetch]: app.outbound.fetch },
 };
 const vsession = () => new SourceSession(vsc, { accessToken: 'a', expiresAt: null, scope: '' }, async () => {}, { attempts: 2, backoffMs: 5, timeoutMs: 5000, concurrency: 4, ratePerSecond: 1000 });
-const vinput = (o: Partial<FetchInput> = {}): FetchInput => ({ session: vsession(), pool: app.pg, systemId: 'local-vendor', base: VBASE, patientId: 'p1', grantedScope: 'patient/*.read', mode: () => 'full', progress: new Map(), ...o });
+const vinput = (o: Partial<FetchInput> = {}): FetchInput => ({ session: vsession(), pool: app.pg, systemId: 'local-vendor', base: VBASE, patientId: 'p1', grantedScope: 'patient/*.read', mode: (x) => (x === 'CareTeam' ? 'skip' : 'full'), progress: new Map(), ...o });
 
 t.test('vendor answers: fan-out, each refusal isolated, learned for the next run', async (t) => {
   hits.length = 0;
@@ -351,4 +354,31 @@ t.test('vendor answers: an expired session restarts the query, twice at most', a
   t.equal(new Set(again.of('page').flatMap((p) => p.resources.map((r) => r.id))).size, 10, 'every Observation came');
   t.equal(hits.filter((h) => h.includes('category=laboratory')).length, 2, 'the laboratory query restarted once');
   await app.pg.query(`DELETE FROM trb_sync_query_plan WHERE system_id = 'local-vendor' AND res_type = '*'`);
+});
+
+t.test('vendor answers: a _count that breaks the combination is dropped, for the system', async (t) => {
+  hits.length = 0;
+  const got = await drain(vinput({ systemId: 'local-ecw', mode: (x) => (x === 'CareTeam' ? 'full' : 'skip') }));
+  t.equal(got.count('CareTeam'), 1);
+  t.same(got.of('failed'), []);
+  t.same(hits.filter((h) => h.startsWith('/CareTeam')), ['/CareTeam?patient=p1&_count=100', '/CareTeam?patient=p1&status=active,proposed,suspended,inactive,entered-in-error&_count=100', '/CareTeam?patient=p1&status=active,proposed,suspended,inactive,entered-in-error'], 'plain, the statuses, then without _count');
+  const { rows } = await app.pg.query(`SELECT res_type, page_size, working FROM trb_sync_query_plan WHERE system_id = 'local-ecw' ORDER BY res_type`);
+  t.same(rows.map((r) => [r.res_type, r.page_size]), [['*', 0], ['CareTeam', null]], 'no _count at this system from now on');
+  t.same(rows[1].working, ['CareTeam?status=active,proposed,suspended,inactive,entered-in-error']);
+});
+
+t.test('$everything whose _since returns everything (MEDITECH) is learned to be no increment', async (t) => {
+  const c = await connect(t, 'nv-b', patientsOf(NV)[1], NV);
+  const modes: boolean[] = [];
+  const mode = (x: string, incremental: boolean) => (x === '$everything' ? (modes.push(incremental), 'increment' as const) : 'full' as const);
+  // A checkpoint before the source's records were made: North Valley's _since returns the whole chart, as MEDITECH's always does.
+  const progress = new Map([['$everything', { since: '2000-01-01T00:00:00Z' }]]);
+  await drain(c.input({ mode: () => 'full' }));
+  const inc = await drain(c.input({ mode, progress }));
+  t.match(inc.of('query-done'), [{ query: '$everything', full: false }]);
+  const { rows } = await app.pg.query('SELECT since_honoured FROM trb_sync_query_plan WHERE system_id = $1 AND res_type = $2', [NV.directoryId, '$everything']);
+  t.equal(rows[0].since_honoured, false, 'an increment as large as the full fetch: _since is not honoured');
+  await drain(c.input({ mode, progress }));
+  t.same(modes, [true, false], 'the next run is told $everything is not incremental');
+  await app.pg.query('DELETE FROM trb_sync_query_plan WHERE system_id = $1', [NV.directoryId]);
 });
