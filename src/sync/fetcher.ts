@@ -270,7 +270,8 @@ export async function* fetchConnection(input: FetchInput): AsyncGenerator<FetchE
     const m = input.mode(EVERYTHING, ev?.sinceHonoured !== false);
     if (m !== 'skip') {
       const since = m === 'increment' ? input.progress.get(EVERYTHING)?.since : undefined;
-      const covers = ['Patient', ...listed.map((t) => t.type)];
+      // What it covers: every type the grants allow (a full $everything is every type's full fetch).
+      const covers = ['Patient', ...listed.filter((t) => granted(grants, t.type, 'search')).map((t) => t.type)];
       const end = yield* query({
         key: EVERYTHING,
         covers,
