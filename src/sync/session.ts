@@ -53,6 +53,8 @@ export interface SessionOptions {
   concurrency: number;
   /** Requests a second to a system from this process, when no shared limiter is given. */
   ratePerSecond: number;
+  /** Refreshes of one connection at least this far apart (ms; 60 s unless set: tests shorten it). */
+  refreshGapMs?: number;
 }
 
 export const DEFAULT_SESSION: SessionOptions = { attempts: 5, backoffMs: 500, timeoutMs: 30_000, concurrency: 4, ratePerSecond: 50 };
@@ -177,6 +179,9 @@ export class SourceSession {
   requests = 0;
   /** Token refreshes made. */
   refreshes = 0;
+  private get gap(): number {
+    return this.o.refreshGapMs ?? MIN_REFRESH_GAP_MS;
+  }
 
   constructor(sc: SystemClient, tokens: Tokens, onRefreshed: (t: Tokens) => Promise<void>, o: SessionOptions = DEFAULT_SESSION, limiter?: SystemLimiter) {
     // The same outbound fetch as the client's token requests.
@@ -210,7 +215,7 @@ export class SourceSession {
     const t = this.tokens;
     const expiring = t.expiresAt && t.expiresAt.getTime() - Date.now() < REFRESH_EARLY_MS;
     // A system whose tokens live shorter than the refresh gap: the token is used until it is refused.
-    if (expiring && t.refreshToken && Date.now() - this.lastRefresh >= MIN_REFRESH_GAP_MS) await this.renew(t.accessToken);
+    if (expiring && t.refreshToken && Date.now() - this.lastRefresh >= this.gap) await this.renew(t.accessToken);
     return this.tokens.accessToken;
   }
 
@@ -228,7 +233,7 @@ export class SourceSession {
   private async refreshNow(): Promise<void> {
     if (!this.tokens.refreshToken) throw new NeedsReauth('The access token expired and the system gave no refresh token: the person must connect again.');
     // Never twice within a minute: the last refresh's token was refused soon after it; wait the rest.
-    const wait = this.lastRefresh + MIN_REFRESH_GAP_MS - Date.now();
+    const wait = this.lastRefresh + this.gap - Date.now();
     if (wait > 0) await sleep(wait);
     // Token calls take the system's rate too, and a 429 there throttles the system.
     let status = 0;
