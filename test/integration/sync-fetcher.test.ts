@@ -1,10 +1,13 @@
 /**
- * The sync's fetch side (src/sync/fetcher.ts) against the sandbox systems, over real HTTP with a
- * real sign-in: what it asks each system and what it makes of the answers. North Valley serves
- * Patient/$everything (one query covering every type); Lakeside is searched type by type, the
- * Patient by read; a type not granted is refused without a request; increments ask
- * `_lastUpdated` only where it is listed; a cut-off query resumes from its kept `next`; a 500 for
- * a whole search costs that query only; the learned plans are kept per system.
+ * The sync's fetch side (src/sync/fetcher.ts) over real HTTP. Against the sandbox systems, with a
+ * real sign-in: North Valley serves Patient/$everything (one query covering every type); Lakeside
+ * is searched type by type, the Patient by read; a type not granted is refused without a request;
+ * increments ask `_lastUpdated` only where it is listed; a cut-off query resumes from its kept
+ * `next`; a 500 for a whole search costs that query only; learned plans are followed and expire.
+ * Against a local server answering as the vendors do (ehr-behaviour.md, until the simulated
+ * vendors exist): category fan-out with suppressed and unknown categories isolated, athena's
+ * intent, Epic's CarePlan, OperationOutcome entries, Blue Button's `_count`, Oracle's `gt`, Epic's
+ * expiring sessions, eCW's parameter combinations, MEDITECH's `_since`.
  */
 import http from 'node:http';
 import * as oauth from 'oauth4webapi';
