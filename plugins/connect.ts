@@ -30,7 +30,7 @@ import { parseScopes } from '../src/auth/scopes.ts';
 import { authorizeUrl, clientForSystem, ConnectError, connectionSealKey, exchangeCode, revoke, type SystemClient } from '../src/connect/client.ts';
 import { readRegistrationsFile, saveRegistration } from '../src/connect/registrations.ts';
 import { setWebhook, urlProblem } from '../src/sync/webhooks.ts';
-import { SYNC_EXPIRE_SECONDS } from './sync.ts';
+import { RUN_LOCK_SPACE } from '../src/sync/run.ts';
 import { writeResources } from '../src/fhir/bulk.ts';
 import { inTransaction } from '../src/storage/transaction.ts';
 import { addFormParser, requestParam } from './auth.ts';
@@ -254,14 +254,27 @@ export default async function connectRoutes(app: FastifyInstance) {
   app.get('/connect/connections', async (req, reply) => {
     const who = await tokenUser(req, reply);
     if (!who) return reply;
-    // With its state (syncing, idle, error, needs_reauth) and its last run: when, how it ended, its counts.
+    // With its state (syncing: its run holds the connection's lock; idle, error, needs_reauth), its
+    // last run (when, how it ended, its counts; runs skipped because another held the lock aside),
+    // when its access token expires, and per type what the sync saw (src/sync/store.ts): `fetched`,
+    // `refused` (why: the system's refusal), `not-granted` (the scopes granted do not cover it: not
+    // asked), `failed`; the searches of it refused while others answered; its last full fetch; the
+    // checkpoints of its queries. An app tells "no data" (fetched, 0) from "not allowed here".
     const { rows } = await app.pg.query(
       `SELECT c.id::text, c.system_id, s.name AS system_name, s.resource_url, c.status,
-         CASE WHEN c.status = 'needs_reauth' THEN 'needs_reauth' WHEN r.status = 'running' AND r.started_at > now() - make_interval(secs => ${SYNC_EXPIRE_SECONDS}) THEN 'syncing' WHEN r.status IN ('failed', 'running') THEN 'error' ELSE 'idle' END AS state,
-         c.patient_id, c.scope, c.created_at, r.started_at AS last_started_at, r.finished_at AS last_finished_at, c.last_sync_at, c.last_success_at, c.last_error,
-         CASE WHEN r.id IS NULL THEN NULL ELSE ${RUN_JSON} END AS last_run
+         CASE WHEN c.status = 'needs_reauth' THEN 'needs_reauth'
+           WHEN EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.classid = ${RUN_LOCK_SPACE}::oid AND l.objid = (c.id % 2147483647)::int::oid) THEN 'syncing'
+           WHEN r.status IN ('failed', 'running') THEN 'error' ELSE 'idle' END AS state,
+         c.patient_id, c.scope, c.created_at, c.access_expires_at, r.started_at AS last_started_at, r.finished_at AS last_finished_at, c.last_sync_at, c.last_success_at, c.last_error,
+         CASE WHEN r.id IS NULL THEN NULL ELSE ${RUN_JSON} END AS last_run,
+         coalesce((SELECT json_agg(json_build_object('type', t.res_type, 'status', t.status, 'fetched', t.fetched, 'refusal', t.refusal, 'refused_searches', t.refused_variants,
+             'error', t.error, 'last_full_at', t.last_full_at, 'updated_at', t.updated_at,
+             'checkpoints', (SELECT coalesce(json_object_agg(q.query_key, q.since), '{}') FROM trb_sync_query q
+               WHERE q.connection_id = c.id AND q.since IS NOT NULL AND (q.query_key = t.res_type OR q.query_key LIKE t.res_type || '?%')))
+             ORDER BY t.res_type)
+           FROM trb_sync_type t WHERE t.connection_id = c.id), '[]') AS types
        FROM trb_connection c JOIN trb_system s ON s.id = c.system_id
-       LEFT JOIN LATERAL (SELECT * FROM trb_sync_run r WHERE r.connection_id = c.id ORDER BY r.started_at DESC, r.id DESC LIMIT 1) r ON true
+       LEFT JOIN LATERAL (SELECT * FROM trb_sync_run r WHERE r.connection_id = c.id AND r.status <> 'skipped' ORDER BY r.started_at DESC, r.id DESC LIMIT 1) r ON true
        WHERE c.app_id = $1 AND c.user_id = $2 ORDER BY c.created_at`,
       [who.appId, who.userId],
     );
@@ -322,7 +335,7 @@ function fullUserGrant(scope: string): boolean {
 
 /** A sync run (`trb_sync_run r`) as the connections API shows it. */
 const RUN_JSON = `json_build_object('id', r.id::text, 'started_at', r.started_at, 'finished_at', r.finished_at, 'status', r.status, 'strategy', r.strategy,
-  'fetched', r.fetched, 'created', r.created, 'updated', r.updated, 'unchanged', r.unchanged, 'failed', r.failed, 'requests', r.requests, 'error', r.error, 'issues', r.issues)`;
+  'fetched', r.fetched, 'created', r.created, 'updated', r.updated, 'unchanged', r.unchanged, 'failed', r.failed, 'deleted', r.deleted, 'requests', r.requests, 'error', r.error, 'issues', r.issues)`;
 
 /** Deletes the user's records that came from a system (their meta.source is its FHIR base). */
 async function purgeFrom(app: FastifyInstance, appId: number, userId: string, fhirBase: string): Promise<number> {

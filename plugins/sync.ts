@@ -4,10 +4,12 @@
  * active connection whose last sync is older than SYNC_INTERVAL_MINUTES; a connection's first sync
  * is queued as it is made (plugins/connect.ts). A run that changed something or failed is announced
  * to the app's webhook (src/sync/webhooks.ts: queue `webhook`, delivered beside the sync lanes,
- * retried with backoff); a run that found nothing new is not. With SYNC_WORKERS (the
- * default) this process runs SYNC_CONCURRENCY jobs at once; any number of processes can share them.
- * A job a dead worker held is given up after SYNC_EXPIRE_SECONDS, and the connection's next run
- * marks the cut-off run failed (it stored nothing: a run commits at once).
+ * retried with backoff); a run that found nothing new, or was skipped, is not. With SYNC_WORKERS
+ * (the default) this process runs SYNC_CONCURRENCY jobs at once; any number of processes can share
+ * them. One run per connection is the run's own lock (src/sync/run.ts: an advisory lock the server
+ * drops with a dead worker), not the job's expiry: SYNC_EXPIRE_SECONDS only frees the queue's slot of
+ * a job whose worker died, long after any run; the connection's next run marks the cut-off run
+ * failed and goes on from the pages it stored.
  *
  * Operators (admin key): POST /admin/sync queues every active connection now; GET
  * /admin/sync?since= sums up the runs started since an instant (for a cycle's progress).
@@ -16,6 +18,7 @@ import fp from 'fastify-plugin';
 import { adminOnly } from './admin.ts';
 import { Alarm } from '../src/event-loop.ts';
 import type { FastifyInstance } from 'fastify';
+import { createSystemLimiter, type SystemLimiter } from '../src/sync/rate-limit.ts';
 import { syncConnection, type RunSummary, type SyncDeps } from '../src/sync/run.ts';
 import { DEFAULT_SESSION } from '../src/sync/session.ts';
 import { queueEvent, startDeliveries, WEBHOOK_QUEUE, type EventType } from '../src/sync/webhooks.ts';
@@ -29,8 +32,11 @@ declare module 'fastify' {
 
 export const SYNC_QUEUE = 'sync';
 const SCHEDULE_QUEUE = 'sync-schedule';
-/** How long a sync job may stay active before pg-boss gives it up (its worker is presumed dead). */
-export const SYNC_EXPIRE_SECONDS = 600;
+/**
+ * How long a sync job may stay active before pg-boss gives it up (its worker is presumed dead): a
+ * big first sync takes a while, and the run lock keeps a second run out meanwhile anyway.
+ */
+export const SYNC_EXPIRE_SECONDS = 6 * 3600;
 /** How often an idle sync lane looks for a job. */
 const IDLE_POLL_MS = 2000;
 
@@ -40,7 +46,7 @@ const IDLE_POLL_MS = 2000;
  * costs no query.
  */
 async function announce(app: FastifyInstance, connectionId: string, run: RunSummary): Promise<boolean> {
-  if (run.status === 'succeeded' && run.created + run.updated === 0) return false;
+  if (run.status === 'skipped' || (run.status === 'succeeded' && run.created + run.updated + run.deleted === 0)) return false;
   const { rows } = await app.pg.query<{ app_id: number; user_id: string; app_user_id: string; system_id: string }>(
     `SELECT c.app_id, c.user_id::text, u.app_user_id, c.system_id FROM trb_connection c JOIN trb_user u ON u.id = c.user_id
      WHERE c.id = $1 AND EXISTS (SELECT 1 FROM trb_webhook w WHERE w.app_id = c.app_id)`,
@@ -53,8 +59,13 @@ async function announce(app: FastifyInstance, connectionId: string, run: RunSumm
   return true;
 }
 
+/** The per-system rate limiter, one per process (app). */
+const limiters = new WeakMap<FastifyInstance, SystemLimiter>();
+
 /** What a sync needs, from the app's parts. */
 export function syncDeps(app: FastifyInstance): SyncDeps {
+  let limiter = limiters.get(app);
+  if (!limiter) limiters.set(app, (limiter = createSystemLimiter(app.pg, { ratePerSecond: app.config.syncSystemRate })));
   return {
     pool: app.pg,
     vault: app.vault,
@@ -65,6 +76,9 @@ export function syncDeps(app: FastifyInstance): SyncDeps {
     ownOrigin: new URL(app.config.baseUrl).origin,
     fetch: app.outbound.fetch,
     session: { ...DEFAULT_SESSION, concurrency: app.config.syncSystemConcurrency, ratePerSecond: app.config.syncSystemRate },
+    limiter,
+    policy: { checkpointMarginSeconds: app.config.syncCheckpointMarginSeconds, sweepHours: app.config.syncSweepHours, fullMinutes: app.config.syncFullMinutes },
+    attachments: { maxBytes: app.config.syncAttachmentMaxBytes, perRun: app.config.syncAttachmentsPerRun },
   };
 }
 
@@ -102,7 +116,8 @@ export default fp(
           const from = since === undefined ? undefined : new Date(Date.parse(since));
           if (from && Number.isNaN(from.getTime())) return reply.code(400).send({ error: 'since must be an instant, such as 2026-11-29T10:00:00Z.' });
           const { rows } = await app.pg.query(
-            `SELECT count(*)::int AS runs, count(*) FILTER (WHERE status = 'running')::int AS running, count(*) FILTER (WHERE status = 'succeeded')::int AS succeeded,
+            `SELECT count(*) FILTER (WHERE status <> 'skipped')::int AS runs, count(*) FILTER (WHERE status = 'running')::int AS running, count(*) FILTER (WHERE status = 'succeeded')::int AS succeeded,
+               count(*) FILTER (WHERE status = 'skipped')::int AS skipped, coalesce(sum(deleted), 0)::int AS deleted,
                count(*) FILTER (WHERE status = 'failed')::int AS failed, count(*) FILTER (WHERE status = 'needs_reauth')::int AS needs_reauth,
                min(started_at) AS first_started_at, max(finished_at) AS last_finished_at,
                coalesce(sum(fetched), 0)::int AS fetched, coalesce(sum(created), 0)::int AS created, coalesce(sum(updated), 0)::int AS updated,
@@ -113,7 +128,7 @@ export default fp(
           );
           // The commonest errors, so that a failing cycle says why.
           const { rows: errors } = await app.pg.query(
-            `SELECT error, count(*)::int AS runs FROM trb_sync_run WHERE started_at >= coalesce($1::timestamptz, now() - interval '1 hour') AND error IS NOT NULL
+            `SELECT error, count(*)::int AS runs FROM trb_sync_run WHERE started_at >= coalesce($1::timestamptz, now() - interval '1 hour') AND error IS NOT NULL AND status <> 'skipped'
              GROUP BY error ORDER BY count(*) DESC LIMIT 5`,
             [from ?? null],
           );

@@ -3,7 +3,8 @@
  * type, source id), so a re-import updates and never duplicates; references rewritten to those
  * local ids when their target is in the user's records (or comes in this sync), and otherwise
  * made absolute at the source; `meta.source` = the source's FHIR base, and a tag naming the health
- * system. The source's own versionId and lastUpdated give way to ours.
+ * system. The source's own versionId and lastUpdated give way to ours. A note's attachment whose
+ * content is stored (src/sync/attachments.ts) points at the local Binary.
  */
 import { createHash } from 'node:crypto';
 import type { Resource } from '@medplum/fhirtypes';
@@ -61,10 +62,19 @@ export function referencedTargets(o: Origin, r: Resource): { type: string; id: s
 
 /**
  * The resource as stored: local id, references rewritten (`resolves` says whether a target is in
- * the user's records), meta.source and the source tag. The input is not changed.
+ * the user's records), meta.source and the source tag; `attachments` (the url as written at the
+ * source → the local `Binary/<id>`) rewrites DocumentReference.content[].attachment.url and
+ * DiagnosticReport.presentedForm[].url. The input is not changed.
  */
-export function toLocal(o: Origin, r: Resource, resolves: (type: string, id: string) => boolean): Resource {
+export function toLocal(o: Origin, r: Resource, resolves: (type: string, id: string) => boolean, attachments?: ReadonlyMap<string, string>): Resource {
   const out = structuredClone(r) as Resource & { id: string };
+  if (attachments?.size) {
+    const forms = out.resourceType === 'DocumentReference' ? (out.content ?? []).map((c) => c.attachment) : out.resourceType === 'DiagnosticReport' ? (out.presentedForm ?? []) : [];
+    for (const a of forms) {
+      const local = a && typeof a.url === 'string' ? attachments.get(a.url) : undefined;
+      if (local) a.url = local;
+    }
+  }
   out.id = localId(o, r.resourceType, r.id!);
   walkReferences(out, (ref) => {
     if (ref.startsWith('#')) return ref;
