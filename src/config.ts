@@ -107,6 +107,12 @@ export interface Config {
   syncAttachmentMaxBytes: number;
   /** Attachments one run fetches at most (the rest come in later runs). */
   syncAttachmentsPerRun: number;
+  /** Subtracted from the sync's own fetch time to make a query's checkpoint (seconds). */
+  syncCheckpointMarginSeconds: number;
+  /** A type the system lists `_lastUpdated` for gets a full fetch (the reconciliation sweep) this often (hours). */
+  syncSweepHours: number;
+  /** A type without `_lastUpdated` gets a full fetch this often, and is skipped in between (minutes). */
+  syncFullMinutes: number;
   /**
    * Hosts (`name`, `name:port`) and CIDR ranges (`10.0.0.0/8`) that outbound requests (discovery,
    * the sync, the probe, webhooks) may reach although their addresses are private or loopback
@@ -197,6 +203,9 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     syncSystemRate: int(env, 'SYNC_SYSTEM_RATE', 50, 1, 10_000),
     syncAttachmentMaxBytes: int(env, 'SYNC_ATTACHMENT_MAX_BYTES', 10 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     syncAttachmentsPerRun: int(env, 'SYNC_ATTACHMENTS_PER_RUN', 50, 0, 100_000),
+    syncCheckpointMarginSeconds: int(env, 'SYNC_CHECKPOINT_MARGIN_SECONDS', 300, 0, 86_400),
+    syncSweepHours: int(env, 'SYNC_SWEEP_HOURS', 24, 0, 24 * 365),
+    syncFullMinutes: int(env, 'SYNC_FULL_MINUTES', 60, 0, 60 * 24 * 365),
     outboundAllow: outboundAllow(env.OUTBOUND_ALLOW),
     webhookAllowHttp: oneOf(env, 'WEBHOOK_ALLOW_HTTP', ['true', 'false'] as const, 'false') === 'true',
     webhookConcurrency: int(env, 'WEBHOOK_CONCURRENCY', 16, 1, 256),
