@@ -30,8 +30,8 @@ export interface Server {
   fhirBase(def: SandboxDefinition): string;
   /** An admin call at the sandbox (faults, expire-access-tokens, revoke-refresh-tokens). */
   admin(def: SandboxDefinition, path: string, body?: object): Promise<Response>;
-  /** A user of the test app connected to `def` as its patient number `n`: the connection's id and the user's. */
-  connect(t: Test, def: SandboxDefinition, n: number): Promise<{ connectionId: string; userId: string }>;
+  /** A user of the test app connected to `def` as its patient number `n`: the connection's id, the user's, the user's access token (for this server's FHIR API) and the patient's person key at the sandbox. */
+  connect(t: Test, def: SandboxDefinition, n: number): Promise<{ connectionId: string; userId: string; token: string; personKey: string }>;
 }
 
 /** The server, listening on a free port, its sandboxes loaded; closed at teardown. */
@@ -59,7 +59,7 @@ export async function startServer(t: Test, overrides: Partial<Config> = {}): Pro
       const callback = await signIn(t, base, `${base}/connect/system/clinical/${def.directoryId}?client_id=${client.clientId}&access_token=${access_token}`, person.username, person.password);
       await get(callback.toString());
       const { rows } = await app.pg.query<{ id: string }>('SELECT id::text FROM trb_connection WHERE user_id = $1 AND system_id = $2', [user.id, def.directoryId]);
-      return { connectionId: rows[0].id, userId: user.id };
+      return { connectionId: rows[0].id, userId: user.id, token: access_token, personKey: person.personKey };
     },
   };
 }
@@ -73,6 +73,7 @@ export interface Sent {
   at: number;
   url: string;
   method: string;
+  accept?: string;
   token?: string;
   status?: number;
 }
@@ -103,8 +104,9 @@ export async function sessionFor(app: FastifyInstance, connectionId: string, o: 
   const sent: Sent[] = [];
   const stored: (Tokens & { seq: number })[] = [];
   const logged: OutboundFetch = async (url, init) => {
-    const auth = new Headers(init?.headers).get('authorization');
-    const entry: Sent = { seq: ++seq, at: Date.now(), url: String(url), method: init?.method ?? 'GET', token: auth?.startsWith('Bearer ') ? auth.slice(7) : undefined };
+    const headers = new Headers(init?.headers);
+    const auth = headers.get('authorization');
+    const entry: Sent = { seq: ++seq, at: Date.now(), url: String(url), method: init?.method ?? 'GET', accept: headers.get('accept') ?? undefined, token: auth?.startsWith('Bearer ') ? auth.slice(7) : undefined };
     sent.push(entry);
     const res = await app.outbound.fetch(url, init);
     entry.status = res.status;
