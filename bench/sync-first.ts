@@ -12,7 +12,7 @@
  * Every 100 ms the worker's VmRSS is read from /proc/<pid>/status. The run's time is its own
  * (started_at to finished_at, GET /admin/sync?since=); then one JSON line.
  *
- *   npx node bench/sync-first.ts [--resources 50000] [--system epic|lakeside|...]
+ *   npx node bench/sync-first.ts [--resources 50000] [--system epic|lakeside|...]   (epic by default, lakeside where there is no epic)
  *
  * At the Epic-like `epic` the sync fans Observation out by category and some of the record is
  * refused (categories and types Epic does not grant), so fewer resources arrive than were made;
@@ -23,6 +23,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { buildApp } from '../src/app.ts';
+import { configuredKey } from '../src/auth/vault.ts';
+import { loadConfig } from '../src/config.ts';
+import { runningEmbeddedUrl } from '../src/db/embedded.ts';
+import { makeBigPatient, type BigPatient } from '../src/sandbox/big.ts';
 import { DEFAULT_SANDBOXES } from '../src/sandbox/systems.ts';
 import { benchApp, connectUser } from './connect.ts';
 import { readRssMB, REPO, round, spawnServer } from './server.ts';
@@ -30,13 +35,14 @@ import { readRssMB, REPO, round, spawnServer } from './server.ts';
 const { values: args } = parseArgs({
   options: {
     resources: { type: 'string', default: '50000' },
-    system: { type: 'string', default: 'epic' },
+    system: { type: 'string' },
   },
 });
 const RESOURCES = Math.max(100, Math.floor(Number(args.resources)) || 50_000);
 const RSS_LIMIT_MB = 150;
 const SAMPLE_MS = 100;
-const def = DEFAULT_SANDBOXES.find((d) => d.name === args.system);
+// Epic's where it is served, else Lakeside.
+const def = DEFAULT_SANDBOXES.find((d) => d.name === (args.system ?? (DEFAULT_SANDBOXES.some((x) => x.name === 'epic') ? 'epic' : 'lakeside')));
 if (!def) throw new Error(`--system is one of ${DEFAULT_SANDBOXES.map((d) => d.name).join(', ')}`);
 const ADMIN_KEY = `bench-${crypto.randomUUID()}`;
 Object.assign(process.env, { ADMIN_KEY, SANDBOXES: 'true', SYNC_WORKERS: 'false', FHIR_AUTH: 'required' });
@@ -61,15 +67,32 @@ const base = server.base;
 const adminHeaders = { authorization: `Bearer ${ADMIN_KEY}` };
 const runsSince = async (since: string): Promise<RunsSummary> => (await fetch(`${base}/admin/sync?since=${encodeURIComponent(since)}`, { headers: adminHeaders })).json() as Promise<RunsSummary>;
 
-/** The sandbox's big patient (made once; a sandbox still loading answers 503, and is asked again). */
-async function bigPatient(): Promise<{ username: string; password: string; patientId: string; resources: number }> {
+/**
+ * The sandbox's big patient (made once; a sandbox still loading answers 503, and is asked again).
+ * Where the server has no big-patient route, it is made here, as that route makes it
+ * (src/sandbox/big.ts), in the server's database.
+ */
+async function bigPatient(): Promise<BigPatient> {
   for (let i = 0; i < 600; i++) {
     const res = await fetch(`${base}/admin/sandbox/${def!.name}/big-patient`, { method: 'POST', headers: { ...adminHeaders, 'content-type': 'application/json' }, body: JSON.stringify({ resources: RESOURCES }) });
-    if (res.status === 200 || res.status === 201) return res.json() as Promise<{ username: string; password: string; patientId: string; resources: number }>;
+    if (res.status === 200 || res.status === 201) return res.json() as Promise<BigPatient>;
+    if (res.status === 404 && !(await res.text()).includes('No sandbox system')) return bigPatientHere();
     if (res.status !== 503) throw new Error(`big-patient answered ${res.status}: ${(await res.text()).slice(0, 300)}`);
     await new Promise((r) => setTimeout(r, 500));
   }
   throw new Error('the sandbox was still loading after 5 minutes');
+}
+async function bigPatientHere(): Promise<BigPatient> {
+  const config = loadConfig({ ...process.env, TRIBUTARY_DATA_DIR: server.dataDir, EMBEDDED_PG_PORT: String(server.pgPort) });
+  const databaseUrl = runningEmbeddedUrl(config.dataDir, config.embeddedPgPort)!;
+  const app = await buildApp({ ...config, databaseUrl, encryptionKey: configuredKey(config), sandboxes: false, syncWorkers: false, logLevel: 'warn' }, { logger: false });
+  await app.ready();
+  try {
+    const { rows } = await app.pg.query<{ app_id: number }>('SELECT app_id FROM trb_sandbox WHERE name = $1', [def!.name]);
+    return await makeBigPatient({ pool: app.pg, bulk: app.fhir, auth: app.auth }, rows[0].app_id, { resources: RESOURCES, idPrefix: def!.idPrefix });
+  } finally {
+    await app.close();
+  }
 }
 
 let worker: ChildProcess | undefined;
