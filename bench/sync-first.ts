@@ -7,12 +7,16 @@
  * (SYNC_WORKERS=false). The sandbox makes one patient with about --resources resources (mostly
  * Observations across categories, with their Encounters; POST /admin/sandbox/{name}/big-patient),
  * an app user connects as that patient through the real flow (connect URL, sign-in and consent, the
- * callback, which queues the first sync), and then one `npx tributary worker` starts beside the
- * server (OUTBOUND_ALLOW naming the server's loopback port, as an operator would) and takes it.
- * Every 100 ms the worker's VmRSS is read from /proc/<pid>/status. The run's time is its own
- * (started_at to finished_at, GET /admin/sync?since=); then one JSON line.
+ * callback, which queues the first sync), and one `npx tributary worker` beside the server
+ * (OUTBOUND_ALLOW naming the server's loopback port, as an operator would), started before and
+ * idle until then, takes it. Every 100 ms the worker's VmRSS is read from /proc/<pid>/status: its
+ * idle figure (what the process holds before any run) and the run's maximum are reported. The
+ * run's time is its own (started_at to finished_at, GET /admin/sync?since=); then one JSON line.
  *
- *   npx node bench/sync-first.ts [--resources 50000] [--system epic|lakeside|...]   (epic by default, lakeside where there is no epic)
+ *   npx node bench/sync-first.ts [--resources 50000] [--system epic|lakeside|...] [--worker-node-args '--max-old-space-size=96']
+ *
+ * Epic by default, Lakeside where there is no Epic. The worker runs as `npx tributary worker` does
+ * (no Node flags) unless --worker-node-args gives some.
  *
  * At the Epic-like `epic` the sync fans Observation out by category and some of the record is
  * refused (categories and types Epic does not grant), so fewer resources arrive than were made;
@@ -30,12 +34,13 @@ import { runningEmbeddedUrl } from '../src/db/embedded.ts';
 import { makeBigPatient, type BigPatient } from '../src/sandbox/big.ts';
 import { DEFAULT_SANDBOXES } from '../src/sandbox/systems.ts';
 import { benchApp, connectUser } from './connect.ts';
-import { readRssMB, REPO, round, spawnServer } from './server.ts';
+import { quantile, readRssMB, REPO, round, spawnServer } from './server.ts';
 
 const { values: args } = parseArgs({
   options: {
     resources: { type: 'string', default: '50000' },
     system: { type: 'string' },
+    'worker-node-args': { type: 'string', default: '' },
   },
 });
 const RESOURCES = Math.max(100, Math.floor(Number(args.resources)) || 50_000);
@@ -102,13 +107,12 @@ try {
   const madeS = (Date.now() - made0) / 1000;
   console.log(`${def.title}: a patient with ${big.resources} resources made in ${round(madeS, 1)} s`);
   const app = await benchApp(base, ADMIN_KEY);
-  const since = new Date().toISOString();
-  await connectUser(base, app, 'big-0', def.directoryId, big.username, big.password);
 
-  worker = spawn(path.join(REPO, 'node_modules', '.bin', 'node'), [path.join(REPO, 'bin', 'tributary.ts'), 'worker'], {
+  // The worker first, idle: what it holds before any run (the server's plugins, FHIR definitions).
+  worker = spawn(path.join(REPO, 'node_modules', '.bin', 'node'), [...args['worker-node-args'].split(' ').filter(Boolean), path.join(REPO, 'bin', 'tributary.ts'), 'worker'], {
     cwd: REPO,
-    env: { ...process.env, PORT: String(server.port), TRIBUTARY_DATA_DIR: server.dataDir, EMBEDDED_PG_PORT: String(server.pgPort), SANDBOXES: 'false', OUTBOUND_ALLOW: `localhost:${server.port}`, LOG_LEVEL: 'warn', SYNC_INTERVAL_MINUTES: '1440' },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, PORT: String(server.port), TRIBUTARY_DATA_DIR: server.dataDir, EMBEDDED_PG_PORT: String(server.pgPort), SANDBOXES: 'false', OUTBOUND_ALLOW: `localhost:${server.port}`, LOG_LEVEL: 'info', SYNC_INTERVAL_MINUTES: '1440' },
+    stdio: ['ignore', 'pipe', 'inherit'],
   });
   const pid = worker.pid!;
   const samples: number[] = [];
@@ -116,6 +120,24 @@ try {
     const mb = readRssMB(pid);
     if (mb !== null) samples.push(mb);
   }, SAMPLE_MS);
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    worker!.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      if (out.length < 100_000) out += d;
+      if (out.includes('worker running')) resolve();
+    });
+    worker!.once('exit', (code) => reject(new Error(`the worker exited (${code}) before it was running`)));
+  });
+  worker.stdout!.resume();
+  await new Promise((r) => setTimeout(r, 5000));
+  const idle = samples.slice(-20);
+  const idleRss = idle.reduce((a, b) => a + b, 0) / idle.length;
+  console.log(`worker idle (5 s after it was running): RSS ${round(idleRss, 1)} MB`);
+
+  // The connection's first sync, queued at the callback, is the worker's to take.
+  const since = new Date().toISOString();
+  const fromSample = samples.length;
+  await connectUser(base, app, 'big-0', def.directoryId, big.username, big.password);
   let done: RunsSummary | undefined;
   try {
     for (const deadline = Date.now() + 1800_000; Date.now() < deadline; ) {
@@ -133,12 +155,15 @@ try {
   if (!done) throw new Error('the first sync did not finish within 30 minutes');
   const seconds = (Date.parse(done.last_finished_at!) - Date.parse(done.first_started_at!)) / 1000;
   const maxRss = Math.max(...samples);
+  const runSamples = samples.slice(fromSample).sort((a, b) => a - b);
   const status = done.succeeded === 1 ? 'succeeded' : done.failed ? 'failed' : 'needs_reauth';
   console.log(
     `first sync ${status}: ${done.fetched} fetched, ${done.created} created, ${done.updated} updated, ${done.requests} requests, in ${round(seconds, 1)} s (${Math.round(done.created / seconds)} resources/s)` +
       (done.errors.length ? `; error: ${done.errors[0].error.slice(0, 300)}` : ''),
   );
-  console.log(`worker RSS: max ${round(maxRss, 1)} MB over ${samples.length} samples every ${SAMPLE_MS} ms (limit ${RSS_LIMIT_MB} MB): ${maxRss < RSS_LIMIT_MB ? 'within' : 'OVER'}`);
+  console.log(
+    `worker RSS: max ${round(maxRss, 1)} MB over ${samples.length} samples every ${SAMPLE_MS} ms (limit ${RSS_LIMIT_MB} MB): ${maxRss < RSS_LIMIT_MB ? 'within' : 'OVER'}; idle ${round(idleRss, 1)} MB, so the run added at most ${round(maxRss - idleRss, 1)} MB; during the run p50 ${round(quantile(runSamples, 0.5), 1)} MB, p90 ${round(quantile(runSamples, 0.9), 1)} MB`,
+  );
   console.log(
     JSON.stringify({
       bench: 'sync-first',
@@ -151,6 +176,8 @@ try {
       seconds: round(seconds, 1),
       resourcesPerSecond: Math.round(done.created / seconds),
       maxRssMB: round(maxRss, 1),
+      idleRssMB: round(idleRss, 1),
+      runRssP50MB: round(quantile(runSamples, 0.5), 1),
       rssLimitMB: RSS_LIMIT_MB,
       samples: samples.length,
     }),
