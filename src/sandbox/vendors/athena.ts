@@ -132,3 +132,140 @@ export function athenaSearchParams(type: string): string[] {
   };
   return [...common, ...(extra[type] ?? [])];
 }
+
+// ---------------------------------------------------------------------------------------------
+// The facade: athena's answers around the ordinary FHIR routes
+
+/** One request to the vendor's public base: `path` is what follows the base (`Observation`, `Patient/x`, `metadata`). */
+export interface FacadeRequest {
+  path: string;
+  query: URLSearchParams;
+  /** The public FHIR base (absolute, no trailing slash). */
+  base: string;
+}
+
+/** The ordinary FHIR routes, with the caller's Authorization: a GET of a path relative to `internalBase`. */
+export interface InternalFhir {
+  get(relative: string): Promise<{ status: number; contentType?: string; body: string }>;
+  /** The absolute base the ordinary routes write in their links and fullUrls. */
+  internalBase: string;
+  /** The vendor's token endpoint, for the CapabilityStatement's oauth-uris. */
+  tokenEndpoint?: string;
+}
+
+export interface FacadeAnswer {
+  status: number;
+  headers: Record<string, string>;
+  contentType?: string;
+  body?: string;
+}
+
+/** The internal base replaced by the public one, everywhere in a JSON text (links, fullUrls). */
+export const toPublic = (text: string, internalBase: string, base: string): string => text.split(internalBase).join(base);
+
+const json = (status: number, body: unknown, headers: Record<string, string> = {}): FacadeAnswer => ({ status, headers, contentType: 'application/fhir+json', body: JSON.stringify(body) });
+
+/** The CapabilityStatement with the types (`types`) and search parameters (`keep`; type `*` for the system-wide ones) a vendor lists, and its own token endpoint in oauth-uris. */
+export function capabilityFor(text: string, keep: (type: string, param: string) => boolean, tokenEndpoint?: string, types?: readonly string[]): unknown {
+  const cs = JSON.parse(text) as { rest?: { resource?: { type: string; searchParam?: { name: string }[] }[]; searchParam?: { name: string }[]; security?: { extension?: { extension?: { url: string; valueUri?: string }[] }[] } }[] };
+  for (const rest of cs.rest ?? []) {
+    if (types && rest.resource) rest.resource = rest.resource.filter((r) => types.includes(r.type));
+    // The system-wide parameters: those every type keeps.
+    if (rest.searchParam) rest.searchParam = rest.searchParam.filter((p) => keep('*', p.name));
+    for (const r of rest.resource ?? []) {
+      if (r.searchParam) r.searchParam = r.searchParam.filter((p) => keep(r.type, p.name));
+    }
+    for (const ext of rest.security?.extension ?? []) for (const e of ext.extension ?? []) if (e.url === 'token' && tokenEndpoint) e.valueUri = tokenEndpoint;
+  }
+  return cs;
+}
+
+/** Pages remembered by their public token (athena's cursor, MEDITECH's continue): the internal next link each stands for. */
+export class PageTokens {
+  private readonly pages = new Map<string, string>();
+  private readonly max: number;
+  constructor(max = 20_000) {
+    this.max = max;
+  }
+  set(key: string, internalNext: string): void {
+    this.pages.delete(key);
+    this.pages.set(key, internalNext);
+    // The oldest go first: a Map keeps insertion order.
+    while (this.pages.size > this.max) this.pages.delete(this.pages.keys().next().value!);
+  }
+  get(key: string): string | undefined {
+    return this.pages.get(key);
+  }
+  /** Ends every page token now (the admin's expire-page-tokens). */
+  clear(): number {
+    const n = this.pages.size;
+    this.pages.clear();
+    return n;
+  }
+}
+
+/** A query's parameters in a fixed order, without the paging token: the key its pages are kept under. */
+export const queryKey = (type: string, params: URLSearchParams, token: string): string =>
+  `${type}?${[...params].filter(([k]) => k !== token).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => `${k}=${v}`).join('&')}`;
+
+/**
+ * The athena facade: `serve` answers one GET at the public base as athena would, from the ordinary
+ * routes. One per process (it remembers cursors and counts the day's calls).
+ */
+export function createAthenaFacade() {
+  const cursors = new PageTokens();
+  let day = '';
+  let calls = 0;
+  return {
+    expirePages: () => cursors.clear(),
+    async serve(req: FacadeRequest, fhir: InternalFhir): Promise<FacadeAnswer> {
+      const today = new Date().toISOString().slice(0, 10);
+      if (today !== day) [day, calls] = [today, 0];
+      const headers = athenaRateHeaders(++calls);
+      const pass = (a: { status: number; contentType?: string; body: string }): FacadeAnswer => ({ status: a.status, headers, contentType: a.contentType, body: toPublic(a.body, fhir.internalBase, req.base) });
+      if (req.path === 'metadata') {
+        const cs = await fhir.get('metadata');
+        return json(cs.status, capabilityFor(cs.body, (type, name) => athenaSearchParams(type).includes(name), fhir.tokenEndpoint, ATHENA_SYSTEM.types), headers);
+      }
+      const segments = req.path.split('/');
+      if (segments.length > 1) {
+        const read = await fhir.get(`${req.path}${req.query.size ? `?${req.query}` : ''}`);
+        if (read.status !== 200 || !read.contentType?.includes('json')) return pass(read);
+        return json(200, athenaResource(JSON.parse(toPublic(read.body, fhir.internalBase, req.base))), headers);
+      }
+      const type = segments[0];
+      const cursor = req.query.get(ATHENA_PAGING.param);
+      const rest = new URLSearchParams([...req.query].filter(([k]) => k !== ATHENA_PAGING.param));
+      const rules = athenaSearch(type, rest);
+      if ('refused' in rules) return { ...json(rules.refused.status, rules.refused.body, headers) };
+      let internalPath = `${type}?${rules.params}`;
+      if (cursor !== null) {
+        const next = cursors.get(`${queryKey(type, rest, ATHENA_PAGING.param)}#${cursor}`);
+        if (!next) return json(400, { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'processing', diagnostics: 'The cursor is not known or has expired; start the search again.' }] }, headers);
+        internalPath = next;
+      }
+      const page = await fhir.get(internalPath);
+      if (page.status !== 200) return pass(page);
+      const bundle = JSON.parse(page.body) as { link?: { relation: string; url: string }[]; entry?: { fullUrl?: string; resource?: Resource; search?: unknown }[] } & Record<string, unknown>;
+      const internalNext = bundle.link?.find((l) => l.relation === 'next')?.url;
+      const entries = (bundle.entry ?? []).filter((e) => e.resource?.resourceType !== 'OperationOutcome');
+      const self = `${req.base}/${type}?${req.query}`;
+      const links = [{ relation: 'self', url: self }];
+      const lastId = entries.at(-1)?.resource?.id;
+      if (internalNext && lastId && internalNext.startsWith(`${fhir.internalBase}/`)) {
+        cursors.set(`${queryKey(type, rest, ATHENA_PAGING.param)}#${lastId}`, internalNext.slice(fhir.internalBase.length + 1));
+        const p = new URLSearchParams(rest);
+        p.set(ATHENA_PAGING.param, lastId);
+        links.push({ relation: 'next', url: `${req.base}/${type}?${p}` });
+      }
+      const out = {
+        resourceType: 'Bundle',
+        type: 'searchset',
+        ...(typeof bundle.total === 'number' ? { total: bundle.total } : {}),
+        link: links,
+        entry: entries.map((e) => ({ fullUrl: `${req.base}/${e.resource!.resourceType}/${e.resource!.id}`, resource: athenaResource(JSON.parse(toPublic(JSON.stringify(e.resource), fhir.internalBase, req.base)) as Resource), search: { mode: 'match' } })),
+      };
+      return json(200, out, headers);
+    },
+  };
+}

@@ -12,6 +12,7 @@ import type { Bundle, BundleLink, ExplanationOfBenefit, OperationOutcome, Resour
 import { generatePayerSystem } from '../payer.ts';
 import type { GeneratedSystem, GenerateOptions } from '../generate.ts';
 import type { SandboxAuth } from '../systems.ts';
+import { capabilityFor, toPublic, type FacadeAnswer, type FacadeRequest, type InternalFhir } from './athena.ts';
 
 /** The SandboxDefinition fields of the Blue Button sandbox (its directory entry, its app, its records). */
 export const BLUEBUTTON_SYSTEM = {
@@ -196,4 +197,50 @@ export function bluebuttonCapabilityResources(): { type: string; interaction: { 
     interaction: [{ code: 'read' }, { code: 'search-type' }],
     searchParam: names.map((name) => ({ name, type: kinds[name] })),
   }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The facade: Blue Button's answers around the ordinary FHIR routes
+
+const asAnswer = (a: VendorAnswer): FacadeAnswer => ({ status: a.status, headers: {}, contentType: a.contentType, body: a.body === undefined ? undefined : JSON.stringify(a.body) });
+
+/**
+ * The Blue Button facade: `serve` answers one GET at the public base as Blue Button would, from
+ * the ordinary routes (which reach the token's beneficiary's records only). Stateless: offset
+ * pages need no memory.
+ */
+export function createBlueButtonFacade() {
+  return {
+    expirePages: () => 0,
+    async serve(req: FacadeRequest, fhir: InternalFhir): Promise<FacadeAnswer> {
+      const pass = (a: { status: number; contentType?: string; body: string }): FacadeAnswer => ({ status: a.status, headers: {}, contentType: a.contentType, body: toPublic(a.body, fhir.internalBase, req.base) });
+      if (req.path === 'metadata') {
+        const cs = await fhir.get('metadata');
+        if (cs.status !== 200) return pass(cs);
+        const doc = capabilityFor(cs.body, () => true, fhir.tokenEndpoint) as { rest: { resource: unknown[] }[] };
+        doc.rest[0].resource = bluebuttonCapabilityResources();
+        return { status: 200, headers: {}, contentType: 'application/fhir+json', body: toPublic(JSON.stringify(doc), fhir.internalBase, req.base) };
+      }
+      const segments = req.path.split('/');
+      if (!BLUEBUTTON_SEARCH[segments[0]] || segments.length > 2) return asAnswer(BLUEBUTTON_NOT_FOUND);
+      if (segments.length === 2) return pass(await fhir.get(req.path));
+      // The token's beneficiary: the one Patient the ordinary routes show this token.
+      const me = await fhir.get('Patient?_count=1&_elements=id');
+      if (me.status !== 200) return pass(me);
+      const patientId = (JSON.parse(me.body) as Bundle).entry?.[0]?.resource?.id ?? '';
+      const rules = bluebuttonSearch(segments[0], req.query, patientId);
+      if ('refused' in rules) return asAnswer(rules.refused);
+      const matched: Resource[] = [];
+      for (let next: string | undefined = `${segments[0]}?${rules.query.internal}&_count=1000`; next; ) {
+        const page = await fhir.get(next);
+        if (page.status !== 200) return pass(page);
+        const b = JSON.parse(page.body) as Bundle;
+        matched.push(...(b.entry ?? []).flatMap((e) => (e.resource && e.resource.resourceType === segments[0] ? [e.resource] : [])));
+        const link = b.link?.find((l) => l.relation === 'next')?.url;
+        next = link?.startsWith(`${fhir.internalBase}/`) ? link.slice(fhir.internalBase.length + 1) : undefined;
+      }
+      const bundle = bluebuttonPage(JSON.parse(toPublic(JSON.stringify(matched), fhir.internalBase, req.base)), rules.query, `${req.base}/${segments[0]}`);
+      return { status: 200, headers: {}, contentType: 'application/fhir+json', body: JSON.stringify(bundle) };
+    },
+  };
 }

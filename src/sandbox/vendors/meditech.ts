@@ -8,8 +8,10 @@
  * This file holds the rules as functions of the request and the records (no HTTP); the facade
  * applies them around the ordinary FHIR routes.
  */
-import type { Resource } from '@medplum/fhirtypes';
+import { randomBytes } from 'node:crypto';
+import type { Bundle, Resource } from '@medplum/fhirtypes';
 import type { SandboxAuth } from '../systems.ts';
+import { capabilityFor, PageTokens, queryKey, toPublic, type FacadeAnswer, type FacadeRequest, type InternalFhir } from './athena.ts';
 
 /** The SandboxDefinition fields of the MEDITECH sandbox (its directory entry, its app, its records). */
 export const MEDITECH_SYSTEM = {
@@ -99,4 +101,62 @@ export function inCareWindow(r: Resource, start?: string, end?: string): boolean
   if (start && d.slice(0, start.length) < start) return false;
   if (end && d.slice(0, end.length) > end) return false;
   return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The facade: MEDITECH's answers around the ordinary FHIR routes
+
+/**
+ * The MEDITECH facade: `serve` answers one GET at the public base as MEDITECH would, from the
+ * ordinary routes. One per process (it remembers `continue` tokens).
+ */
+export function createMeditechFacade() {
+  const pages = new PageTokens();
+  return {
+    expirePages: () => pages.clear(),
+    async serve(req: FacadeRequest, fhir: InternalFhir): Promise<FacadeAnswer> {
+      const answer = (status: number, body: unknown): FacadeAnswer => ({ status, headers: {}, contentType: 'application/fhir+json', body: JSON.stringify(body) });
+      const refuse = (diagnostics: string) => answer(400, { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'invalid', diagnostics }] });
+      const pass = (a: { status: number; contentType?: string; body: string }): FacadeAnswer => ({ status: a.status, headers: {}, contentType: a.contentType, body: toPublic(a.body, fhir.internalBase, req.base) });
+      if (req.path === 'metadata') {
+        const cs = await fhir.get('metadata');
+        return answer(cs.status, capabilityFor(cs.body, (_type, name) => name.toLowerCase() !== '_lastupdated', fhir.tokenEndpoint, MEDITECH_SYSTEM.types));
+      }
+      const segments = req.path.split('/');
+      const everything = segments.length === 3 && segments[0] === 'Patient' && segments[2] === '$everything';
+      if (segments.length > 1 && !everything) return pass(await fhir.get(`${req.path}${req.query.size ? `?${req.query}` : ''}`));
+      const token = req.query.get(MEDITECH_PAGING.param);
+      const rest = new URLSearchParams([...req.query].filter(([k]) => k !== MEDITECH_PAGING.param));
+      let window: { start?: string; end?: string } = {};
+      let internalPath: string;
+      if (everything) {
+        const e = meditechEverything(rest);
+        if ('refused' in e) return refuse(e.refused);
+        window = { start: e.start, end: e.end };
+        internalPath = `${req.path}${e.params.size ? `?${e.params}` : ''}`;
+      } else {
+        internalPath = `${req.path}?${meditechSearch(rest)}`;
+      }
+      if (token !== null) {
+        const next = pages.get(`${queryKey(req.path, rest, MEDITECH_PAGING.param)}#${token}`);
+        if (!next) return answer(400, { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'processing', diagnostics: 'The continuation is not known or has expired; start the search again.' }] });
+        internalPath = next;
+      }
+      const page = await fhir.get(internalPath);
+      if (page.status !== 200) return pass(page);
+      const bundle = JSON.parse(toPublic(page.body, fhir.internalBase, req.base)) as Bundle;
+      const internalNext = (JSON.parse(page.body) as Bundle).link?.find((l) => l.relation === 'next')?.url;
+      // §4: start and end narrow $everything by care date; a page may then hold fewer than asked.
+      bundle.entry = (bundle.entry ?? []).filter((e) => !e.resource || inCareWindow(e.resource, window.start, window.end));
+      bundle.link = [{ relation: 'self', url: `${req.base}/${req.path}?${req.query}` }];
+      if (internalNext?.startsWith(`${fhir.internalBase}/`)) {
+        const id = randomBytes(12).toString('base64url');
+        pages.set(`${queryKey(req.path, rest, MEDITECH_PAGING.param)}#${id}`, internalNext.slice(fhir.internalBase.length + 1));
+        const p = new URLSearchParams(rest);
+        p.set(MEDITECH_PAGING.param, id);
+        bundle.link.push({ relation: 'next', url: `${req.base}/${req.path}?${p}` });
+      }
+      return answer(200, bundle);
+    },
+  };
 }
