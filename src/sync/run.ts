@@ -25,7 +25,8 @@
  *   from this system that it did not return are deleted (a deleted version). Entered-in-error is an
  *   update like any other.
  * - A refusal costs its type (recorded per type in trb_sync_type, for the app); a failure costs its
- *   query until the next run; only NeedsReauth ends a run early.
+ *   query until the next run (the run fails only when no query could finish); only NeedsReauth ends
+ *   a run early.
  * - A resource that is not valid R4 is recorded in the run (an OperationOutcome issue) and skipped.
  */
 import type pg from 'pg';
@@ -302,6 +303,8 @@ async function runEvents(deps: SyncDeps, db: pg.PoolClient, x: RunContext): Prom
   const finalized = new Set<string>();
   let pageNo = 0;
   let current: string | undefined;
+  let queriesDone = 0;
+  const failures: string[] = [];
 
   /** Outside records this page refers to and the user's records lack: read once per run. */
   const readOutside = async (resources: Resource[], here: Set<string>): Promise<Resource[]> => {
@@ -452,6 +455,7 @@ async function runEvents(deps: SyncDeps, db: pg.PoolClient, x: RunContext): Prom
       case 'query-done': {
         const tr = await enter(ev.query);
         tr.done.add(ev.query);
+        queriesDone++;
         if (!ev.full) tr.allFull = false;
         await saveQueryDone(db, x.connectionId, ev.query, ev.startedAt, policy.checkpointMarginSeconds);
         if (ev.query === EVERYTHING) {
@@ -479,6 +483,7 @@ async function runEvents(deps: SyncDeps, db: pg.PoolClient, x: RunContext): Prom
       case 'failed': {
         const tr = await enter(ev.query);
         tr.failed = ev.error;
+        failures.push(ev.error);
         for (const type of ev.covers) typeRun(type).failed ??= ev.error;
         x.issue({ severity: 'error', code: 'transient', diagnostics: `The search ${ev.query} could not finish: ${ev.error}`.slice(0, 500) });
         break;
@@ -491,4 +496,9 @@ async function runEvents(deps: SyncDeps, db: pg.PoolClient, x: RunContext): Prom
   // Every type the run saw, the ones $everything covered included.
   for (const type of [...runs.keys()]) await finalize(type);
   if (!summary.strategy) summary.strategy = modes.has(EVERYTHING) ? 'everything' : 'per-type';
+  // A failure costs its query; a run none of whose queries could finish failed (the system is down).
+  if (failures.length && !queriesDone) {
+    summary.status = 'failed';
+    summary.error = scrubAddresses(`No search could finish (${failures.length} tried): ${failures[0]}`).slice(0, 1000);
+  }
 }
