@@ -31,10 +31,13 @@ import { freePort } from '../pg.ts';
 import { get, signIn } from './connect-support.ts';
 
 const LS = { ...DEFAULT_SANDBOXES.find((d) => d.name === 'lakeside')!, patients: 2 };
+// The simulated vendors, each as DEFAULT_SANDBOXES lists it (`vendor` names the profile).
+type VendorDef = (typeof DEFAULT_SANDBOXES)[number] & { vendor?: string; generate?: object };
+const VENDORS = (DEFAULT_SANDBOXES as readonly VendorDef[]).filter((d) => d.vendor);
 const port = await freePort();
 const BASE = `http://127.0.0.1:${port}`;
 const ADMIN_KEY = 'k'.repeat(40);
-const app = await buildApp(testConfig(await testDatabase(t), { baseUrl: BASE, sandboxes: true, sandboxSystems: [LS], sandboxYears: 1, fhirAuth: 'required', adminKey: ADMIN_KEY }), { logger: false });
+const app = await buildApp(testConfig(await testDatabase(t), { baseUrl: BASE, sandboxes: true, sandboxSystems: [LS, ...VENDORS], sandboxYears: 1, fhirAuth: 'required', adminKey: ADMIN_KEY }), { logger: false });
 await app.listen({ port, host: '127.0.0.1' });
 t.teardown(() => app.close());
 await app.sandboxesLoaded;
@@ -212,4 +215,58 @@ t.test('the listing: per type, and when the access token expires', async (t) => 
   t.match(entry, { access_expires_at: String, types: Array });
   const patient = (entry.types as { type: string; status: string }[]).find((x) => x.type === 'Patient');
   t.match(patient, { status: 'fetched' }, 'the Patient too');
+});
+
+type TypeRow = { type: string; status: string; refused_searches: { query: string }[]; checkpoints: Record<string, string> };
+
+/** Whether a source record falls in one of the searches that answered (`category=…`, `intent=…`, `status=…`; none: all). */
+function inAnswered(r: Resource, keys: string[]): boolean {
+  const variants = keys.map((k) => (k.includes('?') ? new URLSearchParams(k.slice(k.indexOf('?') + 1)) : undefined));
+  if (variants.some((v) => !v)) return true;
+  const codes = (v: unknown) => JSON.stringify(v ?? '');
+  return variants.some((v) => [...v!].every(([name, value]) => (name === 'category' ? codes((r as { category?: unknown }).category).includes(`"${value}"`) : String((r as unknown as Record<string, unknown>)[name]) === value)));
+}
+
+t.test('the simulated vendors: what each lets a patient app see, exactly; nothing again; a change, an entered-in-error and a deletion reach the user', { skip: VENDORS.length ? false : 'no simulated vendor is among the sandbox systems yet' }, async (t) => {
+  for (const def of VENDORS) {
+    await t.test(def.name, async (t) => {
+      // The credentials (the records themselves are read from the vendor's database).
+      const gen = generateSystem({ seed: def.seed, patients: def.patients, idPrefix: def.idPrefix, systemName: def.title, years: 1, ...(def.generate ?? {}) } as Parameters<typeof generateSystem>[0]);
+      const who = gen.patients.filter((p) => p.personKey !== 'shared')[0];
+      const c = await connected(t, `vendors-${def.name}`, def.directoryId, who.username, who.password);
+      const run = await syncConnection(deps, c.connectionId);
+      t.not(run.status, 'needs_reauth', run.error ?? '');
+      const types = (await listing(c.token)).entry[0].types as TypeRow[];
+      const local = await localCounts(c.userId);
+      for (const [type, n] of await sourceCounts(def.name, who.personKey)) {
+        const row = types.find((x) => x.type === type);
+        if (!row || row.status !== 'fetched') {
+          t.equal(local.get(type) ?? 0, 0, `${type}: ${row?.status ?? 'not listed'} at ${def.name}, so none`);
+          continue;
+        }
+        const visible = row.refused_searches.length ? (await sourceRecords(def.name, who.personKey, type)).filter((r) => inAnswered(r.resource, Object.keys(row.checkpoints))).length : n;
+        t.equal(local.get(type) ?? 0, visible, `${type}: as many as ${def.name} lets the app see`);
+      }
+      const before = await versions();
+      const second = await syncConnection(deps, c.connectionId);
+      t.same([second.created, second.updated, second.deleted], [0, 0, 0], `${def.name}: a second run imports nothing`);
+      t.equal(await versions(), before, 'and makes no version');
+
+      // Changes at the source through the vendor's admin endpoint, where it has one.
+      const mutate = async (action: string) => {
+        const res = await fetch(`${BASE}/admin/sandbox/${def.name}/records`, { method: 'POST', headers: { ...adminHeaders, 'content-type': 'application/json' }, body: JSON.stringify({ username: who.username, type: 'Observation', action, count: 1 }) });
+        return res.status === 200 ? ((await res.json()) as { ids: string[] }).ids : undefined;
+      };
+      const changed = await mutate('change');
+      if (!changed) return;
+      const erred = await mutate('enter-in-error');
+      const gone = await mutate('delete');
+      const next = await syncConnection(deps, c.connectionId);
+      t.ok(next.updated >= 2, `${def.name}: the change and the entered-in-error came in (${next.updated})`);
+      await app.pg.query('UPDATE trb_sync_type SET last_full_at = NULL WHERE connection_id = $1', [c.connectionId]);
+      const sweep = await syncConnection(deps, c.connectionId);
+      t.equal(sweep.deleted, gone?.length ?? 0, `${def.name}: the deletion at the next full fetch`);
+      t.ok(erred?.length, 'an entered-in-error');
+    });
+  }
 });
