@@ -186,6 +186,8 @@ t.test('a failed run sends sync.failed; after a rotation both secrets sign it', 
     fetch(`${BASE}/admin/sandbox/${NV.name}/faults`, { method: body ? 'PUT' : 'DELETE', headers: { authorization: `Bearer ${ADMIN_KEY}`, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body && JSON.stringify(body) });
   t.equal((await faults({ fail: { count: 50, status: 429, retryAfter: 0 } })).status, 200);
   t.teardown(() => faults());
+  // A full fetch is due (the run before may have been one that asks nothing: src/sync/run.ts, modes).
+  await app.pg.query('UPDATE trb_sync_type SET last_full_at = NULL WHERE connection_id = $1', [connection]);
   await app.queueSync(connection);
   t.ok(await waitFor(() => hook.got.length > received), 'an event arrived');
   const got = hook.got[received];
