@@ -7,9 +7,9 @@
  * retried with backoff); a run that found nothing new, or was skipped, is not. With SYNC_WORKERS
  * (the default) this process runs SYNC_CONCURRENCY jobs at once; any number of processes can share
  * them. One run per connection is the run's own lock (src/sync/run.ts: an advisory lock the server
- * drops with a dead worker), not the job's expiry: SYNC_EXPIRE_SECONDS only frees the queue's slot of
- * a job whose worker died, long after any run; the connection's next run marks the cut-off run
- * failed and goes on from the pages it stored.
+ * drops with a dead worker), not the job's expiry: SYNC_EXPIRE_SECONDS frees the queue's slot of a
+ * job whose worker died; the connection's next run marks the cut-off run failed and goes on from
+ * the pages it stored.
  *
  * Operators (admin key): POST /admin/sync queues every active connection now; GET
  * /admin/sync?since= sums up the runs started since an instant (for a cycle's progress).
@@ -33,10 +33,12 @@ declare module 'fastify' {
 export const SYNC_QUEUE = 'sync';
 const SCHEDULE_QUEUE = 'sync-schedule';
 /**
- * How long a sync job may stay active before pg-boss gives it up (its worker is presumed dead): a
- * big first sync takes a while, and the run lock keeps a second run out meanwhile anyway.
+ * How long a sync job may stay active before pg-boss gives it up (its worker is presumed dead). The
+ * run's lock, not this, keeps one run per connection: a run longer than this (a big first sync) goes
+ * on, and the jobs queued for its connection meanwhile end at once, skipped. A worker that died
+ * holds its connection's queue slot (one active job per connection) this long at most.
  */
-export const SYNC_EXPIRE_SECONDS = 6 * 3600;
+export const SYNC_EXPIRE_SECONDS = 3600;
 /** How often an idle sync lane looks for a job. */
 const IDLE_POLL_MS = 2000;
 
@@ -162,7 +164,7 @@ export default fp(
         try {
           const started = Date.now();
           const run = await syncConnection(deps, job.data.connectionId);
-          app.log[run.status === 'succeeded' ? 'info' : 'warn']({ connection: job.data.connectionId, ...run, ms: Date.now() - started }, 'sync run');
+          app.log[run.status === 'succeeded' || run.status === 'skipped' ? 'info' : 'warn']({ connection: job.data.connectionId, ...run, ms: Date.now() - started }, 'sync run');
           if (run.runId && (await announce(app, job.data.connectionId, run))) deliveries.wake();
           await app.jobs.complete(SYNC_QUEUE, job.id, run);
         } catch (err) {
