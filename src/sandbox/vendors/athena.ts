@@ -12,6 +12,9 @@
 import { createHash } from 'node:crypto';
 import type { OperationOutcome, Resource } from '@medplum/fhirtypes';
 import type { SandboxAuth } from '../systems.ts';
+import { capabilityFor, PageTokens, queryKey, toPublic, type FacadeAnswer, type FacadeRequest, type InternalFhir, type VendorAnswer } from './facade.ts';
+
+export type { FacadeAnswer, FacadeRequest, InternalFhir, VendorAnswer } from './facade.ts';
 
 /** The SandboxDefinition fields of the athena sandbox (its directory entry, its app, its records). */
 export const ATHENA_SYSTEM = {
@@ -54,12 +57,6 @@ export const ATHENA_IGNORED = ['_lastUpdated', '_since'] as const;
 
 /** Paging: `next` carries `cursor=<the last id of the page>` (§3 "`_count`, paging"). */
 export const ATHENA_PAGING = { style: 'cursor', param: 'cursor' } as const;
-
-export interface VendorAnswer {
-  status: number;
-  body?: unknown;
-  contentType?: string;
-}
 
 /** §3 "Required params": MedicationRequest without `intent` → 403 `forbidden`, with athena's words. */
 export const ATHENA_INTENT_REQUIRED: VendorAnswer = {
@@ -136,77 +133,7 @@ export function athenaSearchParams(type: string): string[] {
 // ---------------------------------------------------------------------------------------------
 // The facade: athena's answers around the ordinary FHIR routes
 
-/** One request to the vendor's public base: `path` is what follows the base (`Observation`, `Patient/x`, `metadata`). */
-export interface FacadeRequest {
-  path: string;
-  query: URLSearchParams;
-  /** The public FHIR base (absolute, no trailing slash). */
-  base: string;
-}
-
-/** The ordinary FHIR routes, with the caller's Authorization: a GET of a path relative to `internalBase`. */
-export interface InternalFhir {
-  get(relative: string): Promise<{ status: number; contentType?: string; body: string }>;
-  /** The absolute base the ordinary routes write in their links and fullUrls. */
-  internalBase: string;
-  /** The vendor's token endpoint, for the CapabilityStatement's oauth-uris. */
-  tokenEndpoint?: string;
-}
-
-export interface FacadeAnswer {
-  status: number;
-  headers: Record<string, string>;
-  contentType?: string;
-  body?: string;
-}
-
-/** The internal base replaced by the public one, everywhere in a JSON text (links, fullUrls). */
-export const toPublic = (text: string, internalBase: string, base: string): string => text.split(internalBase).join(base);
-
 const json = (status: number, body: unknown, headers: Record<string, string> = {}): FacadeAnswer => ({ status, headers, contentType: 'application/fhir+json', body: JSON.stringify(body) });
-
-/** The CapabilityStatement with the types (`types`) and search parameters (`keep`; type `*` for the system-wide ones) a vendor lists, and its own token endpoint in oauth-uris. */
-export function capabilityFor(text: string, keep: (type: string, param: string) => boolean, tokenEndpoint?: string, types?: readonly string[]): unknown {
-  const cs = JSON.parse(text) as { rest?: { resource?: { type: string; searchParam?: { name: string }[] }[]; searchParam?: { name: string }[]; security?: { extension?: { extension?: { url: string; valueUri?: string }[] }[] } }[] };
-  for (const rest of cs.rest ?? []) {
-    if (types && rest.resource) rest.resource = rest.resource.filter((r) => types.includes(r.type));
-    // The system-wide parameters: those every type keeps.
-    if (rest.searchParam) rest.searchParam = rest.searchParam.filter((p) => keep('*', p.name));
-    for (const r of rest.resource ?? []) {
-      if (r.searchParam) r.searchParam = r.searchParam.filter((p) => keep(r.type, p.name));
-    }
-    for (const ext of rest.security?.extension ?? []) for (const e of ext.extension ?? []) if (e.url === 'token' && tokenEndpoint) e.valueUri = tokenEndpoint;
-  }
-  return cs;
-}
-
-/** Pages remembered by their public token (athena's cursor, MEDITECH's continue): the internal next link each stands for. */
-export class PageTokens {
-  private readonly pages = new Map<string, string>();
-  private readonly max: number;
-  constructor(max = 20_000) {
-    this.max = max;
-  }
-  set(key: string, internalNext: string): void {
-    this.pages.delete(key);
-    this.pages.set(key, internalNext);
-    // The oldest go first: a Map keeps insertion order.
-    while (this.pages.size > this.max) this.pages.delete(this.pages.keys().next().value!);
-  }
-  get(key: string): string | undefined {
-    return this.pages.get(key);
-  }
-  /** Ends every page token now (the admin's expire-page-tokens). */
-  clear(): number {
-    const n = this.pages.size;
-    this.pages.clear();
-    return n;
-  }
-}
-
-/** A query's parameters in a fixed order, without the paging token: the key its pages are kept under. */
-export const queryKey = (type: string, params: URLSearchParams, token: string): string =>
-  `${type}?${[...params].filter(([k]) => k !== token).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => `${k}=${v}`).join('&')}`;
 
 /**
  * The athena facade: `serve` answers one GET at the public base as athena would, from the ordinary

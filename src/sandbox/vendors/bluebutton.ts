@@ -12,7 +12,9 @@ import type { Bundle, BundleLink, ExplanationOfBenefit, OperationOutcome, Resour
 import { generatePayerSystem } from '../payer.ts';
 import type { GeneratedSystem, GenerateOptions } from '../generate.ts';
 import type { SandboxAuth } from '../systems.ts';
-import { capabilityFor, toPublic, type FacadeAnswer, type FacadeRequest, type InternalFhir } from './athena.ts';
+import { capabilityFor, toPublic, type FacadeAnswer, type FacadeRequest, type InternalFhir, type VendorAnswer } from './facade.ts';
+
+export type { VendorAnswer } from './facade.ts';
 
 /** The SandboxDefinition fields of the Blue Button sandbox (its directory entry, its app, its records). */
 export const BLUEBUTTON_SYSTEM = {
@@ -55,12 +57,6 @@ export const BLUEBUTTON_SEARCH: Readonly<Record<string, readonly string[]>> = {
 
 /** §9 "`_count`, paging": default 10, at most 50. */
 export const BLUEBUTTON_COUNT = { default: 10, max: 50 } as const;
-
-export interface VendorAnswer {
-  status: number;
-  body?: unknown;
-  contentType?: string;
-}
 
 export interface BlueButtonQuery {
   type: string;

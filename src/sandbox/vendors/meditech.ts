@@ -11,7 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Bundle, Resource } from '@medplum/fhirtypes';
 import type { SandboxAuth } from '../systems.ts';
-import { capabilityFor, PageTokens, queryKey, toPublic, type FacadeAnswer, type FacadeRequest, type InternalFhir } from './athena.ts';
+import { capabilityFor, PageTokens, queryKey, toPublic, type FacadeAnswer, type FacadeRequest, type InternalFhir } from './facade.ts';
 
 /** The SandboxDefinition fields of the MEDITECH sandbox (its directory entry, its app, its records). */
 export const MEDITECH_SYSTEM = {
