@@ -2,7 +2,7 @@
  * The connect flow as a person goes through it, for the sync benches: an app user's token, the
  * connect URL, the sandbox's sign-in and consent, and the callback; and who can sign in where.
  */
-import { generateSystem, type SandboxPatient } from '../src/sandbox/generate.ts';
+import { generateSystem, type GenerateOptions, type SandboxPatient } from '../src/sandbox/generate.ts';
 import type { SandboxDefinition } from '../src/sandbox/systems.ts';
 
 /**
@@ -10,8 +10,10 @@ import type { SandboxDefinition } from '../src/sandbox/systems.ts';
  * from the system's seed, with SANDBOX_YEARS (`years`) unless the system keeps its own.
  */
 export function sandboxPatients(def: SandboxDefinition, years: number): SandboxPatient[] {
-  const own = def as SandboxDefinition & { years?: number; variations?: Parameters<typeof generateSystem>[0]['vendor'] };
-  return generateSystem({ seed: def.seed, patients: def.patients, idPrefix: def.idPrefix, systemName: def.title, years: own.years ?? years, vendor: own.variations }).patients;
+  // The vendors' own fields (src/sandbox/systems.ts), read loosely: a server without them ignores them.
+  const own = def as SandboxDefinition & { years?: number; generate?: { vendor?: GenerateOptions['vendor'] }; records?: (o: GenerateOptions) => { patients: SandboxPatient[] } };
+  const o: GenerateOptions = { seed: def.seed, patients: def.patients, idPrefix: def.idPrefix, systemName: def.title, years: Math.min(own.years ?? years, years), vendor: own.generate?.vendor };
+  return (own.records ?? generateSystem)(o).patients;
 }
 
 const get = (url: string) => fetch(url, { redirect: 'manual' });

@@ -84,7 +84,7 @@ interface RunsSummary {
 }
 
 // The system's own calls-a-minute limit (the eClinicalWorks-like practice's 250).
-const LIMIT = (def as { ratePerMinute?: number }).ratePerMinute ?? (def.name === 'ecw' ? 250 : undefined);
+const LIMIT = (def as { rateLimitPerMinute?: number }).rateLimitPerMinute ?? (def.name === 'ecw' ? 250 : undefined);
 // At a limited system the server logs every request (LOG_LEVEL=info: one line each, its status),
 // so that the 429s it answered can be counted.
 const server = await spawnServer(fs.mkdtempSync(path.join(os.tmpdir(), 'tributary-sync-cycle-')), { remove: true, readyTimeoutMs: 120_000, ...(LIMIT ? { logLevel: 'info', keepLines: true } : {}) });
