@@ -54,6 +54,8 @@ const N = Math.max(1, Math.floor(Number(args.connections)) || 1000);
 const CYCLES = Math.max(0, Math.floor(Number(args.cycles)) || 0);
 const YEARS = Math.max(1, Math.floor(Number(args.years)) || 1);
 const TARGET_S = 60;
+/** Of a system's stated limit, the share the sync's limiter keeps to (src/sync/rate-limit.ts). */
+const LIMITER_HEADROOM = 0.9;
 const CONNECT_CONCURRENCY = 8;
 const def = DEFAULT_SANDBOXES.find((d) => d.name === args.system);
 if (!def) throw new Error(`--system is one of ${DEFAULT_SANDBOXES.map((d) => d.name).join(', ')}`);
@@ -177,8 +179,10 @@ async function cycles(kind: Cycle['kind'], count: number): Promise<Cycle[]> {
  *   SYNC_FULL_MINUTES / SYNC_INTERVAL_MINUTES;
  * - together: every full fetch falls in the same cycle (the first syncs were made together), and
  *   that cycle must still end within one interval: full × N ≤ limit × interval.
+ * The limit is the share of the stated one the sync keeps to (src/sync/rate-limit.ts: 90 %).
  */
-function fitUnderLimit(limitPerMinute: number, cheap: number, full: number): { spread: number; together: number } {
+function fitUnderLimit(statedPerMinute: number, cheap: number, full: number): { spread: number; together: number } {
+  const limitPerMinute = statedPerMinute * LIMITER_HEADROOM;
   const F = Math.max(1, FULL_MINUTES / INTERVAL_MINUTES);
   const perMinute = (cheap * (F - 1) + full) / F / INTERVAL_MINUTES;
   return { spread: Math.floor(limitPerMinute / perMinute), together: Math.floor((limitPerMinute * INTERVAL_MINUTES) / full) };
@@ -235,7 +239,7 @@ try {
   const limit = LIMIT;
   const [rCheap, rFull] = [mean(cheap, (c) => c.requestsPerRun), mean(full, (c) => c.requestsPerRun) ?? first.requests / N];
   const fit = limit && rCheap !== null ? fitUnderLimit(limit, rCheap, rFull) : undefined;
-  if (fit) console.log(`under ${limit} calls a minute: ${fit.spread} connections fit with their full fetches spread over the hour (${round(rCheap, 1)} requests a cheap run, ${round(rFull, 1)} a full one, every ${INTERVAL_MINUTES} and ${FULL_MINUTES} minutes); ${fit.together} when every full fetch falls in one ${INTERVAL_MINUTES}-minute cycle`);
+  if (fit) console.log(`under ${limit} calls a minute (the sync keeps to ${limit! * LIMITER_HEADROOM}): ${fit.spread} connections fit with their full fetches spread over the hour (${round(rCheap, 1)} requests a cheap run, ${round(rFull, 1)} a full one, every ${INTERVAL_MINUTES} and ${FULL_MINUTES} minutes); ${fit.together} when every full fetch falls in one ${INTERVAL_MINUTES}-minute cycle`);
   console.log(
     JSON.stringify({
       bench: 'sync-cycle',
