@@ -15,6 +15,11 @@
  *   PUT /admin/sandbox/{name}/faults {"fail": {"count", "status": 500|503|429, "retryAfter"},
  *     "slow": {"count", "ms"}, "malformed": {"count"}} · GET (what is left) · DELETE (all off)
  *   POST /admin/sandbox/{name}/expire-access-tokens · POST /admin/sandbox/{name}/revoke-refresh-tokens
+ * and of what a sync sees next:
+ *   POST /admin/sandbox/{name}/records {"username", "type", "action": "change"|"enter-in-error"|"delete", "count"}
+ *   POST /admin/sandbox/{name}/big-patient {"resources": N} · POST /admin/sandbox/{name}/expire-page-tokens
+ * A system may be a simulated vendor (SandboxDefinition.vendor): then its public base is the
+ * vendor's facade (plugins/vendor-sandbox.ts, src/sandbox/vendors/).
  */
 import fp from 'fastify-plugin';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -23,7 +28,10 @@ import { importDirectory } from '../src/directory/importer.ts';
 import { writeResources } from '../src/fhir/bulk.ts';
 import { newSecret } from '../src/auth/secrets.ts';
 import { saveRegistration } from '../src/connect/registrations.ts';
-import { generateSystem } from '../src/sandbox/generate.ts';
+import { generateSystem, type GenerateOptions } from '../src/sandbox/generate.ts';
+import { makeBigPatient, parseBigPatient } from '../src/sandbox/big.ts';
+import { MutateError, mutateRecords, parseMutation } from '../src/sandbox/mutate.ts';
+import { createVendorFacade } from '../src/sandbox/vendors/registry.ts';
 import type { SandboxDefinition } from '../src/sandbox/systems.ts';
 import { inTransaction } from '../src/storage/transaction.ts';
 import { Faults, malform, parseFaults } from '../src/sandbox/faults.ts';
@@ -31,6 +39,7 @@ import { adminOnly } from './admin.ts';
 import { fromThisMachine, sandboxesLocalOnly } from './loopback.ts';
 import fhirRoutes from './fhir.ts';
 import { smartConfiguration } from './smart.ts';
+import { publicBasePath, registerInternalRoutes, registerPublicRoutes, registerTokenEndpoint, vendorScopes } from './vendor-sandbox.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -51,9 +60,19 @@ async function ensureApp(app: FastifyInstance, def: SandboxDefinition): Promise<
     const known = await c.query<{ app_id: number }>('SELECT app_id FROM trb_sandbox WHERE name = $1', [def.name]);
     // Tributary's public key, registered with the system when it takes private_key_jwt.
     const jwks = def.auth === 'private_key_jwt' ? await app.clientKeys.jwks() : null;
+    // A simulated vendor: its own token lifetime and refresh behaviour, and only the scopes it grants.
+    const seconds = def.accessTokenSeconds ?? app.config.sandboxAccessTokenSeconds;
+    const scopes = def.vendor ? vendorScopes(def) : undefined;
     if (known.rows[0]) {
       // The base URL, the token lifetime or the key may have changed since.
-      await c.query('UPDATE trb_app SET redirect_uris = $2, access_token_seconds = $3, jwks = $4 WHERE id = $1', [known.rows[0].app_id, [callback], app.config.sandboxAccessTokenSeconds, jwks]);
+      await c.query('UPDATE trb_app SET redirect_uris = $2, access_token_seconds = $3, jwks = $4, scopes = $5, refresh_rotates = $6 WHERE id = $1', [
+        known.rows[0].app_id,
+        [callback],
+        seconds,
+        jwks,
+        scopes?.allowed ?? [],
+        def.refreshRotates ?? true,
+      ]);
       return known.rows[0].app_id;
     }
     const secret = def.auth === 'client_secret_basic' || def.auth === 'client_secret_post' ? newSecret() : undefined;
@@ -66,13 +85,15 @@ async function ensureApp(app: FastifyInstance, def: SandboxDefinition): Promise<
       public: def.auth === 'none',
       tokenAuthMethod: def.auth === 'none' ? null : def.auth,
       jwks,
-      accessTokenSeconds: app.config.sandboxAccessTokenSeconds,
+      accessTokenSeconds: seconds,
+      scopes: scopes?.allowed ?? [],
+      refreshRotates: def.refreshRotates ?? true,
     }, c);
     await c.query('INSERT INTO trb_sandbox (name, app_id) VALUES ($1, $2)', [def.name, made.id]);
     if (secret && !app.vault.ready) {
       app.log.error({ sandbox: def.name }, 'no encryption key (ENCRYPTION_KEY): Tributary cannot keep its secret for this sandbox system, so it cannot connect to it');
     } else {
-      await saveRegistration(c, app.vault, { systemId: def.directoryId, clientId: def.clientId, authMethod: def.auth, secret });
+      await saveRegistration(c, app.vault, { systemId: def.directoryId, clientId: def.clientId, authMethod: def.auth, secret, ...(scopes ? { scope: scopes.registration } : {}) });
     }
     return made.id;
   });
@@ -83,7 +104,8 @@ async function loadRecords(app: FastifyInstance, def: SandboxDefinition, appId: 
   const { rows } = await app.pg.query<{ loaded: boolean }>('SELECT loaded_at IS NOT NULL AS loaded FROM trb_sandbox WHERE name = $1', [def.name]);
   if (rows[0]?.loaded) return;
   const started = Date.now();
-  const system = generateSystem({ seed: def.seed, patients: def.patients, idPrefix: def.idPrefix, systemName: def.title, years: app.config.sandboxYears });
+  const options = { seed: def.seed, patients: def.patients, idPrefix: def.idPrefix, systemName: def.title, years: Math.min(def.years ?? app.config.sandboxYears, app.config.sandboxYears), ...(def.generate ?? {}) } as GenerateOptions;
+  const system = def.records ? def.records(options) : generateSystem(options);
   const wanted = (resources: Resource[]) => resources.map((r) => ({ type: r.resourceType, id: r.id!, resource: r }));
   let count = system.shared.length;
   const logins: { userId: string; username: string; password: string }[] = [];
@@ -105,9 +127,16 @@ async function loadRecords(app: FastifyInstance, def: SandboxDefinition, appId: 
 /** The sandbox systems in the directory, under their fixed ids. */
 async function listInDirectory(app: FastifyInstance, defs: readonly SandboxDefinition[]): Promise<void> {
   const q = (v: string) => `"${v.replace(/"/g, '""')}"`;
-  const rows = defs.map((d) => [d.directoryId, `${app.config.baseUrl}/sandbox/${d.name}/fhir/r4`, d.title, d.city, d.state, d.zip].map(q).join(','));
-  await importDirectory(app.pg, [{ name: 'sandboxes.csv', vendor: SANDBOX_VENDOR, content: ['id,url,name,city,state,zip', ...rows].join('\n') }], undefined, { allow: app.outbound.allow });
+  // One file per vendor label (the directory's vendor column): Tributary's own, and each simulated vendor's.
+  const labels = [...new Set(defs.map((d) => d.vendorLabel ?? SANDBOX_VENDOR))];
+  const files = labels.map((label, i) => {
+    const rows = defs.filter((d) => (d.vendorLabel ?? SANDBOX_VENDOR) === label).map((d) => [d.directoryId, `${app.config.baseUrl}${publicBasePath(d)}`, d.title, d.city, d.state, d.zip].map(q).join(','));
+    return { name: i === 0 ? 'sandboxes.csv' : `sandboxes-${i}.csv`, vendor: label, content: ['id,url,name,city,state,zip', ...rows].join('\n') };
+  });
+  await importDirectory(app.pg, files, undefined, { allow: app.outbound.allow });
   await app.pg.query("UPDATE trb_system SET status = 'connection_working', checked_at = now() WHERE id = ANY($1::text[])", [defs.map((d) => d.directoryId)]);
+  // A stated request limit (eClinicalWorks' 250 a minute), which the sync keeps under.
+  for (const d of defs) await app.pg.query('UPDATE trb_system SET rate_limit_per_minute = $2 WHERE id = $1', [d.directoryId, d.rateLimitPerMinute ?? null]);
 }
 
 export default fp(
@@ -121,6 +150,7 @@ export default fp(
     const defs = app.config.sandboxSystems;
     const apps = new Map<string, number>();
     const faults = new Map(defs.map((d) => [d.name, new Faults()]));
+    const facades = new Map(defs.filter((d) => d.vendor).map((d) => [d.name, createVendorFacade(d.vendor!)]));
     // Unless SANDBOXES_PUBLIC: from this machine only (plugins/loopback.ts); the sign-in is checked
     // where it starts (plugins/smart.ts).
     const localOnly = (fhir: boolean) => async (req: FastifyRequest, reply: FastifyReply) => {
@@ -165,6 +195,34 @@ export default fp(
           const def = target(req, reply);
           return def ? { revoked: await app.auth.endTokens(apps.get(def.name)!, 'refresh') } : reply;
         });
+        // A simulated vendor's page sessions, cursors and continuations, ended now.
+        admin.post('/:name/expire-page-tokens', async (req, reply) => {
+          const def = target(req, reply);
+          if (!def) return reply;
+          const facade = facades.get(def.name);
+          return { expired: facade ? facade.expirePages() : 0 };
+        });
+        // Changes at the source, for tests of what a sync sees next (src/sandbox/mutate.ts).
+        admin.post('/:name/records', async (req, reply) => {
+          const def = target(req, reply);
+          if (!def) return reply;
+          const m = parseMutation(req.body);
+          if (typeof m === 'string') return reply.code(400).send({ error: m });
+          try {
+            return await mutateRecords({ pool: app.pg, bulk: app.fhir }, apps.get(def.name)!, m);
+          } catch (err) {
+            if (err instanceof MutateError) return reply.code(err.status).send({ error: err.message });
+            throw err;
+          }
+        });
+        // One patient of about N resources, made once (src/sandbox/big.ts).
+        admin.post('/:name/big-patient', async (req, reply) => {
+          const def = target(req, reply);
+          if (!def) return reply;
+          const n = parseBigPatient(req.body);
+          if (typeof n === 'string') return reply.code(400).send({ error: n });
+          return makeBigPatient({ pool: app.pg, bulk: app.fhir, auth: app.auth }, apps.get(def.name)!, { resources: n, idPrefix: def.idPrefix });
+        });
       },
       { prefix: '/admin/sandbox' },
     );
@@ -172,8 +230,12 @@ export default fp(
     for (const def of defs) {
       const appId = await ensureApp(app, def);
       apps.set(def.name, appId);
-      const prefix = `/sandbox/${def.name}/fhir/r4`;
+      const prefix = publicBasePath(def);
       app.hostedSystems.set(appId, { fhirBase: `${app.config.baseUrl}${prefix}`, title: def.title, loading: true });
+      const facade = facades.get(def.name);
+      // A simulated vendor: its ordinary routes internal, its token endpoint its own.
+      const internal = facade ? await registerInternalRoutes(app, def, appId) : undefined;
+      if (facade) await registerTokenEndpoint(app, def, facade);
       // The system's routes, in a context of their own whose hooks play its fault switches on each
       // of its requests (and no other).
       const switches = faults.get(def.name)!;
@@ -193,6 +255,10 @@ export default fp(
             .send({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: plan.fail.status === 429 ? 'throttled' : 'transient', diagnostics: 'A fault switch of this sandbox system.' }] });
         });
         system.addHook('onSend', async (req, reply, payload) => (malformed.has(req) && reply.statusCode === 200 && typeof payload === 'string' ? malform(payload) : payload));
+        if (facade) {
+          registerPublicRoutes(system, app, def, facade, internal!);
+          return;
+        }
         await system.register(fhirRoutes, { prefix, onlyApp: appId, everything: def.everything });
         system.get(`${prefix}/.well-known/smart-configuration`, async () => smartConfiguration(app.config.baseUrl, [def.auth]));
       });

@@ -9,7 +9,7 @@
  * See: https://build.fhir.org/ig/HL7/smart-app-launch/app-launch.html
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { isKnownScope } from '../src/auth/scopes.ts';
+import { isKnownScope, parseScopes } from '../src/auth/scopes.ts';
 import { AUTHZ_REQUEST_FAILURES, type App, type AuthzRequest } from '../src/auth/store.ts';
 import { waitWords, type Lock } from '../src/auth/signin-limit.ts';
 import { addFormParser, requestParam as param } from './auth.ts';
@@ -41,6 +41,30 @@ const ALL_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_
  * the token endpoint's client authentication methods to advertise (a sandbox system names the one
  * its client must use).
  */
+/**
+ * The asked scopes an app may have, given those it registered (none registered: all of them). A
+ * wildcard asked (`patient/*.read`) where the app registered per-type scopes gives those of its
+ * per-type scopes it covers (same context, no more interactions): a sandbox that grants per type
+ * (a simulated vendor) answers `patient/*.read` with the types it grants.
+ */
+export function grantable(asked: readonly string[], registered: readonly string[]): string[] {
+  if (!registered.length) return [...asked];
+  const out = new Set<string>();
+  for (const s of asked) {
+    if (registered.includes(s)) {
+      out.add(s);
+      continue;
+    }
+    const [wild] = parseScopes(s);
+    if (!wild || wild.type !== '*' || wild.filter.length) continue;
+    for (const r of registered) {
+      const [one] = parseScopes(r);
+      if (one && one.context === wild.context && [...one.interactions].every((i) => wild.interactions.has(i))) out.add(r);
+    }
+  }
+  return [...out];
+}
+
 export function smartConfiguration(issuer: string, authMethods: string[] = ALL_AUTH_METHODS) {
   const asymmetric = authMethods.includes('private_key_jwt');
   return {
@@ -165,7 +189,7 @@ export default async function smartRoutes(app: FastifyInstance) {
     const unknown = asked.filter((s) => !isKnownScope(s));
     if (unknown.length) return fail('invalid_scope', `Unknown scopes: ${unknown.join(' ').slice(0, 200)}.`);
     // The app's registered scopes (none registered: any) bound what it may ask for.
-    const scope = asked.filter((s) => !client.scopes.length || client.scopes.includes(s)).join(' ');
+    const scope = grantable(asked, client.scopes).join(' ');
     if (!scope) return fail('invalid_scope', 'No scope was asked for that the app may have.');
     const id = await app.auth.newAuthzRequest({ appId: client.id, redirectUri, scope, state, codeChallenge: p('code_challenge')!, nonce: p('nonce') ?? null });
     await allowFormTargets(reply, client, { redirectUri, state });

@@ -134,7 +134,9 @@ export default async function userRoutes(app: FastifyInstance) {
   }
 
   // A client assertion's aud (RFC 7523): this server's issuer identifier, or the endpoint it is sent to.
-  const tokenEndpoints = ['/oauth2/token', '/fhir/oauth2/token', '/oauth2/introspect', '/oauth2/revoke', ''].map((p) => `${app.config.baseUrl}${p}`);
+  // A simulated vendor's own token endpoint (plugins/vendor-sandbox.ts) forwards here, so an assertion for it is one for this server.
+  const vendorTokenEndpoints = app.config.sandboxes ? app.config.sandboxSystems.filter((d) => d.vendor).map((d) => `/sandbox/${d.name}/oauth2/token`) : [];
+  const tokenEndpoints = ['/oauth2/token', '/fhir/oauth2/token', '/oauth2/introspect', '/oauth2/revoke', '', ...vendorTokenEndpoints].map((p) => `${app.config.baseUrl}${p}`);
 
   /**
    * The client at the token endpoint, authenticated as it registered: a client assertion

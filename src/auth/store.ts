@@ -24,6 +24,8 @@ export interface App {
   jwks: { keys: object[] } | null;
   /** Its access tokens' lifetime; null: ACCESS_TOKEN_SECONDS. */
   accessTokenSeconds: number | null;
+  /** Whether a refresh spends the refresh token for a new one (true for every app but a sandbox that does otherwise). */
+  refreshRotates: boolean;
 }
 
 export type TokenAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
@@ -38,6 +40,8 @@ export interface NewApp {
   tokenAuthMethod?: TokenAuthMethod | null;
   jwks?: { keys: object[] } | null;
   accessTokenSeconds?: number | null;
+  /** Default true. */
+  refreshRotates?: boolean;
 }
 
 export interface User {
@@ -133,8 +137,9 @@ type AppRow = {
   token_auth_method: TokenAuthMethod | null;
   jwks: { keys: object[] } | null;
   access_token_seconds: number | null;
+  refresh_rotates: boolean;
 };
-const APP_COLUMNS = 'id, client_id, public, name, redirect_uris, scopes, created_at, token_auth_method, jwks, access_token_seconds';
+const APP_COLUMNS = 'id, client_id, public, name, redirect_uris, scopes, created_at, token_auth_method, jwks, access_token_seconds, refresh_rotates';
 const toApp = (r: AppRow): App => ({
   id: r.id,
   clientId: r.client_id,
@@ -146,6 +151,7 @@ const toApp = (r: AppRow): App => ({
   tokenAuthMethod: r.token_auth_method,
   jwks: r.jwks,
   accessTokenSeconds: r.access_token_seconds,
+  refreshRotates: r.refresh_rotates,
 });
 type UserRow = { id: string; app_id: number; app_user_id: string; active: boolean };
 const toUser = (r: UserRow): User => ({ id: r.id, appId: r.app_id, appUserId: r.app_user_id, active: r.active });
@@ -185,8 +191,8 @@ export class AuthStore {
   async createApp(input: NewApp, db: pg.Pool | pg.PoolClient = this.pool): Promise<{ app: App; clientSecret: string }> {
     const clientSecret = input.clientSecret ?? newSecret();
     const { rows } = await db.query<AppRow>(
-      `INSERT INTO trb_app (client_id, secret_sha256, name, redirect_uris, scopes, public, token_auth_method, jwks, access_token_seconds)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ${APP_COLUMNS}`,
+      `INSERT INTO trb_app (client_id, secret_sha256, name, redirect_uris, scopes, public, token_auth_method, jwks, access_token_seconds, refresh_rotates)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING ${APP_COLUMNS}`,
       [
         input.clientId ?? randomBytes(16).toString('hex'),
         sha256(clientSecret),
@@ -197,6 +203,7 @@ export class AuthStore {
         input.tokenAuthMethod ?? null,
         input.jwks ?? null,
         input.accessTokenSeconds ?? null,
+        input.refreshRotates ?? true,
       ],
     );
     return { app: toApp(rows[0]), clientSecret: input.public || input.tokenAuthMethod === 'private_key_jwt' ? '' : clientSecret };
@@ -421,7 +428,11 @@ export class AuthStore {
     return id ? { ...tokens.set, id_token: id } : tokens.set;
   }
 
-  /** refresh_token with rotation: the token is spent; a spent one presented again ends its family. */
+  /**
+   * refresh_token with rotation: the token is spent; a spent one presented again ends its family.
+   * An app whose refresh tokens do not rotate (refreshRotates false) gets a new access token and
+   * the same refresh token back, good again until it expires.
+   */
   async refresh(app: App, refreshToken: string): Promise<TokenSet> {
     const result = await inTransaction(this.pool, async (c) => {
       const { rows } = await c.query<{ family: string; user_id: string | null; scope: string; live: boolean; revoked: boolean; patient_id: string | null }>(
@@ -437,6 +448,7 @@ export class AuthStore {
         await c.query(NOTIFY_REVOKED);
         return 'reused' as const;
       }
+      if (!app.refreshRotates) return { ...(await this.issue(c, app, r.user_id, r.scope, r.family, false, r.patient_id)), refresh_token: refreshToken };
       await c.query('UPDATE trb_token SET revoked_at = now() WHERE token_sha256 = $1', [sha256(refreshToken)]);
       return this.issue(c, app, r.user_id, r.scope, r.family, true, r.patient_id);
     });

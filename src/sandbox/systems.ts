@@ -6,6 +6,11 @@
  * differ where real EHRs differ: how their client (Tributary) must authenticate.
  */
 
+import type { GeneratedSystem, GenerateOptions, VendorVariations } from './generate.ts';
+import { ATHENA_SYSTEM } from './vendors/athena.ts';
+import { BLUEBUTTON_SYSTEM } from './vendors/bluebutton.ts';
+import { MEDITECH_SYSTEM } from './vendors/meditech.ts';
+
 export type SandboxAuth = 'none' | 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
 
 export interface SandboxDefinition {
@@ -29,6 +34,31 @@ export interface SandboxDefinition {
   city: string;
   state: string;
   zip: string;
+  /**
+   * A simulated vendor (src/sandbox/vendors/): the profile its public base behaves as. Absent:
+   * Tributary's own behaviour at `/sandbox/{name}/fhir/r4`. The fields below are a vendor's.
+   */
+  vendor?: string;
+  /** The directory's vendor column, e.g. "Epic (simulated)". */
+  vendorLabel?: string;
+  /** The public FHIR base, a path under BASE_URL. */
+  basePath?: string;
+  /** Its access tokens' lifetime (else SANDBOX_ACCESS_TOKEN_SECONDS). */
+  accessTokenSeconds?: number;
+  /** Whether a refresh gives a new refresh token (default true). */
+  refreshRotates?: boolean;
+  /** The types it serves: Tributary's registration asks `patient/{type}.read` for each. */
+  types?: readonly string[];
+  /** The types its app grants of those (default all of `types`). */
+  grants?: readonly string[];
+  /** Years of history (at most SANDBOX_YEARS). */
+  years?: number;
+  /** Generator options for its records (src/sandbox/generate.ts). */
+  generate?: { readonly vendor?: Readonly<VendorVariations> };
+  /** Its records, when not those of generateSystem (Blue Button's payer records). */
+  records?: (o: GenerateOptions) => GeneratedSystem;
+  /** Its stated request limit, for the directory (eClinicalWorks: 250 a minute). */
+  rateLimitPerMinute?: number;
 }
 
 export const DEFAULT_SANDBOXES: readonly SandboxDefinition[] = Object.freeze([
@@ -60,4 +90,7 @@ export const DEFAULT_SANDBOXES: readonly SandboxDefinition[] = Object.freeze([
     state: 'WI',
     zip: '53703',
   },
+  ATHENA_SYSTEM,
+  BLUEBUTTON_SYSTEM,
+  MEDITECH_SYSTEM,
 ]);

@@ -1,0 +1,23 @@
+/**
+ * The simulated vendors' facades by profile name (SandboxDefinition.vendor): a new one for each
+ * sandbox system that names the profile (each keeps its own page tokens and counts).
+ */
+import { createAthenaFacade } from './athena.ts';
+import { createBlueButtonFacade } from './bluebutton.ts';
+import type { VendorFacade } from './facade.ts';
+import { createMeditechFacade } from './meditech.ts';
+
+const FACADES: Record<string, () => VendorFacade> = {
+  athena: createAthenaFacade,
+  bluebutton: createBlueButtonFacade,
+  meditech: createMeditechFacade,
+};
+
+export const VENDOR_PROFILES = Object.keys(FACADES);
+
+/** The facade of a profile; throws for a name no profile has (a configuration error). */
+export function createVendorFacade(vendor: string): VendorFacade {
+  const make = FACADES[vendor];
+  if (!make) throw new Error(`No simulated vendor profile is named ${vendor}; they are ${VENDOR_PROFILES.join(', ')}.`);
+  return make();
+}
