@@ -7,9 +7,10 @@
  * retried with backoff); a run that found nothing new, or was skipped, is not. With SYNC_WORKERS
  * (the default) this process runs SYNC_CONCURRENCY jobs at once; any number of processes can share
  * them. One run per connection is the run's own lock (src/sync/run.ts: an advisory lock the server
- * drops with a dead worker), not the job's expiry: SYNC_EXPIRE_SECONDS frees the queue's slot of a
- * job whose worker died; the connection's next run marks the cut-off run failed and goes on from
- * the pages it stored.
+ * drops with a dead worker), not the job: a job is completed as its run takes the lock, so a worker
+ * that dies mid-run leaves no active job behind, and the connection's next job runs at once, marks
+ * the cut-off run failed and goes on from the pages it stored; jobs queued while a run holds the
+ * lock end at once, skipped.
  *
  * Operators (admin key): POST /admin/sync queues every active connection now; GET
  * /admin/sync?since= sums up the runs started since an instant (for a cycle's progress).
@@ -33,12 +34,12 @@ declare module 'fastify' {
 export const SYNC_QUEUE = 'sync';
 const SCHEDULE_QUEUE = 'sync-schedule';
 /**
- * How long a sync job may stay active before pg-boss gives it up (its worker is presumed dead). The
- * run's lock, not this, keeps one run per connection: a run longer than this (a big first sync) goes
- * on, and the jobs queued for its connection meanwhile end at once, skipped. A worker that died
- * holds its connection's queue slot (one active job per connection) this long at most.
+ * How long a sync job may stay active before pg-boss gives it up (its worker is presumed dead). A
+ * job is active only until its run holds the connection's lock (it is completed then): the run's
+ * length is not bounded by this, and a worker that dies mid-run holds no queue slot (the stately
+ * queue keeps one active job per connection); the next job's run finds the lock free at once.
  */
-export const SYNC_EXPIRE_SECONDS = 3600;
+export const SYNC_EXPIRE_SECONDS = 600;
 /** How often an idle sync lane looks for a job. */
 const IDLE_POLL_MS = 2000;
 
@@ -163,10 +164,18 @@ export default fp(
         }
         try {
           const started = Date.now();
-          const run = await syncConnection(deps, job.data.connectionId);
+          const id = job.id;
+          // The job ends as the run takes the connection's lock (the lock keeps other runs out).
+          let completed = false;
+          const run = await syncConnection(deps, job.data.connectionId, {
+            onLocked: async () => {
+              await app.jobs.complete(SYNC_QUEUE, id, { locked: new Date().toISOString() });
+              completed = true;
+            },
+          });
           app.log[run.status === 'succeeded' || run.status === 'skipped' ? 'info' : 'warn']({ connection: job.data.connectionId, ...run, ms: Date.now() - started }, 'sync run');
           if (run.runId && (await announce(app, job.data.connectionId, run))) deliveries.wake();
-          await app.jobs.complete(SYNC_QUEUE, job.id, run);
+          if (!completed) await app.jobs.complete(SYNC_QUEUE, job.id, run);
         } catch (err) {
           app.log.error({ connection: job.data.connectionId, err: String(err) }, 'sync job failed');
           await app.jobs.fail(SYNC_QUEUE, job.id, { message: String(err) }).catch(() => {});

@@ -133,7 +133,11 @@ interface TypeRun {
 
 const typeOfKey = (key: string) => key.split('?')[0];
 
-export async function syncConnection(deps: SyncDeps, connectionId: string): Promise<RunSummary> {
+/**
+ * `onLocked`: called once the run holds the connection's lock, before it fetches anything (the
+ * queue's job ends there: the lock, not the job, keeps other runs out from then on).
+ */
+export async function syncConnection(deps: SyncDeps, connectionId: string, o: { onLocked?: () => Promise<void> } = {}): Promise<RunSummary> {
   const { rows } = await deps.pool.query<ConnectionRow>(
     `SELECT c.app_id, c.user_id, c.system_id, c.patient_id, c.scope, c.access_token_sealed, c.refresh_token_sealed, c.access_expires_at, s.name, s.resource_url, s.vendor
      FROM trb_connection c JOIN trb_system s ON s.id = c.system_id WHERE c.id = $1 AND c.status = 'active'`,
@@ -159,6 +163,7 @@ export async function syncConnection(deps: SyncDeps, connectionId: string): Prom
       return { runId: skipped.rows[0].id, status: 'skipped', ...empty, error };
     }
     try {
+      await o.onLocked?.().catch(() => {});
       return await locked(deps, lock, connectionId, conn);
     } finally {
       if (!lockBroken) await lock.query('SELECT pg_advisory_unlock($1, $2)', [RUN_LOCK_SPACE, runLockKey(connectionId)]).catch(() => {});
