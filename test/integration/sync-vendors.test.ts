@@ -24,6 +24,7 @@ import { generateSystem } from '../../src/sandbox/generate.ts';
 import { DEFAULT_SANDBOXES } from '../../src/sandbox/systems.ts';
 import { inTransaction } from '../../src/storage/transaction.ts';
 import { createSystemLimiter } from '../../src/sync/rate-limit.ts';
+import { localId } from '../../src/sync/mapper.ts';
 import { OUTSIDE_TYPES, syncConnection, type SyncDeps } from '../../src/sync/run.ts';
 import { syncDeps } from '../../plugins/sync.ts';
 import { testConfig, testDatabase } from '../helper.ts';
@@ -252,21 +253,33 @@ t.test('the simulated vendors: what each lets a patient app see, exactly; nothin
       t.same([second.created, second.updated, second.deleted], [0, 0, 0], `${def.name}: a second run imports nothing`);
       t.equal(await versions(), before, 'and makes no version');
 
-      // Changes at the source through the vendor's admin endpoint, where it has one.
+      // Changes at the source through the vendor's admin endpoint: a type the patient has many of.
+      const counts = await sourceCounts(def.name, who.personKey);
+      const type = counts.has('Observation') ? 'Observation' : 'ExplanationOfBenefit';
       const mutate = async (action: string) => {
-        const res = await fetch(`${BASE}/admin/sandbox/${def.name}/records`, { method: 'POST', headers: { ...adminHeaders, 'content-type': 'application/json' }, body: JSON.stringify({ username: who.username, type: 'Observation', action, count: 1 }) });
-        return res.status === 200 ? ((await res.json()) as { ids: string[] }).ids : undefined;
+        const res = await fetch(`${BASE}/admin/sandbox/${def.name}/records`, { method: 'POST', headers: { ...adminHeaders, 'content-type': 'application/json' }, body: JSON.stringify({ username: who.username, type, action, count: 1 }) });
+        t.equal(res.status, 200, `${action} at the source`);
+        return ((await res.json()) as { ids: string[] }).ids;
       };
-      const changed = await mutate('change');
-      if (!changed) return;
-      const erred = await mutate('enter-in-error');
+      // (Each action picks the oldest record not yet in its state: the deletion first, so that it
+      // takes another record than the two updates.)
       const gone = await mutate('delete');
-      const next = await syncConnection(deps, c.connectionId);
-      t.ok(next.updated >= 2, `${def.name}: the change and the entered-in-error came in (${next.updated})`);
+      const changed = await mutate('change');
+      const erred = await mutate('enter-in-error');
+      t.same([changed.length, erred.length, gone.length], [1, 1, 1], `one ${type} changed, one entered in error, one deleted`);
+      // They reach the user at the next run that asks for them: an increment where the vendor lists
+      // _lastUpdated, else the next full fetch; the deletion at the next full fetch.
       await app.pg.query('UPDATE trb_sync_type SET last_full_at = NULL WHERE connection_id = $1', [c.connectionId]);
-      const sweep = await syncConnection(deps, c.connectionId);
-      t.equal(sweep.deleted, gone?.length ?? 0, `${def.name}: the deletion at the next full fetch`);
-      t.ok(erred?.length, 'an entered-in-error');
+      const next = await syncConnection(deps, c.connectionId);
+      const updates = new Set([...changed, ...erred]).size;
+      t.same([next.status, next.updated, next.deleted, next.created], ['succeeded', updates, 1, 0], `${def.name}: the change and the entered-in-error as updates (${updates} records), the deletion as a deleted version`);
+      const origin = { userId: c.userId, systemId: def.directoryId, systemName: def.title, base: '' };
+      const { rows } = await app.pg.query<{ json: string }>(
+        `SELECT v.res_text_vc AS json FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver WHERE r.partition_id = $1 AND r.res_type = $2 AND r.fhir_id = $3`,
+        [demo.id, type, localId(origin, type, erred[0])],
+      );
+      t.equal(JSON.parse(rows[0]?.json ?? '{}').status, 'entered-in-error', 'the entered-in-error record is stored with its status, not deleted');
+      t.equal((await localCounts(c.userId)).get(type), (await sourceCounts(def.name, who.personKey)).get(type), `${type}: as many as the source holds now`);
     });
   }
 });
