@@ -15,7 +15,7 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { SandboxDefinition } from '../src/sandbox/systems.ts';
-import type { FacadeAnswer, InternalFhir, VendorFacade } from '../src/sandbox/vendors/facade.ts';
+import { toPublic, type FacadeAnswer, type InternalFhir, type VendorFacade } from '../src/sandbox/vendors/facade.ts';
 import fhirRoutes from './fhir.ts';
 import { smartConfiguration } from './smart.ts';
 
@@ -83,7 +83,10 @@ export function registerPublicRoutes(system: FastifyInstance, app: FastifyInstan
     const path = ((req.params as { '*'?: string })['*'] ?? '').replace(/\/+$/, '');
     const q = req.url.indexOf('?');
     const query = new URLSearchParams(q === -1 ? '' : req.url.slice(q + 1));
-    const answer = await facade.serve({ path, query, base, ...(req.headers.accept ? { accept: req.headers.accept } : {}) }, internal(req.headers.authorization));
+    const fhir = internal(req.headers.authorization);
+    const answer = await facade.serve({ path, query, base, ...(req.headers.accept ? { accept: req.headers.accept } : {}) }, fhir);
+    // The internal base never shows outside (a facade that left it in a link or a URL).
+    if (typeof answer.body === 'string') answer.body = toPublic(answer.body, fhir.internalBase, base);
     return send(reply, answer);
   };
   system.get(`${basePath}/*`, serve);

@@ -9,6 +9,7 @@
 import type { GeneratedSystem, GenerateOptions, VendorVariations } from './generate.ts';
 import { ATHENA_SYSTEM } from './vendors/athena.ts';
 import { BLUEBUTTON_SYSTEM } from './vendors/bluebutton.ts';
+import { EPIC_SYSTEM } from './vendors/epic.ts';
 import { MEDITECH_SYSTEM } from './vendors/meditech.ts';
 
 export type SandboxAuth = 'none' | 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
@@ -90,6 +91,7 @@ export const DEFAULT_SANDBOXES: readonly SandboxDefinition[] = Object.freeze([
     state: 'WI',
     zip: '53703',
   },
+  EPIC_SYSTEM,
   ATHENA_SYSTEM,
   BLUEBUTTON_SYSTEM,
   MEDITECH_SYSTEM,

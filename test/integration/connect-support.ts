@@ -12,7 +12,7 @@ const variant = (name: string, auth: SandboxDefinition['auth'], idPrefix: string
  * The sandboxes a connect test goes through: the two shipped ones (client_secret_basic, a public
  * client) and two more that take client_secret_post and private_key_jwt; two patients each.
  */
-export const CONNECT_SANDBOXES: SandboxDefinition[] = [...DEFAULT_SANDBOXES, variant('post-clinic', 'client_secret_post', 'pc'), variant('key-clinic', 'private_key_jwt', 'kc')].map((d) => ({ ...d, patients: 2 }));
+export const CONNECT_SANDBOXES: SandboxDefinition[] = [...DEFAULT_SANDBOXES.filter((d) => !d.vendor), variant('post-clinic', 'client_secret_post', 'pc'), variant('key-clinic', 'private_key_jwt', 'kc')].map((d) => ({ ...d, patients: 2 }));
 
 interface Cookie {
   value: string;

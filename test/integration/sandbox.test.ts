@@ -17,7 +17,8 @@ import { generateSystem, STEPS_LOINC } from '../../src/sandbox/generate.ts';
 import { DEFAULT_SANDBOXES, type SandboxDefinition } from '../../src/sandbox/systems.ts';
 
 // Fewer patients than the shipped systems, for speed; the same definitions otherwise.
-const DEFS: SandboxDefinition[] = DEFAULT_SANDBOXES.map((d) => ({ ...d, patients: 3 }));
+// Tributary's own sandboxes (the simulated vendors: test/integration/vendors*.test.ts).
+const DEFS: SandboxDefinition[] = DEFAULT_SANDBOXES.filter((d) => !d.vendor).map((d) => ({ ...d, patients: 3 }));
 const ADMIN_KEY = randomBytes(32).toString('hex');
 const app = await buildTestApp(t, { sandboxes: true, sandboxSystems: DEFS, fhirAuth: 'required', adminKey: ADMIN_KEY });
 await app.sandboxesLoaded;

@@ -4,12 +4,14 @@
  */
 import { createAthenaFacade } from './athena.ts';
 import { createBlueButtonFacade } from './bluebutton.ts';
+import { createEpicFacade } from './epic.ts';
 import type { VendorFacade } from './facade.ts';
 import { createMeditechFacade } from './meditech.ts';
 
 const FACADES: Record<string, () => VendorFacade> = {
   athena: createAthenaFacade,
   bluebutton: createBlueButtonFacade,
+  epic: () => createEpicFacade(),
   meditech: createMeditechFacade,
 };
 
