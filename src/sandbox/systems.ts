@@ -9,8 +9,10 @@
 import type { GeneratedSystem, GenerateOptions, VendorVariations } from './generate.ts';
 import { ATHENA_SYSTEM } from './vendors/athena.ts';
 import { BLUEBUTTON_SYSTEM } from './vendors/bluebutton.ts';
+import { ECW_SYSTEM } from './vendors/ecw.ts';
 import { EPIC_SYSTEM } from './vendors/epic.ts';
 import { MEDITECH_SYSTEM } from './vendors/meditech.ts';
+import { ORACLE_SYSTEM } from './vendors/oracle.ts';
 
 export type SandboxAuth = 'none' | 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
 
@@ -92,6 +94,8 @@ export const DEFAULT_SANDBOXES: readonly SandboxDefinition[] = Object.freeze([
     zip: '53703',
   },
   EPIC_SYSTEM,
+  ORACLE_SYSTEM,
+  ECW_SYSTEM,
   ATHENA_SYSTEM,
   BLUEBUTTON_SYSTEM,
   MEDITECH_SYSTEM,

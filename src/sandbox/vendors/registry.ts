@@ -4,15 +4,19 @@
  */
 import { createAthenaFacade } from './athena.ts';
 import { createBlueButtonFacade } from './bluebutton.ts';
+import { createEcwFacade } from './ecw.ts';
 import { createEpicFacade } from './epic.ts';
 import type { VendorFacade } from './facade.ts';
 import { createMeditechFacade } from './meditech.ts';
+import { createOracleFacade } from './oracle.ts';
 
 const FACADES: Record<string, () => VendorFacade> = {
   athena: createAthenaFacade,
   bluebutton: createBlueButtonFacade,
+  ecw: () => createEcwFacade(),
   epic: () => createEpicFacade(),
   meditech: createMeditechFacade,
+  oracle: createOracleFacade,
 };
 
 export const VENDOR_PROFILES = Object.keys(FACADES);
