@@ -412,7 +412,8 @@ async function runEvents(deps: SyncDeps, db: pg.PoolClient, x: RunContext): Prom
       status: tr.refusal ? (tr.refusal.kind === 'not-granted' ? 'not-granted' : 'refused') : tr.failed && !tr.done.size ? 'failed' : 'fetched',
       fetched: tr.fetched,
       ...(tr.refusal ? { refusal: tr.refusal } : {}),
-      refusedVariants: tr.variants,
+      // Only variants asked (a learned plan) and none refused: the refusals recorded before stand.
+      ...(tr.variants.length || ![...tr.started].every((q) => q.includes('?')) || !tr.started.size ? { refusedVariants: tr.variants } : {}),
       ...(tr.failed ? { error: tr.failed } : {}),
       ...(full ? { fullAt: new Date(now) } : {}),
     };

@@ -27,8 +27,11 @@ export interface TypeState {
   /** Resources of the type this run stored (unchanged ones included). */
   fetched: number;
   refusal?: Refusal & { query: string };
-  /** Searches of the type refused while others answered. */
-  refusedVariants: (Refusal & { query: string })[];
+  /**
+   * Searches of the type refused while others answered. Undefined: as the runs before recorded
+   * (a learned plan asks only the searches that work, so a run may not meet the refusals again).
+   */
+  refusedVariants?: (Refusal & { query: string })[];
   error?: string;
   /** Set when this run completed a full fetch of the type. */
   fullAt?: Date;
@@ -159,8 +162,8 @@ export async function saveTypeState(db: pg.ClientBase, connectionId: string, run
     `INSERT INTO trb_sync_type (connection_id, res_type, status, fetched, refusal, refused_variants, error, last_full_at, last_run_id)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
      ON CONFLICT (connection_id, res_type) DO UPDATE SET status = EXCLUDED.status, fetched = EXCLUDED.fetched, refusal = EXCLUDED.refusal,
-       refused_variants = EXCLUDED.refused_variants, error = EXCLUDED.error, last_full_at = coalesce(EXCLUDED.last_full_at, trb_sync_type.last_full_at),
+       refused_variants = CASE WHEN $10 THEN trb_sync_type.refused_variants ELSE EXCLUDED.refused_variants END, error = EXCLUDED.error, last_full_at = coalesce(EXCLUDED.last_full_at, trb_sync_type.last_full_at),
        last_run_id = EXCLUDED.last_run_id, updated_at = now()`,
-    [connectionId, type, s.status, s.fetched, s.refusal ? JSON.stringify(s.refusal) : null, JSON.stringify(s.refusedVariants), s.error ?? null, s.fullAt ?? null, runId],
+    [connectionId, type, s.status, s.fetched, s.refusal ? JSON.stringify(s.refusal) : null, JSON.stringify(s.refusedVariants ?? []), s.error ?? null, s.fullAt ?? null, runId, !s.refusedVariants],
   );
 }

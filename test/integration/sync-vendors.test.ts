@@ -238,6 +238,9 @@ t.test('the simulated vendors: what each lets a patient app see, exactly; nothin
       const run = await syncConnection(deps, c.connectionId);
       t.not(run.status, 'needs_reauth', run.error ?? '');
       const types = (await listing(c.token)).entry[0].types as TypeRow[];
+      /** The source's records of a type the app may see: those of the searches that answered (all, when none was refused). */
+      const visible = async (type: string, row: TypeRow, n: number) =>
+        row.refused_searches.length ? (await sourceRecords(def.name, who.personKey, type)).filter((r) => inAnswered(r.resource, Object.keys(row.checkpoints))).length : n;
       const local = await localCounts(c.userId);
       for (const [type, n] of await sourceCounts(def.name, who.personKey)) {
         const row = types.find((x) => x.type === type);
@@ -245,8 +248,13 @@ t.test('the simulated vendors: what each lets a patient app see, exactly; nothin
           t.equal(local.get(type) ?? 0, 0, `${type}: ${row?.status ?? 'not listed'} at ${def.name}, so none`);
           continue;
         }
-        const visible = row.refused_searches.length ? (await sourceRecords(def.name, who.personKey, type)).filter((r) => inAnswered(r.resource, Object.keys(row.checkpoints))).length : n;
-        t.equal(local.get(type) ?? 0, visible, `${type}: as many as ${def.name} lets the app see`);
+        t.equal(local.get(type) ?? 0, await visible(type, row, n), `${type}: as many as ${def.name} lets the app see`);
+      }
+      // Visible: each type with its status; a refusal with the system's reason, so that "no data"
+      // (fetched, 0) and "not allowed here" differ.
+      for (const row of types as (TypeRow & { refusal: { kind: string; status: number; diagnostics: string } | null })[]) {
+        t.ok(['fetched', 'refused', 'not-granted', 'failed'].includes(row.status), `${row.type}: ${row.status}`);
+        if (row.status === 'refused' || row.status === 'not-granted') t.match(row.refusal, { kind: String, status: Number, diagnostics: String }, `${row.type}: why (${row.refusal?.kind})`);
       }
       const before = await versions();
       const second = await syncConnection(deps, c.connectionId);
@@ -279,7 +287,8 @@ t.test('the simulated vendors: what each lets a patient app see, exactly; nothin
         [demo.id, type, localId(origin, type, erred[0])],
       );
       t.equal(JSON.parse(rows[0]?.json ?? '{}').status, 'entered-in-error', 'the entered-in-error record is stored with its status, not deleted');
-      t.equal((await localCounts(c.userId)).get(type), (await sourceCounts(def.name, who.personKey)).get(type), `${type}: as many as the source holds now`);
+      const row = ((await listing(c.token)).entry[0].types as TypeRow[]).find((x) => x.type === type)!;
+      t.equal((await localCounts(c.userId)).get(type), await visible(type, row, (await sourceCounts(def.name, who.personKey)).get(type)!), `${type}: as many as the source lets the app see now`);
     });
   }
 });

@@ -94,8 +94,9 @@ async function connected(t: Test, a: AppOf, name: string, person: (typeof people
   return rows[0].id;
 }
 /** How many sync jobs of the connection pg-boss has completed (the run's event is queued before). */
+// Runs that finished (a sync job is completed as its run starts: src/sync/run.ts, onLocked).
 const syncsDone = async (connectionId: string) =>
-  Number((await app.pg.query("SELECT count(*) FROM pgboss.job WHERE name = 'sync' AND singleton_key = $1 AND state = 'completed'", [connectionId])).rows[0].count);
+  Number((await app.pg.query("SELECT count(*) FROM trb_sync_run WHERE connection_id = $1 AND finished_at IS NOT NULL AND status <> 'skipped'", [connectionId])).rows[0].count);
 const webhookJobs = async () => Number((await app.pg.query("SELECT count(*) FROM pgboss.job WHERE name = 'webhook'")).rows[0].count);
 
 t.test('PUT /connect/webhook issues the secret, shown once; an app cannot choose its own; a new PUT rotates it', async (t) => {
