@@ -13,7 +13,7 @@
  * idle figure (what the process holds before any run) and the run's maximum are reported. The
  * run's time is its own (started_at to finished_at, GET /admin/sync?since=); then one JSON line.
  *
- *   npx node bench/sync-first.ts [--resources 50000] [--system epic|lakeside|...] [--worker-node-args='--max-old-space-size=96']
+ *   npx node bench/sync-first.ts [--resources 50000] [--system epic|lakeside|...] [--worker-node-args='--max-old-space-size=160']
  *
  * Epic by default, Lakeside where there is no Epic. The worker runs as `npx tributary worker` does
  * (no Node flags) unless --worker-node-args gives some.

@@ -10,10 +10,11 @@
  *
  * The system is Lakeside (our own FHIR routes: every type searchable, nothing refused), so the
  * source's records are exactly what the sync must bring; the vendors' refusals are tested in
- * sync-vendors.test.ts. About 4 minutes on 2 cores (3 min 48 s measured, on a machine busy with
- * other work), over the 2 minutes hoped for: the 50,000 resources are made (about 20 s), stored by
- * the runs (the last one took 142 s, about 340 a second), and fetched again by the second run
- * (about 30 s: they changed within the checkpoint's margin, so it takes them all again).
+ * sync-vendors.test.ts. About 4 to 5 minutes on 2 cores (3 min 48 s and 4 min 51 s measured, on a
+ * machine busy with other work), over the 2 minutes hoped for: the 50,000 resources are made (20 to
+ * 26 s), stored by the runs (the last one took 142 to 150 s, about 330 a second), and fetched again
+ * by the second run (30 to 75 s: they changed within the checkpoint's margin, so it takes them all
+ * again).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
