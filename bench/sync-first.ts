@@ -146,7 +146,8 @@ try {
         done = s;
         break;
       }
-      if (worker.exitCode !== null) throw new Error(`the worker exited (${worker.exitCode}) before the run finished`);
+      // (A worker that ran out of memory ends by a signal: exitCode stays null.)
+      if (worker.exitCode !== null || worker.signalCode !== null) throw new Error(`the worker exited (${worker.exitCode ?? worker.signalCode}) before the run finished`);
       await new Promise((r) => setTimeout(r, 250));
     }
   } finally {
@@ -184,7 +185,7 @@ try {
   );
   if (maxRss >= RSS_LIMIT_MB) process.exitCode = 1;
 } finally {
-  if (worker && worker.exitCode === null) {
+  if (worker && worker.exitCode === null && worker.signalCode === null) {
     const exited = new Promise((r) => worker!.once('exit', r));
     worker.kill('SIGTERM');
     await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
