@@ -281,9 +281,16 @@ t.test('eClinicalWorks (§5): declared combinations, page paging, http self link
   const { rows } = await app.pg.query('SELECT rate_limit_per_minute FROM trb_system WHERE id = $1', ['sandbox-ecw']);
   t.equal(rows[0].rate_limit_per_minute, 250, 'the directory states the limit');
 
+  // The flood within one minute: near its end, wait for the next (its count then starts at 0).
+  const left = 60_000 - (Date.now() % 60_000);
+  if (left < 20_000) {
+    await new Promise((r) => setTimeout(r, left + 50));
+    calls = 0;
+  }
+  const floodMinute = Math.floor(Date.now() / 60_000);
   let ok = 0;
   let throttled: Response | undefined;
-  while (ok < 300) {
+  while (ok < 600) {
     const res = await s.get(`Patient/${s.patient}`);
     if (res.status === 429) {
       throttled = res;
@@ -294,7 +301,23 @@ t.test('eClinicalWorks (§5): declared combinations, page paging, http self link
   }
   t.ok(throttled, '429 at last');
   t.equal(throttled!.headers.get('retry-after'), null, 'no Retry-After');
-  if (Math.floor(Date.now() / 60_000) === startMinute) t.equal(calls + ok, 250, 'exactly 250 calls answered in the minute, the token call counted');
+  // Exact when the minute did not turn during the flood (and the calls before it were in the same minute, or not counted)
+  if (Math.floor(Date.now() / 60_000) === floodMinute && (calls === 0 || floodMinute === startMinute)) t.equal(calls + ok, 250, 'exactly 250 calls answered in the minute, the token call counted');
   const token = await fetch(s.tokenEndpoint, { method: 'POST', body: form({ grant_type: 'refresh_token', refresh_token: s.tokens.refresh_token }) });
   t.equal(token.status, 429, 'the token endpoint is refused too');
+});
+
+t.test('admin routes of a vendor: records changed at the source, a big patient, bad bodies a 400', async (t) => {
+  const d = def('epic');
+  const person = people(d).find((p) => p.personKey !== 'shared')!;
+  const post = (path: string, body: unknown) => fetch(`${BASE}/admin/sandbox/epic/${path}`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const changed = await post('records', { username: person.username, type: 'Observation', action: 'enter-in-error', count: 2 });
+  t.equal(changed.status, 200);
+  t.equal(((await changed.json()) as { ids: string[] }).ids.length, 2, 'two source ids answered');
+  t.equal((await post('records', { username: 'nobody', type: 'Observation', action: 'change', count: 1 })).status, 404);
+  t.equal((await post('records', { type: 'Observation' })).status, 400);
+  const big = await post('big-patient', { resources: 200 });
+  t.equal(big.status, 200);
+  t.match(await big.json(), { username: 'bigpatient200', password: 'bigpatient2002026', patientId: /^ep-/, resources: Number });
+  t.equal((await post('big-patient', { resources: 0 })).status, 400);
 });
