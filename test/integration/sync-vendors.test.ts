@@ -292,3 +292,17 @@ t.test('the simulated vendors: what each lets a patient app see, exactly; nothin
     });
   }
 });
+
+t.test("Oracle's whole-search 500 (one bad Procedure of a patient) costs that patient's Procedures, not the run", { skip: VENDORS.some((d) => d.name === 'oracle') ? false : 'the oracle vendor is not among the sandbox systems' }, async (t) => {
+  const def = VENDORS.find((d) => d.name === 'oracle')!;
+  const gen = generateSystem({ seed: def.seed, patients: def.patients, idPrefix: def.idPrefix, systemName: def.title, years: 1, ...(def.generate ?? {}) } as Parameters<typeof generateSystem>[0]);
+  // The patient whose chart holds the Procedure without status (src/sandbox/generate.ts: chart 1, the first ordinary patient).
+  const who = gen.patients.filter((p) => p.personKey !== 'shared')[0];
+  const c = await connected(t, 'vendors-oracle-500', def.directoryId, who.username, who.password);
+  const run = await syncConnection(deps, c.connectionId);
+  t.equal(run.status, 'succeeded', run.error ?? 'succeeded');
+  const types = (await listing(c.token)).entry[0].types as { type: string; status: string; error: string | null }[];
+  t.match(types.find((x) => x.type === 'Procedure'), { status: 'failed', error: /500|could not/i }, 'Procedure: failed, with why');
+  t.ok(types.filter((x) => x.status === 'fetched').length >= 5, 'the other types fetched');
+  t.equal((await localCounts(c.userId)).get('Observation'), (await sourceCounts(def.name, who.personKey)).get('Observation'), 'Observation: exact');
+});
