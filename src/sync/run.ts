@@ -25,8 +25,8 @@
  *   from this system that it did not return are deleted (a deleted version). Entered-in-error is an
  *   update like any other.
  * - A refusal costs its type (recorded per type in trb_sync_type, for the app); a failure costs its
- *   query until the next run (the run fails only when no query could finish); only NeedsReauth ends
- *   a run early.
+ *   query until the next run (the run fails only when it got nothing: no query finished, no
+ *   page); only NeedsReauth ends a run early.
  * - A resource that is not valid R4 is recorded in the run (an OperationOutcome issue) and skipped.
  */
 import type pg from 'pg';
@@ -502,8 +502,9 @@ async function runEvents(deps: SyncDeps, db: pg.PoolClient, x: RunContext): Prom
   // Every type the run saw, the ones $everything covered included.
   for (const type of [...runs.keys()]) await finalize(type);
   if (!summary.strategy) summary.strategy = modes.has(EVERYTHING) ? 'everything' : 'per-type';
-  // A failure costs its query; a run none of whose queries could finish failed (the system is down).
-  if (failures.length && !queriesDone) {
+  // A failure costs its query; a run that got nothing at all (no query finished, no page) failed:
+  // the system is down or refuses everything.
+  if (failures.length && !queriesDone && !pageNo) {
     summary.status = 'failed';
     summary.error = scrubAddresses(`No search could finish (${failures.length} tried): ${failures[0]}`).slice(0, 1000);
   }
