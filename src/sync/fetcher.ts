@@ -97,7 +97,7 @@ type Entry = { resource?: Resource; search?: { mode?: string } };
 type Bundle = { resourceType?: string; entry?: Entry[]; link?: { relation?: string; url?: string }[] };
 
 /** How one query ended. `matches`: the resources its pages held. */
-type QueryEnd = { outcome: 'done'; matches: number } | { outcome: 'failed' } | { outcome: 'refused'; refusal: Refusal };
+type QueryEnd = { outcome: 'done'; matches: number; dated: number; older: number } | { outcome: 'failed' } | { outcome: 'refused'; refusal: Refusal };
 
 interface QuerySpec {
   key: string;
@@ -108,8 +108,8 @@ interface QuerySpec {
   paged: boolean;
   /** Whether it asks for changes only by `_lastUpdated`, with which prefix to begin, and who learns the prefix that works. */
   increment?: { prefix: 'gt' | 'ge'; onPrefix(p: 'gt' | 'ge' | 'none'): void };
-  /** Whether it asks for changes only by other means (`_since`). */
-  since?: boolean;
+  /** The instant it asks changes after by other means (`_since`): matches dated before it are counted (they prove it ignored). */
+  since?: string;
 }
 
 const transient = (err: SourceError) => err.status === 0 || err.status === 429 || err.status >= 500;
@@ -145,6 +145,10 @@ export async function* fetchConnection(input: FetchInput): AsyncGenerator<FetchE
     let first = !resumed;
     let restarts = 0;
     let matches = 0;
+    // Matches carrying meta.lastUpdated, and of those, dated before the `_since` asked.
+    let dated = 0;
+    let older = 0;
+    const sinceMs = q.since ? Date.parse(q.since) : NaN;
     let triedSmaller = false;
     const visited = new Set<string>();
     const fail = (error: string): FetchEvent => ({ kind: 'failed', query: q.key, covers: q.covers, error: error.slice(0, 1000) });
@@ -216,7 +220,7 @@ export async function* fetchConnection(input: FetchInput): AsyncGenerator<FetchE
         const r = answer as Resource;
         yield { kind: 'page', query: q.key, resources: r && typeof r === 'object' && r.resourceType && typeof r.id === 'string' ? [r] : [] };
         yield { kind: 'query-done', query: q.key, covers: q.covers, full: true, startedAt };
-        return { outcome: 'done', matches: 1 };
+        return { outcome: 'done', matches: 1, dated: 0, older: 0 };
       }
       if (!bundle || typeof bundle !== 'object' || bundle.resourceType !== 'Bundle') {
         yield fail(`The search ${q.key} answered ${bundle && typeof bundle === 'object' ? `a ${String(bundle.resourceType ?? 'JSON object')}` : 'something'} instead of a Bundle.`);
@@ -232,6 +236,11 @@ export async function* fetchConnection(input: FetchInput): AsyncGenerator<FetchE
         }
         if (e.search?.mode === 'include' || typeof r.resourceType !== 'string' || typeof r.id !== 'string') continue;
         resources.push(r);
+        const lu = Date.parse(r.meta?.lastUpdated ?? '');
+        if (Number.isFinite(lu)) {
+          dated++;
+          if (lu < sinceMs) older++;
+        }
       }
       matches += resources.length;
       const link = (Array.isArray(bundle.link) ? bundle.link : []).find((l) => l?.relation === 'next')?.url;
@@ -253,7 +262,7 @@ export async function* fetchConnection(input: FetchInput): AsyncGenerator<FetchE
       yield { kind: 'page', query: q.key, resources, ...(next ? { next } : {}) };
       if (!next) {
         yield { kind: 'query-done', query: q.key, covers: q.covers, full: !prefix && !q.since, startedAt };
-        return { outcome: 'done', matches };
+        return { outcome: 'done', matches, dated, older };
       }
       url = next;
       first = false;
@@ -276,16 +285,19 @@ export async function* fetchConnection(input: FetchInput): AsyncGenerator<FetchE
         key: EVERYTHING,
         covers,
         paged: true,
-        since: !!since,
+        ...(since ? { since } : {}),
         url: (size) => `${base}/Patient/${patient}/$everything?${`${since ? `_since=${encodeURIComponent(since)}` : ''}${countPart(size)}`.replace(/^&/, '')}`,
       });
       if (end.outcome === 'done') {
-        // What `_since` does here: an increment as large as the last full fetch says it is ignored.
+        // What `_since` does here. Proof that it is ignored: a match dated before it. Without dates,
+        // an increment as large as the last full fetch says so. (Matches dated after it prove
+        // nothing either way: records written since, as a new chart's all are.)
         const known: Omit<Learned, 'learnedAt'> = ev ? { ...ev } : { working: [EVERYTHING], refused: {} };
         let changed = false;
+        const ignored = since && (end.older > 0 || (end.dated === 0 && !!known.fullCount && end.matches >= known.fullCount));
         if (!since && known.fullCount !== end.matches) [known.fullCount, changed] = [end.matches, true];
-        else if (since && known.fullCount && end.matches >= known.fullCount && known.sinceHonoured !== false) [known.sinceHonoured, changed] = [false, true];
-        else if (since && known.fullCount && end.matches < known.fullCount && known.sinceHonoured === undefined) [known.sinceHonoured, changed] = [true, true];
+        else if (ignored && known.sinceHonoured !== false) [known.sinceHonoured, changed] = [false, true];
+        else if (since && !ignored && (end.dated > 0 || (!!known.fullCount && end.matches < known.fullCount)) && known.sinceHonoured === undefined) [known.sinceHonoured, changed] = [true, true];
         if (changed) await saveLearned(pool, systemId, EVERYTHING, { ...known, learnedAt: ev?.learnedAt });
       }
       if (end.outcome !== 'refused') {

@@ -370,18 +370,31 @@ t.test('vendor answers: a _count that breaks the combination is dropped, for the
   t.same(rows[1].working, ['CareTeam?status=active,proposed,suspended,inactive,entered-in-error']);
 });
 
-t.test('$everything whose _since returns everything (MEDITECH) is learned to be no increment', async (t) => {
-  const c = await connect(t, 'nv-b', patientsOf(NV)[1], NV);
+t.test('$everything: _since learned honoured where it filters (North Valley), ignored where matches dated before it come back (MEDITECH)', async (t) => {
   const modes: boolean[] = [];
   const mode = (x: string, incremental: boolean) => (x === '$everything' ? (modes.push(incremental), 'increment' as const) : 'full' as const);
-  // A checkpoint before the source's records were made: North Valley's _since returns the whole chart, as MEDITECH's always does.
-  const progress = new Map([['$everything', { since: '2000-01-01T00:00:00Z' }]]);
-  await drain(c.input({ mode: () => 'full' }));
-  const inc = await drain(c.input({ mode, progress }));
-  t.match(inc.of('query-done'), [{ query: '$everything', full: false }]);
-  const { rows } = await app.pg.query('SELECT since_honoured FROM trb_sync_query_plan WHERE system_id = $1 AND res_type = $2', [NV.directoryId, '$everything']);
-  t.equal(rows[0].since_honoured, false, 'an increment as large as the full fetch: _since is not honoured');
-  await drain(c.input({ mode, progress }));
-  t.same(modes, [true, false], 'the next run is told $everything is not incremental');
-  await app.pg.query('DELETE FROM trb_sync_query_plan WHERE system_id = $1', [NV.directoryId]);
+  // A checkpoint a minute ahead: every record is older than it, so a system that honours _since returns none.
+  const progress = new Map([['$everything', { since: new Date(Date.now() + 60_000).toISOString() }]]);
+  const learned = async (d: { directoryId: string }) =>
+    (await app.pg.query('SELECT since_honoured FROM trb_sync_query_plan WHERE system_id = $1 AND res_type = $2', [d.directoryId, '$everything'])).rows[0]?.since_honoured;
+
+  const nv = await connect(t, 'nv-b', patientsOf(NV)[1], NV);
+  await drain(nv.input({ mode: () => 'full' }));
+  const none = await drain(nv.input({ mode, progress }));
+  t.match(none.of('query-done'), [{ query: '$everything', full: false }]);
+  t.equal(none.of('page').reduce((n, p) => n + p.resources.length, 0), 0, 'North Valley: nothing after the checkpoint');
+  t.equal(await learned(NV), true, '_since is honoured there');
+
+  const MT = DEFS.find((d) => d.name === 'meditech');
+  if (!MT) return t.skip('the MEDITECH-like vendor is not among the sandbox systems');
+  const who = generateSystem({ seed: MT.seed, patients: MT.patients, idPrefix: MT.idPrefix, systemName: MT.title, years: 1, ...(MT.generate ?? {}) } as Parameters<typeof generateSystem>[0]).patients.filter((p) => p.personKey !== 'shared')[0];
+  const mt = await connect(t, 'mt-b', who, MT);
+  await drain(mt.input({ mode: () => 'full' }));
+  const all = await drain(mt.input({ mode, progress }));
+  t.ok(all.of('page').reduce((n, p) => n + p.resources.length, 0) > 0, 'MEDITECH: the whole chart again, dated before the checkpoint');
+  t.equal(await learned(MT), false, '_since is ignored there');
+  modes.length = 0;
+  await drain(mt.input({ mode, progress }));
+  t.same(modes, [false], 'the next run is told $everything is not incremental there');
+  await app.pg.query('DELETE FROM trb_sync_query_plan WHERE system_id = ANY($1)', [[NV.directoryId, MT.directoryId]]);
 });
