@@ -63,7 +63,7 @@ export type FetchEvent =
   /** A refusal; `final`: nothing of this type can be fetched this run (else one variant of it was refused, the others go on). */
   | { kind: 'refused'; type: string; query: string; refusal: Refusal; final: boolean }
   /** The query could not finish (retries used up, whole-search 500, no answer): the next run tries again. */
-  | { kind: 'failed'; query: string; covers: string[]; error: string }
+  | { kind: 'failed'; query: string; covers: string[]; error: string; code?: 'security' }
   /** Something the system said without refusing (an OperationOutcome entry in a 200 bundle: partial access). */
   | { kind: 'warning'; query: string; issue: OperationOutcomeIssue };
 
@@ -151,7 +151,7 @@ export async function* fetchConnection(input: FetchInput): AsyncGenerator<FetchE
     const sinceMs = q.since ? Date.parse(q.since) : NaN;
     let triedSmaller = false;
     const visited = new Set<string>();
-    const fail = (error: string): FetchEvent => ({ kind: 'failed', query: q.key, covers: q.covers, error: error.slice(0, 1000) });
+    const fail = (error: string, code?: 'security'): FetchEvent => ({ kind: 'failed', query: q.key, covers: q.covers, error: error.slice(0, 1000), ...(code ? { code } : {}) });
     const restart = () => {
       url = q.url(size, prefix);
       first = true;
@@ -250,7 +250,7 @@ export async function* fetchConnection(input: FetchInput): AsyncGenerator<FetchE
         next = URL.canParse(link) ? link : URL.canParse(link, url) ? new URL(link, url).toString() : undefined;
         if (!next || new URL(next).origin !== origin) {
           yield { kind: 'page', query: q.key, resources };
-          yield fail(`A next link of the search ${q.key} pointed away from the system's origin (${origin}); it was not followed.`);
+          yield fail(`A next link of the search ${q.key} pointed away from the system's origin (${origin}); it was not followed.`, 'security');
           return { outcome: 'failed' };
         }
         if (visited.has(next)) {

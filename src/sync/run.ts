@@ -491,7 +491,7 @@ async function runEvents(deps: SyncDeps, db: pg.PoolClient, x: RunContext): Prom
         tr.failed = ev.error;
         failures.push(ev.error);
         for (const type of ev.covers) typeRun(type).failed ??= ev.error;
-        x.issue({ severity: 'error', code: 'transient', diagnostics: `The search ${ev.query} could not finish: ${ev.error}`.slice(0, 500) });
+        x.issue({ severity: 'error', code: ev.code ?? 'transient', diagnostics: `The search ${ev.query} could not finish: ${ev.error}`.slice(0, 500) });
         break;
       }
       case 'warning':

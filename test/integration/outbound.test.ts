@@ -129,8 +129,8 @@ t.test('the sync follows next links on the system\'s own origin only', async (t)
     t.same([elsewhere.seen.length, ehr.seen.filter((u) => u.includes('page=2')).length], seenBefore, `${foreign}: never requested`);
     const runs = await api(c.token, `/connect/connections/${c.connectionId}/runs?limit=1`);
     const issues = runs.entry[0].issues as { severity: string; code: string; diagnostics: string }[];
-    t.same(issues.map((i) => [i.severity, i.code]), [['warning', 'security']], 'recorded as an issue of the run');
-    t.match(issues[0].diagnostics, /^A next link of the search \/Observation pointed away from the system's own origin \(http:\/\/\[internal address\]:\d+\); it was not followed, and the search ended there\.$/);
+    t.same(issues.map((i) => [i.severity, i.code]), [['error', 'security']], 'recorded as an issue of the run');
+    t.match(issues[0].diagnostics, /^The search Observation could not finish: A next link of the search Observation pointed away from the system's origin \(http:\/\/\[internal address\]:\d+\); it was not followed\.$/);
     t.notMatch(JSON.stringify(issues), '127.0.0.1', 'the issue names no internal address');
   }
   // The page before the foreign link was stored.
@@ -151,12 +151,15 @@ t.test('the sync follows next links on the system\'s own origin only', async (t)
 t.test('run errors the app reads name no internal address', async (t) => {
   const c = await connected(t, 'failing');
   const deps = syncDeps(app);
-  // A refusal from the system: the error names the URL, its private address scrubbed.
+  // A refusal from the system costs its type, not the run, and what the app reads of it names no address.
   ehr.failObservations(true);
-  const failed = await syncConnection(deps, c.connectionId);
+  const refused = await syncConnection(deps, c.connectionId);
   ehr.failObservations(false);
-  t.equal(failed.status, 'failed');
-  t.match(failed.error, /^http:\/\/\[internal address\]:\d+\/fhir\/Observation\?patient=p1&_count=100: HTTP 404$/);
+  t.equal(refused.status, 'succeeded', 'a refusal costs its type');
+  const row = (await api(c.token, '/connect/connections')).entry.find((e: { id: string }) => e.id === c.connectionId).types.find((x: { type: string }) => x.type === 'Observation');
+  t.equal(row.status, 'refused');
+  t.match(row.refusal, { status: 404, diagnostics: String }, 'with why');
+  t.notMatch(JSON.stringify(row), '127.0.0.1', 'no internal address in the type\'s refusal');
   // The system moved behind a loopback name: refused after DNS, and said without the address.
   await app.pg.query('UPDATE trb_system SET resource_url = $1 WHERE id = $2', [`http://localhost:${ehr.port}/fhir`, 'local-ehr']);
   t.teardown(() => app.pg.query('UPDATE trb_system SET resource_url = $1 WHERE id = $2', [EHR_BASE, 'local-ehr']));
