@@ -9,6 +9,7 @@
  * server's database: the DATABASE_URL, or the embedded PostgreSQL of the data folder (the running
  * server's, or started here for the command when no server runs).
  */
+import { releaseUnusedHeap } from '../src/memory.ts';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { loadConfig, ConfigError } from '../src/config.ts';
@@ -189,6 +190,8 @@ try {
     };
     const app = await buildApp(workerConfig);
     await app.ready();
+    // What building the app read (the R4 definitions, the JSON schema) is garbage now: given back.
+    await releaseUnusedHeap();
     app.log.info('worker running: sync jobs are taken here until SIGTERM');
     await new Promise((resolve) => {
       process.once('SIGTERM', resolve);

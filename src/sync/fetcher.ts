@@ -79,7 +79,7 @@ const LASTING: RefusalKind[] = ['missing-parameter', 'unsupported-value', 'not-g
 const capabilitiesOf = new Map<string, { at: number; caps: Capabilities }>();
 
 /** The system's capabilities, cached per base (a CapabilityStatement that cannot be read: every type, and read again next run). */
-async function capabilities(session: SourceSession, base: string): Promise<Capabilities> {
+export async function capabilities(session: SourceSession, base: string): Promise<Capabilities> {
   const known = capabilitiesOf.get(base);
   if (known && Date.now() - known.at < CAPABILITIES_MS) return known.caps;
   let cs: unknown;

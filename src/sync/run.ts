@@ -37,9 +37,9 @@ import type { BulkDeps } from '../fhir/bulk.ts';
 import type { ResourceValidator, Scope } from '../fhir/ports.ts';
 import { scrubAddresses, type OutboundFetch } from '../net/outbound.ts';
 import { prepareAttachments } from './attachments.ts';
-import { fetchConnection, type FetchEvent } from './fetcher.ts';
+import { capabilities, fetchConnection, type FetchEvent } from './fetcher.ts';
 import { localId, referencedTargets, toLocal, type Origin } from './mapper.ts';
-import { EVERYTHING, granted, parseGrants, readCapabilities } from './plan.ts';
+import { EVERYTHING, granted, parseGrants } from './plan.ts';
 import type { SystemLimiter } from './rate-limit.ts';
 import type { Refusal } from './refusal.ts';
 import { NeedsReauth, SourceSession, type SessionOptions } from './session.ts';
@@ -174,25 +174,6 @@ export async function syncConnection(deps: SyncDeps, connectionId: string, o: { 
   }
 }
 
-/** Capabilities per base, kept 10 minutes: which types the system serves (the reference rule). */
-const CAPABILITIES_MS = 10 * 60_000;
-const capabilitiesOf = new Map<string, { at: number; types: string[]; everything: boolean }>();
-
-async function servedTypes(session: SourceSession, base: string): Promise<{ types: string[]; everything: boolean }> {
-  const known = capabilitiesOf.get(base);
-  if (known && Date.now() - known.at < CAPABILITIES_MS) return known;
-  let cs: unknown;
-  try {
-    cs = await session.getJson(`${base}/metadata`);
-  } catch (err) {
-    if (err instanceof NeedsReauth) throw err;
-  }
-  const caps = readCapabilities(cs);
-  const found = { at: Date.now(), types: caps.types.map((t) => t.type), everything: caps.everything };
-  if (cs) capabilitiesOf.set(base, found);
-  return found;
-}
-
 /** The run itself, under the connection's lock (`lock`: the client that holds it, used for the writes). */
 async function locked(deps: SyncDeps, lock: pg.PoolClient, connectionId: string, conn: ConnectionRow): Promise<RunSummary> {
   const policy = deps.policy ?? DEFAULT_POLICY;
@@ -239,7 +220,9 @@ async function locked(deps: SyncDeps, lock: pg.PoolClient, connectionId: string,
       deps.limiter,
     );
     const progress = await loadProgress(lock, connectionId);
-    const served = await servedTypes(session, origin.base);
+    // Which types the system serves (the reference rule): the fetch side's CapabilityStatement, read once for both.
+    const caps = await capabilities(session, origin.base);
+    const served = { types: caps.types.map((t) => t.type), everything: caps.everything };
     await runEvents(deps, lock, { connectionId, runId, runStartedAt, conn, origin, scope, session, policy, progress, served, summary, issue });
   } catch (err) {
     summary.status = err instanceof NeedsReauth ? 'needs_reauth' : 'failed';

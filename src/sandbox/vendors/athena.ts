@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 import type { OperationOutcome, Resource } from '@medplum/fhirtypes';
 import type { SandboxAuth } from '../systems.ts';
-import { capabilityFor, PageTokens, queryKey, toPublic, type FacadeAnswer, type FacadeRequest, type InternalFhir, type VendorAnswer } from './facade.ts';
+import { capabilityFor, PageTokens, queryKey, toPublic, type FacadeAnswer, type FacadeRequest, type InternalFhir, type VendorAnswer, passOn, type InternalAnswer } from './facade.ts';
 
 export type { FacadeAnswer, FacadeRequest, InternalFhir, VendorAnswer } from './facade.ts';
 
@@ -149,7 +149,7 @@ export function createAthenaFacade() {
       const today = new Date().toISOString().slice(0, 10);
       if (today !== day) [day, calls] = [today, 0];
       const headers = athenaRateHeaders(++calls);
-      const pass = (a: { status: number; contentType?: string; body: string }): FacadeAnswer => ({ status: a.status, headers, contentType: a.contentType, body: toPublic(a.body, fhir.internalBase, req.base) });
+      const pass = (a: InternalAnswer) => passOn(a, fhir, req, headers);
       if (req.path === 'metadata') {
         const cs = await fhir.get('metadata');
         return json(cs.status, capabilityFor(cs.body, (type, name) => athenaSearchParams(type).includes(name), fhir.tokenEndpoint, ATHENA_SYSTEM.types), headers);

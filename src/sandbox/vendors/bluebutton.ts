@@ -12,7 +12,7 @@ import type { Bundle, BundleLink, ExplanationOfBenefit, OperationOutcome, Resour
 import { generatePayerSystem } from '../payer.ts';
 import type { GeneratedSystem, GenerateOptions } from '../generate.ts';
 import type { SandboxAuth } from '../systems.ts';
-import { capabilityFor, toPublic, type FacadeAnswer, type FacadeRequest, type InternalFhir, type VendorAnswer } from './facade.ts';
+import { capabilityFor, toPublic, type FacadeAnswer, type FacadeRequest, type InternalFhir, type VendorAnswer, passOn, type InternalAnswer } from './facade.ts';
 
 export type { VendorAnswer } from './facade.ts';
 
@@ -209,7 +209,7 @@ export function createBlueButtonFacade() {
   return {
     expirePages: () => 0,
     async serve(req: FacadeRequest, fhir: InternalFhir): Promise<FacadeAnswer> {
-      const pass = (a: { status: number; contentType?: string; body: string }): FacadeAnswer => ({ status: a.status, headers: {}, contentType: a.contentType, body: toPublic(a.body, fhir.internalBase, req.base) });
+      const pass = (a: InternalAnswer) => passOn(a, fhir, req);
       if (req.path === 'metadata') {
         const cs = await fhir.get('metadata');
         if (cs.status !== 200) return pass(cs);

@@ -11,7 +11,7 @@
  */
 import type { Bundle, OperationOutcome } from '@medplum/fhirtypes';
 import type { SandboxAuth } from '../systems.ts';
-import { capabilityFor, jsonAnswer, PageTokens, queryKey, toPublic, type FacadeAnswer, type FacadeRequest, type InternalFhir, type VendorFacade } from './facade.ts';
+import { capabilityFor, jsonAnswer, PageTokens, queryKey, toPublic, type FacadeAnswer, type FacadeRequest, type InternalFhir, type VendorFacade, passOn, type InternalAnswer } from './facade.ts';
 
 /** §5 "Rate limits": 250 calls a minute per base URL (practice code), FHIR and token calls counted. */
 export const ECW_CALLS_PER_MINUTE = 250;
@@ -91,7 +91,7 @@ export function createEcwFacade(o: { perMinute?: number } = {}): VendorFacade {
     tokenCall: () => (limit.take() ? undefined : THROTTLED()),
     async serve(req: FacadeRequest, fhir: InternalFhir): Promise<FacadeAnswer> {
       if (!limit.take()) return THROTTLED();
-      const pass = (a: { status: number; contentType?: string; body: string }): FacadeAnswer => ({ status: a.status, headers: {}, contentType: a.contentType, body: toPublic(a.body, fhir.internalBase, req.base) });
+      const pass = (a: InternalAnswer) => passOn(a, fhir, req);
       if (req.path === 'metadata') {
         const cs = await fhir.get('metadata');
         // §5 "`_lastUpdated` / `_since`": on no resource.

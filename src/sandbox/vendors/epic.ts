@@ -15,7 +15,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Binary, Bundle, BundleEntry, OperationOutcome, OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
 import type { SandboxAuth } from '../systems.ts';
-import { capabilityFor, jsonAnswer, toPublic, type FacadeAnswer, type FacadeRequest, type InternalFhir, type VendorFacade } from './facade.ts';
+import { capabilityFor, jsonAnswer, type FacadeAnswer, type FacadeRequest, type InternalFhir, type VendorFacade, passOn, type InternalAnswer, publicOf } from './facade.ts';
 
 /** Types Epic lists but a patient app is not scoped for: 403 with no body (§1 "Refused types"). */
 export const EPIC_UNSCOPED = ['Account', 'Appointment', 'Consent', 'Coverage', 'FamilyMemberHistory', 'MedicationDispense', 'NutritionOrder', 'Questionnaire', 'QuestionnaireResponse', 'ServiceRequest', 'Specimen'] as const;
@@ -188,8 +188,8 @@ export function createEpicFacade(o: { sessionSeconds?: number } = {}): VendorFac
       return n;
     },
     async serve(req: FacadeRequest, fhir: InternalFhir): Promise<FacadeAnswer> {
-      const pass = (a: { status: number; contentType?: string; body: string }): FacadeAnswer => ({ status: a.status, headers: {}, contentType: a.contentType, body: toPublic(a.body, fhir.internalBase, req.base) });
-      const pub = <T>(r: T): T => JSON.parse(toPublic(JSON.stringify(r), fhir.internalBase, req.base)) as T;
+      const pass = (a: InternalAnswer) => passOn(a, fhir, req);
+      const pub = <T>(r: T): T => publicOf(r, fhir, req);
       if (req.path === 'metadata') {
         const cs = await fhir.get('metadata');
         if (cs.status !== 200) return pass(cs);

@@ -43,6 +43,20 @@ export interface FacadeAnswer {
   bytes?: Buffer;
 }
 
+/** An answer of the ordinary routes. */
+export type InternalAnswer = Awaited<ReturnType<InternalFhir['get']>>;
+
+/** An answer of the ordinary routes passed on as the vendor's: the internal base replaced by the public one. */
+export const passOn = (a: InternalAnswer, fhir: InternalFhir, req: FacadeRequest, headers: Record<string, string> = {}): FacadeAnswer => ({
+  status: a.status,
+  headers,
+  contentType: a.contentType,
+  body: toPublic(a.body, fhir.internalBase, req.base),
+});
+
+/** A resource or Bundle of the ordinary routes with the internal base replaced by the public one. */
+export const publicOf = <T>(r: T, fhir: InternalFhir, req: FacadeRequest): T => JSON.parse(toPublic(JSON.stringify(r), fhir.internalBase, req.base)) as T;
+
 /** One vendor's facade, one per process per sandbox system (it may remember pages and count calls). */
 export interface VendorFacade {
   /** Answers one GET at the vendor's public base. */

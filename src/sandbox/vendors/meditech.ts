@@ -11,7 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Bundle, Resource } from '@medplum/fhirtypes';
 import type { SandboxAuth } from '../systems.ts';
-import { capabilityFor, PageTokens, queryKey, toPublic, type FacadeAnswer, type FacadeRequest, type InternalFhir } from './facade.ts';
+import { capabilityFor, PageTokens, queryKey, toPublic, type FacadeAnswer, type FacadeRequest, type InternalFhir, passOn, type InternalAnswer } from './facade.ts';
 
 /** The SandboxDefinition fields of the MEDITECH sandbox (its directory entry, its app, its records). */
 export const MEDITECH_SYSTEM = {
@@ -117,7 +117,7 @@ export function createMeditechFacade() {
     async serve(req: FacadeRequest, fhir: InternalFhir): Promise<FacadeAnswer> {
       const answer = (status: number, body: unknown): FacadeAnswer => ({ status, headers: {}, contentType: 'application/fhir+json', body: JSON.stringify(body) });
       const refuse = (diagnostics: string) => answer(400, { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'invalid', diagnostics }] });
-      const pass = (a: { status: number; contentType?: string; body: string }): FacadeAnswer => ({ status: a.status, headers: {}, contentType: a.contentType, body: toPublic(a.body, fhir.internalBase, req.base) });
+      const pass = (a: InternalAnswer) => passOn(a, fhir, req);
       if (req.path === 'metadata') {
         const cs = await fhir.get('metadata');
         return answer(cs.status, capabilityFor(cs.body, (_type, name) => name.toLowerCase() !== '_lastupdated', fhir.tokenEndpoint, MEDITECH_SYSTEM.types));

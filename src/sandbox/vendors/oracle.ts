@@ -15,7 +15,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Binary, Bundle, BundleEntry, OperationOutcome, Resource } from '@medplum/fhirtypes';
 import type { SandboxAuth } from '../systems.ts';
-import { capabilityFor, jsonAnswer, PageTokens, queryKey, toPublic, type FacadeAnswer, type FacadeRequest, type InternalFhir, type VendorFacade } from './facade.ts';
+import { capabilityFor, jsonAnswer, PageTokens, queryKey, type FacadeAnswer, type FacadeRequest, type InternalFhir, type VendorFacade, passOn, type InternalAnswer, publicOf } from './facade.ts';
 
 /** The SandboxDefinition fields of the Oracle Health sandbox (its directory entry, its app, its records). */
 export const ORACLE_SYSTEM = {
@@ -124,8 +124,8 @@ export function createOracleFacade(): VendorFacade {
   return {
     expirePages: () => pages.clear(),
     async serve(req: FacadeRequest, fhir: InternalFhir): Promise<FacadeAnswer> {
-      const pass = (a: { status: number; contentType?: string; body: string }): FacadeAnswer => ({ status: a.status, headers: {}, contentType: a.contentType, body: toPublic(a.body, fhir.internalBase, req.base) });
-      const pub = <T>(r: T): T => JSON.parse(toPublic(JSON.stringify(r), fhir.internalBase, req.base)) as T;
+      const pass = (a: InternalAnswer) => passOn(a, fhir, req);
+      const pub = <T>(r: T): T => publicOf(r, fhir, req);
       if (req.path === 'metadata') {
         const cs = await fhir.get('metadata');
         if (cs.status !== 200) return pass(cs);
