@@ -250,3 +250,20 @@ export function quantile(sorted: number[], q: number): number {
 }
 
 export const round = (n: number | null, d = 1): number | null => (n === null || !Number.isFinite(n) ? null : Math.round(n * 10 ** d) / 10 ** d);
+
+/** GET /admin/sync?since=: the runs started since an instant, summed up. */
+export interface RunsSummary {
+  runs: number;
+  running: number;
+  succeeded: number;
+  failed: number;
+  needs_reauth: number;
+  first_started_at: string | null;
+  last_finished_at: string | null;
+  fetched: number;
+  created: number;
+  updated: number;
+  unchanged: number;
+  requests: number;
+  errors: { error: string; runs: number }[];
+}

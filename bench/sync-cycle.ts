@@ -39,7 +39,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_SANDBOXES } from '../src/sandbox/systems.ts';
 import { benchApp, connectUser, sandboxPatients } from './connect.ts';
-import { REPO, round, spawnServer } from './server.ts';
+import { REPO, round, spawnServer, type RunsSummary } from './server.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -69,21 +69,6 @@ const FULL_MINUTES = Number(process.env.SYNC_FULL_MINUTES ?? 60);
 // Users are made faster than USER_API_RATE_LIMIT's default allows an app.
 Object.assign(process.env, { ADMIN_KEY, USER_API_RATE_LIMIT: '100000', SANDBOXES: 'true', SANDBOX_YEARS: String(YEARS), SYNC_WORKERS: 'false', FHIR_AUTH: 'required' });
 
-interface RunsSummary {
-  runs: number;
-  running: number;
-  succeeded: number;
-  failed: number;
-  needs_reauth: number;
-  first_started_at: string | null;
-  last_finished_at: string | null;
-  fetched: number;
-  created: number;
-  updated: number;
-  unchanged: number;
-  requests: number;
-  errors: { error: string; runs: number }[];
-}
 
 // The system's own calls-a-minute limit (the eClinicalWorks-like practice's 250).
 const LIMIT = (def as { rateLimitPerMinute?: number }).rateLimitPerMinute ?? (def.name === 'ecw' ? 250 : undefined);

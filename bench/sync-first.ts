@@ -34,7 +34,7 @@ import { runningEmbeddedUrl } from '../src/db/embedded.ts';
 import { makeBigPatient, type BigPatient } from '../src/sandbox/big.ts';
 import { DEFAULT_SANDBOXES } from '../src/sandbox/systems.ts';
 import { benchApp, connectUser } from './connect.ts';
-import { quantile, readRssMB, REPO, round, spawnServer } from './server.ts';
+import { quantile, readRssMB, REPO, round, spawnServer, type RunsSummary } from './server.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -52,20 +52,6 @@ if (!def) throw new Error(`--system is one of ${DEFAULT_SANDBOXES.map((d) => d.n
 const ADMIN_KEY = `bench-${crypto.randomUUID()}`;
 Object.assign(process.env, { ADMIN_KEY, SANDBOXES: 'true', SYNC_WORKERS: 'false', FHIR_AUTH: 'required' });
 
-interface RunsSummary {
-  runs: number;
-  running: number;
-  succeeded: number;
-  failed: number;
-  needs_reauth: number;
-  first_started_at: string | null;
-  last_finished_at: string | null;
-  fetched: number;
-  created: number;
-  updated: number;
-  requests: number;
-  errors: { error: string; runs: number }[];
-}
 
 const server = await spawnServer(fs.mkdtempSync(path.join(os.tmpdir(), 'tributary-sync-first-')), { remove: true, readyTimeoutMs: 120_000 });
 const base = server.base;
