@@ -254,8 +254,9 @@ export default async function connectRoutes(app: FastifyInstance) {
   app.get('/connect/connections', async (req, reply) => {
     const who = await tokenUser(req, reply);
     if (!who) return reply;
-    // With its state (syncing: its run holds the connection's lock; idle, error, needs_reauth), its
-    // last run (when, how it ended, its counts; runs skipped because another held the lock aside),
+    // With its state (syncing: its run holds the connection's lock, in this database: pg_locks lists
+    // every database's, and another Tributary on the server has connections of the same ids; idle,
+    // error, needs_reauth), its last run (when, how it ended, its counts; runs skipped because another held the lock aside),
     // when its access token expires, and per type what the sync saw (src/sync/store.ts): `fetched`,
     // `refused` (why: the system's refusal), `not-granted` (the scopes granted do not cover it: not
     // asked), `failed`; the searches of it refused while others answered; its last full fetch; the
@@ -263,7 +264,7 @@ export default async function connectRoutes(app: FastifyInstance) {
     const { rows } = await app.pg.query(
       `SELECT c.id::text, c.system_id, s.name AS system_name, s.resource_url, c.status,
          CASE WHEN c.status = 'needs_reauth' THEN 'needs_reauth'
-           WHEN EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.classid = ${RUN_LOCK_SPACE}::oid AND l.objid = (c.id % 2147483647)::int::oid) THEN 'syncing'
+           WHEN EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND l.granted AND l.objsubid = 2 AND l.classid = ${RUN_LOCK_SPACE}::oid AND l.objid = (c.id % 2147483647)::int::oid) THEN 'syncing'
            WHEN r.status IN ('failed', 'running') THEN 'error' ELSE 'idle' END AS state,
          c.patient_id, c.scope, c.created_at, c.access_expires_at, r.started_at AS last_started_at, r.finished_at AS last_finished_at, c.last_sync_at, c.last_success_at, c.last_error,
          CASE WHEN r.id IS NULL THEN NULL ELSE ${RUN_JSON} END AS last_run,

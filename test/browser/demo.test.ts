@@ -64,9 +64,11 @@ if (executablePath) {
     const connections = page.locator('table').nth(1);
     t.match(await connections.textContent(), new RegExp(`${NV.title.replace(/[()]/g, '\\$&')}\\s*(idle|syncing)`), 'the connection is listed, with its sync state');
     await shot('5-connected');
-    // The first sync runs as the person connects: reload until the records show.
+    // The first sync runs as the person connects, storing page by page: reload until its run has
+    // finished (records show from its first page on).
     let records = '';
-    for (let i = 0; i < 50 && !/Observation/.test(records); i++) {
+    const finished = /idle\s*succeeded at/;
+    for (let i = 0; i < 100 && !(/Observation/.test(records) && finished.test((await connections.textContent()) ?? '')); i++) {
       await new Promise((r) => setTimeout(r, 300));
       await page.reload();
       records = (await page.locator('table').nth(2).textContent()) ?? '';

@@ -25,7 +25,8 @@ import { DEFAULT_SANDBOXES } from '../../src/sandbox/systems.ts';
 import { inTransaction } from '../../src/storage/transaction.ts';
 import { createSystemLimiter } from '../../src/sync/rate-limit.ts';
 import { localId } from '../../src/sync/mapper.ts';
-import { OUTSIDE_TYPES, syncConnection, type SyncDeps } from '../../src/sync/run.ts';
+import pg from 'pg';
+import { OUTSIDE_TYPES, RUN_LOCK_SPACE, runLockKey, syncConnection, type SyncDeps } from '../../src/sync/run.ts';
 import { syncDeps } from '../../plugins/sync.ts';
 import { testConfig, testDatabase } from '../helper.ts';
 import { freePort } from '../pg.ts';
@@ -38,7 +39,8 @@ const VENDORS = (DEFAULT_SANDBOXES as readonly VendorDef[]).filter((d) => d.vend
 const port = await freePort();
 const BASE = `http://127.0.0.1:${port}`;
 const ADMIN_KEY = 'k'.repeat(40);
-const app = await buildApp(testConfig(await testDatabase(t), { baseUrl: BASE, sandboxes: true, sandboxSystems: [LS, ...VENDORS], sandboxYears: 1, fhirAuth: 'required', adminKey: ADMIN_KEY }), { logger: false });
+const databaseUrl = await testDatabase(t);
+const app = await buildApp(testConfig(databaseUrl, { baseUrl: BASE, sandboxes: true, sandboxSystems: [LS, ...VENDORS], sandboxYears: 1, fhirAuth: 'required', adminKey: ADMIN_KEY }), { logger: false });
 await app.listen({ port, host: '127.0.0.1' });
 t.teardown(() => app.close());
 await app.sandboxesLoaded;
@@ -201,6 +203,19 @@ t.test('one run per connection: a run started while another holds the lock ends 
   t.ok(summary.skipped >= 1, `the operators' summary counts it (${summary.skipped})`);
   const after = await listing(l.token);
   t.match(after.entry[0], { state: 'idle', last_run: { status: 'succeeded' } }, 'the skipped run is not the last run shown');
+});
+
+t.test('a run lock of the same key in another database of the server is not this connection syncing', async (t) => {
+  // Another Tributary on the same PostgreSQL has connections of the same ids; pg_locks lists its locks too.
+  const other = new URL(databaseUrl);
+  other.pathname = '/postgres';
+  const client = new pg.Client({ connectionString: other.toString() });
+  await client.connect();
+  t.teardown(() => client.end());
+  await client.query('SELECT pg_advisory_lock($1, $2)', [RUN_LOCK_SPACE, runLockKey(l.connectionId)]);
+  t.equal((await listing(l.token)).entry[0].state, 'idle');
+  const run = await syncConnection(deps, l.connectionId);
+  t.equal(run.status, 'succeeded', 'and its runs take their own lock');
 });
 
 t.test('a run still marked running whose lock is free was cut off: marked failed, what it stored kept', async (t) => {
