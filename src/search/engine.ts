@@ -25,7 +25,7 @@ import { DIRECTORY_TYPES, type RequestContext, type SearchParamInfo, type Search
 import { isResourceType } from '../fhir/resource-type.ts';
 import { applySummary, parseElements, parseSummary, type SummaryMode } from '../fhir/summary.ts';
 import type { ResourceScope } from '../auth/scopes.ts';
-import { COMMON_PARAMS, CONTROL_PARAMS, grantCondition, inScope, namesMatchesById, nestUnderReference, paramCondition, scoped, TABLE, targetFilter, type ConditionContext, type ValueSetCodes } from './conditions.ts';
+import { COMMON_PARAMS, compartmentCondition as compartmentLinks, CONTROL_PARAMS, grantCondition, inScope, namesMatchesById, nestUnderReference, paramCondition, scoped, TABLE, targetFilter, type ConditionContext, type ValueSetCodes } from './conditions.ts';
 import { SqlBuilder } from './sql-builder.ts';
 import { splitOr, unescape } from './values.ts';
 
@@ -266,14 +266,14 @@ export class SearchEngine {
   private async compartmentCondition(c: ConditionContext, type: string, of: { type: string; id: string }): Promise<string> {
     if (of.type !== 'Patient') throw fhirError(400, 'not-supported', `Only the Patient compartment is supported, not ${of.type}.`);
     if (type === 'Patient') return `r.fhir_id = ${c.b.param(of.id)}`;
-    const params = patientCompartment().get(type);
-    if (!params) return 'false';
-    const ors: string[] = [];
-    for (const code of params) {
-      if (!this.params.get(type, code)) continue;
-      ors.push(await paramCondition(c, 'r', type, code, `Patient/${of.id.replace(/[\\,|$]/g, (x) => `\\${x}`)}`));
+    const params = (patientCompartment().get(type) ?? []).map((code) => this.params.get(type, code)).filter((sp) => sp !== undefined);
+    // The reference parameters in one link condition (the search anchors on it); any other apart.
+    const refs = params.filter((sp) => sp.type === 'reference');
+    const ors = refs.length ? [compartmentLinks(c, 'r', refs, of.id)] : [];
+    for (const sp of params) {
+      if (sp.type !== 'reference') ors.push(await paramCondition(c, 'r', type, sp.code, `Patient/${of.id.replace(/[\\,|$]/g, (x) => `\\${x}`)}`));
     }
-    return ors.length ? `(${ors.join(' OR ')})` : 'false';
+    return ors.length === 0 ? 'false' : ors.length === 1 ? ors[0] : `(${ors.join(' OR ')})`;
   }
 
   /** res_id and fhir_id of the resources matching a condition (conditional create/update/delete). */
