@@ -44,7 +44,10 @@ export default fp(
       // Named (prepared) statements are the fixed ones of src/storage/sql.ts, whose best plan does not
       // depend on the values: plan them once. The setting applies to unnamed statements too, so
       // search SQL, whose best plan depends on how common each value is, has a pool of its own.
+      // Searches whose SQL fixes their plan (anchored on ids, includes) are named per shape here too:
+      // connections are renewed every 10 minutes, which bounds the statements each one keeps.
       options: '-c plan_cache_mode=force_generic_plan',
+      maxLifetimeSeconds: 600,
     });
     // Search statements are named per shape (parsed once per connection) but planned for each
     // request's values; connections are renewed every 10 minutes, which bounds the statements each

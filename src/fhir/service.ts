@@ -87,7 +87,7 @@ export class FhirService {
     this.indexer = deps.indexer;
     this.params = deps.params;
     this.onSearchParameter = deps.onSearchParameter;
-    this.search = new SearchEngine({ pool: deps.searchPool ?? deps.pool, repo: this.repo, params: deps.params });
+    this.search = new SearchEngine({ pool: deps.searchPool ?? deps.pool, fixedPool: deps.pool, repo: this.repo, params: deps.params });
   }
 
   /** Runs fn in one database transaction; PostgreSQL errors a client caused become 4xx. */

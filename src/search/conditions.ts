@@ -233,9 +233,26 @@ function noModifier(sp: SearchParamInfo, modifier: string): void {
   if (modifier) throw badRequest(`The modifier :${modifier} does not apply to ${sp.type} parameters such as ${sp.code}.`);
 }
 
-/** `alias.res_id [NOT] IN (SELECT x.res_id FROM <table> x WHERE ...)`: the shape nestUnderReference relies on. */
-function inIndex(alias: string, table: string, where: string, negate = false): string {
-  return `${alias}.res_id ${negate ? 'NOT IN' : 'IN'} (SELECT x.res_id FROM ${table} x WHERE ${where})`;
+/**
+ * `alias.res_id [NOT] IN (SELECT x.res_id FROM <table> x WHERE ...)`: the shape nestUnderReference
+ * relies on. For a user's search, the user's own rows only (ownedRows).
+ */
+function inIndex(c: ConditionContext, alias: string, type: string, table: string, where: string, negate = false): string {
+  const own = ownedRows(c, type, 'x');
+  return `${alias}.res_id ${negate ? 'NOT IN' : 'IN'} (SELECT x.res_id FROM ${table} x WHERE ${own ? `${own} AND (${where})` : where})`;
+}
+
+/**
+ * `x.owner_id = <user>` when every resource of `type` the scope reaches is the scope user's own (a
+ * user's search, where the type is not one the directory shares): index rows carry their
+ * resource's owner, second in each index after the hash, so the search reads the user's rows and
+ * no one else's. Empty otherwise (an app's search over all its users, FHIR_AUTH=off).
+ */
+export function ownedRows(c: ConditionContext, type: string, x: string): string {
+  const s = c.scope;
+  if (s.ownerId === null || s.withUnowned) return '';
+  if (DIRECTORY_TYPES.includes(type) && !s.ownOnly && s.partitionId >= 0) return '';
+  return `${x}.owner_id = ${c.b.param(s.ownerId)}`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -388,7 +405,7 @@ async function tokenCondition(c: ConditionContext, alias: string, type: string, 
   switch (modifier) {
     case '':
     case 'not':
-      return inIndex(alias, 'hfj_spidx_token', tokenRows(c, type, code, values), modifier === 'not');
+      return inIndex(c, alias, type, 'hfj_spidx_token', tokenRows(c, type, code, values), modifier === 'not');
     case 'text':
       return stringRows(c, alias, type, code, values.map(unescape), 'text');
     case 'of-type':
@@ -404,7 +421,7 @@ async function tokenCondition(c: ConditionContext, alias: string, type: string, 
         if (vs.systems.length) where.push(`x.hash_sys = ANY(${c.b.param(vs.systems.map((s) => h([type, code, s])))}::bigint[])`);
       }
       if (!where.length) return modifier === 'in' ? 'false' : 'true';
-      return inIndex(alias, 'hfj_spidx_token', where.join(' OR '), modifier === 'not-in');
+      return inIndex(c, alias, type, 'hfj_spidx_token', where.join(' OR '), modifier === 'not-in');
     }
     default:
       throw badRequest(`The modifier :${modifier} is not supported on token parameters such as ${code}.`);
@@ -456,7 +473,7 @@ function ofTypeCondition(c: ConditionContext, alias: string, type: string, code:
         WHERE i ->> 'value' = ${V} AND EXISTS (SELECT 1 FROM jsonb_array_elements(coalesce(i -> 'type' -> 'coding', '[]'::jsonb)) tc WHERE tc ->> 'system' = ${S} AND tc ->> 'code' = ${C}))`,
     )
     .join(' OR ');
-  return `(${inIndex(alias, 'hfj_spidx_token', `x.hash_value = ${c.b.param(h([type, code, value]))}`)}
+  return `(${inIndex(c, alias, type, 'hfj_spidx_token', `x.hash_value = ${c.b.param(h([type, code, value]))}`)}
     AND EXISTS (SELECT 1 FROM hfj_res_ver sv WHERE sv.res_id = ${alias}.res_id AND sv.res_ver = ${alias}.res_ver AND (${inJson})))`;
 }
 
@@ -472,7 +489,7 @@ function stringCondition(c: ConditionContext, alias: string, type: string, code:
 
 /** A string index match: prefix (normalized, the default), exact, contains, or `text` (token :text rows). */
 function stringRows(c: ConditionContext, alias: string, type: string, name: string, values: string[], mode: string): string {
-  if (mode === 'exact') return inIndex(alias, 'hfj_spidx_string', `x.hash_exact = ANY(${c.b.param(values.map((v) => h([type, name, v])))}::bigint[])`);
+  if (mode === 'exact') return inIndex(c, alias, type, 'hfj_spidx_string', `x.hash_exact = ANY(${c.b.param(values.map((v) => h([type, name, v])))}::bigint[])`);
   const ors = values.map((v) => {
     const normalized = normalizeString(v);
     if (mode === 'contains' || normalized.length < HASH_PREFIX_LENGTH) {
@@ -487,7 +504,7 @@ function stringRows(c: ConditionContext, alias: string, type: string, name: stri
     const words = values.map((v) => `(x.hash_identity = ${c.b.param(h([type, name]))} AND x.sp_value_normalized LIKE ${c.b.param(`% ${likeEscape(normalizeString(v))}%`)})`);
     ors.push(...words);
   }
-  return inIndex(alias, 'hfj_spidx_string', ors.join(' OR '));
+  return inIndex(c, alias, type, 'hfj_spidx_string', ors.join(' OR '));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -498,10 +515,12 @@ function uriCondition(c: ConditionContext, alias: string, type: string, code: st
   switch (modifier) {
     case '':
     case 'not':
-      return inIndex(alias, 'hfj_spidx_uri', `x.hash_uri = ANY(${c.b.param(uris.map((u) => h([type, code, u])))}::bigint[])`, modifier === 'not');
+      return inIndex(c, alias, type, 'hfj_spidx_uri', `x.hash_uri = ANY(${c.b.param(uris.map((u) => h([type, code, u])))}::bigint[])`, modifier === 'not');
     case 'below':
       return inIndex(
+        c,
         alias,
+        type,
         'hfj_spidx_uri',
         `x.hash_identity = ${c.b.param(h([type, code]))} AND (${uris.map((u) => `x.sp_uri LIKE ${c.b.param(`${likeEscape(u)}%`)}`).join(' OR ')})`,
       );
@@ -512,7 +531,7 @@ function uriCondition(c: ConditionContext, alias: string, type: string, code: st
         prefixes.add(u);
         for (let i = u.indexOf('//') + 2; i > 1 && i < u.length; i++) if (u[i] === '/') prefixes.add(u.slice(0, i));
       }
-      return inIndex(alias, 'hfj_spidx_uri', `x.hash_uri = ANY(${c.b.param([...prefixes].map((u) => h([type, code, u])))}::bigint[])`);
+      return inIndex(c, alias, type, 'hfj_spidx_uri', `x.hash_uri = ANY(${c.b.param([...prefixes].map((u) => h([type, code, u])))}::bigint[])`);
     }
     default:
       throw badRequest(`The modifier :${modifier} is not supported on uri parameters such as ${code}.`);
@@ -528,7 +547,7 @@ function dateCondition(c: ConditionContext, alias: string, type: string, code: s
     const r = parseDate(value, code);
     return rangeComparison(c, prefix, 'x.sp_value_low', 'x.sp_value_high', r.low, r.high, true);
   });
-  return inIndex(alias, 'hfj_spidx_date', `x.hash_identity = ${c.b.param(h([type, code]))} AND (${ors.join(' OR ')})`);
+  return inIndex(c, alias, type, 'hfj_spidx_date', `x.hash_identity = ${c.b.param(h([type, code]))} AND (${ors.join(' OR ')})`);
 }
 
 function numberCondition(c: ConditionContext, alias: string, type: string, code: string, values: string[], table: string): string {
@@ -573,7 +592,7 @@ function numberCondition(c: ConditionContext, alias: string, type: string, code:
     list.push(`(${identity} AND ${cmp[prefix]()})`);
     byTable.set(target, list);
   }
-  return orOf([...byTable].map(([t, ors]) => inIndex(alias, t, ors.join(' OR '))));
+  return orOf([...byTable].map(([t, ors]) => inIndex(c, alias, type, t, ors.join(' OR '))));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -611,7 +630,8 @@ function referenceCondition(c: ConditionContext, alias: string, type: string, sp
     const typeCond = typeModifier ? ` AND l.target_resource_type = ${c.b.param(typeModifier)}` : targetFilter(c.b, sp, false);
     return `(l.target_fhir_id = ${c.b.param(ref)}${typeCond})`;
   });
-  const links = `${LINK_SOURCES}l.src_path = ANY(${c.b.param(sp.paths)}) AND (${ors.join(' OR ')}))`;
+  const own = ownedRows(c, type, 'l');
+  const links = `${LINK_SOURCES}l.src_path = ANY(${c.b.param(sp.paths)})${own ? ` AND ${own}` : ''} AND (${ors.join(' OR ')}))`;
   return modifier === 'not' ? `${alias}.res_id NOT IN ${links}` : `${alias}.res_id IN ${links}`;
 }
 
@@ -658,10 +678,11 @@ export function nestUnderReference(conds: string[]): string[] {
  * type): one link condition over all their paths, which nestUnderReference anchors on as it does
  * on `patient=`, where an OR of one per parameter could not be.
  */
-export function compartmentCondition(c: ConditionContext, alias: string, params: SearchParamInfo[], id: string): string {
+export function compartmentCondition(c: ConditionContext, alias: string, type: string, params: SearchParamInfo[], id: string): string {
   const paths = [...new Set(params.flatMap((sp) => sp.paths))];
   if (!paths.length) return 'false';
-  return `${alias}.res_id IN ${LINK_SOURCES}l.src_path = ANY(${c.b.param(paths)}) AND l.target_resource_type = 'Patient' AND l.target_fhir_id = ${c.b.param(id)})`;
+  const own = ownedRows(c, type, 'l');
+  return `${alias}.res_id IN ${LINK_SOURCES}l.src_path = ANY(${c.b.param(paths)})${own ? ` AND ${own}` : ''} AND l.target_resource_type = 'Patient' AND l.target_fhir_id = ${c.b.param(id)})`;
 }
 
 /** The types a chain through `sp` may reach: the type modifier, or the targets that know the next parameter. */
@@ -707,13 +728,13 @@ function throughTargets(c: ConditionContext, alias: string, sp: SearchParamInfo,
  * the token `subject:identifier`), or the identifier of the resource it points at.
  */
 function identifierReference(c: ConditionContext, alias: string, type: string, sp: SearchParamInfo, values: string[]): string {
-  const logical = inIndex(alias, 'hfj_spidx_token', tokenRows(c, type, `${sp.code}:identifier`, values));
+  const logical = inIndex(c, alias, type, 'hfj_spidx_token', tokenRows(c, type, `${sp.code}:identifier`, values));
   // The targets' own identifiers only of types the token may search whole (this condition is built
   // without the filters' SQL); the reference's logical identifier is the source's own data.
   const types = (sp.targets ?? []).filter((t) => isResourceType(t) && c.params.get(t, 'identifier') && (!c.grants || allowed(c.grants, 's', t) === 'all'));
   if (!types.length) return logical;
   const t = c.b.alias('t');
-  const perType = types.map((target) => `(${t}.res_type = ${c.b.param(target)} AND ${inIndex(t, 'hfj_spidx_token', tokenRows(c, target, 'identifier', values))})`);
+  const perType = types.map((target) => `(${t}.res_type = ${c.b.param(target)} AND ${inIndex(c, t, target, 'hfj_spidx_token', tokenRows(c, target, 'identifier', values))})`);
   return `(${logical} OR ${throughTargets(c, alias, sp, t, types, `(${perType.join(' OR ')})`)})`;
 }
 

@@ -118,19 +118,27 @@ export function patientCompartmentTypes(): string[] {
 }
 
 export interface SearchEngineDeps {
+  /** Searches whose best plan depends on their values: planned for each request's. */
   pool: pg.Pool;
+  /**
+   * Statements whose plan the SQL itself fixes (searches anchored on ids, includes): planned once
+   * per connection and shape (a generic plan), where planning cost as much as running them.
+   */
+  fixedPool?: pg.Pool;
   repo: Repository;
   params: SearchParamLookup;
 }
 
 export class SearchEngine {
   private readonly pool: pg.Pool;
+  private readonly fixedPool: pg.Pool;
   private readonly repo: Repository;
   readonly params: SearchParamLookup;
   private snapshots = 0;
 
   constructor(deps: SearchEngineDeps) {
     this.pool = deps.pool;
+    this.fixedPool = deps.fixedPool ?? deps.pool;
     this.repo = deps.repo;
     this.params = deps.params;
   }
@@ -269,7 +277,7 @@ export class SearchEngine {
     const params = (patientCompartment().get(type) ?? []).map((code) => this.params.get(type, code)).filter((sp) => sp !== undefined);
     // The reference parameters in one link condition (the search anchors on it); any other apart.
     const refs = params.filter((sp) => sp.type === 'reference');
-    const ors = refs.length ? [compartmentLinks(c, 'r', refs, of.id)] : [];
+    const ors = refs.length ? [compartmentLinks(c, 'r', type, refs, of.id)] : [];
     for (const sp of params) {
       if (sp.type !== 'reference') ors.push(await paramCondition(c, 'r', type, sp.code, `Patient/${of.id.replace(/[\\,|$]/g, (x) => `\\${x}`)}`));
     }
@@ -289,23 +297,24 @@ export class SearchEngine {
 
   /** A searchset Bundle for the query, over one type, several (`_type`) or all (`types` null). */
   async search(ctx: RequestContext, types: string[] | null, query: URLSearchParams, opts: SearchOptions): Promise<SearchResult> {
-    const db: Db = opts.client ?? this.pool;
     const p = this.parse(types, query, opts.strict ?? false);
     if (types === null && p.criteria.some(([k]) => !k.startsWith('_'))) {
       throw badRequest('A search across all types takes only the common parameters (_id, _lastUpdated, _tag, ...); name the types with _type.');
     }
+    // A search that names its matches by id (a patient's, say) matches few resources, but
+    // PostgreSQL underestimates how many links one patient has (hundreds, where its statistics say
+    // ten), and for a short page (LIMIT 21) it then prefers walking hfj_resource in res_id order until
+    // enough rows match: 70 ms instead of 1. Such searches collect their matches first (a
+    // MATERIALIZED CTE), then order and page them; their SQL fixes the plan (nestUnderReference), so
+    // they are planned once per shape.
+    const anchored = !!opts.compartment || (types?.length === 1 && p.criteria.some(([k]) => namesMatchesById(this.params, types[0], k)));
+    const db: Db = opts.client ?? (anchored ? this.fixedPool : this.pool);
     const b = new SqlBuilder();
     const c = this.context(ctx, b, db, opts.grants);
     const where = (await this.where(c, types, p.criteria, opts.compartment)).join(' AND ');
     // The parameters of `where` alone (counts run it without the ORDER BY's and paging's).
     const whereValues = [...b.values];
     const orderBy = p.sort.length ? this.orderBy(b, types, p.sort) : null;
-    // A search that names its matches by id (a patient's, say) matches few resources, but
-    // PostgreSQL underestimates how many links one patient has (hundreds, where its statistics say
-    // ten), and for a short page (LIMIT 21) it then prefers walking hfj_resource in res_id order until
-    // enough rows match: 70 ms instead of 1. Such searches collect their matches first (a
-    // MATERIALIZED CTE), then order and page them.
-    const anchored = !!opts.compartment || (types?.length === 1 && p.criteria.some(([k]) => namesMatchesById(this.params, types[0], k)));
     const summaryCount = p.summary === 'count';
     const selfQuery = new URLSearchParams([...query].filter(([k]) => k !== '_page' && k !== '_snapshot' && k !== '_offset'));
 
@@ -404,7 +413,7 @@ export class SearchEngine {
       if (first && (after || (before && more))) links.push({ relation: 'previous', url: this.url(ctx, opts.path, selfQuery, { _page: `b${first}.${asOf}${carried}` }) });
     }
 
-    const included = summaryCount ? { versions: [], truncated: false } : await this.includes(db, ctx, p, page, opts.grants);
+    const included = summaryCount ? { versions: [], truncated: false } : await this.includes(opts.client ?? this.fixedPool, ctx, p, page, opts.grants);
     if (included.truncated) p.warnings.push(warning(`More than ${MAX_INCLUDES} resources were to be included; the first ${MAX_INCLUDES} are.`));
     const head: Bundle = { resourceType: 'Bundle', type: 'searchset' };
     if (total !== undefined) head.total = total;

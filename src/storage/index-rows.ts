@@ -8,6 +8,8 @@ import { bulkInsert, type Sql } from './sql.ts';
 export interface IndexedResource {
   resId: string;
   type: string;
+  /** The resource's owner (the user whose record it is), written into every row of it; null for none. */
+  ownerId: string | null;
   indexes: ResourceIndexes;
 }
 
@@ -25,11 +27,11 @@ function table<R extends { name?: string }>(
 ): Sql | null {
   if (rows.length === 0) return null;
   const common: [string, string][] = withCommon
-    ? [['partition_id', 'int'], ['res_id', 'bigint'], ['res_type', 'text'], ['sp_name', 'text'], ['sp_updated', 'timestamptz']]
-    : [];
+    ? [['partition_id', 'int'], ['res_id', 'bigint'], ['res_type', 'text'], ['sp_name', 'text'], ['sp_updated', 'timestamptz'], ['owner_id', 'bigint']]
+    : [['owner_id', 'bigint']];
   const commonArrays = withCommon
-    ? [rows.map(() => partitionId), rows.map((r) => r.res.resId), rows.map((r) => r.res.type), rows.map((r) => r.row.name), rows.map(() => now)]
-    : [];
+    ? [rows.map(() => partitionId), rows.map((r) => r.res.resId), rows.map((r) => r.res.type), rows.map((r) => r.row.name), rows.map(() => now), rows.map((r) => r.res.ownerId)]
+    : [rows.map((r) => r.res.ownerId)];
   return bulkInsert(
     name,
     [...common, ...cols.map(([n, t]) => [n, t] as [string, string])],
@@ -93,12 +95,12 @@ export function indexInserts(partitionId: number, now: Date, list: IndexedResour
     // itself (its own inserts are not visible to it, hence the two ways).
     const cols: [string, string][] = [['partition_id', 'int'], ['src_path', 'text'], ['src_resource_id', 'bigint'], ['source_resource_type', 'text'],
       ['target_resource_id', 'bigint'], ['target_resource_type', 'text'], ['target_resource_url', 'text'], ['target_resource_version', 'text'],
-      ['target_fhir_id', 'text'], ['sp_updated', 'timestamptz']];
+      ['target_fhir_id', 'text'], ['sp_updated', 'timestamptz'], ['owner_id', 'bigint']];
     const arrays = [
       links.map(() => partitionId), links.map((l) => l.row.path), links.map((l) => l.res.resId), links.map((l) => l.res.type),
       links.map((l) => (l.row.targetType && l.row.targetId ? (targets.get(`${l.row.targetType}/${l.row.targetId}`) ?? null) : null)),
       links.map((l) => l.row.targetType), links.map((l) => l.row.targetUrl), links.map((l) => l.row.targetVersion),
-      links.map((l) => l.row.targetId), links.map(() => now),
+      links.map((l) => l.row.targetId), links.map(() => now), links.map((l) => l.res.ownerId),
     ];
     const names = cols.map((c) => c[0]);
     const select = names.map((n) =>
@@ -114,8 +116,8 @@ export function indexInserts(partitionId: number, now: Date, list: IndexedResour
   const present = flatten(list, 'present');
   if (present.length) {
     out.push(
-      bulkInsert('hfj_res_param_present', [['partition_id', 'int'], ['res_id', 'bigint'], ['sp_present', 'bool'], ['hash_presence', 'bigint']], [
-        present.map(() => partitionId), present.map((p) => p.res.resId), present.map((p) => p.row.present), present.map((p) => s(p.row.hashPresence)),
+      bulkInsert('hfj_res_param_present', [['partition_id', 'int'], ['res_id', 'bigint'], ['sp_present', 'bool'], ['hash_presence', 'bigint'], ['owner_id', 'bigint']], [
+        present.map(() => partitionId), present.map((p) => p.res.resId), present.map((p) => p.row.present), present.map((p) => s(p.row.hashPresence)), present.map((p) => p.res.ownerId),
       ]),
     );
   }

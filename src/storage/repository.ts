@@ -34,6 +34,8 @@ export interface CurrentRow {
   sha256: string | null;
   published: Date;
   updated: Date;
+  /** Its owner (the user whose record it is), which it keeps; null for none. */
+  ownerId: string | null;
 }
 
 export interface WriteItem {
@@ -131,8 +133,9 @@ export class Repository {
   }
 
   /** Versions selected by a query whose columns are READ_COLUMNS (search includes). */
+  /** Named per shape, as versionsWith: on a pool of generic plans (the includes), planned once per connection. */
   async versions(db: Db, text: string, values: unknown[]): Promise<StoredVersion[]> {
-    const { rows } = await db.query<VersionRow>({ text, values });
+    const { rows } = await db.query<VersionRow>({ name: sql.statementName(text), text, values });
     return rows.map(toStored);
   }
 
@@ -176,6 +179,7 @@ export class Repository {
         sha256: r.hash_sha256,
         published: r.res_published,
         updated: r.res_updated,
+        ownerId: r.owner_id,
       });
     }
     return out;
@@ -308,7 +312,9 @@ export class Repository {
     if (indexed.length) {
       const inBatch = new Map<string, string>();
       for (const l of live) if (l.split) inBatch.set(`${l.item.type}/${l.item.id}`, l.resId);
-      statements.push(...indexInserts(partitionId, now, indexed.map((l) => ({ resId: l.resId, type: l.item.type, indexes: l.item.indexes! })), inBatch));
+      // Each row carries its resource's owner: the one it has (kept), or the scope's for a new one.
+      const owned = indexed.map((l) => ({ resId: l.resId, type: l.item.type, ownerId: l.item.existing ? l.item.existing.ownerId : scope.ownerId, indexes: l.item.indexes! }));
+      statements.push(...indexInserts(partitionId, now, owned, inBatch));
     }
 
     await client.query(sql.combine(statements));

@@ -103,7 +103,7 @@ export function readVersion(scope: Scope, type: string, id: string, version: num
  */
 export function lockCurrent(scope: Scope, types: string[], ids: string[]): Sql {
   return prepared({
-    text: /* SQL */ `SELECT r.res_id, r.res_type, r.fhir_id, r.res_ver, r.res_deleted_at, r.hash_sha256, r.res_published, r.res_updated
+    text: /* SQL */ `SELECT r.res_id, r.res_type, r.fhir_id, r.res_ver, r.res_deleted_at, r.hash_sha256, r.res_published, r.res_updated, r.owner_id
       FROM unnest($2::text[], $3::text[]) AS k(t, i)
       CROSS JOIN LATERAL (
         SELECT * FROM hfj_resource x WHERE x.partition_id = $1 AND x.res_type = k.t AND x.fhir_id = k.i AND ${ownedBy('x', 4)} FOR UPDATE
