@@ -279,12 +279,12 @@ export function writeState(dataDir: string | undefined, s: LoadState): void {
 const FHIR_HEADERS = { 'content-type': 'application/fhir+json', accept: 'application/fhir+json' };
 
 /** Patient ids of the given indexes already on the server (looked up by the bench identifier), 50 per search. */
-async function findLoaded(base: string, seed: string, indexes: number[]): Promise<Map<number, string>> {
+async function findLoaded(base: string, seed: string, indexes: number[], headers: Record<string, string> = {}): Promise<Map<number, string>> {
   const found = new Map<number, string>();
   for (let i = 0; i < indexes.length; i += 50) {
     const chunk = indexes.slice(i, i + 50);
     const q = new URLSearchParams({ identifier: chunk.map((n) => `${BENCH_IDENTIFIER_SYSTEM}|${seed}-${n}`).join(','), _count: '100', _elements: 'identifier' });
-    const res = await fetch(`${base}/fhir/r4/Patient?${q}`, { headers: FHIR_HEADERS, signal: AbortSignal.timeout(60_000) });
+    const res = await fetch(`${base}/fhir/r4/Patient?${q}`, { headers: { ...FHIR_HEADERS, ...headers }, signal: AbortSignal.timeout(60_000) });
     const text = await res.text();
     if (res.status !== 200) throw new Error(`looking up loaded patients: HTTP ${res.status} ${text.slice(0, 300)}`);
     for (const e of (JSON.parse(text).entry ?? []) as { resource: { id: string; identifier?: { system?: string; value?: string }[] } }[]) {
@@ -306,6 +306,12 @@ export interface LoadOptions {
   templatesDir: string;
   resourcesPerPatient?: number;
   log?: (line: string) => void;
+  /**
+   * With authentication (bench/search.ts --auth): the credentials patient i is written with (its
+   * user's access token, so that its records are that user's), and those that look patients up
+   * across users (the app's).
+   */
+  auth?: { writer(i: number): Promise<Record<string, string>>; reader: Record<string, string> };
 }
 
 export interface LoadResult {
@@ -322,7 +328,7 @@ export async function loadPatients(o: LoadOptions): Promise<LoadResult> {
   // Anything not recorded as loaded may still be on the server (a run killed mid-transaction, or no state file).
   const unknown = Array.from({ length: o.patients }, (_, i) => i).filter((i) => !(i in state.patients));
   if (unknown.length) {
-    const found = await findLoaded(o.base, o.seed, unknown);
+    const found = await findLoaded(o.base, o.seed, unknown, o.auth?.reader);
     for (const [i, id] of found) {
       state.patients[i] = id;
       // Resources of a patient found on the server but not recorded: count them as generated.
@@ -359,7 +365,8 @@ export async function loadPatients(o: LoadOptions): Promise<LoadResult> {
           state.inflight = [...inflight];
           writeState(o.dataDir, state);
           try {
-            const res = await fetch(`${o.base}/fhir/r4`, { method: 'POST', headers: FHIR_HEADERS, body: p.body, signal: AbortSignal.timeout(600_000) });
+            const headers = o.auth ? { ...FHIR_HEADERS, ...(await o.auth.writer(i)) } : FHIR_HEADERS;
+            const res = await fetch(`${o.base}/fhir/r4`, { method: 'POST', headers, body: p.body, signal: AbortSignal.timeout(600_000) });
             const text = await res.text();
             if (res.status !== 200) throw new Error(`patient ${i} (${p.template}, ${p.resources} resources, ${(p.body.length / 1e6).toFixed(1)} MB): HTTP ${res.status} ${text.slice(0, 500)}`);
             const entries = (JSON.parse(text).entry ?? []) as { response?: { status?: string; location?: string } }[];

@@ -2,7 +2,7 @@
  * Search benchmark on about 1,000 patients of ~1,000 resources each (about 1,000,000 resources in
  * the shape of ../shared/synthea; see bench/search-data.ts), one client and then 16.
  *
- *   npx node bench/search.ts [--patients 1000] [--data-dir DIR] [--url http://127.0.0.1:8080]
+ *   npx node bench/search.ts [--patients 1000] [--data-dir DIR] [--url http://127.0.0.1:8080] [--auth]
  *                            [--requests 300] [--warmup 20] [--connections 16] [--duration-s 15]
  *                            [--explain] [--cold] [--load-only] [--load-concurrency 4] [--seed S]
  *                            [--include-query 'Encounter?patient={patient}&...'] [--pg-url postgres://...]
@@ -14,26 +14,37 @@
  * does, on free loopback ports) unless --url names a running one; with --url, --data-dir (the
  * server's TRIBUTARY_DATA_DIR) or --pg-url gives the database for VACUUM ANALYZE and the scan counts.
  * After loading, VACUUM ANALYZE runs once. Before measuring, pg_prewarm reads the hfj_* tables and
- * indexes into the OS cache and the four queries run about twice per patient (not measured), so
- * that shared_buffers hold their working set as in a server in steady state (--cold: neither).
+ * indexes into the OS cache and the queries run about twice per patient (not measured), so that
+ * shared_buffers hold their working set as in a server in steady state (--cold: neither).
  *
- * Then, for each query, one client sends --warmup requests and then --requests requests in
- * sequence, each for a random loaded patient, and reports p50/p95/p99 against the targets; every
- * answer must be a 200 searchset Bundle whose entries are right (the patient's, the code asked for,
- * sorted...), else it counts as failed. Then --connections clients mix the four queries for
- * --duration-s seconds (autocannon): searches/s and latency. The seq_scan counts of the hfj_*
- * tables (pg_stat_user_tables) are read around each query's run (10 s apart, the time PostgreSQL
- * may take to publish a backend's counts): a sequential scan of a table of 10,000 rows or more is
- * reported as a RED FLAG. Each phase also prints the cores kept busy (a WARNING when other
- * processes disturbed it) and the CPU milliseconds per request of the server and of PostgreSQL,
- * which hold on a busy machine too and bound the searches/s that 2 idle cores could give.
+ * --auth measures the records as apps hold them: FHIR_AUTH=required, an app (made once through the
+ * admin API, its credentials kept in the data folder) and a user per patient (user-management API,
+ * /oauth2/token), each patient's records written with its user's access token, so that they are
+ * that user's; the patient searches go with that token (scoped to the user's record), Patient?name=
+ * with the app's credentials (over all its users). It needs a data folder of its own.
+ *
+ * The queries: `Observation?patient=X&code=http://loinc.org|Y` with the reference written each way
+ * apps write it (patient=X, patient=Patient/X, subject=Patient/X, subject:Patient=X, an absolute URL
+ * on this server, the compartment Patient/X/Observation), `Patient?name=smith`, the date-sorted
+ * page and the include page. For each, one client sends --warmup requests and then --requests
+ * requests in sequence, each for a random loaded patient, and reports p50/p95/p99 against the
+ * targets; every answer must be a 200 searchset Bundle whose entries are right (the patient's, the
+ * code asked for, sorted...), else it counts as failed. The forms' p50s are compared (the slowest
+ * may be at most 1.2 times the fastest). Then --connections clients mix the four kinds (the patient
+ * search in its forms in turn) for --duration-s seconds (autocannon): searches/s and latency. The
+ * seq_scan counts of the hfj_* tables (pg_stat_user_tables) are read around each query's run (10 s
+ * apart, the time PostgreSQL may take to publish a backend's counts): a sequential scan of a table
+ * of 10,000 rows or more is reported as a RED FLAG. Each phase also prints the cores kept busy (a
+ * WARNING when other processes disturbed it) and the CPU milliseconds per request of the server
+ * and of PostgreSQL, which hold on a busy machine too and bound the searches/s that 2 idle cores
+ * could give.
  *
  * --explain (only with the server started here) restarts the server with PostgreSQL's auto_explain
  * loaded in every session (ALTER DATABASE ... SET session_preload_libraries, log_analyze,
- * log_buffers, LOG_LEVEL=debug to see PostgreSQL's log), sends the slowest query (by p50) 30 times
- * to warm up, then once more, and prints the plan of every SQL statement of that last request as
- * PostgreSQL logged it; the settings are reset afterwards (and at the start of any later run, if a
- * killed run left them).
+ * log_buffers, LOG_LEVEL=debug to see PostgreSQL's log), and for each query sends it 30 times to
+ * warm up, then once more, and prints the plan of every SQL statement of that last request as
+ * PostgreSQL logged it (EXPLAIN ANALYZE, BUFFERS); the settings are reset afterwards (and at the
+ * start of any later run, if a killed run left them).
  *
  * Prints a summary, then one JSON line. Exits 1 when any request failed or answered wrongly.
  */
@@ -60,6 +71,7 @@ const { values: args } = parseArgs({
     'load-concurrency': { type: 'string', default: '4' },
     'include-query': { type: 'string', default: 'Encounter?patient={patient}&_count=20&_include=Encounter:practitioner&_revinclude=Observation:encounter' },
     explain: { type: 'boolean', default: false },
+    auth: { type: 'boolean', default: false },
     cold: { type: 'boolean', default: false },
     'load-only': { type: 'boolean', default: false },
     templates: { type: 'string', default: path.resolve(REPO, '..', 'shared', 'synthea') },
@@ -75,7 +87,7 @@ const loadConcurrency = clamp(args['load-concurrency'], 1, 16);
 const seed = args.seed;
 const FHIR = '/fhir/r4';
 const ACCEPT = { accept: 'application/fhir+json' };
-const TARGET = { q1P50Ms: 5, q2P50Ms: 5, q3P50Ms: 10, q4P50Ms: 20, searchesPerSecond: 1500 };
+const TARGET = { q1P50Ms: 3, q2P50Ms: 3, q3P50Ms: 6, q4P50Ms: 12, searchesPerSecond: 1000, formSpread: 1.2 };
 /** LOINC codes every Synthea template patient has (vital signs, pain score, smoking status). */
 const CODES = ['8302-2', '29463-7', '72514-3', '55284-4', '39156-5', '72166-2'];
 const LARGE_TABLE_ROWS = 10_000;
@@ -93,10 +105,12 @@ function startOwnServer(dataDir: string, temporary: boolean, logLevel = 'warn', 
 // ---------------------------------------------------------------------------------------------
 // The queries
 
-type QueryKey = 'q1' | 'q2' | 'q3' | 'q4';
+type QueryKey = 'q1' | 'q1b' | 'q1c' | 'q1d' | 'q1e' | 'q1f' | 'q2' | 'q3' | 'q4';
 interface Query {
   key: QueryKey;
   label: string;
+  /** A form of q1 (the same search, its reference written another way). */
+  form?: boolean;
   targetP50Ms: number;
   /** A request path (with its query string) for a random patient (and code). */
   pick(r: () => number): string;
@@ -124,22 +138,44 @@ const refTo = (v: unknown, patientId: string) => {
 };
 const matches = (b: SearchBundle) => (b.entry ?? []).filter((e) => (e.search?.mode ?? 'match') === 'match');
 const effective = (o: Record<string, unknown>) => (o.effectiveDateTime ?? (o.effectivePeriod as { start?: string } | undefined)?.start ?? o.effectiveInstant ?? '') as string;
-const patientOf = (p: string) => decodeURIComponent(/[?&]patient=([^&]+)/.exec(p)![1]);
+/** The patient a query path is about, however its reference is written. */
+const patientOf = (p: string) => {
+  const d = decodeURIComponent(p);
+  return (/\/Patient\/([^/?&]+)\/Observation/.exec(d) ?? /[?&](?:patient|subject)(?::Patient)?=(?:[^&]*Patient\/)?([^&]+)/.exec(d))![1];
+};
 const any = <T>(xs: T[], r: () => number): T => xs[Math.floor(r() * xs.length)];
+
+/**
+ * The ways apps write the patient of `Observation?patient=X&code=Y` (fhirclient and
+ * fhir-kit-client write Patient/X): each is measured, and none may be more than 20% slower than
+ * the fastest. `serverBase` is the server's own base URL (from its links), for the absolute form.
+ */
+let serverBase = '';
+const REFERENCE_FORMS: [QueryKey, string, (id: string) => string][] = [
+  ['q1', 'patient=X', (id) => `Observation?patient=${id}`],
+  ['q1b', 'patient=Patient/X', (id) => `Observation?patient=Patient/${id}`],
+  ['q1c', 'subject=Patient/X', (id) => `Observation?subject=Patient/${id}`],
+  ['q1d', 'subject:Patient=X', (id) => `Observation?subject:Patient=${id}`],
+  ['q1e', 'patient=<this server>/Patient/X', (id) => `Observation?patient=${encodeURIComponent(`${serverBase}/Patient/${id}`)}`],
+  ['q1f', 'Patient/X/Observation', (id) => `Patient/${id}/Observation`],
+];
 
 function makeQueries(k: Known): Query[] {
   const includeType = args['include-query'].split('?')[0];
   // Observation?date=ge2015 goes to patients who have Observations since 2015 (95% of them).
   const recent = k.facts ? k.ids.filter((id) => k.facts!.get(id)!.latestObservation >= '2015') : k.ids;
   return [
-    {
-      key: 'q1',
-      label: 'Observation?patient=X&code=http://loinc.org|Y',
+    ...REFERENCE_FORMS.map(([key, label, write]): Query => ({
+      key,
+      label: `Observation?${label}&code=http://loinc.org|Y`.replace('Observation?Patient/X/Observation', 'Patient/X/Observation?'),
+      form: true,
       targetP50Ms: TARGET.q1P50Ms,
       pick(r) {
         const id = any(k.ids, r);
         const codes = k.facts ? CODES.filter((c) => k.facts!.get(id)!.loincCodes.has(c)) : CODES;
-        return `${FHIR}/Observation?patient=${id}&code=${encodeURIComponent(`http://loinc.org|${any(codes, r)}`)}`;
+        const code = encodeURIComponent(`http://loinc.org|${any(codes, r)}`);
+        const path = write(id);
+        return `${FHIR}/${path}${path.includes('?') ? '&' : '?'}code=${code}`;
       },
       check(b, p) {
         const id = patientOf(p);
@@ -154,7 +190,7 @@ function makeQueries(k: Known): Query[] {
         }
         return null;
       },
-    },
+    })),
     {
       key: 'q2',
       label: 'Patient?name=smith',
@@ -232,8 +268,9 @@ function prng(seedNumber: number): () => number {
 
 /** GETs a path; answers the latency, the parsed body and what is wrong with it (status, not a Bundle). */
 async function get(base: string, p: string): Promise<{ ms: number; status: number; bytes: number; bundle?: SearchBundle; error?: string }> {
+  const headers = { ...ACCEPT, ...credentialsFor(p) };
   const t0 = performance.now();
-  const res = await fetch(`${base}${p}`, { headers: ACCEPT, signal: AbortSignal.timeout(60_000) });
+  const res = await fetch(`${base}${p}`, { headers, signal: AbortSignal.timeout(60_000) });
   const text = await res.text();
   const ms = performance.now() - t0;
   if (res.status !== 200) return { ms, status: res.status, bytes: text.length, error: `HTTP ${res.status} ${text.slice(0, 400)}` };
@@ -252,7 +289,7 @@ async function listPatients(base: string): Promise<string[]> {
   const ids: string[] = [];
   let url: string | undefined = `${base}${FHIR}/Patient?_count=1000&_elements=id`;
   for (let pages = 0; url && pages < 1000; pages++) {
-    const res = await fetch(url, { headers: ACCEPT, signal: AbortSignal.timeout(120_000) });
+    const res = await fetch(url, { headers: { ...ACCEPT, ...(auth?.reader ?? {}) }, signal: AbortSignal.timeout(120_000) });
     const text = await res.text();
     if (res.status !== 200) throw new Error(`GET ${url}: HTTP ${res.status} ${text.slice(0, 400)}`);
     const b = JSON.parse(text) as SearchBundle;
@@ -262,6 +299,65 @@ async function listPatients(base: string): Promise<string[]> {
     url = next ? `${base}${new URL(next).pathname.replace(/^.*?(\/fhir\/r4\/|\/r4\/)/, FHIR + '/')}${new URL(next).search}` : undefined;
   }
   return ids;
+}
+
+// ---------------------------------------------------------------------------------------------
+// --auth: the records as apps hold them. An app (made once through the admin API; its credentials
+// kept in the data folder) and a user per patient, whose records are written with the user's own
+// access token and so are the user's; the patient searches are sent with that token (scoped to the
+// user's record), Patient?name= with the app's credentials (over all its users).
+
+interface BenchAuth {
+  /** The app's credentials, acting for all its users. */
+  reader: Record<string, string>;
+  /** Patient index -> its user's access token, fetched once. */
+  tokens: Map<number, string>;
+  token(i: number): Promise<string>;
+}
+let auth: BenchAuth | undefined;
+/** Patient id -> its index (set once the patients are known). */
+let indexOfPatient = new Map<string, number>();
+const APP_FILE = 'search-bench-app.json';
+
+async function benchAuth(base: string, dir: string, adminKey: string, seedValue: string, loadedBefore: number): Promise<BenchAuth> {
+  const file = path.join(dir, APP_FILE);
+  let creds: { client_id: string; client_secret: string };
+  if (fs.existsSync(file)) creds = JSON.parse(fs.readFileSync(file, 'utf8'));
+  else {
+    if (loadedBefore) throw new Error(`${dir} holds patients loaded without --auth (no ${APP_FILE}): give --auth another --data-dir`);
+    const made = await fetch(`${base}/admin/apps`, { method: 'POST', headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'search bench' }) });
+    if (made.status >= 300) throw new Error(`POST /admin/apps: HTTP ${made.status} ${(await made.text()).slice(0, 300)}`);
+    creds = (await made.json()) as typeof creds;
+    fs.writeFileSync(file, JSON.stringify({ client_id: creds.client_id, client_secret: creds.client_secret }), { mode: 0o600 });
+  }
+  const q = `client_id=${encodeURIComponent(creds.client_id)}&client_secret=${encodeURIComponent(creds.client_secret)}`;
+  const tokens = new Map<number, string>();
+  const post = async (p: string) => (await (await fetch(`${base}${p}`, { method: 'POST', signal: AbortSignal.timeout(30_000) })).json()) as Record<string, unknown>;
+  return {
+    reader: { client_id: creds.client_id, client_secret: creds.client_secret, 'x-oneup-user-id': 'client' },
+    tokens,
+    async token(i) {
+      const known = tokens.get(i);
+      if (known) return known;
+      const who = `${q}&app_user_id=${encodeURIComponent(`bench-${seedValue}-${i}`)}`;
+      let made = await post(`/user-management/v1/user?${who}`);
+      if (typeof made.code !== 'string') made = await post(`/user-management/v1/user/auth-code?${who}`);
+      if (typeof made.code !== 'string') throw new Error(`no code for user ${i}: ${JSON.stringify(made).slice(0, 300)}`);
+      const tok = await post(`/oauth2/token?${q}&code=${encodeURIComponent(made.code)}&grant_type=authorization_code`);
+      if (typeof tok.access_token !== 'string') throw new Error(`no access token for user ${i}: ${JSON.stringify(tok).slice(0, 300)}`);
+      tokens.set(i, tok.access_token);
+      return tok.access_token;
+    },
+  };
+}
+
+/** The credentials a query path is sent with: none without --auth; the app's for Patient?name=; else its patient's user's token. */
+function credentialsFor(p: string): Record<string, string> {
+  if (!auth) return {};
+  if (p.startsWith(`${FHIR}/Patient?`)) return auth.reader;
+  const i = indexOfPatient.get(patientOf(p));
+  const token = i === undefined ? undefined : auth.tokens.get(i);
+  return token ? { authorization: `Bearer ${token}` } : auth.reader;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -391,6 +487,16 @@ function pgMessages(lines: string[]): string[] {
 // ---------------------------------------------------------------------------------------------
 
 const dataDir = args['data-dir'] ? path.resolve(args['data-dir']) : args.url ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), 'tributary-search-'));
+const adminKey = args.auth ? `${crypto.randomUUID()}${crypto.randomUUID()}` : undefined;
+if (adminKey) {
+  if (args.url) throw new Error('--auth needs the server started by this script (no --url).');
+  // Every request needs credentials, as in production; the admin key makes the app the first time.
+  process.env.FHIR_AUTH = 'required';
+  process.env.ADMIN_KEY = adminKey;
+  // A user and a code per patient, and a code again per patient on each run: past the default 300
+  // user-management calls an app may make in an hour.
+  process.env.USER_API_RATE_LIMIT ??= '100000';
+}
 const temporary = !args['data-dir'] && !args.url;
 let server: OwnServer | BenchServer | undefined;
 let failed = 0;
@@ -415,7 +521,20 @@ try {
   const pgConf = (): pg.ClientConfig | string | undefined => args['pg-url'] ?? (dataDir && fs.existsSync(path.join(dataDir, 'pg-password')) ? pgConfigFor(dataDir) : undefined);
 
   // 1. Data
-  const load = await loadPatients({ base, patients: patientCount, seed, dataDir, concurrency: loadConcurrency, templatesDir: args.templates });
+  if (adminKey) {
+    const before = fs.existsSync(path.join(dataDir!, 'search-bench-state.json')) ? Object.keys(JSON.parse(fs.readFileSync(path.join(dataDir!, 'search-bench-state.json'), 'utf8')).patients ?? {}).length : 0;
+    auth = await benchAuth(base, dataDir!, adminKey, seed, before);
+  }
+  const a = auth;
+  const load = await loadPatients({
+    base,
+    patients: patientCount,
+    seed,
+    dataDir,
+    concurrency: loadConcurrency,
+    templatesDir: args.templates,
+    auth: a && { reader: a.reader, writer: async (i) => ({ authorization: `Bearer ${await a.token(i)}` }) },
+  });
   const state = load.state;
   if (load.loadedNow.patients) {
     console.error(`loaded ${load.loadedNow.patients} patients (${load.loadedNow.resources} resources) in ${round(load.loadedNow.seconds)} s: ${round(load.loadedNow.resources / load.loadedNow.seconds)} resources/s`);
@@ -494,6 +613,17 @@ try {
   }
   if (ids.length === 0) throw new Error('no patients');
   const byId = new Map(Object.entries(state.patients).map(([i, id]) => [id, Number(i)]));
+  indexOfPatient = byId;
+  if (auth) {
+    const t0 = performance.now();
+    for (const id of ids) if (byId.has(id)) await auth.token(byId.get(id)!);
+    console.error(`--auth: ${auth.tokens.size} users' access tokens in ${round((performance.now() - t0) / 1000)} s`);
+  }
+  // The server's own base URL (its links carry it), for the absolute form of the reference.
+  {
+    const self = await get(base, `${FHIR}/Observation?patient=${ids[0]}&_count=1`);
+    serverBase = self.bundle?.link?.find((l) => l.relation === 'self')?.url.replace(/\/Observation\?.*$/, '') ?? `${base}${FHIR}`;
+  }
   const known: Known = { ids, facts: null, smiths: null };
   if (ids.every((id) => byId.has(id))) {
     const gen = generator(loadTemplates(args.templates), seed);
@@ -508,7 +638,13 @@ try {
     const warm: string[] = [];
     for (let i = 0; i < 2 * ids.length; i++) for (const q of QUERIES) warm.push(q.pick(wr));
     let w = 0;
-    const ac = await autocannon({ url: base, connections, amount: warm.length, timeout: 60, requests: [{ method: 'GET', headers: ACCEPT, setupRequest: (req) => ({ ...req, path: warm[w++] }) }] });
+    const ac = await autocannon({
+      url: base,
+      connections,
+      amount: warm.length,
+      timeout: 60,
+      requests: [{ method: 'GET', headers: ACCEPT, setupRequest: (req) => { const p = warm[w++ % warm.length]; return { ...req, path: p, headers: { ...ACCEPT, ...credentialsFor(p) } }; } }],
+    });
     warmupSeconds = round((performance.now() - t0) / 1000);
     console.error(`warm-up: ${ac['2xx']} searches (${ac.non2xx + ac.errors + ac.timeouts} failed), ${connections} clients, in ${warmupSeconds} s`);
   }
@@ -521,64 +657,74 @@ try {
   pgClient?.on('error', () => {}); // PostgreSQL stopping under it (--explain restarts the server)
   await pgClient?.connect();
   try {
-    for (const q of QUERIES) {
-      const lat: number[] = [];
-      let bad = 0;
-      let first: string | undefined;
-      let nMatches = 0;
-      let nIncluded = 0;
-      let bytes = 0;
+    // The written forms of the patient search are measured together, request by request in turn,
+    // so that each meets the same conditions (the machine's speed drifts over minutes); the other
+    // queries one after the other.
+    const groups: Query[][] = [QUERIES.filter((q) => q.form), ...QUERIES.filter((q) => !q.form).map((q) => [q])];
+    for (const group of groups) {
+      const acc = group.map(() => ({ lat: [] as number[], bad: 0, first: undefined as string | undefined, nMatches: 0, nIncluded: 0, bytes: 0 }));
       const before = pgClient ? await scanCounts(pgClient) : undefined;
       const cpu = cpuMeter(server);
       const loopStart = performance.now();
-      for (let i = 0; i < warmup + requestsPerQuery; i++) {
+      const rounds = (warmup + requestsPerQuery) * group.length;
+      for (let i = 0; i < rounds; i++) {
+        const q = group[i % group.length];
+        const a = acc[i % group.length];
+        const warming = i < warmup * group.length;
         const p = q.pick(r);
         const res = await get(base, p);
         const why = res.error ?? q.check(res.bundle!, p);
-        if (i < warmup && !why) continue;
+        if (warming && !why) continue;
         if (why) {
-          bad++;
-          first ??= `GET ${p}: ${why}`;
-          if (i < warmup) continue;
+          a.bad++;
+          a.first ??= `GET ${p}: ${why}`;
+          if (warming) continue;
         }
-        lat.push(res.ms);
-        bytes += res.bytes;
-        nMatches += res.bundle ? matches(res.bundle).length : 0;
-        nIncluded += res.bundle ? (res.bundle.entry ?? []).filter((e) => e.search?.mode === 'include').length : 0;
+        a.lat.push(res.ms);
+        a.bytes += res.bytes;
+        a.nMatches += res.bundle ? matches(res.bundle).length : 0;
+        a.nIncluded += res.bundle ? (res.bundle.entry ?? []).filter((e) => e.search?.mode === 'include').length : 0;
       }
       const coresBusy = cpu.stop();
-      const cpuMs = cpuMsPer(coresBusy, (performance.now() - loopStart) / 1000, warmup + requestsPerQuery);
+      const cpuMs = cpuMsPer(coresBusy, (performance.now() - loopStart) / 1000, rounds);
       const after = pgClient ? await scanCounts(pgClient) : undefined;
-      lat.sort((a, b) => a - b);
-      const n = lat.length;
-      const p50 = round(quantile(lat, 0.5), 2);
-      measured.push({
-        key: q.key,
-        label: q.label,
-        targetP50Ms: q.targetP50Ms,
-        requests: n,
-        p50Ms: p50,
-        p95Ms: round(quantile(lat, 0.95), 2),
-        p99Ms: round(quantile(lat, 0.99), 2),
-        maxMs: round(lat[n - 1] ?? NaN, 2),
-        meanMatches: round(nMatches / n, 1),
-        meanIncluded: round(nIncluded / n, 1),
-        meanKB: round(bytes / n / 1024, 1),
-        failed: bad,
-        firstFailure: first,
-        seqScans: before && after ? scanDelta(before, after) : null,
-        coresBusy,
-        cpuMsPerRequest: cpuMs,
-        meetsTarget: bad === 0 && p50 !== null && p50 < q.targetP50Ms,
+      group.forEach((q, j) => {
+        const { lat, bad, first, nMatches, nIncluded, bytes } = acc[j];
+        lat.sort((a, b) => a - b);
+        const n = lat.length;
+        const p50 = round(quantile(lat, 0.5), 2);
+        measured.push({
+          key: q.key,
+          label: q.label,
+          targetP50Ms: q.targetP50Ms,
+          requests: n,
+          p50Ms: p50,
+          p95Ms: round(quantile(lat, 0.95), 2),
+          p99Ms: round(quantile(lat, 0.99), 2),
+          maxMs: round(lat[n - 1] ?? NaN, 2),
+          meanMatches: round(nMatches / n, 1),
+          meanIncluded: round(nIncluded / n, 1),
+          meanKB: round(bytes / n / 1024, 1),
+          failed: bad,
+          firstFailure: first,
+          seqScans: before && after ? scanDelta(before, after) : null,
+          coresBusy,
+          cpuMsPerRequest: cpuMs,
+          meetsTarget: bad === 0 && p50 !== null && p50 < q.targetP50Ms,
+        });
+        if (first) errors.push(`${q.key} ${first}`);
+        failed += bad;
       });
-      if (first) errors.push(`${q.key} ${first}`);
-      failed += bad;
     }
 
     // 4. Throughput: the four queries mixed, different patients, --connections clients.
+    // The four kinds in turn; the patient search in each of its written forms.
+    const forms = QUERIES.filter((q) => q.form);
+    const others = QUERIES.filter((q) => !q.form);
     const paths: string[] = [];
     for (let i = 0; i < 4000; i++) {
-      paths.push(QUERIES[i % QUERIES.length].pick(r));
+      const kind = i % (others.length + 1);
+      paths.push((kind === 0 ? forms[Math.floor(i / (others.length + 1)) % forms.length] : others[kind - 1]).pick(r));
     }
     let k = 0;
     let notBundle = 0;
@@ -586,7 +732,10 @@ try {
       {
         method: 'GET',
         headers: ACCEPT,
-        setupRequest: (req) => ({ ...req, path: paths[k++ % paths.length] }),
+        setupRequest: (req) => {
+          const p = paths[k++ % paths.length];
+          return { ...req, path: p, headers: { ...ACCEPT, ...credentialsFor(p) } };
+        },
         onResponse: (status, body) => {
           if (status === 200 && !/"resourceType"\s*:\s*"Bundle"/.test(body.slice(0, 1000))) notBundle++;
         },
@@ -622,12 +771,11 @@ try {
     failed += throughput.failed;
     if (throughput.failed) errors.push(`throughput: ${ac.non2xx} non-2xx, ${ac.errors} errors, ${ac.timeouts} timeouts, ${notBundle} 200s that were not a Bundle`);
 
-    // 5. EXPLAIN of the slowest query (by p50), through auto_explain.
-    let explain: { query: string; plans: string[]; note?: string } | null = null;
+    // 5. EXPLAIN of each query, through auto_explain.
+    let explain: { query: string; plans: string[]; note?: string }[] | null = null;
     if (args.explain) {
-      const slowest = [...measured].sort((a, b) => (b.p50Ms ?? 0) - (a.p50Ms ?? 0))[0];
       if (!('dataDir' in server) || !pgClient || !conf) {
-        explain = { query: slowest.label, plans: [], note: '--explain needs the server started by this script (no --url)' };
+        explain = [{ query: 'every query', plans: [], note: '--explain needs the server started by this script (no --url)' }];
       } else {
         await pgClient.query(`LOAD 'auto_explain'`); // so that ALTER DATABASE knows the auto_explain.* names
         for (const x of AUTO_EXPLAIN) await pgClient.query(`ALTER DATABASE postgres SET ${x}`);
@@ -639,29 +787,36 @@ try {
           await stopServer();
           const s = await startOwnServer(dataDir!, false, 'debug', true);
           server = s;
-          const q = QUERIES.find((x) => x.key === slowest.key)!;
-          for (let i = 0; i < 30; i++) await get(s.base, q.pick(r)); // warm the pool's connections and the caches
-          await new Promise((res) => setTimeout(res, 500));
-          const from = s.lines.length;
-          const p = q.pick(r);
-          const res = await get(s.base, p);
-          await new Promise((res) => setTimeout(res, 1500));
-          // The search's own statements (not pg-boss's polling).
-          const plans = pgMessages(s.lines.slice(from)).filter((m) => /hfj_/.test(m));
-          explain = { query: `GET ${p} (${round(res.ms, 2)} ms with auto_explain on; p50 ${slowest.p50Ms} ms without)`, plans };
-          if (plans.length === 0) explain.note = 'no plan was logged (auto_explain did not load in the server\'s sessions?)';
+          explain = [];
+          for (const q of QUERIES) {
+            for (let i = 0; i < 30; i++) await get(s.base, q.pick(r)); // warm the pool's connections and the caches
+            await new Promise((res) => setTimeout(res, 500));
+            const from = s.lines.length;
+            const p = q.pick(r);
+            const res = await get(s.base, p);
+            await new Promise((res) => setTimeout(res, 1500));
+            // The search's own statements (not pg-boss's polling).
+            const plans = pgMessages(s.lines.slice(from)).filter((m) => /hfj_/.test(m));
+            const p50 = measured.find((m) => m.key === q.key)?.p50Ms;
+            explain.push({ query: `GET ${p} (${round(res.ms, 2)} ms with auto_explain on; p50 ${p50} ms without)`, plans, ...(plans.length ? {} : { note: 'no plan was logged (auto_explain did not load in the server\'s sessions?)' }) });
+          }
         } finally {
           await resetAutoExplain(pgConf()!);
         }
       }
     }
 
+    // The written forms of the patient search: the slowest p50 against the fastest.
+    const formP50 = measured.filter((m) => QUERIES.find((q) => q.key === m.key)?.form && m.p50Ms !== null).map((m) => m.p50Ms!);
+    const formsSpread = { fastestP50Ms: Math.min(...formP50), slowestP50Ms: Math.max(...formP50), ratio: round(Math.max(...formP50) / Math.min(...formP50), 2), target: TARGET.formSpread, meetsTarget: false };
+    formsSpread.meetsTarget = (formsSpread.ratio ?? Infinity) <= TARGET.formSpread;
+
     // 6. Report
     const loadRate = state.loadSeconds ? round(state.resources / state.loadSeconds) : null;
     console.log(
       `search: ${ids.length} patients, ${state.resources.toLocaleString('en-US')} resources generated${dbFacts ? ` (${dbFacts.resources.toLocaleString('en-US')} in hfj_resource, database ${dbFacts.databaseMB} MB)` : ''}; loading took ${round(state.loadSeconds / 60)} min in all (${loadRate ?? 'n/a'} resources/s)`,
     );
-    console.log(`one client, ${requestsPerQuery} requests per query after ${warmup} warm-up, a random patient each:`);
+    console.log(`one client, ${requestsPerQuery} requests per query after ${warmup} warm-up, a random patient each${auth ? "; with its user's access token (Patient?name=: the app's credentials, over all its users)" : ''}:`);
     for (const m of measured) {
       console.log(
         `  ${m.label}\n    p50 ${m.p50Ms} ms, p95 ${m.p95Ms} ms, p99 ${m.p99Ms} ms, max ${m.maxMs} ms (target p50 < ${m.targetP50Ms} ms: ${m.meetsTarget ? 'met' : 'NOT MET'}); ${m.meanMatches} matches${m.meanIncluded ? ` + ${m.meanIncluded} included` : ''}, ${m.meanKB} KB a page${m.failed ? `; ${m.failed} FAILED, first: ${m.firstFailure?.slice(0, 600)}` : ''}`,
@@ -670,8 +825,9 @@ try {
       console.log(`    ${describeCores(m.coresBusy)}`);
       if (m.cpuMsPerRequest) console.log(`    CPU per request: server ${m.cpuMsPerRequest.server} ms, PostgreSQL ${m.cpuMsPerRequest.postgres} ms`);
     }
+    console.log(`the reference written ${formP50.length} ways: p50 ${formsSpread.fastestP50Ms}-${formsSpread.slowestP50Ms} ms, the slowest ${formsSpread.ratio} times the fastest (target <= ${TARGET.formSpread}: ${formsSpread.meetsTarget ? 'met' : 'NOT MET'})`);
     console.log(
-      `${connections} clients, the four queries mixed, ${throughput.seconds} s: ${throughput.searchesPerSecond} searches/s (target >= ${TARGET.searchesPerSecond}: ${throughput.meetsTarget ? 'met' : 'NOT MET'}), latency p50 ${throughput.p50Ms} ms, p99 ${throughput.p99Ms} ms, max ${throughput.maxMs} ms`,
+      `${connections} clients, the four queries mixed (the patient search in each of its forms in turn), ${throughput.seconds} s: ${throughput.searchesPerSecond} searches/s (target >= ${TARGET.searchesPerSecond}: ${throughput.meetsTarget ? 'met' : 'NOT MET'}), latency p50 ${throughput.p50Ms} ms, p99 ${throughput.p99Ms} ms, max ${throughput.maxMs} ms`,
     );
     console.log(`  non-2xx ${throughput.non2xx}, errors ${throughput.errors}, timeouts ${throughput.timeouts}, not a Bundle ${throughput.notBundle}`);
     if (throughput.seqScans) console.log(`  ${describeScans(throughput.seqScans)}`);
@@ -681,9 +837,9 @@ try {
       const perSearch = c.server + c.postgres + c.bench;
       console.log(`  CPU per search: server ${c.server} ms, PostgreSQL ${c.postgres} ms, bench ${c.bench} ms: at most ~${Math.round((os.availableParallelism() * 1000) / perSearch)} searches/s on ${os.availableParallelism()} idle cores`);
     }
-    if (explain) {
-      console.log(`EXPLAIN (auto_explain: ANALYZE, BUFFERS) of the slowest query by p50: ${explain.query}${explain.note ? `\n  ${explain.note}` : ''}`);
-      for (const plan of explain.plans) console.log(plan.replace(/^/gm, '  '));
+    for (const x of explain ?? []) {
+      console.log(`EXPLAIN (auto_explain: ANALYZE, BUFFERS): ${x.query}${x.note ? `\n  ${x.note}` : ''}`);
+      for (const plan of x.plans) console.log(plan.replace(/^/gm, '  '));
     }
     for (const e of errors.slice(0, 10)) console.error(`FAILED ${e.slice(0, 1000)}`);
     console.log(
@@ -700,7 +856,9 @@ try {
         warmupSeconds,
         queries: measured.map(({ firstFailure, ...m }) => ({ ...m, firstFailure: firstFailure?.slice(0, 300) })),
         throughput,
-        explain: explain ? { query: explain.query, plans: explain.plans.length, note: explain.note } : null,
+        explain: explain ? explain.map((x) => ({ query: x.query, plans: x.plans.length, note: x.note })) : null,
+        forms: formsSpread,
+        auth: !!auth,
         target: TARGET,
         failed,
         allOk: failed === 0 && errors.length === 0,

@@ -71,8 +71,11 @@ export default fp(
       // Migrations may build indexes over large tables: they run on a connection of their own
       // without the statement limit (still ended if left idle in its transaction).
       const migrations = new pg.Pool({ connectionString: url, max: 1, application_name: 'tributary-migrate', idle_in_transaction_session_timeout: config.dbIdleInTransactionTimeoutMs });
-      const applied = await migrate(migrations).finally(() => migrations.end());
-      if (applied.length) app.log.info({ applied }, 'database migrated');
+      const started = Date.now();
+      const applied = await migrate(migrations, undefined, (m) =>
+        app.log.info({ migration: `${String(m.version).padStart(4, '0')}-${m.name}` }, 'migrating the database (on a large store this may take minutes; the server answers once it is done)'),
+      ).finally(() => migrations.end());
+      if (applied.length) app.log.info({ applied, ms: Date.now() - started }, 'database migrated');
     } catch (err) {
       await pool.end();
       await searchPool.end();

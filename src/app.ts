@@ -43,6 +43,9 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     // Fastify's own two lines per request are replaced by the one line of the onResponse hook.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimit,
+    // No limit on how long a plugin may take to start: the database's migrates the schema, which on
+    // a large store rebuilds indexes for minutes (it logs each migration as it starts).
+    pluginTimeout: 0,
     trustProxy: false,
     routerOptions: { maxParamLength: 200, ignoreTrailingSlash: true },
     // Errors Fastify answers before routing (a too-long URL, broken percent-encoding) get an

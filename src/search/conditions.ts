@@ -668,9 +668,26 @@ export function nestUnderReference(conds: string[]): string[] {
       const select = `SELECT x.res_id FROM ${m[0].slice('r.res_id IN (SELECT x.res_id FROM '.length)}x.res_id = ANY(${links}) AND (${x.slice(m[0].length, -1)})`;
       if (anchored) return `r.res_id IN (${select})`;
       anchored = true;
-      return `r.res_id = ANY(ARRAY(${select}))`;
+      return `${ANCHOR}${select}))`;
     });
   return anchored ? out : [`r.res_id = ANY(${links})`, ...out];
+}
+
+const ANCHOR = 'r.res_id = ANY(ARRAY(';
+
+/**
+ * What a search over `r` reads: `hfj_resource r WHERE <conds>`; or, for a search anchored on ids
+ * (nestUnderReference), those ids first and each resource by primary key, `r` being the result of
+ * a LATERAL lookup per id that PostgreSQL cannot turn into a scan of the type (OFFSET 0 keeps it a
+ * lookup), whatever its statistics say: without them (a store just loaded) it estimated a type's
+ * resources at one row and walked them all instead.
+ */
+export function resourceSource(conds: string[]): string {
+  const i = conds.findIndex((x) => x.startsWith(ANCHOR));
+  if (i < 0) return `hfj_resource r WHERE ${conds.join(' AND ')}`;
+  const ids = conds[i].slice('r.res_id = ANY('.length, -1);
+  const rest = conds.filter((_, j) => j !== i);
+  return `(SELECT DISTINCT unnest(${ids}) AS res_id) anchor CROSS JOIN LATERAL (SELECT * FROM hfj_resource r WHERE r.res_id = anchor.res_id OFFSET 0) r WHERE ${rest.length ? rest.join(' AND ') : 'true'}`;
 }
 
 /**

@@ -25,7 +25,7 @@ import { DIRECTORY_TYPES, type RequestContext, type SearchParamInfo, type Search
 import { isResourceType } from '../fhir/resource-type.ts';
 import { applySummary, parseElements, parseSummary, type SummaryMode } from '../fhir/summary.ts';
 import type { ResourceScope } from '../auth/scopes.ts';
-import { COMMON_PARAMS, compartmentCondition as compartmentLinks, CONTROL_PARAMS, grantCondition, inScope, namesMatchesById, nestUnderReference, paramCondition, scoped, TABLE, targetFilter, type ConditionContext, type ValueSetCodes } from './conditions.ts';
+import { COMMON_PARAMS, compartmentCondition as compartmentLinks, CONTROL_PARAMS, grantCondition, inScope, namesMatchesById, nestUnderReference, ownedRows, resourceSource, paramCondition, scoped, TABLE, targetFilter, type ConditionContext, type ValueSetCodes } from './conditions.ts';
 import { SqlBuilder } from './sql-builder.ts';
 import { splitOr, unescape } from './values.ts';
 
@@ -291,7 +291,7 @@ export class SearchEngine {
     for (const [k] of criteria) if (!this.known(type, k)) throw badRequest(`${type} has no search parameter "${paramCode(k).slice(0, 100)}".`);
     const b = new SqlBuilder();
     const where = await this.where(this.context(ctx, b, db), [type], criteria);
-    const { rows } = await db.query({ text: `SELECT r.res_id, r.fhir_id FROM hfj_resource r WHERE ${where.join(' AND ')} LIMIT ${Math.trunc(limit) + 1}`, values: b.values });
+    const { rows } = await db.query({ text: `SELECT r.res_id, r.fhir_id FROM ${resourceSource(where)} LIMIT ${Math.trunc(limit) + 1}`, values: b.values });
     return rows.map((r) => ({ resId: r.res_id, id: r.fhir_id }));
   }
 
@@ -311,8 +311,9 @@ export class SearchEngine {
     const db: Db = opts.client ?? (anchored ? this.fixedPool : this.pool);
     const b = new SqlBuilder();
     const c = this.context(ctx, b, db, opts.grants);
-    const where = (await this.where(c, types, p.criteria, opts.compartment)).join(' AND ');
-    // The parameters of `where` alone (counts run it without the ORDER BY's and paging's).
+    // `FROM ${source}`: hfj_resource r and its conditions (WHERE ...; more may be ANDed on).
+    const source = resourceSource(await this.where(c, types, p.criteria, opts.compartment));
+    // The parameters of `source` alone (counts run it without the ORDER BY's and paging's).
     const whereValues = [...b.values];
     const orderBy = p.sort.length ? this.orderBy(b, types, p.sort) : null;
     const summaryCount = p.summary === 'count';
@@ -323,7 +324,7 @@ export class SearchEngine {
     const links: BundleLink[] = [{ relation: 'self', url: this.url(ctx, opts.path, query) }];
 
     if (summaryCount) {
-      total = await this.count(db, where, whereValues);
+      total = await this.count(db, source, whereValues);
     } else if (orderBy) {
       // The user is part of it: a snapshot answers only the user (or the app) that made it.
       const hash = createHash('sha256').update(JSON.stringify([ctx.ownerId, types, opts.compartment ?? null, p.criteria, p.sort, opts.grants?.map((g) => g.text).sort() ?? null])).digest('hex');
@@ -345,7 +346,7 @@ export class SearchEngine {
         const id = randomUUID();
         // (The LIMIT is large: PostgreSQL never prefers an ordered index scan that would read past the matches.)
         const m = `m AS (SELECT r.res_id, r.res_type, r.fhir_id, r.res_ver, row_number() OVER (ORDER BY ${orderBy}) AS ord
-          FROM hfj_resource r WHERE ${where} ORDER BY ${orderBy} LIMIT ${SNAPSHOT_CAP + 1})`;
+          FROM ${source} ORDER BY ${orderBy} LIMIT ${SNAPSHOT_CAP + 1})`;
         const { versions, extra } = await this.repo.versionsWith<{ matched: number; saved: number }>(
           db,
           `WITH ${m},
@@ -360,7 +361,7 @@ export class SearchEngine {
         const matched = extra?.matched ?? 0;
         if (matched <= SNAPSHOT_CAP) total = matched;
         else {
-          if (p.total === 'accurate') total = await this.count(db, where, whereValues);
+          if (p.total === 'accurate') total = await this.count(db, source, whereValues);
           p.warnings.push(warning(`More than ${SNAPSHOT_CAP} resources match; a sorted search pages through the first ${SNAPSHOT_CAP}. Narrow the search to see the rest.`));
         }
         if (extra?.saved) {
@@ -379,7 +380,7 @@ export class SearchEngine {
       // Later pages hold what existed when the first was asked for: resources created since
       // (res_published is the creation time) are left out, so the pages add up to that result.
       const asOf = p.page?.asOf ?? Date.now();
-      const snapshotWhere = p.page ? `${where} AND r.res_published <= ${b.param(new Date(asOf))}` : where;
+      const snapshotSource = p.page ? `${source} AND r.res_published <= ${b.param(new Date(asOf))}` : source;
       const before = p.page?.before;
       const after = p.page?.after;
       const keyset = before ? ` AND r.res_id < ${b.param(before)}` : after ? ` AND r.res_id > ${b.param(after)}` : '';
@@ -388,7 +389,7 @@ export class SearchEngine {
       const counting = !p.page && p.total !== 'none' && p.total !== 'estimate';
       const limit = counting ? Math.max(COUNT_CAP, p.count) + 1 : p.count + 1;
       const dir = before ? 'DESC' : 'ASC';
-      const matches = `SELECT r.res_id, r.res_type, r.fhir_id, r.res_ver FROM hfj_resource r WHERE ${snapshotWhere}${keyset}`;
+      const matches = `SELECT r.res_id, r.res_type, r.fhir_id, r.res_ver FROM ${snapshotSource}${keyset}`;
       const ranked = (from: string) => `SELECT m.*, row_number() OVER (ORDER BY m.res_id ${dir}) AS ord FROM ${from} ORDER BY m.res_id ${dir} LIMIT ${limit}`;
       const m = anchored ? `a AS MATERIALIZED (${matches}), m AS (${ranked('a m')})` : `m AS (${ranked(`(${matches}) m`)})`;
       const { versions, extra } = await this.repo.versionsWith<{ matched: number }>(
@@ -401,10 +402,10 @@ export class SearchEngine {
       const more = matched > p.count;
       if (counting) {
         if (matched <= COUNT_CAP) total = matched;
-        else if (p.total === 'accurate') total = await this.count(db, where, whereValues);
+        else if (p.total === 'accurate') total = await this.count(db, source, whereValues);
       } else if (p.page?.total !== undefined && p.total !== 'none') total = p.page.total;
       else if (p.total === 'estimate' || (p.total === 'accurate' && p.page)) {
-        total = await this.totalFor(db, where, whereValues, p.total);
+        total = await this.totalFor(db, source, whereValues, p.total);
       }
       const carried = total === undefined ? '' : `.${total}`;
       const first = page[0]?.resId;
@@ -429,16 +430,16 @@ export class SearchEngine {
     return `${ctx.baseUrl}${path ? `/${path}` : ''}${qs ? `?${qs}` : ''}`;
   }
 
-  private async count(db: Db, where: string, values: unknown[]): Promise<number> {
-    const { rows } = await db.query<{ n: number }>({ text: `SELECT count(*)::int AS n FROM hfj_resource r WHERE ${where}`, values });
+  private async count(db: Db, source: string, values: unknown[]): Promise<number> {
+    const { rows } = await db.query<{ n: number }>({ text: `SELECT count(*)::int AS n FROM ${source}`, values });
     return rows[0].n;
   }
 
   /** `_total=accurate` (a count) or `estimate` (PostgreSQL's estimate of the rows). */
-  private async totalFor(db: Db, where: string, values: unknown[], mode: 'accurate' | 'estimate'): Promise<number> {
-    if (mode === 'accurate') return this.count(db, where, values);
+  private async totalFor(db: Db, source: string, values: unknown[], mode: 'accurate' | 'estimate'): Promise<number> {
+    if (mode === 'accurate') return this.count(db, source, values);
     const { rows } = await db.query<{ 'QUERY PLAN': { Plan: { 'Plan Rows': number } }[] }>({
-      text: `EXPLAIN (FORMAT JSON) SELECT 1 FROM hfj_resource r WHERE ${where}`,
+      text: `EXPLAIN (FORMAT JSON) SELECT 1 FROM ${source}`,
       values,
     });
     return Math.round(rows[0]['QUERY PLAN'][0].Plan['Plan Rows']);
@@ -544,13 +545,16 @@ export class SearchEngine {
     const typeCond = spec.sourceType === '*' ? '' : ` AND r.res_type = ${b.param(spec.sourceType)}`;
     const granted = await grantCondition(c, 'r', spec.sourceType === '*' ? null : [spec.sourceType]);
     if (granted === 'false') return [];
+    // The sources are the links' (an array read by primary key: planned once, the plan must not walk
+    // all of a user's resources of the type to find the few that point at the page), the user's own.
+    const own = spec.sourceType === '*' ? '' : ownedRows(c, spec.sourceType, 'l');
     return this.repo.versions(
       db,
       `SELECT ${READ_COLUMNS} FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
-       WHERE ${inScope(b, ctx, 'r', spec.sourceType === '*' ? DIRECTORY_TYPES : [spec.sourceType])}${typeCond} AND ${granted} AND r.res_id IN (
+       WHERE ${inScope(b, ctx, 'r', spec.sourceType === '*' ? DIRECTORY_TYPES : [spec.sourceType])}${typeCond} AND ${granted} AND r.res_id = ANY(ARRAY(
          SELECT l.src_resource_id FROM hfj_res_link l
          WHERE (l.target_fhir_id, l.target_resource_type) IN (SELECT * FROM unnest(${b.param(targets.map((v) => v.id))}::text[], ${b.param(targets.map((v) => v.type))}::text[]))
-           AND ${pathCond})
+           AND ${pathCond}${own ? ` AND ${own}` : ''}))
        LIMIT ${limit}`,
       b.values,
     );

@@ -25,8 +25,11 @@ export function listMigrations(dir = MIGRATIONS_DIR): Migration[] {
     .map((f) => ({ version: Number(f.slice(0, 4)), name: f.slice(5, -4), sql: fs.readFileSync(path.join(dir, f), 'utf8') }));
 }
 
-/** Applies every migration not yet applied; returns the versions it applied. */
-export async function migrate(pool: pg.Pool, migrations = listMigrations()): Promise<number[]> {
+/**
+ * Applies every migration not yet applied; returns the versions it applied. `onStart` hears of
+ * each before it runs (one that rebuilds indexes of a large store takes minutes: say so).
+ */
+export async function migrate(pool: pg.Pool, migrations = listMigrations(), onStart?: (m: Migration) => void): Promise<number[]> {
   const applied: number[] = [];
   await inTransaction(pool, async (client) => {
     await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
@@ -35,6 +38,7 @@ export async function migrate(pool: pg.Pool, migrations = listMigrations()): Pro
     const done = new Set((await client.query<{ version: number }>('SELECT version FROM trb_migration')).rows.map((r) => r.version));
     for (const m of migrations) {
       if (done.has(m.version)) continue;
+      onStart?.(m);
       await client.query(m.sql);
       await client.query('INSERT INTO trb_migration (version, name) VALUES ($1, $2)', [m.version, m.name]);
       applied.push(m.version);
