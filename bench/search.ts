@@ -308,6 +308,8 @@ async function listPatients(base: string): Promise<string[]> {
 // user's record), Patient?name= with the app's credentials (over all its users).
 
 interface BenchAuth {
+  /** The server's address (a restarted server has another port). */
+  base: string;
   /** The app's credentials, acting for all its users. */
   reader: Record<string, string>;
   /** Patient index -> its user's access token, fetched once. */
@@ -332,8 +334,9 @@ async function benchAuth(base: string, dir: string, adminKey: string, seedValue:
   }
   const q = `client_id=${encodeURIComponent(creds.client_id)}&client_secret=${encodeURIComponent(creds.client_secret)}`;
   const tokens = new Map<number, string>();
-  const post = async (p: string) => (await (await fetch(`${base}${p}`, { method: 'POST', signal: AbortSignal.timeout(30_000) })).json()) as Record<string, unknown>;
-  return {
+  const post = async (p: string) => (await (await fetch(`${self.base}${p}`, { method: 'POST', signal: AbortSignal.timeout(30_000) })).json()) as Record<string, unknown>;
+  const self: BenchAuth = {
+    base,
     reader: { client_id: creds.client_id, client_secret: creds.client_secret, 'x-oneup-user-id': 'client' },
     tokens,
     async token(i) {
@@ -349,6 +352,7 @@ async function benchAuth(base: string, dir: string, adminKey: string, seedValue:
       return tok.access_token;
     },
   };
+  return self;
 }
 
 /** The credentials a query path is sent with: none without --auth; the app's for Patient?name=; else its patient's user's token. */
@@ -558,6 +562,7 @@ try {
       await stopServer();
       server = await startOwnServer(dataDir!, temporary);
       base = server.base;
+      if (auth) auth.base = base;
       conf = pgConf();
     }
   }
