@@ -246,14 +246,11 @@ function inIndex(c: ConditionContext, alias: string, type: string, table: string
  * `x.owner_id = <user>` when every resource of `type` the scope reaches is the scope user's own (a
  * user's search, where the type is not one the directory shares): index rows carry their
  * resource's owner, second in each index after the hash, so the search reads the user's rows and
- * no one else's. `x.owner_id IS NULL` for the partitions no user can own anything in (0, the one
- * of FHIR_AUTH=off, and the directory's: apps, whose users own resources, are numbered from 1), so
- * that the index is still read by its whole prefix. Empty for an app's search over all its users.
+ * no one else's. Empty otherwise (an app's search over all its users, FHIR_AUTH=off).
  */
 export function ownedRows(c: ConditionContext, type: string, x: string): string {
   const s = c.scope;
-  if (s.ownerId === null) return s.partitionId <= 0 && !s.withUnowned ? `${x}.owner_id IS NULL` : '';
-  if (s.withUnowned) return '';
+  if (s.ownerId === null || s.withUnowned) return '';
   if (DIRECTORY_TYPES.includes(type) && !s.ownOnly && s.partitionId >= 0) return '';
   return `${x}.owner_id = ${c.b.param(s.ownerId)}`;
 }
