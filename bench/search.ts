@@ -152,13 +152,15 @@ const any = <T>(xs: T[], r: () => number): T => xs[Math.floor(r() * xs.length)];
  */
 let serverBase = '';
 const REFERENCE_FORMS: [QueryKey, string, (id: string) => string][] = [
-  ['q1', 'patient=X', (id) => `Observation?patient=${id}`],
-  ['q1b', 'patient=Patient/X', (id) => `Observation?patient=Patient/${id}`],
-  ['q1c', 'subject=Patient/X', (id) => `Observation?subject=Patient/${id}`],
-  ['q1d', 'subject:Patient=X', (id) => `Observation?subject:Patient=${id}`],
-  ['q1e', 'patient=<this server>/Patient/X', (id) => `Observation?patient=${encodeURIComponent(`${serverBase}/Patient/${id}`)}`],
+  ['q1', 'Observation?patient=X', (id) => `Observation?patient=${id}`],
+  ['q1b', 'Observation?patient=Patient/X', (id) => `Observation?patient=Patient/${id}`],
+  ['q1c', 'Observation?subject=Patient/X', (id) => `Observation?subject=Patient/${id}`],
+  ['q1d', 'Observation?subject:Patient=X', (id) => `Observation?subject:Patient=${id}`],
+  ['q1e', 'Observation?patient=<this server>/Patient/X', (id) => `Observation?patient=${encodeURIComponent(`${serverBase}/Patient/${id}`)}`],
   ['q1f', 'Patient/X/Observation', (id) => `Patient/${id}/Observation`],
 ];
+/** `path` with a code condition after its query (or as its query). */
+const withCode = (path: string, code: string) => `${path}${path.includes('?') ? '&' : '?'}code=${code}`;
 
 function makeQueries(k: Known): Query[] {
   const includeType = args['include-query'].split('?')[0];
@@ -167,15 +169,13 @@ function makeQueries(k: Known): Query[] {
   return [
     ...REFERENCE_FORMS.map(([key, label, write]): Query => ({
       key,
-      label: `Observation?${label}&code=http://loinc.org|Y`.replace('Observation?Patient/X/Observation', 'Patient/X/Observation?'),
+      label: withCode(label, 'http://loinc.org|Y'),
       form: true,
       targetP50Ms: TARGET.q1P50Ms,
       pick(r) {
         const id = any(k.ids, r);
         const codes = k.facts ? CODES.filter((c) => k.facts!.get(id)!.loincCodes.has(c)) : CODES;
-        const code = encodeURIComponent(`http://loinc.org|${any(codes, r)}`);
-        const path = write(id);
-        return `${FHIR}/${path}${path.includes('?') ? '&' : '?'}code=${code}`;
+        return `${FHIR}/${withCode(write(id), encodeURIComponent(`http://loinc.org|${any(codes, r)}`))}`;
       },
       check(b, p) {
         const id = patientOf(p);

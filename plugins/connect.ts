@@ -256,7 +256,8 @@ export default async function connectRoutes(app: FastifyInstance) {
     if (!who) return reply;
     // With its state (syncing: its run holds the connection's lock, in this database: pg_locks lists
     // every database's, and another Tributary on the server has connections of the same ids; idle,
-    // error, needs_reauth), its last run (when, how it ended, its counts; runs skipped because another held the lock aside),
+    // error, needs_reauth), its last run (when, how it ended, its counts; runs skipped because
+    // another held the lock aside),
     // when its access token expires, and per type what the sync saw (src/sync/store.ts): `fetched`,
     // `refused` (why: the system's refusal), `not-granted` (the scopes granted do not cover it: not
     // asked), `failed`; the searches of it refused while others answered; its last full fetch; the

@@ -25,7 +25,7 @@ import { DIRECTORY_TYPES, type RequestContext, type SearchParamInfo, type Search
 import { isResourceType } from '../fhir/resource-type.ts';
 import { applySummary, parseElements, parseSummary, type SummaryMode } from '../fhir/summary.ts';
 import type { ResourceScope } from '../auth/scopes.ts';
-import { COMMON_PARAMS, compartmentCondition as compartmentLinks, CONTROL_PARAMS, grantCondition, inScope, namesMatchesById, nestUnderReference, ownedRows, resourceSource, paramCondition, scoped, TABLE, targetFilter, type ConditionContext, type ValueSetCodes } from './conditions.ts';
+import { anchorAsCondition, COMMON_PARAMS, compartmentCondition as compartmentLinks, CONTROL_PARAMS, grantCondition, inScope, namesMatchesById, nestUnderReference, ownedRows, resourceSource, paramCondition, scoped, TABLE, targetFilter, type Anchored, type ConditionContext, type ValueSetCodes } from './conditions.ts';
 import { SqlBuilder } from './sql-builder.ts';
 import { splitOr, unescape } from './values.ts';
 
@@ -247,28 +247,27 @@ export class SearchEngine {
     };
   }
 
-  /** WHERE conditions (over `hfj_resource r`) of the criteria, for one type or several. */
-  private async where(c: ConditionContext, types: string[] | null, criteria: [string, string][], compartmentOf?: { type: string; id: string }): Promise<string[]> {
+  /** The conditions (over `hfj_resource r`) of the criteria, for one type or several, and the ids they are anchored on. */
+  private async where(c: ConditionContext, types: string[] | null, criteria: [string, string][], compartmentOf?: { type: string; id: string }): Promise<Anchored> {
     // A search of every type (types null) leaves the directory's partition out.
     const where = [scoped(c, 'r', types ?? [])];
     const granted = await grantCondition(c, 'r', types);
     if (granted !== 'true') where.push(granted);
-    const perType = async (type: string | null): Promise<string[]> => {
+    const perType = async (type: string | null): Promise<Anchored> => {
       const conds: string[] = [];
       for (const [key, value] of criteria) conds.push(await paramCondition(c, 'r', type ?? '*', key, value));
       if (compartmentOf && type) conds.push(await this.compartmentCondition(c, type, compartmentOf));
       return nestUnderReference(conds);
     };
-    if (types === null) {
-      where.push(...(await perType(null)));
-    } else if (types.length === 1) {
-      where.push(`r.res_type = ${c.b.param(types[0])}`, ...(await perType(types[0])));
-    } else {
-      const ors: string[] = [];
-      for (const t of types) ors.push(`(r.res_type = ${c.b.param(t)}${(await perType(t)).map((x) => ` AND ${x}`).join('')})`);
-      where.push(`(${ors.join(' OR ')})`);
+    if (types === null || types.length === 1) {
+      const own = await perType(types?.[0] ?? null);
+      if (types) where.push(`r.res_type = ${c.b.param(types[0])}`);
+      return { ids: own.ids, conds: [...where, ...own.conds] };
     }
-    return where;
+    const ors: string[] = [];
+    for (const t of types) ors.push(`(r.res_type = ${c.b.param(t)}${anchorAsCondition(await perType(t)).map((x) => ` AND ${x}`).join('')})`);
+    where.push(`(${ors.join(' OR ')})`);
+    return { ids: null, conds: where };
   }
 
   private async compartmentCondition(c: ConditionContext, type: string, of: { type: string; id: string }): Promise<string> {

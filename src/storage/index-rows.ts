@@ -17,21 +17,10 @@ type Col<R> = [name: string, pgType: string, pick: (row: R) => unknown];
 
 const s = (v: bigint | null) => (v === null ? null : v.toString());
 
-function table<R extends { name?: string }>(
-  name: string,
-  partitionId: number,
-  now: Date,
-  rows: { res: IndexedResource; row: R }[],
-  cols: Col<R>[],
-  withCommon = true,
-): Sql | null {
+function table<R extends { name?: string }>(name: string, partitionId: number, now: Date, rows: { res: IndexedResource; row: R }[], cols: Col<R>[]): Sql | null {
   if (rows.length === 0) return null;
-  const common: [string, string][] = withCommon
-    ? [['partition_id', 'int'], ['res_id', 'bigint'], ['res_type', 'text'], ['sp_name', 'text'], ['sp_updated', 'timestamptz'], ['owner_id', 'bigint']]
-    : [['owner_id', 'bigint']];
-  const commonArrays = withCommon
-    ? [rows.map(() => partitionId), rows.map((r) => r.res.resId), rows.map((r) => r.res.type), rows.map((r) => r.row.name), rows.map(() => now), rows.map((r) => r.res.ownerId)]
-    : [rows.map((r) => r.res.ownerId)];
+  const common: [string, string][] = [['partition_id', 'int'], ['res_id', 'bigint'], ['res_type', 'text'], ['sp_name', 'text'], ['sp_updated', 'timestamptz'], ['owner_id', 'bigint']];
+  const commonArrays = [rows.map(() => partitionId), rows.map((r) => r.res.resId), rows.map((r) => r.res.type), rows.map((r) => r.row.name), rows.map(() => now), rows.map((r) => r.res.ownerId)];
   return bulkInsert(
     name,
     [...common, ...cols.map(([n, t]) => [n, t] as [string, string])],

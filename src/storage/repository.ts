@@ -241,6 +241,8 @@ export class Repository {
       };
     });
     const cols = (pick: (x: (typeof res)[number]) => unknown) => res.map(pick);
+    // A resource's owner: the one it has (kept: owner_id is set when it is created only), or the scope's for a new one.
+    const ownerOf = (l: (typeof live)[number]) => (l.item.existing ? l.item.existing.ownerId : scope.ownerId);
     const resourceColumns: [string, string][] = [
       ['res_id', 'bigint'], ['partition_id', 'int'], ['res_type', 'text'], ['fhir_id', 'text'], ['res_ver', 'bigint'],
       ['res_published', 'timestamptz'], ['res_updated', 'timestamptz'], ['res_deleted_at', 'timestamptz'], ['hash_sha256', 'text'],
@@ -254,7 +256,7 @@ export class Repository {
       cols((x) => x.l.split?.sha256 ?? null), cols((x) => !!x.l.split?.tags.length),
       ...[0, 1, 2, 3, 4, 5, 6, 7].map((k) => cols((x) => x.flags[k])),
       cols((x) => ((x.l.item.resource as { language?: string } | null)?.language ?? null)?.slice(0, 20) ?? null),
-      cols(() => scope.ownerId),
+      cols((x) => ownerOf(x.l)),
     ];
     const newMask = res.map((x) => x.l.isNew);
     if (newMask.some(Boolean)) {
@@ -312,8 +314,7 @@ export class Repository {
     if (indexed.length) {
       const inBatch = new Map<string, string>();
       for (const l of live) if (l.split) inBatch.set(`${l.item.type}/${l.item.id}`, l.resId);
-      // Each row carries its resource's owner: the one it has (kept), or the scope's for a new one.
-      const owned = indexed.map((l) => ({ resId: l.resId, type: l.item.type, ownerId: l.item.existing ? l.item.existing.ownerId : scope.ownerId, indexes: l.item.indexes! }));
+      const owned = indexed.map((l) => ({ resId: l.resId, type: l.item.type, ownerId: ownerOf(l), indexes: l.item.indexes! }));
       statements.push(...indexInserts(partitionId, now, owned, inBatch));
     }
 
