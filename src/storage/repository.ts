@@ -9,7 +9,7 @@ import type { Scope } from '../fhir/ports.ts';
 import { IdAllocator } from './ids.ts';
 import { rebuildJson, splitResource, type RowMeta, type SplitResource, type TagInput } from './meta.ts';
 import * as sql from './sql.ts';
-import { TagCache } from './tags.ts';
+import { TagCache, type TagDefinition } from './tags.ts';
 import { indexInserts } from './index-rows.ts';
 
 export type Db = pg.Pool | pg.PoolClient;
@@ -68,7 +68,8 @@ interface VersionRow {
   res_deleted_at: Date | null;
   res_text_vc: string | null;
   source_uri: string | null;
-  tags: RowMeta['tags'];
+  /** hfj_tag_def ids in the order written (bigint as text), null when the version has no tags. */
+  tag_ids: string[] | null;
 }
 
 function storedJson(item: WriteItem, split: SplitResource, version: number, lastUpdated: Date): string {
@@ -83,7 +84,7 @@ function storedJson(item: WriteItem, split: SplitResource, version: number, last
   return rebuildJson(split.text, { id: item.id, versionId: version, lastUpdated, source: split.source, tags: tags.length ? tags : null });
 }
 
-function toStored(row: VersionRow): StoredVersion {
+function toStored(row: VersionRow, tags: Map<string, TagDefinition>): StoredVersion {
   const version = Number(row.res_ver);
   const deleted = row.res_deleted_at !== null && row.res_text_vc === null;
   return {
@@ -93,7 +94,7 @@ function toStored(row: VersionRow): StoredVersion {
     version,
     lastUpdated: row.res_updated,
     deleted,
-    json: deleted || row.res_text_vc === null ? null : rebuildJson(row.res_text_vc, { id: row.fhir_id, versionId: version, lastUpdated: row.res_updated, source: row.source_uri, tags: row.tags }),
+    json: deleted || row.res_text_vc === null ? null : rebuildJson(row.res_text_vc, { id: row.fhir_id, versionId: version, lastUpdated: row.res_updated, source: row.source_uri, tags: row.tag_ids?.map((t) => tags.get(t)!).filter(Boolean) ?? null }),
   };
 }
 
@@ -114,29 +115,37 @@ export class Repository {
     this.pool = pool;
   }
 
+  /** Rows of READ_COLUMNS as versions, their tags' definitions from the cache (or read once). */
+  private async stored(db: Db, rows: VersionRow[]): Promise<StoredVersion[]> {
+    const ids: string[] = [];
+    for (const r of rows) if (r.tag_ids) ids.push(...r.tag_ids);
+    const tags = await this.tags.define(db, ids);
+    return rows.map((r) => toStored(r, tags));
+  }
+
   async readCurrent(db: Db, scope: Scope, type: string, id: string): Promise<StoredVersion | undefined> {
     const { rows } = await db.query<VersionRow>(sql.readCurrent(scope, type, id));
-    return rows[0] && toStored(rows[0]);
+    return (await this.stored(db, rows))[0];
   }
 
   /** Current versions of many resources (absent ones are missing from the map), in one query. */
   async readCurrentMany(db: Db, scope: Scope, keys: { type: string; id: string }[]): Promise<Map<string, StoredVersion>> {
     const { rows } = await db.query<VersionRow>(sql.readCurrentMany(scope, keys.map((k) => k.type), keys.map((k) => k.id)));
-    return new Map(rows.map((r) => [`${r.res_type}/${r.fhir_id}`, toStored(r)]));
+    return new Map((await this.stored(db, rows)).map((v) => [`${v.type}/${v.id}`, v]));
   }
 
   /** Current versions by res_id, in that order (deleted ones and those outside the scope left out). */
   async readByResIds(db: Db, scope: Scope, resIds: string[]): Promise<StoredVersion[]> {
     if (!resIds.length) return [];
     const { rows } = await db.query<VersionRow>(sql.readByResIds(scope, resIds));
-    return rows.map(toStored);
+    return this.stored(db, rows);
   }
 
   /** Versions selected by a query whose columns are READ_COLUMNS (search includes). */
   /** Named per shape, as versionsWith: on a pool of generic plans (the includes), planned once per connection. */
   async versions(db: Db, text: string, values: unknown[]): Promise<StoredVersion[]> {
     const { rows } = await db.query<VersionRow>({ name: sql.statementName(text), text, values });
-    return rows.map(toStored);
+    return this.stored(db, rows);
   }
 
   /**
@@ -149,12 +158,12 @@ export class Repository {
     // for the values each time, see the search pool in plugins/db.ts). Not remembered in
     // sql.prepared's map: search texts are many.
     const { rows } = await db.query<VersionRow & T>({ name: sql.statementName(text), text, values });
-    return { versions: rows.filter((r) => r.res_id !== null).map(toStored), extra: rows[0] };
+    return { versions: await this.stored(db, rows.filter((r) => r.res_id !== null)), extra: rows[0] };
   }
 
   async readVersion(db: Db, scope: Scope, type: string, id: string, version: number): Promise<StoredVersion | undefined> {
     const { rows } = await db.query<VersionRow>(sql.readVersion(scope, type, id, version));
-    return rows[0] && toStored(rows[0]);
+    return (await this.stored(db, rows))[0];
   }
 
   async history(db: Db, q: sql.HistoryQuery): Promise<{ total: number; entries: StoredVersion[] }> {
@@ -162,7 +171,7 @@ export class Repository {
       db.query<{ total: number }>(sql.history(q, true)),
       db.query<VersionRow>(sql.history(q, false)),
     ]);
-    return { total: total.rows[0].total, entries: page.rows.map(toStored) };
+    return { total: total.rows[0].total, entries: await this.stored(db, page.rows) };
   }
 
   async lockCurrent(client: pg.PoolClient, scope: Scope, keys: { type: string; id: string }[]): Promise<Map<string, CurrentRow>> {

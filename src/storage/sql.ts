@@ -42,13 +42,21 @@ export function ownedBy(alias: string, n: number, scope?: Scope): string {
   return scope?.withUnowned ? `(${alias}.owner_id = $${n} OR $${n}::bigint IS NULL OR ${alias}.owner_id IS NULL)` : `(${alias}.owner_id = $${n} OR $${n}::bigint IS NULL)`;
 }
 
-/** The columns a read needs to rebuild a version (tags included), over `hfj_resource r` and `hfj_res_ver v`. */
+/**
+ * The columns a read needs to rebuild a version, over `hfj_resource r` and `hfj_res_ver v`: its
+ * tags as hfj_tag_def ids in the order they were written (the repository knows the definitions).
+ */
 export const READ_COLUMNS = /* SQL */ `
   r.res_id, r.res_type, r.fhir_id, v.res_ver, v.res_updated, v.res_deleted_at, v.res_text_vc, v.source_uri,
-  CASE WHEN v.has_tags THEN (
-    SELECT json_agg(json_build_array(t.tag_type, t.tag_system, t.tag_code, t.tag_display, t.tag_version, t.tag_user_selected) ORDER BY ht.pid)
-    FROM hfj_history_tag ht JOIN hfj_tag_def t ON t.tag_id = ht.tag_id WHERE ht.res_ver_pid = v.pid
-  ) END AS tags`;
+  CASE WHEN v.has_tags THEN ARRAY(SELECT ht.tag_id FROM hfj_history_tag ht WHERE ht.res_ver_pid = v.pid ORDER BY ht.pid) END AS tag_ids`;
+
+/** Tag definitions by id (immutable once written: a version names them by id). */
+export function tagDefinitions(ids: string[]): Sql {
+  return prepared({
+    text: /* SQL */ `SELECT tag_id, tag_type, tag_system, tag_code, tag_display, tag_version, tag_user_selected FROM hfj_tag_def WHERE tag_id = ANY($1::bigint[])`,
+    values: [ids],
+  });
+}
 
 export function readCurrent(scope: Scope, type: string, id: string): Sql {
   return prepared({
