@@ -3,7 +3,7 @@
  * the shape of ../shared/synthea; see bench/search-data.ts), one client and then 16.
  *
  *   npx node bench/search.ts [--patients 1000] [--data-dir DIR] [--url http://127.0.0.1:8080] [--auth]
- *                            [--requests 300] [--warmup 20] [--connections 16] [--duration-s 15]
+ *                            [--requests 300] [--warmup 20] [--warm-rounds 2] [--connections 16] [--duration-s 15]
  *                            [--explain] [--cold] [--load-only] [--load-concurrency 4] [--seed S]
  *                            [--include-query 'Encounter?patient={patient}&...'] [--pg-url postgres://...]
  *
@@ -14,8 +14,9 @@
  * does, on free loopback ports) unless --url names a running one; with --url, --data-dir (the
  * server's TRIBUTARY_DATA_DIR) or --pg-url gives the database for VACUUM ANALYZE and the scan counts.
  * After loading, VACUUM ANALYZE runs once. Before measuring, pg_prewarm reads the hfj_* tables and
- * indexes into the OS cache and the queries run about twice per patient (not measured), so that
- * shared_buffers hold their working set as in a server in steady state (--cold: neither).
+ * indexes into the OS cache and the queries run about twice per patient (--warm-rounds; not
+ * measured), so that shared_buffers hold their working set as in a server in steady state (--cold:
+ * neither).
  *
  * --auth measures the records as apps hold them: FHIR_AUTH=required, an app (made once through the
  * admin API, its credentials kept in the data folder) and a user per patient (user-management API,
@@ -66,6 +67,7 @@ const { values: args } = parseArgs({
     seed: { type: 'string', default: DEFAULT_SEED },
     requests: { type: 'string', default: '300' },
     warmup: { type: 'string', default: '20' },
+    'warm-rounds': { type: 'string', default: '2' },
     connections: { type: 'string', default: '16' },
     'duration-s': { type: 'string', default: '15' },
     'load-concurrency': { type: 'string', default: '4' },
@@ -81,6 +83,7 @@ const clamp = (v: string, lo: number, hi: number) => Math.min(hi, Math.max(lo, M
 const patientCount = clamp(args.patients, 1, 100_000);
 const requestsPerQuery = clamp(args.requests, 1, 100_000);
 const warmup = clamp(args.warmup, 0, 10_000);
+const warmRounds = clamp(args['warm-rounds'], 0, 100);
 const connections = clamp(args.connections, 1, 512);
 const duration = clamp(args['duration-s'], 1, 600);
 const loadConcurrency = clamp(args['load-concurrency'], 1, 16);
@@ -637,11 +640,11 @@ try {
   }
   const QUERIES = makeQueries(known);
   let warmupSeconds: number | null = null;
-  if (conf && !args.cold) {
+  if (conf && !args.cold && warmRounds > 0) {
     const t0 = performance.now();
     const wr = prng(54321);
     const warm: string[] = [];
-    for (let i = 0; i < 2 * ids.length; i++) for (const q of QUERIES) warm.push(q.pick(wr));
+    for (let i = 0; i < warmRounds * ids.length; i++) for (const q of QUERIES) warm.push(q.pick(wr));
     let w = 0;
     const ac = await autocannon({
       url: base,
