@@ -595,11 +595,13 @@ try {
         const { rows } = await c.query(
           `SELECT (SELECT count(*) FROM hfj_resource)::int AS resources, (SELECT count(*) FROM hfj_resource WHERE res_type = 'Patient')::int AS patients, pg_database_size(current_database())::float8 / 1048576 AS mb`,
         );
-        return { resources: rows[0].resources as number, patients: rows[0].patients as number, databaseMB: round(rows[0].mb as number) };
+        const mb = rows[0].mb as number;
+        const resources = rows[0].resources as number;
+        return { resources, patients: rows[0].patients as number, databaseMB: round(mb), bytesPerResource: resources ? Math.round((mb * 1048576) / resources) : null };
       })
     : null;
   if (args['load-only']) {
-    console.log(`search: data loaded: ${Object.keys(state.patients).length} patients, ${state.resources} resources (load time in all ${round(state.loadSeconds)} s)${dbFacts ? `; database: ${dbFacts.resources} resources, ${dbFacts.databaseMB} MB` : ''}`);
+    console.log(`search: data loaded: ${Object.keys(state.patients).length} patients, ${state.resources} resources (load time in all ${round(state.loadSeconds)} s)${dbFacts ? `; database: ${dbFacts.resources} resources, ${dbFacts.databaseMB} MB (${dbFacts.bytesPerResource} bytes a resource)` : ''}`);
     console.log(JSON.stringify({ bench: 'search', loadOnly: true, patients: Object.keys(state.patients).length, resources: state.resources, loadSeconds: round(state.loadSeconds), loadedNow: load.loadedNow, vacuumSeconds, db: dbFacts }));
     throw Object.assign(new Error('load-only'), { done: true });
   }
@@ -822,7 +824,7 @@ try {
     // 6. Report
     const loadRate = state.loadSeconds ? round(state.resources / state.loadSeconds) : null;
     console.log(
-      `search: ${ids.length} patients, ${state.resources.toLocaleString('en-US')} resources generated${dbFacts ? ` (${dbFacts.resources.toLocaleString('en-US')} in hfj_resource, database ${dbFacts.databaseMB} MB)` : ''}; loading took ${round(state.loadSeconds / 60)} min in all (${loadRate ?? 'n/a'} resources/s)`,
+      `search: ${ids.length} patients, ${state.resources.toLocaleString('en-US')} resources generated${dbFacts ? ` (${dbFacts.resources.toLocaleString('en-US')} in hfj_resource, database ${dbFacts.databaseMB} MB, ${dbFacts.bytesPerResource} bytes a resource)` : ''}; loading took ${round(state.loadSeconds / 60)} min in all (${loadRate ?? 'n/a'} resources/s)`,
     );
     console.log(`one client, ${requestsPerQuery} requests per query after ${warmup} warm-up, a random patient each${auth ? "; with its user's access token (Patient?name=: the app's credentials, over all its users)" : ''}:`);
     for (const m of measured) {
