@@ -14,7 +14,7 @@
  * does, on free loopback ports) unless --url names a running one; with --url, --data-dir (the
  * server's TRIBUTARY_DATA_DIR) or --pg-url gives the database for VACUUM ANALYZE and the scan counts.
  * After loading, VACUUM ANALYZE runs once. Before measuring, pg_prewarm reads the hfj_* tables and
- * indexes into the OS cache and the queries run about twice per patient (--warm-rounds; not
+ * indexes into the OS cache (unless the database is larger than the machine's memory) and the queries run about twice per patient (--warm-rounds; not
  * measured), so that shared_buffers hold their working set as in a server in steady state (--cold:
  * neither).
  *
@@ -577,8 +577,14 @@ try {
   // indexes into the operating system's cache here, and the four queries run about twice per
   // patient below (not measured), which brings their working set into shared_buffers as serving
   // them for a while would. --cold skips both.
+  // A database larger than the machine's memory (10,000 patients: about 66 GB) cannot be held in
+  // the OS cache: reading it all would leave there only what came last. The warm-up alone then
+  // brings in what the queries read, as serving them would.
   let prewarmSeconds: number | null = null;
-  if (conf && !args.cold) {
+  const databaseBytes = conf ? await withPg(conf, async (c) => Number((await c.query('SELECT pg_database_size(current_database())::float8 AS b')).rows[0].b)) : 0;
+  if (conf && !args.cold && databaseBytes > os.totalmem()) {
+    console.error(`pg_prewarm skipped: the database (${round(databaseBytes / 2 ** 30)} GB) is larger than the machine's memory (${round(os.totalmem() / 2 ** 30)} GB)`);
+  } else if (conf && !args.cold) {
     const t0 = performance.now();
     const blocks = await withPg(conf, async (c) => {
       await c.query('CREATE EXTENSION IF NOT EXISTS pg_prewarm');
