@@ -14,9 +14,9 @@
  * does, on free loopback ports) unless --url names a running one; with --url, --data-dir (the
  * server's TRIBUTARY_DATA_DIR) or --pg-url gives the database for VACUUM ANALYZE and the scan counts.
  * After loading, VACUUM ANALYZE runs once. Before measuring, pg_prewarm reads the hfj_* tables and
- * indexes into the OS cache (unless the database is larger than the machine's memory) and the queries run about twice per patient (--warm-rounds; not
- * measured), so that shared_buffers hold their working set as in a server in steady state (--cold:
- * neither).
+ * indexes into the OS cache (unless the database is larger than the machine's memory) and the
+ * queries run about twice per patient (--warm-rounds; not measured), so that shared_buffers hold
+ * their working set as in a server in steady state (--cold: neither).
  *
  * --auth measures the records as apps hold them: FHIR_AUTH=required, an app (made once through the
  * admin API, its credentials kept in the data folder) and a user per patient (user-management API,
