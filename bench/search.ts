@@ -577,11 +577,21 @@ try {
   // indexes into the operating system's cache here, and the four queries run about twice per
   // patient below (not measured), which brings their working set into shared_buffers as serving
   // them for a while would. --cold skips both.
+  const dbFacts = conf
+    ? await withPg(conf, async (c) => {
+        const { rows } = await c.query(
+          `SELECT (SELECT count(*) FROM hfj_resource)::int AS resources, (SELECT count(*) FROM hfj_resource WHERE res_type = 'Patient')::int AS patients, pg_database_size(current_database())::float8 / 1048576 AS mb`,
+        );
+        const mb = rows[0].mb as number;
+        const resources = rows[0].resources as number;
+        return { resources, patients: rows[0].patients as number, databaseMB: round(mb), bytesPerResource: resources ? Math.round((mb * 1048576) / resources) : null };
+      })
+    : null;
   // A database larger than the machine's memory (10,000 patients: about 66 GB) cannot be held in
   // the OS cache: reading it all would leave there only what came last. The warm-up alone then
   // brings in what the queries read, as serving them would.
   let prewarmSeconds: number | null = null;
-  const databaseBytes = conf ? await withPg(conf, async (c) => Number((await c.query('SELECT pg_database_size(current_database())::float8 AS b')).rows[0].b)) : 0;
+  const databaseBytes = (dbFacts?.databaseMB ?? 0) * 1048576;
   if (conf && !args.cold && databaseBytes > os.totalmem()) {
     console.error(`pg_prewarm skipped: the database (${round(databaseBytes / 2 ** 30)} GB) is larger than the machine's memory (${round(os.totalmem() / 2 ** 30)} GB)`);
   } else if (conf && !args.cold) {
@@ -596,16 +606,6 @@ try {
     prewarmSeconds = round((performance.now() - t0) / 1000);
     console.error(`pg_prewarm: ${round((blocks * 8) / 1024)} MB read into the OS cache in ${prewarmSeconds} s`);
   }
-  const dbFacts = conf
-    ? await withPg(conf, async (c) => {
-        const { rows } = await c.query(
-          `SELECT (SELECT count(*) FROM hfj_resource)::int AS resources, (SELECT count(*) FROM hfj_resource WHERE res_type = 'Patient')::int AS patients, pg_database_size(current_database())::float8 / 1048576 AS mb`,
-        );
-        const mb = rows[0].mb as number;
-        const resources = rows[0].resources as number;
-        return { resources, patients: rows[0].patients as number, databaseMB: round(mb), bytesPerResource: resources ? Math.round((mb * 1048576) / resources) : null };
-      })
-    : null;
   if (args['load-only']) {
     console.log(`search: data loaded: ${Object.keys(state.patients).length} patients, ${state.resources} resources (load time in all ${round(state.loadSeconds)} s)${dbFacts ? `; database: ${dbFacts.resources} resources, ${dbFacts.databaseMB} MB (${dbFacts.bytesPerResource} bytes a resource)` : ''}`);
     console.log(JSON.stringify({ bench: 'search', loadOnly: true, patients: Object.keys(state.patients).length, resources: state.resources, loadSeconds: round(state.loadSeconds), loadedNow: load.loadedNow, vacuumSeconds, db: dbFacts }));

@@ -38,15 +38,14 @@ export class TagCache {
   /** The definitions of tag ids (bigint as text), read from hfj_tag_def for those not cached. */
   async define(client: pg.Pool | pg.PoolClient, ids: Iterable<string>): Promise<Map<string, TagDefinition>> {
     const out = new Map<string, TagDefinition>();
-    const missing: string[] = [];
+    const missing = new Set<string>();
     for (const id of ids) {
-      if (out.has(id)) continue;
       const known = this.definitions.get(id);
       if (known) out.set(id, known);
-      else if (!missing.includes(id)) missing.push(id);
+      else missing.add(id);
     }
-    if (missing.length) {
-      const { rows } = await client.query(tagDefinitions(missing));
+    if (missing.size) {
+      const { rows } = await client.query(tagDefinitions([...missing]));
       if (this.definitions.size + rows.length > CACHED) this.definitions.clear();
       for (const r of rows) {
         const d: TagDefinition = [r.tag_type, r.tag_system, r.tag_code, r.tag_display, r.tag_version, r.tag_user_selected];
