@@ -3,6 +3,7 @@
  * Without ADMIN_KEY in the configuration it answers 404 (there is no admin API).
  *   GET /admin/apps · POST /admin/apps {name, redirect_uris?, scopes?, public?} · POST /admin/apps/:clientId/rotate-secret · DELETE /admin/apps/:clientId
  */
+import { sendApiError } from '../src/errors/http.ts';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { sameHash, sha256 } from '../src/auth/secrets.ts';
 import { describeApp, redirectUriProblem } from '../src/auth/store.ts';
@@ -13,9 +14,9 @@ const strings = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) =
 export function adminOnly(app: FastifyInstance) {
   const key = app.config.adminKey ? sha256(app.config.adminKey) : undefined;
   return async (req: FastifyRequest, reply: FastifyReply) => {
-    if (!key) return reply.code(404).send({ error: 'There is no admin API: set ADMIN_KEY to enable it.' });
+    if (!key) return sendApiError(reply, 'admin_disabled', 'There is no admin API: set ADMIN_KEY to enable it.', false);
     const m = /^Bearer (.+)$/.exec(req.headers.authorization ?? '');
-    if (!m || !sameHash(sha256(m[1]), key)) return reply.code(401).header('WWW-Authenticate', 'Bearer').send({ error: 'Send Authorization: Bearer <ADMIN_KEY>.' });
+    if (!m || !sameHash(sha256(m[1]), key)) return sendApiError(reply.header('WWW-Authenticate', 'Bearer'), 'admin_unauthorized', 'Send Authorization: Bearer <ADMIN_KEY>.', false);
   };
 }
 
@@ -24,22 +25,22 @@ export default async function adminRoutes(app: FastifyInstance) {
   app.get('/apps', async () => (await app.auth.listApps()).map(describeApp));
   app.post('/apps', async (req, reply) => {
     const b = (req.body ?? {}) as { name?: unknown; redirect_uris?: unknown; scopes?: unknown; public?: unknown };
-    if (typeof b.name !== 'string' || !b.name.trim() || b.name.length > 200) return reply.code(400).send({ error: 'name is required (1 to 200 characters).' });
-    if (b.redirect_uris !== undefined && !strings(b.redirect_uris)) return reply.code(400).send({ error: 'redirect_uris must be a list of http(s) URLs.' });
+    if (typeof b.name !== 'string' || !b.name.trim() || b.name.length > 200) return sendApiError(reply, 'invalid_parameter', 'name is required (1 to 200 characters).', false);
+    if (b.redirect_uris !== undefined && !strings(b.redirect_uris)) return sendApiError(reply, 'invalid_parameter', 'redirect_uris must be a list of http(s) URLs.', false);
     const problem = redirectUriProblem(b.redirect_uris ?? []);
-    if (problem) return reply.code(400).send({ error: problem });
-    if (b.scopes !== undefined && !strings(b.scopes)) return reply.code(400).send({ error: 'scopes must be a list of strings.' });
-    if (b.public !== undefined && typeof b.public !== 'boolean') return reply.code(400).send({ error: 'public must be true or false.' });
+    if (problem) return sendApiError(reply, 'invalid_parameter', problem, false);
+    if (b.scopes !== undefined && !strings(b.scopes)) return sendApiError(reply, 'invalid_parameter', 'scopes must be a list of strings.', false);
+    if (b.public !== undefined && typeof b.public !== 'boolean') return sendApiError(reply, 'invalid_parameter', 'public must be true or false.', false);
     const { app: created, clientSecret } = await app.auth.createApp({ name: b.name.trim(), redirectUris: b.redirect_uris as string[] | undefined, scopes: b.scopes as string[] | undefined, public: b.public === true });
     return reply.code(201).send({ ...describeApp(created), ...(created.public ? {} : { client_secret: clientSecret }) });
   });
   app.post('/apps/:clientId/rotate-secret', async (req, reply) => {
     const { clientId } = req.params as { clientId: string };
     const secret = await app.auth.rotateSecret(clientId);
-    return secret ? { client_id: clientId, client_secret: secret } : reply.code(404).send({ error: `No app has client_id ${clientId.slice(0, 64)}.` });
+    return secret ? { client_id: clientId, client_secret: secret } : sendApiError(reply, 'no_such_app', `No app has client_id ${clientId.slice(0, 64)}.`, false);
   });
   app.delete('/apps/:clientId', async (req, reply) => {
     const { clientId } = req.params as { clientId: string };
-    return (await app.auth.deleteApp(clientId)) ? reply.code(204).send() : reply.code(404).send({ error: `No app has client_id ${clientId.slice(0, 64)}.` });
+    return (await app.auth.deleteApp(clientId)) ? reply.code(204).send() : sendApiError(reply, 'no_such_app', `No app has client_id ${clientId.slice(0, 64)}.`, false);
   });
 }

@@ -4,11 +4,15 @@
  * `app.credentials` and decide what to do without them.
  */
 import fp from 'fastify-plugin';
+import { EXPIRE_CRON, EXPIRE_QUEUE } from '../src/jobs/queues.ts';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { NO_KEY_FOR_SIGNING, sealStoredKeys, SigningKeys } from '../src/auth/keys.ts';
 import { vaultFor, type Vault } from '../src/auth/vault.ts';
 import { SigninLimit } from '../src/auth/signin-limit.ts';
-import { ACCESS_TOKEN_SECONDS, AuthStore, type Access, type App, type Granted } from '../src/auth/store.ts';
+import { expire } from '../src/auth/expire.ts';
+import { AuthStore, type Access, type App, type Granted } from '../src/auth/store.ts';
+import { clientAccess } from '../src/auth/client-access.ts';
+import { idTokenFor } from '../src/auth/id-token.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -41,7 +45,6 @@ export interface HostedSystem {
 
 type Fields = Record<string, unknown>;
 
-const EXPIRE_QUEUE = 'expire';
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 
@@ -138,10 +141,9 @@ export default fp(
     const stopListening = await store.listen();
     app.addHook('onClose', stopListening);
     // Every hour, one process removes expired codes, tokens and sign-in requests.
-    await app.jobs.createQueue(EXPIRE_QUEUE);
-    await app.jobs.schedule(EXPIRE_QUEUE, '17 * * * *');
-    await app.jobs.work(EXPIRE_QUEUE, async () => {
-      app.log.info({ removed: await store.expire() }, 'expired codes and tokens removed');
+    await app.jobs.schedule(EXPIRE_QUEUE, EXPIRE_CRON);
+    await app.jobs.work(EXPIRE_QUEUE, async ([job]) => {
+      app.log.info({ removed: await expire(job, { pool: app.pg }) }, 'expired codes and tokens removed');
     });
     const credentials: Credentials = {
       async app(req) {
@@ -161,11 +163,7 @@ export default fp(
         if (!credentials.hasClient(req)) return undefined;
         const client = await credentials.app(req);
         if (!client) return 'invalid';
-        const who = str(req.headers['x-oneup-user-id']);
-        if (who === 'client') return { app: client, userId: null, scope: 'system/*.*' };
-        if (!who) return 'invalid';
-        const user = await store.findUser(client.id, { oneupUserId: who });
-        return user?.active ? { app: client, userId: user.id, scope: 'user/*.*' } : 'invalid';
+        return clientAccess(store, client, str(req.headers['x-oneup-user-id']));
       },
     };
     app.decorate('credentials', credentials);
@@ -180,11 +178,9 @@ export default fp(
     const keys = new SigningKeys(app.pg, app.vault);
     app.decorate('signingKeys', keys);
     app.decorate('idTokenFor', async (client: App, g: Granted) => {
-      if (!g.scope.split(' ').includes('openid') || !app.vault.ready) return undefined;
-      // fhirUser: the person's own Patient (SMART's patient context), when they have one.
-      const base = app.hostedSystems.get(client.id)?.fhirBase ?? `${app.config.baseUrl}/fhir/r4`;
-      const fhirUser = g.patientId ? `${base}/Patient/${g.patientId}` : undefined;
-      return keys.idToken({ ...(fhirUser ? { fhirUser } : {}), ...(g.nonce ? { nonce: g.nonce } : {}) }, app.config.baseUrl, client.clientId, g.userId, ACCESS_TOKEN_SECONDS);
+      // A hosted system's tokens (a sandbox's) are for its own FHIR base.
+      const fhirBase = app.hostedSystems.get(client.id)?.fhirBase ?? `${app.config.baseUrl}/fhir/r4`;
+      return idTokenFor({ keys, vault: app.vault, issuer: app.config.baseUrl, fhirBase }, client, g);
     });
   },
   { name: 'auth', dependencies: ['db', 'jobs'] },

@@ -12,13 +12,13 @@
  * The demo app's secret is derived from the encryption key, so every process knows it.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { sha256 } from '../src/auth/secrets.ts';
 import { addFormParser } from './auth.ts';
-import { SANDBOX_VENDOR } from './sandbox.ts';
+import { SANDBOX_VENDOR } from '../src/sandbox/directory-listing.ts';
+import { createDemoUser, DEMO_CLIENT_ID, demoSecret, demoUserToken, ensureDemoApp, signedUser, verifiedUser, type DemoApi } from '../src/demo/demo-app.ts';
 import { escapeHtml as esc } from '../src/html.ts';
 import { demoLocalOnly, fromThisMachine } from './loopback.ts';
 
-export const DEMO_CLIENT_ID = 'tributary-demo';
+export { DEMO_CLIENT_ID } from '../src/demo/demo-app.ts';
 const RECORD_TYPES = ['Patient', 'Encounter', 'Condition', 'Observation', 'DiagnosticReport', 'MedicationRequest', 'AllergyIntolerance', 'Immunization', 'Procedure', 'DocumentReference'];
 const COOKIE = 'tributary_demo';
 
@@ -46,16 +46,13 @@ export default async function demoRoutes(app: FastifyInstance) {
     });
   }
   addFormParser(app);
-  const secret = app.vault.sign('the demo app secret');
+  const secret = demoSecret(app.vault);
   // The demo app, with the secret this key derives (kept in step on every start).
-  const existing = await app.auth.appByClientId(DEMO_CLIENT_ID);
-  const redirect = `${app.config.baseUrl}/demo`;
-  if (!existing) await app.auth.createApp({ name: 'Tributary demo app', clientId: DEMO_CLIENT_ID, clientSecret: secret, redirectUris: [redirect] });
-  else await app.pg.query('UPDATE trb_app SET secret_sha256 = $2, redirect_uris = $3 WHERE id = $1', [existing.id, sha256(secret), [redirect]]);
+  await ensureDemoApp({ pool: app.pg, auth: app.auth }, secret, `${app.config.baseUrl}/demo`);
   const creds = { client_id: DEMO_CLIENT_ID, client_secret: secret };
 
   /** The demo app's own calls to the API, as its back end would make them. */
-  const call = async (method: 'GET' | 'POST', url: string, payload?: Record<string, string>, headers: Record<string, string> = {}) => {
+  const call: DemoApi = async (method, url, payload, headers = {}) => {
     const res = await app.inject({ method, url, headers: { ...headers, ...(payload ? { 'content-type': 'application/x-www-form-urlencoded' } : {}) }, payload: payload && new URLSearchParams(payload).toString() });
     return { status: res.statusCode, body: res.json() as Record<string, unknown> & unknown[] };
   };
@@ -63,22 +60,17 @@ export default async function demoRoutes(app: FastifyInstance) {
   /** The signed-in demo user (the cookie: app_user_id and its signature), and a fresh access token for them. */
   async function demoUser(req: FastifyRequest): Promise<{ appUserId: string; oneupUserId: number; token: string } | undefined> {
     const raw = /(?:^|;\s*)tributary_demo=([^;]+)/.exec(req.headers.cookie ?? '')?.[1];
-    const [value, mac] = decodeURIComponent(raw ?? '').split('|');
-    if (!value || !mac || !app.vault.verify(value, mac)) return undefined;
-    const code = await call('POST', '/user-management/v1/user/auth-code', { ...creds, app_user_id: value });
-    if (typeof code.body.code !== 'string') return undefined;
-    const token = await call('POST', '/oauth2/token', { ...creds, grant_type: 'authorization_code', code: code.body.code });
-    return { appUserId: value, oneupUserId: Number(code.body.oneup_user_id), token: String(token.body.access_token) };
+    const value = verifiedUser(app.vault, decodeURIComponent(raw ?? ''));
+    return value ? demoUserToken(call, creds, value) : undefined;
   }
 
   app.post('/demo/user', async (req, reply) => {
     const name = String((req.body as Record<string, unknown> | undefined)?.app_user_id ?? '').trim();
     if (!/^[\x21-\x7e]{1,100}$/.test(name)) return reply.code(400).send({ error: 'app_user_id: 1 to 100 visible characters.' });
-    const made = await call('POST', '/user-management/v1/user', { ...creds, app_user_id: name });
-    if (made.status !== 200 || (made.body.error && made.body.error !== 'this user already exists')) return reply.code(502).send({ error: 'The user-management API refused the user.' });
+    if (!(await createDemoUser(call, creds, name))) return reply.code(502).send({ error: 'The user-management API refused the user.' });
     return reply
       .code(303)
-      .header('Set-Cookie', `${COOKIE}=${encodeURIComponent(`${name}|${app.vault.sign(name)}`)}; Path=/demo; HttpOnly; SameSite=Lax`)
+      .header('Set-Cookie', `${COOKIE}=${encodeURIComponent(signedUser(app.vault, name))}; Path=/demo; HttpOnly; SameSite=Lax`)
       .header('Location', '/demo')
       .send();
   });

@@ -6,6 +6,9 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { OperationOutcome } from '@medplum/fhirtypes';
 import { badRequest, fhirError } from '../src/fhir/errors.ts';
+import { single } from '../src/fhir/query-params.ts';
+
+export { single };
 
 export const FHIR_JSON = 'application/fhir+json; charset=utf-8';
 const MAX_DEPTH = 64;
@@ -91,9 +94,3 @@ export function headerOnce(req: FastifyRequest, name: string): string | undefine
   return single(req.headers[lower], name);
 }
 
-/** The single-valued string form of a header or query parameter; arrays and objects are refused. */
-export function single(value: unknown, name: string): string | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value === 'string') return value;
-  throw badRequest(`${name} must be given once, as text.`);
-}

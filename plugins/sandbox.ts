@@ -23,23 +23,19 @@
  */
 import fp from 'fastify-plugin';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Resource } from '@medplum/fhirtypes';
-import { importDirectory } from '../src/directory/importer.ts';
-import { writeResources } from '../src/fhir/bulk.ts';
-import { newSecret } from '../src/auth/secrets.ts';
-import { saveRegistration } from '../src/connect/registrations.ts';
-import { generateSystem, type GenerateOptions } from '../src/sandbox/generate.ts';
 import { makeBigPatient, parseBigPatient } from '../src/sandbox/big.ts';
 import { MutateError, mutateRecords, parseMutation } from '../src/sandbox/mutate.ts';
 import { createVendorFacade } from '../src/sandbox/vendors/registry.ts';
-import type { SandboxDefinition } from '../src/sandbox/systems.ts';
-import { inTransaction } from '../src/storage/transaction.ts';
 import { Faults, malform, parseFaults } from '../src/sandbox/faults.ts';
+import { publicBasePath } from '../src/sandbox/paths.ts';
+import { ensureSandboxApp } from '../src/sandbox/registration.ts';
+import { loadSandboxRecords } from '../src/sandbox/records.ts';
+import { listInDirectory } from '../src/sandbox/directory-listing.ts';
 import { adminOnly } from './admin.ts';
 import { fromThisMachine, sandboxesLocalOnly } from './loopback.ts';
 import fhirRoutes from './fhir.ts';
 import { smartConfiguration } from './smart.ts';
-import { publicBasePath, registerInternalRoutes, registerPublicRoutes, registerTokenEndpoint, vendorScopes } from './vendor-sandbox.ts';
+import { registerInternalRoutes, registerPublicRoutes, registerTokenEndpoint } from './vendor-sandbox.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -48,96 +44,7 @@ declare module 'fastify' {
   }
 }
 
-const SANDBOX_LOCK = 0x7472_7362_78; // any constant
-export const SANDBOX_VENDOR = 'Tributary sandbox';
-
-/** The sandbox's app (made on first start), kept in step with the configuration; answers its id. */
-async function ensureApp(app: FastifyInstance, def: SandboxDefinition): Promise<number> {
-  const callback = `${app.config.baseUrl}/connect/callback`;
-  return inTransaction(app.pg, async (c) => {
-    // Processes starting together take turns; the first makes the app.
-    await c.query('SELECT pg_advisory_xact_lock($1)', [SANDBOX_LOCK]);
-    const known = await c.query<{ app_id: number }>('SELECT app_id FROM trb_sandbox WHERE name = $1', [def.name]);
-    // Tributary's public key, registered with the system when it takes private_key_jwt.
-    const jwks = def.auth === 'private_key_jwt' ? await app.clientKeys.jwks() : null;
-    // A simulated vendor: its own token lifetime and refresh behaviour, and only the scopes it grants.
-    const seconds = def.accessTokenSeconds ?? app.config.sandboxAccessTokenSeconds;
-    const scopes = def.vendor ? vendorScopes(def) : undefined;
-    if (known.rows[0]) {
-      // The base URL, the token lifetime or the key may have changed since.
-      await c.query('UPDATE trb_app SET redirect_uris = $2, access_token_seconds = $3, jwks = $4, scopes = $5, refresh_rotates = $6 WHERE id = $1', [
-        known.rows[0].app_id,
-        [callback],
-        seconds,
-        jwks,
-        scopes?.allowed ?? [],
-        def.refreshRotates ?? true,
-      ]);
-      return known.rows[0].app_id;
-    }
-    const secret = def.auth === 'client_secret_basic' || def.auth === 'client_secret_post' ? newSecret() : undefined;
-    await c.query('DELETE FROM trb_app WHERE client_id = $1', [def.clientId]); // a half-made one (a crash before the commit below)
-    const { app: made } = await app.auth.createApp({
-      name: def.title,
-      clientId: def.clientId,
-      clientSecret: secret,
-      redirectUris: [callback],
-      public: def.auth === 'none',
-      tokenAuthMethod: def.auth === 'none' ? null : def.auth,
-      jwks,
-      accessTokenSeconds: seconds,
-      scopes: scopes?.allowed ?? [],
-      refreshRotates: def.refreshRotates ?? true,
-    }, c);
-    await c.query('INSERT INTO trb_sandbox (name, app_id) VALUES ($1, $2)', [def.name, made.id]);
-    if (secret && !app.vault.ready) {
-      app.log.error({ sandbox: def.name }, 'no encryption key (ENCRYPTION_KEY): Tributary cannot keep its secret for this sandbox system, so it cannot connect to it');
-    } else {
-      await saveRegistration(c, app.vault, { systemId: def.directoryId, clientId: def.clientId, authMethod: def.auth, secret, ...(scopes ? { scope: scopes.registration } : {}) });
-    }
-    return made.id;
-  });
-}
-
-/** The sandbox's records, generated from its seed, written once (re-running writes nothing new). */
-async function loadRecords(app: FastifyInstance, def: SandboxDefinition, appId: number): Promise<void> {
-  const { rows } = await app.pg.query<{ loaded: boolean }>('SELECT loaded_at IS NOT NULL AS loaded FROM trb_sandbox WHERE name = $1', [def.name]);
-  if (rows[0]?.loaded) return;
-  const started = Date.now();
-  const options = { seed: def.seed, patients: def.patients, idPrefix: def.idPrefix, systemName: def.title, years: Math.min(def.years ?? app.config.sandboxYears, app.config.sandboxYears), ...(def.generate ?? {}) } as GenerateOptions;
-  const system = def.records ? def.records(options) : generateSystem(options);
-  const wanted = (resources: Resource[]) => resources.map((r) => ({ type: r.resourceType, id: r.id!, resource: r }));
-  let count = system.shared.length;
-  const logins: { userId: string; username: string; password: string }[] = [];
-  await inTransaction(app.pg, async (c) => {
-    await writeResources(app.fhir, c, { partitionId: appId, ownerId: null }, wanted(system.shared));
-    for (const p of system.patients) {
-      const user = (await app.auth.createUser(appId, p.personKey)) ?? (await app.auth.findUser(appId, { appUserId: p.personKey }))!;
-      logins.push({ userId: user.id, username: p.username, password: p.password });
-      await writeResources(app.fhir, c, { partitionId: appId, ownerId: user.id }, wanted(p.resources));
-      count += p.resources.length;
-    }
-    await c.query('UPDATE trb_sandbox SET loaded_at = now() WHERE name = $1', [def.name]);
-  });
-  // Patients can sign in once their records are there (a sign-in names the person's Patient).
-  for (const l of logins) await app.auth.setPassword(appId, l.userId, l.username, l.password);
-  app.log.info({ sandbox: def.name, patients: system.patients.length, resources: count, ms: Date.now() - started }, 'sandbox system loaded');
-}
-
-/** The sandbox systems in the directory, under their fixed ids. */
-async function listInDirectory(app: FastifyInstance, defs: readonly SandboxDefinition[]): Promise<void> {
-  const q = (v: string) => `"${v.replace(/"/g, '""')}"`;
-  // One file per vendor label (the directory's vendor column): Tributary's own, and each simulated vendor's.
-  const labels = [...new Set(defs.map((d) => d.vendorLabel ?? SANDBOX_VENDOR))];
-  const files = labels.map((label, i) => {
-    const rows = defs.filter((d) => (d.vendorLabel ?? SANDBOX_VENDOR) === label).map((d) => [d.directoryId, `${app.config.baseUrl}${publicBasePath(d)}`, d.title, d.city, d.state, d.zip].map(q).join(','));
-    return { name: i === 0 ? 'sandboxes.csv' : `sandboxes-${i}.csv`, vendor: label, content: ['id,url,name,city,state,zip', ...rows].join('\n') };
-  });
-  await importDirectory(app.pg, files, undefined, { allow: app.outbound.allow });
-  await app.pg.query("UPDATE trb_system SET status = 'connection_working', checked_at = now() WHERE id = ANY($1::text[])", [defs.map((d) => d.directoryId)]);
-  // A stated request limit (eClinicalWorks' 250 a minute), which the sync keeps under.
-  for (const d of defs) await app.pg.query('UPDATE trb_system SET rate_limit_per_minute = $2 WHERE id = $1', [d.directoryId, d.rateLimitPerMinute ?? null]);
-}
+export { SANDBOX_VENDOR } from '../src/sandbox/directory-listing.ts';
 
 export default fp(
   async function sandbox(app: FastifyInstance) {
@@ -227,8 +134,17 @@ export default fp(
       { prefix: '/admin/sandbox' },
     );
 
+    const registration = {
+      pool: app.pg,
+      auth: app.auth,
+      clientKeys: app.clientKeys,
+      vault: app.vault,
+      log: app.log,
+      baseUrl: app.config.baseUrl,
+      accessTokenSeconds: app.config.sandboxAccessTokenSeconds,
+    };
     for (const def of defs) {
-      const appId = await ensureApp(app, def);
+      const appId = await ensureSandboxApp(registration, def);
       apps.set(def.name, appId);
       const prefix = publicBasePath(def);
       app.hostedSystems.set(appId, { fhirBase: `${app.config.baseUrl}${prefix}`, title: def.title, loading: true });
@@ -263,13 +179,14 @@ export default fp(
         system.get(`${prefix}/.well-known/smart-configuration`, async () => smartConfiguration(app.config.baseUrl, [def.auth]));
       });
     }
-    await listInDirectory(app, defs);
+    await listInDirectory({ pool: app.pg, allow: app.outbound.allow, baseUrl: app.config.baseUrl }, defs);
 
     app.addHook('onReady', async () => {
       // Not awaited: the server answers while the records are written.
+      const records = { pool: app.pg, bulk: app.fhir, auth: app.auth, log: app.log, years: app.config.sandboxYears };
       void (async () => {
         for (const def of defs) {
-          await loadRecords(app, def, apps.get(def.name)!);
+          await loadSandboxRecords(records, def, apps.get(def.name)!);
           app.hostedSystems.get(apps.get(def.name)!)!.loading = false;
         }
       })()

@@ -9,81 +9,19 @@
  * See: https://build.fhir.org/ig/HL7/smart-app-launch/app-launch.html
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { isKnownScope, parseScopes } from '../src/auth/scopes.ts';
+import { checkAuthorize } from '../src/auth/authorize.ts';
 import { AUTHZ_REQUEST_FAILURES, type App, type AuthzRequest } from '../src/auth/store.ts';
 import { waitWords, type Lock } from '../src/auth/signin-limit.ts';
+import { approvedCode, signIn } from '../src/auth/sign-in.ts';
+import { openidConfiguration, smartConfiguration } from '../src/auth/smart-configuration.ts';
 import { addFormParser, requestParam as param } from './auth.ts';
 import { escapeHtml as esc } from '../src/html.ts';
 import { fromThisMachine, sandboxesLocalOnly } from './loopback.ts';
 import { connectReturnUri } from '../src/connect/return-uri.ts';
 
+export { smartConfiguration } from '../src/auth/smart-configuration.ts';
+
 const FHIR_BASES = ['/fhir/r4', '/r4'];
-const CAPABILITIES = [
-  'launch-standalone',
-  'client-public',
-  'client-confidential-symmetric',
-  'client-confidential-asymmetric',
-  'context-standalone-patient',
-  'permission-patient',
-  'permission-user',
-  'permission-offline',
-  'permission-v1',
-  'permission-v2',
-  'sso-openid-connect',
-  'authorize-post',
-];
-const SCOPES_SUPPORTED = ['openid', 'fhirUser', 'launch/patient', 'offline_access', 'online_access', 'patient/*.rs', 'patient/*.cruds', 'user/*.rs', 'user/*.cruds', 'patient/*.read', 'patient/*.write', 'user/*.read', 'user/*.write'];
-
-const ALL_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'];
-
-/**
- * The SMART configuration of a FHIR base whose authorization server is this one. `authMethods`:
- * the token endpoint's client authentication methods to advertise (a sandbox system names the one
- * its client must use).
- */
-/**
- * The asked scopes an app may have, given those it registered (none registered: all of them). A
- * wildcard asked (`patient/*.read`) where the app registered per-type scopes gives those of its
- * per-type scopes it covers (same context, no more interactions): a sandbox that grants per type
- * (a simulated vendor) answers `patient/*.read` with the types it grants.
- */
-export function grantable(asked: readonly string[], registered: readonly string[]): string[] {
-  if (!registered.length) return [...asked];
-  const out = new Set<string>();
-  for (const s of asked) {
-    if (registered.includes(s)) {
-      out.add(s);
-      continue;
-    }
-    const [wild] = parseScopes(s);
-    if (!wild || wild.type !== '*' || wild.filter.length) continue;
-    for (const r of registered) {
-      const [one] = parseScopes(r);
-      if (one && one.context === wild.context && [...one.interactions].every((i) => wild.interactions.has(i))) out.add(r);
-    }
-  }
-  return [...out];
-}
-
-export function smartConfiguration(issuer: string, authMethods: string[] = ALL_AUTH_METHODS) {
-  const asymmetric = authMethods.includes('private_key_jwt');
-  return {
-    issuer,
-    jwks_uri: `${issuer}/oauth2/jwks`,
-    authorization_endpoint: `${issuer}/oauth2/authorize`,
-    token_endpoint: `${issuer}/oauth2/token`,
-    introspection_endpoint: `${issuer}/oauth2/introspect`,
-    revocation_endpoint: `${issuer}/oauth2/revoke`,
-    token_endpoint_auth_methods_supported: authMethods,
-    ...(asymmetric ? { token_endpoint_auth_signing_alg_values_supported: ['RS384', 'ES384', 'RS256', 'ES256'] } : {}),
-    grant_types_supported: ['authorization_code', 'refresh_token', 'client_credentials'],
-    scopes_supported: SCOPES_SUPPORTED,
-    response_types_supported: ['code'],
-    code_challenge_methods_supported: ['S256'],
-    capabilities: CAPABILITIES.filter((c) => asymmetric || c !== 'client-confidential-asymmetric'),
-  };
-}
-
 
 /**
  * The Content-Security-Policy of the sign-in pages: no script, nothing from elsewhere, no framing;
@@ -151,12 +89,7 @@ export default async function smartRoutes(app: FastifyInstance) {
 
   const configuration = () => smartConfiguration(issuer);
   for (const b of FHIR_BASES) app.get(`${b}/.well-known/smart-configuration`, async () => configuration());
-  app.get('/.well-known/openid-configuration', async () => ({
-    ...configuration(),
-    subject_types_supported: ['public'],
-    id_token_signing_alg_values_supported: ['RS256'],
-    claims_supported: ['iss', 'sub', 'aud', 'exp', 'iat', 'nonce', 'fhirUser'],
-  }));
+  app.get('/.well-known/openid-configuration', async () => openidConfiguration(issuer));
   app.get('/oauth2/jwks', async () => app.signingKeys.jwks());
 
   // --- authorize ---------------------------------------------------------------------------
@@ -175,23 +108,11 @@ export default async function smartRoutes(app: FastifyInstance) {
     }
     const state = p('state') ?? '';
     const fail = (error: string, description: string) => redirectTo(reply, redirectUri, { error, error_description: description, ...(state ? { state } : {}) });
-    if (p('response_type') !== 'code') return fail('unsupported_response_type', 'response_type must be code.');
-    if (!state) return fail('invalid_request', 'state is required.');
-    if (p('code_challenge_method') !== 'S256' || !/^[A-Za-z0-9_-]{43}$/.test(p('code_challenge') ?? '')) {
-      return fail('invalid_request', 'PKCE is required: code_challenge (S256 of the verifier, base64url) with code_challenge_method=S256.');
-    }
     // A hosted system's app (a sandbox) grants access to that system's FHIR base only.
     const hosted = app.hostedSystems.get(client.id);
-    const bases = hosted ? [hosted.fhirBase] : fhirBases;
-    const aud = (p('aud') ?? '').replace(/\/+$/, '');
-    if (!bases.includes(aud)) return fail('invalid_request', `aud must be this server's FHIR base, ${bases[0]}.`);
-    const asked = (p('scope') ?? '').split(' ').filter(Boolean);
-    const unknown = asked.filter((s) => !isKnownScope(s));
-    if (unknown.length) return fail('invalid_scope', `Unknown scopes: ${unknown.join(' ').slice(0, 200)}.`);
-    // The app's registered scopes (none registered: any) bound what it may ask for.
-    const scope = grantable(asked, client.scopes).join(' ');
-    if (!scope) return fail('invalid_scope', 'No scope was asked for that the app may have.');
-    const id = await app.auth.newAuthzRequest({ appId: client.id, redirectUri, scope, state, codeChallenge: p('code_challenge')!, nonce: p('nonce') ?? null });
+    const checked = checkAuthorize(p, client, redirectUri, hosted ? [hosted.fhirBase] : fhirBases);
+    if ('error' in checked) return fail(checked.error, checked.description);
+    const id = await app.auth.newAuthzRequest(checked.request);
     await allowFormTargets(reply, client, { redirectUri, state });
     return loginPage(reply, client, id, '');
   }
@@ -254,21 +175,18 @@ export default async function smartRoutes(app: FastifyInstance) {
       return loginPage(reply, found.client, found.id, 'This sandbox system is still loading its test patients (a few seconds after the server starts): try again in a moment.', 503);
     }
     const keys = { appId: found.client.id, username, address: req.ip };
-    const held = await app.signinLimit.begin(keys);
-    if (held) return lockedPage(reply, found.client, found.id, held);
-    const user = username.length <= 200 && password.length <= 1000 ? await app.auth.checkPassword(found.client.id, username, password) : undefined;
-    if (!user) {
-      const lock = await app.signinLimit.failed(keys);
-      if (await app.auth.failedSignIn(found.id)) {
-        if (lock) reply.header('Retry-After', String(lock.seconds));
-        const wait = lock ? ` ${lockWords(lock)}` : '';
-        return page(reply, 400, 'This sign-in has ended', `<p class="error">The username or password was wrong ${AUTHZ_REQUEST_FAILURES} times.${esc(wait)} Go back to the app and start again.</p>`);
-      }
-      if (lock) return lockedPage(reply, found.client, found.id, lock);
+    const result = await signIn({ auth: app.auth, limit: app.signinLimit }, found.id, keys, password);
+    if (result.outcome === 'locked') return lockedPage(reply, found.client, found.id, result.lock);
+    if (result.outcome === 'ended') {
+      const lock = result.lock;
+      if (lock) reply.header('Retry-After', String(lock.seconds));
+      const wait = lock ? ` ${lockWords(lock)}` : '';
+      return page(reply, 400, 'This sign-in has ended', `<p class="error">The username or password was wrong ${AUTHZ_REQUEST_FAILURES} times.${esc(wait)} Go back to the app and start again.</p>`);
+    }
+    if (result.outcome === 'wrong') {
+      if (result.lock) return lockedPage(reply, found.client, found.id, result.lock);
       return loginPage(reply, found.client, found.id, 'The username or password is wrong.');
     }
-    await app.signinLimit.succeeded(keys);
-    await app.auth.signInRequest(found.id, user.id);
     const items = found.r.scope.split(' ').map((s) => `<li><code>${esc(s)}</code></li>`).join('');
     return page(
       reply,
@@ -288,8 +206,7 @@ export default async function smartRoutes(app: FastifyInstance) {
     // Each request is answered once, whatever the answer.
     if (!(await app.auth.endAuthzRequest(id))) return page(reply, 400, 'This sign-in has expired', '<p class="error">Go back to the app and start again.</p>');
     if (param(req, 'decision') !== 'approve') return redirectTo(reply, r.redirectUri, { error: 'access_denied', error_description: 'The person declined.', state: r.state });
-    const patientId = (await app.auth.patientOf(client.id, r.userId)) ?? null;
-    const code = await app.auth.newCode(client.id, r.userId, r.scope, { redirectUri: r.redirectUri, codeChallenge: r.codeChallenge, nonce: r.nonce, patientId });
+    const code = await approvedCode(app.auth, client, { ...r, userId: r.userId });
     return redirectTo(reply, r.redirectUri, { code, state: r.state });
   });
 }

@@ -7,13 +7,15 @@
  * client_id (then 429 slow_down with Retry-After).
  * See: https://1up.health/dev/reference/user-management, RFC 6749 section 5.
  */
+import { sendApiError } from '../src/errors/http.ts';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import rateLimit from '@fastify/rate-limit';
 import { OAuthError, type App, type User } from '../src/auth/store.ts';
+import { assertedClient, secretClient } from '../src/auth/token-client.ts';
+import { grantTokens } from '../src/auth/token-grant.ts';
 import { addFormParser, claimedClientId, requestParam as param } from './auth.ts';
 
 const APP_USER_ID = /^[\x21-\x7e]{1,200}$/;
-const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 const PAGE = 100;
 
 function oauthError(reply: FastifyReply, err: OAuthError): FastifyReply {
@@ -31,12 +33,13 @@ export default async function userRoutes(app: FastifyInstance) {
   async function callingApp(req: FastifyRequest, reply: FastifyReply): Promise<App | undefined> {
     const client = await app.credentials.app(req);
     if (!client) {
-      reply.code(401).send({ success: false, error: 'client_id and client_secret are missing or wrong; pass them as query parameters, form fields or headers.' });
+      sendApiError(reply, 'client_unauthenticated', 'client_id and client_secret are missing or wrong; pass them as query parameters, form fields or headers.');
       return undefined;
     }
     const rate = await app.auth.countCall(client.id, app.config.userApiRateLimit);
     if (!rate.ok) {
-      reply.code(429).header('Retry-After', String(rate.retryAfter)).send({ success: false, error: `more than ${app.config.userApiRateLimit} user-management calls this hour; retry after ${rate.retryAfter} s` });
+      const message = `more than ${app.config.userApiRateLimit} user-management calls this hour; retry after ${rate.retryAfter} s`;
+      sendApiError(reply.header('Retry-After', String(rate.retryAfter)), 'rate_limited', message);
       return undefined;
     }
     return client;
@@ -50,9 +53,9 @@ export default async function userRoutes(app: FastifyInstance) {
     const client = await callingApp(req, reply);
     if (!client) return reply;
     const appUserId = param(req, 'app_user_id');
-    if (!appUserId || !APP_USER_ID.test(appUserId)) return reply.code(400).send({ success: false, error: 'app_user_id is required: 1 to 200 visible ASCII characters.' });
+    if (!appUserId || !APP_USER_ID.test(appUserId)) return sendApiError(reply, 'invalid_parameter', 'app_user_id is required: 1 to 200 visible ASCII characters.');
     const user = await app.auth.createUser(client.id, appUserId);
-    if (!user) return reply.code(200).send({ error: 'this user already exists' });
+    if (!user) return sendApiError(reply, 'user_exists', 'this user already exists', false);
     return reply.send(await codeFor(client, user));
   });
 
@@ -60,7 +63,7 @@ export default async function userRoutes(app: FastifyInstance) {
     const client = await callingApp(req, reply);
     if (!client) return reply;
     const page = Number(param(req, 'page') ?? 1);
-    if (!Number.isInteger(page) || page < 1 || page > 1_000_000) return reply.code(400).send({ success: false, error: 'page must be a whole number from 1.' });
+    if (!Number.isInteger(page) || page < 1 || page > 1_000_000) return sendApiError(reply, 'invalid_parameter', 'page must be a whole number from 1.');
     const users = await app.auth.listUsers(client.id, { appUserId: param(req, 'app_user_id'), oneupUserId: param(req, 'oneup_user_id') }, (page - 1) * PAGE, PAGE);
     return reply.send({ success: true, entry: users.map(entryOf), page, page_size: PAGE });
   });
@@ -72,21 +75,21 @@ export default async function userRoutes(app: FastifyInstance) {
     const newId = param(req, 'app_user_id');
     const username = param(req, 'username');
     const password = param(req, 'password');
-    if (!oneupUserId || (!newId && !username)) return reply.code(400).send({ success: false, error: 'oneup_user_id and the new app_user_id (or a username and password) are required.' });
-    if (newId && !APP_USER_ID.test(newId)) return reply.code(400).send({ success: false, error: 'app_user_id: 1 to 200 visible ASCII characters.' });
+    if (!oneupUserId || (!newId && !username)) return sendApiError(reply, 'invalid_parameter', 'oneup_user_id and the new app_user_id (or a username and password) are required.');
+    if (newId && !APP_USER_ID.test(newId)) return sendApiError(reply, 'invalid_parameter', 'app_user_id: 1 to 200 visible ASCII characters.');
     if (username && (!APP_USER_ID.test(username) || !password || password.length < 8 || password.length > 1000)) {
-      return reply.code(400).send({ success: false, error: 'A username (1 to 200 visible ASCII characters) needs a password of 8 to 1000 characters.' });
+      return sendApiError(reply, 'invalid_parameter', 'A username (1 to 200 visible ASCII characters) needs a password of 8 to 1000 characters.');
     }
     let user = await app.auth.findUser(client.id, { oneupUserId });
-    if (!user) return reply.code(404).send({ success: false, error: 'no such user' });
+    if (!user) return sendApiError(reply, 'no_such_user', 'no such user');
     if (newId) {
       const renamed = await app.auth.renameUser(client.id, user.id, newId);
-      if (renamed === 'exists') return reply.code(409).send({ success: false, error: 'another user already has this app_user_id' });
+      if (renamed === 'exists') return sendApiError(reply, 'app_user_id_taken', 'another user already has this app_user_id');
       user = renamed!;
     }
     // The SMART login page signs people in with these (the password is stored as a scrypt hash).
     if (username && !(await app.auth.setPassword(client.id, user.id, username, password!))) {
-      return reply.code(409).send({ success: false, error: 'another user already has this username' });
+      return sendApiError(reply, 'username_taken', 'another user already has this username');
     }
     return reply.send({ success: true, ...entryOf(user) });
   });
@@ -96,9 +99,9 @@ export default async function userRoutes(app: FastifyInstance) {
     if (!client) return reply;
     const appUserId = param(req, 'app_user_id');
     const oneupUserId = param(req, 'oneup_user_id');
-    if (!appUserId && !oneupUserId) return reply.code(400).send({ success: false, error: 'app_user_id (or oneup_user_id) is required.' });
+    if (!appUserId && !oneupUserId) return sendApiError(reply, 'invalid_parameter', 'app_user_id (or oneup_user_id) is required.');
     const user = await app.auth.findUser(client.id, { appUserId, oneupUserId });
-    if (!user || !user.active) return reply.code(404).send({ success: false, error: 'no such user; create it first with POST /user-management/v1/user' });
+    if (!user || !user.active) return sendApiError(reply, 'no_such_user', 'no such user; create it first with POST /user-management/v1/user');
     return reply.send(await codeFor(client, user));
   });
 
@@ -145,42 +148,15 @@ export default async function userRoutes(app: FastifyInstance) {
    */
   async function tokenClient(req: FastifyRequest): Promise<App> {
     const assertionType = param(req, 'client_assertion_type');
-    if (assertionType !== undefined) {
-      const assertion = param(req, 'client_assertion');
-      if (assertionType !== JWT_BEARER || !assertion) throw new OAuthError('invalid_client', `A client assertion needs client_assertion_type=${JWT_BEARER} and client_assertion.`, 401);
-      const client = await app.auth.authenticateAssertion(assertion, tokenEndpoints);
-      if (!client) throw new OAuthError('invalid_client', `The client assertion is not valid: signed by a registered key, iss and sub the client_id, aud ${tokenEndpoints[0]}, unexpired, with a jti never used before.`, 401);
-      return client;
-    }
-    const client = (await app.credentials.app(req)) ?? (await publicApp(req));
-    if (!client) throw new OAuthError('invalid_client', 'client_id and client_secret are missing or wrong.', 401);
-    const via = app.credentials.secretVia(req);
-    const wanted = client.tokenAuthMethod;
-    if (wanted === 'private_key_jwt') throw new OAuthError('invalid_client', 'This app authenticates with a client assertion (private_key_jwt), not a secret.', 401);
-    if (wanted === 'client_secret_basic' && via !== 'basic') throw new OAuthError('invalid_client', 'This app sends its secret with HTTP Basic (client_secret_basic).', 401);
-    if (wanted === 'client_secret_post' && via !== 'post') throw new OAuthError('invalid_client', 'This app sends its secret as the client_secret parameter (client_secret_post).', 401);
-    return client;
+    if (assertionType !== undefined) return assertedClient(app.auth, assertionType, param(req, 'client_assertion'), tokenEndpoints);
+    return secretClient((await app.credentials.app(req)) ?? (await publicApp(req)), app.credentials.secretVia(req));
   }
 
   async function token(req: FastifyRequest, reply: FastifyReply) {
     reply.header('Cache-Control', 'no-store').header('Pragma', 'no-cache');
     try {
       const client = await tokenClient(req);
-      const grant = param(req, 'grant_type');
-      if (grant === 'authorization_code') {
-        const code = param(req, 'code');
-        if (!code) throw new OAuthError('invalid_request', 'code is required.');
-        const proof = { redirectUri: param(req, 'redirect_uri'), codeVerifier: param(req, 'code_verifier') };
-        return reply.send(await app.auth.exchangeCode(client, code, proof, (g) => app.idTokenFor(client, g)));
-      }
-      if (client.public && grant !== 'refresh_token') throw new OAuthError('unauthorized_client', 'A public app may use authorization_code and refresh_token only.');
-      if (grant === 'refresh_token') {
-        const refresh = param(req, 'refresh_token');
-        if (!refresh) throw new OAuthError('invalid_request', 'refresh_token is required.');
-        return reply.send(await app.auth.refresh(client, refresh));
-      }
-      if (grant === 'client_credentials') return reply.send(await app.auth.clientToken(client));
-      throw new OAuthError(grant ? 'unsupported_grant_type' : 'invalid_request', grant ? `grant_type ${grant.slice(0, 50)} is not supported; use authorization_code, refresh_token or client_credentials.` : 'grant_type is required.');
+      return reply.send(await grantTokens(app.auth, client, (n) => param(req, n), (g) => app.idTokenFor(client, g)));
     } catch (err) {
       if (err instanceof OAuthError) return oauthError(reply, err);
       throw err;

@@ -16,6 +16,7 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { SandboxDefinition } from '../src/sandbox/systems.ts';
 import { toPublic, type FacadeAnswer, type InternalFhir, type VendorFacade } from '../src/sandbox/vendors/facade.ts';
+import { internalPrefix, publicBasePath, vendorTokenPath } from '../src/sandbox/paths.ts';
 import fhirRoutes from './fhir.ts';
 import { smartConfiguration } from './smart.ts';
 
@@ -23,22 +24,7 @@ import { smartConfiguration } from './smart.ts';
 const FACADE_HEADER = 'x-tributary-facade';
 const FACADE_SECRET = randomBytes(24).toString('hex');
 
-const SIGN_IN_SCOPES = ['launch/patient', 'openid', 'fhirUser', 'offline_access'];
-
-/** The public base path of a sandbox system (a vendor's own, else Tributary's style). */
-export const publicBasePath = (def: SandboxDefinition): string => def.basePath ?? `/sandbox/${def.name}/fhir/r4`;
-export const internalPrefix = (def: SandboxDefinition): string => `/sandbox/${def.name}/internal/fhir/r4`;
-export const vendorTokenPath = (def: SandboxDefinition): string => `/sandbox/${def.name}/oauth2/token`;
-
-/**
- * A vendor's scopes (vendors.md "Scopes"): Tributary's registration asks explicit v1 per-type
- * scopes, `patient/{type}.read` for each type the vendor serves, with the sign-in scopes; the
- * vendor's app allows (and so grants) only the types it grants.
- */
-export function vendorScopes(def: SandboxDefinition): { registration: string; allowed: string[] } {
-  const read = (types: readonly string[]) => types.map((t) => `patient/${t}.read`);
-  return { registration: [...SIGN_IN_SCOPES, ...read(def.types ?? [])].join(' '), allowed: [...SIGN_IN_SCOPES, ...read(def.grants ?? def.types ?? [])] };
-}
+export { internalPrefix, publicBasePath, vendorScopes, vendorTokenPath } from '../src/sandbox/paths.ts';
 
 /** The system's ordinary FHIR routes at its internal prefix, and how the facade reads them with a caller's headers. */
 export async function registerInternalRoutes(app: FastifyInstance, def: SandboxDefinition, appId: number): Promise<(authorization: string | undefined) => InternalFhir> {

@@ -3,6 +3,7 @@
  * own on it, files run in parallel), then stops PostgreSQL. Arguments pass through to tap.
  */
 import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { startTestPostgres } from './pg.ts';
 
@@ -14,8 +15,36 @@ const env = { ...process.env, PATH: `${bin}${path.delimiter}${process.env.PATH ?
 // tap builds its test class from its plugins at install time, with @tapjs/typescript (ts-node)
 // among them; package.json removes that plugin (Node 24 strips the types itself), and a fresh
 // install must be rebuilt to match before the first run.
-const build = spawnSync(tap, ['build'], { stdio: 'inherit', env });
-if (build.status !== 0) process.exit(build.status ?? 1);
+// Built once per install and plugin list (a stamp says which), and one run at a time: runs that
+// start together would otherwise rebuild it under each other's feet.
+const root = path.join(import.meta.dirname, '..');
+const tapPlugins = JSON.stringify(JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).tap?.plugin ?? []);
+const stamp = path.join(root, 'node_modules', '.tap-build-stamp');
+const built = path.join(root, 'node_modules', '@tapjs', 'test', 'test-built', 'dist', 'esm', 'index.js');
+const lock = path.join(root, 'node_modules', '.tap-build-lock');
+const isBuilt = () => fs.existsSync(built) && fs.existsSync(stamp) && fs.readFileSync(stamp, 'utf8') === tapPlugins;
+if (!isBuilt()) {
+  for (let tries = 0; ; tries++) {
+    try {
+      fs.mkdirSync(lock);
+      break;
+    } catch {
+      // Another run builds; a lock older than two minutes is one that died.
+      if (tries > 240 || Date.now() - (fs.statSync(lock, { throwIfNoEntry: false })?.mtimeMs ?? Date.now()) > 120_000) fs.rmSync(lock, { recursive: true, force: true });
+      else await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+  try {
+    if (!isBuilt()) {
+      fs.rmSync(stamp, { force: true });
+      const build = spawnSync(tap, ['build'], { stdio: 'inherit', env });
+      if (build.status !== 0) process.exit(build.status ?? 1);
+      fs.writeFileSync(stamp, tapPlugins);
+    }
+  } finally {
+    fs.rmSync(lock, { recursive: true, force: true });
+  }
+}
 
 const pg = await startTestPostgres();
 const child = spawn(tap, process.argv.slice(2), {

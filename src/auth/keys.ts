@@ -12,6 +12,7 @@ import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { inTransaction } from '../storage/transaction.ts';
+import * as sql from './sql/signing-keys.ts';
 import { VaultError, type Vault } from './vault.ts';
 
 const LOCK = 0x7472_6b65_79; // any constant: one process makes the key
@@ -28,9 +29,9 @@ export const NO_KEY_FOR_SIGNING =
  * transaction under the keys' lock; answers how many. Run at start, and by each load.
  */
 async function sealPlaintext(c: pg.PoolClient, vault: Vault): Promise<number> {
-  const { rows } = await c.query<{ kid: string; private_jwk: JWK }>('SELECT kid, private_jwk FROM trb_signing_key WHERE private_jwk IS NOT NULL FOR UPDATE');
+  const { rows } = await c.query<{ kid: string; private_jwk: JWK }>(sql.plaintextKeys());
   for (const r of rows) {
-    await c.query('UPDATE trb_signing_key SET private_jwk_sealed = $2, private_jwk = NULL WHERE kid = $1', [r.kid, vault.encrypt(JSON.stringify(r.private_jwk), r.kid, 'private-key')]);
+    await c.query(sql.sealKey(r.kid, vault.encrypt(JSON.stringify(r.private_jwk), r.kid, 'private-key')));
   }
   return rows.length;
 }
@@ -38,7 +39,7 @@ async function sealPlaintext(c: pg.PoolClient, vault: Vault): Promise<number> {
 /** Seals every private key still stored in the clear, once (processes starting together take turns). */
 export async function sealStoredKeys(pool: pg.Pool, vault: Vault): Promise<number> {
   return inTransaction(pool, async (c) => {
-    await c.query('SELECT pg_advisory_xact_lock($1)', [LOCK]);
+    await c.query(sql.lockKeys(LOCK));
     return sealPlaintext(c, vault);
   });
 }
@@ -61,13 +62,10 @@ export class SigningKeys {
   load() {
     if (!this.vault.ready) return Promise.reject(new VaultError(NO_KEY_FOR_SIGNING, 'no_key'));
     this.current ??= inTransaction(this.pool, async (c) => {
-      await c.query('SELECT pg_advisory_xact_lock($1)', [LOCK]);
+      await c.query(sql.lockKeys(LOCK));
       // A process of an older version may have written one in the clear since this one started.
       await sealPlaintext(c, this.vault);
-      const { rows } = await c.query<{ kid: string; private_jwk_sealed: Buffer; public_jwk: JWK }>(
-        'SELECT kid, private_jwk_sealed, public_jwk FROM trb_signing_key WHERE purpose = $1 ORDER BY created_at DESC LIMIT 1',
-        [this.purpose],
-      );
+      const { rows } = await c.query<{ kid: string; private_jwk_sealed: Buffer; public_jwk: JWK }>(sql.currentKey(this.purpose));
       if (rows.length) {
         const jwk = JSON.parse(this.vault.decrypt(rows[0].private_jwk_sealed, rows[0].kid, 'private-key')) as JWK;
         return { kid: rows[0].kid, key: (await importJWK(jwk, this.alg)) as CryptoKey, publicJwk: rows[0].public_jwk };
@@ -76,7 +74,7 @@ export class SigningKeys {
       const kid = randomUUID();
       const publicJwk = { ...(await exportJWK(publicKey)), kid, alg: this.alg, use: 'sig' };
       const sealed = this.vault.encrypt(JSON.stringify(await exportJWK(privateKey)), kid, 'private-key');
-      await c.query('INSERT INTO trb_signing_key (kid, private_jwk_sealed, public_jwk, purpose) VALUES ($1, $2, $3, $4)', [kid, sealed, publicJwk, this.purpose]);
+      await c.query(sql.insertKey(kid, sealed, publicJwk, this.purpose));
       return { kid, key: privateKey, publicJwk };
     }).catch((err) => {
       this.current = undefined;

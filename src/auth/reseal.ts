@@ -8,6 +8,7 @@
 import type pg from 'pg';
 import { inTransaction } from '../storage/transaction.ts';
 import { sealStoredKeys } from './keys.ts';
+import * as sql from './sql/reseal.ts';
 import { VaultError, type Purpose, type Vault } from './vault.ts';
 
 /**
@@ -40,10 +41,7 @@ export interface Unopened {
 
 /** The columns of SEALED_COLUMNS this database has (a column may come with a later migration). */
 async function present(pool: pg.Pool) {
-  const { rows } = await pool.query<{ t: string; c: string }>(
-    "SELECT table_name AS t, column_name AS c FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ANY($1::text[])",
-    [SEALED_COLUMNS.map((s) => s.table)],
-  );
+  const { rows } = await pool.query<{ t: string; c: string }>(sql.columnsOf(SEALED_COLUMNS.map((s) => s.table)));
   const have = new Set(rows.map((r) => `${r.t}.${r.c}`));
   return SEALED_COLUMNS.filter((s) => have.has(`${s.table}.${s.column}`));
 }
@@ -53,7 +51,7 @@ export async function countStale(pool: pg.Pool, vault: Vault, columns?: Awaited<
   const prefix = vault.currentPrefix;
   const out: Record<string, number> = {};
   for (const s of columns ?? (await present(pool))) {
-    const { rows } = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${s.table} WHERE ${s.column} IS NOT NULL AND substring(${s.column} FROM 1 FOR ${prefix.length}) <> $1`, [prefix]);
+    const { rows } = await pool.query<{ n: string }>(sql.countStale(s, prefix));
     out[`${s.table}.${s.column}`] = Number(rows[0].n);
   }
   return out;
@@ -77,12 +75,7 @@ export async function resealAll(pool: pg.Pool, vault: Vault, progress: (p: Resea
     for (;;) {
       const rows = await inTransaction(pool, async (c) => {
         // Keyset paging: a row that does not open is passed over, not read again.
-        const { rows } = await c.query<{ k: unknown; ctx: string; sealed: Buffer }>(
-          /* SQL */ `SELECT ${s.key} AS k, ${s.context} AS ctx, ${s.column} AS sealed FROM ${s.table}
-           WHERE ${s.column} IS NOT NULL AND substring(${s.column} FROM 1 FOR ${prefix.length}) <> $1 ${last === undefined ? '' : `AND ${s.key} > $3`}
-           ORDER BY ${s.key} LIMIT $2 FOR UPDATE`,
-          last === undefined ? [prefix, batch] : [prefix, batch, last],
-        );
+        const { rows } = await c.query<{ k: unknown; ctx: string; sealed: Buffer }>(sql.staleBatch(s, prefix, batch, last));
         for (const r of rows) {
           let plain: string;
           try {
@@ -92,7 +85,7 @@ export async function resealAll(pool: pg.Pool, vault: Vault, progress: (p: Resea
             unopened.push({ column: name, row: String(r.k), reason: err.message });
             continue;
           }
-          await c.query(`UPDATE ${s.table} SET ${s.column} = $1 WHERE ${s.key} = $2`, [vault.encrypt(plain, r.ctx, s.purpose), r.k]);
+          await c.query(sql.reseal(s, vault.encrypt(plain, r.ctx, s.purpose), r.k));
           resealed++;
         }
         return rows;

@@ -10,6 +10,7 @@
  */
 import type pg from 'pg';
 import { sha256 } from './secrets.ts';
+import * as sql from './sql/signin-limit.ts';
 
 export const WINDOW_SECONDS = 15 * 60;
 export const LOCK_SECONDS = 5 * 60;
@@ -54,11 +55,7 @@ export class SigninLimit {
   /** The lock that holds now (the longer, when both do), or undefined: the sign-in may be tried. */
   async locked(k: SigninKeys): Promise<Lock | undefined> {
     const keys = this.keys(k);
-    const { rows } = await this.pool.query<{ key_sha256: Buffer; seconds: number }>(
-      /* SQL */ `SELECT key_sha256, ceil(extract(epoch FROM locked_until - now()))::int AS seconds FROM trb_signin_failure
-       WHERE key_sha256 = ANY($1::bytea[]) AND locked_until > now() ORDER BY locked_until DESC LIMIT 1`,
-      [keys.map((x) => x.key)],
-    );
+    const { rows } = await this.pool.query<{ key_sha256: Buffer; seconds: number }>(sql.lockedKey(keys.map((x) => x.key)));
     const r = rows[0];
     if (!r) return undefined;
     return { by: keys.find((x) => x.key.equals(r.key_sha256))!.by, seconds: Math.max(1, r.seconds) };
@@ -74,16 +71,7 @@ export class SigninLimit {
     if (held) return held;
     let over: Lock | undefined;
     for (const { key, by, max } of this.keys(k)) {
-      const { rows } = await this.pool.query<{ failures: number; lockouts: number }>(
-        /* SQL */ `INSERT INTO trb_signin_failure AS f (key_sha256, failures, window_start) VALUES ($1, 1, now())
-         ON CONFLICT (key_sha256) DO UPDATE SET
-           failures = CASE WHEN f.window_start < now() - make_interval(secs => $2) THEN 1 ELSE f.failures + 1 END,
-           window_start = CASE WHEN f.window_start < now() - make_interval(secs => $2) THEN now() ELSE f.window_start END,
-           lockouts = CASE WHEN f.updated_at < now() - interval '1 day' THEN 0 ELSE f.lockouts END,
-           updated_at = now()
-         RETURNING failures, lockouts`,
-        [key, WINDOW_SECONDS],
-      );
+      const { rows } = await this.pool.query<{ failures: number; lockouts: number }>(sql.countFailure(key, WINDOW_SECONDS));
       // Past the budget while the attempts before it are still being checked: refused, for as long
       // as the lock they are about to set.
       if (rows[0].failures > max) over ??= { by, seconds: Math.min(MAX_LOCK_SECONDS, LOCK_SECONDS * 2 ** Math.min(rows[0].lockouts, 20)) };
@@ -96,13 +84,7 @@ export class SigninLimit {
     let lock: Lock | undefined;
     for (const { key, by, max } of this.keys(k)) {
       // Several processes may count at once: the row's own lock makes one of them lock the key.
-      const { rows } = await this.pool.query<{ seconds: number }>(
-        /* SQL */ `UPDATE trb_signin_failure SET failures = 0, window_start = now(), lockouts = lockouts + 1,
-           locked_until = now() + make_interval(secs => least($3::float8, $2::float8 * power(2, least(lockouts, 20))))
-         WHERE key_sha256 = $1 AND failures >= $4
-         RETURNING ceil(extract(epoch FROM locked_until - now()))::int AS seconds`,
-        [key, LOCK_SECONDS, MAX_LOCK_SECONDS, max],
-      );
+      const { rows } = await this.pool.query<{ seconds: number }>(sql.lockKey(key, LOCK_SECONDS, MAX_LOCK_SECONDS, max));
       if (rows[0] && (!lock || rows[0].seconds > lock.seconds)) lock = { by, seconds: Math.max(1, rows[0].seconds) };
     }
     return lock;
@@ -110,8 +92,8 @@ export class SigninLimit {
 
   /** After `begin`, a right password: the username's count starts again; the address's attempt is taken back. */
   async succeeded(k: SigninKeys): Promise<void> {
-    await this.pool.query('DELETE FROM trb_signin_failure WHERE key_sha256 = $1', [usernameKey(k)]);
-    if (this.addressFailures > 0) await this.pool.query('UPDATE trb_signin_failure SET failures = greatest(failures - 1, 0) WHERE key_sha256 = $1', [addressKey(k)]);
+    await this.pool.query(sql.forgetKey(usernameKey(k)));
+    if (this.addressFailures > 0) await this.pool.query(sql.takeBackFailure(addressKey(k)));
   }
 }
 

@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import type pg from 'pg';
 import type { Vault } from '../auth/vault.ts';
 import type { Registration } from './client.ts';
+import * as statements from './sql.ts';
 
 export const AUTH_METHODS: readonly Registration['authMethod'][] = ['none', 'client_secret_basic', 'client_secret_post', 'private_key_jwt'];
 
@@ -66,24 +67,17 @@ export async function saveRegistration(db: pg.Pool | pg.PoolClient, vault: Vault
   if (problem) throw new Error(problem);
   const sealed = r.secret ? vault.encrypt(r.secret, r.clientId, 'registration-secret') : null;
   const key = r.systemId ? 'system_id' : 'vendor';
-  await db.query(
-    `INSERT INTO trb_client_registration (${key}, client_id, auth_method, client_secret_sealed, scope, hosts) VALUES ($1, $2, $3, $4, $5, $6)
-     ON CONFLICT (${key}) DO UPDATE SET client_id = EXCLUDED.client_id, auth_method = EXCLUDED.auth_method,
-       client_secret_sealed = EXCLUDED.client_secret_sealed, scope = EXCLUDED.scope, hosts = EXCLUDED.hosts`,
-    [r.systemId ?? r.vendor, r.clientId, r.authMethod, sealed, r.scope ?? null, r.hosts ?? null],
-  );
+  await db.query(statements.saveRegistration(key, (r.systemId ?? r.vendor)!, r.clientId, r.authMethod, sealed, r.scope ?? null, r.hosts ?? null));
 }
 
 /** Every registration, never with its secret. */
 export async function listRegistrations(db: pg.Pool): Promise<{ system_id: string | null; vendor: string | null; client_id: string; auth_method: string; scope: string | null; hosts: string[] | null; has_secret: boolean }[]> {
-  const { rows } = await db.query(
-    'SELECT system_id, vendor, client_id, auth_method, scope, hosts, client_secret_sealed IS NOT NULL AS has_secret FROM trb_client_registration ORDER BY system_id NULLS LAST, vendor',
-  );
+  const { rows } = await db.query(statements.listRegistrations());
   return rows;
 }
 
 export async function removeRegistration(db: pg.Pool, by: { systemId?: string; vendor?: string }): Promise<boolean> {
-  const { rowCount } = await db.query('DELETE FROM trb_client_registration WHERE system_id = $1 OR vendor = $2', [by.systemId ?? null, by.vendor ?? null]);
+  const { rowCount } = await db.query(statements.removeRegistration(by.systemId ?? null, by.vendor ?? null));
   return (rowCount ?? 0) > 0;
 }
 

@@ -3,6 +3,7 @@
  */
 import type pg from 'pg';
 import { sha256 } from '../auth/secrets.ts';
+import * as statements from './sql.ts';
 
 /**
  * Where the callback of a pending connect state will send the person on to: the app's registered
@@ -10,9 +11,6 @@ import { sha256 } from '../auth/secrets.ts';
  * server's /connect/callback, names it in its form-action, since Chromium checks that hop too.
  */
 export async function connectReturnUri(pool: pg.Pool, state: string): Promise<string | undefined> {
-  const { rows } = await pool.query<{ uri: string | null }>(
-    'SELECT a.redirect_uris[1] AS uri FROM trb_connect_state s JOIN trb_app a ON a.id = s.app_id WHERE s.state_sha256 = $1 AND s.expires_at > now()',
-    [sha256(state)],
-  );
+  const { rows } = await pool.query<{ uri: string | null }>(statements.connectReturnUri(sha256(state)));
   return rows[0]?.uri ?? undefined;
 }

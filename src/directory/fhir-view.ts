@@ -16,6 +16,7 @@ import { DIRECTORY_SCOPE, type ResourceIndexer } from '../fhir/ports.ts';
 import type { Repository } from '../storage/repository.ts';
 import { inTransaction } from '../storage/transaction.ts';
 import { writeResources, type Wanted } from '../fhir/bulk.ts';
+import * as sql from './sql.ts';
 
 /** The identifier system of a system's directory id (the id `/connect/system/clinical/{id}` takes). */
 export const HEALTH_SYSTEM_ID = 'https://tributary.dev/fhir/sid/health-system';
@@ -31,7 +32,6 @@ const MAX_PER_ORG = 20;
 const VIEW_LOCK = 0x7472_6476_6965; // any constant
 /** Resources written in one run past which the tables they went to are analyzed. */
 const ANALYZE_AFTER = 10_000;
-const VIEW_TABLES = ['hfj_resource', 'hfj_res_ver', 'hfj_spidx_string', 'hfj_spidx_token', 'hfj_spidx_uri', 'hfj_res_link'];
 
 export interface ViewDeps {
   pool: pg.Pool;
@@ -126,7 +126,7 @@ function organizationOf(id: string, rows: OrgRow[]): Organization {
  */
 export async function syncFhirView(deps: ViewDeps, progress?: (done: number, total: number) => void, stop?: () => boolean): Promise<ViewSummary> {
   const summary: ViewSummary = { systems: 0, written: 0, unchanged: 0 };
-  const { rows: pending } = await deps.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM trb_system WHERE fhir_sha256 IS DISTINCT FROM content_sha256');
+  const { rows: pending } = await deps.pool.query<{ n: number }>(sql.pendingViewCount());
   const total = pending[0].n;
   if (total === 0) return summary;
   progress?.(0, total);
@@ -138,38 +138,18 @@ export async function syncFhirView(deps: ViewDeps, progress?: (done: number, tot
   }
   // After a bulk load (a first import), the planner needs statistics that know the new rows before
   // autovacuum gets to them: without, it drives Organization?name= from all 40,000 Organizations.
-  if (summary.written >= ANALYZE_AFTER) await deps.pool.query(`ANALYZE ${VIEW_TABLES.join(', ')}`);
+  if (summary.written >= ANALYZE_AFTER) await deps.pool.query(sql.analyzeViewTables());
   return summary;
 }
 
 /** Writes one chunk of pending systems and their Organizations; answers how many systems it wrote. */
 async function viewChunk(deps: ViewDeps, c: pg.PoolClient, summary: ViewSummary): Promise<number> {
-  await c.query('SELECT pg_advisory_xact_lock($1)', [VIEW_LOCK]);
-  const { rows: systems } = await c.query<SystemRow>(
-    `SELECT s.id, s.resource_url, s.name, s.vendor, s.fhir_version, s.status, s.content_sha256, m.org_id AS managing_org, m.name AS managing_name
-     FROM trb_system s
-     LEFT JOIN LATERAL (SELECT o.org_id, o.name FROM trb_system_org o WHERE o.system_id = s.id AND o.org_id IS NOT NULL ORDER BY o.ord LIMIT 1) m ON true
-     WHERE s.fhir_sha256 IS DISTINCT FROM s.content_sha256
-     ORDER BY s.id LIMIT $1`,
-    [CHUNK],
-  );
+  await c.query(sql.advisoryLock(VIEW_LOCK));
+  const { rows: systems } = await c.query<SystemRow>(sql.pendingViewSystems(CHUNK));
   if (systems.length === 0) return 0;
   const ids = systems.map((s) => s.id);
   // The Organizations these systems serve now, and those whose Endpoint list named one of them before.
-  const { rows: orgRows } = await c.query<OrgRow>(
-    `WITH affected AS (
-       SELECT org_id FROM trb_system_org WHERE system_id = ANY($1::text[]) AND org_id IS NOT NULL
-       UNION
-       SELECT r.fhir_id FROM hfj_res_link l JOIN hfj_resource r ON r.res_id = l.src_resource_id
-       WHERE l.target_fhir_id = ANY($1::text[]) AND l.target_resource_type = 'Endpoint' AND l.src_path = 'Organization.endpoint' AND r.partition_id = $2
-     )
-     SELECT a.org_id, o.name, o.npi, o.line, o.city, o.state, o.postal_code, o.system_id, s.name AS system_name
-     FROM affected a
-     LEFT JOIN trb_system_org o ON o.org_id = a.org_id
-     LEFT JOIN trb_system s ON s.id = o.system_id
-     ORDER BY a.org_id, o.system_id, o.ord`,
-    [ids, DIRECTORY_SCOPE.partitionId],
-  );
+  const { rows: orgRows } = await c.query<OrgRow>(sql.affectedOrgRows(ids, DIRECTORY_SCOPE.partitionId));
   const orgs = new Map<string, OrgRow[]>();
   for (const r of orgRows) {
     let list = orgs.get(r.org_id);
@@ -184,9 +164,6 @@ async function viewChunk(deps: ViewDeps, c: pg.PoolClient, summary: ViewSummary)
   const { written, unchanged } = await writeResources(deps, c, DIRECTORY_SCOPE, wanted);
   summary.written += written;
   summary.unchanged += unchanged;
-  await c.query(
-    `UPDATE trb_system s SET fhir_sha256 = u.sha FROM unnest($1::text[], $2::text[]) AS u(id, sha) WHERE s.id = u.id`,
-    [ids, systems.map((s) => s.content_sha256)],
-  );
+  await c.query(sql.markViewWritten(ids, systems.map((s) => s.content_sha256)));
   return systems.length;
 }

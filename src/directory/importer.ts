@@ -14,6 +14,7 @@ import { yieldToOthers } from '../event-loop.ts';
 import { stateOfZip } from './zip-states.ts';
 import { readDirectoryFile, type DirectoryFormat, type DirectoryRow, type RejectedRow } from './readers.ts';
 import { parseAllow, privateHostReason } from '../net/outbound.ts';
+import * as sql from './sql.ts';
 
 export interface ImportSource {
   /** A file name (for messages, the vendor and the format). */
@@ -167,28 +168,38 @@ export async function importDirectory(pool: pg.Pool, sources: ImportSource[], pr
     for (let start = 0; start < systems.length; start += CHUNK) {
       const part = systems.slice(start, start + CHUNK);
       const { rows: written } = await c.query<{ id: string; inserted: boolean }>(
-        `INSERT INTO trb_system (id, url_normalized, resource_url, name, vendor, fhir_version, content_sha256)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
-         ON CONFLICT (id) DO UPDATE SET resource_url = EXCLUDED.resource_url, name = EXCLUDED.name, vendor = EXCLUDED.vendor,
-           fhir_version = EXCLUDED.fhir_version, content_sha256 = EXCLUDED.content_sha256, updated_at = now()
-         WHERE trb_system.content_sha256 IS DISTINCT FROM EXCLUDED.content_sha256 AND trb_system.url_normalized = EXCLUDED.url_normalized
-         RETURNING id, (xmax = 0) AS inserted`,
-        [part.map((s) => s.id), part.map((s) => s.normalized), part.map((s) => s.url), part.map((s) => s.name), part.map((s) => s.vendor), part.map((s) => s.fhirVersion), part.map((s) => s.sha256)],
+        sql.upsertSystems({
+          ids: part.map((s) => s.id),
+          normalized: part.map((s) => s.normalized),
+          urls: part.map((s) => s.url),
+          names: part.map((s) => s.name),
+          vendors: part.map((s) => s.vendor),
+          fhirVersions: part.map((s) => s.fhirVersion),
+          sha256s: part.map((s) => s.sha256),
+        }),
       );
       const changed = new Set(written.map((w) => w.id));
       summary.added += written.filter((w) => w.inserted).length;
       summary.updated += written.filter((w) => !w.inserted).length;
       const orgs = part.filter((s) => changed.has(s.id)).flatMap((s) => s.orgs.map((o, ord) => ({ id: s.id, ord, o })));
-      await c.query('DELETE FROM trb_system_org WHERE system_id = ANY($1::text[])', [[...changed]]);
+      await c.query(sql.deleteSystemOrgs([...changed]));
       await c.query(
-        `INSERT INTO trb_system_org (system_id, ord, name, npi, line, city, state, postal_code, org_id)
-         SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])`,
-        [orgs.map((x) => x.id), orgs.map((x) => x.ord), orgs.map((x) => x.o.orgName), orgs.map((x) => x.o.npi), orgs.map((x) => x.o.line), orgs.map((x) => x.o.city), orgs.map((x) => x.o.state), orgs.map((x) => x.o.postalCode), orgs.map((x) => x.o.orgId)],
+        sql.insertSystemOrgs({
+          systemIds: orgs.map((x) => x.id),
+          ords: orgs.map((x) => x.ord),
+          names: orgs.map((x) => x.o.orgName),
+          npis: orgs.map((x) => x.o.npi),
+          lines: orgs.map((x) => x.o.line),
+          cities: orgs.map((x) => x.o.city),
+          states: orgs.map((x) => x.o.state),
+          postalCodes: orgs.map((x) => x.o.postalCode),
+          orgIds: orgs.map((x) => x.o.orgId),
+        }),
       );
       progress?.('write', Math.min(start + CHUNK, systems.length), systems.length);
     }
     // Searches rebuild their index of the directory when they see a new version.
-    if (summary.added || summary.updated) await c.query('UPDATE trb_directory_state SET version = version + 1');
+    if (summary.added || summary.updated) await c.query(sql.bumpVersion());
   });
   summary.unchanged = summary.systems - summary.added - summary.updated;
   return summary;

@@ -11,6 +11,7 @@
 import type pg from 'pg';
 import { fetchJson, oauthUris } from '../fhir-http-client.ts';
 import { createOutbound, type OutboundFetch } from '../net/outbound.ts';
+import * as sql from './sql.ts';
 
 export type SystemStatus = 'connection_working' | 'no_smart' | 'unreachable';
 
@@ -45,10 +46,7 @@ export async function probeSystem(fetch: OutboundFetch, baseUrl: string, o: Prob
 
 /** Probes systems (all, or those given) and stores each status; answers the count per status. */
 export async function probeSystems(pool: pg.Pool, o: ProbeOptions = DEFAULT_PROBE, ids?: string[]): Promise<Record<SystemStatus, number>> {
-  const { rows } = await pool.query<{ id: string; resource_url: string }>(
-    'SELECT id, resource_url FROM trb_system WHERE $1::text[] IS NULL OR id = ANY($1::text[]) ORDER BY checked_at NULLS FIRST, id',
-    [ids ?? null],
-  );
+  const { rows } = await pool.query<{ id: string; resource_url: string }>(sql.systemsToProbe(ids ?? null));
   const counts: Record<SystemStatus, number> = { connection_working: 0, no_smart: 0, unreachable: 0 };
   let next = 0;
   const own = o.fetch ? undefined : createOutbound({ allow: [] });
@@ -61,10 +59,7 @@ export async function probeSystems(pool: pg.Pool, o: ProbeOptions = DEFAULT_PROB
           const status = await probeSystem(fetch, s.resource_url, o);
           counts[status]++;
           // A status that changed puts the system's Endpoint (its status) back in the FHIR view's queue.
-          await pool.query(
-            `UPDATE trb_system SET status = $2, checked_at = now(), fhir_sha256 = CASE WHEN status = $2 THEN fhir_sha256 END WHERE id = $1`,
-            [s.id, status],
-          );
+          await pool.query(sql.recordStatus(s.id, status));
         }
       }),
     );

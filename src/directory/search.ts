@@ -12,8 +12,13 @@
  * status, locations), so those are always current.
  */
 import type pg from 'pg';
-import { foldText } from './importer.ts';
-import { yieldToOthers } from '../event-loop.ts';
+import { DirectoryIndex } from './search-index.ts';
+import * as sql from './sql.ts';
+
+export { DirectoryIndex, editDistance } from './search-index.ts';
+
+/** Systems per page of a search (1upHealth's page). */
+export const PAGE_SIZE = 20;
 
 export interface SystemQuery {
   text?: string;
@@ -43,252 +48,42 @@ export interface SystemHit {
   locations: Location[];
 }
 
-/** Locations shown per system (a URL may serve hundreds of organizations). */
-const MAX_LOCATIONS = 20;
-const MAX_WORDS = 8;
-
-interface IndexedSystem {
-  id: string;
-  url: string;
-  vendor: string;
-  fhirVersion: string | null;
-  zips: string[];
-  states: string[];
-  npis: string[];
-}
-
 /**
- * A query's words must meet in one document: an organization of a system (its name, address, zip,
- * NPI) with the system's own words (vendor, FHIR version, host). Words spread over the 17,000
- * practices of one URL do not make a match.
+ * The in-memory index of one pool's directory, rebuilt first when the directory changed since it
+ * was built, and the rebuild under way (searches arriving meanwhile share it). One per pool: its
+ * owner (plugins/directory.ts) makes it and passes it to each search.
  */
-interface Doc {
-  system: number;
-  /** The folded name the ranking looks at (the organization's), with a space before each word. */
-  names: string;
-}
+export class DirectoryIndexCache {
+  private readonly pool: pg.Pool;
+  private index?: DirectoryIndex;
+  private building?: Promise<DirectoryIndex>;
 
-export class DirectoryIndex {
-  readonly version: string;
-  private readonly systems: IndexedSystem[];
-  private readonly docs: Doc[];
-  /** Every distinct word, sorted (a prefix is a contiguous range). */
-  private readonly words: string[];
-  /** The docs having words[i]: postings[starts[i]] up to postings[starts[i + 1]] (one array for all: compact). */
-  private readonly starts: Int32Array;
-  private readonly postings: Int32Array;
-
-  private constructor(version: string, systems: IndexedSystem[], docs: Doc[], postings: Map<string, number[]>) {
-    this.version = version;
-    this.systems = systems;
-    this.docs = docs;
-    this.words = [...postings.keys()].sort();
-    this.starts = new Int32Array(this.words.length + 1);
-    let total = 0;
-    this.words.forEach((w, i) => {
-      this.starts[i] = total;
-      total += postings.get(w)!.length;
-    });
-    this.starts[this.words.length] = total;
-    this.postings = new Int32Array(total);
-    this.words.forEach((w, i) => this.postings.set(postings.get(w)!, this.starts[i]));
+  constructor(pool: pg.Pool) {
+    this.pool = pool;
   }
 
-  static async load(db: pg.Pool | pg.PoolClient, version: string): Promise<DirectoryIndex> {
-    type OrgTuple = [string, string | null, string | null, string | null, string | null, string | null];
-    const { rows } = await db.query<{ id: string; name: string; url_normalized: string; vendor: string | null; fhir_version: string | null; orgs: OrgTuple[] }>(
-      `SELECT s.id, s.name, s.url_normalized, s.vendor, s.fhir_version,
-         coalesce(json_agg(json_build_array(o.name, o.city, o.state, o.postal_code, o.npi, o.line) ORDER BY o.ord) FILTER (WHERE o.system_id IS NOT NULL), '[]') AS orgs
-       FROM trb_system s LEFT JOIN trb_system_org o ON o.system_id = s.id
-       GROUP BY s.id`,
-    );
-    // Shorter names first, then by id: a system's place in this order breaks every tie in a ranking.
-    rows.sort((a, b) => a.name.length - b.name.length || (a.id < b.id ? -1 : 1));
-    const postings = new Map<string, number[]>();
-    const docs: Doc[] = [];
-    const addDoc = (system: number, names: string, text: string) => {
-      const d = docs.length;
-      docs.push({ system, names: ` ${names}` });
-      for (const w of new Set(text.split(' '))) {
-        if (!w) continue;
-        let list = postings.get(w);
-        if (!list) postings.set(w, (list = []));
-        list.push(d);
-      }
-    };
-    const systems: IndexedSystem[] = [];
-    for (const [n, r] of rows.entries()) {
-      // A server builds this while it serves: it lets other work in every 2,000 systems.
-      if (n % 2000 === 1999) await yieldToOthers();
-      // The system's name is its first organization's (or its host, when it lists none).
-      const own = foldText([r.vendor, r.fhir_version, new URL(r.url_normalized).host].filter(Boolean).join(' '));
-      if (!r.orgs.length) addDoc(n, foldText(r.name), `${own} ${foldText(r.name)}`);
-      for (const [orgName, ...place] of r.orgs) {
-        const org = foldText(orgName);
-        addDoc(n, org, `${own} ${org} ${foldText(place.filter(Boolean).join(' '))}`);
-      }
-      const present = (i: number) => [...new Set(r.orgs.map((o) => o[i]).filter((x): x is string => !!x))];
-      systems.push({
-        id: r.id,
-        url: r.url_normalized,
-        vendor: (r.vendor ?? '').toLowerCase(),
-        fhirVersion: r.fhir_version,
-        zips: present(3),
-        states: present(2).map((x) => x.toUpperCase()),
-        npis: present(4),
-      });
+  /** The pool's index, rebuilt first if the directory changed since it was built (also to warm it at start). */
+  async current(): Promise<DirectoryIndex> {
+    const { rows } = await this.pool.query<{ version: string }>(sql.directoryVersion());
+    const version = rows[0]?.version ?? '0';
+    if (this.index?.version === version) return this.index;
+    if (this.building) {
+      const built = await this.building;
+      if (built.version === version) return built;
     }
-    return new DirectoryIndex(version, systems, docs, postings);
-  }
-
-  /** The ids of a page of systems matching the query, best first. */
-  search(q: SystemQuery): string[] {
-    const words = foldText(q.text ?? '').split(' ').filter(Boolean).slice(0, MAX_WORDS);
-    let ranked = this.match(q, words, false);
-    // Nothing for the words as typed: perhaps a typo (the first page only; later pages follow it).
-    if (!ranked.length && words.length && q.offset === 0) ranked = this.match(q, words, true);
-    return ranked.slice(q.offset, q.offset + q.limit).map((n) => this.systems[n].id);
-  }
-
-  /**
-   * The systems matching, best first: by tier (a name starts with the words; has them together;
-   * has them all, as word prefixes; they were elsewhere: place, vendor), then fewest edits, then
-   * shorter name (the index's order).
-   */
-  private match(q: SystemQuery, words: string[], typo: boolean): number[] {
-    // Each system's best (tier, edits), as tier * 32 + edits; -1: no match (yet).
-    const best = new Int32Array(this.systems.length).fill(words.length ? -1 : 0);
-    if (words.length) {
-      // hits[d] counts the query's words doc d has so far; edits[d] sums how far they were.
-      const hits = new Uint8Array(this.docs.length);
-      const edits = new Uint8Array(this.docs.length);
-      for (let k = 0; k < words.length; k++) {
-        for (const [i, cost] of this.wordsFor(words[k], typo)) {
-          for (let p = this.starts[i]; p < this.starts[i + 1]; p++) {
-            const d = this.postings[p];
-            if (hits[d] !== k) continue;
-            hits[d] = k + 1;
-            edits[d] += cost;
-          }
-        }
-      }
-      const phrase = ` ${words.join(' ')}`;
-      for (let d = 0; d < this.docs.length; d++) {
-        if (hits[d] !== words.length) continue;
-        const { system, names } = this.docs[d];
-        const tier = names.startsWith(phrase) ? 0 : names.includes(phrase) ? 1 : words.every((w) => names.includes(` ${w}`)) ? 2 : 3;
-        const score = tier * 32 + edits[d];
-        if (best[system] < 0 || score < best[system]) best[system] = score;
-      }
-    }
-    const zip = q.zip?.trim();
-    const state = q.state?.trim().toUpperCase();
-    const npi = q.npi?.trim();
-    const vendor = q.vendor?.trim().toLowerCase();
-    const version = q.fhirVersion?.trim().toUpperCase();
-    const url = q.url?.trim().toLowerCase().replace(/^https?:\/\//, '').replace(/\/+$/, '');
-    // One list per (tier, edits), each filled in the index's order: no sort needed.
-    const buckets: number[][] = [];
-    for (let n = 0; n < this.systems.length; n++) {
-      if (best[n] < 0) continue;
-      const s = this.systems[n];
-      if (zip && !s.zips.some((z) => z.startsWith(zip))) continue;
-      if (state && !s.states.includes(state)) continue;
-      if (npi && !s.npis.includes(npi)) continue;
-      if (vendor && !s.vendor.includes(vendor)) continue;
-      if (version && s.fhirVersion !== version) continue;
-      if (url && !s.url.includes(url)) continue;
-      (buckets[best[n]] ??= []).push(n);
-    }
-    return buckets.flat();
-  }
-
-  /** The directory's words (their places in `words`) a query word matches, with the edits it took: those it begins, or (typo) near ones. */
-  private *wordsFor(w: string, typo: boolean): Generator<[number, number]> {
-    if (!typo) {
-      for (let i = lowerBound(this.words, w); i < this.words.length && this.words[i].startsWith(w); i++) yield [i, 0];
-      return;
-    }
-    // One edit allowed in a short word, two in a long one; words of the same first letter only.
-    const max = w.length < 4 ? 0 : w.length < 8 ? 1 : 2;
-    const first = w[0];
-    for (let i = lowerBound(this.words, first); i < this.words.length && this.words[i][0] === first; i++) {
-      const word = this.words[i];
-      if (word.startsWith(w)) yield [i, 0];
-      else if (max) {
-        // The word itself, or its beginning, within `max` edits (a typo in a word still being typed).
-        const d = Math.min(editDistance(w, word, max), editDistance(w, word.slice(0, w.length), max), editDistance(w, word.slice(0, w.length + 1), max));
-        if (d <= max) yield [i, d];
-      }
-    }
+    this.building = DirectoryIndex.load(this.pool, version).finally(() => (this.building = undefined));
+    this.index = await this.building;
+    return this.index;
   }
 }
 
-function lowerBound(sorted: string[], key: string): number {
-  let lo = 0;
-  let hi = sorted.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (sorted[mid] < key) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/** Edits (insert, delete, substitute, swap two neighbours) from a to b; max + 1 once it is past max. */
-export function editDistance(a: string, b: string, max: number): number {
-  if (Math.abs(a.length - b.length) > max) return max + 1;
-  let prev2: number[] = [];
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    let best = i;
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let v = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, prev2[j - 2] + 1);
-      cur.push(v);
-      if (v < best) best = v;
-    }
-    if (best > max) return max + 1;
-    prev2 = prev;
-    prev = cur;
-  }
-  return Math.min(prev[b.length], max + 1);
-}
-
-/** The index of each pool, and the rebuild under way (searches arriving meanwhile share it). */
-const indexes = new WeakMap<pg.Pool, { index?: DirectoryIndex; building?: Promise<DirectoryIndex> }>();
-
-/** The pool's index, rebuilt first if the directory changed since it was built (also to warm it at start). */
-export async function currentIndex(pool: pg.Pool): Promise<DirectoryIndex> {
-  let entry = indexes.get(pool);
-  if (!entry) indexes.set(pool, (entry = {}));
-  const { rows } = await pool.query<{ version: string }>('SELECT version::text FROM trb_directory_state');
-  const version = rows[0]?.version ?? '0';
-  if (entry.index?.version === version) return entry.index;
-  if (entry.building) {
-    const built = await entry.building;
-    if (built.version === version) return built;
-  }
-  const e = entry;
-  e.building = DirectoryIndex.load(pool, version).finally(() => (e.building = undefined));
-  e.index = await e.building;
-  return e.index;
-}
-
-export async function searchSystems(pool: pg.Pool, q: SystemQuery): Promise<SystemHit[]> {
-  const ids = (await currentIndex(pool)).search(q);
+/** A page of the systems matching `q`, best first, with what the pool holds of each now. */
+export async function searchSystems(pool: pg.Pool, indexes: DirectoryIndexCache, q: SystemQuery): Promise<SystemHit[]> {
+  const ids = (await indexes.current()).search(q);
   if (!ids.length) return [];
   const [systems, orgs] = await Promise.all([
-    pool.query<{ id: string; name: string; resource_url: string; vendor: string | null; fhir_version: string | null; status: string }>(
-      'SELECT id, name, resource_url, vendor, fhir_version, status FROM trb_system WHERE id = ANY($1::text[])',
-      [ids],
-    ),
-    pool.query<{ system_id: string; name: string; line: string | null; city: string | null; state: string | null; postal_code: string | null }>(
-      `SELECT system_id, name, line, city, state, postal_code FROM trb_system_org WHERE system_id = ANY($1::text[]) AND ord < ${MAX_LOCATIONS} ORDER BY system_id, ord`,
-      [ids],
-    ),
+    pool.query<{ id: string; name: string; resource_url: string; vendor: string | null; fhir_version: string | null; status: string }>(sql.systemsById(ids)),
+    pool.query<{ system_id: string; name: string; line: string | null; city: string | null; state: string | null; postal_code: string | null }>(sql.locationsOf(ids)),
   ]);
   const bySystem = new Map<string, Location[]>();
   for (const o of orgs.rows) {

@@ -274,3 +274,13 @@ export function checkBundle(body: unknown): Bundle {
   return b;
 }
 
+
+/** A batch or transaction posted to the base: its response Bundle, with the entries' locations made absolute. */
+export async function processBundle(svc: FhirService, ctx: RequestContext, body: unknown, read: EntryReader): Promise<Bundle> {
+  const bundle = checkBundle(body);
+  const out = bundle.type === 'transaction' ? await processTransaction(svc, ctx, bundle, read) : await processBatch(svc, ctx, bundle, read);
+  for (const e of out.entry ?? []) {
+    if (e.response?.location && !/^https?:/.test(e.response.location)) e.response.location = `${ctx.baseUrl}/${e.response.location}`;
+  }
+  return out;
+}

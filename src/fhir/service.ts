@@ -51,6 +51,11 @@ export function checkId(id: string): void {
   if (id === '.' || id === '..') throw badRequest(`"${id}" is not a usable resource id: it is a relative path segment in a URL.`);
 }
 
+/** A version's ETag: weak, its version number quoted. See: https://hl7.org/fhir/R4/http.html#versioning */
+export function etag(v: number): string {
+  return `W/"${v}"`;
+}
+
 /** Parses an ETag / If-Match value such as W/"3" into a version number. */
 export function parseVersionTag(tag: string): number {
   const m = /^(?:W\/)?"?(\d{1,15})"?$/.exec(tag.trim());

@@ -5,8 +5,8 @@
  * then the syntax tree is turned into closures for the shapes search parameters use: paths, choice
  * types (`as`, `ofType`, `.as()`), unions, `where(...)` with equality, `is`, `resolve()`, `and`/`or`,
  * `exists()`, `extension('url')`, `first()` and indexers. Each closure reproduces @medplum/core's
- * semantics, quirks included (e.g. the function form `.as(T)` returns its input unfiltered, and
- * `resolve()` only understands relative references), so the differential test can demand equal
+ * semantics, quirks included (e.g. `as` in either form wants at most one item, as the FHIRPath
+ * spec says, and `resolve()` only understands relative references), so the differential test can demand equal
  * output. Anything else runs on @medplum/core's evaluator: see `compiled` on the result.
  * See: https://hl7.org/fhir/R4/fhirpath.html and https://hl7.org/fhirpath/N1/
  */
@@ -27,6 +27,7 @@ import {
   NotEqualsAtom,
   OrAtom,
   parseFhirPath,
+  singleton,
   SymbolAtom,
   toTypedValue,
   UnionAtom,
@@ -125,8 +126,8 @@ function compileFunction(atom: FunctionAtom): Step {
       return (input) => input.filter((e) => e.type === type);
     }
     case 'as':
-      // @medplum/core's function form returns its input unchanged (unlike the `as` operator).
-      return (input) => input;
+      if (args.length !== 1) break;
+      return asType(typeName(args[0]));
     case 'resolve':
       if (args.length !== 0) break;
       return resolveRefs;
@@ -146,6 +147,18 @@ function compileFunction(atom: FunctionAtom): Step {
   throw new Unsupported(`function ${atom.name}()`);
 }
 
+/**
+ * `x as T` and `x.as(T)`: the one item of x when it is a T (or a subtype); empty otherwise. More
+ * than one item is an error (@medplum/core 5, and FHIRPath N1 §6.3.4): where a search parameter
+ * means "those of type T" among several, it says `ofType(T)`.
+ */
+function asType(type: string): Step {
+  return (input) => {
+    const item = singleton(input);
+    return item && fhirPathIs(item, type) ? [item] : [];
+  };
+}
+
 function compileAtom(atom: Atom): Step {
   if (atom instanceof SymbolAtom) {
     if (atom.name === '$this') return (input) => input;
@@ -162,8 +175,8 @@ function compileAtom(atom: Atom): Step {
   if (atom instanceof FunctionAtom) return compileFunction(atom);
   if (atom instanceof AsAtom) {
     const left = compileAtom(atom.left);
-    const type = typeName(atom.right);
-    return (input) => left(input).filter((e) => e.type === type);
+    const as = asType(typeName(atom.right));
+    return (input) => as(left(input));
   }
   if (atom instanceof UnionAtom) {
     const left = compileAtom(atom.left);

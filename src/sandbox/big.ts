@@ -25,6 +25,7 @@ import type { CodeableConcept, Resource } from '@medplum/fhirtypes';
 import { writeResources, type BulkDeps } from '../fhir/bulk.ts';
 import type { AuthStore } from '../auth/store.ts';
 import { inTransaction } from '../storage/transaction.ts';
+import * as sql from './sql.ts';
 
 export const BIG_PATIENT_MAX = 100_000;
 /** Resources per transaction. */
@@ -249,11 +250,11 @@ export async function makeBigPatient(deps: BigPatientDeps, appId: number, o: Big
   // One maker per size at a time, across processes: a session lock held by one connection.
   const lock = await deps.pool.connect();
   try {
-    await lock.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [`big-patient:${appId}:${o.resources}`]);
+    await lock.query(sql.sessionLock(`big-patient:${appId}:${o.resources}`));
     const user = (await deps.auth.createUser(appId, appUserId)) ?? (await deps.auth.findUser(appId, { appUserId }))!;
     const count = async () =>
-      Number((await deps.pool.query<{ n: string }>('SELECT count(*) AS n FROM hfj_resource WHERE partition_id = $1 AND owner_id = $2 AND res_deleted_at IS NULL', [appId, user.id])).rows[0].n);
-    const { rows } = await deps.pool.query<{ done: boolean }>('SELECT password_hash IS NOT NULL AS done FROM trb_user WHERE id = $1', [user.id]);
+      Number((await deps.pool.query<{ n: string }>(sql.liveResourceCount(appId, user.id))).rows[0].n);
+    const { rows } = await deps.pool.query<{ done: boolean }>(sql.passwordSet(user.id));
     if (rows[0]?.done) return { ...out, resources: await count() };
     const scope = { partitionId: appId, ownerId: user.id };
     // Two batches in flight: one is indexed here while PostgreSQL writes the other.
@@ -279,7 +280,7 @@ export async function makeBigPatient(deps: BigPatientDeps, appId: number, o: Big
     if (!(await deps.auth.setPassword(appId, user.id, out.username, out.password))) throw new Error(`another patient of this sandbox already has the username ${out.username}`);
     return { ...out, resources: await count() };
   } finally {
-    await lock.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [`big-patient:${appId}:${o.resources}`]).catch(() => {});
+    await lock.query(sql.sessionUnlock(`big-patient:${appId}:${o.resources}`)).catch(() => {});
     lock.release();
   }
 }

@@ -16,6 +16,7 @@ import type { Resource } from '@medplum/fhirtypes';
 import { writeResources, type BulkDeps } from '../fhir/bulk.ts';
 import { checkType } from '../fhir/service.ts';
 import { inTransaction } from '../storage/transaction.ts';
+import * as sql from './sql.ts';
 
 export type MutateAction = 'change' | 'enter-in-error' | 'delete';
 
@@ -128,29 +129,21 @@ function writable(json: string): Json {
   return r;
 }
 
-/** The patient's live records of a type, oldest first, with their stored JSON (the status is in it). */
-const candidates = /* SQL */ `
-  SELECT r.fhir_id, v.res_text_vc
-  FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
-  WHERE r.partition_id = $1 AND r.owner_id = $2 AND r.res_type = $3 AND r.res_deleted_at IS NULL
-  ORDER BY r.res_id
-  LIMIT $4 OFFSET $5`;
-
 /** Applies the mutation to the patient's records; answers the ids it changed. */
 export async function mutateRecords(deps: MutateDeps, appId: number, m: Mutation): Promise<MutationResult> {
   if (m.action === 'enter-in-error' && !ENTER_IN_ERROR[m.type]) {
     throw new MutateError(400, `${m.type} has no entered-in-error status here; the types that do: ${Object.keys(ENTER_IN_ERROR).join(', ')}.`);
   }
   if (m.action === 'change' && m.type === 'Binary') throw new MutateError(400, 'A Binary cannot be changed here; delete it, or change its DocumentReference.');
-  const { rows: users } = await deps.pool.query<{ id: string }>('SELECT id FROM trb_user WHERE app_id = $1 AND username = $2', [appId, m.username]);
+  const { rows: users } = await deps.pool.query<{ id: string }>(sql.userByUsername(appId, m.username));
   if (!users[0]) throw new MutateError(404, `This sandbox system has no patient with the username ${m.username.slice(0, 64)}.`);
   const scope = { partitionId: appId, ownerId: users[0].id };
   return inTransaction(deps.pool, async (c) => {
     // Serializes mutations of one patient: two at once pick disjoint records.
-    await c.query('SELECT pg_advisory_xact_lock($1::bigint)', [users[0].id]);
+    await c.query(sql.patientLock(users[0].id));
     const ids: string[] = [];
     for (let offset = 0; ids.length < m.count; offset += 500) {
-      const { rows } = await c.query<{ fhir_id: string; res_text_vc: string | null }>(candidates, [appId, users[0].id, m.type, 500, offset]);
+      const { rows } = await c.query<{ fhir_id: string; res_text_vc: string | null }>(sql.recordsOfType(appId, users[0].id, m.type, 500, offset));
       for (const row of rows) {
         if (ids.length === m.count) break;
         if (row.res_text_vc === null || (m.action === 'enter-in-error' && isEnteredInError(JSON.parse(row.res_text_vc)))) continue;

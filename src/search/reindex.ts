@@ -1,24 +1,19 @@
 /**
  * `$reindex`: recomputes the index rows of resources already stored, after a SearchParameter was
- * added or changed. Runs as a pg-boss job (plugins/jobs.ts) in batches by res_id, each batch in one
+ * added or changed. Runs as a pg-boss job (src/jobs/queues.ts) in batches by res_id, each batch in one
  * transaction (the old rows of a resource are deleted and the new ones written together, so a
  * search never sees a resource half-indexed). Resumable: a batch's work is whole or absent.
  */
 import type pg from 'pg';
+import type { FastifyBaseLogger } from 'fastify';
 import type { Resource } from '@medplum/fhirtypes';
 import { deleteIndexes } from '../storage/sql.ts';
 import { indexInserts } from '../storage/index-rows.ts';
 import { inTransaction } from '../storage/transaction.ts';
 import type { ResourceIndexer } from '../fhir/ports.ts';
+import type { ReindexJob } from '../jobs/queues.ts';
 
-export const REINDEX_QUEUE = 'reindex';
 const BATCH = 500;
-
-export interface ReindexJob {
-  partitionId: number;
-  /** Resource types to reindex; all when absent. */
-  types?: string[];
-}
 
 export interface ReindexProgress {
   processed: number;
@@ -47,4 +42,20 @@ export async function reindexBatch(pool: pg.Pool, indexer: ResourceIndexer, job:
     for (const statement of indexInserts(job.partitionId, new Date(), list, new Map())) await client.query(statement);
   });
   return { processed: rows.length, after: rows[rows.length - 1].res_id };
+}
+
+/** The job: every batch in turn, with progress in the log; how many resources it reindexed. */
+export async function runReindex(job: { id: string; data: ReindexJob }, deps: { pool: pg.Pool; indexer: ResourceIndexer; log: FastifyBaseLogger }): Promise<{ processed: number }> {
+  let after = '0';
+  let processed = 0;
+  const started = Date.now();
+  for (;;) {
+    const step = await reindexBatch(deps.pool, deps.indexer, job.data, after);
+    if (!step) break;
+    processed += step.processed;
+    after = step.after;
+    deps.log.info({ job: job.id, processed }, 'reindexing');
+  }
+  deps.log.info({ job: job.id, processed, ms: Date.now() - started }, 'reindex done');
+  return { processed };
 }

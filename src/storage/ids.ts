@@ -4,6 +4,7 @@
  * never collide.
  */
 import type pg from 'pg';
+import { nextValues } from './statements.ts';
 
 const BLOCK = 50;
 
@@ -21,10 +22,7 @@ export class IdAllocator {
     while (out.length < count) {
       if (this.next >= this.end) {
         const blocks = Math.ceil((count - out.length) / BLOCK);
-        const { rows } = await db.query<{ v: string }>(
-          `SELECT nextval('${this.sequence}') AS v FROM generate_series(1, $1)`,
-          [blocks],
-        );
+        const { rows } = await db.query<{ v: string }>(nextValues(this.sequence, blocks));
         // Blocks are not contiguous with each other; use them one after the other.
         for (const r of rows.slice(0, -1)) {
           const start = BigInt(r.v);

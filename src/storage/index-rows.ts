@@ -4,6 +4,7 @@
  */
 import type { ResourceIndexes } from '../indexing/types.ts';
 import { bulkInsert, type Sql } from './sql.ts';
+import { insertLinks } from './statements.ts';
 
 export interface IndexedResource {
   resId: string;
@@ -91,16 +92,7 @@ export function indexInserts(partitionId: number, now: Date, list: IndexedResour
       links.map((l) => l.row.targetType), links.map((l) => l.row.targetUrl), links.map((l) => l.row.targetVersion),
       links.map((l) => l.row.targetId), links.map(() => now), links.map((l) => l.res.ownerId),
     ];
-    const names = cols.map((c) => c[0]);
-    const select = names.map((n) =>
-      n === 'target_resource_id'
-        ? `coalesce(u.target_resource_id, (SELECT t.res_id FROM hfj_resource t WHERE t.partition_id = u.partition_id AND t.res_type = u.target_resource_type AND t.fhir_id = u.target_fhir_id))`
-        : `u.${n}`,
-    );
-    out.push({
-      text: `INSERT INTO hfj_res_link (${names.join(', ')}) SELECT ${select.join(', ')} FROM unnest(${cols.map((c, i) => `$${i + 1}::${c[1]}[]`).join(', ')}) AS u(${names.join(', ')})`,
-      values: arrays,
-    });
+    out.push(insertLinks(cols, arrays));
   }
   const present = flatten(list, 'present');
   if (present.length) {

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type pg from 'pg';
 import { inTransaction } from './transaction.ts';
+import { appliedMigrations, createMigrationTable, migrationLock, recordMigration } from './statements.ts';
 
 const MIGRATIONS_DIR = path.join(import.meta.dirname, 'migrations');
 /** An arbitrary constant naming Tributary's migration lock. */
@@ -32,15 +33,14 @@ export function listMigrations(dir = MIGRATIONS_DIR): Migration[] {
 export async function migrate(pool: pg.Pool, migrations = listMigrations(), onStart?: (m: Migration) => void): Promise<number[]> {
   const applied: number[] = [];
   await inTransaction(pool, async (client) => {
-    await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
-    await client.query(/* SQL */ `CREATE TABLE IF NOT EXISTS trb_migration (
-      version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
-    const done = new Set((await client.query<{ version: number }>('SELECT version FROM trb_migration')).rows.map((r) => r.version));
+    await client.query(migrationLock(MIGRATION_LOCK_KEY));
+    await client.query(createMigrationTable());
+    const done = new Set((await client.query<{ version: number }>(appliedMigrations())).rows.map((r) => r.version));
     for (const m of migrations) {
       if (done.has(m.version)) continue;
       onStart?.(m);
       await client.query(m.sql);
-      await client.query('INSERT INTO trb_migration (version, name) VALUES ($1, $2)', [m.version, m.name]);
+      await client.query(recordMigration(m.version, m.name));
       applied.push(m.version);
     }
   });

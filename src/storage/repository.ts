@@ -11,6 +11,7 @@ import { rebuildJson, splitResource, type RowMeta, type SplitResource, type TagI
 import * as sql from './sql.ts';
 import { TagCache, type TagDefinition } from './tags.ts';
 import { indexInserts } from './index-rows.ts';
+import { updateResources } from './statements.ts';
 
 export type Db = pg.Pool | pg.PoolClient;
 
@@ -274,12 +275,8 @@ export class Repository {
     if (newMask.some((b) => !b)) {
       const upd = resourceArrays.map((a) => a.filter((_, i) => !newMask[i]));
       // A resource keeps its owner: owner_id is set when it is created only.
-      const sets = resourceColumns.slice(4).filter(([c]) => c !== 'owner_id').map(([c]) => `${c} = u.${c}`).join(', ');
-      const params = resourceColumns.map(([, t], i) => `$${i + 1}::${t}[]`).join(', ');
-      statements.push({
-        text: `UPDATE hfj_resource r SET ${sets} FROM unnest(${params}) AS u(${resourceColumns.map((c) => c[0]).join(', ')}) WHERE r.res_id = u.res_id`,
-        values: upd,
-      });
+      const sets = resourceColumns.slice(4).filter(([c]) => c !== 'owner_id').map(([c]) => c);
+      statements.push(updateResources(resourceColumns, sets, upd));
     }
 
     // hfj_res_ver

@@ -12,21 +12,17 @@ export interface Sql {
   name?: string;
 }
 
-const names = new Map<string, string>();
-
 /** A prepared-statement name derived from a statement's text: the same text, the same name. */
 export function statementName(text: string): string {
   return `trb_${createHash('sha1').update(text).digest('hex').slice(0, 16)}`;
 }
 
-/** Gives a fixed statement its prepared-statement name (remembered: these texts are few). */
+/**
+ * Gives a fixed statement its prepared-statement name. Derived from the text each time (a SHA-1 of
+ * a few hundred bytes, a microsecond or two) rather than remembered in a map shared by the process.
+ */
 export function prepared(sql: Sql): Sql {
-  let name = names.get(sql.text);
-  if (!name) {
-    name = statementName(sql.text);
-    names.set(sql.text, name);
-  }
-  return { ...sql, name };
+  return { ...sql, name: statementName(sql.text) };
 }
 
 /** A value for LIKE with its wildcards (`%`, `_`) and the escape character taken literally. */

@@ -8,6 +8,7 @@ import type pg from 'pg';
 import type { IdAllocator } from './ids.ts';
 import type { RowMeta, TagInput } from './meta.ts';
 import { tagDefinitions } from './sql.ts';
+import { insertTagDefinitions, tagIdsOf } from './statements.ts';
 
 export type TagDefinition = NonNullable<RowMeta['tags']>[number];
 
@@ -67,19 +68,8 @@ export class TagCache {
       version: tags.map((t) => (t.version === null ? null : t.version.slice(0, 30))),
       userSelected: tags.map((t) => t.userSelected),
     };
-    await client.query(
-      /* SQL */ `INSERT INTO hfj_tag_def (tag_id, tag_type, tag_system, tag_code, tag_display, tag_version, tag_user_selected)
-      SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[])
-      ON CONFLICT (tag_type, coalesce(tag_system, ''), coalesce(tag_code, ''), coalesce(tag_version, ''), coalesce(tag_display, '')) DO NOTHING`,
-      [ids.map(String), cols.type, cols.system, cols.code, cols.display, cols.version, cols.userSelected],
-    );
-    const { rows } = await client.query(
-      /* SQL */ `SELECT d.tag_id, d.tag_type, d.tag_system, d.tag_code, d.tag_display, d.tag_version
-      FROM hfj_tag_def d JOIN unnest($1::smallint[], $2::text[], $3::text[], $4::text[], $5::text[]) AS k(ty, sy, co, di, ve)
-        ON d.tag_type = k.ty AND coalesce(d.tag_system, '') = coalesce(k.sy, '') AND coalesce(d.tag_code, '') = coalesce(k.co, '')
-       AND coalesce(d.tag_display, '') = coalesce(k.di, '') AND coalesce(d.tag_version, '') = coalesce(k.ve, '')`,
-      [cols.type, cols.system, cols.code, cols.display, cols.version],
-    );
+    await client.query(insertTagDefinitions(ids.map(String), cols.type, cols.system, cols.code, cols.display, cols.version, cols.userSelected));
+    const { rows } = await client.query(tagIdsOf(cols.type, cols.system, cols.code, cols.display, cols.version));
     if (this.ids.size + rows.length > CACHED) this.ids.clear();
     for (const r of rows) {
       this.ids.set(key({ type: r.tag_type, system: r.tag_system, code: r.tag_code, display: r.tag_display, version: r.tag_version, userSelected: null }), r.tag_id);

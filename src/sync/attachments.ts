@@ -26,6 +26,7 @@ import { scrubAddresses } from '../net/outbound.ts';
 import { inTransaction } from '../storage/transaction.ts';
 import { localId, toLocal, type Origin } from './mapper.ts';
 import { NeedsReauth, SourceError, TooLarge, type SourceSession } from './session.ts';
+import * as statements from './sql/attachments.ts';
 
 export interface AttachmentContext {
   session: SourceSession;
@@ -87,29 +88,6 @@ function wantedOf(o: Origin, resources: Resource[]): Map<string, Wanted> {
   return out;
 }
 
-const stateSql = (connectionId: string, hashes: string[]) => ({
-  text: /* SQL */ `SELECT url_hash, status, binary_id, next_try_at <= now() AS due FROM trb_sync_attachment WHERE connection_id = $1 AND url_hash = ANY($2::text[])`,
-  values: [connectionId, hashes],
-});
-
-const storedSql = (connectionId: string, hash: string, binaryId: string, bytes: number) => ({
-  text: /* SQL */ `INSERT INTO trb_sync_attachment (connection_id, url_hash, status, binary_id, bytes, http_status, tries)
-    VALUES ($1, $2, 'stored', $3, $4, 200, 1)
-    ON CONFLICT (connection_id, url_hash) DO UPDATE SET status = 'stored', binary_id = $3, bytes = $4, http_status = 200,
-      tries = trb_sync_attachment.tries + 1, next_try_at = NULL, error = NULL, updated_at = now()`,
-  values: [connectionId, hash, binaryId, bytes],
-});
-
-/** A failure (`failed`, tried again after its backoff) or a `too-large` (never again). */
-const failedSql = (connectionId: string, hash: string, status: 'failed' | 'too-large', httpStatus: number | null, error: string, backoff: { baseS: number; capS: number }, bytes: number | null) => ({
-  text: /* SQL */ `INSERT INTO trb_sync_attachment (connection_id, url_hash, status, http_status, tries, next_try_at, error, bytes)
-    VALUES ($1, $2, $3, $4, 1, CASE WHEN $3 = 'failed' THEN now() + make_interval(secs => $6) END, $5, $8)
-    ON CONFLICT (connection_id, url_hash) DO UPDATE SET status = $3, http_status = $4, tries = trb_sync_attachment.tries + 1,
-      next_try_at = CASE WHEN $3 = 'failed' THEN now() + make_interval(secs => least($7, $6 * power(2, trb_sync_attachment.tries))) END,
-      error = $5, bytes = $8, binary_id = NULL, updated_at = now()`,
-  values: [connectionId, hash, status, httpStatus, error, backoff.baseS, backoff.capS, bytes],
-});
-
 /** The content of an answer: a FHIR Binary's (JSON with resourceType Binary), or the bytes as they came. */
 function contentOf(w: Wanted, answer: { contentType: string; bytes: Buffer }): { contentType: string; data: Buffer } {
   const media = answer.contentType.split(';')[0].trim().toLowerCase();
@@ -153,18 +131,18 @@ async function fetchOne(ctx: AttachmentContext, w: Wanted): Promise<string | und
     const binary = toLocal(ctx.origin, { resourceType: 'Binary', id: w.binaryId, contentType: content.contentType, data: content.data.toString('base64') }, () => false);
     await inTransaction(ctx.pool, async (c) => {
       await writeResources(ctx.deps, c, ctx.scope, [{ type: 'Binary', id, resource: binary }]);
-      await c.query(storedSql(ctx.connectionId, w.hash, id, content.data.length));
+      await c.query(statements.attachmentStored(ctx.connectionId, w.hash, id, content.data.length));
     });
     return id;
   } catch (err) {
     if (err instanceof NeedsReauth) throw err;
     const why = scrubAddresses((err as Error).message).slice(0, 500);
     if (err instanceof TooLarge) {
-      await ctx.pool.query(failedSql(ctx.connectionId, w.hash, 'too-large', null, why, BACKOFF, err.size ?? null));
+      await ctx.pool.query(statements.attachmentFailed(ctx.connectionId, w.hash, 'too-large', null, why, BACKOFF, err.size ?? null));
     } else {
       const status = err instanceof SourceError ? err.status : null;
       const refused = status === 403 || status === 404 || status === 410;
-      await ctx.pool.query(failedSql(ctx.connectionId, w.hash, 'failed', status, why, refused ? REFUSED_BACKOFF : BACKOFF, null));
+      await ctx.pool.query(statements.attachmentFailed(ctx.connectionId, w.hash, 'failed', status, why, refused ? REFUSED_BACKOFF : BACKOFF, null));
     }
     return undefined;
   }
@@ -176,7 +154,9 @@ export async function prepareAttachments(ctx: AttachmentContext, resources: Reso
   const wanted = wantedOf(ctx.origin, resources);
   if (!wanted.size) return out;
   const byHash = new Map([...wanted.values()].map((w) => [w.hash, w]));
-  const { rows } = await ctx.pool.query<{ url_hash: string; status: string; binary_id: string | null; due: boolean | null }>(stateSql(ctx.connectionId, [...byHash.keys()]));
+  const { rows } = await ctx.pool.query<{ url_hash: string; status: string; binary_id: string | null; due: boolean | null }>(
+    statements.attachmentState(ctx.connectionId, [...byHash.keys()]),
+  );
   const state = new Map(rows.map((r) => [r.url_hash, r]));
   const put = (w: Wanted, binaryId: string) => {
     for (const written of w.written) out.set(written, `Binary/${binaryId}`);

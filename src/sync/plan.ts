@@ -15,6 +15,7 @@
  */
 import type pg from 'pg';
 import type { Refusal } from './refusal.ts';
+import * as statements from './sql/plans.ts';
 
 /** The types searched by patient, in order: what others refer to first. */
 export const TYPE_ORDER = [
@@ -162,9 +163,7 @@ export interface Learned {
 /** The system's plans still fresh (learned in the last LEARN_DAYS), by type. */
 export async function loadLearned(pool: pg.Pool, systemId: string): Promise<Map<string, Learned>> {
   const { rows } = await pool.query<{ res_type: string; working: string[]; refused: Record<string, Refusal>; page_size: number | null; since_prefix: Learned['sincePrefix'] | null; since_honoured: boolean | null; full_count: number | null; learned_at: Date }>(
-    /* SQL */ `SELECT res_type, working, refused, page_size, since_prefix, since_honoured, full_count, learned_at FROM trb_sync_query_plan
-     WHERE system_id = $1 AND learned_at > now() - make_interval(days => $2)`,
-    [systemId, LEARN_DAYS],
+    statements.learnedPlans(systemId, LEARN_DAYS),
   );
   return new Map(
     rows.map((r) => [
@@ -184,16 +183,15 @@ export async function loadLearned(pool: pg.Pool, systemId: string): Promise<Map<
 
 /** Keeps what was learned about a type at a system (replacing what was known). */
 export async function saveLearned(pool: pg.Pool, systemId: string, type: string, l: Omit<Learned, 'learnedAt'> & { learnedAt?: Date }): Promise<void> {
+  const refused = JSON.stringify(l.refused);
   await pool.query(
-    /* SQL */ `INSERT INTO trb_sync_query_plan (system_id, res_type, working, refused, page_size, since_prefix, since_honoured, full_count, learned_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now()))
-     ON CONFLICT (system_id, res_type) DO UPDATE SET working = EXCLUDED.working, refused = EXCLUDED.refused, page_size = EXCLUDED.page_size,
-       since_prefix = EXCLUDED.since_prefix, since_honoured = EXCLUDED.since_honoured, full_count = EXCLUDED.full_count, learned_at = EXCLUDED.learned_at`,
-    [systemId, type, l.working, JSON.stringify(l.refused), l.pageSize ?? null, l.sincePrefix ?? null, l.sinceHonoured ?? null, l.fullCount ?? null, l.learnedAt ?? null],
+    statements.saveLearnedPlan(
+      systemId, type, l.working, refused, l.pageSize ?? null, l.sincePrefix ?? null, l.sinceHonoured ?? null, l.fullCount ?? null, l.learnedAt ?? null,
+    ),
   );
 }
 
 /** Forgets what was learned about a type at a system (it stopped being true): the next run learns again. */
 export async function forgetLearned(pool: pg.Pool, systemId: string, type: string): Promise<void> {
-  await pool.query(/* SQL */ 'DELETE FROM trb_sync_query_plan WHERE system_id = $1 AND res_type = $2', [systemId, type]);
+  await pool.query(statements.forgetLearnedPlan(systemId, type));
 }

@@ -18,6 +18,7 @@
  * See: https://en.wikipedia.org/wiki/Generic_cell_rate_algorithm
  */
 import type pg from 'pg';
+import * as statements from './sql/rate.ts';
 
 export interface SystemLimiter {
   /** Wait until this system may take one more request. */
@@ -40,35 +41,6 @@ const MAX_BLOCK_MS = 10 * 60_000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/**
- * The instant the next request may go, taken: the row's tat (or now, or the block's end, whichever
- * is latest); the row moves on by the interval (doubled while slowed). Returns the wait in ms.
- */
-const takeSql = (key: string, intervalMs: number) => ({
-  text: /* SQL */ `INSERT INTO trb_system_rate AS r (system_key, tat) VALUES ($1, clock_timestamp() + make_interval(secs => $2 / 1000.0))
-    ON CONFLICT (system_key) DO UPDATE SET tat = greatest(r.tat, clock_timestamp(), r.blocked_until)
-      + make_interval(secs => $2 / 1000.0 * CASE WHEN r.slow_until > clock_timestamp() THEN 2 ELSE 1 END)
-    RETURNING greatest(0, extract(epoch FROM r.tat - clock_timestamp()) * 1000
-      - $2 * CASE WHEN r.slow_until > clock_timestamp() THEN 2 ELSE 1 END)::float8 AS wait_ms`,
-  values: [key, intervalMs],
-});
-
-/** A 429: blocked until `until` (ms from now; null: the top of the next minute), slowed for SLOW_MS. */
-const throttleSql = (key: string, untilMs: number | null) => ({
-  text: /* SQL */ `WITH b AS (SELECT coalesce(clock_timestamp() + make_interval(secs => $2 / 1000.0), date_trunc('minute', clock_timestamp()) + interval '1 minute') AS until)
-    INSERT INTO trb_system_rate AS r (system_key, tat, blocked_until, slow_until)
-      SELECT $1, b.until, b.until, b.until + make_interval(secs => $3 / 1000.0) FROM b
-    ON CONFLICT (system_key) DO UPDATE SET blocked_until = greatest(r.blocked_until, EXCLUDED.blocked_until),
-      tat = greatest(r.tat, EXCLUDED.blocked_until), slow_until = greatest(r.slow_until, EXCLUDED.slow_until)
-    RETURNING extract(epoch FROM r.blocked_until - clock_timestamp())::float8 * 1000 AS blocked_ms`,
-  values: [key, untilMs, SLOW_MS],
-});
-
-const limitSql = (key: string) => ({
-  text: /* SQL */ 'SELECT rate_limit_per_minute FROM trb_system WHERE url_normalized = $1',
-  values: [key],
-});
-
 export function createSystemLimiter(pool: pg.Pool, o: { ratePerSecond: number }): SystemLimiter {
   if (!(o.ratePerSecond > 0)) throw new Error(`The sync's rate per system must be a positive number of requests a second; it was ${o.ratePerSecond}.`);
   const defaultInterval = 1000 / o.ratePerSecond;
@@ -80,7 +52,7 @@ export function createSystemLimiter(pool: pg.Pool, o: { ratePerSecond: number })
   const intervalOf = async (key: string): Promise<number> => {
     const known = intervals.get(key);
     if (known && Date.now() - known.at < LIMIT_TTL_MS) return known.ms;
-    const { rows } = await pool.query<{ rate_limit_per_minute: number | null }>(limitSql(key));
+    const { rows } = await pool.query<{ rate_limit_per_minute: number | null }>(statements.statedLimit(key));
     const perMinute = rows[0]?.rate_limit_per_minute;
     // The system's own limit, or the default when that is slower.
     const ms = perMinute ? Math.max(defaultInterval, 60_000 / (perMinute * HEADROOM)) : defaultInterval;
@@ -91,7 +63,7 @@ export function createSystemLimiter(pool: pg.Pool, o: { ratePerSecond: number })
   return {
     async take(key) {
       for (;;) {
-        const { rows } = await pool.query<{ wait_ms: number }>(takeSql(key, await intervalOf(key)));
+        const { rows } = await pool.query<{ wait_ms: number }>(statements.takeTurn(key, await intervalOf(key)));
         const wait = rows[0].wait_ms;
         if (wait > 0) await sleep(wait);
         // A 429 seen here while this request waited for its turn: it takes a turn after the block.
@@ -101,7 +73,7 @@ export function createSystemLimiter(pool: pg.Pool, o: { ratePerSecond: number })
     },
     async throttled(key, retryAfterMs) {
       const until = retryAfterMs === undefined || !Number.isFinite(retryAfterMs) ? null : Math.min(Math.max(0, retryAfterMs), MAX_BLOCK_MS);
-      const { rows } = await pool.query<{ blocked_ms: number }>(throttleSql(key, until));
+      const { rows } = await pool.query<{ blocked_ms: number }>(statements.throttle(key, until, SLOW_MS));
       blockedUntil.set(key, Date.now() + rows[0].blocked_ms);
     },
   };

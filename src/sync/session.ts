@@ -17,34 +17,16 @@
  * - every request goes through the app's outbound fetch (src/net/outbound.ts): an address it may not
  *   reach is a SourceError, not retried.
  */
-import { createHash } from 'node:crypto';
 import * as oauth from 'oauth4webapi';
 import { ConnectError, refresh, type SystemClient, type Tokens } from '../connect/client.ts';
 import { isRefusal, type OutboundFetch } from '../net/outbound.ts';
+import { errorBody, readCapped, reasonOf, retryAfterMs } from './answers.ts';
 import { systemKey, type SystemLimiter } from './rate-limit.ts';
+import { MIN_REFRESH_GAP_MS, RefreshTimes } from './refresh-times.ts';
+import { NeedsReauth, SourceError, TooLarge } from './source-errors.ts';
+import { SystemSlots } from './system-slots.ts';
 
-export class NeedsReauth extends Error {}
-export class SourceError extends Error {
-  readonly status: number;
-  /** The answer's body: parsed JSON when it is JSON (an OperationOutcome, mostly), else its text, at most 2,000 characters. */
-  readonly body?: unknown;
-  readonly contentType?: string;
-  constructor(status: number, message: string, body?: unknown, contentType?: string) {
-    super(message);
-    this.status = status;
-    this.body = body;
-    this.contentType = contentType;
-  }
-}
-/** An answer longer than the caller's limit: not read past it. */
-export class TooLarge extends Error {
-  /** The size the system stated (Content-Length), when it did. */
-  readonly size?: number;
-  constructor(message: string, size?: number) {
-    super(message);
-    this.size = size;
-  }
-}
+export { NeedsReauth, SourceError, TooLarge } from './source-errors.ts';
 
 export interface SessionOptions {
   attempts: number;
@@ -57,109 +39,26 @@ export interface SessionOptions {
   refreshGapMs?: number;
 }
 
+/**
+ * What the sessions of one process share: the per-system slots and the refresh times. Made once by
+ * whoever builds the sync's dependencies (plugins/sync.ts) and given to every session.
+ */
+export interface SessionShared {
+  slots: SystemSlots;
+  refreshes: RefreshTimes;
+}
+
+export function createSessionShared(): SessionShared {
+  return { slots: new SystemSlots(), refreshes: new RefreshTimes() };
+}
+
 export const DEFAULT_SESSION: SessionOptions = { attempts: 5, backoffMs: 500, timeoutMs: 30_000, concurrency: 4, ratePerSecond: 50 };
 /** An access token this close to its expiry is refreshed before it is sent. */
 const REFRESH_EARLY_MS = 10_000;
-/** Refreshes of one connection are at least this far apart. */
-const MIN_REFRESH_GAP_MS = 60_000;
 /** Without a shared limiter, a Retry-After is heeded up to this long. */
 const MAX_RETRY_AFTER_S = 60;
-/** A refusal's body is read up to this many bytes (an OperationOutcome is far smaller). */
-const MAX_ERROR_BODY = 64 * 1024;
-const MAX_ERROR_TEXT = 2000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Per FHIR base, in this process: requests in flight, who waits for a slot, and when the next may start (without a shared limiter). */
-const perSystem = new Map<string, { n: number; waiting: (() => void)[]; nextAt: number }>();
-
-async function acquire(base: string, o: SessionOptions, spaced: boolean): Promise<() => void> {
-  let slot = perSystem.get(base);
-  if (!slot) perSystem.set(base, (slot = { n: 0, waiting: [], nextAt: 0 }));
-  const s = slot;
-  while (s.n >= o.concurrency) await new Promise<void>((r) => s.waiting.push(r));
-  s.n++;
-  if (spaced) {
-    // The rate: each request takes the next free instant, 1/ratePerSecond after the one before.
-    const now = Date.now();
-    const at = Math.max(now, s.nextAt);
-    s.nextAt = at + 1000 / o.ratePerSecond;
-    if (at > now) await sleep(at - now);
-  }
-  return () => {
-    s.n--;
-    s.waiting.shift()?.();
-  };
-}
-
-/**
- * When each access token this process got by a refresh was got (by its SHA-256): a later run of the
- * same connection (a new session) knows how recent its last refresh is. Entries older than the gap
- * are dropped.
- */
-const refreshedAt = new Map<string, number>();
-const tokenKey = (accessToken: string) => createHash('sha256').update(accessToken).digest('base64url');
-function rememberRefresh(accessToken: string, at: number): void {
-  for (const [k, when] of refreshedAt) if (at - when > MIN_REFRESH_GAP_MS) refreshedAt.delete(k);
-  refreshedAt.set(tokenKey(accessToken), at);
-}
-
-/** Retry-After in ms (seconds or an HTTP date), or undefined. */
-function retryAfterMs(res: Response): number | undefined {
-  const v = res.headers.get('retry-after');
-  if (!v) return undefined;
-  if (/^\d+$/.test(v.trim())) return Number(v) * 1000;
-  const at = Date.parse(v);
-  return Number.isFinite(at) ? Math.max(0, at - Date.now()) : undefined;
-}
-
-/** The body of a refused request: parsed JSON when it says JSON, else at most 2,000 characters of text. */
-async function errorBody(res: Response): Promise<{ body?: unknown; contentType?: string }> {
-  const contentType = res.headers.get('content-type') ?? undefined;
-  let text: string;
-  try {
-    text = (await readCapped(res, MAX_ERROR_BODY)).toString('utf8');
-  } catch {
-    return { contentType };
-  }
-  if (!text) return { contentType };
-  if (/json/i.test(contentType ?? '') || /^\s*[{[]/.test(text)) {
-    try {
-      return { body: JSON.parse(text), contentType };
-    } catch {
-      // Not JSON after all: its text.
-    }
-  }
-  return { body: text.slice(0, MAX_ERROR_TEXT), contentType };
-}
-
-/** The body's bytes, at most `max` of them (TooLarge past that, with the rest left unread). */
-async function readCapped(res: Response, max: number): Promise<Buffer> {
-  const stated = Number(res.headers.get('content-length'));
-  if (Number.isFinite(stated) && stated > max) {
-    await res.body?.cancel().catch(() => {});
-    throw new TooLarge(`${stated} bytes, past the limit of ${max}`, stated);
-  }
-  const chunks: Buffer[] = [];
-  let n = 0;
-  if (!res.body) return Buffer.alloc(0);
-  for await (const chunk of res.body) {
-    n += chunk.byteLength;
-    if (n > max) {
-      await res.body.cancel().catch(() => {});
-      throw new TooLarge(`more than ${max} bytes`);
-    }
-    chunks.push(Buffer.from(chunk));
-  }
-  return Buffer.concat(chunks);
-}
-
-/** A short reason for the message: the OperationOutcome's first diagnostics or details text. */
-function reasonOf(body: unknown): string {
-  const issue = (body as { resourceType?: string; issue?: { diagnostics?: string; details?: { text?: string } }[] } | undefined)?.issue?.[0];
-  const said = issue?.diagnostics ?? issue?.details?.text;
-  return typeof said === 'string' && said ? ` (${said.slice(0, 200)})` : '';
-}
 
 export class SourceSession {
   private readonly fetch: OutboundFetch;
@@ -169,6 +68,7 @@ export class SourceSession {
   private readonly o: SessionOptions;
   private readonly limiter?: SystemLimiter;
   private readonly key: string;
+  private readonly shared: SessionShared;
   /** When this connection's tokens were last refreshed (ms; 0: not known to be recent). */
   private lastRefresh: number;
   /** The refresh under way, which every request that needs a new token waits for. */
@@ -183,7 +83,15 @@ export class SourceSession {
     return this.o.refreshGapMs ?? MIN_REFRESH_GAP_MS;
   }
 
-  constructor(sc: SystemClient, tokens: Tokens, onRefreshed: (t: Tokens) => Promise<void>, o: SessionOptions = DEFAULT_SESSION, limiter?: SystemLimiter) {
+  /** `shared`: what the sessions of the process share (one per process, passed in). */
+  constructor(
+    sc: SystemClient,
+    tokens: Tokens,
+    onRefreshed: (t: Tokens) => Promise<void>,
+    o: SessionOptions = DEFAULT_SESSION,
+    limiter: SystemLimiter | undefined,
+    shared: SessionShared,
+  ) {
     // The same outbound fetch as the client's token requests.
     this.fetch = sc.options[oauth.customFetch];
     this.sc = sc;
@@ -192,7 +100,8 @@ export class SourceSession {
     this.o = o;
     this.limiter = limiter;
     this.key = systemKey(sc.fhirBase);
-    this.lastRefresh = refreshedAt.get(tokenKey(tokens.accessToken)) ?? 0;
+    this.shared = shared;
+    this.lastRefresh = shared.refreshes.get(tokens.accessToken) ?? 0;
   }
 
   /** The JSON body of a GET of `url` (absolute, at the system). */
@@ -262,7 +171,7 @@ export class SourceSession {
       // Stored before it is used: a rotated refresh token is the only one that works from now on.
       await this.onRefreshed(tokens);
       this.lastRefresh = Date.now();
-      rememberRefresh(tokens.accessToken, this.lastRefresh);
+      this.shared.refreshes.remember(tokens.accessToken, this.lastRefresh);
       this.tokens = tokens;
       return;
     }
@@ -274,7 +183,7 @@ export class SourceSession {
     let renewed = false;
     for (let attempt = 1; ; attempt++) {
       const token = await this.currentToken();
-      const release = await acquire(this.sc.fhirBase, this.o, !this.limiter);
+      const release = await this.shared.slots.acquire(this.sc.fhirBase, this.o, !this.limiter);
       let res: Response | undefined;
       let failure: string;
       try {

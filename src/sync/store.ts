@@ -19,6 +19,8 @@ import type { Scope } from '../fhir/ports.ts';
 import type { QueryProgress } from './fetcher.ts';
 import { localId, SOURCE_TAG_SYSTEM, type Origin } from './mapper.ts';
 import type { Refusal } from './refusal.ts';
+import * as progress from './sql/progress.ts';
+import * as records from './sql/records.ts';
 
 export type TypeStatus = 'fetched' | 'refused' | 'not-granted' | 'failed';
 
@@ -44,8 +46,8 @@ export interface Progress {
 }
 
 export async function loadProgress(db: pg.ClientBase, connectionId: string): Promise<Progress> {
-  const q = await db.query<{ query_key: string; since: Date | null; next: string | null }>('SELECT query_key, since, next FROM trb_sync_query WHERE connection_id = $1', [connectionId]);
-  const t = await db.query<{ res_type: string; status: TypeStatus; last_full_at: Date | null }>('SELECT res_type, status, last_full_at FROM trb_sync_type WHERE connection_id = $1', [connectionId]);
+  const q = await db.query<{ query_key: string; since: Date | null; next: string | null }>(progress.queryProgress(connectionId));
+  const t = await db.query<{ res_type: string; status: TypeStatus; last_full_at: Date | null }>(progress.typeProgress(connectionId));
   return {
     queries: new Map(q.rows.map((r) => [r.query_key, { ...(r.since ? { since: r.since.toISOString() } : {}), ...(r.next ? { next: r.next } : {}) }])),
     types: new Map(t.rows.map((r) => [r.res_type, { status: r.status, ...(r.last_full_at ? { lastFullAt: r.last_full_at } : {}) }])),
@@ -105,19 +107,14 @@ export async function writePage(deps: BulkDeps, c: pg.ClientBase, scope: Scope, 
 export async function storedOf(c: pg.ClientBase, scope: Scope, keys: { type: string; id: string }[]): Promise<Set<string>> {
   if (!keys.length) return new Set();
   const { rows } = await c.query<{ res_type: string; fhir_id: string }>(
-    'SELECT res_type, fhir_id FROM hfj_resource WHERE partition_id = $1 AND owner_id = $2 AND res_deleted_at IS NULL AND (res_type, fhir_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))',
-    [scope.partitionId, scope.ownerId, keys.map((k) => k.type), keys.map((k) => k.id)],
+    records.storedOf(scope.partitionId, scope.ownerId, keys.map((k) => k.type), keys.map((k) => k.id)),
   );
   return new Set(rows.map((r) => `${r.res_type}/${r.fhir_id}`));
 }
 
 /** A page of a query stored: the link its pass goes on with (none: the pass reached its last page). */
 export async function savePageProgress(c: pg.ClientBase, connectionId: string, key: string, next: string | undefined, runStartedAt: Date): Promise<void> {
-  await c.query(
-    `INSERT INTO trb_sync_query (connection_id, query_key, next, pass_started_at) VALUES ($1, $2, $3, $4)
-     ON CONFLICT (connection_id, query_key) DO UPDATE SET next = EXCLUDED.next, pass_started_at = coalesce(trb_sync_query.pass_started_at, EXCLUDED.pass_started_at), updated_at = now()`,
-    [connectionId, key, next ?? null, runStartedAt],
-  );
+  await c.query(progress.savePageProgress(connectionId, key, next ?? null, runStartedAt));
 }
 
 /**
@@ -125,18 +122,12 @@ export async function savePageProgress(c: pg.ClientBase, connectionId: string, k
  * and a cut-off run's pass), less `marginSeconds`.
  */
 export async function saveQueryDone(c: pg.ClientBase, connectionId: string, key: string, startedAt: Date, marginSeconds: number): Promise<void> {
-  await c.query(
-    `INSERT INTO trb_sync_query (connection_id, query_key, since) VALUES ($1, $2, $3::timestamptz - make_interval(secs => $4))
-     ON CONFLICT (connection_id, query_key) DO UPDATE SET
-       since = least(coalesce(trb_sync_query.pass_started_at, $3::timestamptz), $3::timestamptz) - make_interval(secs => $4),
-       next = NULL, pass_started_at = NULL, updated_at = now()`,
-    [connectionId, key, startedAt, marginSeconds],
-  );
+  await c.query(progress.saveQueryDone(connectionId, key, startedAt, marginSeconds));
 }
 
 /** A pass whose link the system no longer takes, or that failed: the next run starts it over. */
 export async function dropNext(c: pg.ClientBase, connectionId: string, key: string): Promise<void> {
-  await c.query('UPDATE trb_sync_query SET next = NULL, pass_started_at = NULL, updated_at = now() WHERE connection_id = $1 AND query_key = $2', [connectionId, key]);
+  await c.query(progress.dropNext(connectionId, key));
 }
 
 /**
@@ -144,12 +135,7 @@ export async function dropNext(c: pg.ClientBase, connectionId: string, key: stri
  * tagged with this system that are not among `seen` (local ids) are deleted. How many.
  */
 export async function deleteMissing(deps: BulkDeps, c: pg.ClientBase, scope: Scope, systemId: string, type: string, seen: Set<string>): Promise<number> {
-  const { rows } = await c.query<{ fhir_id: string }>(
-    `SELECT r.fhir_id FROM hfj_resource r
-     WHERE r.partition_id = $1 AND r.owner_id = $2 AND r.res_type = $3 AND r.res_deleted_at IS NULL
-       AND EXISTS (SELECT 1 FROM hfj_res_tag rt JOIN hfj_tag_def d ON d.tag_id = rt.tag_id WHERE rt.res_id = r.res_id AND d.tag_system = $4 AND d.tag_code = $5)`,
-    [scope.partitionId, scope.ownerId, type, SOURCE_TAG_SYSTEM, systemId],
-  );
+  const { rows } = await c.query<{ fhir_id: string }>(records.taggedOfType(scope.partitionId, scope.ownerId, type, SOURCE_TAG_SYSTEM, systemId));
   const gone = rows.filter((r) => !seen.has(r.fhir_id));
   if (!gone.length) return 0;
   const { written } = await writeResources(deps, c as pg.PoolClient, scope, gone.map((r) => ({ type, id: r.fhir_id, resource: null })));
@@ -158,12 +144,9 @@ export async function deleteMissing(deps: BulkDeps, c: pg.ClientBase, scope: Sco
 
 /** What the run saw of a type, for the app (GET /connect/connections, `types`). */
 export async function saveTypeState(db: pg.ClientBase, connectionId: string, runId: string, type: string, s: TypeState): Promise<void> {
+  const refusal = s.refusal ? JSON.stringify(s.refusal) : null;
+  const variants = JSON.stringify(s.refusedVariants ?? []);
   await db.query(
-    `INSERT INTO trb_sync_type (connection_id, res_type, status, fetched, refusal, refused_variants, error, last_full_at, last_run_id)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-     ON CONFLICT (connection_id, res_type) DO UPDATE SET status = EXCLUDED.status, fetched = EXCLUDED.fetched, refusal = EXCLUDED.refusal,
-       refused_variants = CASE WHEN $10 THEN trb_sync_type.refused_variants ELSE EXCLUDED.refused_variants END, error = EXCLUDED.error, last_full_at = coalesce(EXCLUDED.last_full_at, trb_sync_type.last_full_at),
-       last_run_id = EXCLUDED.last_run_id, updated_at = now()`,
-    [connectionId, type, s.status, s.fetched, s.refusal ? JSON.stringify(s.refusal) : null, JSON.stringify(s.refusedVariants ?? []), s.error ?? null, s.fullAt ?? null, runId, !s.refusedVariants],
+    progress.saveTypeState(connectionId, type, s.status, s.fetched, refusal, variants, s.error ?? null, s.fullAt ?? null, runId, !s.refusedVariants),
   );
 }

@@ -56,7 +56,7 @@ t.test("1upHealth's sample-app flow: user, code, token, FHIR query; an existing 
   t.equal((await app.inject({ method: 'GET', url: '/r4/Patient', headers: bearer })).json().total, 1);
 
   const again = await app.inject({ method: 'POST', url: `/user-management/v1/user?app_user_id=alice&${creds}` });
-  t.same(again.json(), { error: 'this user already exists' });
+  t.same(again.json(), { error: 'this user already exists', code: 'user_exists' });
 
   const code2 = await app.inject({ method: 'POST', url: `/user-management/v1/user/auth-code?app_user_id=alice&${creds}` });
   t.equal(code2.statusCode, 200);

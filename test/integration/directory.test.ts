@@ -20,7 +20,7 @@ import { migrate } from '../../src/storage/migrate.ts';
 import { importDirectory, normalizeUrl, systemId, type ImportSource } from '../../src/directory/importer.ts';
 import { readDirectoryFile } from '../../src/directory/readers.ts';
 import { stateOfZip } from '../../src/directory/zip-states.ts';
-import { editDistance, searchSystems, type SystemQuery } from '../../src/directory/search.ts';
+import { DirectoryIndexCache, editDistance, searchSystems, type SystemQuery } from '../../src/directory/search.ts';
 
 const REPO = path.resolve(import.meta.dirname, '..', '..');
 const SHARED = path.resolve(REPO, '..', 'shared', 'directory');
@@ -213,7 +213,8 @@ t.test('search: words meet in one organization; ranking; every process sees an i
       'https://three.example/fhir,Northfield Family Clinic Partners,,55057',
     ]),
   ]);
-  const names = async (text: string, extra: Partial<SystemQuery> = {}) => (await searchSystems(p, { text, offset: 0, limit: 20, ...extra })).map((h) => h.name);
+  const index = new DirectoryIndexCache(p);
+  const names = async (text: string, extra: Partial<SystemQuery> = {}) => (await searchSystems(p, index, { text, offset: 0, limit: 20, ...extra })).map((h) => h.name);
   t.same(await names('alpha pediatrics'), ['Alpha Pediatrics']);
   t.same(await names('alpha cardiology'), [], "words of two different practices of one URL do not make a match");
   t.same(await names('beta cardiology 94105'), ['Alpha Pediatrics'], 'a practice found by name and zip shows its system');

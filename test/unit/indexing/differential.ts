@@ -17,11 +17,19 @@ const asts = new Map<string, FhirPathAtom>();
 
 type Outcome = { values: TypedValue[] } | { error: string };
 
+/**
+ * Type and value only: @medplum/core 5 also records the element path each value came from (its
+ * error locations), which the indexer has no use for.
+ */
+export function typeAndValue(values: TypedValue[]): TypedValue[] {
+  return values.map(({ type, value }) => ({ type, value }));
+}
+
 function medplum(param: IndexedParam, resource: Resource): Outcome {
   let ast = asts.get(param.expression);
   if (!ast) asts.set(param.expression, (ast = parseFhirPath(param.expression)));
   try {
-    return { values: evalFhirPathTyped(ast, [toTypedValue(resource)]) };
+    return { values: typeAndValue(evalFhirPathTyped(ast, [toTypedValue(resource)])) };
   } catch (e) {
     return { error: String(e) };
   }
@@ -29,7 +37,7 @@ function medplum(param: IndexedParam, resource: Resource): Outcome {
 
 function compiled(param: IndexedParam, resource: Resource): Outcome {
   try {
-    return { values: evaluateParam(param, toTypedValue(resource)) };
+    return { values: typeAndValue(evaluateParam(param, toTypedValue(resource))) };
   } catch (e) {
     return { error: String(e) };
   }

@@ -38,7 +38,7 @@ t.test('only the parts of a union that apply to the type', async (t) => {
   t.same(code.parts.map((p) => p.path), ['Condition.code']);
   t.equal(code.union, true);
   t.ok(code.expression.includes('AllergyIntolerance.code'));
-  t.same(registry.get('Observation', 'value-quantity')!.parts.map((p) => p.path), ['(Observation.value as Quantity)', '(Observation.value as SampledData)']);
+  t.same(registry.get('Observation', 'value-quantity')!.parts.map((p) => p.path), ['(Observation.value.ofType(Quantity))', '(Observation.value.ofType(SampledData))']);
   t.same(registry.get('InsurancePlan', 'name')!.parts.map((p) => p.path), ['name', 'alias'], 'untyped parts apply');
   t.equal(registry.get('Patient', 'code'), undefined);
 });

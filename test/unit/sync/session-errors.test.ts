@@ -8,7 +8,7 @@ import http from 'node:http';
 import t from 'tap';
 import * as oauth from 'oauth4webapi';
 import type { SystemClient } from '../../../src/connect/client.ts';
-import { SourceError, SourceSession, TooLarge } from '../../../src/sync/session.ts';
+import { createSessionShared, SourceError, SourceSession, TooLarge } from '../../../src/sync/session.ts';
 
 const OUTCOME = { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'required', details: { coding: [{ system: 'urn:oid:1.2.840.114350.1.13.0.1.7.2.657369', code: '59108' }] }, diagnostics: 'Must have either code or category.' }] };
 let hits = 0;
@@ -41,7 +41,7 @@ const sc: SystemClient = {
   scope: '',
   options: { [oauth.allowInsecureRequests]: true, [oauth.customFetch]: (url, init) => fetch(url, init) },
 };
-const session = new SourceSession(sc, { accessToken: 'a', expiresAt: null, scope: '' }, async () => {}, { attempts: 3, backoffMs: 5, timeoutMs: 5000, concurrency: 4, ratePerSecond: 1000 });
+const session = new SourceSession(sc, { accessToken: 'a', expiresAt: null, scope: '' }, async () => {}, { attempts: 3, backoffMs: 5, timeoutMs: 5000, concurrency: 4, ratePerSecond: 1000 }, undefined, createSessionShared());
 const refusal = async (url: string) => {
   try {
     await session.getJson(url);

@@ -133,6 +133,7 @@ export async function sessionFor(app: FastifyInstance, connectionId: string, o: 
     },
     o,
     limiter,
+    app.syncShared.sessions,
   );
   return { session, patientId: c.patient_id, base: c.resource_url.replace(/\/+$/, ''), sent, stored };
 }

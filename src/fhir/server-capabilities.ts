@@ -1,0 +1,38 @@
+/**
+ * What Tributary's FHIR API states in its CapabilityStatement: the interactions plugins/fhir.ts
+ * serves, JSON only, JSON Patch, `$reindex`, `Patient/$everything` (unless a sandbox system plays
+ * one without it), and the SMART endpoints of the server's authorization server.
+ * See: https://hl7.org/fhir/R4/http.html#capabilities
+ */
+import type { CapabilityStatement } from '@medplum/fhirtypes';
+import { buildCapabilityStatement } from './capability.ts';
+import type { SearchParamLookup } from './ports.ts';
+
+const INTERACTIONS = ['read', 'vread', 'update', 'patch', 'delete', 'history-instance', 'history-type', 'create', 'search-type'];
+const SYSTEM_INTERACTIONS = ['transaction', 'batch', 'history-system', 'search-system'];
+
+export interface ServerCapabilityOptions {
+  /** The FHIR base URL. */
+  baseUrl: string;
+  /** The server's base URL (where /oauth2 is). */
+  serverUrl: string;
+  softwareVersion?: string;
+  params: SearchParamLookup;
+  /** Whether `Patient/[id]/$everything` is served (default true). */
+  everything?: boolean;
+}
+
+export function serverCapabilityStatement(o: ServerCapabilityOptions): CapabilityStatement {
+  return buildCapabilityStatement({
+    baseUrl: o.baseUrl,
+    software: { name: 'Tributary', version: o.softwareVersion ?? '0' },
+    params: o.params,
+    interactions: INTERACTIONS,
+    systemInteractions: SYSTEM_INTERACTIONS,
+    formats: ['application/fhir+json', 'json'],
+    patchFormats: ['application/json-patch+json'],
+    operations: [{ name: 'reindex', definition: 'http://hapifhir.io/fhir/OperationDefinition/Reindex' }],
+    typeOperations: o.everything === false ? {} : { Patient: [{ name: 'everything', definition: 'http://hl7.org/fhir/OperationDefinition/Patient-everything' }] },
+    oauth: { authorize: `${o.serverUrl}/oauth2/authorize`, token: `${o.serverUrl}/oauth2/token`, revoke: `${o.serverUrl}/oauth2/revoke` },
+  });
+}

@@ -1,0 +1,30 @@
+/** The request's partition and user on every hfj_resource a search reads. */
+import { DIRECTORY_SCOPE, DIRECTORY_TYPES, type Scope } from '../fhir/ports.ts';
+import type { SqlBuilder } from './sql-builder.ts';
+import type { ConditionContext } from './params/context.ts';
+
+/** SQL for "the alias is a live resource of the scope". */
+export function scoped(c: ConditionContext, alias: string, types?: readonly string[]): string {
+  return inScope(c.b, c.scope, alias, types);
+}
+
+/**
+ * `alias` (an hfj_resource) is a live resource of the scope: its partition and, when the scope
+ * names a user, that user's. When the alias may be one of `types` and one of those is a directory
+ * type (Organization, Endpoint), the directory's partition is in reach too, for every app. Every
+ * hfj_resource a search reads goes through here.
+ */
+export function inScope(b: SqlBuilder, scope: Scope, alias: string, types: readonly string[] = []): string {
+  const owner =
+    scope.ownerId === null
+      ? ''
+      : scope.withUnowned
+        ? ` AND (${alias}.owner_id = ${b.param(scope.ownerId)} OR ${alias}.owner_id IS NULL)`
+        : ` AND ${alias}.owner_id = ${b.param(scope.ownerId)}`;
+  const own = `${alias}.partition_id = ${b.param(scope.partitionId)}${owner}`;
+  const shared = types.filter((t) => DIRECTORY_TYPES.includes(t));
+  // Partitions below 0 are no app's (-1: a request without access; -2: the directory itself).
+  if (!shared.length || scope.partitionId < 0 || scope.ownOnly) return `${own} AND ${alias}.res_deleted_at IS NULL`;
+  const directory = `${alias}.partition_id = ${DIRECTORY_SCOPE.partitionId} AND ${alias}.res_type = ANY(${b.param(shared)}::text[])`;
+  return `(${own} OR ${directory}) AND ${alias}.res_deleted_at IS NULL`;
+}
