@@ -6,7 +6,7 @@
  */
 import type { ResourceScope } from '../auth/scopes.ts';
 import { allowed } from '../auth/scopes.ts';
-import { parseTypes, patientCompartmentTypes, type SearchResult } from '../search/engine.ts';
+import { parseTypes, type SearchResult } from '../search/engine.ts';
 import { badRequest, fhirError } from './errors.ts';
 import type { RequestContext } from './ports.ts';
 import { dateParam } from './query-params.ts';
@@ -27,7 +27,7 @@ export async function patientEverything(
   for (const k of query.keys()) {
     if (!EVERYTHING_PARAMS.has(k)) throw badRequest(`Patient/$everything takes _since, _type and _count (and the paging links' parameters), not "${k.slice(0, 50)}".`);
   }
-  let types = patientCompartmentTypes();
+  let types = fhir.search.compartment.types();
   if (query.has('_type')) {
     const asked = new Set(parseTypes(query.getAll('_type').join(',')));
     types = types.filter((t) => asked.has(t));

@@ -23,11 +23,3 @@ export class PatientCompartment {
     return [...new Set(['Patient', ...this.params().keys()])];
   }
 }
-
-/**
- * The types of the Patient compartment (the Patient first): what `Patient/[id]/$everything` may return.
- * Reads the definition on each call; SearchEngine.compartment.types() answers from its instance.
- */
-export function patientCompartmentTypes(): string[] {
-  return new PatientCompartment().types();
-}

@@ -37,7 +37,7 @@ import { count } from './total.ts';
 
 // What other areas import from here.
 export { SearchResult } from './bundle.ts';
-export { patientCompartmentTypes, PatientCompartment } from './compartment.ts';
+export { PatientCompartment } from './compartment.ts';
 export { COUNT_CAP, DEFAULT_COUNT, MAX_COUNT, MAX_CRITERIA, MAX_INCLUDE_PARAMS, MAX_INCLUDES, MAX_SORT_KEYS, SNAPSHOT_CAP } from './limits.ts';
 export { parseTypes } from './parse.ts';
 

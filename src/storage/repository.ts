@@ -156,8 +156,7 @@ export class Repository {
    */
   async versionsWith<T extends object>(db: Db, text: string, values: unknown[]): Promise<{ versions: StoredVersion[]; extra: T | undefined }> {
     // Named: a statement of the same shape is parsed once per connection (its plan is still made
-    // for the values each time, see the search pool in plugins/db.ts). Not remembered in
-    // sql.prepared's map: search texts are many.
+    // for the values each time, see the search pool in plugins/db.ts).
     const { rows } = await db.query<VersionRow & T>({ name: sql.statementName(text), text, values });
     return { versions: await this.stored(db, rows.filter((r) => r.res_id !== null)), extra: rows[0] };
   }

@@ -1,7 +1,7 @@
 /** What a sync run needs (its dependencies, its policy) and what it reports (src/sync/run.ts). */
 import type pg from 'pg';
 import type { Vault } from '../auth/vault.ts';
-import type { ClientKey } from '../connect/client.ts';
+import type { ClientKey, DiscoveryCache } from '../connect/client.ts';
 import type { BulkDeps } from '../fhir/bulk.ts';
 import type { ResourceValidator } from '../fhir/ports.ts';
 import type { OutboundFetch } from '../net/outbound.ts';
@@ -24,6 +24,11 @@ export interface SyncDeps extends BulkDeps {
   vault: Vault;
   validator: ResourceValidator;
   clientKey: () => Promise<ClientKey>;
+  /**
+   * The app's SMART discovery cache, the one its connects use; without it, src/connect/client.ts's
+   * stand-in (UNPASSED_DISCOVERY, until the app has one cache that plugins/sync.ts can pass here).
+   */
+  discovery?: DiscoveryCache;
   /** This server's origin: plain http is allowed to it (the sandboxes). */
   ownOrigin: string;
   /** The app's outbound fetch (src/net/outbound.ts): every request to the system goes through it. */

@@ -107,7 +107,8 @@ async function locked(deps: SyncDeps, lock: pg.PoolClient, connectionId: string,
     const origin: Origin = { userId: conn.user_id, systemId: conn.system_id, systemName: conn.name, base: conn.resource_url.replace(/\/+$/, '') };
     const scope: Scope = { partitionId: conn.app_id, ownerId: conn.user_id };
     const sealKey = connectionSealKey(conn.user_id, conn.system_id);
-    const sc = await clientForSystem(deps.pool, deps.vault, { id: conn.system_id, name: conn.name, resource_url: origin.base, vendor: conn.vendor }, deps.ownOrigin, deps.clientKey, deps.fetch);
+    const system = { id: conn.system_id, name: conn.name, resource_url: origin.base, vendor: conn.vendor };
+    const sc = await clientForSystem(deps.pool, deps.vault, system, deps.ownOrigin, deps.clientKey, deps.fetch, deps.discovery);
     const tokens: Tokens = {
       accessToken: deps.vault.decrypt(conn.access_token_sealed, sealKey, 'connection-token'),
       refreshToken: conn.refresh_token_sealed ? deps.vault.decrypt(conn.refresh_token_sealed, sealKey, 'connection-token') : undefined,
