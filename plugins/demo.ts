@@ -14,7 +14,16 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { addFormParser } from './auth.ts';
 import { SANDBOX_VENDOR } from '../src/sandbox/directory-listing.ts';
-import { createDemoUser, DEMO_CLIENT_ID, demoSecret, demoUserToken, ensureDemoApp, signedUser, verifiedUser, type DemoApi } from '../src/demo/demo-app.ts';
+import {
+  createDemoUser,
+  DEMO_CLIENT_ID,
+  demoSecret,
+  demoUserToken,
+  ensureDemoApp,
+  signedUser,
+  verifiedUser,
+  type DemoApi,
+} from '../src/demo/demo-app.ts';
 import { escapeHtml as esc } from '../src/html.ts';
 import { demoLocalOnly, fromThisMachine } from './loopback.ts';
 

@@ -112,7 +112,8 @@ export default fp(
 
     if (app.config.directoryProbeCron) {
       await app.jobs.schedule(PROBE_QUEUE, app.config.directoryProbeCron);
-      await app.jobs.work(PROBE_QUEUE, ([job]) => runProbe(job, { pool: app.pg, fetch: app.outbound.fetch, log: app.log, updateView: () => app.updateDirectoryView() }));
+      const deps = { pool: app.pg, fetch: app.outbound.fetch, log: app.log, updateView: () => app.updateDirectoryView() };
+      await app.jobs.work(PROBE_QUEUE, ([job]) => runProbe(job, deps));
     }
     app.addHook('onReady', async () => {
       // Not awaited: the server answers while the directory loads; its FHIR view follows (and

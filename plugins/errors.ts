@@ -7,6 +7,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { FhirError, fromDatabaseError, outcome } from '../src/fhir/errors.ts';
 import { sendOutcome } from './fhir-http.ts';
+import { sendApiError } from '../src/errors/http.ts';
 
 /** Paths whose errors are JSON of their own (README: the connect and user-management APIs, OAuth2). */
 const OWN_SHAPE = /^\/(connect|user-management|admin)\//;
@@ -20,7 +21,7 @@ export function errorHandler(err: FastifyError, req: FastifyRequest, reply: Fast
     req.log.warn({ route: req.routeOptions.url ?? 'unmatched' }, 'statement timeout');
     const message = 'The database took too long to answer; retry, or narrow the request.';
     if (OAUTH.test(path)) return reply.code(504).header('Cache-Control', 'no-store').send({ error: 'temporarily_unavailable', error_description: message });
-    if (OWN_SHAPE.test(path)) return reply.code(504).send({ success: false, error: message });
+    if (OWN_SHAPE.test(path)) return sendApiError(reply, 'database_timeout', message);
   }
   if (mapped instanceof FhirError) return sendOutcome(req, reply, mapped.status, mapped.outcome);
   if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {

@@ -28,8 +28,13 @@ export interface DemoCredentials {
 /** The demo app's secret under this key. */
 export const demoSecret = (vault: Vault): string => vault.sign('the demo app secret');
 
+export interface DemoAppDeps {
+  pool: pg.Pool;
+  auth: Pick<AuthStore, 'appByClientId' | 'createApp'>;
+}
+
 /** The demo app, with the secret this key derives (kept in step on every start). */
-export async function ensureDemoApp(deps: { pool: pg.Pool; auth: Pick<AuthStore, 'appByClientId' | 'createApp'> }, secret: string, redirect: string): Promise<void> {
+export async function ensureDemoApp(deps: DemoAppDeps, secret: string, redirect: string): Promise<void> {
   const existing = await deps.auth.appByClientId(DEMO_CLIENT_ID);
   if (!existing) await deps.auth.createApp({ name: 'Tributary demo app', clientId: DEMO_CLIENT_ID, clientSecret: secret, redirectUris: [redirect] });
   else await deps.pool.query(sql.updateDemoApp(existing.id, sha256(secret), [redirect]));
@@ -53,8 +58,14 @@ export function verifiedUser(vault: Vault, value: string): string | undefined {
   return appUserId && mac && vault.verify(appUserId, mac) ? appUserId : undefined;
 }
 
+export interface DemoUser {
+  appUserId: string;
+  oneupUserId: number;
+  token: string;
+}
+
 /** A fresh access token for the user, as an app gets one: an auth code from the user-management API, exchanged at /oauth2/token. */
-export async function demoUserToken(api: DemoApi, creds: DemoCredentials, appUserId: string): Promise<{ appUserId: string; oneupUserId: number; token: string } | undefined> {
+export async function demoUserToken(api: DemoApi, creds: DemoCredentials, appUserId: string): Promise<DemoUser | undefined> {
   const code = await api('POST', '/user-management/v1/user/auth-code', { ...creds, app_user_id: appUserId });
   if (typeof code.body.code !== 'string') return undefined;
   const token = await api('POST', '/oauth2/token', { ...creds, grant_type: 'authorization_code', code: code.body.code });

@@ -82,8 +82,12 @@ export async function searchSystems(pool: pg.Pool, indexes: DirectoryIndexCache,
   const ids = (await indexes.current()).search(q);
   if (!ids.length) return [];
   const [systems, orgs] = await Promise.all([
-    pool.query<{ id: string; name: string; resource_url: string; vendor: string | null; fhir_version: string | null; status: string }>(sql.systemsById(ids)),
-    pool.query<{ system_id: string; name: string; line: string | null; city: string | null; state: string | null; postal_code: string | null }>(sql.locationsOf(ids)),
+    pool.query<{ id: string; name: string; resource_url: string; vendor: string | null; fhir_version: string | null; status: string }>(
+      sql.systemsById(ids),
+    ),
+    pool.query<{ system_id: string; name: string; line: string | null; city: string | null; state: string | null; postal_code: string | null }>(
+      sql.locationsOf(ids),
+    ),
   ]);
   const bySystem = new Map<string, Location[]>();
   for (const o of orgs.rows) {

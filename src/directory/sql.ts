@@ -20,7 +20,15 @@ export const shippedImport = (sha256: string): Sql => ({
   values: [sha256],
 });
 
-export const recordShippedImport = (sha256: string, s: { files: number; systems: number; added: number; updated: number; rejected: number }): Sql => ({
+export interface ImportCounts {
+  files: number;
+  systems: number;
+  added: number;
+  updated: number;
+  rejected: number;
+}
+
+export const recordShippedImport = (sha256: string, s: ImportCounts): Sql => ({
   text: /* SQL */ `INSERT INTO trb_directory_import (source, content_sha256, files, systems, added, updated, rejected_rows)
          VALUES ('shipped', $1, $2, $3, $4, $5, $6)`,
   values: [sha256, s.files, s.systems, s.added, s.updated, s.rejected],
@@ -49,7 +57,10 @@ export const upsertSystems = (s: SystemColumns): Sql => ({
   values: [s.ids, s.normalized, s.urls, s.names, s.vendors, s.fhirVersions, s.sha256s],
 });
 
-export const deleteSystemOrgs = (systemIds: string[]): Sql => ({ text: 'DELETE FROM trb_system_org WHERE system_id = ANY($1::text[])', values: [systemIds] });
+export const deleteSystemOrgs = (systemIds: string[]): Sql => ({
+  text: 'DELETE FROM trb_system_org WHERE system_id = ANY($1::text[])',
+  values: [systemIds],
+});
 
 export interface OrgColumns {
   systemIds: string[];

@@ -36,7 +36,7 @@ export const ERRORS = {
   no_webhook: { family: 'api', status: 404, meaning: 'The app has no webhook yet; PUT /connect/webhook sets one.' },
   webhook_secret_given: { family: 'api', status: 400, meaning: 'A webhook was sent with a secret; the server makes the secret and answers it once.' },
   no_encryption_key: { family: 'api', status: 503, meaning: 'The server has no ENCRYPTION_KEY, so it cannot keep secrets (webhook secrets, health-system tokens).' },
-  request_timeout: { family: 'api', status: 504, meaning: 'The request took longer than REQUEST_TIMEOUT_MS and was given up; nothing it changed was kept.' },
+  database_timeout: { family: 'api', status: 504, meaning: 'A database statement ran past DB_STATEMENT_TIMEOUT_MS and was cancelled; nothing it changed was kept. Retry, or narrow the request.' },
   admin_disabled: { family: 'api', status: 404, meaning: 'The admin API is off: the server has no ADMIN_KEY.' },
   admin_unauthorized: { family: 'api', status: 401, meaning: 'The admin API needs Authorization: Bearer <ADMIN_KEY>.' },
   no_such_app: { family: 'api', status: 404, meaning: 'No app has that client_id.' },

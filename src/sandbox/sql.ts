@@ -27,11 +27,17 @@ export const updateSandboxApp = (appId: number, s: SandboxAppSettings): Sql => (
 
 export const deleteAppByClientId = (clientId: string): Sql => ({ text: 'DELETE FROM trb_app WHERE client_id = $1', values: [clientId] });
 
-export const insertSandbox = (name: string, appId: number): Sql => ({ text: 'INSERT INTO trb_sandbox (name, app_id) VALUES ($1, $2)', values: [name, appId] });
+export const insertSandbox = (name: string, appId: number): Sql => ({
+  text: 'INSERT INTO trb_sandbox (name, app_id) VALUES ($1, $2)',
+  values: [name, appId],
+});
 
 // A sandbox's records (src/sandbox/records.ts).
 
-export const sandboxLoaded = (name: string): Sql => ({ text: 'SELECT loaded_at IS NOT NULL AS loaded FROM trb_sandbox WHERE name = $1', values: [name] });
+export const sandboxLoaded = (name: string): Sql => ({
+  text: 'SELECT loaded_at IS NOT NULL AS loaded FROM trb_sandbox WHERE name = $1',
+  values: [name],
+});
 
 export const markLoaded = (name: string): Sql => ({ text: 'UPDATE trb_sandbox SET loaded_at = now() WHERE name = $1', values: [name] });
 
@@ -59,11 +65,17 @@ export const liveResourceCount = (appId: number, ownerId: string): Sql => ({
   values: [appId, ownerId],
 });
 
-export const passwordSet = (userId: string): Sql => ({ text: 'SELECT password_hash IS NOT NULL AS done FROM trb_user WHERE id = $1', values: [userId] });
+export const passwordSet = (userId: string): Sql => ({
+  text: 'SELECT password_hash IS NOT NULL AS done FROM trb_user WHERE id = $1',
+  values: [userId],
+});
 
 // Changes at the source (src/sandbox/mutate.ts).
 
-export const userByUsername = (appId: number, username: string): Sql => ({ text: 'SELECT id FROM trb_user WHERE app_id = $1 AND username = $2', values: [appId, username] });
+export const userByUsername = (appId: number, username: string): Sql => ({
+  text: 'SELECT id FROM trb_user WHERE app_id = $1 AND username = $2',
+  values: [appId, username],
+});
 
 /** A transaction-scoped lock on one patient (their user id). */
 export const patientLock = (userId: string): Sql => ({ text: 'SELECT pg_advisory_xact_lock($1::bigint)', values: [userId] });

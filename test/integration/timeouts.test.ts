@@ -106,7 +106,7 @@ t.test('outside FHIR a timeout keeps the API\'s error shape', async (t) => {
   t.teardown(() => api.close());
   const connect = await api.inject({ method: 'GET', url: '/connect/connections' });
   t.equal(connect.statusCode, 504);
-  t.same(connect.json(), { success: false, error: 'The database took too long to answer; retry, or narrow the request.' });
+  t.same(connect.json(), { success: false, error: 'The database took too long to answer; retry, or narrow the request.', code: 'database_timeout' });
   const token = await api.inject({ method: 'POST', url: '/oauth2/token' });
   t.equal(token.statusCode, 504);
   t.equal(token.json().error, 'temporarily_unavailable');
