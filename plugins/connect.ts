@@ -25,7 +25,7 @@ import { sendApiError } from '../src/errors/http.ts';
 import fastifyCookie from '@fastify/cookie';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { USER_SCOPE, type App } from '../src/auth/store.ts';
-import { ConnectError, DiscoveryCache, type ClientDeps } from '../src/connect/client.ts';
+import { ConnectError, type ClientDeps } from '../src/connect/client.ts';
 import { connectionRuns, disconnect, listConnections, managesConnections } from '../src/connect/connections.ts';
 import { readRegistrationsFile, saveRegistration } from '../src/connect/registrations.ts';
 import { BROWSER_COOKIE, finishSignIn, STATE_SECONDS, startSignIn, takeSignIn } from '../src/connect/sign-in.ts';
@@ -53,15 +53,14 @@ export default async function connectRoutes(app: FastifyInstance) {
   }
   const origin = new URL(app.config.baseUrl).origin;
   const secureCookie = origin.startsWith('https:');
-  // What talking to health systems needs; this app's discovery cache is made here, for its connects
-  // (the sync's runs use another until SyncDeps carries one: UNPASSED_DISCOVERY in src/connect/client.ts).
+  // What talking to health systems needs (the discovery cache is the app's, shared with the syncs).
   const deps: ClientDeps = {
     pool: app.pg,
     vault: app.vault,
     ownOrigin: origin,
     clientKey: () => app.clientKeys.load(),
     fetch: app.outbound.fetch,
-    discovery: new DiscoveryCache(),
+    discovery: app.discovery,
   };
 
   const page = (reply: FastifyReply, status: number, message: string) =>

@@ -11,6 +11,7 @@
  * machine only unless DEMO=on (DEMO=off: not at all; plugins/loopback.ts).
  * The demo app's secret is derived from the encryption key, so every process knows it.
  */
+import { sendApiError } from '../src/errors/http.ts';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { addFormParser } from './auth.ts';
 import { SANDBOX_VENDOR } from '../src/sandbox/directory-listing.ts';
@@ -75,8 +76,8 @@ export default async function demoRoutes(app: FastifyInstance) {
 
   app.post('/demo/user', async (req, reply) => {
     const name = String((req.body as Record<string, unknown> | undefined)?.app_user_id ?? '').trim();
-    if (!/^[\x21-\x7e]{1,100}$/.test(name)) return reply.code(400).send({ error: 'app_user_id: 1 to 100 visible characters.' });
-    if (!(await createDemoUser(call, creds, name))) return reply.code(502).send({ error: 'The user-management API refused the user.' });
+    if (!/^[\x21-\x7e]{1,100}$/.test(name)) return sendApiError(reply, 'invalid_parameter', 'app_user_id: 1 to 100 visible characters.', false);
+    if (!(await createDemoUser(call, creds, name))) return sendApiError(reply, 'demo_user_refused', 'The user-management API refused the user.', false);
     return reply
       .code(303)
       .header('Set-Cookie', `${COOKIE}=${encodeURIComponent(signedUser(app.vault, name))}; Path=/demo; HttpOnly; SameSite=Lax`)

@@ -15,6 +15,7 @@
  *   address words), `offset`, 20 a page, `system_type` accepted; also `zip`, `state`, `npi`,
  *   `vendor`, `fhir_version` and `url` (a URL or domain).
  */
+import { sendApiError } from '../src/errors/http.ts';
 import fp from 'fastify-plugin';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { PROBE_QUEUE } from '../src/jobs/queues.ts';
@@ -50,9 +51,9 @@ export default fp(
         return v && v.length <= 200 ? v : undefined;
       };
       const offset = Number(param('offset') ?? 0);
-      if (!Number.isInteger(offset) || offset < 0 || offset > 100_000) return reply.code(400).send({ success: false, error: 'offset must be a whole number from 0 to 100,000.' });
+      if (!Number.isInteger(offset) || offset < 0 || offset > 100_000) return sendApiError(reply, 'invalid_parameter', 'offset must be a whole number from 0 to 100,000.');
       const systemType = param('system_type');
-      if (systemType && systemType !== 'clinical') return reply.code(400).send({ success: false, error: 'system_type is clinical (the only kind of system in this directory).' });
+      if (systemType && systemType !== 'clinical') return sendApiError(reply, 'invalid_parameter', 'system_type is clinical (the only kind of system in this directory).');
       const hits = await searchSystems(app.pg, index, {
         text: param('query'),
         zip: param('zip'),
@@ -78,7 +79,7 @@ export default fp(
 
     app.get('/connect/system/clinical', async (req, reply) => {
       const client = await app.credentials.app(req);
-      if (!client) return reply.code(401).send({ success: false, error: 'client_id and client_secret are missing or wrong; pass them as query parameters or headers.' });
+      if (!client) return sendApiError(reply, 'client_unauthenticated', 'client_id and client_secret are missing or wrong; pass them as query parameters or headers.');
       return search(req, reply);
     });
 
@@ -86,7 +87,7 @@ export default fp(
     app.get('/connect/systems', async (req, reply) => {
       const token = app.credentials.bearer(req);
       const access = token ? await app.auth.accessFor(token) : undefined;
-      if (!access?.userId) return reply.code(401).send({ success: false, error: 'Send the user\'s access token as Authorization: Bearer.' });
+      if (!access?.userId) return sendApiError(reply, 'user_token_missing', "Send the user's access token as Authorization: Bearer.");
       return search(req, reply);
     });
 

@@ -1,5 +1,7 @@
 /**
  * The one outbound HTTP client of the app (src/net/outbound.ts), as `app.outbound`; closed with the app.
+ * Beside it, `app.discovery`: what the app learned of each health system's SMART configuration,
+ * shared by the connects (plugins/connect.ts) and the syncs (plugins/sync.ts).
  * Its allow-list is the operator's (OUTBOUND_ALLOW) and, when this process serves the sandboxes,
  * this server's own host and port (BASE_URL): the sandboxes are health systems on this very origin.
  */
@@ -7,10 +9,12 @@ import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '../src/config.ts';
 import { createOutbound, type Outbound } from '../src/net/outbound.ts';
+import { DiscoveryCache } from '../src/connect/discovery.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
     outbound: Outbound;
+    discovery: DiscoveryCache;
   }
 }
 
@@ -25,6 +29,7 @@ export default fp(
   async function outbound(app: FastifyInstance) {
     const o = createOutbound({ allow: outboundAllow(app.config) });
     app.decorate('outbound', o);
+    app.decorate('discovery', new DiscoveryCache());
     app.addHook('onClose', () => o.close());
   },
   { name: 'outbound', dependencies: ['config'] },

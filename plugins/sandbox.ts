@@ -21,6 +21,7 @@
  * A system may be a simulated vendor (SandboxDefinition.vendor): then its public base is the
  * vendor's facade (plugins/vendor-sandbox.ts, src/sandbox/vendors/).
  */
+import { sendApiError } from '../src/errors/http.ts';
 import fp from 'fastify-plugin';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { makeBigPatient, parseBigPatient } from '../src/sandbox/big.ts';
@@ -62,7 +63,7 @@ export default fp(
     // where it starts (plugins/smart.ts).
     const localOnly = (fhir: boolean) => async (req: FastifyRequest, reply: FastifyReply) => {
       if (app.config.sandboxesPublic || fromThisMachine(req)) return;
-      if (!fhir) return reply.code(403).send({ error: sandboxesLocalOnly });
+      if (!fhir) return sendApiError(reply, 'sandbox_local_only', sandboxesLocalOnly, false);
       return reply.code(403).header('Content-Type', 'application/fhir+json').send({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'forbidden', diagnostics: sandboxesLocalOnly }] });
     };
 
@@ -73,7 +74,7 @@ export default fp(
         const target = (req: FastifyRequest, reply: FastifyReply) => {
           const { name } = req.params as { name: string };
           const def = defs.find((d) => d.name === name);
-          if (!def) reply.code(404).send({ error: `No sandbox system is named ${name.slice(0, 64)}; they are ${defs.map((d) => d.name).join(', ')}.` });
+          if (!def) sendApiError(reply, 'no_such_sandbox', `No sandbox system is named ${name.slice(0, 64)}; they are ${defs.map((d) => d.name).join(', ')}.`, false);
           return def;
         };
         admin.get('/:name/faults', async (req, reply) => {
@@ -84,7 +85,7 @@ export default fp(
           const def = target(req, reply);
           if (!def) return reply;
           const settings = parseFaults(req.body);
-          if (typeof settings === 'string') return reply.code(400).send({ error: settings });
+          if (typeof settings === 'string') return sendApiError(reply, 'invalid_parameter', settings, false);
           faults.get(def.name)!.set(settings);
           return settings;
         });
@@ -114,11 +115,11 @@ export default fp(
           const def = target(req, reply);
           if (!def) return reply;
           const m = parseMutation(req.body);
-          if (typeof m === 'string') return reply.code(400).send({ error: m });
+          if (typeof m === 'string') return sendApiError(reply, 'invalid_parameter', m, false);
           try {
             return await mutateRecords({ pool: app.pg, bulk: app.fhir }, apps.get(def.name)!, m);
           } catch (err) {
-            if (err instanceof MutateError) return reply.code(err.status).send({ error: err.message });
+            if (err instanceof MutateError) return sendApiError(reply, err.code, err.message, false);
             throw err;
           }
         });
@@ -127,7 +128,7 @@ export default fp(
           const def = target(req, reply);
           if (!def) return reply;
           const n = parseBigPatient(req.body);
-          if (typeof n === 'string') return reply.code(400).send({ error: n });
+          if (typeof n === 'string') return sendApiError(reply, 'invalid_parameter', n, false);
           return makeBigPatient({ pool: app.pg, bulk: app.fhir, auth: app.auth }, apps.get(def.name)!, { resources: n, idPrefix: def.idPrefix });
         });
       },

@@ -15,6 +15,7 @@
  * Operators (admin key): POST /admin/sync queues every active connection now; GET
  * /admin/sync?since= sums up the runs started since an instant (for a cycle's progress).
  */
+import { sendApiError } from '../src/errors/http.ts';
 import fp from 'fastify-plugin';
 import { adminOnly } from './admin.ts';
 import type { FastifyInstance } from 'fastify';
@@ -47,6 +48,7 @@ export function syncDeps(app: FastifyInstance): SyncDeps {
     clientKey: () => app.clientKeys.load(),
     ownOrigin: new URL(app.config.baseUrl).origin,
     fetch: app.outbound.fetch,
+    discovery: app.discovery,
     session: { ...DEFAULT_SESSION, concurrency: app.config.syncSystemConcurrency, ratePerSecond: app.config.syncSystemRate },
     limiter: app.syncShared.limiter,
     capabilities: app.syncShared.capabilities,
@@ -80,7 +82,7 @@ export default fp(
         admin.get('/sync', async (req, reply) => {
           const since = (req.query as { since?: string }).since;
           const from = since === undefined ? undefined : new Date(Date.parse(since));
-          if (from && Number.isNaN(from.getTime())) return reply.code(400).send({ error: 'since must be an instant, such as 2026-11-29T10:00:00Z.' });
+          if (from && Number.isNaN(from.getTime())) return sendApiError(reply, 'invalid_parameter', 'since must be an instant, such as 2026-11-29T10:00:00Z.', false);
           return syncSummary(app.pg, from);
         });
       },

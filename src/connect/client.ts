@@ -95,18 +95,10 @@ function checkHosts(reg: Registration, as: oauth.AuthorizationServer): void {
   }
 }
 
-/**
- * TEMPORARY (issue 17): the discovery cache of the callers that do not pass theirs yet, so that
- * their discoveries stay cached as before. They are src/sync/run.ts (syncConnection's clientForSystem:
- * SyncDeps, built by plugins/sync.ts, should carry the app's DiscoveryCache) and the tests
- * test/integration/connect.test.ts, test/integration/sync-fetcher.test.ts and
- * test/unit/sync/session-support.ts. Once they pass one, `discovery` becomes required and this goes.
- */
-const UNPASSED_DISCOVERY = new DiscoveryCache();
 
 /**
  * `fetch`: the app's outbound fetch (src/net/outbound.ts), for discovery and every token request;
- * `discovery`: the app's DiscoveryCache (optional only until every caller passes it: see UNPASSED_DISCOVERY).
+ * `discovery`: the app's DiscoveryCache (`app.discovery`).
  */
 export async function systemClient(
   fhirBase: string,
@@ -114,7 +106,7 @@ export async function systemClient(
   ownOrigin: string,
   clientKey: () => Promise<ClientKey>,
   fetch: OutboundFetch,
-  discovery: DiscoveryCache = UNPASSED_DISCOVERY,
+  discovery: DiscoveryCache,
 ): Promise<SystemClient> {
   const as = await discover(fhirBase, fetch, discovery);
   checkHosts(reg, as);
@@ -149,8 +141,7 @@ export async function clientForSystem(
   ownOrigin: string,
   clientKey: () => Promise<ClientKey>,
   fetch: OutboundFetch,
-  // Optional only until src/sync/run.ts and the tests pass theirs (see UNPASSED_DISCOVERY).
-  discovery: DiscoveryCache = UNPASSED_DISCOVERY,
+  discovery: DiscoveryCache,
 ): Promise<SystemClient> {
   const reg = await registrationFor(db, vault, system);
   if (!reg) throw new ConnectError('unauthorized_client', `${system.name} has no client registration here yet: the operator registers Tributary with it first (npx tributary connect register, or CLIENT_REGISTRATIONS_FILE).`);
@@ -165,7 +156,7 @@ export interface ClientDeps {
   ownOrigin: string;
   clientKey: () => Promise<ClientKey>;
   fetch: OutboundFetch;
-  /** The app's discovery cache: one per app, made where the app's connect routes are. */
+  /** The app's discovery cache (`app.discovery`), shared by its connects and syncs. */
   discovery: DiscoveryCache;
 }
 

@@ -42,7 +42,7 @@ export const ERRORS = {
   no_such_app: { family: 'api', status: 404, meaning: 'No app has that client_id.' },
   sandbox_local_only: { family: 'api', status: 403, meaning: 'The sandbox systems’ settings answer only on this machine (loopback), not from the network.' },
   no_such_sandbox: { family: 'api', status: 404, meaning: 'No sandbox health system has that name; the message lists them.' },
-  sandbox_refused: { family: 'api', status: 409, meaning: 'The sandbox system cannot make that change to its data; the message says why.' },
+  no_such_sandbox_patient: { family: 'api', status: 404, meaning: 'The sandbox system has no patient with that username.' },
   demo_user_refused: { family: 'api', status: 502, meaning: 'The demo app asked the user-management API for a user, and it refused.' },
   // --- oauth ----------------------------------------------------------------------------------
   invalid_request: { family: 'oauth', status: 400, meaning: 'A parameter is missing, repeated or malformed (state, PKCE, aud, code, grant_type, token), or the health system is not in the directory.' },

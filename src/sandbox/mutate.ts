@@ -11,6 +11,7 @@
  * in the state asked skipped, so the same call on the same data picks the same records. Each write
  * makes a new version (meta.lastUpdated now), as at the source.
  */
+import { ApiError } from '../errors/registry.ts';
 import type pg from 'pg';
 import type { Resource } from '@medplum/fhirtypes';
 import { writeResources, type BulkDeps } from '../fhir/bulk.ts';
@@ -43,11 +44,10 @@ export interface MutateDeps {
 }
 
 /** A request the records cannot take: `status` 400 (this type cannot be changed so) or 404 (no such patient). */
-export class MutateError extends Error {
-  readonly status: 400 | 404;
-  constructor(status: 400 | 404, message: string) {
-    super(message);
-    this.status = status;
+/** A change the sandbox cannot make: a wrong change (invalid_parameter) or an unknown patient. */
+export class MutateError extends ApiError {
+  constructor(code: 'invalid_parameter' | 'no_such_sandbox_patient', message: string) {
+    super(code, message);
   }
 }
 
@@ -132,11 +132,11 @@ function writable(json: string): Json {
 /** Applies the mutation to the patient's records; answers the ids it changed. */
 export async function mutateRecords(deps: MutateDeps, appId: number, m: Mutation): Promise<MutationResult> {
   if (m.action === 'enter-in-error' && !ENTER_IN_ERROR[m.type]) {
-    throw new MutateError(400, `${m.type} has no entered-in-error status here; the types that do: ${Object.keys(ENTER_IN_ERROR).join(', ')}.`);
+    throw new MutateError('invalid_parameter', `${m.type} has no entered-in-error status here; the types that do: ${Object.keys(ENTER_IN_ERROR).join(', ')}.`);
   }
-  if (m.action === 'change' && m.type === 'Binary') throw new MutateError(400, 'A Binary cannot be changed here; delete it, or change its DocumentReference.');
+  if (m.action === 'change' && m.type === 'Binary') throw new MutateError('invalid_parameter', 'A Binary cannot be changed here; delete it, or change its DocumentReference.');
   const { rows: users } = await deps.pool.query<{ id: string }>(sql.userByUsername(appId, m.username));
-  if (!users[0]) throw new MutateError(404, `This sandbox system has no patient with the username ${m.username.slice(0, 64)}.`);
+  if (!users[0]) throw new MutateError('no_such_sandbox_patient', `This sandbox system has no patient with the username ${m.username.slice(0, 64)}.`);
   const scope = { partitionId: appId, ownerId: users[0].id };
   return inTransaction(deps.pool, async (c) => {
     // Serializes mutations of one patient: two at once pick disjoint records.

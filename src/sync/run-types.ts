@@ -24,11 +24,8 @@ export interface SyncDeps extends BulkDeps {
   vault: Vault;
   validator: ResourceValidator;
   clientKey: () => Promise<ClientKey>;
-  /**
-   * The app's SMART discovery cache, the one its connects use; without it, src/connect/client.ts's
-   * stand-in (UNPASSED_DISCOVERY, until the app has one cache that plugins/sync.ts can pass here).
-   */
-  discovery?: DiscoveryCache;
+  /** The app's SMART discovery cache (`app.discovery`), the one its connects use. */
+  discovery: DiscoveryCache;
   /** This server's origin: plain http is allowed to it (the sandboxes). */
   ownOrigin: string;
   /** The app's outbound fetch (src/net/outbound.ts): every request to the system goes through it. */

@@ -113,7 +113,7 @@ t.test('client_secret_post and private_key_jwt (signed with the key published at
     const { rows } = await app.pg.query<{ refresh_token_sealed: Buffer }>('SELECT refresh_token_sealed FROM trb_connection WHERE user_id = $1', [user.id]);
     const old = app.vault.decrypt(rows[0].refresh_token_sealed, `${user.id}:${d.directoryId}`, 'connection-token');
     const system = { id: d.directoryId, vendor: 'Tributary sandbox' };
-    const sc = await systemClient(`${BASE}/sandbox/${d.name}/fhir/r4`, (await registrationFor(app.pg, app.vault, system))!, BASE, () => app.clientKeys.load(), app.outbound.fetch);
+    const sc = await systemClient(`${BASE}/sandbox/${d.name}/fhir/r4`, (await registrationFor(app.pg, app.vault, system))!, BASE, () => app.clientKeys.load(), app.outbound.fetch, app.discovery);
     const renewed = await refresh(sc, old);
     t.ok(renewed.accessToken && renewed.refreshToken && renewed.refreshToken !== old, 'new tokens, a new refresh token');
     await t.rejects(refresh(sc, old), { code: 'invalid_grant' }, 'the old refresh token is spent');
@@ -306,7 +306,7 @@ t.test('a vendor-wide registration is sent only to the hosts it names', async (t
   t.match(refused.searchParams.get('error_description'), /not at a host that Tributary's registration for Acme EHR may be used at, so nothing was sent/);
   // The sync builds its client the same way (clientForSystem): refused too.
   const acme = { id: 'acme-elsewhere', name: 'acme-elsewhere', resource_url: `http://127.0.0.1:${(elsewhere.address() as { port: number }).port}/fhir`, vendor: 'Acme EHR' };
-  await t.rejects(clientForSystem(app.pg, app.vault, acme, BASE, () => app.clientKeys.load(), app.outbound.fetch), { code: 'unauthorized_client' });
+  await t.rejects(clientForSystem(app.pg, app.vault, acme, BASE, () => app.clientKeys.load(), app.outbound.fetch, app.discovery), { code: 'unauthorized_client' });
   // And a sync of a connection to it (as if made before the registration changed) fails, sending nothing.
   const held = await newUser('vendor-sync');
   const key = connectionSealKey(held.user.id, 'acme-elsewhere');

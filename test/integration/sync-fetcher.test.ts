@@ -56,7 +56,7 @@ async function connect(t: Test, name: string, person: { username: string; passwo
   const c = rows[0];
   const base = c.resource_url.replace(/\/+$/, '');
   const key = connectionSealKey(user.id, c.system_id);
-  const sc = await clientForSystem(app.pg, app.vault, { id: c.system_id, name: c.name, resource_url: base, vendor: c.vendor }, new URL(BASE).origin, () => app.clientKeys.load(), app.outbound.fetch);
+  const sc = await clientForSystem(app.pg, app.vault, { id: c.system_id, name: c.name, resource_url: base, vendor: c.vendor }, new URL(BASE).origin, () => app.clientKeys.load(), app.outbound.fetch, app.discovery);
   const tokens: Tokens = {
     accessToken: app.vault.decrypt(c.access_token_sealed, key, 'connection-token'),
     refreshToken: c.refresh_token_sealed ? app.vault.decrypt(c.refresh_token_sealed, key, 'connection-token') : undefined,

@@ -35,7 +35,7 @@ t.test('bad bodies are told what is wrong', async (t) => {
   t.match(parseMutation({ username: 'x', type: 'Nonsense', action: 'change', count: 1 }), /not a FHIR R4 resource type/);
   t.match(parseMutation({ username: 'x', type: 'Observation', action: 'change', count: 1, extra: 1 }), /Unknown fields: extra/);
   t.same(parseMutation({ username: 'x', type: 'Observation', action: 'change', count: 2 }), { username: 'x', type: 'Observation', action: 'change', count: 2 });
-  await t.rejects(mutateRecords(deps, sandbox.id, { username: 'nobody', type: 'Observation', action: 'change', count: 1 }), new MutateError(404, 'This sandbox system has no patient with the username nobody.'));
+  await t.rejects(mutateRecords(deps, sandbox.id, { username: 'nobody', type: 'Observation', action: 'change', count: 1 }), new MutateError('no_such_sandbox_patient', 'This sandbox system has no patient with the username nobody.'));
   await t.rejects(mutateRecords(deps, sandbox.id, { username: person.username, type: 'Patient', action: 'enter-in-error', count: 1 }), { status: 400, message: /Patient has no entered-in-error status/ });
 });
 

@@ -112,7 +112,7 @@ export async function sessionFor(app: FastifyInstance, connectionId: string, o: 
     entry.status = res.status;
     return res;
   };
-  const sc = await clientForSystem(app.pg, app.vault, { id: c.system_id, name: c.name, resource_url: c.resource_url, vendor: c.vendor }, new URL(app.config.baseUrl).origin, () => app.clientKeys.load(), logged);
+  const sc = await clientForSystem(app.pg, app.vault, { id: c.system_id, name: c.name, resource_url: c.resource_url, vendor: c.vendor }, new URL(app.config.baseUrl).origin, () => app.clientKeys.load(), logged, app.discovery);
   const tokens: Tokens = {
     accessToken: app.vault.decrypt(c.access_token_sealed, sealKey, 'connection-token'),
     refreshToken: c.refresh_token_sealed ? app.vault.decrypt(c.refresh_token_sealed, sealKey, 'connection-token') : undefined,
