@@ -49,12 +49,15 @@ const ROUNDS = 15;
 const samples = new Map<string, number[]>(variants.map(([k]) => [k, []]));
 for (let i = 0; i < ROUNDS; i++) {
   // Each round in another order: no variant always runs first (after the others' garbage).
-  for (const [k, app, headers] of [...variants.slice(i % 3), ...variants.slice(0, i % 3)]) samples.get(k)!.push(await timed(app, headers, Math.ceil(N / ROUNDS)));
+  for (const [k, app, headers] of [...variants.slice(i % 3), ...variants.slice(0, i % 3)])
+    samples.get(k)!.push(await timed(app, headers, Math.ceil(N / ROUNDS)));
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const r = Object.fromEntries([...samples].map(([k, xs]) => [k, median(xs)])) as Record<string, number>;
 const round = (n: number) => Math.round(n * 10) / 10;
-console.log(`Fastify alone: ${round(r.plainUs)} µs/request; with the CORS hook: ${round(r.corsNoOriginUs)} µs (no Origin, +${round(r.corsNoOriginUs - r.plainUs)}), ${round(r.corsWithOriginUs)} µs (an Origin on the FHIR API, +${round(r.corsWithOriginUs - r.plainUs)})`);
+console.log(
+  `Fastify alone: ${round(r.plainUs)} µs/request; with the CORS hook: ${round(r.corsNoOriginUs)} µs (no Origin, +${round(r.corsNoOriginUs - r.plainUs)}), ${round(r.corsWithOriginUs)} µs (an Origin on the FHIR API, +${round(r.corsWithOriginUs - r.plainUs)})`,
+);
 console.log(JSON.stringify(Object.fromEntries(Object.entries(r).map(([k, v]) => [k, round(v)]))));
 await plain.close();
 await cors.close();

@@ -27,14 +27,18 @@ const searches = Math.min(100_000, Math.max(10, Math.floor(Number(args.searches)
 const ADMIN_KEY = `bench-${crypto.randomUUID()}`;
 process.env.ADMIN_KEY = ADMIN_KEY;
 
-function cliImport(dataDir: string, port: number): Promise<{ seconds: number; summary: { systems: number; added: number; updated: number; unchanged: number; fhirView: { written: number } } }> {
+function cliImport(
+  dataDir: string,
+  port: number,
+): Promise<{ seconds: number; summary: { systems: number; added: number; updated: number; unchanged: number; fhirView: { written: number } } }> {
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
     execFile(
       path.join(REPO, 'node_modules', '.bin', 'node'),
       [path.join(REPO, 'bin', 'tributary.ts'), 'directory', 'import', path.join(REPO, 'directory', 'lantern'), '--json'],
       { env: { ...process.env, TRIBUTARY_DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(port) }, maxBuffer: 64 * 1024 * 1024 },
-      (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve({ seconds: (performance.now() - t0) / 1000, summary: JSON.parse(stdout) })),
+      (err, stdout, stderr) =>
+        err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve({ seconds: (performance.now() - t0) / 1000, summary: JSON.parse(stdout) }),
     );
   });
 }
@@ -44,7 +48,9 @@ function searchTerms(n: number): { words: string; state: string | null }[] {
   const names: { words: string; state: string | null }[] = [];
   const dir = path.join(REPO, 'directory', 'lantern');
   for (const f of fs.readdirSync(dir).filter((x) => x.endsWith('.json'))) {
-    for (const e of (JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as { Endpoints: { OrganizationName?: string; OrganizationZipCode?: string }[] }).Endpoints) {
+    for (const e of (
+      JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as { Endpoints: { OrganizationName?: string; OrganizationZipCode?: string }[] }
+    ).Endpoints) {
       // Words as a person types them: letters and digits (the lists' commas and periods left out).
       const words = (e.OrganizationName ?? '').split(/[^\p{L}\p{N}'-]+/u).filter((w) => w.length >= 3);
       if (words.length) names.push({ words: words.slice(0, 1 + (names.length % 2)).join(' '), state: stateOfZip(e.OrganizationZipCode) });
@@ -61,7 +67,10 @@ interface Latency {
 }
 
 /** p50/p99 of one client sending a request per term (the first 50 unmeasured), and the mean count of results. */
-async function latency(terms: { words: string; state: string | null }[], send: (term: { words: string; state: string | null }) => Promise<number>): Promise<Latency> {
+async function latency(
+  terms: { words: string; state: string | null }[],
+  send: (term: { words: string; state: string | null }) => Promise<number>,
+): Promise<Latency> {
   const lat: number[] = [];
   let results = 0;
   for (let i = 0; i < terms.length; i++) {
@@ -76,7 +85,11 @@ async function latency(terms: { words: string; state: string | null }[], send: (
 }
 
 async function searchLatency(base: string): Promise<{ directory: Latency; fhir: Latency }> {
-  const made = await fetch(`${base}/admin/apps`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'bench' }) });
+  const made = await fetch(`${base}/admin/apps`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'bench' }),
+  });
   const { client_id, client_secret } = (await made.json()) as { client_id: string; client_secret: string };
   const terms = searchTerms(searches + 50);
   const get = async (url: string, headers: Record<string, string> = {}) => {
@@ -84,10 +97,22 @@ async function searchLatency(base: string): Promise<{ directory: Latency; fhir: 
     if (res.status !== 200) throw new Error(`${url}: HTTP ${res.status} ${await res.text()}`);
     return res.json();
   };
-  const directory = await latency(terms, async (term) => ((await get(`${base}/connect/system/clinical?client_id=${client_id}&client_secret=${client_secret}&query=${encodeURIComponent(term.words)}`)) as unknown[]).length);
+  const directory = await latency(
+    terms,
+    async (term) =>
+      (
+        (await get(
+          `${base}/connect/system/clinical?client_id=${client_id}&client_secret=${client_secret}&query=${encodeURIComponent(term.words)}`,
+        )) as unknown[]
+      ).length,
+  );
   const fhir = await latency(terms, async (term) => {
     const state = term.state ? `&address-state=${term.state}` : '';
-    const bundle = (await get(`${base}/fhir/r4/Organization?name=${encodeURIComponent(term.words)}${state}`, { client_id, client_secret, 'x-oneup-user-id': 'client' })) as { entry?: unknown[] };
+    const bundle = (await get(`${base}/fhir/r4/Organization?name=${encodeURIComponent(term.words)}${state}`, {
+      client_id,
+      client_secret,
+      'x-oneup-user-id': 'client',
+    })) as { entry?: unknown[] };
     return bundle.entry?.length ?? 0;
   });
   return { directory, fhir };
@@ -106,7 +131,11 @@ async function firstStart(): Promise<{ readyS: number; searchS: number; fhirView
   const since = () => (performance.now() - t0) / 1000;
   try {
     const readyS = since();
-    const made = await fetch(`${server.base}/admin/apps`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'bench' }) });
+    const made = await fetch(`${server.base}/admin/apps`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'bench' }),
+    });
     const { client_id, client_secret } = (await made.json()) as { client_id: string; client_secret: string };
     const health: number[] = [];
     let searchS = 0;
@@ -114,7 +143,9 @@ async function firstStart(): Promise<{ readyS: number; searchS: number; fhirView
       const h0 = performance.now();
       if ((await fetch(`${server.base}/healthz`)).status !== 200) throw new Error('/healthz failed during the load');
       health.push(performance.now() - h0);
-      const found = (await (await fetch(`${server.base}/connect/system/clinical?client_id=${client_id}&client_secret=${client_secret}&query=clinic`)).json()) as unknown[];
+      const found = (await (
+        await fetch(`${server.base}/connect/system/clinical?client_id=${client_id}&client_secret=${client_secret}&query=clinic`)
+      ).json()) as unknown[];
       if (!searchS && found.length) searchS = since();
       const count = (await (await fetch(`${server.base}/fhir/r4/Endpoint?_summary=count`)).json()) as { total?: number };
       // The shipped lists' usable systems (their 30 private or loopback bases are rejected at import).
@@ -123,7 +154,13 @@ async function firstStart(): Promise<{ readyS: number; searchS: number; fhirView
       await new Promise((r) => setTimeout(r, 200));
     }
     health.sort((a, b) => a - b);
-    return { readyS: round(readyS, 2)!, searchS: round(searchS, 2)!, fhirViewS: round(since(), 2)!, healthP50Ms: round(quantile(health, 0.5), 2)!, healthMaxMs: round(health[health.length - 1], 2)! };
+    return {
+      readyS: round(readyS, 2)!,
+      searchS: round(searchS, 2)!,
+      fhirViewS: round(since(), 2)!,
+      healthP50Ms: round(quantile(health, 0.5), 2)!,
+      healthMaxMs: round(health[health.length - 1], 2)!,
+    };
   } finally {
     await server.stop();
   }
@@ -134,7 +171,8 @@ console.log(
   `first start (DIRECTORY_AUTOLOAD): the server answers after ${start.readyS} s, the directory search after ${start.searchS} s (target < 30 s), the FHIR view is complete after ${start.fhirViewS} s; /healthz meanwhile p50 ${start.healthP50Ms} ms, max ${start.healthMaxMs} ms`,
 );
 
-const results: { firstS: number; reimportS: number; systems: number; fhirResources: number; search: Awaited<ReturnType<typeof searchLatency>> }[] = [];
+const results: { firstS: number; reimportS: number; systems: number; fhirResources: number; search: Awaited<ReturnType<typeof searchLatency>> }[] =
+  [];
 for (let i = 0; i < runs; i++) {
   const server = await spawnServer(fs.mkdtempSync(path.join(os.tmpdir(), 'tributary-directory-')), { remove: true });
   try {
@@ -144,12 +182,22 @@ for (let i = 0; i < runs; i++) {
     const again = await cliImport(server.dataDir, port);
     if (again.summary.added || again.summary.updated) throw new Error(`the re-import changed ${again.summary.added + again.summary.updated} systems`);
     const search = await searchLatency(server.base);
-    results.push({ firstS: round(first.seconds, 2)!, reimportS: round(again.seconds, 2)!, systems: first.summary.systems, fhirResources: first.summary.fhirView.written, search });
+    results.push({
+      firstS: round(first.seconds, 2)!,
+      reimportS: round(again.seconds, 2)!,
+      systems: first.summary.systems,
+      fhirResources: first.summary.fhirView.written,
+      search,
+    });
     console.log(
       `run ${i + 1}: first import ${round(first.seconds, 2)} s (${first.summary.added} systems added, ${first.summary.fhirView.written} Organization and Endpoint resources; target < ${TARGET.firstImportS} s), re-import ${round(again.seconds, 2)} s (${again.summary.unchanged} unchanged; target < ${TARGET.reimportS} s)`,
     );
-    console.log(`  name search, one client, ${searches} searches: p50 ${search.directory.p50Ms} ms, p99 ${search.directory.p99Ms} ms (targets ${TARGET.searchP50Ms} / ${TARGET.searchP99Ms} ms), ${search.directory.meanResults} results a page on average`);
-    console.log(`  FHIR Organization?name=&address-state=, one client: p50 ${search.fhir.p50Ms} ms, p99 ${search.fhir.p99Ms} ms, ${search.fhir.meanResults} results a page on average`);
+    console.log(
+      `  name search, one client, ${searches} searches: p50 ${search.directory.p50Ms} ms, p99 ${search.directory.p99Ms} ms (targets ${TARGET.searchP50Ms} / ${TARGET.searchP99Ms} ms), ${search.directory.meanResults} results a page on average`,
+    );
+    console.log(
+      `  FHIR Organization?name=&address-state=, one client: p50 ${search.fhir.p50Ms} ms, p99 ${search.fhir.p99Ms} ms, ${search.fhir.meanResults} results a page on average`,
+    );
   } finally {
     await server.stop();
   }

@@ -27,10 +27,13 @@ function mixed(round: number): Input[] {
     const param = params[(i * 7) % params.length];
     const kind = i % 4;
     const values: Values =
-      kind === 0 ? [type, param]
-      : kind === 1 ? [type, param, systems[i % systems.length], `${round}${10000 + ((i * 7919) % 90000)}-${i % 10}`]
-      : kind === 2 ? [type, param, words[i % words.length] + (i % 3 === 0 ? '' : ` ${round}-${i}`)]
-      : [type, param, `http://example.org/fhir/${type}/${round}-${i}`];
+      kind === 0
+        ? [type, param]
+        : kind === 1
+          ? [type, param, systems[i % systems.length], `${round}${10000 + ((i * 7919) % 90000)}-${i % 10}`]
+          : kind === 2
+            ? [type, param, words[i % words.length] + (i % 3 === 0 ? '' : ` ${round}-${i}`)]
+            : [type, param, `http://example.org/fhir/${type}/${round}-${i}`];
     out.push(i % 5 === 0 ? { values, partitionId: i % 3 } : { values });
   }
   return out;
@@ -81,8 +84,6 @@ for (const [name, sets] of workloads) {
   measure(hapiHash, sets, 3);
   const before = measure(referenceHapiHash, sets, 3);
   const after = measure(hapiHash, sets, 30);
-  console.log(
-    `${name.padEnd(28)} ${before.toFixed(3).padStart(10)} ${after.toFixed(3).padStart(10)} ${(before / after).toFixed(1).padStart(8)}x`,
-  );
+  console.log(`${name.padEnd(28)} ${before.toFixed(3).padStart(10)} ${after.toFixed(3).padStart(10)} ${(before / after).toFixed(1).padStart(8)}x`);
 }
 if (sink === 42n) console.log(''); // keep results observable

@@ -30,8 +30,15 @@ const deadline = Date.now() + clamp(args['timeout-s'], 1, 7200) * 1000; // no ne
 const REQUEST_TIMEOUT_MS = 300_000;
 const RSS_TARGET_MB = 300;
 
-interface Bundle { name: string; body: Buffer<ArrayBuffer>; resources: number }
-const files = fs.readdirSync(args.dir).filter((f) => f.endsWith('.json')).sort();
+interface Bundle {
+  name: string;
+  body: Buffer<ArrayBuffer>;
+  resources: number;
+}
+const files = fs
+  .readdirSync(args.dir)
+  .filter((f) => f.endsWith('.json'))
+  .sort();
 if (files.length === 0) throw new Error(`No *.json bundles in ${args.dir}`);
 const bundles: Bundle[] = files.map((f) => {
   const body = fs.readFileSync(path.join(args.dir, f));

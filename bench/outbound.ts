@@ -82,9 +82,14 @@ figures.fresh_connection_us = Math.round(Number(process.hrtime.bigint() - freshS
 server.close();
 
 const ms = (us: number) => (us / 1000).toFixed(3);
-console.log(`outbound agent, ${N} requests of a ~${Math.round(body.length / 100) / 10} KB JSON body to a local keep-alive server (best of ${ROUNDS} alternated rounds)`);
+console.log(
+  `outbound agent, ${N} requests of a ~${Math.round(body.length / 100) / 10} KB JSON body to a local keep-alive server (best of ${ROUNDS} alternated rounds)`,
+);
 console.log(`${'in flight'.padEnd(10)} ${'plain ms'.padStart(9)} ${'guarded ms'.padStart(11)} ${'added ms'.padStart(9)}`);
-for (const f of [1, 8]) console.log(`${String(f).padEnd(10)} ${ms(figures[`plain_us_${f}`]).padStart(9)} ${ms(figures[`guarded_us_${f}`]).padStart(11)} ${ms(figures[`added_us_${f}`]).padStart(9)}`);
+for (const f of [1, 8])
+  console.log(
+    `${String(f).padEnd(10)} ${ms(figures[`plain_us_${f}`]).padStart(9)} ${ms(figures[`guarded_us_${f}`]).padStart(11)} ${ms(figures[`added_us_${f}`]).padStart(9)}`,
+  );
 console.log(`a new connection per request (lookup and check included): ${ms(figures.fresh_connection_us)} ms a request`);
 const worst = Math.max(figures.added_us_1, figures.added_us_8) / 1000;
 console.log(`added per request: at most ${worst.toFixed(3)} ms (target under ${TARGET_MS} ms): ${worst < TARGET_MS ? 'met' : 'NOT met'}`);

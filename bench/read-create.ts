@@ -71,7 +71,12 @@ async function createPatients(base: string, n: number, headers: Record<string, s
     Array.from({ length: 16 }, async () => {
       while (next < n) {
         const i = next++;
-        const res = await fetch(`${base}/fhir/r4/Patient`, { method: 'POST', headers, body: JSON.stringify(patient(i)), signal: AbortSignal.timeout(30_000) });
+        const res = await fetch(`${base}/fhir/r4/Patient`, {
+          method: 'POST',
+          headers,
+          body: JSON.stringify(patient(i)),
+          signal: AbortSignal.timeout(30_000),
+        });
         const body = (await res.json()) as { id?: string };
         if (res.status !== 201 || !body.id) throw new Error(`creating Patient ${i}: HTTP ${res.status} ${JSON.stringify(body).slice(0, 300)}`);
         ids.push(body.id);
@@ -114,11 +119,17 @@ function describe(name: string, f: Awaited<ReturnType<typeof load>>, target: str
 
 /** An app, a user and the user's access token, through the admin, user-management and token APIs. */
 async function userToken(base: string, adminKey: string): Promise<string> {
-  const made = await fetch(`${base}/admin/apps`, { method: 'POST', headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'bench' }) });
+  const made = await fetch(`${base}/admin/apps`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'bench' }),
+  });
   const { client_id, client_secret } = (await made.json()) as { client_id: string; client_secret: string };
   const creds = `client_id=${client_id}&client_secret=${client_secret}`;
   const { code } = (await (await fetch(`${base}/user-management/v1/user?app_user_id=bench&${creds}`, { method: 'POST' })).json()) as { code: string };
-  const tok = (await (await fetch(`${base}/oauth2/token?${creds}&code=${code}&grant_type=authorization_code`, { method: 'POST' })).json()) as { access_token?: string };
+  const tok = (await (await fetch(`${base}/oauth2/token?${creds}&code=${code}&grant_type=authorization_code`, { method: 'POST' })).json()) as {
+    access_token?: string;
+  };
   if (!tok.access_token) throw new Error(`no access token: ${JSON.stringify(tok)}`);
   return tok.access_token;
 }
@@ -168,16 +179,37 @@ try {
   const create = await load(server, creates, createSeconds);
   failed = read.failed + create.failed;
 
-  console.log(`read-create: ${connections} connections${workers ? `, ${workers} autocannon workers` : ''}, ${patientCount} Patients, reads ${settleSeconds} s after creating them${bearer ? ', every request with a user\'s access token' : ''}`);
+  console.log(
+    `read-create: ${connections} connections${workers ? `, ${workers} autocannon workers` : ''}, ${patientCount} Patients, reads ${settleSeconds} s after creating them${bearer ? ", every request with a user's access token" : ''}`,
+  );
   if (tokenCheck) {
-    console.log(`token check (one client, 2,000 reads each): p50 ${tokenCheck.withoutCredentialsP50Ms} ms without credentials, ${tokenCheck.withTokenP50Ms} ms with the token: +${tokenCheck.addedP50Ms} ms (target < 0.5 ms)`);
+    console.log(
+      `token check (one client, 2,000 reads each): p50 ${tokenCheck.withoutCredentialsP50Ms} ms without credentials, ${tokenCheck.withTokenP50Ms} ms with the token: +${tokenCheck.addedP50Ms} ms (target < 0.5 ms)`,
+    );
   }
   console.log(describe(`read (${readSeconds} s)`, read, `>= ${TARGET.readRps} req/s, p99 < ${TARGET.readP99Ms} ms`));
   console.log(describe(`create (${createSeconds} s, Patient/Observation)`, create, `>= ${TARGET.createsPerSecond}/s`));
   if (Math.max(read.coresBusy.bench, create.coresBusy.bench) > 0.9) {
     console.log('  note: autocannon used about a whole core; it may be the bottleneck (try --workers 2)');
   }
-  console.log(JSON.stringify({ bench: 'read-create', auth: !!bearer, connections, workers, patients: patientCount, settleSeconds, readSeconds, createSeconds, tokenCheck, read, create, target: TARGET, failed, allOk: failed === 0 }));
+  console.log(
+    JSON.stringify({
+      bench: 'read-create',
+      auth: !!bearer,
+      connections,
+      workers,
+      patients: patientCount,
+      settleSeconds,
+      readSeconds,
+      createSeconds,
+      tokenCheck,
+      read,
+      create,
+      target: TARGET,
+      failed,
+      allOk: failed === 0,
+    }),
+  );
 } catch (err) {
   console.error(`FAILED ${(err as Error).message}`);
   failed = Math.max(failed, 1);

@@ -27,8 +27,19 @@ import path from 'node:path';
 import pg from 'pg';
 
 type Json = Record<string, unknown>;
-interface Entry { fullUrl: string; resource: Json; request: { method: string; url: string } }
-export interface Template { name: string; shared: Entry[]; clinical: Entry[]; uuids: string[]; sharedUrls: Set<string>; clinicalPieces?: Piece[] }
+interface Entry {
+  fullUrl: string;
+  resource: Json;
+  request: { method: string; url: string };
+}
+export interface Template {
+  name: string;
+  shared: Entry[];
+  clinical: Entry[];
+  uuids: string[];
+  sharedUrls: Set<string>;
+  clinicalPieces?: Piece[];
+}
 
 export const BENCH_IDENTIFIER_SYSTEM = 'urn:tributary:bench';
 export const DEFAULT_SEED = 'tributary-search-1';
@@ -42,19 +53,63 @@ const FULL_DATE = /^(\d{4})-(\d{2})-(\d{2})(T.*)?$/;
  * from the Synthea templates.
  */
 const CENSUS_SURNAMES: [string, number][] = [
-  ['Smith', 828], ['Johnson', 655], ['Williams', 551], ['Brown', 487], ['Jones', 483], ['Garcia', 395],
-  ['Miller', 394], ['Davis', 378], ['Rodriguez', 371], ['Martinez', 359], ['Hernandez', 354], ['Lopez', 296],
-  ['Gonzalez', 285], ['Wilson', 272], ['Anderson', 266], ['Thomas', 256], ['Taylor', 255], ['Moore', 246],
-  ['Jackson', 240], ['Martin', 238], ['Lee', 235], ['Perez', 231], ['Thompson', 225], ['White', 224],
-  ['Harris', 212], ['Sanchez', 208], ['Clark', 191], ['Ramirez', 189], ['Lewis', 180], ['Robinson', 180],
-  ['Walker', 177], ['Young', 164], ['Allen', 164], ['King', 158], ['Wright', 156], ['Scott', 149],
-  ['Torres', 148], ['Nguyen', 148], ['Hill', 147], ['Flores', 147], ['Green', 146], ['Adams', 145],
-  ['Nelson', 144], ['Baker', 142], ['Hall', 138], ['Rivera', 133], ['Campbell', 131], ['Mitchell', 130],
-  ['Carter', 128], ['Roberts', 128],
+  ['Smith', 828],
+  ['Johnson', 655],
+  ['Williams', 551],
+  ['Brown', 487],
+  ['Jones', 483],
+  ['Garcia', 395],
+  ['Miller', 394],
+  ['Davis', 378],
+  ['Rodriguez', 371],
+  ['Martinez', 359],
+  ['Hernandez', 354],
+  ['Lopez', 296],
+  ['Gonzalez', 285],
+  ['Wilson', 272],
+  ['Anderson', 266],
+  ['Thomas', 256],
+  ['Taylor', 255],
+  ['Moore', 246],
+  ['Jackson', 240],
+  ['Martin', 238],
+  ['Lee', 235],
+  ['Perez', 231],
+  ['Thompson', 225],
+  ['White', 224],
+  ['Harris', 212],
+  ['Sanchez', 208],
+  ['Clark', 191],
+  ['Ramirez', 189],
+  ['Lewis', 180],
+  ['Robinson', 180],
+  ['Walker', 177],
+  ['Young', 164],
+  ['Allen', 164],
+  ['King', 158],
+  ['Wright', 156],
+  ['Scott', 149],
+  ['Torres', 148],
+  ['Nguyen', 148],
+  ['Hill', 147],
+  ['Flores', 147],
+  ['Green', 146],
+  ['Adams', 145],
+  ['Nelson', 144],
+  ['Baker', 142],
+  ['Hall', 138],
+  ['Rivera', 133],
+  ['Campbell', 131],
+  ['Mitchell', 130],
+  ['Carter', 128],
+  ['Roberts', 128],
 ];
 
 export function loadTemplates(dir: string): Template[] {
-  const files = fs.readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
+  const files = fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.json'))
+    .sort();
   if (files.length === 0) throw new Error(`No *.json bundles in ${dir}`);
   return files.map((f) => {
     const text = fs.readFileSync(path.join(dir, f), 'utf8');
@@ -62,7 +117,13 @@ export function loadTemplates(dir: string): Template[] {
     const shared = bundle.entry.filter((e) => SHARED_TYPES.has(e.resource.resourceType as string));
     const clinical = bundle.entry.filter((e) => !SHARED_TYPES.has(e.resource.resourceType as string));
     if (shared.filter((e) => e.resource.resourceType === 'Patient').length !== 1) throw new Error(`${f}: expected one Patient`);
-    return { name: f, shared, clinical, uuids: [...new Set(text.match(UUID) ?? [])], sharedUrls: new Set(shared.map((e) => e.fullUrl.replace(/^urn:uuid:/, ''))) };
+    return {
+      name: f,
+      shared,
+      clinical,
+      uuids: [...new Set(text.match(UUID) ?? [])],
+      sharedUrls: new Set(shared.map((e) => e.fullUrl.replace(/^urn:uuid:/, ''))),
+    };
   });
 }
 
@@ -72,7 +133,8 @@ function tailSurnames(templates: Template[]): string[] {
   const names = new Set<string>();
   for (const t of templates) {
     for (const e of t.shared) {
-      for (const n of (e.resource.name ?? []) as { family?: string }[]) if (n.family && /^[A-Z][a-zà-ÿ]+$/.test(n.family) && !census.has(n.family)) names.add(n.family);
+      for (const n of (e.resource.name ?? []) as { family?: string }[])
+        if (n.family && /^[A-Z][a-zà-ÿ]+$/.test(n.family) && !census.has(n.family)) names.add(n.family);
     }
   }
   return [...names].sort();
@@ -179,11 +241,24 @@ export function generator(templates: Template[], seed = DEFAULT_SEED, resourcesP
       const n = names(t, r, pickFamily(r));
       if (!templateFacts.has(t)) {
         const obs = t.clinical.map((e) => e.resource).filter((x) => x.resourceType === 'Observation');
-        const loincCodes = new Set(obs.flatMap((o) => ((o.code as { coding?: { system?: string; code?: string }[] }).coding ?? []).filter((c) => c.system === 'http://loinc.org').map((c) => c.code!)));
-        const latestObservation = obs.map((o) => (o.effectiveDateTime ?? '') as string).sort().pop() ?? '';
+        const loincCodes = new Set(
+          obs.flatMap((o) =>
+            ((o.code as { coding?: { system?: string; code?: string }[] }).coding ?? [])
+              .filter((c) => c.system === 'http://loinc.org')
+              .map((c) => c.code!),
+          ),
+        );
+        const latestObservation =
+          obs
+            .map((o) => (o.effectiveDateTime ?? '') as string)
+            .sort()
+            .pop() ?? '';
         templateFacts.set(t, { loincCodes, latestObservation });
       }
-      return { nameWords: n.flatMap((x) => [x.family, ...(x.given ?? []), ...(x.prefix ?? []), ...(x.suffix ?? [])]).filter(Boolean) as string[], ...templateFacts.get(t)! };
+      return {
+        nameWords: n.flatMap((x) => [x.family, ...(x.given ?? []), ...(x.prefix ?? []), ...(x.suffix ?? [])]).filter(Boolean) as string[],
+        ...templateFacts.get(t)!,
+      };
     },
     patient(index: number): GeneratedPatient {
       const t = templates[index % templates.length];
@@ -283,7 +358,11 @@ async function findLoaded(base: string, seed: string, indexes: number[], headers
   const found = new Map<number, string>();
   for (let i = 0; i < indexes.length; i += 50) {
     const chunk = indexes.slice(i, i + 50);
-    const q = new URLSearchParams({ identifier: chunk.map((n) => `${BENCH_IDENTIFIER_SYSTEM}|${seed}-${n}`).join(','), _count: '100', _elements: 'identifier' });
+    const q = new URLSearchParams({
+      identifier: chunk.map((n) => `${BENCH_IDENTIFIER_SYSTEM}|${seed}-${n}`).join(','),
+      _count: '100',
+      _elements: 'identifier',
+    });
     const res = await fetch(`${base}/fhir/r4/Patient?${q}`, { headers: { ...FHIR_HEADERS, ...headers }, signal: AbortSignal.timeout(60_000) });
     const text = await res.text();
     if (res.status !== 200) throw new Error(`looking up loaded patients: HTTP ${res.status} ${text.slice(0, 300)}`);
@@ -352,7 +431,9 @@ export async function loadPatients(o: LoadOptions): Promise<LoadResult> {
     const left = todo.length - doneNow;
     const eta = doneNow ? (left * secs) / doneNow : NaN;
     const fmt = (s: number) => (Number.isFinite(s) ? `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s` : '?');
-    log(`loading: ${Object.keys(state.patients).length}/${o.patients} patients, ${state.resources.toLocaleString('en-US')} resources (${resourcesNow.toLocaleString('en-US')} this run, ${Math.round(rate).toLocaleString('en-US')} resources/s), elapsed ${fmt(secs)}, ETA ${fmt(eta)}`);
+    log(
+      `loading: ${Object.keys(state.patients).length}/${o.patients} patients, ${state.resources.toLocaleString('en-US')} resources (${resourcesNow.toLocaleString('en-US')} this run, ${Math.round(rate).toLocaleString('en-US')} resources/s), elapsed ${fmt(secs)}, ETA ${fmt(eta)}`,
+    );
   };
   const timer = todo.length ? setInterval(progress, 10_000) : undefined;
   try {
@@ -368,12 +449,17 @@ export async function loadPatients(o: LoadOptions): Promise<LoadResult> {
             const headers = o.auth ? { ...FHIR_HEADERS, ...(await o.auth.writer(i)) } : FHIR_HEADERS;
             const res = await fetch(`${o.base}/fhir/r4`, { method: 'POST', headers, body: p.body, signal: AbortSignal.timeout(600_000) });
             const text = await res.text();
-            if (res.status !== 200) throw new Error(`patient ${i} (${p.template}, ${p.resources} resources, ${(p.body.length / 1e6).toFixed(1)} MB): HTTP ${res.status} ${text.slice(0, 500)}`);
+            if (res.status !== 200)
+              throw new Error(
+                `patient ${i} (${p.template}, ${p.resources} resources, ${(p.body.length / 1e6).toFixed(1)} MB): HTTP ${res.status} ${text.slice(0, 500)}`,
+              );
             const entries = (JSON.parse(text).entry ?? []) as { response?: { status?: string; location?: string } }[];
             const bad = entries.filter((e) => !/^201/.test(e.response?.status ?? ''));
             const id = /(?:^|\/)Patient\/([^/]+)/.exec(entries[0]?.response?.location ?? '')?.[1];
             if (entries.length !== p.resources || bad.length || !id) {
-              throw new Error(`patient ${i}: ${entries.length} response entries for ${p.resources}, ${bad.length} not 201, Patient location ${entries[0]?.response?.location}`);
+              throw new Error(
+                `patient ${i}: ${entries.length} response entries for ${p.resources}, ${bad.length} not 201, Patient location ${entries[0]?.response?.location}`,
+              );
             }
             state.patients[i] = id;
             state.resources += p.resources;

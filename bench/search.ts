@@ -55,7 +55,18 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import pg from 'pg';
-import { REPO, describeCores, machineBusySeconds, quantile, round, spawnServer, waitReady, type BenchServer, type CoresBusy, type SpawnedServer } from './server.ts';
+import {
+  REPO,
+  describeCores,
+  machineBusySeconds,
+  quantile,
+  round,
+  spawnServer,
+  waitReady,
+  type BenchServer,
+  type CoresBusy,
+  type SpawnedServer,
+} from './server.ts';
 import { DEFAULT_SEED, generator, loadPatients, loadTemplates, pgConfigFor, withPg, writeState, type PatientFacts } from './search-data.ts';
 
 const { values: args } = parseArgs({
@@ -71,7 +82,10 @@ const { values: args } = parseArgs({
     connections: { type: 'string', default: '16' },
     'duration-s': { type: 'string', default: '15' },
     'load-concurrency': { type: 'string', default: '4' },
-    'include-query': { type: 'string', default: 'Encounter?patient={patient}&_count=20&_include=Encounter:practitioner&_revinclude=Observation:encounter' },
+    'include-query': {
+      type: 'string',
+      default: 'Encounter?patient={patient}&_count=20&_include=Encounter:practitioner&_revinclude=Observation:encounter',
+    },
     explain: { type: 'boolean', default: false },
     auth: { type: 'boolean', default: false },
     cold: { type: 'boolean', default: false },
@@ -140,7 +154,8 @@ const refTo = (v: unknown, patientId: string) => {
   return ref === `Patient/${patientId}` || ref.endsWith(`/Patient/${patientId}`);
 };
 const matches = (b: SearchBundle) => (b.entry ?? []).filter((e) => (e.search?.mode ?? 'match') === 'match');
-const effective = (o: Record<string, unknown>) => (o.effectiveDateTime ?? (o.effectivePeriod as { start?: string } | undefined)?.start ?? o.effectiveInstant ?? '') as string;
+const effective = (o: Record<string, unknown>) =>
+  (o.effectiveDateTime ?? (o.effectivePeriod as { start?: string } | undefined)?.start ?? o.effectiveInstant ?? '') as string;
 /** The patient a query path is about, however its reference is written. */
 const patientOf = (p: string) => {
   const d = decodeURIComponent(p);
@@ -202,12 +217,16 @@ function makeQueries(k: Known): Query[] {
       check(b) {
         const m = matches(b);
         if (k.smiths && m.length === 0) return `no Patient (${k.smiths} of the loaded patients have a name starting with "smith")`;
-        if (k.smiths && b.total !== undefined && b.total < k.smiths) return `total ${b.total}, but ${k.smiths} of the loaded patients have a name starting with "smith"`;
+        if (k.smiths && b.total !== undefined && b.total < k.smiths)
+          return `total ${b.total}, but ${k.smiths} of the loaded patients have a name starting with "smith"`;
         for (const e of m) {
           const p = e.resource!;
           const names = (p.name ?? []) as { family?: string; given?: string[]; text?: string; prefix?: string[]; suffix?: string[] }[];
-          const words = names.flatMap((n) => [n.family, n.text, ...(n.given ?? []), ...(n.prefix ?? []), ...(n.suffix ?? [])]).filter(Boolean) as string[];
-          if (p.resourceType !== 'Patient' || !words.some((w) => w.toLowerCase().startsWith('smith'))) return `${p.resourceType}/${p.id} has no name starting with "smith"`;
+          const words = names
+            .flatMap((n) => [n.family, n.text, ...(n.given ?? []), ...(n.prefix ?? []), ...(n.suffix ?? [])])
+            .filter(Boolean) as string[];
+          if (p.resourceType !== 'Patient' || !words.some((w) => w.toLowerCase().startsWith('smith')))
+            return `${p.resourceType}/${p.id} has no name starting with "smith"`;
         }
         return null;
       },
@@ -283,7 +302,8 @@ async function get(base: string, p: string): Promise<{ ms: number; status: numbe
   } catch {
     return { ms, status: res.status, bytes: text.length, error: `not JSON: ${text.slice(0, 200)}` };
   }
-  if (bundle.resourceType !== 'Bundle' || bundle.type !== 'searchset') return { ms, status: res.status, bytes: text.length, error: `not a searchset Bundle: ${text.slice(0, 200)}` };
+  if (bundle.resourceType !== 'Bundle' || bundle.type !== 'searchset')
+    return { ms, status: res.status, bytes: text.length, error: `not a searchset Bundle: ${text.slice(0, 200)}` };
   return { ms, status: res.status, bytes: text.length, bundle };
 }
 
@@ -330,14 +350,19 @@ async function benchAuth(base: string, dir: string, adminKey: string, seedValue:
   if (fs.existsSync(file)) creds = JSON.parse(fs.readFileSync(file, 'utf8'));
   else {
     if (loadedBefore) throw new Error(`${dir} holds patients loaded without --auth (no ${APP_FILE}): give --auth another --data-dir`);
-    const made = await fetch(`${base}/admin/apps`, { method: 'POST', headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'search bench' }) });
+    const made = await fetch(`${base}/admin/apps`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'search bench' }),
+    });
     if (made.status >= 300) throw new Error(`POST /admin/apps: HTTP ${made.status} ${(await made.text()).slice(0, 300)}`);
     creds = (await made.json()) as typeof creds;
     fs.writeFileSync(file, JSON.stringify({ client_id: creds.client_id, client_secret: creds.client_secret }), { mode: 0o600 });
   }
   const q = `client_id=${encodeURIComponent(creds.client_id)}&client_secret=${encodeURIComponent(creds.client_secret)}`;
   const tokens = new Map<number, string>();
-  const post = async (p: string) => (await (await fetch(`${self.base}${p}`, { method: 'POST', signal: AbortSignal.timeout(30_000) })).json()) as Record<string, unknown>;
+  const post = async (p: string) =>
+    (await (await fetch(`${self.base}${p}`, { method: 'POST', signal: AbortSignal.timeout(30_000) })).json()) as Record<string, unknown>;
   const self: BenchAuth = {
     base,
     reader: { client_id: creds.client_id, client_secret: creds.client_secret, 'x-oneup-user-id': 'client' },
@@ -384,7 +409,13 @@ async function scanCounts(c: pg.Client): Promise<ScanCounts> {
   return new Map(rows.map((r) => [r.relname as string, { seqScan: r.s, seqTupRead: r.t, idxScan: r.i, rows: r.n }]));
 }
 
-interface ScanDelta { table: string; seqScans: number; rowsRead: number; tableRows: number; red: boolean }
+interface ScanDelta {
+  table: string;
+  seqScans: number;
+  rowsRead: number;
+  tableRows: number;
+  red: boolean;
+}
 function scanDelta(before: ScanCounts, after: ScanCounts): ScanDelta[] {
   const out: ScanDelta[] = [];
   for (const [table, a] of after) {
@@ -398,7 +429,8 @@ function describeScans(d: ScanDelta[]): string {
   const red = d.filter((x) => x.red);
   const small = d.filter((x) => !x.red);
   const parts = red.map((x) => `RED FLAG: ${x.table} seq_scan +${x.seqScans} (${x.rowsRead} rows read; the table has ~${x.tableRows} rows)`);
-  if (small.length) parts.push(`sequential scans of small tables only (< ${LARGE_TABLE_ROWS} rows): ${small.map((x) => `${x.table} +${x.seqScans}`).join(', ')}`);
+  if (small.length)
+    parts.push(`sequential scans of small tables only (< ${LARGE_TABLE_ROWS} rows): ${small.map((x) => `${x.table} +${x.seqScans}`).join(', ')}`);
   return red.length ? parts.join('; ') : `no sequential scan of a large hfj_* table${parts.length ? `; ${parts.join('; ')}` : ''}`;
 }
 
@@ -454,7 +486,12 @@ function cpuMeter(server: BenchServer): { stop(): CoresBusy } {
         for (const [p, [, t]] of p1) if (p !== pid && isDescendant(p1, p)) pg += t - (p0.get(p)?.[1] ?? 0);
       }
       const per = (x: number | null) => round(x === null ? null : x / secs, 2);
-      return { server: per(srv), postgres: per(pg), bench: per(bench)!, other: per(srv === null || pg === null ? null : Math.max(0, m1 - m0 - srv - pg - bench)) };
+      return {
+        server: per(srv),
+        postgres: per(pg),
+        bench: per(bench)!,
+        other: per(srv === null || pg === null ? null : Math.max(0, m1 - m0 - srv - pg - bench)),
+      };
     },
   };
 }
@@ -469,7 +506,9 @@ function cpuMsPer(c: CoresBusy, seconds: number, requests: number): { server: nu
 /** Removes the auto_explain settings of --explain from the database (a run killed mid-way may leave them); answers whether there were any. */
 async function resetAutoExplain(conf: pg.ClientConfig | string): Promise<boolean> {
   return withPg(conf, async (c) => {
-    const { rows } = await c.query(`SELECT setconfig FROM pg_db_role_setting WHERE setrole = 0 AND setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())`);
+    const { rows } = await c.query(
+      `SELECT setconfig FROM pg_db_role_setting WHERE setrole = 0 AND setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+    );
     const set = ((rows[0]?.setconfig ?? []) as string[]).filter((x) => AUTO_EXPLAIN_NAMES.includes(x.split('=')[0]));
     for (const name of AUTO_EXPLAIN_NAMES) await c.query(`ALTER DATABASE postgres RESET ${name}`);
     return set.length > 0;
@@ -488,12 +527,19 @@ function pgMessages(lines: string[]): string[] {
       // not a JSON line
     }
   }
-  return text.join('\n').split(/\n(?=\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})/).filter((m) => m.includes('duration:') && m.includes('plan:'));
+  return text
+    .join('\n')
+    .split(/\n(?=\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})/)
+    .filter((m) => m.includes('duration:') && m.includes('plan:'));
 }
 
 // ---------------------------------------------------------------------------------------------
 
-const dataDir = args['data-dir'] ? path.resolve(args['data-dir']) : args.url ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), 'tributary-search-'));
+const dataDir = args['data-dir']
+  ? path.resolve(args['data-dir'])
+  : args.url
+    ? undefined
+    : fs.mkdtempSync(path.join(os.tmpdir(), 'tributary-search-'));
 const adminKey = args.auth ? `${crypto.randomUUID()}${crypto.randomUUID()}` : undefined;
 if (adminKey) {
   if (args.url) throw new Error('--auth needs the server started by this script (no --url).');
@@ -525,11 +571,14 @@ try {
   }
   let base = server.base;
   /** The database, read afresh (the embedded PostgreSQL's port changes when the server restarts). */
-  const pgConf = (): pg.ClientConfig | string | undefined => args['pg-url'] ?? (dataDir && fs.existsSync(path.join(dataDir, 'pg-password')) ? pgConfigFor(dataDir) : undefined);
+  const pgConf = (): pg.ClientConfig | string | undefined =>
+    args['pg-url'] ?? (dataDir && fs.existsSync(path.join(dataDir, 'pg-password')) ? pgConfigFor(dataDir) : undefined);
 
   // 1. Data
   if (adminKey) {
-    const before = fs.existsSync(path.join(dataDir!, 'search-bench-state.json')) ? Object.keys(JSON.parse(fs.readFileSync(path.join(dataDir!, 'search-bench-state.json'), 'utf8')).patients ?? {}).length : 0;
+    const before = fs.existsSync(path.join(dataDir!, 'search-bench-state.json'))
+      ? Object.keys(JSON.parse(fs.readFileSync(path.join(dataDir!, 'search-bench-state.json'), 'utf8')).patients ?? {}).length
+      : 0;
     auth = await benchAuth(base, dataDir!, adminKey, seed, before);
   }
   const a = auth;
@@ -544,7 +593,9 @@ try {
   });
   const state = load.state;
   if (load.loadedNow.patients) {
-    console.error(`loaded ${load.loadedNow.patients} patients (${load.loadedNow.resources} resources) in ${round(load.loadedNow.seconds)} s: ${round(load.loadedNow.resources / load.loadedNow.seconds)} resources/s`);
+    console.error(
+      `loaded ${load.loadedNow.patients} patients (${load.loadedNow.resources} resources) in ${round(load.loadedNow.seconds)} s: ${round(load.loadedNow.resources / load.loadedNow.seconds)} resources/s`,
+    );
   }
   let vacuumSeconds: number | null = null;
   let conf = pgConf();
@@ -584,7 +635,12 @@ try {
         );
         const mb = rows[0].mb as number;
         const resources = rows[0].resources as number;
-        return { resources, patients: rows[0].patients as number, databaseMB: round(mb), bytesPerResource: resources ? Math.round((mb * 1048576) / resources) : null };
+        return {
+          resources,
+          patients: rows[0].patients as number,
+          databaseMB: round(mb),
+          bytesPerResource: resources ? Math.round((mb * 1048576) / resources) : null,
+        };
       })
     : null;
   // A database larger than the machine's memory (10,000 patients: about 66 GB) cannot be held in
@@ -593,7 +649,9 @@ try {
   let prewarmSeconds: number | null = null;
   const databaseBytes = (dbFacts?.databaseMB ?? 0) * 1048576;
   if (conf && !args.cold && databaseBytes > os.totalmem()) {
-    console.error(`pg_prewarm skipped: the database (${round(databaseBytes / 2 ** 30)} GB) is larger than the machine's memory (${round(os.totalmem() / 2 ** 30)} GB)`);
+    console.error(
+      `pg_prewarm skipped: the database (${round(databaseBytes / 2 ** 30)} GB) is larger than the machine's memory (${round(os.totalmem() / 2 ** 30)} GB)`,
+    );
   } else if (conf && !args.cold) {
     const t0 = performance.now();
     const blocks = await withPg(conf, async (c) => {
@@ -607,8 +665,21 @@ try {
     console.error(`pg_prewarm: ${round((blocks * 8) / 1024)} MB read into the OS cache in ${prewarmSeconds} s`);
   }
   if (args['load-only']) {
-    console.log(`search: data loaded: ${Object.keys(state.patients).length} patients, ${state.resources} resources (load time in all ${round(state.loadSeconds)} s)${dbFacts ? `; database: ${dbFacts.resources} resources, ${dbFacts.databaseMB} MB (${dbFacts.bytesPerResource} bytes a resource)` : ''}`);
-    console.log(JSON.stringify({ bench: 'search', loadOnly: true, patients: Object.keys(state.patients).length, resources: state.resources, loadSeconds: round(state.loadSeconds), loadedNow: load.loadedNow, vacuumSeconds, db: dbFacts }));
+    console.log(
+      `search: data loaded: ${Object.keys(state.patients).length} patients, ${state.resources} resources (load time in all ${round(state.loadSeconds)} s)${dbFacts ? `; database: ${dbFacts.resources} resources, ${dbFacts.databaseMB} MB (${dbFacts.bytesPerResource} bytes a resource)` : ''}`,
+    );
+    console.log(
+      JSON.stringify({
+        bench: 'search',
+        loadOnly: true,
+        patients: Object.keys(state.patients).length,
+        resources: state.resources,
+        loadSeconds: round(state.loadSeconds),
+        loadedNow: load.loadedNow,
+        vacuumSeconds,
+        db: dbFacts,
+      }),
+    );
     throw Object.assign(new Error('load-only'), { done: true });
   }
 
@@ -659,7 +730,16 @@ try {
       connections,
       amount: warm.length,
       timeout: 60,
-      requests: [{ method: 'GET', headers: ACCEPT, setupRequest: (req) => { const p = warm[w++ % warm.length]; return { ...req, path: p, headers: { ...ACCEPT, ...credentialsFor(p) } }; } }],
+      requests: [
+        {
+          method: 'GET',
+          headers: ACCEPT,
+          setupRequest: (req) => {
+            const p = warm[w++ % warm.length];
+            return { ...req, path: p, headers: { ...ACCEPT, ...credentialsFor(p) } };
+          },
+        },
+      ],
     });
     warmupSeconds = round((performance.now() - t0) / 1000);
     console.error(`warm-up: ${ac['2xx']} searches (${ac.non2xx + ac.errors + ac.timeouts} failed), ${connections} clients, in ${warmupSeconds} s`);
@@ -667,7 +747,25 @@ try {
 
   // 3. One client, each query in turn.
   const r = prng(12345);
-  interface Measured { key: QueryKey; label: string; targetP50Ms: number; requests: number; p50Ms: number | null; p95Ms: number | null; p99Ms: number | null; maxMs: number | null; meanMatches: number | null; meanIncluded: number | null; meanKB: number | null; failed: number; firstFailure?: string; seqScans: ScanDelta[] | null; coresBusy: CoresBusy; cpuMsPerRequest: ReturnType<typeof cpuMsPer>; meetsTarget: boolean }
+  interface Measured {
+    key: QueryKey;
+    label: string;
+    targetP50Ms: number;
+    requests: number;
+    p50Ms: number | null;
+    p95Ms: number | null;
+    p99Ms: number | null;
+    maxMs: number | null;
+    meanMatches: number | null;
+    meanIncluded: number | null;
+    meanKB: number | null;
+    failed: number;
+    firstFailure?: string;
+    seqScans: ScanDelta[] | null;
+    coresBusy: CoresBusy;
+    cpuMsPerRequest: ReturnType<typeof cpuMsPer>;
+    meetsTarget: boolean;
+  }
   const measured: Measured[] = [];
   let pgClient = conf ? new pg.Client(typeof conf === 'string' ? { connectionString: conf } : conf) : undefined;
   pgClient?.on('error', () => {}); // PostgreSQL stopping under it (--explain restarts the server)
@@ -785,7 +883,8 @@ try {
     };
     throughput.meetsTarget = throughput.failed === 0 && (throughput.searchesPerSecond ?? 0) >= TARGET.searchesPerSecond;
     failed += throughput.failed;
-    if (throughput.failed) errors.push(`throughput: ${ac.non2xx} non-2xx, ${ac.errors} errors, ${ac.timeouts} timeouts, ${notBundle} 200s that were not a Bundle`);
+    if (throughput.failed)
+      errors.push(`throughput: ${ac.non2xx} non-2xx, ${ac.errors} errors, ${ac.timeouts} timeouts, ${notBundle} 200s that were not a Bundle`);
 
     // 5. EXPLAIN of each query, through auto_explain.
     let explain: { query: string; plans: string[]; note?: string }[] | null = null;
@@ -814,7 +913,11 @@ try {
             // The search's own statements (not pg-boss's polling).
             const plans = pgMessages(s.lines.slice(from)).filter((m) => /hfj_/.test(m));
             const p50 = measured.find((m) => m.key === q.key)?.p50Ms;
-            explain.push({ query: `GET ${p} (${round(res.ms, 2)} ms with auto_explain on; p50 ${p50} ms without)`, plans, ...(plans.length ? {} : { note: 'no plan was logged (auto_explain did not load in the server\'s sessions?)' }) });
+            explain.push({
+              query: `GET ${p} (${round(res.ms, 2)} ms with auto_explain on; p50 ${p50} ms without)`,
+              plans,
+              ...(plans.length ? {} : { note: "no plan was logged (auto_explain did not load in the server's sessions?)" }),
+            });
           }
         } finally {
           await resetAutoExplain(pgConf()!);
@@ -824,7 +927,13 @@ try {
 
     // The written forms of the patient search: the slowest p50 against the fastest.
     const formP50 = measured.filter((m) => QUERIES.find((q) => q.key === m.key)?.form && m.p50Ms !== null).map((m) => m.p50Ms!);
-    const formsSpread = { fastestP50Ms: Math.min(...formP50), slowestP50Ms: Math.max(...formP50), ratio: round(Math.max(...formP50) / Math.min(...formP50), 2), target: TARGET.formSpread, meetsTarget: false };
+    const formsSpread = {
+      fastestP50Ms: Math.min(...formP50),
+      slowestP50Ms: Math.max(...formP50),
+      ratio: round(Math.max(...formP50) / Math.min(...formP50), 2),
+      target: TARGET.formSpread,
+      meetsTarget: false,
+    };
     formsSpread.meetsTarget = (formsSpread.ratio ?? Infinity) <= TARGET.formSpread;
 
     // 6. Report
@@ -832,7 +941,9 @@ try {
     console.log(
       `search: ${ids.length} patients, ${state.resources.toLocaleString('en-US')} resources generated${dbFacts ? ` (${dbFacts.resources.toLocaleString('en-US')} in hfj_resource, database ${dbFacts.databaseMB} MB, ${dbFacts.bytesPerResource} bytes a resource)` : ''}; loading took ${round(state.loadSeconds / 60)} min in all (${loadRate ?? 'n/a'} resources/s)`,
     );
-    console.log(`one client, ${requestsPerQuery} requests per query after ${warmup} warm-up, a random patient each${auth ? "; with its user's access token (Patient?name=: the app's credentials, over all its users)" : ''}:`);
+    console.log(
+      `one client, ${requestsPerQuery} requests per query after ${warmup} warm-up, a random patient each${auth ? "; with its user's access token (Patient?name=: the app's credentials, over all its users)" : ''}:`,
+    );
     for (const m of measured) {
       console.log(
         `  ${m.label}\n    p50 ${m.p50Ms} ms, p95 ${m.p95Ms} ms, p99 ${m.p99Ms} ms, max ${m.maxMs} ms (target p50 < ${m.targetP50Ms} ms: ${m.meetsTarget ? 'met' : 'NOT MET'}); ${m.meanMatches} matches${m.meanIncluded ? ` + ${m.meanIncluded} included` : ''}, ${m.meanKB} KB a page${m.failed ? `; ${m.failed} FAILED, first: ${m.firstFailure?.slice(0, 600)}` : ''}`,
@@ -841,7 +952,9 @@ try {
       console.log(`    ${describeCores(m.coresBusy)}`);
       if (m.cpuMsPerRequest) console.log(`    CPU per request: server ${m.cpuMsPerRequest.server} ms, PostgreSQL ${m.cpuMsPerRequest.postgres} ms`);
     }
-    console.log(`the reference written ${formP50.length} ways: p50 ${formsSpread.fastestP50Ms}-${formsSpread.slowestP50Ms} ms, the slowest ${formsSpread.ratio} times the fastest (target <= ${TARGET.formSpread}: ${formsSpread.meetsTarget ? 'met' : 'NOT MET'})`);
+    console.log(
+      `the reference written ${formP50.length} ways: p50 ${formsSpread.fastestP50Ms}-${formsSpread.slowestP50Ms} ms, the slowest ${formsSpread.ratio} times the fastest (target <= ${TARGET.formSpread}: ${formsSpread.meetsTarget ? 'met' : 'NOT MET'})`,
+    );
     console.log(
       `${connections} clients, the four queries mixed (the patient search in each of its forms in turn), ${throughput.seconds} s: ${throughput.searchesPerSecond} searches/s (target >= ${TARGET.searchesPerSecond}: ${throughput.meetsTarget ? 'met' : 'NOT MET'}), latency p50 ${throughput.p50Ms} ms, p99 ${throughput.p99Ms} ms, max ${throughput.maxMs} ms`,
     );
@@ -851,7 +964,9 @@ try {
     const c = throughput.cpuMsPerSearch;
     if (c) {
       const perSearch = c.server + c.postgres + c.bench;
-      console.log(`  CPU per search: server ${c.server} ms, PostgreSQL ${c.postgres} ms, bench ${c.bench} ms: at most ~${Math.round((os.availableParallelism() * 1000) / perSearch)} searches/s on ${os.availableParallelism()} idle cores`);
+      console.log(
+        `  CPU per search: server ${c.server} ms, PostgreSQL ${c.postgres} ms, bench ${c.bench} ms: at most ~${Math.round((os.availableParallelism() * 1000) / perSearch)} searches/s on ${os.availableParallelism()} idle cores`,
+      );
     }
     for (const x of explain ?? []) {
       console.log(`EXPLAIN (auto_explain: ANALYZE, BUFFERS): ${x.query}${x.note ? `\n  ${x.note}` : ''}`);

@@ -77,7 +77,12 @@ export function machineBusySeconds(): number {
   return (f[0] + f[1] + f[2] + f[5] + f[6] + f[7]) / TICK; // user nice system irq softirq steal
 }
 
-export interface CoresBusy { server: number | null; postgres: number | null; bench: number; other: number | null }
+export interface CoresBusy {
+  server: number | null;
+  postgres: number | null;
+  bench: number;
+  other: number | null;
+}
 
 /**
  * Measures, from now until stop(), the cores kept busy on average by the server, its PostgreSQL,
@@ -95,7 +100,12 @@ export function cpuMeter(server: BenchServer): { stop(): CoresBusy } {
       const srv = s0 && s1 ? s1.server - s0.server : null;
       const pg = s0 && s1 ? s1.children - s0.children : null;
       const per = (x: number | null) => round(x === null ? null : x / secs, 2);
-      return { server: per(srv), postgres: per(pg), bench: per(bench)!, other: per(srv === null || pg === null ? null : Math.max(0, m1 - m0 - srv - pg - bench)) };
+      return {
+        server: per(srv),
+        postgres: per(pg),
+        bench: per(bench)!,
+        other: per(srv === null || pg === null ? null : Math.max(0, m1 - m0 - srv - pg - bench)),
+      };
     },
   };
 }
@@ -211,7 +221,17 @@ export async function spawnServer(dataDir: string, opts: SpawnOptions): Promise<
   const lines: string[] = [];
   const child = spawn(NODE, [...(process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean), '--max-semi-space-size=16', 'src/server.ts'], {
     cwd: REPO,
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', TRIBUTARY_DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(pgPort), LOG_LEVEL: opts.logLevel ?? 'warn', FHIR_AUTH: process.env.FHIR_AUTH ?? 'off', DIRECTORY_AUTOLOAD: process.env.DIRECTORY_AUTOLOAD ?? 'false', SANDBOXES: process.env.SANDBOXES ?? 'false' },
+    env: {
+      ...process.env,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      TRIBUTARY_DATA_DIR: dataDir,
+      EMBEDDED_PG_PORT: String(pgPort),
+      LOG_LEVEL: opts.logLevel ?? 'warn',
+      FHIR_AUTH: process.env.FHIR_AUTH ?? 'off',
+      DIRECTORY_AUTOLOAD: process.env.DIRECTORY_AUTOLOAD ?? 'false',
+      SANDBOXES: process.env.SANDBOXES ?? 'false',
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   for (const s of [child.stdout!, child.stderr!]) {

@@ -67,17 +67,28 @@ const ADMIN_KEY = `bench-${crypto.randomUUID()}`;
 const INTERVAL_MINUTES = Number(process.env.SYNC_INTERVAL_MINUTES ?? 2);
 const FULL_MINUTES = Number(process.env.SYNC_FULL_MINUTES ?? 60);
 // Users are made faster than USER_API_RATE_LIMIT's default allows an app.
-Object.assign(process.env, { ADMIN_KEY, USER_API_RATE_LIMIT: '100000', SANDBOXES: 'true', SANDBOX_YEARS: String(YEARS), SYNC_WORKERS: 'false', FHIR_AUTH: 'required' });
-
+Object.assign(process.env, {
+  ADMIN_KEY,
+  USER_API_RATE_LIMIT: '100000',
+  SANDBOXES: 'true',
+  SANDBOX_YEARS: String(YEARS),
+  SYNC_WORKERS: 'false',
+  FHIR_AUTH: 'required',
+});
 
 // The system's own calls-a-minute limit (the eClinicalWorks-like practice's 250).
 const LIMIT = (def as { rateLimitPerMinute?: number }).rateLimitPerMinute ?? (def.name === 'ecw' ? 250 : undefined);
 // At a limited system the server logs every request (LOG_LEVEL=info: one line each, its status),
 // so that the 429s it answered can be counted.
-const server = await spawnServer(fs.mkdtempSync(path.join(os.tmpdir(), 'tributary-sync-cycle-')), { remove: true, readyTimeoutMs: 120_000, ...(LIMIT ? { logLevel: 'info', keepLines: true } : {}) });
+const server = await spawnServer(fs.mkdtempSync(path.join(os.tmpdir(), 'tributary-sync-cycle-')), {
+  remove: true,
+  readyTimeoutMs: 120_000,
+  ...(LIMIT ? { logLevel: 'info', keepLines: true } : {}),
+});
 const base = server.base;
 const adminHeaders = { authorization: `Bearer ${ADMIN_KEY}` };
-const runsSince = async (since: string): Promise<RunsSummary> => (await fetch(`${base}/admin/sync?since=${encodeURIComponent(since)}`, { headers: adminHeaders })).json() as Promise<RunsSummary>;
+const runsSince = async (since: string): Promise<RunsSummary> =>
+  (await fetch(`${base}/admin/sync?since=${encodeURIComponent(since)}`, { headers: adminHeaders })).json() as Promise<RunsSummary>;
 
 /** Polls until `n` runs started since `since` have finished; their summary. */
 async function finished(since: string, n: number, timeoutS: number): Promise<RunsSummary> {
@@ -120,7 +131,17 @@ function startWorker(env: Record<string, string> = {}): ChildProcess {
     // The schedule would queue connections again while the cycles run: a day's interval keeps it out.
     // It serves no sandboxes of its own (SANDBOXES=false), so it names the server's, which are on
     // loopback, in its outbound allow-list, as an operator would.
-    env: { ...process.env, PORT: String(server.port), TRIBUTARY_DATA_DIR: server.dataDir, EMBEDDED_PG_PORT: String(server.pgPort), SANDBOXES: 'false', OUTBOUND_ALLOW: `localhost:${server.port}`, LOG_LEVEL: 'warn', SYNC_INTERVAL_MINUTES: '1440', ...env },
+    env: {
+      ...process.env,
+      PORT: String(server.port),
+      TRIBUTARY_DATA_DIR: server.dataDir,
+      EMBEDDED_PG_PORT: String(server.pgPort),
+      SANDBOXES: 'false',
+      OUTBOUND_ALLOW: `localhost:${server.port}`,
+      LOG_LEVEL: 'warn',
+      SYNC_INTERVAL_MINUTES: '1440',
+      ...env,
+    },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
 }
@@ -131,7 +152,18 @@ async function stopWorker(): Promise<void> {
   await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
 }
 
-interface Cycle { kind: 'cheap' | 'full'; seconds: number; requests: number; requestsPerRun: number; perWindow: number; created: number; updated: number; failed: number; throttled: number | null; failedOn429: number }
+interface Cycle {
+  kind: 'cheap' | 'full';
+  seconds: number;
+  requests: number;
+  requestsPerRun: number;
+  perWindow: number;
+  created: number;
+  updated: number;
+  failed: number;
+  throttled: number | null;
+  failedOn429: number;
+}
 
 /** `count` cycles of every connection at once (POST /admin/sync), each until its last run finished. */
 async function cycles(kind: Cycle['kind'], count: number): Promise<Cycle[]> {
@@ -146,7 +178,18 @@ async function cycles(kind: Cycle['kind'], count: number): Promise<Cycle[]> {
     const throttled = throttled0 === null || throttled1 === null ? null : throttled1 - throttled0;
     const clean = done.succeeded === N && !done.created && !done.updated;
     const perWindow = Math.floor((N / seconds) * 120);
-    out.push({ kind, seconds: round(seconds, 1)!, requests: done.requests, requestsPerRun: round(done.requests / N, 1)!, perWindow, created: done.created, updated: done.updated, failed: N - done.succeeded, throttled, failedOn429: failedOn429(done) });
+    out.push({
+      kind,
+      seconds: round(seconds, 1)!,
+      requests: done.requests,
+      requestsPerRun: round(done.requests / N, 1)!,
+      perWindow,
+      created: done.created,
+      updated: done.updated,
+      failed: N - done.succeeded,
+      throttled,
+      failedOn429: failedOn429(done),
+    });
     console.log(
       `${kind} cycle ${c}: ${queued.queued} connections queued, ${done.succeeded} synced in ${round(seconds, 1)} s (target < ${TARGET_S} s); ${done.requests} requests to the system (${round(done.requests / N, 1)} a run), ${done.fetched} resources fetched again, ${done.created} created, ${done.updated} changed; at this pace one worker keeps ${perWindow} connections in sync per 2-minute window` +
         (throttled === null ? '' : `; the system answered ${throttled} 429s, ${failedOn429(done)} runs failed on one`),
@@ -188,7 +231,9 @@ try {
     }),
   );
   const connectS = (Date.now() - connectStarted) / 1000;
-  console.log(`${N} users connected to ${def.title} through the connect flow in ${round(connectS, 1)} s (${round(N / connectS, 1)} a second, ${CONNECT_CONCURRENCY} at a time)`);
+  console.log(
+    `${N} users connected to ${def.title} through the connect flow in ${round(connectS, 1)} s (${round(N / connectS, 1)} a second, ${CONNECT_CONCURRENCY} at a time)`,
+  );
 
   // 2. One worker process; it takes the first syncs queued at the callbacks.
   const since0 = new Date(connectStarted - 1000).toISOString();
@@ -220,11 +265,17 @@ try {
   const F = Math.max(1, FULL_MINUTES / INTERVAL_MINUTES);
   const [tCheap, tFull] = [best(cheap), best(full)];
   const blendedPerWindow = tCheap !== null && tFull !== null ? Math.floor((N / ((tCheap * (F - 1) + tFull) / F)) * 120) : null;
-  if (blendedPerWindow !== null) console.log(`blended (${F - 1} cheap cycles to one full, SYNC_FULL_MINUTES=${FULL_MINUTES}): one worker keeps ${blendedPerWindow} connections in sync per 2-minute window`);
+  if (blendedPerWindow !== null)
+    console.log(
+      `blended (${F - 1} cheap cycles to one full, SYNC_FULL_MINUTES=${FULL_MINUTES}): one worker keeps ${blendedPerWindow} connections in sync per 2-minute window`,
+    );
   const limit = LIMIT;
   const [rCheap, rFull] = [mean(cheap, (c) => c.requestsPerRun), mean(full, (c) => c.requestsPerRun) ?? first.requests / N];
   const fit = limit && rCheap !== null ? fitUnderLimit(limit, rCheap, rFull) : undefined;
-  if (fit) console.log(`under ${limit} calls a minute (the sync keeps to ${limit! * LIMITER_HEADROOM}): ${fit.spread} connections fit with their full fetches spread over the hour (${round(rCheap, 1)} requests a cheap run, ${round(rFull, 1)} a full one, every ${INTERVAL_MINUTES} and ${FULL_MINUTES} minutes); ${fit.together} when every full fetch falls in one ${INTERVAL_MINUTES}-minute cycle`);
+  if (fit)
+    console.log(
+      `under ${limit} calls a minute (the sync keeps to ${limit! * LIMITER_HEADROOM}): ${fit.spread} connections fit with their full fetches spread over the hour (${round(rCheap, 1)} requests a cheap run, ${round(rFull, 1)} a full one, every ${INTERVAL_MINUTES} and ${FULL_MINUTES} minutes); ${fit.together} when every full fetch falls in one ${INTERVAL_MINUTES}-minute cycle`,
+    );
   console.log(
     JSON.stringify({
       bench: 'sync-cycle',
@@ -233,7 +284,13 @@ try {
       connections: N,
       years: YEARS,
       connectSeconds: round(connectS, 1),
-      firstSync: { seconds: round(firstS, 1), created: first.created, requests: first.requests, succeeded: first.succeeded, throttled: throttledFirst },
+      firstSync: {
+        seconds: round(firstS, 1),
+        created: first.created,
+        requests: first.requests,
+        succeeded: first.succeeded,
+        throttled: throttledFirst,
+      },
       cycles: all,
       bestCycleSeconds: best(cheap) ?? best(full),
       bestFullCycleSeconds: best(full),
@@ -241,7 +298,13 @@ try {
       limitPerMinute: limit ?? null,
       fitUnderLimit: fit ?? null,
       targetSeconds: TARGET_S,
-      settings: { SYNC_CONCURRENCY: process.env.SYNC_CONCURRENCY ?? 'default', SYNC_SYSTEM_CONCURRENCY: process.env.SYNC_SYSTEM_CONCURRENCY ?? 'default', SYNC_SYSTEM_RATE: process.env.SYNC_SYSTEM_RATE ?? 'default', SYNC_FULL_MINUTES: FULL_MINUTES, SYNC_INTERVAL_MINUTES: INTERVAL_MINUTES },
+      settings: {
+        SYNC_CONCURRENCY: process.env.SYNC_CONCURRENCY ?? 'default',
+        SYNC_SYSTEM_CONCURRENCY: process.env.SYNC_SYSTEM_CONCURRENCY ?? 'default',
+        SYNC_SYSTEM_RATE: process.env.SYNC_SYSTEM_RATE ?? 'default',
+        SYNC_FULL_MINUTES: FULL_MINUTES,
+        SYNC_INTERVAL_MINUTES: INTERVAL_MINUTES,
+      },
     }),
   );
 } finally {

@@ -52,11 +52,11 @@ if (!def) throw new Error(`--system is one of ${DEFAULT_SANDBOXES.map((d) => d.n
 const ADMIN_KEY = `bench-${crypto.randomUUID()}`;
 Object.assign(process.env, { ADMIN_KEY, SANDBOXES: 'true', SYNC_WORKERS: 'false', FHIR_AUTH: 'required' });
 
-
 const server = await spawnServer(fs.mkdtempSync(path.join(os.tmpdir(), 'tributary-sync-first-')), { remove: true, readyTimeoutMs: 120_000 });
 const base = server.base;
 const adminHeaders = { authorization: `Bearer ${ADMIN_KEY}` };
-const runsSince = async (since: string): Promise<RunsSummary> => (await fetch(`${base}/admin/sync?since=${encodeURIComponent(since)}`, { headers: adminHeaders })).json() as Promise<RunsSummary>;
+const runsSince = async (since: string): Promise<RunsSummary> =>
+  (await fetch(`${base}/admin/sync?since=${encodeURIComponent(since)}`, { headers: adminHeaders })).json() as Promise<RunsSummary>;
 
 /**
  * The sandbox's big patient (made once; a sandbox still loading answers 503, and is asked again).
@@ -65,7 +65,11 @@ const runsSince = async (since: string): Promise<RunsSummary> => (await fetch(`$
  */
 async function bigPatient(): Promise<BigPatient> {
   for (let i = 0; i < 600; i++) {
-    const res = await fetch(`${base}/admin/sandbox/${def!.name}/big-patient`, { method: 'POST', headers: { ...adminHeaders, 'content-type': 'application/json' }, body: JSON.stringify({ resources: RESOURCES }) });
+    const res = await fetch(`${base}/admin/sandbox/${def!.name}/big-patient`, {
+      method: 'POST',
+      headers: { ...adminHeaders, 'content-type': 'application/json' },
+      body: JSON.stringify({ resources: RESOURCES }),
+    });
     if (res.status === 200 || res.status === 201) return res.json() as Promise<BigPatient>;
     if (res.status === 404 && !(await res.text()).includes('No sandbox system')) return bigPatientHere();
     if (res.status !== 503) throw new Error(`big-patient answered ${res.status}: ${(await res.text()).slice(0, 300)}`);
@@ -76,7 +80,10 @@ async function bigPatient(): Promise<BigPatient> {
 async function bigPatientHere(): Promise<BigPatient> {
   const config = loadConfig({ ...process.env, TRIBUTARY_DATA_DIR: server.dataDir, EMBEDDED_PG_PORT: String(server.pgPort) });
   const databaseUrl = runningEmbeddedUrl(config.dataDir, config.embeddedPgPort)!;
-  const app = await buildApp({ ...config, databaseUrl, encryptionKey: configuredKey(config), sandboxes: false, syncWorkers: false, logLevel: 'warn' }, { logger: false });
+  const app = await buildApp(
+    { ...config, databaseUrl, encryptionKey: configuredKey(config), sandboxes: false, syncWorkers: false, logLevel: 'warn' },
+    { logger: false },
+  );
   await app.ready();
   try {
     const { rows } = await app.pg.query<{ app_id: number }>('SELECT app_id FROM trb_sandbox WHERE name = $1', [def!.name]);
@@ -95,11 +102,24 @@ try {
   const app = await benchApp(base, ADMIN_KEY);
 
   // The worker first, idle: what it holds before any run (the server's plugins, FHIR definitions).
-  worker = spawn(path.join(REPO, 'node_modules', '.bin', 'node'), [...args['worker-node-args'].split(' ').filter(Boolean), path.join(REPO, 'bin', 'tributary.ts'), 'worker'], {
-    cwd: REPO,
-    env: { ...process.env, PORT: String(server.port), TRIBUTARY_DATA_DIR: server.dataDir, EMBEDDED_PG_PORT: String(server.pgPort), SANDBOXES: 'false', OUTBOUND_ALLOW: `localhost:${server.port}`, LOG_LEVEL: 'info', SYNC_INTERVAL_MINUTES: '1440' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  worker = spawn(
+    path.join(REPO, 'node_modules', '.bin', 'node'),
+    [...args['worker-node-args'].split(' ').filter(Boolean), path.join(REPO, 'bin', 'tributary.ts'), 'worker'],
+    {
+      cwd: REPO,
+      env: {
+        ...process.env,
+        PORT: String(server.port),
+        TRIBUTARY_DATA_DIR: server.dataDir,
+        EMBEDDED_PG_PORT: String(server.pgPort),
+        SANDBOXES: 'false',
+        OUTBOUND_ALLOW: `localhost:${server.port}`,
+        LOG_LEVEL: 'info',
+        SYNC_INTERVAL_MINUTES: '1440',
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   const pid = worker.pid!;
   const samples: number[] = [];
   const sampler = setInterval(() => {
@@ -126,14 +146,15 @@ try {
   await connectUser(base, app, 'big-0', def.directoryId, big.username, big.password);
   let done: RunsSummary | undefined;
   try {
-    for (const deadline = Date.now() + 1800_000; Date.now() < deadline; ) {
+    for (const deadline = Date.now() + 1800_000; Date.now() < deadline;) {
       const s = await runsSince(since);
       if (s.succeeded + s.failed + s.needs_reauth >= 1) {
         done = s;
         break;
       }
       // (A worker that ran out of memory ends by a signal: exitCode stays null.)
-      if (worker.exitCode !== null || worker.signalCode !== null) throw new Error(`the worker exited (${worker.exitCode ?? worker.signalCode}) before the run finished`);
+      if (worker.exitCode !== null || worker.signalCode !== null)
+        throw new Error(`the worker exited (${worker.exitCode ?? worker.signalCode}) before the run finished`);
       await new Promise((r) => setTimeout(r, 250));
     }
   } finally {

@@ -45,7 +45,9 @@ try {
     let run: LastRun | undefined;
     for (let i = 0; i < 1200 && !run?.finished_at; i++) {
       await new Promise((r) => setTimeout(r, 100));
-      const list = (await (await fetch(`${base}/connect/connections`, { headers: { authorization: `Bearer ${access_token}` } })).json()) as { entry: { last_run: LastRun | null }[] };
+      const list = (await (await fetch(`${base}/connect/connections`, { headers: { authorization: `Bearer ${access_token}` } })).json()) as {
+        entry: { last_run: LastRun | null }[];
+      };
       run = list.entry[0]?.last_run ?? undefined;
     }
     if (!run?.finished_at || run.status !== 'succeeded') throw new Error(`the sync did not succeed: ${JSON.stringify(run)}`);
@@ -55,8 +57,20 @@ try {
   }
   const secs = results.map((r) => r.seconds).sort((a, b) => a - b);
   const perSecond = results.reduce((n, r) => n + r.created, 0) / results.reduce((n, r) => n + r.seconds, 0);
-  console.log(`first sync of a patient, ${results.length} patients: p50 ${round(quantile(secs, 0.5), 2)} s, max ${secs[secs.length - 1]} s (target < ${TARGET_S} s for ~1,000 resources); ${Math.round(perSecond)} resources/s`);
-  console.log(JSON.stringify({ bench: 'sync', years: YEARS, results, p50S: round(quantile(secs, 0.5), 2), maxS: secs[secs.length - 1], resourcesPerSecond: Math.round(perSecond), targetS: TARGET_S }));
+  console.log(
+    `first sync of a patient, ${results.length} patients: p50 ${round(quantile(secs, 0.5), 2)} s, max ${secs[secs.length - 1]} s (target < ${TARGET_S} s for ~1,000 resources); ${Math.round(perSecond)} resources/s`,
+  );
+  console.log(
+    JSON.stringify({
+      bench: 'sync',
+      years: YEARS,
+      results,
+      p50S: round(quantile(secs, 0.5), 2),
+      maxS: secs[secs.length - 1],
+      resourcesPerSecond: Math.round(perSecond),
+      targetS: TARGET_S,
+    }),
+  );
 } finally {
   await server.stop();
 }

@@ -67,9 +67,7 @@ console.log(`compiled rules: resources that fell back to @medplum/core, by type:
 
 // A resource that claims a profile: the profile parsed once (as the validator does) against @medplum/core's
 // validateResource(resource, { profile }), which parses the StructureDefinition on every call.
-const usCore = JSON.parse(
-  readFileSync(join(root, 'profiles/structure-definitions/us-core-5.0.1.json'), 'utf8'),
-) as StructureDefinition[];
+const usCore = JSON.parse(readFileSync(join(root, 'profiles/structure-definitions/us-core-5.0.1.json'), 'utf8')) as StructureDefinition[];
 const usCorePatient = usCore.find((sd) => sd.id === 'us-core-patient') as StructureDefinition;
 const patients = resources
   .filter((r) => r.resourceType === 'Patient')

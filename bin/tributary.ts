@@ -23,7 +23,13 @@ import { syncFhirView } from '../src/directory/fhir-view.ts';
 import { loadSearchRegistry } from '../plugins/core.ts';
 import { configuredKey, vaultFor } from '../src/auth/vault.ts';
 import { countStale, resealAll } from '../src/auth/reseal.ts';
-import { listRegistrations, registrationProblem, removeRegistration, saveRegistration, type RegistrationInput } from '../src/connect/registrations.ts';
+import {
+  listRegistrations,
+  registrationProblem,
+  removeRegistration,
+  saveRegistration,
+  type RegistrationInput,
+} from '../src/connect/registrations.ts';
 import { extractIndexes } from '../src/indexing/extract.ts';
 import { Repository } from '../src/storage/repository.ts';
 import fs from 'node:fs';
@@ -100,9 +106,19 @@ if (group === 'connect' && command === 'register') {
   const authMethod = opts.auth as RegistrationInput['authMethod'];
   const needsSecret = authMethod === 'client_secret_basic' || authMethod === 'client_secret_post';
   const secret = needsSecret ? (await new Response(process.stdin as unknown as ReadableStream).text()).replace(/\r?\n$/, '') : undefined;
-  registration = { systemId: opts.system, vendor: opts.vendor, clientId: opts['client-id'] ?? '', authMethod, secret: secret || undefined, scope: opts.scope?.join(' ') };
+  registration = {
+    systemId: opts.system,
+    vendor: opts.vendor,
+    clientId: opts['client-id'] ?? '',
+    authMethod,
+    secret: secret || undefined,
+    scope: opts.scope?.join(' '),
+  };
   // --hosts a,b or --hosts a --hosts b: where its credentials may be sent.
-  const hosts = opts.hosts?.flatMap((h) => h.split(',')).map((h) => h.trim().toLowerCase()).filter(Boolean);
+  const hosts = opts.hosts
+    ?.flatMap((h) => h.split(','))
+    .map((h) => h.trim().toLowerCase())
+    .filter(Boolean);
   if (hosts) registration.hosts = hosts;
   const problem = registrationProblem(registration);
   if (problem) fail(`connect register: ${problem}${needsSecret ? ' (the secret is read from standard input)' : ''}`);
@@ -123,7 +139,11 @@ async function readSources(targets: string[], fetch: OutboundFetch): Promise<Imp
     }
     if (!fs.existsSync(target)) fail(`${target}: no such file or folder.`);
     const files = fs.statSync(target).isDirectory()
-      ? fs.readdirSync(target).filter((f) => /\.(json|csv)$/i.test(f)).sort().map((f) => path.join(target, f))
+      ? fs
+          .readdirSync(target)
+          .filter((f) => /\.(json|csv)$/i.test(f))
+          .sort()
+          .map((f) => path.join(target, f))
       : [target];
     for (const f of files) {
       if (fs.statSync(f).size > MAX_LIST_BYTES) fail(`${f}: larger than 200 MB.`);
@@ -161,7 +181,12 @@ function progressBar(stage: string, done: number, total: number): void {
 let embedded: EmbeddedDatabase | undefined;
 let url = config.databaseUrl ?? runningEmbeddedUrl(config.dataDir, config.embeddedPgPort);
 if (!url) {
-  embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, sharedBuffersMB: 32, onNotice: (m) => process.stderr.write(`${m}\n`) }).catch((err) => {
+  embedded = await startEmbeddedPostgres({
+    dataDir: config.dataDir,
+    port: config.embeddedPgPort,
+    sharedBuffersMB: 32,
+    onNotice: (m) => process.stderr.write(`${m}\n`),
+  }).catch((err) => {
     if (err instanceof EmbeddedStartError) fail(`Could not start: ${err.message}`, 1);
     throw err;
   });
@@ -206,22 +231,41 @@ try {
     if (command === 'status') {
       const stale = await countStale(pool, vault);
       const left = Object.values(stale).reduce((a, b) => a + b, 0);
-      out({ keyId: vault.keyId, notUnderCurrentKey: stale }, `ENCRYPTION_KEY's id: ${vault.keyId}\n${Object.entries(stale).map(([c, n]) => `  ${c}: ${n} not under it`).join('\n')}\n${left ? 'Run tributary keys rotate before dropping any old key.' : 'Every sealed value is under ENCRYPTION_KEY: the old keys can be dropped.'}`);
+      out(
+        { keyId: vault.keyId, notUnderCurrentKey: stale },
+        `ENCRYPTION_KEY's id: ${vault.keyId}\n${Object.entries(stale)
+          .map(([c, n]) => `  ${c}: ${n} not under it`)
+          .join(
+            '\n',
+          )}\n${left ? 'Run tributary keys rotate before dropping any old key.' : 'Every sealed value is under ENCRYPTION_KEY: the old keys can be dropped.'}`,
+      );
     } else {
       process.stdout.write(`Re-sealing under the key with id ${vault.keyId}\n`);
       const { resealed, unopened } = await resealAll(pool, vault, (p) => process.stdout.write(`  ${p.column}: ${p.done}/${p.total}\n`));
       const left = Object.values(await countStale(pool, vault)).reduce((a, b) => a + b, 0);
       for (const u of unopened) process.stderr.write(`  not opened: ${u.column} row ${u.row}: ${u.reason}\n`);
       process.stdout.write(`${resealed} values re-sealed; ${unopened.length} did not open; ${left} not under the current key now.\n`);
-      if (left) process.stdout.write(unopened.length ? 'Keep the old keys until those values are sealed again or removed.\n' : 'Some were written meanwhile under an old key: run it again.\n');
+      if (left)
+        process.stdout.write(
+          unopened.length
+            ? 'Keep the old keys until those values are sealed again or removed.\n'
+            : 'Some were written meanwhile under an old key: run it again.\n',
+        );
       else process.stdout.write('Every sealed value is under ENCRYPTION_KEY: the old keys can be dropped from ENCRYPTION_KEYS_PREVIOUS.\n');
       if (unopened.length) process.exitCode = 1;
     }
   } else if (group === 'directory') {
     try {
-      const summary = await importDirectory(pool, sources, (stage, done, total) => progressBar(stage === 'read' ? 'reading' : 'writing', done, total), { allow: config.outboundAllow });
+      const summary = await importDirectory(
+        pool,
+        sources,
+        (stage, done, total) => progressBar(stage === 'read' ? 'reading' : 'writing', done, total),
+        { allow: config.outboundAllow },
+      );
       // Then the FHIR view (Organization, Endpoint) of what changed, indexed as the server indexes.
-      const { registry } = await loadSearchRegistry(pool, config.profilesDir, (msg, detail) => process.stderr.write(`${msg}: ${JSON.stringify(detail)}\n`));
+      const { registry } = await loadSearchRegistry(pool, config.profilesDir, (msg, detail) =>
+        process.stderr.write(`${msg}: ${JSON.stringify(detail)}\n`),
+      );
       const view = await syncFhirView(
         { pool, repo: new Repository(pool), indexer: { extract: (resource) => extractIndexes(resource, registry, { partitionId: null }) } },
         (done, total) => progressBar('fhir', done, total),
@@ -245,12 +289,25 @@ try {
   } else if (group === 'connect') {
     const vault = vaultFor(config);
     if (command === 'register') {
-      if (registration!.secret && !vault.ready) fail('No encryption key to seal the secret with: set ENCRYPTION_KEY (the server\'s).', 1);
+      if (registration!.secret && !vault.ready) fail("No encryption key to seal the secret with: set ENCRYPTION_KEY (the server's).", 1);
       await saveRegistration(pool, vault, registration!);
-      out({ ...registration, secret: undefined }, `Registered: ${registration!.systemId ? `system ${registration!.systemId}` : `vendor ${registration!.vendor}`} as client ${registration!.clientId} (${registration!.authMethod}).`);
+      out(
+        { ...registration, secret: undefined },
+        `Registered: ${registration!.systemId ? `system ${registration!.systemId}` : `vendor ${registration!.vendor}`} as client ${registration!.clientId} (${registration!.authMethod}).`,
+      );
     } else if (command === 'list') {
       const all = await listRegistrations(pool);
-      out(all, all.length ? all.map((r) => `${r.system_id ? `system ${r.system_id}` : `vendor ${r.vendor}`}  ${r.client_id}  ${r.auth_method}${r.hosts ? `  hosts ${r.hosts.join(',')}` : ''}${r.scope ? `  ${r.scope}` : ''}`).join('\n') : 'No client registrations yet: tributary connect register');
+      out(
+        all,
+        all.length
+          ? all
+              .map(
+                (r) =>
+                  `${r.system_id ? `system ${r.system_id}` : `vendor ${r.vendor}`}  ${r.client_id}  ${r.auth_method}${r.hosts ? `  hosts ${r.hosts.join(',')}` : ''}${r.scope ? `  ${r.scope}` : ''}`,
+              )
+              .join('\n')
+          : 'No client registrations yet: tributary connect register',
+      );
     } else if (await removeRegistration(pool, { systemId: opts.system, vendor: opts.vendor })) {
       out({ removed: true }, 'Removed.');
     } else {
@@ -264,13 +321,21 @@ try {
       process.stderr.write(`No user ${opts['app-user-id']} in an app with client_id ${opts['client-id']}.\n`);
       process.exitCode = 1;
     } else if (await store.setPassword(client.id, user.id, opts.username!, password)) {
-      out({ oneup_user_id: Number(user.id), app_user_id: user.appUserId, username: opts.username }, `User ${user.appUserId} signs in as ${opts.username}.`);
+      out(
+        { oneup_user_id: Number(user.id), app_user_id: user.appUserId, username: opts.username },
+        `User ${user.appUserId} signs in as ${opts.username}.`,
+      );
     } else {
       process.stderr.write(`Another user of this app already has the username ${opts.username}.\n`);
       process.exitCode = 1;
     }
   } else if (command === 'create') {
-    const { app, clientSecret } = await store.createApp({ name: opts.name!.trim(), redirectUris: opts['redirect-uri'], scopes: opts.scope, public: opts.public });
+    const { app, clientSecret } = await store.createApp({
+      name: opts.name!.trim(),
+      redirectUris: opts['redirect-uri'],
+      scopes: opts.scope,
+      public: opts.public,
+    });
     out(
       { ...describeApp(app), ...(app.public ? {} : { client_secret: clientSecret }) },
       app.public
@@ -279,7 +344,12 @@ try {
     );
   } else if (command === 'list') {
     const apps = await store.listApps();
-    out(apps.map(describeApp), apps.length ? apps.map((a) => `${a.clientId}  ${a.name}  ${a.redirectUris.join(' ')}`).join('\n') : 'No apps yet: tributary app create --name NAME');
+    out(
+      apps.map(describeApp),
+      apps.length
+        ? apps.map((a) => `${a.clientId}  ${a.name}  ${a.redirectUris.join(' ')}`).join('\n')
+        : 'No apps yet: tributary app create --name NAME',
+    );
   } else if (command === 'rotate-secret') {
     const secret = await store.rotateSecret(arg);
     if (secret) out({ client_id: arg, client_secret: secret }, `New client_secret for ${arg}: ${secret}\nThe old one no longer works.`);

@@ -16,7 +16,8 @@ export function adminOnly(app: FastifyInstance) {
   return async (req: FastifyRequest, reply: FastifyReply) => {
     if (!key) return sendApiError(reply, 'admin_disabled', 'There is no admin API: set ADMIN_KEY to enable it.', false);
     const m = /^Bearer (.+)$/.exec(req.headers.authorization ?? '');
-    if (!m || !sameHash(sha256(m[1]), key)) return sendApiError(reply.header('WWW-Authenticate', 'Bearer'), 'admin_unauthorized', 'Send Authorization: Bearer <ADMIN_KEY>.', false);
+    if (!m || !sameHash(sha256(m[1]), key))
+      return sendApiError(reply.header('WWW-Authenticate', 'Bearer'), 'admin_unauthorized', 'Send Authorization: Bearer <ADMIN_KEY>.', false);
   };
 }
 
@@ -25,22 +26,34 @@ export default async function adminRoutes(app: FastifyInstance) {
   app.get('/apps', async () => (await app.auth.listApps()).map(describeApp));
   app.post('/apps', async (req, reply) => {
     const b = (req.body ?? {}) as { name?: unknown; redirect_uris?: unknown; scopes?: unknown; public?: unknown };
-    if (typeof b.name !== 'string' || !b.name.trim() || b.name.length > 200) return sendApiError(reply, 'invalid_parameter', 'name is required (1 to 200 characters).', false);
-    if (b.redirect_uris !== undefined && !strings(b.redirect_uris)) return sendApiError(reply, 'invalid_parameter', 'redirect_uris must be a list of http(s) URLs.', false);
+    if (typeof b.name !== 'string' || !b.name.trim() || b.name.length > 200)
+      return sendApiError(reply, 'invalid_parameter', 'name is required (1 to 200 characters).', false);
+    if (b.redirect_uris !== undefined && !strings(b.redirect_uris))
+      return sendApiError(reply, 'invalid_parameter', 'redirect_uris must be a list of http(s) URLs.', false);
     const problem = redirectUriProblem(b.redirect_uris ?? []);
     if (problem) return sendApiError(reply, 'invalid_parameter', problem, false);
     if (b.scopes !== undefined && !strings(b.scopes)) return sendApiError(reply, 'invalid_parameter', 'scopes must be a list of strings.', false);
-    if (b.public !== undefined && typeof b.public !== 'boolean') return sendApiError(reply, 'invalid_parameter', 'public must be true or false.', false);
-    const { app: created, clientSecret } = await app.auth.createApp({ name: b.name.trim(), redirectUris: b.redirect_uris as string[] | undefined, scopes: b.scopes as string[] | undefined, public: b.public === true });
+    if (b.public !== undefined && typeof b.public !== 'boolean')
+      return sendApiError(reply, 'invalid_parameter', 'public must be true or false.', false);
+    const { app: created, clientSecret } = await app.auth.createApp({
+      name: b.name.trim(),
+      redirectUris: b.redirect_uris as string[] | undefined,
+      scopes: b.scopes as string[] | undefined,
+      public: b.public === true,
+    });
     return reply.code(201).send({ ...describeApp(created), ...(created.public ? {} : { client_secret: clientSecret }) });
   });
   app.post('/apps/:clientId/rotate-secret', async (req, reply) => {
     const { clientId } = req.params as { clientId: string };
     const secret = await app.auth.rotateSecret(clientId);
-    return secret ? { client_id: clientId, client_secret: secret } : sendApiError(reply, 'no_such_app', `No app has client_id ${clientId.slice(0, 64)}.`, false);
+    return secret
+      ? { client_id: clientId, client_secret: secret }
+      : sendApiError(reply, 'no_such_app', `No app has client_id ${clientId.slice(0, 64)}.`, false);
   });
   app.delete('/apps/:clientId', async (req, reply) => {
     const { clientId } = req.params as { clientId: string };
-    return (await app.auth.deleteApp(clientId)) ? reply.code(204).send() : sendApiError(reply, 'no_such_app', `No app has client_id ${clientId.slice(0, 64)}.`, false);
+    return (await app.auth.deleteApp(clientId))
+      ? reply.code(204).send()
+      : sendApiError(reply, 'no_such_app', `No app has client_id ${clientId.slice(0, 64)}.`, false);
   });
 }

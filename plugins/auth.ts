@@ -45,7 +45,6 @@ export interface HostedSystem {
 
 type Fields = Record<string, unknown>;
 
-
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 
 /** Form bodies (application/x-www-form-urlencoded) as an object, for the OAuth and user routes. */
@@ -57,7 +56,8 @@ export function addFormParser(app: FastifyInstance): void {
 
 /** A non-empty parameter from the query string or the (form or JSON) body. */
 export function requestParam(req: FastifyRequest, name: string): string | undefined {
-  const body = req.body && typeof req.body === 'object' && !Buffer.isBuffer(req.body) && !(req.body instanceof URLSearchParams) ? (req.body as Fields) : {};
+  const body =
+    req.body && typeof req.body === 'object' && !Buffer.isBuffer(req.body) && !(req.body instanceof URLSearchParams) ? (req.body as Fields) : {};
   return str((req.query as Fields | undefined)?.[name]) ?? str(body[name]);
 }
 

@@ -42,7 +42,9 @@ export default async function connectRoutes(app: FastifyInstance) {
   addFormParser(app);
   if (!app.hasRequestDecorator('cookies')) await app.register(fastifyCookie);
   if (!app.vault.ready) {
-    app.log.warn('No ENCRYPTION_KEY: with DATABASE_URL this server has no key to keep health-system tokens with, so every connect is refused at the connect URL. Set ENCRYPTION_KEY (openssl rand -hex 32), the same in every process, and restart.');
+    app.log.warn(
+      'No ENCRYPTION_KEY: with DATABASE_URL this server has no key to keep health-system tokens with, so every connect is refused at the connect URL. Set ENCRYPTION_KEY (openssl rand -hex 32), the same in every process, and restart.',
+    );
   }
   const callbackUrl = `${app.config.baseUrl}/connect/callback`;
   if (app.config.clientRegistrationsFile) {
@@ -92,12 +94,17 @@ export default async function connectRoutes(app: FastifyInstance) {
     const client = await appOf(req, reply);
     if (!client) return reply;
     if (requestParam(req, 'secret') !== undefined) {
-      return sendApiError(reply, 'webhook_secret_given', 'The server issues the secret: PUT with url alone, and keep the secret the answer carries (it is shown once).');
+      return sendApiError(
+        reply,
+        'webhook_secret_given',
+        'The server issues the secret: PUT with url alone, and keep the secret the answer carries (it is shown once).',
+      );
     }
     const url = requestParam(req, 'url') ?? '';
     const problem = urlProblem(url, app.config.webhookAllowHttp);
     if (problem) return sendApiError(reply, 'invalid_parameter', problem);
-    if (!app.vault.ready) return sendApiError(reply, 'no_encryption_key', 'This server has no encryption key (ENCRYPTION_KEY) to keep the secret with.');
+    if (!app.vault.ready)
+      return sendApiError(reply, 'no_encryption_key', 'This server has no encryption key (ENCRYPTION_KEY) to keep the secret with.');
     const { secret, previousUntil } = await setWebhook(app.pg, app.vault, client.id, url);
     // The secret signs from now on; the one it replaces signs beside it until previous_secret_until.
     return reply.header('Cache-Control', 'no-store').send({ success: true, url, secret, previous_secret_until: previousUntil });
@@ -130,7 +137,12 @@ export default async function connectRoutes(app: FastifyInstance) {
     // Before the person leaves for their health system: without a key, the callback could keep nothing.
     if (!app.vault.ready) return backToApp(reply, client, { error: 'server_error', error_description: NO_KEY, state: appState });
     const system = await systemById(app.pg, (req.params as { systemId: string }).systemId);
-    if (!system) return backToApp(reply, client, { error: 'invalid_request', error_description: 'There is no such health system in the directory.', state: appState });
+    if (!system)
+      return backToApp(reply, client, {
+        error: 'invalid_request',
+        error_description: 'There is no such health system in the directory.',
+        state: appState,
+      });
     try {
       const who = { appId: client.id, userId: access.userId };
       const { location, browser } = await startSignIn(deps, who, system, callbackUrl, appState, req.cookies[BROWSER_COOKIE]);
@@ -151,7 +163,11 @@ export default async function connectRoutes(app: FastifyInstance) {
     }
     if ('refused' in taken && taken.refused === 'other-browser') {
       req.log.info('a connect callback reached another browser than the one that started it: refused');
-      return page(reply, 400, 'This sign-in was started in another browser, so nothing was connected here. Finish in the browser where you started: open this same link there, or go back to the app in that browser and start again.');
+      return page(
+        reply,
+        400,
+        'This sign-in was started in another browser, so nothing was connected here. Finish in the browser where you started: open this same link there, or go back to the app in that browser and start again.',
+      );
     }
     const pending = 'pending' in taken ? taken.pending : undefined;
     const client = pending && (await app.auth.appById(pending.appId));
@@ -209,7 +225,8 @@ export default async function connectRoutes(app: FastifyInstance) {
     const limit = requestParam(req, 'limit') ?? '20';
     const before = requestParam(req, 'before');
     if (!/^\d{1,3}$/.test(limit) || Number(limit) < 1) return sendApiError(reply, 'invalid_parameter', 'limit must be a whole number from 1 to 100.');
-    if (before !== undefined && !/^\d{1,18}$/.test(before)) return sendApiError(reply, 'invalid_parameter', 'before must be the id of a run, from an earlier page.');
+    if (before !== undefined && !/^\d{1,18}$/.test(before))
+      return sendApiError(reply, 'invalid_parameter', 'before must be the id of a run, from an earlier page.');
     const runs = /^\d{1,18}$/.test(id) ? await connectionRuns(app.pg, who, id, before, Math.min(Number(limit), 100)) : undefined;
     if (!runs) return sendApiError(reply, 'no_such_connection', 'No such connection.');
     return { success: true, entry: runs };

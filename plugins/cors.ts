@@ -24,7 +24,16 @@ const TOKEN_ENDPOINTS = new Set(['/oauth2/token', '/fhir/oauth2/token', '/oauth2
 /** What a script on another origin may read of a FHIR answer, beyond the CORS-safelisted headers. */
 export const EXPOSED_HEADERS = ['Location', 'ETag', 'Content-Location', 'Last-Modified'];
 /** The request headers a FHIR client sends (Authorization and Content-Type make a preflight). */
-export const FHIR_REQUEST_HEADERS = ['Authorization', 'Content-Type', 'Accept', 'If-Match', 'If-None-Match', 'If-None-Exist', 'If-Modified-Since', 'Prefer'];
+export const FHIR_REQUEST_HEADERS = [
+  'Authorization',
+  'Content-Type',
+  'Accept',
+  'If-Match',
+  'If-None-Match',
+  'If-None-Exist',
+  'If-Modified-Since',
+  'Prefer',
+];
 
 const PREFLIGHT_SECONDS = 600;
 
@@ -63,7 +72,13 @@ export default fp(
         if (!(await isRegisteredOrigin(app.pg, origin))) return { origin: false };
         return { origin, methods: ['POST'], allowedHeaders: ['Authorization', 'Content-Type'], maxAge: PREFLIGHT_SECONDS };
       }
-      return { origin, methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'], allowedHeaders: FHIR_REQUEST_HEADERS, exposedHeaders: EXPOSED_HEADERS, maxAge: PREFLIGHT_SECONDS };
+      return {
+        origin,
+        methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
+        allowedHeaders: FHIR_REQUEST_HEADERS,
+        exposedHeaders: EXPOSED_HEADERS,
+        maxAge: PREFLIGHT_SECONDS,
+      };
     };
     await app.register(fastifyCors, { delegator });
   },

@@ -26,7 +26,13 @@ export default fp(
     let url = config.databaseUrl;
     if (!url) {
       app.log.info({ dataDir: config.dataDir }, 'starting embedded PostgreSQL');
-      embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, sharedBuffersMB: config.embeddedPgSharedBuffersMB, onLog: (m) => app.log.debug({ pg: m.trim() }, 'postgres'), onNotice: (m) => app.log.info(m) });
+      embedded = await startEmbeddedPostgres({
+        dataDir: config.dataDir,
+        port: config.embeddedPgPort,
+        sharedBuffersMB: config.embeddedPgSharedBuffersMB,
+        onLog: (m) => app.log.debug({ pg: m.trim() }, 'postgres'),
+        onNotice: (m) => app.log.info(m),
+      });
       url = embedded.url;
     }
     // Every connection starts with the statement and idle-in-transaction limits (startup
@@ -70,10 +76,18 @@ export default fp(
     try {
       // Migrations may build indexes over large tables: they run on a connection of their own
       // without the statement limit (still ended if left idle in its transaction).
-      const migrations = new pg.Pool({ connectionString: url, max: 1, application_name: 'tributary-migrate', idle_in_transaction_session_timeout: config.dbIdleInTransactionTimeoutMs });
+      const migrations = new pg.Pool({
+        connectionString: url,
+        max: 1,
+        application_name: 'tributary-migrate',
+        idle_in_transaction_session_timeout: config.dbIdleInTransactionTimeoutMs,
+      });
       const started = Date.now();
       const applied = await migrate(migrations, undefined, (m) =>
-        app.log.info({ migration: `${String(m.version).padStart(4, '0')}-${m.name}` }, 'migrating the database (on a large store this may take minutes; the server answers once it is done)'),
+        app.log.info(
+          { migration: `${String(m.version).padStart(4, '0')}-${m.name}` },
+          'migrating the database (on a large store this may take minutes; the server answers once it is done)',
+        ),
       ).finally(() => migrations.end());
       if (applied.length) app.log.info({ applied, ms: Date.now() - started }, 'database migrated');
     } catch (err) {

@@ -29,9 +29,19 @@ import { escapeHtml as esc } from '../src/html.ts';
 import { demoLocalOnly, fromThisMachine } from './loopback.ts';
 
 export { DEMO_CLIENT_ID } from '../src/demo/demo-app.ts';
-const RECORD_TYPES = ['Patient', 'Encounter', 'Condition', 'Observation', 'DiagnosticReport', 'MedicationRequest', 'AllergyIntolerance', 'Immunization', 'Procedure', 'DocumentReference'];
+const RECORD_TYPES = [
+  'Patient',
+  'Encounter',
+  'Condition',
+  'Observation',
+  'DiagnosticReport',
+  'MedicationRequest',
+  'AllergyIntolerance',
+  'Immunization',
+  'Procedure',
+  'DocumentReference',
+];
 const COOKIE = 'tributary_demo';
-
 
 const STYLE = `body{font:16px/1.45 system-ui,sans-serif;max-width:44rem;margin:2rem auto;padding:0 1rem;color:#111}
 h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}label{display:block;font-weight:600;margin:.4rem 0}
@@ -45,7 +55,9 @@ function page(reply: FastifyReply, body: string): FastifyReply {
     .header('Content-Type', 'text/html; charset=utf-8')
     .header('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
     .header('Cache-Control', 'no-store')
-    .send(`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Tributary demo app</title><style>${STYLE}</style></head><body>${body}</body></html>`);
+    .send(
+      `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Tributary demo app</title><style>${STYLE}</style></head><body>${body}</body></html>`,
+    );
 }
 
 export default async function demoRoutes(app: FastifyInstance) {
@@ -63,7 +75,12 @@ export default async function demoRoutes(app: FastifyInstance) {
 
   /** The demo app's own calls to the API, as its back end would make them. */
   const call: DemoApi = async (method, url, payload, headers = {}) => {
-    const res = await app.inject({ method, url, headers: { ...headers, ...(payload ? { 'content-type': 'application/x-www-form-urlencoded' } : {}) }, payload: payload && new URLSearchParams(payload).toString() });
+    const res = await app.inject({
+      method,
+      url,
+      headers: { ...headers, ...(payload ? { 'content-type': 'application/x-www-form-urlencoded' } : {}) },
+      payload: payload && new URLSearchParams(payload).toString(),
+    });
     return { status: res.statusCode, body: res.json() as Record<string, unknown> & unknown[] };
   };
 
@@ -77,7 +94,8 @@ export default async function demoRoutes(app: FastifyInstance) {
   app.post('/demo/user', async (req, reply) => {
     const name = String((req.body as Record<string, unknown> | undefined)?.app_user_id ?? '').trim();
     if (!/^[\x21-\x7e]{1,100}$/.test(name)) return sendApiError(reply, 'invalid_parameter', 'app_user_id: 1 to 100 visible characters.', false);
-    if (!(await createDemoUser(call, creds, name))) return sendApiError(reply, 'demo_user_refused', 'The user-management API refused the user.', false);
+    if (!(await createDemoUser(call, creds, name)))
+      return sendApiError(reply, 'demo_user_refused', 'The user-management API refused the user.', false);
     return reply
       .code(303)
       .header('Set-Cookie', `${COOKIE}=${encodeURIComponent(signedUser(app.vault, name))}; Path=/demo; HttpOnly; SameSite=Lax`)
@@ -85,7 +103,9 @@ export default async function demoRoutes(app: FastifyInstance) {
       .send();
   });
 
-  app.post('/demo/sign-out', async (_req, reply) => reply.code(303).header('Set-Cookie', `${COOKIE}=; Path=/demo; Max-Age=0; HttpOnly; SameSite=Lax`).header('Location', '/demo').send());
+  app.post('/demo/sign-out', async (_req, reply) =>
+    reply.code(303).header('Set-Cookie', `${COOKIE}=; Path=/demo; Max-Age=0; HttpOnly; SameSite=Lax`).header('Location', '/demo').send(),
+  );
 
   app.get('/demo', async (req, reply) => {
     const q = req.query as Record<string, string | undefined>;
@@ -109,9 +129,15 @@ export default async function demoRoutes(app: FastifyInstance) {
       last_run: { status: string; finished_at: string | null; created: number; updated: number; failed: number } | null;
     }[];
     const connectedTo = connections.find((c) => c.system_id === q.system_id)?.system_name ?? q.system_id;
-    const banner = q.success === 'true' ? `<p class="ok" role="status">Connected to ${esc(connectedTo)}.</p>` : q.error ? `<p class="error" role="alert">${esc(q.error)}: ${esc(q.error_description)}</p>` : '';
+    const banner =
+      q.success === 'true'
+        ? `<p class="ok" role="status">Connected to ${esc(connectedTo)}.</p>`
+        : q.error
+          ? `<p class="error" role="alert">${esc(q.error)}: ${esc(q.error_description)}</p>`
+          : '';
     const search = q.q ? `&query=${encodeURIComponent(q.q.slice(0, 200))}` : `&vendor=${encodeURIComponent(SANDBOX_VENDOR)}`;
-    const systems = (await call('GET', `/connect/system/clinical?client_id=${DEMO_CLIENT_ID}&client_secret=${encodeURIComponent(secret)}${search}`)).body as { id: string; name: string; resource_url: string; ehr: string | null }[];
+    const systems = (await call('GET', `/connect/system/clinical?client_id=${DEMO_CLIENT_ID}&client_secret=${encodeURIComponent(secret)}${search}`))
+      .body as { id: string; name: string; resource_url: string; ehr: string | null }[];
     const rows = systems
       .map((s) => {
         const connect = `/connect/system/clinical/${encodeURIComponent(s.id)}?client_id=${DEMO_CLIENT_ID}&access_token=${encodeURIComponent(user.token)}&state=demo`;
@@ -130,9 +156,16 @@ export default async function demoRoutes(app: FastifyInstance) {
     // Each connection's sync state and last run, as GET /connect/connections gives them.
     const when = (instant: string) => `${new Date(instant).toISOString().replace('T', ' ').slice(0, 19)} UTC`;
     const lastRun = (r: (typeof connections)[number]['last_run']) =>
-      !r ? 'not yet' : !r.finished_at ? 'running' : `${r.status} at ${when(r.finished_at)}: ${r.created} new, ${r.updated} changed${r.failed ? `, ${r.failed} skipped` : ''}`;
+      !r
+        ? 'not yet'
+        : !r.finished_at
+          ? 'running'
+          : `${r.status} at ${when(r.finished_at)}: ${r.created} new, ${r.updated} changed${r.failed ? `, ${r.failed} skipped` : ''}`;
     const connectionRows = connections
-      .map((c) => `<tr><td>${esc(c.system_name)}</td><td>${esc(c.state)}</td><td>${esc(lastRun(c.last_run))}</td><td>${esc(when(c.created_at))}</td></tr>`)
+      .map(
+        (c) =>
+          `<tr><td>${esc(c.system_name)}</td><td>${esc(c.state)}</td><td>${esc(lastRun(c.last_run))}</td><td>${esc(when(c.created_at))}</td></tr>`,
+      )
       .join('');
     return page(
       reply,

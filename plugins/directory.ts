@@ -51,9 +51,11 @@ export default fp(
         return v && v.length <= 200 ? v : undefined;
       };
       const offset = Number(param('offset') ?? 0);
-      if (!Number.isInteger(offset) || offset < 0 || offset > 100_000) return sendApiError(reply, 'invalid_parameter', 'offset must be a whole number from 0 to 100,000.');
+      if (!Number.isInteger(offset) || offset < 0 || offset > 100_000)
+        return sendApiError(reply, 'invalid_parameter', 'offset must be a whole number from 0 to 100,000.');
       const systemType = param('system_type');
-      if (systemType && systemType !== 'clinical') return sendApiError(reply, 'invalid_parameter', 'system_type is clinical (the only kind of system in this directory).');
+      if (systemType && systemType !== 'clinical')
+        return sendApiError(reply, 'invalid_parameter', 'system_type is clinical (the only kind of system in this directory).');
       const hits = await searchSystems(app.pg, index, {
         text: param('query'),
         zip: param('zip'),
@@ -79,7 +81,12 @@ export default fp(
 
     app.get('/connect/system/clinical', async (req, reply) => {
       const client = await app.credentials.app(req);
-      if (!client) return sendApiError(reply, 'client_unauthenticated', 'client_id and client_secret are missing or wrong; pass them as query parameters or headers.');
+      if (!client)
+        return sendApiError(
+          reply,
+          'client_unauthenticated',
+          'client_id and client_secret are missing or wrong; pass them as query parameters or headers.',
+        );
       return search(req, reply);
     });
 
@@ -96,16 +103,24 @@ export default fp(
       const token = requestParam(req, 'access_token');
       const access = token && /^[A-Za-z0-9._~+/=-]{1,512}$/.test(token) ? await app.auth.accessFor(token) : undefined;
       if (!clientId || !access?.userId || access.app.clientId !== clientId) {
-        return reply.code(401).header('Content-Type', 'text/html; charset=utf-8').send(pickerError('This link is not valid (the app or the access token is unknown or expired). Go back to the app and try again.'));
+        return reply
+          .code(401)
+          .header('Content-Type', 'text/html; charset=utf-8')
+          .send(pickerError('This link is not valid (the app or the access token is unknown or expired). Go back to the app and try again.'));
       }
       return reply
         .header('Content-Type', 'text/html; charset=utf-8')
-        .header('Content-Security-Policy', "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'")
+        .header(
+          'Content-Security-Policy',
+          "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'",
+        )
         .header('Cache-Control', 'no-store')
         .header('Referrer-Policy', 'no-referrer')
         .send(pickerPage(access.app.name));
     });
-    app.get('/connect/picker.js', async (_req, reply) => reply.header('Content-Type', 'text/javascript; charset=utf-8').header('Cache-Control', 'public, max-age=300').send(PICKER_JS));
+    app.get('/connect/picker.js', async (_req, reply) =>
+      reply.header('Content-Type', 'text/javascript; charset=utf-8').header('Cache-Control', 'public, max-age=300').send(PICKER_JS),
+    );
 
     const view = new ViewRefresh({ pool: app.pg, repo: app.fhir.repo, indexer: app.fhir.indexer }, app.log);
     app.decorate('updateDirectoryView', () => view.update());

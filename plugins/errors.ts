@@ -20,7 +20,8 @@ export function errorHandler(err: FastifyError, req: FastifyRequest, reply: Fast
     const path = req.url.split('?')[0];
     req.log.warn({ route: req.routeOptions.url ?? 'unmatched' }, 'statement timeout');
     const message = 'The database took too long to answer; retry, or narrow the request.';
-    if (OAUTH.test(path)) return reply.code(504).header('Cache-Control', 'no-store').send({ error: 'temporarily_unavailable', error_description: message });
+    if (OAUTH.test(path))
+      return reply.code(504).header('Cache-Control', 'no-store').send({ error: 'temporarily_unavailable', error_description: message });
     if (OWN_SHAPE.test(path)) return sendApiError(reply, 'database_timeout', message);
   }
   if (mapped instanceof FhirError) return sendOutcome(req, reply, mapped.status, mapped.outcome);

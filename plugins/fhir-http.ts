@@ -93,4 +93,3 @@ export function headerOnce(req: FastifyRequest, name: string): string | undefine
   if (seen > 1) throw badRequest(`${name} must be given once; it was given ${seen} times.`);
   return single(req.headers[lower], name);
 }
-

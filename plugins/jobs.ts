@@ -18,7 +18,9 @@ declare module 'fastify' {
 export default fp(
   async function jobs(app: FastifyInstance) {
     const boss = await startBoss(app.pg, app.log);
-    await boss.work<ReindexJob>(REINDEX_QUEUE, { pollingIntervalSeconds: 1 }, ([job]) => runReindex(job, { pool: app.pg, indexer: app.fhir.indexer, log: app.log }));
+    await boss.work<ReindexJob>(REINDEX_QUEUE, { pollingIntervalSeconds: 1 }, ([job]) =>
+      runReindex(job, { pool: app.pg, indexer: app.fhir.indexer, log: app.log }),
+    );
     app.decorate('jobs', boss);
     app.addHook('onClose', async () => {
       await boss.stop({ graceful: true, timeout: 10_000 });

@@ -24,5 +24,6 @@ export function fromThisMachine(req: FastifyRequest): boolean {
 
 /** What a refused request is told: what answers on this machine only, and the setting that opens it. */
 export const sandboxesLocalOnly =
-  'The sandbox health systems answer requests from this machine only (their test patients\' passwords are published). To serve them to other machines, set SANDBOXES_PUBLIC=true; never on a server with real users.';
-export const demoLocalOnly = 'The demo app answers requests from this machine only (DEMO=loopback). Open it on the server\'s machine, or set DEMO=on to serve it to everyone.';
+  "The sandbox health systems answer requests from this machine only (their test patients' passwords are published). To serve them to other machines, set SANDBOXES_PUBLIC=true; never on a server with real users.";
+export const demoLocalOnly =
+  "The demo app answers requests from this machine only (DEMO=loopback). Open it on the server's machine, or set DEMO=on to serve it to everyone.";

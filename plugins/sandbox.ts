@@ -64,7 +64,10 @@ export default fp(
     const localOnly = (fhir: boolean) => async (req: FastifyRequest, reply: FastifyReply) => {
       if (app.config.sandboxesPublic || fromThisMachine(req)) return;
       if (!fhir) return sendApiError(reply, 'sandbox_local_only', sandboxesLocalOnly, false);
-      return reply.code(403).header('Content-Type', 'application/fhir+json').send({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'forbidden', diagnostics: sandboxesLocalOnly }] });
+      return reply
+        .code(403)
+        .header('Content-Type', 'application/fhir+json')
+        .send({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'forbidden', diagnostics: sandboxesLocalOnly }] });
     };
 
     await app.register(
@@ -74,7 +77,13 @@ export default fp(
         const target = (req: FastifyRequest, reply: FastifyReply) => {
           const { name } = req.params as { name: string };
           const def = defs.find((d) => d.name === name);
-          if (!def) sendApiError(reply, 'no_such_sandbox', `No sandbox system is named ${name.slice(0, 64)}; they are ${defs.map((d) => d.name).join(', ')}.`, false);
+          if (!def)
+            sendApiError(
+              reply,
+              'no_such_sandbox',
+              `No sandbox system is named ${name.slice(0, 64)}; they are ${defs.map((d) => d.name).join(', ')}.`,
+              false,
+            );
           return def;
         };
         admin.get('/:name/faults', async (req, reply) => {
@@ -169,9 +178,20 @@ export default fp(
           return reply
             .code(plan.fail.status)
             .header('Content-Type', 'application/fhir+json')
-            .send({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: plan.fail.status === 429 ? 'throttled' : 'transient', diagnostics: 'A fault switch of this sandbox system.' }] });
+            .send({
+              resourceType: 'OperationOutcome',
+              issue: [
+                {
+                  severity: 'error',
+                  code: plan.fail.status === 429 ? 'throttled' : 'transient',
+                  diagnostics: 'A fault switch of this sandbox system.',
+                },
+              ],
+            });
         });
-        system.addHook('onSend', async (req, reply, payload) => (malformed.has(req) && reply.statusCode === 200 && typeof payload === 'string' ? malform(payload) : payload));
+        system.addHook('onSend', async (req, reply, payload) =>
+          malformed.has(req) && reply.statusCode === 200 && typeof payload === 'string' ? malform(payload) : payload,
+        );
         if (facade) {
           registerPublicRoutes(system, app, def, facade, internal!);
           return;

@@ -73,7 +73,8 @@ export default async function smartRoutes(app: FastifyInstance) {
   // Where the forms of a request's pages may be redirected on to (see signInPolicy), set once the
   // request is known; every page of this plugin reads it, so a page sent before says 'self' only.
   const formTargets = new WeakMap<FastifyReply, string[]>();
-  const page = (reply: FastifyReply, status: number, title: string, body: string) => htmlPage(reply, status, title, body, formTargets.get(reply) ?? []);
+  const page = (reply: FastifyReply, status: number, title: string, body: string) =>
+    htmlPage(reply, status, title, body, formTargets.get(reply) ?? []);
   /**
    * The app's redirect_uri; for a hosted system (a sandbox), whose redirect_uri is Tributary's own
    * /connect/callback, also where that callback sends the person on to (the connecting app).
@@ -102,12 +103,14 @@ export default async function smartRoutes(app: FastifyInstance) {
     // Until the app and its redirect_uri are known good, errors are shown here, never redirected.
     if (!client) return page(reply, 400, 'Unknown app', '<p class="error">The client_id is missing or names no app of this server.</p>');
     // A sandbox's sign-in, like its FHIR base, from this machine only unless SANDBOXES_PUBLIC.
-    if (app.hostedSystems.has(client.id) && !app.config.sandboxesPublic && !fromThisMachine(req)) return page(reply, 403, 'Sandbox system', `<p class="error">${esc(sandboxesLocalOnly)}</p>`);
+    if (app.hostedSystems.has(client.id) && !app.config.sandboxesPublic && !fromThisMachine(req))
+      return page(reply, 403, 'Sandbox system', `<p class="error">${esc(sandboxesLocalOnly)}</p>`);
     if (!redirectUri || !client.redirectUris.includes(redirectUri)) {
       return page(reply, 400, 'Wrong redirect address', '<p class="error">The redirect_uri is missing or is not one the app registered.</p>');
     }
     const state = p('state') ?? '';
-    const fail = (error: string, description: string) => redirectTo(reply, redirectUri, { error, error_description: description, ...(state ? { state } : {}) });
+    const fail = (error: string, description: string) =>
+      redirectTo(reply, redirectUri, { error, error_description: description, ...(state ? { state } : {}) });
     // A hosted system's app (a sandbox) grants access to that system's FHIR base only.
     const hosted = app.hostedSystems.get(client.id);
     const checked = checkAuthorize(p, client, redirectUri, hosted ? [hosted.fhirBase] : fhirBases);
@@ -172,7 +175,13 @@ export default async function smartRoutes(app: FastifyInstance) {
     // A sandbox still writing its test patients has no passwords yet: say so, and count nothing.
     if (app.hostedSystems.get(found.client.id)?.loading) {
       reply.header('Retry-After', '5');
-      return loginPage(reply, found.client, found.id, 'This sandbox system is still loading its test patients (a few seconds after the server starts): try again in a moment.', 503);
+      return loginPage(
+        reply,
+        found.client,
+        found.id,
+        'This sandbox system is still loading its test patients (a few seconds after the server starts): try again in a moment.',
+        503,
+      );
     }
     const keys = { appId: found.client.id, username, address: req.ip };
     const result = await signIn({ auth: app.auth, limit: app.signinLimit }, found.id, keys, password);
@@ -181,13 +190,21 @@ export default async function smartRoutes(app: FastifyInstance) {
       const lock = result.lock;
       if (lock) reply.header('Retry-After', String(lock.seconds));
       const wait = lock ? ` ${lockWords(lock)}` : '';
-      return page(reply, 400, 'This sign-in has ended', `<p class="error">The username or password was wrong ${AUTHZ_REQUEST_FAILURES} times.${esc(wait)} Go back to the app and start again.</p>`);
+      return page(
+        reply,
+        400,
+        'This sign-in has ended',
+        `<p class="error">The username or password was wrong ${AUTHZ_REQUEST_FAILURES} times.${esc(wait)} Go back to the app and start again.</p>`,
+      );
     }
     if (result.outcome === 'wrong') {
       if (result.lock) return lockedPage(reply, found.client, found.id, result.lock);
       return loginPage(reply, found.client, found.id, 'The username or password is wrong.');
     }
-    const items = found.r.scope.split(' ').map((s) => `<li><code>${esc(s)}</code></li>`).join('');
+    const items = found.r.scope
+      .split(' ')
+      .map((s) => `<li><code>${esc(s)}</code></li>`)
+      .join('');
     return page(
       reply,
       200,
@@ -204,8 +221,10 @@ export default async function smartRoutes(app: FastifyInstance) {
     const { id, r, client } = found;
     if (!r.userId) return page(reply, 400, 'Sign in first', '<p class="error">Go back to the app and start again.</p>');
     // Each request is answered once, whatever the answer.
-    if (!(await app.auth.endAuthzRequest(id))) return page(reply, 400, 'This sign-in has expired', '<p class="error">Go back to the app and start again.</p>');
-    if (param(req, 'decision') !== 'approve') return redirectTo(reply, r.redirectUri, { error: 'access_denied', error_description: 'The person declined.', state: r.state });
+    if (!(await app.auth.endAuthzRequest(id)))
+      return page(reply, 400, 'This sign-in has expired', '<p class="error">Go back to the app and start again.</p>');
+    if (param(req, 'decision') !== 'approve')
+      return redirectTo(reply, r.redirectUri, { error: 'access_denied', error_description: 'The person declined.', state: r.state });
     const code = await approvedCode(app.auth, client, { ...r, userId: r.userId });
     return redirectTo(reply, r.redirectUri, { code, state: r.state });
   });

@@ -53,7 +53,11 @@ export function syncDeps(app: FastifyInstance): SyncDeps {
     limiter: app.syncShared.limiter,
     capabilities: app.syncShared.capabilities,
     sessions: app.syncShared.sessions,
-    policy: { checkpointMarginSeconds: app.config.syncCheckpointMarginSeconds, sweepHours: app.config.syncSweepHours, fullMinutes: app.config.syncFullMinutes },
+    policy: {
+      checkpointMarginSeconds: app.config.syncCheckpointMarginSeconds,
+      sweepHours: app.config.syncSweepHours,
+      fullMinutes: app.config.syncFullMinutes,
+    },
     attachments: { maxBytes: app.config.syncAttachmentMaxBytes, perRun: app.config.syncAttachmentsPerRun },
   };
 }
@@ -82,7 +86,8 @@ export default fp(
         admin.get('/sync', async (req, reply) => {
           const since = (req.query as { since?: string }).since;
           const from = since === undefined ? undefined : new Date(Date.parse(since));
-          if (from && Number.isNaN(from.getTime())) return sendApiError(reply, 'invalid_parameter', 'since must be an instant, such as 2026-11-29T10:00:00Z.', false);
+          if (from && Number.isNaN(from.getTime()))
+            return sendApiError(reply, 'invalid_parameter', 'since must be an instant, such as 2026-11-29T10:00:00Z.', false);
           return syncSummary(app.pg, from);
         });
       },
@@ -91,7 +96,14 @@ export default fp(
     if (!app.config.syncWorkers) return;
 
     // Webhook events, WEBHOOK_CONCURRENCY at once, one app's receiver holding at most its share.
-    const deliveries = startDeliveries({ jobs: app.jobs, pool: app.pg, vault: app.vault, fetch: app.outbound.fetch, log: app.log, concurrency: app.config.webhookConcurrency });
+    const deliveries = startDeliveries({
+      jobs: app.jobs,
+      pool: app.pg,
+      vault: app.vault,
+      fetch: app.outbound.fetch,
+      log: app.log,
+      concurrency: app.config.webhookConcurrency,
+    });
     // SYNC_CONCURRENCY lanes (src/sync/lanes.ts); an idle lane looks every 2 s, or at once when this
     // process queues a sync.
     const lanes = startLanes({

@@ -33,7 +33,11 @@ export default async function userRoutes(app: FastifyInstance) {
   async function callingApp(req: FastifyRequest, reply: FastifyReply): Promise<App | undefined> {
     const client = await app.credentials.app(req);
     if (!client) {
-      sendApiError(reply, 'client_unauthenticated', 'client_id and client_secret are missing or wrong; pass them as query parameters, form fields or headers.');
+      sendApiError(
+        reply,
+        'client_unauthenticated',
+        'client_id and client_secret are missing or wrong; pass them as query parameters, form fields or headers.',
+      );
       return undefined;
     }
     const rate = await app.auth.countCall(client.id, app.config.userApiRateLimit);
@@ -53,7 +57,8 @@ export default async function userRoutes(app: FastifyInstance) {
     const client = await callingApp(req, reply);
     if (!client) return reply;
     const appUserId = param(req, 'app_user_id');
-    if (!appUserId || !APP_USER_ID.test(appUserId)) return sendApiError(reply, 'invalid_parameter', 'app_user_id is required: 1 to 200 visible ASCII characters.');
+    if (!appUserId || !APP_USER_ID.test(appUserId))
+      return sendApiError(reply, 'invalid_parameter', 'app_user_id is required: 1 to 200 visible ASCII characters.');
     const user = await app.auth.createUser(client.id, appUserId);
     if (!user) return sendApiError(reply, 'user_exists', 'this user already exists', false);
     return reply.send(await codeFor(client, user));
@@ -63,8 +68,14 @@ export default async function userRoutes(app: FastifyInstance) {
     const client = await callingApp(req, reply);
     if (!client) return reply;
     const page = Number(param(req, 'page') ?? 1);
-    if (!Number.isInteger(page) || page < 1 || page > 1_000_000) return sendApiError(reply, 'invalid_parameter', 'page must be a whole number from 1.');
-    const users = await app.auth.listUsers(client.id, { appUserId: param(req, 'app_user_id'), oneupUserId: param(req, 'oneup_user_id') }, (page - 1) * PAGE, PAGE);
+    if (!Number.isInteger(page) || page < 1 || page > 1_000_000)
+      return sendApiError(reply, 'invalid_parameter', 'page must be a whole number from 1.');
+    const users = await app.auth.listUsers(
+      client.id,
+      { appUserId: param(req, 'app_user_id'), oneupUserId: param(req, 'oneup_user_id') },
+      (page - 1) * PAGE,
+      PAGE,
+    );
     return reply.send({ success: true, entry: users.map(entryOf), page, page_size: PAGE });
   });
 
@@ -75,7 +86,8 @@ export default async function userRoutes(app: FastifyInstance) {
     const newId = param(req, 'app_user_id');
     const username = param(req, 'username');
     const password = param(req, 'password');
-    if (!oneupUserId || (!newId && !username)) return sendApiError(reply, 'invalid_parameter', 'oneup_user_id and the new app_user_id (or a username and password) are required.');
+    if (!oneupUserId || (!newId && !username))
+      return sendApiError(reply, 'invalid_parameter', 'oneup_user_id and the new app_user_id (or a username and password) are required.');
     if (newId && !APP_USER_ID.test(newId)) return sendApiError(reply, 'invalid_parameter', 'app_user_id: 1 to 200 visible ASCII characters.');
     if (username && (!APP_USER_ID.test(username) || !password || password.length < 8 || password.length > 1000)) {
       return sendApiError(reply, 'invalid_parameter', 'A username (1 to 200 visible ASCII characters) needs a password of 8 to 1000 characters.');
@@ -113,7 +125,12 @@ export default async function userRoutes(app: FastifyInstance) {
   await app.register(rateLimit, { global: false });
   const limits = [
     app.createRateLimit({ max: app.config.tokenRateLimit, timeWindow: 60_000 }),
-    app.createRateLimit({ max: app.config.tokenRateLimit, timeWindow: 60_000, keyGenerator: (req) => `client:${claimedClientId(req) ?? ''}`, allowList: (_req, key) => key === 'client:' }),
+    app.createRateLimit({
+      max: app.config.tokenRateLimit,
+      timeWindow: 60_000,
+      keyGenerator: (req) => `client:${claimedClientId(req) ?? ''}`,
+      allowList: (_req, key) => key === 'client:',
+    }),
   ];
   /** preHandler of the OAuth endpoints (the body is parsed by then: client_id may be in it). */
   async function limited(req: FastifyRequest, reply: FastifyReply) {
@@ -124,7 +141,10 @@ export default async function userRoutes(app: FastifyInstance) {
         .code(429)
         .header('Retry-After', String(Math.max(1, r.ttlInSeconds)))
         .header('Cache-Control', 'no-store')
-        .send({ error: 'slow_down', error_description: `More than ${r.max} requests a minute ${limit === limits[0] ? 'from this address' : 'for this client_id'}; retry after ${Math.max(1, r.ttlInSeconds)} s.` });
+        .send({
+          error: 'slow_down',
+          error_description: `More than ${r.max} requests a minute ${limit === limits[0] ? 'from this address' : 'for this client_id'}; retry after ${Math.max(1, r.ttlInSeconds)} s.`,
+        });
     }
   }
 
@@ -138,8 +158,12 @@ export default async function userRoutes(app: FastifyInstance) {
 
   // A client assertion's aud (RFC 7523): this server's issuer identifier, or the endpoint it is sent to.
   // A simulated vendor's own token endpoint (plugins/vendor-sandbox.ts) forwards here, so an assertion for it is one for this server.
-  const vendorTokenEndpoints = app.config.sandboxes ? app.config.sandboxSystems.filter((d) => d.vendor).map((d) => `/sandbox/${d.name}/oauth2/token`) : [];
-  const tokenEndpoints = ['/oauth2/token', '/fhir/oauth2/token', '/oauth2/introspect', '/oauth2/revoke', '', ...vendorTokenEndpoints].map((p) => `${app.config.baseUrl}${p}`);
+  const vendorTokenEndpoints = app.config.sandboxes
+    ? app.config.sandboxSystems.filter((d) => d.vendor).map((d) => `/sandbox/${d.name}/oauth2/token`)
+    : [];
+  const tokenEndpoints = ['/oauth2/token', '/fhir/oauth2/token', '/oauth2/introspect', '/oauth2/revoke', '', ...vendorTokenEndpoints].map(
+    (p) => `${app.config.baseUrl}${p}`,
+  );
 
   /**
    * The client at the token endpoint, authenticated as it registered: a client assertion
@@ -156,7 +180,14 @@ export default async function userRoutes(app: FastifyInstance) {
     reply.header('Cache-Control', 'no-store').header('Pragma', 'no-cache');
     try {
       const client = await tokenClient(req);
-      return reply.send(await grantTokens(app.auth, client, (n) => param(req, n), (g) => app.idTokenFor(client, g)));
+      return reply.send(
+        await grantTokens(
+          app.auth,
+          client,
+          (n) => param(req, n),
+          (g) => app.idTokenFor(client, g),
+        ),
+      );
     } catch (err) {
       if (err instanceof OAuthError) return oauthError(reply, err);
       throw err;
@@ -166,18 +197,23 @@ export default async function userRoutes(app: FastifyInstance) {
   app.post('/fhir/oauth2/token', { preHandler: limited }, token);
 
   /** Introspection and revocation: the client authenticates as at the token endpoint. */
-  const withToken = (run: (client: App, token: string, reply: FastifyReply) => Promise<FastifyReply>) => async (req: FastifyRequest, reply: FastifyReply) => {
-    try {
-      const client = await tokenClient(req);
-      const t = param(req, 'token');
-      if (!t) throw new OAuthError('invalid_request', 'token is required.');
-      return await run(client, t, reply);
-    } catch (err) {
-      if (err instanceof OAuthError) return oauthError(reply, err);
-      throw err;
-    }
-  };
-  app.post('/oauth2/introspect', { preHandler: limited }, withToken(async (client, t, reply) => reply.header('Cache-Control', 'no-store').send(await app.auth.introspect(client, t))));
+  const withToken =
+    (run: (client: App, token: string, reply: FastifyReply) => Promise<FastifyReply>) => async (req: FastifyRequest, reply: FastifyReply) => {
+      try {
+        const client = await tokenClient(req);
+        const t = param(req, 'token');
+        if (!t) throw new OAuthError('invalid_request', 'token is required.');
+        return await run(client, t, reply);
+      } catch (err) {
+        if (err instanceof OAuthError) return oauthError(reply, err);
+        throw err;
+      }
+    };
+  app.post(
+    '/oauth2/introspect',
+    { preHandler: limited },
+    withToken(async (client, t, reply) => reply.header('Cache-Control', 'no-store').send(await app.auth.introspect(client, t))),
+  );
   app.post(
     '/oauth2/revoke',
     { preHandler: limited },

@@ -27,7 +27,11 @@ const FACADE_SECRET = randomBytes(24).toString('hex');
 export { internalPrefix, publicBasePath, vendorScopes, vendorTokenPath } from '../src/sandbox/paths.ts';
 
 /** The system's ordinary FHIR routes at its internal prefix, and how the facade reads them with a caller's headers. */
-export async function registerInternalRoutes(app: FastifyInstance, def: SandboxDefinition, appId: number): Promise<(authorization: string | undefined) => InternalFhir> {
+export async function registerInternalRoutes(
+  app: FastifyInstance,
+  def: SandboxDefinition,
+  appId: number,
+): Promise<(authorization: string | undefined) => InternalFhir> {
   const prefix = internalPrefix(def);
   await app.register(async (internal) => {
     internal.addHook('onRequest', async (req, reply) => {
@@ -61,10 +65,19 @@ function send(reply: FastifyReply, a: FacadeAnswer): FastifyReply {
 }
 
 /** The vendor's public base (in the context that plays the system's fault switches) and its SMART configuration. */
-export function registerPublicRoutes(system: FastifyInstance, app: FastifyInstance, def: SandboxDefinition, facade: VendorFacade, internal: (authorization: string | undefined) => InternalFhir): void {
+export function registerPublicRoutes(
+  system: FastifyInstance,
+  app: FastifyInstance,
+  def: SandboxDefinition,
+  facade: VendorFacade,
+  internal: (authorization: string | undefined) => InternalFhir,
+): void {
   const basePath = publicBasePath(def);
   const base = `${app.config.baseUrl}${basePath}`;
-  system.get(`${basePath}/.well-known/smart-configuration`, async () => ({ ...smartConfiguration(app.config.baseUrl, [def.auth]), token_endpoint: `${app.config.baseUrl}${vendorTokenPath(def)}` }));
+  system.get(`${basePath}/.well-known/smart-configuration`, async () => ({
+    ...smartConfiguration(app.config.baseUrl, [def.auth]),
+    token_endpoint: `${app.config.baseUrl}${vendorTokenPath(def)}`,
+  }));
   const serve = async (req: FastifyRequest, reply: FastifyReply) => {
     const path = ((req.params as { '*'?: string })['*'] ?? '').replace(/\/+$/, '');
     const q = req.url.indexOf('?');
@@ -95,7 +108,8 @@ export async function registerTokenEndpoint(app: FastifyInstance, def: SandboxDe
         payload: typeof req.body === 'string' ? req.body : '',
       });
       reply.code(res.statusCode);
-      for (const h of ['content-type', 'cache-control', 'pragma', 'www-authenticate']) if (res.headers[h] !== undefined) reply.header(h, String(res.headers[h]));
+      for (const h of ['content-type', 'cache-control', 'pragma', 'www-authenticate'])
+        if (res.headers[h] !== undefined) reply.header(h, String(res.headers[h]));
       return reply.send(res.rawPayload);
     });
   });

@@ -66,7 +66,10 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   );
   // One log line per request, with no headers (so no Authorization or token ever reaches a log).
   app.addHook('onResponse', async (req, reply) => {
-    req.log.info({ method: req.method, route: req.routeOptions.url ?? 'unmatched', status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 }, 'request');
+    req.log.info(
+      { method: req.method, route: req.routeOptions.url ?? 'unmatched', status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 },
+      'request',
+    );
   });
   app.addHook('onSend', async (req, reply) => {
     reply.header('X-Request-Id', req.id);

@@ -173,7 +173,13 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     embeddedPgPort: int(env, 'EMBEDDED_PG_PORT', 54329, 1, 65535),
     // PostgreSQL's usual advice: a quarter of the memory (of the container's limit, when there is
     // one), here between 128 MB and 4 GB.
-    embeddedPgSharedBuffersMB: int(env, 'EMBEDDED_PG_SHARED_BUFFERS_MB', Math.min(4096, Math.max(128, Math.floor(memoryBytes() / 4 / 1048576))), 16, 1048576),
+    embeddedPgSharedBuffersMB: int(
+      env,
+      'EMBEDDED_PG_SHARED_BUFFERS_MB',
+      Math.min(4096, Math.max(128, Math.floor(memoryBytes() / 4 / 1048576))),
+      16,
+      1048576,
+    ),
     dbPoolSize: int(env, 'DB_POOL_SIZE', 20, 1, 500),
     dbStatementTimeoutMs: int(env, 'DB_STATEMENT_TIMEOUT_MS', 30_000, 0, 86_400_000),
     dbIdleInTransactionTimeoutMs: int(env, 'DB_IDLE_IN_TRANSACTION_TIMEOUT_MS', 60_000, 0, 86_400_000),
@@ -221,7 +227,8 @@ function oneOf<T extends string>(env: Env, name: string, values: readonly T[], f
 
 function cron(raw: string | undefined): string | undefined {
   if (raw === undefined || raw.trim() === '') return undefined;
-  if (raw.trim().split(/\s+/).length !== 5) throw new ConfigError(`DIRECTORY_PROBE_CRON is a cron expression of five fields (e.g. "0 3 * * *"); it is "${raw}".`);
+  if (raw.trim().split(/\s+/).length !== 5)
+    throw new ConfigError(`DIRECTORY_PROBE_CRON is a cron expression of five fields (e.g. "0 3 * * *"); it is "${raw}".`);
   return raw.trim();
 }
 
@@ -232,11 +239,16 @@ function adminKey(raw: string | undefined): string | undefined {
 }
 
 function outboundAllow(raw: string | undefined): string[] {
-  const entries = (raw ?? '').split(',').map((e) => e.trim()).filter(Boolean);
+  const entries = (raw ?? '')
+    .split(',')
+    .map((e) => e.trim())
+    .filter(Boolean);
   try {
     parseAllow(entries);
   } catch (err) {
-    throw new ConfigError(`OUTBOUND_ALLOW is a comma-separated list of hosts, host:port pairs and CIDR ranges (such as fhir.lan,10.0.0.5:8443,10.1.0.0/16): ${(err as Error).message}.`);
+    throw new ConfigError(
+      `OUTBOUND_ALLOW is a comma-separated list of hosts, host:port pairs and CIDR ranges (such as fhir.lan,10.0.0.5:8443,10.1.0.0/16): ${(err as Error).message}.`,
+    );
   }
   return entries;
 }
@@ -250,7 +262,8 @@ function encryptionKey(raw: string | undefined): Buffer | undefined {
 function previousKeys(raw: string | undefined): Buffer[] {
   if (raw === undefined || raw.trim() === '') return [];
   return raw.split(',').map((k, i) => {
-    if (!/^[0-9a-fA-F]{64}$/.test(k.trim())) throw new ConfigError(`ENCRYPTION_KEYS_PREVIOUS is a comma-separated list of keys of 64 hex characters each; key ${i + 1} is not.`);
+    if (!/^[0-9a-fA-F]{64}$/.test(k.trim()))
+      throw new ConfigError(`ENCRYPTION_KEYS_PREVIOUS is a comma-separated list of keys of 64 hex characters each; key ${i + 1} is not.`);
     return Buffer.from(k.trim(), 'hex');
   });
 }

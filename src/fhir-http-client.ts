@@ -33,7 +33,9 @@ export async function fetchJson(fetch: OutboundFetch, url: string, o: JsonRetry)
       if ((res.status !== 429 && res.status < 500) || attempt >= o.attempts) throw new Error(`HTTP ${res.status}`);
     }
     const retryAfter = o.maxRetryAfterS === undefined ? Number.NaN : Number(res?.headers.get('retry-after') ?? Number.NaN);
-    const wait = Number.isFinite(retryAfter) ? Math.min(retryAfter, o.maxRetryAfterS!) * 1000 : o.backoffMs * 2 ** (attempt - 1) * (0.5 + Math.random());
+    const wait = Number.isFinite(retryAfter)
+      ? Math.min(retryAfter, o.maxRetryAfterS!) * 1000
+      : o.backoffMs * 2 ** (attempt - 1) * (0.5 + Math.random());
     await new Promise((r) => setTimeout(r, wait));
   }
 }

@@ -30,9 +30,7 @@ export async function releaseUnusedHeap(): Promise<boolean> {
     return false;
   }
   try {
-    await new Promise<void>((resolve, reject) =>
-      session.post('HeapProfiler.collectGarbage', (err) => (err ? reject(err) : resolve())),
-    );
+    await new Promise<void>((resolve, reject) => session.post('HeapProfiler.collectGarbage', (err) => (err ? reject(err) : resolve())));
     return true;
   } finally {
     session.disconnect();
@@ -75,11 +73,14 @@ export function releaseHeapWhenIdle(app: FastifyInstance, options: IdleReleaseOp
   app.addHook('onResponse', touch);
   // Start-up garbage: released before the app listens.
   app.addHook('onReady', release);
-  const timer = setInterval(() => {
-    if (releasing || Date.now() - lastActivity < idleMs) return;
-    if (getHeapStatistics().total_heap_size < released + growthBytes) return;
-    void release();
-  }, Math.max(1000, idleMs / 2));
+  const timer = setInterval(
+    () => {
+      if (releasing || Date.now() - lastActivity < idleMs) return;
+      if (getHeapStatistics().total_heap_size < released + growthBytes) return;
+      void release();
+    },
+    Math.max(1000, idleMs / 2),
+  );
   timer.unref();
   app.addHook('onClose', async () => clearInterval(timer));
 }

@@ -53,7 +53,8 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
 try {
   await app.listen({ port: config.port, host: config.host });
   app.log.info({ fhirBase: `${config.baseUrl}/fhir/r4` }, 'Tributary is ready');
-  if (config.fhirAuth === 'off') app.log.warn('FHIR_AUTH=off: FHIR requests without credentials reach all of the built-in app\'s data. Never use this in production.');
+  if (config.fhirAuth === 'off')
+    app.log.warn("FHIR_AUTH=off: FHIR requests without credentials reach all of the built-in app's data. Never use this in production.");
 } catch (err) {
   app.log.error({ err: String(err) }, 'could not start');
   await app.close().catch(() => {});

@@ -58,7 +58,17 @@ const TEST_KEY = randomBytes(32).toString('hex');
  */
 export function testConfig(databaseUrl: string, overrides: Partial<Config> = {}): Config {
   return {
-    ...loadConfig({ DATABASE_URL: databaseUrl, LOG_LEVEL: 'silent', BASE_URL: 'http://tributary.test', FHIR_AUTH: 'off', DIRECTORY_AUTOLOAD: 'false', SANDBOXES: 'false', ENCRYPTION_KEY: TEST_KEY, SYNC_WORKERS: 'false', OUTBOUND_ALLOW: '127.0.0.1' }),
+    ...loadConfig({
+      DATABASE_URL: databaseUrl,
+      LOG_LEVEL: 'silent',
+      BASE_URL: 'http://tributary.test',
+      FHIR_AUTH: 'off',
+      DIRECTORY_AUTOLOAD: 'false',
+      SANDBOXES: 'false',
+      ENCRYPTION_KEY: TEST_KEY,
+      SYNC_WORKERS: 'false',
+      OUTBOUND_ALLOW: '127.0.0.1',
+    }),
     ...overrides,
   };
 }

@@ -30,7 +30,8 @@ if (!isBuilt()) {
       break;
     } catch {
       // Another run builds; a lock older than two minutes is one that died.
-      if (tries > 240 || Date.now() - (fs.statSync(lock, { throwIfNoEntry: false })?.mtimeMs ?? Date.now()) > 120_000) fs.rmSync(lock, { recursive: true, force: true });
+      if (tries > 240 || Date.now() - (fs.statSync(lock, { throwIfNoEntry: false })?.mtimeMs ?? Date.now()) > 120_000)
+        fs.rmSync(lock, { recursive: true, force: true });
       else await new Promise((r) => setTimeout(r, 500));
     }
   }

@@ -20,7 +20,11 @@ export class AccessLookup {
   constructor(pool: pg.Pool, cache: TokenCache) {
     this.pool = pool;
     this.cache = cache;
-    this.lookups = new Coalescer((_none: null, hashes: Buffer[]) => this.many(hashes), 200, () => 'tokens');
+    this.lookups = new Coalescer(
+      (_none: null, hashes: Buffer[]) => this.many(hashes),
+      200,
+      () => 'tokens',
+    );
   }
 
   /**

@@ -49,7 +49,14 @@ const NO_SECRET = Buffer.alloc(32);
 
 /** An app as the CLI and the admin API show it (never its secret). */
 export function describeApp(a: App) {
-  return { client_id: a.clientId, public: a.public, name: a.name, redirect_uris: a.redirectUris, scopes: a.scopes, created_at: a.createdAt.toISOString() };
+  return {
+    client_id: a.clientId,
+    public: a.public,
+    name: a.name,
+    redirect_uris: a.redirectUris,
+    scopes: a.scopes,
+    created_at: a.createdAt.toISOString(),
+  };
 }
 
 /** What is wrong with a list of redirect URIs (each must be an http(s) URL), or undefined. */

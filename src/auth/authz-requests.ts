@@ -38,10 +38,28 @@ export async function newAuthzRequest(pool: pg.Pool, r: Omit<AuthzRequest, 'user
 }
 
 export async function authzRequest(pool: pg.Pool, id: string): Promise<AuthzRequest | undefined> {
-  type Row = { app_id: number; redirect_uri: string; scope: string; state: string; code_challenge: string; nonce: string | null; user_id: string | null };
+  type Row = {
+    app_id: number;
+    redirect_uri: string;
+    scope: string;
+    state: string;
+    code_challenge: string;
+    nonce: string | null;
+    user_id: string | null;
+  };
   const { rows } = await pool.query<Row>(sql.authzRequest(sha256(id)));
   const r = rows[0];
-  return r && { appId: r.app_id, redirectUri: r.redirect_uri, scope: r.scope, state: r.state, codeChallenge: r.code_challenge, nonce: r.nonce, userId: r.user_id };
+  return (
+    r && {
+      appId: r.app_id,
+      redirectUri: r.redirect_uri,
+      scope: r.scope,
+      state: r.state,
+      codeChallenge: r.code_challenge,
+      nonce: r.nonce,
+      userId: r.user_id,
+    }
+  );
 }
 
 /**

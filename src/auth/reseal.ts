@@ -58,8 +58,14 @@ export async function countStale(pool: pg.Pool, vault: Vault, columns?: Awaited<
 }
 
 /** Re-seals every value not under the current key; answers those that opened under no configured key. */
-export async function resealAll(pool: pg.Pool, vault: Vault, progress: (p: ResealProgress) => void = () => {}, batch = 500): Promise<{ resealed: number; unopened: Unopened[] }> {
-  if (!vault.ready) throw new VaultError('No encryption key: set ENCRYPTION_KEY (the new key) and ENCRYPTION_KEYS_PREVIOUS (the old ones).', 'no_key');
+export async function resealAll(
+  pool: pg.Pool,
+  vault: Vault,
+  progress: (p: ResealProgress) => void = () => {},
+  batch = 500,
+): Promise<{ resealed: number; unopened: Unopened[] }> {
+  if (!vault.ready)
+    throw new VaultError('No encryption key: set ENCRYPTION_KEY (the new key) and ENCRYPTION_KEYS_PREVIOUS (the old ones).', 'no_key');
   await sealStoredKeys(pool, vault); // private keys from before they were sealed
   const prefix = vault.currentPrefix;
   const unopened: Unopened[] = [];

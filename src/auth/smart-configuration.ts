@@ -18,7 +18,21 @@ const CAPABILITIES = [
   'sso-openid-connect',
   'authorize-post',
 ];
-const SCOPES_SUPPORTED = ['openid', 'fhirUser', 'launch/patient', 'offline_access', 'online_access', 'patient/*.rs', 'patient/*.cruds', 'user/*.rs', 'user/*.cruds', 'patient/*.read', 'patient/*.write', 'user/*.read', 'user/*.write'];
+const SCOPES_SUPPORTED = [
+  'openid',
+  'fhirUser',
+  'launch/patient',
+  'offline_access',
+  'online_access',
+  'patient/*.rs',
+  'patient/*.cruds',
+  'user/*.rs',
+  'user/*.cruds',
+  'patient/*.read',
+  'patient/*.write',
+  'user/*.read',
+  'user/*.write',
+];
 
 const ALL_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'];
 

@@ -35,8 +35,11 @@ export async function assertedClient(auth: AuthStore, assertionType: string, ass
 export function secretClient(client: App | undefined, via: 'basic' | 'post' | 'headers' | undefined): App {
   if (!client) throw new OAuthError('invalid_client', 'client_id and client_secret are missing or wrong.');
   const wanted = client.tokenAuthMethod;
-  if (wanted === 'private_key_jwt') throw new OAuthError('invalid_client', 'This app authenticates with a client assertion (private_key_jwt), not a secret.');
-  if (wanted === 'client_secret_basic' && via !== 'basic') throw new OAuthError('invalid_client', 'This app sends its secret with HTTP Basic (client_secret_basic).');
-  if (wanted === 'client_secret_post' && via !== 'post') throw new OAuthError('invalid_client', 'This app sends its secret as the client_secret parameter (client_secret_post).');
+  if (wanted === 'private_key_jwt')
+    throw new OAuthError('invalid_client', 'This app authenticates with a client assertion (private_key_jwt), not a secret.');
+  if (wanted === 'client_secret_basic' && via !== 'basic')
+    throw new OAuthError('invalid_client', 'This app sends its secret with HTTP Basic (client_secret_basic).');
+  if (wanted === 'client_secret_post' && via !== 'post')
+    throw new OAuthError('invalid_client', 'This app sends its secret as the client_secret parameter (client_secret_post).');
   return client;
 }

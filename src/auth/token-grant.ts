@@ -23,7 +23,8 @@ export async function grantTokens(
     const proof = { redirectUri: param('redirect_uri'), codeVerifier: param('code_verifier') };
     return auth.exchangeCode(client, code, proof, idToken);
   }
-  if (client.public && grant !== 'refresh_token') throw new OAuthError('unauthorized_client', 'A public app may use authorization_code and refresh_token only.');
+  if (client.public && grant !== 'refresh_token')
+    throw new OAuthError('unauthorized_client', 'A public app may use authorization_code and refresh_token only.');
   if (grant === 'refresh_token') {
     const refresh = param('refresh_token');
     if (!refresh) throw new OAuthError('invalid_request', 'refresh_token is required.');
@@ -32,6 +33,8 @@ export async function grantTokens(
   if (grant === 'client_credentials') return auth.clientToken(client);
   throw new OAuthError(
     grant ? 'unsupported_grant_type' : 'invalid_request',
-    grant ? `grant_type ${grant.slice(0, 50)} is not supported; use authorization_code, refresh_token or client_credentials.` : 'grant_type is required.',
+    grant
+      ? `grant_type ${grant.slice(0, 50)} is not supported; use authorization_code, refresh_token or client_credentials.`
+      : 'grant_type is required.',
   );
 }

@@ -72,9 +72,14 @@ export async function issue(
  */
 export async function refresh(deps: TokenDeps, app: App, refreshToken: string): Promise<TokenSet> {
   const result = await inTransaction(deps.pool, async (c) => {
-    const { rows } = await c.query<{ family: string; user_id: string | null; scope: string; live: boolean; revoked: boolean; patient_id: string | null }>(
-      sql.refreshForUpdate(sha256(refreshToken), app.id),
-    );
+    const { rows } = await c.query<{
+      family: string;
+      user_id: string | null;
+      scope: string;
+      live: boolean;
+      revoked: boolean;
+      patient_id: string | null;
+    }>(sql.refreshForUpdate(sha256(refreshToken), app.id));
     const r = rows[0];
     if (!r || !r.live) return new OAuthError('invalid_grant', 'The refresh token is unknown or expired; sign in again.');
     if (r.revoked) {

@@ -130,8 +130,15 @@ export class Vault {
           'unknown_key',
         );
       }
-      const plain = open(key.derive(sealLabel(purpose)), sealed.subarray(HEADER), Buffer.concat([sealed.subarray(0, HEADER), Buffer.from(context, 'utf8')]));
-      if (plain === undefined) throw new VaultError(`The value does not open under key ${key.id.toString('hex')} for ${purpose} of this row: it was changed, or sealed for another purpose or row.`);
+      const plain = open(
+        key.derive(sealLabel(purpose)),
+        sealed.subarray(HEADER),
+        Buffer.concat([sealed.subarray(0, HEADER), Buffer.from(context, 'utf8')]),
+      );
+      if (plain === undefined)
+        throw new VaultError(
+          `The value does not open under key ${key.id.toString('hex')} for ${purpose} of this row: it was changed, or sealed for another purpose or row.`,
+        );
       return plain;
     }
     if (sealed.length >= 29 && sealed[0] === V1) {
@@ -139,7 +146,9 @@ export class Vault {
         const plain = open(key.raw, sealed.subarray(1), Buffer.from(context, 'utf8'));
         if (plain !== undefined) return plain;
       }
-      throw new VaultError('This value (sealed before key ids) opens under none of the configured keys (ENCRYPTION_KEY, ENCRYPTION_KEYS_PREVIOUS), or it was changed.');
+      throw new VaultError(
+        'This value (sealed before key ids) opens under none of the configured keys (ENCRYPTION_KEY, ENCRYPTION_KEYS_PREVIOUS), or it was changed.',
+      );
     }
     throw new VaultError('Not a value this vault sealed.', 'malformed');
   }
@@ -195,6 +204,11 @@ export function configuredKey(config: { encryptionKey?: Buffer; databaseUrl?: st
 }
 
 /** The vault of a process: the configured key, and the previous ones that still open and verify. */
-export function vaultFor(config: { encryptionKey?: Buffer; encryptionKeysPrevious?: readonly Buffer[]; databaseUrl?: string; dataDir: string }): Vault {
+export function vaultFor(config: {
+  encryptionKey?: Buffer;
+  encryptionKeysPrevious?: readonly Buffer[];
+  databaseUrl?: string;
+  dataDir: string;
+}): Vault {
   return new Vault(configuredKey(config), config.encryptionKeysPrevious ?? []);
 }

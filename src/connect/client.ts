@@ -52,9 +52,14 @@ export interface Tokens {
 
 /** The registration for a system: its own, else its vendor's; undefined when there is none. */
 export async function registrationFor(db: pg.Pool, vault: Vault, system: { id: string; vendor: string | null }): Promise<Registration | undefined> {
-  const { rows } = await db.query<{ client_id: string; auth_method: Registration['authMethod']; client_secret_sealed: Buffer | null; scope: string | null; hosts: string[] | null; vendor: string | null }>(
-    statements.registrationFor(system.id, system.vendor),
-  );
+  const { rows } = await db.query<{
+    client_id: string;
+    auth_method: Registration['authMethod'];
+    client_secret_sealed: Buffer | null;
+    scope: string | null;
+    hosts: string[] | null;
+    vendor: string | null;
+  }>(statements.registrationFor(system.id, system.vendor));
   const r = rows[0];
   if (!r) return undefined;
   let secret: string | undefined;
@@ -62,9 +67,19 @@ export async function registrationFor(db: pg.Pool, vault: Vault, system: { id: s
     secret = r.client_secret_sealed ? vault.decrypt(r.client_secret_sealed, r.client_id, 'registration-secret') : undefined;
   } catch (err) {
     if (!(err instanceof VaultError)) throw err;
-    throw new ConnectError('server_error', `Tributary's client secret for this system cannot be opened with this server's key (was ENCRYPTION_KEY changed?): the operator registers it again.`);
+    throw new ConnectError(
+      'server_error',
+      `Tributary's client secret for this system cannot be opened with this server's key (was ENCRYPTION_KEY changed?): the operator registers it again.`,
+    );
   }
-  return { clientId: r.client_id, authMethod: r.auth_method, secret, scope: r.scope ?? DEFAULT_SCOPE, ...(r.hosts ? { hosts: r.hosts } : {}), ...(r.vendor ? { vendor: r.vendor } : {}) };
+  return {
+    clientId: r.client_id,
+    authMethod: r.auth_method,
+    secret,
+    scope: r.scope ?? DEFAULT_SCOPE,
+    ...(r.hosts ? { hosts: r.hosts } : {}),
+    ...(r.vendor ? { vendor: r.vendor } : {}),
+  };
 }
 
 function insecureAllowed(url: string, ownOrigin: string): boolean {
@@ -87,14 +102,19 @@ export interface ClientKey {
 function checkHosts(reg: Registration, as: oauth.AuthorizationServer): void {
   if (!reg.hosts) {
     if (!reg.vendor) return;
-    throw new ConnectError('unauthorized_client', `Tributary's registration for ${reg.vendor} names no hosts it may be used at, so it is not used: the operator registers it again with them (npx tributary connect register --vendor .. --hosts ..).`);
+    throw new ConnectError(
+      'unauthorized_client',
+      `Tributary's registration for ${reg.vendor} names no hosts it may be used at, so it is not used: the operator registers it again with them (npx tributary connect register --vendor .. --hosts ..).`,
+    );
   }
   const endpoints = [as.token_endpoint!, ...(as.revocation_endpoint ? [as.revocation_endpoint] : [])];
   if (!endpoints.every((u) => URL.canParse(u) && hostAllowed(new URL(u).hostname, reg.hosts!))) {
-    throw new ConnectError('unauthorized_client', `This health system's token endpoint is not at a host that Tributary's registration${reg.vendor ? ` for ${reg.vendor}` : ''} may be used at, so nothing was sent to it: the operator registers this system on its own, or adds the host to the registration's hosts.`);
+    throw new ConnectError(
+      'unauthorized_client',
+      `This health system's token endpoint is not at a host that Tributary's registration${reg.vendor ? ` for ${reg.vendor}` : ''} may be used at, so nothing was sent to it: the operator registers this system on its own, or adds the host to the registration's hosts.`,
+    );
   }
 }
-
 
 /**
  * `fetch`: the app's outbound fetch (src/net/outbound.ts), for discovery and every token request;
@@ -115,7 +135,9 @@ export async function systemClient(
   else if (reg.authMethod === 'client_secret_post') auth = oauth.ClientSecretPost(reg.secret!);
   else if (reg.authMethod === 'private_key_jwt') auth = oauth.PrivateKeyJwt(await clientKey());
   else auth = oauth.None();
-  const transportOk = [fhirBase, as.authorization_endpoint!, as.token_endpoint!].every((u) => !u.startsWith('http:') || insecureAllowed(u, ownOrigin));
+  const transportOk = [fhirBase, as.authorization_endpoint!, as.token_endpoint!].every(
+    (u) => !u.startsWith('http:') || insecureAllowed(u, ownOrigin),
+  );
   if (!transportOk) throw new ConnectError('server_error', `The health system at ${fhirBase} is not served over https.`);
   return {
     fhirBase: fhirBase.replace(/\/+$/, ''),
@@ -144,7 +166,11 @@ export async function clientForSystem(
   discovery: DiscoveryCache,
 ): Promise<SystemClient> {
   const reg = await registrationFor(db, vault, system);
-  if (!reg) throw new ConnectError('unauthorized_client', `${system.name} has no client registration here yet: the operator registers Tributary with it first (npx tributary connect register, or CLIENT_REGISTRATIONS_FILE).`);
+  if (!reg)
+    throw new ConnectError(
+      'unauthorized_client',
+      `${system.name} has no client registration here yet: the operator registers Tributary with it first (npx tributary connect register, or CLIENT_REGISTRATIONS_FILE).`,
+    );
   return systemClient(system.resource_url, reg, ownOrigin, clientKey, fetch, discovery);
 }
 

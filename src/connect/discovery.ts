@@ -58,13 +58,21 @@ async function discoverNow(base: string, fetch: OutboundFetch): Promise<oauth.Au
   try {
     cs = await getJson(fetch, `${base}/metadata`);
   } catch (err) {
-    if (err instanceof OutboundError && err.code === 'blocked_address') throw new ConnectError('server_error', `The health system at ${base} is on a private or local network address, which Tributary does not connect to.`);
+    if (err instanceof OutboundError && err.code === 'blocked_address')
+      throw new ConnectError(
+        'server_error',
+        `The health system at ${base} is on a private or local network address, which Tributary does not connect to.`,
+      );
     throw new ConnectError('temporarily_unavailable', `The health system did not answer (${(err as Error).message}) at ${base}; try again later.`);
   }
   const uris = oauthUris(cs);
   const authorize = uris?.get('authorize');
   const token = uris?.get('token');
-  if (!authorize || !token) throw new ConnectError('server_error', `The health system at ${base} does not say where to sign in (no SMART configuration): it cannot be connected to.`);
+  if (!authorize || !token)
+    throw new ConnectError(
+      'server_error',
+      `The health system at ${base} does not say where to sign in (no SMART configuration): it cannot be connected to.`,
+    );
   const revoke = uris!.get('revoke');
   return { issuer: base, authorization_endpoint: authorize, token_endpoint: token, ...(revoke ? { revocation_endpoint: revoke } : {}) };
 }

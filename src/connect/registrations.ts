@@ -33,7 +33,8 @@ const IP_LITERAL = /^(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-f:.]+\])$/;
 
 /** What is wrong with a host a registration names, or undefined. */
 export function hostProblem(h: string): string | undefined {
-  if (h.length > 253 || (!HOST_PATTERN.test(h) && !IP_LITERAL.test(h))) return `${h.slice(0, 100)} is not a host name (lower case, such as fhir.epic.com or *.epic.com, no scheme, port or path).`;
+  if (h.length > 253 || (!HOST_PATTERN.test(h) && !IP_LITERAL.test(h)))
+    return `${h.slice(0, 100)} is not a host name (lower case, such as fhir.epic.com or *.epic.com, no scheme, port or path).`;
   if (h.startsWith('*.') && !h.slice(2).includes('.')) return `${h} covers a whole top-level domain: name the vendor's own domain (*.epic.com).`;
   return undefined;
 }
@@ -56,7 +57,8 @@ export function registrationProblem(r: RegistrationInput): string | undefined {
   const needsSecret = r.authMethod === 'client_secret_basic' || r.authMethod === 'client_secret_post';
   if (needsSecret !== !!r.secret) return needsSecret ? `${r.authMethod} needs the client secret.` : `${r.authMethod} takes no client secret.`;
   if (r.scope !== undefined && (r.scope.length > 2000 || !r.scope.trim())) return 'scope, when given, is a space-separated list of scopes.';
-  if (r.vendor && !r.hosts?.length) return `A registration for a whole vendor names the hosts it may be sent to (hosts: the issuer or token-endpoint hosts, such as fhir.epic.com,*.epic.com): every directory system of ${r.vendor.slice(0, 100)} would receive its credentials otherwise.`;
+  if (r.vendor && !r.hosts?.length)
+    return `A registration for a whole vendor names the hosts it may be sent to (hosts: the issuer or token-endpoint hosts, such as fhir.epic.com,*.epic.com): every directory system of ${r.vendor.slice(0, 100)} would receive its credentials otherwise.`;
   if (r.hosts && (r.hosts.length > 50 || r.hosts.length === 0)) return 'hosts, when given, are 1 to 50 host names.';
   return r.hosts?.map(hostProblem).find((p) => p !== undefined);
 }
@@ -71,7 +73,17 @@ export async function saveRegistration(db: pg.Pool | pg.PoolClient, vault: Vault
 }
 
 /** Every registration, never with its secret. */
-export async function listRegistrations(db: pg.Pool): Promise<{ system_id: string | null; vendor: string | null; client_id: string; auth_method: string; scope: string | null; hosts: string[] | null; has_secret: boolean }[]> {
+export async function listRegistrations(db: pg.Pool): Promise<
+  {
+    system_id: string | null;
+    vendor: string | null;
+    client_id: string;
+    auth_method: string;
+    scope: string | null;
+    hosts: string[] | null;
+    has_secret: boolean;
+  }[]
+> {
   const { rows } = await db.query(statements.listRegistrations());
   return rows;
 }
@@ -95,9 +107,18 @@ export function readRegistrationsFile(file: string): RegistrationInput[] {
   if (!Array.isArray(doc)) throw new Error(`${file}: a JSON list of registrations is expected.`);
   return doc.map((e: Record<string, unknown>, i) => {
     const s = (k: string) => (typeof e?.[k] === 'string' ? (e[k] as string) : undefined);
-    const hosts = e?.hosts === undefined ? undefined : Array.isArray(e.hosts) && e.hosts.every((h) => typeof h === 'string') ? (e.hosts as string[]) : null;
+    const hosts =
+      e?.hosts === undefined ? undefined : Array.isArray(e.hosts) && e.hosts.every((h) => typeof h === 'string') ? (e.hosts as string[]) : null;
     if (hosts === null) throw new Error(`${file}, entry ${i}: hosts is a list of host names, such as ["fhir.epic.com", "*.epic.com"].`);
-    const r: RegistrationInput = { systemId: s('system_id'), vendor: s('vendor'), clientId: s('client_id') ?? '', authMethod: s('auth_method') as Registration['authMethod'], secret: s('client_secret'), scope: s('scope'), hosts };
+    const r: RegistrationInput = {
+      systemId: s('system_id'),
+      vendor: s('vendor'),
+      clientId: s('client_id') ?? '',
+      authMethod: s('auth_method') as Registration['authMethod'],
+      secret: s('client_secret'),
+      scope: s('scope'),
+      hosts,
+    };
     const problem = registrationProblem(r);
     if (problem) throw new Error(`${file}, entry ${i}: ${problem}`);
     return r;

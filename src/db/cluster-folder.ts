@@ -46,7 +46,9 @@ export function postgresUser(): OsUser {
       execFileSync('useradd', ['--system', '--no-create-home', '-g', PG_USER, PG_USER], { stdio: 'ignore' });
       return { uid: id('-u'), gid: id('-g') };
     } catch {
-      throw new EmbeddedStartError(`PostgreSQL cannot run as root and the ${PG_USER} OS user to run it as could not be made: create it (useradd --system ${PG_USER}), or set DATABASE_URL to a PostgreSQL of your own.`);
+      throw new EmbeddedStartError(
+        `PostgreSQL cannot run as root and the ${PG_USER} OS user to run it as could not be made: create it (useradd --system ${PG_USER}), or set DATABASE_URL to a PostgreSQL of your own.`,
+      );
     }
   }
 }
@@ -72,10 +74,15 @@ export function rootClusterDir(dataDir: string, user: OsUser): { dir: string; mo
   if (recorded !== own) return { dir: recorded, moved: true };
   if (canReach(user, dataDir, 'x')) return { dir: own, moved: false };
   if (fs.existsSync(path.join(own, 'PG_VERSION'))) {
-    throw new EmbeddedStartError(`The PostgreSQL cluster in ${own} cannot be reached by the ${PG_USER} OS user that runs it (a folder above it is closed to other users): open those folders to others (chmod o+x), or move the data folder elsewhere.`);
+    throw new EmbeddedStartError(
+      `The PostgreSQL cluster in ${own} cannot be reached by the ${PG_USER} OS user that runs it (a folder above it is closed to other users): open those folders to others (chmod o+x), or move the data folder elsewhere.`,
+    );
   }
   const real = fs.realpathSync(dataDir);
-  const dir = path.join(REACHABLE_ROOT, `${path.basename(real).replace(/[^A-Za-z0-9._-]/g, '_')}-${createHash('sha256').update(real).digest('hex').slice(0, 12)}`);
+  const dir = path.join(
+    REACHABLE_ROOT,
+    `${path.basename(real).replace(/[^A-Za-z0-9._-]/g, '_')}-${createHash('sha256').update(real).digest('hex').slice(0, 12)}`,
+  );
   try {
     fs.mkdirSync(REACHABLE_ROOT, { recursive: true, mode: 0o755 });
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -83,7 +90,9 @@ export function rootClusterDir(dataDir: string, user: OsUser): { dir: string; mo
     fs.chmodSync(dir, 0o700);
     fs.writeFileSync(path.join(dataDir, POINTER), `${dir}\n`);
   } catch (err) {
-    throw new EmbeddedStartError(`The data folder ${dataDir} cannot be reached by the ${PG_USER} OS user and ${dir} could not be made for it instead (${(err as Error).message}): set TRIBUTARY_DATA_DIR to a folder other users can reach, or DATABASE_URL.`);
+    throw new EmbeddedStartError(
+      `The data folder ${dataDir} cannot be reached by the ${PG_USER} OS user and ${dir} could not be made for it instead (${(err as Error).message}): set TRIBUTARY_DATA_DIR to a folder other users can reach, or DATABASE_URL.`,
+    );
   }
   return { dir, moved: true };
 }
@@ -106,7 +115,9 @@ export function reachablePrograms(native: string, version: string, user: OsUser)
     } catch (err) {
       fs.rmSync(tmp, { recursive: true, force: true });
       if (!fs.existsSync(path.join(dest, 'bin', 'postgres'))) {
-        throw new EmbeddedStartError(`PostgreSQL's programs in ${native} cannot be run by the ${PG_USER} OS user and could not be copied to ${dest} (${(err as Error).message}): install Tributary in a folder other users can reach, or set DATABASE_URL.`);
+        throw new EmbeddedStartError(
+          `PostgreSQL's programs in ${native} cannot be run by the ${PG_USER} OS user and could not be copied to ${dest} (${(err as Error).message}): install Tributary in a folder other users can reach, or set DATABASE_URL.`,
+        );
       }
     }
   }

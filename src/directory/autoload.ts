@@ -56,13 +56,21 @@ export async function autoloadDirectory(deps: AutoloadDeps): Promise<void> {
       const shipped = shippedDirectory();
       const { rows } = await c.query<{ at: Date }>(sql.shippedImport(shipped.sha256));
       if (rows.length) {
-        deps.log.info({ sha256: shipped.sha256.slice(0, 12), importedAt: rows[0].at }, 'health-system directory: the shipped lists are already imported');
+        deps.log.info(
+          { sha256: shipped.sha256.slice(0, 12), importedAt: rows[0].at },
+          'health-system directory: the shipped lists are already imported',
+        );
         return null;
       }
       deps.log.info({ files: shipped.sources.length, sha256: shipped.sha256.slice(0, 12) }, 'loading the health-system directory');
-      const s = await importDirectory(deps.pool, shipped.sources, (stage, done, total) => {
-        if (stage === 'write') deps.log.info({ done, total }, 'directory: systems written');
-      }, { allow: deps.allow });
+      const s = await importDirectory(
+        deps.pool,
+        shipped.sources,
+        (stage, done, total) => {
+          if (stage === 'write') deps.log.info({ done, total }, 'directory: systems written');
+        },
+        { allow: deps.allow },
+      );
       await c.query(sql.recordShippedImport(shipped.sha256, { ...s, rejected: s.rejected.length }));
       return s;
     });

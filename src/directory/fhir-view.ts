@@ -105,7 +105,10 @@ function organizationOf(id: string, rows: OrgRow[]): Organization {
     ...(r.postal_code ? { postalCode: r.postal_code } : {}),
     country: 'US',
   }));
-  const aliases = unique(rows.filter((r) => r.name && r.name !== first.name), (r) => r.name.toLowerCase()).map((r) => r.name);
+  const aliases = unique(
+    rows.filter((r) => r.name && r.name !== first.name),
+    (r) => r.name.toLowerCase(),
+  ).map((r) => r.name);
   const endpoints = unique(rows, (r) => r.system_id).map((r) => ({ reference: `Endpoint/${r.system_id}`, display: r.system_name }));
   return {
     resourceType: 'Organization',
@@ -164,6 +167,11 @@ async function viewChunk(deps: ViewDeps, c: pg.PoolClient, summary: ViewSummary)
   const { written, unchanged } = await writeResources(deps, c, DIRECTORY_SCOPE, wanted);
   summary.written += written;
   summary.unchanged += unchanged;
-  await c.query(sql.markViewWritten(ids, systems.map((s) => s.content_sha256)));
+  await c.query(
+    sql.markViewWritten(
+      ids,
+      systems.map((s) => s.content_sha256),
+    ),
+  );
   return systems.length;
 }

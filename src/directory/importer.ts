@@ -64,7 +64,10 @@ interface System {
 export function normalizeUrl(raw: string): { url: string; normalized: string } | string {
   // Two slips the published lists make are mended: stray characters before the scheme
   // (": https://...") and a host without a scheme ("beta.example.com/FHIRapi", taken as https).
-  let url = raw.trim().replace(/\/+$/, '').replace(/^[^A-Za-z0-9]+(?=https?:\/\/)/i, '');
+  let url = raw
+    .trim()
+    .replace(/\/+$/, '')
+    .replace(/^[^A-Za-z0-9]+(?=https?:\/\/)/i, '');
   if (!/^[a-z][a-z0-9+.-]*:/i.test(url) && /^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+(:\d+)?(\/|$)/.test(url)) url = `https://${url}`;
   if (url.length > 2000) return 'a URL longer than 2,000 characters';
   let u: URL;
@@ -119,7 +122,11 @@ export function vendorFromFileName(name: string): string | null {
 }
 
 /** Rows grouped by normalized URL, organizations de-duplicated; the first vendor seen wins. */
-async function group(rows: { row: DirectoryRow; vendor: string | null; file: string }[], rejected: ImportSummary['rejected'], allowList: readonly string[]): Promise<System[]> {
+async function group(
+  rows: { row: DirectoryRow; vendor: string | null; file: string }[],
+  rejected: ImportSummary['rejected'],
+  allowList: readonly string[],
+): Promise<System[]> {
   const allow = parseAllow(allowList);
   const systems = new Map<string, Omit<System, 'sha256' | 'name'> & { orgKeys: Set<string> }>();
   for (const [i, { row, vendor, file }] of rows.entries()) {
@@ -131,7 +138,19 @@ async function group(rows: { row: DirectoryRow; vendor: string | null; file: str
       continue;
     }
     let s = systems.get(n.normalized);
-    if (!s) systems.set(n.normalized, (s = { id: row.systemId ?? systemId(n.normalized), normalized: n.normalized, url: n.url, vendor, fhirVersion: fhirVersionOf(n.url), orgs: [], orgKeys: new Set() }));
+    if (!s)
+      systems.set(
+        n.normalized,
+        (s = {
+          id: row.systemId ?? systemId(n.normalized),
+          normalized: n.normalized,
+          url: n.url,
+          vendor,
+          fhirVersion: fhirVersionOf(n.url),
+          orgs: [],
+          orgKeys: new Set(),
+        }),
+      );
     const { url: _url, at: _at, systemId: _id, ...fields } = row;
     const key = JSON.stringify(fields);
     if (!s.orgKeys.has(key) && (fields.orgName || fields.npi || fields.postalCode)) {
@@ -142,14 +161,21 @@ async function group(rows: { row: DirectoryRow; vendor: string | null; file: str
   }
   return [...systems.values()].map(({ orgKeys: _k, ...s }) => {
     const name = s.orgs.find((o) => o.orgName)?.orgName ?? new URL(s.url).host;
-    const sha256 = createHash('sha256').update(JSON.stringify([s.url, name, s.vendor, s.fhirVersion, s.orgs])).digest('hex');
+    const sha256 = createHash('sha256')
+      .update(JSON.stringify([s.url, name, s.vendor, s.fhirVersion, s.orgs]))
+      .digest('hex');
     return { ...s, name, sha256 };
   });
 }
 
 const CHUNK = 5000;
 
-export async function importDirectory(pool: pg.Pool, sources: ImportSource[], progress?: ImportProgress, options: ImportOptions = {}): Promise<ImportSummary> {
+export async function importDirectory(
+  pool: pg.Pool,
+  sources: ImportSource[],
+  progress?: ImportProgress,
+  options: ImportOptions = {},
+): Promise<ImportSummary> {
   const rows: { row: DirectoryRow; vendor: string | null; file: string }[] = [];
   const summary: ImportSummary = { files: sources.length, rows: 0, systems: 0, added: 0, updated: 0, unchanged: 0, rejected: [] };
   for (const [i, src] of sources.entries()) {

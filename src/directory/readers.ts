@@ -76,7 +76,16 @@ function readLantern(name: string, json: unknown): ReadResult {
     const r = e as Record<string, unknown>;
     const url = text(r.URL);
     if (!url) return out.rejected.push({ at, reason: 'no URL' });
-    out.rows.push({ at, url, orgName: text(r.OrganizationName) ?? '', npi: text(r.NPIID), line: null, city: null, state: null, postalCode: text(r.OrganizationZipCode) });
+    out.rows.push({
+      at,
+      url,
+      orgName: text(r.OrganizationName) ?? '',
+      npi: text(r.NPIID),
+      line: null,
+      city: null,
+      state: null,
+      postalCode: text(r.OrganizationZipCode),
+    });
   });
   return out;
 }
@@ -92,7 +101,8 @@ interface FhirRes {
 
 function readHti1(name: string, json: unknown): ReadResult {
   const b = json as { resourceType?: string; entry?: unknown };
-  if (b?.resourceType !== 'Bundle' || !Array.isArray(b.entry)) throw new DirectoryFileError(`${name}: an HTI-1 list is a FHIR Bundle with entries; this file is not.`);
+  if (b?.resourceType !== 'Bundle' || !Array.isArray(b.entry))
+    throw new DirectoryFileError(`${name}: an HTI-1 list is a FHIR Bundle with entries; this file is not.`);
   const endpoints = new Map<string, string>();
   const orgs: { at: string; org: FhirRes }[] = [];
   const out: ReadResult = { rows: [], rejected: [] };
@@ -111,7 +121,8 @@ function readHti1(name: string, json: unknown): ReadResult {
       out.rejected.push({ at, reason: 'an Organization that names no Endpoint' });
       continue;
     }
-    const addr = (Array.isArray(org.address) ? org.address[0] : undefined) as { line?: string[]; city?: string; state?: string; postalCode?: string } | undefined;
+    const addr = (Array.isArray(org.address) ? org.address[0] : undefined) as
+      { line?: string[]; city?: string; state?: string; postalCode?: string } | undefined;
     const npi = org.identifier?.find((x) => x.system === 'http://hl7.org/fhir/sid/us-npi')?.value ?? null;
     for (const ref of refs) {
       const url = endpoints.get(ref);
@@ -120,11 +131,21 @@ function readHti1(name: string, json: unknown): ReadResult {
         continue;
       }
       used.add(ref);
-      out.rows.push({ at, url, orgName: text(org.name) ?? '', npi, line: text(addr?.line?.join(', ')), city: text(addr?.city), state: text(addr?.state), postalCode: text(addr?.postalCode) });
+      out.rows.push({
+        at,
+        url,
+        orgName: text(org.name) ?? '',
+        npi,
+        line: text(addr?.line?.join(', ')),
+        city: text(addr?.city),
+        state: text(addr?.state),
+        postalCode: text(addr?.postalCode),
+      });
     }
   }
   // An Endpoint no Organization names is still a system (its name is then its host).
-  for (const [id, url] of endpoints) if (!used.has(id)) out.rows.push({ at: `Endpoint/${id}`, url, orgName: '', npi: null, line: null, city: null, state: null, postalCode: null });
+  for (const [id, url] of endpoints)
+    if (!used.has(id)) out.rows.push({ at: `Endpoint/${id}`, url, orgName: '', npi: null, line: null, city: null, state: null, postalCode: null });
   return out;
 }
 
@@ -176,7 +197,8 @@ function readCsv(name: string, content: string): ReadResult {
     const u = text(r[url]);
     if (!u) return out.rejected.push({ at, reason: 'no URL' });
     const fixed = text(r[id]);
-    if (fixed && !/^[A-Za-z0-9-.]{1,64}$/.test(fixed)) return out.rejected.push({ at, reason: `the id "${fixed.slice(0, 80)}" is not 1 to 64 letters, digits, "-" or "."` });
+    if (fixed && !/^[A-Za-z0-9-.]{1,64}$/.test(fixed))
+      return out.rejected.push({ at, reason: `the id "${fixed.slice(0, 80)}" is not 1 to 64 letters, digits, "-" or "."` });
     out.rows.push({
       at,
       url: u,

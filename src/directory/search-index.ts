@@ -63,9 +63,14 @@ export class DirectoryIndex {
 
   static async load(db: pg.Pool | pg.PoolClient, version: string): Promise<DirectoryIndex> {
     type OrgTuple = [string, string | null, string | null, string | null, string | null, string | null];
-    const { rows } = await db.query<{ id: string; name: string; url_normalized: string; vendor: string | null; fhir_version: string | null; orgs: OrgTuple[] }>(
-      sql.systemsToIndex(),
-    );
+    const { rows } = await db.query<{
+      id: string;
+      name: string;
+      url_normalized: string;
+      vendor: string | null;
+      fhir_version: string | null;
+      orgs: OrgTuple[];
+    }>(sql.systemsToIndex());
     // Shorter names first, then by id: a system's place in this order breaks every tie in a ranking.
     rows.sort((a, b) => a.name.length - b.name.length || (a.id < b.id ? -1 : 1));
     const postings = new Map<string, number[]>();
@@ -107,7 +112,10 @@ export class DirectoryIndex {
 
   /** The ids of a page of systems matching the query, best first. */
   search(q: SystemQuery): string[] {
-    const words = foldText(q.text ?? '').split(' ').filter(Boolean).slice(0, MAX_WORDS);
+    const words = foldText(q.text ?? '')
+      .split(' ')
+      .filter(Boolean)
+      .slice(0, MAX_WORDS);
     let ranked = this.match(q, words, false);
     // Nothing for the words as typed: perhaps a typo (the first page only; later pages follow it).
     if (!ranked.length && words.length && q.offset === 0) ranked = this.match(q, words, true);
@@ -150,7 +158,11 @@ export class DirectoryIndex {
     const npi = q.npi?.trim();
     const vendor = q.vendor?.trim().toLowerCase();
     const version = q.fhirVersion?.trim().toUpperCase();
-    const url = q.url?.trim().toLowerCase().replace(/^https?:\/\//, '').replace(/\/+$/, '');
+    const url = q.url
+      ?.trim()
+      .toLowerCase()
+      .replace(/^https?:\/\//, '')
+      .replace(/\/+$/, '');
     // One list per (tier, edits), each filled in the index's order: no sort needed.
     const buckets: number[][] = [];
     for (let n = 0; n < this.systems.length; n++) {
@@ -181,7 +193,11 @@ export class DirectoryIndex {
       if (word.startsWith(w)) yield [i, 0];
       else if (max) {
         // The word itself, or its beginning, within `max` edits (a typo in a word still being typed).
-        const d = Math.min(editDistance(w, word, max), editDistance(w, word.slice(0, w.length), max), editDistance(w, word.slice(0, w.length + 1), max));
+        const d = Math.min(
+          editDistance(w, word, max),
+          editDistance(w, word.slice(0, w.length), max),
+          editDistance(w, word.slice(0, w.length + 1), max),
+        );
         if (d <= max) yield [i, d];
       }
     }

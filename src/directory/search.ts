@@ -99,6 +99,18 @@ export async function searchSystems(pool: pg.Pool, indexes: DirectoryIndexCache,
   // In the index's order; a system gone since the index was built is left out.
   return ids.flatMap((id) => {
     const r = byId.get(id);
-    return r ? [{ id, name: r.name, resourceUrl: r.resource_url, vendor: r.vendor, fhirVersion: r.fhir_version, status: r.status, locations: bySystem.get(id) ?? [] }] : [];
+    return r
+      ? [
+          {
+            id,
+            name: r.name,
+            resourceUrl: r.resource_url,
+            vendor: r.vendor,
+            fhirVersion: r.fhir_version,
+            status: r.status,
+            locations: bySystem.get(id) ?? [],
+          },
+        ]
+      : [];
   });
 }

@@ -23,11 +23,17 @@ export class ViewRefresh {
     if (this.closing) return Promise.resolve();
     if (this.run) return ((this.again = true), this.run);
     const started = Date.now();
-    this.run = syncFhirView(this.deps, (done, total) => this.log.info({ done, total }, 'directory: FHIR view, systems written'), () => this.closing)
+    this.run = syncFhirView(
+      this.deps,
+      (done, total) => this.log.info({ done, total }, 'directory: FHIR view, systems written'),
+      () => this.closing,
+    )
       .then((s) => {
         if (s.systems) this.log.info({ ...s, ms: Date.now() - started }, 'directory: FHIR view up to date');
       })
-      .catch((err) => this.log.error({ err: String(err) }, 'directory: the FHIR view could not be brought up to date; it will be tried again on the next start'))
+      .catch((err) =>
+        this.log.error({ err: String(err) }, 'directory: the FHIR view could not be brought up to date; it will be tried again on the next start'),
+      )
       .finally(() => {
         this.run = undefined;
         if (this.again && !this.closing) void this.update();

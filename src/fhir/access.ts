@@ -38,7 +38,8 @@ export type RequestAccess = { scope: Scope; grants?: ResourceScope[] } | { refus
 /** The access of a request from what its credentials name ('invalid': given but wrong; undefined: none given). */
 export function requestAccess(access: Caller | 'invalid' | undefined, rules: AccessRules): RequestAccess {
   // A hosted system's (a sandbox's) tokens are for its own base; its base takes no one else's.
-  if (access && access !== 'invalid' && (rules.onlyApp === undefined ? rules.hosted(access.app.id) : access.app.id !== rules.onlyApp)) access = 'invalid';
+  if (access && access !== 'invalid' && (rules.onlyApp === undefined ? rules.hosted(access.app.id) : access.app.id !== rules.onlyApp))
+    access = 'invalid';
   if (access === undefined && rules.authOff && rules.onlyApp === undefined) return { scope: { partitionId: 0, ownerId: null } };
   if (access === undefined || access === 'invalid') return { refused: access ? 'invalid' : 'missing' };
   // A sandbox system's patient also reads what the system holds for all (its practitioners...).
@@ -84,7 +85,11 @@ export function needWhole(granted: ResourceScope[] | undefined, type: string, wh
   const verdict = allowed(granted, 's', type);
   if (verdict === 'all') return;
   if (verdict === 'denied') throw fhirError(403, 'forbidden', missingSearchScope(type, what));
-  throw fhirError(403, 'forbidden', `The access token's scopes allow ${type} only through query filters (${searchScopesOf(granted, type).join(', ')}), which cannot be applied to ${what}: patient/${type}.rs without a filter is missing.`);
+  throw fhirError(
+    403,
+    'forbidden',
+    `The access token's scopes allow ${type} only through query filters (${searchScopesOf(granted, type).join(', ')}), which cannot be applied to ${what}: patient/${type}.rs without a filter is missing.`,
+  );
 }
 
 /**
@@ -97,7 +102,11 @@ export function historyTypes(granted: ResourceScope[] | undefined): string[] | u
   const searching = granted.filter((g) => g.interactions.has('s'));
   const filtered = searching.filter((g) => g.filter.length);
   if (filtered.length) {
-    throw fhirError(403, 'forbidden', `The access token's scopes filter some types (${filtered.map((g) => g.text).join(', ')}); filters cannot be applied to past versions, so _history across types needs those types granted without a filter.`);
+    throw fhirError(
+      403,
+      'forbidden',
+      `The access token's scopes filter some types (${filtered.map((g) => g.text).join(', ')}); filters cannot be applied to past versions, so _history across types needs those types granted without a filter.`,
+    );
   }
   return [...new Set(searching.map((g) => g.type))];
 }
@@ -141,7 +150,7 @@ export function checkRouteScopes(granted: ResourceScope[], r: RouteRequest): voi
     return;
   }
   const type = r.type!;
-  if (r.method === 'GET' && (route === '/:type' || route === '/:type/_search' || route === '/:ctype/:cid/:type') || route === '/:type/_search') {
+  if ((r.method === 'GET' && (route === '/:type' || route === '/:type/_search' || route === '/:ctype/:cid/:type')) || route === '/:type/_search') {
     need(granted, 's', type);
   } else if (r.method === 'GET' && route === '/:type/_history') {
     needWhole(granted, type, `${type}/_history`);

@@ -40,7 +40,8 @@ function parseEntry(entry: BundleEntry, index: number): ParsedEntry {
   const req = entry.request;
   if (!req || typeof req !== 'object') throw badRequest(`Entry ${index} has no request.`, [`Bundle.entry[${index}].request`]);
   const method = req.method as Method;
-  if (!(method in ORDER)) throw badRequest(`Entry ${index} has an unknown request.method "${String(req.method)}".`, [`Bundle.entry[${index}].request.method`]);
+  if (!(method in ORDER))
+    throw badRequest(`Entry ${index} has an unknown request.method "${String(req.method)}".`, [`Bundle.entry[${index}].request.method`]);
   if (typeof req.url !== 'string' || !req.url) throw badRequest(`Entry ${index} has no request.url.`, [`Bundle.entry[${index}].request.url`]);
   const url = req.url.replace(/^\//, '');
   const [path, query] = url.split('?', 2);
@@ -146,14 +147,21 @@ export async function processTransaction(svc: FhirService, ctx: RequestContext, 
       const [type, query] = ref.split('?', 2);
       checkType(type);
       const found = await svc.match(client, ctx, type, query);
-      if (found.length !== 1) throw preconditionFailed(`The conditional reference "${ref}" matched ${found.length > 1 ? 'more than one' : 'no'} resource; it must match exactly one.`);
+      if (found.length !== 1)
+        throw preconditionFailed(
+          `The conditional reference "${ref}" matched ${found.length > 1 ? 'more than one' : 'no'} resource; it must match exactly one.`,
+        );
       refMap.set(ref, `${type}/${found[0].id}`);
     }
 
     // 3. Lock what exists, build every version, write them in one go.
     // A POST's id is a new UUID: nothing to lock. The others may exist.
     const existing = plan.filter((p) => !p.skip && p.e.method !== 'POST');
-    const locked = await svc.repo.lockCurrent(client, ctx, existing.map((p) => ({ type: p.e.type, id: p.id })));
+    const locked = await svc.repo.lockCurrent(
+      client,
+      ctx,
+      existing.map((p) => ({ type: p.e.type, id: p.id })),
+    );
     // A DELETE of what does not exist (or is not the caller's) writes nothing, as a plain DELETE.
     for (const p of existing) if (p.e.method === 'DELETE' && !locked.has(`${p.e.type}/${p.id}`)) p.skip = true;
     const writes = plan.filter((p) => !p.skip);
@@ -190,13 +198,14 @@ export async function processTransaction(svc: FhirService, ctx: RequestContext, 
         if (e.method === 'PUT' && e.id && body.id !== undefined && body.id !== e.id) {
           throw badRequest(`Entry ${e.index}: the resource's id "${body.id}" differs from request.url's "${e.id}".`);
         }
-        resource = { ...rewriteReferences(body, refMap) as Resource, id };
+        resource = { ...(rewriteReferences(body, refMap) as Resource), id };
       }
       try {
         items.push({ type: e.type, id, existing, ...svc.prepare(ctx, resource) });
       } catch (err) {
         if (err instanceof FhirError) {
-          for (const issue of err.outcome.issue ?? []) issue.expression = issue.expression?.map((x) => `Bundle.entry[${e.index}].resource.${x.replace(/^[A-Za-z]+\.?/, '')}`.replace(/\.$/, ''));
+          for (const issue of err.outcome.issue ?? [])
+            issue.expression = issue.expression?.map((x) => `Bundle.entry[${e.index}].resource.${x.replace(/^[A-Za-z]+\.?/, '')}`.replace(/\.$/, ''));
         }
         throw err;
       }
@@ -207,7 +216,13 @@ export async function processTransaction(svc: FhirService, ctx: RequestContext, 
     const written = new Map<number, { type: string; id: string; version: number; created: boolean; lastUpdated: Date }>();
     writes.forEach((p, i) => {
       const ex = items[i].existing;
-      written.set(p.e.index, { type: p.e.type, id: p.id, version: results[i].version, created: !ex || ex.deleted, lastUpdated: results[i].lastUpdated });
+      written.set(p.e.index, {
+        type: p.e.type,
+        id: p.id,
+        version: results[i].version,
+        created: !ex || ex.deleted,
+        lastUpdated: results[i].lastUpdated,
+      });
     });
     for (const p of plan) {
       const w = written.get(p.e.index);
@@ -266,14 +281,14 @@ export function checkBundle(body: unknown): Bundle {
   if (!body || typeof body !== 'object' || Array.isArray(body)) throw badRequest('The body must be a Bundle as a JSON object.');
   const b = body as Bundle;
   if (b.resourceType !== 'Bundle') throw badRequest(`POST to the base takes a Bundle, not a ${String(b.resourceType)}.`, ['resourceType']);
-  if (b.type !== 'batch' && b.type !== 'transaction') throw badRequest(`Bundle.type must be batch or transaction to be processed; it is "${String(b.type)}".`, ['Bundle.type']);
+  if (b.type !== 'batch' && b.type !== 'transaction')
+    throw badRequest(`Bundle.type must be batch or transaction to be processed; it is "${String(b.type)}".`, ['Bundle.type']);
   if (b.entry !== undefined && !Array.isArray(b.entry)) throw badRequest('Bundle.entry must be an array.', ['Bundle.entry']);
   for (const [i, e] of (b.entry ?? []).entries()) {
     if (!e || typeof e !== 'object' || Array.isArray(e)) throw badRequest(`Bundle.entry[${i}] must be an object.`, [`Bundle.entry[${i}]`]);
   }
   return b;
 }
-
 
 /** A batch or transaction posted to the base: its response Bundle, with the entries' locations made absolute. */
 export async function processBundle(svc: FhirService, ctx: RequestContext, body: unknown, read: EntryReader): Promise<Bundle> {

@@ -64,7 +64,14 @@ export function buildCapabilityStatement(o: CapabilityOptions): CapabilityStatem
     conditionalUpdate: true,
     conditionalDelete: 'single',
     referencePolicy: ['literal', 'logical', 'local'],
-    searchInclude: ['*', ...o.params.list(type).filter((p) => p.type === 'reference').map((p) => `${type}:${p.code}`).sort()],
+    searchInclude: [
+      '*',
+      ...o.params
+        .list(type)
+        .filter((p) => p.type === 'reference')
+        .map((p) => `${type}:${p.code}`)
+        .sort(),
+    ],
     searchRevInclude: (revIncludes.get(type) ?? []).sort(),
     searchParam: [
       ...COMMON,

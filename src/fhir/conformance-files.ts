@@ -7,7 +7,11 @@ import { join } from 'node:path';
 import type { Bundle, Resource } from '@medplum/fhirtypes';
 
 /** The resources of type `resourceType` in `<profilesDir>/<folder>/*.json`, files in name order, with their file. */
-export async function readConformanceResources<T extends Resource>(profilesDir: string, folder: string, resourceType: T['resourceType']): Promise<{ file: string; resource: T }[]> {
+export async function readConformanceResources<T extends Resource>(
+  profilesDir: string,
+  folder: string,
+  resourceType: T['resourceType'],
+): Promise<{ file: string; resource: T }[]> {
   const dir = join(profilesDir, folder);
   let files: string[];
   try {

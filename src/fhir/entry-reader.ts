@@ -17,10 +17,14 @@ export function entryReader(fhir: FhirService, grantsOf: (ctx: RequestContext) =
     const [path, query = ''] = url.split('?', 2);
     const parts = path.split('/').filter(Boolean);
     if (parts.length === 2) return { status: 200, body: JSON.parse((await fhir.read(ctx, parts[0], parts[1], client)).json!) };
-    if (parts.length === 4 && parts[2] === '_history') return { status: 200, body: JSON.parse((await fhir.vread(ctx, parts[0], parts[1], parts[3], client)).json!) };
+    if (parts.length === 4 && parts[2] === '_history')
+      return { status: 200, body: JSON.parse((await fhir.vread(ctx, parts[0], parts[1], parts[3], client)).json!) };
     if (parts.length === 1) {
       checkType(parts[0]);
-      return { status: 200, body: (await fhir.search.search(ctx, [parts[0]], new URLSearchParams(query), { client, path: parts[0], grants: grantsOf(ctx) })).bundle() };
+      return {
+        status: 200,
+        body: (await fhir.search.search(ctx, [parts[0]], new URLSearchParams(query), { client, path: parts[0], grants: grantsOf(ctx) })).bundle(),
+      };
     }
     throw badRequest(`The entry URL "${url}" is not a read, vread or search.`);
   };

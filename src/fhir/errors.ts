@@ -48,12 +48,18 @@ export function fromDatabaseError(err: unknown): unknown {
   const { code, constraint } = (err ?? {}) as { code?: string; constraint?: string };
   // The id of a new resource is held by a resource the request cannot see (another user's of the
   // same app), or was taken by a concurrent create: retrying cannot help.
-  if (code === '23505' && constraint === 'idx_res_type_fhir_id') return conflict('This id is already in use in this app; choose another id, or POST to let the server choose one.');
+  if (code === '23505' && constraint === 'idx_res_type_fhir_id')
+    return conflict('This id is already in use in this app; choose another id, or POST to let the server choose one.');
   if (code === '23505') return conflict('The resource was changed by another request at the same time; retry.');
   if (code === '40001' || code === '40P01') return conflict('The write conflicted with a concurrent transaction; retry.');
   // statement_timeout (DB_STATEMENT_TIMEOUT_MS) cancelled the statement: the connection is free
   // again, the request may be retried or narrowed.
-  if (code === '57014') return fhirError(504, 'timeout', 'The database took too long to answer (the search or operation ran past the server\'s statement timeout); retry, or narrow the request.');
+  if (code === '57014')
+    return fhirError(
+      504,
+      'timeout',
+      "The database took too long to answer (the search or operation ran past the server's statement timeout); retry, or narrow the request.",
+    );
   if (code === '22P05' || code === '22021') return badRequest('The request contains text PostgreSQL cannot store (such as a NUL character).');
   if (code === '22001') return badRequest('A value is longer than the server stores (meta.source holds at most 2,000 characters).');
   return err;

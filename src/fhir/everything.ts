@@ -13,7 +13,19 @@ import { dateParam } from './query-params.ts';
 import { checkId, type FhirService } from './service.ts';
 
 /** What `Patient/[id]/$everything` takes: its own parameters, the paging links' and the formats'. */
-const EVERYTHING_PARAMS = new Set(['_since', '_type', '_count', '_page', '_include', '_lastUpdated', '_total', '_summary', '_elements', '_format', '_pretty']);
+const EVERYTHING_PARAMS = new Set([
+  '_since',
+  '_type',
+  '_count',
+  '_page',
+  '_include',
+  '_lastUpdated',
+  '_total',
+  '_summary',
+  '_elements',
+  '_format',
+  '_pretty',
+]);
 
 /** `query`: the request's query parameters (rewritten here); `grants`: the token's SMART scopes (absent: everything). */
 export async function patientEverything(
@@ -25,7 +37,8 @@ export async function patientEverything(
 ): Promise<SearchResult> {
   checkId(id);
   for (const k of query.keys()) {
-    if (!EVERYTHING_PARAMS.has(k)) throw badRequest(`Patient/$everything takes _since, _type and _count (and the paging links' parameters), not "${k.slice(0, 50)}".`);
+    if (!EVERYTHING_PARAMS.has(k))
+      throw badRequest(`Patient/$everything takes _since, _type and _count (and the paging links' parameters), not "${k.slice(0, 50)}".`);
   }
   let types = fhir.search.compartment.types();
   if (query.has('_type')) {

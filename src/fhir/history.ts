@@ -31,7 +31,11 @@ export function historyBundle(baseUrl: string, total: number, entries: StoredVer
     entry: entries.map((v) => {
       const fullUrl = `${baseUrl}/${v.type}/${v.id}`;
       if (v.deleted) {
-        return { fullUrl, request: { method: 'DELETE', url: `${v.type}/${v.id}` }, response: { status: '410 Gone', lastModified: v.lastUpdated.toISOString() } };
+        return {
+          fullUrl,
+          request: { method: 'DELETE', url: `${v.type}/${v.id}` },
+          response: { status: '410 Gone', lastModified: v.lastUpdated.toISOString() },
+        };
       }
       return {
         fullUrl,

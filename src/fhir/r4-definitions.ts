@@ -37,10 +37,7 @@ export function definitionsFile(file: string): string {
  * their StructureDefinitions, so isDataTypeLoaded() is true from the start and cannot tell; isProfileLoaded()
  * is only true after loadDataType() of the bundle's definition.
  */
-const MARKERS = [
-  'http://hl7.org/fhir/StructureDefinition/HumanName',
-  'http://hl7.org/fhir/StructureDefinition/Patient',
-];
+const MARKERS = ['http://hl7.org/fhir/StructureDefinition/HumanName', 'http://hl7.org/fhir/StructureDefinition/Patient'];
 
 /** Indexes profiles-types.json and profiles-resources.json unless they are indexed already. Synchronous. */
 export function indexR4Definitions(): void {

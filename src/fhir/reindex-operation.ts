@@ -17,7 +17,8 @@ export type ReindexQueue = Pick<PgBoss, 'send' | 'getJobById'>;
 /** Queues a reindex of the app's data (of one type, or all); answers where to poll and what to say (a 202). */
 export async function startReindex(jobs: ReindexQueue, ctx: RequestContext, type?: string): Promise<{ location: string; outcome: OperationOutcome }> {
   if (type) checkType(type);
-  if (ctx.ownerId !== null) throw fhirError(403, 'forbidden', '$reindex works on all of an app\'s data: call it with the app\'s credentials (x-oneup-user-id: client).');
+  if (ctx.ownerId !== null)
+    throw fhirError(403, 'forbidden', "$reindex works on all of an app's data: call it with the app's credentials (x-oneup-user-id: client).");
   const id = await jobs.send(REINDEX_QUEUE, { partitionId: ctx.partitionId, types: type ? [type] : undefined } satisfies ReindexJob);
   return {
     location: `${ctx.baseUrl}/$reindex/${id}`,
@@ -33,9 +34,6 @@ export async function reindexStatus(jobs: ReindexQueue, ctx: RequestContext, job
   const processed = (job.output as { processed?: number } | null)?.processed;
   return {
     resourceType: 'Parameters',
-    parameter: [
-      { name: 'status', valueCode: job.state },
-      ...(processed === undefined ? [] : [{ name: 'processed', valueInteger: processed }]),
-    ],
+    parameter: [{ name: 'status', valueCode: job.state }, ...(processed === undefined ? [] : [{ name: 'processed', valueInteger: processed }])],
   };
 }

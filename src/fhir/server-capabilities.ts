@@ -32,7 +32,8 @@ export function serverCapabilityStatement(o: ServerCapabilityOptions): Capabilit
     formats: ['application/fhir+json', 'json'],
     patchFormats: ['application/json-patch+json'],
     operations: [{ name: 'reindex', definition: 'http://hapifhir.io/fhir/OperationDefinition/Reindex' }],
-    typeOperations: o.everything === false ? {} : { Patient: [{ name: 'everything', definition: 'http://hl7.org/fhir/OperationDefinition/Patient-everything' }] },
+    typeOperations:
+      o.everything === false ? {} : { Patient: [{ name: 'everything', definition: 'http://hl7.org/fhir/OperationDefinition/Patient-everything' }] },
     oauth: { authorize: `${o.serverUrl}/oauth2/authorize`, token: `${o.serverUrl}/oauth2/token`, revoke: `${o.serverUrl}/oauth2/revoke` },
   });
 }

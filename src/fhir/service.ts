@@ -12,7 +12,15 @@ import { Coalescer, scopeKey } from '../storage/coalescer.ts';
 import { Repository, type CurrentRow, type StoredVersion, type WriteItem, type WriteResult } from '../storage/repository.ts';
 import type { HistoryQuery } from '../storage/sql.ts';
 import { badRequest, fhirError, fromDatabaseError, gone, issuesError, notFound, preconditionFailed } from './errors.ts';
-import { DIRECTORY_SCOPE, DIRECTORY_TYPES, type RequestContext, type ResourceIndexer, type ResourceValidator, type Scope, type SearchParamLookup } from './ports.ts';
+import {
+  DIRECTORY_SCOPE,
+  DIRECTORY_TYPES,
+  type RequestContext,
+  type ResourceIndexer,
+  type ResourceValidator,
+  type Scope,
+  type SearchParamLookup,
+} from './ports.ts';
 import { SearchEngine } from '../search/engine.ts';
 import { inTransaction } from '../storage/transaction.ts';
 import { isResourceType } from './resource-type.ts';
@@ -122,7 +130,9 @@ export class FhirService {
     if (!/^\d{1,15}$/.test(vid)) throw badRequest(`"${vid}" is not a version number.`);
     const v =
       (await this.repo.readVersion(db, ctx, type, id, Number(vid))) ??
-      (this.readsDirectory(ctx, type) && !(await this.repo.readCurrent(db, ctx, type, id)) ? await this.repo.readVersion(db, DIRECTORY_SCOPE, type, id, Number(vid)) : undefined);
+      (this.readsDirectory(ctx, type) && !(await this.repo.readCurrent(db, ctx, type, id))
+        ? await this.repo.readVersion(db, DIRECTORY_SCOPE, type, id, Number(vid))
+        : undefined);
     if (!v) throw notFound(`${type}/${id} has no version ${vid}.`);
     if (v.deleted) throw gone(`Version ${vid} of ${type}/${id} is a delete.`);
     return v;
@@ -145,7 +155,8 @@ export class FhirService {
     if (issues.some((i) => i.severity === 'error' || i.severity === 'fatal')) throw issuesError(400, issues);
     // The search registry is shared by every app: only the server's own (built-in) app, partition 0
     // at app level, makes SearchParameters searchable. Elsewhere they are stored as they are.
-    if (resource.resourceType === 'SearchParameter' && resource.status !== 'retired' && ctx.partitionId === 0 && ctx.ownerId === null) this.onSearchParameter?.(resource);
+    if (resource.resourceType === 'SearchParameter' && resource.status !== 'retired' && ctx.partitionId === 0 && ctx.ownerId === null)
+      this.onSearchParameter?.(resource);
     return { resource, indexes: this.indexer.extract(resource, null) };
   }
 
@@ -204,7 +215,8 @@ export class FhirService {
       let id: string;
       if (found.length === 1) {
         id = found[0].id;
-        if (resource.id !== undefined && resource.id !== id) throw badRequest(`The body's id "${resource.id}" differs from the matched resource ${type}/${id}.`, ['id']);
+        if (resource.id !== undefined && resource.id !== id)
+          throw badRequest(`The body's id "${resource.id}" differs from the matched resource ${type}/${id}.`, ['id']);
       } else {
         if (resource.id !== undefined) checkId(resource.id);
         id = resource.id ?? randomUUID();
@@ -266,7 +278,8 @@ export class FhirService {
     if (!q.type && q.types) return this.historyOfTypes(ctx, q.types, q);
     let result = await this.repo.history(this.pool, { ...q, scope: ctx });
     // A directory resource's history, when the app has no resource of its own under that id.
-    if (q.id && result.total === 0 && this.readsDirectory(ctx, q.type!)) result = await this.repo.history(this.pool, { ...q, scope: DIRECTORY_SCOPE });
+    if (q.id && result.total === 0 && this.readsDirectory(ctx, q.type!))
+      result = await this.repo.history(this.pool, { ...q, scope: DIRECTORY_SCOPE });
     if (q.id && result.total === 0) throw notFound(`${q.type}/${q.id} is not known.`);
     return result;
   }
@@ -276,11 +289,19 @@ export class FhirService {
    * newest first. Paging through it reads every type's versions up to the page, so it goes as far
    * as HISTORY_MERGE_CAP entries (then _since narrows it).
    */
-  private async historyOfTypes(ctx: RequestContext, types: string[], q: Omit<HistoryQuery, 'scope' | 'type' | 'id'>): Promise<{ total: number; entries: StoredVersion[] }> {
+  private async historyOfTypes(
+    ctx: RequestContext,
+    types: string[],
+    q: Omit<HistoryQuery, 'scope' | 'type' | 'id'>,
+  ): Promise<{ total: number; entries: StoredVersion[] }> {
     if (q.offset + q.count > HISTORY_MERGE_CAP) {
-      throw badRequest(`A history across the types the access token allows pages through its first ${HISTORY_MERGE_CAP} entries; use _since (or one type's _history) to go further.`);
+      throw badRequest(
+        `A history across the types the access token allows pages through its first ${HISTORY_MERGE_CAP} entries; use _since (or one type's _history) to go further.`,
+      );
     }
-    const parts = await Promise.all(types.map((type) => this.repo.history(this.pool, { ...q, type, scope: ctx, offset: 0, count: q.offset + q.count })));
+    const parts = await Promise.all(
+      types.map((type) => this.repo.history(this.pool, { ...q, type, scope: ctx, offset: 0, count: q.offset + q.count })),
+    );
     const all = parts.flatMap((p) => p.entries);
     all.sort((a, b) => b.lastUpdated.getTime() - a.lastUpdated.getTime() || Number(BigInt(b.resId) - BigInt(a.resId)) || b.version - a.version);
     return { total: parts.reduce((n, p) => n + p.total, 0), entries: all.slice(q.offset, q.offset + q.count) };

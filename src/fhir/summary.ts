@@ -62,7 +62,11 @@ export function parseSummary(value: string | undefined): SummaryMode | undefined
 
 export function parseElements(value: string | undefined): string[] | undefined {
   if (value === undefined) return undefined;
-  const names = value.split(',').map((s) => s.trim()).filter(Boolean).map((s) => s.replace(/^[A-Z][A-Za-z]+\./, ''));
+  const names = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((s) => s.replace(/^[A-Z][A-Za-z]+\./, ''));
   for (const n of names) if (!/^[a-z][A-Za-z0-9]*(\[x\])?$/.test(n)) throw badRequest(`_elements names top-level elements; "${n}" is not one.`);
   return names;
 }

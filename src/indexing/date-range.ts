@@ -14,8 +14,7 @@ export interface DateRange {
   high: number;
 }
 
-const DATE_RE =
-  /^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?(Z|[+-]\d{2}:\d{2})?)?)?)?$/;
+const DATE_RE = /^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?(Z|[+-]\d{2}:\d{2})?)?)?)?$/;
 
 const DAY = 86_400_000;
 /** Milliseconds in 400 Gregorian years: Date.UTC maps years 0-99 to 1900-1999, so shift by a cycle. */

@@ -11,16 +11,7 @@
  */
 import { toTypedValue, type TypedValue } from '@medplum/core';
 import type { Resource } from '@medplum/fhirtypes';
-import {
-  addDate,
-  addNumber,
-  addQuantity,
-  addSpecial,
-  addString,
-  addToken,
-  addUri,
-  unwrapExtension,
-} from './convert.ts';
+import { addDate, addNumber, addQuantity, addSpecial, addString, addToken, addUri, unwrapExtension } from './convert.ts';
 import { linkTarget } from './references.ts';
 import type { ExpressionPart, IndexedParam, SearchParamRegistry } from './registry.ts';
 import { IndexCollector } from './rows.ts';
@@ -64,12 +55,7 @@ const TABLE: Partial<Record<IndexedParam['type'], MissingTable>> = {
   uri: 'uris',
 };
 
-function evaluatePart(
-  param: IndexedParam,
-  part: ExpressionPart,
-  root: TypedValue,
-  options: ExtractOptions | undefined,
-): TypedValue[] {
+function evaluatePart(param: IndexedParam, part: ExpressionPart, root: TypedValue, options: ExtractOptions | undefined): TypedValue[] {
   try {
     return part.compiled.evaluate(root);
   } catch (error) {
@@ -79,11 +65,7 @@ function evaluatePart(
 }
 
 /** The index rows of one resource, for every search parameter the registry holds for its type. */
-export function extractIndexes(
-  resource: Resource,
-  registry: SearchParamRegistry,
-  options?: ExtractOptions,
-): ResourceIndexes {
+export function extractIndexes(resource: Resource, registry: SearchParamRegistry, options?: ExtractOptions): ResourceIndexes {
   const c = new IndexCollector(resource.resourceType, options?.partitionId ?? null);
   const root = toTypedValue(resource);
   const params = registry.forType(resource.resourceType);

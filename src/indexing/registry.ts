@@ -17,16 +17,7 @@ import { distinctValues } from './distinct.ts';
 import { boundCodeSystem } from './code-systems.ts';
 import { applicablePart, splitExpression, type SplitExpression } from './expression-parts.ts';
 
-export type SearchParamType =
-  | 'number'
-  | 'date'
-  | 'string'
-  | 'token'
-  | 'reference'
-  | 'composite'
-  | 'quantity'
-  | 'uri'
-  | 'special';
+export type SearchParamType = 'number' | 'date' | 'string' | 'token' | 'reference' | 'composite' | 'quantity' | 'uri' | 'special';
 
 /**
  * Parameters whose values HAPI keeps outside the hfj_spidx_* tables (hfj_resource, hfj_res_tag,

@@ -154,14 +154,7 @@ export class IndexCollector {
     this.rows.coords.push({ name, latitude, longitude, hashIdentity: this.hashes(name).identity });
   }
 
-  link(
-    name: string,
-    path: string,
-    targetType: string | null,
-    targetId: string | null,
-    targetUrl: string | null,
-    targetVersion: string | null,
-  ): void {
+  link(name: string, path: string, targetType: string | null, targetId: string | null, targetUrl: string | null, targetVersion: string | null): void {
     const key = `l\0${name}\0${path}\0${targetType}\0${targetId}\0${targetUrl}\0${targetVersion}`;
     if (!this.first(key)) return;
     this.rows.links.push({ path, name, targetType, targetId, targetUrl, targetVersion });

@@ -16,7 +16,14 @@ export interface CanonicalUnit {
   unit: string;
 }
 
-let utils: { convertToBaseUnits(code: string, value: number): { status: string; magnitude?: number; unitToExp?: Record<string, number>; fromUnitIsSpecial?: boolean } } | undefined;
+let utils:
+  | {
+      convertToBaseUnits(
+        code: string,
+        value: number,
+      ): { status: string; magnitude?: number; unitToExp?: Record<string, number>; fromUnitIsSpecial?: boolean };
+    }
+  | undefined;
 const cache = new Map<string, CanonicalUnit | null>();
 const MAX_CACHED = 5000;
 

@@ -103,7 +103,10 @@ export function parseAllow(entries: readonly string[]): Allow {
     if (entry.includes('/')) {
       try {
         const [addr, bits] = ipaddr.parseCIDR(entry);
-        out.ranges.push([addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress() ? (addr as ipaddr.IPv6).toIPv4Address() : addr, addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress() ? bits - 96 : bits]);
+        out.ranges.push([
+          addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress() ? (addr as ipaddr.IPv6).toIPv4Address() : addr,
+          addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress() ? bits - 96 : bits,
+        ]);
         continue;
       } catch {
         throw new Error(`"${entry}" is not a CIDR range (such as 10.0.0.0/8 or fd00::/8)`);
@@ -144,11 +147,16 @@ function inRanges(address: string, ranges: Range[]): boolean {
 }
 
 const addressOk = (address: string, allow: Allow) => isPublicAddress(address) || inRanges(address, allow.ranges);
-const hostAllowed = (hostname: string, port: string, allow: Allow) => allow.hosts.has(hostKey(hostname)) || allow.hostPorts.has(`${hostKey(hostname)}:${port}`);
+const hostAllowed = (hostname: string, port: string, allow: Allow) =>
+  allow.hosts.has(hostKey(hostname)) || allow.hostPorts.has(`${hostKey(hostname)}:${port}`);
 const defaultPort = (u: URL) => u.port || (u.protocol === 'https:' ? '443' : '80');
 
 const blocked = (host: string) =>
-  new OutboundError('blocked_address', host, `${host} is not a public address: Tributary does not send requests into private, loopback or link-local networks (the operator may allow it with OUTBOUND_ALLOW).`);
+  new OutboundError(
+    'blocked_address',
+    host,
+    `${host} is not a public address: Tributary does not send requests into private, loopback or link-local networks (the operator may allow it with OUTBOUND_ALLOW).`,
+  );
 
 /**
  * Why a directory entry's base is refused before any request (a syntactic check of the URL: the
@@ -160,7 +168,8 @@ export function privateHostReason(url: URL, allowList: readonly string[] | Allow
   const host = hostKey(url.hostname);
   if (hostAllowed(url.hostname, defaultPort(url), allow)) return undefined;
   if (net.isIP(host)) return addressOk(host, allow) ? undefined : `a base on a private, loopback or link-local address (${url.hostname})`;
-  if (host === 'localhost' || /\.(localhost|local|internal|localdomain|home\.arpa)$/.test(host)) return `a base on a local network name (${url.hostname})`;
+  if (host === 'localhost' || /\.(localhost|local|internal|localdomain|home\.arpa)$/.test(host))
+    return `a base on a local network name (${url.hostname})`;
   return undefined;
 }
 
@@ -204,21 +213,32 @@ export function createOutbound(policy: OutboundPolicy): Outbound {
     const mode = init.redirect ?? req?.redirect ?? 'follow';
     const signal = init.signal ?? req?.signal;
     for (let hop = 0; ; hop++) {
-      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new OutboundError('bad_url', url.hostname, `Only http and https URLs are fetched (not ${url.protocol}).`);
+      if (url.protocol !== 'http:' && url.protocol !== 'https:')
+        throw new OutboundError('bad_url', url.hostname, `Only http and https URLs are fetched (not ${url.protocol}).`);
       // An IP literal is refused before anything is sent (the connector checks it too).
       const host = url.hostname.replace(/^\[|\]$/g, '');
       if (net.isIP(host) && !hostAllowed(url.hostname, defaultPort(url), allow) && !addressOk(host, allow)) throw blocked(url.hostname);
       let res: Response;
       try {
-        res = (await undiciFetch(url, { ...(init as object), method, headers, body: body as never, redirect: 'manual', signal, dispatcher: agent } as never)) as unknown as Response;
+        res = (await undiciFetch(url, {
+          ...(init as object),
+          method,
+          headers,
+          body: body as never,
+          redirect: 'manual',
+          signal,
+          dispatcher: agent,
+        } as never)) as unknown as Response;
       } catch (err) {
         throw outboundFailure(err, url.hostname);
       }
       const location = res.headers.get('location');
       if (!REDIRECTS.has(res.status) || mode === 'manual' || !location) return res;
       await res.body?.cancel().catch(() => {});
-      if (mode === 'error') throw new OutboundError('redirect_refused', url.hostname, `${url.hostname} answered with a redirect, which this request does not follow.`);
-      if (hop >= MAX_REDIRECTS) throw new OutboundError('too_many_redirects', url.hostname, `${url.hostname} redirected more than ${MAX_REDIRECTS} times.`);
+      if (mode === 'error')
+        throw new OutboundError('redirect_refused', url.hostname, `${url.hostname} answered with a redirect, which this request does not follow.`);
+      if (hop >= MAX_REDIRECTS)
+        throw new OutboundError('too_many_redirects', url.hostname, `${url.hostname} redirected more than ${MAX_REDIRECTS} times.`);
       let next: URL;
       try {
         next = new URL(location, url);
@@ -259,8 +279,16 @@ function outboundFailure(err: unknown, host: string): unknown {
   if (cause instanceof AggregateError && cause.errors.every((x) => x instanceof OutboundError)) return cause.errors[0];
   const code = cause?.code ?? (cause instanceof AggregateError ? (cause.errors[0] as { code?: string } | undefined)?.code : undefined) ?? '';
   if (/TIMEOUT|ETIMEDOUT/.test(code)) return new OutboundError('timeout', host, `${host} did not answer in time.`);
-  if (/CERT|SSL|TLS|ERR_SSL/.test(code)) return new OutboundError('tls_error', host, `could not connect to ${host} securely (its TLS certificate or handshake was refused).`);
-  const why = code === 'ECONNREFUSED' ? 'connection refused' : code === 'ENOTFOUND' || code === 'EAI_AGAIN' ? 'no such host' : code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' ? 'the connection was closed' : 'network error';
+  if (/CERT|SSL|TLS|ERR_SSL/.test(code))
+    return new OutboundError('tls_error', host, `could not connect to ${host} securely (its TLS certificate or handshake was refused).`);
+  const why =
+    code === 'ECONNREFUSED'
+      ? 'connection refused'
+      : code === 'ENOTFOUND' || code === 'EAI_AGAIN'
+        ? 'no such host'
+        : code === 'ECONNRESET' || code === 'UND_ERR_SOCKET'
+          ? 'the connection was closed'
+          : 'network error';
   return new OutboundError('unreachable', host, `could not connect to ${host} (${why}).`);
 }
 

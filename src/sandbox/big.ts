@@ -57,7 +57,8 @@ export interface BigOptions {
 /** The `resources` of a request body, or a sentence saying what is wrong with it. */
 export function parseBigPatient(body: unknown): number | string {
   const n = (body as { resources?: unknown } | null)?.resources;
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > BIG_PATIENT_MAX) return `The body is {"resources": N}, N a whole number from 1 to ${BIG_PATIENT_MAX}.`;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > BIG_PATIENT_MAX)
+    return `The body is {"resources": N}, N a whole number from 1 to ${BIG_PATIENT_MAX}.`;
   return n;
 }
 
@@ -74,7 +75,9 @@ const SHARED = 3;
 /** A reference as any type's element takes it. */
 type Ref = { reference: string };
 const cc = (system: string, code: string, display: string): CodeableConcept => ({ coding: [{ system, code, display }], text: display });
-const category = (code: string, display: string): CodeableConcept[] => [{ coding: [{ system: `${TERMINOLOGY}/observation-category`, code, display }] }];
+const category = (code: string, display: string): CodeableConcept[] => [
+  { coding: [{ system: `${TERMINOLOGY}/observation-category`, code, display }] },
+];
 const iso = (ms: number): string => new Date(ms).toISOString().replace('.000Z', 'Z');
 const qty = (value: number, unit: string, code = unit) => ({ value, unit, system: UCUM, code });
 
@@ -144,20 +147,37 @@ export function* bigRecord(o: BigOptions): Generator<Resource> {
       serviceProvider: org,
     });
     const obs = (k: number, cat: CodeableConcept[], code: CodeableConcept, rest: Record<string, unknown>): Resource =>
-      ({ resourceType: 'Observation', id: id('obs', k), status: 'final', category: cat, code, subject: patient, encounter, effectiveDateTime: at, ...rest }) as Resource;
+      ({
+        resourceType: 'Observation',
+        id: id('obs', k),
+        status: 'final',
+        category: cat,
+        code,
+        subject: patient,
+        encounter,
+        effectiveDateTime: at,
+        ...rest,
+      }) as Resource;
     const vitals = category('vital-signs', 'Vital Signs');
-    yield* take(obs(1, vitals, cc(LOINC, '85354-9', 'Blood pressure panel with all children optional'), {
-      component: [
-        { code: cc(LOINC, '8480-6', 'Systolic blood pressure'), valueQuantity: qty(value(`${id('obs', 1)}s`, 105, 150, 0), 'mm[Hg]') },
-        { code: cc(LOINC, '8462-4', 'Diastolic blood pressure'), valueQuantity: qty(value(`${id('obs', 1)}d`, 65, 95, 0), 'mm[Hg]') },
-      ],
-    }));
+    yield* take(
+      obs(1, vitals, cc(LOINC, '85354-9', 'Blood pressure panel with all children optional'), {
+        component: [
+          { code: cc(LOINC, '8480-6', 'Systolic blood pressure'), valueQuantity: qty(value(`${id('obs', 1)}s`, 105, 150, 0), 'mm[Hg]') },
+          { code: cc(LOINC, '8462-4', 'Diastolic blood pressure'), valueQuantity: qty(value(`${id('obs', 1)}d`, 65, 95, 0), 'mm[Hg]') },
+        ],
+      }),
+    );
     for (const [k, [code, display, unit, ucum, min, max]] of VITALS.entries()) {
       yield* take(obs(k + 2, vitals, cc(LOINC, code, display), { valueQuantity: qty(value(id('obs', k + 2), min, max, 1), unit, ucum) }));
     }
     const lab = category('laboratory', 'Laboratory');
     for (const [k, [code, display, unit, min, max]] of LABS.entries()) {
-      yield* take(obs(k + 9, lab, cc(LOINC, code, display), { issued: iso(start + 6 * 3_600_000), valueQuantity: qty(value(id('obs', k + 9), min, max, 1), unit) }));
+      yield* take(
+        obs(k + 9, lab, cc(LOINC, code, display), {
+          issued: iso(start + 6 * 3_600_000),
+          valueQuantity: qty(value(id('obs', k + 9), min, max, 1), unit),
+        }),
+      );
     }
     yield* take({
       resourceType: 'DiagnosticReport',
@@ -172,9 +192,21 @@ export function* bigRecord(o: BigOptions): Generator<Resource> {
       performer: [org],
       result: [9, 10, 11, 12].map((k) => ({ reference: `Observation/${id('obs', k)}` })),
     });
-    yield* take(obs(13, category('social-history', 'Social History'), cc(LOINC, '72166-2', 'Tobacco smoking status'), { valueCodeableConcept: cc(SNOMED, '8517006', 'Ex-smoker (finding)') }));
-    yield* take(obs(14, category('survey', 'Survey'), cc(LOINC, '55758-7', 'Patient Health Questionnaire 2 item (PHQ-2) total score [Reported]'), { valueInteger: Math.round(value(id('obs', 14), 0, 3, 0)) }));
-    yield* take(obs(15, category('activity', 'Activity'), cc(LOINC, '66334-4', 'Steps'), { valueQuantity: qty(Math.round(value(id('obs', 15), 2000, 9000, 0)), 'steps', '{steps}') }));
+    yield* take(
+      obs(13, category('social-history', 'Social History'), cc(LOINC, '72166-2', 'Tobacco smoking status'), {
+        valueCodeableConcept: cc(SNOMED, '8517006', 'Ex-smoker (finding)'),
+      }),
+    );
+    yield* take(
+      obs(14, category('survey', 'Survey'), cc(LOINC, '55758-7', 'Patient Health Questionnaire 2 item (PHQ-2) total score [Reported]'), {
+        valueInteger: Math.round(value(id('obs', 14), 0, 3, 0)),
+      }),
+    );
+    yield* take(
+      obs(15, category('activity', 'Activity'), cc(LOINC, '66334-4', 'Steps'), {
+        valueQuantity: qty(Math.round(value(id('obs', 15), 2000, 9000, 0)), 'steps', '{steps}'),
+      }),
+    );
     yield* take({
       resourceType: 'Procedure',
       id: id('proc'),
@@ -243,7 +275,8 @@ const USERNAME = (n: number) => `bigpatient${n}`;
 
 /** Makes the big patient of this size in the sandbox app (once), or answers the one made before. */
 export async function makeBigPatient(deps: BigPatientDeps, appId: number, o: BigOptions): Promise<BigPatient> {
-  if (!Number.isInteger(o.resources) || o.resources < 1 || o.resources > BIG_PATIENT_MAX) throw new Error(`resources is a whole number from 1 to ${BIG_PATIENT_MAX}, got ${o.resources}`);
+  if (!Number.isInteger(o.resources) || o.resources < 1 || o.resources > BIG_PATIENT_MAX)
+    throw new Error(`resources is a whole number from 1 to ${BIG_PATIENT_MAX}, got ${o.resources}`);
   const username = USERNAME(o.resources);
   const out = { username, password: `${username}2026`, patientId: `${o.idPrefix}-big${o.resources}-pat` };
   const appUserId = `big-patient-${o.resources}`;
@@ -252,8 +285,7 @@ export async function makeBigPatient(deps: BigPatientDeps, appId: number, o: Big
   try {
     await lock.query(sql.sessionLock(`big-patient:${appId}:${o.resources}`));
     const user = (await deps.auth.createUser(appId, appUserId)) ?? (await deps.auth.findUser(appId, { appUserId }))!;
-    const count = async () =>
-      Number((await deps.pool.query<{ n: string }>(sql.liveResourceCount(appId, user.id))).rows[0].n);
+    const count = async () => Number((await deps.pool.query<{ n: string }>(sql.liveResourceCount(appId, user.id))).rows[0].n);
     const { rows } = await deps.pool.query<{ done: boolean }>(sql.passwordSet(user.id));
     if (rows[0]?.done) return { ...out, resources: await count() };
     const scope = { partitionId: appId, ownerId: user.id };
@@ -277,7 +309,8 @@ export async function makeBigPatient(deps: BigPatientDeps, appId: number, o: Big
     if (batch.length && !failure) await flush();
     await Promise.all(inFlight);
     if (failure) throw failure.err;
-    if (!(await deps.auth.setPassword(appId, user.id, out.username, out.password))) throw new Error(`another patient of this sandbox already has the username ${out.username}`);
+    if (!(await deps.auth.setPassword(appId, user.id, out.username, out.password)))
+      throw new Error(`another patient of this sandbox already has the username ${out.username}`);
     return { ...out, resources: await count() };
   } finally {
     await lock.query(sql.sessionUnlock(`big-patient:${appId}:${o.resources}`)).catch(() => {});

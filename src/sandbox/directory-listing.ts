@@ -26,7 +26,9 @@ export async function listInDirectory(deps: ListingDeps, defs: readonly SandboxD
   // One file per vendor label (the directory's vendor column): Tributary's own, and each simulated vendor's.
   const labels = [...new Set(defs.map((d) => d.vendorLabel ?? SANDBOX_VENDOR))];
   const files = labels.map((label, i) => {
-    const rows = defs.filter((d) => (d.vendorLabel ?? SANDBOX_VENDOR) === label).map((d) => [d.directoryId, `${deps.baseUrl}${publicBasePath(d)}`, d.title, d.city, d.state, d.zip].map(q).join(','));
+    const rows = defs
+      .filter((d) => (d.vendorLabel ?? SANDBOX_VENDOR) === label)
+      .map((d) => [d.directoryId, `${deps.baseUrl}${publicBasePath(d)}`, d.title, d.city, d.state, d.zip].map(q).join(','));
     return { name: i === 0 ? 'sandboxes.csv' : `sandboxes-${i}.csv`, vendor: label, content: ['id,url,name,city,state,zip', ...rows].join('\n') };
   });
   await importDirectory(deps.pool, files, undefined, { allow: deps.allow });

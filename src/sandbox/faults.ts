@@ -26,7 +26,8 @@ const int = (v: unknown, min: number, max: number): v is number => typeof v === 
 
 /** The settings in a request body, or a string saying what is wrong with it. */
 export function parseFaults(body: unknown): FaultSettings | string {
-  if (!body || typeof body !== 'object' || Array.isArray(body)) return 'The body is a JSON object: {"fail": {...}, "slow": {...}, "malformed": {...}}.';
+  if (!body || typeof body !== 'object' || Array.isArray(body))
+    return 'The body is a JSON object: {"fail": {...}, "slow": {...}, "malformed": {...}}.';
   const b = body as Record<string, Record<string, unknown> | undefined>;
   const unknown = Object.keys(b).filter((k) => !['fail', 'slow', 'malformed'].includes(k));
   if (unknown.length) return `Unknown switches: ${unknown.join(', ').slice(0, 100)}; they are fail, slow and malformed.`;

@@ -67,7 +67,11 @@ function buildPatient(sys: SystemContext, spec: PatientSpec, taken: Set<string>)
     patient,
     pcp,
     historyStart,
-    body: createBody(rng, person, spec.chronic.map((c) => c.def.key)),
+    body: createBody(
+      rng,
+      person,
+      spec.chronic.map((c) => c.def.key),
+    ),
     chronic: spec.chronic,
     allergies: spec.allergies,
     counters: new Map(),
@@ -111,7 +115,8 @@ function sharedSpec(sys: SystemContext, seed: string): PatientSpec {
 }
 
 function checkOptions(opts: GenerateOptions, years: number): void {
-  if (!/^[A-Za-z0-9.-]{1,32}$/.test(opts.idPrefix)) throw new Error(`idPrefix must be 1 to 32 of [A-Za-z0-9.-], got ${JSON.stringify(opts.idPrefix)}`);
+  if (!/^[A-Za-z0-9.-]{1,32}$/.test(opts.idPrefix))
+    throw new Error(`idPrefix must be 1 to 32 of [A-Za-z0-9.-], got ${JSON.stringify(opts.idPrefix)}`);
   if (!Number.isInteger(opts.patients) || opts.patients < 0) throw new Error(`patients must be a whole number ≥ 0, got ${opts.patients}`);
   if (!(years > 0 && years <= 60)) throw new Error(`years must be in (0, 60], got ${years}`);
 }

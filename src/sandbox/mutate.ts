@@ -76,8 +76,21 @@ const AMENDED = 'https://tributary.dev/fhir/StructureDefinition/sandbox-amended'
 
 /** How each type records "entered in error" (R4: a status code, or a verification status that then forbids a clinical status). */
 const ENTER_IN_ERROR: Record<string, (r: Json) => void> = Object.fromEntries([
-  ...['Observation', 'DiagnosticReport', 'DocumentReference', 'Immunization', 'MedicationRequest', 'Procedure', 'Encounter', 'CarePlan', 'CareTeam', 'Coverage', 'ExplanationOfBenefit', 'ServiceRequest', 'MedicationStatement']
-    .map((t) => [t, (r: Json) => void (r.status = 'entered-in-error')]),
+  ...[
+    'Observation',
+    'DiagnosticReport',
+    'DocumentReference',
+    'Immunization',
+    'MedicationRequest',
+    'Procedure',
+    'Encounter',
+    'CarePlan',
+    'CareTeam',
+    'Coverage',
+    'ExplanationOfBenefit',
+    'ServiceRequest',
+    'MedicationStatement',
+  ].map((t) => [t, (r: Json) => void (r.status = 'entered-in-error')]),
   ['Goal', (r: Json) => void (r.lifecycleStatus = 'entered-in-error')],
   // con-5 and ait-2: no clinicalStatus on a record entered in error.
   ['Condition', (r: Json) => verification(r, 'http://terminology.hl7.org/CodeSystem/condition-ver-status')],
@@ -89,7 +102,8 @@ function verification(r: Json, system: string): void {
   delete r.clinicalStatus;
 }
 
-const isEnteredInError = (r: Json): boolean => JSON.stringify([r.status, r.lifecycleStatus, r.verificationStatus ?? null]).includes('"entered-in-error"');
+const isEnteredInError = (r: Json): boolean =>
+  JSON.stringify([r.status, r.lifecycleStatus, r.verificationStatus ?? null]).includes('"entered-in-error"');
 
 /**
  * Edits one value: an Observation's number (its first component's for a panel), a report's
@@ -110,7 +124,11 @@ function change(r: Json, at: string): void {
   const text = `Amended at the source, ${at}.`;
   if (r.resourceType === 'DiagnosticReport') return void (r.conclusion = text);
   if (r.resourceType === 'DocumentReference') return void (r.description = text);
-  if (['AllergyIntolerance', 'CarePlan', 'Condition', 'Goal', 'Immunization', 'MedicationRequest', 'Observation', 'Procedure'].includes(String(r.resourceType))) {
+  if (
+    ['AllergyIntolerance', 'CarePlan', 'Condition', 'Goal', 'Immunization', 'MedicationRequest', 'Observation', 'Procedure'].includes(
+      String(r.resourceType),
+    )
+  ) {
     return void (r.note = [{ text }]);
   }
   const all = (r.extension as Json[] | undefined) ?? [];
@@ -132,9 +150,13 @@ function writable(json: string): Json {
 /** Applies the mutation to the patient's records; answers the ids it changed. */
 export async function mutateRecords(deps: MutateDeps, appId: number, m: Mutation): Promise<MutationResult> {
   if (m.action === 'enter-in-error' && !ENTER_IN_ERROR[m.type]) {
-    throw new MutateError('invalid_parameter', `${m.type} has no entered-in-error status here; the types that do: ${Object.keys(ENTER_IN_ERROR).join(', ')}.`);
+    throw new MutateError(
+      'invalid_parameter',
+      `${m.type} has no entered-in-error status here; the types that do: ${Object.keys(ENTER_IN_ERROR).join(', ')}.`,
+    );
   }
-  if (m.action === 'change' && m.type === 'Binary') throw new MutateError('invalid_parameter', 'A Binary cannot be changed here; delete it, or change its DocumentReference.');
+  if (m.action === 'change' && m.type === 'Binary')
+    throw new MutateError('invalid_parameter', 'A Binary cannot be changed here; delete it, or change its DocumentReference.');
   const { rows: users } = await deps.pool.query<{ id: string }>(sql.userByUsername(appId, m.username));
   if (!users[0]) throw new MutateError('no_such_sandbox_patient', `This sandbox system has no patient with the username ${m.username.slice(0, 64)}.`);
   const scope = { partitionId: appId, ownerId: users[0].id };
@@ -152,7 +174,11 @@ export async function mutateRecords(deps: MutateDeps, appId: number, m: Mutation
       if (rows.length < 500) break;
     }
     // The full JSON (profiles and tags are kept apart from the stored text).
-    const current = await deps.bulk.repo.readCurrentMany(c, scope, ids.map((id) => ({ type: m.type, id })));
+    const current = await deps.bulk.repo.readCurrentMany(
+      c,
+      scope,
+      ids.map((id) => ({ type: m.type, id })),
+    );
     const at = new Date().toISOString();
     const wanted = ids.map((id) => {
       if (m.action === 'delete') return { type: m.type, id, resource: null };

@@ -14,7 +14,11 @@ const escapeHtml = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g,
  */
 export function noteHtml(text: string): string {
   const [title = 'Clinical note', ...rest] = text.split('\n');
-  const paragraphs = rest.join('\n').split(/\n\s*\n/).map((p) => p.trim()).filter(Boolean);
+  const paragraphs = rest
+    .join('\n')
+    .split(/\n\s*\n/)
+    .map((p) => p.trim())
+    .filter(Boolean);
   return [
     '<!DOCTYPE html>',
     '<html lang="en">',
@@ -51,7 +55,10 @@ function wrap(line: string, width: number): string[] {
  * See: ISO 32000-1, 7.5 (file structure).
  */
 export function notePdf(text: string): Buffer {
-  const lines = text.split('\n').flatMap((l) => wrap(l, 95)).slice(0, 60);
+  const lines = text
+    .split('\n')
+    .flatMap((l) => wrap(l, 95))
+    .slice(0, 60);
   const content = ['BT', '/F1 10 Tf', '12 TL', '54 740 Td', ...lines.map((l) => `${pdfString(l)} Tj T*`), 'ET'].join('\n');
   const objects = [
     '<< /Type /Catalog /Pages 2 0 R >>',

@@ -18,5 +18,8 @@ export const vendorTokenPath = (def: SandboxDefinition): string => `/sandbox/${d
  */
 export function vendorScopes(def: SandboxDefinition): { registration: string; allowed: string[] } {
   const read = (types: readonly string[]) => types.map((t) => `patient/${t}.read`);
-  return { registration: [...SIGN_IN_SCOPES, ...read(def.types ?? [])].join(' '), allowed: [...SIGN_IN_SCOPES, ...read(def.grants ?? def.types ?? [])] };
+  return {
+    registration: [...SIGN_IN_SCOPES, ...read(def.types ?? [])].join(' '),
+    allowed: [...SIGN_IN_SCOPES, ...read(def.grants ?? def.types ?? [])],
+  };
 }

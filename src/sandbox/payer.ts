@@ -13,7 +13,16 @@
  * not resources of their own; nothing references outside a beneficiary's records.
  */
 import { createHash } from 'node:crypto';
-import type { CodeableConcept, Coverage, Encounter, ExplanationOfBenefit, MedicationRequest, Patient, Practitioner, Resource } from '@medplum/fhirtypes';
+import type {
+  CodeableConcept,
+  Coverage,
+  Encounter,
+  ExplanationOfBenefit,
+  MedicationRequest,
+  Patient,
+  Practitioner,
+  Resource,
+} from '@medplum/fhirtypes';
 import { generateSystem, type GeneratedSystem, type GenerateOptions } from './generate.ts';
 
 const BB = 'https://bluebutton.cms.gov/resources';
@@ -60,7 +69,12 @@ const VISITS: Record<string, { claim: 'carrier' | 'outpatient'; hcpcs: string; d
   '185345009': { claim: 'carrier', hcpcs: '99213', display: 'Office or other outpatient visit, established patient, low' },
   '32485007': { claim: 'carrier', hcpcs: '99223', display: 'Initial hospital inpatient care, high' },
   '50849002': { claim: 'outpatient', hcpcs: '99284', display: 'Emergency department visit, moderate', revenue: '0450' },
-  '371883000': { claim: 'outpatient', hcpcs: 'G0121', display: 'Colorectal cancer screening; colonoscopy on individual not meeting criteria for high risk', revenue: '0750' },
+  '371883000': {
+    claim: 'outpatient',
+    hcpcs: 'G0121',
+    display: 'Colorectal cancer screening; colonoscopy on individual not meeting criteria for high risk',
+    revenue: '0750',
+  },
 };
 
 const EOB_TYPES = {
@@ -141,9 +155,20 @@ function eob(c: ClaimInput): ExplanationOfBenefit {
     resourceType: 'ExplanationOfBenefit',
     id: `${c.kind}--${c.claimId}`,
     meta: { profile: [`${CARIN}/${t.profile}`] },
-    identifier: [{ type: cc('http://hl7.org/fhir/us/carin-bb/CodeSystem/C4BBIdentifierType', 'uc', 'Unique Claim ID'), system: `${BB}/variables/clm_id`, value: c.claimId }],
+    identifier: [
+      {
+        type: cc('http://hl7.org/fhir/us/carin-bb/CodeSystem/C4BBIdentifierType', 'uc', 'Unique Claim ID'),
+        system: `${BB}/variables/clm_id`,
+        value: c.claimId,
+      },
+    ],
     status: 'active',
-    type: { coding: [{ system: `${BB}/codesystem/eob-type`, code: t.bb }, { system: `${TERMINOLOGY}/claim-type`, code: t.claim, display: t.display }] },
+    type: {
+      coding: [
+        { system: `${BB}/codesystem/eob-type`, code: t.bb },
+        { system: `${TERMINOLOGY}/claim-type`, code: t.claim, display: t.display },
+      ],
+    },
     use: 'claim',
     patient: { reference: `Patient/${c.patientId}` },
     billablePeriod: { start: c.start, end: c.end },
@@ -152,7 +177,13 @@ function eob(c: ClaimInput): ExplanationOfBenefit {
     provider: c.provider,
     outcome: 'complete',
     ...(c.diagnoses.length
-      ? { diagnosis: c.diagnoses.map(([code, display], i) => ({ sequence: i + 1, diagnosisCodeableConcept: cc(ICD10, code, display), type: [cc(`${TERMINOLOGY}/ex-diagnosistype`, i === 0 ? 'principal' : 'secondary')] })) }
+      ? {
+          diagnosis: c.diagnoses.map(([code, display], i) => ({
+            sequence: i + 1,
+            diagnosisCodeableConcept: cc(ICD10, code, display),
+            type: [cc(`${TERMINOLOGY}/ex-diagnosistype`, i === 0 ? 'principal' : 'secondary')],
+          })),
+        }
       : {}),
     insurance: [{ focal: true, coverage: { reference: `Coverage/part-${c.part.toLowerCase()}-${c.patientId}` } }],
     item: [
@@ -177,7 +208,10 @@ export function generatePayerSystem(opts: GenerateOptions): GeneratedSystem {
   const npiOf = new Map(
     clinical.shared
       .filter((r): r is Practitioner => r.resourceType === 'Practitioner')
-      .map((p) => [`Practitioner/${p.id}`, { identifier: { system: NPI, value: p.identifier?.[0].value ?? '' }, display: `${p.name?.[0].given?.[0]} ${p.name?.[0].family}` }]),
+      .map((p) => [
+        `Practitioner/${p.id}`,
+        { identifier: { system: NPI, value: p.identifier?.[0].value ?? '' }, display: `${p.name?.[0].given?.[0]} ${p.name?.[0].family}` },
+      ]),
   );
   let claims = 0;
   const patients = clinical.patients.map((p, n) => {
@@ -188,44 +222,63 @@ export function generatePayerSystem(opts: GenerateOptions): GeneratedSystem {
     // Entitled at 65, or (younger) on disability since 2019; the records start no earlier than 2016.
     const entitled = new Date(Math.max(birth + 65 * 365.25 * DAY, Date.UTC(2016, 0, 1))).toISOString().slice(0, 7);
     const start = `${Date.parse(`${entitled}-01`) > LAST_DAY ? '2019-01' : entitled}-01`;
-    const out: Resource[] = [beneficiary(source, patientId, mbiValue), coverage('A', patientId, mbiValue, start), coverage('B', patientId, mbiValue, start), coverage('D', patientId, mbiValue, start)];
-    const diagnosisOf = new Map(p.resources.filter((r) => r.resourceType === 'Condition').map((r) => [`Condition/${r.id}`, (r as { code?: CodeableConcept }).code?.coding?.[0].code ?? '']));
+    const out: Resource[] = [
+      beneficiary(source, patientId, mbiValue),
+      coverage('A', patientId, mbiValue, start),
+      coverage('B', patientId, mbiValue, start),
+      coverage('D', patientId, mbiValue, start),
+    ];
+    const diagnosisOf = new Map(
+      p.resources
+        .filter((r) => r.resourceType === 'Condition')
+        .map((r) => [`Condition/${r.id}`, (r as { code?: CodeableConcept }).code?.coding?.[0].code ?? '']),
+    );
     for (const r of p.resources) {
       if (r.resourceType === 'Encounter') {
         const e = r as Encounter;
         const visit = VISITS[e.type?.[0].coding?.[0].code ?? ''];
         if (!visit || !e.period?.start || date(e.period.start) < start) continue;
-        const diagnoses = (e.reasonReference ?? []).map((ref) => ICD[diagnosisOf.get(ref.reference ?? '') ?? ''] ?? (['R69', 'Illness, unspecified'] as [string, string]));
+        const diagnoses = (e.reasonReference ?? []).map(
+          (ref) => ICD[diagnosisOf.get(ref.reference ?? '') ?? ''] ?? (['R69', 'Illness, unspecified'] as [string, string]),
+        );
         const claimId = String(10000000000000 + ++claims * 7919);
-        out.push(eob({
-          kind: visit.claim,
-          claimId,
-          patientId,
-          part: 'B',
-          start: date(e.period.start),
-          end: date(e.period.end ?? e.period.start),
-          provider: npiOf.get(e.participant?.[0].individual?.reference ?? '') ?? { identifier: { system: NPI, value: '1234567893' } },
-          diagnoses: diagnoses.length ? diagnoses : visit.hcpcs === '99397' ? [['Z00.00', 'Encounter for general adult medical examination without abnormal findings']] : [['R69', 'Illness, unspecified']],
-          item: { coding: cc(HCPCS, visit.hcpcs, visit.display), revenue: visit.revenue },
-          charge: amount(claimId, visit.claim === 'outpatient' ? 600 : 90, visit.claim === 'outpatient' ? 2400 : 320),
-        }));
+        out.push(
+          eob({
+            kind: visit.claim,
+            claimId,
+            patientId,
+            part: 'B',
+            start: date(e.period.start),
+            end: date(e.period.end ?? e.period.start),
+            provider: npiOf.get(e.participant?.[0].individual?.reference ?? '') ?? { identifier: { system: NPI, value: '1234567893' } },
+            diagnoses: diagnoses.length
+              ? diagnoses
+              : visit.hcpcs === '99397'
+                ? [['Z00.00', 'Encounter for general adult medical examination without abnormal findings']]
+                : [['R69', 'Illness, unspecified']],
+            item: { coding: cc(HCPCS, visit.hcpcs, visit.display), revenue: visit.revenue },
+            charge: amount(claimId, visit.claim === 'outpatient' ? 600 : 90, visit.claim === 'outpatient' ? 2400 : 320),
+          }),
+        );
       }
       if (r.resourceType === 'MedicationRequest') {
         const m = r as MedicationRequest;
         if (!m.authoredOn || date(m.authoredOn) < start || !m.medicationCodeableConcept) continue;
         const claimId = String(10000000000000 + ++claims * 7919);
-        out.push(eob({
-          kind: 'pde',
-          claimId,
-          patientId,
-          part: 'D',
-          start: date(m.authoredOn),
-          end: date(m.authoredOn),
-          provider: npiOf.get(m.requester?.reference ?? '') ?? { identifier: { system: NPI, value: '1234567893' } },
-          diagnoses: [],
-          item: { coding: { coding: m.medicationCodeableConcept.coding }, quantity: 30 },
-          charge: amount(claimId, 4, 180),
-        }));
+        out.push(
+          eob({
+            kind: 'pde',
+            claimId,
+            patientId,
+            part: 'D',
+            start: date(m.authoredOn),
+            end: date(m.authoredOn),
+            provider: npiOf.get(m.requester?.reference ?? '') ?? { identifier: { system: NPI, value: '1234567893' } },
+            diagnoses: [],
+            item: { coding: { coding: m.medicationCodeableConcept.coding }, quantity: 30 },
+            charge: amount(claimId, 4, 180),
+          }),
+        );
       }
     }
     return { personKey: p.personKey, username: p.username, password: p.password, resources: out };

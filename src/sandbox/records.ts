@@ -27,7 +27,14 @@ export async function loadSandboxRecords(deps: RecordsDeps, def: SandboxDefiniti
   const { rows } = await deps.pool.query<{ loaded: boolean }>(sql.sandboxLoaded(def.name));
   if (rows[0]?.loaded) return;
   const started = Date.now();
-  const options = { seed: def.seed, patients: def.patients, idPrefix: def.idPrefix, systemName: def.title, years: Math.min(def.years ?? deps.years, deps.years), ...(def.generate ?? {}) } as GenerateOptions;
+  const options = {
+    seed: def.seed,
+    patients: def.patients,
+    idPrefix: def.idPrefix,
+    systemName: def.title,
+    years: Math.min(def.years ?? deps.years, deps.years),
+    ...(def.generate ?? {}),
+  } as GenerateOptions;
   const system = def.records ? def.records(options) : generateSystem(options);
   const wanted = (resources: Resource[]) => resources.map((r) => ({ type: r.resourceType, id: r.id!, resource: r }));
   let count = system.shared.length;

@@ -57,23 +57,35 @@ export async function ensureSandboxApp(deps: RegistrationDeps, def: SandboxDefin
     }
     const secret = def.auth === 'client_secret_basic' || def.auth === 'client_secret_post' ? newSecret() : undefined;
     await c.query(sql.deleteAppByClientId(def.clientId)); // a half-made one (a crash before the commit below)
-    const { app: made } = await deps.auth.createApp({
-      name: def.title,
-      clientId: def.clientId,
-      clientSecret: secret,
-      redirectUris: [callback],
-      public: def.auth === 'none',
-      tokenAuthMethod: def.auth === 'none' ? null : def.auth,
-      jwks,
-      accessTokenSeconds: seconds,
-      scopes: scopes?.allowed ?? [],
-      refreshRotates: def.refreshRotates ?? true,
-    }, c);
+    const { app: made } = await deps.auth.createApp(
+      {
+        name: def.title,
+        clientId: def.clientId,
+        clientSecret: secret,
+        redirectUris: [callback],
+        public: def.auth === 'none',
+        tokenAuthMethod: def.auth === 'none' ? null : def.auth,
+        jwks,
+        accessTokenSeconds: seconds,
+        scopes: scopes?.allowed ?? [],
+        refreshRotates: def.refreshRotates ?? true,
+      },
+      c,
+    );
     await c.query(sql.insertSandbox(def.name, made.id));
     if (secret && !deps.vault.ready) {
-      deps.log.error({ sandbox: def.name }, 'no encryption key (ENCRYPTION_KEY): Tributary cannot keep its secret for this sandbox system, so it cannot connect to it');
+      deps.log.error(
+        { sandbox: def.name },
+        'no encryption key (ENCRYPTION_KEY): Tributary cannot keep its secret for this sandbox system, so it cannot connect to it',
+      );
     } else {
-      await saveRegistration(c, deps.vault, { systemId: def.directoryId, clientId: def.clientId, authMethod: def.auth, secret, ...(scopes ? { scope: scopes.registration } : {}) });
+      await saveRegistration(c, deps.vault, {
+        systemId: def.directoryId,
+        clientId: def.clientId,
+        authMethod: def.auth,
+        secret,
+        ...(scopes ? { scope: scopes.registration } : {}),
+      });
     }
     return made.id;
   });

@@ -20,7 +20,14 @@ export class SearchResult {
   private readonly summary: SummaryMode | undefined;
   private readonly elements: string[] | undefined;
 
-  constructor(baseUrl: string, head: Bundle, entries: { v: StoredVersion; mode: 'match' | 'include' }[], warnings: OperationOutcomeIssue[], summary: SummaryMode | undefined, elements: string[] | undefined) {
+  constructor(
+    baseUrl: string,
+    head: Bundle,
+    entries: { v: StoredVersion; mode: 'match' | 'include' }[],
+    warnings: OperationOutcomeIssue[],
+    summary: SummaryMode | undefined,
+    elements: string[] | undefined,
+  ) {
     this.baseUrl = baseUrl;
     this.head = head;
     this.entries = entries;
@@ -46,7 +53,9 @@ export class SearchResult {
 
   json(): string {
     if (this.summary || this.elements) return JSON.stringify(this.bundle());
-    const parts = this.entries.map(({ v, mode }) => `{"fullUrl":${JSON.stringify(`${this.baseUrl}/${v.type}/${v.id}`)},"resource":${v.json},"search":{"mode":"${mode}"}}`);
+    const parts = this.entries.map(
+      ({ v, mode }) => `{"fullUrl":${JSON.stringify(`${this.baseUrl}/${v.type}/${v.id}`)},"resource":${v.json},"search":{"mode":"${mode}"}}`,
+    );
     const outcome = this.outcome();
     if (outcome) parts.push(JSON.stringify(outcome));
     const head = JSON.stringify(this.head);

@@ -117,7 +117,12 @@ export class SearchEngine {
       return { ids: own.ids, conds: [...where, ...own.conds] };
     }
     const ors: string[] = [];
-    for (const t of types) ors.push(`(r.res_type = ${c.b.param(t)}${anchorAsCondition(await perType(t)).map((x) => ` AND ${x}`).join('')})`);
+    for (const t of types)
+      ors.push(
+        `(r.res_type = ${c.b.param(t)}${anchorAsCondition(await perType(t))
+          .map((x) => ` AND ${x}`)
+          .join('')})`,
+      );
     where.push(`(${ors.join(' OR ')})`);
     return { ids: null, conds: where };
   }
@@ -144,7 +149,10 @@ export class SearchEngine {
     }
     const b = new SqlBuilder();
     const where = await this.where(this.context(ctx, b, db), [type], criteria);
-    const { rows } = await db.query({ text: `SELECT r.res_id, r.fhir_id FROM ${resourceSource(where)} LIMIT ${Math.trunc(limit) + 1}`, values: b.values });
+    const { rows } = await db.query({
+      text: `SELECT r.res_id, r.fhir_id FROM ${resourceSource(where)} LIMIT ${Math.trunc(limit) + 1}`,
+      values: b.values,
+    });
     return rows.map((r) => ({ resId: r.res_id, id: r.fhir_id }));
   }
 

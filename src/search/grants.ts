@@ -27,13 +27,18 @@ export async function grantCondition(c: ConditionContext, alias: string, types: 
       ors.push(`(${(await Promise.all(s.filter.map(([k, v]) => paramCondition(bare, alias, '*', k, v)))).join(' AND ')})`);
       continue;
     }
-    if (s.type === '*' && !types) throw forbidden(`The scope ${s.text} filters by parameters of each type, which cannot be applied to a search across all types; name the types with _type.`);
+    if (s.type === '*' && !types)
+      throw forbidden(
+        `The scope ${s.text} filters by parameters of each type, which cannot be applied to a search across all types; name the types with _type.`,
+      );
     for (const t of s.type === '*' ? types! : [s.type]) {
       if (!reachable(t) || plain.includes(t)) continue;
       for (const [k] of s.filter) {
         const code = parseKey(k).code;
         if (!(COMMON_PARAMS as readonly string[]).includes(code) && !c.params.get(t, code)) {
-          throw forbidden(`The scope ${s.text} filters ${t} by "${code}", which ${t} has no search parameter for: the filter cannot be applied, so ${t} cannot be returned.`);
+          throw forbidden(
+            `The scope ${s.text} filters ${t} by "${code}", which ${t} has no search parameter for: the filter cannot be applied, so ${t} cannot be returned.`,
+          );
         }
       }
       const conds = await Promise.all(s.filter.map(([k, v]) => paramCondition(bare, alias, t, k, v)));

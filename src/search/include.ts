@@ -25,7 +25,13 @@ export class Includes {
   }
 
   /** Included and reverse-included resources of a page, without the page's own and without repeats. */
-  async includes(db: Db, ctx: RequestContext, p: Parsed, page: StoredVersion[], grants: ResourceScope[] | undefined): Promise<{ versions: StoredVersion[]; truncated: boolean }> {
+  async includes(
+    db: Db,
+    ctx: RequestContext,
+    p: Parsed,
+    page: StoredVersion[],
+    grants: ResourceScope[] | undefined,
+  ): Promise<{ versions: StoredVersion[]; truncated: boolean }> {
     if (!p.include.length && !p.revinclude.length) return { versions: [], truncated: false };
     const seen = new Set(page.map((v) => v.resId));
     const out: StoredVersion[] = [];
@@ -65,7 +71,14 @@ export class Includes {
    * The resources one `_include` (rev false) or `_revinclude` (rev true) reaches from `from`: of
    * the types the scopes allow, their filters applied (what an include brings is searched too).
    */
-  private async follow(db: Db, ctx: RequestContext, spec: IncludeSpec, from: StoredVersion[], rev: boolean, grants: ResourceScope[] | undefined): Promise<StoredVersion[]> {
+  private async follow(
+    db: Db,
+    ctx: RequestContext,
+    spec: IncludeSpec,
+    from: StoredVersion[],
+    rev: boolean,
+    grants: ResourceScope[] | undefined,
+  ): Promise<StoredVersion[]> {
     const b = new SqlBuilder();
     const c = conditionContext(this.params, ctx, b, db, grants);
     const limit = MAX_INCLUDES + 1;

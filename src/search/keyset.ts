@@ -30,13 +30,10 @@ export async function keysetPage(req: PageRequest, anchored: boolean): Promise<P
   const limit = counting ? Math.max(COUNT_CAP, p.count) + 1 : p.count + 1;
   const dir = before ? 'DESC' : 'ASC';
   const matches = `SELECT r.res_id, r.res_type, r.fhir_id, r.res_ver FROM ${snapshotSource}${keyset}`;
-  const ranked = (from: string) => `SELECT m.*, row_number() OVER (ORDER BY m.res_id ${dir}) AS ord FROM ${from} ORDER BY m.res_id ${dir} LIMIT ${limit}`;
+  const ranked = (from: string) =>
+    `SELECT m.*, row_number() OVER (ORDER BY m.res_id ${dir}) AS ord FROM ${from} ORDER BY m.res_id ${dir} LIMIT ${limit}`;
   const m = anchored ? `a AS MATERIALIZED (${matches}), m AS (${ranked('a m')})` : `m AS (${ranked(`(${matches}) m`)})`;
-  const { versions, extra } = await repo.versionsWith<{ matched: number }>(
-    db,
-    `WITH ${m} ${pageOf('m', p.count)}`,
-    b.values,
-  );
+  const { versions, extra } = await repo.versionsWith<{ matched: number }>(db, `WITH ${m} ${pageOf('m', p.count)}`, b.values);
   const page = before ? versions.reverse() : versions;
   const matched = extra?.matched ?? 0;
   const more = matched > p.count;

@@ -82,9 +82,13 @@ export function parseQuery(params: SearchParamLookup, types: string[] | null, qu
     if (key === '_count') {
       p.count = intParam(value, '_count', MAX_COUNT);
     } else if (key === '_sort') {
-      p.sort = value.split(',').filter(Boolean).map((s) => ({ code: s.replace(/^-/, ''), desc: s.startsWith('-') }));
+      p.sort = value
+        .split(',')
+        .filter(Boolean)
+        .map((s) => ({ code: s.replace(/^-/, ''), desc: s.startsWith('-') }));
     } else if (key === '_total') {
-      if (value !== 'none' && value !== 'estimate' && value !== 'accurate') throw badRequest(`_total must be none, estimate or accurate; it is "${value.slice(0, 50)}".`);
+      if (value !== 'none' && value !== 'estimate' && value !== 'accurate')
+        throw badRequest(`_total must be none, estimate or accurate; it is "${value.slice(0, 50)}".`);
       p.total = value;
     } else if (key === '_summary') {
       p.summary = parseSummary(value);
@@ -123,9 +127,10 @@ export function parseQuery(params: SearchParamLookup, types: string[] | null, qu
     }
   }
   if (p.criteria.length > MAX_CRITERIA) throw badRequest(`A search takes at most ${MAX_CRITERIA} parameters; this one has ${p.criteria.length}.`);
-  if (p.include.length + p.revinclude.length > MAX_INCLUDE_PARAMS) throw badRequest(`A search takes at most ${MAX_INCLUDE_PARAMS} _include and _revinclude parameters.`);
+  if (p.include.length + p.revinclude.length > MAX_INCLUDE_PARAMS)
+    throw badRequest(`A search takes at most ${MAX_INCLUDE_PARAMS} _include and _revinclude parameters.`);
   if (p.sort.length > MAX_SORT_KEYS) throw badRequest(`_sort takes at most ${MAX_SORT_KEYS} keys.`);
-  if (p.snapshot && !p.snapshot.id) throw badRequest('_offset pages only a sorted search; follow the Bundle\'s next and previous links as given.');
+  if (p.snapshot && !p.snapshot.id) throw badRequest("_offset pages only a sorted search; follow the Bundle's next and previous links as given.");
   return p;
 }
 

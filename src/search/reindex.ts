@@ -38,14 +38,22 @@ export async function reindexBatch(pool: pg.Pool, indexer: ResourceIndexer, job:
     indexes: indexer.extract({ ...(JSON.parse(r.json) as Resource), id: r.fhir_id }, null),
   }));
   await inTransaction(pool, async (client) => {
-    await client.query(deleteIndexes(list.map((r) => r.resId), true));
+    await client.query(
+      deleteIndexes(
+        list.map((r) => r.resId),
+        true,
+      ),
+    );
     for (const statement of indexInserts(job.partitionId, new Date(), list, new Map())) await client.query(statement);
   });
   return { processed: rows.length, after: rows[rows.length - 1].res_id };
 }
 
 /** The job: every batch in turn, with progress in the log; how many resources it reindexed. */
-export async function runReindex(job: { id: string; data: ReindexJob }, deps: { pool: pg.Pool; indexer: ResourceIndexer; log: FastifyBaseLogger }): Promise<{ processed: number }> {
+export async function runReindex(
+  job: { id: string; data: ReindexJob },
+  deps: { pool: pg.Pool; indexer: ResourceIndexer; log: FastifyBaseLogger },
+): Promise<{ processed: number }> {
   let after = '0';
   let processed = 0;
   const started = Date.now();

@@ -45,7 +45,8 @@ export async function sortedPage(req: PageRequest, orderBy: string, hash: string
   let snapshotSize = 0;
   if (p.snapshot) {
     const { rows } = await db.query<{ res_ids: string[]; total: number | null }>(readSnapshot(p.snapshot.id, ctx.partitionId, hash));
-    if (!rows.length) throw fhirError(410, 'expired', 'This search has expired (searches are kept for an hour) or belongs to another query; run the search again.');
+    if (!rows.length)
+      throw fhirError(410, 'expired', 'This search has expired (searches are kept for an hour) or belongs to another query; run the search again.');
     total = rows[0].total ?? undefined;
     offset = p.snapshot.offset;
     snapshotSize = rows[0].res_ids.length;
@@ -72,7 +73,11 @@ export async function sortedPage(req: PageRequest, orderBy: string, hash: string
     if (matched <= SNAPSHOT_CAP) total = matched;
     else {
       if (p.total === 'accurate') total = await count(db, source, whereValues);
-      p.warnings.push(warning(`More than ${SNAPSHOT_CAP} resources match; a sorted search pages through the first ${SNAPSHOT_CAP}. Narrow the search to see the rest.`));
+      p.warnings.push(
+        warning(
+          `More than ${SNAPSHOT_CAP} resources match; a sorted search pages through the first ${SNAPSHOT_CAP}. Narrow the search to see the rest.`,
+        ),
+      );
     }
     if (extra?.saved) {
       expiry.expire();

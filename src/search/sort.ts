@@ -14,7 +14,8 @@ export function orderBy(params: SearchParamLookup, b: SqlBuilder, types: string[
     if (code === '_id') parts.push(`r.fhir_id ${dir}`);
     else if (code === '_lastUpdated') parts.push(`r.res_updated ${dir}`);
     else {
-      if (!types || types.length !== 1) throw badRequest(`_sort=${code.slice(0, 100)} needs one resource type; across types only _id and _lastUpdated sort.`);
+      if (!types || types.length !== 1)
+        throw badRequest(`_sort=${code.slice(0, 100)} needs one resource type; across types only _id and _lastUpdated sort.`);
       const type = types[0];
       const sp = params.get(type, code);
       if (!sp) throw badRequest(`_sort: ${type} has no search parameter "${code.slice(0, 100)}".`);

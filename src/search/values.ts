@@ -80,4 +80,3 @@ export function parseDate(raw: string, code: string): { low: number; high: numbe
   }
   return r;
 }
-

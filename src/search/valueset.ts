@@ -38,7 +38,10 @@ export async function valueSetCodes(db: Db, ctx: RequestContext, url: string, de
   const excluded = new Set<string>();
   for (const ex of vs.compose?.exclude ?? []) for (const c of ex.concept ?? []) excluded.add(`${ex.system}|${c.code}`);
   for (const inc of vs.compose?.include ?? []) {
-    if (inc.filter?.length) throw badRequest(`ValueSet ${url} selects codes with filters; :in and :not-in support ValueSets that list their codes or include whole code systems.`);
+    if (inc.filter?.length)
+      throw badRequest(
+        `ValueSet ${url} selects codes with filters; :in and :not-in support ValueSets that list their codes or include whole code systems.`,
+      );
     for (const imported of inc.valueSet ?? []) {
       const sub = await valueSetCodes(db, ctx, imported, depth + 1);
       if (!sub) throw badRequest(`ValueSet ${url} imports ${imported}, which is not stored on this server.`);

@@ -53,7 +53,10 @@ export class Coalescer<G, T, R> {
       while (queue.length) {
         const batch = queue.splice(0, this.maxBatch);
         try {
-          const results = await this.handle(group, batch.map((w) => w.item));
+          const results = await this.handle(
+            group,
+            batch.map((w) => w.item),
+          );
           batch.forEach((w, i) => w.resolve(results[i]));
         } catch (err) {
           if (batch.length === 1) {

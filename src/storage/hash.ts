@@ -322,7 +322,10 @@ export const MAX_STRING_LENGTH = 200;
  * marks (U+0300..U+036F), upper-case. No re-composition.
  */
 export function normalizeString(value: string): string {
-  return value.normalize('NFD').replace(/[\u0300-\u036f]/g, '').toUpperCase();
+  return value
+    .normalize('NFD')
+    .replace(/[\u0300-\u036f]/g, '')
+    .toUpperCase();
 }
 
 /** The exact and normalized column values for a string index row, cut as HAPI cuts them. */

@@ -81,7 +81,17 @@ function storedJson(item: WriteItem, split: SplitResource, version: number, last
       const k = JSON.stringify([t.type, t.system, t.code, t.version, t.display]);
       return seen.has(k) ? false : (seen.add(k), true);
     })
-    .map((t) => [t.type, t.system, t.code, t.display, t.version, t.userSelected] as [number, string | null, string | null, string | null, string | null, boolean | null]);
+    .map(
+      (t) =>
+        [t.type, t.system, t.code, t.display, t.version, t.userSelected] as [
+          number,
+          string | null,
+          string | null,
+          string | null,
+          string | null,
+          boolean | null,
+        ],
+    );
   return rebuildJson(split.text, { id: item.id, versionId: version, lastUpdated, source: split.source, tags: tags.length ? tags : null });
 }
 
@@ -95,7 +105,16 @@ function toStored(row: VersionRow, tags: Map<string, TagDefinition>): StoredVers
     version,
     lastUpdated: row.res_updated,
     deleted,
-    json: deleted || row.res_text_vc === null ? null : rebuildJson(row.res_text_vc, { id: row.fhir_id, versionId: version, lastUpdated: row.res_updated, source: row.source_uri, tags: row.tag_ids?.map((t) => tags.get(t)!).filter(Boolean) ?? null }),
+    json:
+      deleted || row.res_text_vc === null
+        ? null
+        : rebuildJson(row.res_text_vc, {
+            id: row.fhir_id,
+            versionId: version,
+            lastUpdated: row.res_updated,
+            source: row.source_uri,
+            tags: row.tag_ids?.map((t) => tags.get(t)!).filter(Boolean) ?? null,
+          }),
   };
 }
 
@@ -131,7 +150,13 @@ export class Repository {
 
   /** Current versions of many resources (absent ones are missing from the map), in one query. */
   async readCurrentMany(db: Db, scope: Scope, keys: { type: string; id: string }[]): Promise<Map<string, StoredVersion>> {
-    const { rows } = await db.query<VersionRow>(sql.readCurrentMany(scope, keys.map((k) => k.type), keys.map((k) => k.id)));
+    const { rows } = await db.query<VersionRow>(
+      sql.readCurrentMany(
+        scope,
+        keys.map((k) => k.type),
+        keys.map((k) => k.id),
+      ),
+    );
     return new Map((await this.stored(db, rows)).map((v) => [`${v.type}/${v.id}`, v]));
   }
 
@@ -158,7 +183,13 @@ export class Repository {
     // Named: a statement of the same shape is parsed once per connection (its plan is still made
     // for the values each time, see the search pool in plugins/db.ts).
     const { rows } = await db.query<VersionRow & T>({ name: sql.statementName(text), text, values });
-    return { versions: await this.stored(db, rows.filter((r) => r.res_id !== null)), extra: rows[0] };
+    return {
+      versions: await this.stored(
+        db,
+        rows.filter((r) => r.res_id !== null),
+      ),
+      extra: rows[0],
+    };
   }
 
   async readVersion(db: Db, scope: Scope, type: string, id: string, version: number): Promise<StoredVersion | undefined> {
@@ -167,17 +198,20 @@ export class Repository {
   }
 
   async history(db: Db, q: sql.HistoryQuery): Promise<{ total: number; entries: StoredVersion[] }> {
-    const [total, page] = await Promise.all([
-      db.query<{ total: number }>(sql.history(q, true)),
-      db.query<VersionRow>(sql.history(q, false)),
-    ]);
+    const [total, page] = await Promise.all([db.query<{ total: number }>(sql.history(q, true)), db.query<VersionRow>(sql.history(q, false))]);
     return { total: total.rows[0].total, entries: await this.stored(db, page.rows) };
   }
 
   async lockCurrent(client: pg.PoolClient, scope: Scope, keys: { type: string; id: string }[]): Promise<Map<string, CurrentRow>> {
     const out = new Map<string, CurrentRow>();
     if (keys.length === 0) return out;
-    const { rows } = await client.query(sql.lockCurrent(scope, keys.map((k) => k.type), keys.map((k) => k.id)));
+    const { rows } = await client.query(
+      sql.lockCurrent(
+        scope,
+        keys.map((k) => k.type),
+        keys.map((k) => k.id),
+      ),
+    );
     for (const r of rows) {
       out.set(`${r.res_type}/${r.fhir_id}`, {
         resId: r.res_id,
@@ -211,7 +245,13 @@ export class Repository {
       const ex = item.existing;
       const split = item.resource ? (item.split ?? splitResource(item.resource)) : null;
       if (ex && !ex.deleted && split && ex.sha256 === split.sha256) {
-        results[i] = { resId: ex.resId, version: ex.version, lastUpdated: ex.updated, changed: false, json: storedJson(item, split, ex.version, ex.updated) };
+        results[i] = {
+          resId: ex.resId,
+          version: ex.version,
+          lastUpdated: ex.updated,
+          changed: false,
+          json: storedJson(item, split, ex.version, ex.updated),
+        };
         continue;
       }
       if (ex && ex.deleted && !split) {
@@ -225,7 +265,10 @@ export class Repository {
     }
     if (live.length === 0) return results;
 
-    const tagIdsPer = await this.tags.resolve(this.pool, live.map((l) => l.split?.tags ?? []));
+    const tagIdsPer = await this.tags.resolve(
+      this.pool,
+      live.map((l) => l.split?.tags ?? []),
+    );
     const verPids = await this.verIds.take(client, live.length);
     const statements: sql.Sql[] = [];
 
@@ -253,28 +296,59 @@ export class Repository {
     // A resource's owner: the one it has (kept: owner_id is set when it is created only), or the scope's for a new one.
     const ownerOf = (l: (typeof live)[number]) => (l.item.existing ? l.item.existing.ownerId : scope.ownerId);
     const resourceColumns: [string, string][] = [
-      ['res_id', 'bigint'], ['partition_id', 'int'], ['res_type', 'text'], ['fhir_id', 'text'], ['res_ver', 'bigint'],
-      ['res_published', 'timestamptz'], ['res_updated', 'timestamptz'], ['res_deleted_at', 'timestamptz'], ['hash_sha256', 'text'],
-      ['has_tags', 'bool'], ['sp_string_present', 'bool'], ['sp_token_present', 'bool'], ['sp_date_present', 'bool'],
-      ['sp_number_present', 'bool'], ['sp_quantity_present', 'bool'], ['sp_uri_present', 'bool'], ['sp_coords_present', 'bool'],
-      ['sp_has_links', 'bool'], ['res_language', 'text'], ['owner_id', 'bigint'],
+      ['res_id', 'bigint'],
+      ['partition_id', 'int'],
+      ['res_type', 'text'],
+      ['fhir_id', 'text'],
+      ['res_ver', 'bigint'],
+      ['res_published', 'timestamptz'],
+      ['res_updated', 'timestamptz'],
+      ['res_deleted_at', 'timestamptz'],
+      ['hash_sha256', 'text'],
+      ['has_tags', 'bool'],
+      ['sp_string_present', 'bool'],
+      ['sp_token_present', 'bool'],
+      ['sp_date_present', 'bool'],
+      ['sp_number_present', 'bool'],
+      ['sp_quantity_present', 'bool'],
+      ['sp_uri_present', 'bool'],
+      ['sp_coords_present', 'bool'],
+      ['sp_has_links', 'bool'],
+      ['res_language', 'text'],
+      ['owner_id', 'bigint'],
     ];
     const resourceArrays = [
-      cols((x) => x.l.resId), cols(() => partitionId), cols((x) => x.l.item.type), cols((x) => x.l.item.id), cols((x) => x.l.version),
-      cols((x) => (x.l.item.existing ? x.l.item.existing.published : now)), cols(() => now), cols((x) => (x.l.split ? null : now)),
-      cols((x) => x.l.split?.sha256 ?? null), cols((x) => !!x.l.split?.tags.length),
+      cols((x) => x.l.resId),
+      cols(() => partitionId),
+      cols((x) => x.l.item.type),
+      cols((x) => x.l.item.id),
+      cols((x) => x.l.version),
+      cols((x) => (x.l.item.existing ? x.l.item.existing.published : now)),
+      cols(() => now),
+      cols((x) => (x.l.split ? null : now)),
+      cols((x) => x.l.split?.sha256 ?? null),
+      cols((x) => !!x.l.split?.tags.length),
       ...[0, 1, 2, 3, 4, 5, 6, 7].map((k) => cols((x) => x.flags[k])),
       cols((x) => ((x.l.item.resource as { language?: string } | null)?.language ?? null)?.slice(0, 20) ?? null),
       cols((x) => ownerOf(x.l)),
     ];
     const newMask = res.map((x) => x.l.isNew);
     if (newMask.some(Boolean)) {
-      statements.push(sql.bulkInsert('hfj_resource', resourceColumns, resourceArrays.map((a) => a.filter((_, i) => newMask[i]))));
+      statements.push(
+        sql.bulkInsert(
+          'hfj_resource',
+          resourceColumns,
+          resourceArrays.map((a) => a.filter((_, i) => newMask[i])),
+        ),
+      );
     }
     if (newMask.some((b) => !b)) {
       const upd = resourceArrays.map((a) => a.filter((_, i) => !newMask[i]));
       // A resource keeps its owner: owner_id is set when it is created only.
-      const sets = resourceColumns.slice(4).filter(([c]) => c !== 'owner_id').map(([c]) => c);
+      const sets = resourceColumns
+        .slice(4)
+        .filter(([c]) => c !== 'owner_id')
+        .map(([c]) => c);
       statements.push(updateResources(resourceColumns, sets, upd));
     }
 
@@ -282,14 +356,33 @@ export class Repository {
     statements.push(
       sql.bulkInsert(
         'hfj_res_ver',
-        [['pid', 'bigint'], ['partition_id', 'int'], ['res_id', 'bigint'], ['res_type', 'text'], ['res_ver', 'bigint'], ['res_encoding', 'text'],
-          ['res_text_vc', 'text'], ['res_published', 'timestamptz'], ['res_updated', 'timestamptz'], ['res_deleted_at', 'timestamptz'],
-          ['has_tags', 'bool'], ['source_uri', 'text']],
         [
-          verPids.map(String), live.map(() => partitionId), live.map((l) => l.resId), live.map((l) => l.item.type), live.map((l) => l.version),
-          live.map((l) => (l.split ? 'JSON' : 'DEL')), live.map((l) => l.split?.text ?? null),
-          live.map((l) => (l.item.existing ? l.item.existing.published : now)), live.map(() => now), live.map((l) => (l.split ? null : now)),
-          live.map((l) => !!l.split?.tags.length), live.map((l) => l.split?.source ?? null),
+          ['pid', 'bigint'],
+          ['partition_id', 'int'],
+          ['res_id', 'bigint'],
+          ['res_type', 'text'],
+          ['res_ver', 'bigint'],
+          ['res_encoding', 'text'],
+          ['res_text_vc', 'text'],
+          ['res_published', 'timestamptz'],
+          ['res_updated', 'timestamptz'],
+          ['res_deleted_at', 'timestamptz'],
+          ['has_tags', 'bool'],
+          ['source_uri', 'text'],
+        ],
+        [
+          verPids.map(String),
+          live.map(() => partitionId),
+          live.map((l) => l.resId),
+          live.map((l) => l.item.type),
+          live.map((l) => l.version),
+          live.map((l) => (l.split ? 'JSON' : 'DEL')),
+          live.map((l) => l.split?.text ?? null),
+          live.map((l) => (l.item.existing ? l.item.existing.published : now)),
+          live.map(() => now),
+          live.map((l) => (l.split ? null : now)),
+          live.map((l) => !!l.split?.tags.length),
+          live.map((l) => l.split?.source ?? null),
         ],
       ),
     );
@@ -305,12 +398,42 @@ export class Repository {
         this.histTagIds.take(client, tagRows.length),
       ]);
       statements.push(
-        sql.bulkInsert('hfj_res_tag', [['pid', 'bigint'], ['partition_id', 'int'], ['res_id', 'bigint'], ['res_type', 'text'], ['tag_id', 'bigint']], [
-          resTagPids.map(String), tagRows.map(() => partitionId), tagRows.map((t) => t.resId), tagRows.map((t) => t.type), tagRows.map((t) => t.tagId),
-        ]),
-        sql.bulkInsert('hfj_history_tag', [['pid', 'bigint'], ['partition_id', 'int'], ['res_ver_pid', 'bigint'], ['res_id', 'bigint'], ['res_type', 'text'], ['tag_id', 'bigint']], [
-          histTagPids.map(String), tagRows.map(() => partitionId), tagRows.map((t) => t.verPid), tagRows.map((t) => t.resId), tagRows.map((t) => t.type), tagRows.map((t) => t.tagId),
-        ]),
+        sql.bulkInsert(
+          'hfj_res_tag',
+          [
+            ['pid', 'bigint'],
+            ['partition_id', 'int'],
+            ['res_id', 'bigint'],
+            ['res_type', 'text'],
+            ['tag_id', 'bigint'],
+          ],
+          [
+            resTagPids.map(String),
+            tagRows.map(() => partitionId),
+            tagRows.map((t) => t.resId),
+            tagRows.map((t) => t.type),
+            tagRows.map((t) => t.tagId),
+          ],
+        ),
+        sql.bulkInsert(
+          'hfj_history_tag',
+          [
+            ['pid', 'bigint'],
+            ['partition_id', 'int'],
+            ['res_ver_pid', 'bigint'],
+            ['res_id', 'bigint'],
+            ['res_type', 'text'],
+            ['tag_id', 'bigint'],
+          ],
+          [
+            histTagPids.map(String),
+            tagRows.map(() => partitionId),
+            tagRows.map((t) => t.verPid),
+            tagRows.map((t) => t.resId),
+            tagRows.map((t) => t.type),
+            tagRows.map((t) => t.tagId),
+          ],
+        ),
       );
     }
 

@@ -35,7 +35,9 @@ export function likeEscape(s: string): string {
  * `withUnowned`, the app's own resources (no owner) too, which a read of a sandbox system needs.
  */
 export function ownedBy(alias: string, n: number, scope?: Scope): string {
-  return scope?.withUnowned ? `(${alias}.owner_id = $${n} OR $${n}::bigint IS NULL OR ${alias}.owner_id IS NULL)` : `(${alias}.owner_id = $${n} OR $${n}::bigint IS NULL)`;
+  return scope?.withUnowned
+    ? `(${alias}.owner_id = $${n} OR $${n}::bigint IS NULL OR ${alias}.owner_id IS NULL)`
+    : `(${alias}.owner_id = $${n} OR $${n}::bigint IS NULL)`;
 }
 
 /**
@@ -145,7 +147,9 @@ export function history(q: HistoryQuery, withTotal: boolean): Sql {
   if (q.at) {
     values.push(q.at);
     const at = `$${values.length}`;
-    where.push(`v.res_updated <= ${at} AND NOT EXISTS (SELECT 1 FROM hfj_res_ver n WHERE n.res_id = v.res_id AND n.res_ver > v.res_ver AND n.res_updated <= ${at})`);
+    where.push(
+      `v.res_updated <= ${at} AND NOT EXISTS (SELECT 1 FROM hfj_res_ver n WHERE n.res_id = v.res_id AND n.res_ver > v.res_ver AND n.res_updated <= ${at})`,
+    );
   }
   const from = /* SQL */ `FROM hfj_res_ver v JOIN hfj_resource r ON r.res_id = v.res_id WHERE ${where.join(' AND ')}`;
   if (withTotal) return { text: `SELECT count(*)::int AS total ${from}`, values };

@@ -16,8 +16,15 @@ export function nextValues(sequence: string, blocks: number): Sql {
 }
 
 /** Tag definitions, new ones only (a concurrent insert of the same tag meets this one on the unique index). */
-export function insertTagDefinitions(ids: string[], type: number[], system: (string | null)[], code: (string | null)[],
-  display: (string | null)[], version: (string | null)[], userSelected: (boolean | null)[]): Sql {
+export function insertTagDefinitions(
+  ids: string[],
+  type: number[],
+  system: (string | null)[],
+  code: (string | null)[],
+  display: (string | null)[],
+  version: (string | null)[],
+  userSelected: (boolean | null)[],
+): Sql {
   return {
     text: /* SQL */ `INSERT INTO hfj_tag_def (tag_id, tag_type, tag_system, tag_code, tag_display, tag_version, tag_user_selected)
       SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[])
@@ -27,8 +34,13 @@ export function insertTagDefinitions(ids: string[], type: number[], system: (str
 }
 
 /** The stored definitions (and ids) of tags given by their columns. */
-export function tagIdsOf(type: number[], system: (string | null)[], code: (string | null)[], display: (string | null)[],
-  version: (string | null)[]): Sql {
+export function tagIdsOf(
+  type: number[],
+  system: (string | null)[],
+  code: (string | null)[],
+  display: (string | null)[],
+  version: (string | null)[],
+): Sql {
   return {
     text: /* SQL */ `SELECT d.tag_id, d.tag_type, d.tag_system, d.tag_code, d.tag_display, d.tag_version
       FROM hfj_tag_def d JOIN unnest($1::smallint[], $2::text[], $3::text[], $4::text[], $5::text[]) AS k(ty, sy, co, di, ve)

@@ -72,12 +72,21 @@ export class TagCache {
     const { rows } = await client.query(tagIdsOf(cols.type, cols.system, cols.code, cols.display, cols.version));
     if (this.ids.size + rows.length > CACHED) this.ids.clear();
     for (const r of rows) {
-      this.ids.set(key({ type: r.tag_type, system: r.tag_system, code: r.tag_code, display: r.tag_display, version: r.tag_version, userSelected: null }), r.tag_id);
+      this.ids.set(
+        key({ type: r.tag_type, system: r.tag_system, code: r.tag_code, display: r.tag_display, version: r.tag_version, userSelected: null }),
+        r.tag_id,
+      );
     }
     // Keys of the inputs may differ from the stored ones only by the cut; map those too.
     for (const t of tags) {
       if (this.ids.has(key(t))) continue;
-      const stored = key({ ...t, system: cut(t.system), code: cut(t.code), display: cut(t.display), version: t.version === null ? null : t.version.slice(0, 30) });
+      const stored = key({
+        ...t,
+        system: cut(t.system),
+        code: cut(t.code),
+        display: cut(t.display),
+        version: t.version === null ? null : t.version.slice(0, 30),
+      });
       const id = this.ids.get(stored);
       if (id) this.ids.set(key(t), id);
     }

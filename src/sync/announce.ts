@@ -27,7 +27,9 @@ export function eventTypeOf(run: RunSummary): EventType {
  */
 export async function announce(d: { pool: pg.Pool; jobs: PgBoss }, connectionId: string, run: RunSummary): Promise<boolean> {
   if (!isNews(run)) return false;
-  const { rows } = await d.pool.query<{ app_id: number; user_id: string; app_user_id: string; system_id: string }>(connections.webhookTarget(connectionId));
+  const { rows } = await d.pool.query<{ app_id: number; user_id: string; app_user_id: string; system_id: string }>(
+    connections.webhookTarget(connectionId),
+  );
   const c = rows[0];
   if (!c) return false;
   const data = {

@@ -57,7 +57,12 @@ interface Wanted {
 
 /** The attachments of a resource that link their content instead of carrying it. */
 function linkedAttachments(r: Resource): Attachment[] {
-  const all = r.resourceType === 'DocumentReference' ? (r.content ?? []).map((c) => c.attachment) : r.resourceType === 'DiagnosticReport' ? (r.presentedForm ?? []) : [];
+  const all =
+    r.resourceType === 'DocumentReference'
+      ? (r.content ?? []).map((c) => c.attachment)
+      : r.resourceType === 'DiagnosticReport'
+        ? (r.presentedForm ?? [])
+        : [];
   return all.filter((a): a is Attachment & { url: string } => !!a && typeof a.url === 'string' && a.url !== '' && a.data === undefined);
 }
 
@@ -128,7 +133,11 @@ async function fetchOne(ctx: AttachmentContext, w: Wanted): Promise<string | und
   const id = localId(ctx.origin, 'Binary', w.binaryId);
   try {
     const content = await fetchContent(ctx, w);
-    const binary = toLocal(ctx.origin, { resourceType: 'Binary', id: w.binaryId, contentType: content.contentType, data: content.data.toString('base64') }, () => false);
+    const binary = toLocal(
+      ctx.origin,
+      { resourceType: 'Binary', id: w.binaryId, contentType: content.contentType, data: content.data.toString('base64') },
+      () => false,
+    );
     await inTransaction(ctx.pool, async (c) => {
       await writeResources(ctx.deps, c, ctx.scope, [{ type: 'Binary', id, resource: binary }]);
       await c.query(statements.attachmentStored(ctx.connectionId, w.hash, id, content.data.length));

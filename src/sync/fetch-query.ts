@@ -19,7 +19,8 @@ type Entry = { resource?: Resource; search?: { mode?: string } };
 type Bundle = { resourceType?: string; entry?: Entry[]; link?: { relation?: string; url?: string }[] };
 
 /** How one query ended. `matches`: the resources its pages held. */
-export type QueryEnd = { outcome: 'done'; matches: number; dated: number; older: number } | { outcome: 'failed' } | { outcome: 'refused'; refusal: Refusal };
+export type QueryEnd =
+  { outcome: 'done'; matches: number; dated: number; older: number } | { outcome: 'failed' } | { outcome: 'refused'; refusal: Refusal };
 
 export interface QuerySpec {
   key: string;
@@ -73,7 +74,13 @@ export async function* runQuery(x: QueryContext, q: QuerySpec): AsyncGenerator<F
   const sinceMs = q.since ? Date.parse(q.since) : NaN;
   let triedSmaller = false;
   const visited = new Set<string>();
-  const fail = (error: string, code?: 'security'): FetchEvent => ({ kind: 'failed', query: q.key, covers: q.covers, error: error.slice(0, 1000), ...(code ? { code } : {}) });
+  const fail = (error: string, code?: 'security'): FetchEvent => ({
+    kind: 'failed',
+    query: q.key,
+    covers: q.covers,
+    error: error.slice(0, 1000),
+    ...(code ? { code } : {}),
+  });
   const restart = () => {
     url = q.url(size, prefix);
     first = true;
@@ -145,7 +152,9 @@ export async function* runQuery(x: QueryContext, q: QuerySpec): AsyncGenerator<F
       return { outcome: 'done', matches: 1, dated: 0, older: 0 };
     }
     if (!bundle || typeof bundle !== 'object' || bundle.resourceType !== 'Bundle') {
-      yield fail(`The search ${q.key} answered ${bundle && typeof bundle === 'object' ? `a ${String(bundle.resourceType ?? 'JSON object')}` : 'something'} instead of a Bundle.`);
+      yield fail(
+        `The search ${q.key} answered ${bundle && typeof bundle === 'object' ? `a ${String(bundle.resourceType ?? 'JSON object')}` : 'something'} instead of a Bundle.`,
+      );
       return { outcome: 'failed' };
     }
     const resources: Resource[] = [];

@@ -26,8 +26,18 @@ import type { OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
 import { capabilities, type CapabilitiesCache } from './capabilities.ts';
 import { runQuery, type QuerySpec } from './fetch-query.ts';
 import {
-  EVERYTHING, fanOut, forgetLearned, granted, loadLearned, PAGE_SIZE, parseGrants, queryKey, saveLearned, variantOf,
-  type Learned, type TypeCapability,
+  EVERYTHING,
+  fanOut,
+  forgetLearned,
+  granted,
+  loadLearned,
+  PAGE_SIZE,
+  parseGrants,
+  queryKey,
+  saveLearned,
+  variantOf,
+  type Learned,
+  type TypeCapability,
 } from './plan.ts';
 import type { Refusal, RefusalKind } from './refusal.ts';
 import type { SourceSession } from './session.ts';
@@ -107,7 +117,8 @@ export async function* fetchConnection(input: FetchInput): AsyncGenerator<FetchE
         covers,
         paged: true,
         ...(since ? { since } : {}),
-        url: (size) => `${base}/Patient/${patient}/$everything?${`${since ? `_since=${encodeURIComponent(since)}` : ''}${countPart(size)}`.replace(/^&/, '')}`,
+        url: (size) =>
+          `${base}/Patient/${patient}/$everything?${`${since ? `_since=${encodeURIComponent(since)}` : ''}${countPart(size)}`.replace(/^&/, '')}`,
       });
       if (end.outcome === 'done') {
         // What `_since` does here. Proof that it is ignored: a match dated before it. Without dates,
@@ -118,7 +129,8 @@ export async function* fetchConnection(input: FetchInput): AsyncGenerator<FetchE
         const ignored = since && (end.older > 0 || (end.dated === 0 && !!known.fullCount && end.matches >= known.fullCount));
         if (!since && known.fullCount !== end.matches) [known.fullCount, changed] = [end.matches, true];
         else if (ignored && known.sinceHonoured !== false) [known.sinceHonoured, changed] = [false, true];
-        else if (since && !ignored && (end.dated > 0 || (!!known.fullCount && end.matches < known.fullCount)) && known.sinceHonoured === undefined) [known.sinceHonoured, changed] = [true, true];
+        else if (since && !ignored && (end.dated > 0 || (!!known.fullCount && end.matches < known.fullCount)) && known.sinceHonoured === undefined)
+          [known.sinceHonoured, changed] = [true, true];
         if (changed) await saveLearned(pool, systemId, EVERYTHING, { ...known, learnedAt: ev?.learnedAt });
       }
       if (end.outcome !== 'refused') {
@@ -127,7 +139,15 @@ export async function* fetchConnection(input: FetchInput): AsyncGenerator<FetchE
       }
       // Listed but refused (scopes, a proxy): type by type, and not asked again for a while.
       input.capabilities.set(base, { ...caps, everything: false });
-      yield { kind: 'warning', query: EVERYTHING, issue: { severity: 'warning', code: 'not-supported', diagnostics: `Patient/$everything was refused (${end.refusal.diagnostics}); the types are searched one by one.` } };
+      yield {
+        kind: 'warning',
+        query: EVERYTHING,
+        issue: {
+          severity: 'warning',
+          code: 'not-supported',
+          diagnostics: `Patient/$everything was refused (${end.refusal.diagnostics}); the types are searched one by one.`,
+        },
+      };
     } else {
       yield* notGranted();
       return;
@@ -137,13 +157,26 @@ export async function* fetchConnection(input: FetchInput): AsyncGenerator<FetchE
   /** The types listed that the grants do not allow: final refusals, never asked. */
   async function* notGranted(): AsyncGenerator<FetchEvent> {
     for (const t of listed) {
-      if (!granted(grants, t.type, 'search')) yield { kind: 'refused', type: t.type, query: t.type, refusal: { kind: 'not-granted', status: 0, diagnostics: `The scopes granted do not include patient/${t.type}.read (or .rs): not asked.` }, final: true };
+      if (!granted(grants, t.type, 'search'))
+        yield {
+          kind: 'refused',
+          type: t.type,
+          query: t.type,
+          refusal: { kind: 'not-granted', status: 0, diagnostics: `The scopes granted do not include patient/${t.type}.read (or .rs): not asked.` },
+          final: true,
+        };
     }
   }
 
   // The Patient, by read (several systems refuse a Patient search).
   if (!granted(grants, 'Patient', 'read')) {
-    yield { kind: 'refused', type: 'Patient', query: 'Patient', refusal: { kind: 'not-granted', status: 0, diagnostics: 'The scopes granted do not include patient/Patient.read (or .r): not asked.' }, final: true };
+    yield {
+      kind: 'refused',
+      type: 'Patient',
+      query: 'Patient',
+      refusal: { kind: 'not-granted', status: 0, diagnostics: 'The scopes granted do not include patient/Patient.read (or .r): not asked.' },
+      final: true,
+    };
   } else if (input.mode('Patient', false) !== 'skip') {
     let end = yield* query({ key: 'Patient', covers: ['Patient'], paged: false, url: () => `${base}/Patient/${patient}` });
     // A system that takes the Patient by `_id` only (Blue Button's search): by search, then.
@@ -200,7 +233,12 @@ export async function* fetchConnection(input: FetchInput): AsyncGenerator<FetchE
           continue;
         }
         refused[key] = end.refusal;
-        if (key === type && !fannedOut && fanOut(type).length && (end.refusal.kind === 'missing-parameter' || end.refusal.kind === 'unsupported-value' || end.refusal.kind === 'other')) {
+        if (
+          key === type &&
+          !fannedOut &&
+          fanOut(type).length &&
+          (end.refusal.kind === 'missing-parameter' || end.refusal.kind === 'unsupported-value' || end.refusal.kind === 'other')
+        ) {
           // Expected: the plain search is not how this system is asked (it wants a category, an
           // intent, a status; some say so with other words). The variants follow.
           fannedOut = true;
@@ -222,10 +260,15 @@ export async function* fetchConnection(input: FetchInput): AsyncGenerator<FetchE
     if (known) {
       const stale = Object.keys(lasting).some((k) => known.working.includes(k));
       if (stale && !worked.length) await forgetLearned(pool, systemId, type);
-      else if (stale || prefixLearned) await saveLearned(pool, systemId, type, { working: worked, refused: { ...known.refused, ...lasting }, ...(prefix ? { sincePrefix: prefix } : {}), learnedAt: stale ? undefined : known.learnedAt });
+      else if (stale || prefixLearned)
+        await saveLearned(pool, systemId, type, {
+          working: worked,
+          refused: { ...known.refused, ...lasting },
+          ...(prefix ? { sincePrefix: prefix } : {}),
+          learnedAt: stale ? undefined : known.learnedAt,
+        });
     } else if (fannedOut || prefixLearned || Object.keys(lasting).length) {
       await saveLearned(pool, systemId, type, { working: worked, refused: lasting, ...(prefix ? { sincePrefix: prefix } : {}) });
     }
   }
 }
-

@@ -41,7 +41,10 @@ export async function runSyncJob(job: { id: string; data: SyncJob }, d: LaneDeps
         completed = true;
       },
     });
-    d.log[run.status === 'succeeded' || run.status === 'skipped' ? 'info' : 'warn']({ connection: job.data.connectionId, ...run, ms: Date.now() - started }, 'sync run');
+    d.log[run.status === 'succeeded' || run.status === 'skipped' ? 'info' : 'warn'](
+      { connection: job.data.connectionId, ...run, ms: Date.now() - started },
+      'sync run',
+    );
     if (run.runId && (await announce(d, job.data.connectionId, run))) d.deliveries.wake();
     if (!completed) await d.jobs.complete(SYNC_QUEUE, job.id, run);
   } catch (err) {

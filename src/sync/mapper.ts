@@ -43,8 +43,7 @@ function walkReferences(node: unknown, visit: (ref: string) => string): void {
       if (k === 'reference' && typeof v === 'string') {
         const to = visit(v);
         if (to !== v) obj[k] = to;
-      }
-      else if (typeof v === 'object') walkReferences(v, visit);
+      } else if (typeof v === 'object') walkReferences(v, visit);
     }
   }
 }
@@ -66,10 +65,20 @@ export function referencedTargets(o: Origin, r: Resource): { type: string; id: s
  * source → the local `Binary/<id>`) rewrites DocumentReference.content[].attachment.url and
  * DiagnosticReport.presentedForm[].url. The input is not changed.
  */
-export function toLocal(o: Origin, r: Resource, resolves: (type: string, id: string) => boolean, attachments?: ReadonlyMap<string, string>): Resource {
+export function toLocal(
+  o: Origin,
+  r: Resource,
+  resolves: (type: string, id: string) => boolean,
+  attachments?: ReadonlyMap<string, string>,
+): Resource {
   const out = structuredClone(r) as Resource & { id: string };
   if (attachments?.size) {
-    const forms = out.resourceType === 'DocumentReference' ? (out.content ?? []).map((c) => c.attachment) : out.resourceType === 'DiagnosticReport' ? (out.presentedForm ?? []) : [];
+    const forms =
+      out.resourceType === 'DocumentReference'
+        ? (out.content ?? []).map((c) => c.attachment)
+        : out.resourceType === 'DiagnosticReport'
+          ? (out.presentedForm ?? [])
+          : [];
     for (const a of forms) {
       const local = a && typeof a.url === 'string' ? attachments.get(a.url) : undefined;
       if (local) a.url = local;

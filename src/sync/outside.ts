@@ -48,7 +48,11 @@ export function outsideReader(x: OutsideContext): (resources: Resource[], here: 
         }
       }
       if (!wanted.size) break;
-      const stored = await storedOf(db, scope, [...wanted.values()].map((t) => ({ type: t.type, id: localId(origin, t.type, t.id) })));
+      const stored = await storedOf(
+        db,
+        scope,
+        [...wanted.values()].map((t) => ({ type: t.type, id: localId(origin, t.type, t.id) })),
+      );
       const toRead = [...wanted.values()].filter((t) => !stored.has(`${t.type}/${localId(origin, t.type, t.id)}`));
       for (const t of wanted.values()) if (!toRead.includes(t)) outsideRead.add(`${t.type}/${t.id}`);
       const got: Resource[] = [];

@@ -19,8 +19,25 @@ import * as statements from './sql/plans.ts';
 
 /** The types searched by patient, in order: what others refer to first. */
 export const TYPE_ORDER = [
-  'Encounter', 'Condition', 'AllergyIntolerance', 'Goal', 'Device', 'Specimen', 'Coverage', 'ExplanationOfBenefit', 'MedicationRequest', 'MedicationDispense',
-  'Immunization', 'Procedure', 'ServiceRequest', 'Observation', 'DiagnosticReport', 'DocumentReference', 'CarePlan', 'CareTeam', 'QuestionnaireResponse',
+  'Encounter',
+  'Condition',
+  'AllergyIntolerance',
+  'Goal',
+  'Device',
+  'Specimen',
+  'Coverage',
+  'ExplanationOfBenefit',
+  'MedicationRequest',
+  'MedicationDispense',
+  'Immunization',
+  'Procedure',
+  'ServiceRequest',
+  'Observation',
+  'DiagnosticReport',
+  'DocumentReference',
+  'CarePlan',
+  'CareTeam',
+  'QuestionnaireResponse',
 ];
 /** The patient parameters, in the order preferred. */
 export const PATIENT_PARAMS = ['patient', 'subject', 'beneficiary'] as const;
@@ -44,14 +61,17 @@ export interface Capabilities {
 
 type CsResource = { type?: string; searchParam?: { name?: string }[]; operation?: { name?: string; definition?: string }[] };
 type Cs = { resourceType?: string; rest?: { resource?: CsResource[]; operation?: { name?: string; definition?: string }[] }[] };
-const isEverything = (op: { name?: string; definition?: string }) => op.name === 'everything' || op.name === '$everything' || /\/OperationDefinition\/Patient-everything$/.test(op.definition ?? '');
+const isEverything = (op: { name?: string; definition?: string }) =>
+  op.name === 'everything' || op.name === '$everything' || /\/OperationDefinition\/Patient-everything$/.test(op.definition ?? '');
 
 /** The types and operations of a CapabilityStatement (anything else, or none: every type by `patient`, no $everything). */
 export function readCapabilities(cs: unknown): Capabilities {
   const c = cs as Cs | undefined;
   const listed = c && typeof c === 'object' && Array.isArray(c.rest) ? c.rest.flatMap((r) => (Array.isArray(r?.resource) ? r.resource : [])) : [];
   if (!listed.length) return { types: TYPE_ORDER.map((type) => ({ type, patientParam: 'patient' })), everything: false };
-  const everything = !!c!.rest!.some((r) => Array.isArray(r.operation) && r.operation.some(isEverything)) || listed.some((r) => r.type === 'Patient' && Array.isArray(r.operation) && r.operation.some(isEverything));
+  const everything =
+    !!c!.rest!.some((r) => Array.isArray(r.operation) && r.operation.some(isEverything)) ||
+    listed.some((r) => r.type === 'Patient' && Array.isArray(r.operation) && r.operation.some(isEverything));
   const byType = new Map(listed.filter((r) => typeof r?.type === 'string').map((r) => [r.type!, r]));
   const types: TypeCapability[] = [];
   for (const type of TYPE_ORDER) {
@@ -108,8 +128,23 @@ export function granted(g: Grants, type: string, how: 'search' | 'read'): boolea
 
 /** US Core Observation categories, then the Epic-only ones (ehr-behaviour.md §1, "Observation categories"). */
 export const OBSERVATION_CATEGORIES = [
-  'laboratory', 'vital-signs', 'social-history', 'survey', 'exam', 'imaging', 'procedure', 'therapy', 'activity', 'sdoh',
-  'core-characteristics', 'functional-mental-status', 'LDA', 'obstetrics-gynecology', 'labor-delivery', 'newborn-delivery', 'periodontal',
+  'laboratory',
+  'vital-signs',
+  'social-history',
+  'survey',
+  'exam',
+  'imaging',
+  'procedure',
+  'therapy',
+  'activity',
+  'sdoh',
+  'core-characteristics',
+  'functional-mental-status',
+  'LDA',
+  'obstetrics-gynecology',
+  'labor-delivery',
+  'newborn-delivery',
+  'periodontal',
 ];
 /** CarePlan categories: US Core's, then SNOMED care plan kinds and Epic's (ehr-behaviour.md §1 "CarePlan", §2). */
 export const CAREPLAN_CATEGORIES = ['assess-plan', '38717003', '734163000', '736271009', '736353004', 'inpatient-pathway', 'care-path'];
@@ -162,9 +197,16 @@ export interface Learned {
 
 /** The system's plans still fresh (learned in the last LEARN_DAYS), by type. */
 export async function loadLearned(pool: pg.Pool, systemId: string): Promise<Map<string, Learned>> {
-  const { rows } = await pool.query<{ res_type: string; working: string[]; refused: Record<string, Refusal>; page_size: number | null; since_prefix: Learned['sincePrefix'] | null; since_honoured: boolean | null; full_count: number | null; learned_at: Date }>(
-    statements.learnedPlans(systemId, LEARN_DAYS),
-  );
+  const { rows } = await pool.query<{
+    res_type: string;
+    working: string[];
+    refused: Record<string, Refusal>;
+    page_size: number | null;
+    since_prefix: Learned['sincePrefix'] | null;
+    since_honoured: boolean | null;
+    full_count: number | null;
+    learned_at: Date;
+  }>(statements.learnedPlans(systemId, LEARN_DAYS));
   return new Map(
     rows.map((r) => [
       r.res_type,
@@ -182,11 +224,24 @@ export async function loadLearned(pool: pg.Pool, systemId: string): Promise<Map<
 }
 
 /** Keeps what was learned about a type at a system (replacing what was known). */
-export async function saveLearned(pool: pg.Pool, systemId: string, type: string, l: Omit<Learned, 'learnedAt'> & { learnedAt?: Date }): Promise<void> {
+export async function saveLearned(
+  pool: pg.Pool,
+  systemId: string,
+  type: string,
+  l: Omit<Learned, 'learnedAt'> & { learnedAt?: Date },
+): Promise<void> {
   const refused = JSON.stringify(l.refused);
   await pool.query(
     statements.saveLearnedPlan(
-      systemId, type, l.working, refused, l.pageSize ?? null, l.sincePrefix ?? null, l.sinceHonoured ?? null, l.fullCount ?? null, l.learnedAt ?? null,
+      systemId,
+      type,
+      l.working,
+      refused,
+      l.pageSize ?? null,
+      l.sincePrefix ?? null,
+      l.sinceHonoured ?? null,
+      l.fullCount ?? null,
+      l.learnedAt ?? null,
     ),
   );
 }

@@ -42,7 +42,8 @@ const MAX_BLOCK_MS = 10 * 60_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export function createSystemLimiter(pool: pg.Pool, o: { ratePerSecond: number }): SystemLimiter {
-  if (!(o.ratePerSecond > 0)) throw new Error(`The sync's rate per system must be a positive number of requests a second; it was ${o.ratePerSecond}.`);
+  if (!(o.ratePerSecond > 0))
+    throw new Error(`The sync's rate per system must be a positive number of requests a second; it was ${o.ratePerSecond}.`);
   const defaultInterval = 1000 / o.ratePerSecond;
   /** Per system key: its interval in ms, and when it was read. */
   const intervals = new Map<string, { ms: number; at: number }>();

@@ -63,10 +63,22 @@ const MISSING = [
   /\b(parameter|category|intent|status|code)\b.*\b(is |are )?(required|must be (provided|supplied|specified))/i,
   /\bmissing (a )?(required )?(search )?param/i,
 ];
-const EXPIRED = [/session id .*expired/i, /\b(page|session|cursor|context|continuation)\b.*\b(expired|no longer valid|not found|unknown)/i, /\bexpired\b.*\b(page|session|cursor|search)/i];
+const EXPIRED = [
+  /session id .*expired/i,
+  /\b(page|session|cursor|context|continuation)\b.*\b(expired|no longer valid|not found|unknown)/i,
+  /\bexpired\b.*\b(page|session|cursor|search)/i,
+];
 const NOT_GRANTED = [/not authori[sz]ed/i, /\baccess\b.*\bdenied\b/i, /denied by user/i, /insufficient scope/i, /not (permitted|allowed) to/i];
 const NOT_OFFERED = [/not ?implemented/i, /\bnot supported\b/i, /unknown resource( type)?/i, /unsupported resource/i, /no such resource/i];
-const BAD_VALUE = [/invalid (value|category|prefix|date|comparator|parameter value)/i, /\b(prefix|comparator)\b/i, /must (start|begin) with/i, /not a valid/i, /out of range/i, /\b_count\b/i, /unknown (category|code|value)/i];
+const BAD_VALUE = [
+  /invalid (value|category|prefix|date|comparator|parameter value)/i,
+  /\b(prefix|comparator)\b/i,
+  /must (start|begin) with/i,
+  /not a valid/i,
+  /out of range/i,
+  /\b_count\b/i,
+  /unknown (category|code|value)/i,
+];
 
 const any = (res: RegExp[], text: string) => res.some((re) => re.test(text));
 
@@ -75,13 +87,18 @@ function issuesOf(body: unknown): Issue[] {
   return b && typeof b === 'object' && b.resourceType === 'OperationOutcome' && Array.isArray(b.issue) ? (b.issue as Issue[]) : [];
 }
 
-const textOf = (i: Issue) => [i.diagnostics, i.details?.text, ...(i.details?.coding ?? []).map((c) => c.display)].filter((s): s is string => typeof s === 'string' && s.length > 0).join(' ');
+const textOf = (i: Issue) =>
+  [i.diagnostics, i.details?.text, ...(i.details?.coding ?? []).map((c) => c.display)]
+    .filter((s): s is string => typeof s === 'string' && s.length > 0)
+    .join(' ');
 
 /** What the system said, one line, at most 500 characters. */
 function describe(a: RefusedAnswer, issue: Issue | undefined): string {
   if (issue) {
     const text = textOf(issue) || issue.code || 'no text';
-    const codes = (issue.details?.coding ?? []).map((c) => c.code).filter((c): c is string => typeof c === 'string' && /^[\w.-]{1,20}$/.test(c) && !text.includes(c));
+    const codes = (issue.details?.coding ?? [])
+      .map((c) => c.code)
+      .filter((c): c is string => typeof c === 'string' && /^[\w.-]{1,20}$/.test(c) && !text.includes(c));
     return `${text}${codes.length ? ` (${codes.join(', ')})` : ''}`.replace(/\s+/g, ' ').slice(0, 500);
   }
   if (a.status === 0) return (a.message ?? 'no answer').slice(0, 500);
@@ -115,7 +132,15 @@ export function classifyRefusal(err: RefusedAnswer): Refusal {
   if (codes.has('suppressed') || codes.has('security') || codes.has('login') || any(NOT_GRANTED, text)) return out('not-granted');
   if (codes.has('forbidden')) return out('not-granted');
   if (codes.has('not-supported') && !any(BAD_VALUE, text)) return out('not-offered');
-  if (codes.has('value') || codes.has('not-supported') || codes.has('invalid') || codes.has('structure') || codes.has('processing') || codes.has('too-costly') || codes.has('invariant')) {
+  if (
+    codes.has('value') ||
+    codes.has('not-supported') ||
+    codes.has('invalid') ||
+    codes.has('structure') ||
+    codes.has('processing') ||
+    codes.has('too-costly') ||
+    codes.has('invariant')
+  ) {
     if (any(NOT_OFFERED, text) && !any(BAD_VALUE, text)) return out('not-offered');
     return codes.has('value') || any(BAD_VALUE, text) ? out('unsupported-value') : out('other');
   }

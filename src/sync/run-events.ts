@@ -17,7 +17,15 @@ import type { Refusal } from './refusal.ts';
 import type { ConnectionRow, RunSummary, SyncDeps, SyncPolicy } from './run-types.ts';
 import type { SourceSession } from './session.ts';
 import {
-  deleteMissing, saveQueryDone, savePageProgress, saveTypeState, storedOf, transaction, writePage, type Progress, type TypeState,
+  deleteMissing,
+  saveQueryDone,
+  savePageProgress,
+  saveTypeState,
+  storedOf,
+  transaction,
+  writePage,
+  type Progress,
+  type TypeState,
 } from './store.ts';
 
 /** What the run saw of one type (or `$everything`). */
@@ -59,14 +67,25 @@ export async function runEvents(deps: SyncDeps, db: pg.PoolClient, x: RunContext
   const modes = new Map<string, 'full' | 'increment' | 'skip'>();
   const mode = (type: string, incremental: boolean): 'full' | 'increment' | 'skip' => {
     const last = progress.types.get(type)?.lastFullAt?.getTime();
-    const m = last === undefined ? 'full' : incremental ? (now - last >= policy.sweepHours * 3_600_000 ? 'full' : 'increment') : now - last >= policy.fullMinutes * 60_000 ? 'full' : 'skip';
+    const m =
+      last === undefined
+        ? 'full'
+        : incremental
+          ? now - last >= policy.sweepHours * 3_600_000
+            ? 'full'
+            : 'increment'
+          : now - last >= policy.fullMinutes * 60_000
+            ? 'full'
+            : 'skip';
     modes.set(type, m);
     return m;
   };
 
   // The reference rule: the types the system serves for this patient and has not refused.
   const refusedBefore = new Set([...progress.types].filter(([, s]) => s.status === 'refused' || s.status === 'not-granted').map(([t]) => t));
-  const fetchable = new Set(['Patient', ...x.served.types].filter((t) => granted(grants, t, t === 'Patient' ? 'read' : 'search') && !refusedBefore.has(t)));
+  const fetchable = new Set(
+    ['Patient', ...x.served.types].filter((t) => granted(grants, t, t === 'Patient' ? 'read' : 'search') && !refusedBefore.has(t)),
+  );
   const budget = { left: deps.attachments?.perRun ?? 50 };
 
   const runs = new Map<string, TypeRun>();
@@ -85,7 +104,11 @@ export async function runEvents(deps: SyncDeps, db: pg.PoolClient, x: RunContext
     const problems = deps.validator.validate(r).filter((i) => i.severity === 'error' || i.severity === 'fatal');
     if (!problems.length) return true;
     summary.failed++;
-    x.issue({ severity: 'error', code: 'invalid', diagnostics: `${r.resourceType}/${r.id} from ${origin.base} was skipped: ${problems[0].diagnostics ?? 'not valid R4'}`.slice(0, 500) });
+    x.issue({
+      severity: 'error',
+      code: 'invalid',
+      diagnostics: `${r.resourceType}/${r.id} from ${origin.base} was skipped: ${problems[0].diagnostics ?? 'not valid R4'}`.slice(0, 500),
+    });
     return false;
   };
   const readOutside = outsideReader({ db, scope, origin, session, valid });
@@ -103,17 +126,34 @@ export async function runEvents(deps: SyncDeps, db: pg.PoolClient, x: RunContext
     const here = new Set(seenHere);
     const outside = await readOutside(good, here);
     summary.fetched += outside.length;
-    const attachments = good.some((r) => r.resourceType === 'DocumentReference' || r.resourceType === 'DiagnosticReport') && deps.attachments?.perRun !== 0
-      ? await prepareAttachments({ session, pool: deps.pool, deps, scope, origin, connectionId: x.connectionId, maxBytes: deps.attachments?.maxBytes ?? 10 * 1024 * 1024, budget }, good)
-      : new Map<string, string>();
+    const attachments =
+      good.some((r) => r.resourceType === 'DocumentReference' || r.resourceType === 'DiagnosticReport') && deps.attachments?.perRun !== 0
+        ? await prepareAttachments(
+            {
+              session,
+              pool: deps.pool,
+              deps,
+              scope,
+              origin,
+              connectionId: x.connectionId,
+              maxBytes: deps.attachments?.maxBytes ?? 10 * 1024 * 1024,
+              budget,
+            },
+            good,
+          )
+        : new Map<string, string>();
     const all = [...outside, ...good];
     // Targets of the page's references that are in the user's records (the outside ones decide by it).
     const targets = new Map<string, { type: string; id: string }>();
-    for (const r of all) for (const t of referencedTargets(origin, r)) if (!fetchable.has(t.type) && !here.has(`${t.type}/${t.id}`)) targets.set(`${t.type}/${localId(origin, t.type, t.id)}`, { type: t.type, id: localId(origin, t.type, t.id) });
+    for (const r of all)
+      for (const t of referencedTargets(origin, r))
+        if (!fetchable.has(t.type) && !here.has(`${t.type}/${t.id}`))
+          targets.set(`${t.type}/${localId(origin, t.type, t.id)}`, { type: t.type, id: localId(origin, t.type, t.id) });
     const pageNumber = ++pageNo;
     await transaction(db, async () => {
       const stored = await storedOf(db, scope, [...targets.values()]);
-      const resolves = (type: string, id: string) => here.has(`${type}/${id}`) || (fetchable.has(type) && !OUTSIDE_TYPES.includes(type)) || stored.has(`${type}/${localId(origin, type, id)}`);
+      const resolves = (type: string, id: string) =>
+        here.has(`${type}/${id}`) || (fetchable.has(type) && !OUTSIDE_TYPES.includes(type)) || stored.has(`${type}/${localId(origin, type, id)}`);
       const local = all.map((r) => toLocal(origin, r, resolves, attachments));
       const w = await writePage(deps, db, scope, origin, local, `sync-run-${x.runId}-${pageNumber}`);
       summary.created += w.created;
@@ -214,7 +254,12 @@ export async function runEvents(deps: SyncDeps, db: pg.PoolClient, x: RunContext
           typeRun(ev.type).refusal = r;
           fetchable.delete(ev.type);
         } else tr.variants.push(r);
-        if (ev.final && ev.refusal.kind !== 'not-granted') x.issue({ severity: 'warning', code: 'forbidden', diagnostics: `${ev.type} was refused (${ev.refusal.kind}, ${ev.refusal.status}): ${ev.refusal.diagnostics}`.slice(0, 500) });
+        if (ev.final && ev.refusal.kind !== 'not-granted')
+          x.issue({
+            severity: 'warning',
+            code: 'forbidden',
+            diagnostics: `${ev.type} was refused (${ev.refusal.kind}, ${ev.refusal.status}): ${ev.refusal.diagnostics}`.slice(0, 500),
+          });
         break;
       }
       case 'failed': {
@@ -222,7 +267,11 @@ export async function runEvents(deps: SyncDeps, db: pg.PoolClient, x: RunContext
         tr.failed = ev.error;
         failures.push(ev.error);
         for (const type of ev.covers) typeRun(type).failed ??= ev.error;
-        x.issue({ severity: 'error', code: ev.code ?? 'transient', diagnostics: `The search ${ev.query} could not finish: ${ev.error}`.slice(0, 500) });
+        x.issue({
+          severity: 'error',
+          code: ev.code ?? 'transient',
+          diagnostics: `The search ${ev.query} could not finish: ${ev.error}`.slice(0, 500),
+        });
         break;
       }
       case 'warning':

@@ -91,7 +91,8 @@ export async function syncConnection(deps: SyncDeps, connectionId: string, o: { 
 async function locked(deps: SyncDeps, lock: pg.PoolClient, connectionId: string, conn: ConnectionRow): Promise<RunSummary> {
   const policy = deps.policy ?? DEFAULT_POLICY;
   // A run still marked running while its lock was free was cut off (its worker stopped or died).
-  const cutOff = 'The run was cut off before it finished (its worker stopped or died); the pages it stored were kept, and the next run went on from them.';
+  const cutOff =
+    'The run was cut off before it finished (its worker stopped or died); the pages it stored were kept, and the next run went on from them.';
   const run = await lock.query<{ id: string; started_at: Date }>(runs.startRun(connectionId, cutOff));
   const runId = run.rows[0].id;
   const runStartedAt = run.rows[0].started_at;
@@ -146,7 +147,11 @@ async function locked(deps: SyncDeps, lock: pg.PoolClient, connectionId: string,
   summary.requests = session?.requests ?? 0;
   if (issues.length > MAX_ISSUES) {
     const more = (issues[MAX_ISSUES] as { count?: number }).count ?? 1;
-    issues.splice(MAX_ISSUES, Infinity, { severity: 'information', code: 'too-costly', diagnostics: `${more} more issues were not recorded one by one.` });
+    issues.splice(MAX_ISSUES, Infinity, {
+      severity: 'information',
+      code: 'too-costly',
+      diagnostics: `${more} more issues were not recorded one by one.`,
+    });
   }
   // The run's record and the connection's state, in one statement.
   await deps.pool.query(runs.finishRun(runId, summary, scrubAddresses(JSON.stringify(issues))));

@@ -23,6 +23,10 @@ export async function queueDue(d: { pool: pg.Pool; jobs: PgBoss }, before?: Date
   // A connection never synced counts from its making (its first sync was queued then).
   const { rows } = await d.pool.query<{ id: string }>(connections.dueConnections(before ?? null));
   // In statements of 1,000 jobs, not a round trip each.
-  for (let i = 0; i < rows.length; i += BATCH) await d.jobs.insert(SYNC_QUEUE, rows.slice(i, i + BATCH).map((r) => syncJob(r.id)));
+  for (let i = 0; i < rows.length; i += BATCH)
+    await d.jobs.insert(
+      SYNC_QUEUE,
+      rows.slice(i, i + BATCH).map((r) => syncJob(r.id)),
+    );
   return rows.length;
 }

@@ -140,7 +140,8 @@ export class SourceSession {
   }
 
   private async refreshNow(): Promise<void> {
-    if (!this.tokens.refreshToken) throw new NeedsReauth('The access token expired and the system gave no refresh token: the person must connect again.');
+    if (!this.tokens.refreshToken)
+      throw new NeedsReauth('The access token expired and the system gave no refresh token: the person must connect again.');
     // Never twice within a minute: the last refresh's token was refused soon after it; wait the rest.
     const wait = this.lastRefresh + this.gap - Date.now();
     if (wait > 0) await sleep(wait);
@@ -207,7 +208,8 @@ export class SourceSession {
         await res?.body?.cancel().catch(() => {});
         if (renewed) throw new NeedsReauth('The system refuses the access token even after a refresh: the person must connect again.');
         renewed = true;
-        if (!this.tokens.refreshToken) throw new NeedsReauth('The system refused the access token and gave no refresh token: the person must connect again.');
+        if (!this.tokens.refreshToken)
+          throw new NeedsReauth('The system refused the access token and gave no refresh token: the person must connect again.');
         await this.renew(token);
         attempt--;
         continue;
@@ -222,7 +224,10 @@ export class SourceSession {
         const after = res ? retryAfterMs(res) : undefined;
         // Shared: every process's requests to the system wait for the block's end (take() above).
         if (this.limiter) await this.limiter.throttled(this.key, after);
-        else await sleep(after !== undefined ? Math.min(after, MAX_RETRY_AFTER_S * 1000) : this.o.backoffMs * 2 ** (attempt - 1) * (0.5 + Math.random()));
+        else
+          await sleep(
+            after !== undefined ? Math.min(after, MAX_RETRY_AFTER_S * 1000) : this.o.backoffMs * 2 ** (attempt - 1) * (0.5 + Math.random()),
+          );
         continue;
       }
       await sleep(this.o.backoffMs * 2 ** (attempt - 1) * (0.5 + Math.random()));

@@ -77,8 +77,20 @@ export interface PageWrite {
  * Writes mapped resources (local ids already) in the caller's transaction, with a Provenance naming
  * what changed (`provenanceKey` makes its id: one per page of a run).
  */
-export async function writePage(deps: BulkDeps, c: pg.ClientBase, scope: Scope, o: Origin, local: Resource[], provenanceKey: string): Promise<PageWrite> {
-  const result = await writeResources(deps, c as pg.PoolClient, scope, local.map((r) => ({ type: r.resourceType, id: r.id!, resource: r })));
+export async function writePage(
+  deps: BulkDeps,
+  c: pg.ClientBase,
+  scope: Scope,
+  o: Origin,
+  local: Resource[],
+  provenanceKey: string,
+): Promise<PageWrite> {
+  const result = await writeResources(
+    deps,
+    c as pg.PoolClient,
+    scope,
+    local.map((r) => ({ type: r.resourceType, id: r.id!, resource: r })),
+  );
   if (result.written) {
     const provenance: Provenance = {
       resourceType: 'Provenance',
@@ -92,7 +104,9 @@ export async function writePage(deps: BulkDeps, c: pg.ClientBase, scope: Scope, 
           who: { identifier: { system: HEALTH_SYSTEM_ID, value: o.systemId }, display: o.systemName },
         },
         {
-          type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/provenance-participant-type', code: 'assembler', display: 'Assembler' }] },
+          type: {
+            coding: [{ system: 'http://terminology.hl7.org/CodeSystem/provenance-participant-type', code: 'assembler', display: 'Assembler' }],
+          },
           who: { display: 'Tributary' },
         },
       ],
@@ -107,13 +121,24 @@ export async function writePage(deps: BulkDeps, c: pg.ClientBase, scope: Scope, 
 export async function storedOf(c: pg.ClientBase, scope: Scope, keys: { type: string; id: string }[]): Promise<Set<string>> {
   if (!keys.length) return new Set();
   const { rows } = await c.query<{ res_type: string; fhir_id: string }>(
-    records.storedOf(scope.partitionId, scope.ownerId, keys.map((k) => k.type), keys.map((k) => k.id)),
+    records.storedOf(
+      scope.partitionId,
+      scope.ownerId,
+      keys.map((k) => k.type),
+      keys.map((k) => k.id),
+    ),
   );
   return new Set(rows.map((r) => `${r.res_type}/${r.fhir_id}`));
 }
 
 /** A page of a query stored: the link its pass goes on with (none: the pass reached its last page). */
-export async function savePageProgress(c: pg.ClientBase, connectionId: string, key: string, next: string | undefined, runStartedAt: Date): Promise<void> {
+export async function savePageProgress(
+  c: pg.ClientBase,
+  connectionId: string,
+  key: string,
+  next: string | undefined,
+  runStartedAt: Date,
+): Promise<void> {
   await c.query(progress.savePageProgress(connectionId, key, next ?? null, runStartedAt));
 }
 
@@ -134,11 +159,23 @@ export async function dropNext(c: pg.ClientBase, connectionId: string, key: stri
  * The reconciliation of one type after a full fetch within one run: the user's records of `type`
  * tagged with this system that are not among `seen` (local ids) are deleted. How many.
  */
-export async function deleteMissing(deps: BulkDeps, c: pg.ClientBase, scope: Scope, systemId: string, type: string, seen: Set<string>): Promise<number> {
+export async function deleteMissing(
+  deps: BulkDeps,
+  c: pg.ClientBase,
+  scope: Scope,
+  systemId: string,
+  type: string,
+  seen: Set<string>,
+): Promise<number> {
   const { rows } = await c.query<{ fhir_id: string }>(records.taggedOfType(scope.partitionId, scope.ownerId, type, SOURCE_TAG_SYSTEM, systemId));
   const gone = rows.filter((r) => !seen.has(r.fhir_id));
   if (!gone.length) return 0;
-  const { written } = await writeResources(deps, c as pg.PoolClient, scope, gone.map((r) => ({ type, id: r.fhir_id, resource: null })));
+  const { written } = await writeResources(
+    deps,
+    c as pg.PoolClient,
+    scope,
+    gone.map((r) => ({ type, id: r.fhir_id, resource: null })),
+  );
   return written;
 }
 

@@ -147,7 +147,10 @@ export function startDeliveries(d: DeliveryDeps): { wake(): void; stop(): Promis
             return { data: j.data, ...WEBHOOK_RETRY, priority: -1, startAfter: new Date(at) };
           });
           await d.jobs.insert(WEBHOOK_QUEUE, rows);
-          await d.jobs.complete(WEBHOOK_QUEUE, later.map((j) => j.id));
+          await d.jobs.complete(
+            WEBHOOK_QUEUE,
+            later.map((j) => j.id),
+          );
         } catch (err) {
           d.log.error({ err: String(err) }, 'webhook events could not be put back');
         }

@@ -75,9 +75,7 @@ export interface Hook {
 
 /** The app's webhook (its URL and the secrets that sign), or undefined. */
 export async function webhookOf(pool: pg.Pool, vault: Vault, appId: number): Promise<Hook | undefined> {
-  const { rows } = await pool.query<{ url: string; secret_sealed: Buffer; previous: Buffer | null }>(
-    statements.webhookOf(appId),
-  );
+  const { rows } = await pool.query<{ url: string; secret_sealed: Buffer; previous: Buffer | null }>(statements.webhookOf(appId));
   const r = rows[0];
   if (!r) return undefined;
   const context = `webhook:${appId}`;

@@ -25,7 +25,9 @@ if (executablePath) {
   const DEFS = CONNECT_SANDBOXES;
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
-  const app = await buildApp(testConfig(await testDatabase(t), { baseUrl: base, sandboxes: true, sandboxSystems: DEFS, fhirAuth: 'required' }), { logger: false });
+  const app = await buildApp(testConfig(await testDatabase(t), { baseUrl: base, sandboxes: true, sandboxSystems: DEFS, fhirAuth: 'required' }), {
+    logger: false,
+  });
   await app.listen({ port, host: '127.0.0.1' });
   t.teardown(() => app.close());
   await app.sandboxesLoaded;
@@ -36,7 +38,11 @@ if (executablePath) {
     const u = new URL(req.url ?? '/', 'http://x');
     if (u.pathname !== '/back') return res.writeHead(404).end();
     heard.push(Object.fromEntries(u.searchParams));
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(`<!doctype html><title>Back at the app</title><h1>Back at the app</h1><pre id="query">${u.searchParams.toString().replace(/[<&]/g, '')}</pre>`);
+    res
+      .writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
+      .end(
+        `<!doctype html><title>Back at the app</title><h1>Back at the app</h1><pre id="query">${u.searchParams.toString().replace(/[<&]/g, '')}</pre>`,
+      );
   });
   await new Promise<void>((resolve) => site.listen(0, '127.0.0.1', resolve));
   t.teardown(() => new Promise((resolve) => site.close(resolve)));
@@ -46,7 +52,11 @@ if (executablePath) {
   /** A user made through the user-management API, and the user's access token, as the app's back end gets them. */
   async function newUser(appUserId: string): Promise<string> {
     const creds = { client_id: client.clientId, client_secret: clientSecret };
-    const form = (fields: Record<string, string>) => ({ method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(fields) });
+    const form = (fields: Record<string, string>) => ({
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams(fields),
+    });
     const made = await (await fetch(`${base}/user-management/v1/user`, form({ ...creds, app_user_id: appUserId }))).json();
     const tokens = await (await fetch(`${base}/oauth2/token`, form({ ...creds, grant_type: 'authorization_code', code: made.code }))).json();
     return tokens.access_token;
@@ -58,7 +68,9 @@ if (executablePath) {
   for (const d of DEFS) {
     t.test(`${d.title} (${d.auth}): sign-in and consent in the browser, back at the app on ${appOrigin}`, async (t) => {
       const token = await newUser(`person-${d.name}`);
-      const p = generateSystem({ seed: d.seed, patients: d.patients, idPrefix: d.idPrefix, systemName: d.title }).patients.find((x) => x.personKey !== 'shared')!;
+      const p = generateSystem({ seed: d.seed, patients: d.patients, idPrefix: d.idPrefix, systemName: d.title }).patients.find(
+        (x) => x.personKey !== 'shared',
+      )!;
       const page = await browser.newPage();
       const problems: string[] = [];
       page.on('pageerror', (e) => problems.push(String(e)));
@@ -82,7 +94,11 @@ if (executablePath) {
         await shot('failed').catch(() => undefined);
         t.fail(`the connect did not come back to the app: ${String(err).split('\n')[0]} (at ${page.url()})`);
       }
-      t.same(heard.find((q) => q.state === `st-${d.name}`), { success: 'true', system_id: d.directoryId, state: `st-${d.name}` }, 'the app heard success and the system');
+      t.same(
+        heard.find((q) => q.state === `st-${d.name}`),
+        { success: 'true', system_id: d.directoryId, state: `st-${d.name}` },
+        'the app heard success and the system',
+      );
       t.same(problems, [], 'no script or CSP errors in the console');
       await page.close();
     });

@@ -23,7 +23,8 @@ if (executablePath) {
     {
       name: 'picker.csv',
       vendor: 'Tributary Test',
-      content: 'url,name,zip\nhttps://fhir.saint-elisabeth.example/R4,Hôpital Saint-Élisabeth,55401\nhttps://fhir.elm.example/R4,Elm Street Clinic,55402\n',
+      content:
+        'url,name,zip\nhttps://fhir.saint-elisabeth.example/R4,Hôpital Saint-Élisabeth,55401\nhttps://fhir.elm.example/R4,Elm Street Clinic,55402\n',
     },
   ]);
   const { app: client } = await app.auth.createApp({ name: 'Growth Chart' });

@@ -21,11 +21,16 @@ if (executablePath) {
   const NV = DEFS[0];
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
-  const app = await buildApp(testConfig(await testDatabase(t), { baseUrl: base, sandboxes: true, sandboxSystems: DEFS, fhirAuth: 'required', syncWorkers: true }), { logger: false });
+  const app = await buildApp(
+    testConfig(await testDatabase(t), { baseUrl: base, sandboxes: true, sandboxSystems: DEFS, fhirAuth: 'required', syncWorkers: true }),
+    { logger: false },
+  );
   await app.listen({ port, host: '127.0.0.1' });
   t.teardown(() => app.close());
   await app.sandboxesLoaded;
-  const patient = generateSystem({ seed: NV.seed, patients: NV.patients, idPrefix: NV.idPrefix, systemName: NV.title }).patients.find((p) => p.personKey !== 'shared')!;
+  const patient = generateSystem({ seed: NV.seed, patients: NV.patients, idPrefix: NV.idPrefix, systemName: NV.title }).patients.find(
+    (p) => p.personKey !== 'shared',
+  )!;
   const artifacts = artifactsDir('demo');
 
   const browser = await launchChromium(t, executablePath);
@@ -62,7 +67,11 @@ if (executablePath) {
     t.same([back.searchParams.get('success'), back.searchParams.get('system_id'), back.searchParams.get('state')], ['true', NV.directoryId, 'demo']);
     t.match(await page.getByRole('status').textContent(), `Connected to ${NV.title}`);
     const connections = page.locator('table').nth(1);
-    t.match(await connections.textContent(), new RegExp(`${NV.title.replace(/[()]/g, '\\$&')}\\s*(idle|syncing)`), 'the connection is listed, with its sync state');
+    t.match(
+      await connections.textContent(),
+      new RegExp(`${NV.title.replace(/[()]/g, '\\$&')}\\s*(idle|syncing)`),
+      'the connection is listed, with its sync state',
+    );
     await shot('5-connected');
     // The first sync runs as the person connects, storing page by page: reload until its run has
     // finished (records show from its first page on).

@@ -53,14 +53,25 @@ FHIR.oauth2.ready().then(async (client) => {
   appOrigin = `http://127.0.0.1:${(site.address() as AddressInfo).port}`;
 
   // A public app (PKCE, no secret) registered with the page's address, and a user who signs in with a password.
-  const { app: client } = await app.auth.createApp({ name: 'Growth Chart', clientId: 'growth-chart', public: true, redirectUris: [`${appOrigin}/app.html`] });
+  const { app: client } = await app.auth.createApp({
+    name: 'Growth Chart',
+    clientId: 'growth-chart',
+    public: true,
+    redirectUris: [`${appOrigin}/app.html`],
+  });
   const user = (await app.auth.createUser(client.id, 'amy'))!;
   await app.auth.setPassword(client.id, user.id, 'amy', 'correct horse battery');
   const ctx = { partitionId: client.id, ownerId: user.id, baseUrl: fhirBase };
-  const post = async (body: { resourceType: string; [k: string]: unknown }) => JSON.parse((await app.fhir.create(ctx, body.resourceType, body, {})).stored.json!);
+  const post = async (body: { resourceType: string; [k: string]: unknown }) =>
+    JSON.parse((await app.fhir.create(ctx, body.resourceType, body, {})).stored.json!);
   const patient = await post({ resourceType: 'Patient', name: [{ family: 'Shaw', given: ['Amy'] }] });
   for (const code of ['2339-0', '8302-2']) {
-    await post({ resourceType: 'Observation', status: 'final', code: { coding: [{ system: 'http://loinc.org', code }] }, subject: { reference: `Patient/${patient.id}` } });
+    await post({
+      resourceType: 'Observation',
+      status: 'final',
+      code: { coding: [{ system: 'http://loinc.org', code }] },
+      subject: { reference: `Patient/${patient.id}` },
+    });
   }
 
   const artifacts = artifactsDir('smart-launch');
@@ -88,7 +99,11 @@ FHIR.oauth2.ready().then(async (client) => {
       await page.getByRole('button', { name: 'Allow' }).click();
       await page.waitForURL(`${appOrigin}/app.html**`, { timeout: 10_000 });
       t.pass('back at the app, on its own origin');
-      await page.locator('#observations').filter({ hasText: /\d/ }).or(page.locator('#error').filter({ hasText: /./ })).waitFor({ timeout: 10_000 });
+      await page
+        .locator('#observations')
+        .filter({ hasText: /\d/ })
+        .or(page.locator('#error').filter({ hasText: /./ }))
+        .waitFor({ timeout: 10_000 });
       await shot('3-app');
       t.equal(await page.locator('#error').textContent(), '', 'no error in the app');
       t.equal(await page.locator('#patient').textContent(), `${patient.id} Amy Shaw`, 'the Patient, read with the token');

@@ -30,7 +30,16 @@ async function setup(app: FastifyInstance, name = 'Hardened') {
 async function authorize(app: FastifyInstance, client: App, remoteAddress = '127.0.0.1') {
   const verifier = randomBytes(32).toString('base64url');
   const challenge = createHash('sha256').update(verifier).digest('base64url');
-  const q = new URLSearchParams({ response_type: 'code', client_id: client.clientId, redirect_uri: REDIRECT, scope: 'launch/patient patient/*.rs offline_access', state: 'st', aud: `${app.config.baseUrl}/fhir/r4`, code_challenge: challenge, code_challenge_method: 'S256' });
+  const q = new URLSearchParams({
+    response_type: 'code',
+    client_id: client.clientId,
+    redirect_uri: REDIRECT,
+    scope: 'launch/patient patient/*.rs offline_access',
+    state: 'st',
+    aud: `${app.config.baseUrl}/fhir/r4`,
+    code_challenge: challenge,
+    code_challenge_method: 'S256',
+  });
   const page = await app.inject({ method: 'GET', url: `/oauth2/authorize?${q}`, remoteAddress });
   const request = /name="request" value="([0-9a-f]{64})"/.exec(page.body)?.[1];
   if (!request) throw new Error(`no sign-in form: ${page.statusCode} ${page.body.slice(0, 200)}`);
@@ -57,18 +66,33 @@ t.test('a malformed Authorization: Basic header is 401 invalid_client, never a 5
     oversized: `Basic ${b64(`${'a'.repeat(3000)}:${'b'.repeat(3000)}`)}`,
   };
   for (const [shape, authorization] of Object.entries(shapes)) {
-    const r = await app.inject({ method: 'POST', url: '/oauth2/token', headers: { ...FORM, authorization }, payload: form({ grant_type: 'client_credentials' }) });
+    const r = await app.inject({
+      method: 'POST',
+      url: '/oauth2/token',
+      headers: { ...FORM, authorization },
+      payload: form({ grant_type: 'client_credentials' }),
+    });
     t.equal(r.statusCode, 401, `token endpoint, ${shape}`);
     t.equal(r.json().error, 'invalid_client', shape);
     // Even with a right client_id and secret in the form: the header given is wrong.
-    const both = await app.inject({ method: 'POST', url: '/oauth2/token', headers: { ...FORM, authorization }, payload: form({ grant_type: 'client_credentials', client_id: client.clientId, client_secret: clientSecret }) });
+    const both = await app.inject({
+      method: 'POST',
+      url: '/oauth2/token',
+      headers: { ...FORM, authorization },
+      payload: form({ grant_type: 'client_credentials', client_id: client.clientId, client_secret: clientSecret }),
+    });
     t.equal(both.statusCode, 401, `with parameters too, ${shape}`);
     const users = await app.inject({ method: 'GET', url: '/user-management/v1/user', headers: { authorization } });
     t.same([users.statusCode, users.json().success], [401, false], `user-management API, ${shape}`);
     const fhir = await app.inject({ method: 'GET', url: '/fhir/r4/Patient', headers: { authorization } });
     t.same([fhir.statusCode, fhir.json().resourceType], [401, 'OperationOutcome'], `FHIR API, ${shape}`);
   }
-  const good = await app.inject({ method: 'POST', url: '/oauth2/token', headers: { ...FORM, authorization: `Basic ${b64(`${encodeURIComponent(client.clientId)}:${encodeURIComponent(clientSecret)}`)}` }, payload: form({ grant_type: 'client_credentials' }) });
+  const good = await app.inject({
+    method: 'POST',
+    url: '/oauth2/token',
+    headers: { ...FORM, authorization: `Basic ${b64(`${encodeURIComponent(client.clientId)}:${encodeURIComponent(clientSecret)}`)}` },
+    payload: form({ grant_type: 'client_credentials' }),
+  });
   t.equal(good.statusCode, 200, 'a well-formed header still works');
 });
 
@@ -76,9 +100,12 @@ t.test('a replayed code is refused and revokes the access and refresh tokens of 
   const app = await buildTestApp(t, { fhirAuth: 'required' });
   const { client, clientSecret, username } = await setup(app);
   const creds = { client_id: client.clientId, client_secret: clientSecret };
-  const token = (fields: Record<string, string>) => app.inject({ method: 'POST', url: '/oauth2/token', headers: FORM, payload: form({ ...creds, ...fields }) });
-  const active = async (tok: string) => (await app.inject({ method: 'POST', url: '/oauth2/introspect', headers: FORM, payload: form({ ...creds, token: tok }) })).json().active;
-  const fhirStatus = async (tok: string) => (await app.inject({ method: 'GET', url: '/fhir/r4/Patient', headers: { authorization: `Bearer ${tok}` } })).statusCode;
+  const token = (fields: Record<string, string>) =>
+    app.inject({ method: 'POST', url: '/oauth2/token', headers: FORM, payload: form({ ...creds, ...fields }) });
+  const active = async (tok: string) =>
+    (await app.inject({ method: 'POST', url: '/oauth2/introspect', headers: FORM, payload: form({ ...creds, token: tok }) })).json().active;
+  const fhirStatus = async (tok: string) =>
+    (await app.inject({ method: 'GET', url: '/fhir/r4/Patient', headers: { authorization: `Bearer ${tok}` } })).statusCode;
 
   const check = async (t: Test, redeem: () => ReturnType<typeof token>) => {
     const first = await redeem();
@@ -93,7 +120,11 @@ t.test('a replayed code is refused and revokes the access and refresh tokens of 
     const replay = await redeem();
     t.equal(replay.statusCode, 400);
     t.match(replay.json(), { error: 'invalid_grant', error_description: /already used.*revoked/ });
-    for (const [what, tok] of [['access', access_token], ['rotated access', rotated.json().access_token], ['rotated refresh', rotated.json().refresh_token]]) {
+    for (const [what, tok] of [
+      ['access', access_token],
+      ['rotated access', rotated.json().access_token],
+      ['rotated refresh', rotated.json().refresh_token],
+    ]) {
       t.equal(await active(tok), false, `introspection: the ${what} token is inactive`);
     }
     t.equal(await fhirStatus(access_token), 401, 'the FHIR API refuses the first access token');
@@ -103,14 +134,21 @@ t.test('a replayed code is refused and revokes the access and refresh tokens of 
   };
 
   await t.test('the user-management code', async (t) => {
-    const { code } = (await app.inject({ method: 'POST', url: '/user-management/v1/user?app_user_id=replayed', headers: FORM, payload: form(creds) })).json();
+    const { code } = (
+      await app.inject({ method: 'POST', url: '/user-management/v1/user?app_user_id=replayed', headers: FORM, payload: form(creds) })
+    ).json();
     await check(t, () => token({ grant_type: 'authorization_code', code }));
   });
 
   await t.test('the SMART code (PKCE)', async (t) => {
     const { request, verifier } = await authorize(app, client);
     t.equal((await login(app, request, username, PASSWORD)).statusCode, 200);
-    const consent = await app.inject({ method: 'POST', url: '/oauth2/authorize/consent', headers: FORM, payload: form({ request, decision: 'approve' }) });
+    const consent = await app.inject({
+      method: 'POST',
+      url: '/oauth2/authorize/consent',
+      headers: FORM,
+      payload: form({ request, decision: 'approve' }),
+    });
     const code = new URL(consent.headers.location as string).searchParams.get('code')!;
     await check(t, () => token({ grant_type: 'authorization_code', code, redirect_uri: REDIRECT, code_verifier: verifier }));
   });
@@ -118,7 +156,10 @@ t.test('a replayed code is refused and revokes the access and refresh tokens of 
 
 t.test('wrong passwords: a request ends after 5; the username is locked, existing or not, across processes, longer each time', async (t) => {
   const url = await testDatabase(t);
-  const [one, two] = [await buildApp(testConfig(url, { fhirAuth: 'required' }), { logger: false }), await buildApp(testConfig(url, { fhirAuth: 'required' }), { logger: false })];
+  const [one, two] = [
+    await buildApp(testConfig(url, { fhirAuth: 'required' }), { logger: false }),
+    await buildApp(testConfig(url, { fhirAuth: 'required' }), { logger: false }),
+  ];
   t.teardown(async () => {
     await one.close();
     await two.close();
@@ -164,7 +205,11 @@ t.test('wrong passwords: a request ends after 5; the username is locked, existin
   };
   const ghostAnswers = await fiveWrong(ghost, '10.20.0.3');
   const bobAnswers = await fiveWrong(`bob${client.id}`, '10.20.0.4');
-  t.same(ghostAnswers.map((a) => a.replace(/ (29\d|300) /, ' ~300 ')), bobAnswers.map((a) => a.replace(/ (29\d|300) /, ' ~300 ')), 'an unknown username gets the answers an existing one gets');
+  t.same(
+    ghostAnswers.map((a) => a.replace(/ (29\d|300) /, ' ~300 ')),
+    bobAnswers.map((a) => a.replace(/ (29\d|300) /, ' ~300 ')),
+    'an unknown username gets the answers an existing one gets',
+  );
   t.match(bobAnswers[4], /^400 .*has ended|wrong 5 times/);
   const ghostLocked = await login(one, (await authorize(one, client, '10.20.0.6')).request, ghost, 'x', '10.20.0.6');
   t.equal(ghostLocked.statusCode, 429);
@@ -232,29 +277,58 @@ t.test('one address failing across many usernames is locked, whatever username i
 t.test('the token endpoints are rate-limited per address and per client_id: 429 slow_down with Retry-After', async (t) => {
   const app = await buildTestApp(t, { fhirAuth: 'required', tokenRateLimit: 5 });
   const { client, clientSecret } = await setup(app);
-  const token = (fields: Record<string, string>, remoteAddress: string, url = '/oauth2/token') => app.inject({ method: 'POST', url, headers: FORM, payload: form(fields), remoteAddress });
+  const token = (fields: Record<string, string>, remoteAddress: string, url = '/oauth2/token') =>
+    app.inject({ method: 'POST', url, headers: FORM, payload: form(fields), remoteAddress });
 
   // One address, any client_ids (each new): the 6th request of the minute is refused.
-  for (let i = 1; i <= 5; i++) t.equal((await token({ grant_type: 'client_credentials', client_id: `stranger-${i}`, client_secret: 'x' }, '10.40.0.1')).statusCode, 401);
+  for (let i = 1; i <= 5; i++)
+    t.equal((await token({ grant_type: 'client_credentials', client_id: `stranger-${i}`, client_secret: 'x' }, '10.40.0.1')).statusCode, 401);
   const limited = await token({ grant_type: 'client_credentials', client_id: client.clientId, client_secret: clientSecret }, '10.40.0.1');
   t.equal(limited.statusCode, 429);
   t.match(limited.json(), { error: 'slow_down', error_description: /from this address/ });
   t.same(Object.keys(limited.json()).sort(), ['error', 'error_description']);
   const after = Number(limited.headers['retry-after']);
   t.ok(after >= 1 && after <= 60, `Retry-After ${after}`);
-  t.equal((await token({ token: 'x', client_id: client.clientId, client_secret: clientSecret }, '10.40.0.1', '/oauth2/introspect')).statusCode, 429, 'introspection shares the count');
-  t.equal((await token({ grant_type: 'client_credentials', client_id: client.clientId, client_secret: clientSecret }, '10.40.0.2')).statusCode, 200, 'another address is not limited');
+  t.equal(
+    (await token({ token: 'x', client_id: client.clientId, client_secret: clientSecret }, '10.40.0.1', '/oauth2/introspect')).statusCode,
+    429,
+    'introspection shares the count',
+  );
+  t.equal(
+    (await token({ grant_type: 'client_credentials', client_id: client.clientId, client_secret: clientSecret }, '10.40.0.2')).statusCode,
+    200,
+    'another address is not limited',
+  );
 
   // One client_id from many addresses: limited too (10.40.0.2 above counted once).
-  for (let i = 3; i <= 6; i++) t.equal((await token({ grant_type: 'client_credentials', client_id: client.clientId, client_secret: clientSecret }, `10.40.0.${i}`)).statusCode, 200);
+  for (let i = 3; i <= 6; i++)
+    t.equal(
+      (await token({ grant_type: 'client_credentials', client_id: client.clientId, client_secret: clientSecret }, `10.40.0.${i}`)).statusCode,
+      200,
+    );
   const perClient = await token({ grant_type: 'client_credentials', client_id: client.clientId, client_secret: clientSecret }, '10.40.0.7');
   t.equal(perClient.statusCode, 429);
   t.match(perClient.json(), { error: 'slow_down', error_description: /for this client_id/ });
   const basic = `Basic ${Buffer.from(`${client.clientId}:${clientSecret}`).toString('base64')}`;
-  const viaBasic = await app.inject({ method: 'POST', url: '/fhir/oauth2/token', headers: { ...FORM, authorization: basic }, payload: form({ grant_type: 'client_credentials' }), remoteAddress: '10.40.0.8' });
+  const viaBasic = await app.inject({
+    method: 'POST',
+    url: '/fhir/oauth2/token',
+    headers: { ...FORM, authorization: basic },
+    payload: form({ grant_type: 'client_credentials' }),
+    remoteAddress: '10.40.0.8',
+  });
   t.equal(viaBasic.statusCode, 429, 'the client_id of an HTTP Basic header is the same client');
   // User-management routes are not counted here (they have their own hourly limit).
-  t.equal((await app.inject({ method: 'GET', url: `/user-management/v1/user?client_id=${client.clientId}&client_secret=${clientSecret}`, remoteAddress: '10.40.0.1' })).statusCode, 200);
+  t.equal(
+    (
+      await app.inject({
+        method: 'GET',
+        url: `/user-management/v1/user?client_id=${client.clientId}&client_secret=${clientSecret}`,
+        remoteAddress: '10.40.0.1',
+      })
+    ).statusCode,
+    200,
+  );
 });
 
 t.test('no user enumeration by timing: an unknown username costs what a wrong password does', async (t) => {
@@ -282,12 +356,34 @@ t.test('no user enumeration by timing: an unknown username costs what a wrong pa
   // The user-management code exchange at the token endpoint: wrong tries, with unknown client_ids
   // and a wrong secret, spend nothing. (Their time is not compared: a client_id is public in OAuth,
   // and the known app's lookup is kept in memory where an unknown one is not.)
-  const { code } = (await app.inject({ method: 'POST', url: '/user-management/v1/user?app_user_id=timed', headers: FORM, payload: form({ client_id: client.clientId, client_secret: clientSecret }) })).json();
+  const { code } = (
+    await app.inject({
+      method: 'POST',
+      url: '/user-management/v1/user?app_user_id=timed',
+      headers: FORM,
+      payload: form({ client_id: client.clientId, client_secret: clientSecret }),
+    })
+  ).json();
   for (let i = 0; i < 5; i++) {
-    const unknownApp = await app.inject({ method: 'POST', url: '/oauth2/token', headers: FORM, payload: form({ grant_type: 'authorization_code', code, client_id: randomBytes(16).toString('hex'), client_secret: 'f'.repeat(64) }) });
-    const wrongSecret = await app.inject({ method: 'POST', url: '/oauth2/token', headers: FORM, payload: form({ grant_type: 'authorization_code', code, client_id: client.clientId, client_secret: 'f'.repeat(64) }) });
+    const unknownApp = await app.inject({
+      method: 'POST',
+      url: '/oauth2/token',
+      headers: FORM,
+      payload: form({ grant_type: 'authorization_code', code, client_id: randomBytes(16).toString('hex'), client_secret: 'f'.repeat(64) }),
+    });
+    const wrongSecret = await app.inject({
+      method: 'POST',
+      url: '/oauth2/token',
+      headers: FORM,
+      payload: form({ grant_type: 'authorization_code', code, client_id: client.clientId, client_secret: 'f'.repeat(64) }),
+    });
     t.same([unknownApp.statusCode, wrongSecret.statusCode], [401, 401]);
   }
-  const redeemed = await app.inject({ method: 'POST', url: '/oauth2/token', headers: FORM, payload: form({ grant_type: 'authorization_code', code, client_id: client.clientId, client_secret: clientSecret }) });
+  const redeemed = await app.inject({
+    method: 'POST',
+    url: '/oauth2/token',
+    headers: FORM,
+    payload: form({ grant_type: 'authorization_code', code, client_id: client.clientId, client_secret: clientSecret }),
+  });
   t.equal(redeemed.statusCode, 200, 'the code was never spent by the wrong tries');
 });

@@ -47,7 +47,12 @@ t.test("1upHealth's sample-app flow: user, code, token, FHIR query; an existing 
   t.equal(tok.headers['cache-control'], 'no-store');
 
   const bearer = { authorization: `Bearer ${body.access_token}` };
-  const made = await app.inject({ method: 'POST', url: '/fhir/r4/Patient', headers: { ...bearer, 'content-type': 'application/fhir+json' }, payload: { resourceType: 'Patient', name: [{ family: 'Liddell' }] } });
+  const made = await app.inject({
+    method: 'POST',
+    url: '/fhir/r4/Patient',
+    headers: { ...bearer, 'content-type': 'application/fhir+json' },
+    payload: { resourceType: 'Patient', name: [{ family: 'Liddell' }] },
+  });
   t.equal(made.statusCode, 201);
   const search = await app.inject({ method: 'GET', url: '/fhir/r4/Patient', headers: bearer });
   t.equal(search.statusCode, 200);
@@ -64,18 +69,28 @@ t.test("1upHealth's sample-app flow: user, code, token, FHIR query; an existing 
   const tok2 = await tokenFor(app, creds, code2.json().code);
   t.equal(tok2.statusCode, 200);
   // The new token reaches the same user's data.
-  t.equal((await app.inject({ method: 'GET', url: '/fhir/r4/Patient', headers: { authorization: `Bearer ${tok2.json().access_token}` } })).json().total, 1);
+  t.equal(
+    (await app.inject({ method: 'GET', url: '/fhir/r4/Patient', headers: { authorization: `Bearer ${tok2.json().access_token}` } })).json().total,
+    1,
+  );
 
   const listed = await app.inject({ method: 'GET', url: `/user-management/v1/user?${creds}` });
   t.same(listed.json().entry, [{ oneup_user_id: user.oneup_user_id, app_user_id: 'alice', active: true }]);
-  const renamed = await app.inject({ method: 'PUT', url: `/user-management/v1/user?oneup_user_id=${user.oneup_user_id}&app_user_id=alice2&${creds}` });
+  const renamed = await app.inject({
+    method: 'PUT',
+    url: `/user-management/v1/user?oneup_user_id=${user.oneup_user_id}&app_user_id=alice2&${creds}`,
+  });
   t.equal(renamed.json().app_user_id, 'alice2');
   t.equal((await app.inject({ method: 'POST', url: `/user-management/v1/user/auth-code?app_user_id=nobody&${creds}` })).statusCode, 404);
 });
 
 t.test('credentials: as headers, form fields or HTTP Basic; wrong ones are refused', async (t) => {
   const { app, client, clientSecret, creds } = await setup(t);
-  const viaHeaders = await app.inject({ method: 'POST', url: '/user-management/v1/user?app_user_id=bob', headers: { client_id: client.clientId, client_secret: clientSecret } });
+  const viaHeaders = await app.inject({
+    method: 'POST',
+    url: '/user-management/v1/user?app_user_id=bob',
+    headers: { client_id: client.clientId, client_secret: clientSecret },
+  });
   t.equal(viaHeaders.json().success, true);
   const form = await app.inject({
     method: 'POST',
@@ -87,58 +102,74 @@ t.test('credentials: as headers, form fields or HTTP Basic; wrong ones are refus
   const basic = await app.inject({
     method: 'POST',
     url: '/oauth2/token',
-    headers: { authorization: `Basic ${Buffer.from(`${client.clientId}:${clientSecret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+    headers: {
+      authorization: `Basic ${Buffer.from(`${client.clientId}:${clientSecret}`).toString('base64')}`,
+      'content-type': 'application/x-www-form-urlencoded',
+    },
     payload: 'grant_type=client_credentials',
   });
   t.equal(basic.statusCode, 200);
   t.notOk(basic.json().refresh_token, 'an app token has no refresh token');
 
-  const wrong = await app.inject({ method: 'POST', url: `/oauth2/token?client_id=${client.clientId}&client_secret=${'0'.repeat(64)}&grant_type=client_credentials` });
+  const wrong = await app.inject({
+    method: 'POST',
+    url: `/oauth2/token?client_id=${client.clientId}&client_secret=${'0'.repeat(64)}&grant_type=client_credentials`,
+  });
   t.equal(wrong.statusCode, 401);
   t.equal(wrong.json().error, 'invalid_client');
-  t.equal((await app.inject({ method: 'POST', url: `/user-management/v1/user?app_user_id=x&client_id=${client.clientId}&client_secret=nope` })).statusCode, 401);
+  t.equal(
+    (await app.inject({ method: 'POST', url: `/user-management/v1/user?app_user_id=x&client_id=${client.clientId}&client_secret=nope` })).statusCode,
+    401,
+  );
   const noGrant = await app.inject({ method: 'POST', url: `/oauth2/token?${creds}&grant_type=password` });
   t.equal(noGrant.statusCode, 400);
   t.equal(noGrant.json().error, 'unsupported_grant_type');
 });
 
-t.test('codes work once (a replay revokes what the code gave); refresh tokens rotate and a reused one ends the sign-in; revocation is immediate', async (t) => {
-  const { app, creds } = await setup(t);
-  const { code: spent } = (await app.inject({ method: 'POST', url: `/user-management/v1/user?app_user_id=carol&${creds}` })).json();
-  const stolen = (await tokenFor(app, creds, spent)).json();
-  const reused = await tokenFor(app, creds, spent);
-  t.equal(reused.statusCode, 400);
-  t.equal(reused.json().error, 'invalid_grant');
-  t.equal((await app.inject({ method: 'GET', url: '/fhir/r4/Patient', headers: { authorization: `Bearer ${stolen.access_token}` } })).statusCode, 401, 'the replay revoked the first tokens');
+t.test(
+  'codes work once (a replay revokes what the code gave); refresh tokens rotate and a reused one ends the sign-in; revocation is immediate',
+  async (t) => {
+    const { app, creds } = await setup(t);
+    const { code: spent } = (await app.inject({ method: 'POST', url: `/user-management/v1/user?app_user_id=carol&${creds}` })).json();
+    const stolen = (await tokenFor(app, creds, spent)).json();
+    const reused = await tokenFor(app, creds, spent);
+    t.equal(reused.statusCode, 400);
+    t.equal(reused.json().error, 'invalid_grant');
+    t.equal(
+      (await app.inject({ method: 'GET', url: '/fhir/r4/Patient', headers: { authorization: `Bearer ${stolen.access_token}` } })).statusCode,
+      401,
+      'the replay revoked the first tokens',
+    );
 
-  const { code } = (await app.inject({ method: 'POST', url: `/user-management/v1/user/auth-code?app_user_id=carol&${creds}` })).json();
-  const first = (await tokenFor(app, creds, code)).json();
+    const { code } = (await app.inject({ method: 'POST', url: `/user-management/v1/user/auth-code?app_user_id=carol&${creds}` })).json();
+    const first = (await tokenFor(app, creds, code)).json();
 
-  const refresh = (rt: string) => app.inject({ method: 'POST', url: `/oauth2/token?${creds}&grant_type=refresh_token&refresh_token=${rt}` });
-  const second = await refresh(first.refresh_token);
-  t.equal(second.statusCode, 200);
-  t.not(second.json().refresh_token, first.refresh_token);
-  const fhir = (at: string) => app.inject({ method: 'GET', url: '/fhir/r4/Patient', headers: { authorization: `Bearer ${at}` } });
-  t.equal((await fhir(second.json().access_token)).statusCode, 200);
+    const refresh = (rt: string) => app.inject({ method: 'POST', url: `/oauth2/token?${creds}&grant_type=refresh_token&refresh_token=${rt}` });
+    const second = await refresh(first.refresh_token);
+    t.equal(second.statusCode, 200);
+    t.not(second.json().refresh_token, first.refresh_token);
+    const fhir = (at: string) => app.inject({ method: 'GET', url: '/fhir/r4/Patient', headers: { authorization: `Bearer ${at}` } });
+    t.equal((await fhir(second.json().access_token)).statusCode, 200);
 
-  // The spent refresh token again: refused, and the whole family (the new tokens too) is revoked.
-  const replay = await refresh(first.refresh_token);
-  t.equal(replay.statusCode, 400);
-  t.equal(replay.json().error, 'invalid_grant');
-  t.equal((await fhir(second.json().access_token)).statusCode, 401, 'the tokens of a replayed sign-in stop working');
-  t.equal((await refresh(second.json().refresh_token)).statusCode, 400);
+    // The spent refresh token again: refused, and the whole family (the new tokens too) is revoked.
+    const replay = await refresh(first.refresh_token);
+    t.equal(replay.statusCode, 400);
+    t.equal(replay.json().error, 'invalid_grant');
+    t.equal((await fhir(second.json().access_token)).statusCode, 401, 'the tokens of a replayed sign-in stop working');
+    t.equal((await refresh(second.json().refresh_token)).statusCode, 400);
 
-  // Revocation (RFC 7009) and introspection (RFC 7662).
-  const { code: c2 } = (await app.inject({ method: 'POST', url: `/user-management/v1/user/auth-code?app_user_id=carol&${creds}` })).json();
-  const live = (await tokenFor(app, creds, c2)).json();
-  const intro = await app.inject({ method: 'POST', url: `/oauth2/introspect?${creds}&token=${live.access_token}` });
-  t.equal(intro.json().active, true);
-  t.equal(intro.json().app_user_id, 'carol');
-  t.equal((await fhir(live.access_token)).statusCode, 200);
-  t.equal((await app.inject({ method: 'POST', url: `/oauth2/revoke?${creds}&token=${live.access_token}` })).statusCode, 200);
-  t.equal((await fhir(live.access_token)).statusCode, 401, 'a revoked token is refused at once');
-  t.equal((await app.inject({ method: 'POST', url: `/oauth2/introspect?${creds}&token=${live.access_token}` })).json().active, false);
-});
+    // Revocation (RFC 7009) and introspection (RFC 7662).
+    const { code: c2 } = (await app.inject({ method: 'POST', url: `/user-management/v1/user/auth-code?app_user_id=carol&${creds}` })).json();
+    const live = (await tokenFor(app, creds, c2)).json();
+    const intro = await app.inject({ method: 'POST', url: `/oauth2/introspect?${creds}&token=${live.access_token}` });
+    t.equal(intro.json().active, true);
+    t.equal(intro.json().app_user_id, 'carol');
+    t.equal((await fhir(live.access_token)).statusCode, 200);
+    t.equal((await app.inject({ method: 'POST', url: `/oauth2/revoke?${creds}&token=${live.access_token}` })).statusCode, 200);
+    t.equal((await fhir(live.access_token)).statusCode, 401, 'a revoked token is refused at once');
+    t.equal((await app.inject({ method: 'POST', url: `/oauth2/introspect?${creds}&token=${live.access_token}` })).json().active, false);
+  },
+);
 
 t.test('an expired code is refused', async (t) => {
   const { app, creds } = await setup(t);
@@ -167,12 +198,20 @@ t.test('user-management calls are limited per app and hour: then 429 with Retry-
   t.ok(Number(limited.headers['retry-after']) >= 1 && Number(limited.headers['retry-after']) <= 3600);
   // Another app has its own budget.
   const other = await app.auth.createApp({ name: 'Other' });
-  t.equal((await app.inject({ method: 'GET', url: `/user-management/v1/user?client_id=${other.app.clientId}&client_secret=${other.clientSecret}` })).statusCode, 200);
+  t.equal(
+    (await app.inject({ method: 'GET', url: `/user-management/v1/user?client_id=${other.app.clientId}&client_secret=${other.clientSecret}` }))
+      .statusCode,
+    200,
+  );
 });
 
 t.test('CLI: app create --json, list, rotate-secret, delete; user password', async (t) => {
   const url = await testDatabase(t);
-  const cli = (...args: string[]) => run(path.join(REPO, 'node_modules', '.bin', 'node'), [path.join(REPO, 'bin', 'tributary.ts'), ...args], { env: { ...process.env, DATABASE_URL: url }, cwd: REPO });
+  const cli = (...args: string[]) =>
+    run(path.join(REPO, 'node_modules', '.bin', 'node'), [path.join(REPO, 'bin', 'tributary.ts'), ...args], {
+      env: { ...process.env, DATABASE_URL: url },
+      cwd: REPO,
+    });
   const created = JSON.parse((await cli('app', 'create', '--name', 'CLI app', '--redirect-uri', 'https://app.example/cb', '--json')).stdout);
   t.match(created.client_id, /^[0-9a-f]{32}$/);
   t.match(created.client_secret, /^[0-9a-f]{64}$/);
@@ -191,14 +230,29 @@ t.test('CLI: app create --json, list, rotate-secret, delete; user password', asy
   const user = (await store.createUser(client.id, 'gus'))!;
   const withStdin = (input: string, ...args: string[]) =>
     new Promise<number>((resolve) => {
-      const child = spawn(path.join(REPO, 'node_modules', '.bin', 'node'), [path.join(REPO, 'bin', 'tributary.ts'), ...args], { env: { ...process.env, DATABASE_URL: url }, cwd: REPO, stdio: ['pipe', 'ignore', 'ignore'] });
+      const child = spawn(path.join(REPO, 'node_modules', '.bin', 'node'), [path.join(REPO, 'bin', 'tributary.ts'), ...args], {
+        env: { ...process.env, DATABASE_URL: url },
+        cwd: REPO,
+        stdio: ['pipe', 'ignore', 'ignore'],
+      });
       child.on('exit', (code) => resolve(code ?? -1));
       child.stdin!.end(input);
     });
-  t.equal(await withStdin('a long password\n', 'user', 'password', '--client-id', created.client_id, '--app-user-id', 'gus', '--username', 'gus1'), 0);
+  t.equal(
+    await withStdin('a long password\n', 'user', 'password', '--client-id', created.client_id, '--app-user-id', 'gus', '--username', 'gus1'),
+    0,
+  );
   t.equal((await store.checkPassword(client.id, 'gus1', 'a long password'))?.id, user.id);
-  t.equal(await withStdin('short\n', 'user', 'password', '--client-id', created.client_id, '--app-user-id', 'gus', '--username', 'gus1'), 2, 'a short password is refused');
-  t.equal(await withStdin('a long password\n', 'user', 'password', '--client-id', created.client_id, '--app-user-id', 'nobody', '--username', 'x1'), 1, 'an unknown user is an error');
+  t.equal(
+    await withStdin('short\n', 'user', 'password', '--client-id', created.client_id, '--app-user-id', 'gus', '--username', 'gus1'),
+    2,
+    'a short password is refused',
+  );
+  t.equal(
+    await withStdin('a long password\n', 'user', 'password', '--client-id', created.client_id, '--app-user-id', 'nobody', '--username', 'x1'),
+    1,
+    'an unknown user is an error',
+  );
 
   await cli('app', 'delete', created.client_id);
   t.same(JSON.parse((await cli('app', 'list', '--json')).stdout), []);
@@ -212,8 +266,17 @@ t.test('admin API: off without ADMIN_KEY; with it, apps are made and removed', a
   const app = await buildTestApp(t, { adminKey });
   t.equal((await app.inject({ method: 'GET', url: '/admin/apps', headers: { authorization: 'Bearer wrong' } })).statusCode, 401);
   const auth = { authorization: `Bearer ${adminKey}` };
-  t.equal((await app.inject({ method: 'POST', url: '/admin/apps', headers: auth, payload: { name: 'x', redirect_uris: ['javascript:alert(1)'] } })).statusCode, 400);
-  const made = await app.inject({ method: 'POST', url: '/admin/apps', headers: auth, payload: { name: 'Admin-made', redirect_uris: ['https://a.example/cb'] } });
+  t.equal(
+    (await app.inject({ method: 'POST', url: '/admin/apps', headers: auth, payload: { name: 'x', redirect_uris: ['javascript:alert(1)'] } }))
+      .statusCode,
+    400,
+  );
+  const made = await app.inject({
+    method: 'POST',
+    url: '/admin/apps',
+    headers: auth,
+    payload: { name: 'Admin-made', redirect_uris: ['https://a.example/cb'] },
+  });
   t.equal(made.statusCode, 201);
   const { client_id, client_secret } = made.json();
   t.ok(await app.auth.authenticateApp(client_id, client_secret), 'the secret it shows works');
@@ -224,7 +287,10 @@ t.test('admin API: off without ADMIN_KEY; with it, apps are made and removed', a
 
 t.test('a token revoked through one server process is refused by another at once (tokens kept in memory are forgotten)', async (t) => {
   const url = await testDatabase(t);
-  const [one, two] = [await buildApp(testConfig(url, { fhirAuth: 'required' }), { logger: false }), await buildApp(testConfig(url, { fhirAuth: 'required' }), { logger: false })];
+  const [one, two] = [
+    await buildApp(testConfig(url, { fhirAuth: 'required' }), { logger: false }),
+    await buildApp(testConfig(url, { fhirAuth: 'required' }), { logger: false }),
+  ];
   t.teardown(async () => {
     await one.close();
     await two.close();
@@ -254,7 +320,9 @@ t.test('expire: expired codes and tokens are removed, live ones kept', async (t)
   const { code: old } = (await app.inject({ method: 'POST', url: `/user-management/v1/user/auth-code?app_user_id=fay&${creds}` })).json();
   const stale = (await tokenFor(app, creds, old)).json();
   await app.pg.query("UPDATE trb_auth_code SET expires_at = now() - interval '1 minute'");
-  await app.pg.query("UPDATE trb_token SET expires_at = now() - interval '1 minute' WHERE family = (SELECT family FROM trb_token ORDER BY created_at DESC LIMIT 1)");
+  await app.pg.query(
+    "UPDATE trb_token SET expires_at = now() - interval '1 minute' WHERE family = (SELECT family FROM trb_token ORDER BY created_at DESC LIMIT 1)",
+  );
   const removed = await app.auth.expire();
   t.equal(removed.codes, 2);
   t.equal(removed.tokens, 2, "the second sign-in's access and refresh tokens");

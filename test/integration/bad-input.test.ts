@@ -72,10 +72,9 @@ async function snapshot(a: FastifyInstance): Promise<Snapshot> {
     const { rows } = await a.pg.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${name}`);
     counts[name] = rows[0].n;
   }
-  const { rows } = await a.pg.query(
-    /* SQL */ `SELECT r.res_type, r.fhir_id, r.res_ver::text, r.res_updated, r.res_deleted_at, r.hash_sha256, v.res_ver::text AS ver, v.res_text_vc
-      FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id ORDER BY r.res_id, v.res_ver`,
-  );
+  const { rows } = await a.pg
+    .query(/* SQL */ `SELECT r.res_type, r.fhir_id, r.res_ver::text, r.res_updated, r.res_deleted_at, r.hash_sha256, v.res_ver::text AS ver, v.res_text_vc
+      FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id ORDER BY r.res_id, v.res_ver`);
   const current: Record<string, string> = {};
   for (const path of [`Patient/${PID}`, `Observation/${OID}`]) current[path] = (await send(a, { url: `${BASE}/${path}` })).body;
   return { counts, rows, current };
@@ -172,7 +171,11 @@ const cases: Record<string, Case[]> = {
     { name: 'empty body', req: post(''), status: 400 },
     { name: 'whitespace body', req: post('  \n '), status: 400 },
     ...NOT_AN_OBJECT.map(([name, body]): Case => ({ name: `${name} instead of an object`, req: post(body), status: 400 })),
-    { name: 'wrong resourceType (Observation to /Patient)', req: post({ resourceType: 'Observation', status: 'final', code: { text: 'x' } }), status: 400 },
+    {
+      name: 'wrong resourceType (Observation to /Patient)',
+      req: post({ resourceType: 'Observation', status: 'final', code: { text: 'x' } }),
+      status: 400,
+    },
     { name: 'missing resourceType', req: post({ name: [{ family: 'X' }] }), status: 400 },
     { name: 'resourceType not a string', req: post({ resourceType: ['Patient'] }), status: 400 },
     { name: 'unknown resource type in the URL', req: post(newPatient(), {}, `${BASE}/Foo`), status: 404 },
@@ -182,11 +185,19 @@ const cases: Record<string, Case[]> = {
     { name: 'deep nesting: 10,000 objects', req: post(deepObjects(10_000)), status: 400 },
     { name: 'deep nesting: 100,000 arrays', req: post(deepArrays(100_000)), status: 400 },
     { name: 'invalid UTF-8 bytes (0xC3 0x28)', req: post(invalidUtf8), status: 400 },
-    { name: 'lone UTF-8 continuation byte', req: post(Buffer.concat([Buffer.from('{"resourceType":"Patient","gender":"'), Buffer.from([0x80]), Buffer.from('"}')])), status: 400 },
+    {
+      name: 'lone UTF-8 continuation byte',
+      req: post(Buffer.concat([Buffer.from('{"resourceType":"Patient","gender":"'), Buffer.from([0x80]), Buffer.from('"}')])),
+      status: 400,
+    },
     { name: 'NUL character in an indexed string', req: post(NUL_INDEXED), status: 400 },
     { name: 'NUL character in a string nothing indexes', req: post(NUL_UNINDEXED), status: 400 },
     { name: 'NUL character in a property name', req: post(NUL_IN_KEY), status: 400 },
-    { name: 'Content-Type application/xml', req: post('<Patient xmlns="http://hl7.org/fhir"/>', { 'content-type': 'application/fhir+xml' }), status: 415 },
+    {
+      name: 'Content-Type application/xml',
+      req: post('<Patient xmlns="http://hl7.org/fhir"/>', { 'content-type': 'application/fhir+xml' }),
+      status: 415,
+    },
     { name: 'Content-Type text/plain', req: post(JSON.stringify(newPatient()), { 'content-type': 'text/plain' }), status: 415 },
     { name: 'no Content-Type', req: { method: 'POST', url: `${BASE}/Patient`, payload: Buffer.from(JSON.stringify(newPatient())) }, status: 415 },
     { name: 'Accept XML (checked before anything is stored)', req: post(newPatient(), { accept: 'application/fhir+xml' }), status: 406 },
@@ -195,7 +206,11 @@ const cases: Record<string, Case[]> = {
     { name: 'If-None-Exist: a parameter Patient does not have', req: post(newPatient(), { 'if-none-exist': 'bogus=1' }), status: 400 },
     { name: 'If-None-Exist: a malformed date', req: post(newPatient(), { 'if-none-exist': 'birthdate=yesterday' }), status: 400 },
     { name: 'If-None-Exist sent twice', req: post(newPatient(), { 'if-none-exist': ['identifier=a', 'identifier=b'] }), status: 400 },
-    { name: 'Prefer: garbage (ignored; the body is what fails)', req: post(JSON.stringify(newPatient({ gender: 'robot' })), { prefer: 'return=;;;\u00ff' }), status: 400 },
+    {
+      name: 'Prefer: garbage (ignored; the body is what fails)',
+      req: post(JSON.stringify(newPatient({ gender: 'robot' })), { prefer: 'return=;;;\u00ff' }),
+      status: 400,
+    },
     {
       name: 'X-Request-Id very long (ignored)',
       req: post('{', { 'x-request-id': 'r'.repeat(5000) }),
@@ -208,14 +223,22 @@ const cases: Record<string, Case[]> = {
       status: 400,
       check: isUuidRequestId('<script>"x"</script> ../../etc'),
     },
-    { name: 'Content-Type with an unknown charset', req: post(JSON.stringify(newPatient({ foo: 1 })), { 'content-type': 'application/fhir+json; charset=ebcdic-cp-us' }), status: 400 },
+    {
+      name: 'Content-Type with an unknown charset',
+      req: post(JSON.stringify(newPatient({ foo: 1 })), { 'content-type': 'application/fhir+json; charset=ebcdic-cp-us' }),
+      status: 400,
+    },
   ],
 
   update: [
     ...MALFORMED_JSON.map(([name, body]): Case => ({ name: `malformed JSON: ${name}`, req: put(body), status: 400 })),
     { name: 'empty body', req: put(''), status: 400 },
     ...NOT_AN_OBJECT.map(([name, body]): Case => ({ name: `${name} instead of an object`, req: put(body), status: 400 })),
-    { name: 'wrong resourceType (Observation to /Patient)', req: put({ resourceType: 'Observation', id: PID, status: 'final', code: { text: 'x' } }), status: 400 },
+    {
+      name: 'wrong resourceType (Observation to /Patient)',
+      req: put({ resourceType: 'Observation', id: PID, status: 'final', code: { text: 'x' } }),
+      status: 400,
+    },
     { name: 'missing resourceType', req: put({ id: PID, name: [{ family: 'X' }] }), status: 400 },
     { name: 'unknown resource type in the URL', req: put(current({ resourceType: 'Foo' }), {}, `${BASE}/Foo/${PID}`), status: 404 },
     { name: 'id in the body differs from the URL', req: put(current({ id: 'someone-else' })), status: 400 },
@@ -228,13 +251,21 @@ const cases: Record<string, Case[]> = {
     { name: 'malformed id in the URL: %2E%2E', req: put(current({ id: '..' }), {}, `${BASE}/Patient/%2E%2E`), status: 404 },
     // ... and PUT Patient/. is PUT on the type without a condition.
     { name: 'malformed id in the URL: .', req: put(current({ id: '.' }), {}, `${BASE}/Patient/%2E`), status: 405 },
-    { name: 'id .. in the body of a conditional update that creates', req: put(current({ id: '..' }), {}, `${BASE}/Patient?identifier=urn:test:mrn|nobody`), status: 400 },
+    {
+      name: 'id .. in the body of a conditional update that creates',
+      req: put(current({ id: '..' }), {}, `${BASE}/Patient?identifier=urn:test:mrn|nobody`),
+      status: 400,
+    },
     { name: 'malformed id in the URL: a space', req: put(current({ id: 'a b' }), {}, `${BASE}/Patient/a%20b`), status: 400 },
     ...INVALID_CONTENT.map(([name, change]): Case => ({ name, req: put(JSON.stringify(current(change))), status: 400 })),
     { name: 'deep nesting: 10,000 arrays', req: put(deepArrays(10_000)), status: 400 },
     { name: 'invalid UTF-8 bytes (0xC3 0x28)', req: put(invalidUtf8), status: 400 },
     { name: 'NUL character in a string', req: put(JSON.stringify(current({ name: [{ family: 'Nul\u0000Family' }] }))), status: 400 },
-    { name: 'NUL character in a string nothing indexes', req: put(JSON.stringify(current({ extension: [{ url: 'http://example.org/x', valueString: 'a\u0000b' }] }))), status: 400 },
+    {
+      name: 'NUL character in a string nothing indexes',
+      req: put(JSON.stringify(current({ extension: [{ url: 'http://example.org/x', valueString: 'a\u0000b' }] }))),
+      status: 400,
+    },
     { name: 'Content-Type application/xml', req: put('<Patient xmlns="http://hl7.org/fhir"/>', { 'content-type': 'application/xml' }), status: 415 },
     { name: 'Accept XML (checked before anything is stored)', req: put(current({ gender: 'male' }), { accept: 'application/xml' }), status: 406 },
     // RFC 7232 has no "malformed If-Match" status; a FHIR version ETag that does not parse is a bad request.
@@ -244,7 +275,11 @@ const cases: Record<string, Case[]> = {
     { name: 'If-Match: a huge number', req: put(current({ gender: 'male' }), { 'if-match': `W/"${'9'.repeat(40)}"` }), status: 400 },
     { name: 'If-Match sent twice', req: put(current({ gender: 'male' }), { 'if-match': ['W/"1"', 'W/"2"'] }), status: 400 },
     { name: 'If-Match: a version that is not current', req: put(current({ gender: 'male' }), { 'if-match': 'W/"7"' }), status: 412 },
-    { name: 'If-Match on a resource that does not exist', req: put(current({ id: 'not-there' }), { 'if-match': 'W/"1"' }, `${BASE}/Patient/not-there`), status: 412 },
+    {
+      name: 'If-Match on a resource that does not exist',
+      req: put(current({ id: 'not-there' }), { 'if-match': 'W/"1"' }, `${BASE}/Patient/not-there`),
+      status: 412,
+    },
     { name: 'PUT to the type without id or condition', req: put(current(), {}, `${BASE}/Patient`), status: 405 },
     { name: 'conditional update with an unknown parameter', req: put(current(), {}, `${BASE}/Patient?bogus=1`), status: 400 },
   ],
@@ -258,19 +293,50 @@ const cases: Record<string, Case[]> = {
     // RFC 5789 would also allow 409 or 422 for an op on a path that does not exist; the server says 400.
     { name: 'an op on a missing path', req: patch([{ op: 'replace', path: '/contact/5/name', value: {} }]), status: 400 },
     { name: 'remove of a missing element', req: patch([{ op: 'remove', path: '/deceasedBoolean' }]), status: 400 },
-    { name: 'a test op that fails', req: patch([{ op: 'test', path: '/gender', value: 'male' }, { op: 'replace', path: '/active', value: false }]), status: 422 },
+    {
+      name: 'a test op that fails',
+      req: patch([
+        { op: 'test', path: '/gender', value: 'male' },
+        { op: 'replace', path: '/active', value: false },
+      ]),
+      status: 422,
+    },
     { name: 'a patch that changes the id', req: patch([{ op: 'replace', path: '/id', value: 'someone-else' }]), status: 400 },
     { name: 'a patch that changes the resourceType', req: patch([{ op: 'replace', path: '/resourceType', value: 'Group' }]), status: 400 },
     { name: 'a patch that makes the resource invalid', req: patch([{ op: 'replace', path: '/gender', value: 'robot' }]), status: 400 },
-    { name: 'a patch that adds a NUL character', req: patch([{ op: 'add', path: '/extension', value: [{ url: 'http://example.org/x', valueString: 'a\u0000b' }] }]), status: 400 },
+    {
+      name: 'a patch that adds a NUL character',
+      req: patch([{ op: 'add', path: '/extension', value: [{ url: 'http://example.org/x', valueString: 'a\u0000b' }] }]),
+      status: 400,
+    },
     { name: 'a patch that writes through __proto__', req: patch([{ op: 'add', path: '/__proto__/polluted', value: true }]), status: 400 },
-    { name: 'wrong Content-Type (application/fhir+json)', req: patch([{ op: 'replace', path: '/active', value: false }], { 'content-type': FHIR_JSON }), status: 415 },
+    {
+      name: 'wrong Content-Type (application/fhir+json)',
+      req: patch([{ op: 'replace', path: '/active', value: false }], { 'content-type': FHIR_JSON }),
+      status: 415,
+    },
     { name: 'wrong Content-Type (application/xml)', req: patch('<diff/>', { 'content-type': 'application/xml' }), status: 415 },
-    { name: 'deep nesting: 10,000 arrays', req: patch(`[{"op":"add","path":"/extension","value":${'['.repeat(10_000)}${']'.repeat(10_000)}}]`), status: 400 },
+    {
+      name: 'deep nesting: 10,000 arrays',
+      req: patch(`[{"op":"add","path":"/extension","value":${'['.repeat(10_000)}${']'.repeat(10_000)}}]`),
+      status: 400,
+    },
     { name: 'If-Match: abc', req: patch([{ op: 'replace', path: '/active', value: false }], { 'if-match': 'abc' }), status: 400 },
-    { name: 'If-Match: a version that is not current', req: patch([{ op: 'replace', path: '/active', value: false }], { 'if-match': 'W/"9"' }), status: 412 },
-    { name: 'a resource that does not exist', req: patch([{ op: 'replace', path: '/active', value: false }], {}, `${BASE}/Patient/not-there`), status: 404 },
-    { name: 'unknown resource type in the URL', req: patch([{ op: 'replace', path: '/active', value: false }], {}, `${BASE}/Foo/${PID}`), status: 404 },
+    {
+      name: 'If-Match: a version that is not current',
+      req: patch([{ op: 'replace', path: '/active', value: false }], { 'if-match': 'W/"9"' }),
+      status: 412,
+    },
+    {
+      name: 'a resource that does not exist',
+      req: patch([{ op: 'replace', path: '/active', value: false }], {}, `${BASE}/Patient/not-there`),
+      status: 404,
+    },
+    {
+      name: 'unknown resource type in the URL',
+      req: patch([{ op: 'replace', path: '/active', value: false }], {}, `${BASE}/Foo/${PID}`),
+      status: 404,
+    },
     { name: 'malformed id in the URL', req: patch([{ op: 'replace', path: '/active', value: false }], {}, `${BASE}/Patient/bad$id`), status: 400 },
   ],
 
@@ -281,22 +347,60 @@ const cases: Record<string, Case[]> = {
     { name: 'a Patient instead of a Bundle', req: post(newPatient(), {}, BASE), status: 400 },
     { name: 'a Bundle of type collection', req: transaction([{ resource: newPatient() }], 'collection'), status: 400 },
     { name: 'a Bundle without type', req: post({ resourceType: 'Bundle', entry: [] }, {}, BASE), status: 400 },
-    { name: 'Bundle.entry not an array', req: post({ resourceType: 'Bundle', type: 'transaction', entry: { resource: newPatient() } }, {}, BASE), status: 400 },
+    {
+      name: 'Bundle.entry not an array',
+      req: post({ resourceType: 'Bundle', type: 'transaction', entry: { resource: newPatient() } }, {}, BASE),
+      status: 400,
+    },
     { name: 'an entry that is null', req: transaction([null]), status: 400 },
     { name: 'an entry without request', req: transaction([{ resource: newPatient() }]), status: 400 },
     { name: 'request.method FOO', req: transaction([{ resource: newPatient(), request: { method: 'FOO', url: 'Patient' } }]), status: 400 },
     { name: 'request.method as a number', req: transaction([{ resource: newPatient(), request: { method: 1, url: 'Patient' } }]), status: 400 },
     { name: 'request.url missing', req: transaction([{ resource: newPatient(), request: { method: 'POST' } }]), status: 400 },
-    { name: 'POST entry to Patient/123', req: transaction([{ resource: newPatient(), request: { method: 'POST', url: 'Patient/123' } }]), status: 400 },
-    { name: 'entry resource of the wrong type', req: transaction([{ resource: { resourceType: 'Observation', status: 'final', code: { text: 'x' } }, request: { method: 'POST', url: 'Patient' } }]), status: 400 },
+    {
+      name: 'POST entry to Patient/123',
+      req: transaction([{ resource: newPatient(), request: { method: 'POST', url: 'Patient/123' } }]),
+      status: 400,
+    },
+    {
+      name: 'entry resource of the wrong type',
+      req: transaction([
+        { resource: { resourceType: 'Observation', status: 'final', code: { text: 'x' } }, request: { method: 'POST', url: 'Patient' } },
+      ]),
+      status: 400,
+    },
     { name: 'entry without resource', req: transaction([{ request: { method: 'POST', url: 'Patient' } }]), status: 400 },
-    { name: 'entry with a malformed id', req: transaction([{ resource: newPatient({ id: 'bad$id' }), request: { method: 'PUT', url: 'Patient/bad$id' } }]), status: 400 },
-    { name: 'entry with the id ..', req: transaction([{ resource: newPatient({ id: '..' }), request: { method: 'PUT', url: 'Patient/..' } }]), status: 400 },
-    { name: 'entry with the id .', req: transaction([{ resource: newPatient({ id: '.' }), request: { method: 'PUT', url: 'Patient/.' } }]), status: 400 },
-    { name: 'entry with a 65-character id', req: transaction([{ resource: newPatient({ id: id65 }), request: { method: 'PUT', url: `Patient/${id65}` } }]), status: 400 },
+    {
+      name: 'entry with a malformed id',
+      req: transaction([{ resource: newPatient({ id: 'bad$id' }), request: { method: 'PUT', url: 'Patient/bad$id' } }]),
+      status: 400,
+    },
+    {
+      name: 'entry with the id ..',
+      req: transaction([{ resource: newPatient({ id: '..' }), request: { method: 'PUT', url: 'Patient/..' } }]),
+      status: 400,
+    },
+    {
+      name: 'entry with the id .',
+      req: transaction([{ resource: newPatient({ id: '.' }), request: { method: 'PUT', url: 'Patient/.' } }]),
+      status: 400,
+    },
+    {
+      name: 'entry with a 65-character id',
+      req: transaction([{ resource: newPatient({ id: id65 }), request: { method: 'PUT', url: `Patient/${id65}` } }]),
+      status: 400,
+    },
     // The spec does not say what an unknown type inside a transaction answers; the server says 404 as for the URL.
-    { name: 'entry of an unknown type', req: transaction([{ resource: { resourceType: 'Foo' }, request: { method: 'POST', url: 'Foo' } }]), status: 404 },
-    { name: 'entry whose resource id differs from request.url', req: transaction([{ resource: newPatient({ id: 'b' }), request: { method: 'PUT', url: 'Patient/a' } }]), status: 400 },
+    {
+      name: 'entry of an unknown type',
+      req: transaction([{ resource: { resourceType: 'Foo' }, request: { method: 'POST', url: 'Foo' } }]),
+      status: 404,
+    },
+    {
+      name: 'entry whose resource id differs from request.url',
+      req: transaction([{ resource: newPatient({ id: 'b' }), request: { method: 'PUT', url: 'Patient/a' } }]),
+      status: 400,
+    },
     {
       name: 'two entries on the same resource',
       req: transaction([
@@ -308,10 +412,19 @@ const cases: Record<string, Case[]> = {
     {
       name: 'the last entry is invalid (nothing of the valid ones is stored)',
       req: transaction([
-        { fullUrl: 'urn:uuid:6f1c4d1e-0000-4000-8000-000000000001', resource: newPatient({ name: [{ family: 'Rolledback' }] }), request: { method: 'POST', url: 'Patient' } },
+        {
+          fullUrl: 'urn:uuid:6f1c4d1e-0000-4000-8000-000000000001',
+          resource: newPatient({ name: [{ family: 'Rolledback' }] }),
+          request: { method: 'POST', url: 'Patient' },
+        },
         { resource: newPatient({ id: 'put-then-rollback' }), request: { method: 'PUT', url: 'Patient/put-then-rollback' } },
         {
-          resource: { resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: 'urn:uuid:6f1c4d1e-0000-4000-8000-000000000001' } },
+          resource: {
+            resourceType: 'Observation',
+            status: 'final',
+            code: { text: 'x' },
+            subject: { reference: 'urn:uuid:6f1c4d1e-0000-4000-8000-000000000001' },
+          },
           request: { method: 'POST', url: 'Observation' },
         },
         { resource: current({ gender: 'male' }), request: { method: 'PUT', url: `Patient/${PID}` } },
@@ -324,7 +437,12 @@ const cases: Record<string, Case[]> = {
       req: transaction([
         { resource: newPatient({ name: [{ family: 'Rolledback' }] }), request: { method: 'POST', url: 'Patient' } },
         {
-          resource: { resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: 'Patient?identifier=urn:test:mrn|nobody' } },
+          resource: {
+            resourceType: 'Observation',
+            status: 'final',
+            code: { text: 'x' },
+            subject: { reference: 'Patient?identifier=urn:test:mrn|nobody' },
+          },
           request: { method: 'POST', url: 'Observation' },
         },
       ]),
@@ -333,20 +451,89 @@ const cases: Record<string, Case[]> = {
     {
       name: 'a conditional reference with an unknown parameter',
       req: transaction([
-        { resource: { resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: 'Patient?bogus=1' } }, request: { method: 'POST', url: 'Observation' } },
+        {
+          resource: { resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: 'Patient?bogus=1' } },
+          request: { method: 'POST', url: 'Observation' },
+        },
       ]),
       status: 400,
     },
-    { name: 'entry ifMatch: abc', req: transaction([{ resource: current({ gender: 'male' }), request: { method: 'PUT', url: `Patient/${PID}`, ifMatch: 'abc' } }]), status: 400 },
-    { name: 'entry ifMatch: a version that is not current', req: transaction([{ resource: current({ gender: 'male' }), request: { method: 'PUT', url: `Patient/${PID}`, ifMatch: 'W/"5"' } }]), status: 412 },
-    { name: 'entry ifNoneExist with an unknown parameter', req: transaction([{ resource: newPatient(), request: { method: 'POST', url: 'Patient', ifNoneExist: 'bogus=1' } }]), status: 400 },
-    { name: 'PATCH entry: a test op that fails', req: transaction([{ resource: { resourceType: 'Binary', contentType: JSON_PATCH, data: toBase64([{ op: 'test', path: '/gender', value: 'male' }]) }, request: { method: 'PATCH', url: `Patient/${PID}` } }]), status: 422 },
-    { name: 'PATCH entry: a patch that changes the id', req: transaction([{ resource: { resourceType: 'Binary', contentType: JSON_PATCH, data: toBase64([{ op: 'replace', path: '/id', value: 'x' }]) }, request: { method: 'PATCH', url: `Patient/${PID}` } }]), status: 400 },
-    { name: 'NUL character in an entry', req: post(`{"resourceType":"Bundle","type":"transaction","entry":[{"resource":${NUL_UNINDEXED},"request":{"method":"POST","url":"Patient"}}]}`, {}, BASE), status: 400 },
-    { name: 'deep nesting: 10,000 arrays', req: post(`{"resourceType":"Bundle","type":"transaction","entry":${'['.repeat(10_000)}${']'.repeat(10_000)}}`, {}, BASE), status: 400 },
-    { name: 'invalid UTF-8 bytes', req: post(Buffer.concat([Buffer.from('{"resourceType":"Bundle","type":"transaction","entry":[{"resource":'), invalidUtf8, Buffer.from(',"request":{"method":"POST","url":"Patient"}}]}')]), {}, BASE), status: 400 },
-    { name: 'Content-Type application/xml', req: post('<Bundle xmlns="http://hl7.org/fhir"/>', { 'content-type': 'application/fhir+xml' }, BASE), status: 415 },
-    { name: 'Accept XML', req: post({ resourceType: 'Bundle', type: 'transaction', entry: [{ resource: newPatient(), request: { method: 'POST', url: 'Patient' } }] }, { accept: 'application/fhir+xml' }, BASE), status: 406 },
+    {
+      name: 'entry ifMatch: abc',
+      req: transaction([{ resource: current({ gender: 'male' }), request: { method: 'PUT', url: `Patient/${PID}`, ifMatch: 'abc' } }]),
+      status: 400,
+    },
+    {
+      name: 'entry ifMatch: a version that is not current',
+      req: transaction([{ resource: current({ gender: 'male' }), request: { method: 'PUT', url: `Patient/${PID}`, ifMatch: 'W/"5"' } }]),
+      status: 412,
+    },
+    {
+      name: 'entry ifNoneExist with an unknown parameter',
+      req: transaction([{ resource: newPatient(), request: { method: 'POST', url: 'Patient', ifNoneExist: 'bogus=1' } }]),
+      status: 400,
+    },
+    {
+      name: 'PATCH entry: a test op that fails',
+      req: transaction([
+        {
+          resource: { resourceType: 'Binary', contentType: JSON_PATCH, data: toBase64([{ op: 'test', path: '/gender', value: 'male' }]) },
+          request: { method: 'PATCH', url: `Patient/${PID}` },
+        },
+      ]),
+      status: 422,
+    },
+    {
+      name: 'PATCH entry: a patch that changes the id',
+      req: transaction([
+        {
+          resource: { resourceType: 'Binary', contentType: JSON_PATCH, data: toBase64([{ op: 'replace', path: '/id', value: 'x' }]) },
+          request: { method: 'PATCH', url: `Patient/${PID}` },
+        },
+      ]),
+      status: 400,
+    },
+    {
+      name: 'NUL character in an entry',
+      req: post(
+        `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":${NUL_UNINDEXED},"request":{"method":"POST","url":"Patient"}}]}`,
+        {},
+        BASE,
+      ),
+      status: 400,
+    },
+    {
+      name: 'deep nesting: 10,000 arrays',
+      req: post(`{"resourceType":"Bundle","type":"transaction","entry":${'['.repeat(10_000)}${']'.repeat(10_000)}}`, {}, BASE),
+      status: 400,
+    },
+    {
+      name: 'invalid UTF-8 bytes',
+      req: post(
+        Buffer.concat([
+          Buffer.from('{"resourceType":"Bundle","type":"transaction","entry":[{"resource":'),
+          invalidUtf8,
+          Buffer.from(',"request":{"method":"POST","url":"Patient"}}]}'),
+        ]),
+        {},
+        BASE,
+      ),
+      status: 400,
+    },
+    {
+      name: 'Content-Type application/xml',
+      req: post('<Bundle xmlns="http://hl7.org/fhir"/>', { 'content-type': 'application/fhir+xml' }, BASE),
+      status: 415,
+    },
+    {
+      name: 'Accept XML',
+      req: post(
+        { resourceType: 'Bundle', type: 'transaction', entry: [{ resource: newPatient(), request: { method: 'POST', url: 'Patient' } }] },
+        { accept: 'application/fhir+xml' },
+        BASE,
+      ),
+      status: 406,
+    },
   ],
 
   'reads and query parameters': [
@@ -381,7 +568,11 @@ const ignored: Case[] = [
   // Repeated, it is a list of ETags (RFC 9110 section 13.1.2); one of them is current.
   { name: 'If-None-Match sent twice', req: get(`${BASE}/Patient/${PID}`, { 'if-none-match': ['W/"7"', 'W/"1"'] }), status: 304 },
   { name: 'If-Modified-Since: garbage date', req: get(`${BASE}/Patient/${PID}`, { 'if-modified-since': 'yesterday at noon' }), status: 200 },
-  { name: 'If-Modified-Since: out-of-range date', req: get(`${BASE}/Patient/${PID}`, { 'if-modified-since': 'Mon, 45 Foo 99999 99:99:99 GMT' }), status: 200 },
+  {
+    name: 'If-Modified-Since: out-of-range date',
+    req: get(`${BASE}/Patient/${PID}`, { 'if-modified-since': 'Mon, 45 Foo 99999 99:99:99 GMT' }),
+    status: 200,
+  },
   { name: 'If-Modified-Since: a number', req: get(`${BASE}/Patient/${PID}`, { 'if-modified-since': '1e400' }), status: 200 },
   { name: 'Prefer: garbage on a read', req: get(`${BASE}/Patient/${PID}`, { prefer: ';;;===return' }), status: 200 },
   {
@@ -429,7 +620,11 @@ function checkOutcome(t: Test, res: LightMyRequestResponse, expected: number, bo
   }
   t.equal(body.resourceType, 'OperationOutcome', 'an OperationOutcome', opts);
   t.ok(Array.isArray(body.issue) && body.issue.length >= 1, 'with at least one issue', opts);
-  t.ok(body.issue?.every((i) => typeof i.severity === 'string' && typeof i.code === 'string'), 'every issue has severity and code', opts);
+  t.ok(
+    body.issue?.every((i) => typeof i.severity === 'string' && typeof i.code === 'string'),
+    'every issue has severity and code',
+    opts,
+  );
 }
 
 for (const [group, list] of Object.entries(cases)) {
@@ -462,8 +657,19 @@ t.test('a body over the limit answers 413', async (t) => {
     ['create', post(big)],
     ['update', put(big, {}, `${BASE}/Patient/big`)],
     ['patch', patch(`[{"op":"add","path":"/text","value":"${'x'.repeat(200_000)}"}]`, {}, `${BASE}/Patient/big`)],
-    ['transaction', post(`{"resourceType":"Bundle","type":"transaction","entry":[{"resource":${big},"request":{"method":"POST","url":"Patient"}}]}`, {}, BASE)],
-    ['search by POST', { method: 'POST', url: `${BASE}/Patient/_search`, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: `name=${'x'.repeat(200_000)}` }],
+    [
+      'transaction',
+      post(`{"resourceType":"Bundle","type":"transaction","entry":[{"resource":${big},"request":{"method":"POST","url":"Patient"}}]}`, {}, BASE),
+    ],
+    [
+      'search by POST',
+      {
+        method: 'POST',
+        url: `${BASE}/Patient/_search`,
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        payload: `name=${'x'.repeat(200_000)}`,
+      },
+    ],
   ];
   for (const [name, req] of reqs) {
     t.test(name, async (t) => checkOutcome(t, await send(small, req), 413));
@@ -498,7 +704,10 @@ t.test('former bugs', async (t) => {
     {
       name: 'a transaction PATCH entry whose Binary data is not JSON',
       req: transaction([
-        { resource: { resourceType: 'Binary', contentType: JSON_PATCH, data: Buffer.from('not json').toString('base64') }, request: { method: 'PATCH', url: `Patient/${someone.json().id}` } },
+        {
+          resource: { resourceType: 'Binary', contentType: JSON_PATCH, data: Buffer.from('not json').toString('base64') },
+          request: { method: 'PATCH', url: `Patient/${someone.json().id}` },
+        },
       ]),
       status: 400,
     },

@@ -14,19 +14,33 @@ const TOKEN_URL = `${app.config.baseUrl}/oauth2/token`;
 
 const form = (fields: Record<string, string>) => new URLSearchParams(fields).toString();
 async function token(fields: Record<string, string>, headers: Record<string, string> = {}): Promise<LightMyRequestResponse> {
-  return app.inject({ method: 'POST', url: '/oauth2/token', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, payload: form(fields) });
+  return app.inject({
+    method: 'POST',
+    url: '/oauth2/token',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+    payload: form(fields),
+  });
 }
-const basic = (id: string, secret: string) => ({ authorization: `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}` });
+const basic = (id: string, secret: string) => ({
+  authorization: `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`,
+});
 
 t.test('client_secret_basic: HTTP Basic only', async (t) => {
-  const { app: client, clientSecret } = await app.auth.createApp({ name: 'basic only', tokenAuthMethod: 'client_secret_basic', accessTokenSeconds: 600 });
+  const { app: client, clientSecret } = await app.auth.createApp({
+    name: 'basic only',
+    tokenAuthMethod: 'client_secret_basic',
+    accessTokenSeconds: 600,
+  });
   const post = await token({ grant_type: 'client_credentials', client_id: client.clientId, client_secret: clientSecret });
   t.equal(post.statusCode, 401);
   t.match(post.json(), { error: 'invalid_client', error_description: /HTTP Basic/ });
   const ok = await token({ grant_type: 'client_credentials' }, basic(client.clientId, clientSecret));
   t.equal(ok.statusCode, 200);
   t.equal(ok.json().expires_in, 600, "the app's own access-token lifetime");
-  const { rows } = await app.pg.query("SELECT extract(epoch FROM expires_at - now())::int AS s FROM trb_token WHERE app_id = $1 AND kind = 'access'", [client.id]);
+  const { rows } = await app.pg.query(
+    "SELECT extract(epoch FROM expires_at - now())::int AS s FROM trb_token WHERE app_id = $1 AND kind = 'access'",
+    [client.id],
+  );
   t.ok(rows[0].s > 590 && rows[0].s <= 600, 'stored with that lifetime');
 });
 
@@ -77,7 +91,11 @@ t.test('private_key_jwt: a signed assertion, once, for this server', async (t) =
   t.equal((await withAssertion('not.a.jwt')).statusCode, 401);
   const wrongType = await token({ grant_type: 'client_credentials', client_assertion_type: 'urn:other', client_assertion: await assertion() });
   t.match(wrongType.json(), { error: 'invalid_client' });
-  t.equal((await token({ grant_type: 'client_credentials', client_id: client.clientId, client_secret: 'x'.repeat(43) })).statusCode, 401, 'a secret does not do');
+  t.equal(
+    (await token({ grant_type: 'client_credentials', client_id: client.clientId, client_secret: 'x'.repeat(43) })).statusCode,
+    401,
+    'a secret does not do',
+  );
 
   // Revocation takes the same client authentication.
   const tokenToRevoke = ok.json().access_token as string;
@@ -85,7 +103,11 @@ t.test('private_key_jwt: a signed assertion, once, for this server', async (t) =
     method: 'POST',
     url: '/oauth2/revoke',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    payload: form({ token: tokenToRevoke, client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: await assertion({ aud: `${app.config.baseUrl}/oauth2/revoke` }) }),
+    payload: form({
+      token: tokenToRevoke,
+      client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+      client_assertion: await assertion({ aud: `${app.config.baseUrl}/oauth2/revoke` }),
+    }),
   });
   t.equal(revoked.statusCode, 200);
   t.equal(await app.auth.accessFor(tokenToRevoke), undefined, 'revoked');

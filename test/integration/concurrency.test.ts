@@ -50,7 +50,10 @@ t.test('50 concurrent PUTs with If-Match: W/"1": exactly one wins', async (t) =>
   );
   const statuses = results.map((r) => r.statusCode);
   t.comment(`statuses: ${JSON.stringify(countBy(statuses))}`);
-  t.notOk(statuses.some((s) => s >= 500), 'no 5xx');
+  t.notOk(
+    statuses.some((s) => s >= 500),
+    'no 5xx',
+  );
   const winners = statuses.flatMap((s, i) => (s === 200 ? [i] : []));
   t.equal(winners.length, 1, 'exactly one 200');
   t.equal(statuses.filter((s) => s === 412 || s === 409).length, N - 1, 'every other writer gets 412 (or 409)');
@@ -88,7 +91,12 @@ t.test('50 concurrent read-modify-write clients that retry on 412 lose no change
       const current = read.json();
       const version = current.meta.versionId as string;
       const next = { ...withoutMeta(current), identifier: [...(current.identifier ?? []), identifier] };
-      const res = await send(app, { method: 'PUT', url: `${BASE}/Patient/${PID}`, headers: { ...JSON_CT, 'if-match': `W/"${version}"` }, payload: next });
+      const res = await send(app, {
+        method: 'PUT',
+        url: `${BASE}/Patient/${PID}`,
+        headers: { ...JSON_CT, 'if-match': `W/"${version}"` },
+        payload: next,
+      });
       if (res.statusCode === 200) return true;
       if (res.statusCode !== 412 && res.statusCode !== 409) {
         unexpected.push(`client ${i} update: ${res.statusCode} ${res.body.slice(0, 200)}`);
@@ -130,14 +138,26 @@ t.test('20 concurrent PUTs of a new id (update-as-create) create it once', async
   );
   const statuses = results.map((r) => r.statusCode);
   t.comment(`statuses: ${JSON.stringify(countBy(statuses))}`);
-  t.notOk(statuses.some((s) => s >= 500), `no 5xx: ${results.filter((r) => r.statusCode >= 500).map((r) => r.body).join(' | ')}`);
+  t.notOk(
+    statuses.some((s) => s >= 500),
+    `no 5xx: ${results
+      .filter((r) => r.statusCode >= 500)
+      .map((r) => r.body)
+      .join(' | ')}`,
+  );
   t.equal(statuses.filter((s) => s === 201).length, 1, 'exactly one 201');
-  t.ok(statuses.every((s) => [200, 201, 409, 412].includes(s)), 'the rest update (200) or conflict (409/412)');
+  t.ok(
+    statuses.every((s) => [200, 201, 409, 412].includes(s)),
+    'the rest update (200) or conflict (409/412)',
+  );
   for (const r of results.filter((r) => r.statusCode >= 400)) {
     t.equal(r.json().resourceType, 'OperationOutcome', 'a conflict is an OperationOutcome');
   }
 
-  const { rows } = await app.pg.query<{ n: number }>('SELECT count(*)::int AS n FROM hfj_resource WHERE res_type = $1 AND fhir_id = $2', ['Patient', id]);
+  const { rows } = await app.pg.query<{ n: number }>('SELECT count(*)::int AS n FROM hfj_resource WHERE res_type = $1 AND fhir_id = $2', [
+    'Patient',
+    id,
+  ]);
   t.equal(rows[0].n, 1, 'the resource exists once');
   const updates = statuses.filter((s) => s === 200).length;
   t.equal(await versionsInDb('Patient', id), 1 + updates, 'one version for the create and one per 200');

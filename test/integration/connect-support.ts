@@ -7,12 +7,25 @@
 import type { Test } from 'tap';
 import { DEFAULT_SANDBOXES, type SandboxDefinition } from '../../src/sandbox/systems.ts';
 
-const variant = (name: string, auth: SandboxDefinition['auth'], idPrefix: string): SandboxDefinition => ({ ...DEFAULT_SANDBOXES[0], name, title: `${name} (sandbox)`, directoryId: `sandbox-${name}`, clientId: `tributary-${name}`, auth, seed: name, idPrefix });
+const variant = (name: string, auth: SandboxDefinition['auth'], idPrefix: string): SandboxDefinition => ({
+  ...DEFAULT_SANDBOXES[0],
+  name,
+  title: `${name} (sandbox)`,
+  directoryId: `sandbox-${name}`,
+  clientId: `tributary-${name}`,
+  auth,
+  seed: name,
+  idPrefix,
+});
 /**
  * The sandboxes a connect test goes through: the two shipped ones (client_secret_basic, a public
  * client) and two more that take client_secret_post and private_key_jwt; two patients each.
  */
-export const CONNECT_SANDBOXES: SandboxDefinition[] = [...DEFAULT_SANDBOXES.filter((d) => !d.vendor), variant('post-clinic', 'client_secret_post', 'pc'), variant('key-clinic', 'private_key_jwt', 'kc')].map((d) => ({ ...d, patients: 2 }));
+export const CONNECT_SANDBOXES: SandboxDefinition[] = [
+  ...DEFAULT_SANDBOXES.filter((d) => !d.vendor),
+  variant('post-clinic', 'client_secret_post', 'pc'),
+  variant('key-clinic', 'private_key_jwt', 'kc'),
+].map((d) => ({ ...d, patients: 2 }));
 
 interface Cookie {
   value: string;
@@ -35,7 +48,13 @@ export class Browser {
     const u = new URL(url);
     const headers = new Headers(init.headers);
     const sent = [...this.jar]
-      .filter(([, c]) => c.host === u.host && c.expires > Date.now() && (u.pathname === c.path || u.pathname.startsWith(c.path.endsWith('/') ? c.path : `${c.path}/`)) && (!c.secure || u.protocol === 'https:'))
+      .filter(
+        ([, c]) =>
+          c.host === u.host &&
+          c.expires > Date.now() &&
+          (u.pathname === c.path || u.pathname.startsWith(c.path.endsWith('/') ? c.path : `${c.path}/`)) &&
+          (!c.secure || u.protocol === 'https:'),
+      )
       .map(([k, c]) => `${k.split('\n')[2]}=${c.value}`);
     if (sent.length) headers.set('cookie', sent.join('; '));
     const res = await fetch(url, { ...init, headers, redirect: 'manual' });
@@ -44,7 +63,8 @@ export class Browser {
   }
 
   get = (url: string) => this.fetch(url);
-  postForm = (url: string, fields: Record<string, string>) => this.fetch(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(fields) });
+  postForm = (url: string, fields: Record<string, string>) =>
+    this.fetch(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(fields) });
 
   private keep(u: URL, line: string): void {
     const [pair, ...attrs] = line.split(';').map((s) => s.trim());
@@ -67,7 +87,15 @@ export const postForm = (url: string, fields: Record<string, string>) => browser
 export const location = (res: Response, base: string) => new URL(res.headers.get('location')!, base);
 
 /** From the connect URL to the system's callback: sign in as the patient, then approve or deny (in `using`, the file's browser unless named). */
-export async function signIn(t: Test, base: string, startUrl: string, username: string, password: string, decision = 'approve', using: Browser = browser): Promise<URL> {
+export async function signIn(
+  t: Test,
+  base: string,
+  startUrl: string,
+  username: string,
+  password: string,
+  decision = 'approve',
+  using: Browser = browser,
+): Promise<URL> {
   const start = await using.get(startUrl);
   t.equal(start.status, 302, 'the connect URL sends the person to the system');
   const body = await (await using.get(location(start, base).toString())).text();

@@ -5,7 +5,12 @@ const app = await buildTestApp(t);
 const JSON_CT = { 'content-type': 'application/fhir+json' };
 
 t.test('create, read, update, vread, history, delete', async (t) => {
-  const created = await app.inject({ method: 'POST', url: '/fhir/r4/Patient', headers: JSON_CT, payload: { resourceType: 'Patient', name: [{ family: 'Chalmers', given: ['Peter'] }], gender: 'male' } });
+  const created = await app.inject({
+    method: 'POST',
+    url: '/fhir/r4/Patient',
+    headers: JSON_CT,
+    payload: { resourceType: 'Patient', name: [{ family: 'Chalmers', given: ['Peter'] }], gender: 'male' },
+  });
   t.equal(created.statusCode, 201, created.body);
   const p = created.json();
   t.match(p, { resourceType: 'Patient', id: String, meta: { versionId: '1' } });
@@ -20,11 +25,21 @@ t.test('create, read, update, vread, history, delete', async (t) => {
   t.equal(same.statusCode, 200);
   t.equal(same.json().meta.versionId, '1', 'a write that changes nothing makes no version');
 
-  const upd = await app.inject({ method: 'PUT', url: `/fhir/r4/Patient/${p.id}`, headers: { ...JSON_CT, 'if-match': 'W/"1"' }, payload: { ...p, gender: 'female' } });
+  const upd = await app.inject({
+    method: 'PUT',
+    url: `/fhir/r4/Patient/${p.id}`,
+    headers: { ...JSON_CT, 'if-match': 'W/"1"' },
+    payload: { ...p, gender: 'female' },
+  });
   t.equal(upd.statusCode, 200, upd.body);
   t.equal(upd.json().meta.versionId, '2');
 
-  const stale = await app.inject({ method: 'PUT', url: `/fhir/r4/Patient/${p.id}`, headers: { ...JSON_CT, 'if-match': 'W/"1"' }, payload: { ...p, gender: 'other' } });
+  const stale = await app.inject({
+    method: 'PUT',
+    url: `/fhir/r4/Patient/${p.id}`,
+    headers: { ...JSON_CT, 'if-match': 'W/"1"' },
+    payload: { ...p, gender: 'other' },
+  });
   t.equal(stale.statusCode, 412);
 
   const v1 = await app.inject({ url: `/fhir/r4/Patient/${p.id}/_history/1` });
@@ -59,9 +74,19 @@ t.test('errors are OperationOutcomes', async (t) => {
 
 t.test('conditional create, update and delete find matches through the indexes', async (t) => {
   const body = { resourceType: 'Patient', identifier: [{ system: 'urn:mrn', value: 'A-1' }], name: [{ family: 'Ångström', given: ['Ève'] }] };
-  const first = await app.inject({ method: 'POST', url: '/fhir/r4/Patient', headers: { ...JSON_CT, 'if-none-exist': 'identifier=urn:mrn|A-1' }, payload: body });
+  const first = await app.inject({
+    method: 'POST',
+    url: '/fhir/r4/Patient',
+    headers: { ...JSON_CT, 'if-none-exist': 'identifier=urn:mrn|A-1' },
+    payload: body,
+  });
   t.equal(first.statusCode, 201);
-  const again = await app.inject({ method: 'POST', url: '/fhir/r4/Patient', headers: { ...JSON_CT, 'if-none-exist': 'identifier=urn:mrn|A-1' }, payload: body });
+  const again = await app.inject({
+    method: 'POST',
+    url: '/fhir/r4/Patient',
+    headers: { ...JSON_CT, 'if-none-exist': 'identifier=urn:mrn|A-1' },
+    payload: body,
+  });
   t.equal(again.statusCode, 200, 'an existing match is returned, not created again');
   t.equal(again.json().id, first.json().id);
 
@@ -70,7 +95,12 @@ t.test('conditional create, update and delete find matches through the indexes',
   const noMatch = await app.inject({ url: '/fhir/r4/Patient?name=zzz' });
   t.equal(noMatch.json().total, 0);
 
-  const cu = await app.inject({ method: 'PUT', url: '/fhir/r4/Patient?identifier=urn:mrn|A-1', headers: JSON_CT, payload: { ...body, gender: 'female' } });
+  const cu = await app.inject({
+    method: 'PUT',
+    url: '/fhir/r4/Patient?identifier=urn:mrn|A-1',
+    headers: JSON_CT,
+    payload: { ...body, gender: 'female' },
+  });
   t.equal(cu.statusCode, 200);
   t.equal(cu.json().id, first.json().id);
   t.equal(cu.json().meta.versionId, '2');

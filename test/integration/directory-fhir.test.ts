@@ -48,17 +48,34 @@ async function get(target: string, headers: Record<string, string>): Promise<{ s
   return { status: res.statusCode, body: res.json() };
 }
 const resources = (bundle: Json): Json[] => (bundle.entry ?? []).map((e: Json) => e.resource);
-const ids = (bundle: Json, type?: string): string[] => resources(bundle).filter((r) => !type || r.resourceType === type).map((r) => `${r.resourceType}/${r.id}`).sort();
+const ids = (bundle: Json, type?: string): string[] =>
+  resources(bundle)
+    .filter((r) => !type || r.resourceType === type)
+    .map((r) => `${r.resourceType}/${r.id}`)
+    .sort();
 const idOf = (url: string) => systemId(url.replace(/\/+$/, '').toLowerCase());
-const orgRows = async (npi: string) => (await app.pg.query<{ org_id: string }>('SELECT DISTINCT org_id FROM trb_system_org WHERE npi = $1', [npi])).rows.map((r) => r.org_id);
+const orgRows = async (npi: string) =>
+  (await app.pg.query<{ org_id: string }>('SELECT DISTINCT org_id FROM trb_system_org WHERE npi = $1', [npi])).rows.map((r) => r.org_id);
 
 t.test('an Endpoint per system and an Organization per distinct organization, valid R4', async (t) => {
   const systems = Number((await app.pg.query('SELECT count(*) AS n FROM trb_system')).rows[0].n);
   const orgs = Number((await app.pg.query('SELECT count(DISTINCT org_id) AS n FROM trb_system_org')).rows[0].n);
   t.same(first, { systems, written: systems + orgs, unchanged: 0 });
-  const { rows } = await app.pg.query<{ res_type: string; n: string }>('SELECT res_type, count(*) AS n FROM hfj_resource WHERE partition_id = $1 GROUP BY 1 ORDER BY 1', [DIRECTORY_SCOPE.partitionId]);
-  t.same(rows.map((r) => [r.res_type, Number(r.n)]), [['Endpoint', systems], ['Organization', orgs]]);
-  const all = await app.pg.query<{ json: string }>('SELECT v.res_text_vc AS json FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver WHERE r.partition_id = $1', [DIRECTORY_SCOPE.partitionId]);
+  const { rows } = await app.pg.query<{ res_type: string; n: string }>(
+    'SELECT res_type, count(*) AS n FROM hfj_resource WHERE partition_id = $1 GROUP BY 1 ORDER BY 1',
+    [DIRECTORY_SCOPE.partitionId],
+  );
+  t.same(
+    rows.map((r) => [r.res_type, Number(r.n)]),
+    [
+      ['Endpoint', systems],
+      ['Organization', orgs],
+    ],
+  );
+  const all = await app.pg.query<{ json: string }>(
+    'SELECT v.res_text_vc AS json FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver WHERE r.partition_id = $1',
+    [DIRECTORY_SCOPE.partitionId],
+  );
   const problems = all.rows.flatMap(({ json }) => app.fhir.validator.validate(JSON.parse(json)).filter((i) => i.severity === 'error'));
   t.same(problems, [], 'every Endpoint and Organization validates against the R4 definitions');
   t.equal((await view()).systems, 0, 'nothing left to do');
@@ -78,21 +95,40 @@ t.test('Endpoint?address= finds a system; it names its Organization, vendor and 
     connectionType: { code: 'hl7-fhir-rest' },
     managingOrganization: { reference: `Organization/${(await orgRows('1111111111'))[0]}` },
   });
-  t.same(ep.extension.map((e: Json) => e.valueCode ?? e.valueString), ['R4', 'Acme EHR']);
-  t.same(ids((await get(`Endpoint?identifier=${HEALTH_SYSTEM_ID}|${idOf(TX)}`, asB)).body), [`Endpoint/${idOf(TX)}`], 'by directory id, for app B too');
+  t.same(
+    ep.extension.map((e: Json) => e.valueCode ?? e.valueString),
+    ['R4', 'Acme EHR'],
+  );
+  t.same(
+    ids((await get(`Endpoint?identifier=${HEALTH_SYSTEM_ID}|${idOf(TX)}`, asB)).body),
+    [`Endpoint/${idOf(TX)}`],
+    'by directory id, for app B too',
+  );
 });
 
 t.test('Organization?name=&address-state= (the state from the zip when the list has none)', async (t) => {
   const mn = await get('Organization?name=north%20star&address-state=MN', asA);
   t.equal(mn.status, 200);
-  t.same(resources(mn.body).map((o) => o.name).sort(), ['North Star Clinic', 'North Star Hospital']);
+  t.same(
+    resources(mn.body)
+      .map((o) => o.name)
+      .sort(),
+    ['North Star Clinic', 'North Star Hospital'],
+  );
   const clinic = resources(mn.body).find((o) => o.name === 'North Star Clinic')!;
   t.same(clinic.identifier, [{ system: NPI, value: '1111111111' }]);
   t.same(clinic.address, [{ postalCode: '55401', state: 'MN', country: 'US' }]);
-  t.same(clinic.endpoint.map((e: Json) => e.reference).sort(), [`Endpoint/${idOf(MN_DSTU2)}`, `Endpoint/${idOf(MN_R4)}`].sort(), 'one Organization, both its endpoints');
+  t.same(
+    clinic.endpoint.map((e: Json) => e.reference).sort(),
+    [`Endpoint/${idOf(MN_DSTU2)}`, `Endpoint/${idOf(MN_R4)}`].sort(),
+    'one Organization, both its endpoints',
+  );
   t.same(ids((await get('Organization?name=north%20star&address-state=TX', asB)).body), []);
   const soarian = await get('Organization?address-state=PA&_count=100', asB);
-  t.ok(resources(soarian.body).length > 0 && resources(soarian.body).every((o) => o.address.some((a: Json) => a.state === 'PA')), 'HTI-1 addresses come along');
+  t.ok(
+    resources(soarian.body).length > 0 && resources(soarian.body).every((o) => o.address.some((a: Json) => a.state === 'PA')),
+    'HTI-1 addresses come along',
+  );
 });
 
 t.test('reads, history, _include, _revinclude and chains reach the directory', async (t) => {
@@ -101,11 +137,21 @@ t.test('reads, history, _include, _revinclude and chains reach the directory', a
   t.equal((await get(`Endpoint/${epId}`, asB)).body.address, MN_R4);
   t.equal((await get(`Endpoint/${epId}/_history/1`, asA)).status, 200);
   t.equal((await get(`Endpoint/${epId}/_history`, asA)).body.total, 1);
-  t.same(ids((await get(`Organization?_id=${clinicId}&_include=Organization:endpoint`, asA)).body), [`Endpoint/${idOf(MN_DSTU2)}`, `Endpoint/${epId}`, `Organization/${clinicId}`].sort());
-  t.same(ids((await get(`Organization?_id=${clinicId}&_revinclude=Endpoint:organization`, asA)).body, 'Endpoint'), [`Endpoint/${idOf(MN_DSTU2)}`, `Endpoint/${epId}`].sort());
+  t.same(
+    ids((await get(`Organization?_id=${clinicId}&_include=Organization:endpoint`, asA)).body),
+    [`Endpoint/${idOf(MN_DSTU2)}`, `Endpoint/${epId}`, `Organization/${clinicId}`].sort(),
+  );
+  t.same(
+    ids((await get(`Organization?_id=${clinicId}&_revinclude=Endpoint:organization`, asA)).body, 'Endpoint'),
+    [`Endpoint/${idOf(MN_DSTU2)}`, `Endpoint/${epId}`].sort(),
+  );
   t.same(ids((await get('Endpoint?organization.name=lone%20star', asB)).body), [`Endpoint/${idOf(TX)}`]);
   t.same(ids((await get(`Organization?endpoint.address=${encodeURIComponent(TX)}`, asA)).body).length, 1);
-  t.equal((await send(app, { method: 'GET', url: `${FHIR}/Endpoint?address=${encodeURIComponent(MN_R4)}` })).statusCode, 401, 'not without credentials');
+  t.equal(
+    (await send(app, { method: 'GET', url: `${FHIR}/Endpoint?address=${encodeURIComponent(MN_R4)}` })).statusCode,
+    401,
+    'not without credentials',
+  );
   // A search of every type is the caller's own data only.
   t.same(ids((await get('?_type=Patient', asA)).body), []);
   t.equal((await get('?_lastUpdated=gt2000-01-01', asA)).body.total ?? 0, 0, 'a search of every type leaves the directory out');
@@ -131,11 +177,22 @@ t.test("an app's own Organizations stay its own; the directory cannot be written
   const before = (await get(`Endpoint/${epId}`, asB)).body;
   const del = await send(app, { method: 'DELETE', url: `${FHIR}/Endpoint/${epId}`, headers: asA });
   t.ok(del.statusCode < 500, `DELETE answers ${del.statusCode}`);
-  const put = await send(app, { method: 'PUT', url: `${FHIR}/Endpoint/${epId}`, headers: { ...asA, 'content-type': FHIR_JSON }, payload: { ...before, meta: undefined, name: 'Hijacked' } });
+  const put = await send(app, {
+    method: 'PUT',
+    url: `${FHIR}/Endpoint/${epId}`,
+    headers: { ...asA, 'content-type': FHIR_JSON },
+    payload: { ...before, meta: undefined, name: 'Hijacked' },
+  });
   t.ok(put.statusCode < 500, `PUT answers ${put.statusCode}`);
   t.same((await get(`Endpoint/${epId}`, asB)).body, before, 'the directory Endpoint is as it was, for everyone else');
-  const { rows } = await app.pg.query('SELECT res_ver FROM hfj_resource WHERE partition_id = $1 AND fhir_id = $2', [DIRECTORY_SCOPE.partitionId, epId]);
-  t.same(rows.map((r) => Number(r.res_ver)), [1]);
+  const { rows } = await app.pg.query('SELECT res_ver FROM hfj_resource WHERE partition_id = $1 AND fhir_id = $2', [
+    DIRECTORY_SCOPE.partitionId,
+    epId,
+  ]);
+  t.same(
+    rows.map((r) => Number(r.res_ver)),
+    [1],
+  );
 });
 
 t.test('a re-import: changed systems get a new version, removed organizations are deleted, the rest stay', async (t) => {
@@ -161,7 +218,11 @@ t.test('a re-import: changed systems get a new version, removed organizations ar
 t.test("a probe's verdict reaches Endpoint.status", async (t) => {
   const id = idOf(TX);
   await app.pg.query("UPDATE trb_system SET resource_url = 'http://127.0.0.1:1/fhir' WHERE id = $1", [id]);
-  t.same(await probeSystems(app.pg, { concurrency: 1, timeoutMs: 2000, attempts: 1, backoffMs: 1 }, [id]), { connection_working: 0, no_smart: 0, unreachable: 1 });
+  t.same(await probeSystems(app.pg, { concurrency: 1, timeoutMs: 2000, attempts: 1, backoffMs: 1 }, [id]), {
+    connection_working: 0,
+    no_smart: 0,
+    unreachable: 1,
+  });
   t.same(await view(), { systems: 1, written: 1, unchanged: 1 });
   // (B: app A stored an Endpoint of its own under this id above, and A reads its own first.)
   t.equal((await get(`Endpoint/${id}`, asB)).body.status, 'error');

@@ -48,7 +48,10 @@ t.test('the Lantern set: 29,071 usable systems, each URL once with every organiz
   // 10.133.66.16 and 192.168.102.4, localhost, and 9 *.local names) point into a private network
   // and are rejected too: 29,101 bases less those 30.
   t.equal(first.rejected.length, 17 + 55);
-  t.ok(first.rejected.every((r) => r.file.endsWith('.json') && /^Endpoints\[\d+\]$/.test(r.at)), 'each rejected row says where');
+  t.ok(
+    first.rejected.every((r) => r.file.endsWith('.json') && /^Endpoints\[\d+\]$/.test(r.at)),
+    'each rejected row says where',
+  );
   t.equal(first.rejected.filter((r) => /not a URL: api\//.test(r.reason)).length, 17);
   const privateRows = first.rejected.filter((r) => /^a base on a (private, loopback or link-local address|local network name) \(/.test(r.reason));
   t.equal(privateRows.length, 55, 'each private base says why');
@@ -58,7 +61,13 @@ t.test('the Lantern set: 29,071 usable systems, each URL once with every organiz
   t.equal(first.systems, 29071, 'one system per distinct base URL (trailing "/" trimmed, lower-cased)');
   t.equal(first.added, 29071);
   t.equal(await count('SELECT count(*) AS n FROM trb_system'), 29071);
-  t.equal(await count("SELECT count(*) AS n FROM trb_system WHERE resource_url ~* '^https?://(10\\.|192\\.168\\.|172\\.(1[6-9]|2[0-9]|3[01])\\.|localhost)|\\.local[:/]'"), 0, 'no private base stored');
+  t.equal(
+    await count(
+      "SELECT count(*) AS n FROM trb_system WHERE resource_url ~* '^https?://(10\\.|192\\.168\\.|172\\.(1[6-9]|2[0-9]|3[01])\\.|localhost)|\\.local[:/]'",
+    ),
+    0,
+    'no private base stored',
+  );
   // A URL serving many organizations keeps them all.
   const many = await pool.query<{ n: string }>('SELECT count(*) AS n FROM trb_system_org GROUP BY system_id ORDER BY 1 DESC LIMIT 1');
   t.ok(Number(many.rows[0].n) > 1);
@@ -84,7 +93,8 @@ t.test("a zip's state: as the Oracle Health lists give them, for every organizat
     for (const row of readDirectoryFile(f, fs.readFileSync(path.join(SHARED, 'oracle-health', f), 'utf8')).rows) {
       if (!row.state || !row.postalCode) continue;
       compared++;
-      if (stateOfZip(row.postalCode) !== row.state.toUpperCase()) t.fail(`${row.postalCode}: ${stateOfZip(row.postalCode)}, the list says ${row.state}`);
+      if (stateOfZip(row.postalCode) !== row.state.toUpperCase())
+        t.fail(`${row.postalCode}: ${stateOfZip(row.postalCode)}, the list says ${row.state}`);
     }
   }
   t.ok(compared > 2000, `${compared} compared`);
@@ -92,17 +102,28 @@ t.test("a zip's state: as the Oracle Health lists give them, for every organizat
 });
 
 t.test('HTI-1 Bundles (Endpoint + Organization), CSV, rejected rows, updates in place', async (t) => {
-  const soarian = { name: 'soarian.json', content: fs.readFileSync(path.join(SHARED, 'oracle-health', 'soarian_patient_r4_endpoints.json'), 'utf8'), vendor: 'Oracle Health' };
+  const soarian = {
+    name: 'soarian.json',
+    content: fs.readFileSync(path.join(SHARED, 'oracle-health', 'soarian_patient_r4_endpoints.json'), 'utf8'),
+    vendor: 'Oracle Health',
+  };
   const r = await importDirectory(pool, [soarian]);
   t.equal(r.systems, 7, 'the seven Endpoints of the list');
   t.equal(r.rejected.length, 0);
-  const org = await pool.query("SELECT o.name, o.city, o.state FROM trb_system s JOIN trb_system_org o ON o.system_id = s.id WHERE s.vendor = 'Oracle Health' AND o.city IS NOT NULL LIMIT 1");
+  const org = await pool.query(
+    "SELECT o.name, o.city, o.state FROM trb_system s JOIN trb_system_org o ON o.system_id = s.id WHERE s.vendor = 'Oracle Health' AND o.city IS NOT NULL LIMIT 1",
+  );
   t.ok(org.rows[0]?.state, 'the Organization address comes along');
 
   const csv = (body: string): ImportSource => ({ name: 'list.csv', content: body, vendor: 'Acme EHR' });
-  const made = await importDirectory(pool, [csv('url,name,npi,zip\nhttps://acme.example/fhir/r4,"Acme Clinic, North",1234567890,55401\n,No URL,,\nftp://acme.example/x,Wrong scheme,,\n')]);
+  const made = await importDirectory(pool, [
+    csv('url,name,npi,zip\nhttps://acme.example/fhir/r4,"Acme Clinic, North",1234567890,55401\n,No URL,,\nftp://acme.example/x,Wrong scheme,,\n'),
+  ]);
   t.equal(made.added, 1);
-  t.same(made.rejected.map((x) => x.at), ['line 3', 'line 4']);
+  t.same(
+    made.rejected.map((x) => x.at),
+    ['line 3', 'line 4'],
+  );
   t.match(made.rejected[1].reason, /not an http\(s\) URL/);
   const renamed = await importDirectory(pool, [csv('url,name,npi,zip\nhttps://acme.example/fhir/r4/,"Acme Clinic, South",1234567890,55401\n')]);
   t.same({ added: renamed.added, updated: renamed.updated }, { added: 0, updated: 1 }, 'the same URL (with a trailing "/") updates in place');
@@ -143,8 +164,11 @@ t.test('CLI: directory import prints a summary with each rejected row; a broken 
   fs.writeFileSync(path.join(dir, 'broken.json'), '{"Endpoints": [');
   const cli = (...args: string[]) =>
     new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(path.join(REPO, 'node_modules', '.bin', 'node'), [path.join(REPO, 'bin', 'tributary.ts'), 'directory', 'import', ...args], { env: { ...process.env, DATABASE_URL: url } }, (err, stdout, stderr) =>
-        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      execFile(
+        path.join(REPO, 'node_modules', '.bin', 'node'),
+        [path.join(REPO, 'bin', 'tributary.ts'), 'directory', 'import', ...args],
+        { env: { ...process.env, DATABASE_URL: url } },
+        (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
       );
     });
   const ok = await cli(path.join(dir, 'list.csv'), '--vendor', 'X EHR', '--json');
@@ -157,46 +181,82 @@ t.test('CLI: directory import prints a summary with each rejected row; a broken 
   t.match(bad.stderr, /broken\.json: not JSON[\s\S]*Nothing was imported/);
 });
 
-t.test("GET /connect/system/clinical: 1upHealth's shape; name words (accents, case, prefixes, a typo), places, NPI, vendor, version, URL", async (t) => {
-  const app = await buildTestApp(t);
-  await importDirectory(app.pg, [
-    ...lantern().filter((s) => /^(Epic|Cerner|AthenaClinicals)/.test(s.name)),
-    {
-      name: 'mine.csv',
-      vendor: 'Tributary Test',
-      content: 'url,name,npi,zip\nhttps://fhir.saint-elisabeth.example/R4,Hôpital Saint-Élisabeth,1999999999,55401\nhttps://fhir.mayo-like.example/api/DSTU2,Rochester Clinic North,,55905\n',
-    },
-  ]);
-  const { app: client, clientSecret } = await app.auth.createApp({ name: 'Directory reader' });
-  const get = async (query: string) => {
-    const res = await app.inject({ method: 'GET', url: `/connect/system/clinical?client_id=${client.clientId}&client_secret=${clientSecret}&${query}` });
-    t.equal(res.statusCode, 200, query);
-    return res.json() as { id: string; name: string; resource_url: string; api_version: string | null; ehr: string | null; status: string; logo: null; locations: { name: string; address: { postalCode: string | null } }[] }[];
-  };
-  const accent = await get('query=hopital%20saint%20elis');
-  t.equal(accent[0]?.name, 'Hôpital Saint-Élisabeth', 'accents and case do not matter; words are prefixes');
-  t.same(Object.keys(accent[0]).sort(), ['api_version', 'ehr', 'id', 'locations', 'logo', 'name', 'resource_url', 'status']);
-  t.same(accent[0].locations[0], { name: 'Hôpital Saint-Élisabeth', address: { line: null, city: null, postalCode: '55401', state: 'MN' } }, 'the state from the zip');
-  t.ok((await get('query=saint%20elisabeth&state=mn')).some((s: { name: string }) => s.name === 'Hôpital Saint-Élisabeth'), 'state= finds it');
-  t.same(await get('query=saint%20elisabeth%20hopital&state=TX'), []);
-  t.equal((await get('query=hospital%20saint%20elisabet'))[0]?.name, 'Hôpital Saint-Élisabeth', 'a typo still finds it');
-  t.equal((await get('npi=1999999999'))[0]?.name, 'Hôpital Saint-Élisabeth');
-  t.ok((await get('zip=55905')).some((x) => x.name === 'Rochester Clinic North'), 'zip (a prefix of the organizations\' zips)');
-  const dstu2 = await get('fhir_version=DSTU2&vendor=tributary');
-  t.same(dstu2.map((x) => x.name), ['Rochester Clinic North']);
-  t.equal((await get('url=fhir.saint-elisabeth.example'))[0]?.ehr, 'Tributary Test');
-  const athena = await get('vendor=athena');
-  t.equal(athena.length, 1, "athenahealth's list is one URL serving every practice");
-  t.equal(athena[0].locations.length, 20, 'with its organizations as locations (20 shown)');
-  const page1 = await get('vendor=epic');
-  const page2 = await get('vendor=epic&offset=20');
-  t.equal(page1.length, 20, '20 a page');
-  t.notOk(page2.some((x) => page1.some((y) => y.id === x.id)), 'the next page repeats nothing');
-  t.same(await get('query=zzzzqqqq'), []);
-  const noCreds = await app.inject({ method: 'GET', url: '/connect/system/clinical?query=x' });
-  t.equal(noCreds.statusCode, 401);
-  t.equal((await app.inject({ method: 'GET', url: `/connect/system/clinical?client_id=${client.clientId}&client_secret=${clientSecret}&offset=-1` })).statusCode, 400);
-});
+t.test(
+  "GET /connect/system/clinical: 1upHealth's shape; name words (accents, case, prefixes, a typo), places, NPI, vendor, version, URL",
+  async (t) => {
+    const app = await buildTestApp(t);
+    await importDirectory(app.pg, [
+      ...lantern().filter((s) => /^(Epic|Cerner|AthenaClinicals)/.test(s.name)),
+      {
+        name: 'mine.csv',
+        vendor: 'Tributary Test',
+        content:
+          'url,name,npi,zip\nhttps://fhir.saint-elisabeth.example/R4,Hôpital Saint-Élisabeth,1999999999,55401\nhttps://fhir.mayo-like.example/api/DSTU2,Rochester Clinic North,,55905\n',
+      },
+    ]);
+    const { app: client, clientSecret } = await app.auth.createApp({ name: 'Directory reader' });
+    const get = async (query: string) => {
+      const res = await app.inject({
+        method: 'GET',
+        url: `/connect/system/clinical?client_id=${client.clientId}&client_secret=${clientSecret}&${query}`,
+      });
+      t.equal(res.statusCode, 200, query);
+      return res.json() as {
+        id: string;
+        name: string;
+        resource_url: string;
+        api_version: string | null;
+        ehr: string | null;
+        status: string;
+        logo: null;
+        locations: { name: string; address: { postalCode: string | null } }[];
+      }[];
+    };
+    const accent = await get('query=hopital%20saint%20elis');
+    t.equal(accent[0]?.name, 'Hôpital Saint-Élisabeth', 'accents and case do not matter; words are prefixes');
+    t.same(Object.keys(accent[0]).sort(), ['api_version', 'ehr', 'id', 'locations', 'logo', 'name', 'resource_url', 'status']);
+    t.same(
+      accent[0].locations[0],
+      { name: 'Hôpital Saint-Élisabeth', address: { line: null, city: null, postalCode: '55401', state: 'MN' } },
+      'the state from the zip',
+    );
+    t.ok(
+      (await get('query=saint%20elisabeth&state=mn')).some((s: { name: string }) => s.name === 'Hôpital Saint-Élisabeth'),
+      'state= finds it',
+    );
+    t.same(await get('query=saint%20elisabeth%20hopital&state=TX'), []);
+    t.equal((await get('query=hospital%20saint%20elisabet'))[0]?.name, 'Hôpital Saint-Élisabeth', 'a typo still finds it');
+    t.equal((await get('npi=1999999999'))[0]?.name, 'Hôpital Saint-Élisabeth');
+    t.ok(
+      (await get('zip=55905')).some((x) => x.name === 'Rochester Clinic North'),
+      "zip (a prefix of the organizations' zips)",
+    );
+    const dstu2 = await get('fhir_version=DSTU2&vendor=tributary');
+    t.same(
+      dstu2.map((x) => x.name),
+      ['Rochester Clinic North'],
+    );
+    t.equal((await get('url=fhir.saint-elisabeth.example'))[0]?.ehr, 'Tributary Test');
+    const athena = await get('vendor=athena');
+    t.equal(athena.length, 1, "athenahealth's list is one URL serving every practice");
+    t.equal(athena[0].locations.length, 20, 'with its organizations as locations (20 shown)');
+    const page1 = await get('vendor=epic');
+    const page2 = await get('vendor=epic&offset=20');
+    t.equal(page1.length, 20, '20 a page');
+    t.notOk(
+      page2.some((x) => page1.some((y) => y.id === x.id)),
+      'the next page repeats nothing',
+    );
+    t.same(await get('query=zzzzqqqq'), []);
+    const noCreds = await app.inject({ method: 'GET', url: '/connect/system/clinical?query=x' });
+    t.equal(noCreds.statusCode, 401);
+    t.equal(
+      (await app.inject({ method: 'GET', url: `/connect/system/clinical?client_id=${client.clientId}&client_secret=${clientSecret}&offset=-1` }))
+        .statusCode,
+      400,
+    );
+  },
+);
 
 t.test('search: words meet in one organization; ranking; every process sees an import at once', async (t) => {
   const p = new pg.Pool({ connectionString: await testDatabase(t), max: 4 });
@@ -214,12 +274,21 @@ t.test('search: words meet in one organization; ranking; every process sees an i
     ]),
   ]);
   const index = new DirectoryIndexCache(p);
-  const names = async (text: string, extra: Partial<SystemQuery> = {}) => (await searchSystems(p, index, { text, offset: 0, limit: 20, ...extra })).map((h) => h.name);
+  const names = async (text: string, extra: Partial<SystemQuery> = {}) =>
+    (await searchSystems(p, index, { text, offset: 0, limit: 20, ...extra })).map((h) => h.name);
   t.same(await names('alpha pediatrics'), ['Alpha Pediatrics']);
-  t.same(await names('alpha cardiology'), [], "words of two different practices of one URL do not make a match");
+  t.same(await names('alpha cardiology'), [], 'words of two different practices of one URL do not make a match');
   t.same(await names('beta cardiology 94105'), ['Alpha Pediatrics'], 'a practice found by name and zip shows its system');
-  t.same(await names('north clinic'), ['North Clinic', 'Clinic of the North', 'Northfield Family Clinic Partners'], 'starts with the words; then all words in the name, shorter first');
-  t.same(await names('clinic', { state: 'MN' }), ['Clinic of the North', 'North Clinic', 'Northfield Family Clinic Partners'], 'starts with the word; then has it, shorter first');
+  t.same(
+    await names('north clinic'),
+    ['North Clinic', 'Clinic of the North', 'Northfield Family Clinic Partners'],
+    'starts with the words; then all words in the name, shorter first',
+  );
+  t.same(
+    await names('clinic', { state: 'MN' }),
+    ['Clinic of the North', 'North Clinic', 'Northfield Family Clinic Partners'],
+    'starts with the word; then has it, shorter first',
+  );
   t.same(await names('clinic', { state: 'MN', offset: 1 }), ['North Clinic', 'Northfield Family Clinic Partners'], 'offset pages through');
   t.same(await names('nrth clinc'), ['North Clinic', 'Clinic of the North', 'Northfield Family Clinic Partners'], 'a typo in each word');
   t.same(await names('zzzz'), []);
@@ -229,7 +298,12 @@ t.test('search: words meet in one organization; ranking; every process sees an i
   await importDirectory(other, [list(['https://four.example/fhir,Gamma North Hospital,,55401'])]);
   t.same(await names('gamma'), ['Gamma North Hospital']);
   t.same(
-    [editDistance('clinic', 'clinc', 2), editDistance('clinic', 'cilnic', 2), editDistance('abc', 'xyz', 1), editDistance('pediatrics', 'pediatrics', 0)],
+    [
+      editDistance('clinic', 'clinc', 2),
+      editDistance('clinic', 'cilnic', 2),
+      editDistance('abc', 'xyz', 1),
+      editDistance('pediatrics', 'pediatrics', 0),
+    ],
     [1, 1, 2, 0],
     'edits: a deletion, a swap of neighbours; past the bound it stops at bound + 1',
   );
@@ -239,7 +313,10 @@ t.test('status probe: connection_working, no_smart, unreachable (local servers, 
   let flaky = 0;
   const server = http.createServer((req, res) => {
     const json = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
-    const cs = (oauth: boolean) => ({ resourceType: 'CapabilityStatement', rest: [{ security: oauth ? { extension: [{ url: 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris' }] } : {} }] });
+    const cs = (oauth: boolean) => ({
+      resourceType: 'CapabilityStatement',
+      rest: [{ security: oauth ? { extension: [{ url: 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris' }] } : {} }],
+    });
     if (req.url === '/smart/.well-known/smart-configuration') return json(200, { authorization_endpoint: 'https://x/authorize' });
     if (req.url === '/smart/metadata' || req.url === '/plain/metadata') return json(200, cs(false));
     if (req.url === '/oauth/metadata') return json(200, cs(true));
@@ -255,17 +332,41 @@ t.test('status probe: connection_working, no_smart, unreachable (local servers, 
   t.teardown(() => p.end());
   await migrate(p);
   const urls = { smart: `${base}/smart`, oauth: `${base}/oauth`, plain: `${base}/plain`, flaky: `${base}/flaky`, gone: `${closed}/fhir` };
-  const list = { name: 'local.csv', content: `url,name\n${Object.entries(urls).map(([k, u]) => `${u},${k}`).join('\n')}\n` };
-  t.same((await importDirectory(p, [list])).rejected.map((r) => r.reason), Array(5).fill(`a base on a private, loopback or link-local address (127.0.0.1)`), 'loopback bases are refused by default');
+  const list = {
+    name: 'local.csv',
+    content: `url,name\n${Object.entries(urls)
+      .map(([k, u]) => `${u},${k}`)
+      .join('\n')}\n`,
+  };
+  t.same(
+    (await importDirectory(p, [list])).rejected.map((r) => r.reason),
+    Array(5).fill(`a base on a private, loopback or link-local address (127.0.0.1)`),
+    'loopback bases are refused by default',
+  );
   await importDirectory(p, [list], undefined, { allow: ['127.0.0.1'] });
   const outbound = createOutbound({ allow: ['127.0.0.1'] });
   t.teardown(() => outbound.close());
   // Without the operator's leave (no fetch given: a guarded one that allows nothing private), nothing answers.
-  t.same(await probeSystems(p, { concurrency: 2, timeoutMs: 2000, attempts: 1, backoffMs: 20 }), { connection_working: 0, no_smart: 0, unreachable: 5 });
+  t.same(await probeSystems(p, { concurrency: 2, timeoutMs: 2000, attempts: 1, backoffMs: 20 }), {
+    connection_working: 0,
+    no_smart: 0,
+    unreachable: 5,
+  });
   t.equal(flaky, 0, 'not a request reached the server');
   const counts = await probeSystems(p, { concurrency: 2, timeoutMs: 2000, attempts: 3, backoffMs: 20, fetch: outbound.fetch });
   t.same(counts, { connection_working: 3, no_smart: 1, unreachable: 1 });
-  const { rows } = await p.query<{ name: string; status: string; checked: boolean }>('SELECT name, status, checked_at IS NOT NULL AS checked FROM trb_system ORDER BY name');
-  t.same(Object.fromEntries(rows.map((r) => [r.name, r.status])), { flaky: 'connection_working', gone: 'unreachable', oauth: 'connection_working', plain: 'no_smart', smart: 'connection_working' });
-  t.ok(rows.every((r) => r.checked), 'each status has the time it was checked');
+  const { rows } = await p.query<{ name: string; status: string; checked: boolean }>(
+    'SELECT name, status, checked_at IS NOT NULL AS checked FROM trb_system ORDER BY name',
+  );
+  t.same(Object.fromEntries(rows.map((r) => [r.name, r.status])), {
+    flaky: 'connection_working',
+    gone: 'unreachable',
+    oauth: 'connection_working',
+    plain: 'no_smart',
+    smart: 'connection_working',
+  });
+  t.ok(
+    rows.every((r) => r.checked),
+    'each status has the time it was checked',
+  );
 });

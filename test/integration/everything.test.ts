@@ -17,7 +17,11 @@ async function userToken(name: string, scope?: string): Promise<string> {
   return (await app.auth.exchangeCode(client, await app.auth.newCode(client.id, user.id, scope))).access_token;
 }
 const get = (token: string, path: string) => send(app, { method: 'GET', url: `${FHIR}/${path}`, headers: { authorization: `Bearer ${token}` } });
-const typed = (b: Json, mode?: string): string[] => (b.entry ?? []).filter((e: Json) => !mode || e.search?.mode === mode).map((e: Json) => `${e.resource.resourceType}/${e.resource.id}`).sort();
+const typed = (b: Json, mode?: string): string[] =>
+  (b.entry ?? [])
+    .filter((e: Json) => !mode || e.search?.mode === mode)
+    .map((e: Json) => `${e.resource.resourceType}/${e.resource.id}`)
+    .sort();
 
 /** Follows next links from `path`; every match and include, in order. */
 async function allPages(t: Test, token: string, path: string): Promise<{ matches: string[]; includes: string[]; pages: number }> {
@@ -43,24 +47,57 @@ const tx = (token: string, resources: Json[]) =>
     method: 'POST',
     url: FHIR,
     headers: { authorization: `Bearer ${token}`, 'content-type': FHIR_JSON },
-    payload: { resourceType: 'Bundle', type: 'transaction', entry: resources.map((r) => ({ resource: r, request: { method: 'PUT', url: `${r.resourceType}/${r.id}` } })) },
+    payload: {
+      resourceType: 'Bundle',
+      type: 'transaction',
+      entry: resources.map((r) => ({ resource: r, request: { method: 'PUT', url: `${r.resourceType}/${r.id}` } })),
+    },
   });
 const annRecords = [
   { resourceType: 'Patient', id: 'ann', name: [{ family: 'Ng' }], generalPractitioner: [{ reference: 'Practitioner/dr' }] },
   { resourceType: 'Practitioner', id: 'dr', name: [{ family: 'Osei' }] },
   { resourceType: 'Practitioner', id: 'unrelated', name: [{ family: 'Nobody' }] },
-  { resourceType: 'Encounter', id: 'enc', status: 'finished', class: { code: 'AMB' }, subject: { reference: 'Patient/ann' }, participant: [{ individual: { reference: 'Practitioner/dr' } }] },
+  {
+    resourceType: 'Encounter',
+    id: 'enc',
+    status: 'finished',
+    class: { code: 'AMB' },
+    subject: { reference: 'Patient/ann' },
+    participant: [{ individual: { reference: 'Practitioner/dr' } }],
+  },
   { resourceType: 'Condition', id: 'cond', subject: { reference: 'Patient/ann' }, code: { text: 'Asthma' } },
-  ...Array.from({ length: 5 }, (_, i) => ({ resourceType: 'Observation', id: `obs${i}`, status: 'final', code: { text: 'Steps' }, subject: { reference: 'Patient/ann' }, encounter: { reference: 'Encounter/enc' } })),
+  ...Array.from({ length: 5 }, (_, i) => ({
+    resourceType: 'Observation',
+    id: `obs${i}`,
+    status: 'final',
+    code: { text: 'Steps' },
+    subject: { reference: 'Patient/ann' },
+    encounter: { reference: 'Encounter/enc' },
+  })),
 ];
 for (const [token, records] of [
   [ann, annRecords],
-  [bob, [{ resourceType: 'Patient', id: 'bob' }, { resourceType: 'Observation', id: 'bobs', status: 'final', code: { text: 'x' }, subject: { reference: 'Patient/bob' } }]],
+  [
+    bob,
+    [
+      { resourceType: 'Patient', id: 'bob' },
+      { resourceType: 'Observation', id: 'bobs', status: 'final', code: { text: 'x' }, subject: { reference: 'Patient/bob' } },
+    ],
+  ],
 ] as const) {
   const res = await tx(token, records as Json[]);
   if (res.statusCode !== 200) throw new Error(`the fixture was refused: ${res.body.slice(0, 500)}`);
 }
-const compartment = ['Condition/cond', 'Encounter/enc', 'Observation/obs0', 'Observation/obs1', 'Observation/obs2', 'Observation/obs3', 'Observation/obs4', 'Patient/ann'];
+const compartment = [
+  'Condition/cond',
+  'Encounter/enc',
+  'Observation/obs0',
+  'Observation/obs1',
+  'Observation/obs2',
+  'Observation/obs3',
+  'Observation/obs4',
+  'Patient/ann',
+];
 
 t.test('the patient, its compartment, and what they reference; nothing else', async (t) => {
   const res = await get(ann, 'Patient/ann/$everything');
@@ -87,7 +124,11 @@ t.test('_since keeps what changed after the instant; _type narrows', async (t) =
   t.same(typed(since, 'match'), ['Condition/cond'], 'only the changed resource matches');
   t.same(typed((await get(ann, 'Patient/ann/$everything?_type=Encounter,Patient')).json(), 'match'), ['Encounter/enc', 'Patient/ann']);
   const paged = await allPages(t, ann, 'Patient/ann/$everything?_type=Observation&_count=2');
-  t.same(paged.matches.sort(), compartment.filter((x) => x.startsWith('Observation/')), 'the next links keep _type');
+  t.same(
+    paged.matches.sort(),
+    compartment.filter((x) => x.startsWith('Observation/')),
+    'the next links keep _type',
+  );
 });
 
 t.test("another user's patient is not found: no data crosses", async (t) => {
@@ -98,8 +139,12 @@ t.test("another user's patient is not found: no data crosses", async (t) => {
 
 t.test("the token's scopes narrow the types", async (t) => {
   const user = (await app.auth.findUser(client.id, { appUserId: 'ann' }))!;
-  const narrow = (await app.auth.exchangeCode(client, await app.auth.newCode(client.id, user.id, 'patient/Observation.rs patient/Patient.rs'))).access_token;
-  t.same(typed((await get(narrow, 'Patient/ann/$everything')).json(), 'match').map((x) => x.split('/')[0]), ['Observation', 'Observation', 'Observation', 'Observation', 'Observation', 'Patient']);
+  const narrow = (await app.auth.exchangeCode(client, await app.auth.newCode(client.id, user.id, 'patient/Observation.rs patient/Patient.rs')))
+    .access_token;
+  t.same(
+    typed((await get(narrow, 'Patient/ann/$everything')).json(), 'match').map((x) => x.split('/')[0]),
+    ['Observation', 'Observation', 'Observation', 'Observation', 'Observation', 'Patient'],
+  );
   const none = (await app.auth.exchangeCode(client, await app.auth.newCode(client.id, user.id, 'patient/Practitioner.rs'))).access_token;
   t.equal((await get(none, 'Patient/ann/$everything')).statusCode, 403);
 });

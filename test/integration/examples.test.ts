@@ -40,7 +40,9 @@ t.test('official examples round-trip', async (t) => {
       : await app.inject({ method: 'POST', url: `/fhir/r4/${type}`, headers: { 'content-type': 'application/fhir+json' }, payload: resource });
     if (res.statusCode >= 500) t.fail(`${f}: ${res.statusCode} ${res.body.slice(0, 300)}`);
     if (res.statusCode >= 300) {
-      const issues = (res.json().issue ?? []).map((i: { diagnostics?: string; expression?: string[] }) => `${i.expression?.[0] ?? ''} ${i.diagnostics ?? ''}`);
+      const issues = (res.json().issue ?? []).map(
+        (i: { diagnostics?: string; expression?: string[] }) => `${i.expression?.[0] ?? ''} ${i.diagnostics ?? ''}`,
+      );
       rejected.push(`${f}: ${res.statusCode} ${issues.slice(0, 3).join(' | ')}`);
       return;
     }
@@ -50,9 +52,11 @@ t.test('official examples round-trip', async (t) => {
     if (back.statusCode !== 200 || !isDeepStrictEqual(comparable(back.json()), expected)) different.push(f);
   }
   const queue = [...files];
-  await Promise.all(Array.from({ length: 8 }, async () => {
-    for (let f = queue.shift(); f !== undefined; f = queue.shift()) await one(f);
-  }));
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      for (let f = queue.shift(); f !== undefined; f = queue.shift()) await one(f);
+    }),
+  );
   rejected.sort();
   different.sort();
   const ok = tried - rejected.length - different.length;

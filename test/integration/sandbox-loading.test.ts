@@ -17,14 +17,19 @@ import { Browser, location } from './connect-support.ts';
 const NV = { ...DEFAULT_SANDBOXES[0], patients: 4 };
 const port = await freePort();
 const BASE = `http://127.0.0.1:${port}`;
-const app = await buildApp(testConfig(await testDatabase(t), { baseUrl: BASE, sandboxes: true, sandboxSystems: [NV], sandboxYears: 10, fhirAuth: 'required' }), { logger: false });
+const app = await buildApp(
+  testConfig(await testDatabase(t), { baseUrl: BASE, sandboxes: true, sandboxSystems: [NV], sandboxYears: 10, fhirAuth: 'required' }),
+  { logger: false },
+);
 await app.listen({ port, host: '127.0.0.1' });
 t.teardown(() => app.close());
 
 const { app: demo } = await app.auth.createApp({ name: 'App', redirectUris: ['https://app.example/cb'] });
 const user = (await app.auth.createUser(demo.id, 'early'))!;
 const { access_token: token } = await app.auth.exchangeCode(demo, await app.auth.newCode(demo.id, user.id));
-const patient = generateSystem({ seed: NV.seed, patients: NV.patients, idPrefix: NV.idPrefix, systemName: NV.title }).patients.find((p) => p.personKey !== 'shared')!;
+const patient = generateSystem({ seed: NV.seed, patients: NV.patients, idPrefix: NV.idPrefix, systemName: NV.title }).patients.find(
+  (p) => p.personKey !== 'shared',
+)!;
 
 t.test('signing in while the sandbox loads: "still loading", not a wrong password; then it goes through', async (t) => {
   const browser = new Browser();
@@ -47,7 +52,14 @@ t.test('signing in while the sandbox loads: "still loading", not a wrong passwor
   const signedIn = await browser.postForm(`${BASE}/oauth2/authorize/login`, { request, username: patient.username, password: patient.password });
   t.equal(signedIn.status, 200, 'the same sign-in request goes through (it was not ended)');
   t.match(await signedIn.text(), /Allow/);
-  const wrong = await (await browser.get(location(await browser.get(`${BASE}/connect/system/clinical/${NV.directoryId}?client_id=${demo.clientId}&access_token=${token}`), BASE).toString())).text();
+  const wrong = await (
+    await browser.get(
+      location(
+        await browser.get(`${BASE}/connect/system/clinical/${NV.directoryId}?client_id=${demo.clientId}&access_token=${token}`),
+        BASE,
+      ).toString(),
+    )
+  ).text();
   const again = /name="request" value="([0-9a-f]{64})"/.exec(wrong)![1];
   const res = await browser.postForm(`${BASE}/oauth2/authorize/login`, { request: again, username: patient.username, password: 'not-it' });
   t.equal(res.status, 401, 'once loaded, a wrong password is a wrong password');

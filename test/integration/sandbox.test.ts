@@ -32,12 +32,20 @@ const post = (url: string, fields: Record<string, string>, headers: Record<strin
 
 /** Tributary's secret at a system, as its registration keeps it (sealed). */
 async function registrationSecret(d: SandboxDefinition): Promise<string | undefined> {
-  const { rows } = await app.pg.query<{ sealed: Buffer | null; auth_method: string }>('SELECT client_secret_sealed AS sealed, auth_method FROM trb_client_registration WHERE system_id = $1', [d.directoryId]);
+  const { rows } = await app.pg.query<{ sealed: Buffer | null; auth_method: string }>(
+    'SELECT client_secret_sealed AS sealed, auth_method FROM trb_client_registration WHERE system_id = $1',
+    [d.directoryId],
+  );
   return rows[0]?.sealed ? app.vault.decrypt(rows[0].sealed, d.clientId, 'registration-secret') : undefined;
 }
 
 /** A SMART standalone launch against a sandbox, signing in as `username`; the token response. */
-async function launch(t: Test, d: SandboxDefinition, username: string, password: string): Promise<{ access_token: string; refresh_token?: string; patient?: string; expires_in: number }> {
+async function launch(
+  t: Test,
+  d: SandboxDefinition,
+  username: string,
+  password: string,
+): Promise<{ access_token: string; refresh_token?: string; patient?: string; expires_in: number }> {
   const conf = (await app.inject({ method: 'GET', url: `${baseOf(d)}/.well-known/smart-configuration` })).json();
   const verifier = randomBytes(32).toString('base64url');
   const challenge = createHash('sha256').update(verifier).digest('base64url');
@@ -70,7 +78,11 @@ async function launch(t: Test, d: SandboxDefinition, username: string, password:
   const secret = await registrationSecret(d);
   const tokenPath = new URL(conf.token_endpoint).pathname;
   if (d.auth === 'client_secret_basic') {
-    t.equal((await post(tokenPath, { ...fields, client_id: d.clientId, client_secret: secret! })).statusCode, 401, 'the secret as a parameter is refused: this system takes HTTP Basic');
+    t.equal(
+      (await post(tokenPath, { ...fields, client_id: d.clientId, client_secret: secret! })).statusCode,
+      401,
+      'the secret as a parameter is refused: this system takes HTTP Basic',
+    );
     const basic = `Basic ${Buffer.from(`${d.clientId}:${secret}`).toString('base64')}`;
     // The refused attempt did not spend the code: it never got as far.
     const res = await post(tokenPath, fields, { authorization: basic });
@@ -92,9 +104,16 @@ t.test('each sandbox: in the directory under its fixed id, with its SMART config
     t.ok(conf.code_challenge_methods_supported.includes('S256'));
     const cs = (await app.inject({ method: 'GET', url: `${baseOf(d)}/metadata` })).json();
     t.equal(cs.implementation.url, `${app.config.baseUrl}${baseOf(d)}`);
-    t.ok(cs.rest[0].security.extension[0].extension.some((e: { url: string }) => e.url === 'authorize'), 'oauth-uris in the CapabilityStatement');
+    t.ok(
+      cs.rest[0].security.extension[0].extension.some((e: { url: string }) => e.url === 'authorize'),
+      'oauth-uris in the CapabilityStatement',
+    );
     const patient = cs.rest[0].resource.find((r: { type: string }) => r.type === 'Patient');
-    t.equal(!!patient.operation?.some((o: { name: string }) => o.name === 'everything'), d.everything, `Patient/$everything ${d.everything ? 'listed' : 'not listed'}`);
+    t.equal(
+      !!patient.operation?.some((o: { name: string }) => o.name === 'everything'),
+      d.everything,
+      `Patient/$everything ${d.everything ? 'listed' : 'not listed'}`,
+    );
     const { rows: reg } = await app.pg.query('SELECT client_id, auth_method FROM trb_client_registration WHERE system_id = $1', [d.directoryId]);
     t.same(reg[0], { client_id: d.clientId, auth_method: d.auth }, "Tributary's registration at the system");
   }
@@ -113,18 +132,33 @@ t.test('a patient signs in at North Valley (client_secret_basic) and reads their
   const steps = await app.inject({ method: 'GET', url: `${baseOf(NV)}/Observation?code=http://loinc.org|${STEPS_LOINC}&_count=5`, headers: auth });
   t.equal(steps.statusCode, 200);
   t.ok(steps.json().entry.length > 0, 'the steps observations');
-  t.ok(steps.json().link.some((l: { relation: string }) => l.relation === 'next'), 'paged');
+  t.ok(
+    steps.json().link.some((l: { relation: string }) => l.relation === 'next'),
+    'paged',
+  );
   const own = first.resources.length;
   const all = await app.inject({ method: 'GET', url: `${baseOf(NV)}/Observation?_summary=count`, headers: auth });
   t.equal(all.json().total, first.resources.filter((r) => r.resourceType === 'Observation').length, 'exactly their Observations');
   t.ok(own > 50, `${own} resources in the record`);
-  t.equal((await app.inject({ method: 'GET', url: `${baseOf(NV)}/Patient/${second.resources[0].id}`, headers: auth })).statusCode, 404, "another patient's record is not there");
-  t.equal((await app.inject({ method: 'GET', url: `/fhir/r4/Patient/${patientId}`, headers: auth })).statusCode, 401, "the system's token does not open Tributary's own API");
+  t.equal(
+    (await app.inject({ method: 'GET', url: `${baseOf(NV)}/Patient/${second.resources[0].id}`, headers: auth })).statusCode,
+    404,
+    "another patient's record is not there",
+  );
+  t.equal(
+    (await app.inject({ method: 'GET', url: `/fhir/r4/Patient/${patientId}`, headers: auth })).statusCode,
+    401,
+    "the system's token does not open Tributary's own API",
+  );
   t.equal((await app.inject({ method: 'GET', url: `${baseOf(LS)}/Patient`, headers: auth })).statusCode, 401, "nor another sandbox's");
   t.equal((await app.inject({ method: 'GET', url: `${baseOf(NV)}/Patient/${patientId}` })).statusCode, 401, 'no token: 401');
   // Refresh (rotation) with the same client authentication.
   const secret = (await registrationSecret(NV))!;
-  const refreshed = await post('/oauth2/token', { grant_type: 'refresh_token', refresh_token: tokens.refresh_token! }, { authorization: `Basic ${Buffer.from(`${NV.clientId}:${secret}`).toString('base64')}` });
+  const refreshed = await post(
+    '/oauth2/token',
+    { grant_type: 'refresh_token', refresh_token: tokens.refresh_token! },
+    { authorization: `Basic ${Buffer.from(`${NV.clientId}:${secret}`).toString('base64')}` },
+  );
   t.equal(refreshed.statusCode, 200);
   t.not(refreshed.json().refresh_token, tokens.refresh_token, 'the refresh token rotates');
 });
@@ -181,7 +215,11 @@ t.test('fault switches: failures, Retry-After, slowness, a malformed resource, t
   t.equal((await faults('DELETE')).statusCode, 204);
   t.equal((await read()).statusCode, 200, 'switched off');
 
-  const expired = await app.inject({ method: 'POST', url: `/admin/sandbox/${NV.name}/expire-access-tokens`, headers: { authorization: `Bearer ${ADMIN_KEY}` } });
+  const expired = await app.inject({
+    method: 'POST',
+    url: `/admin/sandbox/${NV.name}/expire-access-tokens`,
+    headers: { authorization: `Bearer ${ADMIN_KEY}` },
+  });
   t.ok(expired.json().expired >= 1);
   t.equal((await read()).statusCode, 401, 'the access token no longer works');
   const secret = (await registrationSecret(NV))!;
@@ -196,7 +234,10 @@ t.test('fault switches: failures, Retry-After, slowness, a malformed resource, t
 t.test('a restart writes nothing again; the directory and the registrations stay as they were', async (t) => {
   const count = async () => Number((await app.pg.query('SELECT count(*) AS n FROM hfj_res_ver')).rows[0].n);
   const before = await count();
-  const again: FastifyInstance = await buildApp(testConfig(app.config.databaseUrl!, { sandboxes: true, sandboxSystems: DEFS, fhirAuth: 'required', adminKey: ADMIN_KEY }), { logger: false });
+  const again: FastifyInstance = await buildApp(
+    testConfig(app.config.databaseUrl!, { sandboxes: true, sandboxSystems: DEFS, fhirAuth: 'required', adminKey: ADMIN_KEY }),
+    { logger: false },
+  );
   t.teardown(() => again.close());
   await again.ready();
   await again.sandboxesLoaded;
@@ -209,7 +250,13 @@ t.test('a restart writes nothing again; the directory and the registrations stay
 t.test('the sandboxes and the demo answer this machine only, unless SANDBOXES_PUBLIC and DEMO=on say otherwise', async (t) => {
   const elsewhere = { remoteAddress: '203.0.113.7' };
   const admin = { authorization: `Bearer ${ADMIN_KEY}` };
-  const q = new URLSearchParams({ response_type: 'code', client_id: NV.clientId, redirect_uri: `${app.config.baseUrl}/connect/callback`, state: 's', aud: `${app.config.baseUrl}${baseOf(NV)}` });
+  const q = new URLSearchParams({
+    response_type: 'code',
+    client_id: NV.clientId,
+    redirect_uri: `${app.config.baseUrl}/connect/callback`,
+    state: 's',
+    aud: `${app.config.baseUrl}${baseOf(NV)}`,
+  });
   const surfaces = [
     { name: 'the FHIR base', method: 'GET' as const, url: `${baseOf(NV)}/metadata`, ok: 200 },
     { name: 'its SMART configuration', method: 'GET' as const, url: `${baseOf(LS)}/.well-known/smart-configuration`, ok: 200 },
@@ -225,7 +272,11 @@ t.test('the sandboxes and the demo answer this machine only, unless SANDBOXES_PU
     const proxied = await app.inject({ method: s.method, url: s.url, headers: { ...s.headers, 'x-forwarded-for': '198.51.100.1' } });
     t.equal(proxied.statusCode, 403, `${s.name}: refused when a proxy on this machine forwarded it`);
   }
-  t.match((await app.inject({ method: 'GET', url: `${baseOf(NV)}/metadata`, ...elsewhere })).json(), { resourceType: 'OperationOutcome', issue: [{ code: 'forbidden' }] }, 'a FHIR base refuses with an OperationOutcome');
+  t.match(
+    (await app.inject({ method: 'GET', url: `${baseOf(NV)}/metadata`, ...elsewhere })).json(),
+    { resourceType: 'OperationOutcome', issue: [{ code: 'forbidden' }] },
+    'a FHIR base refuses with an OperationOutcome',
+  );
   for (const peer of ['::1', '::ffff:127.0.0.1', '127.0.0.2']) {
     t.equal((await app.inject({ method: 'GET', url: `${baseOf(NV)}/metadata`, remoteAddress: peer })).statusCode, 200, `${peer} is this machine`);
   }
@@ -238,11 +289,25 @@ t.test('the sandboxes and the demo answer this machine only, unless SANDBOXES_PU
   t.equal(demoFar.statusCode, 403, 'the demo app: refused from another machine (DEMO=loopback, the default)');
   t.match(demoFar.body, 'DEMO=on');
   t.match(demoFar.headers['content-type'], 'text/html', 'on a page');
-  t.equal((await app.inject({ method: 'POST', url: '/demo/user', ...elsewhere, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'app_user_id=x' })).statusCode, 403, 'it creates no user for them');
+  t.equal(
+    (
+      await app.inject({
+        method: 'POST',
+        url: '/demo/user',
+        ...elsewhere,
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        payload: 'app_user_id=x',
+      })
+    ).statusCode,
+    403,
+    'it creates no user for them',
+  );
   t.equal((await app.inject({ method: 'GET', url: '/demo' })).statusCode, 200, 'and answers this machine');
 
   // The same server over real HTTP, reached at this machine's own non-loopback address.
-  const external = Object.values(os.networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal);
+  const external = Object.values(os.networkInterfaces())
+    .flat()
+    .find((i) => i && i.family === 'IPv4' && !i.internal);
   if (external) {
     const port = await freePort();
     await app.listen({ port, host: '0.0.0.0' });
@@ -252,10 +317,25 @@ t.test('the sandboxes and the demo answer this machine only, unless SANDBOXES_PU
     t.equal((await fetch(`http://${external.address}:${port}/demo`)).status, 403, 'the demo too');
   }
 
-  const open = await buildApp(testConfig(app.config.databaseUrl!, { sandboxes: true, sandboxSystems: DEFS, fhirAuth: 'required', adminKey: ADMIN_KEY, sandboxesPublic: true, demo: 'on' }), { logger: false });
+  const open = await buildApp(
+    testConfig(app.config.databaseUrl!, {
+      sandboxes: true,
+      sandboxSystems: DEFS,
+      fhirAuth: 'required',
+      adminKey: ADMIN_KEY,
+      sandboxesPublic: true,
+      demo: 'on',
+    }),
+    { logger: false },
+  );
   t.teardown(() => open.close());
   await open.ready();
-  for (const s of surfaces) t.equal((await open.inject({ method: s.method, url: s.url, headers: s.headers, ...elsewhere })).statusCode, s.ok, `SANDBOXES_PUBLIC=true: ${s.name} answers another machine`);
+  for (const s of surfaces)
+    t.equal(
+      (await open.inject({ method: s.method, url: s.url, headers: s.headers, ...elsewhere })).statusCode,
+      s.ok,
+      `SANDBOXES_PUBLIC=true: ${s.name} answers another machine`,
+    );
   t.equal((await open.inject({ method: 'GET', url: '/demo', ...elsewhere })).statusCode, 200, 'DEMO=on: the demo too');
 
   const off = await buildApp(testConfig(app.config.databaseUrl!, { sandboxes: true, sandboxSystems: DEFS, demo: 'off' }), { logger: false });

@@ -9,7 +9,26 @@
 import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { buildTestApp } from '../helper.ts';
-import { entries, FHIR, FHIR_JSON, includeEntries, type Json, linkOf, LOINC, matchEntries, ORIGIN, outcomeEntries, rel, runTable, searchAll, send, sorted, typedId, upsertAll, url } from './search-support.ts';
+import {
+  entries,
+  FHIR,
+  FHIR_JSON,
+  includeEntries,
+  type Json,
+  linkOf,
+  LOINC,
+  matchEntries,
+  ORIGIN,
+  outcomeEntries,
+  rel,
+  runTable,
+  searchAll,
+  send,
+  sorted,
+  typedId,
+  upsertAll,
+  url,
+} from './search-support.ts';
 
 const app = await buildTestApp(t);
 
@@ -33,9 +52,29 @@ const obs = (id: string, subject: string, system: string, code: string, extra: J
 const FIXTURE: Json[] = [
   { resourceType: 'Organization', id: 'org-parent', name: 'Parent Health' },
   { resourceType: 'Organization', id: 'org-child', name: 'Child Clinic', partOf: { reference: 'Organization/org-parent' } },
-  { resourceType: 'Patient', id: 'pa', identifier: [{ system: 'urn:chain', value: 'A' }], name: [{ family: 'Chainson', given: ['Alice'] }], gender: 'male', managingOrganization: { reference: 'Organization/org-child' } },
-  { resourceType: 'Patient', id: 'pb', identifier: [{ system: 'urn:chain', value: 'B' }], name: [{ family: 'Other', given: ['Bea'] }], gender: 'female', managingOrganization: { reference: 'Organization/org-parent' } },
-  { resourceType: 'Patient', id: 'pc', identifier: [{ system: 'urn:chain', value: 'C' }], name: [{ family: 'Chainson', given: ['Cy'] }], gender: 'female' },
+  {
+    resourceType: 'Patient',
+    id: 'pa',
+    identifier: [{ system: 'urn:chain', value: 'A' }],
+    name: [{ family: 'Chainson', given: ['Alice'] }],
+    gender: 'male',
+    managingOrganization: { reference: 'Organization/org-child' },
+  },
+  {
+    resourceType: 'Patient',
+    id: 'pb',
+    identifier: [{ system: 'urn:chain', value: 'B' }],
+    name: [{ family: 'Other', given: ['Bea'] }],
+    gender: 'female',
+    managingOrganization: { reference: 'Organization/org-parent' },
+  },
+  {
+    resourceType: 'Patient',
+    id: 'pc',
+    identifier: [{ system: 'urn:chain', value: 'C' }],
+    name: [{ family: 'Chainson', given: ['Cy'] }],
+    gender: 'female',
+  },
   { resourceType: 'Location', id: 'loc1', name: 'Chainson Ward' },
   obs('oa', 'Patient/pa', LOINC, '1234-5'),
   obs('oa2', 'Patient/pa', LOINC, '9999-9'),
@@ -43,7 +82,13 @@ const FIXTURE: Json[] = [
   obs('oc', 'Patient/pc', LOINC, '5678-9'),
   obs('od', 'Location/loc1', LOINC, '1234-5'),
   obs('oe', 'Patient/pb', 'urn:fx', 'perf', { performer: [{ reference: 'Patient/pa' }] }),
-  { resourceType: 'Encounter', id: 'enc-a', status: 'finished', class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'AMB' }, subject: { reference: 'Patient/pa' } },
+  {
+    resourceType: 'Encounter',
+    id: 'enc-a',
+    status: 'finished',
+    class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'AMB' },
+    subject: { reference: 'Patient/pa' },
+  },
   {
     resourceType: 'Patient',
     id: 'sum1',
@@ -58,7 +103,11 @@ const FIXTURE: Json[] = [
 ];
 // The paging set: 25 Basic resources, found by code=urn:page|p.
 const PAGE_IDS = Array.from({ length: 25 }, (_, i) => `page-${String(i).padStart(2, '0')}`);
-const pageBasic = (id: string, text?: string): Json => ({ resourceType: 'Basic', id, code: { coding: [{ system: 'urn:page', code: 'p' }], ...(text ? { text } : {}) } });
+const pageBasic = (id: string, text?: string): Json => ({
+  resourceType: 'Basic',
+  id,
+  code: { coding: [{ system: 'urn:page', code: 'p' }], ...(text ? { text } : {}) },
+});
 
 await upsertAll(app, [...FIXTURE, ...PAGE_IDS.map((id) => pageBasic(id))]);
 
@@ -126,19 +175,38 @@ interface IncludeRow {
 }
 const INCLUDES: IncludeRow[] = [
   { q: 'Observation?_id=oa&_include=Observation:subject', match: ['Observation/oa'], include: ['Patient/pa'] },
-  { q: 'Observation?_id=oa,oa2&_include=Observation:subject', match: ['Observation/oa', 'Observation/oa2'], include: ['Patient/pa'], why: 'included once' },
-  { q: 'Observation?_id=oa,od&_include=Observation:subject:Patient', match: ['Observation/oa', 'Observation/od'], include: ['Patient/pa'], why: 'the target type leaves the Location out' },
+  {
+    q: 'Observation?_id=oa,oa2&_include=Observation:subject',
+    match: ['Observation/oa', 'Observation/oa2'],
+    include: ['Patient/pa'],
+    why: 'included once',
+  },
+  {
+    q: 'Observation?_id=oa,od&_include=Observation:subject:Patient',
+    match: ['Observation/oa', 'Observation/od'],
+    include: ['Patient/pa'],
+    why: 'the target type leaves the Location out',
+  },
   { q: 'Observation?_id=oa,od&_include=Observation:subject', match: ['Observation/oa', 'Observation/od'], include: ['Patient/pa', 'Location/loc1'] },
   { q: 'Observation?_id=oe&_include=Observation:performer', match: ['Observation/oe'], include: ['Patient/pa'] },
   { q: 'Observation?_id=oe&_include=*', match: ['Observation/oe'], include: ['Patient/pa', 'Patient/pb'], why: 'every reference of the match' },
-  { q: 'Observation?_id=oa&_include=*', match: ['Observation/oa'], include: ['Patient/pa'], why: 'subject and patient point at the same Patient: once' },
+  {
+    q: 'Observation?_id=oa&_include=*',
+    match: ['Observation/oa'],
+    include: ['Patient/pa'],
+    why: 'subject and patient point at the same Patient: once',
+  },
   {
     q: 'Observation?_id=oa&_include=Observation:patient&_include=Patient:organization',
     match: ['Observation/oa'],
     include: ['Patient/pa'],
     why: 'without :iterate, Patient:organization applies to the matches (Observations) only',
   },
-  { q: 'Observation?_id=oa&_include=Observation:patient&_include:iterate=Patient:organization', match: ['Observation/oa'], include: ['Patient/pa', 'Organization/org-child'] },
+  {
+    q: 'Observation?_id=oa&_include=Observation:patient&_include:iterate=Patient:organization',
+    match: ['Observation/oa'],
+    include: ['Patient/pa', 'Organization/org-child'],
+  },
   {
     q: 'Observation?_id=oa&_include=Observation:patient&_include:iterate=Patient:organization&_include:iterate=Organization:partof',
     match: ['Observation/oa'],
@@ -146,16 +214,34 @@ const INCLUDES: IncludeRow[] = [
   },
   { q: 'Patient?_id=pa&_revinclude=Observation:subject', match: ['Patient/pa'], include: ['Observation/oa', 'Observation/oa2'] },
   { q: 'Patient?_id=pa&_revinclude=Observation:performer', match: ['Patient/pa'], include: ['Observation/oe'] },
-  { q: 'Patient?_id=pa,pb&_revinclude=Observation:patient', match: ['Patient/pa', 'Patient/pb'], include: ['Observation/oa', 'Observation/oa2', 'Observation/ob', 'Observation/oe'] },
-  { q: 'Patient?_id=pa&_revinclude=*', match: ['Patient/pa'], include: ['Observation/oa', 'Observation/oa2', 'Observation/oe', 'Encounter/enc-a'], why: 'everything that refers to pa' },
+  {
+    q: 'Patient?_id=pa,pb&_revinclude=Observation:patient',
+    match: ['Patient/pa', 'Patient/pb'],
+    include: ['Observation/oa', 'Observation/oa2', 'Observation/ob', 'Observation/oe'],
+  },
+  {
+    q: 'Patient?_id=pa&_revinclude=*',
+    match: ['Patient/pa'],
+    include: ['Observation/oa', 'Observation/oa2', 'Observation/oe', 'Encounter/enc-a'],
+    why: 'everything that refers to pa',
+  },
   {
     q: 'Organization?_id=org-child&_revinclude=Patient:organization&_revinclude:iterate=Observation:patient',
     match: ['Organization/org-child'],
     include: ['Patient/pa', 'Observation/oa', 'Observation/oa2'],
   },
-  { q: 'Patient?_id=pa&_include=Patient:organization&_revinclude=Observation:subject', match: ['Patient/pa'], include: ['Organization/org-child', 'Observation/oa', 'Observation/oa2'] },
+  {
+    q: 'Patient?_id=pa&_include=Patient:organization&_revinclude=Observation:subject',
+    match: ['Patient/pa'],
+    include: ['Organization/org-child', 'Observation/oa', 'Observation/oa2'],
+  },
   { q: 'Patient?_id=pc&_include=Patient:organization', match: ['Patient/pc'], include: [], why: 'nothing to include' },
-  { q: 'Organization?_id=org-child,org-parent&_include=Organization:partof', match: ['Organization/org-child', 'Organization/org-parent'], include: [], why: 'a match is not repeated as an include' },
+  {
+    q: 'Organization?_id=org-child,org-parent&_include=Organization:partof',
+    match: ['Organization/org-child', 'Organization/org-parent'],
+    include: [],
+    why: 'a match is not repeated as an include',
+  },
 ];
 
 t.test('_include and _revinclude: :iterate, *, target types; entries once, with search.mode', async (t) => {
@@ -165,7 +251,9 @@ t.test('_include and _revinclude: :iterate, *, target types; entries once, with 
       t.equal(r.status, 200, r.raw.slice(0, 300));
       t.same(sorted(matchEntries(r.body).map(typedId)), sorted(row.match), 'the matches (search.mode match)');
       t.same(sorted(includeEntries(r.body).map(typedId)), sorted(row.include), 'the included (search.mode include)');
-      const all = entries(r.body).filter((e) => e.resource?.resourceType !== 'OperationOutcome').map(typedId);
+      const all = entries(r.body)
+        .filter((e) => e.resource?.resourceType !== 'OperationOutcome')
+        .map(typedId);
       t.same(all.length, new Set(all).size, 'no resource appears twice');
       if (r.body.total !== undefined) t.equal(r.body.total, row.match.length, 'total counts the matches only');
     });
@@ -242,7 +330,8 @@ t.test('_summary and _elements on search results', async (t) => {
     t.equal(m.length, 1, `${q}: one match`);
     return m[0]?.resource ?? {};
   };
-  const subsetted = (r: Json) => (r.meta?.tag ?? []).some((c: Json) => c.code === 'SUBSETTED' && c.system === 'http://terminology.hl7.org/CodeSystem/v3-ObservationValue');
+  const subsetted = (r: Json) =>
+    (r.meta?.tag ?? []).some((c: Json) => c.code === 'SUBSETTED' && c.system === 'http://terminology.hl7.org/CodeSystem/v3-ObservationValue');
 
   const s = await one('_summary=true');
   t.ok(s.name && s.gender && s.birthDate && s.identifier, '_summary=true keeps the summary elements');
@@ -288,7 +377,11 @@ t.test('paging links: absolute, self, next, previous', async (t) => {
   t.ok(prev?.startsWith(`${ORIGIN}${FHIR}`), `previous is absolute under BASE_URL: ${prev}`);
   if (prev) {
     const back = await getJson(rel(prev));
-    t.same(matchEntries(back.body).map((e) => e.resource.id), matchEntries(p1.body).map((e) => e.resource.id), 'previous gives the first page again');
+    t.same(
+      matchEntries(back.body).map((e) => e.resource.id),
+      matchEntries(p1.body).map((e) => e.resource.id),
+      'previous gives the first page again',
+    );
   }
   const n3 = linkOf(p2.body, 'next');
   t.ok(n3, 'a third page');
@@ -329,7 +422,8 @@ t.test('following next never skips or repeats while others write', async (t) => 
     pages++;
     if (pages === 2) {
       const prev = linkOf(page.body, 'previous') ?? linkOf(page.body, 'prev');
-      if (prev) t.same(sorted(matchEntries((await getJson(rel(prev))).body).map((e) => e.resource.id)), sorted(firstPage), 'previous still gives page 1');
+      if (prev)
+        t.same(sorted(matchEntries((await getJson(rel(prev))).body).map((e) => e.resource.id)), sorted(firstPage), 'previous still gives page 1');
       // More writes between page 2 and page 3.
       const victim = unseen()[0];
       if (victim) {
@@ -345,8 +439,16 @@ t.test('following next never skips or repeats while others write', async (t) => 
   t.equal(deleted.length, 3, 'three unseen resources were deleted during paging');
   t.same(seen.length, new Set(seen).size, `no entry twice (${seen.length} entries)`);
   const expected = PAGE_IDS.filter((id) => !deleted.includes(id));
-  t.same(expected.filter((id) => !seen.includes(id)), [], 'no original match still there was skipped');
-  t.same(seen.filter((id) => deleted.includes(id)), [], 'no resource was returned after its delete');
+  t.same(
+    expected.filter((id) => !seen.includes(id)),
+    [],
+    'no original match still there was skipped',
+  );
+  t.same(
+    seen.filter((id) => deleted.includes(id)),
+    [],
+    'no resource was returned after its delete',
+  );
   // The result set is the one of the first request (HAPI keeps it): matches created after it are not added.
   t.same(sorted(seen), sorted(expected), 'the pages hold exactly the original 25 minus those deleted before being reached');
 });
@@ -361,21 +463,37 @@ t.test('POST [type]/_search with a form body, and the query string', async (t) =
 
   const b = await send(app, { method: 'POST', url: `${FHIR}/Patient/_search?gender=male`, headers: form, payload: 'family=chainson' });
   t.equal(b.statusCode, 200, b.body.slice(0, 300));
-  t.same(matchEntries(b.json()).map((e) => e.resource.id), ['pa'], 'query-string and body parameters are ANDed');
+  t.same(
+    matchEntries(b.json()).map((e) => e.resource.id),
+    ['pa'],
+    'query-string and body parameters are ANDed',
+  );
 
-  const c = await send(app, { method: 'POST', url: `${FHIR}/Observation/_search`, headers: form, payload: `code=${encodeURIComponent(`${LOINC}|5678-9`)}&code=${encodeURIComponent(`${LOINC}|5678-9`)}` });
+  const c = await send(app, {
+    method: 'POST',
+    url: `${FHIR}/Observation/_search`,
+    headers: form,
+    payload: `code=${encodeURIComponent(`${LOINC}|5678-9`)}&code=${encodeURIComponent(`${LOINC}|5678-9`)}`,
+  });
   t.equal(c.statusCode, 200, c.body.slice(0, 300));
   t.same(sorted(matchEntries(c.json()).map((e) => e.resource.id)), ['ob', 'oc'], 'encoded values and repeated parameters in the body');
 
   const d = await send(app, { method: 'POST', url: `${FHIR}/Patient/_search`, headers: form, payload: 'family=chainson&_count=1&_sort=given' });
   t.equal(d.statusCode, 200, d.body.slice(0, 300));
   const p1 = d.json();
-  t.same(matchEntries(p1).map((e) => e.resource.id), ['pa']);
+  t.same(
+    matchEntries(p1).map((e) => e.resource.id),
+    ['pa'],
+  );
   const next = linkOf(p1, 'next');
   t.ok(next?.startsWith(`${ORIGIN}${FHIR}`), 'a next link to GET');
   if (next) {
     const p2 = await getJson(rel(next));
-    t.same(matchEntries(p2.body).map((e) => e.resource.id), ['pc'], 'the next page of a POST search');
+    t.same(
+      matchEntries(p2.body).map((e) => e.resource.id),
+      ['pc'],
+      'the next page of a POST search',
+    );
   }
 });
 
@@ -419,7 +537,9 @@ runTable(t, app, 'compartment search: [base]/Patient/[id]/[type]', [
 t.test('an unknown parameter is ignored and reported; with handling=strict it is a 400', async (t) => {
   // In the human-readable parts (the JSON keys of an issue contain "code" anyway).
   const mentions = (oo: Json, word: string) =>
-    (oo?.issue ?? []).some((i: Json) => [i.diagnostics, i.details?.text, ...(i.expression ?? []), ...(i.location ?? [])].some((s) => typeof s === 'string' && s.includes(word)));
+    (oo?.issue ?? []).some((i: Json) =>
+      [i.diagnostics, i.details?.text, ...(i.expression ?? []), ...(i.location ?? [])].some((s) => typeof s === 'string' && s.includes(word)),
+    );
   for (const [name, q] of [
     ['unknown name', 'Patient?family=chainson&foo=bar'],
     ['unknown name with a modifier', 'Patient?family=chainson&foo:exact=bar'],
@@ -479,10 +599,23 @@ t.test('a SearchParameter created through the API becomes searchable, $reindex i
   const after = await searchAll(app, q);
   t.equal(after.status, 200, after.body.slice(0, 300));
   t.ok(after.ids.includes('sp-post'), 'a Patient written after the SearchParameter is found by it');
-  t.same(after.ids.filter((id) => id !== 'sp-pre' && id !== 'sp-post'), [], 'and nothing that does not match (the parameter is not ignored)');
-  t.same(outcomeEntries(after.bundle).filter((e) => JSON.stringify(e.resource).includes('marital-status')), [], 'no outcome about an unknown parameter');
+  t.same(
+    after.ids.filter((id) => id !== 'sp-pre' && id !== 'sp-post'),
+    [],
+    'and nothing that does not match (the parameter is not ignored)',
+  );
+  t.same(
+    outcomeEntries(after.bundle).filter((e) => JSON.stringify(e.resource).includes('marital-status')),
+    [],
+    'no outcome about an unknown parameter',
+  );
 
-  const rx = await send(app, { method: 'POST', url: `${FHIR}/$reindex`, headers: json, payload: { resourceType: 'Parameters', parameter: [{ name: 'url', valueString: 'Patient?' }] } });
+  const rx = await send(app, {
+    method: 'POST',
+    url: `${FHIR}/$reindex`,
+    headers: json,
+    payload: { resourceType: 'Parameters', parameter: [{ name: 'url', valueString: 'Patient?' }] },
+  });
   t.ok(rx.statusCode === 200 || rx.statusCode === 202, `$reindex answers 200 or 202 (${rx.statusCode} ${rx.body.slice(0, 200)})`);
   const location = rx.headers['content-location'];
   if (rx.statusCode === 202) t.ok(location, '202 comes with a Content-Location to poll');

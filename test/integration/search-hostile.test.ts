@@ -58,7 +58,8 @@ async function snapshot(): Promise<Json> {
     )
   ).rows;
   const reads: Record<string, string> = {};
-  for (const path of ['Patient/h1', 'Patient/h2', 'Observation/hobs', 'Organization/ho1']) reads[path] = (await injectWithin(app, { url: `${FHIR}/${path}` }, TIMEOUT_MS)).body;
+  for (const path of ['Patient/h1', 'Patient/h2', 'Observation/hobs', 'Organization/ho1'])
+    reads[path] = (await injectWithin(app, { url: `${FHIR}/${path}` }, TIMEOUT_MS)).body;
   return { counts, versions, reads };
 }
 const before = await snapshot();
@@ -110,7 +111,12 @@ const get = (type: string, params: [string, string][], headers: Record<string, s
   headers,
 });
 const raw = (pathAndQuery: string): InjectOptions => ({ method: 'GET', url: `${FHIR}/${pathAndQuery}` });
-const postSearch = (type: string, body: string): InjectOptions => ({ method: 'POST', url: `${FHIR}/${type}/_search`, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: body });
+const postSearch = (type: string, body: string): InjectOptions => ({
+  method: 'POST',
+  url: `${FHIR}/${type}/_search`,
+  headers: { 'content-type': 'application/x-www-form-urlencoded' },
+  payload: body,
+});
 const times = (n: number, pair: [string, string]): [string, string][] => Array.from({ length: n }, () => pair);
 
 const SQL1 = "' OR 1=1 --";
@@ -187,7 +193,11 @@ const CASES: Case[] = [
   { name: 'string value of 100 KB (POST _search)', req: postSearch('Patient', `family=${HUGE}`), matches: [] },
   { name: '_id of 100 KB (POST _search)', req: postSearch('Patient', `_id=${HUGE}`), matches: [] },
   { name: 'token value of 100 KB (POST _search)', req: postSearch('Patient', `identifier=urn:h|${HUGE}`), matches: [] },
-  { name: 'an OR of 5001 values, one matching', req: postSearch('Patient', `family=${Array.from({ length: 5000 }, (_, i) => `x${i}`).join(',')},Hostile`), matches: ['Patient/h1'] },
+  {
+    name: 'an OR of 5001 values, one matching',
+    req: postSearch('Patient', `family=${Array.from({ length: 5000 }, (_, i) => `x${i}`).join(',')},Hostile`),
+    matches: ['Patient/h1'],
+  },
   // Modifiers.
   { name: 'modifier: SQL', req: get('Patient', [[`family:${SQL1}`, 'x']]), matches: [], ignorable: ALL_PATIENTS },
   { name: 'modifier: empty', req: get('Patient', [['family:', 'x']]), matches: [], ignorable: ALL_PATIENTS },
@@ -201,7 +211,12 @@ const CASES: Case[] = [
   { name: 'parameter name: SQL', req: get('Patient', [[SQL1, 'x']]), matches: [], ignorable: ALL_PATIENTS },
   { name: 'parameter name: DROP TABLE', req: get('Patient', [[SQL2, '1']]), matches: [], ignorable: ALL_PATIENTS },
   { name: 'parameter name: NUL', req: raw('Patient?%00=x'), matches: [], ignorable: ALL_PATIENTS },
-  { name: 'parameter name: SQL, with handling=strict', req: get('Patient', [[SQL1, 'x']], { prefer: 'handling=strict' }), matches: [], status: [400] },
+  {
+    name: 'parameter name: SQL, with handling=strict',
+    req: get('Patient', [[SQL1, 'x']], { prefer: 'handling=strict' }),
+    matches: [],
+    status: [400],
+  },
   { name: 'POST _search body without =', req: postSearch('Patient', SQL1), matches: [], ignorable: ALL_PATIENTS },
   // Chains and _has.
   { name: 'chain: SQL as the type', req: get('Observation', [[`subject:${SQL1}.name`, 'x']]), matches: [], ignorable: ALL_OBS },
@@ -211,7 +226,11 @@ const CASES: Case[] = [
   { name: 'chain: through a string', req: get('Observation', [['patient.name.name', 'x']]), matches: [], ignorable: ALL_OBS },
   { name: 'chain: 20 x partof', req: get('Observation', [[DEEP_CHAIN, 'x']]), matches: [] },
   { name: 'chain: 50 x subject', req: get('Observation', [[`${'subject.'.repeat(50)}name`, 'x']]), matches: [], ignorable: ALL_OBS },
-  { name: 'chain: the real one still works', req: get('Observation', [['subject:Patient.organization.name', 'Hostile Org']]), matches: ['Observation/hobs'] },
+  {
+    name: 'chain: the real one still works',
+    req: get('Observation', [['subject:Patient.organization.name', 'Hostile Org']]),
+    matches: ['Observation/hobs'],
+  },
   { name: '_has: no parts', req: get('Patient', [['_has', 'x']]), matches: [], ignorable: ALL_PATIENTS },
   { name: '_has: unknown type and parameters', req: get('Patient', [['_has:Foo:bar:baz', 'x']]), matches: [], ignorable: ALL_PATIENTS },
   { name: '_has: no search parameter', req: get('Patient', [['_has:Observation:patient', 'x']]), matches: [], ignorable: ALL_PATIENTS },
@@ -236,11 +255,19 @@ const CASES: Case[] = [
   { name: '_revinclude: an unknown target type', req: get('Patient', [['_revinclude', 'Observation:subject:Foo']]), matches: ALL_PATIENTS },
   {
     name: '_include:iterate=* with _revinclude:iterate=* (cycles)',
-    req: get('Patient', [['_include:iterate', '*'], ['_revinclude:iterate', '*']]),
+    req: get('Patient', [
+      ['_include:iterate', '*'],
+      ['_revinclude:iterate', '*'],
+    ]),
     matches: ALL_PATIENTS,
     includes: ['Organization/ho1', 'Observation/hobs'],
   },
-  { name: '_include: 1000 times the same', req: get('Patient', times(1000, ['_include', 'Patient:organization'])), matches: ALL_PATIENTS, includes: ['Organization/ho1'] },
+  {
+    name: '_include: 1000 times the same',
+    req: get('Patient', times(1000, ['_include', 'Patient:organization'])),
+    matches: ALL_PATIENTS,
+    includes: ['Organization/ho1'],
+  },
   // _count: a 200 holds a page of the matches.
   { name: '_count=-1', req: get('Patient', [['_count', '-1']]), matches: ALL_PATIENTS, subset: true },
   { name: '_count=abc', req: get('Patient', [['_count', 'abc']]), matches: ALL_PATIENTS, subset: true },
@@ -250,8 +277,22 @@ const CASES: Case[] = [
   { name: '_count=SQL', req: get('Patient', [['_count', SQL1]]), matches: ALL_PATIENTS, subset: true },
   { name: '_count=NUL', req: raw('Patient?_count=%00'), matches: ALL_PATIENTS, subset: true },
   { name: '_count=100000 (clamped or refused)', req: get('Patient', [['_count', '100000']]), matches: ALL_PATIENTS, subset: true, maxEntries: 1000 },
-  { name: '_count=99999999999999999999', req: get('Patient', [['_count', '99999999999999999999']]), matches: ALL_PATIENTS, subset: true, maxEntries: 1000 },
-  { name: '_count twice', req: get('Patient', [['_count', '1'], ['_count', '2']]), matches: ALL_PATIENTS, subset: true },
+  {
+    name: '_count=99999999999999999999',
+    req: get('Patient', [['_count', '99999999999999999999']]),
+    matches: ALL_PATIENTS,
+    subset: true,
+    maxEntries: 1000,
+  },
+  {
+    name: '_count twice',
+    req: get('Patient', [
+      ['_count', '1'],
+      ['_count', '2'],
+    ]),
+    matches: ALL_PATIENTS,
+    subset: true,
+  },
   // _elements, _summary, _total.
   { name: '_elements=<script>', req: get('Patient', [['_elements', '<script>alert(1)</script>']]), matches: ALL_PATIENTS },
   { name: '_elements=SQL', req: get('Patient', [['_elements', SQL1]]), matches: ALL_PATIENTS },
@@ -319,7 +360,11 @@ t.test('hostile searches: a 400 with an OperationOutcome or a correct 200, never
       );
       if (c.maxEntries !== undefined) t.ok(matchEntries(body).length <= c.maxEntries, `at most ${c.maxEntries} entries`);
       if (c.subset) {
-        t.same(got.filter((id) => !c.matches.includes(id)), [], 'only resources that match');
+        t.same(
+          got.filter((id) => !c.matches.includes(id)),
+          [],
+          'only resources that match',
+        );
         return;
       }
       const ignored = c.ignorable !== undefined && outcomeEntries(body).length > 0 && JSON.stringify(got) === JSON.stringify(sorted(c.ignorable));
@@ -348,4 +393,3 @@ t.test('the server still answers, and the stored data is unchanged', async (t) =
   t.same(after.versions, before.versions, 'the same resources and versions');
   t.same(after.reads, before.reads, 'the same reads');
 });
-

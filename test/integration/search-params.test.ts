@@ -8,7 +8,22 @@
 import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { buildTestApp } from '../helper.ts';
-import { COND_CAT, FHIR, FHIR_JSON, type Json, LOINC, type Row, runTable, SCT, searchAll, send, sorted, UCUM, upsertAll, url } from './search-support.ts';
+import {
+  COND_CAT,
+  FHIR,
+  FHIR_JSON,
+  type Json,
+  LOINC,
+  type Row,
+  runTable,
+  SCT,
+  searchAll,
+  send,
+  sorted,
+  UCUM,
+  upsertAll,
+  url,
+} from './search-support.ts';
 
 const app = await buildTestApp(t);
 
@@ -17,13 +32,18 @@ const app = await buildTestApp(t);
 const V2_0203 = 'http://terminology.hl7.org/CodeSystem/v2-0203';
 
 const patient = (id: string, extra: Json): Json => ({ resourceType: 'Patient', id, ...extra });
-const name = (family: string | undefined, ...given: string[]): Json[] => [{ ...(family !== undefined ? { family } : {}), ...(given.length ? { given } : {}) }];
+const name = (family: string | undefined, ...given: string[]): Json[] => [
+  { ...(family !== undefined ? { family } : {}), ...(given.length ? { given } : {}) },
+];
 
 const PATIENTS: Json[] = [
   patient('p-ref', { name: name('Refson', 'Rex'), gender: 'male', birthDate: '1970-01-01' }),
   patient('p-renee', { name: name('Renée', 'Anne'), gender: 'female' }),
   patient('p-rene', { name: name('Rene', 'Paul'), gender: 'male' }),
-  patient('p-muller', { name: name('Müller', 'Jürgen'), address: [{ line: ['1 Mission St'], city: 'San Francisco', postalCode: '94110', country: 'US' }] }),
+  patient('p-muller', {
+    name: name('Müller', 'Jürgen'),
+    address: [{ line: ['1 Mission St'], city: 'San Francisco', postalCode: '94110', country: 'US' }],
+  }),
   patient('p-angstrom', { name: name('Ångström', 'Annette') }),
   patient('p-wang', { name: name('王', '小明') }),
   patient('p-comma', { name: name('Smith, Jr', 'Sam') }),
@@ -56,7 +76,13 @@ const WITH_BIRTHDATE = ['p-ref', 'sort-1', 'sort-2', 'sort-3', 'sort-4', 'sort-5
 //   d-period  2023-12-15 .. 2024-01-15T23:59:59.999
 //   d-open    2024-03-01 .. (no end)
 //   d-timing  2022-05-01T08:00:00 .. 2022-05-03T08:00:00.999  (a Timing: its outer limits)
-const dateObs = (id: string, effective: Json): Json => ({ resourceType: 'Observation', id, status: 'final', code: { coding: [{ system: 'urn:fx', code: 'date' }] }, ...effective });
+const dateObs = (id: string, effective: Json): Json => ({
+  resourceType: 'Observation',
+  id,
+  status: 'final',
+  code: { coding: [{ system: 'urn:fx', code: 'date' }] },
+  ...effective,
+});
 const DATE_OBS: Json[] = [
   dateObs('d-tz', { effectiveDateTime: '2024-01-01T00:30:00+02:00' }),
   dateObs('d-year', { effectiveDateTime: '2024' }),
@@ -101,15 +127,23 @@ const WEIGHTS = ['q-70kg', 'q-1000g', 'q-1kg', 'q-70000g', 'q-70g', 'q-nounit'];
 
 const condition = (id: string, subject: Json, extra: Json): Json => ({ resourceType: 'Condition', id, subject, ...extra });
 const CONDITIONS: Json[] = [
-  condition('c-a', { reference: 'Patient/p-ref' }, {
-    clinicalStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/condition-clinical', code: 'active' }] },
-    category: [{ coding: [{ system: COND_CAT, code: 'problem-list-item' }] }],
-    code: { coding: [{ system: SCT, code: '44054006', display: 'Diabetes mellitus type 2' }] },
-  }),
-  condition('c-b', { reference: 'Patient/p-ref' }, {
-    category: [{ coding: [{ system: COND_CAT, code: 'encounter-diagnosis' }] }],
-    code: { coding: [{ system: SCT, code: '38341003', display: 'Hypertensive disorder' }], text: 'High blood pressure' },
-  }),
+  condition(
+    'c-a',
+    { reference: 'Patient/p-ref' },
+    {
+      clinicalStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/condition-clinical', code: 'active' }] },
+      category: [{ coding: [{ system: COND_CAT, code: 'problem-list-item' }] }],
+      code: { coding: [{ system: SCT, code: '44054006', display: 'Diabetes mellitus type 2' }] },
+    },
+  ),
+  condition(
+    'c-b',
+    { reference: 'Patient/p-ref' },
+    {
+      category: [{ coding: [{ system: COND_CAT, code: 'encounter-diagnosis' }] }],
+      code: { coding: [{ system: SCT, code: '38341003', display: 'Hypertensive disorder' }], text: 'High blood pressure' },
+    },
+  ),
   condition('c-c', { reference: 'Patient/p-renee' }, { code: { coding: [{ system: 'http://example.org/local', code: 'HA' }], text: 'Headache' } }),
   condition('c-d', { reference: 'http://other.example/fhir/Patient/ext1' }, { code: { coding: [{ code: '44054006' }] } }),
   condition('c-e', { identifier: { system: 'urn:mrn', value: '777' } }, {}),
@@ -136,7 +170,13 @@ const CHARGE_ITEMS: Json[] = [
 
 const VS_URL = 'http://example.org/fhir/ValueSet/diabetes-htn';
 const VALUE_SETS: Json[] = [
-  { resourceType: 'ValueSet', id: 'vs-dm', url: VS_URL, status: 'active', compose: { include: [{ system: SCT, concept: [{ code: '44054006' }, { code: '38341003' }] }] } },
+  {
+    resourceType: 'ValueSet',
+    id: 'vs-dm',
+    url: VS_URL,
+    status: 'active',
+    compose: { include: [{ system: SCT, concept: [{ code: '44054006' }, { code: '38341003' }] }] },
+  },
   { resourceType: 'ValueSet', id: 'vs-a', url: 'http://acme.org/fhir/ValueSet/a', status: 'active' },
   { resourceType: 'ValueSet', id: 'vs-ab', url: 'http://acme.org/fhir/ValueSet/a/b', status: 'active' },
   { resourceType: 'ValueSet', id: 'vs-x', url: 'http://acme.org/fhirx/ValueSet/z', status: 'active' },
@@ -148,13 +188,25 @@ const ORGANIZATIONS: Json[] = [
   {
     resourceType: 'Organization',
     id: 'org-t1',
-    meta: { tag: [{ system: 'urn:tags', code: 'red' }], profile: ['http://example.org/StructureDefinition/org-a'], security: [{ system: CONF, code: 'R' }], source: 'http://source.test/app-a' },
+    meta: {
+      tag: [{ system: 'urn:tags', code: 'red' }],
+      profile: ['http://example.org/StructureDefinition/org-a'],
+      security: [{ system: CONF, code: 'R' }],
+      source: 'http://source.test/app-a',
+    },
     name: 'Tagged One',
   },
   {
     resourceType: 'Organization',
     id: 'org-t2',
-    meta: { tag: [{ system: 'urn:tags', code: 'blue' }, { system: 'urn:other', code: 'red' }], security: [{ system: CONF, code: 'N' }], source: 'http://source.test/app-b' },
+    meta: {
+      tag: [
+        { system: 'urn:tags', code: 'blue' },
+        { system: 'urn:other', code: 'red' },
+      ],
+      security: [{ system: CONF, code: 'N' }],
+      source: 'http://source.test/app-b',
+    },
     name: 'Tagged Two',
   },
   { resourceType: 'Organization', id: 'org-t3', name: 'Untagged' },
@@ -171,7 +223,12 @@ await upsertAll(app, [...PATIENTS, ...DATE_OBS, ...QTY_OBS, ...CONDITIONS, ...CH
 await sleep(30);
 const BETWEEN = new Date().toISOString();
 await sleep(30);
-const late = await send(app, { method: 'PUT', url: `${FHIR}/Patient/${LATE}`, headers: { 'content-type': FHIR_JSON }, payload: { resourceType: 'Patient', id: LATE, name: name('Late') } });
+const late = await send(app, {
+  method: 'PUT',
+  url: `${FHIR}/Patient/${LATE}`,
+  headers: { 'content-type': FHIR_JSON },
+  payload: { resourceType: 'Patient', id: LATE, name: name('Late') },
+});
 if (late.statusCode !== 201) throw new Error(`setup: Patient/${LATE} answered ${late.statusCode}: ${late.body}`);
 const LATE_UPDATED: string = late.json().meta.lastUpdated;
 
@@ -183,7 +240,11 @@ const LATE_UPDATED: string = late.json().meta.lastUpdated;
 // Dates without a time zone are taken in UTC (the server's zone; HAPI uses the server's zone too).
 
 table('date: precision, ranges, time zones and prefixes (Observation.effective)', [
-  { q: 'Observation?date=2024', ids: ['d-year', 'd-day'], why: 'only ranges fully inside 2024; the period, the open period and the +02:00 value (2023 in UTC) are not' },
+  {
+    q: 'Observation?date=2024',
+    ids: ['d-year', 'd-day'],
+    why: 'only ranges fully inside 2024; the period, the open period and the +02:00 value (2023 in UTC) are not',
+  },
   { q: 'Observation?date=eq2024', ids: ['d-year', 'd-day'] },
   { q: 'Observation?date=2024-06', ids: ['d-day'], why: 'the year-precision value is wider than June' },
   { q: 'Observation?date=2024-06-15', ids: ['d-day'] },
@@ -191,14 +252,30 @@ table('date: precision, ranges, time zones and prefixes (Observation.effective)'
   { q: 'Observation?date=2023-12-31T22:30:00Z', ids: ['d-tz'], why: 'the same instant as 2024-01-01T00:30:00+02:00' },
   { q: 'Observation?date=2024-01-01T00:30:00+02:00', ids: ['d-tz'] },
   { q: 'Observation?date=ge2023-12-31T22:30:00Z', ids: ['d-tz', 'd-year', 'd-day', 'd-period', 'd-open'] },
-  { q: 'Observation?date=gt2023-12-31T22:30:00Z', ids: ['d-year', 'd-day', 'd-period', 'd-open'], why: 'd-tz is that very second, nothing of it is above' },
+  {
+    q: 'Observation?date=gt2023-12-31T22:30:00Z',
+    ids: ['d-year', 'd-day', 'd-period', 'd-open'],
+    why: 'd-tz is that very second, nothing of it is above',
+  },
   { q: 'Observation?date=le2023-12-31T22:30:00Z', ids: ['d-tz', 'd-period', 'd-timing'] },
   { q: 'Observation?date=lt2023-12-31T22:30:00Z', ids: ['d-period', 'd-timing'] },
   { q: 'Observation?date=lt2024', ids: ['d-tz', 'd-period', 'd-timing'], why: 'ranges with a part before 2024' },
-  { q: 'Observation?date=le2024', ids: ['d-tz', 'd-period', 'd-timing', 'd-year', 'd-day'], why: 'lt, or inside 2024; the open period starting 2024-03 is neither (spec; HAPI compares the low bound only and would include it)' },
+  {
+    q: 'Observation?date=le2024',
+    ids: ['d-tz', 'd-period', 'd-timing', 'd-year', 'd-day'],
+    why: 'lt, or inside 2024; the open period starting 2024-03 is neither (spec; HAPI compares the low bound only and would include it)',
+  },
   { q: 'Observation?date=gt2024', ids: ['d-open'], why: 'only the open period reaches past 2024' },
-  { q: 'Observation?date=ge2024', ids: ['d-year', 'd-day', 'd-open'], why: 'gt, or inside 2024; the period 2023-12-15..2024-01-15 is neither (spec; HAPI compares the high bound only and would include it)' },
-  { q: 'Observation?date=ge2024-01-01', ids: ['d-year', 'd-day', 'd-period', 'd-open'], why: 'the period straddling the new year has days above 2024-01-01' },
+  {
+    q: 'Observation?date=ge2024',
+    ids: ['d-year', 'd-day', 'd-open'],
+    why: 'gt, or inside 2024; the period 2023-12-15..2024-01-15 is neither (spec; HAPI compares the high bound only and would include it)',
+  },
+  {
+    q: 'Observation?date=ge2024-01-01',
+    ids: ['d-year', 'd-day', 'd-period', 'd-open'],
+    why: 'the period straddling the new year has days above 2024-01-01',
+  },
   { q: 'Observation?date=sa2023', ids: ['d-year', 'd-day', 'd-open'], why: 'starts after 2023 ends' },
   { q: 'Observation?date=eb2024', ids: ['d-tz', 'd-timing'], why: 'ends before 2024 starts' },
   { q: 'Observation?date=ne2024', ids: ['d-tz', 'd-period', 'd-open', 'd-timing'] },
@@ -320,7 +397,11 @@ table('token: system|code, |code, system|, code, escapes (Patient.identifier, Pa
 ]);
 
 table('token modifiers: :not, :in, :not-in, :text, :of-type', [
-  { q: 'Condition?code:not=http://snomed.info/sct|44054006', ids: ['c-b', 'c-c', 'c-d', 'c-e'], why: 'includes c-d (no system) and c-e (no code at all)' },
+  {
+    q: 'Condition?code:not=http://snomed.info/sct|44054006',
+    ids: ['c-b', 'c-c', 'c-d', 'c-e'],
+    why: 'includes c-d (no system) and c-e (no code at all)',
+  },
   { q: 'Condition?code:not=44054006', ids: ['c-b', 'c-c', 'c-e'] },
   { q: 'Patient?gender:not=male', ids: without(ALL_PATIENTS, 'p-ref', 'p-rene', 'sort-2', 'sort-3'), why: 'includes Patients without a gender' },
   { q: `Condition?code:in=${VS_URL}`, ids: ['c-a', 'c-b'], why: 'the ValueSet stored on the server; c-d has the code but no system' },
@@ -344,7 +425,11 @@ table('reference: id, Type/id, absolute URL, :Type, :identifier (Condition.subje
   { q: 'Condition?subject:Group=p-ref', ids: [] },
   { q: 'Condition?patient=p-ref', ids: ['c-a', 'c-b'] },
   { q: 'Condition?patient=Patient/p-ref', ids: ['c-a', 'c-b'] },
-  { q: 'Condition?subject=http://tributary.test/fhir/r4/Patient/p-ref', ids: ['c-a', 'c-b'], why: "an absolute URL on the server's own base is the local resource" },
+  {
+    q: 'Condition?subject=http://tributary.test/fhir/r4/Patient/p-ref',
+    ids: ['c-a', 'c-b'],
+    why: "an absolute URL on the server's own base is the local resource",
+  },
   { q: 'Condition?subject=http://other.example/fhir/Patient/ext1', ids: ['c-d'] },
   { q: 'Condition?subject:identifier=urn:mrn|777', ids: ['c-e'] },
   { q: 'Condition?subject=Patient/p-ref,Patient/p-renee', ids: ['c-a', 'c-b', 'c-c'] },
@@ -390,7 +475,11 @@ table('composite: code-value-quantity, component-code-value-quantity, the \\$ es
   { q: `Observation?component-code-value-quantity=${LOINC}|8480-6$gt125`, ids: ['q-panel'] },
   // HAPI without combo indexes (and Tributary) match a composite's components per resource, not per
   // element: the 130 belongs to the other component, yet the panel matches. Documented in the README.
-  { q: `Observation?component-code-value-quantity=${LOINC}|8462-4$gt125`, ids: ['q-panel'], why: 'components are matched per resource, as HAPI does' },
+  {
+    q: `Observation?component-code-value-quantity=${LOINC}|8462-4$gt125`,
+    ids: ['q-panel'],
+    why: 'components are matched per resource, as HAPI does',
+  },
   { q: `Observation?component-code-value-quantity=${LOINC}|8462-4$lt90`, ids: ['q-panel'] },
 ]);
 
@@ -439,7 +528,13 @@ table(':missing on every type', [
   { q: 'Observation?date:missing=true', ids: QTY_IDS },
   { q: 'Observation?date:missing=false', ids: DATE_IDS },
   { q: 'ChargeItem?factor-override:missing=true', ids: ['ci-none'], why: 'number' },
-  { q: 'ChargeItem?factor-override:missing=false', ids: without(CHARGE_ITEMS.map((c) => c.id), 'ci-none') },
+  {
+    q: 'ChargeItem?factor-override:missing=false',
+    ids: without(
+      CHARGE_ITEMS.map((c) => c.id),
+      'ci-none',
+    ),
+  },
   { q: 'Observation?value-quantity:missing=true', ids: [...DATE_IDS, 'q-panel'], why: 'quantity' },
   { q: 'Observation?value-quantity:missing=false', ids: without(QTY_IDS, 'q-panel') },
   { q: 'Observation?subject:missing=true', ids: DATE_IDS, why: 'reference' },
@@ -461,12 +556,26 @@ table('_sort: each type, ascending and descending, several keys', [
   { q: `${SORT}&_sort=-birthdate,_id`, ids: ['sort-4', 'sort-1', 'sort-3', 'sort-2', 'sort-5'], ordered: true },
   { q: `${SORT}&_sort=-birthdate,-_id`, ids: ['sort-4', 'sort-3', 'sort-1', 'sort-2', 'sort-5'], ordered: true },
   { q: `${SORT}&_sort=birthdate,-family`, ids: ['sort-5', 'sort-2', 'sort-3', 'sort-1', 'sort-4'], ordered: true },
-  { q: `${SORT}&_sort=gender,family,given`, ids: ['sort-4', 'sort-1', 'sort-2', 'sort-3', 'sort-5'], ordered: true, why: 'token: female < male < other' },
+  {
+    q: `${SORT}&_sort=gender,family,given`,
+    ids: ['sort-4', 'sort-1', 'sort-2', 'sort-3', 'sort-5'],
+    ordered: true,
+    why: 'token: female < male < other',
+  },
   { q: `${SORT}&_sort=-identifier`, ids: ['sort-5', 'sort-4', 'sort-3', 'sort-2', 'sort-1'], ordered: true },
   { q: `${SORT}&_sort=_id`, ids: ['sort-1', 'sort-2', 'sort-3', 'sort-4', 'sort-5'], ordered: true },
   { q: `${SORT}&_sort=-_id`, ids: ['sort-5', 'sort-4', 'sort-3', 'sort-2', 'sort-1'], ordered: true },
-  { q: 'ChargeItem?factor-override=ge0&_sort=factor-override', ids: ['ci-5', 'ci-994', 'ci-995', 'ci-100', 'ci-1002', 'ci-1006', 'ci-120'], ordered: true, why: 'number' },
-  { q: 'ChargeItem?factor-override=ge0&_sort=-factor-override', ids: ['ci-120', 'ci-1006', 'ci-1002', 'ci-100', 'ci-995', 'ci-994', 'ci-5'], ordered: true },
+  {
+    q: 'ChargeItem?factor-override=ge0&_sort=factor-override',
+    ids: ['ci-5', 'ci-994', 'ci-995', 'ci-100', 'ci-1002', 'ci-1006', 'ci-120'],
+    ordered: true,
+    why: 'number',
+  },
+  {
+    q: 'ChargeItem?factor-override=ge0&_sort=-factor-override',
+    ids: ['ci-120', 'ci-1006', 'ci-1002', 'ci-100', 'ci-995', 'ci-994', 'ci-5'],
+    ordered: true,
+  },
   { q: `Observation?code=${LOINC}|8480-6,${LOINC}|8462-4&_sort=value-quantity`, ids: ['q-sys2', 'q-dia', 'q-sys'], ordered: true, why: 'quantity' },
   { q: `Observation?code=${LOINC}|8480-6,${LOINC}|8462-4&_sort=-value-quantity`, ids: ['q-sys', 'q-dia', 'q-sys2'], ordered: true },
   { q: 'ValueSet?_id=vs-a,vs-ab,vs-x,vs-dm&_sort=url', ids: ['vs-a', 'vs-ab', 'vs-x', 'vs-dm'], ordered: true, why: 'uri' },
@@ -491,8 +600,20 @@ t.test('_sort with ties is deterministic: the same order on every call and acros
 });
 
 t.test('the tables name only fixture ids', async (t) => {
-  const known = new Set<string>([...ALL_PATIENTS, ...DATE_IDS, ...QTY_IDS, ...CONDITIONS.map((c) => c.id), ...CHARGE_ITEMS.map((c) => c.id), ...VALUE_SETS.map((v) => v.id), ...ORGANIZATIONS.map((o) => o.id)]);
-  t.equal(known.size, ALL_PATIENTS.length + DATE_IDS.length + QTY_IDS.length + CONDITIONS.length + CHARGE_ITEMS.length + VALUE_SETS.length + ORGANIZATIONS.length, 'fixture ids are unique');
+  const known = new Set<string>([
+    ...ALL_PATIENTS,
+    ...DATE_IDS,
+    ...QTY_IDS,
+    ...CONDITIONS.map((c) => c.id),
+    ...CHARGE_ITEMS.map((c) => c.id),
+    ...VALUE_SETS.map((v) => v.id),
+    ...ORGANIZATIONS.map((o) => o.id),
+  ]);
+  t.equal(
+    known.size,
+    ALL_PATIENTS.length + DATE_IDS.length + QTY_IDS.length + CONDITIONS.length + CHARGE_ITEMS.length + VALUE_SETS.length + ORGANIZATIONS.length,
+    'fixture ids are unique',
+  );
   const unknown = ALL_ROWS.flatMap((r) => r.ids.filter((id) => !known.has(id)).map((id) => `${r.q}: ${id}`));
   t.same(unknown, [], 'no row expects an id that is not a fixture');
   const r = await searchAll(app, url('Patient?_count=100'));

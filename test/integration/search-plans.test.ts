@@ -18,7 +18,8 @@ import { FHIR, FHIR_JSON, ORIGIN, send, type Json } from './search-support.ts';
 
 const app = await buildTestApp(t);
 // No statistics while the test runs: autovacuum could analyze the tables it writes within a minute.
-for (const table of ['hfj_resource', 'hfj_res_link', 'hfj_spidx_token', 'hfj_res_ver']) await app.pg.query(`ALTER TABLE ${table} SET (autovacuum_enabled = false)`);
+for (const table of ['hfj_resource', 'hfj_res_link', 'hfj_spidx_token', 'hfj_res_ver'])
+  await app.pg.query(`ALTER TABLE ${table} SET (autovacuum_enabled = false)`);
 
 const LOINC = 'http://loinc.org';
 async function post(resource: Json): Promise<string> {
@@ -31,7 +32,11 @@ async function transaction(resources: Json[]): Promise<void> {
     method: 'POST',
     url: FHIR,
     headers: { 'content-type': FHIR_JSON },
-    payload: { resourceType: 'Bundle', type: 'transaction', entry: resources.map((resource) => ({ resource, request: { method: 'POST', url: resource.resourceType } })) },
+    payload: {
+      resourceType: 'Bundle',
+      type: 'transaction',
+      entry: resources.map((resource) => ({ resource, request: { method: 'POST', url: resource.resourceType } })),
+    },
   });
   if (res.statusCode !== 200) throw new Error(`${res.statusCode} ${res.body.slice(0, 200)}`);
 }
@@ -92,7 +97,10 @@ for (const [phase, name, path] of [
   t.test(`${phase}, ${name}: the patient's own, read by primary key`, async (t) => {
     if (phase === 'after ANALYZE') await app.pg.query('ANALYZE hfj_resource, hfj_res_link, hfj_spidx_token, hfj_res_ver');
     sent.length = 0;
-    const res = await send(app, { method: 'GET', url: `${FHIR}/${path}${path.endsWith('?') ? '' : '&'}code=${encodeURIComponent(`${LOINC}|29463-7`)}` });
+    const res = await send(app, {
+      method: 'GET',
+      url: `${FHIR}/${path}${path.endsWith('?') ? '' : '&'}code=${encodeURIComponent(`${LOINC}|29463-7`)}`,
+    });
     t.equal(res.statusCode, 200, res.statusCode === 200 ? 'answered' : res.body.slice(0, 300));
     const ids = ((res.json().entry ?? []) as Json[]).map((e) => e.resource.id).sort();
     t.equal(ids.length, 10, "ann's 10 Observations of that code");

@@ -32,7 +32,11 @@ export async function upsertAll(app: FastifyInstance, resources: Json[]): Promis
     if (!r.id) throw new Error(`fixture ${r.resourceType} has no id`);
     return { fullUrl: `${ORIGIN}${FHIR}/${r.resourceType}/${r.id}`, resource: r, request: { method: 'PUT', url: `${r.resourceType}/${r.id}` } };
   });
-  const res = await send(app, { method: 'POST', url: FHIR, headers: { 'content-type': FHIR_JSON }, payload: { resourceType: 'Bundle', type: 'transaction', entry } }, 60_000);
+  const res = await send(
+    app,
+    { method: 'POST', url: FHIR, headers: { 'content-type': FHIR_JSON }, payload: { resourceType: 'Bundle', type: 'transaction', entry } },
+    60_000,
+  );
   if (res.statusCode !== 200) throw new Error(`fixture transaction answered ${res.statusCode}: ${res.body.slice(0, 4000)}`);
   return res.json();
 }

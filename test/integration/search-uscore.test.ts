@@ -8,7 +8,21 @@
  */
 import t, { type Test } from 'tap';
 import { buildTestApp } from '../helper.ts';
-import { COND_CAT, entries, includeEntries, type Json, LOINC, matchEntries, SCT, send, sorted, typedId, UCUM, upsertAll, url } from './search-support.ts';
+import {
+  COND_CAT,
+  entries,
+  includeEntries,
+  type Json,
+  LOINC,
+  matchEntries,
+  SCT,
+  send,
+  sorted,
+  typedId,
+  UCUM,
+  upsertAll,
+  url,
+} from './search-support.ts';
 
 const app = await buildTestApp(t);
 
@@ -33,9 +47,25 @@ const SHARED: Json[] = [
     name: 'Acme Health Clinic',
     address: [{ line: ['123 Main St'], city: 'Springfield', state: 'MA', postalCode: '01103', country: 'US' }],
   },
-  { resourceType: 'Organization', id: 'org-payer', active: true, name: 'Better Health Insurance', address: [{ city: 'Boston', state: 'MA', postalCode: '02110' }] },
-  { resourceType: 'Practitioner', id: 'pr1', identifier: [{ system: NPI, value: '9941339108' }], name: [{ family: 'Careful', given: ['Adam'], prefix: ['Dr.'] }] },
-  { resourceType: 'Practitioner', id: 'pr2', identifier: [{ system: NPI, value: '1234567893' }], name: [{ family: 'Nightingale', given: ['Florence'] }] },
+  {
+    resourceType: 'Organization',
+    id: 'org-payer',
+    active: true,
+    name: 'Better Health Insurance',
+    address: [{ city: 'Boston', state: 'MA', postalCode: '02110' }],
+  },
+  {
+    resourceType: 'Practitioner',
+    id: 'pr1',
+    identifier: [{ system: NPI, value: '9941339108' }],
+    name: [{ family: 'Careful', given: ['Adam'], prefix: ['Dr.'] }],
+  },
+  {
+    resourceType: 'Practitioner',
+    id: 'pr2',
+    identifier: [{ system: NPI, value: '1234567893' }],
+    name: [{ family: 'Nightingale', given: ['Florence'] }],
+  },
   {
     resourceType: 'Provenance',
     id: 'prov-shared',
@@ -191,9 +221,33 @@ function record(p: Person): Json[] {
       period: { start: '2023-07-01T08:00:00Z' },
     },
     { resourceType: 'Medication', id: id('med1'), code: cc(RXNORM, '860975', 'metformin hydrochloride 500 MG') },
-    { resourceType: 'MedicationRequest', id: id('mr1'), status: 'active', intent: 'order', medicationReference: ref(`Medication/${id('med1')}`), subject, authoredOn: '2023-05-01' },
-    { resourceType: 'MedicationRequest', id: id('mr2'), status: 'completed', intent: 'order', medicationCodeableConcept: cc(RXNORM, '197361', 'amlodipine 5 MG'), subject, authoredOn: '2022-01-01' },
-    { resourceType: 'MedicationRequest', id: id('mr3'), status: 'stopped', intent: 'plan', medicationReference: ref(`Medication/${id('med1')}`), subject, authoredOn: '2021-01-01' },
+    {
+      resourceType: 'MedicationRequest',
+      id: id('mr1'),
+      status: 'active',
+      intent: 'order',
+      medicationReference: ref(`Medication/${id('med1')}`),
+      subject,
+      authoredOn: '2023-05-01',
+    },
+    {
+      resourceType: 'MedicationRequest',
+      id: id('mr2'),
+      status: 'completed',
+      intent: 'order',
+      medicationCodeableConcept: cc(RXNORM, '197361', 'amlodipine 5 MG'),
+      subject,
+      authoredOn: '2022-01-01',
+    },
+    {
+      resourceType: 'MedicationRequest',
+      id: id('mr3'),
+      status: 'stopped',
+      intent: 'plan',
+      medicationReference: ref(`Medication/${id('med1')}`),
+      subject,
+      authoredOn: '2021-01-01',
+    },
     {
       resourceType: 'MedicationDispense',
       id: id('md1'),
@@ -222,7 +276,14 @@ function record(p: Person): Json[] {
       subject,
       authoredOn: '2023-08-01T10:00:00Z',
     },
-    { resourceType: 'Procedure', id: id('proc1'), status: 'completed', code: cc(SCT, '80146002', 'Appendectomy'), subject, performedDateTime: '2023-03-03T10:00:00Z' },
+    {
+      resourceType: 'Procedure',
+      id: id('proc1'),
+      status: 'completed',
+      code: cc(SCT, '80146002', 'Appendectomy'),
+      subject,
+      performedDateTime: '2023-03-03T10:00:00Z',
+    },
     {
       resourceType: 'Procedure',
       id: id('proc2'),
@@ -246,7 +307,14 @@ function record(p: Person): Json[] {
     { resourceType: 'Coverage', id: id('cov1'), status: 'active', beneficiary: subject, payor: [ref('Organization/org-payer')] },
     { resourceType: 'Device', id: id('dev1'), type: cc(SCT, '14106009', 'Cardiac pacemaker'), patient: subject },
     { resourceType: 'Goal', id: id('goal1'), lifecycleStatus: 'active', description: { text: 'Lose weight' }, subject },
-    { resourceType: 'Immunization', id: id('imm1'), status: 'completed', vaccineCode: cc('http://hl7.org/fhir/sid/cvx', '140'), patient: subject, occurrenceDateTime: '2022-10-01' },
+    {
+      resourceType: 'Immunization',
+      id: id('imm1'),
+      status: 'completed',
+      vaccineCode: cc('http://hl7.org/fhir/sid/cvx', '140'),
+      patient: subject,
+      occurrenceDateTime: '2022-10-01',
+    },
   ];
   for (const [prov, targets] of Object.entries(PROV_TARGETS)) {
     out.push({
@@ -327,9 +395,20 @@ const PATIENT_ROWS: PatientRow[] = [
   { type: 'MedicationRequest', params: 'intent=order&status=stopped', ids: [] },
   { type: 'MedicationRequest', params: 'intent=plan&status=stopped', ids: ['mr3'] },
   { type: 'MedicationRequest', params: 'intent=order&_include=MedicationRequest:medication', ids: ['mr1', 'mr2'], include: ['Medication/med1'] },
-  { type: 'MedicationRequest', params: 'intent=order&status=active,completed&_include=MedicationRequest:medication', ids: ['mr1', 'mr2'], include: ['Medication/med1'] },
+  {
+    type: 'MedicationRequest',
+    params: 'intent=order&status=active,completed&_include=MedicationRequest:medication',
+    ids: ['mr1', 'mr2'],
+    include: ['Medication/med1'],
+  },
   { type: 'MedicationRequest', params: 'intent=plan&_include=MedicationRequest:medication', ids: ['mr3'], include: ['Medication/med1'] },
-  { type: 'MedicationRequest', params: 'intent=order&status=completed&_include=MedicationRequest:medication', ids: ['mr2'], include: [], why: 'a medicationCodeableConcept: nothing to include' },
+  {
+    type: 'MedicationRequest',
+    params: 'intent=order&status=completed&_include=MedicationRequest:medication',
+    ids: ['mr2'],
+    include: [],
+    why: 'a medicationCodeableConcept: nothing to include',
+  },
   // ServiceRequest: patient, patient+code, patient+category, patient+category+authored.
   { type: 'ServiceRequest', params: '', ids: ['sr1', 'sr2'] },
   { type: 'ServiceRequest', params: `code=${LOINC}|24323-8`, ids: ['sr1'] },
@@ -421,7 +500,14 @@ async function check(t: Test, q: string, match: string[], include: string[], oth
   }
   t.same(sorted(matchEntries(b).map(typedId)), sorted(match), 'exactly these matches');
   t.same(sorted(includeEntries(b).map(typedId)), sorted(include), 'exactly these included');
-  if (other) t.same(entries(b).map(typedId).filter((id) => id.includes(`/${other}-`)), [], `nothing of the other patient (${other})`);
+  if (other)
+    t.same(
+      entries(b)
+        .map(typedId)
+        .filter((id) => id.includes(`/${other}-`)),
+      [],
+      `nothing of the other patient (${other})`,
+    );
 }
 
 for (const p of PEOPLE) {
@@ -436,9 +522,12 @@ for (const p of PEOPLE) {
       const rest = row.params ? `&${row.params}` : '';
       for (const form of [pid, `Patient/${pid}`]) {
         const q = `${row.type}?patient=${form}${rest}`;
-        t.test(`${q} → {${row.ids.join(', ')}}${row.include?.length ? ` + {${row.include.join(', ')}}` : ''}${row.why ? `  (${row.why})` : ''}`, async (t) => {
-          await check(t, q, match, incl(row.include), other);
-        });
+        t.test(
+          `${q} → {${row.ids.join(', ')}}${row.include?.length ? ` + {${row.include.join(', ')}}` : ''}${row.why ? `  (${row.why})` : ''}`,
+          async (t) => {
+            await check(t, q, match, incl(row.include), other);
+          },
+        );
       }
       const q = `${row.type}?patient=${pid}${rest}&_revinclude=Provenance:target`;
       const include = [...incl(row.include), ...provenancesOf(match)];
@@ -469,9 +558,15 @@ t.test('the fixture: every record resource is stored, and the rows name only sto
   const named = [
     ...PATIENT_ROWS.flatMap((r) => [...r.ids.map((i) => `${r.type}/p1-${i}`), ...(r.include ?? []).map((i) => i.replace('/', '/p1-'))]),
     ...OTHER_ROWS.flatMap((r) => r.match),
-    ...Object.values(PROV_TARGETS).flat().map((i) => i.replace('/', '/p1-')),
+    ...Object.values(PROV_TARGETS)
+      .flat()
+      .map((i) => i.replace('/', '/p1-')),
   ];
-  t.same(named.filter((id) => !known.has(id)), [], 'no row names an id that is not a fixture');
+  t.same(
+    named.filter((id) => !known.has(id)),
+    [],
+    'no row names an id that is not a fixture',
+  );
   const res = await send(app, { method: 'GET', url: url('Provenance?_count=100') });
   t.equal(res.statusCode, 200);
   t.equal(matchEntries(res.json()).length, 5, 'five Provenances stored');

@@ -16,7 +16,13 @@ t.test('migrations: several processes starting at once apply each migration once
   t.teardown(() => Promise.all(pools.map((p) => p.end())));
   const applied = await Promise.all(pools.map((p) => migrate(p)));
   const all = applied.flat();
-  t.same(all.sort(), listMigrations().map((m) => m.version).sort(), 'every migration applied exactly once in all');
+  t.same(
+    all.sort(),
+    listMigrations()
+      .map((m) => m.version)
+      .sort(),
+    'every migration applied exactly once in all',
+  );
   const again = await migrate(pools[0]);
   t.same(again, [], 'a later start applies nothing');
   const { rows } = await pools[0].query("SELECT count(*)::int AS n FROM information_schema.tables WHERE table_name LIKE 'hfj_%'");
@@ -61,7 +67,10 @@ t.test('npm start: serves, answers readyz, and exits cleanly on SIGTERM', async 
   t.teardown(() => child.kill('SIGKILL'));
   let ready = false;
   for (let i = 0; i < 120 && !ready; i++) {
-    ready = await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.ok, () => false);
+    ready = await fetch(`http://127.0.0.1:${port}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (!ready) await new Promise((r) => setTimeout(r, 250));
   }
   t.ok(ready, 'readyz answers 200');

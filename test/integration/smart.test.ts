@@ -26,12 +26,18 @@ const as = await oauth.processDiscoveryResponse(new URL(issuer), await oauth.dis
 
 /** An app, a user who can sign in, and the user's Patient and Observations (lab and vital). */
 async function setup(opts: { public?: boolean; scopes?: string[] } = {}) {
-  const { app: client, clientSecret } = await app.auth.createApp({ name: 'Growth Chart', redirectUris: [REDIRECT], public: opts.public, scopes: opts.scopes });
+  const { app: client, clientSecret } = await app.auth.createApp({
+    name: 'Growth Chart',
+    redirectUris: [REDIRECT],
+    public: opts.public,
+    scopes: opts.scopes,
+  });
   const user = (await app.auth.createUser(client.id, `person-${client.id}`))!;
   await app.auth.setPassword(client.id, user.id, `amy${client.id}`, 'correct horse battery');
   // The user's records, written as the user (the storage layer, not HTTP: a public app has no token yet).
   const ctx = { partitionId: client.id, ownerId: user.id, baseUrl: fhirBase };
-  const post = async (body: { resourceType: string; [k: string]: unknown }) => JSON.parse((await app.fhir.create(ctx, body.resourceType, body, {})).stored.json!);
+  const post = async (body: { resourceType: string; [k: string]: unknown }) =>
+    JSON.parse((await app.fhir.create(ctx, body.resourceType, body, {})).stored.json!);
   const patient = await post({ resourceType: 'Patient', name: [{ family: 'Shaw', given: ['Amy'] }] });
   const obs = (category: string) => ({
     resourceType: 'Observation',
@@ -52,12 +58,18 @@ function requestField(html: string): string {
   return m[1];
 }
 
-const form = (fields: Record<string, string>) => ({ method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(fields), redirect: 'manual' as const });
+const form = (fields: Record<string, string>) => ({
+  method: 'POST',
+  headers: { 'content-type': 'application/x-www-form-urlencoded' },
+  body: new URLSearchParams(fields),
+  redirect: 'manual' as const,
+});
 
 /** A person signs in and answers the consent; the app's redirect_uri with the answer. */
 async function signIn(authorizeUrl: URL, username: string, password: string, decision = 'approve'): Promise<URL> {
   const login = await fetch(authorizeUrl, { redirect: 'manual' });
-  if (login.status !== 200) throw new Error(`authorize answered ${login.status}: ${login.headers.get('location') ?? (await login.text()).slice(0, 300)}`);
+  if (login.status !== 200)
+    throw new Error(`authorize answered ${login.status}: ${login.headers.get('location') ?? (await login.text()).slice(0, 300)}`);
   const consent = await fetch(`${issuer}/oauth2/authorize/login`, form({ request: requestField(await login.text()), username, password }));
   if (consent.status !== 200) throw new Error(`login answered ${consent.status}`);
   const done = await fetch(`${issuer}/oauth2/authorize/consent`, form({ request: requestField(await consent.text()), decision }));
@@ -66,7 +78,18 @@ async function signIn(authorizeUrl: URL, username: string, password: string, dec
 
 function authorizeUrl(client: App, scope: string, pkce: { challenge: string }, extra: Record<string, string> = {}): URL {
   const u = new URL(as.authorization_endpoint!);
-  for (const [k, v] of Object.entries({ response_type: 'code', client_id: client.clientId, redirect_uri: REDIRECT, scope, state: 'st-123', aud: fhirBase, code_challenge: pkce.challenge, code_challenge_method: 'S256', nonce: 'n-456', ...extra })) {
+  for (const [k, v] of Object.entries({
+    response_type: 'code',
+    client_id: client.clientId,
+    redirect_uri: REDIRECT,
+    scope,
+    state: 'st-123',
+    aud: fhirBase,
+    code_challenge: pkce.challenge,
+    code_challenge_method: 'S256',
+    nonce: 'n-456',
+    ...extra,
+  })) {
     u.searchParams.set(k, v);
   }
   return u;
@@ -74,24 +97,46 @@ function authorizeUrl(client: App, scope: string, pkce: { challenge: string }, e
 
 async function launch(s: Awaited<ReturnType<typeof setup>>, scope: string) {
   const verifier = oauth.generateRandomCodeVerifier();
-  const back = await signIn(authorizeUrl(s.client, scope, { challenge: await oauth.calculatePKCECodeChallenge(verifier) }), s.username, 'correct horse battery');
+  const back = await signIn(
+    authorizeUrl(s.client, scope, { challenge: await oauth.calculatePKCECodeChallenge(verifier) }),
+    s.username,
+    'correct horse battery',
+  );
   const oclient: oauth.Client = { client_id: s.client.clientId };
   const params = oauth.validateAuthResponse(as, oclient, back, 'st-123');
   const auth = s.client.public ? oauth.None() : oauth.ClientSecretPost(s.clientSecret);
   const response = await oauth.authorizationCodeGrantRequest(as, oclient, auth, params, REDIRECT, verifier, insecure);
   const wantsId = scope.split(' ').includes('openid');
-  const tokens = await oauth.processAuthorizationCodeResponse(as, oclient, response, { expectedNonce: wantsId ? 'n-456' : oauth.expectNoNonce, requireIdToken: wantsId });
+  const tokens = await oauth.processAuthorizationCodeResponse(as, oclient, response, {
+    expectedNonce: wantsId ? 'n-456' : oauth.expectNoNonce,
+    requireIdToken: wantsId,
+  });
   return { tokens, oclient, auth };
 }
 
-const fhir = (token: string, path: string, init: RequestInit = {}) => fetch(`${fhirBase}/${path}`, { ...init, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json', ...(init.headers ?? {}) } });
+const fhir = (token: string, path: string, init: RequestInit = {}) =>
+  fetch(`${fhirBase}/${path}`, {
+    ...init,
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json', ...(init.headers ?? {}) },
+  });
 
 t.test('discovery: smart-configuration lists the endpoints and capabilities SMART clients look for', async (t) => {
   const conf = await (await fetch(`${fhirBase}/.well-known/smart-configuration`)).json();
   t.equal(conf.issuer, issuer);
   t.equal(conf.authorization_endpoint, `${issuer}/oauth2/authorize`);
   t.same(conf.code_challenge_methods_supported, ['S256']);
-  for (const c of ['launch-standalone', 'client-public', 'client-confidential-symmetric', 'context-standalone-patient', 'permission-patient', 'permission-offline', 'permission-v1', 'permission-v2', 'sso-openid-connect', 'authorize-post']) {
+  for (const c of [
+    'launch-standalone',
+    'client-public',
+    'client-confidential-symmetric',
+    'context-standalone-patient',
+    'permission-patient',
+    'permission-offline',
+    'permission-v1',
+    'permission-v2',
+    'sso-openid-connect',
+    'authorize-post',
+  ]) {
     t.ok(conf.capabilities.includes(c), c);
   }
   t.equal((await fetch(`${issuer}/r4/.well-known/smart-configuration`)).status, 200);
@@ -103,7 +148,10 @@ t.test('standalone launch: code with PKCE, patient context, id_token with fhirUs
   const { tokens, oclient, auth } = await launch(s, 'launch/patient openid fhirUser offline_access patient/*.rs');
   t.equal(tokens.patient, s.patientId, 'the token response names the patient');
   t.ok(tokens.refresh_token, 'offline_access gives a refresh token');
-  const { payload, protectedHeader } = await jwtVerify(tokens.id_token!, createRemoteJWKSet(new URL(as.jwks_uri!)), { issuer, audience: s.client.clientId });
+  const { payload, protectedHeader } = await jwtVerify(tokens.id_token!, createRemoteJWKSet(new URL(as.jwks_uri!)), {
+    issuer,
+    audience: s.client.clientId,
+  });
   t.equal(protectedHeader.alg, 'RS256');
   t.equal(payload.fhirUser, `${fhirBase}/Patient/${s.patientId}`);
   t.equal(payload.nonce, 'n-456');
@@ -113,7 +161,11 @@ t.test('standalone launch: code with PKCE, patient context, id_token with fhirUs
   t.equal(read.status, 200);
   t.equal((await (await fhir(tokens.access_token, `Observation?patient=${s.patientId}`)).json()).total, 2);
 
-  const refreshed = await oauth.processRefreshTokenResponse(as, oclient, await oauth.refreshTokenGrantRequest(as, oclient, auth, tokens.refresh_token!, insecure));
+  const refreshed = await oauth.processRefreshTokenResponse(
+    as,
+    oclient,
+    await oauth.refreshTokenGrantRequest(as, oclient, auth, tokens.refresh_token!, insecure),
+  );
   t.equal(refreshed.patient, s.patientId, 'the patient context survives a refresh');
   t.equal((await fhir(refreshed.access_token, `Patient/${s.patientId}`)).status, 200);
 });
@@ -123,13 +175,26 @@ t.test('scopes: v1 read-only refuses writes, v2 filters narrow searches, missing
   const v1 = (await launch(s, 'launch/patient patient/*.read')).tokens;
   t.notOk(v1.refresh_token, 'no offline_access, no refresh token');
   t.equal((await fhir(v1.access_token, `Patient/${s.patientId}`)).status, 200);
-  const write = await fhir(v1.access_token, 'Observation', { method: 'POST', body: JSON.stringify({ resourceType: 'Observation', status: 'final', code: { text: 'x' } }) });
+  const write = await fhir(v1.access_token, 'Observation', {
+    method: 'POST',
+    body: JSON.stringify({ resourceType: 'Observation', status: 'final', code: { text: 'x' } }),
+  });
   t.equal(write.status, 403);
   t.equal((await write.json()).resourceType, 'OperationOutcome');
-  const bundle = { resourceType: 'Bundle', type: 'transaction', entry: [{ resource: { resourceType: 'Patient' }, request: { method: 'POST', url: 'Patient' } }] };
-  t.equal((await fhir(v1.access_token, '', { method: 'POST', body: JSON.stringify(bundle) })).status, 403, 'a write inside a transaction is refused too');
+  const bundle = {
+    resourceType: 'Bundle',
+    type: 'transaction',
+    entry: [{ resource: { resourceType: 'Patient' }, request: { method: 'POST', url: 'Patient' } }],
+  };
+  t.equal(
+    (await fhir(v1.access_token, '', { method: 'POST', body: JSON.stringify(bundle) })).status,
+    403,
+    'a write inside a transaction is refused too',
+  );
 
-  const labs = (await launch(s, 'launch/patient patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory')).tokens;
+  const labs = (
+    await launch(s, 'launch/patient patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory')
+  ).tokens;
   const found = await (await fhir(labs.access_token, `Observation?patient=${s.patientId}`)).json();
   t.equal(found.total, 1, 'the filter of the scope narrows the search');
   t.equal(found.entry[0].resource.category[0].coding[0].code, 'laboratory');
@@ -161,7 +226,10 @@ t.test('refusals: wrong redirect_uri, no PKCE, wrong aud, wrong password, denied
   t.match(new URL(r2.headers.get('location')!).searchParams.get('error_description'), /aud/);
 
   const login = await fetch(authorizeUrl(s.client, 'patient/*.rs', pkce));
-  const wrong = await fetch(`${issuer}/oauth2/authorize/login`, form({ request: requestField(await login.text()), username: s.username, password: 'wrong password' }));
+  const wrong = await fetch(
+    `${issuer}/oauth2/authorize/login`,
+    form({ request: requestField(await login.text()), username: s.username, password: 'wrong password' }),
+  );
   t.equal(wrong.status, 401);
   t.match(await wrong.text(), /username or password is wrong/);
 
@@ -170,9 +238,24 @@ t.test('refusals: wrong redirect_uri, no PKCE, wrong aud, wrong password, denied
   t.equal(denied.searchParams.get('state'), 'st-123');
 
   const verifier = oauth.generateRandomCodeVerifier();
-  const back = await signIn(authorizeUrl(s.client, 'patient/*.rs', { challenge: await oauth.calculatePKCECodeChallenge(verifier) }), s.username, 'correct horse battery');
+  const back = await signIn(
+    authorizeUrl(s.client, 'patient/*.rs', { challenge: await oauth.calculatePKCECodeChallenge(verifier) }),
+    s.username,
+    'correct horse battery',
+  );
   const code = back.searchParams.get('code')!;
-  const exchange = (v: string) => fetch(`${issuer}/oauth2/token`, form({ grant_type: 'authorization_code', code, redirect_uri: REDIRECT, code_verifier: v, client_id: s.client.clientId, client_secret: s.clientSecret }));
+  const exchange = (v: string) =>
+    fetch(
+      `${issuer}/oauth2/token`,
+      form({
+        grant_type: 'authorization_code',
+        code,
+        redirect_uri: REDIRECT,
+        code_verifier: v,
+        client_id: s.client.clientId,
+        client_secret: s.clientSecret,
+      }),
+    );
   const bad = await exchange(oauth.generateRandomCodeVerifier());
   t.equal(bad.status, 400);
   t.equal((await bad.json()).error, 'invalid_grant');
@@ -193,17 +276,31 @@ t.test('fhirclient (SMART on FHIR JavaScript client) as the app: authorize, read
   const { app: client, clientSecret } = await app.auth.createApp({ name: 'fhirclient app', redirectUris: [`${appUrl}/callback`] });
   const user = (await app.auth.createUser(client.id, 'fc-person'))!;
   await app.auth.setPassword(client.id, user.id, 'fcuser', 'correct horse battery');
-  const stored = await app.fhir.create({ partitionId: client.id, ownerId: user.id, baseUrl: fhirBase }, 'Patient', { resourceType: 'Patient', name: [{ family: 'Client', given: ['Fhir'] }] }, {});
+  const stored = await app.fhir.create(
+    { partitionId: client.id, ownerId: user.id, baseUrl: fhirBase },
+    'Patient',
+    { resourceType: 'Patient', name: [{ family: 'Client', given: ['Fhir'] }] },
+    {},
+  );
   const patientId = stored.stored.id;
 
   const server = http.createServer(async (req, res) => {
     try {
       if (req.url === '/launch') {
-        await smart(req, res, storage).authorize({ iss: fhirBase, clientId: client.clientId, clientSecret, redirectUri: '/callback', scope: 'launch/patient openid fhirUser patient/*.rs', pkceMode: 'required' });
+        await smart(req, res, storage).authorize({
+          iss: fhirBase,
+          clientId: client.clientId,
+          clientSecret,
+          redirectUri: '/callback',
+          scope: 'launch/patient openid fhirUser patient/*.rs',
+          pkceMode: 'required',
+        });
       } else {
         const c = await smart(req, res, storage).ready();
         const patient = await c.patient.read();
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ patient: c.patient.id, family: patient.name?.[0]?.family, fhirUser: c.getFhirUser() }));
+        res
+          .writeHead(200, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ patient: c.patient.id, family: patient.name?.[0]?.family, fhirUser: c.getFhirUser() }));
       }
     } catch (err) {
       res.writeHead(500).end(String(err));

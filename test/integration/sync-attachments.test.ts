@@ -30,7 +30,13 @@ const PDF = Buffer.from('%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer 
 const BIG = Buffer.alloc(6000, 'x');
 const b64 = (b: Buffer | string) => Buffer.from(b).toString('base64');
 const put = (scope: typeof mine, r: Resource) => app.fhir.update(scope, r.resourceType, r.id!, r);
-const doc = (id: string, attachments: DocumentReference['content']): DocumentReference => ({ resourceType: 'DocumentReference', id, status: 'current', subject: { reference: `Patient/${conn[0].patient_id}` }, content: attachments });
+const doc = (id: string, attachments: DocumentReference['content']): DocumentReference => ({
+  resourceType: 'DocumentReference',
+  id,
+  status: 'current',
+  subject: { reference: `Patient/${conn[0].patient_id}` },
+  content: attachments,
+});
 
 t.test('a patient whose notes link their contents as Binary connects', async (t) => {
   me = await server.connect(t, LS, 0);
@@ -39,7 +45,9 @@ t.test('a patient whose notes link their contents as Binary connects', async (t)
   const ownerOf = async (personKey: string) => (await app.auth.findUser(sandboxApp, { appUserId: personKey }))!.id;
   mine = { partitionId: sandboxApp, ownerId: await ownerOf(me.personKey), baseUrl: base };
   const theirs = { partitionId: sandboxApp, ownerId: await ownerOf(someoneElse.personKey), baseUrl: base };
-  conn = (await app.pg.query<{ app_id: number; patient_id: string }>('SELECT app_id, patient_id FROM trb_connection WHERE id = $1', [me.connectionId])).rows;
+  conn = (
+    await app.pg.query<{ app_id: number; patient_id: string }>('SELECT app_id, patient_id FROM trb_connection WHERE id = $1', [me.connectionId])
+  ).rows;
   origin = { userId: me.userId, systemId: LS.directoryId, systemName: LS.title, base };
   const patient = { reference: `Patient/${conn[0].patient_id}` };
   // The source's records: Binary contents of the patient's, one of another patient's, and the notes that link them.
@@ -49,10 +57,23 @@ t.test('a patient whose notes link their contents as Binary connects', async (t)
   await put(mine, { resourceType: 'Binary', id: 's2-flaky', contentType: 'text/html', data: b64('<p>flaky</p>') } as Binary);
   await put(theirs, { resourceType: 'Binary', id: 's2-theirs', contentType: 'text/html', data: b64('<p>not yours</p>') } as Binary);
   notes = [
-    doc('s2-doc-1', [{ attachment: { contentType: 'text/html', url: 'Binary/s2-html' } }, { attachment: { contentType: 'application/pdf', url: `${base}/Binary/s2-pdf` } }]),
-    doc('s2-doc-2', [{ attachment: { contentType: 'text/html', url: 'https://elsewhere.example/fhir/Binary/s2-html' } }, { attachment: { contentType: 'text/plain', data: b64('inline') } }]),
+    doc('s2-doc-1', [
+      { attachment: { contentType: 'text/html', url: 'Binary/s2-html' } },
+      { attachment: { contentType: 'application/pdf', url: `${base}/Binary/s2-pdf` } },
+    ]),
+    doc('s2-doc-2', [
+      { attachment: { contentType: 'text/html', url: 'https://elsewhere.example/fhir/Binary/s2-html' } },
+      { attachment: { contentType: 'text/plain', data: b64('inline') } },
+    ]),
     doc('s2-doc-3', [{ attachment: { contentType: 'text/plain', url: 'Binary/s2-big' } }]),
-    { resourceType: 'DiagnosticReport', id: 's2-report', status: 'final', code: { text: 'Report' }, subject: patient, presentedForm: [{ contentType: 'text/html', url: 'Binary/s2-theirs' }] } as DiagnosticReport,
+    {
+      resourceType: 'DiagnosticReport',
+      id: 's2-report',
+      status: 'final',
+      code: { text: 'Report' },
+      subject: patient,
+      presentedForm: [{ contentType: 'text/html', url: 'Binary/s2-theirs' }],
+    } as DiagnosticReport,
   ];
   for (const r of notes) await put(mine, r);
 });
@@ -70,26 +91,44 @@ const context = (left: number, b: Built = built): AttachmentContext => ({
 });
 const local = (sourceId: string) => `Binary/${localId(origin, 'Binary', sourceId)}`;
 const rowsOf = async () =>
-  (await app.pg.query<{ status: string; http_status: number | null; tries: number; next_in_s: number | null; binary_id: string | null }>(
-    'SELECT status, http_status, tries, extract(epoch FROM next_try_at - now())::int AS next_in_s, binary_id FROM trb_sync_attachment WHERE connection_id = $1 ORDER BY status, http_status',
-    [me.connectionId],
-  )).rows;
-const readLocal = async (ref: string) => (await fetch(`${server.base}/fhir/r4/${ref}`, { headers: { authorization: `Bearer ${me.token}`, accept: 'application/fhir+json' } })).json() as Promise<Binary>;
+  (
+    await app.pg.query<{ status: string; http_status: number | null; tries: number; next_in_s: number | null; binary_id: string | null }>(
+      'SELECT status, http_status, tries, extract(epoch FROM next_try_at - now())::int AS next_in_s, binary_id FROM trb_sync_attachment WHERE connection_id = $1 ORDER BY status, http_status',
+      [me.connectionId],
+    )
+  ).rows;
+const readLocal = async (ref: string) =>
+  (
+    await fetch(`${server.base}/fhir/r4/${ref}`, { headers: { authorization: `Bearer ${me.token}`, accept: 'application/fhir+json' } })
+  ).json() as Promise<Binary>;
 
 t.test("the notes' linked contents are fetched once each, stored as Binary in the user's records, and mapped", async (t) => {
   built = await sessionFor(app, me.connectionId, QUICK);
   // As a sync reads them: the source's notes, through the session.
-  const bundle = (await built.session.getJson(`${base}/DocumentReference?patient=${conn[0].patient_id}&_count=200`)) as { entry: { resource: Resource }[] };
+  const bundle = (await built.session.getJson(`${base}/DocumentReference?patient=${conn[0].patient_id}&_count=200`)) as {
+    entry: { resource: Resource }[];
+  };
   const report = (await built.session.getJson(`${base}/DiagnosticReport/s2-report`)) as Resource;
   const resources = [...bundle.entry.map((e) => e.resource).filter((r) => r.id!.startsWith('s2-')), report];
   t.equal(resources.length, 4, 'the four notes, as the source gives them');
   const before = built.sent.length;
   const ctx = context(10);
   const map = await prepareAttachments(ctx, resources);
-  t.same(Object.fromEntries(map), { 'Binary/s2-html': local('s2-html'), [`${base}/Binary/s2-pdf`]: local('s2-pdf') }, 'keyed by the url as written, the local Binary of each stored one');
+  t.same(
+    Object.fromEntries(map),
+    { 'Binary/s2-html': local('s2-html'), [`${base}/Binary/s2-pdf`]: local('s2-pdf') },
+    'keyed by the url as written, the local Binary of each stored one',
+  );
   const asked = built.sent.slice(before);
-  t.notOk(asked.some((s) => s.url.includes('elsewhere.example')), 'the attachment on another origin was never requested');
-  t.same(asked.filter((s) => s.url === `${base}/Binary/s2-html`).map((s) => s.accept)[0], 'text/html', "asked with Accept = the attachment's contentType");
+  t.notOk(
+    asked.some((s) => s.url.includes('elsewhere.example')),
+    'the attachment on another origin was never requested',
+  );
+  t.same(
+    asked.filter((s) => s.url === `${base}/Binary/s2-html`).map((s) => s.accept)[0],
+    'text/html',
+    "asked with Accept = the attachment's contentType",
+  );
   t.equal(asked.filter((s) => s.url === `${base}/Binary/s2-pdf`)[0]?.accept, 'application/pdf');
   t.equal(ctx.budget.left, 6, 'four fetched (html, pdf, the big one, the other patient’s), from the budget');
 
@@ -102,7 +141,11 @@ t.test("the notes' linked contents are fetched once each, stored as Binary in th
   t.same([pdf.contentType, Buffer.from(pdf.data!, 'base64').equals(PDF)], ['application/pdf', true]);
 
   const rows = await rowsOf();
-  t.same(rows.map((r) => r.status).sort(), ['failed', 'stored', 'stored', 'too-large'], 'each recorded: two stored, the other patient’s failed, the big one too large');
+  t.same(
+    rows.map((r) => r.status).sort(),
+    ['failed', 'stored', 'stored', 'too-large'],
+    'each recorded: two stored, the other patient’s failed, the big one too large',
+  );
   const refused = rows.find((r) => r.status === 'failed')!;
   t.ok(refused.http_status! >= 400 && refused.http_status! < 500, `the other patient's is refused (${refused.http_status})`);
   t.ok(refused.next_in_s! >= 7 * 86400 - 60, `and not tried for a week (${refused.next_in_s} s)`);
@@ -132,7 +175,9 @@ t.test('a failed fetch is retried after its backoff only; the budget bounds a ru
   t.equal(again.sent.length, 0, 'not tried again before then');
 
   // Its backoff has passed: tried again, stored.
-  await app.pg.query("UPDATE trb_sync_attachment SET next_try_at = now() - interval '1 second' WHERE connection_id = $1 AND http_status = 500", [me.connectionId]);
+  await app.pg.query("UPDATE trb_sync_attachment SET next_try_at = now() - interval '1 second' WHERE connection_id = $1 AND http_status = 500", [
+    me.connectionId,
+  ]);
   const later = await sessionFor(app, me.connectionId, QUICK);
   const map = await prepareAttachments(context(10, later), [flaky]);
   t.equal(map.get('Binary/s2-flaky'), local('s2-flaky'), 'stored once its time came');
@@ -141,7 +186,10 @@ t.test('a failed fetch is retried after its backoff only; the budget bounds a ru
   // A budget of one: one of two new ones fetched.
   await put(mine, { resourceType: 'Binary', id: 's2-one', contentType: 'text/html', data: b64('<p>1</p>') } as Binary);
   await put(mine, { resourceType: 'Binary', id: 's2-two', contentType: 'text/html', data: b64('<p>2</p>') } as Binary);
-  const two = doc('s2-doc-5', [{ attachment: { contentType: 'text/html', url: 'Binary/s2-one' } }, { attachment: { contentType: 'text/html', url: 'Binary/s2-two' } }]);
+  const two = doc('s2-doc-5', [
+    { attachment: { contentType: 'text/html', url: 'Binary/s2-one' } },
+    { attachment: { contentType: 'text/html', url: 'Binary/s2-two' } },
+  ]);
   const s = await sessionFor(app, me.connectionId, QUICK);
   const ctx = context(1, s);
   t.equal((await prepareAttachments(ctx, [two])).size, 1, 'one fetched');

@@ -34,7 +34,17 @@ const LS = { ...DEFAULT_SANDBOXES.find((d) => d.name === 'lakeside')!, patients:
 const port = await freePort();
 const BASE = `http://127.0.0.1:${port}`;
 const ADMIN_KEY = 'k'.repeat(40);
-const app = await buildApp(testConfig(await testDatabase(t), { baseUrl: BASE, sandboxes: true, sandboxSystems: [LS], sandboxYears: 1, fhirAuth: 'required', adminKey: ADMIN_KEY }), { logger: false });
+const app = await buildApp(
+  testConfig(await testDatabase(t), {
+    baseUrl: BASE,
+    sandboxes: true,
+    sandboxSystems: [LS],
+    sandboxYears: 1,
+    fhirAuth: 'required',
+    adminKey: ADMIN_KEY,
+  }),
+  { logger: false },
+);
 await app.listen({ port, host: '127.0.0.1' });
 t.teardown(() => app.close());
 await app.sandboxesLoaded;
@@ -43,7 +53,16 @@ const admin = { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'applicati
 /** The worker, as an operator runs it beside the server (a day's interval keeps its schedule out of the way). */
 function startWorker(): { child: ChildProcess; exited: Promise<void> } {
   const child = spawn(path.join(REPO, 'node_modules', '.bin', 'node'), [path.join(REPO, 'bin', 'tributary.ts'), 'worker'], {
-    env: { ...process.env, DATABASE_URL: app.config.databaseUrl, ENCRYPTION_KEY: app.config.encryptionKey!.toString('hex'), BASE_URL: BASE, SANDBOXES: 'false', LOG_LEVEL: 'silent', OUTBOUND_ALLOW: '127.0.0.1', SYNC_INTERVAL_MINUTES: '1440' },
+    env: {
+      ...process.env,
+      DATABASE_URL: app.config.databaseUrl,
+      ENCRYPTION_KEY: app.config.encryptionKey!.toString('hex'),
+      BASE_URL: BASE,
+      SANDBOXES: 'false',
+      LOG_LEVEL: 'silent',
+      OUTBOUND_ALLOW: '127.0.0.1',
+      SYNC_INTERVAL_MINUTES: '1440',
+    },
     stdio: 'ignore',
   });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
@@ -52,9 +71,24 @@ function startWorker(): { child: ChildProcess; exited: Promise<void> } {
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-interface RunRow { id: string; status: string; fetched: number; created: number; updated: number; requests: number; started_at: Date; finished_at: Date | null; error: string | null }
+interface RunRow {
+  id: string;
+  status: string;
+  fetched: number;
+  created: number;
+  updated: number;
+  requests: number;
+  started_at: Date;
+  finished_at: Date | null;
+  error: string | null;
+}
 const runsOf = async (connectionId: string) =>
-  (await app.pg.query<RunRow>('SELECT id::text, status, fetched, created, updated, requests, started_at, finished_at, error FROM trb_sync_run WHERE connection_id = $1 ORDER BY started_at', [connectionId])).rows;
+  (
+    await app.pg.query<RunRow>(
+      'SELECT id::text, status, fetched, created, updated, requests, started_at, finished_at, error FROM trb_sync_run WHERE connection_id = $1 ORDER BY started_at',
+      [connectionId],
+    )
+  ).rows;
 /** Waits (up to `s` seconds) for a run of the connection started after `after` to be in one of `statuses`. */
 async function runAfter(connectionId: string, after: Date, statuses: string[], s: number): Promise<RunRow | undefined> {
   for (const deadline = Date.now() + s * 1000; Date.now() < deadline; await sleep(50)) {
@@ -70,8 +104,21 @@ let connectionId: string;
 let userId: string;
 let appId: number;
 const mine = async () =>
-  (await app.pg.query<{ res_type: string; fhir_id: string; res_ver: string }>("SELECT res_type, fhir_id, res_ver::text FROM hfj_resource WHERE partition_id = $1 AND owner_id = $2 AND res_deleted_at IS NULL AND res_type <> 'Provenance'", [appId, userId])).rows;
-const storedCount = async () => Number((await app.pg.query("SELECT count(*) AS n FROM hfj_resource WHERE partition_id = $1 AND owner_id = $2 AND res_type <> 'Provenance'", [appId, userId])).rows[0].n);
+  (
+    await app.pg.query<{ res_type: string; fhir_id: string; res_ver: string }>(
+      "SELECT res_type, fhir_id, res_ver::text FROM hfj_resource WHERE partition_id = $1 AND owner_id = $2 AND res_deleted_at IS NULL AND res_type <> 'Provenance'",
+      [appId, userId],
+    )
+  ).rows;
+const storedCount = async () =>
+  Number(
+    (
+      await app.pg.query("SELECT count(*) AS n FROM hfj_resource WHERE partition_id = $1 AND owner_id = $2 AND res_type <> 'Provenance'", [
+        appId,
+        userId,
+      ])
+    ).rows[0].n,
+  );
 
 t.test(`the sandbox makes a patient with ${RESOURCES} resources, and a user connects as that patient`, async (t) => {
   const { rows } = await app.pg.query<{ app_id: number }>('SELECT app_id FROM trb_sandbox WHERE name = $1', [LS.name]);
@@ -96,7 +143,13 @@ t.test(`the sandbox makes a patient with ${RESOURCES} resources, and a user conn
   const user = (await app.auth.createUser(demo.id, 'resume-user'))!;
   userId = user.id;
   const { access_token } = await app.auth.exchangeCode(demo, await app.auth.newCode(demo.id, user.id));
-  const callback = await signIn(t, BASE, `${BASE}/connect/system/clinical/${LS.directoryId}?client_id=${demo.clientId}&access_token=${access_token}`, big.username, big.password);
+  const callback = await signIn(
+    t,
+    BASE,
+    `${BASE}/connect/system/clinical/${LS.directoryId}?client_id=${demo.clientId}&access_token=${access_token}`,
+    big.username,
+    big.password,
+  );
   await get(callback.toString());
   const c = await app.pg.query<{ id: string }>('SELECT id::text FROM trb_connection WHERE user_id = $1', [user.id]);
   t.equal(c.rowCount, 1, 'connected (the first sync is queued)');
@@ -135,7 +188,11 @@ t.test(`the worker is killed at ${KILLS} random moments of its runs, and started
     w.child.kill('SIGKILL');
     await w.exited;
     const after = (await runsOf(connectionId)).find((r) => r.id === run?.id);
-    t.equal(after?.status, 'running', `cut ${k + 1}: the worker died mid-run (${stored} of ${source.length} stored, ${Date.now() - t0} ms in; the target was ${target})`);
+    t.equal(
+      after?.status,
+      'running',
+      `cut ${k + 1}: the worker died mid-run (${stored} of ${source.length} stored, ${Date.now() - t0} ms in; the target was ${target})`,
+    );
     kills.push({ at: target, stored, ms: Date.now() - t0 });
   }
 });
@@ -148,11 +205,21 @@ t.test('started once more, the worker finishes the first sync, exactly', async (
   await fetch(`${BASE}/admin/sync`, { method: 'POST', headers: { authorization: admin.authorization } });
   const run = await runAfter(connectionId, restarted, ['succeeded', 'failed', 'needs_reauth'], 300);
   t.equal(run?.status, 'succeeded', run?.error ?? 'the run finished');
-  t.comment(`the last run: ${run?.fetched} fetched, ${run?.created} created, ${run?.updated} updated, ${run?.requests} requests, ${run && run.finished_at ? ((run.finished_at.getTime() - run.started_at.getTime()) / 1000).toFixed(1) : '?'} s`);
-  if (storedBefore > 0) t.ok(run!.fetched < source.length, `it went on from what the cut runs had stored (${storedBefore}): ${run!.fetched} fetched, not the whole ${source.length}`);
+  t.comment(
+    `the last run: ${run?.fetched} fetched, ${run?.created} created, ${run?.updated} updated, ${run?.requests} requests, ${run && run.finished_at ? ((run.finished_at.getTime() - run.started_at.getTime()) / 1000).toFixed(1) : '?'} s`,
+  );
+  if (storedBefore > 0)
+    t.ok(
+      run!.fetched < source.length,
+      `it went on from what the cut runs had stored (${storedBefore}): ${run!.fetched} fetched, not the whole ${source.length}`,
+    );
 
   const runs = await runsOf(connectionId);
-  t.same(runs.filter((r) => r.status === 'running'), [], 'no run is left running');
+  t.same(
+    runs.filter((r) => r.status === 'running'),
+    [],
+    'no run is left running',
+  );
   t.ok(runs.length >= KILLS + 1, `${runs.length} runs: the ${KILLS} cut ones and the last`);
 
   const o: Origin = { userId, systemId: LS.directoryId, systemName: LS.title, base: `${BASE}/sandbox/${LS.name}/fhir/r4` };
@@ -163,7 +230,11 @@ t.test('started once more, the worker finishes the first sync, exactly', async (
   const expected = new Set(source.map((r) => `${r.res_type}/${localId(o, r.res_type, r.fhir_id)}`));
   const ours = have.map((r) => `${r.res_type}/${r.fhir_id}`);
   t.equal(new Set(ours).size, ours.length, 'no id twice');
-  t.equal(ours.filter((id) => !expected.has(id)).length, 0, 'every record is a source record under its local id (no duplicate of a source id under another)');
+  t.equal(
+    ours.filter((id) => !expected.has(id)).length,
+    0,
+    'every record is a source record under its local id (no duplicate of a source id under another)',
+  );
   const oursSet = new Set(ours);
   t.equal([...expected].filter((id) => !oursSet.has(id)).length, 0, 'every source record is there');
   t.equal(have.filter((r) => r.res_ver !== '1').length, 0, 'each in one version: nothing stored twice');

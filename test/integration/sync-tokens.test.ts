@@ -19,14 +19,24 @@ const tokenCalls = (b: Built) => b.sent.filter((s) => s.method === 'POST' && s.u
 const fhirCalls = (b: Built) => b.sent.filter((s) => s.method === 'GET');
 /** The connection's refresh token as stored. */
 async function storedRefreshToken(connectionId: string): Promise<string> {
-  const { rows } = await server.app.pg.query<{ refresh_token_sealed: Buffer; user_id: string; system_id: string }>('SELECT refresh_token_sealed, user_id, system_id FROM trb_connection WHERE id = $1', [connectionId]);
+  const { rows } = await server.app.pg.query<{ refresh_token_sealed: Buffer; user_id: string; system_id: string }>(
+    'SELECT refresh_token_sealed, user_id, system_id FROM trb_connection WHERE id = $1',
+    [connectionId],
+  );
   return server.app.vault.decrypt(rows[0].refresh_token_sealed, `${rows[0].user_id}:${rows[0].system_id}`, 'connection-token');
 }
-const searches = (b: Built, n: number) => Array.from({ length: n }, (_, i) => `${b.base}/${['Condition', 'Encounter', 'Observation', 'Immunization'][i % 4]}?patient=${encodeURIComponent(b.patientId)}&_count=3`);
+const searches = (b: Built, n: number) =>
+  Array.from(
+    { length: n },
+    (_, i) => `${b.base}/${['Condition', 'Encounter', 'Observation', 'Immunization'][i % 4]}?patient=${encodeURIComponent(b.patientId)}&_count=3`,
+  );
 
 t.test('a valid token is used as it is; one about to expire is refreshed once, stored before it is sent', async (t) => {
   const c = await server.connect(t, LS, 0);
-  const { rows } = await server.app.pg.query<{ s: number }>('SELECT extract(epoch FROM access_expires_at - now())::int AS s FROM trb_connection WHERE id = $1', [c.connectionId]);
+  const { rows } = await server.app.pg.query<{ s: number }>(
+    'SELECT extract(epoch FROM access_expires_at - now())::int AS s FROM trb_connection WHERE id = $1',
+    [c.connectionId],
+  );
   t.ok(rows[0].s > 560 && rows[0].s <= 570, `the system's token lasts 570 s (${rows[0].s} s left)`);
   const fresh = await sessionFor(server.app, c.connectionId);
   await Promise.all(searches(fresh, 4).map((u) => fresh.session.getJson(u)));
@@ -43,8 +53,14 @@ t.test('a valid token is used as it is; one about to expire is refreshed once, s
   t.ok(stored.refreshToken && stored.refreshToken !== old, 'a new refresh token came (the server rotates)');
   t.equal(await storedRefreshToken(c.connectionId), stored.refreshToken, 'and it is the one stored');
   const gets = fhirCalls(early);
-  t.ok(gets.every((g) => g.token === stored.accessToken), 'every request went with the new access token');
-  t.ok(gets.every((g) => g.seq > stored.seq), 'and only after the tokens were stored');
+  t.ok(
+    gets.every((g) => g.token === stored.accessToken),
+    'every request went with the new access token',
+  );
+  t.ok(
+    gets.every((g) => g.seq > stored.seq),
+    'and only after the tokens were stored',
+  );
 
   // A later run reads the stored tokens: valid, so no refresh.
   const later = await sessionFor(server.app, c.connectionId);
@@ -68,7 +84,12 @@ t.test('access tokens ended at once mid-sync: the refused requests wait for one 
   t.ok(after.filter((s) => s.status === 401).length >= 1, `${after.filter((s) => s.status === 401).length} requests were refused with 401`);
   t.equal(tokenCalls(b).length, 1, 'one refresh for all of them (a single-use refresh token used twice would end the connection)');
   t.equal(b.stored.length, 1);
-  t.ok(fhirCalls(b).filter((s) => s.seq > b.stored[0].seq).every((s) => s.token === b.stored[0].accessToken && s.status === 200), 'after it, every request with the new token, answered');
+  t.ok(
+    fhirCalls(b)
+      .filter((s) => s.seq > b.stored[0].seq)
+      .every((s) => s.token === b.stored[0].accessToken && s.status === 200),
+    'after it, every request with the new token, answered',
+  );
 });
 
 t.test('refreshes of a connection are never closer than the gap, in one run or the next', async (t) => {
@@ -99,7 +120,10 @@ t.test('a refused refresh token is NeedsReauth, asked once however many requests
   await server.admin(NV, 'expire-access-tokens');
   await server.admin(NV, 'revoke-refresh-tokens');
   const results = await Promise.allSettled(searches(b, 5).map((u) => b.session.getJson(u)));
-  t.ok(results.every((r) => r.status === 'rejected' && r.reason instanceof NeedsReauth), 'every request ends in NeedsReauth');
+  t.ok(
+    results.every((r) => r.status === 'rejected' && r.reason instanceof NeedsReauth),
+    'every request ends in NeedsReauth',
+  );
   t.match((results[0] as PromiseRejectedResult).reason.message, /connect again/);
   t.equal(tokenCalls(b).length, 1, 'the refresh token was tried once');
   t.equal(b.stored.length, 0, 'nothing stored');
@@ -114,5 +138,9 @@ t.test('a used refresh token is refused at the server (single-use): why the sess
   t.not(b.stored[0].refreshToken, old, 'rotated');
   // The session's client, used by hand with the old token.
   const sc = (b.session as unknown as { sc: Parameters<typeof refresh>[0] }).sc;
-  await t.rejects(refresh({ ...sc, options: { ...sc.options, [oauth.customFetch]: server.app.outbound.fetch } }, old), { code: 'invalid_grant' }, 'the old refresh token is refused');
+  await t.rejects(
+    refresh({ ...sc, options: { ...sc.options, [oauth.customFetch]: server.app.outbound.fetch } }, old),
+    { code: 'invalid_grant' },
+    'the old refresh token is refused',
+  );
 });

@@ -40,11 +40,23 @@ const port = await freePort();
 const BASE = `http://127.0.0.1:${port}`;
 const ADMIN_KEY = 'k'.repeat(40);
 const databaseUrl = await testDatabase(t);
-const app = await buildApp(testConfig(databaseUrl, { baseUrl: BASE, sandboxes: true, sandboxSystems: [LS, ...VENDORS], sandboxYears: 1, fhirAuth: 'required', adminKey: ADMIN_KEY }), { logger: false });
+const app = await buildApp(
+  testConfig(databaseUrl, {
+    baseUrl: BASE,
+    sandboxes: true,
+    sandboxSystems: [LS, ...VENDORS],
+    sandboxYears: 1,
+    fhirAuth: 'required',
+    adminKey: ADMIN_KEY,
+  }),
+  { logger: false },
+);
 await app.listen({ port, host: '127.0.0.1' });
 t.teardown(() => app.close());
 await app.sandboxesLoaded;
-const people = generateSystem({ seed: LS.seed, patients: LS.patients, idPrefix: LS.idPrefix, systemName: LS.title, years: 1 }).patients.filter((p) => p.personKey !== 'shared');
+const people = generateSystem({ seed: LS.seed, patients: LS.patients, idPrefix: LS.idPrefix, systemName: LS.title, years: 1 }).patients.filter(
+  (p) => p.personKey !== 'shared',
+);
 const adminHeaders = { authorization: `Bearer ${ADMIN_KEY}` };
 
 // Quick retries; no checkpoint margin unless a test asks for it (the sandbox's records were all
@@ -61,7 +73,13 @@ const { app: demo } = await app.auth.createApp({ name: 'Vendors app', redirectUr
 async function connected(t: Test, name: string, directoryId: string, username: string, password: string) {
   const user = (await app.auth.createUser(demo.id, name))!;
   const { access_token } = await app.auth.exchangeCode(demo, await app.auth.newCode(demo.id, user.id));
-  const callback = await signIn(t, BASE, `${BASE}/connect/system/clinical/${directoryId}?client_id=${demo.clientId}&access_token=${access_token}`, username, password);
+  const callback = await signIn(
+    t,
+    BASE,
+    `${BASE}/connect/system/clinical/${directoryId}?client_id=${demo.clientId}&access_token=${access_token}`,
+    username,
+    password,
+  );
   await get(callback.toString());
   const { rows } = await app.pg.query<{ id: string }>('SELECT id::text FROM trb_connection WHERE user_id = $1', [user.id]);
   return { token: access_token, connectionId: rows[0].id, userId: user.id };
@@ -86,9 +104,16 @@ async function localCounts(userId: string): Promise<Map<string, number>> {
   return new Map(rows.map((r) => [r.res_type, r.n]));
 }
 const versions = async () => Number((await app.pg.query('SELECT count(*) AS n FROM hfj_res_ver')).rows[0].n);
-const listing = async (token: string) => (await (await fetch(`${BASE}/connect/connections`, { headers: { authorization: `Bearer ${token}` } })).json()) as { entry: Record<string, unknown>[] };
+const listing = async (token: string) =>
+  (await (await fetch(`${BASE}/connect/connections`, { headers: { authorization: `Bearer ${token}` } })).json()) as {
+    entry: Record<string, unknown>[];
+  };
 const faults = (name: string, body?: object) =>
-  fetch(`${BASE}/admin/sandbox/${name}/faults`, { method: body ? 'PUT' : 'DELETE', headers: { ...adminHeaders, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body && JSON.stringify(body) });
+  fetch(`${BASE}/admin/sandbox/${name}/faults`, {
+    method: body ? 'PUT' : 'DELETE',
+    headers: { ...adminHeaders, ...(body ? { 'content-type': 'application/json' } : {}) },
+    body: body && JSON.stringify(body),
+  });
 
 /** The sandbox patient's records of a type, as stored at the source (oldest first). */
 async function sourceRecords(sandbox: string, personKey: string, type: string) {
@@ -116,7 +141,13 @@ t.test('the first sync imports exactly what the system holds for the patient, ty
   const local = await localCounts(l.userId);
   t.ok(source.size >= 8, `the patient has records of ${source.size} types`);
   t.same(Object.fromEntries(local), Object.fromEntries(source), 'each type: as many as the source holds');
-  const types = (await listing(l.token)).entry[0].types as { type: string; status: string; fetched: number; last_full_at: string | null; checkpoints: Record<string, string> }[];
+  const types = (await listing(l.token)).entry[0].types as {
+    type: string;
+    status: string;
+    fetched: number;
+    last_full_at: string | null;
+    checkpoints: Record<string, string>;
+  }[];
   for (const [type, n] of source) {
     const row = types.find((x) => x.type === type);
     t.match(row, { status: 'fetched', fetched: n, last_full_at: String }, `${type}: fetched, ${n}, a full fetch`);
@@ -148,15 +179,21 @@ t.test('a change and an entered-in-error reach the user at the next run; a delet
 
   const run = await syncConnection(deps, l.connectionId);
   t.same([run.status, run.updated, run.deleted], ['succeeded', 2, 0], run.error ?? 'succeeded');
-  const obs = async (q: string) => (await (await fetch(`${BASE}/fhir/r4/Observation?${q}`, { headers: { authorization: `Bearer ${l.token}` } })).json()) as { total?: number; entry?: { resource: Resource & { status: string } }[] };
+  const obs = async (q: string) =>
+    (await (await fetch(`${BASE}/fhir/r4/Observation?${q}`, { headers: { authorization: `Bearer ${l.token}` } })).json()) as {
+      total?: number;
+      entry?: { resource: Resource & { status: string } }[];
+    };
   t.equal((await obs('status=entered-in-error&_summary=count')).total, 1, 'the entered-in-error record is there, with its status');
   t.equal((await localCounts(l.userId)).get('Observation'), sourceNow + 1, 'the deleted one stays until a full fetch');
 
   // The sweep is due (its last full fetch a day ago): Observation is fetched whole, and reconciled.
-  await app.pg.query("UPDATE trb_sync_type SET last_full_at = now() - interval '25 hours' WHERE connection_id = $1 AND res_type = 'Observation'", [l.connectionId]);
+  await app.pg.query("UPDATE trb_sync_type SET last_full_at = now() - interval '25 hours' WHERE connection_id = $1 AND res_type = 'Observation'", [
+    l.connectionId,
+  ]);
   const sweep = await syncConnection(deps, l.connectionId);
   t.same([sweep.status, sweep.deleted, sweep.created, sweep.updated], ['succeeded', 1, 0, 0], sweep.error ?? 'succeeded');
-  t.equal((await localCounts(l.userId)).get('Observation'), sourceNow, 'the record deleted at the source is deleted in the user\'s');
+  t.equal((await localCounts(l.userId)).get('Observation'), sourceNow, "the record deleted at the source is deleted in the user's");
   const { rows } = await app.pg.query<{ deleted: boolean; versions: number }>(
     `SELECT r.res_deleted_at IS NOT NULL AS deleted, (SELECT count(*)::int FROM hfj_res_ver v WHERE v.res_id = r.res_id) AS versions FROM hfj_resource r
      WHERE r.partition_id = $1 AND r.owner_id = $2 AND r.res_type = 'Observation' AND r.res_deleted_at IS NOT NULL`,
@@ -185,7 +222,7 @@ t.test('a search that cannot finish costs its type this run, not the run; the ne
 });
 
 t.test('one run per connection: a run started while another holds the lock ends at once, skipped', async (t) => {
-  await app.pg.query("UPDATE trb_sync_type SET last_full_at = NULL WHERE connection_id = $1", [l.connectionId]);
+  await app.pg.query('UPDATE trb_sync_type SET last_full_at = NULL WHERE connection_id = $1', [l.connectionId]);
   // Slow answers keep the first run going.
   await faults(LS.name, { slow: { count: 20, ms: 100 } });
   const first = syncConnection(deps, l.connectionId);
@@ -222,7 +259,9 @@ t.test('a run still marked running whose lock is free was cut off: marked failed
   await app.pg.query("INSERT INTO trb_sync_run (connection_id, started_at) VALUES ($1, now() - interval '1 minute')", [l.connectionId]);
   const run = await syncConnection(deps, l.connectionId);
   t.equal(run.status, 'succeeded');
-  const runs = (await (await fetch(`${BASE}/connect/connections/${l.connectionId}/runs?limit=2`, { headers: { authorization: `Bearer ${l.token}` } })).json()).entry;
+  const runs = (
+    await (await fetch(`${BASE}/connect/connections/${l.connectionId}/runs?limit=2`, { headers: { authorization: `Bearer ${l.token}` } })).json()
+  ).entry;
   t.match(runs[1], { status: 'failed', error: /cut off.*pages it stored were kept/ });
 });
 
@@ -240,84 +279,131 @@ function inAnswered(r: Resource, keys: string[]): boolean {
   const variants = keys.map((k) => (k.includes('?') ? new URLSearchParams(k.slice(k.indexOf('?') + 1)) : undefined));
   if (variants.some((v) => !v)) return true;
   const codes = (v: unknown) => JSON.stringify(v ?? '');
-  return variants.some((v) => [...v!].every(([name, value]) => (name === 'category' ? codes((r as { category?: unknown }).category).includes(`"${value}"`) : String((r as unknown as Record<string, unknown>)[name]) === value)));
+  return variants.some((v) =>
+    [...v!].every(([name, value]) =>
+      name === 'category'
+        ? codes((r as { category?: unknown }).category).includes(`"${value}"`)
+        : String((r as unknown as Record<string, unknown>)[name]) === value,
+    ),
+  );
 }
 
-t.test('the simulated vendors: what each lets a patient app see, exactly; nothing again; a change, an entered-in-error and a deletion reach the user', { skip: VENDORS.length ? false : 'no simulated vendor is among the sandbox systems yet' }, async (t) => {
-  for (const def of VENDORS) {
-    await t.test(def.name, async (t) => {
-      // The credentials (the records themselves are read from the vendor's database).
-      const gen = generateSystem({ seed: def.seed, patients: def.patients, idPrefix: def.idPrefix, systemName: def.title, years: 1, ...(def.generate ?? {}) } as Parameters<typeof generateSystem>[0]);
-      const who = gen.patients.filter((p) => p.personKey !== 'shared')[0];
-      const c = await connected(t, `vendors-${def.name}`, def.directoryId, who.username, who.password);
-      const run = await syncConnection(deps, c.connectionId);
-      t.not(run.status, 'needs_reauth', run.error ?? '');
-      const types = (await listing(c.token)).entry[0].types as TypeRow[];
-      /** The source's records of a type the app may see: those of the searches that answered (all, when none was refused). */
-      const visible = async (type: string, row: TypeRow, n: number) =>
-        row.refused_searches.length ? (await sourceRecords(def.name, who.personKey, type)).filter((r) => inAnswered(r.resource, Object.keys(row.checkpoints))).length : n;
-      const local = await localCounts(c.userId);
-      for (const [type, n] of await sourceCounts(def.name, who.personKey)) {
-        const row = types.find((x) => x.type === type);
-        if (!row || row.status !== 'fetched') {
-          t.equal(local.get(type) ?? 0, 0, `${type}: ${row?.status ?? 'not listed'} at ${def.name}, so none`);
-          continue;
+t.test(
+  'the simulated vendors: what each lets a patient app see, exactly; nothing again; a change, an entered-in-error and a deletion reach the user',
+  { skip: VENDORS.length ? false : 'no simulated vendor is among the sandbox systems yet' },
+  async (t) => {
+    for (const def of VENDORS) {
+      await t.test(def.name, async (t) => {
+        // The credentials (the records themselves are read from the vendor's database).
+        const gen = generateSystem({
+          seed: def.seed,
+          patients: def.patients,
+          idPrefix: def.idPrefix,
+          systemName: def.title,
+          years: 1,
+          ...(def.generate ?? {}),
+        } as Parameters<typeof generateSystem>[0]);
+        const who = gen.patients.filter((p) => p.personKey !== 'shared')[0];
+        const c = await connected(t, `vendors-${def.name}`, def.directoryId, who.username, who.password);
+        const run = await syncConnection(deps, c.connectionId);
+        t.not(run.status, 'needs_reauth', run.error ?? '');
+        const types = (await listing(c.token)).entry[0].types as TypeRow[];
+        /** The source's records of a type the app may see: those of the searches that answered (all, when none was refused). */
+        const visible = async (type: string, row: TypeRow, n: number) =>
+          row.refused_searches.length
+            ? (await sourceRecords(def.name, who.personKey, type)).filter((r) => inAnswered(r.resource, Object.keys(row.checkpoints))).length
+            : n;
+        const local = await localCounts(c.userId);
+        for (const [type, n] of await sourceCounts(def.name, who.personKey)) {
+          const row = types.find((x) => x.type === type);
+          if (!row || row.status !== 'fetched') {
+            t.equal(local.get(type) ?? 0, 0, `${type}: ${row?.status ?? 'not listed'} at ${def.name}, so none`);
+            continue;
+          }
+          t.equal(local.get(type) ?? 0, await visible(type, row, n), `${type}: as many as ${def.name} lets the app see`);
         }
-        t.equal(local.get(type) ?? 0, await visible(type, row, n), `${type}: as many as ${def.name} lets the app see`);
-      }
-      // Visible: each type with its status; a refusal with the system's reason, so that "no data"
-      // (fetched, 0) and "not allowed here" differ.
-      for (const row of types as (TypeRow & { refusal: { kind: string; status: number; diagnostics: string } | null })[]) {
-        t.ok(['fetched', 'refused', 'not-granted', 'failed'].includes(row.status), `${row.type}: ${row.status}`);
-        if (row.status === 'refused' || row.status === 'not-granted') t.match(row.refusal, { kind: String, status: Number, diagnostics: String }, `${row.type}: why (${row.refusal?.kind})`);
-      }
-      const before = await versions();
-      const second = await syncConnection(deps, c.connectionId);
-      t.same([second.created, second.updated, second.deleted], [0, 0, 0], `${def.name}: a second run imports nothing`);
-      t.equal(await versions(), before, 'and makes no version');
+        // Visible: each type with its status; a refusal with the system's reason, so that "no data"
+        // (fetched, 0) and "not allowed here" differ.
+        for (const row of types as (TypeRow & { refusal: { kind: string; status: number; diagnostics: string } | null })[]) {
+          t.ok(['fetched', 'refused', 'not-granted', 'failed'].includes(row.status), `${row.type}: ${row.status}`);
+          if (row.status === 'refused' || row.status === 'not-granted')
+            t.match(row.refusal, { kind: String, status: Number, diagnostics: String }, `${row.type}: why (${row.refusal?.kind})`);
+        }
+        const before = await versions();
+        const second = await syncConnection(deps, c.connectionId);
+        t.same([second.created, second.updated, second.deleted], [0, 0, 0], `${def.name}: a second run imports nothing`);
+        t.equal(await versions(), before, 'and makes no version');
 
-      // Changes at the source through the vendor's admin endpoint: a type the patient has many of.
-      const counts = await sourceCounts(def.name, who.personKey);
-      const type = counts.has('Observation') ? 'Observation' : 'ExplanationOfBenefit';
-      const mutate = async (action: string) => {
-        const res = await fetch(`${BASE}/admin/sandbox/${def.name}/records`, { method: 'POST', headers: { ...adminHeaders, 'content-type': 'application/json' }, body: JSON.stringify({ username: who.username, type, action, count: 1 }) });
-        t.equal(res.status, 200, `${action} at the source`);
-        return ((await res.json()) as { ids: string[] }).ids;
-      };
-      // (Each action picks the oldest record not yet in its state: the deletion first, so that it
-      // takes another record than the two updates.)
-      const gone = await mutate('delete');
-      const changed = await mutate('change');
-      const erred = await mutate('enter-in-error');
-      t.same([changed.length, erred.length, gone.length], [1, 1, 1], `one ${type} changed, one entered in error, one deleted`);
-      // They reach the user at the next run that asks for them: an increment where the vendor lists
-      // _lastUpdated, else the next full fetch; the deletion at the next full fetch.
-      await app.pg.query('UPDATE trb_sync_type SET last_full_at = NULL WHERE connection_id = $1', [c.connectionId]);
-      const next = await syncConnection(deps, c.connectionId);
-      const updates = new Set([...changed, ...erred]).size;
-      t.same([next.status, next.updated, next.deleted, next.created], ['succeeded', updates, 1, 0], `${def.name}: the change and the entered-in-error as updates (${updates} records), the deletion as a deleted version`);
-      const origin = { userId: c.userId, systemId: def.directoryId, systemName: def.title, base: '' };
-      const { rows } = await app.pg.query<{ json: string }>(
-        `SELECT v.res_text_vc AS json FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver WHERE r.partition_id = $1 AND r.res_type = $2 AND r.fhir_id = $3`,
-        [demo.id, type, localId(origin, type, erred[0])],
-      );
-      t.equal(JSON.parse(rows[0]?.json ?? '{}').status, 'entered-in-error', 'the entered-in-error record is stored with its status, not deleted');
-      const row = ((await listing(c.token)).entry[0].types as TypeRow[]).find((x) => x.type === type)!;
-      t.equal((await localCounts(c.userId)).get(type), await visible(type, row, (await sourceCounts(def.name, who.personKey)).get(type)!), `${type}: as many as the source lets the app see now`);
-    });
-  }
-});
+        // Changes at the source through the vendor's admin endpoint: a type the patient has many of.
+        const counts = await sourceCounts(def.name, who.personKey);
+        const type = counts.has('Observation') ? 'Observation' : 'ExplanationOfBenefit';
+        const mutate = async (action: string) => {
+          const res = await fetch(`${BASE}/admin/sandbox/${def.name}/records`, {
+            method: 'POST',
+            headers: { ...adminHeaders, 'content-type': 'application/json' },
+            body: JSON.stringify({ username: who.username, type, action, count: 1 }),
+          });
+          t.equal(res.status, 200, `${action} at the source`);
+          return ((await res.json()) as { ids: string[] }).ids;
+        };
+        // (Each action picks the oldest record not yet in its state: the deletion first, so that it
+        // takes another record than the two updates.)
+        const gone = await mutate('delete');
+        const changed = await mutate('change');
+        const erred = await mutate('enter-in-error');
+        t.same([changed.length, erred.length, gone.length], [1, 1, 1], `one ${type} changed, one entered in error, one deleted`);
+        // They reach the user at the next run that asks for them: an increment where the vendor lists
+        // _lastUpdated, else the next full fetch; the deletion at the next full fetch.
+        await app.pg.query('UPDATE trb_sync_type SET last_full_at = NULL WHERE connection_id = $1', [c.connectionId]);
+        const next = await syncConnection(deps, c.connectionId);
+        const updates = new Set([...changed, ...erred]).size;
+        t.same(
+          [next.status, next.updated, next.deleted, next.created],
+          ['succeeded', updates, 1, 0],
+          `${def.name}: the change and the entered-in-error as updates (${updates} records), the deletion as a deleted version`,
+        );
+        const origin = { userId: c.userId, systemId: def.directoryId, systemName: def.title, base: '' };
+        const { rows } = await app.pg.query<{ json: string }>(
+          `SELECT v.res_text_vc AS json FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver WHERE r.partition_id = $1 AND r.res_type = $2 AND r.fhir_id = $3`,
+          [demo.id, type, localId(origin, type, erred[0])],
+        );
+        t.equal(JSON.parse(rows[0]?.json ?? '{}').status, 'entered-in-error', 'the entered-in-error record is stored with its status, not deleted');
+        const row = ((await listing(c.token)).entry[0].types as TypeRow[]).find((x) => x.type === type)!;
+        t.equal(
+          (await localCounts(c.userId)).get(type),
+          await visible(type, row, (await sourceCounts(def.name, who.personKey)).get(type)!),
+          `${type}: as many as the source lets the app see now`,
+        );
+      });
+    }
+  },
+);
 
-t.test("Oracle's whole-search 500 (one bad Procedure of a patient) costs that patient's Procedures, not the run", { skip: VENDORS.some((d) => d.name === 'oracle') ? false : 'the oracle vendor is not among the sandbox systems' }, async (t) => {
-  const def = VENDORS.find((d) => d.name === 'oracle')!;
-  const gen = generateSystem({ seed: def.seed, patients: def.patients, idPrefix: def.idPrefix, systemName: def.title, years: 1, ...(def.generate ?? {}) } as Parameters<typeof generateSystem>[0]);
-  // The patient whose chart holds the Procedure without status (src/sandbox/generate.ts: chart 1, the first ordinary patient).
-  const who = gen.patients.filter((p) => p.personKey !== 'shared')[0];
-  const c = await connected(t, 'vendors-oracle-500', def.directoryId, who.username, who.password);
-  const run = await syncConnection(deps, c.connectionId);
-  t.equal(run.status, 'succeeded', run.error ?? 'succeeded');
-  const types = (await listing(c.token)).entry[0].types as { type: string; status: string; error: string | null }[];
-  t.match(types.find((x) => x.type === 'Procedure'), { status: 'failed', error: /500|could not/i }, 'Procedure: failed, with why');
-  t.ok(types.filter((x) => x.status === 'fetched').length >= 5, 'the other types fetched');
-  t.equal((await localCounts(c.userId)).get('Observation'), (await sourceCounts(def.name, who.personKey)).get('Observation'), 'Observation: exact');
-});
+t.test(
+  "Oracle's whole-search 500 (one bad Procedure of a patient) costs that patient's Procedures, not the run",
+  { skip: VENDORS.some((d) => d.name === 'oracle') ? false : 'the oracle vendor is not among the sandbox systems' },
+  async (t) => {
+    const def = VENDORS.find((d) => d.name === 'oracle')!;
+    const gen = generateSystem({
+      seed: def.seed,
+      patients: def.patients,
+      idPrefix: def.idPrefix,
+      systemName: def.title,
+      years: 1,
+      ...(def.generate ?? {}),
+    } as Parameters<typeof generateSystem>[0]);
+    // The patient whose chart holds the Procedure without status (src/sandbox/generate.ts: chart 1, the first ordinary patient).
+    const who = gen.patients.filter((p) => p.personKey !== 'shared')[0];
+    const c = await connected(t, 'vendors-oracle-500', def.directoryId, who.username, who.password);
+    const run = await syncConnection(deps, c.connectionId);
+    t.equal(run.status, 'succeeded', run.error ?? 'succeeded');
+    const types = (await listing(c.token)).entry[0].types as { type: string; status: string; error: string | null }[];
+    t.match(
+      types.find((x) => x.type === 'Procedure'),
+      { status: 'failed', error: /500|could not/i },
+      'Procedure: failed, with why',
+    );
+    t.ok(types.filter((x) => x.status === 'fetched').length >= 5, 'the other types fetched');
+    t.equal((await localCounts(c.userId)).get('Observation'), (await sourceCounts(def.name, who.personKey)).get('Observation'), 'Observation: exact');
+  },
+);

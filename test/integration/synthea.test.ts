@@ -18,10 +18,15 @@ t.test('every Synthea bundle loads as one transaction', { skip: files.length ? f
     const out = res.json();
     t.equal(out.type, 'transaction-response');
     t.equal(out.entry.length, bundle.entry.length, `${f}: one response per entry`);
-    t.ok(out.entry.every((e: { response: { status: string } }) => e.response.status.startsWith('201')), `${f}: every entry created`);
+    t.ok(
+      out.entry.every((e: { response: { status: string } }) => e.response.status.startsWith('201')),
+      `${f}: every entry created`,
+    );
     resources += bundle.entry.length;
   }
-  t.comment(`${resources} resources in ${files.length} bundles, ${Math.round(resources / ((performance.now() - started) / 1000))} resources/s through inject`);
+  t.comment(
+    `${resources} resources in ${files.length} bundles, ${Math.round(resources / ((performance.now() - started) / 1000))} resources/s through inject`,
+  );
 
   // References: no urn:uuid remains, and every local reference of an Observation and an Encounter resolves.
   const counts = await app.pg.query(`SELECT count(*)::int AS n FROM hfj_resource`);

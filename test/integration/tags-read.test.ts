@@ -37,16 +37,29 @@ for (const round of ['first (from hfj_tag_def)', 'again (from the cache)']) {
     t.same(read.meta.profile, meta.profile, 'read: the profiles in order');
     t.same(read.meta.security, meta.security, 'read: the security label');
     const search = (await send(app, { method: 'GET', url: `${FHIR}/Observation?_tag=urn:tags|alpha` })).json();
-    t.same(search.entry?.map((e: Json) => e.resource.meta.tag), [meta.tag], 'search: the same tags');
+    t.same(
+      search.entry?.map((e: Json) => e.resource.meta.tag),
+      [meta.tag],
+      'search: the same tags',
+    );
     const history = (await send(app, { method: 'GET', url: `${FHIR}/Observation/${id}/_history` })).json();
-    t.same(history.entry?.map((e: Json) => e.resource.meta.security), [meta.security], 'history: the same label');
+    t.same(
+      history.entry?.map((e: Json) => e.resource.meta.security),
+      [meta.security],
+      'history: the same label',
+    );
     const vread = (await send(app, { method: 'GET', url: `${FHIR}/Observation/${id}/_history/1` })).json();
     t.same(vread.meta.tag, meta.tag, 'vread: the same tags');
   });
 }
 
 t.test('a version without tags has none', async (t) => {
-  const res = await send(app, { method: 'PUT', url: `${FHIR}/Observation/${id}`, headers: { 'content-type': FHIR_JSON }, payload: { resourceType: 'Observation', id, status: 'final', code: { text: 'bare' } } });
+  const res = await send(app, {
+    method: 'PUT',
+    url: `${FHIR}/Observation/${id}`,
+    headers: { 'content-type': FHIR_JSON },
+    payload: { resourceType: 'Observation', id, status: 'final', code: { text: 'bare' } },
+  });
   t.equal(res.statusCode, 200, 'updated');
   const read = (await send(app, { method: 'GET', url: `${FHIR}/Observation/${id}` })).json();
   t.equal(read.meta.tag, undefined, 'no tags');

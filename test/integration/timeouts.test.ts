@@ -28,13 +28,19 @@ const fhir = `http://127.0.0.1:${port}/fhir/r4`;
 
 // One Patient, and 600,000 long name index rows of it (in index order, so they are written
 // quickly): enough that a scan takes well over the limit.
-const created = await fetch(`${fhir}/Patient`, { method: 'POST', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify({ resourceType: 'Patient', id: 'p', name: [{ family: 'Quick' }] }) });
+const created = await fetch(`${fhir}/Patient`, {
+  method: 'POST',
+  headers: { 'content-type': 'application/fhir+json' },
+  body: JSON.stringify({ resourceType: 'Patient', id: 'p', name: [{ family: 'Quick' }] }),
+});
 const patient = (await created.json()) as { id: string };
 const admin = new pg.Client({ connectionString: url });
 await admin.connect();
 t.teardown(() => admin.end());
 const fixtureStart = Date.now();
-const { rows: [{ res_id: resId }] } = await admin.query<{ res_id: string }>("SELECT res_id FROM hfj_resource WHERE res_type = 'Patient' AND fhir_id = $1", [patient.id]);
+const {
+  rows: [{ res_id: resId }],
+} = await admin.query<{ res_id: string }>("SELECT res_id FROM hfj_resource WHERE res_type = 'Patient' AND fhir_id = $1", [patient.id]);
 await admin.query(
   `INSERT INTO hfj_spidx_string (partition_id, res_id, res_type, sp_name, hash_identity, sp_value_normalized, sp_value_exact)
    SELECT 0, $1, 'Patient', 'name', $2, x.v, x.v FROM generate_series(1, 600000) i CROSS JOIN LATERAL (SELECT lpad(i::text, 10, '0') || repeat('X', 180) AS v) x`,
@@ -46,7 +52,9 @@ const SLOW = 'Patient?name:contains=nowhere-in-the-data';
 
 t.test('the slow search takes longer than the limit without it (the fixture is slow)', async (t) => {
   const started = Date.now();
-  await admin.query(`SELECT count(*) FROM hfj_spidx_string WHERE hash_identity = $1 AND sp_value_normalized LIKE '%NOWHERE%'`, [hapiHash(['Patient', 'name']).toString()]);
+  await admin.query(`SELECT count(*) FROM hfj_spidx_string WHERE hash_identity = $1 AND sp_value_normalized LIKE '%NOWHERE%'`, [
+    hapiHash(['Patient', 'name']).toString(),
+  ]);
   const ms = Date.now() - started;
   t.comment(`a scan of the name rows without a limit: ${ms} ms`);
   t.ok(ms > STATEMENT_MS * 1.5, `${ms} ms is well over ${STATEMENT_MS} ms`);
@@ -69,13 +77,17 @@ t.test('a search past the statement timeout is a 504 OperationOutcome, and the p
   const next = await fetch(`${fhir}/Patient?_id=${patient.id}`);
   t.equal(next.status, 200);
   t.equal((await next.json()).total, 1);
-  const { rows } = await admin.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'tributary%' AND state = 'active' AND query LIKE '%LIKE%'");
+  const { rows } = await admin.query(
+    "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'tributary%' AND state = 'active' AND query LIKE '%LIKE%'",
+  );
   t.equal(rows[0].n, 0, 'no search still runs on the server');
 });
 
 t.test('every pool connection carries the limits', async (t) => {
   for (const pool of [app.pg, app.pgSearch]) {
-    const { rows } = await pool.query("SELECT current_setting('statement_timeout') AS s, current_setting('idle_in_transaction_session_timeout') AS i");
+    const { rows } = await pool.query(
+      "SELECT current_setting('statement_timeout') AS s, current_setting('idle_in_transaction_session_timeout') AS i",
+    );
     t.same(rows[0], { s: `${STATEMENT_MS}ms`, i: `${IDLE_MS}ms` });
   }
 });
@@ -85,16 +97,21 @@ t.test('a transaction left idle is ended by the server; the pool goes on', async
     await c.query('SELECT 1');
     await new Promise((r) => setTimeout(r, IDLE_MS * 3));
     return c.query('SELECT 2');
-  }).then(() => undefined, (e: Error & { code?: string }) => e);
+  }).then(
+    () => undefined,
+    (e: Error & { code?: string }) => e,
+  );
   t.ok(err, 'the statement after the idle time fails');
   t.match(String(err?.message), /idle-in-transaction|terminat|Connection/i, String(err?.message));
   const { rows } = await app.pg.query('SELECT 1 AS one');
   t.equal(rows[0].one, 1);
-  const left = await admin.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'");
+  const left = await admin.query(
+    "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+  );
   t.equal(left.rows[0].n, 0);
 });
 
-t.test('outside FHIR a timeout keeps the API\'s error shape', async (t) => {
+t.test("outside FHIR a timeout keeps the API's error shape", async (t) => {
   const pool = new pg.Pool({ connectionString: url, max: 1, statement_timeout: STATEMENT_MS });
   t.teardown(() => pool.end());
   const api = Fastify();

@@ -28,7 +28,10 @@ if (DEFS.length < NAMES.length) {
 const port = await freePort();
 const BASE = `http://127.0.0.1:${port}`;
 const ADMIN_KEY = randomBytes(32).toString('hex');
-const app = await buildApp(testConfig(await testDatabase(t), { baseUrl: BASE, sandboxes: true, sandboxSystems: DEFS, fhirAuth: 'required', adminKey: ADMIN_KEY }), { logger: false });
+const app = await buildApp(
+  testConfig(await testDatabase(t), { baseUrl: BASE, sandboxes: true, sandboxSystems: DEFS, fhirAuth: 'required', adminKey: ADMIN_KEY }),
+  { logger: false },
+);
 await app.listen({ port, host: '127.0.0.1' });
 t.teardown(() => app.close());
 await app.sandboxesLoaded;
@@ -38,7 +41,9 @@ const form = (fields: Record<string, string>) => new URLSearchParams(fields);
 
 /** Tributary's secret at a system, as its registration keeps it (sealed). */
 async function secretOf(d: SandboxDefinition): Promise<string> {
-  const { rows } = await app.pg.query<{ sealed: Buffer }>('SELECT client_secret_sealed AS sealed FROM trb_client_registration WHERE system_id = $1', [d.directoryId]);
+  const { rows } = await app.pg.query<{ sealed: Buffer }>('SELECT client_secret_sealed AS sealed FROM trb_client_registration WHERE system_id = $1', [
+    d.directoryId,
+  ]);
   return app.vault.decrypt(rows[0].sealed, d.clientId, 'registration-secret');
 }
 
@@ -83,8 +88,18 @@ async function launch(t: Test, d: SandboxDefinition, basePath: string, username:
   const res = await fetch(conf.token_endpoint, { method: 'POST', headers, body: form(fields) });
   t.equal(res.status, 200, 'tokens at the vendor token endpoint');
   const tokens = await res.json();
-  const get = (path: string, h: Record<string, string> = {}) => fetch(path.startsWith('http') ? path : `${base}/${path}`, { headers: { authorization: `Bearer ${tokens.access_token}`, accept: 'application/fhir+json', ...h } });
-  return { base, patient: tokens.patient, token: tokens.access_token, refresh: tokens.refresh_token, get, json: async (path) => (await get(path)).json() };
+  const get = (path: string, h: Record<string, string> = {}) =>
+    fetch(path.startsWith('http') ? path : `${base}/${path}`, {
+      headers: { authorization: `Bearer ${tokens.access_token}`, accept: 'application/fhir+json', ...h },
+    });
+  return {
+    base,
+    patient: tokens.patient,
+    token: tokens.access_token,
+    refresh: tokens.refresh_token,
+    get,
+    json: async (path) => (await get(path)).json(),
+  };
 }
 
 /** Every page of a search, following `next` as given; the pages and their links. */
@@ -92,7 +107,7 @@ async function allPages(s: Session, first: string): Promise<{ resources: Resourc
   const resources: Resource[] = [];
   const links: string[] = [];
   const sizes: number[] = [];
-  for (let url: string | undefined = first; url && sizes.length < 100; ) {
+  for (let url: string | undefined = first; url && sizes.length < 100;) {
     const res = await s.get(url);
     if (res.status !== 200) throw new Error(`${url}: ${res.status} ${await res.text()}`);
     const b = (await res.json()) as Bundle;
@@ -109,15 +124,28 @@ const outcome = async (res: Response) => ((await res.json()) as { issue: { sever
 
 t.test('Blue Button: three types, beneficiary injected, _count 10/50, startIndex, prefixed _lastUpdated (§9)', async (t) => {
   const d = def('bluebutton');
-  const person = generatePayerSystem({ seed: d.seed, patients: d.patients, idPrefix: d.idPrefix, systemName: d.title, years: BLUEBUTTON_SYSTEM.years }).patients[1];
+  const person = generatePayerSystem({
+    seed: d.seed,
+    patients: d.patients,
+    idPrefix: d.idPrefix,
+    systemName: d.title,
+    years: BLUEBUTTON_SYSTEM.years,
+  }).patients[1];
   const s = await launch(t, d, BLUEBUTTON_SYSTEM.basePath, person.username, person.password);
   t.equal(s.patient, person.resources[0].id, 'the patient context: the beneficiary');
   t.equal((await s.get(`Patient/${s.patient}`)).status, 200);
   const byId = await s.json(`Patient?_id=${s.patient}`);
   t.equal(byId.entry?.length, 1);
   const coverage = await s.json(`Coverage?patient=${s.patient}`);
-  t.same(coverage.entry?.map((e) => e.resource!.id).sort(), ['a', 'b', 'd'].map((p) => `part-${p}-${s.patient}`), 'Coverage?patient=: patient dropped, the beneficiary injected');
-  t.ok(coverage.entry?.every((e) => e.resource!.meta?.lastUpdated), 'meta.lastUpdated present');
+  t.same(
+    coverage.entry?.map((e) => e.resource!.id).sort(),
+    ['a', 'b', 'd'].map((p) => `part-${p}-${s.patient}`),
+    'Coverage?patient=: patient dropped, the beneficiary injected',
+  );
+  t.ok(
+    coverage.entry?.every((e) => e.resource!.meta?.lastUpdated),
+    'meta.lastUpdated present',
+  );
   const eobs = person.resources.filter((r) => r.resourceType === 'ExplanationOfBenefit').length;
   const first = await s.json(`ExplanationOfBenefit?patient=${s.patient}&_include=*&_since=2020-01-01`);
   t.equal(first.entry?.length, Math.min(10, eobs), '_count 10 by default');
@@ -137,17 +165,30 @@ t.test('Blue Button: three types, beneficiary injected, _count 10/50, startIndex
   const obs = await s.get(`Observation?patient=${s.patient}`);
   t.equal(obs.status, 404, 'a type Blue Button does not serve: 404');
   const pde = await s.json('ExplanationOfBenefit?type=PDE&_count=50');
-  t.ok((pde.entry ?? []).every((e) => JSON.stringify(e.resource).includes('"PDE"')), 'type=PDE: pharmacy claims only');
+  t.ok(
+    (pde.entry ?? []).every((e) => JSON.stringify(e.resource).includes('"PDE"')),
+    'type=PDE: pharmacy claims only',
+  );
 });
 
 t.test('athena: MedicationRequest needs intent (403), cursor paging, half meta.lastUpdated, entered-in-error, quota headers (§3)', async (t) => {
   const d = def('athena');
-  const person = generateSystem({ seed: d.seed, patients: d.patients, idPrefix: d.idPrefix, systemName: d.title, years: ATHENA_SYSTEM.years, ...ATHENA_SYSTEM.generate }).patients[1];
+  const person = generateSystem({
+    seed: d.seed,
+    patients: d.patients,
+    idPrefix: d.idPrefix,
+    systemName: d.title,
+    years: ATHENA_SYSTEM.years,
+    ...ATHENA_SYSTEM.generate,
+  }).patients[1];
   const s = await launch(t, d, ATHENA_SYSTEM.basePath, person.username, person.password);
   t.match(s.patient, /^a-80000\.E-pat-\d+$/, 'practice-prefixed ids');
   const refused = await s.get(`MedicationRequest?patient=${s.patient}`);
   t.equal(refused.status, 403, 'MedicationRequest without intent: 403');
-  t.match(await outcome(refused), { code: 'forbidden', diagnostics: 'one of the required parameter combinations [[patient,intent],[_id]] was not provided' });
+  t.match(await outcome(refused), {
+    code: 'forbidden',
+    diagnostics: 'one of the required parameter combinations [[patient,intent],[_id]] was not provided',
+  });
   const meds = await s.get(`MedicationRequest?patient=${s.patient}&intent=order`);
   t.equal(meds.status, 200);
   t.ok(meds.headers.get('x-ratelimit-limit') && meds.headers.get('x-ratelimit-remaining'), 'X-Ratelimit-Limit and -Remaining on answers');
@@ -166,16 +207,26 @@ t.test('athena: MedicationRequest needs intent (403), cursor paging, half meta.l
 
 t.test('MEDITECH: $everything with _since ignored and start/end, continue paging, no _lastUpdated (§4)', async (t) => {
   const d = def('meditech');
-  const person = generateSystem({ seed: d.seed, patients: d.patients, idPrefix: d.idPrefix, systemName: d.title, years: MEDITECH_SYSTEM.years }).patients[1];
+  const person = generateSystem({ seed: d.seed, patients: d.patients, idPrefix: d.idPrefix, systemName: d.title, years: MEDITECH_SYSTEM.years })
+    .patients[1];
   const s = await launch(t, d, MEDITECH_SYSTEM.basePath, person.username, person.password);
   const cs = await s.json<{ rest: { resource: { type: string; searchParam?: { name: string }[]; operation?: { name: string }[] }[] }[] }>('metadata');
   const patientCs = cs.rest[0].resource.find((r) => r.type === 'Patient');
-  t.ok(patientCs?.operation?.some((o) => o.name === 'everything'), '$everything listed');
-  t.notOk(cs.rest[0].resource.some((r) => r.searchParam?.some((p) => p.name.toLowerCase() === '_lastupdated')), '_lastUpdated on no resource');
+  t.ok(
+    patientCs?.operation?.some((o) => o.name === 'everything'),
+    '$everything listed',
+  );
+  t.notOk(
+    cs.rest[0].resource.some((r) => r.searchParam?.some((p) => p.name.toLowerCase() === '_lastupdated')),
+    '_lastUpdated on no resource',
+  );
   const everything = await allPages(s, `Patient/${s.patient}/$everything?_count=100`);
   const chart = person.resources.length;
   t.ok(everything.resources.length >= chart, `the whole chart (${everything.resources.length} for ${chart} of the patient's own)`);
-  t.ok(everything.links.every((l) => /[?&]continue=/.test(l)), 'next links carry continue=');
+  t.ok(
+    everything.links.every((l) => /[?&]continue=/.test(l)),
+    'next links carry continue=',
+  );
   const since = await allPages(s, `Patient/${s.patient}/$everything?_count=100&_since=2100-01-01T00:00:00Z`);
   t.equal(since.resources.length, everything.resources.length, '_since accepted and ignored: the whole chart again');
   const year = await allPages(s, `Patient/${s.patient}/$everything?_count=100&start=2025-01-01&end=2025-12-31`);

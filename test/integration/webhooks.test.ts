@@ -25,14 +25,24 @@ const BASE = `http://127.0.0.1:${port}`;
 const ADMIN_KEY = 'k'.repeat(40);
 // 8 deliveries at once: one app's receiver holds at most 2 of them.
 const app = await buildApp(
-  testConfig(await testDatabase(t), { baseUrl: BASE, sandboxes: true, sandboxSystems: DEFS, fhirAuth: 'required', adminKey: ADMIN_KEY, syncWorkers: true, webhookConcurrency: 8 }),
+  testConfig(await testDatabase(t), {
+    baseUrl: BASE,
+    sandboxes: true,
+    sandboxSystems: DEFS,
+    fhirAuth: 'required',
+    adminKey: ADMIN_KEY,
+    syncWorkers: true,
+    webhookConcurrency: 8,
+  }),
   { logger: false },
 );
 await app.listen({ port, host: '127.0.0.1' });
 t.teardown(() => app.close());
 await app.sandboxesLoaded;
 const root = t;
-const people = generateSystem({ seed: NV.seed, patients: NV.patients, idPrefix: NV.idPrefix, systemName: NV.title }).patients.filter((p) => p.personKey !== 'shared');
+const people = generateSystem({ seed: NV.seed, patients: NV.patients, idPrefix: NV.idPrefix, systemName: NV.title }).patients.filter(
+  (p) => p.personKey !== 'shared',
+);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function waitFor<T>(what: () => T | Promise<T>, ms = 20_000): Promise<T> {
@@ -59,13 +69,15 @@ async function receiver(t: Test, answer: (n: number) => number | 'hang' = () => 
   const server = http.createServer((req, res) => {
     let body = '';
     req.setEncoding('utf8');
-    req.on('data', (d) => (body += d)).on('end', () => {
-      got.push({ headers: req.headers as Record<string, string>, body, at: Date.now() });
-      const a = answer(got.length);
-      if (a !== 'hang') return void res.writeHead(a).end();
-      mostOpen = Math.max(mostOpen, ++open);
-      res.on('close', () => open--);
-    });
+    req
+      .on('data', (d) => (body += d))
+      .on('end', () => {
+        got.push({ headers: req.headers as Record<string, string>, body, at: Date.now() });
+        const a = answer(got.length);
+        if (a !== 'hang') return void res.writeHead(a).end();
+        mostOpen = Math.max(mostOpen, ++open);
+        res.on('close', () => open--);
+      });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.teardown(() => {
@@ -88,7 +100,13 @@ const putHook = (a: AppOf, fields: Record<string, string>, base = BASE) =>
 async function connected(t: Test, a: AppOf, name: string, person: (typeof people)[number]) {
   const user = (await app.auth.createUser(a.app.id, name))!;
   const { access_token } = await app.auth.exchangeCode(a.app, await app.auth.newCode(a.app.id, user.id));
-  const callback = await signIn(t, BASE, `${BASE}/connect/system/clinical/${NV.directoryId}?client_id=${a.app.clientId}&access_token=${access_token}`, person.username, person.password);
+  const callback = await signIn(
+    t,
+    BASE,
+    `${BASE}/connect/system/clinical/${NV.directoryId}?client_id=${a.app.clientId}&access_token=${access_token}`,
+    person.username,
+    person.password,
+  );
   await get(callback.toString());
   const { rows } = await app.pg.query<{ id: string }>('SELECT id::text FROM trb_connection WHERE user_id = $1', [user.id]);
   return rows[0].id;
@@ -96,7 +114,13 @@ async function connected(t: Test, a: AppOf, name: string, person: (typeof people
 /** How many sync jobs of the connection pg-boss has completed (the run's event is queued before). */
 // Runs that finished (a sync job is completed as its run starts: src/sync/run.ts, onLocked).
 const syncsDone = async (connectionId: string) =>
-  Number((await app.pg.query("SELECT count(*) FROM trb_sync_run WHERE connection_id = $1 AND finished_at IS NOT NULL AND status <> 'skipped'", [connectionId])).rows[0].count);
+  Number(
+    (
+      await app.pg.query("SELECT count(*) FROM trb_sync_run WHERE connection_id = $1 AND finished_at IS NOT NULL AND status <> 'skipped'", [
+        connectionId,
+      ])
+    ).rows[0].count,
+  );
 const webhookJobs = async () => Number((await app.pg.query("SELECT count(*) FROM pgboss.job WHERE name = 'webhook'")).rows[0].count);
 
 t.test('PUT /connect/webhook issues the secret, shown once; an app cannot choose its own; a new PUT rotates it', async (t) => {
@@ -126,19 +150,37 @@ t.test('PUT /connect/webhook issues the secret, shown once; an app cannot choose
 
 t.test('a webhook URL is https, or http to a loopback host, or http anywhere when WEBHOOK_ALLOW_HTTP allows it', async (t) => {
   const a = await newApp('URLs');
-  for (const url of ['http://hooks.example/in', 'http://10.0.0.5/in', 'http://192.168.1.2:8080/in', 'http://127.0.0.1.nip.io/in', 'ftp://hooks.example/in', 'not a url', '']) {
+  for (const url of [
+    'http://hooks.example/in',
+    'http://10.0.0.5/in',
+    'http://192.168.1.2:8080/in',
+    'http://127.0.0.1.nip.io/in',
+    'ftp://hooks.example/in',
+    'not a url',
+    '',
+  ]) {
     const res = await putHook(a, { url });
     t.equal(res.status, 400, `${url || '(empty)'}: refused`);
     t.match(await res.json(), { success: false, error: /https/ });
   }
-  for (const url of ['http://127.0.0.1:9/in', 'http://localhost:9/in', 'http://[::1]:9/in', 'http://hooks.localhost/in', 'https://hooks.example/in']) {
+  for (const url of [
+    'http://127.0.0.1:9/in',
+    'http://localhost:9/in',
+    'http://[::1]:9/in',
+    'http://hooks.localhost/in',
+    'https://hooks.example/in',
+  ]) {
     t.equal((await putHook(a, { url })).status, 200, `${url}: accepted`);
   }
   t.match(await (await putHook(a, { url: 'https://user:pw@hooks.example/in' })).json(), { success: false, error: /user name or password/ });
 
   const open = await buildTestApp(t, { webhookAllowHttp: true });
   const b = await open.auth.createApp({ name: 'Private network' });
-  const res = await open.inject({ method: 'PUT', url: '/connect/webhook', payload: { client_id: b.app.clientId, client_secret: b.clientSecret, url: 'http://hooks.internal/in' } });
+  const res = await open.inject({
+    method: 'PUT',
+    url: '/connect/webhook',
+    payload: { client_id: b.app.clientId, client_secret: b.clientSecret, url: 'http://hooks.internal/in' },
+  });
   t.equal(res.statusCode, 200, 'WEBHOOK_ALLOW_HTTP=true: plain http to any host');
 });
 
@@ -160,7 +202,11 @@ t.test('the first sync is announced, verified as a receiver would; a refused del
   t.equal(refused.headers['webhook-id'], taken.headers['webhook-id'], 'the same webhook-id on the retry');
   t.match(taken.headers['webhook-signature'], /^v1,[A-Za-z0-9+/]+={0,2}$/, 'one signature: no secret was replaced');
   const event = new Webhook(secret).verify(taken.body, taken.headers) as { type: string; timestamp: string; data: Record<string, unknown> };
-  t.match(event, { type: 'sync.succeeded', timestamp: String, data: { connection_id: connection, app_user_id: 'hook-a', system_id: NV.directoryId, run: { status: 'succeeded' } } });
+  t.match(event, {
+    type: 'sync.succeeded',
+    timestamp: String,
+    data: { connection_id: connection, app_user_id: 'hook-a', system_id: NV.directoryId, run: { status: 'succeeded' } },
+  });
   t.ok((event.data.run as { created: number }).created > 0, 'the run created records');
   t.ok(Math.abs(Number(taken.headers['webhook-timestamp']) - Date.now() / 1000) < 10, 'webhook-timestamp: the attempt, now');
   t.throws(() => new Webhook(newSecret()).verify(taken.body, taken.headers), 'another secret does not verify');
@@ -172,7 +218,9 @@ t.test('a run that finds nothing new sends nothing', async (t) => {
   const received = hook.got.length;
   await app.queueSync(connection);
   t.ok(await waitFor(async () => (await syncsDone(connection)) >= 2), 'the second sync ran');
-  const run = (await app.pg.query("SELECT created, updated, status FROM trb_sync_run WHERE connection_id = $1 ORDER BY started_at DESC LIMIT 1", [connection])).rows[0];
+  const run = (
+    await app.pg.query('SELECT created, updated, status FROM trb_sync_run WHERE connection_id = $1 ORDER BY started_at DESC LIMIT 1', [connection])
+  ).rows[0];
   t.same(run, { created: 0, updated: 0, status: 'succeeded' }, 'it found nothing new');
   t.equal(await webhookJobs(), events, 'no event queued');
   await sleep(1500);
@@ -184,7 +232,11 @@ t.test('a failed run sends sync.failed; after a rotation both secrets sign it', 
   const received = hook.got.length;
   // Every request to North Valley answers 429 (Retry-After: 0) until the sync gives up.
   const faults = (body?: object) =>
-    fetch(`${BASE}/admin/sandbox/${NV.name}/faults`, { method: body ? 'PUT' : 'DELETE', headers: { authorization: `Bearer ${ADMIN_KEY}`, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body && JSON.stringify(body) });
+    fetch(`${BASE}/admin/sandbox/${NV.name}/faults`, {
+      method: body ? 'PUT' : 'DELETE',
+      headers: { authorization: `Bearer ${ADMIN_KEY}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      body: body && JSON.stringify(body),
+    });
   t.equal((await faults({ fail: { count: 50, status: 429, retryAfter: 0 } })).status, 200);
   t.teardown(() => faults());
   // A full fetch is due (the run before may have been one that asks nothing: src/sync/run.ts, modes).

@@ -1,7 +1,8 @@
 /** Fixed SQL statements of apps (trb_app) and the client assertions they sign (trb_client_assertion). */
 import type { Sql } from '../../storage/sql.ts';
 
-export const APP_COLUMNS = 'id, client_id, public, name, redirect_uris, scopes, created_at, token_auth_method, jwks, access_token_seconds, refresh_rotates';
+export const APP_COLUMNS =
+  'id, client_id, public, name, redirect_uris, scopes, created_at, token_auth_method, jwks, access_token_seconds, refresh_rotates';
 
 export interface AppValues {
   clientId: string;
@@ -20,7 +21,18 @@ export function insertApp(a: AppValues): Sql {
   return {
     text: /* SQL */ `INSERT INTO trb_app (client_id, secret_sha256, name, redirect_uris, scopes, public, token_auth_method, jwks, access_token_seconds, refresh_rotates)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING ${APP_COLUMNS}`,
-    values: [a.clientId, a.secretSha256, a.name, a.redirectUris, a.scopes, a.public, a.tokenAuthMethod, a.jwks, a.accessTokenSeconds, a.refreshRotates],
+    values: [
+      a.clientId,
+      a.secretSha256,
+      a.name,
+      a.redirectUris,
+      a.scopes,
+      a.public,
+      a.tokenAuthMethod,
+      a.jwks,
+      a.accessTokenSeconds,
+      a.refreshRotates,
+    ],
   };
 }
 

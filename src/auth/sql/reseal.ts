@@ -13,7 +13,7 @@ export interface SealedColumnSql {
 
 /** Which of these tables' columns the database has. */
 export const columnsOf = (tables: string[]): Sql => ({
-  text: "SELECT table_name AS t, column_name AS c FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ANY($1::text[])",
+  text: 'SELECT table_name AS t, column_name AS c FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ANY($1::text[])',
   values: [tables],
 });
 

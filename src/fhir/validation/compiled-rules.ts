@@ -98,22 +98,14 @@ function checkConstraints(walk: Walk, tv: TypedValue, path: string, constraints:
 
 /** @medplum/core's matchesSpecifiedValue: the value includes the pattern, equals the fixed value. */
 function matchesSpecified(value: TypedValue | TypedValue[], el: CompiledElement): boolean {
-  const typeAndValue = Array.isArray(value)
-    ? value.map((v) => ({ type: v.type, value: v.value }))
-    : { type: value.type, value: value.value };
+  const typeAndValue = Array.isArray(value) ? value.map((v) => ({ type: v.type, value: v.value })) : { type: value.type, value: value.value };
   if (el.pattern && !deepIncludes(typeAndValue, el.pattern)) return false;
   if (el.fixed && !deepEquals(typeAndValue, el.fixed)) return false;
   return true;
 }
 
 /** The checks of one element (visitProperty), then the walk into each of its complex values. */
-function visitElement(
-  walk: Walk,
-  el: CompiledElement,
-  found: TypedValue | TypedValue[] | undefined,
-  path: string,
-  basePath: string,
-): void {
+function visitElement(walk: Walk, el: CompiledElement, found: TypedValue | TypedValue[] | undefined, path: string, basePath: string): void {
   if (found === undefined) {
     if (el.min > 0) structure(walk, `${path}.${el.key}`, 'Missing required property');
     return;
@@ -201,13 +193,7 @@ function walkObject(walk: Walk, value: unknown, schema: InternalTypeSchema, path
 }
 
 /** checkAdditionalProperties: keys that name no element, and two types of one choice element side by side. */
-function checkUnknownKeys(
-  walk: Walk,
-  keys: string[],
-  type: CompiledType,
-  path: string,
-  present: string[] | undefined,
-): void {
+function checkUnknownKeys(walk: Walk, keys: string[], type: CompiledType, path: string, present: string[] | undefined): void {
   const elements = type.schema.elements;
   let choices: Map<string, string> | undefined;
   for (const key of keys) {
@@ -217,9 +203,7 @@ function checkUnknownKeys(
       if (choice !== null && present.includes(choice.startsWith('_') ? choice.slice(1) : choice)) {
         const earlier = (choices ??= new Map()).get(choice);
         if (earlier) {
-          walk.issues.push(
-            createOperationOutcomeIssue('warning', 'structure', `Conflicting choice of type properties: "${key}", "${earlier}"`, key),
-          );
+          walk.issues.push(createOperationOutcomeIssue('warning', 'structure', `Conflicting choice of type properties: "${key}", "${earlier}"`, key));
         }
         choices.set(choice, key);
         continue;

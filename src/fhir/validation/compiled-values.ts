@@ -85,8 +85,7 @@ function typed(value: unknown, type: string): TypedValue {
   return { type, value };
 }
 
-const structure = (path: string, text: string): OperationOutcomeIssue =>
-  createOperationOutcomeIssue('error', 'structure', text, path);
+const structure = (path: string, text: string): OperationOutcomeIssue => createOperationOutcomeIssue('error', 'structure', text, path);
 
 /**
  * A primitive value's own checks (validatePrimitiveType): its JSON type, then the string or number rules.
@@ -136,7 +135,8 @@ export function checkPrimitive(
     const min = INTEGER_MIN[tv.type];
     if (Number.isNaN(n) || !Number.isFinite(n)) issues.push(structure(path, 'Invalid numeric value'));
     else if (min !== undefined && !Number.isInteger(n)) issues.push(structure(path, 'Expected number to be an integer'));
-    else if (min !== undefined && (n < min || n > INTEGER_MAX)) issues.push(structure(path, `Expected number to be in the range ${min}..${INTEGER_MAX}`));
+    else if (min !== undefined && (n < min || n > INTEGER_MAX))
+      issues.push(structure(path, `Expected number to be in the range ${min}..${INTEGER_MAX}`));
   }
   return extension;
 }

@@ -66,9 +66,7 @@ export function resolveChoiceSteps(expression: string, resource: unknown): strin
     let name = step;
     if (step.endsWith('[x]') && node && typeof node === 'object') {
       const prefix = step.slice(0, -3);
-      const key = Object.keys(node).find(
-        (k) => k.length > prefix.length && k.startsWith(prefix) && /[A-Z]/.test(k[prefix.length]),
-      );
+      const key = Object.keys(node).find((k) => k.length > prefix.length && k.startsWith(prefix) && /[A-Z]/.test(k[prefix.length]));
       if (key) name = key;
     }
     out += `.${name}`;

@@ -59,12 +59,7 @@ export function createStructureValidators(allErrors: boolean): StructureValidato
 
   // The keyword's errors are passed back to ajv on the function itself, as ajv's custom keywords do.
   // A nested call overwrites them, but only before the outer call sets its own, so recursion is safe.
-  const validateNested = (
-    _schema: boolean,
-    data: unknown,
-    _parentSchema?: unknown,
-    dataCxt?: { instancePath: string },
-  ): boolean => {
+  const validateNested = (_schema: boolean, data: unknown, _parentSchema?: unknown, dataCxt?: { instancePath: string }): boolean => {
     const at = dataCxt?.instancePath ?? '';
     const fail = (errors: Partial<ErrorObject>[]): boolean => {
       validateNested.errors = errors;

@@ -41,11 +41,7 @@ const TYPE_RULES: Record<string, string> = {
   code: 'no leading, trailing or double whitespace',
 };
 
-function issue(
-  code: OperationOutcomeIssue['code'],
-  expression: string,
-  diagnostics: string,
-): OperationOutcomeIssue {
+function issue(code: OperationOutcomeIssue['code'], expression: string, diagnostics: string): OperationOutcomeIssue {
   return { severity: 'error', code, diagnostics, expression: [expression] };
 }
 
@@ -53,11 +49,7 @@ function issue(
  * Converts the errors of one validation of `resource` (whose type is `resourceType`).
  * A value that has the wrong JSON type also fails its type's pattern; only the type error is reported.
  */
-export function schemaErrorsToIssues(
-  resourceType: string,
-  resource: unknown,
-  errors: readonly ErrorObject[],
-): OperationOutcomeIssue[] {
+export function schemaErrorsToIssues(resourceType: string, resource: unknown, errors: readonly ErrorObject[]): OperationOutcomeIssue[] {
   const wrongType = new Set(errors.filter((e) => e.keyword === 'type').map((e) => e.instancePath));
   const issues: OperationOutcomeIssue[] = [];
   for (const error of errors) {

@@ -99,7 +99,6 @@ const XSD_PATTERNS: Record<string, string> = {
   '^(\\s*([0-9a-zA-Z\\+/=]){4}\\s*)+$': '^([ \\t\\n\\r]*([0-9a-zA-Z\\+/=]){4}[ \\t\\n\\r]*)+$',
 };
 
-
 /** Whether the day of a FHIR date / dateTime / instant (when it has one) exists in its month. */
 export function isCalendarDate(value: string): boolean {
   const m = /^(\d{4})-(\d{2})-(\d{2})/.exec(value);

@@ -73,9 +73,7 @@ export async function createValidator(options: ValidatorOptions): Promise<Valida
     // The structure is broken: the definitions' findings add what the schema cannot see (a missing
     // element, a failed invariant) but not a second word on a location the schema already reported.
     const reported = structural.flatMap((i) => i.expression ?? []);
-    const extra = definitions.issues.filter(
-      (i) => i.expression?.length && !i.expression.some((e) => reported.some((r) => within(e, r))),
-    );
+    const extra = definitions.issues.filter((i) => i.expression?.length && !i.expression.some((e) => reported.some((r) => within(e, r))));
     return [...structural, ...extra];
   }
 

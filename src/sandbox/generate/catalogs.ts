@@ -49,7 +49,22 @@ export const CITIES: readonly City[] = [
   { city: 'Raleigh', state: 'NC', zips: ['27601', '27603', '27608'], areaCode: '919' },
 ];
 
-export const STREETS = ['Main St', 'Oak Ave', 'Maple Dr', 'Cedar Ln', 'Park Blvd', 'Washington St', 'Lake Rd', 'Hillcrest Ave', 'Pine St', 'River Rd', 'Elm St', 'Highland Ave', 'Mesa Dr', 'Willow Way'];
+export const STREETS = [
+  'Main St',
+  'Oak Ave',
+  'Maple Dr',
+  'Cedar Ln',
+  'Park Blvd',
+  'Washington St',
+  'Lake Rd',
+  'Hillcrest Ave',
+  'Pine St',
+  'River Rd',
+  'Elm St',
+  'Highland Ave',
+  'Mesa Dr',
+  'Willow Way',
+];
 
 /** Names go with the race and ethnicity a person is recorded with, loosely, as they do in the US. */
 export interface Heritage {
@@ -122,13 +137,55 @@ export interface MedicationDef extends Code {
   asNeeded: boolean;
 }
 
-const LISINOPRIL: MedicationDef = { code: '314076', display: 'lisinopril 10 MG Oral Tablet', short: 'lisinopril 10 mg daily', dosage: 'Take 1 tablet by mouth once daily.', asNeeded: false };
-const ATORVASTATIN: MedicationDef = { code: '617311', display: 'atorvastatin 40 MG Oral Tablet', short: 'atorvastatin 40 mg at bedtime', dosage: 'Take 1 tablet by mouth once daily at bedtime.', asNeeded: false };
-const METFORMIN: MedicationDef = { code: '860975', display: '24 HR metformin hydrochloride 500 MG Extended Release Oral Tablet', short: 'metformin ER 500 mg daily', dosage: 'Take 1 tablet by mouth once daily with the evening meal.', asNeeded: false };
-const ALBUTEROL: MedicationDef = { code: '745679', display: '200 ACTUAT albuterol 0.09 MG/ACTUAT Metered Dose Inhaler', short: 'albuterol inhaler as needed', dosage: 'Inhale 2 puffs by mouth every 4 to 6 hours as needed for wheezing.', asNeeded: true };
-const ACETAMINOPHEN: MedicationDef = { code: '313782', display: 'acetaminophen 325 MG Oral Tablet', short: 'acetaminophen as needed', dosage: 'Take 2 tablets by mouth every 6 hours as needed for pain or fever.', asNeeded: true };
-export const PENICILLIN_V: MedicationDef = { code: '834102', display: 'penicillin V potassium 500 MG Oral Tablet', short: 'penicillin V 500 mg twice daily for 10 days', dosage: 'Take 1 tablet by mouth twice daily for 10 days.', asNeeded: false };
-const IBUPROFEN: MedicationDef = { code: '310965', display: 'ibuprofen 200 MG Oral Tablet', short: 'ibuprofen as needed', dosage: 'Take 2 tablets by mouth every 8 hours as needed for pain.', asNeeded: true };
+const LISINOPRIL: MedicationDef = {
+  code: '314076',
+  display: 'lisinopril 10 MG Oral Tablet',
+  short: 'lisinopril 10 mg daily',
+  dosage: 'Take 1 tablet by mouth once daily.',
+  asNeeded: false,
+};
+const ATORVASTATIN: MedicationDef = {
+  code: '617311',
+  display: 'atorvastatin 40 MG Oral Tablet',
+  short: 'atorvastatin 40 mg at bedtime',
+  dosage: 'Take 1 tablet by mouth once daily at bedtime.',
+  asNeeded: false,
+};
+const METFORMIN: MedicationDef = {
+  code: '860975',
+  display: '24 HR metformin hydrochloride 500 MG Extended Release Oral Tablet',
+  short: 'metformin ER 500 mg daily',
+  dosage: 'Take 1 tablet by mouth once daily with the evening meal.',
+  asNeeded: false,
+};
+const ALBUTEROL: MedicationDef = {
+  code: '745679',
+  display: '200 ACTUAT albuterol 0.09 MG/ACTUAT Metered Dose Inhaler',
+  short: 'albuterol inhaler as needed',
+  dosage: 'Inhale 2 puffs by mouth every 4 to 6 hours as needed for wheezing.',
+  asNeeded: true,
+};
+const ACETAMINOPHEN: MedicationDef = {
+  code: '313782',
+  display: 'acetaminophen 325 MG Oral Tablet',
+  short: 'acetaminophen as needed',
+  dosage: 'Take 2 tablets by mouth every 6 hours as needed for pain or fever.',
+  asNeeded: true,
+};
+export const PENICILLIN_V: MedicationDef = {
+  code: '834102',
+  display: 'penicillin V potassium 500 MG Oral Tablet',
+  short: 'penicillin V 500 mg twice daily for 10 days',
+  dosage: 'Take 1 tablet by mouth twice daily for 10 days.',
+  asNeeded: false,
+};
+const IBUPROFEN: MedicationDef = {
+  code: '310965',
+  display: 'ibuprofen 200 MG Oral Tablet',
+  short: 'ibuprofen as needed',
+  dosage: 'Take 2 tablets by mouth every 8 hours as needed for pain.',
+  asNeeded: true,
+};
 
 export type ChronicKey = 'hypertension' | 'hyperlipidemia' | 'diabetes' | 'prediabetes' | 'asthma' | 'sinusitis';
 
@@ -139,9 +196,21 @@ export interface ChronicDef extends Code {
 }
 
 export const CHRONIC: Record<ChronicKey, ChronicDef> = {
-  hypertension: { key: 'hypertension', code: '38341003', display: 'Hypertensive disorder, systemic arterial (disorder)', text: 'Hypertension', medication: LISINOPRIL },
+  hypertension: {
+    key: 'hypertension',
+    code: '38341003',
+    display: 'Hypertensive disorder, systemic arterial (disorder)',
+    text: 'Hypertension',
+    medication: LISINOPRIL,
+  },
   hyperlipidemia: { key: 'hyperlipidemia', code: '55822004', display: 'Hyperlipidemia (disorder)', text: 'Hyperlipidemia', medication: ATORVASTATIN },
-  diabetes: { key: 'diabetes', code: '44054006', display: 'Diabetes mellitus type 2 (disorder)', text: 'Type 2 diabetes mellitus', medication: METFORMIN },
+  diabetes: {
+    key: 'diabetes',
+    code: '44054006',
+    display: 'Diabetes mellitus type 2 (disorder)',
+    text: 'Type 2 diabetes mellitus',
+    medication: METFORMIN,
+  },
   prediabetes: { key: 'prediabetes', code: '714628002', display: 'Prediabetes (finding)', text: 'Prediabetes' },
   asthma: { key: 'asthma', code: '195967001', display: 'Asthma (disorder)', text: 'Asthma', medication: ALBUTEROL },
   sinusitis: { key: 'sinusitis', code: '40055000', display: 'Chronic sinusitis (disorder)', text: 'Chronic sinusitis' },
@@ -162,11 +231,52 @@ const THROAT_CULTURE: Code = { code: '117015009', display: 'Throat culture (proc
 
 const ACUTE: readonly AcuteDef[] = [
   { code: '444814009', display: 'Viral sinusitis (disorder)', text: 'Viral sinusitis', setting: 'acute', days: 14, fever: false },
-  { code: '195662009', display: 'Acute viral pharyngitis (disorder)', text: 'Acute viral pharyngitis', setting: 'acute', days: 7, fever: true, medication: ACETAMINOPHEN },
-  { code: '43878008', display: 'Streptococcal sore throat (disorder)', text: 'Strep throat', setting: 'acute', days: 10, fever: true, medication: PENICILLIN_V, procedure: THROAT_CULTURE },
-  { code: '10509002', display: 'Acute bronchitis (disorder)', text: 'Acute bronchitis', setting: 'acute', days: 21, fever: true, medication: ACETAMINOPHEN },
-  { code: '10509002', display: 'Acute bronchitis (disorder)', text: 'Acute bronchitis', setting: 'emergency', days: 21, fever: true, medication: ACETAMINOPHEN },
-  { code: '44465007', display: 'Sprain of ankle (disorder)', text: 'Ankle sprain', setting: 'emergency', days: 28, fever: false, medication: IBUPROFEN },
+  {
+    code: '195662009',
+    display: 'Acute viral pharyngitis (disorder)',
+    text: 'Acute viral pharyngitis',
+    setting: 'acute',
+    days: 7,
+    fever: true,
+    medication: ACETAMINOPHEN,
+  },
+  {
+    code: '43878008',
+    display: 'Streptococcal sore throat (disorder)',
+    text: 'Strep throat',
+    setting: 'acute',
+    days: 10,
+    fever: true,
+    medication: PENICILLIN_V,
+    procedure: THROAT_CULTURE,
+  },
+  {
+    code: '10509002',
+    display: 'Acute bronchitis (disorder)',
+    text: 'Acute bronchitis',
+    setting: 'acute',
+    days: 21,
+    fever: true,
+    medication: ACETAMINOPHEN,
+  },
+  {
+    code: '10509002',
+    display: 'Acute bronchitis (disorder)',
+    text: 'Acute bronchitis',
+    setting: 'emergency',
+    days: 21,
+    fever: true,
+    medication: ACETAMINOPHEN,
+  },
+  {
+    code: '44465007',
+    display: 'Sprain of ankle (disorder)',
+    text: 'Ankle sprain',
+    setting: 'emergency',
+    days: 28,
+    fever: false,
+    medication: IBUPROFEN,
+  },
   { code: '233604007', display: 'Pneumonia (disorder)', text: 'Pneumonia', setting: 'inpatient', days: 30, fever: true },
 ];
 
@@ -178,12 +288,36 @@ export interface AllergyDef extends Code {
   reaction: Code;
 }
 
-export const PENICILLIN_ALLERGY: AllergyDef = { code: '91936005', display: 'Allergy to penicillin (finding)', category: 'medication', criticality: 'high', reaction: { code: '271807003', display: 'Eruption of skin (disorder)' } };
+export const PENICILLIN_ALLERGY: AllergyDef = {
+  code: '91936005',
+  display: 'Allergy to penicillin (finding)',
+  category: 'medication',
+  criticality: 'high',
+  reaction: { code: '271807003', display: 'Eruption of skin (disorder)' },
+};
 export const ALLERGIES: readonly AllergyDef[] = [
   PENICILLIN_ALLERGY,
-  { code: '91935009', display: 'Allergy to peanut (finding)', category: 'food', criticality: 'high', reaction: { code: '39579001', display: 'Anaphylaxis (disorder)' } },
-  { code: '300916003', display: 'Latex allergy (finding)', category: 'environment', criticality: 'low', reaction: { code: '247472004', display: 'Wheal (finding)' } },
-  { code: '419263009', display: 'Allergy to tree pollen (finding)', category: 'environment', criticality: 'low', reaction: { code: '267101005', display: 'Nasal congestion (finding)' } },
+  {
+    code: '91935009',
+    display: 'Allergy to peanut (finding)',
+    category: 'food',
+    criticality: 'high',
+    reaction: { code: '39579001', display: 'Anaphylaxis (disorder)' },
+  },
+  {
+    code: '300916003',
+    display: 'Latex allergy (finding)',
+    category: 'environment',
+    criticality: 'low',
+    reaction: { code: '247472004', display: 'Wheal (finding)' },
+  },
+  {
+    code: '419263009',
+    display: 'Allergy to tree pollen (finding)',
+    category: 'environment',
+    criticality: 'low',
+    reaction: { code: '267101005', display: 'Nasal congestion (finding)' },
+  },
 ];
 
 export const VACCINES = {

@@ -26,7 +26,11 @@ export interface SystemContext {
   mrnBase: number;
 }
 
-const slug = (name: string): string => name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '') || 'system';
+const slug = (name: string): string =>
+  name
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-|-$/g, '') || 'system';
 
 function createOrganization(rng: Rng, id: string, name: string, city: City): Organization {
   const domain = `${slug(name)}.example.org`;

@@ -17,7 +17,10 @@ export interface Person {
 }
 
 function pickHeritage(rng: Rng): Heritage {
-  let roll = rng.real(0, HERITAGES.reduce((sum, h) => sum + h.weight, 0));
+  let roll = rng.real(
+    0,
+    HERITAGES.reduce((sum, h) => sum + h.weight, 0),
+  );
   for (const heritage of HERITAGES) {
     roll -= heritage.weight;
     if (roll < 0) return heritage;

@@ -39,7 +39,10 @@ function moreCategories(chart: Chart, rng: Rng): void {
   for (const r of [...chart.resources]) {
     if (r.resourceType === 'Encounter' && r.type?.[0].coding?.[0].code === ENCOUNTER_TYPES.checkup.code && r.period?.start) {
       const code = concept(LOINC, { code: '72166-2', display: 'Tobacco smoking status' });
-      add(chart, { ...observation(chart, r, VENDOR_CATEGORY.socialHistory, code, Date.parse(r.period.start)), valueCodeableConcept: concept(SNOMED, smoking) });
+      add(chart, {
+        ...observation(chart, r, VENDOR_CATEGORY.socialHistory, code, Date.parse(r.period.start)),
+        valueCodeableConcept: concept(SNOMED, smoking),
+      });
     }
     if (r.resourceType === 'Procedure' && r.code?.coding?.[0].code === PROCEDURES.depressionScreening.code && r.performedDateTime && r.encounter) {
       const encounter = chart.resources.find((e): e is Encounter => `Encounter/${e.id}` === r.encounter?.reference);
@@ -58,7 +61,13 @@ function noteBinaries(chart: Chart, formats: readonly ('text/html' | 'applicatio
     const text = Buffer.from(inline.data ?? '', 'base64').toString('utf8');
     doc.content = formats.map((contentType) => {
       const bytes = contentType === 'text/html' ? Buffer.from(noteHtml(text), 'utf8') : notePdf(text);
-      const binary = add<Binary>(chart, { resourceType: 'Binary', id: nextId(chart, 'bin'), contentType, securityContext: ref(chart.patient), data: bytes.toString('base64') });
+      const binary = add<Binary>(chart, {
+        resourceType: 'Binary',
+        id: nextId(chart, 'bin'),
+        contentType,
+        securityContext: ref(chart.patient),
+        data: bytes.toString('base64'),
+      });
       return { attachment: { contentType, url: `Binary/${binary.id}`, size: bytes.length, title: inline.title, creation: inline.creation } };
     });
   }

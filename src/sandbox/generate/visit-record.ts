@@ -34,11 +34,23 @@ import {
 
 const COND_CATEGORY = `${TERMINOLOGY}/condition-category`;
 
-export function conditionResource(chart: Chart, code: Code, text: string, category: Code, onset: number, recorded: number, encounter?: Encounter, abated?: number): Condition {
+export function conditionResource(
+  chart: Chart,
+  code: Code,
+  text: string,
+  category: Code,
+  onset: number,
+  recorded: number,
+  encounter?: Encounter,
+  abated?: number,
+): Condition {
   return {
     resourceType: 'Condition',
     id: nextId(chart, 'cond'),
-    clinicalStatus: concept(`${TERMINOLOGY}/condition-clinical`, abated ? { code: 'resolved', display: 'Resolved' } : { code: 'active', display: 'Active' }),
+    clinicalStatus: concept(
+      `${TERMINOLOGY}/condition-clinical`,
+      abated ? { code: 'resolved', display: 'Resolved' } : { code: 'active', display: 'Active' },
+    ),
     verificationStatus: concept(`${TERMINOLOGY}/condition-ver-status`, { code: 'confirmed', display: 'Confirmed' }),
     category: [concept(COND_CATEGORY, category)],
     code: concept(SNOMED, code, text),
@@ -58,7 +70,9 @@ function documentReference(chart: Chart, encounter: Encounter, visit: Visit, aut
     status: 'current',
     docStatus: 'final',
     type: concept(LOINC, type),
-    category: [concept('http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category', { code: 'clinical-note', display: 'Clinical Note' })],
+    category: [
+      concept('http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category', { code: 'clinical-note', display: 'Clinical Note' }),
+    ],
     subject: ref(chart.patient),
     date: isoDateTime(visit.end),
     author: [ref(author)],
@@ -121,7 +135,10 @@ function checkup(chart: Chart, visit: Visit, encounter: Encounter, vitals: Vital
   const problems = knownProblems(chart, visit.start);
   return {
     reason: 'Annual check-up.',
-    assessment: `Routine health maintenance, age ${age}. Active problems: ${listOrNone(problems.map((c) => c.def.text.toLowerCase()), 'none')}.`,
+    assessment: `Routine health maintenance, age ${age}. Active problems: ${listOrNone(
+      problems.map((c) => c.def.text.toLowerCase()),
+      'none',
+    )}.`,
     plan: `Labs: ${panels.map((p) => PANELS[p].name).join(', ')}${sugars ? ', hemoglobin A1c' : ''}. Medications: ${listOrNone(medicationList(problems), 'none')}. Return in 12 months.`,
   };
 }
@@ -132,7 +149,10 @@ function followup(chart: Chart, visit: Visit, encounter: Encounter): NoteParts {
   const meds = medicationList(problems);
   if (meds.length) procedure(chart, encounter, PROCEDURES.reconciliation, chart.pcp, visit.start + 5 * MINUTE);
   orderMedications(chart, encounter, visit, false);
-  const names = listOrNone(problems.map((c) => c.def.text.toLowerCase()), 'new concerns');
+  const names = listOrNone(
+    problems.map((c) => c.def.text.toLowerCase()),
+    'new concerns',
+  );
   return {
     reason: `Follow-up of ${names}.`,
     assessment: `${names[0].toUpperCase()}${names.slice(1)}: stable.`,
@@ -185,7 +205,19 @@ export function recordVisit(chart: Chart, visit: Visit): void {
   if (visit.acute) {
     const abated = visit.start + visit.acute.days * DAY;
     const category = { code: 'encounter-diagnosis', display: 'Encounter Diagnosis' };
-    diagnosis = add(chart, conditionResource(chart, visit.acute, visit.acute.text, category, visit.start - 2 * DAY, visit.start, encounter, abated < ANCHOR ? abated : undefined));
+    diagnosis = add(
+      chart,
+      conditionResource(
+        chart,
+        visit.acute,
+        visit.acute.text,
+        category,
+        visit.start - 2 * DAY,
+        visit.start,
+        encounter,
+        abated < ANCHOR ? abated : undefined,
+      ),
+    );
     encounter.reasonReference = [ref(diagnosis)];
   }
   const vitals = measureVitals(chart, visit);

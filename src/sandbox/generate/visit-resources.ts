@@ -152,7 +152,12 @@ function labValues(chart: Chart, panel: PanelKey | 'hba1c', at: number, infectio
     }
     case 'cbc': {
       const hemoglobin = (isFemale ? rng.real(12.0, 14.8) : rng.real(13.6, 16.6)) - (rng.chance(0.05) ? 1.8 : 0);
-      return { hemoglobin, hematocrit: hemoglobin * 3 + rng.real(-1, 1), wbc: rng.real(4.6, 10.2) + (infection ? 4 : 0), platelets: rng.real(165, 380) };
+      return {
+        hemoglobin,
+        hematocrit: hemoglobin * 3 + rng.real(-1, 1),
+        wbc: rng.real(4.6, 10.2) + (infection ? 4 : 0),
+        platelets: rng.real(165, 380),
+      };
     }
     case 'bmp':
       return {
@@ -224,7 +229,15 @@ export function procedure(chart: Chart, encounter: Encounter, code: Code, practi
   });
 }
 
-export function medicationRequest(chart: Chart, encounter: Encounter, med: MedicationDef, at: number, practitioner: Practitioner, reason: Condition, status: 'active' | 'completed'): MedicationRequest {
+export function medicationRequest(
+  chart: Chart,
+  encounter: Encounter,
+  med: MedicationDef,
+  at: number,
+  practitioner: Practitioner,
+  reason: Condition,
+  status: 'active' | 'completed',
+): MedicationRequest {
   return add(chart, {
     resourceType: 'MedicationRequest',
     id: nextId(chart, 'med'),

@@ -12,7 +12,18 @@
 import { createHash } from 'node:crypto';
 import type { OperationOutcome, Resource } from '@medplum/fhirtypes';
 import type { SandboxAuth } from '../systems.ts';
-import { capabilityFor, PageTokens, queryKey, toPublic, type FacadeAnswer, type FacadeRequest, type InternalFhir, type VendorAnswer, passOn, type InternalAnswer } from './facade.ts';
+import {
+  capabilityFor,
+  PageTokens,
+  queryKey,
+  toPublic,
+  type FacadeAnswer,
+  type FacadeRequest,
+  type InternalFhir,
+  type VendorAnswer,
+  passOn,
+  type InternalAnswer,
+} from './facade.ts';
 
 export type { FacadeAnswer, FacadeRequest, InternalFhir, VendorAnswer } from './facade.ts';
 
@@ -41,7 +52,22 @@ export const ATHENA_SYSTEM = {
   accessTokenSeconds: 3600,
   refreshRotates: true,
   /** The types it serves, for the registration's v1 per-type scopes (patient/X.read). */
-  types: ['Patient', 'AllergyIntolerance', 'CarePlan', 'CareTeam', 'Condition', 'Device', 'DiagnosticReport', 'DocumentReference', 'Encounter', 'Goal', 'Immunization', 'MedicationRequest', 'Observation', 'Procedure'],
+  types: [
+    'Patient',
+    'AllergyIntolerance',
+    'CarePlan',
+    'CareTeam',
+    'Condition',
+    'Device',
+    'DiagnosticReport',
+    'DocumentReference',
+    'Encounter',
+    'Goal',
+    'Immunization',
+    'MedicationRequest',
+    'Observation',
+    'Procedure',
+  ],
   /**
    * Generator options: entered-in-error records returned as such (§3 "Entered-in-error": 89 of
    * 491 Observations, 10 DiagnosticReports, 8 DocumentReferences in one patient).
@@ -64,7 +90,9 @@ export const ATHENA_INTENT_REQUIRED: VendorAnswer = {
   contentType: 'application/fhir+json',
   body: {
     resourceType: 'OperationOutcome',
-    issue: [{ severity: 'error', code: 'forbidden', diagnostics: 'one of the required parameter combinations [[patient,intent],[_id]] was not provided' }],
+    issue: [
+      { severity: 'error', code: 'forbidden', diagnostics: 'one of the required parameter combinations [[patient,intent],[_id]] was not provided' },
+    ],
   } satisfies OperationOutcome,
 };
 
@@ -133,7 +161,12 @@ export function athenaSearchParams(type: string): string[] {
 // ---------------------------------------------------------------------------------------------
 // The facade: athena's answers around the ordinary FHIR routes
 
-const json = (status: number, body: unknown, headers: Record<string, string> = {}): FacadeAnswer => ({ status, headers, contentType: 'application/fhir+json', body: JSON.stringify(body) });
+const json = (status: number, body: unknown, headers: Record<string, string> = {}): FacadeAnswer => ({
+  status,
+  headers,
+  contentType: 'application/fhir+json',
+  body: JSON.stringify(body),
+});
 
 /**
  * The athena facade: `serve` answers one GET at the public base as athena would, from the ordinary
@@ -152,7 +185,11 @@ export function createAthenaFacade() {
       const pass = (a: InternalAnswer) => passOn(a, fhir, req, headers);
       if (req.path === 'metadata') {
         const cs = await fhir.get('metadata');
-        return json(cs.status, capabilityFor(cs.body, (type, name) => athenaSearchParams(type).includes(name), fhir.tokenEndpoint, ATHENA_SYSTEM.types), headers);
+        return json(
+          cs.status,
+          capabilityFor(cs.body, (type, name) => athenaSearchParams(type).includes(name), fhir.tokenEndpoint, ATHENA_SYSTEM.types),
+          headers,
+        );
       }
       const segments = req.path.split('/');
       if (segments.length > 1) {
@@ -168,12 +205,23 @@ export function createAthenaFacade() {
       let internalPath = `${type}?${rules.params}`;
       if (cursor !== null) {
         const next = cursors.get(`${queryKey(type, rest, ATHENA_PAGING.param)}#${cursor}`);
-        if (!next) return json(400, { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'processing', diagnostics: 'The cursor is not known or has expired; start the search again.' }] }, headers);
+        if (!next)
+          return json(
+            400,
+            {
+              resourceType: 'OperationOutcome',
+              issue: [{ severity: 'error', code: 'processing', diagnostics: 'The cursor is not known or has expired; start the search again.' }],
+            },
+            headers,
+          );
         internalPath = next;
       }
       const page = await fhir.get(internalPath);
       if (page.status !== 200) return pass(page);
-      const bundle = JSON.parse(page.body) as { link?: { relation: string; url: string }[]; entry?: { fullUrl?: string; resource?: Resource; search?: unknown }[] } & Record<string, unknown>;
+      const bundle = JSON.parse(page.body) as {
+        link?: { relation: string; url: string }[];
+        entry?: { fullUrl?: string; resource?: Resource; search?: unknown }[];
+      } & Record<string, unknown>;
       const internalNext = bundle.link?.find((l) => l.relation === 'next')?.url;
       const entries = (bundle.entry ?? []).filter((e) => e.resource?.resourceType !== 'OperationOutcome');
       const self = `${req.base}/${type}?${req.query}`;
@@ -190,7 +238,11 @@ export function createAthenaFacade() {
         type: 'searchset',
         ...(typeof bundle.total === 'number' ? { total: bundle.total } : {}),
         link: links,
-        entry: entries.map((e) => ({ fullUrl: `${req.base}/${e.resource!.resourceType}/${e.resource!.id}`, resource: athenaResource(JSON.parse(toPublic(JSON.stringify(e.resource), fhir.internalBase, req.base)) as Resource), search: { mode: 'match' } })),
+        entry: entries.map((e) => ({
+          fullUrl: `${req.base}/${e.resource!.resourceType}/${e.resource!.id}`,
+          resource: athenaResource(JSON.parse(toPublic(JSON.stringify(e.resource), fhir.internalBase, req.base)) as Resource),
+          search: { mode: 'match' },
+        })),
       };
       return json(200, out, headers);
     },

@@ -12,7 +12,16 @@ import type { Bundle, BundleLink, ExplanationOfBenefit, OperationOutcome, Resour
 import { generatePayerSystem } from '../payer.ts';
 import type { GeneratedSystem, GenerateOptions } from '../generate.ts';
 import type { SandboxAuth } from '../systems.ts';
-import { capabilityFor, toPublic, type FacadeAnswer, type FacadeRequest, type InternalFhir, type VendorAnswer, passOn, type InternalAnswer } from './facade.ts';
+import {
+  capabilityFor,
+  toPublic,
+  type FacadeAnswer,
+  type FacadeRequest,
+  type InternalFhir,
+  type VendorAnswer,
+  passOn,
+  type InternalAnswer,
+} from './facade.ts';
 
 export type { VendorAnswer } from './facade.ts';
 
@@ -93,16 +102,22 @@ export function bluebuttonSearch(type: string, params: URLSearchParams, patientI
   if (!allowed) return { refused: BLUEBUTTON_NOT_FOUND };
   const countRaw = params.get('_count');
   const count = countRaw === null ? BLUEBUTTON_COUNT.default : Number(countRaw);
-  if (!/^\d+$/.test(countRaw ?? '0') || count < 1) return { refused: outcome(400, 'invalid', `_count must be a whole number from 1 to ${BLUEBUTTON_COUNT.max}, got ${String(countRaw).slice(0, 20)}.`) };
+  if (!/^\d+$/.test(countRaw ?? '0') || count < 1)
+    return {
+      refused: outcome(400, 'invalid', `_count must be a whole number from 1 to ${BLUEBUTTON_COUNT.max}, got ${String(countRaw).slice(0, 20)}.`),
+    };
   // §9: "_count … max 50 (>50 fails schema → 400)".
-  if (count > BLUEBUTTON_COUNT.max) return { refused: outcome(400, 'invalid', `Ensure this value is less than or equal to ${BLUEBUTTON_COUNT.max}. (_count)`) };
+  if (count > BLUEBUTTON_COUNT.max)
+    return { refused: outcome(400, 'invalid', `Ensure this value is less than or equal to ${BLUEBUTTON_COUNT.max}. (_count)`) };
   const startRaw = params.get('startIndex') ?? '0';
-  if (!/^\d{1,9}$/.test(startRaw)) return { refused: outcome(400, 'invalid', `startIndex must be a whole number of 0 or more, got ${startRaw.slice(0, 20)}.`) };
+  if (!/^\d{1,9}$/.test(startRaw))
+    return { refused: outcome(400, 'invalid', `startIndex must be a whole number of 0 or more, got ${startRaw.slice(0, 20)}.`) };
   const kept = new URLSearchParams();
   for (const [k, v] of params) if (allowed.includes(k)) kept.append(k, v); // §9 "Unknown params": silently dropped
   // §9 "_lastUpdated": the value must start with lt, le, gt or ge, else 400.
   for (const v of kept.getAll('_lastUpdated')) {
-    if (!PREFIXED.test(v)) return { refused: outcome(400, 'invalid', `_lastUpdated must start with lt, le, gt or ge and be a date or instant, got ${v.slice(0, 40)}.`) };
+    if (!PREFIXED.test(v))
+      return { refused: outcome(400, 'invalid', `_lastUpdated must start with lt, le, gt or ge and be a date or instant, got ${v.slice(0, 40)}.`) };
   }
   for (const v of kept.getAll('service-date')) {
     if (!DATE.test(v)) return { refused: outcome(400, 'invalid', `service-date must be a date with an optional prefix, got ${v.slice(0, 40)}.`) };
@@ -114,8 +129,11 @@ export function bluebuttonSearch(type: string, params: URLSearchParams, patientI
     internal.set('patient', `Patient/${patientId}`);
     for (const v of kept.getAll('_lastUpdated')) internal.append('_lastUpdated', v);
   }
-  if (type === 'Patient' && kept.has('_id') && kept.getAll('_id').some((id) => !id.split(',').includes(patientId))) internal.set('_id', `${patientId}-none`);
-  return { query: { type, internal, eobType: kept.getAll('type'), serviceDate: kept.getAll('service-date'), count, startIndex: Number(startRaw), kept } };
+  if (type === 'Patient' && kept.has('_id') && kept.getAll('_id').some((id) => !id.split(',').includes(patientId)))
+    internal.set('_id', `${patientId}-none`);
+  return {
+    query: { type, internal, eobType: kept.getAll('type'), serviceDate: kept.getAll('service-date'), count, startIndex: Number(startRaw), kept },
+  };
 }
 
 /** Whether one `service-date` value (a prefix and a date) matches a claim's billable period or service dates. */
@@ -123,7 +141,9 @@ export function matchesServiceDate(eob: ExplanationOfBenefit, value: string): bo
   const m = /^(eq|ne|lt|le|gt|ge|sa|eb|ap)?(.+)$/.exec(value)!;
   const prefix = m[1] ?? 'eq';
   const day = m[2].slice(0, 10);
-  const dates = [eob.billablePeriod?.start, eob.billablePeriod?.end, ...(eob.item ?? []).map((i) => i.servicedDate)].filter((d): d is string => !!d).map((d) => d.slice(0, 10));
+  const dates = [eob.billablePeriod?.start, eob.billablePeriod?.end, ...(eob.item ?? []).map((i) => i.servicedDate)]
+    .filter((d): d is string => !!d)
+    .map((d) => d.slice(0, 10));
   const test = (d: string) => {
     const pad = d.slice(0, day.length);
     switch (prefix) {
@@ -163,7 +183,11 @@ function matchesType(eob: ExplanationOfBenefit, values: string[]): boolean {
  * of the type's search, without a query.
  */
 export function bluebuttonPage(matched: Resource[], q: BlueButtonQuery, url: string): Bundle {
-  const rows = matched.filter((r) => r.resourceType !== 'ExplanationOfBenefit' || (matchesType(r as ExplanationOfBenefit, q.eobType) && q.serviceDate.every((v) => matchesServiceDate(r as ExplanationOfBenefit, v))));
+  const rows = matched.filter(
+    (r) =>
+      r.resourceType !== 'ExplanationOfBenefit' ||
+      (matchesType(r as ExplanationOfBenefit, q.eobType) && q.serviceDate.every((v) => matchesServiceDate(r as ExplanationOfBenefit, v))),
+  );
   const link = (relation: string, startIndex: number): BundleLink => {
     const p = new URLSearchParams(q.kept);
     p.set('_count', String(q.count));
@@ -181,13 +205,23 @@ export function bluebuttonPage(matched: Resource[], q: BlueButtonQuery, url: str
     type: 'searchset',
     total: rows.length,
     link: links,
-    entry: rows.slice(q.startIndex, q.startIndex + q.count).map((resource) => ({ fullUrl: `${base}/${resource.resourceType}/${resource.id}`, resource })),
+    entry: rows
+      .slice(q.startIndex, q.startIndex + q.count)
+      .map((resource) => ({ fullUrl: `${base}/${resource.resourceType}/${resource.id}`, resource })),
   };
 }
 
 /** The CapabilityStatement's rest.resource list (§9 "Resources / params"; no operations). */
 export function bluebuttonCapabilityResources(): { type: string; interaction: { code: string }[]; searchParam: { name: string; type: string }[] }[] {
-  const kinds: Record<string, string> = { _id: 'token', identifier: 'token', beneficiary: 'reference', patient: 'reference', type: 'token', 'service-date': 'date', _lastUpdated: 'date' };
+  const kinds: Record<string, string> = {
+    _id: 'token',
+    identifier: 'token',
+    beneficiary: 'reference',
+    patient: 'reference',
+    type: 'token',
+    'service-date': 'date',
+    _lastUpdated: 'date',
+  };
   return Object.entries(BLUEBUTTON_SEARCH).map(([type, names]) => ({
     type,
     interaction: [{ code: 'read' }, { code: 'search-type' }],
@@ -198,7 +232,12 @@ export function bluebuttonCapabilityResources(): { type: string; interaction: { 
 // ---------------------------------------------------------------------------------------------
 // The facade: Blue Button's answers around the ordinary FHIR routes
 
-const asAnswer = (a: VendorAnswer): FacadeAnswer => ({ status: a.status, headers: {}, contentType: a.contentType, body: a.body === undefined ? undefined : JSON.stringify(a.body) });
+const asAnswer = (a: VendorAnswer): FacadeAnswer => ({
+  status: a.status,
+  headers: {},
+  contentType: a.contentType,
+  body: a.body === undefined ? undefined : JSON.stringify(a.body),
+});
 
 /**
  * The Blue Button facade: `serve` answers one GET at the public base as Blue Button would, from
@@ -227,7 +266,7 @@ export function createBlueButtonFacade() {
       const rules = bluebuttonSearch(segments[0], req.query, patientId);
       if ('refused' in rules) return asAnswer(rules.refused);
       const matched: Resource[] = [];
-      for (let next: string | undefined = `${segments[0]}?${rules.query.internal}&_count=1000`; next; ) {
+      for (let next: string | undefined = `${segments[0]}?${rules.query.internal}&_count=1000`; next;) {
         const page = await fhir.get(next);
         if (page.status !== 200) return pass(page);
         const b = JSON.parse(page.body) as Bundle;
@@ -235,7 +274,11 @@ export function createBlueButtonFacade() {
         const link = b.link?.find((l) => l.relation === 'next')?.url;
         next = link?.startsWith(`${fhir.internalBase}/`) ? link.slice(fhir.internalBase.length + 1) : undefined;
       }
-      const bundle = bluebuttonPage(JSON.parse(toPublic(JSON.stringify(matched), fhir.internalBase, req.base)), rules.query, `${req.base}/${segments[0]}`);
+      const bundle = bluebuttonPage(
+        JSON.parse(toPublic(JSON.stringify(matched), fhir.internalBase, req.base)),
+        rules.query,
+        `${req.base}/${segments[0]}`,
+      );
       return { status: 200, headers: {}, contentType: 'application/fhir+json', body: JSON.stringify(bundle) };
     },
   };

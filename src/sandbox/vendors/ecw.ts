@@ -11,7 +11,19 @@
  */
 import type { Bundle, OperationOutcome } from '@medplum/fhirtypes';
 import type { SandboxAuth } from '../systems.ts';
-import { capabilityFor, jsonAnswer, PageTokens, queryKey, toPublic, type FacadeAnswer, type FacadeRequest, type InternalFhir, type VendorFacade, passOn, type InternalAnswer } from './facade.ts';
+import {
+  capabilityFor,
+  jsonAnswer,
+  PageTokens,
+  queryKey,
+  toPublic,
+  type FacadeAnswer,
+  type FacadeRequest,
+  type InternalFhir,
+  type VendorFacade,
+  passOn,
+  type InternalAnswer,
+} from './facade.ts';
 
 /** §5 "Rate limits": 250 calls a minute per base URL (practice code), FHIR and token calls counted. */
 export const ECW_CALLS_PER_MINUTE = 250;
@@ -40,7 +52,25 @@ export const ECW_SYSTEM = {
   accessTokenSeconds: 3600,
   refreshRotates: true,
   rateLimitPerMinute: ECW_CALLS_PER_MINUTE,
-  types: ['Patient', 'AllergyIntolerance', 'CarePlan', 'CareTeam', 'Condition', 'Device', 'DiagnosticReport', 'DocumentReference', 'Encounter', 'Goal', 'Immunization', 'MedicationRequest', 'Observation', 'Procedure', 'Practitioner', 'Organization', 'Location'],
+  types: [
+    'Patient',
+    'AllergyIntolerance',
+    'CarePlan',
+    'CareTeam',
+    'Condition',
+    'Device',
+    'DiagnosticReport',
+    'DocumentReference',
+    'Encounter',
+    'Goal',
+    'Immunization',
+    'MedicationRequest',
+    'Observation',
+    'Procedure',
+    'Practitioner',
+    'Organization',
+    'Location',
+  ],
 } as const;
 
 /** §5 "Required params": the declared combinations (besides `_count` and `page`): the partner `patient` needs. */
@@ -55,7 +85,13 @@ export function ecwCombinationRefused(type: string, params: URLSearchParams): Fa
   const names = [...new Set([...params.keys()].filter((k) => k !== PAGE))];
   return jsonAnswer(400, {
     resourceType: 'OperationOutcome',
-    issue: [{ severity: 'error', code: 'processing', diagnostics: `Invalid request: Does not know how to handle get operation with parameter [${names.join(',')}]` }],
+    issue: [
+      {
+        severity: 'error',
+        code: 'processing',
+        diagnostics: `Invalid request: Does not know how to handle get operation with parameter [${names.join(',')}]`,
+      },
+    ],
   } satisfies OperationOutcome);
 }
 
@@ -77,7 +113,11 @@ export class MinuteLimit {
 }
 
 /** §5 "Rate limits": 429 and no Retry-After or RateLimit headers. */
-const THROTTLED = (): FacadeAnswer => jsonAnswer(429, { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'throttled', diagnostics: 'Too many requests: the limit of this practice is 250 calls a minute.' }] });
+const THROTTLED = (): FacadeAnswer =>
+  jsonAnswer(429, {
+    resourceType: 'OperationOutcome',
+    issue: [{ severity: 'error', code: 'throttled', diagnostics: 'Too many requests: the limit of this practice is 250 calls a minute.' }],
+  });
 
 /**
  * The eClinicalWorks facade: `serve` answers one GET at the public base as eCW would; token calls
@@ -95,7 +135,12 @@ export function createEcwFacade(o: { perMinute?: number } = {}): VendorFacade {
       if (req.path === 'metadata') {
         const cs = await fhir.get('metadata');
         // §5 "`_lastUpdated` / `_since`": on no resource.
-        return cs.status === 200 ? jsonAnswer(200, capabilityFor(cs.body, (_t, name) => name.toLowerCase() !== '_lastupdated', fhir.tokenEndpoint, ECW_SYSTEM.types)) : pass(cs);
+        return cs.status === 200
+          ? jsonAnswer(
+              200,
+              capabilityFor(cs.body, (_t, name) => name.toLowerCase() !== '_lastupdated', fhir.tokenEndpoint, ECW_SYSTEM.types),
+            )
+          : pass(cs);
       }
       const segments = req.path.split('/');
       if (segments.length > 1) return pass(await fhir.get(req.path));
@@ -109,7 +154,17 @@ export function createEcwFacade(o: { perMinute?: number } = {}): VendorFacade {
       const n = page === null ? 1 : Number(page);
       if (page !== null && n !== 1) {
         const next = pages.get(`${key}#${n}`);
-        if (!next) return jsonAnswer(400, { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'processing', diagnostics: `Invalid request: page ${String(page).slice(0, 20)} is not known for this search.` }] });
+        if (!next)
+          return jsonAnswer(400, {
+            resourceType: 'OperationOutcome',
+            issue: [
+              {
+                severity: 'error',
+                code: 'processing',
+                diagnostics: `Invalid request: page ${String(page).slice(0, 20)} is not known for this search.`,
+              },
+            ],
+          });
         internalPath = next;
       }
       const answer = await fhir.get(internalPath);

@@ -15,10 +15,32 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Binary, Bundle, BundleEntry, OperationOutcome, OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
 import type { SandboxAuth } from '../systems.ts';
-import { capabilityFor, jsonAnswer, type FacadeAnswer, type FacadeRequest, type InternalFhir, type VendorFacade, passOn, type InternalAnswer, publicOf } from './facade.ts';
+import {
+  capabilityFor,
+  jsonAnswer,
+  type FacadeAnswer,
+  type FacadeRequest,
+  type InternalFhir,
+  type VendorFacade,
+  passOn,
+  type InternalAnswer,
+  publicOf,
+} from './facade.ts';
 
 /** Types Epic lists but a patient app is not scoped for: 403 with no body (§1 "Refused types"). */
-export const EPIC_UNSCOPED = ['Account', 'Appointment', 'Consent', 'Coverage', 'FamilyMemberHistory', 'MedicationDispense', 'NutritionOrder', 'Questionnaire', 'QuestionnaireResponse', 'ServiceRequest', 'Specimen'] as const;
+export const EPIC_UNSCOPED = [
+  'Account',
+  'Appointment',
+  'Consent',
+  'Coverage',
+  'FamilyMemberHistory',
+  'MedicationDispense',
+  'NutritionOrder',
+  'Questionnaire',
+  'QuestionnaireResponse',
+  'ServiceRequest',
+  'Specimen',
+] as const;
 /** Types answered with an IIS 404 HTML page, not an OperationOutcome (§1 "Refused types"). */
 export const EPIC_IIS_404 = ['InsurancePlan', 'Person', 'Provenance', 'Schedule', 'Slot'] as const;
 
@@ -47,17 +69,73 @@ export const EPIC_SYSTEM = {
   refreshRotates: true,
   /** The types it serves (the registration asks patient/X.read for each). */
   types: [
-    'Patient', 'AllergyIntolerance', 'Binary', 'CarePlan', 'CareTeam', 'Condition', 'Device', 'DiagnosticReport', 'DocumentReference', 'Encounter', 'Goal', 'Immunization',
-    'Location', 'MedicationRequest', 'Observation', 'Organization', 'Practitioner', 'Procedure', 'Coverage', 'MedicationDispense', 'QuestionnaireResponse', 'ServiceRequest', 'Specimen',
+    'Patient',
+    'AllergyIntolerance',
+    'Binary',
+    'CarePlan',
+    'CareTeam',
+    'Condition',
+    'Device',
+    'DiagnosticReport',
+    'DocumentReference',
+    'Encounter',
+    'Goal',
+    'Immunization',
+    'Location',
+    'MedicationRequest',
+    'Observation',
+    'Organization',
+    'Practitioner',
+    'Procedure',
+    'Coverage',
+    'MedicationDispense',
+    'QuestionnaireResponse',
+    'ServiceRequest',
+    'Specimen',
   ],
   /** What Epic's app grants a patient app: not Coverage, MedicationDispense, ServiceRequest, Specimen, QuestionnaireResponse (§1 "Refused types"). */
-  grants: ['Patient', 'AllergyIntolerance', 'Binary', 'CarePlan', 'CareTeam', 'Condition', 'Device', 'DiagnosticReport', 'DocumentReference', 'Encounter', 'Goal', 'Immunization', 'Location', 'MedicationRequest', 'Observation', 'Organization', 'Practitioner', 'Procedure'],
+  grants: [
+    'Patient',
+    'AllergyIntolerance',
+    'Binary',
+    'CarePlan',
+    'CareTeam',
+    'Condition',
+    'Device',
+    'DiagnosticReport',
+    'DocumentReference',
+    'Encounter',
+    'Goal',
+    'Immunization',
+    'Location',
+    'MedicationRequest',
+    'Observation',
+    'Organization',
+    'Practitioner',
+    'Procedure',
+  ],
   /** Notes as HTML Binaries linked by relative urls (§1 "DocumentReference / Binary"); social-history and survey Observations (§1 "Observation categories"). */
   generate: { vendor: { noteBinaries: ['text/html'] as ('text/html' | 'application/pdf')[], moreCategories: true } },
 } as const;
 
 /** §1 "Observation categories": Epic's list. */
-export const EPIC_CATEGORIES = ['laboratory', 'vital-signs', 'social-history', 'core-characteristics', 'LDA', 'LDA-property', 'LDA-assessment', 'functional-mental-status', 'periodontal', 'labor-delivery', 'newborn-delivery', 'obstetrics-gynecology', 'survey', 'sdoh', 'imaging'] as const;
+export const EPIC_CATEGORIES = [
+  'laboratory',
+  'vital-signs',
+  'social-history',
+  'core-characteristics',
+  'LDA',
+  'LDA-property',
+  'LDA-assessment',
+  'functional-mental-status',
+  'periodontal',
+  'labor-delivery',
+  'newborn-delivery',
+  'obstetrics-gynecology',
+  'survey',
+  'sdoh',
+  'imaging',
+] as const;
 /** The categories this sandbox's app is scoped for; the rest of the list → 400 suppressed (59204). */
 export const EPIC_GRANTED_CATEGORIES = ['laboratory', 'vital-signs', 'social-history', 'survey'] as const;
 /** §1 "CarePlan": the longitudinal category works; assess-plan is suppressed; others are invalid. */
@@ -70,16 +148,38 @@ export const EPIC_SESSION_SECONDS = 300;
 const EPIC_ERRORS = 'urn:oid:1.2.840.114350.1.13.0.1.7.2.657369';
 
 /** An Epic OperationOutcome issue: its code, its Epic number, its words. */
-function issue(severity: OperationOutcomeIssue['severity'], code: OperationOutcomeIssue['code'], epicCode: string, text: string, diagnostics?: string): OperationOutcomeIssue {
-  return { severity, code, details: { coding: [{ system: EPIC_ERRORS, code: epicCode, display: text }], text }, ...(diagnostics ? { diagnostics } : {}) };
+function issue(
+  severity: OperationOutcomeIssue['severity'],
+  code: OperationOutcomeIssue['code'],
+  epicCode: string,
+  text: string,
+  diagnostics?: string,
+): OperationOutcomeIssue {
+  return {
+    severity,
+    code,
+    details: { coding: [{ system: EPIC_ERRORS, code: epicCode, display: text }], text },
+    ...(diagnostics ? { diagnostics } : {}),
+  };
 }
 const outcome = (...issues: OperationOutcomeIssue[]): OperationOutcome => ({ resourceType: 'OperationOutcome', issue: issues });
 const refuse = (status: number, ...issues: OperationOutcomeIssue[]): FacadeAnswer => jsonAnswer(status, outcome(...issues));
 
 /** §1 "Observation required params". */
-export const EPIC_OBSERVATION_REQUIRED = () => refuse(400, issue('error', 'required', '59108', 'Content invalid against the specification or a profile.', 'Must have either code or category.'));
+export const EPIC_OBSERVATION_REQUIRED = () =>
+  refuse(400, issue('error', 'required', '59108', 'Content invalid against the specification or a profile.', 'Must have either code or category.'));
 const invalidCategory = (c: string) => refuse(400, issue('error', 'value', '59109', 'Invalid category', `Invalid category: ${c.slice(0, 64)}`));
-const suppressedCategory = (c: string) => refuse(400, issue('warning', 'suppressed', '59204', 'The client is not authorized to access the requested category.', `Category ${c.slice(0, 64)} is not available to this client.`));
+const suppressedCategory = (c: string) =>
+  refuse(
+    400,
+    issue(
+      'warning',
+      'suppressed',
+      '59204',
+      'The client is not authorized to access the requested category.',
+      `Category ${c.slice(0, 64)} is not available to this client.`,
+    ),
+  );
 /** §1 "`_count`, paging": an expired or unknown session. */
 export const EPIC_SESSION_EXPIRED = () => refuse(400, issue('fatal', 'processing', '4113', 'Session ID for cached search results has expired.'));
 
@@ -90,14 +190,18 @@ const codeOf = (v: string) => (v.includes('|') ? v.slice(v.indexOf('|') + 1) : v
  * What Epic does with a search of `type`: refuse it (an answer), or search the store with `params`
  * and add `warnings` (OperationOutcome entries) to each page.
  */
-export function epicSearch(type: string, query: URLSearchParams): { refused: FacadeAnswer } | { params: URLSearchParams; warnings: OperationOutcomeIssue[] } {
+export function epicSearch(
+  type: string,
+  query: URLSearchParams,
+): { refused: FacadeAnswer } | { params: URLSearchParams; warnings: OperationOutcomeIssue[] } {
   const params = new URLSearchParams();
   const warnings: OperationOutcomeIssue[] = [];
   for (const [k, v] of query) {
     if (k.toLowerCase() === '_lastupdated') {
       // §1 "`_lastUpdated`": listed (as _lastupdated) on DocumentReference only; elsewhere an unknown parameter, ignored with a warning.
       if (type === 'DocumentReference') params.append('_lastUpdated', v);
-      else warnings.push(issue('warning', 'informational', '4122', 'An unknown query parameter was ignored.', `unknown query parameter ${k} ignored`));
+      else
+        warnings.push(issue('warning', 'informational', '4122', 'An unknown query parameter was ignored.', `unknown query parameter ${k} ignored`));
       continue;
     }
     if (k === '_count') {
@@ -109,10 +213,24 @@ export function epicSearch(type: string, query: URLSearchParams): { refused: Fac
   }
   if (type === 'Patient') {
     // §1 "Patient search": refused; a client reads Patient/{id}. Which code Epic gives is not recorded: not-supported here.
-    return { refused: refuse(400, issue('error', 'not-supported', '59100', 'Patient search is not supported for this client.', 'Patient search is not available with a patient token; read Patient/{id}.')) };
+    return {
+      refused: refuse(
+        400,
+        issue(
+          'error',
+          'not-supported',
+          '59100',
+          'Patient search is not supported for this client.',
+          'Patient search is not available with a patient token; read Patient/{id}.',
+        ),
+      ),
+    };
   }
   if (type === 'Observation') {
-    const categories = params.getAll('category').flatMap((v) => v.split(',')).map(codeOf);
+    const categories = params
+      .getAll('category')
+      .flatMap((v) => v.split(','))
+      .map(codeOf);
     if (!categories.length && !params.has('code')) return { refused: EPIC_OBSERVATION_REQUIRED() };
     for (const c of categories) {
       if (!(EPIC_CATEGORIES as readonly string[]).includes(c)) return { refused: invalidCategory(c) };
@@ -120,9 +238,13 @@ export function epicSearch(type: string, query: URLSearchParams): { refused: Fac
     }
   }
   if (type === 'CarePlan') {
-    const categories = params.getAll('category').flatMap((v) => v.split(',')).map(codeOf);
+    const categories = params
+      .getAll('category')
+      .flatMap((v) => v.split(','))
+      .map(codeOf);
     // §1 "CarePlan": `CarePlan?patient=X` alone → 400 business-rule (59159).
-    if (!categories.length) return { refused: refuse(400, issue('error', 'business-rule', '59159', 'A required parameter is missing.', 'Must have a category.')) };
+    if (!categories.length)
+      return { refused: refuse(400, issue('error', 'business-rule', '59159', 'A required parameter is missing.', 'Must have a category.')) };
     for (const c of categories) {
       if (c === 'assess-plan') return { refused: suppressedCategory(c) };
       if (c !== EPIC_CAREPLAN_LONGITUDINAL) return { refused: invalidCategory(c) };
@@ -132,7 +254,15 @@ export function epicSearch(type: string, query: URLSearchParams): { refused: Fac
   }
   if (type === 'Condition') {
     // §1 "Sub-type suppression inside 200s".
-    warnings.push(issue('warning', 'suppressed', '59204', 'Some data was suppressed.', 'Client not authorized for Condition - Encounter Diagnosis, Condition - Genomics. Search results of those types have been filtered out.'));
+    warnings.push(
+      issue(
+        'warning',
+        'suppressed',
+        '59204',
+        'Some data was suppressed.',
+        'Client not authorized for Condition - Encounter Diagnosis, Condition - Genomics. Search results of those types have been filtered out.',
+      ),
+    );
   }
   return { params, warnings };
 }
@@ -194,20 +324,28 @@ export function createEpicFacade(o: { sessionSeconds?: number } = {}): VendorFac
         const cs = await fhir.get('metadata');
         if (cs.status !== 200) return pass(cs);
         const listed = [...EPIC_SYSTEM.types, ...EPIC_UNSCOPED];
-        const doc = capabilityFor(cs.body, epicKeepsParam, fhir.tokenEndpoint, listed) as { rest: { resource: { type: string; searchParam?: { name: string }[]; operation?: { name: string; definition: string }[] }[] }[] };
+        const doc = capabilityFor(cs.body, epicKeepsParam, fhir.tokenEndpoint, listed) as {
+          rest: { resource: { type: string; searchParam?: { name: string }[]; operation?: { name: string; definition: string }[] }[] }[];
+        };
         for (const r of doc.rest[0]?.resource ?? []) {
           for (const p of r.searchParam ?? []) if (p.name === '_lastUpdated') p.name = '_lastupdated';
           // §1: Patient operations match and summary; no $everything.
-          if (r.type === 'Patient') r.operation = [{ name: 'match', definition: 'http://hl7.org/fhir/OperationDefinition/Patient-match' }, { name: 'summary', definition: 'http://hl7.org/fhir/uv/ips/OperationDefinition/summary' }];
+          if (r.type === 'Patient')
+            r.operation = [
+              { name: 'match', definition: 'http://hl7.org/fhir/OperationDefinition/Patient-match' },
+              { name: 'summary', definition: 'http://hl7.org/fhir/uv/ips/OperationDefinition/summary' },
+            ];
         }
         return jsonAnswer(200, pub(doc));
       }
       const segments = req.path.split('/');
       const type = segments[0];
       if ((EPIC_UNSCOPED as readonly string[]).includes(type)) return { status: 403, headers: {} };
-      if ((EPIC_IIS_404 as readonly string[]).includes(type) || segments.length > 2) return { status: 404, headers: {}, contentType: 'text/html', body: IIS_404 };
+      if ((EPIC_IIS_404 as readonly string[]).includes(type) || segments.length > 2)
+        return { status: 404, headers: {}, contentType: 'text/html', body: IIS_404 };
       if (segments.length === 2) {
-        if (type === 'Binary' && epicBinaryRefused(segments[1])) return refuse(403, issue('error', 'forbidden', '59203', 'The client is not authorized to access the requested resource sub-type.'));
+        if (type === 'Binary' && epicBinaryRefused(segments[1]))
+          return refuse(403, issue('error', 'forbidden', '59203', 'The client is not authorized to access the requested resource sub-type.'));
         const read = await fhir.get(req.path);
         if (read.status !== 200) return pass(read);
         const resource = epicResource(pub(JSON.parse(read.body) as Resource));
@@ -240,7 +378,11 @@ export function createEpicFacade(o: { sessionSeconds?: number } = {}): VendorFac
       if (page.status !== 200) return pass(page);
       const bundle = JSON.parse(page.body) as Bundle;
       const matches = (bundle.entry ?? []).filter((e) => e.resource && e.resource.resourceType !== 'OperationOutcome');
-      const entries: BundleEntry[] = matches.map((e) => ({ fullUrl: `${req.base}/${e.resource!.resourceType}/${e.resource!.id}`, resource: epicResource(pub(e.resource!)), search: e.search ?? { mode: 'match' } }));
+      const entries: BundleEntry[] = matches.map((e) => ({
+        fullUrl: `${req.base}/${e.resource!.resourceType}/${e.resource!.id}`,
+        resource: epicResource(pub(e.resource!)),
+        search: e.search ?? { mode: 'match' },
+      }));
       if (warnings.length) entries.push({ fullUrl: `urn:uuid:${randomUUID()}`, resource: outcome(...warnings), search: { mode: 'outcome' } });
       const links = [{ relation: 'self', url: `${req.base}/${req.path}?${req.query}` }];
       const internalNext = bundle.link?.find((l) => l.relation === 'next')?.url;

@@ -12,7 +12,12 @@ export interface VendorAnswer {
 }
 
 /** A JSON answer (FHIR JSON unless `contentType` says otherwise). */
-export const jsonAnswer = (status: number, body: unknown, headers: Record<string, string> = {}, contentType = 'application/fhir+json'): FacadeAnswer => ({ status, headers, contentType, body: JSON.stringify(body) });
+export const jsonAnswer = (
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+  contentType = 'application/fhir+json',
+): FacadeAnswer => ({ status, headers, contentType, body: JSON.stringify(body) });
 
 /** One request to the vendor's public base: `path` is what follows the base (`Observation`, `Patient/x`, `metadata`). */
 export interface FacadeRequest {
@@ -55,7 +60,8 @@ export const passOn = (a: InternalAnswer, fhir: InternalFhir, req: FacadeRequest
 });
 
 /** A resource or Bundle of the ordinary routes with the internal base replaced by the public one. */
-export const publicOf = <T>(r: T, fhir: InternalFhir, req: FacadeRequest): T => JSON.parse(toPublic(JSON.stringify(r), fhir.internalBase, req.base)) as T;
+export const publicOf = <T>(r: T, fhir: InternalFhir, req: FacadeRequest): T =>
+  JSON.parse(toPublic(JSON.stringify(r), fhir.internalBase, req.base)) as T;
 
 /** One vendor's facade, one per process per sandbox system (it may remember pages and count calls). */
 export interface VendorFacade {
@@ -71,8 +77,19 @@ export interface VendorFacade {
 export const toPublic = (text: string, internalBase: string, base: string): string => text.split(internalBase).join(base);
 
 /** The CapabilityStatement with the types (`types`) and search parameters (`keep`; type `*` for the system-wide ones) a vendor lists, and its own token endpoint in oauth-uris. */
-export function capabilityFor(text: string, keep: (type: string, param: string) => boolean, tokenEndpoint?: string, types?: readonly string[]): unknown {
-  const cs = JSON.parse(text) as { rest?: { resource?: { type: string; searchParam?: { name: string }[] }[]; searchParam?: { name: string }[]; security?: { extension?: { extension?: { url: string; valueUri?: string }[] }[] } }[] };
+export function capabilityFor(
+  text: string,
+  keep: (type: string, param: string) => boolean,
+  tokenEndpoint?: string,
+  types?: readonly string[],
+): unknown {
+  const cs = JSON.parse(text) as {
+    rest?: {
+      resource?: { type: string; searchParam?: { name: string }[] }[];
+      searchParam?: { name: string }[];
+      security?: { extension?: { extension?: { url: string; valueUri?: string }[] }[] };
+    }[];
+  };
   for (const rest of cs.rest ?? []) {
     if (types && rest.resource) rest.resource = rest.resource.filter((r) => types.includes(r.type));
     // The system-wide parameters: those every type keeps.
@@ -80,7 +97,8 @@ export function capabilityFor(text: string, keep: (type: string, param: string) 
     for (const r of rest.resource ?? []) {
       if (r.searchParam) r.searchParam = r.searchParam.filter((p) => keep(r.type, p.name));
     }
-    for (const ext of rest.security?.extension ?? []) for (const e of ext.extension ?? []) if (e.url === 'token' && tokenEndpoint) e.valueUri = tokenEndpoint;
+    for (const ext of rest.security?.extension ?? [])
+      for (const e of ext.extension ?? []) if (e.url === 'token' && tokenEndpoint) e.valueUri = tokenEndpoint;
   }
   return cs;
 }
@@ -111,4 +129,8 @@ export class PageTokens {
 
 /** A query's parameters in a fixed order, without the paging token: the key its pages are kept under. */
 export const queryKey = (type: string, params: URLSearchParams, token: string): string =>
-  `${type}?${[...params].filter(([k]) => k !== token).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => `${k}=${v}`).join('&')}`;
+  `${type}?${[...params]
+    .filter(([k]) => k !== token)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([k, v]) => `${k}=${v}`)
+    .join('&')}`;

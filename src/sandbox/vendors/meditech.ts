@@ -11,7 +11,17 @@
 import { randomBytes } from 'node:crypto';
 import type { Bundle, Resource } from '@medplum/fhirtypes';
 import type { SandboxAuth } from '../systems.ts';
-import { capabilityFor, PageTokens, queryKey, toPublic, type FacadeAnswer, type FacadeRequest, type InternalFhir, passOn, type InternalAnswer } from './facade.ts';
+import {
+  capabilityFor,
+  PageTokens,
+  queryKey,
+  toPublic,
+  type FacadeAnswer,
+  type FacadeRequest,
+  type InternalFhir,
+  passOn,
+  type InternalAnswer,
+} from './facade.ts';
 
 /** The SandboxDefinition fields of the MEDITECH sandbox (its directory entry, its app, its records). */
 export const MEDITECH_SYSTEM = {
@@ -39,7 +49,26 @@ export const MEDITECH_SYSTEM = {
   accessTokenSeconds: 3600,
   refreshRotates: true,
   /** The types it serves, for the registration's v1 per-type scopes (patient/X.read). */
-  types: ['Patient', 'AllergyIntolerance', 'CarePlan', 'CareTeam', 'Condition', 'Device', 'DiagnosticReport', 'DocumentReference', 'Encounter', 'Goal', 'Immunization', 'MedicationRequest', 'Observation', 'Procedure', 'Practitioner', 'Organization', 'Location', 'Provenance'],
+  types: [
+    'Patient',
+    'AllergyIntolerance',
+    'CarePlan',
+    'CareTeam',
+    'Condition',
+    'Device',
+    'DiagnosticReport',
+    'DocumentReference',
+    'Encounter',
+    'Goal',
+    'Immunization',
+    'MedicationRequest',
+    'Observation',
+    'Procedure',
+    'Practitioner',
+    'Organization',
+    'Location',
+    'Provenance',
+  ],
 } as const;
 
 /** Paging: `next` carries `continue=<opaque>` (§4 "Paging": "ID to allow continuation"). */
@@ -78,16 +107,36 @@ export interface EverythingQuery {
 export function meditechEverything(params: URLSearchParams): EverythingQuery | { refused: string } {
   const start = params.get('start') ?? undefined;
   const end = params.get('end') ?? undefined;
-  for (const [name, v] of [['start', start], ['end', end]] as const) {
-    if (v !== undefined && !/^\d{4}(-\d{2}(-\d{2})?)?$/.test(v)) return { refused: `${name} is a date (YYYY, YYYY-MM or YYYY-MM-DD), got ${v.slice(0, 40)}.` };
+  for (const [name, v] of [
+    ['start', start],
+    ['end', end],
+  ] as const) {
+    if (v !== undefined && !/^\d{4}(-\d{2}(-\d{2})?)?$/.test(v))
+      return { refused: `${name} is a date (YYYY, YYYY-MM or YYYY-MM-DD), got ${v.slice(0, 40)}.` };
   }
   return { params: drop(params, ['_since', '_lastUpdated', 'start', 'end']), start, end };
 }
 
 /** The care date of a resource, where it has one (what `start` and `end` of $everything filter by). */
 export function careDate(r: Resource): string | undefined {
-  const x = r as unknown as Record<string, unknown> & { period?: { start?: string }; performedPeriod?: { start?: string }; context?: { period?: { start?: string } } };
-  const first = [x.effectiveDateTime, x.issued, x.period?.start, x.performedDateTime, x.performedPeriod?.start, x.occurrenceDateTime, x.authoredOn, x.recordedDate, x.onsetDateTime, x.date, x.created];
+  const x = r as unknown as Record<string, unknown> & {
+    period?: { start?: string };
+    performedPeriod?: { start?: string };
+    context?: { period?: { start?: string } };
+  };
+  const first = [
+    x.effectiveDateTime,
+    x.issued,
+    x.period?.start,
+    x.performedDateTime,
+    x.performedPeriod?.start,
+    x.occurrenceDateTime,
+    x.authoredOn,
+    x.recordedDate,
+    x.onsetDateTime,
+    x.date,
+    x.created,
+  ];
   return first.find((d): d is string => typeof d === 'string');
 }
 
@@ -115,12 +164,21 @@ export function createMeditechFacade() {
   return {
     expirePages: () => pages.clear(),
     async serve(req: FacadeRequest, fhir: InternalFhir): Promise<FacadeAnswer> {
-      const answer = (status: number, body: unknown): FacadeAnswer => ({ status, headers: {}, contentType: 'application/fhir+json', body: JSON.stringify(body) });
-      const refuse = (diagnostics: string) => answer(400, { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'invalid', diagnostics }] });
+      const answer = (status: number, body: unknown): FacadeAnswer => ({
+        status,
+        headers: {},
+        contentType: 'application/fhir+json',
+        body: JSON.stringify(body),
+      });
+      const refuse = (diagnostics: string) =>
+        answer(400, { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'invalid', diagnostics }] });
       const pass = (a: InternalAnswer) => passOn(a, fhir, req);
       if (req.path === 'metadata') {
         const cs = await fhir.get('metadata');
-        return answer(cs.status, capabilityFor(cs.body, (_type, name) => name.toLowerCase() !== '_lastupdated', fhir.tokenEndpoint, MEDITECH_SYSTEM.types));
+        return answer(
+          cs.status,
+          capabilityFor(cs.body, (_type, name) => name.toLowerCase() !== '_lastupdated', fhir.tokenEndpoint, MEDITECH_SYSTEM.types),
+        );
       }
       const segments = req.path.split('/');
       const everything = segments.length === 3 && segments[0] === 'Patient' && segments[2] === '$everything';
@@ -139,7 +197,11 @@ export function createMeditechFacade() {
       }
       if (token !== null) {
         const next = pages.get(`${queryKey(req.path, rest, MEDITECH_PAGING.param)}#${token}`);
-        if (!next) return answer(400, { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'processing', diagnostics: 'The continuation is not known or has expired; start the search again.' }] });
+        if (!next)
+          return answer(400, {
+            resourceType: 'OperationOutcome',
+            issue: [{ severity: 'error', code: 'processing', diagnostics: 'The continuation is not known or has expired; start the search again.' }],
+          });
         internalPath = next;
       }
       const page = await fhir.get(internalPath);

@@ -15,7 +15,19 @@
 import { randomBytes } from 'node:crypto';
 import type { Binary, Bundle, BundleEntry, OperationOutcome, Resource } from '@medplum/fhirtypes';
 import type { SandboxAuth } from '../systems.ts';
-import { capabilityFor, jsonAnswer, PageTokens, queryKey, type FacadeAnswer, type FacadeRequest, type InternalFhir, type VendorFacade, passOn, type InternalAnswer, publicOf } from './facade.ts';
+import {
+  capabilityFor,
+  jsonAnswer,
+  PageTokens,
+  queryKey,
+  type FacadeAnswer,
+  type FacadeRequest,
+  type InternalFhir,
+  type VendorFacade,
+  passOn,
+  type InternalAnswer,
+  publicOf,
+} from './facade.ts';
 
 /** The SandboxDefinition fields of the Oracle Health sandbox (its directory entry, its app, its records). */
 export const ORACLE_SYSTEM = {
@@ -41,7 +53,26 @@ export const ORACLE_SYSTEM = {
   /** §2 "Access token": 570 s. "Refresh tokens": the refresh response does not return a new refresh token. */
   accessTokenSeconds: 570,
   refreshRotates: false,
-  types: ['Patient', 'AllergyIntolerance', 'Binary', 'CarePlan', 'CareTeam', 'Condition', 'Device', 'DiagnosticReport', 'DocumentReference', 'Encounter', 'Goal', 'Immunization', 'MedicationRequest', 'Observation', 'Procedure', 'Practitioner', 'Organization', 'Location'],
+  types: [
+    'Patient',
+    'AllergyIntolerance',
+    'Binary',
+    'CarePlan',
+    'CareTeam',
+    'Condition',
+    'Device',
+    'DiagnosticReport',
+    'DocumentReference',
+    'Encounter',
+    'Goal',
+    'Immunization',
+    'MedicationRequest',
+    'Observation',
+    'Procedure',
+    'Practitioner',
+    'Organization',
+    'Location',
+  ],
   /**
    * §2 "Entered-in-error": some Observations entered-in-error with values masked; "Binary / notes":
    * HTML and PDF renditions; "`_count`": social-history Observations; "Whole-search failure": one
@@ -59,7 +90,17 @@ export const ORACLE_SYSTEM = {
 } as const;
 
 /** §2 "`_lastUpdated`": the types that list it; elsewhere it is ignored. */
-export const ORACLE_LASTUPDATED = ['AllergyIntolerance', 'Condition', 'DiagnosticReport', 'DocumentReference', 'Encounter', 'Immunization', 'MedicationRequest', 'Observation', 'Procedure'] as const;
+export const ORACLE_LASTUPDATED = [
+  'AllergyIntolerance',
+  'Condition',
+  'DiagnosticReport',
+  'DocumentReference',
+  'Encounter',
+  'Immunization',
+  'MedicationRequest',
+  'Observation',
+  'Procedure',
+] as const;
 /** §2 "`_lastUpdated`": `date` and `_lastUpdated` may not be combined on these. */
 const NO_DATE_WITH_LASTUPDATED = ['Observation', 'DiagnosticReport', 'DocumentReference', 'Procedure', 'Immunization'];
 /** §2 "`_count`": per type default and maximum (larger asks clamped). */
@@ -71,7 +112,8 @@ export const ORACLE_COUNT: Readonly<Record<string, { default: number; max: numbe
 };
 const OTHER_COUNT = { default: 50, max: 200 };
 
-const invalid = (diagnostics: string): FacadeAnswer => jsonAnswer(400, { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'invalid', diagnostics }] } satisfies OperationOutcome);
+const invalid = (diagnostics: string): FacadeAnswer =>
+  jsonAnswer(400, { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'invalid', diagnostics }] } satisfies OperationOutcome);
 const SOCIAL = 'social-history';
 
 /** What Oracle does with a search of `type`: refuse it, or the store's parameters. */
@@ -86,7 +128,8 @@ export function oracleSearch(type: string, query: URLSearchParams): { refused: F
     // §2 "Required params": CarePlan needs category, and only assess-plan is supported.
     const c = params.getAll('category').flatMap((v) => v.split(','));
     if (!c.length) return { refused: invalid('The category parameter is required for CarePlan.') };
-    if (c.some((v) => v.replace(/^.*\|/, '') !== 'assess-plan')) return { refused: invalid('Only the assess-plan category is supported for CarePlan.') };
+    if (c.some((v) => v.replace(/^.*\|/, '') !== 'assess-plan'))
+      return { refused: invalid('Only the assess-plan category is supported for CarePlan.') };
     params.delete('category'); // every CarePlan of the sandbox is an assessment and plan
   }
   if (lastUpdated.length && (ORACLE_LASTUPDATED as readonly string[]).includes(type)) {
@@ -94,7 +137,8 @@ export function oracleSearch(type: string, query: URLSearchParams): { refused: F
     if (type === 'MedicationRequest' && lastUpdated.some((v) => !/^(le|ge)\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/.test(v))) {
       return { refused: invalid('_lastUpdated for MedicationRequest takes only the le and ge prefixes, with a time component.') };
     }
-    if (type === 'Immunization' && (lastUpdated.length > 1 || !/^(gt|ge)/.test(lastUpdated[0]))) return { refused: invalid('_lastUpdated for Immunization takes one value, with the gt or ge prefix.') };
+    if (type === 'Immunization' && (lastUpdated.length > 1 || !/^(gt|ge)/.test(lastUpdated[0])))
+      return { refused: invalid('_lastUpdated for Immunization takes one value, with the gt or ge prefix.') };
     for (const v of lastUpdated) params.append('_lastUpdated', v);
   }
   const limits = ORACLE_COUNT[type] ?? OTHER_COUNT;
@@ -113,7 +157,8 @@ export function oracleResource<T extends Resource>(r: T): T {
   return out;
 }
 
-const isSocial = (r: Resource) => r.resourceType === 'Observation' && JSON.stringify((r as { category?: unknown }).category ?? []).includes(`"${SOCIAL}"`);
+const isSocial = (r: Resource) =>
+  r.resourceType === 'Observation' && JSON.stringify((r as { category?: unknown }).category ?? []).includes(`"${SOCIAL}"`);
 
 /**
  * The Oracle facade: `serve` answers one GET at the public base as Oracle would, from the
@@ -129,7 +174,17 @@ export function createOracleFacade(): VendorFacade {
       if (req.path === 'metadata') {
         const cs = await fhir.get('metadata');
         if (cs.status !== 200) return pass(cs);
-        return jsonAnswer(200, pub(capabilityFor(cs.body, (type, name) => name !== '_lastUpdated' || (ORACLE_LASTUPDATED as readonly string[]).includes(type), fhir.tokenEndpoint, ORACLE_SYSTEM.types)));
+        return jsonAnswer(
+          200,
+          pub(
+            capabilityFor(
+              cs.body,
+              (type, name) => name !== '_lastUpdated' || (ORACLE_LASTUPDATED as readonly string[]).includes(type),
+              fhir.tokenEndpoint,
+              ORACLE_SYSTEM.types,
+            ),
+          ),
+        );
       }
       const segments = req.path.split('/');
       const type = segments[0];
@@ -141,8 +196,18 @@ export function createOracleFacade(): VendorFacade {
           if (read.status !== 200) return pass(read);
           const b = JSON.parse(read.body) as Binary;
           if (accept.includes('application/fhir+json')) return jsonAnswer(200, pub(b));
-          if (b.contentType && accept.includes(b.contentType.toLowerCase())) return { status: 200, headers: {}, contentType: b.contentType, bytes: Buffer.from(b.data ?? '', 'base64') };
-          return jsonAnswer(406, { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'not-supported', diagnostics: `Accept must be application/fhir+json or ${b.contentType ?? 'the content type of the attachment'}.` }] });
+          if (b.contentType && accept.includes(b.contentType.toLowerCase()))
+            return { status: 200, headers: {}, contentType: b.contentType, bytes: Buffer.from(b.data ?? '', 'base64') };
+          return jsonAnswer(406, {
+            resourceType: 'OperationOutcome',
+            issue: [
+              {
+                severity: 'error',
+                code: 'not-supported',
+                diagnostics: `Accept must be application/fhir+json or ${b.contentType ?? 'the content type of the attachment'}.`,
+              },
+            ],
+          });
         }
         const read = await fhir.get(req.path);
         return read.status === 200 ? jsonAnswer(200, oracleResource(pub(JSON.parse(read.body) as Resource))) : pass(read);
@@ -181,9 +246,16 @@ export function createOracleFacade(): VendorFacade {
       }
       // §2 "Whole-search failure": a resource missing a required field fails the whole search.
       if (type === 'Procedure' && resources.some((r) => !(r as { status?: string }).status)) {
-        return jsonAnswer(500, { resourceType: 'OperationOutcome', issue: [{ severity: 'fatal', code: 'required', diagnostics: 'Procedure.status: minimum required = 1, but only found 0' }] } satisfies OperationOutcome);
+        return jsonAnswer(500, {
+          resourceType: 'OperationOutcome',
+          issue: [{ severity: 'fatal', code: 'required', diagnostics: 'Procedure.status: minimum required = 1, but only found 0' }],
+        } satisfies OperationOutcome);
       }
-      const entries: BundleEntry[] = resources.map((r) => ({ fullUrl: `${req.base}/${r.resourceType}/${r.id}`, resource: oracleResource(pub(r)), search: { mode: 'match' } }));
+      const entries: BundleEntry[] = resources.map((r) => ({
+        fullUrl: `${req.base}/${r.resourceType}/${r.id}`,
+        resource: oracleResource(pub(r)),
+        search: { mode: 'match' },
+      }));
       const links = [{ relation: 'self', url: `${req.base}/${type}?${req.query}` }];
       const internalNext = bundle.link?.find((l) => l.relation === 'next')?.url;
       if (internalNext?.startsWith(`${fhir.internalBase}/`)) {

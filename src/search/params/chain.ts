@@ -21,7 +21,8 @@ function chainTargets(c: ConditionContext, sp: SearchParamInfo, typeModifier: st
   }
   const targets = (sp.targets ?? []).filter((t) => isResourceType(t));
   const known = targets.filter((t) => nextCode.startsWith('_') || c.params.get(t, nextCode));
-  if (!known.length) throw badRequest(`No target type of ${sp.code} has a search parameter "${nextCode}"; name the type as ${sp.code}:Type.${nextCode}.`);
+  if (!known.length)
+    throw badRequest(`No target type of ${sp.code} has a search parameter "${nextCode}"; name the type as ${sp.code}:Type.${nextCode}.`);
   return known;
 }
 
@@ -41,5 +42,12 @@ export async function chainCondition(c: ConditionContext, alias: string, type: s
     perType.push(`(${t}.res_type = ${c.b.param(target)} AND ${await paramCondition(c, t, target, nextKey, rawValue, depth + 1)})`);
   }
   const granted = await grantCondition(c, t, types);
-  return throughTargets(c, alias, sp, t, types, `l.target_resource_type = ANY(${c.b.param(types)}) AND (${perType.join(' OR ')})${granted === 'true' ? '' : ` AND ${granted}`}`);
+  return throughTargets(
+    c,
+    alias,
+    sp,
+    t,
+    types,
+    `l.target_resource_type = ANY(${c.b.param(types)}) AND (${perType.join(' OR ')})${granted === 'true' ? '' : ` AND ${granted}`}`,
+  );
 }

@@ -21,7 +21,12 @@ export function components(c: ConditionContext, type: string, sp: SearchParamInf
  * resource (as HAPI without unique combo indexes: the components are not tied to one element).
  */
 export async function compositeCondition(
-  c: ConditionContext, alias: string, type: string, sp: SearchParamInfo, value: string, depth: number,
+  c: ConditionContext,
+  alias: string,
+  type: string,
+  sp: SearchParamInfo,
+  value: string,
+  depth: number,
 ): Promise<string> {
   const comps = components(c, type, sp);
   const parts = splitDollar(value);

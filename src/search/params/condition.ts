@@ -73,7 +73,13 @@ export async function paramCondition(c: ConditionContext, alias: string, type: s
 
 /** The condition of a value of `sp` by the parameter's type. */
 export async function typedCondition(
-  c: ConditionContext, alias: string, type: string, sp: SearchParamInfo, modifier: string, rawValue: string, depth: number,
+  c: ConditionContext,
+  alias: string,
+  type: string,
+  sp: SearchParamInfo,
+  modifier: string,
+  rawValue: string,
+  depth: number,
 ): Promise<Condition> {
   // An empty alternative (`name=smith,`) asks for nothing: it is dropped, not taken as "any value".
   const values = splitOr(rawValue).filter((v) => v !== '');

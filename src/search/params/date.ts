@@ -17,7 +17,15 @@ export function dateCondition(c: ConditionContext, alias: string, type: string, 
 }
 
 /** The spec's comparison of a stored range [lowCol, highCol] with a search range [lo, hi]. */
-export function rangeComparison(c: ConditionContext, prefix: Prefix, lowCol: string, highCol: string, lo: number, hi: number, openEnds: boolean): string {
+export function rangeComparison(
+  c: ConditionContext,
+  prefix: Prefix,
+  lowCol: string,
+  highCol: string,
+  lo: number,
+  hi: number,
+  openEnds: boolean,
+): string {
   // Parameters are made only when used: PostgreSQL refuses a statement with an unused one.
   const L = () => c.b.param(new Date(lo));
   const H = () => c.b.param(new Date(hi));

@@ -8,7 +8,19 @@ export const COMMON_PARAMS = ['_id', '_lastUpdated', '_tag', '_profile', '_secur
 
 /** Result-shaping parameters: not conditions. */
 export const CONTROL_PARAMS = new Set([
-  '_count', '_sort', '_format', '_pretty', '_summary', '_elements', '_total', '_include', '_revinclude', '_type', '_page', '_snapshot', '_offset',
+  '_count',
+  '_sort',
+  '_format',
+  '_pretty',
+  '_summary',
+  '_elements',
+  '_total',
+  '_include',
+  '_revinclude',
+  '_type',
+  '_page',
+  '_snapshot',
+  '_offset',
 ]);
 
 export interface Key {

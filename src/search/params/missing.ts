@@ -33,7 +33,11 @@ export function missingCondition(c: ConditionContext, alias: string, type: strin
         exists = `EXISTS (SELECT 1 FROM hfj_res_link l WHERE l.src_resource_id = ${alias}.res_id AND l.src_path = ANY(${c.b.param(sp.paths)})${targetFilter(c.b, sp, true)})`;
       } else if (sp.type === 'composite') {
         const comps = components(c, type, sp);
-        exists = comps.map((p) => `EXISTS (SELECT 1 FROM ${TABLE[p.type]} x WHERE x.res_id = ${alias}.res_id AND x.hash_identity = ${c.b.param(h([type, p.code]))})`).join(' AND ');
+        exists = comps
+          .map(
+            (p) => `EXISTS (SELECT 1 FROM ${TABLE[p.type]} x WHERE x.res_id = ${alias}.res_id AND x.hash_identity = ${c.b.param(h([type, p.code]))})`,
+          )
+          .join(' AND ');
       } else {
         const table = TABLE[sp.type];
         if (!table) throw badRequest(`:missing is not supported on ${sp.type} parameters such as ${code}.`);

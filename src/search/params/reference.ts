@@ -25,7 +25,12 @@ export function targetFilter(b: SqlBuilder, sp: SearchParamInfo, withUrls: boole
 const REF_RE = /^([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]+)?$/;
 
 export function referenceCondition(
-  c: ConditionContext, alias: string, type: string, sp: SearchParamInfo, modifier: string, values: string[],
+  c: ConditionContext,
+  alias: string,
+  type: string,
+  sp: SearchParamInfo,
+  modifier: string,
+  values: string[],
 ): Condition {
   if (modifier === 'identifier') return identifierReference(c, alias, type, sp, values);
   let typeModifier: string | null = null;
@@ -78,9 +83,13 @@ function identifierReference(c: ConditionContext, alias: string, type: string, s
   const logical = inIndex(c, alias, type, 'hfj_spidx_token', tokenRows(c, type, `${sp.code}:identifier`, values));
   // The targets' own identifiers only of types the token may search whole (this condition is built
   // without the filters' SQL); the reference's logical identifier is the source's own data.
-  const types = (sp.targets ?? []).filter((t) => isResourceType(t) && c.params.get(t, 'identifier') && (!c.grants || allowed(c.grants, 's', t) === 'all'));
+  const types = (sp.targets ?? []).filter(
+    (t) => isResourceType(t) && c.params.get(t, 'identifier') && (!c.grants || allowed(c.grants, 's', t) === 'all'),
+  );
   if (!types.length) return logical;
   const t = c.b.alias('t');
-  const perType = types.map((target) => `(${t}.res_type = ${c.b.param(target)} AND ${inIndex(c, t, target, 'hfj_spidx_token', tokenRows(c, target, 'identifier', values))})`);
+  const perType = types.map(
+    (target) => `(${t}.res_type = ${c.b.param(target)} AND ${inIndex(c, t, target, 'hfj_spidx_token', tokenRows(c, target, 'identifier', values))})`,
+  );
   return `(${logical} OR ${throughTargets(c, alias, sp, t, types, `(${perType.join(' OR ')})`)})`;
 }

@@ -20,7 +20,8 @@ export function stringCondition(c: ConditionContext, alias: string, type: string
 
 /** A string index match: prefix (normalized, the default), exact, contains, or `text` (token :text rows). */
 export function stringRows(c: ConditionContext, alias: string, type: string, name: string, values: string[], mode: string): IndexMatch {
-  if (mode === 'exact') return inIndex(c, alias, type, 'hfj_spidx_string', `x.hash_exact = ANY(${c.b.param(values.map((v) => h([type, name, v])))}::bigint[])`);
+  if (mode === 'exact')
+    return inIndex(c, alias, type, 'hfj_spidx_string', `x.hash_exact = ANY(${c.b.param(values.map((v) => h([type, name, v])))}::bigint[])`);
   const ors = values.map((v) => {
     const normalized = normalizeString(v);
     if (mode === 'contains' || normalized.length < HASH_PREFIX_LENGTH) {
@@ -32,7 +33,9 @@ export function stringRows(c: ConditionContext, alias: string, type: string, nam
   });
   if (mode === 'text') {
     // Token :text matches a word start of the text or display, not only the start of the whole text.
-    const words = values.map((v) => `(x.hash_identity = ${c.b.param(h([type, name]))} AND x.sp_value_normalized LIKE ${c.b.param(`% ${likeEscape(normalizeString(v))}%`)})`);
+    const words = values.map(
+      (v) => `(x.hash_identity = ${c.b.param(h([type, name]))} AND x.sp_value_normalized LIKE ${c.b.param(`% ${likeEscape(normalizeString(v))}%`)})`,
+    );
     ors.push(...words);
   }
   return inIndex(c, alias, type, 'hfj_spidx_string', ors.join(' OR '));

@@ -10,7 +10,12 @@ import { h, inIndex, lookup, orOf, type ConditionContext } from './context.ts';
 import { stringRows } from './string.ts';
 
 export async function tokenCondition(
-  c: ConditionContext, alias: string, type: string, code: string, modifier: string, values: string[],
+  c: ConditionContext,
+  alias: string,
+  type: string,
+  code: string,
+  modifier: string,
+  values: string[],
 ): Promise<Condition> {
   switch (modifier) {
     case '':
@@ -79,7 +84,9 @@ function ofTypeCondition(c: ConditionContext, alias: string, type: string, code:
   const V = c.b.param(value);
   const inJson = elements
     .map(
-      (el) => `EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof(sv.res_text_vc::jsonb -> ${c.b.param(el)}) = 'array' THEN sv.res_text_vc::jsonb -> ${c.b.param(el)} ELSE '[]'::jsonb END) i
+      (
+        el,
+      ) => `EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof(sv.res_text_vc::jsonb -> ${c.b.param(el)}) = 'array' THEN sv.res_text_vc::jsonb -> ${c.b.param(el)} ELSE '[]'::jsonb END) i
         WHERE i ->> 'value' = ${V} AND EXISTS (SELECT 1 FROM jsonb_array_elements(coalesce(i -> 'type' -> 'coding', '[]'::jsonb)) tc WHERE tc ->> 'system' = ${S} AND tc ->> 'code' = ${C}))`,
     )
     .join(' OR ');

@@ -13,7 +13,14 @@ export function uriCondition(c: ConditionContext, alias: string, type: string, c
   switch (modifier) {
     case '':
     case 'not':
-      return inIndex(c, alias, type, 'hfj_spidx_uri', `x.hash_uri = ANY(${c.b.param(uris.map((u) => h([type, code, u])))}::bigint[])`, modifier === 'not');
+      return inIndex(
+        c,
+        alias,
+        type,
+        'hfj_spidx_uri',
+        `x.hash_uri = ANY(${c.b.param(uris.map((u) => h([type, code, u])))}::bigint[])`,
+        modifier === 'not',
+      );
     case 'below':
       return inIndex(
         c,

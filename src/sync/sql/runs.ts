@@ -39,7 +39,20 @@ export function finishRun(runId: string, s: RunSummary, issues: string): Sql {
        last_success_at = CASE WHEN $2 = 'succeeded' THEN now() ELSE last_success_at END,
        status = CASE WHEN $2 = 'needs_reauth' THEN 'needs_reauth' ELSE status END
      WHERE id = (SELECT connection_id FROM run)`,
-    values: [runId, s.status, s.fetched, s.created, s.updated, s.unchanged, s.failed, s.error ?? null, issues, s.strategy ?? null, s.requests, s.deleted],
+    values: [
+      runId,
+      s.status,
+      s.fetched,
+      s.created,
+      s.updated,
+      s.unchanged,
+      s.failed,
+      s.error ?? null,
+      issues,
+      s.strategy ?? null,
+      s.requests,
+      s.deleted,
+    ],
   };
 }
 

@@ -12,7 +12,6 @@ const A = randomBytes(32);
 const B = randomBytes(32);
 const PURPOSES: Purpose[] = ['connection-token', 'registration-secret', 'webhook-secret', 'private-key', 'connect-verifier'];
 
-
 const refused = (fn: () => unknown, code: VaultError['code']) => {
   try {
     fn();
@@ -29,7 +28,11 @@ t.test('a sealed value names its key and opens for its purpose and row only', as
   t.same(sealed.subarray(1, 9), keyId(A), "the key's id follows the version");
   t.equal(vault.keyId, keyId(A).toString('hex'));
   t.equal(vault.decrypt(sealed, 'row-1', 'connection-token'), 'the token');
-  t.equal(refused(() => vault.decrypt(sealed, 'row-2', 'connection-token'), 'refused'), true, 'another row: refused');
+  t.equal(
+    refused(() => vault.decrypt(sealed, 'row-2', 'connection-token'), 'refused'),
+    true,
+    'another row: refused',
+  );
   t.not(vault.encrypt('the token', 'row-1', 'connection-token').toString('hex'), sealed.toString('hex'), 'a fresh nonce each time');
 });
 
@@ -39,7 +42,12 @@ t.test('a value sealed for one purpose never opens for another', async (t) => {
     const sealed = vault.encrypt('secret', 'ctx', sealedFor);
     for (const openedFor of PURPOSES) {
       if (openedFor === sealedFor) t.equal(vault.decrypt(sealed, 'ctx', openedFor), 'secret', `${sealedFor} opens for itself`);
-      else t.equal(refused(() => vault.decrypt(sealed, 'ctx', openedFor), 'refused'), true, `${sealedFor} does not open as ${openedFor}`);
+      else
+        t.equal(
+          refused(() => vault.decrypt(sealed, 'ctx', openedFor), 'refused'),
+          true,
+          `${sealedFor} does not open as ${openedFor}`,
+        );
     }
   }
 });
@@ -59,7 +67,11 @@ t.test('every changed byte is refused', async (t) => {
     }
   }
   t.same(opened, [], 'no byte of version, key id, nonce, tag or ciphertext can change unnoticed');
-  t.equal(refused(() => vault.decrypt(sealed.subarray(0, 20), 'ctx', 'connection-token'), 'malformed'), true, 'a cut value is not a sealed value');
+  t.equal(
+    refused(() => vault.decrypt(sealed.subarray(0, 20), 'ctx', 'connection-token'), 'malformed'),
+    true,
+    'a cut value is not a sealed value',
+  );
 });
 
 t.test('keys rotate: old keys open what they sealed, never seal', async (t) => {
@@ -80,33 +92,57 @@ t.test('keys rotate: old keys open what they sealed, never seal', async (t) => {
   t.same(resealed.subarray(1, 9), keyId(B), 'sealing uses the current key, never a previous one');
   t.ok(both.isCurrent(resealed));
   t.equal(new Vault(B).decrypt(resealed, 'ctx', 'webhook-secret'), 'under A', 'once re-sealed, B alone opens it');
-  t.equal(refused(() => new Vault(A).decrypt(resealed, 'ctx', 'webhook-secret'), 'unknown_key'), true, 'and A alone does not');
+  t.equal(
+    refused(() => new Vault(A).decrypt(resealed, 'ctx', 'webhook-secret'), 'unknown_key'),
+    true,
+    'and A alone does not',
+  );
 });
 
 t.test('values sealed before key ids (version 1) still open, under the current or a previous key', async (t) => {
   const old = sealV1(A, 'sealed in 2024', 'client-1');
   t.equal(new Vault(A).decrypt(old, 'client-1', 'registration-secret'), 'sealed in 2024');
   t.equal(new Vault(B, [A]).decrypt(old, 'client-1', 'registration-secret'), 'sealed in 2024', 'A as a previous key');
-  t.equal(refused(() => new Vault(B).decrypt(old, 'client-1', 'registration-secret'), 'refused'), true, 'not under another key');
-  t.equal(refused(() => new Vault(A).decrypt(old, 'client-2', 'registration-secret'), 'refused'), true, 'nor for another row');
+  t.equal(
+    refused(() => new Vault(B).decrypt(old, 'client-1', 'registration-secret'), 'refused'),
+    true,
+    'not under another key',
+  );
+  t.equal(
+    refused(() => new Vault(A).decrypt(old, 'client-2', 'registration-secret'), 'refused'),
+    true,
+    'nor for another row',
+  );
   const changed = Buffer.from(old);
   changed[changed.length - 1] ^= 1;
-  t.equal(refused(() => new Vault(A).decrypt(changed, 'client-1', 'registration-secret'), 'refused'), true, 'a changed byte is refused');
+  t.equal(
+    refused(() => new Vault(A).decrypt(changed, 'client-1', 'registration-secret'), 'refused'),
+    true,
+    'a changed byte is refused',
+  );
   t.notOk(new Vault(A).isCurrent(old), 'a version-1 value is to be re-sealed');
 });
 
 t.test('without a key nothing is sealed or opened', async (t) => {
   const none = new Vault(undefined, [A]);
   t.notOk(none.ready);
-  t.equal(refused(() => none.encrypt('x', '', 'private-key'), 'no_key'), true);
-  t.equal(refused(() => none.decrypt(new Vault(A).encrypt('x', '', 'private-key'), '', 'private-key'), 'no_key'), true);
+  t.equal(
+    refused(() => none.encrypt('x', '', 'private-key'), 'no_key'),
+    true,
+  );
+  t.equal(
+    refused(() => none.decrypt(new Vault(A).encrypt('x', '', 'private-key'), '', 'private-key'), 'no_key'),
+    true,
+  );
   t.throws(() => new Vault(randomBytes(16)), { code: 'malformed' }, 'a key of the wrong length');
 });
 
 t.test('MACs: the same as before key ids, verified under current and previous keys', async (t) => {
   const vault = new Vault(A);
   // The label sign() always used: MACs already handed out (demo cookies, connect states) still verify.
-  const before = createHmac('sha256', Buffer.from(hkdfSync('sha256', A, Buffer.alloc(0), 'tributary signed values', 32))).update('nonce-1').digest('base64url');
+  const before = createHmac('sha256', Buffer.from(hkdfSync('sha256', A, Buffer.alloc(0), 'tributary signed values', 32)))
+    .update('nonce-1')
+    .digest('base64url');
   t.equal(vault.sign('nonce-1'), before);
   t.ok(vault.verify('nonce-1', before));
   t.notOk(vault.verify('nonce-2', before), 'another value');

@@ -221,36 +221,56 @@ const MUTATIONS: Record<string, Mutation> = {
 
 /** Mutations of whole resources: invariants, contained resources. */
 const RESOURCE_MUTATIONS: [string, (r: Record<string, unknown>, pick: () => number) => boolean][] = [
-  ['obs-6: dataAbsentReason with a value', (r) => {
-    if (r.resourceType !== 'Observation') return false;
-    r.dataAbsentReason = { text: 'unknown' };
-    r.valueString ??= 'x';
-    return true;
-  }],
-  ['obs-7: a component with the code of the observation', (r) => {
-    if (r.resourceType !== 'Observation') return false;
-    r.valueQuantity ??= { value: 1 };
-    r.component = [{ code: r.code, valueString: 'same code' }];
-    return true;
-  }],
-  ['dom-2: a contained resource that contains one', (r) => {
-    r.contained = [{ resourceType: 'Basic', id: 'b', code: { text: 'x' }, contained: [{ resourceType: 'Basic', id: 'c', code: { text: 'y' } }] }];
-    return true;
-  }],
-  ['dom-4/dom-5: a contained resource with meta', (r) => {
-    r.contained = [{ resourceType: 'Patient', id: 'p', meta: { versionId: '1', security: [{ code: 'R' }] } }];
-    return true;
-  }],
-  ['a broken contained resource', (r, pick) => {
-    r.contained = [ONE<unknown>([
-      { resourceType: 'Observation', id: 'o', code: { text: 'x' } },
-      { resourceType: 'Observation', status: 'final', code: { text: 'x' }, dataAbsentReason: { text: 'n' }, valueBoolean: true },
-      { resourceType: 'NotAType', id: 'n' },
-      { id: 'no-type' },
-      { resourceType: 'Patient', id: 'p', birthDate: 'soon' },
-    ], pick)];
-    return true;
-  }],
+  [
+    'obs-6: dataAbsentReason with a value',
+    (r) => {
+      if (r.resourceType !== 'Observation') return false;
+      r.dataAbsentReason = { text: 'unknown' };
+      r.valueString ??= 'x';
+      return true;
+    },
+  ],
+  [
+    'obs-7: a component with the code of the observation',
+    (r) => {
+      if (r.resourceType !== 'Observation') return false;
+      r.valueQuantity ??= { value: 1 };
+      r.component = [{ code: r.code, valueString: 'same code' }];
+      return true;
+    },
+  ],
+  [
+    'dom-2: a contained resource that contains one',
+    (r) => {
+      r.contained = [{ resourceType: 'Basic', id: 'b', code: { text: 'x' }, contained: [{ resourceType: 'Basic', id: 'c', code: { text: 'y' } }] }];
+      return true;
+    },
+  ],
+  [
+    'dom-4/dom-5: a contained resource with meta',
+    (r) => {
+      r.contained = [{ resourceType: 'Patient', id: 'p', meta: { versionId: '1', security: [{ code: 'R' }] } }];
+      return true;
+    },
+  ],
+  [
+    'a broken contained resource',
+    (r, pick) => {
+      r.contained = [
+        ONE<unknown>(
+          [
+            { resourceType: 'Observation', id: 'o', code: { text: 'x' } },
+            { resourceType: 'Observation', status: 'final', code: { text: 'x' }, dataAbsentReason: { text: 'n' }, valueBoolean: true },
+            { resourceType: 'NotAType', id: 'n' },
+            { id: 'no-type' },
+            { resourceType: 'Patient', id: 'p', birthDate: 'soon' },
+          ],
+          pick,
+        ),
+      ];
+      return true;
+    },
+  ],
   ['a text without div', (r) => ((r.text = { status: 'generated' }), true)],
 ];
 
@@ -295,7 +315,10 @@ t.test('resources broken on purpose', async (t) => {
   t.ok(refused / corpus.length > 0.8, 'most of them invalid');
   t.same(differences(t, corpus), [], 'no mutated resource on which the two differ');
   for (const name of [...Object.keys(MUTATIONS), ...RESOURCE_MUTATIONS.map(([n]) => n)]) {
-    t.ok(corpus.some(([label]) => label.includes(name)), `covers: ${name}`);
+    t.ok(
+      corpus.some(([label]) => label.includes(name)),
+      `covers: ${name}`,
+    );
   }
 });
 

@@ -7,7 +7,6 @@ import t from 'tap';
 import { bundleEntries, definitionsFile, indexR4Definitions } from '../../../src/fhir/r4-definitions.ts';
 import { applySummary } from '../../../src/fhir/summary.ts';
 
-
 t.test('bundleEntries: the entries JSON.parse finds, whatever the chunk size', async (t) => {
   const file = 'fhir/r4/search-parameters-uscore.json';
   const whole = (readJson(file) as { entry: unknown[] }).entry;

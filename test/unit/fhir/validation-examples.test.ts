@@ -38,9 +38,7 @@ const REFUSED: Record<string, string> = {
 
 t.test('the official R4 examples', async (t) => {
   const validator = await createValidator({ profilesDir: join(root, 'profiles') });
-  const files = readdirSync(examplesDir).filter(
-    (f) => f.endsWith('.json') && f !== 'package.json' && !f.startsWith('ig-'),
-  );
+  const files = readdirSync(examplesDir).filter((f) => f.endsWith('.json') && f !== 'package.json' && !f.startsWith('ig-'));
   const refused: Record<string, string[]> = {};
   for (const file of files) {
     const issues = validator.validate(JSON.parse(readFileSync(join(examplesDir, file), 'utf8')));
@@ -54,6 +52,9 @@ t.test('the official R4 examples', async (t) => {
   t.ok(accepted / files.length >= 0.99, 'at least 99% accepted');
   t.same(Object.keys(refused).sort(), Object.keys(REFUSED).sort(), 'refused: exactly the examples that break a rule');
   for (const [file, location] of Object.entries(REFUSED)) {
-    t.ok(refused[file]?.some((issue) => issue.startsWith(`${location}:`)), `${file} is refused at ${location}`);
+    t.ok(
+      refused[file]?.some((issue) => issue.startsWith(`${location}:`)),
+      `${file} is refused at ${location}`,
+    );
   }
 });

@@ -91,7 +91,10 @@ t.test('contained resources are validated with their own type', async (t) => {
 
   const issues = validator.validate({
     ...patient,
-    contained: [{ ...observation, bar: 2 }, { resourceType: 'Observation', id: 'o2' }],
+    contained: [
+      { ...observation, bar: 2 },
+      { resourceType: 'Observation', id: 'o2' },
+    ],
   });
   t.same(where(issues).sort(), ['Patient.contained[0].bar', 'Patient.contained[1].code', 'Patient.contained[1].status']);
 
@@ -105,7 +108,10 @@ t.test('Bundle entries are validated, located under the entry', async (t) => {
   const bundle = {
     resourceType: 'Bundle',
     type: 'collection',
-    entry: [{ fullUrl: 'urn:uuid:1', resource: patient }, { fullUrl: 'urn:uuid:2', resource: { ...patient, active: 1 } }],
+    entry: [
+      { fullUrl: 'urn:uuid:1', resource: patient },
+      { fullUrl: 'urn:uuid:2', resource: { ...patient, active: 1 } },
+    ],
   };
   t.same(where(validator.validate(bundle)), ['Bundle.entry[1].resource.active']);
   t.same(validator.validate({ ...bundle, entry: [bundle.entry[0]] }), []);
@@ -174,7 +180,10 @@ t.test('valid content that a naive check refuses is accepted', async (t) => {
   t.same(validator.validate({ ...patient, meta: { profile: ['http://x/y'], _profile: [{ id: 'p' }] } }), []);
   // A prediction without a decimal probability satisfies ras-2 (R4's expression says empty, not true).
   const risk = { resourceType: 'RiskAssessment', status: 'final', subject: { reference: 'Patient/1' } };
-  t.same(validator.validate({ ...risk, prediction: [{ probabilityRange: { low: { value: 1, system: 'http://unitsofmeasure.org', code: '%' } } }] }), []);
+  t.same(
+    validator.validate({ ...risk, prediction: [{ probabilityRange: { low: { value: 1, system: 'http://unitsofmeasure.org', code: '%' } } }] }),
+    [],
+  );
   t.same(validator.validate({ ...risk, prediction: [{ probabilityDecimal: 80 }] }), []);
   t.same(where(validator.validate({ ...risk, prediction: [{ probabilityDecimal: 180 }] })), ['RiskAssessment.prediction[0]']);
   // Control characters are still refused in strings.
@@ -214,9 +223,7 @@ t.test('a US Core profile named in meta.profile is enforced', async (t) => {
 });
 
 t.test('the parsed-once profile gives what validateResource(resource, { profile }) gives', async (t) => {
-  const bundle = JSON.parse(
-    readFileSync(join(profilesDir, 'structure-definitions/us-core-5.0.1.json'), 'utf8'),
-  ) as StructureDefinition[];
+  const bundle = JSON.parse(readFileSync(join(profilesDir, 'structure-definitions/us-core-5.0.1.json'), 'utf8')) as StructureDefinition[];
   const profiles = await loadProfiles(profilesDir);
   const reference = (resource: Resource, sd: StructureDefinition): string[] => {
     try {
@@ -242,11 +249,33 @@ t.test('the parsed-once profile gives what validateResource(resource, { profile 
       effectiveDateTime: '2020-01-01',
       component: components,
     }) as Resource;
-  const systolic = { code: { coding: [{ system: 'http://loinc.org', code: '8480-6' }] }, valueQuantity: { value: 120, unit: 'mm[Hg]', system: 'http://unitsofmeasure.org', code: 'mm[Hg]' } };
+  const systolic = {
+    code: { coding: [{ system: 'http://loinc.org', code: '8480-6' }] },
+    valueQuantity: { value: 120, unit: 'mm[Hg]', system: 'http://unitsofmeasure.org', code: 'mm[Hg]' },
+  };
   const cases: [string, Resource][] = [
     ['us-core-patient', { resourceType: 'Patient', meta: { profile: [US_CORE_PATIENT] } } as Resource],
-    ['us-core-patient', { resourceType: 'Patient', meta: { profile: [US_CORE_PATIENT] }, identifier: [{ system: 's', value: 'v' }], name: [{ family: 'F' }], gender: 'male' } as Resource],
-    ['us-core-patient', { resourceType: 'Patient', meta: { profile: [US_CORE_PATIENT] }, identifier: [{ value: 'v' }], name: [{ text: 'x' }], gender: 'male', extension: [{ url: 'http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex', valueCode: 'M' }] } as Resource],
+    [
+      'us-core-patient',
+      {
+        resourceType: 'Patient',
+        meta: { profile: [US_CORE_PATIENT] },
+        identifier: [{ system: 's', value: 'v' }],
+        name: [{ family: 'F' }],
+        gender: 'male',
+      } as Resource,
+    ],
+    [
+      'us-core-patient',
+      {
+        resourceType: 'Patient',
+        meta: { profile: [US_CORE_PATIENT] },
+        identifier: [{ value: 'v' }],
+        name: [{ text: 'x' }],
+        gender: 'male',
+        extension: [{ url: 'http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex', valueCode: 'M' }],
+      } as Resource,
+    ],
     ['us-core-blood-pressure', bp([systolic])],
     ['us-core-blood-pressure', bp([])],
   ];
@@ -273,9 +302,7 @@ t.test('creating the validator again reuses what the process loaded', async (t) 
 });
 
 t.test('the R4 resource types are those of the R4 definitions', async (t) => {
-  const defs = JSON.parse(
-    readFileSync(definitionsFile('fhir/r4/profiles-resources.json'), 'utf8'),
-  ) as { entry: { resource: StructureDefinition }[] };
+  const defs = JSON.parse(readFileSync(definitionsFile('fhir/r4/profiles-resources.json'), 'utf8')) as { entry: { resource: StructureDefinition }[] };
   const concrete = defs.entry
     .map((e) => e.resource)
     .filter((sd) => sd.resourceType === 'StructureDefinition' && sd.kind === 'resource' && !sd.abstract)
@@ -317,7 +344,10 @@ t.test('the repaired schema keeps no JavaScript-only whitespace class and no can
   };
   walk(schema.definitions);
   t.ok(patterns.length > 300);
-  t.same(patterns.filter((p) => /\\[sS]/.test(p)), []);
+  t.same(
+    patterns.filter((p) => /\\[sS]/.test(p)),
+    [],
+  );
   t.ok(canonicals > 70);
   t.equal(schema.$id, 'http://hl7.org/fhir/json-schema/4.0');
 });

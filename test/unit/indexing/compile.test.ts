@@ -20,7 +20,10 @@ const obs: Resource = {
   code: { coding: [{ system: 'http://loinc.org', code: '1' }] },
   subject: { reference: 'Patient/1' },
   valueQuantity: { value: 5, unit: 'kg' },
-  component: [{ code: { text: 'a' }, valueString: 'x' }, { code: { text: 'b' }, valueQuantity: { value: 1 } }],
+  component: [
+    { code: { text: 'a' }, valueString: 'x' },
+    { code: { text: 'b' }, valueQuantity: { value: 1 } },
+  ],
 };
 
 t.test('choice types take their type from the property suffix', async (t) => {
@@ -28,11 +31,19 @@ t.test('choice types take their type from the property suffix', async (t) => {
   t.ok(compiled.compiled);
   t.same(actual, [{ type: 'Quantity', value: { value: 5, unit: 'kg' } }]);
   t.same(actual, expected);
-  t.same(both('Observation.component.value', obs).actual.map((v) => v.type), ['string', 'Quantity']);
+  t.same(
+    both('Observation.component.value', obs).actual.map((v) => v.type),
+    ['string', 'Quantity'],
+  );
 });
 
 t.test('as, ofType, and the function form .as() (one item at most, as in @medplum/core 5)', async (t) => {
-  for (const e of ['(Observation.value as Quantity)', 'Observation.value as string', 'Observation.value.as(Quantity)', 'Observation.component.value.ofType(Quantity)']) {
+  for (const e of [
+    '(Observation.value as Quantity)',
+    'Observation.value as string',
+    'Observation.value.as(Quantity)',
+    'Observation.component.value.ofType(Quantity)',
+  ]) {
     const { compiled, actual, expected } = both(e, obs);
     t.ok(compiled.compiled, e);
     t.same(actual, expected, e);
@@ -49,8 +60,14 @@ t.test('as, ofType, and the function form .as() (one item at most, as in @medplu
 t.test('where(resolve() is T), equality filters, exists(), extension()', async (t) => {
   const p: Resource = {
     resourceType: 'Patient',
-    telecom: [{ system: 'phone', value: '1' }, { system: 'email', value: 'e' }],
-    extension: [{ url: 'http://e.org/a', valueCode: 'x' }, { url: 'http://e.org/a', valueCode: 'y' }],
+    telecom: [
+      { system: 'phone', value: '1' },
+      { system: 'email', value: 'e' },
+    ],
+    extension: [
+      { url: 'http://e.org/a', valueCode: 'x' },
+      { url: 'http://e.org/a', valueCode: 'y' },
+    ],
     deceasedBoolean: false,
   };
   for (const [e, r, n] of [
@@ -70,7 +87,11 @@ t.test('where(resolve() is T), equality filters, exists(), extension()', async (
 });
 
 t.test('primitive extensions come back as @medplum/core returns them', async (t) => {
-  const p = { resourceType: 'Patient', name: [{ given: ['A', 'B'], _given: [null, { id: 'g2' }] }], _birthDate: { extension: [{ url: 'u' }] } } as unknown as Resource;
+  const p = {
+    resourceType: 'Patient',
+    name: [{ given: ['A', 'B'], _given: [null, { id: 'g2' }] }],
+    _birthDate: { extension: [{ url: 'u' }] },
+  } as unknown as Resource;
   for (const e of ['Patient.name.given', 'Patient.birthDate']) {
     const { actual, expected } = both(e, p);
     t.same(actual, expected, e);
@@ -80,7 +101,10 @@ t.test('primitive extensions come back as @medplum/core returns them', async (t)
 t.test('unions remove duplicates as FHIRPath does', async (t) => {
   const p: Resource = { resourceType: 'Patient', name: [{ given: ['A', 'B'] }, { given: ['A'], family: 'A' }] };
   const { actual, expected } = both('Patient.name.given | Patient.name.family', p);
-  t.same(actual.map((v) => v.value), ['A', 'B']);
+  t.same(
+    actual.map((v) => v.value),
+    ['A', 'B'],
+  );
   t.same(actual, expected);
 });
 

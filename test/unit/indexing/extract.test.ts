@@ -32,27 +32,44 @@ t.test('HumanName: family, each given, text, prefix, suffix, one string row each
   t.equal(strom.hashExact, hapiHash(['Patient', 'name', 'Ström']));
   // HAPI hashes the first character of the normalized value (HASH_PREFIX_LENGTH = 1).
   t.equal(strom.hashNormPrefix, hapiHash(['Patient', 'name', 'S']));
-  t.same(named(rows, 'family').map((r) => r.valueExact), ['Ström']);
-  t.same(named(rows, 'given').map((r) => r.valueExact), ['Åsa', 'Lena']);
+  t.same(
+    named(rows, 'family').map((r) => r.valueExact),
+    ['Ström'],
+  );
+  t.same(
+    named(rows, 'given').map((r) => r.valueExact),
+    ['Åsa', 'Lena'],
+  );
 });
 
 t.test('Address: lines, city, district, state, postal code, country, text', async (t) => {
   const rows = index({
     resourceType: 'Patient',
-    address: [{ line: ['1 Main St', 'Apt 2'], city: 'Springfield', district: 'Sangamon', state: 'IL', postalCode: '62701', country: 'US', text: 'somewhere' }],
+    address: [
+      { line: ['1 Main St', 'Apt 2'], city: 'Springfield', district: 'Sangamon', state: 'IL', postalCode: '62701', country: 'US', text: 'somewhere' },
+    ],
   }).strings;
   t.same(
-    named(rows, 'address').map((r) => r.valueExact).sort(),
+    named(rows, 'address')
+      .map((r) => r.valueExact)
+      .sort(),
     ['1 Main St', 'Apt 2', 'IL', 'Sangamon', 'Springfield', 'US', '62701', 'somewhere'].sort(),
   );
-  t.same(named(rows, 'address-city').map((r) => r.valueExact), ['Springfield']);
+  t.same(
+    named(rows, 'address-city').map((r) => r.valueExact),
+    ['Springfield'],
+  );
 });
 
 t.test('strings are cut to 200 characters; blank ones make no row', async (t) => {
   const rows = index({ resourceType: 'Patient', name: [{ family: 'x'.repeat(250), given: ['  '] }] }).strings;
   const family = named(rows, 'family');
   t.equal(family[0].valueExact!.length, 200);
-  t.same(named(rows, 'given').map((r) => r.missing), [true], 'a blank given counts as missing');
+  t.same(
+    named(rows, 'given').map((r) => r.missing),
+    [true],
+    'a blank given counts as missing',
+  );
 });
 
 t.test('CodeableConcept: a token per coding, display and text as string rows of the same param', async (t) => {
@@ -67,7 +84,12 @@ t.test('CodeableConcept: a token per coding, display and text as string rows of 
   t.equal(tokens[0].hashSys, hapiHash(['Observation', 'code', 'http://loinc.org']));
   t.equal(tokens[0].hashSysAndValue, hapiHash(['Observation', 'code', 'http://loinc.org', '8302-2']));
   t.equal(tokens[0].hashValue, hapiHash(['Observation', 'code', '8302-2']));
-  t.same(named(rows.strings, 'code').map((r) => r.valueExact).sort(), ['Body Height', 'Height']);
+  t.same(
+    named(rows.strings, 'code')
+      .map((r) => r.valueExact)
+      .sort(),
+    ['Body Height', 'Height'],
+  );
   // An enumerated code gets the system its required binding implies, as HAPI indexes it.
   const status = named(rows.tokens, 'status')[0];
   t.match(status, { system: 'http://hl7.org/fhir/observation-status', value: 'final' });
@@ -96,7 +118,12 @@ t.test('Identifier: system and trimmed value; type.text as a string row; no valu
   t.equal(tokens.length, 1);
   t.match(tokens[0], { system: 'urn:oid:1.2.3', value: '123' });
   t.equal(tokens[0].hashSysAndValue, hapiHash(['Patient', 'identifier', 'urn:oid:1.2.3', '123']));
-  t.same(named(rows.strings, 'identifier').map((r) => r.valueExact).sort(), ['MRN', 'Passport']);
+  t.same(
+    named(rows.strings, 'identifier')
+      .map((r) => r.valueExact)
+      .sort(),
+    ['MRN', 'Passport'],
+  );
 });
 
 t.test('ContactPoint: its system code as the token system', async (t) => {
@@ -107,9 +134,21 @@ t.test('ContactPoint: its system code as the token system', async (t) => {
       { system: 'email', value: 'a@b.org' },
     ],
   }).tokens;
-  t.same(named(rows, 'telecom').map((r) => [r.system, r.value]), [['phone', '555-1234'], ['email', 'a@b.org']]);
-  t.same(named(rows, 'phone').map((r) => r.value), ['555-1234']);
-  t.same(named(rows, 'email').map((r) => r.value), ['a@b.org']);
+  t.same(
+    named(rows, 'telecom').map((r) => [r.system, r.value]),
+    [
+      ['phone', '555-1234'],
+      ['email', 'a@b.org'],
+    ],
+  );
+  t.same(
+    named(rows, 'phone').map((r) => r.value),
+    ['555-1234'],
+  );
+  t.same(
+    named(rows, 'email').map((r) => r.value),
+    ['a@b.org'],
+  );
 });
 
 t.test('code (with its bound system), boolean and extension values as tokens', async (t) => {
@@ -145,7 +184,17 @@ t.test('extension values are indexed by their own type', async (t) => {
   t.match(named(rows.dates, 'asserted-date'), [{ low: Date.parse('2019-05-01T00:00:00Z'), high: Date.parse('2019-05-31T23:59:59.999Z') }]);
   // An expression that ends on the Extension itself: HAPI indexes its value.
   const own = createR4Registry();
-  own.add({ resourceType: 'SearchParameter', status: 'active', name: 'b', description: 'b', url: 'http://e.org/b', code: 'birth-sex', type: 'token', base: ['Patient'], expression: "Patient.extension('http://e.org/birthsex')" });
+  own.add({
+    resourceType: 'SearchParameter',
+    status: 'active',
+    name: 'b',
+    description: 'b',
+    url: 'http://e.org/b',
+    code: 'birth-sex',
+    type: 'token',
+    base: ['Patient'],
+    expression: "Patient.extension('http://e.org/birthsex')",
+  });
   const p = extractIndexes({ resourceType: 'Patient', extension: [{ url: 'http://e.org/birthsex', valueCode: 'F' }] }, own, { indexMissing: true });
   t.match(named(p.tokens, 'birth-sex'), [{ system: null, value: 'F', missing: false }]);
 });
@@ -179,7 +228,14 @@ t.test('Period: open ends are null; Timing: earliest to latest', async (t) => {
       status: 'active',
       intent: 'plan',
       subject: { reference: 'Patient/1' },
-      activity: [{ detail: { status: 'scheduled', scheduledTiming: { event: ['2021-05-02', '2021-05-01T10:00:00Z'], repeat: { boundsPeriod: { end: '2021-06' } } } } }],
+      activity: [
+        {
+          detail: {
+            status: 'scheduled',
+            scheduledTiming: { event: ['2021-05-02', '2021-05-01T10:00:00Z'], repeat: { boundsPeriod: { end: '2021-06' } } },
+          },
+        },
+      ],
     }).dates,
     'activity-date',
   );
@@ -200,20 +256,38 @@ t.test('Quantity: value as text, code (else unit) as units, HAPI hashes', async 
 
 t.test('Money: currency as units, ISO 4217 as system; Range: low and high', async (t) => {
   const [m] = named(
-    index({ resourceType: 'ChargeItem', status: 'billed', code: {}, subject: { reference: 'Patient/1' }, priceOverride: { value: 12.5, currency: 'EUR' } }).quantities,
+    index({
+      resourceType: 'ChargeItem',
+      status: 'billed',
+      code: {},
+      subject: { reference: 'Patient/1' },
+      priceOverride: { value: 12.5, currency: 'EUR' },
+    }).quantities,
     'price-override',
   );
   t.match(m, { value: '12.5', system: 'urn:iso:std:iso:4217', units: 'EUR' });
   t.equal(m.hashIdentitySysUnits, hapiHash(['ChargeItem', 'price-override', 'urn:iso:std:iso:4217', 'EUR']));
   const range = named(
-    index({ resourceType: 'Condition', subject: { reference: 'Patient/1' }, onsetRange: { low: { value: 1, code: 'a' }, high: { value: 3, code: 'a' } } }).quantities,
+    index({
+      resourceType: 'Condition',
+      subject: { reference: 'Patient/1' },
+      onsetRange: { low: { value: 1, code: 'a' }, high: { value: 3, code: 'a' } },
+    }).quantities,
     'onset-age',
   );
-  t.same(range.map((r) => r.value), ['1', '3']);
+  t.same(
+    range.map((r) => r.value),
+    ['1', '3'],
+  );
 });
 
 t.test('number, uri and coordinates', async (t) => {
-  const risk = index({ resourceType: 'RiskAssessment', status: 'final', subject: { reference: 'Patient/1' }, prediction: [{ probabilityDecimal: 0.25 }] });
+  const risk = index({
+    resourceType: 'RiskAssessment',
+    status: 'final',
+    subject: { reference: 'Patient/1' },
+    prediction: [{ probabilityDecimal: 0.25 }],
+  });
   t.match(named(risk.numbers, 'probability'), [{ value: '0.25', missing: false }]);
   const vs = index({ resourceType: 'ValueSet', status: 'active', url: 'http://example.org/vs' });
   t.match(named(vs.uris, 'url'), [{ uri: 'http://example.org/vs', hashUri: hapiHash(['ValueSet', 'url', 'http://example.org/vs']) }]);
@@ -229,32 +303,58 @@ t.test('missing rows for params without values; presence rows for references', a
   const gp = rows.present.find((r) => r.name === 'general-practitioner')!;
   t.equal(gp.present, false);
   t.equal(gp.hashPresence, hapiHash(['Patient', 'general-practitioner', 'false']));
-  t.equal(rows.tokens.filter((r) => r.missing).length, new Set(rows.tokens.filter((r) => r.missing).map((r) => r.name)).size, 'one missing row per param');
+  t.equal(
+    rows.tokens.filter((r) => r.missing).length,
+    new Set(rows.tokens.filter((r) => r.missing).map((r) => r.name)).size,
+    'one missing row per param',
+  );
   const obs = index({ resourceType: 'Observation', status: 'final', code: { text: 'only text' } });
   t.match(named(obs.strings, 'code'), [{ valueExact: 'only text', missing: false }]);
   t.match(named(obs.tokens, 'code'), [{ missing: true }], 'text alone leaves the token table missing');
-  t.notOk(obs.tokens.some((r) => r.name.startsWith('code-value')), 'composites make no rows');
+  t.notOk(
+    obs.tokens.some((r) => r.name.startsWith('code-value')),
+    'composites make no rows',
+  );
 });
 
 t.test('reference forms', async (t) => {
-  const links = (reference: string) =>
-    index({ resourceType: 'Observation', status: 'final', code: {}, subject: { reference } }).links;
-  t.same(links('Patient/123').sort((a, b) => a.path.localeCompare(b.path)), [
-    { path: 'Observation.subject', name: 'subject', targetType: 'Patient', targetId: '123', targetUrl: null, targetVersion: null },
-    { path: 'Observation.subject.where(resolve() is Patient)', name: 'patient', targetType: 'Patient', targetId: '123', targetUrl: null, targetVersion: null },
-  ]);
+  const links = (reference: string) => index({ resourceType: 'Observation', status: 'final', code: {}, subject: { reference } }).links;
+  t.same(
+    links('Patient/123').sort((a, b) => a.path.localeCompare(b.path)),
+    [
+      { path: 'Observation.subject', name: 'subject', targetType: 'Patient', targetId: '123', targetUrl: null, targetVersion: null },
+      {
+        path: 'Observation.subject.where(resolve() is Patient)',
+        name: 'patient',
+        targetType: 'Patient',
+        targetId: '123',
+        targetUrl: null,
+        targetVersion: null,
+      },
+    ],
+  );
   t.match(links('Patient/123/_history/4'), [{ targetId: '123', targetVersion: '4' }, { targetVersion: '4' }]);
   t.match(links('Group/g1'), [{ name: 'subject', targetType: 'Group' }]);
   t.equal(links('Group/g1').length, 1, 'patient only takes Patient references');
   // @medplum/core's resolve() does not parse absolute URLs, so `patient` misses them (HAPI would not).
   t.same(links('http://other.org/fhir/Patient/9'), [
-    { path: 'Observation.subject', name: 'subject', targetType: 'Patient', targetId: null, targetUrl: 'http://other.org/fhir/Patient/9', targetVersion: null },
+    {
+      path: 'Observation.subject',
+      name: 'subject',
+      targetType: 'Patient',
+      targetId: null,
+      targetUrl: 'http://other.org/fhir/Patient/9',
+      targetVersion: null,
+    },
   ]);
   t.same(links('#contained'), []);
   t.same(links('urn:uuid:5b3b0b0a-0000-4000-8000-000000000000'), []);
   t.same(links('Patient?identifier=x|1'), [], 'conditional references are resolved before indexing');
   const present = index({ resourceType: 'Observation', status: 'final', code: {}, subject: { reference: 'Patient/1' } }).present;
-  t.match(present.find((r) => r.name === 'subject'), { present: true, hashPresence: hapiHash(['Observation', 'subject', 'true']) });
+  t.match(
+    present.find((r) => r.name === 'subject'),
+    { present: true, hashPresence: hapiHash(['Observation', 'subject', 'true']) },
+  );
   const qr = index({ resourceType: 'QuestionnaireResponse', status: 'completed', questionnaire: 'http://example.org/Questionnaire/q1|2' });
   t.match(qr.links, [{ name: 'questionnaire', targetUrl: 'http://example.org/Questionnaire/q1|2', targetType: null, targetId: null }]);
 });
@@ -262,13 +362,28 @@ t.test('reference forms', async (t) => {
 t.test('identical rows within a resource are written once', async (t) => {
   const rows = index({
     resourceType: 'Patient',
-    name: [{ family: 'Doe', given: ['Jo'] }, { family: 'Doe', given: ['Jo', 'Jo'] }],
-    identifier: [{ system: 's', value: '1' }, { system: 's', value: '1' }],
+    name: [
+      { family: 'Doe', given: ['Jo'] },
+      { family: 'Doe', given: ['Jo', 'Jo'] },
+    ],
+    identifier: [
+      { system: 's', value: '1' },
+      { system: 's', value: '1' },
+    ],
     generalPractitioner: [{ reference: 'Practitioner/1' }, { reference: 'Practitioner/1' }],
   });
-  t.same(named(rows.strings, 'family').map((r) => r.valueExact), ['Doe']);
-  t.same(named(rows.strings, 'given').map((r) => r.valueExact), ['Jo']);
-  t.same(named(rows.strings, 'name').map((r) => r.valueExact), ['Doe', 'Jo']);
+  t.same(
+    named(rows.strings, 'family').map((r) => r.valueExact),
+    ['Doe'],
+  );
+  t.same(
+    named(rows.strings, 'given').map((r) => r.valueExact),
+    ['Jo'],
+  );
+  t.same(
+    named(rows.strings, 'name').map((r) => r.valueExact),
+    ['Doe', 'Jo'],
+  );
   t.equal(named(rows.tokens, 'identifier').length, 1);
   t.equal(rows.links.filter((l) => l.name === 'general-practitioner').length, 1);
 });
@@ -285,7 +400,17 @@ t.test('partition id goes into every hash', async (t) => {
 t.test('an expression that fails on a resource is reported and skipped', async (t) => {
   const own = createR4Registry();
   // `and` needs single booleans: two given names make it fail.
-  own.add({ resourceType: 'SearchParameter', status: 'active', name: 'x', description: 'x', url: 'http://e.org/x', code: 'odd', type: 'token', base: ['Patient'], expression: 'Patient.name.given and Patient.active' });
+  own.add({
+    resourceType: 'SearchParameter',
+    status: 'active',
+    name: 'x',
+    description: 'x',
+    url: 'http://e.org/x',
+    code: 'odd',
+    type: 'token',
+    base: ['Patient'],
+    expression: 'Patient.name.given and Patient.active',
+  });
   const errors: string[] = [];
   const rows = extractIndexes({ resourceType: 'Patient', name: [{ given: ['A', 'B'] }] }, own, {
     onError: (param, path) => errors.push(`${param.code} ${path}`),

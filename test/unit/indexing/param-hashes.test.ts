@@ -7,7 +7,15 @@ t.test('remembered hashes equal hapiHash, nulls and look-alike keys included', a
   const h = paramHashes('Patient', 'identifier', null);
   t.equal(h.identity, hapiHash(['Patient', 'identifier']));
   const pairs: [string | null, string | null][] = [
-    ['a', 'b'], ['a', null], [null, 'b'], [null, null], ['', ''], ['1:a', 'b'], ['1', ':ab'], ['N', 'S'], ['a', 'Sb'],
+    ['a', 'b'],
+    ['a', null],
+    [null, 'b'],
+    [null, null],
+    ['', ''],
+    ['1:a', 'b'],
+    ['1', ':ab'],
+    ['N', 'S'],
+    ['a', 'Sb'],
   ];
   for (let round = 0; round < 2; round++) {
     for (const [a, b] of pairs) t.equal(h.of2(a, b), hapiHash(['Patient', 'identifier', a, b]), `${a} ${b} round ${round}`);

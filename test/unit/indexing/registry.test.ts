@@ -10,16 +10,16 @@ const codes = (type: string): string[] => registry.forType(type).map((p) => p.co
 // `base` is typed as concrete resource types, but Resource and DomainResource are valid bases.
 const sp = (over: Omit<Partial<SearchParameter>, 'base'> & { base?: string[] }): SearchParameter =>
   ({
-  resourceType: 'SearchParameter',
-  url: 'http://example.org/sp',
-  name: 'x',
-  status: 'active',
-  description: 'x',
-  code: 'x',
-  type: 'string',
-  base: ['Patient'],
-  ...over,
-}) as SearchParameter;
+    resourceType: 'SearchParameter',
+    url: 'http://example.org/sp',
+    name: 'x',
+    status: 'active',
+    description: 'x',
+    code: 'x',
+    type: 'string',
+    base: ['Patient'],
+    ...over,
+  }) as SearchParameter;
 
 t.test('R4 and US Core parameters, without the ones HAPI keeps elsewhere', async (t) => {
   const patient = codes('Patient');
@@ -35,16 +35,26 @@ t.test('R4 and US Core parameters, without the ones HAPI keeps elsewhere', async
 
 t.test('only the parts of a union that apply to the type', async (t) => {
   const code = registry.get('Condition', 'code')!;
-  t.same(code.parts.map((p) => p.path), ['Condition.code']);
+  t.same(
+    code.parts.map((p) => p.path),
+    ['Condition.code'],
+  );
   t.equal(code.union, true);
   t.ok(code.expression.includes('AllergyIntolerance.code'));
-  t.same(registry.get('Observation', 'value-quantity')!.parts.map((p) => p.path), ['(Observation.value.ofType(Quantity))', '(Observation.value.ofType(SampledData))']);
-  t.same(registry.get('InsurancePlan', 'name')!.parts.map((p) => p.path), ['name', 'alias'], 'untyped parts apply');
+  t.same(
+    registry.get('Observation', 'value-quantity')!.parts.map((p) => p.path),
+    ['(Observation.value.ofType(Quantity))', '(Observation.value.ofType(SampledData))'],
+  );
+  t.same(
+    registry.get('InsurancePlan', 'name')!.parts.map((p) => p.path),
+    ['name', 'alias'],
+    'untyped parts apply',
+  );
   t.equal(registry.get('Patient', 'code'), undefined);
 });
 
 t.test('splitExpression keeps parentheses, strings and precedence', async (t) => {
-  t.same(splitExpression('A.b | (C.d as E) | F.g.where(h = \'x|y\')'), { parts: ['A.b', '(C.d as E)', "F.g.where(h = 'x|y')"], union: true });
+  t.same(splitExpression("A.b | (C.d as E) | F.g.where(h = 'x|y')"), { parts: ['A.b', '(C.d as E)', "F.g.where(h = 'x|y')"], union: true });
   t.same(splitExpression('Patient.name'), { parts: ['Patient.name'], union: false });
   // `=` binds looser than `|`: this is `a = (b | c)`, one part.
   t.same(splitExpression("Patient.gender = 'a' | 'b'"), { parts: ["Patient.gender = 'a' | 'b'"], union: false });
@@ -68,7 +78,10 @@ t.test('add() makes a SearchParameter searchable at run time, and can replace on
   t.equal(registry.get('Patient', 'nickname'), undefined, 'other registries are untouched');
 
   own.add(sp({ code: 'version', type: 'token', base: ['Resource'], expression: 'Resource.meta.versionId' }));
-  t.same(own.get('Observation', 'version')?.parts.map((p) => p.path), ['Observation.meta.versionId']);
+  t.same(
+    own.get('Observation', 'version')?.parts.map((p) => p.path),
+    ['Observation.meta.versionId'],
+  );
   t.ok(own.get('Bundle', 'version'), 'Resource applies to every type');
 
   own.add(sp({ code: 'note', base: ['DomainResource'], expression: 'DomainResource.text.div' }));
@@ -76,8 +89,16 @@ t.test('add() makes a SearchParameter searchable at run time, and can replace on
   t.equal(own.get('Bundle', 'note'), undefined, 'DomainResource skips Bundle');
 
   own.add(sp({ code: 'family', expression: 'Patient.name.given' }));
-  t.same(own.get('Patient', 'family')?.parts.map((p) => p.path), ['Patient.name.given'], 'replaced by code and base');
-  t.same(own.get('Practitioner', 'family')?.parts.map((p) => p.path), ['Practitioner.name.family'], 'other bases keep theirs');
+  t.same(
+    own.get('Patient', 'family')?.parts.map((p) => p.path),
+    ['Patient.name.given'],
+    'replaced by code and base',
+  );
+  t.same(
+    own.get('Practitioner', 'family')?.parts.map((p) => p.path),
+    ['Practitioner.name.family'],
+    'other bases keep theirs',
+  );
 
   own.add(sp({ code: '_id', type: 'token', base: ['Resource'], expression: 'Resource.id' }));
   t.equal(own.get('Patient', '_id'), undefined, 'HAPI keeps _id elsewhere');

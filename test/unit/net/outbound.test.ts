@@ -35,7 +35,10 @@ async function server(host: string, routes: Record<string, (req: http.IncomingMe
   return { port, seen, connections: () => connections };
 }
 
-const redirect = (to: string, status = 302) => (_req: http.IncomingMessage, res: http.ServerResponse) => res.writeHead(status, { location: to }).end();
+const redirect =
+  (to: string, status = 302) =>
+  (_req: http.IncomingMessage, res: http.ServerResponse) =>
+    res.writeHead(status, { location: to }).end();
 
 const a = await server('127.0.0.1');
 const b = await server('127.0.0.1');
@@ -120,13 +123,20 @@ t.test('redirects: followed here, each hop checked, credentials kept to their or
   t.equal(target.seen.length, 0, 'the private target saw nothing');
 
   const auth = { authorization: 'Bearer secret-token' };
-  t.equal(await (await o.fetch(`http://127.0.0.1:${hops.port}/same`, { headers: auth })).json().then((j) => (j as { path: string }).path), '/landed-here');
+  t.equal(
+    await (await o.fetch(`http://127.0.0.1:${hops.port}/same`, { headers: auth })).json().then((j) => (j as { path: string }).path),
+    '/landed-here',
+  );
   t.equal(hops.seen.at(-1)!.authorization, 'Bearer secret-token', 'kept on the same origin');
   t.equal((await o.fetch(`http://127.0.0.1:${hops.port}/to-other`, { headers: auth })).status, 200);
   t.equal(target.seen.at(-1)!.url, '/landed');
   t.equal(target.seen.at(-1)!.authorization, undefined, 'dropped on another origin');
 
-  await o.fetch(`http://127.0.0.1:${hops.port}/see-other`, { method: 'POST', body: 'x=1', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+  await o.fetch(`http://127.0.0.1:${hops.port}/see-other`, {
+    method: 'POST',
+    body: 'x=1',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+  });
   t.same(target.seen.at(-1), { url: '/got', method: 'GET', authorization: undefined }, '303: a GET');
 
   const loops = hops.seen.length;
@@ -160,14 +170,19 @@ t.test('errors name the host, never the address or the system error text', async
   t.equal((timedOut as Error).name, 'TimeoutError', "a caller's timeout stays a TimeoutError");
   await refused(t, o.fetch('http://no-such-host.invalid/'), 'unreachable', 'no-such-host.invalid', 'a name that does not resolve');
   t.equal(scrubAddresses('connect ECONNREFUSED 10.1.2.3:443'), 'connect ECONNREFUSED [internal address]:443');
-  t.equal(scrubAddresses('at [::1]:80 and fe80::1, not 8.8.8.8 or 10:30:00'), 'at [internal address]:80 and [internal address], not 8.8.8.8 or 10:30:00');
+  t.equal(
+    scrubAddresses('at [::1]:80 and fe80::1, not 8.8.8.8 or 10:30:00'),
+    'at [internal address]:80 and [internal address], not 8.8.8.8 or 10:30:00',
+  );
 });
 
 t.test('oauth4webapi takes its Response (customFetch)', async (t) => {
   const s = await server('127.0.0.1', {
     '/.well-known/oauth-authorization-server': (_req, res) => {
-      const issuer = `http://127.0.0.1:${(res.socket!.localPort)}`;
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ issuer, token_endpoint: `${issuer}/token`, authorization_endpoint: `${issuer}/authorize` }));
+      const issuer = `http://127.0.0.1:${res.socket!.localPort}`;
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ issuer, token_endpoint: `${issuer}/token`, authorization_endpoint: `${issuer}/authorize` }));
     },
   });
   const o = createOutbound({ allow: [`127.0.0.1:${s.port}`] });
@@ -180,19 +195,60 @@ t.test('oauth4webapi takes its Response (customFetch)', async (t) => {
 
 t.test('addresses, allow-list entries and directory bases', async (t) => {
   for (const ok of ['8.8.8.8', '2606:4700::1111', '93.184.216.34']) t.ok(isPublicAddress(ok), ok);
-  for (const bad of ['127.0.0.1', '10.0.0.1', '172.16.0.1', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '255.255.255.255', '192.0.2.1', '::1', '::', 'fe80::1', 'fc00::1', 'ff02::1', '::ffff:10.0.0.1', '::a00:1', '64:ff9b::a00:1', '2001:db8::1', 'not an address']) {
+  for (const bad of [
+    '127.0.0.1',
+    '10.0.0.1',
+    '172.16.0.1',
+    '192.168.1.1',
+    '169.254.169.254',
+    '100.64.0.1',
+    '0.0.0.0',
+    '255.255.255.255',
+    '192.0.2.1',
+    '::1',
+    '::',
+    'fe80::1',
+    'fc00::1',
+    'ff02::1',
+    '::ffff:10.0.0.1',
+    '::a00:1',
+    '64:ff9b::a00:1',
+    '2001:db8::1',
+    'not an address',
+  ]) {
     t.notOk(isPublicAddress(bad), bad);
   }
   t.throws(() => parseAllow(['10.0.0.0/33']), /CIDR/);
   t.throws(() => parseAllow(['http://x/y']), /not a CIDR range/);
   t.throws(() => parseAllow(['a b']), /not a host/);
   t.throws(() => parseAllow(['x?y']), /not a host/);
-  t.throws(() => loadConfig({ OUTBOUND_ALLOW: 'fhir.lan,10.0.0.0/99' }), /^OUTBOUND_ALLOW is a comma-separated list .*"10.0.0.0\/99" is not a CIDR range/);
-  t.ok((() => { try { loadConfig({ OUTBOUND_ALLOW: 'a b' }); } catch (err) { return err instanceof ConfigError; } })(), 'a ConfigError');
+  t.throws(
+    () => loadConfig({ OUTBOUND_ALLOW: 'fhir.lan,10.0.0.0/99' }),
+    /^OUTBOUND_ALLOW is a comma-separated list .*"10.0.0.0\/99" is not a CIDR range/,
+  );
+  t.ok(
+    (() => {
+      try {
+        loadConfig({ OUTBOUND_ALLOW: 'a b' });
+      } catch (err) {
+        return err instanceof ConfigError;
+      }
+    })(),
+    'a ConfigError',
+  );
   t.same(loadConfig({ OUTBOUND_ALLOW: ' fhir.lan , 10.0.0.5:8443,10.1.0.0/16' }).outboundAllow, ['fhir.lan', '10.0.0.5:8443', '10.1.0.0/16']);
   t.same(loadConfig({}).outboundAllow, []);
   const why = (u: string, allow: string[] = []) => privateHostReason(new URL(u), allow);
-  for (const bad of ['https://10.1.2.3/fhir', 'http://localhost/fhir', 'https://ehr.services.local/fhir', 'https://fhir.corp.internal/r4', 'http://[::1]/fhir', 'http://[::ffff:192.168.0.1]/fhir', 'https://127.1/fhir']) t.ok(why(bad), bad);
+  for (const bad of [
+    'https://10.1.2.3/fhir',
+    'http://localhost/fhir',
+    'https://ehr.services.local/fhir',
+    'https://fhir.corp.internal/r4',
+    'http://[::1]/fhir',
+    'http://[::ffff:192.168.0.1]/fhir',
+    'https://127.1/fhir',
+  ])
+    t.ok(why(bad), bad);
   for (const ok of ['https://fhir.epic.com/api/FHIR/R4', 'https://8.8.8.8/fhir', 'https://local.example.com/fhir']) t.equal(why(ok), undefined, ok);
   t.equal(why('http://10.1.2.3:8443/fhir', ['10.1.2.3:8443']), undefined, 'allowed by host:port');
   t.ok(why('http://10.1.2.3:9443/fhir', ['10.1.2.3:8443']), 'not on another port');
@@ -201,9 +257,20 @@ t.test('addresses, allow-list entries and directory bases', async (t) => {
 });
 
 t.test("the app's allow-list: the operator's, and its own origin when it serves the sandboxes", async (t) => {
-  t.same(outboundAllow({ outboundAllow: [], sandboxes: true, baseUrl: 'http://localhost:8080' }), ['localhost:8080'], 'the defaults: the sandboxes on this origin');
-  t.same(outboundAllow({ outboundAllow: ['10.0.0.0/8'], sandboxes: true, baseUrl: 'https://fhir.example.org' }), ['10.0.0.0/8', 'fhir.example.org:443']);
-  t.same(outboundAllow({ outboundAllow: ['fhir.lan'], sandboxes: false, baseUrl: 'http://localhost:8080' }), ['fhir.lan'], 'no sandboxes: the operator\'s alone');
+  t.same(
+    outboundAllow({ outboundAllow: [], sandboxes: true, baseUrl: 'http://localhost:8080' }),
+    ['localhost:8080'],
+    'the defaults: the sandboxes on this origin',
+  );
+  t.same(outboundAllow({ outboundAllow: ['10.0.0.0/8'], sandboxes: true, baseUrl: 'https://fhir.example.org' }), [
+    '10.0.0.0/8',
+    'fhir.example.org:443',
+  ]);
+  t.same(
+    outboundAllow({ outboundAllow: ['fhir.lan'], sandboxes: false, baseUrl: 'http://localhost:8080' }),
+    ['fhir.lan'],
+    "no sandboxes: the operator's alone",
+  );
   // What it means for the sandboxes' directory rows on the default BASE_URL, and for anything else there.
   t.equal(privateHostReason(new URL('http://localhost:8080/sandbox/north-valley/fhir/r4'), ['localhost:8080']), undefined);
   const o = createOutbound({ allow: outboundAllow({ outboundAllow: [], sandboxes: true, baseUrl: `http://localhost:${a.port}` }) });

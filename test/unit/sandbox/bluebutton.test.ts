@@ -5,7 +5,13 @@
  */
 import t from 'tap';
 import type { ExplanationOfBenefit } from '@medplum/fhirtypes';
-import { bluebuttonPage, bluebuttonSearch, BLUEBUTTON_NOT_FOUND, matchesServiceDate, type BlueButtonQuery } from '../../../src/sandbox/vendors/bluebutton.ts';
+import {
+  bluebuttonPage,
+  bluebuttonSearch,
+  BLUEBUTTON_NOT_FOUND,
+  matchesServiceDate,
+  type BlueButtonQuery,
+} from '../../../src/sandbox/vendors/bluebutton.ts';
 import { generatePayerSystem } from '../../../src/sandbox/payer.ts';
 
 const q = (type: string, query: string) => bluebuttonSearch(type, new URLSearchParams(query), '-20140000000001');
@@ -21,7 +27,11 @@ const refused = (type: string, query: string) => {
 
 t.test('types and parameters', async (t) => {
   t.same(refused('Observation', 'patient=x'), BLUEBUTTON_NOT_FOUND, 'a type it does not serve: 404 as its web framework answers');
-  t.same(ok('Coverage', 'patient=someone&beneficiary=Patient/other').internal.toString(), 'beneficiary=Patient%2F-20140000000001', 'the beneficiary injected; patient dropped');
+  t.same(
+    ok('Coverage', 'patient=someone&beneficiary=Patient/other').internal.toString(),
+    'beneficiary=Patient%2F-20140000000001',
+    'the beneficiary injected; patient dropped',
+  );
   t.same([...ok('Coverage', 'patient=x&_include=*&_since=2020').kept], [], 'unknown parameters dropped');
   t.same(ok('ExplanationOfBenefit', '_lastUpdated=gt2024-01-01&foo=1').internal.getAll('_lastUpdated'), ['gt2024-01-01']);
   t.equal(refused('ExplanationOfBenefit', '_lastUpdated=2024-01-01')?.status, 400, '_lastUpdated without a prefix: 400');
@@ -52,7 +62,10 @@ t.test('pages: startIndex links, filters by type and service-date', async (t) =>
   t.match(next, /_count=5&startIndex=5$/);
   t.notMatch(next, /junk/);
   const second = bluebuttonPage(eobs, ok('ExplanationOfBenefit', new URL(next).search.slice(1)), url);
-  t.same(second.entry!.map((e) => e.resource!.id), eobs.slice(5, 10).map((e) => e.id));
+  t.same(
+    second.entry!.map((e) => e.resource!.id),
+    eobs.slice(5, 10).map((e) => e.id),
+  );
   t.ok(second.link!.some((l) => l.relation === 'previous'));
   const pde = bluebuttonPage(eobs, ok('ExplanationOfBenefit', 'type=PDE&_count=50'), url);
   t.ok(pde.entry!.length > 0 && pde.entry!.every((e) => (e.resource as ExplanationOfBenefit).type.coding![0].code === 'PDE'));

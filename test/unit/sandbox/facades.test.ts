@@ -21,7 +21,14 @@ const app = await buildTestApp(t, { fhirAuth: 'required' });
 async function ordinaryRoutes(name: string, person: SandboxPatient): Promise<InternalFhir> {
   const { app: client } = await app.auth.createApp({ name });
   const user = (await app.auth.createUser(client.id, person.personKey))!;
-  await inTransaction(app.pg, (c) => writeResources(app.fhir, c, { partitionId: client.id, ownerId: user.id }, person.resources.map((r) => ({ type: r.resourceType, id: r.id!, resource: r }))));
+  await inTransaction(app.pg, (c) =>
+    writeResources(
+      app.fhir,
+      c,
+      { partitionId: client.id, ownerId: user.id },
+      person.resources.map((r) => ({ type: r.resourceType, id: r.id!, resource: r })),
+    ),
+  );
   const { access_token } = await app.auth.exchangeCode(client, await app.auth.newCode(client.id, user.id));
   return {
     internalBase: `${app.config.baseUrl}/fhir/r4`,
@@ -48,14 +55,23 @@ t.test('Blue Button: three types, beneficiary injected, _count 10 and 51 refused
   const pid = person.resources[0].id!;
   const cov = await serve('Coverage?patient=nobody');
   t.equal(cov.status, 200, String(cov.body));
-  t.same(body(cov).entry?.map((e) => e.resource!.id).sort(), ['a', 'b', 'd'].map((p) => `part-${p}-${pid}`), 'patient dropped, the beneficiary injected');
-  t.ok(body(cov).entry!.every((e) => e.resource!.meta?.lastUpdated && e.fullUrl!.startsWith(base)), 'meta.lastUpdated; public fullUrls');
+  t.same(
+    body(cov)
+      .entry?.map((e) => e.resource!.id)
+      .sort(),
+    ['a', 'b', 'd'].map((p) => `part-${p}-${pid}`),
+    'patient dropped, the beneficiary injected',
+  );
+  t.ok(
+    body(cov).entry!.every((e) => e.resource!.meta?.lastUpdated && e.fullUrl!.startsWith(base)),
+    'meta.lastUpdated; public fullUrls',
+  );
   const eobs = person.resources.filter((r) => r.resourceType === 'ExplanationOfBenefit').map((r) => r.id);
   const first = body(await serve('ExplanationOfBenefit?_include=*'));
   t.equal(first.entry!.length, 10, '10 by default');
   t.equal(first.total, eobs.length);
   const seen = new Set<string>();
-  for (let url: string | undefined = `${base}/ExplanationOfBenefit?_count=7`; url; ) {
+  for (let url: string | undefined = `${base}/ExplanationOfBenefit?_count=7`; url;) {
     const page: Bundle = body(await serve(url.slice(base.length + 1)));
     t.ok(page.entry!.length <= 7);
     for (const e of page.entry!) seen.add(e.resource!.id!);
@@ -70,12 +86,23 @@ t.test('Blue Button: three types, beneficiary injected, _count 10 and 51 refused
   t.equal((await serve('Observation?patient=x')).status, 404);
   t.equal((await serve(`Patient/${pid}`)).status, 200);
   const cs = body<{ rest: { resource: { type: string }[] }[] }>(await serve('metadata'));
-  t.same(cs.rest[0].resource.map((r) => r.type), ['Patient', 'Coverage', 'ExplanationOfBenefit']);
+  t.same(
+    cs.rest[0].resource.map((r) => r.type),
+    ['Patient', 'Coverage', 'ExplanationOfBenefit'],
+  );
   t.match((await serve('metadata')).body, `${app.config.baseUrl}/sandbox/bluebutton/oauth2/token`, 'its own token endpoint in oauth-uris');
 });
 
 t.test('athena: 403 without intent, cursor paging, about half meta.lastUpdated, _lastUpdated ignored, quota headers', async (t) => {
-  const person = generateSystem({ seed: 'athena-facade', patients: 1, idPrefix: ATHENA_SYSTEM.idPrefix, systemName: ATHENA_SYSTEM.title, years: 3, ...ATHENA_SYSTEM.generate, sharedPerson: false }).patients[0];
+  const person = generateSystem({
+    seed: 'athena-facade',
+    patients: 1,
+    idPrefix: ATHENA_SYSTEM.idPrefix,
+    systemName: ATHENA_SYSTEM.title,
+    years: 3,
+    ...ATHENA_SYSTEM.generate,
+    sharedPerson: false,
+  }).patients[0];
   const fhir = await ordinaryRoutes('athena', person);
   const base = `${app.config.baseUrl}${ATHENA_SYSTEM.basePath}`;
   const athena = createAthenaFacade();
@@ -83,7 +110,9 @@ t.test('athena: 403 without intent, cursor paging, about half meta.lastUpdated, 
   const pid = person.resources[0].id!;
   const refused = await serve(`MedicationRequest?patient=${pid}`);
   t.equal(refused.status, 403);
-  t.match(body(refused), { issue: [{ code: 'forbidden', diagnostics: 'one of the required parameter combinations [[patient,intent],[_id]] was not provided' }] });
+  t.match(body(refused), {
+    issue: [{ code: 'forbidden', diagnostics: 'one of the required parameter combinations [[patient,intent],[_id]] was not provided' }],
+  });
   const meds = await serve(`MedicationRequest?patient=${pid}&intent=order`);
   t.equal(meds.status, 200, String(meds.body));
   t.equal(meds.headers['X-Ratelimit-Limit'], '100000');
@@ -99,7 +128,10 @@ t.test('athena: 403 without intent, cursor paging, about half meta.lastUpdated, 
   }
   t.ok(pages > 1);
   t.same(got.map((r) => r.id).sort(), [...expected].sort(), '_lastUpdated ignored: every Observation, once');
-  t.ok(got.some((r) => (r as { status: string }).status === 'entered-in-error'), 'entered-in-error returned');
+  t.ok(
+    got.some((r) => (r as { status: string }).status === 'entered-in-error'),
+    'entered-in-error returned',
+  );
   const withMeta = got.filter((r) => r.meta?.lastUpdated).length;
   t.ok(withMeta > got.length * 0.3 && withMeta < got.length * 0.7, `meta.lastUpdated on ${withMeta} of ${got.length}`);
   t.equal((await serve(`Observation?patient=${pid}&cursor=a-80000.E-obs-1-1`)).status, 400, 'an unknown cursor: 400');
@@ -108,11 +140,24 @@ t.test('athena: 403 without intent, cursor paging, about half meta.lastUpdated, 
   t.equal((await serve(next.slice(base.length + 1))).status, 400, 'cursors expired by the admin');
   const cs = (await serve('metadata')).body!;
   t.notMatch(cs, /"_lastUpdated"/i, '_lastUpdated not listed');
-  t.same(body<{ rest: { resource: { type: string }[] }[] }>(await serve('metadata')).rest[0].resource.map((r) => r.type).sort(), [...ATHENA_SYSTEM.types].sort(), "athena's types only");
+  t.same(
+    body<{ rest: { resource: { type: string }[] }[] }>(await serve('metadata'))
+      .rest[0].resource.map((r) => r.type)
+      .sort(),
+    [...ATHENA_SYSTEM.types].sort(),
+    "athena's types only",
+  );
 });
 
 t.test('MEDITECH: $everything with _since ignored and start/end, continue paging, _lastUpdated ignored', async (t) => {
-  const person = generateSystem({ seed: 'meditech-facade', patients: 1, idPrefix: MEDITECH_SYSTEM.idPrefix, systemName: MEDITECH_SYSTEM.title, years: 3, sharedPerson: false }).patients[0];
+  const person = generateSystem({
+    seed: 'meditech-facade',
+    patients: 1,
+    idPrefix: MEDITECH_SYSTEM.idPrefix,
+    systemName: MEDITECH_SYSTEM.title,
+    years: 3,
+    sharedPerson: false,
+  }).patients[0];
   const fhir = await ordinaryRoutes('meditech', person);
   const base = `${app.config.baseUrl}${MEDITECH_SYSTEM.basePath}`;
   const meditech = createMeditechFacade();
@@ -120,7 +165,7 @@ t.test('MEDITECH: $everything with _since ignored and start/end, continue paging
   const pid = person.resources[0].id!;
   const all = async (first: string) => {
     const out: Resource[] = [];
-    for (let url: string | undefined = `${base}/${first}`; url; ) {
+    for (let url: string | undefined = `${base}/${first}`; url;) {
       const a = await serve(url.slice(base.length + 1));
       t.equal(a.status, 200, String(a.body).slice(0, 300));
       const page: Bundle = body(a);
@@ -132,7 +177,10 @@ t.test('MEDITECH: $everything with _since ignored and start/end, continue paging
   };
   const chart = await all(`Patient/${pid}/$everything?_count=50`);
   const own = new Set(person.resources.map((r) => `${r.resourceType}/${r.id}`));
-  t.ok([...own].every((k) => chart.some((r) => `${r.resourceType}/${r.id}` === k)), `$everything: the whole chart (${chart.length})`);
+  t.ok(
+    [...own].every((k) => chart.some((r) => `${r.resourceType}/${r.id}` === k)),
+    `$everything: the whole chart (${chart.length})`,
+  );
   const since = await all(`Patient/${pid}/$everything?_count=50&_since=2100-01-01T00:00:00Z`);
   t.equal(since.length, chart.length, '_since ignored');
   const year = await all(`Patient/${pid}/$everything?_count=50&start=2025-01-01&end=2025-12-31`);

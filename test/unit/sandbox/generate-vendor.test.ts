@@ -37,13 +37,26 @@ t.test('the built-in systems records are what they were before the options exist
 });
 
 t.test('variations keep the rest of the record: the same people, the same resources by id', async (t) => {
-  t.same(varied.patients.map((p) => p.username), plain.patients.map((p) => p.username));
+  t.same(
+    varied.patients.map((p) => p.username),
+    plain.patients.map((p) => p.username),
+  );
   t.same(varied.shared, plain.shared);
   const ids = new Set(all(varied).map((r) => `${r.resourceType}/${r.id}`));
-  t.ok(all(plain).every((r) => ids.has(`${r.resourceType}/${r.id}`)), 'every resource of the plain record is there');
+  t.ok(
+    all(plain).every((r) => ids.has(`${r.resourceType}/${r.id}`)),
+    'every resource of the plain record is there',
+  );
   const plainPatients = plain.patients.map((p) => p.resources[0]);
-  t.same(varied.patients.map((p) => p.resources[0]), plainPatients, 'Patients unchanged');
-  t.ok(all(varied).every((r) => r.id!.startsWith('a-80000.E-')), 'practice-prefixed ids, as athena');
+  t.same(
+    varied.patients.map((p) => p.resources[0]),
+    plainPatients,
+    'Patients unchanged',
+  );
+  t.ok(
+    all(varied).every((r) => r.id!.startsWith('a-80000.E-')),
+    'practice-prefixed ids, as athena',
+  );
   t.equal(sha(generateSystem({ ...BASE, vendor: structuredClone(VARIATIONS) })), sha(varied), 'deterministic');
 });
 
@@ -54,7 +67,11 @@ t.test('entered-in-error: about the share asked, masked Observations have no val
   t.ok(share > 0.1 && share < 0.2, `${eie.length} of ${obs.length} Observations (${(share * 100).toFixed(1)} %)`);
   for (const o of eie) {
     const values = Object.keys(o).filter((k) => k.startsWith('value'));
-    if (o.component) t.ok(o.component.every((c) => c.dataAbsentReason?.coding?.[0].code === 'masked' && !c.valueQuantity), `${o.id}: components masked`);
+    if (o.component)
+      t.ok(
+        o.component.every((c) => c.dataAbsentReason?.coding?.[0].code === 'masked' && !c.valueQuantity),
+        `${o.id}: components masked`,
+      );
     else t.same([values, o.dataAbsentReason?.coding?.[0].code], [[], 'masked'], `${o.id}: value removed, masked`);
   }
   for (const type of ['DiagnosticReport', 'DocumentReference']) {
@@ -70,7 +87,10 @@ t.test('notes as Binary: relative urls to an HTML and a PDF rendition, owned by 
     const docs = p.resources.filter((r): r is DocumentReference => r.resourceType === 'DocumentReference');
     t.ok(docs.length > 0);
     for (const doc of docs) {
-      t.same(doc.content.map((c) => c.attachment.contentType), ['text/html', 'application/pdf']);
+      t.same(
+        doc.content.map((c) => c.attachment.contentType),
+        ['text/html', 'application/pdf'],
+      );
       for (const { attachment } of doc.content) {
         t.match(attachment.url, /^Binary\/a-80000\.E-bin-\d+-\d+$/);
         const bin = binaries.get(attachment.url!)!;
@@ -78,7 +98,8 @@ t.test('notes as Binary: relative urls to an HTML and a PDF rendition, owned by 
         t.equal(bin.securityContext?.reference, `Patient/${p.resources[0].id}`);
         const bytes = Buffer.from(bin.data!, 'base64');
         t.equal(bytes.length, attachment.size);
-        if (attachment.contentType === 'text/html') t.match(bytes.toString('utf8'), /^<!DOCTYPE html>[\s\S]*<h1>(Progress note|History and physical)<\/h1>[\s\S]*Assessment:/);
+        if (attachment.contentType === 'text/html')
+          t.match(bytes.toString('utf8'), /^<!DOCTYPE html>[\s\S]*<h1>(Progress note|History and physical)<\/h1>[\s\S]*Assessment:/);
         else t.match(bytes.subarray(0, 8).toString('latin1'), /^%PDF-1\.4/);
       }
     }
@@ -107,7 +128,10 @@ t.test('more categories: social-history at each check-up, survey with each scree
   const survey = obs.filter((o) => cat(o) === 'survey');
   const checkups = all(varied).filter((r) => r.resourceType === 'Encounter' && JSON.stringify(r).includes('185349003'));
   t.equal(social.length, checkups.length, `${social.length} smoking statuses, one per check-up`);
-  t.ok(survey.length > 0 && survey.every((o) => typeof o.valueInteger === 'number' || o.status === 'entered-in-error'), `${survey.length} PHQ-2 scores`);
+  t.ok(
+    survey.length > 0 && survey.every((o) => typeof o.valueInteger === 'number' || o.status === 'entered-in-error'),
+    `${survey.length} PHQ-2 scores`,
+  );
   t.equal(all(plain).filter((r) => r.resourceType === 'Observation' && ['social-history', 'survey'].includes(cat(r as Observation) ?? '')).length, 0);
 });
 
@@ -115,7 +139,8 @@ t.test('every varied resource validates, but the one Procedure left without stat
   const failures: string[] = [];
   for (const r of all(varied)) {
     for (const issue of validator.validate(r)) {
-      if (issue.severity === 'error' || issue.severity === 'fatal') failures.push(`${r.resourceType}/${r.id}: ${issue.diagnostics} at ${issue.expression}`);
+      if (issue.severity === 'error' || issue.severity === 'fatal')
+        failures.push(`${r.resourceType}/${r.id}: ${issue.diagnostics} at ${issue.expression}`);
     }
   }
   t.equal(failures.length, 1, failures.slice(0, 5).join('\n'));

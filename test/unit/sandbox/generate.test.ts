@@ -67,9 +67,16 @@ t.test('ids are valid and unique, references resolve within the system, each rec
   const ids = new Set(resources.map(key));
   t.equal(ids.size, resources.length, 'no two resources share type and id');
   t.same(resources.filter((r) => !/^[A-Za-z0-9\-.]{1,64}$/.test(r.id ?? '')).map(key), [], 'ids match [A-Za-z0-9-.]{1,64}');
-  t.ok(resources.every((r) => r.id?.startsWith('nv-')), 'ids carry the prefix');
+  t.ok(
+    resources.every((r) => r.id?.startsWith('nv-')),
+    'ids carry the prefix',
+  );
 
-  const dangling = resources.flatMap((r) => references(r).filter((ref) => !ids.has(ref)).map((ref) => `${key(r)} → ${ref}`));
+  const dangling = resources.flatMap((r) =>
+    references(r)
+      .filter((ref) => !ids.has(ref))
+      .map((ref) => `${key(r)} → ${ref}`),
+  );
   t.same(dangling, [], 'every reference points at a resource of the system');
 
   for (const patient of system.patients) {
@@ -77,30 +84,47 @@ t.test('ids are valid and unique, references resolve within the system, each rec
     t.equal(first.resourceType, 'Patient', `${patient.personKey}: the Patient first`);
     const subject = key(first);
     const foreign = rest.filter((r) => {
-      const owner = (r as { subject?: { reference?: string }; patient?: { reference?: string } });
+      const owner = r as { subject?: { reference?: string }; patient?: { reference?: string } };
       return (owner.subject ?? owner.patient)?.reference !== subject;
     });
     t.same(foreign.map(key), [], `${patient.personKey}: every resource is about ${subject}`);
   }
-  t.same(
-    system.shared.map((r) => r.resourceType).sort(),
-    ['Location', 'Location', 'Organization', ...Array(6).fill('Practitioner')],
-  );
+  t.same(system.shared.map((r) => r.resourceType).sort(), ['Location', 'Location', 'Organization', ...Array(6).fill('Practitioner')]);
 });
 
 t.test('logins: unique usernames of lowercase letters, passwords of at least 8 characters', async (t) => {
   const usernames = system.patients.map((p) => p.username);
   t.equal(new Set(usernames).size, usernames.length);
-  t.ok(usernames.every((u) => /^[a-z]+$/.test(u)), usernames.join(' '));
+  t.ok(
+    usernames.every((u) => /^[a-z]+$/.test(u)),
+    usernames.join(' '),
+  );
   t.ok(system.patients.every((p) => p.password.length >= 8));
-  t.same(system.patients.map((p) => p.personKey), ['shared', ...Array.from({ length: 20 }, (_, i) => `nv-${i + 1}`)]);
+  t.same(
+    system.patients.map((p) => p.personKey),
+    ['shared', ...Array.from({ length: 20 }, (_, i) => `nv-${i + 1}`)],
+  );
   t.equal(generateSystem({ ...OPTIONS, patients: 2, sharedPerson: false }).patients.length, 2);
 });
 
 t.test('the record has every US Core type, daily steps, and blood pressure with both components', async (t) => {
   const resources = everyResource(system);
   const types = new Set<string>(resources.map((r) => r.resourceType));
-  for (const type of ['Organization', 'Practitioner', 'Location', 'Patient', 'Encounter', 'Observation', 'DiagnosticReport', 'Condition', 'MedicationRequest', 'AllergyIntolerance', 'Immunization', 'Procedure', 'DocumentReference']) {
+  for (const type of [
+    'Organization',
+    'Practitioner',
+    'Location',
+    'Patient',
+    'Encounter',
+    'Observation',
+    'DiagnosticReport',
+    'Condition',
+    'MedicationRequest',
+    'AllergyIntolerance',
+    'Immunization',
+    'Procedure',
+    'DocumentReference',
+  ]) {
     t.ok(types.has(type), type);
   }
   const categories = new Set(resources.flatMap((r) => ((r as Observation).category ?? []).flatMap((c) => c.coding?.map((x) => x.code) ?? [])));
@@ -108,7 +132,27 @@ t.test('the record has every US Core type, daily steps, and blood pressure with 
     t.ok(categories.has(category), `category ${category}`);
   }
   const loinc = new Set(resources.flatMap(codes));
-  for (const code of ['8867-4', '9279-1', '8310-5', '8302-2', '29463-7', '39156-5', '59408-5', '2339-0', '4548-4', '2093-3', '18262-6', '2085-9', '2571-8', '2160-0', '718-7', '6690-2', '57698-3', '58410-2', '51990-0']) {
+  for (const code of [
+    '8867-4',
+    '9279-1',
+    '8310-5',
+    '8302-2',
+    '29463-7',
+    '39156-5',
+    '59408-5',
+    '2339-0',
+    '4548-4',
+    '2093-3',
+    '18262-6',
+    '2085-9',
+    '2571-8',
+    '2160-0',
+    '718-7',
+    '6690-2',
+    '57698-3',
+    '58410-2',
+    '51990-0',
+  ]) {
     t.ok(loinc.has(code), `code ${code}`);
   }
 
@@ -120,15 +164,22 @@ t.test('the record has every US Core type, daily steps, and blood pressure with 
 
   const bp = resources.filter((r) => codes(r).includes('85354-9')) as Observation[];
   t.ok(bp.length > 0);
-  t.ok(bp.every((o) => {
-    const parts = (o.component ?? []).flatMap((c) => c.code.coding?.map((x) => x.code) ?? []);
-    return parts.includes('8480-6') && parts.includes('8462-4') && o.component?.every((c) => c.valueQuantity?.unit === 'mm[Hg]');
-  }), 'systolic and diastolic in mm[Hg]');
+  t.ok(
+    bp.every((o) => {
+      const parts = (o.component ?? []).flatMap((c) => c.code.coding?.map((x) => x.code) ?? []);
+      return parts.includes('8480-6') && parts.includes('8462-4') && o.component?.every((c) => c.valueQuantity?.unit === 'mm[Hg]');
+    }),
+    'systolic and diastolic in mm[Hg]',
+  );
 
   const flagged = resources.filter((r) => (r as Observation).interpretation?.length);
   t.ok(flagged.length > 0, 'some lab results are flagged out of range');
 
-  const late = resources.flatMap((r) => dates(r).filter((d) => d >= '2026-01-01').map((d) => `${key(r)}: ${d}`));
+  const late = resources.flatMap((r) =>
+    dates(r)
+      .filter((d) => d >= '2026-01-01')
+      .map((d) => `${key(r)}: ${d}`),
+  );
   t.same(late, [], 'every date is before the anchor, 2026-01-01');
 });
 
@@ -151,7 +202,10 @@ t.test('the shared person is the same human at two systems, under each system’
   t.equal(hypertension(here)?.onsetDateTime, hypertension(there)?.onsetDateTime, 'hypertension since the same day');
   const fluDates = (p: typeof here): string[] =>
     p.resources.flatMap((r) => (r.resourceType === 'Immunization' && r.vaccineCode.coding?.[0].code === '140' ? [r.occurrenceDateTime ?? ''] : []));
-  t.ok(fluDates(here).some((d) => fluDates(there).includes(d)), 'an influenza shot on the same day');
+  t.ok(
+    fluDates(here).some((d) => fluDates(there).includes(d)),
+    'an influenza shot on the same day',
+  );
   t.not(JSON.stringify(here.resources.slice(1)), JSON.stringify(there.resources.slice(1)), 'the rest of the record is each system’s');
 });
 

@@ -19,7 +19,14 @@ const { app: sandbox } = await app.auth.createApp({ name: 'Mutate sandbox' });
 const [person] = generateSystem({ seed: 'mutate', patients: 1, idPrefix: 'mu', systemName: 'Mutate Health', sharedPerson: false, years: 2 }).patients;
 const user = (await app.auth.createUser(sandbox.id, 'p1'))!;
 const scope = { partitionId: sandbox.id, ownerId: user.id };
-await inTransaction(app.pg, (c) => writeResources(app.fhir, c, scope, person.resources.map((r) => ({ type: r.resourceType, id: r.id!, resource: r }))));
+await inTransaction(app.pg, (c) =>
+  writeResources(
+    app.fhir,
+    c,
+    scope,
+    person.resources.map((r) => ({ type: r.resourceType, id: r.id!, resource: r })),
+  ),
+);
 await app.auth.setPassword(sandbox.id, user.id, person.username, person.password);
 const deps = { pool: app.pg, bulk: app.fhir };
 const read = async <T extends Resource>(type: string, id: string) => {
@@ -34,14 +41,28 @@ t.test('bad bodies are told what is wrong', async (t) => {
   t.match(parseMutation({ username: 'x', type: 'Observation', action: 'edit', count: 1 }), /action is change, enter-in-error or delete/);
   t.match(parseMutation({ username: 'x', type: 'Nonsense', action: 'change', count: 1 }), /not a FHIR R4 resource type/);
   t.match(parseMutation({ username: 'x', type: 'Observation', action: 'change', count: 1, extra: 1 }), /Unknown fields: extra/);
-  t.same(parseMutation({ username: 'x', type: 'Observation', action: 'change', count: 2 }), { username: 'x', type: 'Observation', action: 'change', count: 2 });
-  await t.rejects(mutateRecords(deps, sandbox.id, { username: 'nobody', type: 'Observation', action: 'change', count: 1 }), new MutateError('no_such_sandbox_patient', 'This sandbox system has no patient with the username nobody.'));
-  await t.rejects(mutateRecords(deps, sandbox.id, { username: person.username, type: 'Patient', action: 'enter-in-error', count: 1 }), { status: 400, message: /Patient has no entered-in-error status/ });
+  t.same(parseMutation({ username: 'x', type: 'Observation', action: 'change', count: 2 }), {
+    username: 'x',
+    type: 'Observation',
+    action: 'change',
+    count: 2,
+  });
+  await t.rejects(
+    mutateRecords(deps, sandbox.id, { username: 'nobody', type: 'Observation', action: 'change', count: 1 }),
+    new MutateError('no_such_sandbox_patient', 'This sandbox system has no patient with the username nobody.'),
+  );
+  await t.rejects(mutateRecords(deps, sandbox.id, { username: person.username, type: 'Patient', action: 'enter-in-error', count: 1 }), {
+    status: 400,
+    message: /Patient has no entered-in-error status/,
+  });
 });
 
 t.test('change: a value edited, a new version, the profile kept; again, changed again', async (t) => {
   const bp = person.resources.find((r) => r.meta?.profile?.some((p) => p.endsWith('us-core-blood-pressure')))!;
-  const firstObs = person.resources.filter((r) => r.resourceType === 'Observation').slice(0, 3).map((r) => r.id);
+  const firstObs = person.resources
+    .filter((r) => r.resourceType === 'Observation')
+    .slice(0, 3)
+    .map((r) => r.id);
   const out = await mutateRecords(deps, sandbox.id, { username: person.username, type: 'Observation', action: 'change', count: 3 });
   t.same(out, { type: 'Observation', action: 'change', ids: firstObs }, 'the oldest three');
   t.ok(firstObs.includes(bp.id), 'the blood pressure panel is among them');
@@ -49,7 +70,11 @@ t.test('change: a value edited, a new version, the profile kept; again, changed 
     const { version, resource } = await read<Observation>('Observation', id);
     const before = person.resources.find((r) => r.id === id) as Observation;
     t.equal(version, 2);
-    t.not(JSON.stringify(resource!.valueQuantity ?? resource!.component), JSON.stringify(before.valueQuantity ?? before.component), `${id}: its value changed`);
+    t.not(
+      JSON.stringify(resource!.valueQuantity ?? resource!.component),
+      JSON.stringify(before.valueQuantity ?? before.component),
+      `${id}: its value changed`,
+    );
     t.same(resource!.meta?.profile, before.meta?.profile, `${id}: profile kept`);
     t.same(errors(resource!), []);
   }

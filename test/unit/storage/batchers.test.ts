@@ -28,7 +28,12 @@ t.test('concurrent creates are all stored, each once, and a failing one fails al
 t.test('concurrent reads share queries, and each gets its own resource', async (t) => {
   const made = await Promise.all(
     Array.from({ length: 40 }, (_, i) =>
-      app.inject({ method: 'POST', url: '/fhir/r4/Observation', headers: { 'content-type': 'application/fhir+json' }, payload: { resourceType: 'Observation', status: 'final', code: { text: `obs-${i}` } } }),
+      app.inject({
+        method: 'POST',
+        url: '/fhir/r4/Observation',
+        headers: { 'content-type': 'application/fhir+json' },
+        payload: { resourceType: 'Observation', status: 'final', code: { text: `obs-${i}` } },
+      }),
     ),
   );
   const ids = made.map((r) => r.json().id as string);

@@ -176,8 +176,7 @@ if (import.meta.main) {
         }
       }
       const pr = rand();
-      const partitionId =
-        pr < 0.5 ? undefined : pr < 0.6 ? null : pr < 0.8 ? int(1000) : pr < 0.9 ? -1 - int(1_000_000) : int(2 ** 31);
+      const partitionId = pr < 0.5 ? undefined : pr < 0.6 ? null : pr < 0.8 ? int(1000) : pr < 0.9 ? -1 - int(1_000_000) : int(2 ** 31);
       const input = referenceHashInput(values, partitionId);
       lengthsMod16.add(input.length % 16);
       const expected = referenceHapiHash(values, partitionId);

@@ -10,17 +10,32 @@ import * as oauth from 'oauth4webapi';
 import type { SystemClient } from '../../../src/connect/client.ts';
 import { createSessionShared, SourceError, SourceSession, TooLarge } from '../../../src/sync/session.ts';
 
-const OUTCOME = { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'required', details: { coding: [{ system: 'urn:oid:1.2.840.114350.1.13.0.1.7.2.657369', code: '59108' }] }, diagnostics: 'Must have either code or category.' }] };
+const OUTCOME = {
+  resourceType: 'OperationOutcome',
+  issue: [
+    {
+      severity: 'error',
+      code: 'required',
+      details: { coding: [{ system: 'urn:oid:1.2.840.114350.1.13.0.1.7.2.657369', code: '59108' }] },
+      diagnostics: 'Must have either code or category.',
+    },
+  ],
+};
 let hits = 0;
 const server = http.createServer((req, res) => {
   hits++;
   const path = req.url!.split('?')[0];
   if (path === '/fhir/Observation') return res.writeHead(400, { 'content-type': 'application/fhir+json' }).end(JSON.stringify(OUTCOME));
   if (path === '/fhir/Coverage') return res.writeHead(403).end();
-  if (path === '/fhir/Person') return res.writeHead(404, { 'content-type': 'text/html' }).end('<html><body><h1>404 - File or directory not found.</h1></body></html>');
+  if (path === '/fhir/Person')
+    return res.writeHead(404, { 'content-type': 'text/html' }).end('<html><body><h1>404 - File or directory not found.</h1></body></html>');
   if (path === '/fhir/Long') return res.writeHead(422, { 'content-type': 'text/plain' }).end('x'.repeat(5000));
-  if (path === '/fhir/Procedure') return res.writeHead(500, { 'content-type': 'application/fhir+json' }).end(JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'fatal', code: 'required' }] }));
-  if (path === '/fhir/Binary/stated') return res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': '4096' }).end(Buffer.alloc(4096));
+  if (path === '/fhir/Procedure')
+    return res
+      .writeHead(500, { 'content-type': 'application/fhir+json' })
+      .end(JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'fatal', code: 'required' }] }));
+  if (path === '/fhir/Binary/stated')
+    return res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': '4096' }).end(Buffer.alloc(4096));
   if (path === '/fhir/Binary/chunked') {
     res.writeHead(200, { 'content-type': 'text/html' });
     for (let i = 0; i < 8; i++) res.write(Buffer.alloc(512, 'a'));
@@ -41,7 +56,14 @@ const sc: SystemClient = {
   scope: '',
   options: { [oauth.allowInsecureRequests]: true, [oauth.customFetch]: (url, init) => fetch(url, init) },
 };
-const session = new SourceSession(sc, { accessToken: 'a', expiresAt: null, scope: '' }, async () => {}, { attempts: 3, backoffMs: 5, timeoutMs: 5000, concurrency: 4, ratePerSecond: 1000 }, undefined, createSessionShared());
+const session = new SourceSession(
+  sc,
+  { accessToken: 'a', expiresAt: null, scope: '' },
+  async () => {},
+  { attempts: 3, backoffMs: 5, timeoutMs: 5000, concurrency: 4, ratePerSecond: 1000 },
+  undefined,
+  createSessionShared(),
+);
 const refusal = async (url: string) => {
   try {
     await session.getJson(url);

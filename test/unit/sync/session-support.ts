@@ -39,7 +39,10 @@ export async function startServer(t: Test, overrides: Partial<Config> = {}): Pro
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const databaseUrl = await testDatabase(t);
-  const app = await buildApp(testConfig(databaseUrl, { baseUrl: base, sandboxes: true, sandboxSystems: DEFS, fhirAuth: 'required', adminKey: ADMIN_KEY, ...overrides }), { logger: false });
+  const app = await buildApp(
+    testConfig(databaseUrl, { baseUrl: base, sandboxes: true, sandboxSystems: DEFS, fhirAuth: 'required', adminKey: ADMIN_KEY, ...overrides }),
+    { logger: false },
+  );
   await app.listen({ port, host: '127.0.0.1' });
   t.teardown(() => app.close());
   await app.sandboxesLoaded;
@@ -51,14 +54,29 @@ export async function startServer(t: Test, overrides: Partial<Config> = {}): Pro
     databaseUrl,
     fhirBase: (def) => `${base}/sandbox/${def.name}/fhir/r4`,
     admin: (def, path, body) =>
-      fetch(`${base}/admin/sandbox/${def.name}/${path}`, { method: body ? 'PUT' : 'POST', headers: { authorization: `Bearer ${ADMIN_KEY}`, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body && JSON.stringify(body) }),
+      fetch(`${base}/admin/sandbox/${def.name}/${path}`, {
+        method: body ? 'PUT' : 'POST',
+        headers: { authorization: `Bearer ${ADMIN_KEY}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+        body: body && JSON.stringify(body),
+      }),
     async connect(t, def, n) {
-      const person = generateSystem({ seed: def.seed, patients: def.patients, idPrefix: def.idPrefix, systemName: def.title }).patients.filter((p) => p.personKey !== 'shared')[n];
+      const person = generateSystem({ seed: def.seed, patients: def.patients, idPrefix: def.idPrefix, systemName: def.title }).patients.filter(
+        (p) => p.personKey !== 'shared',
+      )[n];
       const user = (await app.auth.createUser(client.id, `s2-user-${++users}`))!;
       const { access_token } = await app.auth.exchangeCode(client, await app.auth.newCode(client.id, user.id));
-      const callback = await signIn(t, base, `${base}/connect/system/clinical/${def.directoryId}?client_id=${client.clientId}&access_token=${access_token}`, person.username, person.password);
+      const callback = await signIn(
+        t,
+        base,
+        `${base}/connect/system/clinical/${def.directoryId}?client_id=${client.clientId}&access_token=${access_token}`,
+        person.username,
+        person.password,
+      );
       await get(callback.toString());
-      const { rows } = await app.pg.query<{ id: string }>('SELECT id::text FROM trb_connection WHERE user_id = $1 AND system_id = $2', [user.id, def.directoryId]);
+      const { rows } = await app.pg.query<{ id: string }>('SELECT id::text FROM trb_connection WHERE user_id = $1 AND system_id = $2', [
+        user.id,
+        def.directoryId,
+      ]);
       return { connectionId: rows[0].id, userId: user.id, token: access_token, personKey: person.personKey };
     },
   };
@@ -94,7 +112,17 @@ export interface Built {
  * worker process).
  */
 export async function sessionFor(app: FastifyInstance, connectionId: string, o: SessionOptions = QUICK, limiter?: SystemLimiter): Promise<Built> {
-  const { rows } = await app.pg.query<{ user_id: string; system_id: string; patient_id: string; access_token_sealed: Buffer; refresh_token_sealed: Buffer | null; access_expires_at: Date | null; name: string; resource_url: string; vendor: string | null }>(
+  const { rows } = await app.pg.query<{
+    user_id: string;
+    system_id: string;
+    patient_id: string;
+    access_token_sealed: Buffer;
+    refresh_token_sealed: Buffer | null;
+    access_expires_at: Date | null;
+    name: string;
+    resource_url: string;
+    vendor: string | null;
+  }>(
     `SELECT c.user_id, c.system_id, c.patient_id, c.access_token_sealed, c.refresh_token_sealed, c.access_expires_at, s.name, s.resource_url, s.vendor
      FROM trb_connection c JOIN trb_system s ON s.id = c.system_id WHERE c.id = $1`,
     [connectionId],
@@ -106,13 +134,28 @@ export async function sessionFor(app: FastifyInstance, connectionId: string, o: 
   const logged: OutboundFetch = async (url, init) => {
     const headers = new Headers(init?.headers);
     const auth = headers.get('authorization');
-    const entry: Sent = { seq: ++seq, at: Date.now(), url: String(url), method: init?.method ?? 'GET', accept: headers.get('accept') ?? undefined, token: auth?.startsWith('Bearer ') ? auth.slice(7) : undefined };
+    const entry: Sent = {
+      seq: ++seq,
+      at: Date.now(),
+      url: String(url),
+      method: init?.method ?? 'GET',
+      accept: headers.get('accept') ?? undefined,
+      token: auth?.startsWith('Bearer ') ? auth.slice(7) : undefined,
+    };
     sent.push(entry);
     const res = await app.outbound.fetch(url, init);
     entry.status = res.status;
     return res;
   };
-  const sc = await clientForSystem(app.pg, app.vault, { id: c.system_id, name: c.name, resource_url: c.resource_url, vendor: c.vendor }, new URL(app.config.baseUrl).origin, () => app.clientKeys.load(), logged, app.discovery);
+  const sc = await clientForSystem(
+    app.pg,
+    app.vault,
+    { id: c.system_id, name: c.name, resource_url: c.resource_url, vendor: c.vendor },
+    new URL(app.config.baseUrl).origin,
+    () => app.clientKeys.load(),
+    logged,
+    app.discovery,
+  );
   const tokens: Tokens = {
     accessToken: app.vault.decrypt(c.access_token_sealed, sealKey, 'connection-token'),
     refreshToken: c.refresh_token_sealed ? app.vault.decrypt(c.refresh_token_sealed, sealKey, 'connection-token') : undefined,
@@ -123,12 +166,15 @@ export async function sessionFor(app: FastifyInstance, connectionId: string, o: 
     sc,
     tokens,
     async (t) => {
-      await app.pg.query('UPDATE trb_connection SET access_token_sealed = $2, refresh_token_sealed = coalesce($3, refresh_token_sealed), access_expires_at = $4 WHERE id = $1', [
-        connectionId,
-        app.vault.encrypt(t.accessToken, sealKey, 'connection-token'),
-        t.refreshToken ? app.vault.encrypt(t.refreshToken, sealKey, 'connection-token') : null,
-        t.expiresAt,
-      ]);
+      await app.pg.query(
+        'UPDATE trb_connection SET access_token_sealed = $2, refresh_token_sealed = coalesce($3, refresh_token_sealed), access_expires_at = $4 WHERE id = $1',
+        [
+          connectionId,
+          app.vault.encrypt(t.accessToken, sealKey, 'connection-token'),
+          t.refreshToken ? app.vault.encrypt(t.refreshToken, sealKey, 'connection-token') : null,
+          t.expiresAt,
+        ],
+      );
       stored.push({ ...t, seq: ++seq });
     },
     o,
@@ -140,7 +186,10 @@ export async function sessionFor(app: FastifyInstance, connectionId: string, o: 
 
 /** Another process on the same database: an app without sandboxes or listening, sharing the server's tables. */
 export async function secondProcess(t: Test, server: Server): Promise<FastifyInstance> {
-  const other = await buildApp(testConfig(server.databaseUrl, { baseUrl: server.base, sandboxes: false, fhirAuth: 'required', adminKey: ADMIN_KEY }), { logger: false });
+  const other = await buildApp(
+    testConfig(server.databaseUrl, { baseUrl: server.base, sandboxes: false, fhirAuth: 'required', adminKey: ADMIN_KEY }),
+    { logger: false },
+  );
   await other.ready();
   t.teardown(() => other.close());
   return other;
