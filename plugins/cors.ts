@@ -12,9 +12,9 @@
  * See: https://build.fhir.org/ig/HL7/smart-app-launch/app-launch.html#considerations-for-cross-origin-resource-sharing-cors-support
  * See: https://fetch.spec.whatwg.org/#http-cors-protocol
  */
+import { isRegisteredOrigin } from '../src/auth/registered-origin.ts';
 import fp from 'fastify-plugin';
 import fastifyCors, { type FastifyCorsOptions } from '@fastify/cors';
-import type pg from 'pg';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 
 const FHIR_BASES = ['/fhir/r4', '/r4'];
@@ -51,15 +51,6 @@ function parsedOrigin(header: string | undefined): string | undefined {
   if (!header || header.length > 300 || !URL.canParse(header)) return undefined;
   const u = new URL(header);
   return /^https?:$/.test(u.protocol) && u.origin === header ? header : undefined;
-}
-
-/** Whether some app registered a redirect URI on this origin. The SQL narrows by prefix; URL compares origins exactly (case, default ports). */
-export async function isRegisteredOrigin(pool: pg.Pool, origin: string): Promise<boolean> {
-  const { rows } = await pool.query<{ uri: string }>(
-    /* SQL */ `SELECT DISTINCT u AS uri FROM trb_app, unnest(redirect_uris) u WHERE starts_with(lower(u), $1) LIMIT 1000`,
-    [origin.replace(/:\d+$/, '')],
-  );
-  return rows.some((r) => URL.canParse(r.uri) && new URL(r.uri).origin === origin);
 }
 
 export default fp(

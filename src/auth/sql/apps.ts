@@ -77,3 +77,11 @@ export const rememberAssertion = (jtiSha256: Buffer, appId: number, exp: unknown
   text: 'INSERT INTO trb_client_assertion (jti_sha256, app_id, expires_at) VALUES ($1, $2, to_timestamp($3)) ON CONFLICT DO NOTHING',
   values: [jtiSha256, appId, exp],
 });
+
+/** Redirect URIs that start with `prefix` (lower case), at most 1,000: the candidates of an origin. */
+export function redirectUrisStartingWith(prefix: string): Sql {
+  return {
+    text: /* SQL */ `SELECT DISTINCT u AS uri FROM trb_app, unnest(redirect_uris) u WHERE starts_with(lower(u), $1) LIMIT 1000`,
+    values: [prefix],
+  };
+}
