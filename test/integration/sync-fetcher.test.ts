@@ -9,6 +9,7 @@
  * intent, Epic's CarePlan, OperationOutcome entries, Blue Button's `_count`, Oracle's `gt`, Epic's
  * expiring sessions, eCW's parameter combinations, MEDITECH's `_since`.
  */
+import type { ConnectionRow } from '../../src/sync/run-types.ts';
 import http from 'node:http';
 import * as oauth from 'oauth4webapi';
 import t, { type Test } from 'tap';
@@ -63,17 +64,7 @@ async function connect(t: Test, name: string, person: { username: string; passwo
     person.password,
   );
   await get(callback.toString());
-  const { rows } = await app.pg.query<{
-    system_id: string;
-    patient_id: string;
-    scope: string;
-    access_token_sealed: Buffer;
-    refresh_token_sealed: Buffer | null;
-    access_expires_at: Date | null;
-    name: string;
-    resource_url: string;
-    vendor: string | null;
-  }>(
+  const { rows } = await app.pg.query<Omit<ConnectionRow, 'app_id' | 'user_id'>>(
     'SELECT c.system_id, c.patient_id, c.scope, c.access_token_sealed, c.refresh_token_sealed, c.access_expires_at, s.name, s.resource_url, s.vendor FROM trb_connection c JOIN trb_system s ON s.id = c.system_id WHERE c.user_id = $1',
     [user.id],
   );
@@ -111,7 +102,7 @@ async function connect(t: Test, name: string, person: { username: string; passwo
       capabilities: app.syncShared.capabilities,
       systemId: c.system_id,
       base,
-      patientId: c.patient_id,
+      patientId: c.patient_id!,
       grantedScope: c.scope,
       mode: () => 'full',
       progress: new Map(),

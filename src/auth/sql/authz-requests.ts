@@ -1,16 +1,10 @@
 /** Fixed SQL statements of SMART authorization requests being signed in to (trb_authz_request). */
 import type { Sql } from '../../storage/sql.ts';
 import { AUTHZ_REQUEST_SECONDS } from '../lifetimes.ts';
+import type { AuthzRequest } from '../authz-requests.ts';
 
-export interface AuthzRequestValues {
-  idSha256: Buffer;
-  appId: number;
-  redirectUri: string;
-  scope: string;
-  state: string;
-  codeChallenge: string;
-  nonce: string | null;
-}
+/** A request as stored: its fields before sign-in, under the hash of its id. */
+export type AuthzRequestValues = Omit<AuthzRequest, 'userId'> & { idSha256: Buffer };
 
 export function insertAuthzRequest(r: AuthzRequestValues): Sql {
   return {

@@ -4,6 +4,7 @@
  * SourceSession for a connection built as a sync run builds it (its sealed tokens, its system's
  * client; refreshed tokens stored back), with every request it sends logged.
  */
+import type { ConnectionRow } from '../../../src/sync/run-types.ts';
 import type { Test } from 'tap';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../../src/app.ts';
@@ -112,17 +113,7 @@ export interface Built {
  * worker process).
  */
 export async function sessionFor(app: FastifyInstance, connectionId: string, o: SessionOptions = QUICK, limiter?: SystemLimiter): Promise<Built> {
-  const { rows } = await app.pg.query<{
-    user_id: string;
-    system_id: string;
-    patient_id: string;
-    access_token_sealed: Buffer;
-    refresh_token_sealed: Buffer | null;
-    access_expires_at: Date | null;
-    name: string;
-    resource_url: string;
-    vendor: string | null;
-  }>(
+  const { rows } = await app.pg.query<Omit<ConnectionRow, 'app_id' | 'scope'>>(
     `SELECT c.user_id, c.system_id, c.patient_id, c.access_token_sealed, c.refresh_token_sealed, c.access_expires_at, s.name, s.resource_url, s.vendor
      FROM trb_connection c JOIN trb_system s ON s.id = c.system_id WHERE c.id = $1`,
     [connectionId],
@@ -181,7 +172,7 @@ export async function sessionFor(app: FastifyInstance, connectionId: string, o: 
     limiter,
     app.syncShared.sessions,
   );
-  return { session, patientId: c.patient_id, base: c.resource_url.replace(/\/+$/, ''), sent, stored };
+  return { session, patientId: c.patient_id!, base: c.resource_url.replace(/\/+$/, ''), sent, stored };
 }
 
 /** Another process on the same database: an app without sandboxes or listening, sharing the server's tables. */
