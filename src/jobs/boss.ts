@@ -37,7 +37,9 @@ export async function startBoss(pool: pg.Pool, log: FastifyBaseLogger): Promise<
 async function setAsideV10(pool: pg.Pool): Promise<boolean> {
   return inTransaction(pool, async (client) => {
     await client.query(sql.lock(UPGRADE_LOCK_KEY));
-    const { rows } = await client.query<{ version: number | null }>(sql.schemaVersion(SCHEMA));
+    const { rows: found } = await client.query<{ found: boolean }>(sql.versionTableExists(SCHEMA));
+    if (!found[0].found) return false;
+    const { rows } = await client.query<{ version: number }>(sql.schemaVersion(SCHEMA));
     if (rows[0]?.version !== V10) return false;
     await client.query(sql.renameSchema(SCHEMA, OLD_SCHEMA));
     return true;
@@ -57,8 +59,10 @@ async function carryOver(pool: pg.Pool, boss: PgBoss): Promise<number | undefine
     if (!exists[0].found) return undefined;
     const { rows } = await client.query<V10Job>(sql.waitingV10Jobs(OLD_SCHEMA));
     const queues = new Set((await boss.getQueues()).map((q) => q.name));
-    const byQueue = new Map<string, V10Job[]>();
-    for (const j of rows) if (queues.has(j.name)) byQueue.set(j.name, [...(byQueue.get(j.name) ?? []), j]);
+    const byQueue = Map.groupBy(
+      rows.filter((j) => queues.has(j.name)),
+      (j) => j.name,
+    );
     let carried = 0;
     for (const [name, jobs] of byQueue) {
       for (let i = 0; i < jobs.length; i += 1000) {

@@ -12,12 +12,10 @@ function ident(name: string): string {
 
 export const jobStatements = {
   lock: (key: number): Sql => ({ text: 'SELECT pg_advisory_xact_lock($1)', values: [key] }),
-  /** The pg-boss schema version in `schema`, or null when there is none. */
-  schemaVersion: (schema: string): Sql => ({
-    text: /* SQL */ `SELECT CASE WHEN to_regclass($1) IS NULL THEN NULL
-      ELSE (xpath('/row/version/text()', query_to_xml(format('SELECT version FROM %I.version', $2::text), false, true, '')))[1]::text::int END AS version`,
-    values: [`${ident(schema)}.version`, schema],
-  }),
+  /** Whether `schema` has pg-boss's version table. */
+  versionTableExists: (schema: string): Sql => ({ text: 'SELECT to_regclass($1) IS NOT NULL AS found', values: [`${ident(schema)}.version`] }),
+  /** The pg-boss schema version in `schema` (its version table exists). */
+  schemaVersion: (schema: string): Sql => ({ text: `SELECT version FROM ${ident(schema)}.version`, values: [] }),
   schemaExists: (schema: string): Sql => ({ text: 'SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS found', values: [schema] }),
   renameSchema: (from: string, to: string): Sql => ({ text: `ALTER SCHEMA ${ident(from)} RENAME TO ${ident(to)}`, values: [] }),
   dropSchema: (schema: string): Sql => ({ text: `DROP SCHEMA ${ident(schema)} CASCADE`, values: [] }),
