@@ -57,6 +57,23 @@ export interface WebhookJob {
 /** Tried until the receiver takes it: 1 s, 2 s, 4 s ... apart, 8 times (about 4 minutes). */
 export const WEBHOOK_RETRY = { retryLimit: 8, retryDelay: 1, retryBackoff: true, expireInSeconds: 60 } as const satisfies SendOptions;
 
+/** One Bulk Data export (src/export/run.ts): its id in trb_export. */
+export const EXPORT_QUEUE = 'export';
+export interface ExportJob {
+  exportId: string;
+}
+/**
+ * An export's job: retried twice (a process that dies mid-export leaves it active until it expires;
+ * the retry starts the export over, its partial output dropped).
+ */
+export function exportJob(exportId: string) {
+  return { data: { exportId } satisfies ExportJob, retryLimit: 2, retryDelay: 5, expireInSeconds: 3600 } as const;
+}
+
+/** Every 10 minutes: exports past their expiry removed, their files with them (src/export). */
+export const EXPORT_EXPIRE_QUEUE = 'export-expire';
+export const EXPORT_EXPIRE_CRON = '*/10 * * * *';
+
 /** The queues and how pg-boss keeps each. */
 const QUEUES: Queue[] = [
   { name: REINDEX_QUEUE },
@@ -65,6 +82,8 @@ const QUEUES: Queue[] = [
   { name: SYNC_QUEUE, policy: 'stately' },
   { name: SCHEDULE_QUEUE },
   { name: WEBHOOK_QUEUE },
+  { name: EXPORT_QUEUE },
+  { name: EXPORT_EXPIRE_QUEUE },
 ];
 
 /** Creates the queues not yet there (each process at start; creating one that exists is a no-op). */

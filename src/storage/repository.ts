@@ -60,7 +60,7 @@ export interface WriteResult {
   json: string | null;
 }
 
-interface VersionRow {
+export interface VersionRow {
   res_id: string;
   res_type: string;
   fhir_id: string;
@@ -136,7 +136,8 @@ export class Repository {
   }
 
   /** Rows of READ_COLUMNS as versions, their tags' definitions from the cache (or read once). */
-  private async stored(db: Db, rows: VersionRow[]): Promise<StoredVersion[]> {
+  /** Versions from rows of READ_COLUMNS (a cursor's, say), their tags defined. */
+  async stored(db: Db, rows: VersionRow[]): Promise<StoredVersion[]> {
     const ids: string[] = [];
     for (const r of rows) if (r.tag_ids) ids.push(...r.tag_ids);
     const tags = await this.tags.define(db, ids);
