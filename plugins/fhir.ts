@@ -19,6 +19,7 @@ import { history } from '../src/fhir/history.ts';
 import { patientEverything } from '../src/fhir/everything.ts';
 import { reindexStatus, startReindex } from '../src/fhir/reindex-operation.ts';
 import { entryReader } from '../src/fhir/entry-reader.ts';
+import { exportRoutes } from './export-routes.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -222,6 +223,8 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
   app.get('/$reindex/:job', async (req, reply) =>
     sendJson(req, reply, 200, await reindexStatus(app.jobs, ctxOf(req), (req.params as { job: string }).job)),
   );
+  // Bulk Data export (plugins/export-routes.ts), under this plugin's credentials check.
+  exportRoutes(app, { ctxOf, grantsOf: (req) => grants.get(req) });
   app.get('/', systemSearch);
   app.post('/_search', systemSearch);
   app.get('/:type', async (req, reply) => typeSearch(req, reply, (req.params as { type: string }).type));

@@ -6,7 +6,9 @@ import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';
 import type { PgBoss } from 'pg-boss';
 import { startBoss } from '../src/jobs/boss.ts';
-import { REINDEX_QUEUE, type ReindexJob } from '../src/jobs/queues.ts';
+import { EXPORT_EXPIRE_CRON, EXPORT_EXPIRE_QUEUE, EXPORT_QUEUE, REINDEX_QUEUE, type ExportJob, type ReindexJob } from '../src/jobs/queues.ts';
+import { runExport } from '../src/export/run.ts';
+import { expireExports } from '../src/export/operation.ts';
 import { runReindex } from '../src/search/reindex.ts';
 
 declare module 'fastify' {
@@ -21,6 +23,13 @@ export default fp(
     await boss.work<ReindexJob>(REINDEX_QUEUE, { pollingIntervalSeconds: 1 }, ([job]) =>
       runReindex(job, { pool: app.pg, indexer: app.fhir.indexer, log: app.log }),
     );
+    // Bulk Data exports (src/export), EXPORT_CONCURRENCY at once in this process, and their expiry.
+    const exportDeps = { pool: app.pg, repo: app.fhir.repo, search: app.fhir.search, log: app.log, ttlSeconds: app.config.exportTtlHours * 3600 };
+    await boss.work<ExportJob>(EXPORT_QUEUE, { pollingIntervalSeconds: 1, localConcurrency: app.config.exportConcurrency }, ([job]) =>
+      runExport(job.data.exportId, exportDeps),
+    );
+    await boss.schedule(EXPORT_EXPIRE_QUEUE, EXPORT_EXPIRE_CRON);
+    await boss.work(EXPORT_EXPIRE_QUEUE, async () => expireExports(app.pg));
     app.decorate('jobs', boss);
     app.addHook('onClose', async () => {
       await boss.stop({ graceful: true, timeout: 10_000 });

@@ -127,6 +127,10 @@ export interface Config {
   webhookAllowHttp: boolean;
   /** Webhook deliveries one process sends at once; one app's receiver takes at most a quarter of them. */
   webhookConcurrency: number;
+  /** How long a Bulk Data export's files are kept once it completes (EXPORT_TTL_HOURS), then removed. */
+  exportTtlHours: number;
+  /** Exports one process runs at once (EXPORT_CONCURRENCY); more wait in the queue. */
+  exportConcurrency: number;
 }
 
 export class ConfigError extends Error {}
@@ -215,6 +219,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     outboundAllow: outboundAllow(env.OUTBOUND_ALLOW),
     webhookAllowHttp: oneOf(env, 'WEBHOOK_ALLOW_HTTP', ['true', 'false'] as const, 'false') === 'true',
     webhookConcurrency: int(env, 'WEBHOOK_CONCURRENCY', 16, 1, 256),
+    exportTtlHours: int(env, 'EXPORT_TTL_HOURS', 24, 1, 24 * 30),
+    exportConcurrency: int(env, 'EXPORT_CONCURRENCY', 1, 1, 16),
   };
 }
 

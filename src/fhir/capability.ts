@@ -22,6 +22,8 @@ export interface CapabilityOptions {
   operations?: { name: string; definition: string }[];
   /** Operations on one type, e.g. Patient → everything (`Patient/[id]/$everything`). */
   typeOperations?: Record<string, { name: string; definition: string }[]>;
+  /** Canonical CapabilityStatements the server also meets (Bulk Data's). */
+  instantiates?: string[];
   /** The SMART authorization server's endpoints, stated as SMART's oauth-uris extension. */
   oauth?: { authorize: string; token: string; revoke?: string };
 }
@@ -89,6 +91,7 @@ export function buildCapabilityStatement(o: CapabilityOptions): CapabilityStatem
     kind: 'instance',
     software: o.software,
     implementation: { description: 'Tributary FHIR R4 server', url: o.baseUrl },
+    ...(o.instantiates?.length ? { instantiates: o.instantiates } : {}),
     fhirVersion: '4.0.1',
     format: o.formats,
     patchFormat: o.patchFormats,

@@ -1,7 +1,8 @@
 /**
  * What Tributary's FHIR API states in its CapabilityStatement: the interactions plugins/fhir.ts
- * serves, JSON only, JSON Patch, `$reindex`, `Patient/$everything` (unless a sandbox system plays
- * one without it), and the SMART endpoints of the server's authorization server.
+ * serves, JSON only, JSON Patch, `$reindex`, Bulk Data's `$export` (system, Patient, Group),
+ * `Patient/$everything` (unless a sandbox system plays one without it), and the SMART endpoints
+ * of the server's authorization server.
  * See: https://hl7.org/fhir/R4/http.html#capabilities
  */
 import type { CapabilityStatement } from '@medplum/fhirtypes';
@@ -10,6 +11,8 @@ import type { SearchParamLookup } from './ports.ts';
 
 const INTERACTIONS = ['read', 'vread', 'update', 'patch', 'delete', 'history-instance', 'history-type', 'create', 'search-type'];
 const SYSTEM_INTERACTIONS = ['transaction', 'batch', 'history-system', 'search-system'];
+/** Bulk Data Access 2.0's operations. See: https://hl7.org/fhir/uv/bulkdata/OperationDefinition-export.html */
+const BULK = 'http://hl7.org/fhir/uv/bulkdata';
 
 export interface ServerCapabilityOptions {
   /** The FHIR base URL. */
@@ -31,9 +34,18 @@ export function serverCapabilityStatement(o: ServerCapabilityOptions): Capabilit
     systemInteractions: SYSTEM_INTERACTIONS,
     formats: ['application/fhir+json', 'json'],
     patchFormats: ['application/json-patch+json'],
-    operations: [{ name: 'reindex', definition: 'http://hapifhir.io/fhir/OperationDefinition/Reindex' }],
-    typeOperations:
-      o.everything === false ? {} : { Patient: [{ name: 'everything', definition: 'http://hl7.org/fhir/OperationDefinition/Patient-everything' }] },
+    instantiates: [`${BULK}/CapabilityStatement/bulk-data`],
+    operations: [
+      { name: 'reindex', definition: 'http://hapifhir.io/fhir/OperationDefinition/Reindex' },
+      { name: 'export', definition: `${BULK}/OperationDefinition/export` },
+    ],
+    typeOperations: {
+      Patient: [
+        { name: 'export', definition: `${BULK}/OperationDefinition/patient-export` },
+        ...(o.everything === false ? [] : [{ name: 'everything', definition: 'http://hl7.org/fhir/OperationDefinition/Patient-everything' }]),
+      ],
+      Group: [{ name: 'export', definition: `${BULK}/OperationDefinition/group-export` }],
+    },
     oauth: { authorize: `${o.serverUrl}/oauth2/authorize`, token: `${o.serverUrl}/oauth2/token`, revoke: `${o.serverUrl}/oauth2/revoke` },
   });
 }

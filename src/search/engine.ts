@@ -156,6 +156,38 @@ export class SearchEngine {
     return rows.map((r) => ({ resId: r.res_id, id: r.fhir_id }));
   }
 
+  /**
+   * What a Bulk Data export reads of one type: `hfj_resource r WHERE ...` (the request's scope, the
+   * token's grants and any of `filters`, the `_typeFilter` queries of the type; none: all) and its
+   * values. Unknown parameters and values that do not parse are 400s, as in a search.
+   * See: https://hl7.org/fhir/uv/bulkdata/export.html#_typefilter-experimental-query-parameter
+   */
+  async exportSource(
+    ctx: RequestContext,
+    type: string,
+    filters: [string, string][][],
+    grants?: ResourceScope[],
+  ): Promise<{ from: string; values: unknown[] }> {
+    for (const [k] of filters.flat()) {
+      if (CONTROL_PARAMS.has(k) || k.startsWith('_include') || k.startsWith('_revinclude'))
+        throw badRequest(`_typeFilter takes search criteria only, not "${k.slice(0, 50)}".`);
+      if (!known(this.params, type, k)) throw badRequest(`${type} has no search parameter "${paramCode(k).slice(0, 100)}" (in _typeFilter).`);
+    }
+    const b = new SqlBuilder();
+    const c = this.context(ctx, b, this.pool, grants);
+    const where = await this.where(c, [type], filters.length === 1 ? filters[0] : []);
+    if (filters.length > 1) {
+      const ors: string[] = [];
+      for (const f of filters) {
+        const conds: Condition[] = [];
+        for (const [k, v] of f) conds.push(await paramCondition(c, 'r', type, k, v));
+        ors.push(anchorAsCondition(nestUnderReference(conds)).join(' AND ') || 'true');
+      }
+      where.conds.push(`((${ors.join(') OR (')}))`);
+    }
+    return { from: resourceSource(where), values: b.values };
+  }
+
   /** A searchset Bundle for the query, over one type, several (`_type`) or all (`types` null). */
   async search(ctx: RequestContext, types: string[] | null, query: URLSearchParams, opts: SearchOptions): Promise<SearchResult> {
     const p = parseQuery(this.params, types, query, opts.strict ?? false);

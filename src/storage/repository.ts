@@ -60,6 +60,21 @@ export interface WriteResult {
   json: string | null;
 }
 
+/** A version write() is making, as a write hook sees it (inside the write's transaction). */
+export interface WrittenVersion {
+  item: WriteItem;
+  resId: string;
+  version: number;
+  /** The resource's owner (kept from its current row, or the scope's for a new one). */
+  ownerId: string | null;
+}
+
+/**
+ * Statements that go into a write's own statement (so they commit, or roll back, with it): the
+ * subscriptions' outbox (src/subscriptions/hook.ts). Called once per write with what it makes.
+ */
+export type WriteHook = (scope: Scope, written: WrittenVersion[], now: Date) => sql.Sql[] | Promise<sql.Sql[]>;
+
 export interface VersionRow {
   res_id: string;
   res_type: string;
@@ -126,6 +141,8 @@ export class Repository {
   private readonly histTagIds = new IdAllocator('seq_historytag_id');
   private readonly tags = new TagCache(this.tagIds);
   private readonly pool: pg.Pool;
+  /** Write hooks (src/subscriptions): their statements join each write's. */
+  readonly writeHooks: WriteHook[] = [];
 
   /**
    * `pool` serves the work done outside the caller's transaction: tag definitions are inserted and
@@ -445,6 +462,10 @@ export class Repository {
       for (const l of live) if (l.split) inBatch.set(`${l.item.type}/${l.item.id}`, l.resId);
       const owned = indexed.map((l) => ({ resId: l.resId, type: l.item.type, ownerId: ownerOf(l), indexes: l.item.indexes! }));
       statements.push(...indexInserts(partitionId, now, owned, inBatch));
+    }
+
+    for (const hook of this.writeHooks) {
+      statements.push(...(await hook(scope, live.map((l) => ({ item: l.item, resId: l.resId, version: l.version, ownerId: ownerOf(l) })), now)));
     }
 
     await client.query(sql.combine(statements));

@@ -1,0 +1,58 @@
+/**
+ * Bulk Data export's routes under a FHIR base (src/export/operation.ts decides): registered by the
+ * FHIR plugin in its own scope, so that its credentials check covers them.
+ * See: https://hl7.org/fhir/uv/bulkdata/export.html
+ */
+import { Readable } from 'node:stream';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { ResourceScope } from '../src/auth/scopes.ts';
+import type { RequestContext } from '../src/fhir/ports.ts';
+import { deleteExport, exportFile, exportStatus, POLL_SECONDS, startExport, type ExportOperationDeps } from '../src/export/operation.ts';
+import type { ExportLevel } from '../src/export/request.ts';
+import { sendOutcome } from './fhir-http.ts';
+
+export interface ExportRouteContext {
+  ctxOf: (req: FastifyRequest) => RequestContext;
+  grantsOf: (req: FastifyRequest) => ResourceScope[] | undefined;
+}
+
+export function exportRoutes(app: FastifyInstance, r: ExportRouteContext): void {
+  const deps = (): ExportOperationDeps => ({ pool: app.pg, jobs: app.jobs, search: app.fhir.search, ttlSeconds: app.config.exportTtlHours * 3600 });
+
+  const kickoff = async (req: FastifyRequest, reply: FastifyReply, level: ExportLevel, groupId?: string) => {
+    const started = await startExport(deps(), r.ctxOf(req), r.grantsOf(req), {
+      level,
+      groupId,
+      query: new URLSearchParams(req.url.split('?')[1] ?? ''),
+      body: req.method === 'POST' ? req.body : undefined,
+      requestUrl: `${app.config.baseUrl}${req.url}`,
+      prefer: typeof req.headers.prefer === 'string' ? req.headers.prefer : undefined,
+    });
+    reply.header('Content-Location', started.location);
+    return sendOutcome(req, reply, 202, started.outcome);
+  };
+  for (const method of ['GET', 'POST'] as const) {
+    app.route({ method, url: '/$export', handler: (req, reply) => kickoff(req, reply, 'system') });
+    app.route({ method, url: '/Patient/$export', handler: (req, reply) => kickoff(req, reply, 'patient') });
+    app.route({ method, url: '/Group/:id/$export', handler: (req, reply) => kickoff(req, reply, 'group', (req.params as { id: string }).id) });
+  }
+
+  app.get('/$export-status/:id', async (req, reply) => {
+    const status = await exportStatus(deps(), r.ctxOf(req), (req.params as { id: string }).id);
+    if (status.state === 'running') {
+      reply.header('X-Progress', status.progress).header('Retry-After', String(POLL_SECONDS));
+      return reply.code(202).send();
+    }
+    if (status.state === 'failed') return sendOutcome(req, reply, 500, status.outcome);
+    reply.header('Expires', new Date(Date.now() + 60_000).toUTCString());
+    return reply.code(200).type('application/json').send(JSON.stringify(status.manifest));
+  });
+  app.delete('/$export-status/:id', async (req, reply) =>
+    sendOutcome(req, reply, 202, await deleteExport(deps(), r.ctxOf(req), (req.params as { id: string }).id)),
+  );
+  app.get('/$export-file/:id/:n', async (req, reply) => {
+    const p = req.params as { id: string; n: string };
+    const file = await exportFile(deps(), r.ctxOf(req), p.id, p.n);
+    return reply.code(200).type('application/fhir+ndjson').header('Content-Length', String(file.bytes)).send(Readable.from(file.body));
+  });
+}

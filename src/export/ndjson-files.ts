@@ -1,0 +1,74 @@
+/**
+ * An export's NDJSON files as they are written: lines gathered into parts of about 1 MiB, each
+ * part stored as soon as it is full (so memory holds one part, whatever the export's size), a
+ * type's file closed and the next begun past MAX_FILE_RESOURCES.
+ */
+import type pg from 'pg';
+import { insertFile, insertPart } from './sql.ts';
+
+/** The size of a stored part. */
+export const PART_BYTES = 1 << 20;
+/** Resources per file: a client can download a large type's files in parallel, and resume per file. */
+export const MAX_FILE_RESOURCES = 100_000;
+
+/** The export is gone (deleted, so cancelled) or no longer in progress: stop writing. */
+export class ExportCancelled extends Error {}
+
+export interface WrittenFile {
+  fileNo: number;
+  kind: 'output' | 'error';
+  type: string;
+  count: number;
+}
+
+export class NdjsonFiles {
+  private fileNo = 0;
+  private current: { kind: 'output' | 'error'; type: string; count: number; bytes: number; seq: number } | null = null;
+  private lines: string[] = [];
+  private pending = 0;
+  readonly files: WrittenFile[] = [];
+
+  private readonly pool: pg.Pool;
+  private readonly exportId: string;
+
+  constructor(pool: pg.Pool, exportId: string) {
+    this.pool = pool;
+    this.exportId = exportId;
+  }
+
+  /** Appends one resource (its JSON, one line) to the file of its type. */
+  async add(kind: 'output' | 'error', type: string, json: string): Promise<void> {
+    if (!this.current || this.current.type !== type || this.current.kind !== kind || this.current.count >= MAX_FILE_RESOURCES) {
+      await this.close();
+      this.current = { kind, type, count: 0, bytes: 0, seq: 0 };
+    }
+    this.lines.push(json);
+    this.current.count++;
+    this.pending += json.length + 1;
+    if (this.pending >= PART_BYTES) await this.flush();
+  }
+
+  /** Closes the file being written (its last part stored, its row made). */
+  async close(): Promise<void> {
+    const f = this.current;
+    if (!f) return;
+    await this.flush();
+    this.current = null;
+    if (!f.count) return;
+    const fileNo = ++this.fileNo;
+    await this.pool.query(insertFile(this.exportId, fileNo, f.kind, f.type, f.count, f.bytes));
+    this.files.push({ fileNo, kind: f.kind, type: f.type, count: f.count });
+  }
+
+  private async flush(): Promise<void> {
+    const f = this.current;
+    if (!f || !this.lines.length) return;
+    const body = Buffer.from(this.lines.join('\n') + '\n');
+    this.lines = [];
+    this.pending = 0;
+    // Parts are numbered under the file's number to come (files are numbered as they close).
+    const { rowCount } = await this.pool.query(insertPart(this.exportId, this.fileNo + 1, f.seq++, body));
+    if (rowCount !== 1) throw new ExportCancelled();
+    f.bytes += body.length;
+  }
+}
