@@ -316,3 +316,39 @@ t.test('the CapabilityStatement lists the export operations', async (t) => {
   t.ok(group.operation.some((o: Json) => o.definition === 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export'));
   t.ok(cs.instantiates.includes('http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data'));
 });
+
+t.test('a Group of 10,000 members is made through the API and exported', async (t) => {
+  const big = await person(A, 'many');
+  const entry = Array.from({ length: 10_000 }, (_, i) => ({
+    resource: { resourceType: 'Patient', id: `m${i}`, name: [{ family: `Member${i}` }] },
+    request: { method: 'PUT', url: `Patient/m${i}` },
+  }));
+  const bundle = await send(
+    app,
+    { method: 'POST', url: FHIR, headers: { ...big.headers, 'content-type': FHIR_JSON }, payload: { resourceType: 'Bundle', type: 'batch', entry } },
+    120_000,
+  );
+  t.equal(bundle.statusCode, 200, '10,000 Patients written');
+  const group = await send(
+    app,
+    {
+      method: 'POST',
+      url: `${FHIR}/Group`,
+      headers: { ...A.headers, 'content-type': FHIR_JSON },
+      payload: {
+        resourceType: 'Group',
+        type: 'person',
+        actual: true,
+        member: entry.map((e) => ({ entity: { reference: `Patient/${e.resource.id}` } })),
+      },
+    },
+    60_000,
+  );
+  t.equal(group.statusCode, 201, 'a Group of 10,000 members created');
+  const { manifest } = await exported(`Group/${group.json().id}/$export?_type=Patient`, A.headers);
+  t.same(
+    manifest.output.map((o: Json) => [o.type, o.count]),
+    [['Patient', 10_000]],
+  );
+  t.same(manifest.error, []);
+});
