@@ -26,23 +26,41 @@ export interface ResourceScope {
 const SCOPE = /^(patient|user|system)\/([A-Za-z]+|\*)\.(read|write|\*|c?r?u?d?s?)(?:\?(.+))?$/;
 const V1: Record<string, string> = { read: 'rs', write: 'cud', '*': 'cruds' };
 
+/** One resource scope, or undefined when `s` is not one (another kind of scope, or an unknown resource type). */
+export function parseScope(s: string): ResourceScope | undefined {
+  const m = SCOPE.exec(s);
+  if (!m || !m[3]) return undefined;
+  if (m[2] !== '*' && !isResourceType(m[2])) return undefined;
+  const letters = V1[m[3]] ?? m[3];
+  return {
+    text: s,
+    context: m[1] as ResourceScope['context'],
+    type: m[2],
+    interactions: new Set(letters.split('') as Interaction[]),
+    filter: m[4] ? [...new URLSearchParams(m[4])] : [],
+  };
+}
+
 /** The resource scopes of a scope string (space-separated); others are skipped. */
 export function parseScopes(scope: string): ResourceScope[] {
-  const out: ResourceScope[] = [];
-  for (const s of scope.split(' ')) {
-    const m = SCOPE.exec(s);
-    if (!m || !m[3]) continue;
-    if (m[2] !== '*' && !isResourceType(m[2])) continue;
-    const letters = V1[m[3]] ?? m[3];
-    out.push({
-      text: s,
-      context: m[1] as ResourceScope['context'],
-      type: m[2],
-      interactions: new Set(letters.split('') as Interaction[]),
-      filter: m[4] ? [...new URLSearchParams(m[4])] : [],
-    });
-  }
-  return out;
+  return scope
+    .split(' ')
+    .map(parseScope)
+    .filter((s) => s !== undefined);
+}
+
+/**
+ * Whether `wide` grants everything `narrow` does: the same context, its type or every type, at
+ * least its interactions, and no filter `narrow` lacks (a filter's parameters all apply, so more
+ * of them narrow it).
+ */
+export function covers(wide: ResourceScope, narrow: ResourceScope): boolean {
+  return (
+    wide.context === narrow.context &&
+    (wide.type === '*' || wide.type === narrow.type) &&
+    [...narrow.interactions].every((i) => wide.interactions.has(i)) &&
+    wide.filter.every(([k, v]) => narrow.filter.some(([nk, nv]) => nk === k && nv === v))
+  );
 }
 
 /** Whether a scope string is well-formed enough to grant (every resource scope parses). */

@@ -3,6 +3,7 @@
  * (`.well-known/smart-configuration`) and the OpenID Connect discovery document.
  * See: https://build.fhir.org/ig/HL7/smart-app-launch/conformance.html
  */
+import { ASSERTION_ALGORITHMS } from './client-assertion.ts';
 
 const CAPABILITIES = [
   'launch-standalone',
@@ -32,6 +33,11 @@ const SCOPES_SUPPORTED = [
   'patient/*.write',
   'user/*.read',
   'user/*.write',
+  // SMART Backend Services (client_credentials): v2, then v1.
+  'system/*.rs',
+  'system/*.cruds',
+  'system/*.read',
+  'system/*.*',
 ];
 
 const ALL_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'];
@@ -51,7 +57,7 @@ export function smartConfiguration(issuer: string, authMethods: string[] = ALL_A
     introspection_endpoint: `${issuer}/oauth2/introspect`,
     revocation_endpoint: `${issuer}/oauth2/revoke`,
     token_endpoint_auth_methods_supported: authMethods,
-    ...(asymmetric ? { token_endpoint_auth_signing_alg_values_supported: ['RS384', 'ES384', 'RS256', 'ES256'] } : {}),
+    ...(asymmetric ? { token_endpoint_auth_signing_alg_values_supported: ASSERTION_ALGORITHMS } : {}),
     grant_types_supported: ['authorization_code', 'refresh_token', 'client_credentials'],
     scopes_supported: SCOPES_SUPPORTED,
     response_types_supported: ['code'],

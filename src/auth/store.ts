@@ -11,7 +11,7 @@ import * as apps from './apps.ts';
 import type { App, NewApp } from './apps.ts';
 import * as authz from './authz-requests.ts';
 import type { AuthzRequest } from './authz-requests.ts';
-import { authenticateAssertion } from './client-assertion.ts';
+import { authenticateAssertion, type AssertionCheck } from './client-assertion.ts';
 import * as codes from './codes.ts';
 import type { Granted, SmartGrant } from './codes.ts';
 import { expire, type Expired } from './expire.ts';
@@ -53,7 +53,8 @@ export class AuthStore {
     return apps.createApp(db, input);
   }
 
-  authenticateAssertion(assertion: string, audiences: string[]): Promise<App | undefined> {
+  /** See client-assertion.ts authenticateAssertion. */
+  authenticateAssertion(assertion: string, audiences: string[]): Promise<AssertionCheck> {
     return authenticateAssertion(this.pool, assertion, audiences);
   }
 
@@ -135,8 +136,9 @@ export class AuthStore {
     return tokens.refresh(this.deps, app, refreshToken);
   }
 
-  clientToken(app: App): Promise<TokenSet> {
-    return tokens.clientToken(this.pool, app);
+  /** `scope`: the system scopes granted (src/auth/token-grant.ts clientCredentialsScope). */
+  clientToken(app: App, scope: string): Promise<TokenSet> {
+    return tokens.clientToken(this.pool, app, scope);
   }
 
   accessFor(token: string): Promise<Access | undefined> {

@@ -12,20 +12,18 @@ export const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-beare
 
 /**
  * The app a client assertion proves; `audiences`: the token endpoints it may name, the first the
- * one named in the error. Throws the invalid_client OAuthError when it proves none.
+ * one named in the error. Throws the invalid_client OAuthError (401) when it proves none, saying
+ * why: SMART Backend Services answers every failure of client authentication so.
+ * See: https://hl7.org/fhir/smart-app-launch/client-confidential-asymmetric.html#response
  */
 export async function assertedClient(auth: AuthStore, assertionType: string, assertion: string | undefined, audiences: string[]): Promise<App> {
-  if (assertionType !== JWT_BEARER || !assertion) {
-    throw new OAuthError('invalid_client', `A client assertion needs client_assertion_type=${JWT_BEARER} and client_assertion.`);
+  if (assertionType !== JWT_BEARER) {
+    throw new OAuthError('invalid_client', `client_assertion_type must be ${JWT_BEARER}, the only kind of client assertion this server takes.`);
   }
-  const client = await auth.authenticateAssertion(assertion, audiences);
-  if (!client) {
-    throw new OAuthError(
-      'invalid_client',
-      `The client assertion is not valid: signed by a registered key, iss and sub the client_id, aud ${audiences[0]}, unexpired, with a jti never used before.`,
-    );
-  }
-  return client;
+  if (!assertion) throw new OAuthError('invalid_client', 'client_assertion is required with client_assertion_type: send the signed JWT.');
+  const checked = await auth.authenticateAssertion(assertion, audiences);
+  if ('problem' in checked) throw new OAuthError('invalid_client', checked.problem);
+  return checked.client;
 }
 
 /**

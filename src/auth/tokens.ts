@@ -100,9 +100,12 @@ export async function refresh(deps: TokenDeps, app: App, refreshToken: string): 
   return result;
 }
 
-/** client_credentials: an app token, for all of the app's users; no refresh token. */
-export async function clientToken(pool: pg.Pool, app: App): Promise<TokenSet> {
-  return issue(pool, app, null, 'system/*.*', randomUUID(), false, null);
+/**
+ * client_credentials: an app token, for all of the app's users, with the system scopes granted
+ * (src/auth/token-grant.ts decides them); no refresh token.
+ */
+export async function clientToken(pool: pg.Pool, app: App, scope: string): Promise<TokenSet> {
+  return issue(pool, app, null, scope, randomUUID(), false, null);
 }
 
 /** RFC 7662: what the app may know of one of its own tokens (inactive for any other). */
