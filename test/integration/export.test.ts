@@ -7,7 +7,8 @@
  */
 import t from 'tap';
 import type { LightMyRequestResponse } from 'fastify';
-import { buildTestApp } from '../helper.ts';
+import { buildTestApp, testConfig, testDatabase } from '../helper.ts';
+import { buildApp } from '../../src/app.ts';
 import { FHIR, FHIR_JSON, LOINC, type Json, send } from './search-support.ts';
 import { expireExports } from '../../src/export/operation.ts';
 
@@ -351,4 +352,36 @@ t.test('a Group of 10,000 members is made through the API and exported', async (
     [['Patient', 10_000]],
   );
   t.same(manifest.error, []);
+});
+
+t.test('another process on the same database answers the status and the files', async (t) => {
+  const url = await testDatabase(t);
+  const [one, two] = [await buildApp(testConfig(url, { fhirAuth: 'required' })), await buildApp(testConfig(url, { fhirAuth: 'required' }))];
+  t.teardown(async () => {
+    await two.close();
+    await one.close();
+  });
+  await Promise.all([one.ready(), two.ready()]);
+  const { app: created, clientSecret } = await one.auth.createApp({ name: 'two processes' });
+  const headers = { client_id: created.clientId, client_secret: clientSecret, 'x-oneup-user-id': 'client' };
+  const p = await send(one, {
+    method: 'POST',
+    url: `${FHIR}/Patient`,
+    headers: { ...headers, 'content-type': FHIR_JSON },
+    payload: { resourceType: 'Patient', name: [{ family: 'Twice' }] },
+  });
+  const k = await send(one, { method: 'GET', url: `${FHIR}/$export`, headers: { ...headers, ...ASYNC } });
+  t.equal(k.statusCode, 202, 'kicked off on one');
+  const status = new URL(String(k.headers['content-location'])).pathname;
+  let res: LightMyRequestResponse;
+  for (let i = 0; ; i++) {
+    res = await send(two, { method: 'GET', url: status, headers });
+    if (res.statusCode !== 202 || i > 300) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  t.equal(res.statusCode, 200, 'the manifest from the other');
+  const file = await send(two, { method: 'GET', url: new URL(res.json().output[0].url).pathname, headers });
+  t.equal(file.statusCode, 200);
+  t.equal(file.headers['content-type'], 'application/fhir+ndjson');
+  t.equal(JSON.parse(file.body.trim()).id, p.json().id, 'and its file');
 });
