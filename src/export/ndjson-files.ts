@@ -56,7 +56,8 @@ export class NdjsonFiles {
     this.current = null;
     if (!f.count) return;
     const fileNo = ++this.fileNo;
-    await this.pool.query(insertFile(this.exportId, fileNo, f.kind, f.type, f.count, f.bytes));
+    const { rowCount } = await this.pool.query(insertFile(this.exportId, fileNo, f.kind, f.type, f.count, f.bytes));
+    if (rowCount !== 1) throw new ExportCancelled();
     this.files.push({ fileNo, kind: f.kind, type: f.type, count: f.count });
   }
 

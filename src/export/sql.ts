@@ -49,9 +49,11 @@ export function insertPart(id: string, fileNo: number, seq: number, body: Buffer
   };
 }
 
+/** A file's row, made only while the export is still there (as its parts). */
 export function insertFile(id: string, fileNo: number, kind: 'output' | 'error', type: string, count: number, bytes: number): Sql {
   return {
-    text: `INSERT INTO trb_export_file (export_id, file_no, kind, res_type, count, bytes) VALUES ($1, $2, $3, $4, $5, $6)`,
+    text: /* SQL */ `INSERT INTO trb_export_file (export_id, file_no, kind, res_type, count, bytes)
+      SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM trb_export WHERE id = $1 AND status = 'in-progress')`,
     values: [id, fileNo, kind, type, count, bytes],
   };
 }

@@ -237,6 +237,15 @@ t.test('DELETE on the status URL removes the export and its files; expired expor
   const id = status.split('/').pop()!;
   t.equal((await app.pg.query('SELECT count(*)::int AS n FROM trb_export_part WHERE export_id = $1', [id])).rows[0].n, 0, 'its bytes too');
 
+  // Deleted while it runs (it waits 2 s before reading): it stops, and leaves nothing behind.
+  const running = await kickoff('$export', A.headers);
+  const runningStatus = new URL(String(running.headers['content-location'])).pathname;
+  t.equal((await send(app, { method: 'DELETE', url: runningStatus, headers: A.headers })).statusCode, 202, 'a running export deleted');
+  await new Promise((r) => setTimeout(r, 3500));
+  const runningId = runningStatus.split('/').pop()!;
+  t.equal((await send(app, { method: 'GET', url: runningStatus, headers: A.headers })).statusCode, 404);
+  t.equal((await app.pg.query('SELECT count(*)::int AS n FROM trb_export_part WHERE export_id = $1', [runningId])).rows[0].n, 0, 'no part written');
+
   const old = await exported('$export', A.headers);
   const oldId = new URL(old.location).pathname.split('/').pop()!;
   // The clock moved past its expiry (EXPORT_TTL_HOURS after completion).
