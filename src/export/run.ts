@@ -160,7 +160,9 @@ async function ownersOf(client: pg.PoolClient, row: ExportRow, files: NdjsonFile
   for (const id of ids) {
     const owner = found.get(id);
     if (owner === undefined || owner === null || (row.user_id !== null && owner !== row.user_id)) {
-      const why = owner === undefined ? 'is not a Patient of this app' : 'is not the record of a user this export may read';
+      // A user's token is not told whether another user's Patient exists.
+      const why =
+        row.user_id !== null ? 'is not a Patient of yours' : owner === undefined ? 'is not a Patient of this app' : 'is the record of no user';
       await files.add(
         'error',
         'OperationOutcome',

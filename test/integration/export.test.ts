@@ -141,6 +141,11 @@ t.test("Patient/$export with the app's credentials: every user's records, not th
     payload: { resourceType: 'Parameters', parameter: [{ name: 'patient', valueReference: { reference: `Patient/${recA2.patient}` } }] },
   });
   t.same(typed(await allOutput(one.manifest, A.headers)), [...recA2.ids].sort());
+  // A user naming another user's Patient, and one that does not exist: the same answer, nothing of theirs.
+  const mine = await exported(`Patient/$export?patient=Patient/${recA2.patient}&patient=Patient/nobody`, a1.headers);
+  t.same(mine.manifest.output, [], "nothing of the other user's");
+  const issues = (await download(mine.manifest.error[0].url, a1.headers)).map((o) => o.issue[0].diagnostics.replace(/Patient\/\S+/, 'P'));
+  t.same(issues, ['P is not a Patient of yours; its records are not exported.', 'P is not a Patient of yours; its records are not exported.']);
 });
 
 t.test("Group/[id]/$export: the members' records; members that are no Patient of the app in the error file", async (t) => {
