@@ -25,9 +25,11 @@ export default fp(
     );
     // Bulk Data exports (src/export), EXPORT_CONCURRENCY at once in this process, and their expiry.
     const exportDeps = { pool: app.pg, repo: app.fhir.repo, search: app.fhir.search, log: app.log, ttlSeconds: app.config.exportTtlHours * 3600 };
-    await boss.work<ExportJob>(EXPORT_QUEUE, { pollingIntervalSeconds: 1, localConcurrency: app.config.exportConcurrency }, ([job]) =>
-      runExport(job.data.exportId, exportDeps),
-    );
+    if (app.config.exportConcurrency > 0) {
+      await boss.work<ExportJob>(EXPORT_QUEUE, { pollingIntervalSeconds: 1, localConcurrency: app.config.exportConcurrency }, ([job]) =>
+        runExport(job.data.exportId, exportDeps),
+      );
+    }
     await boss.schedule(EXPORT_EXPIRE_QUEUE, EXPORT_EXPIRE_CRON);
     await boss.work(EXPORT_EXPIRE_QUEUE, async () => expireExports(app.pg));
     app.decorate('jobs', boss);

@@ -129,8 +129,16 @@ export interface Config {
   webhookConcurrency: number;
   /** How long a Bulk Data export's files are kept once it completes (EXPORT_TTL_HOURS), then removed. */
   exportTtlHours: number;
-  /** Exports one process runs at once (EXPORT_CONCURRENCY); more wait in the queue. */
+  /** Exports one process runs at once (EXPORT_CONCURRENCY; 0: none, another process runs them); more wait in the queue. */
   exportConcurrency: number;
+  /**
+   * Subscription notifications (src/subscriptions): failed deliveries in a row before the
+   * subscription goes to error, and the first wait after a failure (doubling, at most 10 minutes).
+   * Not read from the environment (tests shorten it).
+   */
+  subscriptionRetry: { limit: number; baseMs: number };
+  /** How long one notification may take before it counts as failed. Not read from the environment. */
+  subscriptionTimeoutMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -220,7 +228,10 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     webhookAllowHttp: oneOf(env, 'WEBHOOK_ALLOW_HTTP', ['true', 'false'] as const, 'false') === 'true',
     webhookConcurrency: int(env, 'WEBHOOK_CONCURRENCY', 16, 1, 256),
     exportTtlHours: int(env, 'EXPORT_TTL_HOURS', 24, 1, 24 * 30),
-    exportConcurrency: int(env, 'EXPORT_CONCURRENCY', 1, 1, 16),
+    exportConcurrency: int(env, 'EXPORT_CONCURRENCY', 1, 0, 16),
+    // 1 s, 2 s, 4 s ... 8 times: about 4 minutes, as the webhooks (src/jobs/queues.ts WEBHOOK_RETRY).
+    subscriptionRetry: { limit: 8, baseMs: 1000 },
+    subscriptionTimeoutMs: 5000,
   };
 }
 
