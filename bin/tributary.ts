@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * The command line: `npx tributary app create --name NAME --redirect-uri URL [--json]`, `app list`,
+ * The command line: `npx tributary app create --name NAME --redirect-uri URL [--jwks FILE] [--json]`, `app list`,
+ * `app set-jwks CLIENT_ID FILE` (an app's public keys, for private_key_jwt and SMART Backend Services),
  * `app rotate-secret CLIENT_ID`, `app delete CLIENT_ID`, and `user password` (the sign-in a person
  * uses on the SMART login page; the password is read from standard input, never from arguments),
  * `directory import FILE_OR_URL...` (health-system lists into the directory), and `connect
@@ -16,6 +17,8 @@ import { loadConfig, ConfigError } from '../src/config.ts';
 import { EmbeddedStartError, runningEmbeddedUrl, startEmbeddedPostgres, type EmbeddedDatabase } from '../src/db/embedded.ts';
 import { migrate } from '../src/storage/migrate.ts';
 import { AuthStore, describeApp, redirectUriProblem } from '../src/auth/store.ts';
+import { setJwks } from '../src/auth/apps.ts';
+import { checkJwks, clientAuthentication, kidsOf, type ClientAuthentication, type Jwks } from '../src/auth/jwks.ts';
 import { importDirectory, type ImportSource } from '../src/directory/importer.ts';
 import { DirectoryFileError, type DirectoryFormat } from '../src/directory/readers.ts';
 import { createOutbound, type OutboundFetch } from '../src/net/outbound.ts';
@@ -36,8 +39,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 const USAGE = `Usage:
-  tributary app create --name NAME [--redirect-uri URL]... [--scope SCOPE]... [--public] [--json]
+  tributary app create --name NAME [--redirect-uri URL]... [--scope SCOPE]... [--public] [--jwks FILE] [--auth client_secret_basic|client_secret_post|private_key_jwt] [--json]   (--jwks: the app's public JWK Set, for private_key_jwt)
   tributary app list [--json]
+  tributary app set-jwks CLIENT_ID FILE [--json]   (replaces the app's public JWK Set at once; the app then authenticates with private_key_jwt)
   tributary app rotate-secret CLIENT_ID [--json]
   tributary app delete CLIENT_ID
   tributary user password --client-id CLIENT_ID --app-user-id ID --username NAME   (password on standard input)
@@ -69,6 +73,7 @@ const { values: opts, positionals } = parseArgs({
     system: { type: 'string' },
     auth: { type: 'string' },
     hosts: { type: 'string', multiple: true },
+    jwks: { type: 'string' },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -77,18 +82,44 @@ const { values: opts, positionals } = parseArgs({
 const [group, command, arg] = positionals;
 const known =
   group === 'app'
-    ? ['create', 'list', 'rotate-secret', 'delete'].includes(command)
+    ? ['create', 'list', 'set-jwks', 'rotate-secret', 'delete'].includes(command)
     : (group === 'user' && command === 'password') ||
       (group === 'directory' && command === 'import') ||
       (group === 'connect' && ['register', 'list', 'remove'].includes(command)) ||
       (group === 'keys' && ['rotate', 'status'].includes(command)) ||
       (group === 'worker' && !command);
 if (opts.help || !known) fail(USAGE, opts.help ? 0 : 2);
+/** The JSON of a JWK Set file (its content is never echoed: a private key given by mistake stays out of the terminal). */
+function readJwksFile(file: string): unknown {
+  if (!fs.existsSync(file) || !fs.statSync(file).isFile())
+    fail(`${file}: no such file; give the path of the app's public JWK Set (a JSON file {"keys": [...]}).`);
+  if (fs.statSync(file).size > 1024 * 1024) fail(`${file} is larger than 1 MB; give a JWK Set of public keys only.`);
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch {
+    fail(`${file} is not valid JSON; give a JWK Set file such as {"keys": [{"kty": "RSA", "kid": "...", "n": "...", "e": "AQAB"}]}.`);
+  }
+}
 // The arguments are checked before the database is opened (fail exits at once).
+let clientAuth: ClientAuthentication = { method: null, jwks: null };
+let newJwks: Jwks | undefined;
 if (command === 'create') {
   if (!opts.name?.trim()) fail('app create needs --name NAME.');
   const problem = redirectUriProblem(opts['redirect-uri'] ?? []);
   if (problem) fail(`--redirect-uri: ${problem}`);
+  const chosen = clientAuthentication(
+    { public: opts.public, method: opts.auth, jwks: opts.jwks === undefined ? undefined : readJwksFile(opts.jwks) },
+    { method: '--auth', jwks: '--jwks FILE' },
+  );
+  if ('problem' in chosen) fail(opts.jwks && !chosen.problem.includes('--') ? `${opts.jwks}: ${chosen.problem}` : chosen.problem);
+  clientAuth = chosen;
+}
+if (command === 'set-jwks') {
+  const file = positionals[3];
+  if (!arg || !file) fail('app set-jwks needs the CLIENT_ID and the JWK Set file: tributary app set-jwks CLIENT_ID ./public-jwks.json');
+  const checked = checkJwks(readJwksFile(file));
+  if ('problem' in checked) fail(`${file}: ${checked.problem}`);
+  newJwks = checked.jwks;
 }
 if ((command === 'rotate-secret' || command === 'delete') && !arg) fail(`app ${command} needs the CLIENT_ID.`);
 let password = '';
@@ -194,7 +225,11 @@ if (!url) {
 }
 const pool = new pg.Pool({ connectionString: url, max: 2 });
 const notFound = (clientId: string) => {
-  process.stderr.write(`No app has client_id ${clientId}.\n`);
+  process.stderr.write(`No app has client_id ${clientId}; tributary app list shows the apps.\n`);
+  process.exitCode = 1;
+};
+const refuse = (message: string) => {
+  process.stderr.write(`${message}\n`);
   process.exitCode = 1;
 };
 const out = (json: unknown, text: string) => process.stdout.write(opts.json ? `${JSON.stringify(json, null, 2)}\n` : `${text}\n`);
@@ -335,25 +370,55 @@ try {
       redirectUris: opts['redirect-uri'],
       scopes: opts.scope,
       public: opts.public,
+      tokenAuthMethod: clientAuth.method,
+      jwks: clientAuth.jwks,
     });
+    const bound = app.tokenAuthMethod ? `\n  token_endpoint_auth_method: ${app.tokenAuthMethod}` : '';
     out(
-      { ...describeApp(app), ...(app.public ? {} : { client_secret: clientSecret }) },
+      { ...describeApp(app), ...(clientSecret ? { client_secret: clientSecret } : {}) },
       app.public
         ? `Public app "${app.name}" created.\n  client_id: ${app.clientId}\nIt has no secret: it signs people in with PKCE (SMART's client-public).`
-        : `App "${app.name}" created.\n  client_id:     ${app.clientId}\n  client_secret: ${clientSecret}\nThe secret is shown this once; keep it safe (app rotate-secret makes a new one).`,
+        : app.tokenAuthMethod === 'private_key_jwt'
+          ? `App "${app.name}" created.\n  client_id: ${app.clientId}${bound} (keys ${kidsOf(app.jwks).join(', ')})\nIt has no secret: it gets tokens with client assertions signed by its private keys (SMART Backend Services), aud ${config.baseUrl}/oauth2/token.`
+          : `App "${app.name}" created.\n  client_id:     ${app.clientId}\n  client_secret: ${clientSecret}${bound}\nThe secret is shown this once; keep it safe (app rotate-secret makes a new one).`,
     );
   } else if (command === 'list') {
     const apps = await store.listApps();
     out(
       apps.map(describeApp),
       apps.length
-        ? apps.map((a) => `${a.clientId}  ${a.name}  ${a.redirectUris.join(' ')}`).join('\n')
+        ? apps
+            .map(
+              (a) =>
+                `${a.clientId}  ${a.name}  ${a.redirectUris.join(' ')}${a.tokenAuthMethod ? `  ${a.tokenAuthMethod}` : ''}${a.jwks ? ` (keys ${kidsOf(a.jwks).join(', ')})` : ''}`,
+            )
+            .join('\n')
         : 'No apps yet: tributary app create --name NAME',
     );
+  } else if (command === 'set-jwks') {
+    const before = await store.appByClientId(arg);
+    if (!before) notFound(arg);
+    else if (before.public)
+      refuse(`App ${arg} is public: it has no client authentication, so no JWK Set; make a confidential app with tributary app create --jwks FILE.`);
+    else {
+      const app = (await setJwks(pool, arg, newJwks!))!;
+      const switched =
+        before.tokenAuthMethod === 'private_key_jwt'
+          ? ''
+          : '\nIt authenticates with private_key_jwt from now on: its client_secret no longer works at the token endpoint.';
+      out(
+        describeApp(app),
+        `JWK Set of ${arg} replaced: keys ${kidsOf(app.jwks).join(', ')}. A client assertion signed by any other key is refused from now on.${switched}`,
+      );
+    }
   } else if (command === 'rotate-secret') {
-    const secret = await store.rotateSecret(arg);
-    if (secret) out({ client_id: arg, client_secret: secret }, `New client_secret for ${arg}: ${secret}\nThe old one no longer works.`);
-    else notFound(arg);
+    if ((await store.appByClientId(arg))?.tokenAuthMethod === 'private_key_jwt') {
+      refuse(`App ${arg} authenticates with private_key_jwt, not a secret; replace its keys with tributary app set-jwks ${arg} FILE instead.`);
+    } else {
+      const secret = await store.rotateSecret(arg);
+      if (secret) out({ client_id: arg, client_secret: secret }, `New client_secret for ${arg}: ${secret}\nThe old one no longer works.`);
+      else notFound(arg);
+    }
   } else if (await store.deleteApp(arg)) {
     out({ client_id: arg, deleted: true }, `App ${arg} deleted, with its users, tokens and data.`);
   } else {

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { inTransaction } from '../storage/transaction.ts';
+import type { Jwks } from './jwks.ts';
 import { newSecret, sameHash, sha256 } from './secrets.ts';
 import * as sql from './sql/apps.ts';
 import { notifyRevoked } from './sql/tokens.ts';
@@ -47,7 +48,11 @@ export interface NewApp {
 /** A SHA-256 no secret hashes to (in practice): what an unknown client_id's secret is compared with. */
 const NO_SECRET = Buffer.alloc(32);
 
-/** An app as the CLI and the admin API show it (never its secret). */
+/**
+ * An app as the CLI and the admin API show it (never its secret): `token_endpoint_auth_method`
+ * is `none` for a public app and null for one that sends its secret either way; `jwks`, its
+ * public keys, is there when it has some.
+ */
 export function describeApp(a: App) {
   return {
     client_id: a.clientId,
@@ -55,6 +60,8 @@ export function describeApp(a: App) {
     name: a.name,
     redirect_uris: a.redirectUris,
     scopes: a.scopes,
+    token_endpoint_auth_method: a.public ? 'none' : a.tokenAuthMethod,
+    ...(a.jwks ? { jwks: a.jwks } : {}),
     created_at: a.createdAt.toISOString(),
   };
 }
@@ -145,6 +152,16 @@ export async function rotateSecret(pool: pg.Pool, clientId: string): Promise<str
   const secret = newSecret();
   const { rowCount } = await pool.query(sql.setSecret(clientId, sha256(secret)));
   return rowCount ? secret : undefined;
+}
+
+/**
+ * Replaces the app's JWK Set (checked: src/auth/jwks.ts) at once: an assertion signed by a key
+ * not in `jwks` is refused from the next request. The app authenticates with private_key_jwt
+ * from then on (a secret it had stops working). Undefined: no such app, or a public one.
+ */
+export async function setJwks(pool: pg.Pool, clientId: string, jwks: Jwks): Promise<App | undefined> {
+  const { rows } = await pool.query<AppRow>(sql.setJwks(clientId, jwks));
+  return rows[0] && toApp(rows[0]);
 }
 
 /**

@@ -58,6 +58,12 @@ export const setSecret = (clientId: string, secretSha256: Buffer): Sql => ({
   values: [clientId, secretSha256],
 });
 
+/** A new JWK Set, and private_key_jwt with it (a secret-based app stops taking its secret). */
+export const setJwks = (clientId: string, jwks: { keys: object[] }): Sql => ({
+  text: /* SQL */ `UPDATE trb_app SET jwks = $2, token_auth_method = 'private_key_jwt' WHERE client_id = $1 AND NOT public RETURNING ${APP_COLUMNS}`,
+  values: [clientId, jwks],
+});
+
 export const deleteApp = (clientId: string): Sql => ({ text: 'DELETE FROM trb_app WHERE client_id = $1 RETURNING id', values: [clientId] });
 
 /** The tables that hold rows of a partition (an app's): FHIR storage's and Tributary's own. */
