@@ -465,7 +465,13 @@ export class Repository {
     }
 
     for (const hook of this.writeHooks) {
-      statements.push(...(await hook(scope, live.map((l) => ({ item: l.item, resId: l.resId, version: l.version, ownerId: ownerOf(l) })), now)));
+      statements.push(
+        ...(await hook(
+          scope,
+          live.map((l) => ({ item: l.item, resId: l.resId, version: l.version, ownerId: ownerOf(l) })),
+          now,
+        )),
+      );
     }
 
     await client.query(sql.combine(statements));
