@@ -41,8 +41,8 @@ export function serverCapabilityStatement(o: ServerCapabilityOptions): Capabilit
     ],
     typeOperations: {
       Patient: [
-        { name: 'export', definition: `${BULK}/OperationDefinition/patient-export` },
         ...(o.everything === false ? [] : [{ name: 'everything', definition: 'http://hl7.org/fhir/OperationDefinition/Patient-everything' }]),
+        { name: 'export', definition: `${BULK}/OperationDefinition/patient-export` },
       ],
       Group: [{ name: 'export', definition: `${BULK}/OperationDefinition/group-export` }],
     },
