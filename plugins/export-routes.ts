@@ -10,6 +10,10 @@ import type { RequestContext } from '../src/fhir/ports.ts';
 import { deleteExport, exportFile, exportStatus, POLL_SECONDS, startExport, type ExportOperationDeps } from '../src/export/operation.ts';
 import type { ExportLevel } from '../src/export/request.ts';
 import { sendOutcome } from './fhir-http.ts';
+import { FhirError } from '../src/fhir/errors.ts';
+
+/** The Retry-After of a kick-off refused because the app's exports are at their limit (seconds). */
+const THROTTLED_RETRY_SECONDS = 30;
 
 export interface ExportRouteContext {
   ctxOf: (req: FastifyRequest) => RequestContext;
@@ -27,6 +31,10 @@ export function exportRoutes(app: FastifyInstance, r: ExportRouteContext): void 
       body: req.method === 'POST' ? req.body : undefined,
       requestUrl: `${app.config.baseUrl}${req.url}`,
       prefer: typeof req.headers.prefer === 'string' ? req.headers.prefer : undefined,
+    }).catch((err) => {
+      // Too many exports running: when to try again (Bulk Data: a 429 with Retry-After).
+      if (err instanceof FhirError && err.status === 429) reply.header('Retry-After', String(THROTTLED_RETRY_SECONDS));
+      throw err;
     });
     reply.header('Content-Location', started.location);
     return sendOutcome(req, reply, 202, started.outcome);

@@ -399,3 +399,20 @@ t.test('another process on the same database answers the status and the files', 
   t.equal(file.headers['content-type'], 'application/fhir+ndjson');
   t.equal(JSON.parse(file.body.trim()).id, p.json().id, 'and its file');
 });
+
+t.test('an app with 5 exports waiting or running is told to come back (429, Retry-After)', async (t) => {
+  const C = await tenant('export C');
+  await post(C.headers, { resourceType: 'Patient', name: [{ family: 'Busy' }] });
+  const started: string[] = [];
+  for (let i = 0; i < 5; i++) {
+    const k = await kickoff('$export', C.headers);
+    t.equal(k.statusCode, 202, `export ${i + 1} accepted`);
+    started.push(new URL(String(k.headers['content-location'])).pathname);
+  }
+  const sixth = await kickoff('$export', C.headers);
+  t.equal(sixth.statusCode, 429, 'the sixth: 429');
+  t.equal(sixth.headers['retry-after'], '30');
+  t.match(sixth.json().issue[0].diagnostics, /5 exports waiting or running/);
+  for (const s of started) await send(app, { method: 'DELETE', url: s, headers: C.headers });
+  t.equal((await kickoff('$export', C.headers)).statusCode, 202, 'once they are deleted, accepted again');
+});
