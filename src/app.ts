@@ -21,6 +21,7 @@ import directoryPlugin from '../plugins/directory.ts';
 import sandboxPlugin from '../plugins/sandbox.ts';
 import connectRoutes from '../plugins/connect.ts';
 import syncPlugin from '../plugins/sync.ts';
+import subscriptionsPlugin from '../plugins/subscriptions.ts';
 import demoRoutes from '../plugins/demo.ts';
 import { errorHandler } from '../plugins/errors.ts';
 
@@ -87,6 +88,8 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   app.register(smartRoutes);
   app.register(userRoutes);
   app.register(adminRoutes, { prefix: '/admin' });
+  // Before the sandboxes load their records: every write is matched against the subscriptions.
+  app.register(subscriptionsPlugin);
   app.register(syncPlugin);
   app.register(sandboxPlugin);
   app.register(connectRoutes);

@@ -24,6 +24,10 @@ export interface CapabilityOptions {
   typeOperations?: Record<string, { name: string; definition: string }[]>;
   /** Canonical CapabilityStatements the server also meets (Bulk Data's). */
   instantiates?: string[];
+  /** Implementation guides the server implements (the Subscriptions backport). */
+  implementationGuide?: string[];
+  /** More for one type's entry (Subscription: the backport's topics, profile, documentation). */
+  resourceExtras?: Record<string, Partial<CapabilityStatementRestResource>>;
   /** The SMART authorization server's endpoints, stated as SMART's oauth-uris extension. */
   oauth?: { authorize: string; token: string; revoke?: string };
 }
@@ -83,6 +87,7 @@ export function buildCapabilityStatement(o: CapabilityOptions): CapabilityStatem
         .sort((a, b) => a.name.localeCompare(b.name)),
     ],
     ...(o.typeOperations?.[type]?.length ? { operation: o.typeOperations[type] } : {}),
+    ...o.resourceExtras?.[type],
   }));
   return {
     resourceType: 'CapabilityStatement',
@@ -92,6 +97,7 @@ export function buildCapabilityStatement(o: CapabilityOptions): CapabilityStatem
     software: o.software,
     implementation: { description: 'Tributary FHIR R4 server', url: o.baseUrl },
     ...(o.instantiates?.length ? { instantiates: o.instantiates } : {}),
+    ...(o.implementationGuide?.length ? { implementationGuide: o.implementationGuide } : {}),
     fhirVersion: '4.0.1',
     format: o.formats,
     patchFormat: o.patchFormats,

@@ -330,6 +330,14 @@ t.test('the CapabilityStatement lists the export operations', async (t) => {
   const group = rest.resource.find((r: Json) => r.type === 'Group');
   t.ok(group.operation.some((o: Json) => o.definition === 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export'));
   t.ok(cs.instantiates.includes('http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data'));
+  const sub = rest.resource.find((r: Json) => r.type === 'Subscription');
+  t.same(
+    sub.operation.map((o: Json) => o.name),
+    ['status', 'events'],
+    "the Subscriptions backport's operations",
+  );
+  t.ok(sub.extension.length > 0, 'and its topics');
+  t.match(cs.implementationGuide, [/subscriptions-backport/]);
 });
 
 t.test('a Group of 10,000 members is made through the API and exported', async (t) => {
