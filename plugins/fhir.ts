@@ -20,6 +20,7 @@ import { patientEverything } from '../src/fhir/everything.ts';
 import { reindexStatus, startReindex } from '../src/fhir/reindex-operation.ts';
 import { entryReader } from '../src/fhir/entry-reader.ts';
 import { exportRoutes } from './export-routes.ts';
+import { subscriptionRoutes } from './subscription-routes.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -225,6 +226,8 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
   );
   // Bulk Data export (plugins/export-routes.ts), under this plugin's credentials check.
   exportRoutes(app, { ctxOf, grantsOf: (req) => grants.get(req) });
+  // The Subscriptions backport's $status and $events (plugins/subscription-routes.ts).
+  subscriptionRoutes(app, { ctxOf, grantsOf: (req) => grants.get(req) });
   app.get('/', systemSearch);
   app.post('/_search', systemSearch);
   app.get('/:type', async (req, reply) => typeSearch(req, reply, (req.params as { type: string }).type));

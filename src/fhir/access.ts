@@ -128,8 +128,10 @@ const ENTRY_INTERACTION: Record<string, Interaction> = { POST: 'c', PUT: 'u', PA
 /** Checks every interaction of a route against the scopes, once the body is parsed (a Bundle's entries each count). */
 export function checkRouteScopes(granted: ResourceScope[], r: RouteRequest): void {
   const { route } = r;
-  // $reindex checks its caller itself; $everything and $export return the types the scopes allow.
+  // $reindex and the Subscription operations check their caller themselves; $everything and $export
+  // return the types the scopes allow.
   if (route === '/metadata' || route.includes('$reindex') || route.endsWith('$everything') || route.includes('$export')) return;
+  if (route.startsWith('/Subscription/') && (route.endsWith('$status') || route.endsWith('$events'))) return;
   if (route === '/' && r.method === 'POST') {
     for (const e of (r.body as Bundle | undefined)?.entry ?? []) {
       const method = e.request?.method ?? '';
