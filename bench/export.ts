@@ -37,13 +37,19 @@
  * the server process's RSS (the export runs there, a pg-boss job): VmRSS before, and during the
  * export both sampled every 200 ms and as VmHWM, which is reset at the kick-off (clear_refs) so it
  * holds the true peak between samples (target < 200 MB); the CPU milliseconds per 1,000 resources of
- * the server, its PostgreSQL and this bench, per phase; the export's progress as X-Progress told it.
+ * the server, its PostgreSQL (every process under the server, sampled every 500 ms) and this bench,
+ * per phase, and the cores other processes kept busy (a WARNING past 0.2: the figures are
+ * disturbed); the export's progress as X-Progress told it, and the rate while each type was read.
+ * Runs after the first start with the memory the previous downloads left in the server, and with
+ * PostgreSQL's buffers warm (the first after a start reads its pages into them).
  * The counts must add up: the manifest's counts = the lines downloaded = the resources the server
  * holds for the app, per type, counted by `GET {type}?_summary=count` and, with database access
  * (the data folder or --pg-url), by SQL on hfj_resource.
  *
  * --url attaches to a running server (its data are loaded there if missing); give the app with
- * --client-id/--client-secret (or a --data-dir holding its file), --server-pid for RSS and CPU.
+ * --client-id/--client-secret (or a --data-dir holding its file), --server-pid for RSS and CPU,
+ * --data-dir (its TRIBUTARY_DATA_DIR) or --pg-url for the SQL counts. A data folder holding more
+ * patients than --patients is exported whole. --load-only loads (and VACUUM ANALYZEs) and stops.
  * Prints a summary, then one JSON line. Exits 1 on any failure or mismatch.
  */
 import fs from 'node:fs';
@@ -52,9 +58,9 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   REPO,
-  cpuMeter,
   cpuTimes,
   describeCores,
+  machineBusySeconds,
   round,
   spawnServer,
   waitReady,
@@ -101,6 +107,7 @@ const seed = args.seed;
 const FHIR = '/fhir/r4';
 const TARGET = { resourcesPerSecond: 20_000, peakRssMB: 200, resources: 1_000_000 };
 const RSS_SAMPLE_MS = 200;
+const CPU_SAMPLE_MS = 500;
 /** How long the server is left idle before each export (it releases its unused heap after 10 s). */
 const IDLE_MS = 12_000;
 /** Every n-th line of a file is parsed in full (the others are checked by their first bytes). */
@@ -157,6 +164,80 @@ function rssSampler(pid: number | undefined) {
     count: (from: number, to: number) => samples.filter((s) => s.t >= from && s.t <= to).length,
     take,
     stop: () => clearInterval(timer),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU of the server, its PostgreSQL, this bench and the machine.
+
+/** Every process's parent and CPU seconds (user + system), from /proc/<pid>/stat. */
+function processCpu(): Map<number, { ppid: number; seconds: number }> {
+  const out = new Map<number, { ppid: number; seconds: number }>();
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const st = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' '); // f[0] is field 3 (state)
+      out.set(Number(name), { ppid: Number(f[1]), seconds: (Number(f[11]) + Number(f[12])) / 100 });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/**
+ * The cores kept busy from now until stop() by the server process, its descendants (PostgreSQL:
+ * the postmaster, the backends, autovacuum), this bench and everything else. The descendants are
+ * sampled every CPU_SAMPLE_MS and each is counted up to its last sample, so that one exiting (the
+ * pool closing an idle connection, an autovacuum worker done) keeps what it used but its last
+ * moments; a sum over the living ones (bench/server.ts's cpuMeter) loses all it used and may go
+ * below zero. null where unknown (no pid).
+ */
+function cpuTracker(pid: number | undefined): { stop(): CoresBusy } {
+  const t0 = performance.now();
+  const [b0, m0] = [process.cpuUsage(), machineBusySeconds()];
+  const first = new Map<number, number>();
+  const last = new Map<number, number>();
+  const scan = (initial: boolean) => {
+    if (pid === undefined) return;
+    const procs = processCpu();
+    const ours = (p: number) => {
+      for (let up = p, depth = 0; up > 1 && depth < 10; up = procs.get(up)?.ppid ?? 0, depth++) if (up === pid) return true;
+      return false;
+    };
+    for (const [p, { seconds }] of procs) {
+      if (!ours(p)) continue;
+      // A process first seen after the start began after it: all its time is this span's.
+      if (!first.has(p)) first.set(p, initial ? seconds : 0);
+      last.set(p, seconds);
+    }
+  };
+  scan(true);
+  const timer = setInterval(() => scan(false), CPU_SAMPLE_MS);
+  return {
+    stop() {
+      clearInterval(timer);
+      scan(false);
+      const secs = (performance.now() - t0) / 1000;
+      const b = process.cpuUsage(b0);
+      const bench = (b.user + b.system) / 1e6;
+      const machine = machineBusySeconds() - m0;
+      let srv: number | null = null;
+      let pg: number | null = null;
+      if (pid !== undefined && last.has(pid)) {
+        srv = last.get(pid)! - first.get(pid)!;
+        pg = 0;
+        for (const [p, t] of last) if (p !== pid) pg += t - first.get(p)!;
+      }
+      const per = (x: number | null) => round(x === null ? null : x / secs, 2);
+      return {
+        server: per(srv),
+        postgres: per(pg),
+        bench: per(bench)!,
+        other: per(srv === null || pg === null ? null : Math.max(0, machine - srv - pg - bench)),
+      };
+    },
   };
 }
 
@@ -367,7 +448,7 @@ interface RunResult {
     exportMsPer1000: ReturnType<typeof msPer1000>;
     downloadMsPer1000: ReturnType<typeof msPer1000>;
   } | null;
-  perType: { type: string; manifest: number; lines: number; server: number | null; http: number | null; ok: boolean }[];
+  perType: { type: string; manifest: number; lines: number; bytes: number; server: number | null; http: number | null; ok: boolean }[];
   countsOk: boolean;
   cleanup: { deleteStatus: number | null; statusAfter: number | null; partsLeft: number | null; ok: boolean };
   unauthenticatedDownload: number | null;
@@ -452,7 +533,7 @@ async function runOnce(run: number, cx: Context): Promise<RunResult> {
     const before = pid === undefined ? null : readMem(pid);
     r.rss.beforeMB = before ? round(before.rssMB) : null;
     r.rss.hwmReset = pid !== undefined && resetPeak(pid);
-    const cpu = cpuMeter(cx.server);
+    const cpu = cpuTracker(pid);
     const t0 = performance.now();
 
     // Kick-off
@@ -600,7 +681,7 @@ async function runOnce(run: number, cx: Context): Promise<RunResult> {
     }
 
     // Downloads
-    const dlCpu = cpuMeter(cx.server);
+    const dlCpu = cpuTracker(pid);
     const t1 = performance.now();
     const ids = new Map<string, Set<string>>();
     const checks: FileCheck[] = all.map((o) => ({
@@ -684,6 +765,7 @@ async function runOnce(run: number, cx: Context): Promise<RunResult> {
     for (const type of [...typeNames].sort()) {
       const m = manifest.output.filter((o) => o.type === type).reduce((n, o) => n + (o.count ?? 0), 0);
       const l = outputs.filter((c) => c.type === type).reduce((n, c) => n + c.lines, 0);
+      const bytes = outputs.filter((c) => c.type === type).reduce((n, c) => n + c.bytes, 0);
       const s = held.sql ? (held.sql.get(type) ?? 0) : null;
       const h = held.http.has(type) ? held.http.get(type)! : null;
       const ok = m === l && (s === null || s === m) && (h === null || h === m);
@@ -691,7 +773,7 @@ async function runOnce(run: number, cx: Context): Promise<RunResult> {
         countsOk = false;
         failures.push(`${type}: manifest ${m}, lines ${l}, server ${s ?? 'n/a'} (SQL), ${h ?? 'n/a'} (_summary=count)`);
       }
-      r.perType.push({ type, manifest: m, lines: l, server: s, http: h, ok });
+      r.perType.push({ type, manifest: m, lines: l, bytes, server: s, http: h, ok });
     }
     r.countsOk = countsOk;
 
@@ -752,7 +834,15 @@ function describeRun(r: RunResult, held: number): string[] {
   if (phases.length) out.push(`  X-Progress seen first: ${phases.slice(0, 12).join('; ')}`);
   if (r.ratesByType.length)
     out.push(
-      `  reading rate by type (from X-Progress): ${r.ratesByType.map((x) => `${x.type} ${fmt(x.resourcesPerSecond)}/s over ${x.seconds} s`).join(', ')}`,
+      `  reading rate by type (from X-Progress): ${r.ratesByType
+        .map((x) => {
+          const t = r.perType.find((p) => p.type === x.type);
+          const mbs = t?.lines
+            ? ` = ${round((x.resourcesPerSecond * t.bytes) / t.lines / 1e6)} MB/s (${Math.round(t.bytes / t.lines)} bytes each)`
+            : '';
+          return `${x.type} ${fmt(x.resourcesPerSecond)}/s${mbs} over ${x.seconds} s`;
+        })
+        .join(', ')}`,
     );
   const m = r.rss;
   const peak = m.peakExportHwmMB ?? m.peakExportSampledMB;
