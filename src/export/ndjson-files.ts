@@ -26,6 +26,8 @@ export class NdjsonFiles {
   private current: { kind: 'output' | 'error'; type: string; count: number; bytes: number; seq: number } | null = null;
   private lines: string[] = [];
   private pending = 0;
+  /** The part being stored: one at a time is in flight while the next fills. */
+  private storing: Promise<void> = Promise.resolve();
   readonly files: WrittenFile[] = [];
 
   private readonly pool: pg.Pool;
@@ -53,6 +55,7 @@ export class NdjsonFiles {
     const f = this.current;
     if (!f) return;
     await this.flush();
+    await this.storing;
     this.current = null;
     if (!f.count) return;
     const fileNo = ++this.fileNo;
@@ -67,9 +70,16 @@ export class NdjsonFiles {
     const body = Buffer.from(this.lines.join('\n') + '\n');
     this.lines = [];
     this.pending = 0;
+    // The part before this one is stored first (parts in order, at most one in flight).
+    await this.storing;
     // Parts are numbered under the file's number to come (files are numbered as they close).
-    const { rowCount } = await this.pool.query(insertPart(this.exportId, this.fileNo + 1, f.seq++, body));
-    if (rowCount !== 1) throw new ExportCancelled();
+    const part = insertPart(this.exportId, this.fileNo + 1, f.seq++, body);
     f.bytes += body.length;
+    const storing = this.pool.query(part).then(({ rowCount }) => {
+      if (rowCount !== 1) throw new ExportCancelled();
+    });
+    // Awaited by the next flush or close; a failure is theirs to throw (never unheard).
+    storing.catch(() => {});
+    this.storing = storing;
   }
 }

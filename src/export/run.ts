@@ -24,8 +24,12 @@ import * as sql from './sql.ts';
 export const SETTLE_MS = 2000;
 /** How long the job waits for open transactions before it gives up (a retry waits again). */
 const MAX_WAIT_MS = 10 * 60_000;
-/** Rows per FETCH: about 1-2 MB of JSON at a time. */
-const FETCH_ROWS = 1000;
+/**
+ * Rows per FETCH: 250 rows are 0.3-1.5 MB of JSON (an ExplanationOfBenefit is ~6 KB). The next
+ * FETCH is sent while this one's rows are turned into lines, so PostgreSQL and the process work at
+ * once; memory holds two batches and two parts.
+ */
+const FETCH_ROWS = 250;
 
 export interface ExportDeps {
   pool: pg.Pool;
@@ -98,9 +102,11 @@ async function exportAll(row: ExportRow, deps: ExportDeps): Promise<number> {
       const q = { partitionId: row.app_id, userId: row.user_id, type, source, filtered, owners, at, since: req.since ? new Date(req.since) : null };
       for (const statement of [currentVersions(q), versionsAtT(q)]) {
         await client.query({ text: `DECLARE export_rows NO SCROLL CURSOR FOR ${statement.text}`, values: statement.values });
-        for (;;) {
-          const { rows } = await client.query<VersionRow>(`FETCH ${FETCH_ROWS} FROM export_rows`);
+        const fetch = () => client.query<VersionRow>(`FETCH ${FETCH_ROWS} FROM export_rows`);
+        for (let next = fetch(); ;) {
+          const { rows } = await next;
           if (!rows.length) break;
+          next = fetch();
           for (const v of await deps.repo.stored(client, rows)) {
             if (v.json === null) continue;
             await files.add('output', type, v.json);

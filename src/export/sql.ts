@@ -83,12 +83,9 @@ export function fileOf(id: string, fileNo: number): Sql {
   return { text: `SELECT kind, res_type, count, bytes FROM trb_export_file WHERE export_id = $1 AND file_no = $2`, values: [id, fileNo] };
 }
 
-/** The parts of a file from `seq` on, a few at a time (a download streams them). */
-export function partsFrom(id: string, fileNo: number, seq: number, limit: number): Sql {
-  return {
-    text: `SELECT seq, body FROM trb_export_part WHERE export_id = $1 AND file_no = $2 AND seq >= $3 ORDER BY seq LIMIT $4`,
-    values: [id, fileNo, seq, limit],
-  };
+/** One part of a file (a download reads them in order, from 0). */
+export function partOf(id: string, fileNo: number, seq: number): Sql {
+  return { text: `SELECT body FROM trb_export_part WHERE export_id = $1 AND file_no = $2 AND seq = $3`, values: [id, fileNo, seq] };
 }
 
 /** Removes an export and its files (DELETE on its status URL, or its expiry). */

@@ -374,6 +374,13 @@ t.test('a Group of 10,000 members is made through the API and exported', async (
     [['Patient', 10_000]],
   );
   t.same(manifest.error, []);
+  // Over 1 MiB: a file of several parts, downloaded whole and in order.
+  const rows = await download(manifest.output[0].url, A.headers);
+  t.equal(new Set(rows.map((r) => r.id)).size, 10_000, 'every member once, in a file of several parts');
+  const { rows: parts } = await app.pg.query(
+    'SELECT count(*)::int AS n FROM trb_export_part p JOIN trb_export_file f USING (export_id, file_no) WHERE f.count = 10000',
+  );
+  t.ok(parts[0].n >= 2, `${parts[0].n} parts`);
 });
 
 t.test('another process on the same database answers the status and the files', async (t) => {
