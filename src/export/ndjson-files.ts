@@ -24,8 +24,14 @@ export interface WrittenFile {
 export class NdjsonFiles {
   private fileNo = 0;
   private current: { kind: 'output' | 'error'; type: string; count: number; bytes: number; seq: number } | null = null;
-  private lines: string[] = [];
-  private pending = 0;
+  /**
+   * Two part buffers, used in turn: one fills while the other is being stored. Lines are written
+   * into them as bytes, so an export makes no 1 MiB string or Buffer per part (those live in V8's
+   * large-object space and external memory until a full GC, and grew the process by ~100 MB).
+   */
+  private readonly buffers = [Buffer.allocUnsafe(PART_BYTES), Buffer.allocUnsafe(PART_BYTES)];
+  private which = 0;
+  private used = 0;
   /** The part being stored: one at a time is in flight while the next fills. */
   private storing: Promise<void> = Promise.resolve();
   readonly files: WrittenFile[] = [];
@@ -44,10 +50,18 @@ export class NdjsonFiles {
       await this.close();
       this.current = { kind, type, count: 0, bytes: 0, seq: 0 };
     }
-    this.lines.push(json);
+    const bytes = Buffer.byteLength(json) + 1;
+    if (this.used + bytes > PART_BYTES) await this.flush();
     this.current.count++;
-    this.pending += json.length + 1;
-    if (this.pending >= PART_BYTES) await this.flush();
+    if (bytes > PART_BYTES) {
+      // A resource larger than a part (a note with its attachment inline): a part of its own.
+      await this.store(Buffer.from(`${json}\n`));
+      return;
+    }
+    const buf = this.buffers[this.which];
+    buf.write(json, this.used);
+    buf[this.used + bytes - 1] = 0x0a;
+    this.used += bytes;
   }
 
   /** Closes the file being written (its last part stored, its row made). */
@@ -64,13 +78,19 @@ export class NdjsonFiles {
     this.files.push({ fileNo, kind: f.kind, type: f.type, count: f.count });
   }
 
+  /** Stores the part filled so far, and turns to the other buffer. */
   private async flush(): Promise<void> {
-    const f = this.current;
-    if (!f || !this.lines.length) return;
-    const body = Buffer.from(this.lines.join('\n') + '\n');
-    this.lines = [];
-    this.pending = 0;
-    // The part before this one is stored first (parts in order, at most one in flight).
+    if (!this.current || !this.used) return;
+    const body = this.buffers[this.which].subarray(0, this.used);
+    this.which = 1 - this.which;
+    this.used = 0;
+    await this.store(body);
+  }
+
+  private async store(body: Buffer): Promise<void> {
+    const f = this.current!;
+    // The part before this one is stored first (parts in order, at most one in flight), which
+    // also frees the buffer the next part fills.
     await this.storing;
     // Parts are numbered under the file's number to come (files are numbered as they close).
     const part = insertPart(this.exportId, this.fileNo + 1, f.seq++, body);
@@ -78,7 +98,7 @@ export class NdjsonFiles {
     const storing = this.pool.query(part).then(({ rowCount }) => {
       if (rowCount !== 1) throw new ExportCancelled();
     });
-    // Awaited by the next flush or close; a failure is theirs to throw (never unheard).
+    // Awaited by the next store or by close; a failure is theirs to throw (never unheard).
     storing.catch(() => {});
     this.storing = storing;
   }

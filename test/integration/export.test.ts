@@ -415,6 +415,17 @@ t.test('another process on the same database answers the status and the files', 
   t.equal(JSON.parse(file.body.trim()).id, p.json().id, 'and its file');
 });
 
+t.test('a resource larger than a part (1 MiB) is exported whole, between the others', async (t) => {
+  const D = await tenant('export D');
+  const data = Buffer.alloc(1_100_000, 'tributary ').toString('base64');
+  const small = await post(D.headers, { resourceType: 'Binary', contentType: 'text/plain', data: 'c21hbGw=' });
+  const big = await post(D.headers, { resourceType: 'Binary', contentType: 'text/plain', data });
+  const { manifest } = await exported('$export?_type=Binary', D.headers);
+  const rows = await download(manifest.output[0].url, D.headers);
+  t.same(rows.map((r) => r.id).sort(), [small.id, big.id].sort());
+  t.equal(rows.find((r) => r.id === big.id)?.data, data, 'its data intact');
+});
+
 t.test('an app with 5 exports waiting or running is told to come back (429, Retry-After)', async (t) => {
   const C = await tenant('export C');
   await post(C.headers, { resourceType: 'Patient', name: [{ family: 'Busy' }] });
