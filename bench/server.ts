@@ -219,7 +219,8 @@ export async function spawnServer(dataDir: string, opts: SpawnOptions): Promise<
   const base = `http://127.0.0.1:${port}`;
   const tail: string[] = []; // the last lines the server wrote, shown when it fails
   const lines: string[] = [];
-  const child = spawn(NODE, [...(process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean), '--max-semi-space-size=16', 'src/server.ts'], {
+  // npm start's flag first, then BENCH_SERVER_NODE_ARGS: a flag given there wins (Node takes the last).
+  const child = spawn(NODE, ['--max-semi-space-size=16', ...(process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean), 'src/server.ts'], {
     cwd: REPO,
     env: {
       ...process.env,
