@@ -107,6 +107,8 @@ async function exportAll(row: ExportRow, deps: ExportDeps): Promise<number> {
           const { rows } = await next;
           if (!rows.length) break;
           next = fetch();
+          // Awaited next round; if this round throws (a DELETE cancelled it), its failure is not unheard.
+          next.catch(() => {});
           for (const v of await deps.repo.stored(client, rows)) {
             if (v.json === null) continue;
             await files.add('output', type, v.json);

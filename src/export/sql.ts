@@ -27,10 +27,13 @@ export function exportById(id: string): Sql {
   return { text: `SELECT ${EXPORT_COLUMNS} FROM trb_export WHERE id = $1`, values: [id] };
 }
 
+/** The files of export $1 (rows and bytes) dropped, before an UPDATE of its row. */
+const DROP_FILES = /* SQL */ `WITH f AS (DELETE FROM trb_export_file WHERE export_id = $1), p AS (DELETE FROM trb_export_part WHERE export_id = $1)`;
+
 /** A (re)started export: in progress, without what an earlier attempt wrote. */
 export function restartExport(id: string): Sql {
   return {
-    text: /* SQL */ `WITH f AS (DELETE FROM trb_export_file WHERE export_id = $1), p AS (DELETE FROM trb_export_part WHERE export_id = $1)
+    text: /* SQL */ `${DROP_FILES}
       UPDATE trb_export SET status = 'in-progress', progress = 'starting', exported = 0, error = NULL WHERE id = $1 AND status <> 'completed'`,
     values: [id],
   };
@@ -69,7 +72,7 @@ export function completeExport(id: string, exported: number, ttlSeconds: number)
 /** A failed export: its reason kept, its files dropped. */
 export function failExport(id: string, error: string): Sql {
   return {
-    text: /* SQL */ `WITH f AS (DELETE FROM trb_export_file WHERE export_id = $1), p AS (DELETE FROM trb_export_part WHERE export_id = $1)
+    text: /* SQL */ `${DROP_FILES}
       UPDATE trb_export SET status = 'failed', progress = NULL, error = $2, completed_at = now() WHERE id = $1`,
     values: [id, error],
   };

@@ -50,22 +50,3 @@ const BY_URL = new Map(TOPICS.map((t) => [t.url, t]));
 export function topicOf(canonical: string): Topic | undefined {
   return BY_URL.get(canonical.split('|')[0]);
 }
-
-/**
- * A topic as an R5 SubscriptionTopic, what the backport has an R4 server describe (in its
- * CapabilityStatement, by canonical) for clients that want to look at one.
- * See: https://hl7.org/fhir/R5/subscriptiontopic.html
- */
-export function topicResource(t: Topic): Record<string, unknown> {
-  return {
-    resourceType: 'SubscriptionTopic',
-    id: t.resourceType,
-    url: t.url,
-    title: t.title,
-    status: 'active',
-    description: `A ${t.resourceType} is created or updated (by the FHIR API, a transaction, the sync or a load).`,
-    resourceTrigger: [{ resource: t.resourceType, supportedInteraction: ['create', 'update'] }],
-    canFilterBy: [{ resource: t.resourceType, filterParameter: '*', description: `Any search parameter of ${t.resourceType}.` }],
-    notificationShape: [{ resource: t.resourceType }],
-  };
-}
