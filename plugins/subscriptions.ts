@@ -24,7 +24,15 @@ export default fp(
     const registry = new SubscriptionRegistry({ pool: app.pg, params: app.fhir.params, baseUrls: bases, log: app.log });
     await registry.start();
     app.fhir.repo.writeHooks.push(
-      subscriptionHook({ registry, params: app.fhir.params, indexer: app.fhir.indexer, allowHttp: app.config.webhookAllowHttp, baseUrls: bases }),
+      subscriptionHook({
+        registry,
+        params: app.fhir.params,
+        indexer: app.fhir.indexer,
+        repo: app.fhir.repo,
+        search: app.fhir.search,
+        allowHttp: app.config.webhookAllowHttp,
+        baseUrls: bases,
+      }),
     );
     let wake = () => {};
     app.decorate('subscriptions', { registry, wake: () => wake() });

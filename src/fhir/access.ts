@@ -7,6 +7,7 @@
  */
 import type { Bundle } from '@medplum/fhirtypes';
 import { allowed, missingSearchScope, parseScopes, searchesAny, searchScopesOf, type Interaction, type ResourceScope } from '../auth/scopes.ts';
+import { topicOf } from '../subscriptions/topics.ts';
 import { fhirError, type FhirError } from './errors.ts';
 import type { Scope } from './ports.ts';
 
@@ -140,7 +141,10 @@ export function checkRouteScopes(granted: ResourceScope[], r: RouteRequest): voi
       const type = parts[0] ?? '*';
       // A GET entry is a read, vread or search (readEntry); its searches take the scopes along.
       if (method === 'GET') need(granted, parts.length === 1 ? 's' : 'r', parts.length ? type : '*');
-      else if (ENTRY_INTERACTION[method]) need(granted, ENTRY_INTERACTION[method], type);
+      else if (ENTRY_INTERACTION[method]) {
+        need(granted, ENTRY_INTERACTION[method], type);
+        if (type === 'Subscription') needSubscriptionReach(granted, method, e.resource);
+      }
     }
     return;
   }
@@ -160,5 +164,30 @@ export function checkRouteScopes(granted: ResourceScope[], r: RouteRequest): voi
     need(granted, 'r', type);
   } else {
     need(granted, r.method === 'POST' ? 'c' : r.method === 'DELETE' ? 'd' : 'u', type);
+    if (type === 'Subscription') needSubscriptionReach(granted, r.method, r.body);
   }
+}
+
+/**
+ * A Subscription written with a token hears of no more than the token could read: the type of its
+ * criteria (or of its topic) searched whole (its notifications carry the resources, unfiltered), and
+ * with chains or _has, every type. A PATCH, whose outcome is not known here, needs every type too.
+ */
+function needSubscriptionReach(granted: ResourceScope[], method: string, body: unknown): void {
+  if (method === 'DELETE') return;
+  if (method === 'PATCH') return needWhole(granted, '*', 'a Subscription changed by PATCH (send it whole with PUT instead)');
+  const sub = body as { criteria?: unknown; _criteria?: { extension?: { valueString?: unknown }[] } } | undefined;
+  const criteria = sub?.criteria;
+  if (typeof criteria !== 'string') return; // the Subscription is refused, or put in error, for it
+  const type = topicOf(criteria)?.resourceType ?? criteria.split('?')[0];
+  needWhole(granted, type, `a Subscription of ${type}`);
+  // The criteria's parameters, and a topic's filters' (the backport's filter-criteria).
+  const query = (q: string) => (q.includes('?') ? q.slice(q.indexOf('?') + 1) : q);
+  const queries = [
+    criteria.includes('?') ? query(criteria) : '',
+    ...(sub?._criteria?.extension ?? []).map((e) => (typeof e.valueString === 'string' ? query(e.valueString) : '')),
+  ];
+  const keys = queries.flatMap((q) => [...new URLSearchParams(q).keys()]);
+  if (keys.some((k) => k.split(':')[0].includes('.') || k.startsWith('_has')))
+    needWhole(granted, '*', 'a Subscription whose criteria reach other types (a chain or _has)');
 }

@@ -73,7 +73,7 @@ export interface WrittenVersion {
  * Statements that go into a write's own statement (so they commit, or roll back, with it): the
  * subscriptions' outbox (src/subscriptions/hook.ts). Called once per write with what it makes.
  */
-export type WriteHook = (scope: Scope, written: WrittenVersion[], now: Date) => sql.Sql[] | Promise<sql.Sql[]>;
+export type WriteHook = (scope: Scope, written: WrittenVersion[], now: Date, db: Db) => sql.Sql[] | Promise<sql.Sql[]>;
 
 export interface VersionRow {
   res_id: string;
@@ -152,7 +152,6 @@ export class Repository {
     this.pool = pool;
   }
 
-  /** Rows of READ_COLUMNS as versions, their tags' definitions from the cache (or read once). */
   /** Versions from rows of READ_COLUMNS (a cursor's, say), their tags defined. */
   async stored(db: Db, rows: VersionRow[]): Promise<StoredVersion[]> {
     const ids: string[] = [];
@@ -290,6 +289,16 @@ export class Repository {
     const verPids = await this.verIds.take(client, live.length);
     const statements: sql.Sql[] = [];
 
+    // The hooks' statements, made while the versions written over still have their index rows (a
+    // subscription hears of a delete by what it deleted); sent with the rest, last.
+    // A resource's owner: the one it has (kept: owner_id is set when it is created only), or the scope's for a new one.
+    const ownerOf = (l: (typeof live)[number]) => (l.item.existing ? l.item.existing.ownerId : scope.ownerId);
+    const hooked: sql.Sql[] = [];
+    for (const hook of this.writeHooks) {
+      const written = live.map((l) => ({ item: l.item, resId: l.resId, version: l.version, ownerId: ownerOf(l) }));
+      hooked.push(...(await hook(scope, written, now, client)));
+    }
+
     const existingIds = live.filter((l) => !l.isNew).map((l) => l.resId);
     if (existingIds.length) await client.query(sql.deleteIndexes(existingIds));
 
@@ -311,8 +320,6 @@ export class Repository {
       };
     });
     const cols = (pick: (x: (typeof res)[number]) => unknown) => res.map(pick);
-    // A resource's owner: the one it has (kept: owner_id is set when it is created only), or the scope's for a new one.
-    const ownerOf = (l: (typeof live)[number]) => (l.item.existing ? l.item.existing.ownerId : scope.ownerId);
     const resourceColumns: [string, string][] = [
       ['res_id', 'bigint'],
       ['partition_id', 'int'],
@@ -464,16 +471,7 @@ export class Repository {
       statements.push(...indexInserts(partitionId, now, owned, inBatch));
     }
 
-    for (const hook of this.writeHooks) {
-      statements.push(
-        ...(await hook(
-          scope,
-          live.map((l) => ({ item: l.item, resId: l.resId, version: l.version, ownerId: ownerOf(l) })),
-          now,
-        )),
-      );
-    }
-
+    statements.push(...hooked);
     await client.query(sql.combine(statements));
     return results;
   }

@@ -17,6 +17,13 @@ export const FILTER_CRITERIA = `${BACKPORT}/backport-filter-criteria`;
 export const PAYLOAD_CONTENT = `${BACKPORT}/backport-payload-content`;
 export const HEARTBEAT_PERIOD = `${BACKPORT}/backport-heartbeat-period`;
 export const BACKPORT_PROFILE = `${BACKPORT}/backport-subscription`;
+/** Medplum's: the one interaction a subscription hears of (repeated, each one heard). */
+export const SUPPORTED_INTERACTION = 'https://medplum.com/fhir/StructureDefinition/subscription-supported-interaction';
+/** HAPI FHIR's: true adds deletes to the creates and updates an R4 subscription hears of. */
+export const SEND_DELETES = 'http://hapifhir.io/fhir/StructureDefinition/subscription-send-delete-messages';
+
+export type Interaction = 'create' | 'update' | 'delete';
+const INTERACTIONS: readonly Interaction[] = ['create', 'update', 'delete'];
 
 /** none: R4's empty notification; full: the resource (R4) or full-resource (backport); the backport's id-only and empty. */
 export type Payload = 'none' | 'full' | 'id-only' | 'empty';
@@ -33,6 +40,8 @@ export interface Definition {
   /** The topic's canonical, for a topic-based subscription. */
   topic: string | null;
   heartbeatSeconds: number | null;
+  /** What it hears of: creates and updates unless an extension says otherwise. */
+  interactions: Interaction[];
   /** Why it cannot be served, or undefined. */
   problem: string | undefined;
   /** A hash of what decides matching and delivery: a change asks for activation again. */
@@ -48,9 +57,9 @@ export interface Channel {
 }
 
 interface Extended {
-  extension?: { url?: string; valueString?: string; valueCode?: string; valueUnsignedInt?: number }[];
+  extension?: { url?: string; valueString?: string; valueCode?: string; valueUnsignedInt?: number; valueBoolean?: boolean }[];
 }
-export interface SubscriptionLike {
+export interface SubscriptionLike extends Extended {
   resourceType: 'Subscription';
   status?: string;
   criteria?: string;
@@ -105,8 +114,10 @@ export function readDefinition(s: SubscriptionLike, params: SearchParamLookup, a
   let criteria: string | null = null;
   let topic: string | null = null;
   let heartbeatSeconds: number | null = null;
+  let interactions: Interaction[] = ['create', 'update'];
   let problem: string | undefined;
   try {
+    interactions = interactionsOf(s);
     const channel = channelOf(s);
     const bad = urlProblem(channel.endpoint, allowHttp);
     if (bad) throw new Error(bad.replace(/^url /, 'channel.endpoint '));
@@ -133,10 +144,30 @@ export function readDefinition(s: SubscriptionLike, params: SearchParamLookup, a
   } catch (err) {
     problem = (err as Error).message;
   }
+  // The interactions only when not the default's, so that the hashes of subscriptions written before they were read stay the same.
+  const heard = interactions.join() === 'create,update' ? [] : [interactions];
   const hash = createHash('sha256')
-    .update(JSON.stringify([s.criteria, s._criteria ?? null, s.channel ?? null, s.meta?.profile ?? null]))
+    .update(JSON.stringify([s.criteria, s._criteria ?? null, s.channel ?? null, s.meta?.profile ?? null, ...heard]))
     .digest('hex');
-  return { wanted, resourceType, criteria, topic, heartbeatSeconds, problem, hash };
+  return { wanted, resourceType, criteria, topic, heartbeatSeconds, interactions, problem, hash };
+}
+
+/**
+ * The interactions a subscription hears of. Topics of this server are of creates and updates; an R4
+ * criteria subscription too, as in Medplum and HAPI FHIR, unless it names its own with Medplum's
+ * extension (each one it names) or asks for deletes as well with HAPI's.
+ */
+export function interactionsOf(s: SubscriptionLike): Interaction[] {
+  const ext = s.extension ?? [];
+  const named = ext.filter((e) => e.url === SUPPORTED_INTERACTION).map((e) => e.valueCode ?? '');
+  for (const code of named)
+    if (!(INTERACTIONS as readonly string[]).includes(code))
+      throw new Error(`the subscription-supported-interaction "${code}" is not one of create, update, delete.`);
+  if (named.length && isTopicBased(s))
+    throw new Error('a topic-based subscription hears of what its topic says; leave out subscription-supported-interaction.');
+  const set = new Set<Interaction>(named.length ? (named as Interaction[]) : ['create', 'update']);
+  if (!isTopicBased(s) && ext.some((e) => e.url === SEND_DELETES && e.valueBoolean === true)) set.add('delete');
+  return INTERACTIONS.filter((i) => set.has(i));
 }
 
 /** `Type?query` in its two parts; throws when the type is not a resource type. */

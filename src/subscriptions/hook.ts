@@ -9,16 +9,20 @@
  */
 import type { Resource } from '@medplum/fhirtypes';
 import type { ResourceIndexer, SearchParamLookup } from '../fhir/ports.ts';
-import type { WriteHook } from '../storage/repository.ts';
+import type { SearchEngine } from '../search/engine.ts';
+import type { Db, Repository, WriteHook } from '../storage/repository.ts';
 import type { Sql } from '../storage/sql.ts';
 import { readDefinition, type SubscriptionLike } from './definition.ts';
-import type { SubscriptionRegistry } from './registry.ts';
+import type { ActiveSubscription, SubscriptionRegistry } from './registry.ts';
 import * as statements from './sql.ts';
 
 export interface HookDeps {
   registry: SubscriptionRegistry;
   params: SearchParamLookup;
   indexer: ResourceIndexer;
+  repo: Pick<Repository, 'readByResIds'>;
+  /** Checks, in the deleting transaction, the parts of a criteria the write path cannot evaluate in memory. */
+  search: Pick<SearchEngine, 'match'>;
   /** WEBHOOK_ALLOW_HTTP: endpoints may be plain http on any host. */
   allowHttp: boolean;
   /** The server's FHIR bases: absolute references under them are local. */
@@ -26,17 +30,35 @@ export interface HookDeps {
 }
 
 export function subscriptionHook(d: HookDeps): WriteHook {
-  return async (scope, written) => {
+  return async (scope, written, _now, db) => {
     await d.registry.ensure();
     const out: Sql[] = [];
     if (d.registry.has(scope.partitionId)) {
       const rows: statements.OutboxInsert[] = [];
+      const deletes = written.filter(
+        (w) => !w.item.resource && w.item.existing && !w.item.existing.deleted && d.registry.hearsDeletes(scope.partitionId, w.ownerId, w.item.type),
+      );
+      // The versions they delete, still current in this transaction (tags and source as a read has them).
+      const before = new Map<string, Resource>();
+      if (deletes.length) {
+        const current = await d.repo.readByResIds(
+          db,
+          { partitionId: scope.partitionId, ownerId: null },
+          deletes.map((w) => w.resId),
+        );
+        for (const v of current) if (v.json) before.set(v.resId, JSON.parse(v.json) as Resource);
+      }
       for (const w of written) {
-        const r = w.item.resource;
-        // A delete has no index rows to match: subscriptions hear of creates and updates.
-        if (!r || w.item.type === 'Subscription') continue;
-        const indexes = w.item.indexes ?? d.indexer.extract(r as Resource, null);
-        for (const m of d.registry.match(scope.partitionId, w.ownerId, w.item.type, w.item.id, indexes)) {
+        if (w.item.type === 'Subscription') continue;
+        const deleted = !w.item.resource;
+        // A delete is matched by the version it deletes (its index rows are still there in this transaction).
+        const r = w.item.resource ?? before.get(w.resId);
+        if (!r) continue;
+        const interaction = deleted ? 'delete' : w.item.existing && !w.item.existing.deleted ? 'update' : 'create';
+        const indexes = (!deleted && w.item.indexes) || d.indexer.extract(r, null);
+        for (const m of d.registry.match(scope.partitionId, w.ownerId, w.item.type, w.item.id, indexes, interaction)) {
+          // Checked now, not before delivery: once this commits the deleted version is no longer searched.
+          if (deleted && m.verify && !(await stillMatched(d, db, m.sub, w.item.id))) continue;
           rows.push({
             subResId: m.sub.resId,
             partitionId: scope.partitionId,
@@ -44,7 +66,8 @@ export function subscriptionHook(d: HookDeps): WriteHook {
             type: w.item.type,
             id: w.item.id,
             version: w.version,
-            verify: m.verify,
+            verify: m.verify && !deleted,
+            deleted,
           });
         }
       }
@@ -70,6 +93,7 @@ export function subscriptionHook(d: HookDeps): WriteHook {
             criteria: def.criteria,
             topic: def.topic,
             heartbeatSeconds: def.heartbeatSeconds,
+            interactions: def.interactions,
           };
         });
       if (kept.length) out.push(statements.upsertRegistry(kept));
@@ -78,4 +102,13 @@ export function subscriptionHook(d: HookDeps): WriteHook {
     }
     return out;
   };
+}
+
+/** Whether the resource, not yet deleted in this transaction, matches the subscription's whole criteria. */
+async function stillMatched(d: HookDeps, db: Db, sub: ActiveSubscription, id: string): Promise<boolean> {
+  const query = new URLSearchParams(sub.query);
+  query.append('_id', id);
+  const ctx = { partitionId: sub.partitionId, ownerId: sub.ownerId, ownOnly: true, baseUrl: d.baseUrls[0] };
+  const found = await d.search.match(db, ctx, sub.type, query, 1);
+  return found.length > 0;
 }

@@ -19,7 +19,9 @@ export interface NotificationEvent {
   type: string;
   id: string;
   version: number;
-  /** The focus as stored (full-resource), or undefined (id-only, empty). */
+  /** The event was the focus's delete: its entry has no resource. */
+  deleted: boolean;
+  /** The focus as stored (full-resource), or undefined (id-only, empty, a delete). */
   resource?: Resource;
 }
 
@@ -74,11 +76,12 @@ export function notificationBundle(s: StatusInput, events: NotificationEvent[], 
   ];
   if (s.withFocus) {
     for (const e of events) {
+      const [method, status] = e.deleted ? (['DELETE', '204'] as const) : e.version === 1 ? (['POST', '201'] as const) : (['PUT', '200'] as const);
       entry.push({
         fullUrl: `${s.base}/${e.type}/${e.id}`,
-        ...(e.resource ? { resource: e.resource } : {}),
-        request: { method: e.version === 1 ? 'POST' : 'PUT', url: e.version === 1 ? e.type : `${e.type}/${e.id}` },
-        response: { status: e.version === 1 ? '201' : '200' },
+        ...(e.resource && !e.deleted ? { resource: e.resource } : {}),
+        request: { method, url: method === 'POST' ? e.type : `${e.type}/${e.id}` },
+        response: { status },
       });
     }
   }

@@ -123,8 +123,9 @@ export async function subscriptionEvents(d: OperationDeps, scope: Scope, base: s
   const events: NotificationEvent[] = [];
   for (const r of rows) {
     const version = Number(r.res_ver);
-    const stored = content === 'full-resource' ? await d.repo.readVersion(d.pool, scope, r.res_type, r.fhir_id, version) : undefined;
+    const stored = content === 'full-resource' && !r.deleted ? await d.repo.readVersion(d.pool, scope, r.res_type, r.fhir_id, version) : undefined;
     events.push({
+      deleted: r.deleted,
       number: r.event_number!,
       timestamp: r.created_at,
       type: r.res_type,

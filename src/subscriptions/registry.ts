@@ -14,7 +14,7 @@
 import pg from 'pg';
 import type { SearchParamLookup } from '../fhir/ports.ts';
 import type { ResourceIndexes } from '../indexing/types.ts';
-import { compile } from './definition.ts';
+import { compile, type Interaction } from './definition.ts';
 import { idKey, tokenKeys, type CompiledCriteria } from './evaluate.ts';
 import * as statements from './sql.ts';
 
@@ -26,6 +26,7 @@ export interface ActiveSubscription {
   type: string;
   query: [string, string][];
   compiled: CompiledCriteria;
+  interactions: ReadonlySet<Interaction>;
 }
 
 interface TypeIndex {
@@ -186,6 +187,7 @@ export class SubscriptionRegistry {
         type: c.type,
         query: c.query,
         compiled: c.compiled,
+        interactions: new Set(r.interactions),
       };
       const byOwner = filed.get(sub.partitionId) ?? filed.set(sub.partitionId, new Map()).get(sub.partitionId)!;
       const byType = byOwner.get(sub.ownerId ?? '') ?? byOwner.set(sub.ownerId ?? '', new Map()).get(sub.ownerId ?? '')!;
@@ -205,8 +207,23 @@ export class SubscriptionRegistry {
     return this.filed.has(partitionId);
   }
 
-  /** The active subscriptions a written version matches, in memory, from its index rows. */
-  match(partitionId: number, ownerId: string | null, type: string, id: string, indexes: ResourceIndexes): Match[] {
+  /** Whether an active subscription of the partition hears of deletes of the type (a delete's index rows are read only then). */
+  hearsDeletes(partitionId: number, ownerId: string | null, type: string): boolean {
+    const byOwner = this.filed.get(partitionId);
+    for (const owner of ownerId === null ? [''] : ['', ownerId]) {
+      const ix = byOwner?.get(owner)?.get(type);
+      if (!ix) continue;
+      if (ix.scan.some((s) => s.interactions.has('delete'))) return true;
+      for (const subs of ix.byKey.values()) if (subs.some((s) => s.interactions.has('delete'))) return true;
+    }
+    return false;
+  }
+
+  /**
+   * The active subscriptions that hear of `interaction` which a version matches, in memory, from its
+   * index rows (a delete's: those of the version it deleted).
+   */
+  match(partitionId: number, ownerId: string | null, type: string, id: string, indexes: ResourceIndexes, interaction: Interaction): Match[] {
     const byOwner = this.filed.get(partitionId);
     if (!byOwner) return [];
     const out: Match[] = [];
@@ -215,7 +232,11 @@ export class SubscriptionRegistry {
       const ix = byOwner.get(owner)?.get(type);
       if (!ix) continue;
       const cand = { id, indexes };
-      for (const sub of ix.scan) if (sub.compiled.tests.every((t) => t(cand))) out.push({ sub, verify: sub.compiled.deferred.length > 0 });
+      const test = (sub: ActiveSubscription) => {
+        if (sub.interactions.has(interaction) && sub.compiled.tests.every((t) => t(cand)))
+          out.push({ sub, verify: sub.compiled.deferred.length > 0 });
+      };
+      for (const sub of ix.scan) test(sub);
       if (!ix.byKey.size) continue;
       // Filed by key: only those the version's own token rows (or id) name, each looked at once.
       let seen: Set<ActiveSubscription> | undefined;
@@ -225,7 +246,7 @@ export class SubscriptionRegistry {
         for (const sub of subs) {
           if (seen?.has(sub)) continue;
           (seen ??= new Set()).add(sub);
-          if (sub.compiled.tests.every((t) => t(cand))) out.push({ sub, verify: sub.compiled.deferred.length > 0 });
+          test(sub);
         }
       };
       look(idKey(id));

@@ -141,25 +141,37 @@ function bundleOf(d: ServeDeps, s: statements.ClaimedRow, type: NotificationType
 }
 
 interface Outgoing {
-  /** undefined: no body (R4's empty notification). */
+  /** undefined: no body (R4's empty notification, or a delete). */
   body?: string;
-  method?: 'POST' | 'PUT';
+  method?: 'POST' | 'PUT' | 'DELETE';
   /** Under the endpoint (R4 with a payload: the endpoint is a FHIR base, the resource PUT to [type]/[id]). */
   path?: string;
 }
 
-/** What to send for one event: R4's empty POST or the resource PUT, or the backport's Bundle. */
+/**
+ * What to send for one event: R4's empty POST, or (with a payload) the resource PUT to [type]/[id] of
+ * the endpoint and a delete sent as DELETE there, as HAPI FHIR does; the backport's Bundle.
+ */
 async function eventRequest(d: ServeDeps, s: statements.ClaimedRow, channel: Channel, row: statements.PendingRow, number: string): Promise<Outgoing> {
   const version = Number(row.res_ver);
-  const needResource = channel.payload === 'full';
+  const needResource = channel.payload === 'full' && !row.deleted;
   const stored = needResource ? await d.repo.readVersion(d.pool, scopeOf(s), row.res_type, row.fhir_id, version) : undefined;
   const resource = stored?.json ? (JSON.parse(stored.json) as Resource) : undefined;
   if (!s.topic) {
     if (channel.payload === 'none') return {};
-    return { method: 'PUT', path: `/${row.res_type}/${row.fhir_id}`, body: stored?.json ?? undefined };
+    const path = `/${row.res_type}/${row.fhir_id}`;
+    return row.deleted ? { method: 'DELETE', path } : { method: 'PUT', path, body: stored?.json ?? undefined };
   }
   s.events = number;
-  const event: NotificationEvent = { number, timestamp: row.created_at, type: row.res_type, id: row.fhir_id, version, resource };
+  const event: NotificationEvent = {
+    number,
+    timestamp: row.created_at,
+    type: row.res_type,
+    id: row.fhir_id,
+    version,
+    deleted: row.deleted,
+    resource,
+  };
   return { body: JSON.stringify(bundleOf(d, s, 'event-notification', channel, [event])) };
 }
 
@@ -211,7 +223,8 @@ async function attempt(
       signal: AbortSignal.any([d.signal, AbortSignal.timeout(d.timeoutMs)]),
     });
     await res.body?.cancel().catch(() => {});
-    if (res.status >= 200 && res.status <= 299) {
+    // A receiver that never had the deleted resource (404, 410) has it gone too: taken.
+    if ((res.status >= 200 && res.status <= 299) || (out.method === 'DELETE' && (res.status === 404 || res.status === 410))) {
       await d.pool.query(statements.sent(s.res_id, rowId, d.leaseSeconds, releaseOnSuccess));
       lease.released = releaseOnSuccess;
       return true;

@@ -5,7 +5,7 @@
 import { bulkInsert, prepared, type Sql } from '../storage/sql.ts';
 
 export type { Sql };
-import type { RegistryStatus } from './definition.ts';
+import type { Interaction, RegistryStatus } from './definition.ts';
 
 export interface RegistryRow {
   resId: string;
@@ -20,6 +20,7 @@ export interface RegistryRow {
   criteria: string | null;
   topic: string | null;
   heartbeatSeconds: number | null;
+  interactions: Interaction[];
 }
 
 /**
@@ -31,11 +32,14 @@ export interface RegistryRow {
 export function upsertRegistry(rows: RegistryRow[]): Sql {
   const col = <T>(f: (r: RegistryRow) => T) => rows.map(f);
   return {
-    text: /* SQL */ `INSERT INTO trb_subscription AS s (res_id, partition_id, owner_id, fhir_id, res_ver, status, def_hash, problem, resource_type, criteria, topic, heartbeat_seconds)
-      SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int[])
+    text: /* SQL */ `INSERT INTO trb_subscription AS s (res_id, partition_id, owner_id, fhir_id, res_ver, status, def_hash, problem, resource_type, criteria, topic, heartbeat_seconds, interactions)
+      SELECT r, p, o, f, v, st, h, pr, rt, c, t, hb, string_to_array(i, ',')
+      FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int[], $13::text[])
+        AS u(r, p, o, f, v, st, h, pr, rt, c, t, hb, i)
       ON CONFLICT (res_id) DO UPDATE SET
         res_ver = EXCLUDED.res_ver, def_hash = EXCLUDED.def_hash, problem = EXCLUDED.problem, resource_type = EXCLUDED.resource_type,
-        criteria = EXCLUDED.criteria, topic = EXCLUDED.topic, heartbeat_seconds = EXCLUDED.heartbeat_seconds, updated_at = now(),
+        criteria = EXCLUDED.criteria, topic = EXCLUDED.topic, heartbeat_seconds = EXCLUDED.heartbeat_seconds,
+        interactions = EXCLUDED.interactions, updated_at = now(),
         status = CASE WHEN EXCLUDED.status <> 'requested' THEN EXCLUDED.status
           WHEN s.status = 'active' AND s.def_hash = EXCLUDED.def_hash THEN 'active' ELSE 'requested' END,
         error = CASE WHEN EXCLUDED.status = 'requested' AND NOT (s.status = 'active' AND s.def_hash = EXCLUDED.def_hash) THEN NULL ELSE s.error END,
@@ -54,6 +58,8 @@ export function upsertRegistry(rows: RegistryRow[]): Sql {
       col((r) => r.criteria),
       col((r) => r.topic),
       col((r) => r.heartbeatSeconds),
+      // One comma-separated list per row (unnest flattens arrays of arrays).
+      col((r) => r.interactions.join(',')),
     ],
   };
 }
@@ -83,12 +89,13 @@ export interface ActiveRow {
   owner_id: string | null;
   fhir_id: string;
   criteria: string;
+  interactions: Interaction[];
 }
 
 /** The active subscriptions and the registry's version, in one snapshot (at least one row: the version's). */
 export function activeSubscriptions(): Sql {
   return prepared({
-    text: /* SQL */ `SELECT v.version, s.res_id, s.partition_id, s.owner_id, s.fhir_id, s.criteria
+    text: /* SQL */ `SELECT v.version, s.res_id, s.partition_id, s.owner_id, s.fhir_id, s.criteria, s.interactions
       FROM trb_subscription_state v LEFT JOIN trb_subscription s ON s.status = 'active' AND s.criteria IS NOT NULL`,
     values: [],
   });
@@ -102,6 +109,8 @@ export interface OutboxInsert {
   id: string;
   version: number;
   verify: boolean;
+  /** A delete: the version is the tombstone. */
+  deleted: boolean;
 }
 
 export function insertOutbox(rows: OutboxInsert[]): Sql {
@@ -115,6 +124,7 @@ export function insertOutbox(rows: OutboxInsert[]): Sql {
       ['fhir_id', 'text'],
       ['res_ver', 'bigint'],
       ['verify', 'bool'],
+      ['deleted', 'bool'],
     ],
     [
       rows.map((r) => r.subResId),
@@ -124,6 +134,7 @@ export function insertOutbox(rows: OutboxInsert[]): Sql {
       rows.map((r) => r.id),
       rows.map((r) => r.version),
       rows.map((r) => r.verify),
+      rows.map((r) => r.deleted),
     ],
   );
 }
@@ -186,6 +197,7 @@ export interface PendingRow {
   fhir_id: string;
   res_ver: string;
   verify: boolean;
+  deleted: boolean;
   event_number: string | null;
   created_at: Date;
 }
@@ -204,7 +216,7 @@ export function pending(subResId: string, limit: number): Sql {
       bump AS (UPDATE trb_subscription SET events = events + (SELECT count(*) FROM u) WHERE res_id = $1 AND EXISTS (SELECT 1 FROM u)
         RETURNING events - (SELECT count(*) FROM u) AS base),
       numbered AS (UPDATE trb_subscription_outbox o SET event_number = bump.base + u.k FROM u, bump WHERE o.id = u.id RETURNING o.id, o.event_number)
-      SELECT o.id, o.res_id, o.res_type, o.fhir_id, o.res_ver, o.verify, coalesce(n.event_number, o.event_number) AS event_number, o.created_at
+      SELECT o.id, o.res_id, o.res_type, o.fhir_id, o.res_ver, o.verify, o.deleted, coalesce(n.event_number, o.event_number) AS event_number, o.created_at
       FROM trb_subscription_outbox o JOIN p ON p.id = o.id LEFT JOIN numbered n ON n.id = o.id ORDER BY o.id`,
     values: [subResId, limit],
   });
@@ -284,7 +296,7 @@ export function statusOf(partitionId: number, ownerId: string | null, ids: strin
 /** A subscription's numbered events in [since, until], oldest first, at most `limit`. */
 export function events(subResId: string, since: number, until: number, limit: number): Sql {
   return prepared({
-    text: /* SQL */ `SELECT id, res_id, res_type, fhir_id, res_ver, verify, event_number, created_at FROM trb_subscription_outbox
+    text: /* SQL */ `SELECT id, res_id, res_type, fhir_id, res_ver, verify, deleted, event_number, created_at FROM trb_subscription_outbox
       WHERE sub_res_id = $1 AND event_number BETWEEN $2 AND $3 ORDER BY event_number LIMIT $4`,
     values: [subResId, since, until, limit],
   });

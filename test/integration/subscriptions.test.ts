@@ -9,7 +9,8 @@
  * records, the app's hears of all; a rolled-back write notifies nothing; notifications of one
  * subscription come in order; criteria the write path cannot evaluate are checked in SQL; and the
  * R5 backport's topic-based subscriptions: handshake, notification Bundles with their
- * SubscriptionStatus, heartbeat, $status and $events.
+ * SubscriptionStatus, heartbeat, $status and $events; deletes heard only when asked for (HAPI's
+ * and Medplum's extensions), sent as DELETE; and a token's scopes bounding what its Subscription hears.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -339,6 +340,118 @@ function topicSubscription(endpoint: string, topic: string, filter: string | und
   };
 }
 const param = (p: Json, name: string) => p.parameter.find((x: Json) => x.name === name);
+
+const SEND_DELETES = 'http://hapifhir.io/fhir/StructureDefinition/subscription-send-delete-messages';
+const SUPPORTED = 'https://medplum.com/fhir/StructureDefinition/subscription-supported-interaction';
+const remove = (headers: Headers, path: string) => send(app, { method: 'DELETE', url: `${FHIR}/${path}`, headers });
+
+t.test('deletes: heard only when asked for (HAPI and Medplum extensions); a DELETE at the endpoint, or an empty POST', async (t) => {
+  const [plain, hapi, onlyDeletes, empty] = [await receiver(t), await receiver(t), await receiver(t), await receiver(t)];
+  const code = `${LOINC}|8100-1`;
+  await subscribe(alice, subscription(plain.url, `Observation?code=${code}`, { payload: FHIR_JSON }));
+  const withDeletes = await subscribe(alice, {
+    ...subscription(hapi.url, `Observation?code=${code}`, { payload: FHIR_JSON }),
+    extension: [{ url: SEND_DELETES, valueBoolean: true }],
+  });
+  t.equal(withDeletes.status, 'active');
+  await subscribe(alice, {
+    ...subscription(onlyDeletes.url, `Observation?code=${code}`, { payload: FHIR_JSON }),
+    extension: [{ url: SUPPORTED, valueCode: 'delete' }],
+  });
+  await subscribe(alice, { ...subscription(empty.url, `Observation?code=${code}`), extension: [{ url: SEND_DELETES, valueBoolean: true }] });
+  const obs = await create(alice, observation('8100-1'));
+  const miss = await create(alice, observation('8100-2'));
+  t.equal((await remove(alice, `Observation/${miss.id}`)).statusCode, 200, 'a delete the criteria do not match');
+  t.equal((await remove(alice, `Observation/${obs.id}`)).statusCode, 200);
+  await waitFor(() => hapi.got.length >= 2 && onlyDeletes.got.length >= 1 && empty.got.length >= 2);
+  await sleep(500);
+  t.same(
+    plain.got.map((g) => g.method),
+    ['PUT'],
+    'by default creates and updates only (as Medplum and HAPI FHIR): the delete not sent',
+  );
+  t.same(
+    hapi.got.map((g) => `${g.method} ${g.url}`),
+    [`PUT /hook/Observation/${obs.id}`, `DELETE /hook/Observation/${obs.id}`],
+    'send-delete-messages: the delete as DELETE at [endpoint]/[type]/[id], in order, and only the matching one',
+  );
+  t.equal(hapi.got[1].body, '', 'no body');
+  t.doesNotThrow(() => new Webhook(secret).verify(hapi.got[1].body, hapi.got[1].headers), 'signed');
+  t.same(
+    onlyDeletes.got.map((g) => g.method),
+    ['DELETE'],
+    'supported-interaction delete: the delete only, not the create',
+  );
+  t.same(
+    empty.got.map((g) => `${g.method} ${g.url} ${g.body.length}`),
+    ['POST /hook 0', 'POST /hook 0'],
+    'no payload: an empty POST for the delete too',
+  );
+  const bad = await subscribe(alice, { ...subscription(plain.url, 'Observation'), extension: [{ url: SUPPORTED, valueCode: 'read' }] });
+  t.equal(bad.status, 'error');
+  t.match(bad.error, /"read" is not one of create, update, delete/);
+});
+
+t.test('deletes of criteria the write path cannot evaluate: checked before the resource is gone', async (t) => {
+  const r = await receiver(t);
+  const patient = await create(alice, { resourceType: 'Patient', name: [{ family: 'Removed' }] });
+  const other = await create(alice, { resourceType: 'Patient', name: [{ family: 'Kept' }] });
+  await subscribe(alice, {
+    ...subscription(r.url, 'Observation?subject.family=Removed', { payload: FHIR_JSON }),
+    extension: [{ url: SUPPORTED, valueCode: 'delete' }],
+  });
+  const hit = await create(alice, observation('8200-1', { subject: { reference: `Patient/${patient.id}` } }));
+  const miss = await create(alice, observation('8200-2', { subject: { reference: `Patient/${other.id}` } }));
+  await remove(alice, `Observation/${miss.id}`);
+  await remove(alice, `Observation/${hit.id}`);
+  await waitFor(() => r.got.length >= 1);
+  await sleep(500);
+  t.same(
+    r.got.map((g) => `${g.method} ${g.url}`),
+    [`DELETE /hook/Observation/${hit.id}`],
+    'the chain decided in the deleting transaction',
+  );
+});
+
+t.test("a token's scopes: a Subscription hears of no more than the token may search", async (t) => {
+  const r = await receiver(t);
+  const user = (await app.auth.createUser(tenant.id, 'narrow'))!;
+  const scope = 'patient/Observation.rs patient/Subscription.cruds';
+  const token = (await app.auth.exchangeCode(tenant, await app.auth.newCode(tenant.id, user.id, scope))).access_token;
+  const narrow = { authorization: `Bearer ${token}` };
+  const write = (payload: Json, method = 'POST', url = `${FHIR}/Subscription`) =>
+    send(app, { method, url, headers: { ...narrow, 'content-type': FHIR_JSON }, payload });
+  const refused = await write(subscription(r.url, 'Condition?clinical-status=active', { payload: FHIR_JSON }));
+  t.equal(refused.statusCode, 403, 'criteria on a type the token may not search');
+  t.match(refused.json().issue[0].diagnostics, /Condition/);
+  const chained = await write(subscription(r.url, 'Observation?subject.family=Removed'));
+  t.equal(chained.statusCode, 403, 'a chain reaches Patient, which the token may not search');
+  const topic = await write(topicSubscription(r.url, `${TOPIC_BASE}/Condition`, undefined, 'full-resource'));
+  t.equal(topic.statusCode, 403, 'a topic of a type the token may not search');
+  const inBundle = await send(app, {
+    method: 'POST',
+    url: FHIR,
+    headers: { ...narrow, 'content-type': FHIR_JSON },
+    payload: {
+      resourceType: 'Bundle',
+      type: 'transaction',
+      entry: [{ resource: subscription(r.url, 'Condition'), request: { method: 'POST', url: 'Subscription' } }],
+    },
+  });
+  t.equal(inBundle.statusCode, 403, 'in a transaction too');
+  const ok = await write(subscription(r.url, `Observation?code=${LOINC}|8300-1`, { payload: FHIR_JSON }));
+  t.equal(ok.statusCode, 201, 'criteria on a type the token may search');
+  const patched = await send(app, {
+    method: 'PATCH',
+    url: `${FHIR}/Subscription/${ok.json().id}`,
+    headers: { ...narrow, 'content-type': 'application/json-patch+json' },
+    payload: [{ op: 'replace', path: '/criteria', value: 'Condition' }],
+  });
+  t.equal(patched.statusCode, 403, 'a PATCH could change the criteria to anything: refused');
+  const changed = await write({ ...ok.json(), criteria: 'Condition' }, 'PUT', `${FHIR}/Subscription/${ok.json().id}`);
+  t.equal(changed.statusCode, 403, 'an update to criteria beyond the scopes');
+  t.equal((await read(narrow, `Subscription/${ok.json().id}`)).criteria, `Observation?code=${LOINC}|8300-1`, 'nothing changed');
+});
 
 t.test('backport: handshake, notification Bundles with their SubscriptionStatus, $status, $events, heartbeat', async (t) => {
   const r = await receiver(t);

@@ -111,7 +111,7 @@ t.test('a notification Bundle: history, the SubscriptionStatus first, then the f
       eventsSinceStart: '7',
       withFocus: true,
     },
-    [{ number: '7', timestamp: new Date(0), type: 'Observation', id: 'o1', version: 2 }],
+    [{ number: '7', timestamp: new Date(0), type: 'Observation', id: 'o1', version: 2, deleted: false }],
   );
   t.equal(b.type, 'history');
   const status = b.entry![0].resource as { resourceType: string; meta: { profile: string[] }; parameter: { name: string }[] };
@@ -126,4 +126,69 @@ t.test('a notification Bundle: history, the SubscriptionStatus first, then the f
     { fullUrl: 'https://x/fhir/r4/Observation/o1', request: { method: 'PUT', url: 'Observation/o1' }, response: { status: '200' } },
     'id-only',
   );
+});
+
+t.test("interactions: creates and updates by default; Medplum's and HAPI FHIR's extensions", async (t) => {
+  const SUPPORTED = 'https://medplum.com/fhir/StructureDefinition/subscription-supported-interaction';
+  const DELETES = 'http://hapifhir.io/fhir/StructureDefinition/subscription-send-delete-messages';
+  t.same(read(classic()).interactions, ['create', 'update']);
+  t.same(read(classic({ extension: [{ url: DELETES, valueBoolean: true }] })).interactions, ['create', 'update', 'delete']);
+  t.same(read(classic({ extension: [{ url: DELETES, valueBoolean: false }] })).interactions, ['create', 'update']);
+  t.same(read(classic({ extension: [{ url: SUPPORTED, valueCode: 'create' }] })).interactions, ['create']);
+  t.same(
+    read(
+      classic({
+        extension: [
+          { url: SUPPORTED, valueCode: 'delete' },
+          { url: SUPPORTED, valueCode: 'update' },
+        ],
+      }),
+    ).interactions,
+    ['update', 'delete'],
+    'each one named',
+  );
+  t.match(read(classic({ extension: [{ url: SUPPORTED, valueCode: 'patch' }] })).problem, /"patch" is not one of/);
+  t.equal(
+    read(classic()).hash,
+    read(
+      classic({
+        extension: [
+          { url: SUPPORTED, valueCode: 'create' },
+          { url: SUPPORTED, valueCode: 'update' },
+        ],
+      }),
+    ).hash,
+    'the default named: the same definition',
+  );
+  t.not(read(classic()).hash, read(classic({ extension: [{ url: DELETES, valueBoolean: true }] })).hash, 'deletes asked for: another');
+});
+
+t.test('a delete in a notification Bundle: its entry without the resource, request DELETE', async (t) => {
+  const b = notificationBundle(
+    {
+      base: 'https://x/fhir/r4',
+      subscriptionId: 's1',
+      topic: 'https://t',
+      status: 'active',
+      type: 'event-notification',
+      eventsSinceStart: '8',
+      withFocus: true,
+    },
+    [
+      {
+        number: '8',
+        timestamp: new Date(0),
+        type: 'Observation',
+        id: 'o1',
+        version: 3,
+        deleted: true,
+        resource: { resourceType: 'Observation' } as never,
+      },
+    ],
+  );
+  t.same(b.entry![1], {
+    fullUrl: 'https://x/fhir/r4/Observation/o1',
+    request: { method: 'DELETE', url: 'Observation/o1' },
+    response: { status: '204' },
+  });
 });
