@@ -6,7 +6,7 @@
  *   npx node bench/export.ts [--patients 1000] [--data-dir DIR] [--url http://127.0.0.1:8080] [--types Patient,Observation]
  *                            [--downloads-parallel 4] [--runs 1] [--poll-ms 250] [--timeout-s 3600] [--load-only]
  *                            [--load-concurrency 4] [--seed S] [--pg-url postgres://...] [--client-id ID --client-secret S]
- *                            [--server-pid PID]
+ *                            [--server-pid PID] [--worker [--worker-node-args '...']]
  *
  * The data: --data-dir keeps the embedded PostgreSQL's data folder between runs (the first run
  * loads the patients, about 2,000 resources/s: 8-10 minutes for 1,000; a rerun loads only what is
@@ -50,6 +50,9 @@
  * --client-id/--client-secret (or a --data-dir holding its file), --server-pid for RSS and CPU,
  * --data-dir (its TRIBUTARY_DATA_DIR) or --pg-url for the SQL counts. A data folder holding more
  * patients than --patients is exported whole. --load-only loads (and VACUUM ANALYZEs) and stops.
+ * --worker runs the exports in a `tributary worker` beside the server (EXPORT_CONCURRENCY=0 on the
+ * server, 1 on the worker), started as `npx tributary worker` starts it (the Node flags of
+ * bin/tributary.ts's first line, or --worker-node-args), and measures that process's RSS and CPU.
  * Prints a summary, then one JSON line. Exits 1 on any failure or mismatch.
  */
 import fs from 'node:fs';
@@ -63,10 +66,13 @@ import {
   machineBusySeconds,
   round,
   spawnServer,
+  spawnWorker,
+  tributaryNodeArgs,
   waitReady,
   type BenchServer,
   type CoresBusy,
   type SpawnedServer,
+  type SpawnedWorker,
 } from './server.ts';
 import { DEFAULT_SEED, loadPatients, loadTemplates, pgConfigFor, readState, withPg, writeState } from './search-data.ts';
 
@@ -87,6 +93,8 @@ const { values: args } = parseArgs({
     'client-id': { type: 'string' },
     'client-secret': { type: 'string' },
     'server-pid': { type: 'string' },
+    worker: { type: 'boolean', default: false },
+    'worker-node-args': { type: 'string' },
     templates: { type: 'string', default: path.resolve(REPO, '..', 'shared', 'synthea') },
   },
 });
@@ -187,14 +195,15 @@ function processCpu(): Map<number, { ppid: number; seconds: number }> {
 }
 
 /**
- * The cores kept busy from now until stop() by the server process, its descendants (PostgreSQL:
- * the postmaster, the backends, autovacuum), this bench and everything else. The descendants are
+ * The cores kept busy from now until stop() by the server process (or the worker exporting), the
+ * descendants of the server (PostgreSQL: the postmaster, the backends, autovacuum), this bench and
+ * everything else. The descendants are
  * sampled every CPU_SAMPLE_MS and each is counted up to its last sample, so that one exiting (the
  * pool closing an idle connection, an autovacuum worker done) keeps what it used but its last
  * moments; a sum over the living ones (bench/server.ts's cpuMeter) loses all it used and may go
  * below zero. null where unknown (no pid).
  */
-function cpuTracker(pid: number | undefined): { stop(): CoresBusy } {
+function cpuTracker(pid: number | undefined, pgRoot: number | undefined = pid): { stop(): CoresBusy } {
   const t0 = performance.now();
   const [b0, m0] = [process.cpuUsage(), machineBusySeconds()];
   const first = new Map<number, number>();
@@ -202,8 +211,10 @@ function cpuTracker(pid: number | undefined): { stop(): CoresBusy } {
   const scan = (initial: boolean) => {
     if (pid === undefined) return;
     const procs = processCpu();
+    // The process measured, and PostgreSQL: every process under pgRoot (the server, which may be another process).
     const ours = (p: number) => {
-      for (let up = p, depth = 0; up > 1 && depth < 10; up = procs.get(up)?.ppid ?? 0, depth++) if (up === pid) return true;
+      if (p === pid) return true;
+      for (let up = procs.get(p)?.ppid ?? 0, depth = 0; up > 1 && depth < 10; up = procs.get(up)?.ppid ?? 0, depth++) if (up === pgRoot) return true;
       return false;
     };
     for (const [p, { seconds }] of procs) {
@@ -469,6 +480,8 @@ function msPer1000(
 interface Context {
   base: string;
   server: BenchServer;
+  /** The process whose descendants are PostgreSQL: the server (also when a worker exports). */
+  pgRoot: number | undefined;
   /** The kick-off's, the polls' and the downloads' credentials. */
   creds: Record<string, string>;
   authOn: boolean;
@@ -533,7 +546,7 @@ async function runOnce(run: number, cx: Context): Promise<RunResult> {
     const before = pid === undefined ? null : readMem(pid);
     r.rss.beforeMB = before ? round(before.rssMB) : null;
     r.rss.hwmReset = pid !== undefined && resetPeak(pid);
-    const cpu = cpuTracker(pid);
+    const cpu = cpuTracker(pid, cx.pgRoot);
     const t0 = performance.now();
 
     // Kick-off
@@ -681,7 +694,7 @@ async function runOnce(run: number, cx: Context): Promise<RunResult> {
     }
 
     // Downloads
-    const dlCpu = cpuTracker(pid);
+    const dlCpu = cpuTracker(pid, cx.pgRoot);
     const t1 = performance.now();
     const ids = new Map<string, Set<string>>();
     const checks: FileCheck[] = all.map((o) => ({
@@ -903,12 +916,17 @@ if (!args.url && authOn) {
   process.env.FHIR_AUTH = 'required';
   process.env.ADMIN_KEY = adminKey;
 }
+// --worker: the server takes no export jobs; the worker does.
+if (args.worker) process.env.EXPORT_CONCURRENCY = '0';
+if (args.worker && args.url) throw new Error('--worker starts its own server and worker: leave out --url');
 
 let server: SpawnedServer | BenchServer | undefined;
+let worker: (SpawnedWorker & { nodeArgs: string[] }) | undefined;
 let exitCode = 0;
 const stopServer = async () => {
-  const s = server;
-  server = undefined;
+  const [w, s] = [worker, server];
+  [worker, server] = [undefined, undefined];
+  await w?.stop();
   await s?.stop();
 };
 const onSignal = () => {
@@ -1000,6 +1018,12 @@ try {
     conf = pgConf();
   }
 
+  if (args.worker && 'dataDir' in server) {
+    const nodeArgs = args['worker-node-args'] === undefined ? tributaryNodeArgs() : args['worker-node-args'].split(' ').filter(Boolean);
+    worker = { ...(await spawnWorker(server, { EXPORT_CONCURRENCY: '1' }, nodeArgs)), nodeArgs };
+    await sleep(IDLE_MS);
+  }
+
   // 3. The app's partition, exports left running by an interrupted run, the token.
   let appId: number | null = authOn ? null : 0;
   if (conf && app) {
@@ -1060,8 +1084,25 @@ try {
     return { sql, http };
   };
 
-  // 4. The exports
-  const cx: Context = { base, server, creds, authOn, pgConf, appId, counted };
+  // 4. The exports: in the server, or (--worker) in a `tributary worker` beside it, whose RSS and CPU are then measured.
+  let measured: BenchServer = server;
+  if (worker) {
+    const w = worker;
+    const s = server;
+    measured = {
+      base,
+      pid: w.pid,
+      rssMB: w.rssMB,
+      // The worker's CPU, and its PostgreSQL's (the server's children).
+      cpu: () => {
+        const [own, srv] = [cpuTimes(w.pid), s.pid ? cpuTimes(s.pid) : null];
+        return own && srv ? { server: own.server, children: srv.children } : null;
+      },
+      stop: async () => {},
+    };
+    console.error(`the exports run in a worker process (pid ${w.pid}, node ${w.nodeArgs.join(' ') || '(no flags)'}); its RSS and CPU are measured`);
+  }
+  const cx: Context = { base, server: measured, pgRoot: server.pid, creds, authOn, pgConf, appId, counted };
   const results: RunResult[] = [];
   for (let i = 1; i <= runs; i++) {
     console.error(`export run ${i} of ${runs} ...`);
@@ -1090,6 +1131,7 @@ try {
       cores: os.availableParallelism(),
       loadedNow: load.loadedNow,
       vacuumSeconds,
+      exportsIn: worker ? { process: 'worker', nodeArgs: worker.nodeArgs } : { process: 'server' },
       downloadsParallel: parallel,
       pollMs,
       runs: results.map(({ progress, ...r }) => ({ ...r, progress: progress.slice(-20), failures: r.failures.map((f) => f.slice(0, 500)) })),

@@ -288,3 +288,52 @@ export interface RunsSummary {
   requests: number;
   errors: { error: string; runs: number }[];
 }
+
+/** The Node flags `npx tributary` runs with: those of bin/tributary.ts's first line (`#!/usr/bin/env -S node ...`). */
+export function tributaryNodeArgs(): string[] {
+  const first = fs.readFileSync(path.join(REPO, 'bin', 'tributary.ts'), 'utf8').split('\n')[0];
+  return first
+    .replace(/^#!\S*env\s+(-S\s+)?node\s*/, '')
+    .split(/\s+/)
+    .filter(Boolean);
+}
+
+export interface SpawnedWorker {
+  child: ChildProcess;
+  pid: number;
+  rssMB(): number | null;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `tributary worker` beside a spawned server (its data folder and embedded PostgreSQL), as
+ * `npx tributary worker` runs it (its Node flags, or `nodeArgs`), with LOG_LEVEL info; answers once
+ * it logs that it is running.
+ */
+export async function spawnWorker(server: SpawnedServer, env: Record<string, string> = {}, nodeArgs = tributaryNodeArgs()): Promise<SpawnedWorker> {
+  const child = spawn(NODE, [...nodeArgs, path.join(REPO, 'bin', 'tributary.ts'), 'worker'], {
+    cwd: REPO,
+    env: {
+      ...process.env,
+      PORT: String(server.port),
+      TRIBUTARY_DATA_DIR: server.dataDir,
+      EMBEDDED_PG_PORT: String(server.pgPort),
+      SANDBOXES: 'false',
+      LOG_LEVEL: 'info',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = exitOf(child);
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      if (out.length < 100_000) out += d;
+      if (out.includes('worker running')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`the worker exited (${code}) before it was running`)));
+  });
+  child.stdout!.resume();
+  const pid = child.pid!;
+  return { child, pid, rssMB: () => readRssMB(pid), stop: () => terminate(child, exited, STOP_TIMEOUT_MS) };
+}

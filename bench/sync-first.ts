@@ -16,13 +16,13 @@
  *   npx node bench/sync-first.ts [--resources 50000] [--system epic|lakeside|...] [--worker-node-args='--max-old-space-size=160']
  *
  * Epic by default, Lakeside where there is no Epic. The worker runs as `npx tributary worker` does
- * (no Node flags) unless --worker-node-args gives some.
+ * (the Node flags of bin/tributary.ts's first line) unless --worker-node-args gives others ('' for none).
  *
  * At the Epic-like `epic` the sync fans Observation out by category and some of the record is
  * refused (categories and types Epic does not grant), so fewer resources arrive than were made;
  * at `lakeside` all of them do.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -34,13 +34,13 @@ import { runningEmbeddedUrl } from '../src/db/embedded.ts';
 import { makeBigPatient, type BigPatient } from '../src/sandbox/big.ts';
 import { DEFAULT_SANDBOXES } from '../src/sandbox/systems.ts';
 import { benchApp, connectUser } from './connect.ts';
-import { quantile, readRssMB, REPO, round, spawnServer, type RunsSummary } from './server.ts';
+import { quantile, readRssMB, round, spawnServer, spawnWorker, type RunsSummary } from './server.ts';
 
 const { values: args } = parseArgs({
   options: {
     resources: { type: 'string', default: '50000' },
     system: { type: 'string' },
-    'worker-node-args': { type: 'string', default: '' },
+    'worker-node-args': { type: 'string' },
   },
 });
 const RESOURCES = Math.max(100, Math.floor(Number(args.resources)) || 50_000);
@@ -102,39 +102,15 @@ try {
   const app = await benchApp(base, ADMIN_KEY);
 
   // The worker first, idle: what it holds before any run (the server's plugins, FHIR definitions).
-  worker = spawn(
-    path.join(REPO, 'node_modules', '.bin', 'node'),
-    [...args['worker-node-args'].split(' ').filter(Boolean), path.join(REPO, 'bin', 'tributary.ts'), 'worker'],
-    {
-      cwd: REPO,
-      env: {
-        ...process.env,
-        PORT: String(server.port),
-        TRIBUTARY_DATA_DIR: server.dataDir,
-        EMBEDDED_PG_PORT: String(server.pgPort),
-        SANDBOXES: 'false',
-        OUTBOUND_ALLOW: `localhost:${server.port}`,
-        LOG_LEVEL: 'info',
-        SYNC_INTERVAL_MINUTES: '1440',
-      },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
-  const pid = worker.pid!;
+  const nodeArgs = args['worker-node-args'] === undefined ? undefined : args['worker-node-args'].split(' ').filter(Boolean);
+  const spawned = await spawnWorker(server, { OUTBOUND_ALLOW: `localhost:${server.port}`, SYNC_INTERVAL_MINUTES: '1440' }, nodeArgs);
+  worker = spawned.child;
+  const pid = spawned.pid;
   const samples: number[] = [];
   const sampler = setInterval(() => {
     const mb = readRssMB(pid);
     if (mb !== null) samples.push(mb);
   }, SAMPLE_MS);
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    worker!.stdout!.setEncoding('utf8').on('data', (d: string) => {
-      if (out.length < 100_000) out += d;
-      if (out.includes('worker running')) resolve();
-    });
-    worker!.once('exit', (code) => reject(new Error(`the worker exited (${code}) before it was running`)));
-  });
-  worker.stdout!.resume();
   await new Promise((r) => setTimeout(r, 5000));
   const idle = samples.slice(-20);
   const idleRss = idle.reduce((a, b) => a + b, 0) / idle.length;

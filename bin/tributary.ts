@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=2
 /**
  * The command line: `npx tributary app create --name NAME --redirect-uri URL [--jwks FILE] [--json]`, `app list`,
  * `app set-jwks CLIENT_ID FILE` (an app's public keys, for private_key_jwt and SMART Backend Services),
@@ -10,7 +10,7 @@
  * server's database: the DATABASE_URL, or the embedded PostgreSQL of the data folder (the running
  * server's, or started here for the command when no server runs).
  */
-import { releaseUnusedHeap } from '../src/memory.ts';
+import { limitHeapGrowth, releaseUnusedHeap } from '../src/memory.ts';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { loadConfig, ConfigError } from '../src/config.ts';
@@ -240,6 +240,8 @@ try {
   if (group === 'worker') {
     // The server's plugins with the workers on and no HTTP listener: the jobs run here.
     const { buildApp } = await import('../src/app.ts');
+    // As the server: the old generation grows by half at most between full collections (src/memory.ts).
+    limitHeapGrowth();
     // Beside an embedded server, its key is the data folder's (the server's own DATABASE_URL-less default).
     const workerConfig = {
       ...loadConfig(process.env),

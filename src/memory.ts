@@ -13,8 +13,20 @@
  * https://chromedevtools.github.io/devtools-protocol/tot/HeapProfiler/#method-collectGarbage
  */
 import { Session } from 'node:inspector';
-import { getHeapStatistics } from 'node:v8';
+import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import type { FastifyInstance } from 'fastify';
+
+/**
+ * Lets the old generation grow by half at most past what survived the last full collection, where
+ * V8 would let it grow to several times that before collecting again: a transaction's objects, or a
+ * cursor's rows, live long enough to be promoted, so an ingest grew the heap to ~200 MB around
+ * ~50 MB live, and an export in a worker to ~350 MB. At the same throughput (bench/ingest.ts,
+ * bench/export.ts). For the processes that do the work (the server, the worker): V8 reads it when it
+ * next sizes the heap, so calling it before the work starts is enough.
+ */
+export function limitHeapGrowth(): void {
+  setFlagsFromString('--heap-growing-percent=50');
+}
 
 /**
  * Runs V8's memory-reducing full collection (~50-150 ms, during which the process stands still): call it

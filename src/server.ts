@@ -2,11 +2,10 @@
  * The process entry point: reads the configuration, builds the app, listens, and shuts down
  * gracefully on SIGTERM / SIGINT (in-flight requests finish, the pool and PostgreSQL close).
  */
-import { setFlagsFromString } from 'node:v8';
 import { loadConfig, ConfigError } from './config.ts';
 import { buildApp } from './app.ts';
 import { EmbeddedStartError } from './db/embedded.ts';
-import { releaseHeapWhenIdle } from './memory.ts';
+import { limitHeapGrowth, releaseHeapWhenIdle } from './memory.ts';
 
 let config;
 try {
@@ -19,12 +18,8 @@ try {
   throw err;
 }
 
-// V8 lets the old generation grow to up to 4x what survived the last full collection before it
-// collects again; a transaction's objects live long enough to be promoted, so an ingest grew the heap
-// to ~200 MB around ~50 MB live. Growing by half at most keeps the server near 220 MB RSS while
-// ingesting, at the same throughput (bench/ingest.ts). Read when V8 next sizes the heap, so setting it
-// here, before the work starts, is enough.
-setFlagsFromString('--heap-growing-percent=50');
+// The old generation grows by half at most between full collections (src/memory.ts).
+limitHeapGrowth();
 
 // Awaiting the app waits for its plugins to load (a Fastify instance is thenable): the embedded
 // PostgreSQL starts there, and what stops it is said in one sentence, not a stack trace.

@@ -4,7 +4,10 @@
  * type's file closed and the next begun past MAX_FILE_RESOURCES.
  */
 import type pg from 'pg';
-import { insertFile, insertPart } from './sql.ts';
+import { finished } from 'node:stream/promises';
+import { from as copyFrom } from 'pg-copy-streams';
+import { PART_COPY, PART_TRAILER, partRow } from './copy.ts';
+import { insertFile } from './sql.ts';
 
 /** The size of a stored part. */
 export const PART_BYTES = 1 << 20;
@@ -13,6 +16,8 @@ export const MAX_FILE_RESOURCES = 100_000;
 
 /** The export is gone (deleted, so cancelled) or no longer in progress: stop writing. */
 export class ExportCancelled extends Error {}
+
+const NEWLINE = Buffer.from('\n');
 
 export interface WrittenFile {
   fileNo: number;
@@ -45,22 +50,29 @@ export class NdjsonFiles {
   }
 
   /** Appends one resource (its JSON, one line) to the file of its type. */
-  async add(kind: 'output' | 'error', type: string, json: string): Promise<void> {
+  add(kind: 'output' | 'error', type: string, json: string): Promise<void> {
+    return this.addLine(kind, type, [json]);
+  }
+
+  /** Appends one resource, its JSON in pieces (text and UTF-8 bytes), as one line of the file of its type. */
+  async addLine(kind: 'output' | 'error', type: string, pieces: (string | Buffer)[]): Promise<void> {
     if (!this.current || this.current.type !== type || this.current.kind !== kind || this.current.count >= MAX_FILE_RESOURCES) {
       await this.close();
       this.current = { kind, type, count: 0, bytes: 0, seq: 0 };
     }
-    const bytes = Buffer.byteLength(json) + 1;
+    let bytes = 1;
+    for (const p of pieces) bytes += typeof p === 'string' ? Buffer.byteLength(p) : p.length;
     if (this.used + bytes > PART_BYTES) await this.flush();
     this.current.count++;
     if (bytes > PART_BYTES) {
       // A resource larger than a part (a note with its attachment inline): a part of its own.
-      await this.store(Buffer.from(`${json}\n`));
+      await this.store(Buffer.concat([...pieces.map((p) => (typeof p === 'string' ? Buffer.from(p) : p)), NEWLINE]));
       return;
     }
     const buf = this.buffers[this.which];
-    buf.write(json, this.used);
-    buf[this.used + bytes - 1] = 0x0a;
+    let at = this.used;
+    for (const p of pieces) at += typeof p === 'string' ? buf.write(p, at) : p.copy(buf, at);
+    buf[at] = 0x0a;
     this.used += bytes;
   }
 
@@ -93,13 +105,33 @@ export class NdjsonFiles {
     // also frees the buffer the next part fills.
     await this.storing;
     // Parts are numbered under the file's number to come (files are numbered as they close).
-    const part = insertPart(this.exportId, this.fileNo + 1, f.seq++, body);
+    const head = partRow(this.exportId, this.fileNo + 1, f.seq++, body.length);
     f.bytes += body.length;
-    const storing = this.pool.query(part).then(({ rowCount }) => {
-      if (rowCount !== 1) throw new ExportCancelled();
-    });
+    const storing = this.copyPart(head, body);
     // Awaited by the next store or by close; a failure is theirs to throw (never unheard).
     storing.catch(() => {});
     this.storing = storing;
   }
+
+  /**
+   * One part stored by a COPY of its row (./copy.ts), its bytes written to the connection as they are.
+   * An export deleted meanwhile has no row for the part to refer to (its foreign key): cancelled.
+   */
+  private async copyPart(head: Buffer, body: Buffer): Promise<void> {
+    const client = await this.pool.connect();
+    try {
+      const stream = client.query(copyFrom(PART_COPY));
+      stream.write(head);
+      stream.write(body);
+      stream.end(PART_TRAILER);
+      await finished(stream);
+    } catch (err) {
+      if ((err as { code?: string }).code === FOREIGN_KEY_VIOLATION) throw new ExportCancelled();
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
 }
+
+const FOREIGN_KEY_VIOLATION = '23503';

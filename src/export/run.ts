@@ -5,7 +5,7 @@
  * until every write that may carry a lastUpdated at or before T has committed: SETTLE_MS past T
  * (a write takes its lastUpdated just before its statement starts, or inside its transaction),
  * then until no transaction that began by then is still open. It then reads everything in one
- * REPEATABLE READ snapshot, through a cursor per statement, as of T (./queries.ts): nothing
+ * REPEATABLE READ snapshot, a COPY per statement (./copy.ts), as of T (./queries.ts): nothing
  * written after T, nothing written before it missing, however the writes interleave.
  * See: https://hl7.org/fhir/uv/bulkdata/export.html#response---complete-status
  */
@@ -13,7 +13,11 @@ import type pg from 'pg';
 import type { FastifyBaseLogger } from 'fastify';
 import { allowed, parseScopes, type ResourceScope } from '../auth/scopes.ts';
 import type { SearchEngine } from '../search/engine.ts';
-import type { Repository, VersionRow } from '../storage/repository.ts';
+import { to as copyTo } from 'pg-copy-streams';
+import type { Repository } from '../storage/repository.ts';
+import { idAndMeta, rebuildJson, spliceIndex } from '../storage/meta.ts';
+import type { TagDefinition } from '../storage/tags.ts';
+import { copyOf, CopyTuples, type ExportTuple } from './copy.ts';
 import { outcome } from '../fhir/errors.ts';
 import { ExportCancelled, NdjsonFiles } from './ndjson-files.ts';
 import { currentVersions, versionsAtT, type Owners } from './queries.ts';
@@ -24,12 +28,6 @@ import * as sql from './sql.ts';
 export const SETTLE_MS = 2000;
 /** How long the job waits for open transactions before it gives up (a retry waits again). */
 const MAX_WAIT_MS = 10 * 60_000;
-/**
- * Rows per FETCH: 100 rows are 0.1-0.6 MB of JSON (an ExplanationOfBenefit is ~6 KB). The next
- * FETCH is sent while this one's rows are turned into lines, so PostgreSQL and the process work at
- * once. (250 and 1,000 rows measured the same or slower, with the same RSS.)
- */
-const FETCH_ROWS = 100;
 
 export interface ExportDeps {
   pool: pg.Pool;
@@ -83,6 +81,8 @@ async function exportAll(row: ExportRow, deps: ExportDeps): Promise<number> {
   await settle(deps.pool, row.id, at);
   const files = new NdjsonFiles(deps.pool, row.id);
   const client = await deps.pool.connect();
+  // A COPY left unfinished (the export cancelled, a failure) leaves the connection unusable: it is closed.
+  let copying = false;
   let exported = 0;
   let progressAt = 0;
   try {
@@ -101,17 +101,17 @@ async function exportAll(row: ExportRow, deps: ExportDeps): Promise<number> {
       const filtered = filters.length > 0 || (grants !== undefined && allowed(grants, 's', type) !== 'all');
       const q = { partitionId: row.app_id, userId: row.user_id, type, source, filtered, owners, at, since: req.since ? new Date(req.since) : null };
       for (const statement of [currentVersions(q), versionsAtT(q)]) {
-        await client.query({ text: `DECLARE export_rows NO SCROLL CURSOR FOR ${statement.text}`, values: statement.values });
-        const fetch = () => client.query<VersionRow>(`FETCH ${FETCH_ROWS} FROM export_rows`);
-        for (let next = fetch(); ;) {
-          const { rows } = await next;
-          if (!rows.length) break;
-          next = fetch();
-          // Awaited next round; if this round throws (a DELETE cancelled it), its failure is not unheard.
-          next.catch(() => {});
-          for (const v of await deps.repo.stored(client, rows)) {
-            if (v.json === null) continue;
-            await files.add('output', type, v.json);
+        copying = true;
+        const rows = new CopyTuples();
+        for await (const chunk of client.query(copyTo(copyOf(statement))) as AsyncIterable<Buffer>) {
+          const tuples = rows.push(chunk);
+          // On the pool: this connection is busy with the COPY. (A tag is committed before any version names it.)
+          const tags = await deps.repo.tagDefinitions(
+            deps.pool,
+            tuples.flatMap((t) => t.tagIds),
+          );
+          for (const t of tuples) {
+            await files.addLine('output', type, linePieces(t, tags));
             exported++;
           }
           if (Date.now() - progressAt > 1000) {
@@ -119,19 +119,34 @@ async function exportAll(row: ExportRow, deps: ExportDeps): Promise<number> {
             await deps.pool.query(sql.setProgress(row.id, `${exported} resources; ${type} (type ${i + 1} of ${types.length})`, exported));
           }
         }
-        await client.query('CLOSE export_rows');
+        rows.end();
+        copying = false;
       }
       await files.close();
     }
     await files.close();
     await client.query('COMMIT');
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
+    if (!copying) await client.query('ROLLBACK').catch(() => {});
     throw err;
   } finally {
-    client.release();
+    client.release(copying ? new Error('an export stopped in the middle of a COPY') : undefined);
   }
   return exported;
+}
+
+/** A row's line, as a read rebuilds it (src/storage/meta.ts): its stored bytes with the id and meta spliced in. */
+function linePieces(t: ExportTuple, tags: Map<string, TagDefinition>): (string | Buffer)[] {
+  const meta = {
+    id: t.id,
+    versionId: t.version,
+    lastUpdated: t.lastUpdated,
+    source: t.source,
+    tags: t.tagIds.length ? t.tagIds.map((id) => tags.get(id)!).filter(Boolean) : null,
+  };
+  const at = spliceIndex(t.text);
+  if (at < 0) return [rebuildJson(t.text.toString('utf8'), meta)];
+  return [t.text.subarray(0, at), idAndMeta(meta), t.text.subarray(at)];
 }
 
 /** Waits until every write that may carry a lastUpdated at or before `at` has committed (see the top). */

@@ -43,15 +43,6 @@ export function setProgress(id: string, progress: string, exported: number): Sql
   return { text: `UPDATE trb_export SET progress = $2, exported = $3 WHERE id = $1`, values: [id, progress, exported] };
 }
 
-/** A part of a file, written only while the export is still there (a DELETE cancels it). */
-export function insertPart(id: string, fileNo: number, seq: number, body: Buffer): Sql {
-  return {
-    text: /* SQL */ `INSERT INTO trb_export_part (export_id, file_no, seq, body)
-      SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM trb_export WHERE id = $1 AND status = 'in-progress')`,
-    values: [id, fileNo, seq, body],
-  };
-}
-
 /** A file's row, made only while the export is still there (as its parts). */
 export function insertFile(id: string, fileNo: number, kind: 'output' | 'error', type: string, count: number, bytes: number): Sql {
   return {
@@ -84,11 +75,6 @@ export function filesOf(id: string): Sql {
 
 export function fileOf(id: string, fileNo: number): Sql {
   return { text: `SELECT kind, res_type, count, bytes FROM trb_export_file WHERE export_id = $1 AND file_no = $2`, values: [id, fileNo] };
-}
-
-/** One part of a file (a download reads them in order, from 0). */
-export function partOf(id: string, fileNo: number, seq: number): Sql {
-  return { text: `SELECT body FROM trb_export_part WHERE export_id = $1 AND file_no = $2 AND seq = $3`, values: [id, fileNo, seq] };
 }
 
 /** Removes an export and its files (DELETE on its status URL, or its expiry). */

@@ -101,15 +101,31 @@ function metaObject(row: RowMeta, residual?: Record<string, unknown>): Meta {
  * id and meta are spliced in as text, without parsing the resource.
  */
 export function rebuildJson(text: string, row: RowMeta): string {
-  const start = text.indexOf(',');
-  if (!text.includes('"meta":') && start > 0 && text.startsWith('{"resourceType":')) {
-    const head = text.slice(0, start);
-    return `${head},"id":${JSON.stringify(row.id)},"meta":${JSON.stringify(metaObject(row))}${text.slice(start)}`;
-  }
-  if (!text.includes('"meta":') && text.startsWith('{"resourceType":') && text.endsWith('}') && start < 0) {
-    return `${text.slice(0, -1)},"id":${JSON.stringify(row.id)},"meta":${JSON.stringify(metaObject(row))}}`;
-  }
+  const at = spliceIndex(text);
+  if (at >= 0) return `${text.slice(0, at)}${idAndMeta(row)}${text.slice(at)}`;
   return JSON.stringify(rebuildResource(JSON.parse(text), row));
+}
+
+const HEAD = '{"resourceType":';
+const HEAD_BYTES = Buffer.from(HEAD);
+
+/**
+ * Where a stored text (a string, or its UTF-8 bytes) takes the id and meta: after its resourceType
+ * (its first comma, or its closing brace when it has nothing else), or -1 when it must be parsed:
+ * residual meta kept in the stored text, or a text not written by splitResource.
+ */
+export function spliceIndex(text: string | Buffer): number {
+  const head = typeof text === 'string' ? text.startsWith(HEAD) : text.subarray(0, HEAD_BYTES.length).equals(HEAD_BYTES);
+  if (!head || text.includes('"meta":')) return -1;
+  const comma = text.indexOf(',');
+  if (comma > 0) return comma;
+  const last = text.length - 1;
+  return (typeof text === 'string' ? text[last] === '}' : text[last] === 0x7d) ? last : -1;
+}
+
+/** What rebuildJson splices in at spliceIndex: `,"id":...,"meta":{...}`. */
+export function idAndMeta(row: RowMeta): string {
+  return `,"id":${JSON.stringify(row.id)},"meta":${JSON.stringify(metaObject(row))}`;
 }
 
 export function rebuildResource(stored: Record<string, unknown>, row: RowMeta): Resource {

@@ -152,6 +152,11 @@ export class Repository {
     this.pool = pool;
   }
 
+  /** Tag definitions by id (hfj_tag_def; from the cache, or read once). */
+  tagDefinitions(db: Db, ids: Iterable<string>): Promise<Map<string, TagDefinition>> {
+    return this.tags.define(db, ids);
+  }
+
   /** Versions from rows of READ_COLUMNS (a cursor's, say), their tags defined. */
   async stored(db: Db, rows: VersionRow[]): Promise<StoredVersion[]> {
     const ids: string[] = [];

@@ -426,6 +426,50 @@ t.test('a resource larger than a part (1 MiB) is exported whole, between the oth
   t.equal(rows.find((r) => r.id === big.id)?.data, data, 'its data intact');
 });
 
+t.test('a download over HTTP that the client abandons midway frees its connection; the next one is whole', async (t) => {
+  const E = await tenant('export E');
+  const data = Buffer.alloc(1_500_000, 'abandoned ').toString('base64');
+  for (let i = 0; i < 3; i++) await post(E.headers, { resourceType: 'Binary', contentType: 'text/plain', data });
+  const { manifest } = await exported('$export?_type=Binary', E.headers);
+  const server = await buildApp(testConfig(app.config.databaseUrl!, { fhirAuth: 'required' }));
+  t.teardown(() => server.close());
+  const base = await server.listen({ port: 0, host: '127.0.0.1' });
+  const url = `${base}${new URL(manifest.output[0].url).pathname}`;
+  for (let i = 0; i < 5; i++) {
+    const abort = new AbortController();
+    const res = await fetch(url, { headers: E.headers, signal: abort.signal });
+    t.equal(res.status, 200);
+    const reader = res.body!.getReader();
+    const first = await reader.read();
+    t.ok(first.value && first.value.length > 0, 'the first bytes came');
+    abort.abort();
+    await reader.cancel().catch(() => {});
+  }
+  // Each abandoned COPY's connection is closed (not handed back mid-COPY): none is left copying.
+  const copying = async () =>
+    Number(
+      (
+        await app.pg.query(
+          `SELECT count(*) AS n FROM pg_stat_activity WHERE query LIKE 'COPY (SELECT body FROM trb_export_part%' AND state <> 'idle'`,
+        )
+      ).rows[0].n,
+    );
+  let left = await copying();
+  for (let i = 0; left > 0 && i < 50; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    left = await copying();
+  }
+  t.equal(left, 0, 'no COPY left running');
+  const whole = await fetch(url, { headers: E.headers });
+  const lines = (await whole.text()).split('\n').filter(Boolean);
+  t.equal(lines.length, 3, 'a whole download after them');
+  t.ok(
+    lines.every((l) => JSON.parse(l).data === data),
+    'every resource intact',
+  );
+  t.equal((await server.pg.query('SELECT 1 AS one')).rows[0].one, 1, 'the pool works');
+});
+
 t.test('an app with 5 exports waiting or running is told to come back (429, Retry-After)', async (t) => {
   const C = await tenant('export C');
   await post(C.headers, { resourceType: 'Patient', name: [{ family: 'Busy' }] });
