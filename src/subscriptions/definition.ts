@@ -42,6 +42,8 @@ export interface Definition {
   heartbeatSeconds: number | null;
   /** What it hears of: creates and updates unless an extension says otherwise. */
   interactions: Interaction[];
+  /** Subscription.end: when it stops hearing of writes (and is turned off); null: never. */
+  endsAt: Date | null;
   /** Why it cannot be served, or undefined. */
   problem: string | undefined;
   /** A hash of what decides matching and delivery: a change asks for activation again. */
@@ -67,6 +69,7 @@ export interface SubscriptionLike extends Extended {
   meta?: { profile?: string[] };
   channel?: { type?: string; endpoint?: string; payload?: string; _payload?: Extended; header?: string[] } & Extended;
   error?: string;
+  end?: string;
 }
 
 /** A header line a client may not set (the notification's own, or the connection's). */
@@ -110,6 +113,8 @@ export function channelOf(s: SubscriptionLike): Channel {
 export function readDefinition(s: SubscriptionLike, params: SearchParamLookup, allowHttp: boolean, baseUrls: string[]): Definition {
   const status = s.status;
   const wanted: RegistryStatus = status === 'off' ? 'off' : status === 'error' ? 'error' : 'requested';
+  // Past (or once past), the dispatcher turns it off; it is never matched after it.
+  const endsAt = s.end === undefined ? null : new Date(s.end);
   let resourceType: string | null = null;
   let criteria: string | null = null;
   let topic: string | null = null;
@@ -117,6 +122,7 @@ export function readDefinition(s: SubscriptionLike, params: SearchParamLookup, a
   let interactions: Interaction[] = ['create', 'update'];
   let problem: string | undefined;
   try {
+    if (endsAt && Number.isNaN(endsAt.getTime())) throw new Error(`end "${String(s.end).slice(0, 40)}" is not an instant.`);
     interactions = interactionsOf(s);
     const channel = channelOf(s);
     const bad = urlProblem(channel.endpoint, allowHttp);
@@ -149,7 +155,17 @@ export function readDefinition(s: SubscriptionLike, params: SearchParamLookup, a
   const hash = createHash('sha256')
     .update(JSON.stringify([s.criteria, s._criteria ?? null, s.channel ?? null, s.meta?.profile ?? null, ...heard]))
     .digest('hex');
-  return { wanted, resourceType, criteria, topic, heartbeatSeconds, interactions, problem, hash };
+  return {
+    wanted,
+    resourceType,
+    criteria,
+    topic,
+    heartbeatSeconds,
+    interactions,
+    endsAt: endsAt && !Number.isNaN(endsAt.getTime()) ? endsAt : null,
+    problem,
+    hash,
+  };
 }
 
 /**

@@ -94,6 +94,7 @@ export function subscriptionHook(d: HookDeps): WriteHook {
             topic: def.topic,
             heartbeatSeconds: def.heartbeatSeconds,
             interactions: def.interactions,
+            endsAt: def.endsAt,
           };
         });
       if (kept.length) out.push(statements.upsertRegistry(kept));

@@ -27,6 +27,8 @@ export interface ActiveSubscription {
   query: [string, string][];
   compiled: CompiledCriteria;
   interactions: ReadonlySet<Interaction>;
+  /** Subscription.end (epoch ms): no write after it is heard of; null: none. */
+  endsAt: number | null;
 }
 
 interface TypeIndex {
@@ -188,6 +190,7 @@ export class SubscriptionRegistry {
         query: c.query,
         compiled: c.compiled,
         interactions: new Set(r.interactions),
+        endsAt: r.ends_at ? r.ends_at.getTime() : null,
       };
       const byOwner = filed.get(sub.partitionId) ?? filed.set(sub.partitionId, new Map()).get(sub.partitionId)!;
       const byType = byOwner.get(sub.ownerId ?? '') ?? byOwner.set(sub.ownerId ?? '', new Map()).get(sub.ownerId ?? '')!;
@@ -227,6 +230,7 @@ export class SubscriptionRegistry {
     const byOwner = this.filed.get(partitionId);
     if (!byOwner) return [];
     const out: Match[] = [];
+    const now = Date.now();
     // The app's own subscriptions hear of every user's records; a user's only of their own.
     for (const owner of ownerId === null ? [''] : ['', ownerId]) {
       const ix = byOwner.get(owner)?.get(type);

@@ -77,6 +77,11 @@ export async function serve(d: ServeDeps, s: statements.ClaimedRow): Promise<boo
       if (d.channels.size >= 10_000) d.channels.clear();
       d.channels.set(key, channel);
     }
+    // Past its end (Subscription.end): turned off, with nothing more sent.
+    if (s.ended) {
+      await setStatus(d, s, 'off', null);
+      return false;
+    }
     const secrets = await d.secrets(s.partition_id);
     // Once active, at once to what it may have to send (kept while it was in error, say).
     if (s.status === 'requested') return await activate(d, s, channel, secrets, lease);
@@ -251,7 +256,7 @@ async function attempt(
  * with Subscription.error set or cleared) in one transaction; skipped when the subscription was
  * changed meanwhile (its new definition is the one to act on).
  */
-async function setStatus(d: ServeDeps, s: statements.ClaimedRow, status: 'active' | 'error', error: string | null): Promise<void> {
+async function setStatus(d: ServeDeps, s: statements.ClaimedRow, status: 'active' | 'error' | 'off', error: string | null): Promise<void> {
   const scope = scopeOf(s);
   await inTransaction(d.pool, async (client) => {
     const { rowCount } = await client.query(statements.setRegistryStatus(s.res_id, s.def_hash, status, error));

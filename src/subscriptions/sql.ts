@@ -21,6 +21,7 @@ export interface RegistryRow {
   topic: string | null;
   heartbeatSeconds: number | null;
   interactions: Interaction[];
+  endsAt: Date | null;
 }
 
 /**
@@ -32,14 +33,14 @@ export interface RegistryRow {
 export function upsertRegistry(rows: RegistryRow[]): Sql {
   const col = <T>(f: (r: RegistryRow) => T) => rows.map(f);
   return {
-    text: /* SQL */ `INSERT INTO trb_subscription AS s (res_id, partition_id, owner_id, fhir_id, res_ver, status, def_hash, problem, resource_type, criteria, topic, heartbeat_seconds, interactions)
-      SELECT r, p, o, f, v, st, h, pr, rt, c, t, hb, string_to_array(i, ',')
-      FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int[], $13::text[])
-        AS u(r, p, o, f, v, st, h, pr, rt, c, t, hb, i)
+    text: /* SQL */ `INSERT INTO trb_subscription AS s (res_id, partition_id, owner_id, fhir_id, res_ver, status, def_hash, problem, resource_type, criteria, topic, heartbeat_seconds, interactions, ends_at)
+      SELECT r, p, o, f, v, st, h, pr, rt, c, t, hb, string_to_array(i, ','), e
+      FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int[], $13::text[], $14::timestamptz[])
+        AS u(r, p, o, f, v, st, h, pr, rt, c, t, hb, i, e)
       ON CONFLICT (res_id) DO UPDATE SET
         res_ver = EXCLUDED.res_ver, def_hash = EXCLUDED.def_hash, problem = EXCLUDED.problem, resource_type = EXCLUDED.resource_type,
         criteria = EXCLUDED.criteria, topic = EXCLUDED.topic, heartbeat_seconds = EXCLUDED.heartbeat_seconds,
-        interactions = EXCLUDED.interactions, updated_at = now(),
+        interactions = EXCLUDED.interactions, ends_at = EXCLUDED.ends_at, updated_at = now(),
         status = CASE WHEN EXCLUDED.status <> 'requested' THEN EXCLUDED.status
           WHEN s.status = 'active' AND s.def_hash = EXCLUDED.def_hash THEN 'active' ELSE 'requested' END,
         error = CASE WHEN EXCLUDED.status = 'requested' AND NOT (s.status = 'active' AND s.def_hash = EXCLUDED.def_hash) THEN NULL ELSE s.error END,
@@ -60,6 +61,7 @@ export function upsertRegistry(rows: RegistryRow[]): Sql {
       col((r) => r.heartbeatSeconds),
       // One comma-separated list per row (unnest flattens arrays of arrays).
       col((r) => r.interactions.join(',')),
+      col((r) => r.endsAt),
     ],
   };
 }
@@ -90,13 +92,14 @@ export interface ActiveRow {
   fhir_id: string;
   criteria: string;
   interactions: Interaction[];
+  ends_at: Date | null;
 }
 
 /** The active subscriptions and the registry's version, in one snapshot (at least one row: the version's). */
 export function activeSubscriptions(): Sql {
   return prepared({
-    text: /* SQL */ `SELECT v.version, s.res_id, s.partition_id, s.owner_id, s.fhir_id, s.criteria, s.interactions
-      FROM trb_subscription_state v LEFT JOIN trb_subscription s ON s.status = 'active' AND s.criteria IS NOT NULL`,
+    text: /* SQL */ `SELECT v.version, s.res_id, s.partition_id, s.owner_id, s.fhir_id, s.criteria, s.interactions, s.ends_at
+      FROM trb_subscription_state v LEFT JOIN trb_subscription s ON s.status = 'active' AND s.criteria IS NOT NULL AND (s.ends_at IS NULL OR s.ends_at > now())`,
     values: [],
   });
 }
@@ -154,6 +157,8 @@ export interface ClaimedRow {
   failures: number;
   heartbeat_seconds: number | null;
   heartbeat_due: boolean;
+  /** Past its Subscription.end: to turn off. */
+  ended: boolean;
 }
 
 /**
@@ -169,6 +174,7 @@ export function claim(limit: number, held: string[], leaseSeconds: number, fullP
     text: /* SQL */ `WITH candidates AS (
           SELECT DISTINCT o.sub_res_id AS res_id FROM trb_subscription_outbox o WHERE o.sent_at IS NULL
           UNION SELECT r.res_id FROM trb_subscription r WHERE r.status = 'requested'
+          UNION SELECT e.res_id FROM trb_subscription e WHERE e.ends_at <= now() AND e.status IN ('requested', 'active')
           UNION SELECT h.res_id FROM trb_subscription h
             WHERE h.status = 'active' AND h.heartbeat_seconds IS NOT NULL AND coalesce(h.last_sent, h.updated_at) < now() - make_interval(secs => h.heartbeat_seconds)),
         due AS (
@@ -181,6 +187,7 @@ export function claim(limit: number, held: string[], leaseSeconds: number, fullP
       UPDATE trb_subscription s SET lease_until = now() + make_interval(secs => $3)
       FROM due WHERE s.res_id = due.res_id
       RETURNING s.res_id, s.partition_id, s.owner_id, s.fhir_id, s.status, s.def_hash, s.problem, s.topic, s.criteria, s.events, s.failures,
+        (s.ends_at <= now()) IS TRUE AS ended,
         s.heartbeat_seconds, (s.heartbeat_seconds IS NOT NULL AND coalesce(s.last_sent, s.updated_at) < now() - make_interval(secs => s.heartbeat_seconds)) AS heartbeat_due`,
     values: [limit, held, leaseSeconds, fullPartitions],
   });
@@ -265,7 +272,7 @@ export function failed(subResId: string, id: string | null, delayMs: number): Sq
  * The dispatcher's change of a subscription's status, when what it was claimed for is still what
  * it is (the same definition): active after activation, error with the reason.
  */
-export function setRegistryStatus(resId: string, hash: string, status: 'active' | 'error', error: string | null): Sql {
+export function setRegistryStatus(resId: string, hash: string, status: 'active' | 'error' | 'off', error: string | null): Sql {
   return prepared({
     text: /* SQL */ `UPDATE trb_subscription SET status = $3, error = $4, failures = 0, next_at = now(), last_sent = CASE WHEN $3 = 'active' THEN now() ELSE last_sent END
       WHERE res_id = $1 AND def_hash = $2 AND status IN ('requested', 'active') RETURNING res_id`,

@@ -5,6 +5,7 @@
  * kick-offs refused with an OperationOutcome; nothing of another app or user exported; and an
  * honest transactionTime while writers keep writing.
  */
+import { gunzipSync } from 'node:zlib';
 import t from 'tap';
 import type { LightMyRequestResponse } from 'fastify';
 import { buildTestApp, testConfig, testDatabase } from '../helper.ts';
@@ -468,6 +469,15 @@ t.test('a download over HTTP that the client abandons midway frees its connectio
     'every resource intact',
   );
   t.equal((await server.pg.query('SELECT 1 AS one')).rows[0].one, 1, 'the pool works');
+  // Accept-Encoding: gzip: the same bytes, compressed.
+  const plain = await send(app, { method: 'GET', url: new URL(url).pathname, headers: E.headers });
+  const zipped = await send(app, { method: 'GET', url: new URL(url).pathname, headers: { ...E.headers, 'accept-encoding': 'br;q=1, gzip;q=0.8' } });
+  t.equal(zipped.headers['content-encoding'], 'gzip', 'gzip when the client takes it');
+  t.ok(zipped.rawPayload.length < plain.rawPayload.length / 3, `smaller: ${zipped.rawPayload.length} of ${plain.rawPayload.length} bytes`);
+  t.ok(gunzipSync(zipped.rawPayload).equals(plain.rawPayload), 'the same bytes once unzipped');
+  const refused = await send(app, { method: 'GET', url: new URL(url).pathname, headers: { ...E.headers, 'accept-encoding': 'gzip;q=0' } });
+  t.equal(refused.headers['content-encoding'], undefined, 'gzip;q=0: not compressed');
+  t.equal(refused.headers['content-length'], String(plain.rawPayload.length));
 });
 
 t.test('an app with 5 exports waiting or running is told to come back (429, Retry-After)', async (t) => {

@@ -413,6 +413,34 @@ t.test('deletes of criteria the write path cannot evaluate: checked before the r
   );
 });
 
+t.test('Subscription.end: nothing heard after it, then turned off', async (t) => {
+  const r = await receiver(t);
+  const end = new Date(Date.now() + 2500).toISOString();
+  const sub = await subscribe(alice, { ...subscription(r.url, `Observation?code=${LOINC}|8400-1`), end });
+  t.equal(sub.status, 'active');
+  await create(alice, observation('8400-1'));
+  await waitFor(() => r.got.length >= 1);
+  t.equal(r.got.length, 1, 'heard before its end');
+  await sleep(Math.max(0, Date.parse(end) - Date.now()) + 100);
+  await create(alice, observation('8400-1'));
+  const off = await waitFor(async () => {
+    const now = await read(alice, `Subscription/${sub.id}`);
+    return now.status === 'off' ? now : undefined;
+  });
+  t.equal(off?.status, 'off', 'turned off by the server after its end');
+  await sleep(300);
+  t.equal(r.got.length, 1, 'nothing heard after its end');
+  const past = await subscribe(alice, { ...subscription(r.url, `Observation?code=${LOINC}|8400-2`), end: '2020-01-01T00:00:00Z' });
+  t.equal(past.status, 'off', 'written with an end already past: off');
+  const bad = await send(app, {
+    method: 'POST',
+    url: `${FHIR}/Subscription`,
+    headers: { ...alice, 'content-type': FHIR_JSON },
+    payload: { ...subscription(r.url, 'Observation'), end: 'tomorrow' },
+  });
+  t.equal(bad.statusCode, 400, 'an end that is not an instant: refused by validation');
+});
+
 t.test("a token's scopes: a Subscription hears of no more than the token may search", async (t) => {
   const r = await receiver(t);
   const user = (await app.auth.createUser(tenant.id, 'narrow'))!;

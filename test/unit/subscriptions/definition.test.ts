@@ -192,3 +192,11 @@ t.test('a delete in a notification Bundle: its entry without the resource, reque
     response: { status: '204' },
   });
 });
+
+t.test('Subscription.end: read as an instant; one that is not is the problem', async (t) => {
+  t.equal(read(classic()).endsAt, null);
+  t.equal(read(classic({ end: '2030-01-02T03:04:05Z' } as never)).endsAt?.toISOString(), '2030-01-02T03:04:05.000Z');
+  t.equal(read(classic({ end: '2030-01-02T03:04:05Z' } as never)).wanted, 'requested', 'the dispatcher turns it off when the end comes');
+  t.match(read(classic({ end: 'soon' } as never)).problem, /not an instant/);
+  t.equal(read(classic()).hash, read(classic({ end: '2030-01-02T03:04:05Z' } as never)).hash, 'an end asks for no new activation');
+});
