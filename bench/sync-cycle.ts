@@ -32,14 +32,14 @@
  * `_lastUpdated` on DocumentReference only and has no $everything: its cheap cycles ask little, its
  * full ones fan Observation out by category.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_SANDBOXES } from '../src/sandbox/systems.ts';
 import { benchApp, connectUser, sandboxPatients } from './connect.ts';
-import { REPO, round, spawnServer, type RunsSummary } from './server.ts';
+import { round, spawnServer, spawnWorker, type RunsSummary } from './server.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -124,26 +124,12 @@ async function throttledSoFar(): Promise<number | null> {
 const failedOn429 = (s: RunsSummary) => s.errors.filter((e) => /429|throttl|rate/i.test(e.error)).reduce((n, e) => n + e.runs, 0);
 
 let worker: ChildProcess | undefined;
-/** One `npx tributary worker` beside the server, with `env` over the bench's own. */
-function startWorker(env: Record<string, string> = {}): ChildProcess {
-  return spawn(path.join(REPO, 'node_modules', '.bin', 'node'), [path.join(REPO, 'bin', 'tributary.ts'), 'worker'], {
-    cwd: REPO,
-    // The schedule would queue connections again while the cycles run: a day's interval keeps it out.
-    // It serves no sandboxes of its own (SANDBOXES=false), so it names the server's, which are on
-    // loopback, in its outbound allow-list, as an operator would.
-    env: {
-      ...process.env,
-      PORT: String(server.port),
-      TRIBUTARY_DATA_DIR: server.dataDir,
-      EMBEDDED_PG_PORT: String(server.pgPort),
-      SANDBOXES: 'false',
-      OUTBOUND_ALLOW: `localhost:${server.port}`,
-      LOG_LEVEL: 'warn',
-      SYNC_INTERVAL_MINUTES: '1440',
-      ...env,
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+/** One `npx tributary worker` beside the server (as npx runs it: bench/server.ts), with `env` over the bench's own. */
+async function startWorker(env: Record<string, string> = {}): Promise<ChildProcess> {
+  // The schedule would queue connections again while the cycles run: a day's interval keeps it out.
+  // It serves no sandboxes of its own, so it names the server's, which are on loopback, in its
+  // outbound allow-list, as an operator would.
+  return (await spawnWorker(server, { OUTBOUND_ALLOW: `localhost:${server.port}`, SYNC_INTERVAL_MINUTES: '1440', ...env })).child;
 }
 async function stopWorker(): Promise<void> {
   if (!worker || worker.exitCode !== null || worker.signalCode !== null) return;
@@ -238,7 +224,7 @@ try {
   // 2. One worker process; it takes the first syncs queued at the callbacks.
   const since0 = new Date(connectStarted - 1000).toISOString();
   const throttledAtFirst = await throttledSoFar();
-  worker = startWorker();
+  worker = await startWorker();
   const workerStarted = Date.now();
   const first = await finished(since0, N, 3600);
   const firstS = (Date.parse(first.last_finished_at!) - workerStarted) / 1000;
@@ -255,7 +241,7 @@ try {
   let full: Cycle[] = [];
   if (FULL_CYCLES) {
     await stopWorker();
-    worker = startWorker({ SYNC_FULL_MINUTES: '0' });
+    worker = await startWorker({ SYNC_FULL_MINUTES: '0' });
     full = await cycles('full', FULL_CYCLES);
   }
   const all = [...cheap, ...full];
