@@ -17,6 +17,8 @@
  */
 import { sendApiError } from '../src/errors/http.ts';
 import fp from 'fastify-plugin';
+import { dedupPerson } from '../src/dedup/run.ts';
+import { connectionOwner } from '../src/dedup/sql.ts';
 import { adminOnly } from './admin.ts';
 import type { FastifyInstance } from 'fastify';
 import { startLanes } from '../src/sync/lanes.ts';
@@ -113,6 +115,10 @@ export default fp(
       log: app.log,
       deliveries,
       concurrency: app.config.syncConcurrency,
+      dedup: async (connectionId) => {
+        const { rows } = await app.pg.query<{ app_id: number; user_id: string }>(connectionOwner(connectionId));
+        if (rows[0]) await dedupPerson(app.pg, rows[0].app_id, rows[0].user_id);
+      },
     });
     wakeLanes = () => lanes.wake();
     app.addHook('onClose', async () => {

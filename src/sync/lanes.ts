@@ -22,6 +22,8 @@ export interface LaneDeps {
   log: { info(o: object, msg: string): void; warn(o: object, msg: string): void; error(o: object, msg: string): void };
   /** The webhook deliveries, woken when a run's event is queued. */
   deliveries: { wake(): void };
+  /** After a run that succeeded: the person's records de-duplicated (src/dedup/run.ts). */
+  dedup?: (connectionId: string) => Promise<unknown>;
 }
 
 /**
@@ -46,6 +48,12 @@ export async function runSyncJob(job: { id: string; data: SyncJob }, d: LaneDeps
       'sync run',
     );
     if (run.runId && (await announce(d, job.data.connectionId, run))) d.deliveries.wake();
+    // The person's duplicates across their sources, found again after every sync (cheap when nothing changed).
+    if (run.status === 'succeeded' && d.dedup) {
+      await d
+        .dedup(job.data.connectionId)
+        .catch((err: unknown) => d.log.warn({ connection: job.data.connectionId, err: String(err) }, 'de-duplication failed'));
+    }
     if (!completed) await d.jobs.complete(SYNC_QUEUE, job.id, run);
   } catch (err) {
     d.log.error({ connection: job.data.connectionId, err: String(err) }, 'sync job failed');

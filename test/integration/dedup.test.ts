@@ -1,0 +1,160 @@
+/**
+ * De-duplication as a person meets it: the sandboxes' shared person connects to two sandbox
+ * systems through the real flow, the workers sync both, and after the syncs their duplicates are
+ * linked (their Patient at each system, the hypertension, the penicillin allergy and the 2024 flu
+ * shot both systems record), nothing else of the two records, and the records themselves untouched;
+ * a run with nothing new answers from one look; a rejected link is never made again; a record gone
+ * takes its link with it.
+ */
+import t from 'tap';
+import { buildApp } from '../../src/app.ts';
+import { dedupPerson } from '../../src/dedup/run.ts';
+import { generateSystem } from '../../src/sandbox/generate.ts';
+import { DEFAULT_SANDBOXES } from '../../src/sandbox/systems.ts';
+import { testConfig, testDatabase } from '../helper.ts';
+import { freePort } from '../pg.ts';
+import { get, signIn } from './connect-support.ts';
+import type { Json } from './search-support.ts';
+
+const DEFS = DEFAULT_SANDBOXES.slice(0, 2).map((d) => ({ ...d, patients: 1 }));
+const port = await freePort();
+const BASE = `http://127.0.0.1:${port}`;
+const app = await buildApp(
+  testConfig(await testDatabase(t), { baseUrl: BASE, sandboxes: true, sandboxSystems: DEFS, fhirAuth: 'required', syncWorkers: true }),
+  { logger: false },
+);
+await app.listen({ port, host: '127.0.0.1' });
+t.teardown(() => app.close());
+await app.sandboxesLoaded;
+const { app: demo } = await app.auth.createApp({ name: 'Dedup', redirectUris: ['https://app.example/cb'] });
+const user = (await app.auth.createUser(demo.id, 'shared-person'))!;
+const { access_token: token } = await app.auth.exchangeCode(demo, await app.auth.newCode(demo.id, user.id));
+const headers = { authorization: `Bearer ${token}` };
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function waitFor<T>(what: () => T | Promise<T>, ms = 60_000): Promise<T> {
+  const until = Date.now() + ms;
+  let v = await what();
+  while (!v && Date.now() < until) {
+    await sleep(100);
+    v = await what();
+  }
+  return v;
+}
+interface LinkRow {
+  res_type: string;
+  a_res_id: string;
+  b_res_id: string;
+  rule: string;
+  score: number;
+  status: string;
+  a: string;
+  b: string;
+}
+const links = async () =>
+  (
+    await app.pg.query<LinkRow>(
+      `SELECT l.*, ra.res_type || '/' || ra.fhir_id AS a, rb.res_type || '/' || rb.fhir_id AS b FROM trb_dedup_link l
+        JOIN hfj_resource ra ON ra.res_id = l.a_res_id JOIN hfj_resource rb ON rb.res_id = l.b_res_id
+        WHERE l.owner_id = $1 ORDER BY l.res_type, l.a_res_id`,
+      [user.id],
+    )
+  ).rows;
+const read = async (path: string) => (await fetch(`${BASE}/fhir/r4/${path}`, { headers })).json();
+
+t.test('the shared person at two systems: after the syncs, their duplicates are linked, nothing else', async (t) => {
+  for (const def of DEFS) {
+    const shared = generateSystem({
+      seed: def.seed,
+      patients: def.patients,
+      idPrefix: def.idPrefix,
+      systemName: def.title,
+      years: def.years,
+      vendor: def.generate?.vendor,
+    }).patients.find((p) => p.personKey === 'shared')!;
+    const callback = await signIn(
+      t,
+      BASE,
+      `${BASE}/connect/system/clinical/${def.directoryId}?client_id=${demo.clientId}&access_token=${token}`,
+      shared.username,
+      shared.password,
+    );
+    await get(callback.toString());
+  }
+  const synced = await waitFor(async () => {
+    const { rows } = await app.pg.query(
+      `SELECT count(*)::int AS n FROM trb_sync_run r JOIN trb_connection c ON c.id = r.connection_id WHERE c.user_id = $1 AND r.status = 'succeeded'`,
+      [user.id],
+    );
+    return rows[0].n >= 2;
+  });
+  t.ok(synced, 'both first syncs ran');
+  const found = await waitFor(async () => {
+    const l = await links();
+    return l.length >= 4 ? l : undefined;
+  }, 20_000);
+  t.ok(found, 'links were made after the syncs');
+  const byType = (type: string) => (found ?? []).filter((l) => l.res_type === type);
+  t.equal(byType('Patient').length, 1, 'the two Patients: one person');
+  const condition = byType('Condition');
+  t.equal(condition.length, 1, 'one Condition pair');
+  const [ca, cb] = [await read(condition[0].a), await read(condition[0].b)];
+  for (const c of [ca, cb])
+    t.ok(
+      c.code.coding.some((x: { code: string }) => x.code === '38341003'),
+      `${c.id}: hypertension`,
+    );
+  t.equal(byType('AllergyIntolerance').length, 1, 'the penicillin allergy');
+  // The 2024 flu shot is recorded alike at both; the same vaccine given the same day at both is one dose too.
+  const imm: { l: LinkRow; a: Json; b: Json }[] = [];
+  for (const l of byType('Immunization')) imm.push({ l, a: await read(l.a), b: await read(l.b) });
+  t.ok(
+    imm.some((x) => x.a.occurrenceDateTime.startsWith('2024-10-08') && x.b.occurrenceDateTime.startsWith('2024-10-08')),
+    'the 2024 flu shot',
+  );
+  for (const { a, b } of imm)
+    t.ok(
+      a.vaccineCode.coding[0].code === b.vaccineCode.coding[0].code && a.occurrenceDateTime.slice(0, 10) === b.occurrenceDateTime.slice(0, 10),
+      `${a.vaccineCode.coding[0].code} on ${a.occurrenceDateTime.slice(0, 10)} at both: one dose`,
+    );
+  const others = (found ?? []).filter((l) => !['Patient', 'Condition', 'AllergyIntolerance', 'Immunization'].includes(l.res_type));
+  t.same(
+    others.map((l) => `${l.a} ~ ${l.b} (${l.rule})`),
+    [],
+    'nothing else of the two records is linked',
+  );
+  const sources = new Set([ca.meta.source, cb.meta.source]);
+  t.equal(sources.size, 2, 'the two come from the two systems');
+  t.equal(ca.meta.versionId, '1', 'the records are untouched (no new version)');
+});
+
+t.test('again with nothing new: one look, under 50 ms; a rejected link stays rejected; a record gone takes its link', async (t) => {
+  const again = await dedupPerson(app.pg, demo.id, user.id);
+  t.equal(again.status, 'unchanged', 'nothing changed since the last run');
+  t.ok(again.ms < 50, `answered in ${again.ms.toFixed(1)} ms`);
+  const [allergy] = (await links()).filter((l) => l.res_type === 'AllergyIntolerance');
+  await app.pg.query(`UPDATE trb_dedup_link SET status = 'rejected', decided_at = now() WHERE owner_id = $1 AND a_res_id = $2 AND b_res_id = $3`, [
+    user.id,
+    allergy.a_res_id,
+    allergy.b_res_id,
+  ]);
+  // A change of the person's records (one deleted) makes the next run look again.
+  const flu: LinkRow[] = [];
+  for (const l of (await links()).filter((x) => x.res_type === 'Immunization'))
+    if ((await read(l.a)).occurrenceDateTime.startsWith('2024-10-08')) flu.push(l);
+  const del = await fetch(`${BASE}/fhir/r4/${flu[0].a}`, { method: 'DELETE', headers });
+  t.equal(del.status, 200, 'one of the 2024 flu shots deleted');
+  const run = await dedupPerson(app.pg, demo.id, user.id);
+  t.equal(run.status, 'linked', 'ran again');
+  const now = await links();
+  t.notOk(
+    now.some((l) => l.a_res_id === flu[0].a_res_id && l.b_res_id === flu[0].b_res_id),
+    'the deleted record took its link with it',
+  );
+  const kept = now.filter((l) => l.res_type === 'AllergyIntolerance');
+  t.same(
+    kept.map((l) => l.status),
+    ['rejected'],
+    'the rejected pair is not made again, and its rejection is kept',
+  );
+});
