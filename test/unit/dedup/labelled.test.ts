@@ -24,7 +24,8 @@ t.test('precision and recall on the labelled set', async (t) => {
     const recall = truth.length ? hit / truth.length : 1;
     t.comment(`${type}: ${truth.length} true pairs, ${got.length} linked, precision ${precision.toFixed(3)}, recall ${recall.toFixed(3)}`);
     // Each type measured on a handful of pairs or more is held to a bar of its own, a little under the overall one.
-    if (truth.length >= 3) t.ok(precision >= 0.95 && recall >= 0.85, `${type}: precision ${precision.toFixed(3)} >= 0.95, recall ${recall.toFixed(3)} >= 0.85`);
+    if (truth.length >= 3)
+      t.ok(precision >= 0.95 && recall >= 0.85, `${type}: precision ${precision.toFixed(3)} >= 0.95, recall ${recall.toFixed(3)} >= 0.85`);
     for (const p of got.filter((x) => !set.truth.has(x)).slice(0, 3))
       t.comment(`  false link ${p}: ${set.kinds.get(p.split('|')[1]) ?? set.kinds.get(p.split('|')[0]) ?? ''}`);
     for (const p of truth.filter((x) => !found.has(x)).slice(0, 3))
