@@ -21,6 +21,7 @@ import { reindexStatus, startReindex } from '../src/fhir/reindex-operation.ts';
 import { entryReader } from '../src/fhir/entry-reader.ts';
 import { exportRoutes } from './export-routes.ts';
 import { subscriptionRoutes } from './subscription-routes.ts';
+import { dedupRoutes } from './dedup-routes.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -228,6 +229,8 @@ export default async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesO
   exportRoutes(app, { ctxOf, grantsOf: (req) => grants.get(req) });
   // The Subscriptions backport's $status and $events (plugins/subscription-routes.ts).
   subscriptionRoutes(app, { ctxOf, grantsOf: (req) => grants.get(req) });
+  // De-duplication's links as Linkage (plugins/dedup-routes.ts).
+  dedupRoutes(app, { ctxOf, grantsOf: (req) => grants.get(req) });
   app.get('/', systemSearch);
   app.post('/_search', systemSearch);
   app.get('/:type', async (req, reply) => typeSearch(req, reply, (req.params as { type: string }).type));

@@ -85,3 +85,45 @@ export function linksOf(ownerId: string): Sql {
 export function connectionOwner(connectionId: string): Sql {
   return prepared({ text: /* SQL */ `SELECT app_id, user_id::text FROM trb_connection WHERE id = $1`, values: [connectionId] });
 }
+
+export interface LinkRow {
+  a_res_id: string;
+  b_res_id: string;
+  res_type: string;
+  rule: string;
+  score: number;
+  status: 'auto' | 'confirmed' | 'rejected';
+  made_at: Date;
+  decided_at: Date | null;
+  owner_id: string;
+  a_id: string;
+  b_id: string;
+  a_source: string | null;
+  b_source: string | null;
+}
+
+const LINK_COLUMNS = /* SQL */ `l.a_res_id, l.b_res_id, l.res_type, l.rule, l.score, l.status, l.made_at, l.decided_at, l.owner_id,
+  ra.fhir_id AS a_id, rb.fhir_id AS b_id, va.source_uri AS a_source, vb.source_uri AS b_source`;
+const LINK_FROM = /* SQL */ `trb_dedup_link l
+  JOIN hfj_resource ra ON ra.res_id = l.a_res_id JOIN hfj_res_ver va ON va.res_id = ra.res_id AND va.res_ver = ra.res_ver
+  JOIN hfj_resource rb ON rb.res_id = l.b_res_id JOIN hfj_res_ver vb ON vb.res_id = rb.res_id AND vb.res_ver = rb.res_ver`;
+
+/** The links of a person (or, owner null, of every user of the app), of both records still there, at most `limit`. */
+export function linkRows(partitionId: number, ownerId: string | null, limit: number, pair?: [string, string]): Sql {
+  return prepared({
+    text: /* SQL */ `SELECT ${LINK_COLUMNS} FROM ${LINK_FROM}
+      WHERE l.partition_id = $1 AND ($2::bigint IS NULL OR l.owner_id = $2) AND ra.res_deleted_at IS NULL AND rb.res_deleted_at IS NULL
+        AND ($4::bigint IS NULL OR (l.a_res_id = $4 AND l.b_res_id = $5))
+      ORDER BY l.owner_id, l.res_type, l.a_res_id, l.b_res_id LIMIT $3`,
+    values: [partitionId, ownerId, limit, pair?.[0] ?? null, pair?.[1] ?? null],
+  });
+}
+
+/** A person's (or app's) decision on a link: confirmed or rejected, and when. */
+export function decide(partitionId: number, ownerId: string | null, a: string, b: string, status: 'confirmed' | 'rejected'): Sql {
+  return {
+    text: /* SQL */ `UPDATE trb_dedup_link SET status = $5, decided_at = now()
+      WHERE partition_id = $1 AND ($2::bigint IS NULL OR owner_id = $2) AND a_res_id = $3 AND b_res_id = $4 RETURNING 1`,
+    values: [partitionId, ownerId, a, b, status],
+  };
+}

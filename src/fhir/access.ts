@@ -133,6 +133,8 @@ export function checkRouteScopes(granted: ResourceScope[], r: RouteRequest): voi
   // return the types the scopes allow.
   if (route === '/metadata' || route.includes('$reindex') || route.endsWith('$everything') || route.includes('$export')) return;
   if (route.startsWith('/Subscription/') && (route.endsWith('$status') || route.endsWith('$events'))) return;
+  // De-duplication's Linkage routes (plugins/dedup-routes.ts) check their caller themselves.
+  if (route === '/Linkage' || route.startsWith('/Linkage/')) return;
   if (route === '/' && r.method === 'POST') {
     for (const e of (r.body as Bundle | undefined)?.entry ?? []) {
       const method = e.request?.method ?? '';

@@ -26,6 +26,7 @@ import { MAX_INCLUDES } from './limits.ts';
 import { paramCondition, namesMatchesById } from './params/condition.ts';
 import { conditionContext, type ConditionContext } from './params/context.ts';
 import { CONTROL_PARAMS, paramCode } from './params/key.ts';
+import { dedupCondition, mergedView } from '../dedup/view.ts';
 import { compartmentCondition as compartmentLinks } from './params/reference.ts';
 import type { PageRequest } from './page.ts';
 import { known, parseQuery, warning } from './parse.ts';
@@ -205,7 +206,9 @@ export class SearchEngine {
     const b = new SqlBuilder();
     const c = this.context(ctx, b, db, opts.grants);
     // `FROM ${source}`: hfj_resource r and its conditions (WHERE ...; more may be ANDed on).
-    const source = resourceSource(await this.where(c, types, p.criteria, opts.compartment));
+    let source = resourceSource(await this.where(c, types, p.criteria, opts.compartment));
+    // The de-duplicated view: a record that is another's duplicate (the later of a link not rejected) is left out.
+    if (p.dedup) source += ` AND ${dedupCondition(b, ctx)}`;
     // The parameters of `source` alone (counts run it without the ORDER BY's and paging's).
     const whereValues = [...b.values];
     const order = p.sort.length ? orderBy(this.params, b, types, p.sort) : null;
@@ -223,7 +226,7 @@ export class SearchEngine {
       let result;
       if (order) {
         // The user is part of it: a snapshot answers only the user (or the app) that made it.
-        const key = [ctx.ownerId, types, opts.compartment ?? null, p.criteria, p.sort, opts.grants?.map((g) => g.text).sort() ?? null];
+        const key = [ctx.ownerId, types, opts.compartment ?? null, p.criteria, p.sort, opts.grants?.map((g) => g.text).sort() ?? null, p.dedup];
         const hash = createHash('sha256').update(JSON.stringify(key)).digest('hex');
         result = await sortedPage(req, order, hash, this.expiry);
       } else result = await keysetPage(req, anchored);
@@ -239,6 +242,7 @@ export class SearchEngine {
     const head: Bundle = { resourceType: 'Bundle', type: 'searchset' };
     if (total !== undefined) head.total = total;
     head.link = links;
+    if (p.dedup) page = await mergedView(db, ctx, page);
     const entries = [...page.map((v) => ({ v, mode: 'match' as const })), ...included.versions.map((v) => ({ v, mode: 'include' as const }))];
     return new SearchResult(ctx.baseUrl, head, entries, p.warnings, p.summary, p.elements);
   }

@@ -41,6 +41,8 @@ export interface Parsed {
   /** A later page: after or before a res_id, among the resources created by asOf (epoch ms). */
   page: { after?: string; before?: string; asOf: number; total?: number } | undefined;
   snapshot: { id: string; offset: number } | undefined;
+  /** `_dedup=merged`: the de-duplicated view (src/dedup): a person's duplicates as one resource. */
+  dedup: boolean;
   warnings: OperationOutcomeIssue[];
 }
 
@@ -70,6 +72,7 @@ export function parseQuery(params: SearchParamLookup, types: string[] | null, qu
     elements: undefined,
     page: undefined,
     snapshot: undefined,
+    dedup: false,
     warnings: [],
   };
   const once = new Set<string>();
@@ -110,6 +113,11 @@ export function parseQuery(params: SearchParamLookup, types: string[] | null, qu
     } else if (key === '_offset') {
       single(key);
       (p.snapshot ??= { id: '', offset: 0 }).offset = intParam(value, '_offset', SNAPSHOT_CAP);
+    } else if (key === '_dedup') {
+      single(key);
+      if (value !== 'merged' && value !== 'none')
+        throw badRequest(`_dedup is merged (one resource for a person's duplicates) or none; it is "${value.slice(0, 50)}".`);
+      p.dedup = value === 'merged';
     } else if (CONTROL_PARAMS.has(key)) {
       // _format, _pretty: the HTTP layer's; _type: the caller's
     } else {

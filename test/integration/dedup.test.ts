@@ -158,3 +158,59 @@ t.test('again with nothing new: one look, under 50 ms; a rejected link stays rej
     'the rejected pair is not made again, and its rejection is kept',
   );
 });
+
+t.test('the de-duplicated view (_dedup=merged) and the links as Linkage: list, confirm, reject (unmerge)', async (t) => {
+  const search = async (q: string) => (await fetch(`${BASE}/fhir/r4/${q}`, { headers })).json();
+  const hypertension = 'Condition?code=http://snomed.info/sct|38341003';
+  const all = await search(hypertension);
+  t.equal(all.entry.length, 2, 'a search returns both records, one from each system');
+  const merged = await search(`${hypertension}&_dedup=merged`);
+  t.equal(merged.entry.length, 1, '_dedup=merged: one hypertension');
+  const ext = merged.entry[0].resource.extension.find((e: Json) => e.url === 'https://tributary.dev/fhir/StructureDefinition/dedup-merged');
+  t.ok(ext, 'it names the records it stands for');
+  const sources = ext.extension.filter((e: Json) => e.url === 'source').map((e: Json) => e.valueUri);
+  t.equal(new Set(sources).size, 2, `with both sources: ${sources.join(', ')}`);
+  const other = all.entry.map((e: Json) => e.resource.id).find((id: string) => id !== merged.entry[0].resource.id);
+  t.same(
+    ext.extension.filter((e: Json) => e.url === 'record').map((e: Json) => e.valueReference.reference),
+    [`Condition/${other}`],
+    'and the other record by reference',
+  );
+  const count = await search('Condition?_summary=count&_dedup=merged');
+  const countAll = await search('Condition?_summary=count');
+  t.equal(count.total, countAll.total - 1, 'counts the merged view too');
+  t.equal((await fetch(`${BASE}/fhir/r4/Condition?_dedup=maybe`, { headers })).status, 400, 'a _dedup that is not merged or none: 400');
+
+  const list = await search('Linkage');
+  t.equal(list.resourceType, 'Bundle');
+  const condLink = list.entry.map((e: Json) => e.resource).find((l: Json) => l.item[0].resource.reference.startsWith('Condition/'));
+  t.ok(condLink, 'the links as Linkage resources');
+  t.same(
+    condLink.item.map((i: Json) => i.type),
+    ['source', 'alternate'],
+  );
+  t.equal(condLink.active, true);
+  const confirmed = await (await fetch(`${BASE}/fhir/r4/Linkage/${condLink.id}/$confirm`, { method: 'POST', headers })).json();
+  t.equal(confirmed.extension[0].extension.find((e: Json) => e.url === 'status').valueCode, 'confirmed', '$confirm');
+  const rejected = await (await fetch(`${BASE}/fhir/r4/Linkage/${condLink.id}/$reject`, { method: 'POST', headers })).json();
+  t.equal(rejected.active, false, '$reject: the link no longer active');
+  t.equal((await search(`${hypertension}&_dedup=merged`)).entry.length, 2, 'unmerged: both records in the merged view again');
+  await dedupPerson(app.pg, demo.id, user.id, { ...(await import('../../src/dedup/rules.ts')).DEFAULT_SETTINGS, threshold: 0.89 });
+  t.equal((await search(`${hypertension}&_dedup=merged`)).entry.length, 2, 'and the rules (run again, other settings) never link them again');
+  const write = await fetch(`${BASE}/fhir/r4/Linkage`, {
+    method: 'POST',
+    headers: { ...headers, 'content-type': 'application/fhir+json' },
+    body: '{"resourceType":"Linkage"}',
+  });
+  t.equal(write.status, 405, 'Linkage is not written otherwise');
+  t.equal((await fetch(`${BASE}/fhir/r4/Linkage/1-2`, { headers })).status, 404, 'an unknown link: 404');
+  const other2 = (await app.auth.createUser(demo.id, 'someone-else'))!;
+  const { access_token: otherToken } = await app.auth.exchangeCode(demo, await app.auth.newCode(demo.id, other2.id));
+  const theirs = await (await fetch(`${BASE}/fhir/r4/Linkage`, { headers: { authorization: `Bearer ${otherToken}` } })).json();
+  t.equal(theirs.entry.length, 0, "another person sees none of this person's links");
+  t.equal(
+    (await fetch(`${BASE}/fhir/r4/Linkage/${condLink.id}`, { headers: { authorization: `Bearer ${otherToken}` } })).status,
+    404,
+    'nor one by id',
+  );
+});

@@ -21,6 +21,7 @@ export const CONTROL_PARAMS = new Set([
   '_page',
   '_snapshot',
   '_offset',
+  '_dedup',
 ]);
 
 export interface Key {
