@@ -19,6 +19,8 @@ import { sendApiError } from '../src/errors/http.ts';
 import fp from 'fastify-plugin';
 import { dedupPerson } from '../src/dedup/run.ts';
 import { connectionOwner } from '../src/dedup/sql.ts';
+import { DEFAULT_SETTINGS, ruleSettings } from '../src/dedup/rules.ts';
+import fs from 'node:fs';
 import { adminOnly } from './admin.ts';
 import type { FastifyInstance } from 'fastify';
 import { startLanes } from '../src/sync/lanes.ts';
@@ -64,6 +66,15 @@ export function syncDeps(app: FastifyInstance): SyncDeps {
   };
 }
 
+/** DEDUP_RULES_FILE read and checked: an Error saying what to fix when it cannot be used. */
+function readRuleSettings(file: string) {
+  try {
+    return ruleSettings(JSON.parse(fs.readFileSync(file, 'utf8')));
+  } catch (err) {
+    throw new Error(`DEDUP_RULES_FILE ${file}: ${(err as Error).message}`);
+  }
+}
+
 export default fp(
   async function sync(app: FastifyInstance) {
     // The per-system rate limiter and the caches, one per process (app).
@@ -106,6 +117,8 @@ export default fp(
       log: app.log,
       concurrency: app.config.webhookConcurrency,
     });
+    // De-duplication's rule settings (DEDUP_RULES_FILE over the defaults); a bad file stops the start, saying why.
+    const dedupSettings = app.config.dedupRulesFile ? readRuleSettings(app.config.dedupRulesFile) : DEFAULT_SETTINGS;
     // SYNC_CONCURRENCY lanes (src/sync/lanes.ts); an idle lane looks every 2 s, or at once when this
     // process queues a sync.
     const lanes = startLanes({
@@ -117,7 +130,7 @@ export default fp(
       concurrency: app.config.syncConcurrency,
       dedup: async (connectionId) => {
         const { rows } = await app.pg.query<{ app_id: number; user_id: string }>(connectionOwner(connectionId));
-        if (rows[0]) await dedupPerson(app.pg, rows[0].app_id, rows[0].user_id);
+        if (rows[0]) await dedupPerson(app.pg, rows[0].app_id, rows[0].user_id, dedupSettings);
       },
     });
     wakeLanes = () => lanes.wake();

@@ -93,6 +93,8 @@ export interface Config {
   sandboxesPublic: boolean;
   /** A JSON file of Tributary's client registrations at health systems, read at every start. */
   clientRegistrationsFile: string | undefined;
+  /** DEDUP_RULES_FILE: a JSON file of de-duplication's rule settings (src/dedup/rules.ts), over the defaults. */
+  dedupRulesFile: string | undefined;
   /** Run the sync workers in this process (the API and the workers may also run apart). */
   syncWorkers: boolean;
   /** How often connections are synced: every this many minutes, a due connection is queued. */
@@ -214,6 +216,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     demo: oneOf(env, 'DEMO', ['on', 'loopback', 'off'] as const, 'loopback'),
     sandboxesPublic: oneOf(env, 'SANDBOXES_PUBLIC', ['true', 'false'] as const, 'false') === 'true',
     clientRegistrationsFile: env.CLIENT_REGISTRATIONS_FILE ? path.resolve(cwd, env.CLIENT_REGISTRATIONS_FILE) : undefined,
+    dedupRulesFile: env.DEDUP_RULES_FILE ? path.resolve(cwd, env.DEDUP_RULES_FILE) : undefined,
     syncWorkers: oneOf(env, 'SYNC_WORKERS', ['true', 'false'] as const, 'true') === 'true',
     syncIntervalMinutes: int(env, 'SYNC_INTERVAL_MINUTES', 2, 1, 1440),
     syncConcurrency: int(env, 'SYNC_CONCURRENCY', 8, 1, 64),

@@ -59,6 +59,36 @@ export const DEFAULT_SETTINGS: RuleSettings = {
   threshold: 0.9,
 };
 
+/** Each setting's bounds (a file outside them is refused). */
+const BOUNDS: Record<keyof RuleSettings, [number, number]> = {
+  conditionOnsetDays: [0, 365],
+  immunizationDays: [0, 30],
+  observationMinutes: [0, 24 * 60],
+  observationValueTolerance: [0, 0.5],
+  medicationDays: [0, 365],
+  procedureDays: [0, 30],
+  encounterHours: [0, 72],
+  reportHours: [0, 72],
+  threshold: [0.5, 1],
+};
+
+/**
+ * Rule settings from a JSON object over the defaults (DEDUP_RULES_FILE); throws an Error naming
+ * what is wrong: an unknown setting, or a value that is not a number within its bounds.
+ */
+export function ruleSettings(json: unknown): RuleSettings {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error('the rules file holds one JSON object of settings.');
+  const out: RuleSettings = { ...DEFAULT_SETTINGS };
+  for (const [k, v] of Object.entries(json)) {
+    const bounds = BOUNDS[k as keyof RuleSettings];
+    if (!bounds) throw new Error(`"${k.slice(0, 50)}" is not a setting; the settings are ${Object.keys(BOUNDS).join(', ')}.`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < bounds[0] || v > bounds[1])
+      throw new Error(`${k} is a number from ${bounds[0]} to ${bounds[1]}; it is ${JSON.stringify(v)?.slice(0, 50)}.`);
+    out[k as keyof RuleSettings] = v;
+  }
+  return out;
+}
+
 export interface Verdict {
   score: number;
   rule: string;
@@ -292,6 +322,7 @@ const practitioner: TypeRule<Practitioner> = {
 
 const orgName = (o: Organization) => {
   const n = normalText(o.name)
+    .replace(/\./g, ' ')
     .replace(/\b(inc|llc|the|of|and)\b/g, ' ')
     .replace(/\s+/g, ' ')
     .trim();

@@ -242,7 +242,7 @@ export class SearchEngine {
     const head: Bundle = { resourceType: 'Bundle', type: 'searchset' };
     if (total !== undefined) head.total = total;
     head.link = links;
-    if (p.dedup) page = await mergedView(db, ctx, page);
+    if (p.dedup) page = await mergedView(db, this.repo, ctx, page);
     const entries = [...page.map((v) => ({ v, mode: 'match' as const })), ...included.versions.map((v) => ({ v, mode: 'include' as const }))];
     return new SearchResult(ctx.baseUrl, head, entries, p.warnings, p.summary, p.elements);
   }

@@ -170,12 +170,25 @@ t.test('the de-duplicated view (_dedup=merged) and the links as Linkage: list, c
   t.ok(ext, 'it names the records it stands for');
   const sources = ext.extension.filter((e: Json) => e.url === 'source').map((e: Json) => e.valueUri);
   t.equal(new Set(sources).size, 2, `with both sources: ${sources.join(', ')}`);
+  const tags = ext.extension.filter((e: Json) => e.url === 'tag').map((e: Json) => e.valueCoding.code);
+  t.ok(new Set(tags).size >= 2, `and the tags of each (the systems named): ${tags.join(', ')}`);
   const other = all.entry.map((e: Json) => e.resource.id).find((id: string) => id !== merged.entry[0].resource.id);
   t.same(
     ext.extension.filter((e: Json) => e.url === 'record').map((e: Json) => e.valueReference.reference),
     [`Condition/${other}`],
     'and the other record by reference',
   );
+  const subjects = async (q: string) => {
+    const b = await search(q);
+    return new Set(b.entry.map((e: Json) => e.resource.subject?.reference ?? e.resource.patient?.reference).filter(Boolean));
+  };
+  t.equal((await subjects('Condition?_count=200')).size, 2, "each system's records name its own Patient");
+  t.same(
+    [...(await subjects('Condition?_count=200&_dedup=merged'))],
+    [`Patient/${(await search('Patient?_dedup=merged')).entry[0].resource.id}`],
+    'in the merged view, every record names the one Patient that stands for both',
+  );
+  t.equal((await search('Patient?_dedup=merged')).entry.length, 1, 'one Patient in the merged view');
   const count = await search('Condition?_summary=count&_dedup=merged');
   const countAll = await search('Condition?_summary=count');
   t.equal(count.total, countAll.total - 1, 'counts the merged view too');
