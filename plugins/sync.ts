@@ -17,7 +17,7 @@
  */
 import { sendApiError } from '../src/errors/http.ts';
 import fp from 'fastify-plugin';
-import { dedupPerson } from '../src/dedup/run.ts';
+import { dedupPerson, rerunChangedRules } from '../src/dedup/run.ts';
 import { connectionOwner } from '../src/dedup/sql.ts';
 import { DEFAULT_SETTINGS, ruleSettings } from '../src/dedup/rules.ts';
 import fs from 'node:fs';
@@ -134,6 +134,12 @@ export default fp(
       },
     });
     wakeLanes = () => lanes.wake();
+    // The rules changed since people's links were made: all of them again, in the background.
+    const stopRerun = new AbortController();
+    void rerunChangedRules(app.pg, dedupSettings, app.log, stopRerun.signal).catch((err: unknown) =>
+      app.log.warn({ err: String(err) }, 'de-duplication under the new rules stopped'),
+    );
+    app.addHook('onClose', async () => stopRerun.abort());
     app.addHook('onClose', async () => {
       await lanes.stop();
       await deliveries.stop();

@@ -74,3 +74,35 @@ export async function dedupPerson(
     return { status: 'linked' as const, resources: candidates.length, links: links.length, ms: performance.now() - t0 };
   });
 }
+
+/**
+ * Every person whose links were made with other rules, de-duplicated again with `settings` (at a
+ * worker's start, after DEDUP_RULES_FILE changed), one at a time, with progress in the log. Several
+ * processes may do it at once: a person already done answers `unchanged`, one being done `skipped`.
+ */
+export async function rerunChangedRules(
+  pool: pg.Pool,
+  settings: RuleSettings,
+  log: { info(o: object, msg: string): void; warn(o: object, msg: string): void },
+  signal?: AbortSignal,
+): Promise<{ people: number; ran: number }> {
+  const { rows } = await pool.query<{ owner_id: string; partition_id: number }>(sql.peopleWithOtherRules(rulesHash(settings)));
+  if (!rows.length) return { people: 0, ran: 0 };
+  log.info({ people: rows.length }, 'de-duplication rules changed: every person is de-duplicated again');
+  let ran = 0;
+  let lastLog = Date.now();
+  for (const [i, r] of rows.entries()) {
+    if (signal?.aborted) break;
+    try {
+      if ((await dedupPerson(pool, r.partition_id, r.owner_id, settings)).status === 'linked') ran++;
+    } catch (err) {
+      log.warn({ owner: r.owner_id, err: String(err) }, 'de-duplication failed');
+    }
+    if (Date.now() - lastLog > 5000) {
+      lastLog = Date.now();
+      log.info({ done: i + 1, of: rows.length }, 'de-duplication under the new rules');
+    }
+  }
+  log.info({ people: rows.length, ran }, 'de-duplication under the new rules done');
+  return { people: rows.length, ran };
+}

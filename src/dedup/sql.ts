@@ -127,3 +127,11 @@ export function decide(partitionId: number, ownerId: string | null, a: string, b
     values: [partitionId, ownerId, a, b, status],
   };
 }
+
+/** The people whose links were made with other rules than `rules` (their hash). */
+export function peopleWithOtherRules(rules: string): Sql {
+  return prepared({
+    text: /* SQL */ `SELECT owner_id::text, partition_id FROM trb_dedup_state WHERE rules <> $1 ORDER BY owner_id`,
+    values: [rules],
+  });
+}

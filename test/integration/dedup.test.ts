@@ -227,3 +227,14 @@ t.test('the de-duplicated view (_dedup=merged) and the links as Linkage: list, c
     'nor one by id',
   );
 });
+
+t.test('rules changed: every person de-duplicated again, once', async (t) => {
+  const { DEFAULT_SETTINGS } = await import('../../src/dedup/rules.ts');
+  const { rerunChangedRules } = await import('../../src/dedup/run.ts');
+  const quiet = { info() {}, warn() {} };
+  const wider = { ...DEFAULT_SETTINGS, conditionOnsetDays: 5 };
+  const first = await rerunChangedRules(app.pg, wider, quiet);
+  t.ok(first.people >= 1 && first.ran >= 1, `the person made with other rules is run again: ${JSON.stringify(first)}`);
+  t.same(await rerunChangedRules(app.pg, wider, quiet), { people: 0, ran: 0 }, 'then nobody is left to run');
+  t.equal((await dedupPerson(app.pg, demo.id, user.id, wider)).status, 'unchanged', 'and the next sync finds nothing to do');
+});
