@@ -94,3 +94,14 @@ export async function injectWithin(app: FastifyInstance, opts: InjectOptions, ms
     clearTimeout(timer);
   }
 }
+
+/** Polls `what` every 100 ms until it answers something truthy, or `ms` pass; answers its last answer. */
+export async function waitFor<T>(what: () => T | Promise<T>, ms = 30_000): Promise<T> {
+  const until = Date.now() + ms;
+  let v = await what();
+  while (!v && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 100));
+    v = await what();
+  }
+  return v;
+}

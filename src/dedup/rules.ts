@@ -208,16 +208,15 @@ function sameValue(a: Observation, b: Observation, tolerance: number): boolean |
   }
   return null; // neither has a value
 }
+/** When an Observation or DiagnosticReport was true of the person (or, without that, issued). */
+const effectiveOf = (r: Observation | DiagnosticReport) => r.effectiveDateTime ?? r.effectivePeriod?.start ?? r.issued;
+
 const observation: TypeRule<Observation> = {
   keys: (r) => conceptOrText(r.code, [LOINC]),
   compare(a, b, s) {
     const code = sameConcept(a.code, b.code, [LOINC]) ?? sameConcept(a.code, b.code);
     if (!code) return null;
-    const g = gap(
-      a.effectiveDateTime ?? a.effectivePeriod?.start ?? a.issued,
-      b.effectiveDateTime ?? b.effectivePeriod?.start ?? b.issued,
-      s.observationMinutes * 60_000,
-    );
+    const g = gap(effectiveOf(a), effectiveOf(b), s.observationMinutes * 60_000);
     if (!within(g)) return null;
     const value = sameValue(a, b, s.observationValueTolerance);
     if (value === false) return null;
@@ -300,11 +299,7 @@ const report: TypeRule<DiagnosticReport> = {
   compare(a, b, s) {
     const code = sameConcept(a.code, b.code);
     if (!code) return null;
-    const g = gap(
-      a.effectiveDateTime ?? a.effectivePeriod?.start ?? a.issued,
-      b.effectiveDateTime ?? b.effectivePeriod?.start ?? b.issued,
-      s.reportHours * 3_600_000,
-    );
+    const g = gap(effectiveOf(a), effectiveOf(b), s.reportHours * 3_600_000);
     if (!within(g)) return null;
     return { score: scored(code === 'code' ? 1 : 0.95, g), rule: `report:${code}+time` };
   },

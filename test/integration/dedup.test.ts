@@ -11,7 +11,7 @@ import { buildApp } from '../../src/app.ts';
 import { dedupPerson } from '../../src/dedup/run.ts';
 import { generateSystem } from '../../src/sandbox/generate.ts';
 import { DEFAULT_SANDBOXES } from '../../src/sandbox/systems.ts';
-import { testConfig, testDatabase } from '../helper.ts';
+import { testConfig, testDatabase, waitFor } from '../helper.ts';
 import { freePort } from '../pg.ts';
 import { get, signIn } from './connect-support.ts';
 import type { Json } from './search-support.ts';
@@ -31,16 +31,6 @@ const user = (await app.auth.createUser(demo.id, 'shared-person'))!;
 const { access_token: token } = await app.auth.exchangeCode(demo, await app.auth.newCode(demo.id, user.id));
 const headers = { authorization: `Bearer ${token}` };
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function waitFor<T>(what: () => T | Promise<T>, ms = 60_000): Promise<T> {
-  const until = Date.now() + ms;
-  let v = await what();
-  while (!v && Date.now() < until) {
-    await sleep(100);
-    v = await what();
-  }
-  return v;
-}
 interface LinkRow {
   res_type: string;
   a_res_id: string;
