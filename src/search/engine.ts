@@ -242,8 +242,9 @@ export class SearchEngine {
     const head: Bundle = { resourceType: 'Bundle', type: 'searchset' };
     if (total !== undefined) head.total = total;
     head.link = links;
-    if (p.dedup) page = await mergedView(db, this.repo, ctx, page);
-    const entries = [...page.map((v) => ({ v, mode: 'match' as const })), ...included.versions.map((v) => ({ v, mode: 'include' as const }))];
+    let includes = included.versions;
+    if (p.dedup) ({ page, included: includes } = await mergedView(db, this.repo, ctx, page, includes));
+    const entries = [...page.map((v) => ({ v, mode: 'match' as const })), ...includes.map((v) => ({ v, mode: 'include' as const }))];
     return new SearchResult(ctx.baseUrl, head, entries, p.warnings, p.summary, p.elements);
   }
 }

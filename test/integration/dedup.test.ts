@@ -179,6 +179,9 @@ t.test('the de-duplicated view (_dedup=merged) and the links as Linkage: list, c
     'in the merged view, every record names the one Patient that stands for both',
   );
   t.equal((await search('Patient?_dedup=merged')).entry.length, 1, 'one Patient in the merged view');
+  const withPatients = await search('Condition?_count=200&_include=Condition:subject&_dedup=merged');
+  const includedPatients = withPatients.entry.filter((e: Json) => e.search.mode === 'include').map((e: Json) => `Patient/${e.resource.id}`);
+  t.same(includedPatients, [...(await subjects('Condition?_count=200&_dedup=merged'))], '_include: the one Patient that stands for both, once');
   const count = await search('Condition?_summary=count&_dedup=merged');
   const countAll = await search('Condition?_summary=count');
   t.equal(count.total, countAll.total - 1, 'counts the merged view too');
