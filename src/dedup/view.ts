@@ -33,13 +33,28 @@ async function linksFor(
         AND ra.res_deleted_at IS NULL AND rb.res_deleted_at IS NULL`,
     values: [ctx.partitionId, ctx.ownerId],
   });
+  // Each link's later record is left out for its earlier one; along a chain (a-b, b-c) the first
+  // record of the chain stands for all (res_ids only fall along it, so it ends).
+  const up = new Map<string, string>();
+  const refs = new Map<string, string>();
+  for (const r of rows) {
+    const was = up.get(r.b_res_id);
+    if (!was || BigInt(r.a_res_id) < BigInt(was)) up.set(r.b_res_id, r.a_res_id);
+    refs.set(r.a_res_id, r.a_ref).set(r.b_res_id, r.b_ref);
+  }
+  const rootOf = (id: string): string => {
+    let at = id;
+    for (let next = up.get(at); next !== undefined; next = up.get(at)) at = next;
+    return at;
+  };
   const primaryRef = new Map<string, string>(); // a left-out record's reference -> the kept one's
   const primaryOf = new Map<string, string>(); // a left-out record's res_id -> the kept one's
   const ofPrimary = new Map<string, string[]>(); // the kept record's res_id -> the left-out ones'
-  for (const r of rows) {
-    primaryRef.set(r.b_ref, r.a_ref);
-    primaryOf.set(r.b_res_id, r.a_res_id);
-    (ofPrimary.get(r.a_res_id) ?? ofPrimary.set(r.a_res_id, []).get(r.a_res_id)!).push(r.b_res_id);
+  for (const b of up.keys()) {
+    const a = rootOf(b);
+    primaryRef.set(refs.get(b)!, refs.get(a)!);
+    primaryOf.set(b, a);
+    (ofPrimary.get(a) ?? ofPrimary.set(a, []).get(a)!).push(b);
   }
   return { primaryRef, primaryOf, ofPrimary };
 }

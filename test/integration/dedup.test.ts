@@ -231,3 +231,38 @@ t.test('rules changed: every person de-duplicated again, once', async (t) => {
   t.same(await rerunChangedRules(app.pg, wider, quiet), { people: 0, ran: 0 }, 'then nobody is left to run');
   t.equal((await dedupPerson(app.pg, demo.id, user.id, wider)).status, 'unchanged', 'and the next sync finds nothing to do');
 });
+
+t.test('a chain of links (a-b, b-c): the first record stands for all three in the merged view', async (t) => {
+  const made: string[] = [];
+  for (const source of ['https://one.example/fhir', 'https://two.example/fhir', 'https://three.example/fhir']) {
+    const res = await fetch(`${BASE}/fhir/r4/Condition`, {
+      method: 'POST',
+      headers: { ...headers, 'content-type': 'application/fhir+json' },
+      body: JSON.stringify({ resourceType: 'Condition', meta: { source }, subject: { reference: 'Patient/x' }, code: { text: 'chained disorder' } }),
+    });
+    made.push((await res.json()).id);
+  }
+  const { rows } = await app.pg.query<{ res_id: string; fhir_id: string }>(
+    'SELECT res_id::text, fhir_id FROM hfj_resource WHERE fhir_id = ANY($1) ORDER BY res_id',
+    [made],
+  );
+  const [a, b, c] = rows;
+  for (const [x, y] of [
+    [a, b],
+    [b, c],
+  ])
+    await app.pg.query(
+      `INSERT INTO trb_dedup_link (owner_id, partition_id, res_type, a_res_id, b_res_id, rule, score, status) VALUES ($1, $2, 'Condition', $3, $4, 'test', 1, 'confirmed')`,
+      [user.id, demo.id, x.res_id, y.res_id],
+    );
+  const merged = await (await fetch(`${BASE}/fhir/r4/Condition?code:text=chained&_dedup=merged`, { headers })).json();
+  t.same(
+    merged.entry.map((e: Json) => e.resource.id),
+    [a.fhir_id],
+    'one record: the first of the chain',
+  );
+  const named = merged.entry[0].resource.extension[0].extension.filter((e: Json) => e.url === 'record').map((e: Json) => e.valueReference.reference);
+  t.same(named.sort(), [`Condition/${b.fhir_id}`, `Condition/${c.fhir_id}`].sort(), 'naming the other two');
+  const sources = merged.entry[0].resource.extension[0].extension.filter((e: Json) => e.url === 'source').map((e: Json) => e.valueUri);
+  t.equal(new Set(sources).size, 3, 'and the three sources');
+});
