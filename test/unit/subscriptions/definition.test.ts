@@ -135,31 +135,10 @@ t.test("interactions: creates and updates by default; Medplum's and HAPI FHIR's 
   t.same(read(classic({ extension: [{ url: DELETES, valueBoolean: true }] })).interactions, ['create', 'update', 'delete']);
   t.same(read(classic({ extension: [{ url: DELETES, valueBoolean: false }] })).interactions, ['create', 'update']);
   t.same(read(classic({ extension: [{ url: SUPPORTED, valueCode: 'create' }] })).interactions, ['create']);
-  t.same(
-    read(
-      classic({
-        extension: [
-          { url: SUPPORTED, valueCode: 'delete' },
-          { url: SUPPORTED, valueCode: 'update' },
-        ],
-      }),
-    ).interactions,
-    ['update', 'delete'],
-    'each one named',
-  );
-  t.match(read(classic({ extension: [{ url: SUPPORTED, valueCode: 'patch' }] })).problem, /"patch" is not one of/);
-  t.equal(
-    read(classic()).hash,
-    read(
-      classic({
-        extension: [
-          { url: SUPPORTED, valueCode: 'create' },
-          { url: SUPPORTED, valueCode: 'update' },
-        ],
-      }),
-    ).hash,
-    'the default named: the same definition',
-  );
+  const naming = (...codes: string[]) => classic({ extension: codes.map((valueCode) => ({ url: SUPPORTED, valueCode })) });
+  t.same(read(naming('delete', 'update')).interactions, ['update', 'delete'], 'each one named');
+  t.match(read(naming('patch')).problem, /"patch" is not one of/);
+  t.equal(read(classic()).hash, read(naming('create', 'update')).hash, 'the default named: the same definition');
   t.not(read(classic()).hash, read(classic({ extension: [{ url: DELETES, valueBoolean: true }] })).hash, 'deletes asked for: another');
 });
 
