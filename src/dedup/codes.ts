@@ -34,7 +34,7 @@ export function canonicalSystem(system: string | undefined): string {
 }
 
 /** SNOMED CT disorder -> its ICD-10-CM codes (the map's targets; the first is the usual one). */
-const SNOMED_TO_ICD10CM: Record<string, string[]> = {
+export const SNOMED_TO_ICD10CM: Readonly<Record<string, readonly string[]>> = {
   '38341003': ['I10'], // hypertensive disorder
   '59621000': ['I10'], // essential hypertension
   '55822004': ['E78.5'], // hyperlipidemia

@@ -14,7 +14,7 @@
 import type { Coding, Resource } from '@medplum/fhirtypes';
 import { generateSystem } from '../sandbox/generate.ts';
 import { createRng, type Rng } from '../sandbox/generate/random.ts';
-import { ICD10CM, SNOMED } from './codes.ts';
+import { ICD10CM, SNOMED, SNOMED_TO_ICD10CM } from './codes.ts';
 import type { Candidate } from './engine.ts';
 
 export interface LabelledSet {
@@ -25,19 +25,6 @@ export interface LabelledSet {
   /** What each variation did, by the second source's key (for reports). */
   kinds: Map<string, string>;
 }
-
-const SNOMED_ICD: Record<string, string> = {
-  '38341003': 'I10',
-  '55822004': 'E78.5',
-  '44054006': 'E11.9',
-  '714628002': 'R73.03',
-  '195967001': 'J45.909',
-  '40055000': 'J32.9',
-  '444814009': 'J01.90',
-  '195662009': 'J02.9',
-  '10509002': 'J20.9',
-  '233604007': 'J18.9',
-};
 
 const clone = <T>(r: T): T => structuredClone(r);
 const shiftIso = (iso: string | undefined, ms: number): string | undefined => {
@@ -65,8 +52,9 @@ function duplicateOf(rng: Rng, r: Resource): { resource: Resource; kind: string 
     case 'Condition': {
       const c = d as unknown as import('@medplum/fhirtypes').Condition;
       const sct = c.code?.coding?.find((x) => x.system === SNOMED)?.code;
-      if (sct && SNOMED_ICD[sct] && rng.chance(0.5)) {
-        c.code = { coding: [{ system: ICD10CM, code: SNOMED_ICD[sct], display: reword(rng, c.code?.coding?.[0].display) }], text: c.code?.text };
+      const icd = sct ? SNOMED_TO_ICD10CM[sct]?.[0] : undefined;
+      if (icd && rng.chance(0.5)) {
+        c.code = { coding: [{ system: ICD10CM, code: icd, display: reword(rng, c.code?.coding?.[0].display) }], text: c.code?.text };
         c.onsetDateTime = shiftIso(c.onsetDateTime, rng.chance(0.5) ? DAY : 0);
         return { resource: c, kind: 'condition: ICD-10-CM for SNOMED CT' };
       }

@@ -74,13 +74,6 @@ export function saveState(partitionId: number, ownerId: string, changedThrough: 
   };
 }
 
-export function linksOf(ownerId: string): Sql {
-  return prepared({
-    text: /* SQL */ `SELECT res_type, a_res_id, b_res_id, rule, score, status, made_at, decided_at FROM trb_dedup_link WHERE owner_id = $1 ORDER BY res_type, a_res_id, b_res_id`,
-    values: [ownerId],
-  });
-}
-
 /** A connection's app and user: whose records a sync of it brought. */
 export function connectionOwner(connectionId: string): Sql {
   return prepared({ text: /* SQL */ `SELECT app_id, user_id::text FROM trb_connection WHERE id = $1`, values: [connectionId] });

@@ -100,19 +100,21 @@ t.test('topic-based (backport): a topic of this server, its filters, payload con
   t.ok(TOPICS.length >= 20, 'a topic per common type');
 });
 
+/** A notification's status input, as the dispatcher gives it. */
+const STATUS = {
+  base: 'https://x/fhir/r4',
+  subscriptionId: 's1',
+  topic: 'https://t',
+  status: 'active',
+  type: 'event-notification' as const,
+  eventsSinceStart: '0',
+  withFocus: true,
+};
+
 t.test('a notification Bundle: history, the SubscriptionStatus first, then the focus', async (t) => {
-  const b = notificationBundle(
-    {
-      base: 'https://x/fhir/r4',
-      subscriptionId: 's1',
-      topic: 'https://t',
-      status: 'active',
-      type: 'event-notification',
-      eventsSinceStart: '7',
-      withFocus: true,
-    },
-    [{ number: '7', timestamp: new Date(0), type: 'Observation', id: 'o1', version: 2, deleted: false }],
-  );
+  const b = notificationBundle({ ...STATUS, eventsSinceStart: '7' }, [
+    { number: '7', timestamp: new Date(0), type: 'Observation', id: 'o1', version: 2, deleted: false },
+  ]);
   t.equal(b.type, 'history');
   const status = b.entry![0].resource as { resourceType: string; meta: { profile: string[] }; parameter: { name: string }[] };
   t.equal(status.resourceType, 'Parameters');
@@ -143,28 +145,17 @@ t.test("interactions: creates and updates by default; Medplum's and HAPI FHIR's 
 });
 
 t.test('a delete in a notification Bundle: its entry without the resource, request DELETE', async (t) => {
-  const b = notificationBundle(
+  const b = notificationBundle({ ...STATUS, eventsSinceStart: '8' }, [
     {
-      base: 'https://x/fhir/r4',
-      subscriptionId: 's1',
-      topic: 'https://t',
-      status: 'active',
-      type: 'event-notification',
-      eventsSinceStart: '8',
-      withFocus: true,
+      number: '8',
+      timestamp: new Date(0),
+      type: 'Observation',
+      id: 'o1',
+      version: 3,
+      deleted: true,
+      resource: { resourceType: 'Observation' } as never,
     },
-    [
-      {
-        number: '8',
-        timestamp: new Date(0),
-        type: 'Observation',
-        id: 'o1',
-        version: 3,
-        deleted: true,
-        resource: { resourceType: 'Observation' } as never,
-      },
-    ],
-  );
+  ]);
   t.same(b.entry![1], {
     fullUrl: 'https://x/fhir/r4/Observation/o1',
     request: { method: 'DELETE', url: 'Observation/o1' },
