@@ -19,11 +19,15 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function startTestPostgres(): Promise<EmbeddedDatabase & { dir: string }> {
+/**
+ * `programs`: another PostgreSQL's programs folder (Debian's /usr/lib/postgresql/15) instead of the
+ * embedded one; TRIBUTARY_TEST_PG_PROGRAMS says so for a test file run on its own.
+ */
+export async function startTestPostgres(programs = process.env.TRIBUTARY_TEST_PG_PROGRAMS || undefined): Promise<EmbeddedDatabase & { dir: string }> {
   // Mode 700, as a folder under /root is: as root, the cluster is kept where the postgres OS user
   // reaches it (src/db/cluster-folder.ts), and every test run goes that way.
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tributary-pg-'));
-  const db = await startEmbeddedPostgres({ dataDir: dir, port: await freePort(), ephemeral: true });
+  const db = await startEmbeddedPostgres({ dataDir: dir, port: await freePort(), ephemeral: true, programs });
   return {
     ...db,
     dir,

@@ -5,6 +5,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import pg from 'pg';
 import { startTestPostgres } from './pg.ts';
 
 const bin = path.join(import.meta.dirname, '..', 'node_modules', '.bin');
@@ -47,11 +48,46 @@ if (!isBuilt()) {
   }
 }
 
-const pg = await startTestPostgres();
-const child = spawn(tap, process.argv.slice(2), {
-  stdio: 'inherit',
-  env: { ...env, TRIBUTARY_TEST_PG_URL: pg.url },
-});
-const code: number = await new Promise((resolve) => child.on('exit', (c, signal) => resolve(c ?? (signal ? 1 : 0))));
-await pg.stop();
+/**
+ * The PostgreSQL servers the suite runs on: the embedded one, and Debian's PostgreSQL 15 as well
+ * when it is installed and the whole suite runs (no arguments). TEST_PG=embedded, or a programs
+ * folder (TEST_PG=/usr/lib/postgresql/15), runs it on that one only.
+ */
+const DEBIAN_PG15 = '/usr/lib/postgresql/15';
+function servers(): (string | undefined)[] {
+  const chosen = process.env.TEST_PG;
+  if (chosen === 'embedded') return [undefined];
+  if (chosen) return [chosen];
+  if (process.argv.length > 2) return [undefined];
+  if (fs.existsSync(path.join(DEBIAN_PG15, 'bin', 'postgres'))) return [undefined, DEBIAN_PG15];
+  console.log(`# Debian's PostgreSQL 15 is not installed (${DEBIAN_PG15}): the suite runs on the embedded PostgreSQL only`);
+  return [undefined];
+}
+
+let code = 0;
+for (const programs of servers()) {
+  const server = await startTestPostgres(programs);
+  const version = await serverVersion(server.url);
+  console.log(`# the suite on PostgreSQL ${version}${programs ? ` (${programs})` : ' (embedded)'}`);
+  const child = spawn(tap, process.argv.slice(2), {
+    stdio: 'inherit',
+    env: { ...env, TRIBUTARY_TEST_PG_URL: server.url, ...(programs ? { TRIBUTARY_TEST_PG_PROGRAMS: programs } : {}) },
+  });
+  const exit: number = await new Promise((resolve) => child.on('exit', (c, signal) => resolve(c ?? (signal ? 1 : 0))));
+  await server.stop();
+  if (exit !== 0) {
+    console.log(`# the suite failed on PostgreSQL ${version}`);
+    code = exit;
+  }
+}
 process.exit(code);
+
+async function serverVersion(url: string): Promise<string> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query<{ server_version: string }>('SHOW server_version')).rows[0]!.server_version;
+  } finally {
+    await client.end();
+  }
+}

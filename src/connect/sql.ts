@@ -165,7 +165,7 @@ export const deleteConnection = (id: string, appId: number, userId: string): Sql
 
 /** The user's live records that came from a system (their meta.source is its FHIR base). */
 export const recordsFrom = (appId: number, userId: string, fhirBase: string): Sql => ({
-  text: /* SQL */ `SELECT r.res_type, r.fhir_id FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
+  text: /* SQL */ `SELECT r.res_type, r.fhir_id FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.owner_id = r.owner_id AND v.res_ver = r.res_ver
        WHERE r.partition_id = $1 AND r.owner_id = $2 AND r.res_deleted_at IS NULL AND v.source_uri = $3`,
   values: [appId, userId, fhirBase],
 });

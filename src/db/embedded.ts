@@ -33,6 +33,11 @@ export interface EmbeddedOptions {
   ephemeral?: boolean;
   /** shared_buffers in MB (256 when not given). */
   sharedBuffersMB?: number;
+  /**
+   * Another PostgreSQL's programs (a folder with bin/, as Debian's /usr/lib/postgresql/15) instead
+   * of the shipped ones: the test suite runs on Debian's PostgreSQL 15 this way (test/run.ts).
+   */
+  programs?: string;
 }
 
 const USER = 'tributary';
@@ -65,7 +70,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
       `The data folder ${opts.dataDir} cannot be made or written by this user (${(err as NodeJS.ErrnoException).code}): set TRIBUTARY_DATA_DIR to a folder you can write, or DATABASE_URL to a PostgreSQL of your own.`,
     );
   }
-  const shipped = await shippedPrograms();
+  const shipped = opts.programs ? { native: opts.programs, version: path.basename(opts.programs) } : await shippedPrograms();
   let native = shipped.native;
   let dbDir = path.join(opts.dataDir, 'pg');
   let user: OsUser | undefined;

@@ -18,7 +18,7 @@ export function stateOf(ownerId: string): Sql {
 export function records(partitionId: number, ownerId: string, types: string[]): Sql {
   return prepared({
     text: /* SQL */ `SELECT r.res_id, r.res_type, r.fhir_id, v.res_text_vc, v.source_uri
-      FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
+      FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.owner_id = r.owner_id AND v.res_ver = r.res_ver
       WHERE r.partition_id = $1 AND r.owner_id = $2 AND r.res_type = ANY($3::text[]) AND r.res_deleted_at IS NULL`,
     values: [partitionId, ownerId, types],
   });
@@ -98,8 +98,8 @@ export interface LinkRow {
 const LINK_COLUMNS = /* SQL */ `l.a_res_id, l.b_res_id, l.res_type, l.rule, l.score, l.status, l.made_at, l.decided_at, l.owner_id,
   ra.fhir_id AS a_id, rb.fhir_id AS b_id, va.source_uri AS a_source, vb.source_uri AS b_source`;
 const LINK_FROM = /* SQL */ `trb_dedup_link l
-  JOIN hfj_resource ra ON ra.res_id = l.a_res_id JOIN hfj_res_ver va ON va.res_id = ra.res_id AND va.res_ver = ra.res_ver
-  JOIN hfj_resource rb ON rb.res_id = l.b_res_id JOIN hfj_res_ver vb ON vb.res_id = rb.res_id AND vb.res_ver = rb.res_ver`;
+  JOIN hfj_resource ra ON ra.res_id = l.a_res_id AND ra.owner_id = l.owner_id JOIN hfj_res_ver va ON va.res_id = ra.res_id AND va.owner_id = ra.owner_id AND va.res_ver = ra.res_ver
+  JOIN hfj_resource rb ON rb.res_id = l.b_res_id AND rb.owner_id = l.owner_id JOIN hfj_res_ver vb ON vb.res_id = rb.res_id AND vb.owner_id = rb.owner_id AND vb.res_ver = rb.res_ver`;
 
 /** The links of a person (or, owner null, of every user of the app), of both records still there, at most `limit`. */
 export function linkRows(partitionId: number, ownerId: string | null, limit: number, pair?: [string, string]): Sql {

@@ -29,7 +29,8 @@ export interface TypeQuery {
 /** The condition on `r.owner_id` for `owners`, its values appended to `values`. */
 function ownerCondition(owners: Owners, values: unknown[]): string {
   if (owners.kind === 'all') return 'true';
-  if (owners.kind === 'any') return 'r.owner_id IS NOT NULL';
+  // Users' records (the app's own have a negative key: src/storage/distribution.ts).
+  if (owners.kind === 'any') return 'r.owner_id > 0';
   values.push(owners.ids);
   return `r.owner_id = ANY($${values.length}::bigint[])`;
 }
@@ -47,7 +48,7 @@ export function currentVersions(q: TypeQuery): Sql {
   return {
     text: /* SQL */ `SELECT ${READ_COLUMNS}
       FROM (SELECT r.res_id, r.res_type, r.fhir_id, r.res_ver FROM ${q.source.from} AND r.res_updated <= ${at} AND ${owner}${since}) r
-      JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver`,
+      JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.owner_id = r.owner_id AND v.res_ver = r.res_ver`,
     values,
   };
 }
@@ -73,7 +74,7 @@ export function versionsAtT(q: TypeQuery): Sql {
     text: /* SQL */ `SELECT ${READ_COLUMNS}
       FROM (SELECT DISTINCT res_id FROM hfj_res_ver WHERE partition_id = ${p} AND res_type = ${t} AND res_updated > ${at}) changed
       JOIN hfj_resource r ON r.res_id = changed.res_id
-      CROSS JOIN LATERAL (SELECT * FROM hfj_res_ver v WHERE v.res_id = r.res_id AND v.res_updated <= ${at} ORDER BY v.res_ver DESC LIMIT 1) v
+      CROSS JOIN LATERAL (SELECT * FROM hfj_res_ver v WHERE v.res_id = r.res_id AND v.owner_id = r.owner_id AND v.res_updated <= ${at} ORDER BY v.res_ver DESC LIMIT 1) v
       WHERE v.res_text_vc IS NOT NULL AND r.partition_id = ${p} AND ${owner}${user}${since} AND ${kept}`,
     values,
   };

@@ -9,6 +9,7 @@
  * written after T, nothing written before it missing, however the writes interleave.
  * See: https://hl7.org/fhir/uv/bulkdata/export.html#response---complete-status
  */
+import { ownerOfKey } from '../storage/distribution.ts';
 import type pg from 'pg';
 import type { FastifyBaseLogger } from 'fastify';
 import { allowed, parseScopes, type ResourceScope } from '../auth/scopes.ts';
@@ -179,7 +180,7 @@ async function ownersOf(client: pg.PoolClient, row: ExportRow, files: NdjsonFile
   }
   if (!ids) return row.user_id === null ? { kind: 'any' } : { kind: 'all' };
   const { rows } = await client.query<{ fhir_id: string; owner_id: string | null }>(sql.ownersOfPatients(row.app_id, ids));
-  const found = new Map(rows.map((r) => [r.fhir_id, r.owner_id]));
+  const found = new Map(rows.map((r) => [r.fhir_id, ownerOfKey(r.owner_id)]));
   for (const id of ids) {
     const owner = found.get(id);
     if (owner === undefined || owner === null || (row.user_id !== null && owner !== row.user_id)) {

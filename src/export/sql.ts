@@ -131,7 +131,7 @@ export function ownersOfPatients(partitionId: number, ids: string[]): Sql {
 /** The stored JSON of one of the app's Groups (its members are read from it). */
 export function groupText(partitionId: number, id: string): Sql {
   return {
-    text: /* SQL */ `SELECT v.res_text_vc FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
+    text: /* SQL */ `SELECT v.res_text_vc FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.owner_id = r.owner_id AND v.res_ver = r.res_ver
       WHERE r.partition_id = $1 AND r.res_type = 'Group' AND r.fhir_id = $2 AND r.res_deleted_at IS NULL`,
     values: [partitionId, id],
   };

@@ -162,6 +162,12 @@ export async function processTransaction(svc: FhirService, ctx: RequestContext, 
       ctx,
       existing.map((p) => ({ type: p.e.type, id: p.id })),
     );
+    // A PUT that creates takes its id for the app (no other owner may hold it).
+    await svc.repo.claimIds(
+      client,
+      ctx,
+      existing.filter((p) => p.e.method === 'PUT' && !locked.has(`${p.e.type}/${p.id}`)).map((p) => ({ type: p.e.type, id: p.id })),
+    );
     // A DELETE of what does not exist (or is not the caller's) writes nothing, as a plain DELETE.
     for (const p of existing) if (p.e.method === 'DELETE' && !locked.has(`${p.e.type}/${p.id}`)) p.skip = true;
     const writes = plan.filter((p) => !p.skip);

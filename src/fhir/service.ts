@@ -200,6 +200,7 @@ export class FhirService {
     const wanted = opts.ifMatch === undefined ? undefined : parseVersionTag(opts.ifMatch);
     return this.transaction(async (client) => {
       const existing = (await this.repo.lockCurrent(client, ctx, [{ type, id }])).get(`${type}/${id}`) ?? null;
+      if (!existing) await this.repo.claimIds(client, ctx, [{ type, id }]);
       checkIfMatch(type, id, existing, wanted);
       const [res] = await this.writeItems(client, ctx, [{ type, id, existing, ...this.prepare(ctx, resource) }]);
       return { status: existing && !existing.deleted ? 200 : 201, stored: this.storedAfterWrite(type, id, res) };
@@ -222,6 +223,7 @@ export class FhirService {
         id = resource.id ?? randomUUID();
       }
       const existing = (await this.repo.lockCurrent(client, ctx, [{ type, id }])).get(`${type}/${id}`) ?? null;
+      if (!existing && resource.id !== undefined) await this.repo.claimIds(client, ctx, [{ type, id }]);
       const [res] = await this.writeItems(client, ctx, [{ type, id, existing, ...this.prepare(ctx, { ...resource, id } as Resource) }]);
       return { status: existing && !existing.deleted ? 200 : 201, stored: this.storedAfterWrite(type, id, res) };
     });

@@ -3,13 +3,14 @@
  * small functions returning { text, values }.
  */
 import type { Sql } from '../storage/sql.ts';
+import { ownRecordsKeySql } from '../storage/distribution.ts';
 
 /** The live SearchParameters the built-in app stored through the API (partition 0, app level), oldest first. */
 export function storedSearchParameters(): Sql {
   return {
     text: /* SQL */ `SELECT v.res_text_vc AS json FROM hfj_resource r
-    JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
-    WHERE r.res_type = 'SearchParameter' AND r.res_deleted_at IS NULL AND r.partition_id = 0 AND r.owner_id IS NULL ORDER BY r.res_id`,
+    JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.owner_id = r.owner_id AND v.res_ver = r.res_ver
+    WHERE r.res_type = 'SearchParameter' AND r.res_deleted_at IS NULL AND r.partition_id = 0 AND r.owner_id = ${ownRecordsKeySql('0')} ORDER BY r.res_id`,
     values: [],
   };
 }

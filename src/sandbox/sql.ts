@@ -84,7 +84,7 @@ export const patientLock = (userId: string): Sql => ({ text: 'SELECT pg_advisory
 export const recordsOfType = (appId: number, ownerId: string, type: string, limit: number, offset: number): Sql => ({
   text: /* SQL */ `
   SELECT r.fhir_id, v.res_text_vc
-  FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
+  FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.owner_id = r.owner_id AND v.res_ver = r.res_ver
   WHERE r.partition_id = $1 AND r.owner_id = $2 AND r.res_type = $3 AND r.res_deleted_at IS NULL
   ORDER BY r.res_id
   LIMIT $4 OFFSET $5`,

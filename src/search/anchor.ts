@@ -7,6 +7,8 @@ import { IndexMatch, LinkMatch, type Condition } from './sql-builder.ts';
 export interface Anchored {
   ids: string | null;
   conds: Condition[];
+  /** The owners the scope reaches, over `r` (empty: every owner); inside the lookup of each id. */
+  own?: string;
 }
 
 /**
@@ -59,5 +61,7 @@ export function anchorAsCondition(a: Anchored): Condition[] {
  */
 export function resourceSource(a: Anchored): string {
   if (a.ids === null) return `hfj_resource r WHERE ${a.conds.join(' AND ')}`;
-  return `(SELECT DISTINCT unnest(${a.ids}) AS res_id) anchor CROSS JOIN LATERAL (SELECT * FROM hfj_resource r WHERE r.res_id = anchor.res_id OFFSET 0) r WHERE ${a.conds.length ? a.conds.join(' AND ') : 'true'}`;
+  // The owner goes inside the lookup by primary key (res_id, owner_id): on Citus it names the shard.
+  const own = a.own ? ` AND ${a.own}` : '';
+  return `(SELECT DISTINCT unnest(${a.ids}) AS res_id) anchor CROSS JOIN LATERAL (SELECT * FROM hfj_resource r WHERE r.res_id = anchor.res_id${own} OFFSET 0) r WHERE ${a.conds.length ? a.conds.join(' AND ') : 'true'}`;
 }

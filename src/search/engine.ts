@@ -24,7 +24,7 @@ import { Includes } from './include.ts';
 import { keysetPage } from './keyset.ts';
 import { MAX_INCLUDES } from './limits.ts';
 import { paramCondition, namesMatchesById } from './params/condition.ts';
-import { conditionContext, type ConditionContext } from './params/context.ts';
+import { conditionContext, ownedRows, type ConditionContext } from './params/context.ts';
 import { CONTROL_PARAMS, paramCode } from './params/key.ts';
 import { dedupCondition, mergedView } from '../dedup/view.ts';
 import { compartmentCondition as compartmentLinks } from './params/reference.ts';
@@ -115,7 +115,9 @@ export class SearchEngine {
     if (types === null || types.length === 1) {
       const own = await perType(types?.[0] ?? null);
       if (types) where.push(`r.res_type = ${c.b.param(types[0])}`);
-      return { ids: own.ids, conds: [...where, ...own.conds] };
+      // An anchored search looks each id up with the owners the scope reaches (a parameter only then).
+      const owners = own.ids === null ? '' : ownedRows(c, types?.[0] ?? '*', 'r');
+      return { ids: own.ids, conds: [...where, ...own.conds], own: owners };
     }
     const ors: string[] = [];
     for (const t of types)

@@ -90,15 +90,16 @@ export class Includes {
       if (pathCond === null) return [];
       const target = spec.targetType ? ` AND l.target_resource_type = ${b.param(spec.targetType)}` : '';
       const reach = this.includeTargets(spec);
+      const sourceOwners = ownedRows(c, spec.sourceType, 'l');
       // A parameter of unknown targets (or of any type, `Resource`) may reach any granted type.
       const granted = await grantCondition(c, 'r', reach === DIRECTORY_TYPES || reach.includes('Resource') ? null : reach);
       if (granted === 'false') return [];
       return this.repo.versions(
         db,
-        `SELECT ${READ_COLUMNS} FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
+        `SELECT ${READ_COLUMNS} FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.owner_id = r.owner_id AND v.res_ver = r.res_ver
          WHERE ${inScope(b, ctx, 'r', reach)} AND ${granted} AND (r.res_type, r.fhir_id) IN (
            SELECT l.target_resource_type, l.target_fhir_id FROM hfj_res_link l
-           WHERE l.src_resource_id = ANY(${b.param(sources.map((v) => v.resId))}::bigint[]) AND ${pathCond}${target} AND l.target_fhir_id IS NOT NULL)
+           WHERE l.src_resource_id = ANY(${b.param(sources.map((v) => v.resId))}::bigint[])${sourceOwners ? ` AND ${sourceOwners}` : ''} AND ${pathCond}${target} AND l.target_fhir_id IS NOT NULL)
          LIMIT ${limit}`,
         b.values,
       );
@@ -113,10 +114,10 @@ export class Includes {
     if (granted === 'false') return [];
     // The sources are the links' (an array read by primary key: planned once, the plan must not walk
     // all of a user's resources of the type to find the few that point at the page), the user's own.
-    const own = spec.sourceType === '*' ? '' : ownedRows(c, spec.sourceType, 'l');
+    const own = ownedRows(c, spec.sourceType, 'l');
     return this.repo.versions(
       db,
-      `SELECT ${READ_COLUMNS} FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
+      `SELECT ${READ_COLUMNS} FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.owner_id = r.owner_id AND v.res_ver = r.res_ver
        WHERE ${inScope(b, ctx, 'r', spec.sourceType === '*' ? DIRECTORY_TYPES : [spec.sourceType])}${typeCond} AND ${granted} AND r.res_id = ANY(ARRAY(
          SELECT l.src_resource_id FROM hfj_res_link l
          WHERE (l.target_fhir_id, l.target_resource_type) IN (SELECT * FROM unnest(${b.param(targets.map((v) => v.id))}::text[], ${b.param(targets.map((v) => v.type))}::text[]))

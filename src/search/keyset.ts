@@ -29,7 +29,7 @@ export async function keysetPage(req: PageRequest, anchored: boolean): Promise<P
   const counting = !p.page && p.total !== 'none' && p.total !== 'estimate';
   const limit = counting ? Math.max(COUNT_CAP, p.count) + 1 : p.count + 1;
   const dir = before ? 'DESC' : 'ASC';
-  const matches = `SELECT r.res_id, r.res_type, r.fhir_id, r.res_ver FROM ${snapshotSource}${keyset}`;
+  const matches = `SELECT r.res_id, r.res_type, r.fhir_id, r.res_ver, r.owner_id FROM ${snapshotSource}${keyset}`;
   const ranked = (from: string) =>
     `SELECT m.*, row_number() OVER (ORDER BY m.res_id ${dir}) AS ord FROM ${from} ORDER BY m.res_id ${dir} LIMIT ${limit}`;
   const m = anchored ? `a AS MATERIALIZED (${matches}), m AS (${ranked('a m')})` : `m AS (${ranked(`(${matches}) m`)})`;

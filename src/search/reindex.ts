@@ -23,9 +23,9 @@ export interface ReindexProgress {
 
 /** Reindexes the next batch after `after`; answers null when nothing was left. */
 export async function reindexBatch(pool: pg.Pool, indexer: ResourceIndexer, job: ReindexJob, after: string): Promise<ReindexProgress | null> {
-  const { rows } = await pool.query<{ res_id: string; res_type: string; fhir_id: string; owner_id: string | null; json: string }>({
+  const { rows } = await pool.query<{ res_id: string; res_type: string; fhir_id: string; owner_id: string; json: string }>({
     text: `SELECT r.res_id, r.res_type, r.fhir_id, r.owner_id, v.res_text_vc AS json
-      FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
+      FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.owner_id = r.owner_id AND v.res_ver = r.res_ver
       WHERE r.partition_id = $1 AND r.res_deleted_at IS NULL AND r.res_id > $2 AND ($3::text[] IS NULL OR r.res_type = ANY($3))
       ORDER BY r.res_id LIMIT ${BATCH}`,
     values: [job.partitionId, after, job.types ?? null],
@@ -34,13 +34,14 @@ export async function reindexBatch(pool: pg.Pool, indexer: ResourceIndexer, job:
   const list = rows.map((r) => ({
     resId: r.res_id,
     type: r.res_type,
-    ownerId: r.owner_id,
+    ownerKey: r.owner_id,
     indexes: indexer.extract({ ...(JSON.parse(r.json) as Resource), id: r.fhir_id }, null),
   }));
   await inTransaction(pool, async (client) => {
     await client.query(
       deleteIndexes(
         list.map((r) => r.resId),
+        list.map((r) => r.ownerKey),
         true,
       ),
     );

@@ -1,6 +1,7 @@
 /** The request's partition and user on every hfj_resource a search reads. */
 import { DIRECTORY_SCOPE, DIRECTORY_TYPES, type Scope } from '../fhir/ports.ts';
 import type { SqlBuilder } from './sql-builder.ts';
+import { ownerKey } from '../storage/distribution.ts';
 import type { ConditionContext } from './params/context.ts';
 
 /** SQL for "the alias is a live resource of the scope". */
@@ -19,12 +20,12 @@ export function inScope(b: SqlBuilder, scope: Scope, alias: string, types: reado
     scope.ownerId === null
       ? ''
       : scope.withUnowned
-        ? ` AND (${alias}.owner_id = ${b.param(scope.ownerId)} OR ${alias}.owner_id IS NULL)`
+        ? ` AND ${alias}.owner_id = ANY(${b.param([scope.ownerId, ownerKey(scope.partitionId, null)])}::bigint[])`
         : ` AND ${alias}.owner_id = ${b.param(scope.ownerId)}`;
   const own = `${alias}.partition_id = ${b.param(scope.partitionId)}${owner}`;
   const shared = types.filter((t) => DIRECTORY_TYPES.includes(t));
   // Partitions below 0 are no app's (-1: a request without access; -2: the directory itself).
   if (!shared.length || scope.partitionId < 0 || scope.ownOnly) return `${own} AND ${alias}.res_deleted_at IS NULL`;
-  const directory = `${alias}.partition_id = ${DIRECTORY_SCOPE.partitionId} AND ${alias}.res_type = ANY(${b.param(shared)}::text[])`;
+  const directory = `${alias}.partition_id = ${DIRECTORY_SCOPE.partitionId} AND ${alias}.owner_id = ${b.param(ownerKey(DIRECTORY_SCOPE.partitionId, null))} AND ${alias}.res_type = ANY(${b.param(shared)}::text[])`;
   return `(${own} OR ${directory}) AND ${alias}.res_deleted_at IS NULL`;
 }

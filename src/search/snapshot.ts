@@ -56,7 +56,7 @@ export async function sortedPage(req: PageRequest, orderBy: string, hash: string
     // when they span more than one page, the snapshot the next links page through.
     const id = randomUUID();
     // (The LIMIT is large: PostgreSQL never prefers an ordered index scan that would read past the matches.)
-    const m = `m AS (SELECT r.res_id, r.res_type, r.fhir_id, r.res_ver, row_number() OVER (ORDER BY ${orderBy}) AS ord
+    const m = `m AS (SELECT r.res_id, r.res_type, r.fhir_id, r.res_ver, r.owner_id, row_number() OVER (ORDER BY ${orderBy}) AS ord
           FROM ${source} ORDER BY ${orderBy} LIMIT ${SNAPSHOT_CAP + 1})`;
     const { versions, extra } = await repo.versionsWith<{ matched: number; saved: number }>(
       db,

@@ -40,10 +40,10 @@ function sortExpression(b: SqlBuilder, type: string, sp: SearchParamInfo, desc: 
   const agg = desc ? 'max' : 'min';
   if (sp.type === 'reference') {
     return `(SELECT ${agg}(coalesce(l.target_resource_type || '/' || l.target_fhir_id, l.target_resource_url)) FROM hfj_res_link l
-      WHERE l.src_resource_id = r.res_id AND l.src_path = ANY(${b.param(sp.paths)}))`;
+      WHERE l.src_resource_id = r.res_id AND l.owner_id = r.owner_id AND l.src_path = ANY(${b.param(sp.paths)}))`;
   }
   // A date range sorts by its start ascending and by its end descending.
   const column = sp.type === 'date' ? (desc ? 'sp_value_high' : 'sp_value_low') : SORT_COLUMN[sp.type];
   if (!column) throw badRequest(`_sort by ${sp.type} parameters such as ${sp.code} is not supported.`);
-  return `(SELECT ${agg}(x.${column}) FROM ${TABLE[sp.type]} x WHERE x.res_id = r.res_id AND x.hash_identity = ${b.param(hapiHash([type, sp.code]).toString())})`;
+  return `(SELECT ${agg}(x.${column}) FROM ${TABLE[sp.type]} x WHERE x.res_id = r.res_id AND x.owner_id = r.owner_id AND x.hash_identity = ${b.param(hapiHash([type, sp.code]).toString())})`;
 }

@@ -37,6 +37,6 @@ export function expireSnapshots(): Sql {
  */
 export function pageOf(cte: string, count: number, extra = ''): string {
   return `SELECT c.*, x.* FROM (SELECT (SELECT count(*) FROM ${cte})::int AS matched${extra ? `, ${extra}` : ''}) c
-    LEFT JOIN LATERAL (SELECT ${READ_COLUMNS}, r.ord FROM ${cte} r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver WHERE r.ord <= ${count}) x ON true
+    LEFT JOIN LATERAL (SELECT ${READ_COLUMNS}, r.ord FROM ${cte} r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.owner_id = r.owner_id AND v.res_ver = r.res_ver WHERE r.ord <= ${count}) x ON true
     ORDER BY x.ord`;
 }

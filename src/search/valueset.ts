@@ -17,7 +17,7 @@ export async function valueSetCodes(db: Db, ctx: RequestContext, url: string, de
   if (depth > 4) throw badRequest(`ValueSet ${url} imports other ValueSets more than 4 deep.`);
   const b = new SqlBuilder();
   const { rows } = await db.query<{ json: string }>({
-    text: `SELECT v.res_text_vc AS json FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
+    text: `SELECT v.res_text_vc AS json FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.owner_id = r.owner_id AND v.res_ver = r.res_ver
         WHERE ${inScope(b, ctx, 'r')} AND r.res_type = 'ValueSet'
           AND r.res_id IN (SELECT x.res_id FROM hfj_spidx_uri x WHERE x.hash_uri = ${b.param(hapiHash(['ValueSet', 'url', url]).toString())}) LIMIT 1`,
     values: b.values,

@@ -9,8 +9,8 @@ import { insertLinks } from './statements.ts';
 export interface IndexedResource {
   resId: string;
   type: string;
-  /** The resource's owner (the user whose record it is), written into every row of it; null for none. */
-  ownerId: string | null;
+  /** The resource's distribution key (src/storage/distribution.ts ownerKey), written into every row of it. */
+  ownerKey: string;
   indexes: ResourceIndexes;
 }
 
@@ -40,7 +40,7 @@ function table<R extends { name?: string }>(
     rows.map((r) => r.res.type),
     rows.map((r) => r.row.name),
     rows.map(() => now),
-    rows.map((r) => r.res.ownerId),
+    rows.map((r) => r.res.ownerKey),
   ];
   return bulkInsert(
     name,
@@ -146,7 +146,7 @@ export function indexInserts(partitionId: number, now: Date, list: IndexedResour
       links.map((l) => l.row.targetVersion),
       links.map((l) => l.row.targetId),
       links.map(() => now),
-      links.map((l) => l.res.ownerId),
+      links.map((l) => l.res.ownerKey),
     ];
     out.push(insertLinks(cols, arrays));
   }
@@ -167,7 +167,7 @@ export function indexInserts(partitionId: number, now: Date, list: IndexedResour
           present.map((p) => p.res.resId),
           present.map((p) => p.row.present),
           present.map((p) => s(p.row.hashPresence)),
-          present.map((p) => p.res.ownerId),
+          present.map((p) => p.res.ownerKey),
         ],
       ),
     );

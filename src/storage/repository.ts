@@ -11,6 +11,7 @@ import { rebuildJson, splitResource, type RowMeta, type SplitResource, type TagI
 import * as sql from './sql.ts';
 import { TagCache, type TagDefinition } from './tags.ts';
 import { indexInserts } from './index-rows.ts';
+import { ownerKey, ownerOfKey } from './distribution.ts';
 import { updateResources } from './statements.ts';
 
 export type Db = pg.Pool | pg.PoolClient;
@@ -244,10 +245,33 @@ export class Repository {
         sha256: r.hash_sha256,
         published: r.res_published,
         updated: r.res_updated,
-        ownerId: r.owner_id,
+        ownerId: ownerOfKey(r.owner_id),
       });
     }
     return out;
+  }
+
+  /**
+   * Fails with the 409 of an id in use when another owner of the app holds one of these ids, which
+   * the caller is about to create with the client's choice of id (an update that creates).
+   */
+  async claimIds(client: pg.PoolClient, scope: Scope, keys: { type: string; id: string }[]): Promise<void> {
+    if (keys.length === 0) return;
+    await client.query(
+      sql.lockNewIds(
+        scope.partitionId,
+        keys.map((k) => k.type),
+        keys.map((k) => k.id),
+      ),
+    );
+    const { rows } = await client.query(
+      sql.idsHeldByOthers(
+        scope,
+        keys.map((k) => k.type),
+        keys.map((k) => k.id),
+      ),
+    );
+    if (rows.length) throw idInUse();
   }
 
   /**
@@ -298,14 +322,22 @@ export class Repository {
     // subscription hears of a delete by what it deleted); sent with the rest, last.
     // A resource's owner: the one it has (kept: owner_id is set when it is created only), or the scope's for a new one.
     const ownerOf = (l: (typeof live)[number]) => (l.item.existing ? l.item.existing.ownerId : scope.ownerId);
+    // Its distribution key, in every row written of it.
+    const keyOf = (l: (typeof live)[number]) => ownerKey(partitionId, ownerOf(l));
     const hooked: sql.Sql[] = [];
     for (const hook of this.writeHooks) {
       const written = live.map((l) => ({ item: l.item, resId: l.resId, version: l.version, ownerId: ownerOf(l) }));
       hooked.push(...(await hook(scope, written, now, client)));
     }
 
-    const existingIds = live.filter((l) => !l.isNew).map((l) => l.resId);
-    if (existingIds.length) await client.query(sql.deleteIndexes(existingIds));
+    const existing = live.filter((l) => !l.isNew);
+    if (existing.length)
+      await client.query(
+        sql.deleteIndexes(
+          existing.map((l) => l.resId),
+          existing.map(keyOf),
+        ),
+      );
 
     // hfj_resource: new rows, then updates of existing ones.
     const res = live.map((l) => {
@@ -360,7 +392,7 @@ export class Repository {
       cols((x) => !!x.l.split?.tags.length),
       ...[0, 1, 2, 3, 4, 5, 6, 7].map((k) => cols((x) => x.flags[k])),
       cols((x) => ((x.l.item.resource as { language?: string } | null)?.language ?? null)?.slice(0, 20) ?? null),
-      cols((x) => ownerOf(x.l)),
+      cols((x) => keyOf(x.l)),
     ];
     const newMask = res.map((x) => x.l.isNew);
     if (newMask.some(Boolean)) {
@@ -399,6 +431,7 @@ export class Repository {
           ['res_deleted_at', 'timestamptz'],
           ['has_tags', 'bool'],
           ['source_uri', 'text'],
+          ['owner_id', 'bigint'],
         ],
         [
           verPids.map(String),
@@ -413,14 +446,15 @@ export class Repository {
           live.map((l) => (l.split ? null : now)),
           live.map((l) => !!l.split?.tags.length),
           live.map((l) => l.split?.source ?? null),
+          live.map(keyOf),
         ],
       ),
     );
 
     // Tags: the current set (hfj_res_tag) and the version's (hfj_history_tag).
-    const tagRows: { resId: string; type: string; verPid: string; tagId: string }[] = [];
+    const tagRows: { resId: string; type: string; verPid: string; tagId: string; ownerKey: string }[] = [];
     live.forEach((l, i) => {
-      for (const tagId of tagIdsPer[i]) tagRows.push({ resId: l.resId, type: l.item.type, verPid: String(verPids[i]), tagId });
+      for (const tagId of tagIdsPer[i]) tagRows.push({ resId: l.resId, type: l.item.type, verPid: String(verPids[i]), tagId, ownerKey: keyOf(l) });
     });
     if (tagRows.length) {
       const [resTagPids, histTagPids] = await Promise.all([
@@ -436,6 +470,7 @@ export class Repository {
             ['res_id', 'bigint'],
             ['res_type', 'text'],
             ['tag_id', 'bigint'],
+            ['owner_id', 'bigint'],
           ],
           [
             resTagPids.map(String),
@@ -443,6 +478,7 @@ export class Repository {
             tagRows.map((t) => t.resId),
             tagRows.map((t) => t.type),
             tagRows.map((t) => t.tagId),
+            tagRows.map((t) => t.ownerKey),
           ],
         ),
         sql.bulkInsert(
@@ -454,6 +490,7 @@ export class Repository {
             ['res_id', 'bigint'],
             ['res_type', 'text'],
             ['tag_id', 'bigint'],
+            ['owner_id', 'bigint'],
           ],
           [
             histTagPids.map(String),
@@ -462,6 +499,7 @@ export class Repository {
             tagRows.map((t) => t.resId),
             tagRows.map((t) => t.type),
             tagRows.map((t) => t.tagId),
+            tagRows.map((t) => t.ownerKey),
           ],
         ),
       );
@@ -472,7 +510,7 @@ export class Repository {
     if (indexed.length) {
       const inBatch = new Map<string, string>();
       for (const l of live) if (l.split) inBatch.set(`${l.item.type}/${l.item.id}`, l.resId);
-      const owned = indexed.map((l) => ({ resId: l.resId, type: l.item.type, ownerId: ownerOf(l), indexes: l.item.indexes! }));
+      const owned = indexed.map((l) => ({ resId: l.resId, type: l.item.type, ownerKey: keyOf(l), indexes: l.item.indexes! }));
       statements.push(...indexInserts(partitionId, now, owned, inBatch));
     }
 
@@ -483,3 +521,14 @@ export class Repository {
 }
 
 export type { TagInput };
+
+/**
+ * What PostgreSQL raises when a new resource's id is taken, as the unique index once did across
+ * the app: the FHIR layer answers it with its 409 (src/fhir/errors.ts fromDatabaseError).
+ */
+function idInUse(): Error {
+  return Object.assign(new Error('duplicate key value violates unique constraint "idx_res_type_fhir_id"'), {
+    code: '23505',
+    constraint: 'idx_res_type_fhir_id',
+  });
+}

@@ -4,6 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Scope } from '../fhir/ports.ts';
+import { ownerKey, ownRecordsKeySql } from './distribution.ts';
 
 export interface Sql {
   text: string;
@@ -36,7 +37,7 @@ export function likeEscape(s: string): string {
  */
 export function ownedBy(alias: string, n: number, scope?: Scope): string {
   return scope?.withUnowned
-    ? `(${alias}.owner_id = $${n} OR $${n}::bigint IS NULL OR ${alias}.owner_id IS NULL)`
+    ? `(${alias}.owner_id = $${n} OR $${n}::bigint IS NULL OR ${alias}.owner_id = ${ownRecordsKeySql(`${alias}.partition_id`)})`
     : `(${alias}.owner_id = $${n} OR $${n}::bigint IS NULL)`;
 }
 
@@ -46,7 +47,7 @@ export function ownedBy(alias: string, n: number, scope?: Scope): string {
  */
 export const READ_COLUMNS = /* SQL */ `
   r.res_id, r.res_type, r.fhir_id, v.res_ver, v.res_updated, v.res_deleted_at, v.res_text_vc, v.source_uri,
-  CASE WHEN v.has_tags THEN ARRAY(SELECT ht.tag_id FROM hfj_history_tag ht WHERE ht.res_ver_pid = v.pid ORDER BY ht.pid) END AS tag_ids`;
+  CASE WHEN v.has_tags THEN ARRAY(SELECT ht.tag_id FROM hfj_history_tag ht WHERE ht.res_ver_pid = v.pid AND ht.owner_id = v.owner_id ORDER BY ht.pid) END AS tag_ids`;
 
 /** Tag definitions by id (immutable once written: a version names them by id). */
 export function tagDefinitions(ids: string[]): Sql {
@@ -59,7 +60,7 @@ export function tagDefinitions(ids: string[]): Sql {
 export function readCurrent(scope: Scope, type: string, id: string): Sql {
   return prepared({
     text: /* SQL */ `SELECT ${READ_COLUMNS}
-      FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
+      FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.owner_id = r.owner_id AND v.res_ver = r.res_ver
       WHERE r.partition_id = $1 AND r.res_type = $2 AND r.fhir_id = $3 AND ${ownedBy('r', 4, scope)}`,
     values: [scope.partitionId, type, id, scope.ownerId],
   });
@@ -74,7 +75,7 @@ export function readCurrentMany(scope: Scope, types: string[], ids: string[]): S
     text: /* SQL */ `SELECT x.* FROM unnest($2::text[], $3::text[]) AS k(t, i)
       CROSS JOIN LATERAL (
         SELECT ${READ_COLUMNS}
-        FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
+        FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.owner_id = r.owner_id AND v.res_ver = r.res_ver
         WHERE r.partition_id = $1 AND r.res_type = k.t AND r.fhir_id = k.i AND ${ownedBy('r', 4, scope)}
       ) x`,
     values: [scope.partitionId, types, ids, scope.ownerId],
@@ -87,7 +88,7 @@ export function readByResIds(scope: Scope, resIds: string[]): Sql {
     text: /* SQL */ `SELECT ${READ_COLUMNS}
       FROM unnest($2::bigint[]) WITH ORDINALITY AS k(id, ord)
       JOIN hfj_resource r ON r.res_id = k.id
-      JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = r.res_ver
+      JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.owner_id = r.owner_id AND v.res_ver = r.res_ver
       WHERE r.partition_id = $1 AND r.res_deleted_at IS NULL AND ${ownedBy('r', 3, scope)}
       ORDER BY k.ord`,
     values: [scope.partitionId, resIds, scope.ownerId],
@@ -97,7 +98,7 @@ export function readByResIds(scope: Scope, resIds: string[]): Sql {
 export function readVersion(scope: Scope, type: string, id: string, version: number): Sql {
   return prepared({
     text: /* SQL */ `SELECT ${READ_COLUMNS}
-      FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.res_ver = $4
+      FROM hfj_resource r JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.owner_id = r.owner_id AND v.res_ver = $4
       WHERE r.partition_id = $1 AND r.res_type = $2 AND r.fhir_id = $3 AND ${ownedBy('r', 5, scope)}`,
     values: [scope.partitionId, type, id, version, scope.ownerId],
   });
@@ -115,6 +116,29 @@ export function lockCurrent(scope: Scope, types: string[], ids: string[]): Sql {
         SELECT * FROM hfj_resource x WHERE x.partition_id = $1 AND x.res_type = k.t AND x.fhir_id = k.i AND ${ownedBy('x', 4)} FOR UPDATE
       ) r`,
     values: [scope.partitionId, types, ids, scope.ownerId],
+  });
+}
+
+/**
+ * Locks these ids of new resources (chosen by the client) for the transaction, so that two creates
+ * of one id by two owners take turns and the second sees the first (idsHeldByOthers).
+ */
+export function lockNewIds(partitionId: number, types: string[], ids: string[]): Sql {
+  return prepared({
+    text: /* SQL */ `SELECT pg_advisory_xact_lock(hashtextextended($1::text || '/' || k.t || '/' || k.i, 0)) FROM unnest($2::text[], $3::text[]) AS k(t, i)`,
+    values: [partitionId, types, ids],
+  });
+}
+
+/**
+ * Of these ids, those another owner of the partition holds: an id is unique within an owner's
+ * records by index (a unique index cannot span the shards), and within the app by this check.
+ */
+export function idsHeldByOthers(scope: Scope, types: string[], ids: string[]): Sql {
+  return prepared({
+    text: /* SQL */ `/* every shard: an id is the app's, whoever holds it */ SELECT k.t AS res_type, k.i AS fhir_id FROM unnest($2::text[], $3::text[]) AS k(t, i)
+      WHERE EXISTS (SELECT 1 FROM hfj_resource r WHERE r.partition_id = $1 AND r.res_type = k.t AND r.fhir_id = k.i AND r.owner_id <> $4)`,
+    values: [scope.partitionId, types, ids, ownerKey(scope.partitionId, scope.ownerId)],
   });
 }
 
@@ -148,10 +172,10 @@ export function history(q: HistoryQuery, withTotal: boolean): Sql {
     values.push(q.at);
     const at = `$${values.length}`;
     where.push(
-      `v.res_updated <= ${at} AND NOT EXISTS (SELECT 1 FROM hfj_res_ver n WHERE n.res_id = v.res_id AND n.res_ver > v.res_ver AND n.res_updated <= ${at})`,
+      `v.res_updated <= ${at} AND NOT EXISTS (SELECT 1 FROM hfj_res_ver n WHERE n.res_id = v.res_id AND n.owner_id = v.owner_id AND n.res_ver > v.res_ver AND n.res_updated <= ${at})`,
     );
   }
-  const from = /* SQL */ `FROM hfj_res_ver v JOIN hfj_resource r ON r.res_id = v.res_id WHERE ${where.join(' AND ')}`;
+  const from = /* SQL */ `FROM hfj_res_ver v JOIN hfj_resource r ON r.res_id = v.res_id AND r.owner_id = v.owner_id WHERE ${where.join(' AND ')}`;
   if (withTotal) return { text: `SELECT count(*)::int AS total ${from}`, values };
   values.push(q.count, q.offset);
   return {
@@ -175,15 +199,16 @@ export const INDEX_TABLES = [
  * Removes the index rows and links of resources, and their current tags unless `keepTags` (a
  * reindex recomputes what search parameters derive; tags are not derived from them).
  */
-export function deleteIndexes(resIds: string[], keepTags = false): Sql {
+export function deleteIndexes(resIds: string[], ownerKeys: string[], keepTags = false): Sql {
   const tables = [
     ...INDEX_TABLES.map((t) => [t, 'res_id']),
     ['hfj_res_link', 'src_resource_id'],
     ['hfj_res_param_present', 'res_id'],
     ...(keepTags ? [] : [['hfj_res_tag', 'res_id']]),
   ];
-  const ctes = tables.map(([t, col], i) => `d${i} AS (DELETE FROM ${t} WHERE ${col} = ANY($1::bigint[]))`);
-  return prepared({ text: `WITH ${ctes.join(', ')} SELECT 1`, values: [resIds] });
+  // The owners too: on Citus, the shards of those owners only.
+  const ctes = tables.map(([t, col], i) => `d${i} AS (DELETE FROM ${t} WHERE ${col} = ANY($1::bigint[]) AND owner_id = ANY($2::bigint[]))`);
+  return prepared({ text: `WITH ${ctes.join(', ')} SELECT 1`, values: [resIds, [...new Set(ownerKeys)]] });
 }
 
 /**

@@ -4,6 +4,7 @@
  * database, as small functions returning { text, values }.
  */
 import type { Sql } from './sql.ts';
+import { ownerKey, ownRecordsKeySql } from './distribution.ts';
 
 /** Whether the database answers (GET /readyz). */
 export function ping(): Sql {
@@ -57,9 +58,11 @@ export function tagIdsOf(
 export function updateResources(columns: [name: string, pgType: string][], sets: string[], arrays: unknown[][]): Sql {
   const assignments = sets.map((c) => `${c} = u.${c}`).join(', ');
   const params = columns.map(([, t], i) => `$${i + 1}::${t}[]`).join(', ');
+  // The owners once more, as one constant list: on Citus, their shards only.
+  const owners = [...new Set(arrays[columns.findIndex(([c]) => c === 'owner_id')] as string[])];
   return {
-    text: `UPDATE hfj_resource r SET ${assignments} FROM unnest(${params}) AS u(${columns.map((c) => c[0]).join(', ')}) WHERE r.res_id = u.res_id`,
-    values: arrays,
+    text: `UPDATE hfj_resource r SET ${assignments} FROM unnest(${params}) AS u(${columns.map((c) => c[0]).join(', ')}) WHERE r.res_id = u.res_id AND r.owner_id = u.owner_id AND r.owner_id = ANY($${columns.length + 1}::bigint[])`,
+    values: [...arrays, owners],
   };
 }
 
@@ -69,14 +72,20 @@ export function updateResources(columns: [name: string, pgType: string][], sets:
  */
 export function insertLinks(columns: [name: string, pgType: string][], arrays: unknown[][]): Sql {
   const names = columns.map((c) => c[0]);
-  const select = names.map((n) =>
-    n === 'target_resource_id'
-      ? `coalesce(u.target_resource_id, (SELECT t.res_id FROM hfj_resource t WHERE t.partition_id = u.partition_id AND t.res_type = u.target_resource_type AND t.fhir_id = u.target_fhir_id))`
-      : `u.${n}`,
+  // The owners the targets may have (a source's owner, or the partition's own records), as one
+  // constant list: on Citus, the lookup reads those owners' shards only.
+  const partitions = arrays[names.indexOf('partition_id')] as number[];
+  const owners = new Set(arrays[names.indexOf('owner_id')] as string[]);
+  for (const p of new Set(partitions)) owners.add(ownerKey(p, null));
+  const n = columns.length + 1;
+  const select = names.map((c) =>
+    c === 'target_resource_id'
+      ? `coalesce(u.target_resource_id, (SELECT t.res_id FROM hfj_resource t WHERE t.owner_id = ANY($${n}::bigint[]) AND t.partition_id = u.partition_id AND t.res_type = u.target_resource_type AND t.fhir_id = u.target_fhir_id AND t.owner_id IN (u.owner_id, ${ownRecordsKeySql('u.partition_id')}) LIMIT 1))`
+      : `u.${c}`,
   );
   return {
     text: `INSERT INTO hfj_res_link (${names.join(', ')}) SELECT ${select.join(', ')} FROM unnest(${columns.map((c, i) => `$${i + 1}::${c[1]}[]`).join(', ')}) AS u(${names.join(', ')})`,
-    values: arrays,
+    values: [...arrays, [...owners]],
   };
 }
 

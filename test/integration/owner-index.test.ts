@@ -3,7 +3,8 @@
  *
  * Two users of one app write Observations of the same code and subjects of their own. The index
  * and link rows of each carry its writer as owner_id; an update with the app's credentials, a
- * $reindex batch and a transaction keep it; the app's own resources have none. Then a row planted
+ * $reindex batch and a transaction keep it; the app's own resources carry the app's key (the
+ * distribution key of records no person owns, src/storage/distribution.ts). Then a row planted
  * in the index under another owner, pointing at a user's resource, is not read by that user's
  * search (the search asks the index for the user's rows only), while the app's search over all
  * its users still reads it: proof that the owner filter is in the index lookup, not only on the
@@ -11,6 +12,7 @@
  */
 import t from 'tap';
 import { reindexBatch } from '../../src/search/reindex.ts';
+import { ownerKey } from '../../src/storage/distribution.ts';
 import { buildTestApp } from '../helper.ts';
 import { FHIR, FHIR_JSON, send, type Json } from './search-support.ts';
 
@@ -64,11 +66,11 @@ async function owners(type: string, id: string): Promise<Record<string, (string 
 const allOf = (o: Record<string, (string | null)[]>, owner: string | null) =>
   Object.keys(o).length > 0 && Object.values(o).every((v) => v.length === 1 && v[0] === owner);
 
-t.test("each resource's index and link rows carry its owner; the app's own carry none", async (t) => {
+t.test("each resource's index and link rows carry its owner; the app's own carry the app's key", async (t) => {
   t.ok(allOf(await owners('Observation', annObs), ann.id), `ann's Observation: ${JSON.stringify(await owners('Observation', annObs))}`);
   t.ok(allOf(await owners('Observation', bobObs), bob.id), "bob's Observation");
   t.ok(allOf(await owners('Patient', annPatient), ann.id), "ann's Patient");
-  t.ok(allOf(await owners('Organization', appOrg), null), "the app's Organization: no owner");
+  t.ok(allOf(await owners('Organization', appOrg), ownerKey(tenant.id, null)), "the app's Organization: the key of the app's own records");
 });
 
 t.test('an update with the app credentials, a transaction and $reindex keep the owner', async (t) => {
@@ -92,7 +94,7 @@ t.test('an update with the app credentials, a transaction and $reindex keep the 
     after = step.after;
   }
   t.ok(allOf(await owners('Observation', annObs), ann.id), 'after $reindex');
-  t.ok(allOf(await owners('Organization', appOrg), null), "and the app's Organization still none");
+  t.ok(allOf(await owners('Organization', appOrg), ownerKey(tenant.id, null)), "and the app's Organization still the app's key");
 });
 
 t.test("a row of another owner pointing at a user's resource is not read by the user's search, and is by the app's", async (t) => {

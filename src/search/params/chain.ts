@@ -45,6 +45,7 @@ export async function chainCondition(c: ConditionContext, alias: string, type: s
   return throughTargets(
     c,
     alias,
+    type,
     sp,
     t,
     types,

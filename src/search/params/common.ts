@@ -40,7 +40,8 @@ export function tagCondition(c: ConditionContext, alias: string, tagType: number
 }
 
 function tagsIn(c: ConditionContext, alias: string, tagType: number, defWhere: string, negate: boolean): string {
-  return `${alias}.res_id ${negate ? 'NOT IN' : 'IN'} (SELECT rt.res_id FROM hfj_res_tag rt WHERE rt.tag_id IN (
+  // By owner too: the resource's tags are on its shard.
+  return `(${alias}.res_id, ${alias}.owner_id) ${negate ? 'NOT IN' : 'IN'} (SELECT rt.res_id, rt.owner_id FROM hfj_res_tag rt WHERE rt.tag_id IN (
     SELECT d.tag_id FROM hfj_tag_def d WHERE d.tag_type = ${c.b.param(tagType)} AND (${defWhere})))`;
 }
 
@@ -59,7 +60,7 @@ export function profileCondition(c: ConditionContext, alias: string, modifier: s
 export function sourceCondition(c: ConditionContext, alias: string, modifier: string, rawValue: string): string {
   if (modifier && modifier !== 'not') throw badRequest(`The modifier :${modifier} is not supported on _source.`);
   const values = c.b.param(splitOr(rawValue).map(unescape));
-  const cond = `EXISTS (SELECT 1 FROM hfj_res_ver sv WHERE sv.res_id = ${alias}.res_id AND sv.res_ver = ${alias}.res_ver
+  const cond = `EXISTS (SELECT 1 FROM hfj_res_ver sv WHERE sv.res_id = ${alias}.res_id AND sv.owner_id = ${alias}.owner_id AND sv.res_ver = ${alias}.res_ver
     AND (sv.source_uri = ANY(${values}) OR split_part(sv.source_uri, '#', 1) = ANY(${values})))`;
   return modifier === 'not' ? `NOT ${cond}` : cond;
 }

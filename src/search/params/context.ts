@@ -5,7 +5,8 @@
 import { hapiHash } from '../../storage/hash.ts';
 import { badRequest, fhirError } from '../../fhir/errors.ts';
 import type { ResourceScope } from '../../auth/scopes.ts';
-import { DIRECTORY_TYPES, type RequestContext, type Scope, type SearchParamInfo, type SearchParamLookup } from '../../fhir/ports.ts';
+import { ownerKey } from '../../storage/distribution.ts';
+import { DIRECTORY_SCOPE, DIRECTORY_TYPES, type RequestContext, type Scope, type SearchParamInfo, type SearchParamLookup } from '../../fhir/ports.ts';
 import type { Db } from '../../storage/repository.ts';
 import { IndexMatch, type Condition, type SqlBuilder } from '../sql-builder.ts';
 import { valueSetCodes } from '../valueset.ts';
@@ -75,16 +76,31 @@ export function inIndex(c: ConditionContext, alias: string, type: string, table:
 }
 
 /**
- * `x.owner_id = <user>` when every resource of `type` the scope reaches is the scope user's own (a
- * user's search, where the type is not one the directory shares): index rows carry their
- * resource's owner, second in each index after the hash, so the search reads the user's rows and
- * no one else's. Empty otherwise (an app's search over all its users, FHIR_AUTH=off).
+ * The rows (over `x`, an index or link table) of the resources of `type` the scope reaches, by
+ * their owner: `x.owner_id = <user>` for a user's search, with the app's own records' key too when
+ * the scope takes them in, and the directory's for a type it shares (Organization, Endpoint). Index
+ * rows carry their resource's owner (the distribution key), second in each index after the hash:
+ * the search reads those owners' rows and no one else's, on Citus those owners' shards. Empty for
+ * a scope of the whole app (an app's search over all its users, FHIR_AUTH=off).
  */
 export function ownedRows(c: ConditionContext, type: string, x: string): string {
-  const s = c.scope;
-  if (s.ownerId === null || s.withUnowned) return '';
-  if (DIRECTORY_TYPES.includes(type) && !s.ownOnly && s.partitionId >= 0) return '';
-  return `${x}.owner_id = ${c.b.param(s.ownerId)}`;
+  const keys = reachKeys(c.scope, [type]);
+  if (!keys) return '';
+  return keys.length === 1 ? `${x}.owner_id = ${c.b.param(keys[0])}` : `${x}.owner_id = ANY(${c.b.param(keys)}::bigint[])`;
+}
+
+/**
+ * The distribution keys of the records of `types` a scope reaches, or null for every key (a scope
+ * of the whole app): the user's, the app's own records' (withUnowned) and the directory's when one
+ * of the types is the directory's.
+ */
+export function reachKeys(s: Scope, types: readonly string[]): string[] | null {
+  if (s.ownerId === null) return null;
+  const keys = [s.ownerId];
+  if (s.withUnowned) keys.push(ownerKey(s.partitionId, null));
+  if (types.some((t) => t === '*' || DIRECTORY_TYPES.includes(t)) && !s.ownOnly && s.partitionId >= 0)
+    keys.push(ownerKey(DIRECTORY_SCOPE.partitionId, null));
+  return keys;
 }
 
 /** The context of a request's conditions, built on `b`; ValueSets (for `:in`) read on `db`. */

@@ -9,7 +9,7 @@ import { isResourceType } from '../../fhir/resource-type.ts';
 import { grantCondition, searchable } from '../grants.ts';
 import { scoped } from '../scope.ts';
 import { paramCondition } from './condition.ts';
-import { forbidden, lookup, type ConditionContext } from './context.ts';
+import { forbidden, lookup, ownedRows, type ConditionContext } from './context.ts';
 
 /** `_has:Observation:patient:code=x`: some Observation whose `patient` points here matches `code=x`. */
 export async function hasCondition(c: ConditionContext, alias: string, type: string, key: string, rawValue: string, depth: number): Promise<string> {
@@ -24,7 +24,8 @@ export async function hasCondition(c: ConditionContext, alias: string, type: str
   const o = c.b.alias('o');
   const inner = await paramCondition(c, o, srcType, rest.join(':'), rawValue, depth + 1);
   const granted = await grantCondition(c, o, [srcType]);
-  return `${alias}.fhir_id IN (SELECT l.target_fhir_id FROM hfj_res_link l JOIN hfj_resource ${o} ON ${o}.res_id = l.src_resource_id
-    WHERE l.src_path = ANY(${c.b.param(ref.paths)}) AND l.target_resource_type = ${c.b.param(type)} AND ${o}.res_type = ${c.b.param(srcType)}
+  const own = ownedRows(c, srcType, 'l');
+  return `${alias}.fhir_id IN (SELECT l.target_fhir_id FROM hfj_res_link l JOIN hfj_resource ${o} ON ${o}.res_id = l.src_resource_id AND ${o}.owner_id = l.owner_id
+    WHERE l.src_path = ANY(${c.b.param(ref.paths)})${own ? ` AND ${own}` : ''} AND l.target_resource_type = ${c.b.param(type)} AND ${o}.res_type = ${c.b.param(srcType)}
       AND ${scoped(c, o, [srcType])} AND ${inner}${granted === 'true' ? '' : ` AND ${granted}`})`;
 }

@@ -69,10 +69,19 @@ export function compartmentCondition(c: ConditionContext, alias: string, type: s
 }
 
 /** `alias` has a link through `sp` to a live resource `t` (one of `types`) of the scope for which `where` holds. */
-export function throughTargets(c: ConditionContext, alias: string, sp: SearchParamInfo, t: string, types: readonly string[], where: string): string {
+export function throughTargets(
+  c: ConditionContext,
+  alias: string,
+  type: string,
+  sp: SearchParamInfo,
+  t: string,
+  types: readonly string[],
+  where: string,
+): string {
+  const own = ownedRows(c, type, 'l');
   return `${alias}.res_id IN (SELECT l.src_resource_id FROM hfj_res_link l JOIN hfj_resource ${t}
       ON ${t}.res_type = l.target_resource_type AND ${t}.fhir_id = l.target_fhir_id AND ${scoped(c, t, types)}
-    WHERE l.src_path = ANY(${c.b.param(sp.paths)}) AND ${where})`;
+    WHERE l.src_path = ANY(${c.b.param(sp.paths)})${own ? ` AND ${own}` : ''} AND ${where})`;
 }
 
 /**
@@ -91,5 +100,5 @@ function identifierReference(c: ConditionContext, alias: string, type: string, s
   const perType = types.map(
     (target) => `(${t}.res_type = ${c.b.param(target)} AND ${inIndex(c, t, target, 'hfj_spidx_token', tokenRows(c, target, 'identifier', values))})`,
   );
-  return `(${logical} OR ${throughTargets(c, alias, sp, t, types, `(${perType.join(' OR ')})`)})`;
+  return `(${logical} OR ${throughTargets(c, alias, type, sp, t, types, `(${perType.join(' OR ')})`)})`;
 }

@@ -91,5 +91,5 @@ function ofTypeCondition(c: ConditionContext, alias: string, type: string, code:
     )
     .join(' OR ');
   return `(${inIndex(c, alias, type, 'hfj_spidx_token', `x.hash_value = ${c.b.param(h([type, code, value]))}`)}
-    AND EXISTS (SELECT 1 FROM hfj_res_ver sv WHERE sv.res_id = ${alias}.res_id AND sv.res_ver = ${alias}.res_ver AND (${inJson})))`;
+    AND EXISTS (SELECT 1 FROM hfj_res_ver sv WHERE sv.res_id = ${alias}.res_id AND sv.owner_id = ${alias}.owner_id AND sv.res_ver = ${alias}.res_ver AND (${inJson})))`;
 }

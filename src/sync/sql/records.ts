@@ -14,7 +14,7 @@ export function taggedOfType(partitionId: number, ownerId: string | null, type: 
   return {
     text: /* SQL */ `SELECT r.fhir_id FROM hfj_resource r
      WHERE r.partition_id = $1 AND r.owner_id = $2 AND r.res_type = $3 AND r.res_deleted_at IS NULL
-       AND EXISTS (SELECT 1 FROM hfj_res_tag rt JOIN hfj_tag_def d ON d.tag_id = rt.tag_id WHERE rt.res_id = r.res_id AND d.tag_system = $4 AND d.tag_code = $5)`,
+       AND EXISTS (SELECT 1 FROM hfj_res_tag rt JOIN hfj_tag_def d ON d.tag_id = rt.tag_id WHERE rt.res_id = r.res_id AND rt.owner_id = r.owner_id AND d.tag_system = $4 AND d.tag_code = $5)`,
     values: [partitionId, ownerId, type, tagSystem, tagCode],
   };
 }
