@@ -6,7 +6,8 @@
  * uses on the SMART login page; the password is read from standard input, never from arguments),
  * `directory import FILE_OR_URL...` (health-system lists into the directory), and `connect
  * register|list|remove` (Tributary's client registrations at health systems), and `worker` (the
- * sync jobs, in a process of their own). It works on the
+ * sync jobs, in a process of their own), and `citus sql` (the statements that distribute the schema
+ * on Citus, printed). It works on the
  * server's database: the DATABASE_URL, or the embedded PostgreSQL of the data folder (the running
  * server's, or started here for the command when no server runs).
  */
@@ -16,6 +17,7 @@ import pg from 'pg';
 import { loadConfig, ConfigError } from '../src/config.ts';
 import { EmbeddedStartError, runningEmbeddedUrl, startEmbeddedPostgres, type EmbeddedDatabase } from '../src/db/embedded.ts';
 import { migrate } from '../src/storage/migrate.ts';
+import { citusStatements } from '../src/storage/distribution.ts';
 import { AuthStore, describeApp, redirectUriProblem } from '../src/auth/store.ts';
 import { setJwks } from '../src/auth/apps.ts';
 import { checkJwks, clientAuthentication, kidsOf, type ClientAuthentication, type Jwks } from '../src/auth/jwks.ts';
@@ -51,7 +53,8 @@ const USAGE = `Usage:
   tributary connect remove (--system ID | --vendor NAME)
   tributary worker   (runs the sync jobs, beside a running server or on DATABASE_URL, until SIGTERM)
   tributary keys rotate   (re-seals every sealed value under ENCRYPTION_KEY; the old keys in ENCRYPTION_KEYS_PREVIOUS can then go)
-  tributary keys status [--json]   (how many sealed values are not yet under ENCRYPTION_KEY)`;
+  tributary keys status [--json]   (how many sealed values are not yet under ENCRYPTION_KEY)
+  tributary citus sql [--shards N]   (prints the statements that distribute a migrated database on Citus; docs/scaling.md)`;
 
 function fail(message: string, code = 2): never {
   process.stderr.write(`${message}\n`);
@@ -75,6 +78,7 @@ const { values: opts, positionals } = parseArgs({
     hosts: { type: 'string', multiple: true },
     jwks: { type: 'string' },
     json: { type: 'boolean', default: false },
+    shards: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
   strict: true,
@@ -87,8 +91,17 @@ const known =
       (group === 'directory' && command === 'import') ||
       (group === 'connect' && ['register', 'list', 'remove'].includes(command)) ||
       (group === 'keys' && ['rotate', 'status'].includes(command)) ||
-      (group === 'worker' && !command);
+      (group === 'worker' && !command) ||
+      (group === 'citus' && command === 'sql');
 if (opts.help || !known) fail(USAGE, opts.help ? 0 : 2);
+if (group === 'citus') {
+  // Printed, not run: the operator runs them once on the coordinator (docs/scaling.md).
+  const shards = Number(opts.shards ?? 32);
+  if (!Number.isInteger(shards) || shards < 1 || shards > 4096)
+    fail('--shards takes a whole number from 1 to 4096 (Citus shards per distributed table).');
+  process.stdout.write(`${citusStatements(shards).join(';\n')};\n`);
+  process.exit(0);
+}
 /** The JSON of a JWK Set file (its content is never echoed: a private key given by mistake stays out of the terminal). */
 function readJwksFile(file: string): unknown {
   if (!fs.existsSync(file) || !fs.statSync(file).isFile())

@@ -47,7 +47,7 @@ export function currentVersions(q: TypeQuery): Sql {
   }
   return {
     text: /* SQL */ `SELECT ${READ_COLUMNS}
-      FROM (SELECT r.res_id, r.res_type, r.fhir_id, r.res_ver FROM ${q.source.from} AND r.res_updated <= ${at} AND ${owner}${since}) r
+      FROM (SELECT r.res_id, r.res_type, r.fhir_id, r.res_ver, r.owner_id FROM ${q.source.from} AND r.res_updated <= ${at} AND ${owner}${since}) r
       JOIN hfj_res_ver v ON v.res_id = r.res_id AND v.owner_id = r.owner_id AND v.res_ver = r.res_ver`,
     values,
   };
@@ -72,8 +72,8 @@ export function versionsAtT(q: TypeQuery): Sql {
   const kept = q.filtered ? matches : `(r.res_deleted_at IS NOT NULL OR ${matches})`;
   return {
     text: /* SQL */ `SELECT ${READ_COLUMNS}
-      FROM (SELECT DISTINCT res_id FROM hfj_res_ver WHERE partition_id = ${p} AND res_type = ${t} AND res_updated > ${at}) changed
-      JOIN hfj_resource r ON r.res_id = changed.res_id
+      FROM (SELECT DISTINCT res_id, owner_id FROM hfj_res_ver WHERE partition_id = ${p} AND res_type = ${t} AND res_updated > ${at}) changed
+      JOIN hfj_resource r ON r.res_id = changed.res_id AND r.owner_id = changed.owner_id
       CROSS JOIN LATERAL (SELECT * FROM hfj_res_ver v WHERE v.res_id = r.res_id AND v.owner_id = r.owner_id AND v.res_updated <= ${at} ORDER BY v.res_ver DESC LIMIT 1) v
       WHERE v.res_text_vc IS NOT NULL AND r.partition_id = ${p} AND ${owner}${user}${since} AND ${kept}`,
     values,

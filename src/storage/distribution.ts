@@ -28,12 +28,8 @@ export function ownRecordsKeySql(partitionSql: string): string {
   return `(-(${OWN_RECORDS_BASE} + ${partitionSql}))::bigint`;
 }
 
-/** Distributed by owner_id, colocated with hfj_resource: a person's records on one shard. */
-export const DISTRIBUTED_TABLES = [
-  'hfj_resource',
-  'hfj_res_ver',
-  'hfj_res_tag',
-  'hfj_history_tag',
+/** HAPI's search index tables, one row per indexed value. */
+export const INDEX_TABLES = [
   'hfj_spidx_string',
   'hfj_spidx_token',
   'hfj_spidx_date',
@@ -42,6 +38,15 @@ export const DISTRIBUTED_TABLES = [
   'hfj_spidx_quantity_nrml',
   'hfj_spidx_uri',
   'hfj_spidx_coords',
+] as const;
+
+/** Distributed by owner_id, colocated with hfj_resource: a person's records on one shard. */
+export const DISTRIBUTED_TABLES = [
+  'hfj_resource',
+  'hfj_res_ver',
+  'hfj_res_tag',
+  'hfj_history_tag',
+  ...INDEX_TABLES,
   'hfj_res_link',
   'hfj_res_param_present',
   'trb_dedup_link',

@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Scope } from '../fhir/ports.ts';
-import { ownerKey, ownRecordsKeySql } from './distribution.ts';
+import { INDEX_TABLES, ownerKey, ownRecordsKeySql } from './distribution.ts';
 
 export interface Sql {
   text: string;
@@ -183,17 +183,6 @@ export function history(q: HistoryQuery, withTotal: boolean): Sql {
     values,
   };
 }
-
-export const INDEX_TABLES = [
-  'hfj_spidx_string',
-  'hfj_spidx_token',
-  'hfj_spidx_date',
-  'hfj_spidx_number',
-  'hfj_spidx_quantity',
-  'hfj_spidx_quantity_nrml',
-  'hfj_spidx_uri',
-  'hfj_spidx_coords',
-] as const;
 
 /**
  * Removes the index rows and links of resources, and their current tags unless `keepTags` (a

@@ -10,7 +10,7 @@
  */
 import t from 'tap';
 import { buildApp } from '../../src/app.ts';
-import { ownerKey } from '../../src/storage/distribution.ts';
+import { INDEX_TABLES, ownerKey } from '../../src/storage/distribution.ts';
 import { testConfig, testDatabase } from '../helper.ts';
 import { FHIR, FHIR_JSON, LOINC, type Json, send } from './search-support.ts';
 
@@ -78,16 +78,7 @@ async function answers(): Promise<string[]> {
 const before = await answers();
 
 // Back to the schema before 0030, the rows as they were then.
-const TABLES = [
-  'hfj_spidx_string',
-  'hfj_spidx_token',
-  'hfj_spidx_date',
-  'hfj_spidx_number',
-  'hfj_spidx_quantity',
-  'hfj_spidx_quantity_nrml',
-  'hfj_spidx_uri',
-  'hfj_spidx_coords',
-];
+const TABLES = INDEX_TABLES;
 await app.pg.query(`
   ALTER TABLE hfj_res_ver DROP CONSTRAINT hfj_res_ver_res_id_fkey;
   ALTER TABLE hfj_history_tag DROP CONSTRAINT hfj_history_tag_res_ver_pid_fkey;

@@ -39,12 +39,14 @@ await admin.connect();
 t.teardown(() => admin.end());
 const fixtureStart = Date.now();
 const {
-  rows: [{ res_id: resId }],
-} = await admin.query<{ res_id: string }>("SELECT res_id FROM hfj_resource WHERE res_type = 'Patient' AND fhir_id = $1", [patient.id]);
+  rows: [{ res_id: resId, owner_id: ownerId }],
+} = await admin.query<{ res_id: string; owner_id: string }>("SELECT res_id, owner_id FROM hfj_resource WHERE res_type = 'Patient' AND fhir_id = $1", [
+  patient.id,
+]);
 await admin.query(
-  `INSERT INTO hfj_spidx_string (partition_id, res_id, res_type, sp_name, hash_identity, sp_value_normalized, sp_value_exact)
-   SELECT 0, $1, 'Patient', 'name', $2, x.v, x.v FROM generate_series(1, 600000) i CROSS JOIN LATERAL (SELECT lpad(i::text, 10, '0') || repeat('X', 180) AS v) x`,
-  [resId, hapiHash(['Patient', 'name']).toString()],
+  `INSERT INTO hfj_spidx_string (partition_id, res_id, res_type, sp_name, hash_identity, sp_value_normalized, sp_value_exact, owner_id)
+   SELECT 0, $1, 'Patient', 'name', $2, x.v, x.v, $3 FROM generate_series(1, 600000) i CROSS JOIN LATERAL (SELECT lpad(i::text, 10, '0') || repeat('X', 180) AS v) x`,
+  [resId, hapiHash(['Patient', 'name']).toString(), ownerId],
 );
 await admin.query('ANALYZE hfj_spidx_string');
 t.comment(`fixture written in ${Date.now() - fixtureStart} ms`);
