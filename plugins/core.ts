@@ -9,6 +9,8 @@ import { extractIndexes } from '../src/indexing/extract.ts';
 import { createValidator } from '../src/fhir/validation/index.ts';
 import { FhirService } from '../src/fhir/service.ts';
 import { loadSearchRegistry, paramLookup } from '../src/fhir/search-registry.ts';
+import { listenSearchParameters, notifySearchParameters } from '../src/fhir/sql.ts';
+import type pg from 'pg';
 
 export { loadSearchRegistry, paramLookup };
 
@@ -20,7 +22,9 @@ declare module 'fastify' {
 
 export default fp(
   async function core(app: FastifyInstance) {
-    const { registry, addSearchParameter } = await loadSearchRegistry(app.pg, app.config.profilesDir, (msg, detail) => app.log.warn(detail, msg));
+    const { registry, addSearchParameter, refreshStored } = await loadSearchRegistry(app.pg, app.config.profilesDir, (msg, detail) =>
+      app.log.warn(detail, msg),
+    );
     const validator = await createValidator({ profilesDir: app.config.profilesDir });
     const service = new FhirService({
       onSearchParameter: addSearchParameter,
@@ -32,6 +36,49 @@ export default fp(
     });
     app.decorate('searchParams', registry);
     app.decorate('fhir', service);
+
+    // A SearchParameter made searchable in one process is in every process: its write NOTIFYs
+    // (delivered as it commits), and each process, listening on a connection of its own, adds what
+    // was stored since it last looked. A lost connection is made again (and what was missed read).
+    service.repo.writeHooks.push(async (scope, written, _now, db) => {
+      if (scope.partitionId === 0 && scope.ownerId === null && written.some((w) => w.item.type === 'SearchParameter' && w.item.resource))
+        await db.query(notifySearchParameters());
+      return [];
+    });
+    const refresh = () =>
+      refreshStored().then(
+        (added) => added && app.log.info({ added }, 'search parameters stored by another process are searchable here'),
+        (err) => app.log.warn({ err: String(err) }, 'the stored search parameters could not be read again'),
+      );
+    let listener: pg.PoolClient | undefined;
+    let closing = false;
+    const listen = async (): Promise<void> => {
+      try {
+        const client = await app.pg.connect();
+        const lost = () => {
+          if (listener !== client) return;
+          listener = undefined;
+          client.release(true);
+          if (!closing) setTimeout(() => void listen(), 5_000).unref();
+        };
+        client.on('notification', () => void refresh());
+        client.on('error', lost);
+        client.on('end', lost);
+        await client.query(listenSearchParameters());
+        listener = client;
+        await refresh();
+      } catch (err) {
+        app.log.warn({ err: String(err) }, 'not listening for search parameters stored by other processes; trying again in 5 s');
+        if (!closing) setTimeout(() => void listen(), 5_000).unref();
+      }
+    };
+    app.addHook('onReady', listen);
+    app.addHook('onClose', async () => {
+      closing = true;
+      const client = listener;
+      listener = undefined;
+      client?.release(true);
+    });
   },
   { name: 'core', dependencies: ['db'] },
 );

@@ -33,11 +33,23 @@ export interface DemoAppDeps {
   auth: Pick<AuthStore, 'appByClientId' | 'createApp'>;
 }
 
-/** The demo app, with the secret this key derives (kept in step on every start). */
+/**
+ * The demo app, with the secret this key derives (kept in step on every start). Processes that
+ * start together on a new database may each make it: one does, the others find it made.
+ */
 export async function ensureDemoApp(deps: DemoAppDeps, secret: string, redirect: string): Promise<void> {
-  const existing = await deps.auth.appByClientId(DEMO_CLIENT_ID);
-  if (!existing) await deps.auth.createApp({ name: 'Tributary demo app', clientId: DEMO_CLIENT_ID, clientSecret: secret, redirectUris: [redirect] });
-  else await deps.pool.query(sql.updateDemoApp(existing.id, sha256(secret), [redirect]));
+  let existing = await deps.auth.appByClientId(DEMO_CLIENT_ID);
+  if (!existing) {
+    try {
+      await deps.auth.createApp({ name: 'Tributary demo app', clientId: DEMO_CLIENT_ID, clientSecret: secret, redirectUris: [redirect] });
+      return;
+    } catch (err) {
+      if ((err as { code?: string }).code !== '23505') throw err;
+      existing = await deps.auth.appByClientId(DEMO_CLIENT_ID);
+      if (!existing) throw err;
+    }
+  }
+  await deps.pool.query(sql.updateDemoApp(existing.id, sha256(secret), [redirect]));
 }
 
 /**

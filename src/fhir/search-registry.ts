@@ -45,16 +45,27 @@ export async function loadSearchRegistry(pool: pg.Pool, profilesDir: string, war
   for (const { resource } of await readConformanceResources<SearchParameter>(profilesDir, 'search-parameters', 'SearchParameter')) {
     addSearchParameter(resource);
   }
-  // SearchParameters stored through the API stay searchable across restarts.
-  const { rows } = await pool.query<{ json: string }>(storedSearchParameters());
-  for (const { json } of rows) {
-    const sp = JSON.parse(json) as SearchParameter;
-    if (sp.status === 'retired') continue;
-    try {
-      addSearchParameter(sp);
-    } catch (err) {
-      warn('a stored SearchParameter cannot be used for search', { code: sp.code, err: String(err) });
+  // SearchParameters stored through the API stay searchable across restarts, and reach every
+  // process: `refreshStored` adds those stored since (another process wrote them; see
+  // plugins/core.ts, which runs it when one NOTIFYs trb_search_parameters).
+  const seen = new Set<string>();
+  const refreshStored = async (): Promise<number> => {
+    const { rows } = await pool.query<{ json: string }>(storedSearchParameters());
+    let added = 0;
+    for (const { json } of rows) {
+      if (seen.has(json)) continue;
+      seen.add(json);
+      const sp = JSON.parse(json) as SearchParameter;
+      if (sp.status === 'retired') continue;
+      try {
+        addSearchParameter(sp);
+        added++;
+      } catch (err) {
+        warn('a stored SearchParameter cannot be used for search', { code: sp.code, err: String(err) });
+      }
     }
-  }
-  return { registry, addSearchParameter };
+    return added;
+  };
+  await refreshStored();
+  return { registry, addSearchParameter, refreshStored };
 }

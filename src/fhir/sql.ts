@@ -14,3 +14,7 @@ export function storedSearchParameters(): Sql {
     values: [],
   };
 }
+
+/** Sent in a write of a searchable SearchParameter's transaction: every process adds it (plugins/core.ts). */
+export const notifySearchParameters = (): Sql => ({ text: "SELECT pg_notify('trb_search_parameters', 'stored')", values: [] });
+export const listenSearchParameters = (): Sql => ({ text: 'LISTEN trb_search_parameters', values: [] });

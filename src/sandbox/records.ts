@@ -22,10 +22,34 @@ export interface RecordsDeps {
   years: number;
 }
 
-/** The sandbox's records, generated from its seed, written once (re-running writes nothing new). */
+/**
+ * The sandbox's records, generated from its seed, written once (re-running writes nothing new).
+ * Processes that start together on a new database take turns: one writes a system's records under
+ * a session lock, the others wait (polling, so no statement waits on it past its timeout) until
+ * the records are there, then go on. A process that dies while writing lets go of the lock.
+ */
 export async function loadSandboxRecords(deps: RecordsDeps, def: SandboxDefinition, appId: number): Promise<void> {
-  const { rows } = await deps.pool.query<{ loaded: boolean }>(sql.sandboxLoaded(def.name));
-  if (rows[0]?.loaded) return;
+  const client = await deps.pool.connect();
+  const key = `sandbox-records:${def.name}`;
+  try {
+    for (;;) {
+      if ((await client.query<{ loaded: boolean }>(sql.sandboxLoaded(def.name))).rows[0]?.loaded) return;
+      if ((await client.query<{ locked: boolean }>(sql.trySessionLock(key))).rows[0].locked) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    try {
+      // Written by the process that held the lock before this one took it.
+      if ((await client.query<{ loaded: boolean }>(sql.sandboxLoaded(def.name))).rows[0]?.loaded) return;
+      await writeSandboxRecords(deps, def, appId);
+    } finally {
+      await client.query(sql.sessionUnlock(key));
+    }
+  } finally {
+    client.release();
+  }
+}
+
+async function writeSandboxRecords(deps: RecordsDeps, def: SandboxDefinition, appId: number): Promise<void> {
   const started = Date.now();
   const options = {
     seed: def.seed,

@@ -58,6 +58,9 @@ export const setRateLimit = (id: string, perMinute: number | null): Sql => ({
 /** A session lock named by a string (held by one connection until it unlocks). */
 export const sessionLock = (key: string): Sql => ({ text: 'SELECT pg_advisory_lock(hashtextextended($1, 0))', values: [key] });
 
+/** A session lock if it is free at once (`locked`: whether it was taken). */
+export const trySessionLock = (key: string): Sql => ({ text: 'SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked', values: [key] });
+
 export const sessionUnlock = (key: string): Sql => ({ text: 'SELECT pg_advisory_unlock(hashtextextended($1, 0))', values: [key] });
 
 export const liveResourceCount = (appId: number, ownerId: string): Sql => ({
