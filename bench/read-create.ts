@@ -23,6 +23,7 @@
  */
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
+import { FHIR, benchObservation, benchPatient, createPatients } from './fixtures.ts';
 import { cpuMeter, describeCores, peakSampler, round, startServer, type BenchServer } from './server.ts';
 
 const { values: args } = parseArgs({
@@ -44,47 +45,7 @@ const createSeconds = clamp(args['create-s'], 1, 600);
 const patientCount = clamp(args.patients, 1, 100_000);
 const workers = clamp(args.workers, 0, 8);
 const settleSeconds = Math.min(300, Math.max(0, Number(args['settle-s']) || 0));
-const FHIR = { 'content-type': 'application/fhir+json', accept: 'application/fhir+json' };
 const TARGET = { readRps: 5000, readP99Ms: 20, createsPerSecond: 1500 };
-
-const patient = (i: number) => ({
-  resourceType: 'Patient',
-  identifier: [{ system: 'urn:bench', value: `p-${i}` }],
-  name: [{ family: `Bench${i % 97}`, given: ['Ada'] }],
-  gender: i % 2 ? 'female' : 'male',
-  birthDate: `19${50 + (i % 50)}-0${1 + (i % 9)}-1${i % 10}`,
-});
-const observation = (patientId: string) => ({
-  resourceType: 'Observation',
-  status: 'final',
-  code: { coding: [{ system: 'http://loinc.org', code: '8867-4', display: 'Heart rate' }] },
-  subject: { reference: `Patient/${patientId}` },
-  effectiveDateTime: '2024-05-01T10:00:00Z',
-  valueQuantity: { value: 72, unit: 'beats/minute', system: 'http://unitsofmeasure.org', code: '/min' },
-});
-
-/** Creates n Patients, 16 at a time (with `headers`: as whom); answers their ids. */
-async function createPatients(base: string, n: number, headers: Record<string, string> = FHIR): Promise<string[]> {
-  const ids: string[] = [];
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: 16 }, async () => {
-      while (next < n) {
-        const i = next++;
-        const res = await fetch(`${base}/fhir/r4/Patient`, {
-          method: 'POST',
-          headers,
-          body: JSON.stringify(patient(i)),
-          signal: AbortSignal.timeout(30_000),
-        });
-        const body = (await res.json()) as { id?: string };
-        if (res.status !== 201 || !body.id) throw new Error(`creating Patient ${i}: HTTP ${res.status} ${JSON.stringify(body).slice(0, 300)}`);
-        ids.push(body.id);
-      }
-    }),
-  );
-  return ids;
-}
 
 /** Runs autocannon and measures the cores busy and the server's peak RSS meanwhile. */
 async function load(server: BenchServer, requests: autocannon.Request[], duration: number) {
@@ -173,8 +134,8 @@ try {
   const read = await load(server, reads, readSeconds);
 
   const creates = [
-    { method: 'POST' as const, path: '/fhir/r4/Patient', headers: { ...FHIR, ...bearer }, body: JSON.stringify(patient(0)) },
-    { method: 'POST' as const, path: '/fhir/r4/Observation', headers: { ...FHIR, ...bearer }, body: JSON.stringify(observation(ids[0])) },
+    { method: 'POST' as const, path: '/fhir/r4/Patient', headers: { ...FHIR, ...bearer }, body: JSON.stringify(benchPatient(0)) },
+    { method: 'POST' as const, path: '/fhir/r4/Observation', headers: { ...FHIR, ...bearer }, body: JSON.stringify(benchObservation(ids[0])) },
   ];
   const create = await load(server, creates, createSeconds);
   failed = read.failed + create.failed;

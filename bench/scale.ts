@@ -44,6 +44,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
+import { FHIR, benchObservation, benchPatient, createPatients } from './fixtures.ts';
 import pg from 'pg';
 import { runningEmbeddedUrl } from '../src/db/embedded.ts';
 import { DEFAULT_SANDBOXES } from '../src/sandbox/systems.ts';
@@ -52,6 +53,7 @@ import { DEFAULT_SEED, generator, loadPatients, loadTemplates } from './search-d
 import {
   REPO,
   cpuTimes,
+  descendantsMeter,
   machineBusySeconds,
   quantile,
   round,
@@ -99,7 +101,6 @@ const WARMUP_S = 2;
 const def = DEFAULT_SANDBOXES.find((d) => d.name === args.system);
 if (!def) throw new Error(`--system is one of ${DEFAULT_SANDBOXES.map((d) => d.name).join(', ')}`);
 const ADMIN_KEY = `bench-${randomBytes(24).toString('hex')}`;
-const FHIR = { 'content-type': 'application/fhir+json', accept: 'application/fhir+json' };
 
 // Every process gets these (spawnServer and spawnWorker pass the environment on).
 Object.assign(process.env, {
@@ -149,57 +150,21 @@ const stopWorkers = async () => {
   workers = [];
 };
 
-const TICK = 100; // USER_HZ
-/** CPU seconds of each descendant of `root` (PostgreSQL's postmaster and its backends under the first server), from /proc. */
-function descendantsCpu(root: number): Map<number, number> {
-  const procs = new Map<number, [number, number]>(); // pid -> [ppid, cpu seconds]
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const st = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
-      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-      procs.set(Number(name), [Number(f[1]), (Number(f[11]) + Number(f[12])) / TICK]);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const out = new Map<number, number>();
-  for (const [pid, [ppid, secs]] of procs)
-    for (let up = ppid, depth = 0; up > 1 && depth < 10; up = procs.get(up)?.[0] ?? 0, depth++)
-      if (up === root) {
-        out.set(pid, secs);
-        break;
-      }
-  return out;
-}
-
 /**
  * The cores kept busy, from now until stop(): by the API processes, PostgreSQL, the workers, this
- * bench, everything else. PostgreSQL's backends come and go (pools close idle connections): each is
- * sampled every 200 ms and counted from its first sample (0 when it began meanwhile) to its last, so
- * one that exits keeps what it used (a sum over the backends alive at the end would lose it, and
- * could even go down).
+ * bench, everything else (PostgreSQL's backends by descendantsMeter, which keeps what one that exits used).
  */
 function meter() {
   const api = () => servers.reduce((n, s) => n + (s.cpu()?.server ?? 0), 0);
   const work = () => workers.reduce((n, w) => n + (cpuTimes(w.pid)?.server ?? 0), 0);
-  const root = servers[0].pid!;
-  const base = descendantsCpu(root);
-  const last = new Map(base);
-  const sample = () => {
-    for (const [pid, secs] of descendantsCpu(root)) last.set(pid, secs);
-  };
-  const timer = setInterval(sample, 200);
+  const postgresMeter = descendantsMeter(servers[0].pid!);
   const t0 = performance.now();
   const [a0, w0, b0, m0] = [api(), work(), process.cpuUsage(), machineBusySeconds()];
   return {
     stop() {
-      sample();
-      clearInterval(timer);
+      const postgres = postgresMeter.stop();
       const secs = (performance.now() - t0) / 1000;
       const b = process.cpuUsage(b0);
-      let postgres = 0;
-      for (const [pid, secs1] of last) postgres += Math.max(0, secs1 - (base.get(pid) ?? 0));
       const used = { api: api() - a0, postgres, workers: work() - w0, bench: (b.user + b.system) / 1e6 };
       const other = Math.max(0, machineBusySeconds() - m0 - used.api - used.postgres - used.workers - used.bench);
       const per = (x: number) => round(x / secs, 2)!;
@@ -248,39 +213,6 @@ async function load(urls: string[], requests: autocannon.Request[], seconds: num
     failed: r.non2xx + r.errors + r.timeouts,
     coresBusy,
   };
-}
-
-const patient = (i: number) => ({
-  resourceType: 'Patient',
-  identifier: [{ system: 'urn:bench', value: `p-${i}` }],
-  name: [{ family: `Bench${i % 97}`, given: ['Ada'] }],
-  gender: i % 2 ? 'female' : 'male',
-  birthDate: `19${50 + (i % 50)}-0${1 + (i % 9)}-1${i % 10}`,
-});
-const observation = (patientId: string) => ({
-  resourceType: 'Observation',
-  status: 'final',
-  code: { coding: [{ system: 'http://loinc.org', code: '8867-4', display: 'Heart rate' }] },
-  subject: { reference: `Patient/${patientId}` },
-  effectiveDateTime: '2024-05-01T10:00:00Z',
-  valueQuantity: { value: 72, unit: 'beats/minute', system: 'http://unitsofmeasure.org', code: '/min' },
-});
-
-async function createPatients(base: string, n: number): Promise<string[]> {
-  const ids: string[] = [];
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: 16 }, async () => {
-      while (next < n) {
-        const i = next++;
-        const res = await fetch(`${base}/fhir/r4/Patient`, { method: 'POST', headers: FHIR, body: JSON.stringify(patient(i)) });
-        const body = (await res.json()) as { id?: string };
-        if (res.status !== 201 || !body.id) throw new Error(`creating Patient ${i}: HTTP ${res.status} ${JSON.stringify(body).slice(0, 300)}`);
-        ids.push(body.id);
-      }
-    }),
-  );
-  return ids;
 }
 
 /** The LOINC codes every Synthea template patient has (vital signs, pain score, smoking status): bench/search.ts's. */
@@ -428,8 +360,8 @@ try {
 
   const reads = ids.map((id) => ({ method: 'GET' as const, path: `/fhir/r4/Patient/${id}`, headers: { accept: 'application/fhir+json' } }));
   const creates = [
-    { method: 'POST' as const, path: '/fhir/r4/Patient', headers: FHIR, body: JSON.stringify(patient(0)) },
-    { method: 'POST' as const, path: '/fhir/r4/Observation', headers: FHIR, body: JSON.stringify(observation(ids[0])) },
+    { method: 'POST' as const, path: '/fhir/r4/Patient', headers: FHIR, body: JSON.stringify(benchPatient(0)) },
+    { method: 'POST' as const, path: '/fhir/r4/Observation', headers: FHIR, body: JSON.stringify(benchObservation(ids[0])) },
   ];
   const round3 = async (urls: string[]) => ({
     read: await load(urls, reads, READ_S),

@@ -50,25 +50,53 @@ function stat(pid: number): [number, number] | null {
   }
 }
 
-export function cpuTimes(pid: number): { server: number; children: number } | null {
-  const own = stat(pid);
-  if (!own) return null;
+/** CPU seconds of each descendant of `root` (PostgreSQL's postmaster and its backends), at most 10 levels down, from /proc. */
+export function descendantsCpu(root: number): Map<number, number> {
   const procs = new Map<number, [number, number]>(); // pid -> [ppid, cpu seconds]
   for (const name of fs.readdirSync('/proc')) {
     const s = /^\d+$/.test(name) ? stat(Number(name)) : null;
     if (s) procs.set(Number(name), s);
   }
-  let children = 0;
-  for (const [, [ppid, secs]] of procs) {
-    // A descendant of the server (PostgreSQL's postmaster and its backends), at most 10 levels down.
-    for (let up = ppid, depth = 0; up > 1 && depth < 10; up = procs.get(up)?.[0] ?? 0, depth++) {
-      if (up === pid) {
-        children += secs;
+  const out = new Map<number, number>();
+  for (const [pid, [ppid, secs]] of procs)
+    for (let up = ppid, depth = 0; up > 1 && depth < 10; up = procs.get(up)?.[0] ?? 0, depth++)
+      if (up === root) {
+        out.set(pid, secs);
         break;
       }
-    }
-  }
+  return out;
+}
+
+export function cpuTimes(pid: number): { server: number; children: number } | null {
+  const own = stat(pid);
+  if (!own) return null;
+  let children = 0;
+  for (const secs of descendantsCpu(pid).values()) children += secs;
   return { server: own[1], children };
+}
+
+/**
+ * CPU seconds used by the descendants of `root` from now until stop(). PostgreSQL's backends come
+ * and go (pools close idle connections): each is sampled every 200 ms and counted from its first
+ * sample (0 when it began meanwhile) to its last, so one that exits keeps what it used; a sum over
+ * the backends alive at both ends would lose it, and could even go down.
+ */
+export function descendantsMeter(root: number): { stop(): number } {
+  const base = descendantsCpu(root);
+  const last = new Map(base);
+  const sample = () => {
+    for (const [pid, secs] of descendantsCpu(root)) last.set(pid, secs);
+  };
+  const timer = setInterval(sample, 200);
+  return {
+    stop() {
+      sample();
+      clearInterval(timer);
+      let used = 0;
+      for (const [pid, secs] of last) used += Math.max(0, secs - (base.get(pid) ?? 0));
+      return used;
+    },
+  };
 }
 
 /** CPU seconds the whole machine has been busy (all processes, all cores), from /proc/stat. */
@@ -92,13 +120,14 @@ export interface CoresBusy {
 export function cpuMeter(server: BenchServer): { stop(): CoresBusy } {
   const t0 = performance.now();
   const [s0, b0, m0] = [server.cpu(), process.cpuUsage(), machineBusySeconds()];
+  const children = server.pid === undefined ? null : descendantsMeter(server.pid);
   return {
     stop() {
       const secs = (performance.now() - t0) / 1000;
       const [s1, b, m1] = [server.cpu(), process.cpuUsage(b0), machineBusySeconds()];
       const bench = (b.user + b.system) / 1e6;
       const srv = s0 && s1 ? s1.server - s0.server : null;
-      const pg = s0 && s1 ? s1.children - s0.children : null;
+      const pg = children ? children.stop() : null;
       const per = (x: number | null) => round(x === null ? null : x / secs, 2);
       return {
         server: per(srv),

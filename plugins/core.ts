@@ -37,14 +37,15 @@ export default fp(
     app.decorate('searchParams', registry);
     app.decorate('fhir', service);
 
-    // A SearchParameter made searchable in one process is in every process: its write NOTIFYs
-    // (delivered as it commits), and each process, listening on a connection of its own, adds what
-    // was stored since it last looked. A lost connection is made again (and what was missed read).
-    service.repo.writeHooks.push(async (scope, written, _now, db) => {
-      if (scope.partitionId === 0 && scope.ownerId === null && written.some((w) => w.item.type === 'SearchParameter' && w.item.resource))
-        await db.query(notifySearchParameters());
-      return [];
-    });
+    // A SearchParameter made searchable in one process is in every process: its write's statement
+    // NOTIFYs (delivered as it commits), and each process, listening on a connection of its own,
+    // adds what was stored since it last looked. A lost connection is made again (and what was
+    // missed read).
+    service.repo.writeHooks.push((scope, written) =>
+      scope.partitionId === 0 && scope.ownerId === null && written.some((w) => w.item.type === 'SearchParameter' && w.item.resource)
+        ? [notifySearchParameters()]
+        : [],
+    );
     const refresh = () =>
       refreshStored().then(
         (added) => added && app.log.info({ added }, 'search parameters stored by another process are searchable here'),

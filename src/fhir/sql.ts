@@ -15,6 +15,14 @@ export function storedSearchParameters(): Sql {
   };
 }
 
-/** Sent in a write of a searchable SearchParameter's transaction: every process adds it (plugins/core.ts). */
-export const notifySearchParameters = (): Sql => ({ text: "SELECT pg_notify('trb_search_parameters', 'stored')", values: [] });
+/**
+ * Part of the statement that writes a searchable SearchParameter: every process adds it once the
+ * write commits (plugins/core.ts; migration 0031). A data-modifying statement, so that it runs
+ * among the write's others (src/storage/sql.ts combine) and its notification commits with them.
+ */
+export const notifySearchParameters = (): Sql => ({
+  text: /* SQL */ `INSERT INTO trb_search_parameter_change (one, changed_at) VALUES (true, now())
+    ON CONFLICT (one) DO UPDATE SET changed_at = now() RETURNING pg_notify('trb_search_parameters', 'stored') IS NULL`,
+  values: [],
+});
 export const listenSearchParameters = (): Sql => ({ text: 'LISTEN trb_search_parameters', values: [] });
