@@ -57,9 +57,9 @@ import {
   machineBusySeconds,
   quantile,
   round,
+  runsFinished,
   spawnServer,
   spawnWorker,
-  type RunsSummary,
   type SpawnedServer,
   type SpawnedWorker,
 } from './server.ts';
@@ -256,19 +256,7 @@ interface Cycle {
 
 let db: pg.Client;
 const adminHeaders = { authorization: `Bearer ${ADMIN_KEY}` };
-const runsSince = async (base: string, since: string): Promise<RunsSummary> =>
-  (await fetch(`${base}/admin/sync?since=${encodeURIComponent(since)}`, { headers: adminHeaders })).json() as Promise<RunsSummary>;
-
-async function finished(base: string, since: string, n: number, timeoutS: number): Promise<RunsSummary> {
-  const deadline = Date.now() + timeoutS * 1000;
-  let last: RunsSummary | undefined;
-  while (Date.now() < deadline) {
-    last = await runsSince(base, since);
-    if (last.succeeded + last.failed + last.needs_reauth + ((last as { skipped?: number }).skipped ?? 0) >= n && last.running === 0) return last;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`only ${JSON.stringify(last)} of ${n} runs finished in ${timeoutS} s`);
-}
+const finished = (base: string, since: string, n: number, timeoutS: number) => runsFinished(base, ADMIN_KEY, since, n, timeoutS, true);
 
 /** One cycle: every connection queued through the second API process, until its last run ends; checked in PostgreSQL. */
 async function cycle(kind: Cycle['kind']): Promise<Cycle> {

@@ -316,6 +316,34 @@ export interface RunsSummary {
   unchanged: number;
   requests: number;
   errors: { error: string; runs: number }[];
+  skipped?: number;
+}
+
+/** GET /admin/sync?since= at `base`, with the admin key. */
+export async function runsSince(base: string, adminKey: string, since: string): Promise<RunsSummary> {
+  const res = await fetch(`${base}/admin/sync?since=${encodeURIComponent(since)}`, { headers: { authorization: `Bearer ${adminKey}` } });
+  return res.json() as Promise<RunsSummary>;
+}
+
+/**
+ * Polls until `n` runs started since `since` have finished (with `idle`, skipped ones counted and
+ * none still running), showing progress on a terminal; their summary.
+ */
+export async function runsFinished(base: string, adminKey: string, since: string, n: number, timeoutS: number, idle = false): Promise<RunsSummary> {
+  const deadline = Date.now() + timeoutS * 1000;
+  let last: RunsSummary | undefined;
+  let shown = 0;
+  while (Date.now() < deadline) {
+    last = await runsSince(base, adminKey, since);
+    const done = last.succeeded + last.failed + last.needs_reauth + (idle ? (last.skipped ?? 0) : 0);
+    if (done >= n && (!idle || last.running === 0)) return last;
+    if (process.stderr.isTTY && done - shown >= n / 20) {
+      process.stderr.write(`  ${done}/${n} runs finished\r`);
+      shown = done;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`only ${JSON.stringify(last)} of ${n} runs finished in ${timeoutS} s`);
 }
 
 /** The Node flags `npx tributary` runs with: those of bin/tributary.ts's first line (`#!/usr/bin/env -S node ...`). */

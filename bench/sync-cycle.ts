@@ -39,7 +39,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_SANDBOXES } from '../src/sandbox/systems.ts';
 import { benchApp, connectUser, sandboxPatients } from './connect.ts';
-import { round, spawnServer, spawnWorker, type RunsSummary } from './server.ts';
+import { round, runsFinished, spawnServer, spawnWorker, type RunsSummary } from './server.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -87,26 +87,7 @@ const server = await spawnServer(fs.mkdtempSync(path.join(os.tmpdir(), 'tributar
 });
 const base = server.base;
 const adminHeaders = { authorization: `Bearer ${ADMIN_KEY}` };
-const runsSince = async (since: string): Promise<RunsSummary> =>
-  (await fetch(`${base}/admin/sync?since=${encodeURIComponent(since)}`, { headers: adminHeaders })).json() as Promise<RunsSummary>;
-
-/** Polls until `n` runs started since `since` have finished; their summary. */
-async function finished(since: string, n: number, timeoutS: number): Promise<RunsSummary> {
-  const deadline = Date.now() + timeoutS * 1000;
-  let last: RunsSummary | undefined;
-  let shown = 0;
-  while (Date.now() < deadline) {
-    last = await runsSince(since);
-    const done = last.succeeded + last.failed + last.needs_reauth;
-    if (done >= n) return last;
-    if (process.stderr.isTTY && done - shown >= n / 20) {
-      process.stderr.write(`  ${done}/${n} runs finished\r`);
-      shown = done;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`only ${JSON.stringify(last)} of ${n} runs finished in ${timeoutS} s`);
-}
+const finished = (since: string, n: number, timeoutS: number) => runsFinished(base, ADMIN_KEY, since, n, timeoutS);
 
 /**
  * The 429s the system has answered since the server started: the simulator's own count where it

@@ -34,7 +34,7 @@ import { runningEmbeddedUrl } from '../src/db/embedded.ts';
 import { makeBigPatient, type BigPatient } from '../src/sandbox/big.ts';
 import { DEFAULT_SANDBOXES } from '../src/sandbox/systems.ts';
 import { benchApp, connectUser } from './connect.ts';
-import { quantile, readRssMB, round, spawnServer, spawnWorker, type RunsSummary } from './server.ts';
+import { quantile, readRssMB, round, runsSince, spawnServer, spawnWorker, type RunsSummary } from './server.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -55,8 +55,6 @@ Object.assign(process.env, { ADMIN_KEY, SANDBOXES: 'true', SYNC_WORKERS: 'false'
 const server = await spawnServer(fs.mkdtempSync(path.join(os.tmpdir(), 'tributary-sync-first-')), { remove: true, readyTimeoutMs: 120_000 });
 const base = server.base;
 const adminHeaders = { authorization: `Bearer ${ADMIN_KEY}` };
-const runsSince = async (since: string): Promise<RunsSummary> =>
-  (await fetch(`${base}/admin/sync?since=${encodeURIComponent(since)}`, { headers: adminHeaders })).json() as Promise<RunsSummary>;
 
 /**
  * The sandbox's big patient (made once; a sandbox still loading answers 503, and is asked again).
@@ -123,7 +121,7 @@ try {
   let done: RunsSummary | undefined;
   try {
     for (const deadline = Date.now() + 1800_000; Date.now() < deadline;) {
-      const s = await runsSince(since);
+      const s = await runsSince(base, ADMIN_KEY, since);
       if (s.succeeded + s.failed + s.needs_reauth >= 1) {
         done = s;
         break;

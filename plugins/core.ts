@@ -9,8 +9,8 @@ import { extractIndexes } from '../src/indexing/extract.ts';
 import { createValidator } from '../src/fhir/validation/index.ts';
 import { FhirService } from '../src/fhir/service.ts';
 import { loadSearchRegistry, paramLookup } from '../src/fhir/search-registry.ts';
-import { listenSearchParameters, notifySearchParameters } from '../src/fhir/sql.ts';
-import type pg from 'pg';
+import { SEARCH_PARAMETERS_CHANNEL, notifySearchParameters } from '../src/fhir/sql.ts';
+import { keepListening } from '../src/db/listen.ts';
 
 export { loadSearchRegistry, paramLookup };
 
@@ -51,34 +51,19 @@ export default fp(
         (added) => added && app.log.info({ added }, 'search parameters stored by another process are searchable here'),
         (err) => app.log.warn({ err: String(err) }, 'the stored search parameters could not be read again'),
       );
-    let listener: pg.PoolClient | undefined;
-    let closing = false;
-    const listen = async (): Promise<void> => {
-      try {
-        const client = await app.pg.connect();
-        const lost = () => {
-          if (listener !== client) return;
-          listener = undefined;
-          client.release(true);
-          if (!closing) setTimeout(() => void listen(), 5_000).unref();
-        };
-        client.on('notification', () => void refresh());
-        client.on('error', lost);
-        client.on('end', lost);
-        await client.query(listenSearchParameters());
-        listener = client;
-        await refresh();
-      } catch (err) {
-        app.log.warn({ err: String(err) }, 'not listening for search parameters stored by other processes; trying again in 5 s');
-        if (!closing) setTimeout(() => void listen(), 5_000).unref();
-      }
-    };
-    app.addHook('onReady', listen);
+    let listening: { stop(): Promise<void> } | undefined;
+    app.addHook('onReady', async () => {
+      listening = await keepListening({
+        pool: app.pg,
+        channels: [SEARCH_PARAMETERS_CHANNEL],
+        onNotify: () => void refresh(),
+        onListening: () => void refresh(),
+        onFail: (err) => app.log.warn({ err: String(err) }, 'not listening for search parameters stored by other processes; trying again'),
+        retryMs: 5_000,
+      });
+    });
     app.addHook('onClose', async () => {
-      closing = true;
-      const client = listener;
-      listener = undefined;
-      client?.release(true);
+      await listening?.stop();
     });
   },
   { name: 'core', dependencies: ['db'] },

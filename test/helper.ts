@@ -95,12 +95,12 @@ export async function injectWithin(app: FastifyInstance, opts: InjectOptions, ms
   }
 }
 
-/** Polls `what` every 100 ms until it answers something truthy, or `ms` pass; answers its last answer. */
-export async function waitFor<T>(what: () => T | Promise<T>, ms = 30_000): Promise<T> {
+/** Polls `what` every `pause` ms until it answers something truthy, or `ms` pass; answers its last answer. */
+export async function waitFor<T>(what: () => T | Promise<T>, ms = 30_000, pause = 100): Promise<T> {
   const until = Date.now() + ms;
   let v = await what();
   while (!v && Date.now() < until) {
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, pause));
     v = await what();
   }
   return v;

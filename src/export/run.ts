@@ -9,7 +9,6 @@
  * written after T, nothing written before it missing, however the writes interleave.
  * See: https://hl7.org/fhir/uv/bulkdata/export.html#response---complete-status
  */
-import { ownerOfKey } from '../storage/distribution.ts';
 import type pg from 'pg';
 import type { FastifyBaseLogger } from 'fastify';
 import { allowed, parseScopes, type ResourceScope } from '../auth/scopes.ts';
@@ -24,6 +23,7 @@ import { ExportCancelled, NdjsonFiles } from './ndjson-files.ts';
 import { currentVersions, versionsAtT, type Owners } from './queries.ts';
 import type { ExportRequest } from './request.ts';
 import * as sql from './sql.ts';
+import { ownerOfKey } from '../storage/distribution.ts';
 
 /** How long past T a write may still carry a lastUpdated at or before it (see above). */
 export const SETTLE_MS = 2000;

@@ -22,7 +22,7 @@ export function storedSearchParameters(): Sql {
  */
 export const notifySearchParameters = (): Sql => ({
   text: /* SQL */ `INSERT INTO trb_search_parameter_change (one, changed_at) VALUES (true, now())
-    ON CONFLICT (one) DO UPDATE SET changed_at = now() RETURNING pg_notify('trb_search_parameters', 'stored') IS NULL`,
+    ON CONFLICT (one) DO UPDATE SET changed_at = now() RETURNING pg_notify('${SEARCH_PARAMETERS_CHANNEL}', 'stored') IS NULL`,
   values: [],
 });
-export const listenSearchParameters = (): Sql => ({ text: 'LISTEN trb_search_parameters', values: [] });
+export const SEARCH_PARAMETERS_CHANNEL = 'trb_search_parameters';

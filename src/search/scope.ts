@@ -2,7 +2,7 @@
 import { DIRECTORY_SCOPE, DIRECTORY_TYPES, type Scope } from '../fhir/ports.ts';
 import type { SqlBuilder } from './sql-builder.ts';
 import { ownerKey } from '../storage/distribution.ts';
-import type { ConditionContext } from './params/context.ts';
+import { ownersOf, reachKeys, type ConditionContext } from './params/context.ts';
 
 /** SQL for "the alias is a live resource of the scope". */
 export function scoped(c: ConditionContext, alias: string, types?: readonly string[]): string {
@@ -16,13 +16,9 @@ export function scoped(c: ConditionContext, alias: string, types?: readonly stri
  * hfj_resource a search reads goes through here.
  */
 export function inScope(b: SqlBuilder, scope: Scope, alias: string, types: readonly string[] = []): string {
-  const owner =
-    scope.ownerId === null
-      ? ''
-      : scope.withUnowned
-        ? ` AND ${alias}.owner_id = ANY(${b.param([scope.ownerId, ownerKey(scope.partitionId, null)])}::bigint[])`
-        : ` AND ${alias}.owner_id = ${b.param(scope.ownerId)}`;
-  const own = `${alias}.partition_id = ${b.param(scope.partitionId)}${owner}`;
+  // The scope's own partition: its user's records (and the app's own, withUnowned); the directory's come below.
+  const owners = ownersOf(b, alias, reachKeys(scope, []));
+  const own = `${alias}.partition_id = ${b.param(scope.partitionId)}${owners ? ` AND ${owners}` : ''}`;
   const shared = types.filter((t) => DIRECTORY_TYPES.includes(t));
   // Partitions below 0 are no app's (-1: a request without access; -2: the directory itself).
   if (!shared.length || scope.partitionId < 0 || scope.ownOnly) return `${own} AND ${alias}.res_deleted_at IS NULL`;

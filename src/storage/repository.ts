@@ -322,8 +322,9 @@ export class Repository {
     // subscription hears of a delete by what it deleted); sent with the rest, last.
     // A resource's owner: the one it has (kept: owner_id is set when it is created only), or the scope's for a new one.
     const ownerOf = (l: (typeof live)[number]) => (l.item.existing ? l.item.existing.ownerId : scope.ownerId);
-    // Its distribution key, in every row written of it.
-    const keyOf = (l: (typeof live)[number]) => ownerKey(partitionId, ownerOf(l));
+    // Its distribution key, in every row written of it (the partition's own records' made once).
+    const ownRecordsKey = ownerKey(partitionId, null);
+    const keyOf = (l: (typeof live)[number]) => ownerOf(l) ?? ownRecordsKey;
     const hooked: sql.Sql[] = [];
     for (const hook of this.writeHooks) {
       const written = live.map((l) => ({ item: l.item, resId: l.resId, version: l.version, ownerId: ownerOf(l) }));

@@ -10,7 +10,7 @@
  * subscriptions hold at most a quarter of the slots, so one app's slow receivers never hold up
  * another app's.
  */
-import pg from 'pg';
+import { keepListening } from '../db/listen.ts';
 import type { Vault } from '../auth/vault.ts';
 import { Alarm } from '../event-loop.ts';
 import { webhookOf } from '../sync/webhooks.ts';
@@ -44,7 +44,7 @@ export function startDispatcher(d: DispatcherDeps): { wake(): void; stop(): Prom
   const share = Math.max(1, Math.floor(d.concurrency / 4));
   const wake = () => alarm.wake();
   const wakeIn = (ms: number) => void setTimeout(wake, ms + 5).unref();
-  let listener: pg.Client | undefined;
+  let listening: { stop(): Promise<void> } | undefined;
   const channels = new Map<string, Channel>();
   /** Notifications heard: one that came while a subscription was held may be for it (looked at again once it is released). */
   let notified = 0;
@@ -59,33 +59,21 @@ export function startDispatcher(d: DispatcherDeps): { wake(): void; stop(): Prom
     return p;
   };
 
-  const listen = async () => {
-    if (closing.signal.aborted) return;
-    const client = new pg.Client(d.pool.options);
-    client.on('error', () => {});
-    client.on('notification', () => {
-      notified++;
-      wake();
+  const listen = () =>
+    keepListening({
+      pool: d.pool,
+      channels: ['trb_subscription_outbox', 'trb_subscriptions'],
+      onNotify: () => {
+        notified++;
+        wake();
+      },
+      onFail: (err) => d.log.warn({ err: String(err) }, 'subscriptions: could not LISTEN; the dispatcher polls'),
     });
-    client.on('end', () => {
-      if (listener === client) listener = undefined;
-      if (!closing.signal.aborted) setTimeout(() => void listen(), 1000).unref();
-    });
-    try {
-      await client.connect();
-      await client.query('LISTEN trb_subscription_outbox');
-      await client.query('LISTEN trb_subscriptions');
-      listener = client;
-    } catch (err) {
-      d.log.warn({ err: String(err) }, 'subscriptions: could not LISTEN; the dispatcher polls');
-      await client.end().catch(() => {});
-    }
-  };
 
   let lastPurge = 0;
   let lastClaim = 0;
   const loop = (async () => {
-    await listen();
+    listening = await listen();
     while (!closing.signal.aborted) {
       const free = d.concurrency - held.size;
       if (free <= 0) {
@@ -148,7 +136,7 @@ export function startDispatcher(d: DispatcherDeps): { wake(): void; stop(): Prom
       wake();
       await loop;
       await Promise.all(held.values());
-      await listener?.end().catch(() => {});
+      await listening?.stop();
     },
   };
 }

@@ -35,14 +35,13 @@ import path from 'node:path';
 import pg from 'pg';
 import { generateSystem } from '../../src/sandbox/generate.ts';
 import { DEFAULT_SANDBOXES, type SandboxDefinition } from '../../src/sandbox/systems.ts';
-import { testDatabase } from '../helper.ts';
+import { testDatabase, waitFor } from '../helper.ts';
 import { freePort } from '../pg.ts';
 import { Browser, location } from './connect-support.ts';
+import { FHIR_JSON, LOINC } from './search-support.ts';
 
 const REPO = path.resolve(import.meta.dirname, '..', '..');
 const NODE = path.join(REPO, 'node_modules', '.bin', 'node');
-const FHIR_JSON = 'application/fhir+json';
-const LOINC = 'http://loinc.org';
 const ADMIN_KEY = randomBytes(24).toString('hex');
 const API_PROCESSES = 3;
 const WORKERS = 2;
@@ -93,18 +92,8 @@ function launch(name: string, args: string[], env: Record<string, string>): Proc
 /** What a process said before it failed: its stderr and its last log lines. */
 const said = (p: Proc) => `--- ${p.name} stderr ---\n${p.stderr().slice(-3000)}\n--- ${p.name} last lines ---\n${JSON.stringify(p.lines.slice(-8))}`;
 
-async function until<T>(what: () => T | Promise<T>, ms: number, pause = 100): Promise<T> {
-  const deadline = Date.now() + ms;
-  let v = await what();
-  while (!v && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, pause));
-    v = await what();
-  }
-  return v;
-}
-
 async function ready(p: Proc, check: () => Promise<boolean>, ms = 60_000): Promise<void> {
-  const ok = await until(async () => p.child.exitCode !== null || (await check()), ms, 200);
+  const ok = await waitFor(async () => p.child.exitCode !== null || (await check()), ms, 200);
   if (!ok || p.child.exitCode !== null) throw new Error(`${p.name} did not start (exit ${p.child.exitCode})\n${said(p)}`);
 }
 
@@ -206,7 +195,7 @@ const workers = [0, 1].map(startWorker);
 await Promise.all([...apis.map((_, i) => apiReady(i)), ...workers.map(workerReady)]);
 t.comment(`three API processes and two workers ready ${Date.now() - startedAt} ms after their start`);
 const sandboxes = DEFAULT_SANDBOXES.length;
-const loaded = await until(
+const loaded = await waitFor(
   async () => (await db.query('SELECT count(*)::int AS n FROM trb_sandbox WHERE loaded_at IS NOT NULL')).rows[0].n === sandboxes,
   60_000,
 );
@@ -549,7 +538,7 @@ const syncJobs = async (since: Date) =>
 
 t.test('the first syncs, queued at the callbacks, run in the workers: once per connection', async (t) => {
   const since = new Date(startedAt);
-  const finished = await until(async () => {
+  const finished = await waitFor(async () => {
     const runs = await runsOf(since);
     return runs.length >= connections.size && runs.every((r) => r.status !== 'running');
   }, 90_000);
@@ -577,7 +566,7 @@ t.test('a cycle queued at once by an API process is shared by the two workers, e
   const t0 = (await db.query<{ now: Date }>('SELECT now()')).rows[0].now;
   const queued = await call(2, 'POST', '/admin/sync', { headers: { authorization: `Bearer ${ADMIN_KEY}` } });
   t.same([queued.status, queued.json?.queued], [200, connections.size], 'every connection queued through api2');
-  const finished = await until(async () => {
+  const finished = await waitFor(async () => {
     const runs = await runsOf(t0);
     return runs.length >= connections.size && runs.every((r) => r.status !== 'running');
   }, 60_000);
@@ -686,7 +675,7 @@ t.test('exports kicked off at one API process run in a worker; another serves th
   const observations = await call(2, 'GET', '/fhir/r4/Observation?_summary=count', { headers: appHeaders });
   t.equal(exportedIds(all, 'Observation').length, observations.json?.total, 'every Observation');
   // The worker logs it as it marks the export completed: a moment after the manifest may be served.
-  await until(() => exportedBy(all.id).length > 0 && exportedBy(bobs.id).length > 0, 3000);
+  await waitFor(() => exportedBy(all.id).length > 0 && exportedBy(bobs.id).length > 0, 3000);
   t.equal(exportedBy(all.id).length, 1, 'run by one process');
   t.match(exportedBy(all.id), [/^worker/], `in a worker (${exportedBy(all.id)})`);
 
@@ -724,7 +713,7 @@ t.test('five processes, and each schedule once: one row, one job a tick, handled
     'one row per schedule (the expiry of codes and tokens, of exports, and the sync every minute)',
   );
   // The sync's schedule ticks every minute; the first tick comes within a cron pass (30 s) of the start.
-  const ticked = await until(
+  const ticked = await waitFor(
     async () => (await db.query("SELECT 1 FROM pgboss.job WHERE name = 'sync-schedule' AND state = 'completed'")).rowCount! > 0,
     Math.max(0, startedAt + 75_000 - Date.now()),
     500,
@@ -734,7 +723,7 @@ t.test('five processes, and each schedule once: one row, one job a tick, handled
   const handled = () => workers.map((w) => w.lines.filter((l) => l.msg === 'syncs queued').length);
   const count = async (where: string) => (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pgboss.job WHERE ${where}`)).rows[0].n;
   const ticks = () => count("name = 'sync-schedule' AND state = 'completed'");
-  const settled = await until(
+  const settled = await waitFor(
     async () =>
       (await count("(name = '__pgboss__send-it' OR name IN (SELECT name FROM pgboss.schedule)) AND state IN ('created', 'retry', 'active')")) === 0 &&
       handled().reduce((a, b) => a + b, 0) === (await ticks()),

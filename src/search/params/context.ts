@@ -84,9 +84,13 @@ export function inIndex(c: ConditionContext, alias: string, type: string, table:
  * a scope of the whole app (an app's search over all its users, FHIR_AUTH=off).
  */
 export function ownedRows(c: ConditionContext, type: string, x: string): string {
-  const keys = reachKeys(c.scope, [type]);
+  return ownersOf(c.b, x, reachKeys(c.scope, [type]));
+}
+
+/** `x.owner_id` is one of `keys` (empty: no condition, every owner). */
+export function ownersOf(b: SqlBuilder, x: string, keys: string[] | null): string {
   if (!keys) return '';
-  return keys.length === 1 ? `${x}.owner_id = ${c.b.param(keys[0])}` : `${x}.owner_id = ANY(${c.b.param(keys)}::bigint[])`;
+  return keys.length === 1 ? `${x}.owner_id = ${b.param(keys[0])}` : `${x}.owner_id = ANY(${b.param(keys)}::bigint[])`;
 }
 
 /**
